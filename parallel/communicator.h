@@ -1,0 +1,36 @@
+// Collective operations among the ranks of one tensor-parallel group.
+//
+// The engine calls these after row-parallel layers (all-reduce), for vocabulary-parallel
+// logits (all-gather) and to agree on sampled tokens (broadcast). Implementations: single
+// process (no-ops), MPI over host tensors (CPU backend) and NCCL over device tensors.
+#ifndef CHAI_PARALLEL_COMMUNICATOR_H_
+#define CHAI_PARALLEL_COMMUNICATOR_H_
+
+#include <memory>
+
+#include "absl/status/status.h"
+#include "kernels/tensor.h"
+
+namespace chai {
+
+class Communicator {
+ public:
+  virtual ~Communicator() = default;
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  // In place: every rank ends with the element-wise sum over ranks. fp32 (and fp16/bf16 on NCCL).
+  virtual absl::Status AllReduceSum(Tensor* tensor) = 0;
+  // `local` is [rows, cols] on every rank; `out` is [rows, cols * size], rank r's block in
+  // columns [r*cols, (r+1)*cols) (how vocabulary-parallel logits are put back together).
+  virtual absl::Status AllGatherColumns(const Tensor& local, Tensor* out) = 0;
+  // In place: every rank receives root's bytes.
+  virtual absl::Status Broadcast(Tensor* tensor, int root) = 0;
+  virtual absl::Status Barrier() = 0;
+};
+
+// World size 1: every collective is the identity.
+std::unique_ptr<Communicator> MakeSingleCommunicator();
+
+}  // namespace chai
+
+#endif  // CHAI_PARALLEL_COMMUNICATOR_H_
