@@ -1,0 +1,224 @@
+#include "parallel/nccl_communicator.h"
+
+#include <cuda_runtime.h>
+#include <nccl.h>
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+namespace chai {
+namespace {
+
+absl::Status CudaStatus(cudaError_t err, const char* what) {
+  if (err == cudaSuccess) return absl::OkStatus();
+  return absl::InternalError(absl::StrCat(what, " failed: ", cudaGetErrorString(err)));
+}
+
+absl::Status NcclStatus(ncclResult_t result, const char* what, ncclComm_t comm = nullptr) {
+  if (result == ncclSuccess) return absl::OkStatus();
+  std::string detail = comm != nullptr ? ncclGetLastError(comm) : "";
+  return absl::InternalError(absl::StrCat(what, " failed: ", ncclGetErrorString(result),
+                                          detail.empty() ? "" : " (", detail,
+                                          detail.empty() ? "" : ")"));
+}
+
+absl::Status CheckDevice(const Tensor& tensor, const char* op) {
+  if (!tensor.defined()) return absl::InvalidArgumentError(absl::StrCat(op, ": undefined tensor"));
+  if (tensor.device() != Device::kCuda) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(op, ": the NCCL communicator takes device tensors, got ", tensor.ShapeString(),
+                     " on ", DeviceName(tensor.device()), " (host tensors go through MPI)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<ncclDataType_t> NcclType(DType dtype) {
+  switch (dtype) {
+    case DType::kF32: return ncclFloat32;
+    case DType::kF16: return ncclFloat16;
+    case DType::kBF16: return ncclBfloat16;
+    case DType::kI32: return ncclInt32;
+    case DType::kI64: return ncclInt64;
+  }
+  return absl::InvalidArgumentError(absl::StrCat("NCCL: unsupported dtype ", DTypeName(dtype)));
+}
+
+class NcclCommunicator final : public Communicator {
+ public:
+  NcclCommunicator(ncclComm_t comm, cudaStream_t stream, int rank, int size)
+      : comm_(comm), stream_(stream), rank_(rank), size_(size) {}
+
+  ~NcclCommunicator() override {
+    cudaStreamSynchronize(stream_);  // nothing may still use the scratch or the comm
+    if (scratch_ != nullptr) cudaFree(scratch_);
+    ncclCommDestroy(comm_);
+  }
+
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+
+  absl::Status AllReduceSum(Tensor* tensor) override {
+    if (tensor == nullptr) return absl::InvalidArgumentError("AllReduceSum: null tensor");
+    if (absl::Status s = CheckDevice(*tensor, "AllReduceSum"); !s.ok()) return s;
+    absl::StatusOr<ncclDataType_t> type = NcclType(tensor->dtype());
+    if (!type.ok()) return type.status();
+    return NcclStatus(ncclAllReduce(tensor->raw(), tensor->raw(), tensor->numel(), *type, ncclSum,
+                                    comm_, stream_),
+                      "ncclAllReduce", comm_);
+  }
+
+  absl::Status AllGatherColumns(const Tensor& local, Tensor* out) override {
+    if (out == nullptr) return absl::InvalidArgumentError("AllGatherColumns: null output");
+    if (absl::Status s = CheckDevice(local, "AllGatherColumns"); !s.ok()) return s;
+    if (local.rank() < 1) return absl::InvalidArgumentError("AllGatherColumns: scalar input");
+    std::vector<int64_t> shape = local.shape();
+    const int64_t cols = shape.back();
+    const int64_t rows = cols == 0 ? 0 : local.numel() / cols;
+    shape.back() = cols * size_;
+    if (!out->defined()) {
+      *out = Tensor::Empty(shape, local.dtype(), Device::kCuda);
+    } else {
+      if (absl::Status s = CheckDevice(*out, "AllGatherColumns"); !s.ok()) return s;
+      if (out->shape() != shape || out->dtype() != local.dtype()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "AllGatherColumns: output is ", out->ShapeString(), ", expected [",
+            absl::StrJoin(shape, ", "), "] ", DTypeName(local.dtype()), " for input ",
+            local.ShapeString(), " and world size ", size_));
+      }
+      if (size_ > 1 && out->raw() == local.raw()) {
+        return absl::InvalidArgumentError("AllGatherColumns: output aliases the input");
+      }
+    }
+    const size_t block = local.nbytes();
+    if (rows <= 1) {  // rank blocks are already the output's column blocks
+      return NcclStatus(ncclAllGather(local.raw(), out->raw(), block, ncclUint8, comm_, stream_),
+                        "ncclAllGather", comm_);
+    }
+    if (absl::Status s = EnsureScratch(block * size_); !s.ok()) return s;
+    if (absl::Status s = NcclStatus(
+            ncclAllGather(local.raw(), scratch_, block, ncclUint8, comm_, stream_),
+            "ncclAllGather", comm_);
+        !s.ok()) {
+      return s;
+    }
+    // scratch is [size][rows][cols]: rank r's block becomes columns [r*cols, (r+1)*cols).
+    const size_t row_bytes = block / rows;
+    for (int r = 0; r < size_; ++r) {
+      cudaError_t err = cudaMemcpy2DAsync(static_cast<char*>(out->raw()) + r * row_bytes,
+                                          row_bytes * size_, static_cast<char*>(scratch_) + r * block,
+                                          row_bytes, row_bytes, rows, cudaMemcpyDeviceToDevice,
+                                          stream_);
+      if (err != cudaSuccess) return CudaStatus(err, "cudaMemcpy2DAsync (all-gather columns)");
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status Broadcast(Tensor* tensor, int root) override {
+    if (tensor == nullptr) return absl::InvalidArgumentError("Broadcast: null tensor");
+    if (absl::Status s = CheckDevice(*tensor, "Broadcast"); !s.ok()) return s;
+    if (root < 0 || root >= size_) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("Broadcast: root ", root, " not in [0, ", size_, ")"));
+    }
+    return NcclStatus(ncclBroadcast(tensor->raw(), tensor->raw(), tensor->nbytes(), ncclUint8,
+                                    root, comm_, stream_),
+                      "ncclBroadcast", comm_);
+  }
+
+  // A one-element all-reduce that every rank must reach, then a wait for the stream.
+  absl::Status Barrier() override {
+    if (absl::Status s = EnsureScratch(sizeof(float)); !s.ok()) return s;
+    if (absl::Status s = NcclStatus(
+            ncclAllReduce(scratch_, scratch_, 1, ncclFloat32, ncclSum, comm_, stream_),
+            "ncclAllReduce (barrier)", comm_);
+        !s.ok()) {
+      return s;
+    }
+    return CudaStatus(cudaStreamSynchronize(stream_), "cudaStreamSynchronize (barrier)");
+  }
+
+ private:
+  // Grows the gather scratch. Work already on the stream may still read the old buffer, so
+  // wait for it before freeing; steady-state calls reuse the buffer without synchronising.
+  absl::Status EnsureScratch(size_t bytes) {
+    if (bytes <= scratch_bytes_) return absl::OkStatus();
+    if (scratch_ != nullptr) {
+      if (absl::Status s = CudaStatus(cudaStreamSynchronize(stream_), "cudaStreamSynchronize");
+          !s.ok()) {
+        return s;
+      }
+      cudaFree(scratch_);
+      scratch_ = nullptr;
+      scratch_bytes_ = 0;
+    }
+    if (absl::Status s = CudaStatus(cudaMalloc(&scratch_, bytes), "cudaMalloc (NCCL scratch)");
+        !s.ok()) {
+      return s;
+    }
+    scratch_bytes_ = bytes;
+    return absl::OkStatus();
+  }
+
+  ncclComm_t comm_;
+  cudaStream_t stream_;
+  int rank_;
+  int size_;
+  void* scratch_ = nullptr;
+  size_t scratch_bytes_ = 0;
+};
+
+}  // namespace
+
+absl::StatusOr<int> SelectCudaDevice(const ProcessGroup& group) {
+  int count = 0;
+  cudaError_t err = cudaGetDeviceCount(&count);
+  if (err == cudaErrorNoDevice) {
+    count = 0;
+  } else if (err != cudaSuccess) {
+    return CudaStatus(err, "cudaGetDeviceCount");
+  }
+  absl::StatusOr<int> device = ChooseDevice(group.device_peer_rank, group.device_peer_size, count);
+  if (!device.ok()) return device.status();
+  if (absl::Status s = CudaStatus(cudaSetDevice(*device), "cudaSetDevice"); !s.ok()) return s;
+  return *device;
+}
+
+absl::StatusOr<std::unique_ptr<Communicator>> MakeNcclCommunicator(MPI_Comm comm,
+                                                                   CUstream_st* stream) {
+  int initialized = 0, finalized = 0;
+  MPI_Initialized(&initialized);
+  MPI_Finalized(&finalized);
+  int rank = 0, size = 1;
+  if (initialized && !finalized) {
+    MPI_Comm_rank(comm, &rank);
+    MPI_Comm_size(comm, &size);
+  }
+
+  // A failure on rank 0 is broadcast as an empty id so that no rank waits forever.
+  std::string id_bytes;
+  if (rank == 0) {
+    ncclUniqueId id;
+    if (ncclGetUniqueId(&id) == ncclSuccess) id_bytes.assign(id.internal, sizeof(id.internal));
+  }
+  absl::StatusOr<std::string> shared = BroadcastBytesFromRoot(std::move(id_bytes), comm, 0);
+  if (!shared.ok()) return shared.status();
+  ncclUniqueId id;
+  if (shared->size() != sizeof(id.internal)) {
+    return absl::InternalError("ncclGetUniqueId failed on rank 0 (is a network interface usable?)");
+  }
+  std::copy(shared->begin(), shared->end(), id.internal);
+
+  ncclComm_t nccl;
+  if (absl::Status s = NcclStatus(ncclCommInitRank(&nccl, size, id, rank), "ncclCommInitRank");
+      !s.ok()) {
+    return s;
+  }
+  return std::unique_ptr<Communicator>(std::make_unique<NcclCommunicator>(nccl, stream, rank, size));
+}
+
+}  // namespace chai

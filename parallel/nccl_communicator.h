@@ -1,0 +1,36 @@
+// Collectives over NCCL on device tensors: tensor parallelism of the CUDA backend.
+//
+// Defined only in CUDA builds (nccl_communicator.cc is compiled when CHAI_WITH_CUDA is set);
+// callers guard their use with #ifdef CHAI_WITH_CUDA. This header needs no CUDA headers.
+#ifndef CHAI_PARALLEL_NCCL_COMMUNICATOR_H_
+#define CHAI_PARALLEL_NCCL_COMMUNICATOR_H_
+
+#include <mpi.h>
+
+#include <memory>
+
+#include "absl/status/statusor.h"
+#include "parallel/bootstrap.h"
+#include "parallel/communicator.h"
+
+struct CUstream_st;  // cudaStream_t is CUstream_st*
+
+namespace chai {
+
+// Picks this rank's GPU with ChooseDevice (from the group's device peers and
+// cudaGetDeviceCount) and makes it current (cudaSetDevice). Call before any CUDA allocation.
+absl::StatusOr<int> SelectCudaDevice(const ProcessGroup& group);
+
+// Rank 0 of `comm` makes an ncclUniqueId, MPI broadcasts it, and every rank joins with
+// ncclCommInitRank on the current CUDA device (collective over `comm`; without MPI
+// initialised it makes a one-rank communicator). Every operation is enqueued on `stream`
+// and is asynchronous with respect to the host, except Barrier, which waits for the stream.
+// Tensors must be on the device: AllReduceSum takes fp32, fp16, bf16, i32, i64 (fp16/bf16
+// accumulate in their own precision inside NCCL); AllGatherColumns and Broadcast any dtype.
+// AllGatherColumns allocates `out` on the device when undefined.
+absl::StatusOr<std::unique_ptr<Communicator>> MakeNcclCommunicator(MPI_Comm comm,
+                                                                   CUstream_st* stream);
+
+}  // namespace chai
+
+#endif  // CHAI_PARALLEL_NCCL_COMMUNICATOR_H_

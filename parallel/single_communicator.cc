@@ -1,0 +1,62 @@
+// The communicator of a world of one: every collective is the identity.
+#include <memory>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "parallel/communicator.h"
+
+namespace chai {
+namespace {
+
+class SingleCommunicator final : public Communicator {
+ public:
+  int rank() const override { return 0; }
+  int size() const override { return 1; }
+
+  absl::Status AllReduceSum(Tensor* tensor) override {
+    if (tensor == nullptr || !tensor->defined()) {
+      return absl::InvalidArgumentError("AllReduceSum: undefined tensor");
+    }
+    return absl::OkStatus();
+  }
+
+  // With one rank the gathered tensor is `local` itself; `out` may be undefined (then it is
+  // allocated like `local`) or must have local's shape, dtype and device.
+  absl::Status AllGatherColumns(const Tensor& local, Tensor* out) override {
+    if (!local.defined() || local.rank() < 1 || out == nullptr) {
+      return absl::InvalidArgumentError("AllGatherColumns: undefined or scalar input");
+    }
+    if (!out->defined()) {
+      *out = Tensor::Empty(local.shape(), local.dtype(), local.device());
+    } else if (out->shape() != local.shape() || out->dtype() != local.dtype() ||
+               out->device() != local.device()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("AllGatherColumns: output ", out->ShapeString(), " on ",
+                       DeviceName(out->device()), " does not match input ", local.ShapeString(),
+                       " on ", DeviceName(local.device()), " for world size 1"));
+    }
+    if (out->raw() != local.raw()) CopyTensor(local, out);
+    return absl::OkStatus();
+  }
+
+  absl::Status Broadcast(Tensor* tensor, int root) override {
+    if (tensor == nullptr || !tensor->defined()) {
+      return absl::InvalidArgumentError("Broadcast: undefined tensor");
+    }
+    if (root != 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("Broadcast: root ", root, " in a world of size 1"));
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status Barrier() override { return absl::OkStatus(); }
+};
+
+}  // namespace
+
+std::unique_ptr<Communicator> MakeSingleCommunicator() {
+  return std::make_unique<SingleCommunicator>();
+}
+
+}  // namespace chai
