@@ -253,7 +253,7 @@ absl::StatusOr<int64_t> Json::AsInt() const {
 const Json* Json::Find(absl::string_view key) const {
   if (type_ != Type::kObject) return nullptr;
   auto it = index_.find(key);
-  return it == index_.end() ? nullptr : &object_[it->second];
+  return it == index_.end() ? nullptr : &object_[it->second].second;
 }
 
 void Json::Set(const std::string& key, Json value) {

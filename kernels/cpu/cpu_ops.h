@@ -1,0 +1,28 @@
+// CPU reference implementations of kernels/ops.h (fp32). Called through the dispatcher in
+// kernels/ops.cc, which has already checked shapes, dtypes and devices.
+#ifndef CHAI_KERNELS_CPU_CPU_OPS_H_
+#define CHAI_KERNELS_CPU_CPU_OPS_H_
+
+#include "kernels/ops.h"
+
+namespace chai::cpu {
+
+void LayerNorm(const Tensor& x, const Tensor& weight, const Tensor& bias, float eps, Tensor* out);
+void RmsNorm(const Tensor& x, const Tensor& weight, float eps, Tensor* out);
+void Linear(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor* out);
+void Relu(Tensor* x);
+void SiluMul(const Tensor& gate, const Tensor& up, Tensor* out);
+void Add(const Tensor& a, const Tensor& b, Tensor* out);
+void Embedding(const Tensor& table, absl::Span<const int32_t> ids, int64_t row_begin, Tensor* out);
+void Rotary(Tensor* x, absl::Span<const int32_t> positions, int num_heads, int head_dim, float theta);
+void SoftmaxRows(Tensor* x);
+void AppendHeads(const Tensor& x, absl::Span<Tensor> heads, int64_t start);
+void Attention(const Tensor& q, absl::Span<const Tensor> k_heads, absl::Span<const Tensor> v_heads,
+               int64_t past_len, absl::Span<const int> score_head, Tensor* out);
+
+// Dot product with a vectorisable reduction (the order differs from a naive loop; fine at fp32).
+float Dot(const float* a, const float* b, int64_t n);
+
+}  // namespace chai::cpu
+
+#endif  // CHAI_KERNELS_CPU_CPU_OPS_H_

@@ -1,0 +1,56 @@
+// The op interface the engine calls. Each op checks its operands and dispatches to the CPU
+// reference (kernels/cpu) or the CUDA implementation by the tensors' device; the engine never
+// branches on the device. Activations are row-major [tokens, features].
+//
+// Shapes and dtypes are the caller's contract (programmer errors abort with a message).
+#ifndef CHAI_KERNELS_OPS_H_
+#define CHAI_KERNELS_OPS_H_
+
+#include <cstdint>
+
+#include "absl/types/span.h"
+#include "kernels/tensor.h"
+
+namespace chai::ops {
+
+// out[t] = (x[t] - mean) / sqrt(var + eps) * weight + bias. bias may be undefined.
+void LayerNorm(const Tensor& x, const Tensor& weight, const Tensor& bias, float eps, Tensor* out);
+// out[t] = x[t] / sqrt(mean(x[t]^2) + eps) * weight.
+void RmsNorm(const Tensor& x, const Tensor& weight, float eps, Tensor* out);
+
+// out[T, N] = x[T, K] * weight[N, K]^T (+ bias[N] when defined).
+void Linear(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor* out);
+
+void Relu(Tensor* x);                                             // in place
+void SiluMul(const Tensor& gate, const Tensor& up, Tensor* out);  // silu(gate) * up
+void Add(const Tensor& a, const Tensor& b, Tensor* out);          // out may alias a or b
+
+// out[t] = table[ids[t] - row_begin] when that row is held here, else zeros. row_begin lets a
+// rank hold a slice of the vocabulary (vocabulary-parallel embedding, summed across ranks).
+void Embedding(const Tensor& table, absl::Span<const int32_t> ids, int64_t row_begin, Tensor* out);
+
+// Rotary position embedding in place on x [T, heads * head_dim], Hugging Face "rotate_half"
+// layout: element i pairs with i + head_dim/2, angle = position * theta^(-2i/head_dim).
+void Rotary(Tensor* x, absl::Span<const int32_t> positions, int num_heads, int head_dim, float theta);
+
+void SoftmaxRows(Tensor* x);  // in place over the last dimension
+
+// Scatters x [T, heads * d] into per-head buffers: row t of head g goes to heads[g] row
+// start + t. Undefined heads are skipped (CHAI drops the K of non-representatives).
+void AppendHeads(const Tensor& x, absl::Span<Tensor> heads, int64_t start);
+
+// Attention of one sequence's new queries over its cached keys and values.
+//   q:          [T, Hq * d]; query t sits at position past_len + t and sees positions <= its own.
+//   k_heads[g]: [capacity >= past_len + T, d] keys of KV head g (undefined when not needed).
+//   v_heads[g]: [capacity >= past_len + T, d] values of KV head g.
+//   score_head: size Hq; head h uses the causal softmax of q_{s} . k_{kv(s)} for s = score_head[h]
+//               with its own values v_{kv(h)} (CHAI: s is h's representative; dense: s == h).
+//               Must satisfy score_head[s] == s. kv(h) = h / (Hq / Hkv).
+//   out:        [T, Hq * d].
+// Scores are scaled by 1/sqrt(d).
+void Attention(const Tensor& q, absl::Span<const Tensor> k_heads, absl::Span<const Tensor> v_heads,
+               int64_t past_len, absl::Span<const int> score_head, Tensor* out);
+
+}  // namespace chai::ops
+
+#endif  // CHAI_KERNELS_OPS_H_

@@ -1,0 +1,103 @@
+#include "runtime/cli/flags.h"
+
+#include <cerrno>
+#include <cmath>
+#include <cstdlib>
+
+#include "absl/strings/str_cat.h"
+
+namespace chai {
+namespace {
+
+absl::Status BadValue(const std::string& name, const std::string& value, const char* kind) {
+  return absl::InvalidArgumentError(absl::StrCat("--", name, " expects ", kind, ", got '", value, "'"));
+}
+
+}  // namespace
+
+void FlagParser::String(const std::string& name, std::string* out, const std::string& help) {
+  flags_[name] = {true, [out](const std::string& v) { *out = v; return absl::OkStatus(); }, help};
+}
+
+void FlagParser::Int64(const std::string& name, int64_t* out, const std::string& help) {
+  flags_[name] = {true,
+                  [name, out](const std::string& v) {
+                    char* end = nullptr;
+                    errno = 0;
+                    long long x = std::strtoll(v.c_str(), &end, 10);
+                    if (v.empty() || *end != '\0' || errno == ERANGE) return BadValue(name, v, "an integer");
+                    *out = x;
+                    return absl::OkStatus();
+                  },
+                  help};
+}
+
+void FlagParser::Int(const std::string& name, int* out, const std::string& help) {
+  flags_[name] = {true,
+                  [name, out](const std::string& v) {
+                    char* end = nullptr;
+                    errno = 0;
+                    long x = std::strtol(v.c_str(), &end, 10);
+                    if (v.empty() || *end != '\0' || errno == ERANGE || x < INT32_MIN || x > INT32_MAX) {
+                      return BadValue(name, v, "an integer");
+                    }
+                    *out = static_cast<int>(x);
+                    return absl::OkStatus();
+                  },
+                  help};
+}
+
+void FlagParser::Float(const std::string& name, float* out, const std::string& help) {
+  flags_[name] = {true,
+                  [name, out](const std::string& v) {
+                    char* end = nullptr;
+                    float x = std::strtof(v.c_str(), &end);
+                    if (v.empty() || *end != '\0' || !std::isfinite(x)) return BadValue(name, v, "a number");
+                    *out = x;
+                    return absl::OkStatus();
+                  },
+                  help};
+}
+
+void FlagParser::Bool(const std::string& name, bool* out, const std::string& help) {
+  flags_[name] = {false, [out](const std::string&) { *out = true; return absl::OkStatus(); }, help};
+}
+
+absl::Status FlagParser::Parse(const std::vector<std::string>& args) {
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& arg = args[i];
+    if (arg.rfind("--", 0) != 0) {
+      return absl::InvalidArgumentError(absl::StrCat("unexpected argument '", arg, "' (flags start with --)"));
+    }
+    std::string name = arg.substr(2), value;
+    bool has_value = false;
+    if (auto eq = name.find('='); eq != std::string::npos) {
+      value = name.substr(eq + 1);
+      name = name.substr(0, eq);
+      has_value = true;
+    }
+    auto it = flags_.find(name);
+    if (it == flags_.end()) return absl::InvalidArgumentError(absl::StrCat("unknown flag --", name));
+    if (it->second.takes_value && !has_value) {
+      if (i + 1 >= args.size()) return absl::InvalidArgumentError(absl::StrCat("--", name, " needs a value"));
+      value = args[++i];
+    } else if (!it->second.takes_value && has_value) {
+      return absl::InvalidArgumentError(absl::StrCat("--", name, " takes no value"));
+    }
+    if (auto s = it->second.set(value); !s.ok()) return s;
+    seen_.insert(name);
+  }
+  return absl::OkStatus();
+}
+
+std::string FlagParser::Usage() const {
+  std::string out;
+  for (const auto& [name, flag] : flags_) {
+    std::string left = absl::StrCat("  --", name, flag.takes_value ? " VALUE" : "");
+    if (left.size() < 28) left.resize(28, ' ');
+    absl::StrAppend(&out, left, " ", flag.help, "\n");
+  }
+  return out;
+}
+
+}  // namespace chai

@@ -1,0 +1,41 @@
+// A small command-line flag parser: `--name value`, `--name=value` and boolean `--name`.
+// Unknown flags, missing values and malformed numbers are errors naming the flag.
+#ifndef CHAI_RUNTIME_CLI_FLAGS_H_
+#define CHAI_RUNTIME_CLI_FLAGS_H_
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+
+namespace chai {
+
+class FlagParser {
+ public:
+  void String(const std::string& name, std::string* out, const std::string& help);
+  void Int(const std::string& name, int* out, const std::string& help);
+  void Int64(const std::string& name, int64_t* out, const std::string& help);
+  void Float(const std::string& name, float* out, const std::string& help);
+  void Bool(const std::string& name, bool* out, const std::string& help);
+
+  absl::Status Parse(const std::vector<std::string>& args);
+  bool Seen(const std::string& name) const { return seen_.count(name) > 0; }
+  std::string Usage() const;
+
+ private:
+  struct Flag {
+    bool takes_value;
+    std::function<absl::Status(const std::string&)> set;
+    std::string help;
+  };
+  std::map<std::string, Flag> flags_;
+  std::set<std::string> seen_;
+};
+
+}  // namespace chai
+
+#endif  // CHAI_RUNTIME_CLI_FLAGS_H_

@@ -1,0 +1,146 @@
+// `chai generate`: run a prompt through the model and print (and optionally save) the result.
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "runtime/cli/commands.h"
+#include "runtime/cli/model_options.h"
+#include "runtime/generator.h"
+#include "runtime/json.h"
+
+namespace chai {
+namespace {
+
+struct GenerateFlags {
+  ModelOptions model;
+  std::string prompt_ids;
+  int max_new_tokens = 32;
+  bool greedy = false;
+  float temperature = 1.0f;
+  int top_k = 0;
+  float top_p = 1.0f;
+  bool ignore_eos = false;
+  std::string json_path;
+  bool dump_logits = false;
+  bool stats = false;
+  bool help = false;
+
+  void Register(FlagParser* f) {
+    model.Register(f);
+    f->String("prompt-ids", &prompt_ids, "comma-separated prompt token ids, e.g. 2,100,200");
+    f->Int("max-new-tokens", &max_new_tokens, "tokens to generate (default 32)");
+    f->Bool("greedy", &greedy, "pick the most likely token (the default unless sampling flags are given)");
+    f->Float("temperature", &temperature, "sampling temperature (> 0)");
+    f->Int("top-k", &top_k, "sample among the k most likely tokens (0: all)");
+    f->Float("top-p", &top_p, "sample from the smallest set with probability mass >= p");
+    f->Bool("ignore-eos", &ignore_eos, "keep generating after the end-of-sequence token");
+    f->String("json", &json_path, "write prompt_ids, output_ids (and more) to this JSON file");
+    f->Bool("dump-logits", &dump_logits, "add prompt_logits (every prompt position) to --json");
+    f->Bool("stats", &stats, "print and record KV bytes per token and timing");
+    f->Bool("help", &help, "show this help");
+  }
+};
+
+absl::StatusOr<std::vector<int32_t>> ParseIds(const std::string& text) {
+  std::vector<int32_t> ids;
+  for (absl::string_view part : absl::StrSplit(text, ',', absl::SkipWhitespace())) {
+    int32_t id;
+    if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(part), &id)) {
+      return absl::InvalidArgumentError(absl::StrCat("--prompt-ids: '", part, "' is not an integer token id"));
+    }
+    ids.push_back(id);
+  }
+  if (ids.empty()) return absl::InvalidArgumentError("--prompt-ids is empty");
+  return ids;
+}
+
+Json IdsJson(const std::vector<int32_t>& ids) {
+  Json a = Json::MakeArray();
+  for (int32_t id : ids) a.Push(Json(static_cast<int64_t>(id)));
+  return a;
+}
+
+}  // namespace
+
+absl::Status RunGenerate(const std::vector<std::string>& args) {
+  FlagParser parser;
+  GenerateFlags flags;
+  flags.Register(&parser);
+  if (auto s = parser.Parse(args); !s.ok()) return s;
+  if (flags.help) {
+    std::printf("usage: chai generate [--model DIR|FILE.json --random-weights] --prompt-ids IDS [flags]\n%s",
+                parser.Usage().c_str());
+    return absl::OkStatus();
+  }
+  if (flags.prompt_ids.empty()) return absl::InvalidArgumentError("give a prompt with --prompt-ids 1,2,3");
+  auto prompt = ParseIds(flags.prompt_ids);
+  if (!prompt.ok()) return prompt.status();
+  const bool sampling = parser.Seen("temperature") || parser.Seen("top-k") || parser.Seen("top-p");
+  if (sampling && flags.greedy) return absl::InvalidArgumentError("--greedy cannot be combined with sampling flags");
+
+  auto model = LoadModel(flags.model);
+  if (!model.ok()) return model.status();
+  GenerateOptions options;
+  options.max_new_tokens = flags.max_new_tokens;
+  options.sampling.greedy = !sampling;
+  options.sampling.temperature = flags.temperature;
+  options.sampling.top_k = flags.top_k;
+  options.sampling.top_p = flags.top_p;
+  options.sampling.seed = static_cast<uint64_t>(flags.model.seed);
+  options.eos_token_id = flags.ignore_eos ? -1 : model->config.eos_token_id;
+  options.keep_prompt_logits = flags.dump_logits;
+
+  const bool rank0 = model->comm->rank() == 0;
+  auto result = Generate(*model->engine, {*prompt}, options, [&](int, int32_t token) {
+    if (rank0) {
+      std::printf("%d ", token);
+      std::fflush(stdout);
+    }
+  });
+  if (!result.ok()) return result.status();
+  if (!rank0) return absl::OkStatus();
+  std::printf("\n");
+
+  const Sequence& seq = *result->sequences[0];
+  const int64_t k_bytes = seq.kv.KBytesPerToken(), v_bytes = seq.kv.VBytesPerToken();
+  const double tokens_per_s = result->decode_steps > 0 ? result->decode_steps / result->decode_seconds : 0.0;
+  if (flags.stats) {
+    std::fprintf(stderr, "prefill %.3f s, decode %.3f s (%.1f tokens/s), KV bytes per token %lld (K %lld, V %lld)\n",
+                 result->prefill_seconds, result->decode_seconds, tokens_per_s,
+                 static_cast<long long>(k_bytes + v_bytes), static_cast<long long>(k_bytes),
+                 static_cast<long long>(v_bytes));
+  }
+  if (flags.json_path.empty()) return absl::OkStatus();
+  Json out = Json::MakeObject();
+  out.Set("prompt_ids", IdsJson(*prompt));
+  out.Set("output_ids", IdsJson(result->output_ids[0]));
+  if (flags.dump_logits) {
+    Json rows = Json::MakeArray();
+    const Tensor& logits = result->prompt_logits[0];
+    for (int64_t r = 0; r < logits.dim(0); ++r) {
+      Json row = Json::MakeArray();
+      for (int64_t c = 0; c < logits.dim(1); ++c) row.Push(Json(static_cast<double>(logits.data<float>()[r * logits.dim(1) + c])));
+      rows.Push(std::move(row));
+    }
+    out.Set("prompt_logits", std::move(rows));
+  }
+  if (flags.stats) {
+    out.Set("kv_bytes_per_token", Json(k_bytes + v_bytes));
+    out.Set("k_bytes_per_token", Json(k_bytes));
+    out.Set("v_bytes_per_token", Json(v_bytes));
+    out.Set("prefill_seconds", Json(result->prefill_seconds));
+    out.Set("decode_seconds", Json(result->decode_seconds));
+    out.Set("decode_tokens_per_second", Json(tokens_per_s));
+  }
+  std::ofstream file(flags.json_path);
+  if (!file) return absl::PermissionDeniedError(absl::StrCat("--json: cannot write ", flags.json_path));
+  file << out.Dump() << "\n";
+  if (!file) return absl::DataLossError(absl::StrCat("--json: failed writing ", flags.json_path));
+  return absl::OkStatus();
+}
+
+}  // namespace chai

@@ -1,0 +1,87 @@
+#include "runtime/cli/model_options.h"
+
+#include <filesystem>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "kernels/device_memory.h"
+#include "runtime/tensor_source.h"
+
+#ifndef CHAI_CONFIG_DIR
+#define CHAI_CONFIG_DIR "configs"
+#endif
+
+namespace chai {
+
+void ModelOptions::Register(FlagParser* flags) {
+  flags->String("model", &model, "checkpoint directory, or a config .json (with --random-weights)");
+  flags->String("device", &device, "cpu or cuda (default cpu)");
+  flags->String("dtype", &dtype, "fp32, fp16 or bf16 (default fp32)");
+  flags->Bool("random-weights", &random_weights, "use deterministic random weights for the config");
+  flags->Int64("seed", &seed, "seed for random weights and sampling (default 0)");
+  flags->String("chai", &chai, "CHAI schedule file, or off (default off)");
+}
+
+std::string DefaultModelConfig() { return std::string(CHAI_CONFIG_DIR) + "/models/opt-125m.json"; }
+
+absl::StatusOr<LoadedModel> LoadModel(const ModelOptions& options) {
+  namespace fs = std::filesystem;
+  LoadedModel m;
+  std::string model = options.model;
+  bool random = options.random_weights;
+  if (model.empty()) {
+    model = DefaultModelConfig();
+    random = true;
+  }
+  if (!fs::exists(model)) return absl::NotFoundError(absl::StrCat("--model: no such file or directory: ", model));
+  const bool is_dir = fs::is_directory(model);
+  if (!is_dir && !random) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--model ", model, " is a config file; add --random-weights, or give a checkpoint directory"));
+  }
+  auto config = LoadModelConfig(model);
+  if (!config.ok()) return config.status();
+  m.config = *config;
+  m.model_dir = is_dir ? model : "";
+
+  auto device = options.device == "cpu"    ? absl::StatusOr<Device>(Device::kCpu)
+                : options.device == "cuda" ? absl::StatusOr<Device>(Device::kCuda)
+                                           : absl::InvalidArgumentError(absl::StrCat(
+                                                 "--device must be cpu or cuda (got '", options.device, "')"));
+  if (!device.ok()) return device.status();
+  auto dtype = ParseDType(options.dtype);
+  if (!dtype.ok() || *dtype == DType::kI32 || *dtype == DType::kI64) {
+    return absl::InvalidArgumentError(absl::StrCat("--dtype must be fp32, fp16 or bf16 (got '", options.dtype, "')"));
+  }
+  if (*device == Device::kCuda && !CudaAvailable()) {
+    return absl::FailedPreconditionError("--device cuda: this build has no CUDA backend or no GPU is visible");
+  }
+  if (*device == Device::kCuda) {
+    return absl::UnimplementedError("--device cuda: the CUDA backend is not implemented yet; use --device cpu");
+  }
+  if (*device == Device::kCpu && *dtype != DType::kF32) {
+    return absl::InvalidArgumentError("--device cpu computes in fp32; use --dtype fp32");
+  }
+
+  std::unique_ptr<TensorSource> source;
+  if (random) {
+    source = MakeRandomSource(static_cast<uint64_t>(options.seed));
+  } else {
+    auto opened = OpenCheckpoint(model);
+    if (!opened.ok()) return opened.status();
+    source = std::move(*opened);
+  }
+  m.comm = MakeSingleCommunicator();
+  ParallelLayout layout;
+  layout.rank = m.comm->rank();
+  layout.world = m.comm->size();
+  auto weights = LoadWeights(m.config, *source, layout, *dtype, *device);
+  if (!weights.ok()) return weights.status();
+  m.engine = std::make_unique<Engine>(m.config, std::move(*weights), m.comm.get(), *dtype, *device);
+  if (options.chai != "off") {
+    return absl::UnimplementedError("--chai: clustered head attention is not wired into the CLI yet; use --chai off");
+  }
+  return m;
+}
+
+}  // namespace chai

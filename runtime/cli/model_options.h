@@ -1,0 +1,41 @@
+// Flags shared by every subcommand that runs a model, and the loading they drive.
+#ifndef CHAI_RUNTIME_CLI_MODEL_OPTIONS_H_
+#define CHAI_RUNTIME_CLI_MODEL_OPTIONS_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "parallel/communicator.h"
+#include "runtime/cli/flags.h"
+#include "runtime/engine.h"
+
+namespace chai {
+
+struct ModelOptions {
+  std::string model;  // checkpoint directory, or a config .json with --random-weights
+  std::string device = "cpu";
+  std::string dtype = "fp32";
+  bool random_weights = false;
+  int64_t seed = 0;
+  std::string chai = "off";
+
+  void Register(FlagParser* flags);
+};
+
+// Everything a subcommand needs to run the model on this rank.
+struct LoadedModel {
+  ModelConfig config;
+  std::string model_dir;  // where a tokenizer may be found ("" for a bare config)
+  std::unique_ptr<Communicator> comm;
+  std::unique_ptr<Engine> engine;
+};
+
+// The built-in default: a small published shape with random weights.
+std::string DefaultModelConfig();
+
+absl::StatusOr<LoadedModel> LoadModel(const ModelOptions& options);
+
+}  // namespace chai
+
+#endif  // CHAI_RUNTIME_CLI_MODEL_OPTIONS_H_

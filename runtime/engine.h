@@ -1,0 +1,74 @@
+// The model forward pass: prefill and incremental decode for a batch of sequences of different
+// lengths, on one rank of a tensor-parallel group.
+//
+// Token rows of all sequences are concatenated for the dense layers (one GEMM per weight per
+// step); attention runs per sequence over its own cache. Collectives: an all-reduce after the
+// embedding (vocabulary-parallel), after out_proj and after the MLP (row-parallel), and an
+// all-gather of the logits.
+#ifndef CHAI_RUNTIME_ENGINE_H_
+#define CHAI_RUNTIME_ENGINE_H_
+
+#include <memory>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "parallel/communicator.h"
+#include "runtime/model_config.h"
+#include "runtime/model_weights.h"
+#include "runtime/sequence.h"
+
+namespace chai {
+
+// Hook for attention variants (CHAI): called per sequence and layer just before attention,
+// with the layer's new queries and keys ([T, local heads * d], after rotary) and the cache
+// already holding this step's K/V. It may change seq->score_head[layer] and drop K heads.
+class AttentionPolicy {
+ public:
+  virtual ~AttentionPolicy() = default;
+  virtual void BeforeAttention(Sequence* seq, int layer, const Tensor& q, const Tensor& k, int64_t past_len) = 0;
+  // Called once per sequence after every layer has run for the step.
+  virtual void AfterStep(Sequence* seq) {}
+};
+
+struct StepInput {
+  Sequence* seq;
+  std::vector<int32_t> tokens;  // new tokens appended to the sequence in this step
+};
+
+class Engine {
+ public:
+  Engine(ModelConfig config, ModelWeights weights, Communicator* comm, DType dtype, Device device);
+
+  const ModelConfig& config() const { return config_; }
+  const ModelWeights& weights() const { return weights_; }
+  Communicator* comm() const { return comm_; }
+  void set_attention_policy(AttentionPolicy* policy) { policy_ = policy; }
+
+  std::unique_ptr<Sequence> NewSequence() const;
+
+  // Runs the new tokens of every step through the model, appending to each cache. Returns host
+  // fp32 logits: [sum of new tokens, vocab] when all_positions, else [steps, vocab] for the
+  // last new token of each sequence. Errors: token ids out of range, sequences too long.
+  absl::StatusOr<Tensor> Forward(absl::Span<StepInput> steps, bool all_positions);
+
+ private:
+  Tensor Embed(const std::vector<int32_t>& ids, const std::vector<int32_t>& positions);
+  void AttentionBlock(int layer, absl::Span<StepInput> steps, const std::vector<int32_t>& positions, Tensor* x);
+  void MlpBlock(int layer, Tensor* x);
+  Tensor Logits(const Tensor& hidden);
+  void AllReduce(Tensor* t);
+  Tensor Norm(const Tensor& x, const Tensor& w, const Tensor& b);
+  Tensor NewActivation(int64_t rows, int64_t cols) const;
+
+  ModelConfig config_;
+  ModelWeights weights_;
+  Communicator* comm_;
+  DType dtype_;
+  Device device_;
+  AttentionPolicy* policy_ = nullptr;
+};
+
+}  // namespace chai
+
+#endif  // CHAI_RUNTIME_ENGINE_H_

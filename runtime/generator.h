@@ -1,0 +1,38 @@
+// Text generation on top of the engine: prefill a batch of prompts, then decode one token per
+// sequence per step until each has its new tokens (or stops at EOS).
+#ifndef CHAI_RUNTIME_GENERATOR_H_
+#define CHAI_RUNTIME_GENERATOR_H_
+
+#include <functional>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "runtime/engine.h"
+#include "runtime/sampler.h"
+
+namespace chai {
+
+struct GenerateOptions {
+  int max_new_tokens = 16;
+  SamplingParams sampling;
+  int eos_token_id = -1;         // < 0: never stop early
+  bool keep_prompt_logits = false;
+};
+
+struct GenerateResult {
+  std::vector<std::vector<int32_t>> output_ids;  // new tokens per sequence
+  std::vector<Tensor> prompt_logits;             // [prompt len, vocab] per sequence, if kept
+  std::vector<std::unique_ptr<Sequence>> sequences;  // final state (caches, CHAI membership)
+  double prefill_seconds = 0;
+  double decode_seconds = 0;
+  int64_t decode_steps = 0;
+};
+
+// on_token(sequence index, token) is called as each token is chosen (for streaming output).
+absl::StatusOr<GenerateResult> Generate(Engine& engine, const std::vector<std::vector<int32_t>>& prompts,
+                                        const GenerateOptions& options,
+                                        const std::function<void(int, int32_t)>& on_token = nullptr);
+
+}  // namespace chai
+
+#endif  // CHAI_RUNTIME_GENERATOR_H_

@@ -1,0 +1,268 @@
+#include "runtime/model_weights.h"
+
+#include <cstring>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+
+namespace chai {
+namespace {
+
+using Ranges = std::vector<std::pair<int64_t, int64_t>>;  // [begin, end) blocks
+
+// Rows of `full` in the given blocks, as one tensor (a view when it is one block).
+Tensor GatherRows(const Tensor& full, const Ranges& ranges) {
+  if (ranges.size() == 1) return full.Rows(ranges[0].first, ranges[0].second);
+  int64_t rows = 0;
+  for (auto [b, e] : ranges) rows += e - b;
+  std::vector<int64_t> shape = full.shape();
+  shape[0] = rows;
+  Tensor out = Tensor::Empty(shape, full.dtype());
+  const size_t row_bytes = full.nbytes() / full.dim(0);
+  char* dst = static_cast<char*>(out.raw());
+  for (auto [b, e] : ranges) {
+    std::memcpy(dst, static_cast<const char*>(full.raw()) + b * row_bytes, (e - b) * row_bytes);
+    dst += (e - b) * row_bytes;
+  }
+  return out;
+}
+
+// Columns of a 2-D tensor in the given blocks.
+Tensor GatherCols(const Tensor& full, const Ranges& ranges) {
+  int64_t cols = 0;
+  for (auto [b, e] : ranges) cols += e - b;
+  if (cols == full.dim(1)) return full;
+  Tensor out = Tensor::Empty({full.dim(0), cols}, full.dtype());
+  const size_t es = DTypeSize(full.dtype());
+  for (int64_t r = 0; r < full.dim(0); ++r) {
+    char* dst = static_cast<char*>(out.raw()) + r * cols * es;
+    const char* src = static_cast<const char*>(full.raw()) + r * full.dim(1) * es;
+    for (auto [b, e] : ranges) {
+      std::memcpy(dst, src + b * es, (e - b) * es);
+      dst += (e - b) * es;
+    }
+  }
+  return out;
+}
+
+// Blocks of `width` rows for each listed unit (a head, a KV head).
+Ranges UnitRanges(const std::vector<int>& units, int64_t width) {
+  Ranges r;
+  for (int u : units) {
+    if (!r.empty() && r.back().second == u * width) {
+      r.back().second += width;  // merge adjacent blocks: contiguous slices stay views
+    } else {
+      r.emplace_back(u * width, (u + 1) * width);
+    }
+  }
+  return r;
+}
+
+class Loader {
+ public:
+  Loader(const ModelConfig& c, const TensorSource& s, const ParallelLayout& l, DType dtype, Device device)
+      : c_(c), source_(s), layout_(l), dtype_(dtype), device_(device) {}
+
+  absl::StatusOr<ModelWeights> Load();
+
+ private:
+  // Fetches a tensor, slices it, converts it and moves it to the device.
+  absl::Status Take(const std::string& name, std::vector<int64_t> shape, Tensor* out,
+                    const Ranges& rows = {}, const Ranges& cols = {}) {
+    auto full = source_.Get(name, shape);
+    if (!full.ok()) return full.status();
+    Tensor t = *full;
+    if (!rows.empty()) t = GatherRows(t, rows);
+    if (!cols.empty()) t = GatherCols(t, cols);
+    t = t.Cast(dtype_);
+    if (device_ != Device::kCpu) t = t.To(device_);
+    w_.bytes += t.nbytes();
+    *out = t;
+    return absl::OkStatus();
+  }
+  absl::Status TakeIf(bool present, const std::string& name, std::vector<int64_t> shape, Tensor* out,
+                      const Ranges& rows = {}, const Ranges& cols = {}) {
+    return present ? Take(name, std::move(shape), out, rows, cols) : absl::OkStatus();
+  }
+
+  absl::Status LoadVocabulary();
+  absl::Status LoadLayer(int l);
+  std::string Prefix() const;
+
+  const ModelConfig& c_;
+  const TensorSource& source_;
+  const ParallelLayout& layout_;
+  DType dtype_;
+  Device device_;
+  ModelWeights w_;
+};
+
+std::string Loader::Prefix() const {
+  if (c_.arch == Arch::kLlama) return "model.";
+  // Some original OPT checkpoints name tensors without the leading "model.".
+  return source_.Has("decoder.embed_tokens.weight") ? "decoder." : "model.decoder.";
+}
+
+absl::Status Loader::LoadVocabulary() {
+  const int64_t vocab = c_.vocab_size, dim = c_.embed_dim();
+  w_.vocab_shard = (vocab + layout_.world - 1) / layout_.world;
+  w_.vocab_begin = w_.vocab_shard * layout_.rank;
+  const int64_t end = std::min(vocab, w_.vocab_begin + w_.vocab_shard);
+  auto take_vocab = [&](const std::string& name, Tensor* out) -> absl::Status {
+    auto full = source_.Get(name, {vocab, dim});
+    if (!full.ok()) return full.status();
+    Tensor slice = full->Rows(std::min(w_.vocab_begin, vocab), end);
+    if (slice.dim(0) != w_.vocab_shard) {  // pad the last rank's shard with zero rows
+      Tensor padded = Tensor::Zeros({w_.vocab_shard, dim}, slice.dtype());
+      std::memcpy(padded.raw(), slice.raw(), slice.nbytes());
+      slice = padded;
+    }
+    slice = slice.Cast(dtype_);
+    if (device_ != Device::kCpu) slice = slice.To(device_);
+    w_.bytes += slice.nbytes();
+    *out = slice;
+    return absl::OkStatus();
+  };
+  const std::string p = Prefix();
+  if (auto s = take_vocab(p + "embed_tokens.weight", &w_.embed_tokens); !s.ok()) return s;
+  if (c_.tie_word_embeddings && !source_.Has("lm_head.weight")) {
+    w_.lm_head = w_.embed_tokens;
+  } else if (c_.tie_word_embeddings && source_.Has("lm_head.weight")) {
+    w_.lm_head = w_.embed_tokens;  // tied: HF ignores a stored copy
+  } else {
+    if (auto s = take_vocab("lm_head.weight", &w_.lm_head); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Loader::LoadLayer(int l) {
+  const int64_t h = c_.hidden_size, d = c_.head_dim, H = c_.num_heads, kv = c_.num_kv_heads;
+  const int W = layout_.world, r = layout_.rank;
+  LayerWeights& L = w_.layers[l];
+  // Local query heads (slots of this rank through the permutation) and their KV heads.
+  for (int slot = r * H / W; slot < (r + 1) * H / W; ++slot) {
+    L.heads.push_back(layout_.head_perm.empty() ? slot : layout_.head_perm[l][slot]);
+  }
+  const int group = c_.kv_group_size();
+  for (size_t i = 0; i < L.heads.size(); i += group) L.kv_heads.push_back(L.heads[i] / group);
+  const Ranges q_rows = UnitRanges(L.heads, d), kv_rows = UnitRanges(L.kv_heads, d);
+  std::vector<int> ffn_unit = {r};
+  const int64_t ffn_local = c_.ffn_dim / W;
+  const Ranges ffn_rows = UnitRanges(ffn_unit, ffn_local);
+  const bool first = r == 0;
+
+  const std::string p = absl::StrCat(Prefix(), "layers.", l, ".");
+  const bool opt = c_.arch == Arch::kOpt;
+  const std::string attn = p + "self_attn.";
+  const bool qb = c_.qkv_bias(), mb = c_.mlp_has_bias();
+  std::vector<absl::Status> st;
+  st.push_back(Take(attn + "q_proj.weight", {H * d, h}, &L.q_w, q_rows));
+  st.push_back(TakeIf(qb, attn + "q_proj.bias", {H * d}, &L.q_b, q_rows));
+  st.push_back(Take(attn + "k_proj.weight", {kv * d, h}, &L.k_w, kv_rows));
+  st.push_back(TakeIf(qb, attn + "k_proj.bias", {kv * d}, &L.k_b, kv_rows));
+  st.push_back(Take(attn + "v_proj.weight", {kv * d, h}, &L.v_w, kv_rows));
+  st.push_back(TakeIf(qb, attn + "v_proj.bias", {kv * d}, &L.v_b, kv_rows));
+  const std::string o = attn + (opt ? "out_proj." : "o_proj.");
+  st.push_back(Take(o + "weight", {h, H * d}, &L.o_w, {}, q_rows));
+  st.push_back(TakeIf(qb && first, o + "bias", {h}, &L.o_b));
+  if (opt) {
+    st.push_back(Take(p + "self_attn_layer_norm.weight", {h}, &L.attn_norm_w));
+    st.push_back(Take(p + "self_attn_layer_norm.bias", {h}, &L.attn_norm_b));
+    st.push_back(Take(p + "final_layer_norm.weight", {h}, &L.mlp_norm_w));
+    st.push_back(Take(p + "final_layer_norm.bias", {h}, &L.mlp_norm_b));
+    st.push_back(Take(p + "fc1.weight", {c_.ffn_dim, h}, &L.up_w, ffn_rows));
+    st.push_back(TakeIf(mb, p + "fc1.bias", {c_.ffn_dim}, &L.up_b, ffn_rows));
+    st.push_back(Take(p + "fc2.weight", {h, c_.ffn_dim}, &L.down_w, {}, ffn_rows));
+    st.push_back(TakeIf(mb && first, p + "fc2.bias", {h}, &L.down_b));
+  } else {
+    st.push_back(Take(p + "input_layernorm.weight", {h}, &L.attn_norm_w));
+    st.push_back(Take(p + "post_attention_layernorm.weight", {h}, &L.mlp_norm_w));
+    const std::string m = p + "mlp.";
+    st.push_back(Take(m + "gate_proj.weight", {c_.ffn_dim, h}, &L.gate_w, ffn_rows));
+    st.push_back(TakeIf(mb, m + "gate_proj.bias", {c_.ffn_dim}, &L.gate_b, ffn_rows));
+    st.push_back(Take(m + "up_proj.weight", {c_.ffn_dim, h}, &L.up_w, ffn_rows));
+    st.push_back(TakeIf(mb, m + "up_proj.bias", {c_.ffn_dim}, &L.up_b, ffn_rows));
+    st.push_back(Take(m + "down_proj.weight", {h, c_.ffn_dim}, &L.down_w, {}, ffn_rows));
+    st.push_back(TakeIf(mb && first, m + "down_proj.bias", {h}, &L.down_b));
+  }
+  for (auto& s : st)
+    if (!s.ok()) return s;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<ModelWeights> Loader::Load() {
+  if (auto s = LoadVocabulary(); !s.ok()) return s;
+  const std::string p = Prefix();
+  const int64_t h = c_.hidden_size;
+  std::vector<absl::Status> st;
+  if (c_.arch == Arch::kOpt) {
+    st.push_back(Take(p + "embed_positions.weight", {c_.max_positions + c_.position_offset, h}, &w_.embed_positions));
+    st.push_back(TakeIf(c_.has_projection(), p + "project_in.weight", {h, c_.word_embed_proj_dim}, &w_.project_in));
+    st.push_back(TakeIf(c_.has_projection(), p + "project_out.weight", {c_.word_embed_proj_dim, h}, &w_.project_out));
+    st.push_back(TakeIf(c_.final_layer_norm, p + "final_layer_norm.weight", {h}, &w_.final_norm_w));
+    st.push_back(TakeIf(c_.final_layer_norm, p + "final_layer_norm.bias", {h}, &w_.final_norm_b));
+  } else {
+    st.push_back(Take(p + "norm.weight", {h}, &w_.final_norm_w));
+  }
+  for (auto& s : st)
+    if (!s.ok()) return s;
+  w_.layers.resize(c_.num_layers);
+  for (int l = 0; l < c_.num_layers; ++l)
+    if (auto s = LoadLayer(l); !s.ok()) return s;
+  w_.local_heads = c_.num_heads / layout_.world;
+  w_.local_kv_heads = c_.num_kv_heads / layout_.world;
+  w_.local_ffn = c_.ffn_dim / layout_.world;
+  return std::move(w_);
+}
+
+}  // namespace
+
+absl::Status CheckSplit(const ModelConfig& c, const ParallelLayout& layout) {
+  const int W = layout.world;
+  if (W < 1 || layout.rank < 0 || layout.rank >= W) return absl::InvalidArgumentError("invalid rank/world size");
+  auto err = [&](absl::string_view what, int n) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot split the model over ", W, " ranks: ", what, " (", n, ") is not divisible by ", W));
+  };
+  if (W > c.num_heads) {
+    return absl::InvalidArgumentError(absl::StrCat("cannot split the model over ", W, " ranks: more ranks than "
+                                                   "attention heads (", c.num_heads, ")"));
+  }
+  if (c.num_heads % W) return err("num_attention_heads", c.num_heads);
+  if (c.num_kv_heads % W) return err("num_key_value_heads", c.num_kv_heads);
+  if (c.ffn_dim % W) return err("the feed-forward size", c.ffn_dim);
+  if (!layout.head_perm.empty()) {
+    if (static_cast<int>(layout.head_perm.size()) != c.num_layers) {
+      return absl::InvalidArgumentError("head placement: layer count does not match the model");
+    }
+    const int group = c.kv_group_size();
+    for (int l = 0; l < c.num_layers; ++l) {
+      const auto& perm = layout.head_perm[l];
+      std::vector<bool> seen(c.num_heads, false);
+      if (static_cast<int>(perm.size()) != c.num_heads) {
+        return absl::InvalidArgumentError(absl::StrCat("head placement: layer ", l, " does not list every head"));
+      }
+      for (int s = 0; s < c.num_heads; ++s) {
+        const int head = perm[s];
+        if (head < 0 || head >= c.num_heads || seen[head]) {
+          return absl::InvalidArgumentError(absl::StrCat("head placement: layer ", l, " is not a permutation"));
+        }
+        seen[head] = true;
+        // GQA: a KV group's query heads must stay together and in order.
+        if (group > 1 && perm[s - s % group] / group * group + s % group != head) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("head placement: layer ", l, " splits a KV group (GQA heads must move with their group)"));
+        }
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<ModelWeights> LoadWeights(const ModelConfig& config, const TensorSource& source,
+                                         const ParallelLayout& layout, DType dtype, Device device) {
+  if (auto s = CheckSplit(config, layout); !s.ok()) return s;
+  return Loader(config, source, layout, dtype, device).Load();
+}
+
+}  // namespace chai
