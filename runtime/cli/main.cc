@@ -26,7 +26,7 @@ int main(int argc, char** argv) {
   if (command == "generate") {
     status = chai::RunGenerate(args);
   } else {
-    std::fprintf(stderr, "chai: error: unknown command '%s'\n%s", command.c_str(), kUsage);
+    std::fprintf(stderr, "chai: error: unknown command '%s' (see chai --help)\n", command.c_str());
     return 2;
   }
   if (!status.ok()) {

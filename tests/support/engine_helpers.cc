@@ -1,0 +1,75 @@
+#include "tests/support/engine_helpers.h"
+
+#include <cmath>
+
+#include "runtime/generator.h"
+#include "runtime/tensor_source.h"
+
+namespace chai::testing {
+
+absl::StatusOr<TestModel> LoadTestModel(const std::string& dir, Communicator* comm, const ParallelLayout& layout) {
+  TestModel m;
+  auto config = LoadModelConfig(dir);
+  if (!config.ok()) return config.status();
+  m.config = *config;
+  auto source = OpenCheckpoint(dir);
+  if (!source.ok()) return source.status();
+  if (comm == nullptr) {
+    m.own_comm = MakeSingleCommunicator();
+    comm = m.own_comm.get();
+  }
+  ParallelLayout l = layout;
+  l.rank = comm->rank();
+  l.world = comm->size();
+  auto weights = LoadWeights(m.config, **source, l, DType::kF32, Device::kCpu);
+  if (!weights.ok()) return weights.status();
+  m.engine = std::make_unique<Engine>(m.config, std::move(*weights), comm, DType::kF32, Device::kCpu);
+  return m;
+}
+
+std::vector<std::vector<float>> PromptLogits(Engine& engine, const std::vector<int32_t>& prompt) {
+  auto seq = engine.NewSequence();
+  std::vector<StepInput> steps = {{seq.get(), prompt}};
+  auto logits = engine.Forward(absl::MakeSpan(steps), true);
+  std::vector<std::vector<float>> rows;
+  if (!logits.ok()) return rows;
+  const int64_t vocab = logits->dim(1);
+  for (int64_t r = 0; r < logits->dim(0); ++r) {
+    rows.emplace_back(logits->data<float>() + r * vocab, logits->data<float>() + (r + 1) * vocab);
+  }
+  return rows;
+}
+
+std::vector<int32_t> GreedyTokens(Engine& engine, const std::vector<int32_t>& prompt, int new_tokens) {
+  GenerateOptions options;
+  options.max_new_tokens = new_tokens;
+  auto result = Generate(engine, {prompt}, options);
+  return result.ok() ? result->output_ids[0] : std::vector<int32_t>{};
+}
+
+std::vector<int32_t> JsonIds(const Json& array) {
+  std::vector<int32_t> ids;
+  for (const Json& v : array.as_array()) ids.push_back(static_cast<int32_t>(v.as_double()));
+  return ids;
+}
+
+std::vector<std::vector<float>> JsonMatrix(const Json& array) {
+  std::vector<std::vector<float>> m;
+  for (const Json& row : array.as_array()) {
+    m.emplace_back();
+    for (const Json& v : row.as_array()) m.back().push_back(static_cast<float>(v.as_double()));
+  }
+  return m;
+}
+
+double MaxAbsDiff(const std::vector<std::vector<float>>& a, const std::vector<std::vector<float>>& b) {
+  if (a.size() != b.size()) return INFINITY;
+  double worst = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (a[i].size() != b[i].size()) return INFINITY;
+    for (size_t j = 0; j < a[i].size(); ++j) worst = std::max(worst, std::fabs(double(a[i][j]) - b[i][j]));
+  }
+  return worst;
+}
+
+}  // namespace chai::testing

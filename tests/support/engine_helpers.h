@@ -1,0 +1,38 @@
+// Building engines from fixture checkpoints and comparing their outputs, for tests.
+#ifndef CHAI_TESTS_SUPPORT_ENGINE_HELPERS_H_
+#define CHAI_TESTS_SUPPORT_ENGINE_HELPERS_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "parallel/communicator.h"
+#include "runtime/engine.h"
+#include "runtime/json.h"
+
+namespace chai::testing {
+
+struct TestModel {
+  ModelConfig config;
+  std::unique_ptr<Communicator> own_comm;  // single-process communicator when none was given
+  std::unique_ptr<Engine> engine;
+};
+
+// Loads a checkpoint directory on the CPU in fp32 for the given rank layout.
+absl::StatusOr<TestModel> LoadTestModel(const std::string& dir, Communicator* comm = nullptr,
+                                        const ParallelLayout& layout = {});
+
+// Prefill logits at every prompt position, [len, vocab] flattened, for one prompt.
+std::vector<std::vector<float>> PromptLogits(Engine& engine, const std::vector<int32_t>& prompt);
+
+// Greedy continuation (incremental decode with the KV cache), new tokens only.
+std::vector<int32_t> GreedyTokens(Engine& engine, const std::vector<int32_t>& prompt, int new_tokens);
+
+std::vector<int32_t> JsonIds(const Json& array);
+std::vector<std::vector<float>> JsonMatrix(const Json& array);
+double MaxAbsDiff(const std::vector<std::vector<float>>& a, const std::vector<std::vector<float>>& b);
+
+}  // namespace chai::testing
+
+#endif  // CHAI_TESTS_SUPPORT_ENGINE_HELPERS_H_

@@ -1,0 +1,159 @@
+// Every malformed input ends in a one-line error naming the problem and a non-zero exit:
+// checkpoints (truncated, hostile headers, missing or misshapen tensors), configs and flags.
+// Runs the real `chai` binary, as a user would.
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "runtime/safetensors.h"
+#include "tests/support/test_paths.h"
+
+namespace chai::testing {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct RunResult {
+  int exit_code;
+  std::string stderr_text;
+};
+
+RunResult RunChai(const std::string& args) {
+  const std::string err_file = fs::temp_directory_path() / "chai_bad_input_stderr.txt";
+  const std::string cmd = absl::StrCat(ChaiBinary(), " ", args, " >/dev/null 2>", err_file);
+  const int status = std::system(cmd.c_str());
+  std::ifstream in(err_file);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : 128, text};
+}
+
+// One line, starting with "chai: error:", mentioning `needle`.
+void ExpectError(const std::string& args, const std::string& needle) {
+  RunResult r = RunChai(args);
+  EXPECT_NE(r.exit_code, 0) << args;
+  EXPECT_LT(r.exit_code, 128) << "crashed: " << args;
+  EXPECT_EQ(r.stderr_text.rfind("chai: error:", 0), 0u) << r.stderr_text;
+  EXPECT_EQ(std::count(r.stderr_text.begin(), r.stderr_text.end(), '\n'), 1) << r.stderr_text;
+  EXPECT_NE(r.stderr_text.find(needle), std::string::npos) << "expected '" << needle << "' in: " << r.stderr_text;
+}
+
+class BadCheckpoint : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / absl::StrCat("chai_bad_ckpt_", ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    fs::copy_file(FixtureDir("opt-preln") + "/config.json", dir_ + "/config.json");
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  void WriteRaw(const std::string& bytes) {
+    std::ofstream(dir_ + "/model.safetensors", std::ios::binary) << bytes;
+  }
+  static std::string Header(const std::string& json) {
+    std::string len(8, '\0');
+    uint64_t n = json.size();
+    for (int i = 0; i < 8; ++i) len[i] = static_cast<char>((n >> (8 * i)) & 0xFF);
+    return len + json;
+  }
+  std::string Args() const { return absl::StrCat("generate --model ", dir_, " --prompt-ids 5,6 --max-new-tokens 2"); }
+
+  std::string dir_;
+};
+
+TEST_F(BadCheckpoint, MissingFile) { ExpectError(Args(), "no model.safetensors"); }
+TEST_F(BadCheckpoint, TooShortForHeaderLength) {
+  WriteRaw("abc");
+  ExpectError(Args(), "truncated");
+}
+TEST_F(BadCheckpoint, OversizedHeader) {
+  WriteRaw(std::string("\xff\xff\xff\xff\xff\xff\x00\x00", 8) + "{}");
+  ExpectError(Args(), "too large");
+}
+TEST_F(BadCheckpoint, HeaderPastEnd) {
+  WriteRaw(std::string("\x40\x00\x00\x00\x00\x00\x00\x00", 8) + "{}");
+  ExpectError(Args(), "truncated");
+}
+TEST_F(BadCheckpoint, NonJsonHeader) {
+  WriteRaw(Header("this is not json"));
+  ExpectError(Args(), "not valid JSON");
+}
+TEST_F(BadCheckpoint, OffsetsOutOfRange) {
+  WriteRaw(Header(R"({"x":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}})") + "1234");
+  ExpectError(Args(), "out of range");
+}
+TEST_F(BadCheckpoint, OffsetsDisagreeWithShape) {
+  WriteRaw(Header(R"({"x":{"dtype":"F32","shape":[4],"data_offsets":[0,8]}})") + std::string(16, '\0'));
+  ExpectError(Args(), "do not match");
+}
+TEST_F(BadCheckpoint, UnknownDtype) {
+  WriteRaw(Header(R"({"x":{"dtype":"F8_E9","shape":[1],"data_offsets":[0,1]}})") + "1");
+  ExpectError(Args(), "unknown dtype");
+}
+TEST_F(BadCheckpoint, MissingTensor) {
+  Tensor t = Tensor::Zeros({2}, DType::kF32);
+  ASSERT_TRUE(WriteSafetensors(dir_ + "/model.safetensors", {{"unrelated", t}}).ok());
+  ExpectError(Args(), "missing tensor");
+}
+TEST_F(BadCheckpoint, WrongShape) {
+  // The real fixture's tensors, with the token embedding swapped for one of the wrong width.
+  auto good = SafetensorsFile::Open(FixtureDir("opt-preln") + "/model.safetensors");
+  ASSERT_TRUE(good.ok());
+  std::vector<std::pair<std::string, Tensor>> tensors;
+  for (const std::string& name : (*good)->Names()) {
+    Tensor t = *(*good)->Get(name);
+    if (name == "model.decoder.embed_tokens.weight") t = Tensor::Zeros({t.dim(0), t.dim(1) + 1}, DType::kF32);
+    tensors.emplace_back(name, t);
+  }
+  ASSERT_TRUE(WriteSafetensors(dir_ + "/model.safetensors", tensors).ok());
+  ExpectError(Args(), "has shape");
+}
+TEST_F(BadCheckpoint, TruncatedData) {
+  std::ifstream in(FixtureDir("opt-preln") + "/model.safetensors", std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  WriteRaw(bytes.substr(0, bytes.size() - 100));
+  ExpectError(Args(), "out of range");
+}
+TEST_F(BadCheckpoint, UnsupportedArchitecture) {
+  std::ofstream(dir_ + "/config.json") << R"({"model_type": "gpt2", "vocab_size": 10})";
+  ExpectError(Args(), "unsupported architecture");
+}
+TEST_F(BadCheckpoint, ConfigNotJson) {
+  std::ofstream(dir_ + "/config.json") << "{oops";
+  ExpectError(Args(), "invalid JSON");
+}
+TEST_F(BadCheckpoint, ConfigMissingKey) {
+  std::ofstream(dir_ + "/config.json") << R"({"model_type": "opt", "vocab_size": 10})";
+  ExpectError(Args(), "missing key");
+}
+
+TEST(BadFlags, Errors) {
+  const std::string model = "--model " + FixtureDir("opt-preln");
+  ExpectError("generate --bogus 1", "unknown flag --bogus");
+  ExpectError("generate " + model + " --prompt-ids 1,x", "not an integer");
+  ExpectError("generate " + model + " --prompt-ids 1,99999", "out of range");
+  ExpectError("generate " + model + " --prompt-ids 1 --max-new-tokens", "needs a value");
+  ExpectError("generate " + model + " --prompt-ids 1 --max-new-tokens ten", "expects an integer");
+  ExpectError("generate " + model + " --prompt-ids 1 --temperature 0", "--temperature must be > 0");
+  ExpectError("generate " + model + " --prompt-ids 1 --top-p 1.5", "--top-p");
+  ExpectError("generate " + model + " --prompt-ids 1 --dtype fp8", "--dtype");
+  ExpectError("generate " + model + " --prompt-ids 1 --device tpu", "--device");
+  ExpectError("generate " + model + " --prompt-ids 1 --dtype fp16", "--dtype fp32");
+  ExpectError("generate --model /nonexistent/model --prompt-ids 1", "no such file");
+  ExpectError("generate --model " + SourceDir() + "/configs/models/opt-125m.json --prompt-ids 1", "--random-weights");
+  ExpectError("generate " + model, "--prompt-ids");
+  ExpectError("frobnicate", "unknown command");
+}
+
+TEST(BadFlags, PromptLongerThanTheModelAllows) {
+  std::string ids = "1";
+  for (int i = 0; i < 70; ++i) ids += ",3";  // opt-preln has 64 positions
+  ExpectError("generate --model " + FixtureDir("opt-preln") + " --prompt-ids " + ids, "exceeds");
+}
+
+}  // namespace
+}  // namespace chai::testing

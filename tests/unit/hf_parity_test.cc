@@ -1,0 +1,63 @@
+// The CPU engine against Hugging Face transformers outputs for tiny random checkpoints:
+// logits at every prompt position (max abs error <= 1e-4) and greedy continuations.
+#include <filesystem>
+
+#include "gtest/gtest.h"
+#include "tests/support/engine_helpers.h"
+#include "tests/support/test_paths.h"
+
+namespace chai::testing {
+namespace {
+
+struct FixtureCase {
+  std::string dir;
+};
+
+void CheckAgainstGolden(const std::string& dir) {
+  auto model = LoadTestModel(dir);
+  ASSERT_TRUE(model.ok()) << model.status();
+  auto golden = ReadJsonFile(dir + "/golden.json");
+  ASSERT_TRUE(golden.ok()) << golden.status();
+  // Repository fixtures: {"cases": [...]}; ../shared fixtures: a bare list of cases.
+  const Json& cases = golden->is_array() ? *golden : *golden->Find("cases");
+  ASSERT_FALSE(cases.as_array().empty());
+  for (const Json& c : cases.as_array()) {
+    const std::vector<int32_t> prompt = JsonIds(*c.Find("prompt_ids"));
+    SCOPED_TRACE("prompt length " + std::to_string(prompt.size()));
+    const auto expected_logits = JsonMatrix(*c.Find("logits"));
+    const auto logits = PromptLogits(*model->engine, prompt);
+    EXPECT_LE(MaxAbsDiff(logits, expected_logits), 1e-4);
+    const std::vector<int32_t> greedy = JsonIds(*c.Find("greedy"));
+    const std::vector<int32_t> expected_new(greedy.begin() + prompt.size(), greedy.end());
+    EXPECT_EQ(GreedyTokens(*model->engine, prompt, static_cast<int>(expected_new.size())), expected_new);
+  }
+}
+
+class RepoFixture : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(RepoFixture, MatchesHuggingFace) { CheckAgainstGolden(FixtureDir(GetParam())); }
+
+INSTANTIATE_TEST_SUITE_P(Models, RepoFixture,
+                         ::testing::Values("opt-preln", "opt-postln", "opt-proj", "llama-mha", "llama-gqa",
+                                           "llama-bias"),
+                         [](const auto& info) {
+                           std::string n = info.param;
+                           std::replace(n.begin(), n.end(), '-', '_');
+                           return n;
+                         });
+
+class SharedFixture : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(SharedFixture, MatchesHuggingFace) {
+  if (!SharedAvailable()) GTEST_SKIP() << "../shared is absent: skipping the shared fixtures";
+  CheckAgainstGolden(SharedDir() + "/fixtures/" + GetParam());
+}
+
+INSTANTIATE_TEST_SUITE_P(Models, SharedFixture, ::testing::Values("opt-a", "llama-a"), [](const auto& info) {
+  std::string n = info.param;
+  std::replace(n.begin(), n.end(), '-', '_');
+  return n;
+});
+
+}  // namespace
+}  // namespace chai::testing
