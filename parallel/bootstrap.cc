@@ -174,7 +174,8 @@ absl::StatusOr<ProcessGroup> Bootstrap(const BootstrapOptions& options) {
         group.world_size, " rank(s) (launcher ", LauncherName(launch.launcher),
         "); start the ranks with `srun --mpi=pmix` or `mpirun` inside the allocation"));
   }
-  if (launch.env_world_size > 0 && group.mpi && launch.env_world_size != group.world_size) {
+  if (group.warnings.empty() && launch.env_world_size > 0 && group.mpi &&
+      launch.env_world_size != group.world_size) {
     group.warnings.push_back(absl::StrCat(
         "the launcher announced ", launch.env_world_size, " ranks but MPI_Init gave a world of ",
         group.world_size, "; each process may be running alone (check srun --mpi=pmix)"));
@@ -196,8 +197,7 @@ void Finalize() {
 
 std::string DescribeRank(const ProcessGroup& group) {
   std::string line = absl::StrCat("rank ", group.world_rank, "/", group.world_size, " local ",
-                                  group.local_rank, "/", group.local_size, " host ",
-                                  group.hostname, " launcher ", LauncherName(group.launcher));
+                                  group.local_rank, "/", group.local_size, " host ", group.hostname);
   if (group.device_peer_size != group.local_size) {
     absl::StrAppend(&line, " device-peers ", group.device_peer_rank, "/", group.device_peer_size);
   }
@@ -208,6 +208,9 @@ std::string DescribeRank(const ProcessGroup& group) {
     if (slurm.procid >= 0) absl::StrAppend(&line, " procid ", slurm.procid);
     if (slurm.localid >= 0) absl::StrAppend(&line, " localid ", slurm.localid);
     if (slurm.ntasks >= 0) absl::StrAppend(&line, " ntasks ", slurm.ntasks);
+  }
+  if (group.launcher != Launcher::kNone) {
+    absl::StrAppend(&line, " via ", LauncherName(group.launcher));
   }
   return line;
 }

@@ -91,7 +91,8 @@ absl::StatusOr<ProcessGroup> Bootstrap(const BootstrapOptions& options = {});
 // Calls MPI_Finalize when MPI is initialised and not yet finalised; otherwise nothing.
 void Finalize();
 
-// "rank 1/2 local 1/2 host h1 launcher openmpi slurm job 123 procid 1 localid 1 ntasks 2".
+// One line for logs: "rank 1/2 local 1/2 host h1 slurm job 123 procid 1 localid 1 ntasks 2
+// via pmix" (the slurm part when Slurm variables are set, "via" when a launcher started us).
 std::string DescribeRank(const ProcessGroup& group);
 
 // The CUDA device (index among the visible ones) for a rank that is `peer_rank` of

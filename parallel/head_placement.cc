@@ -80,7 +80,10 @@ std::vector<int> PlanLayer(const std::vector<std::vector<double>>& a, int world_
       for (int y = 0; y < units; ++y) {
         if (rank_of[y] == -1) score += a[x][y];
       }
-      if (score > seed_score) seed = x, seed_score = score;
+      if (score > seed_score) {
+        seed = x;
+        seed_score = score;
+      }
     }
     rank_of[seed] = r;
     std::vector<int> members = {seed};
@@ -91,7 +94,10 @@ std::vector<int> PlanLayer(const std::vector<std::vector<double>>& a, int world_
         if (rank_of[x] != -1) continue;
         double score = 0;
         for (int m : members) score += a[x][m];
-        if (score > best_score) best = x, best_score = score;
+        if (score > best_score) {
+          best = x;
+          best_score = score;
+        }
       }
       rank_of[best] = r;
       members.push_back(best);
@@ -116,7 +122,11 @@ std::vector<int> PlanLayer(const std::vector<std::vector<double>>& a, int world_
         int p = rank_of[x], q = rank_of[y];
         if (p == q) continue;
         double gain = tie[x][q] - tie[x][p] + tie[y][p] - tie[y][q] - 2 * a[x][y];
-        if (gain > best_gain) best_gain = gain, best_x = x, best_y = y;
+        if (gain > best_gain) {
+          best_gain = gain;
+          best_x = x;
+          best_y = y;
+        }
       }
     }
     if (best_x < 0) break;

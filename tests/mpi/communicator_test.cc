@@ -51,7 +51,9 @@ TEST(Bootstrap, UnderMpirun) {
   ASSERT_TRUE(group.ok()) << group.status();
   EXPECT_TRUE(group->mpi);
   EXPECT_EQ(group->launcher, DetectLaunch(ProcessEnv()).launcher);
-  if (WorldSize() > 1) EXPECT_NE(group->launcher, Launcher::kNone);
+  if (WorldSize() > 1) {
+    EXPECT_NE(group->launcher, Launcher::kNone);
+  }
   EXPECT_EQ(group->world_rank, WorldRank());
   EXPECT_EQ(group->world_size, WorldSize());
   // mpirun of these tests runs every rank on this host.
@@ -95,7 +97,10 @@ TEST(MpiCommunicator, AllReduceSumFp32MatchesAnalyticSum) {
     std::vector<double> sum(n, 0.0), magnitude(n, 0.0);
     for (int r = 0; r < size; ++r) {
       std::vector<float> v = RankValues(seed, r, n);
-      for (int64_t i = 0; i < n; ++i) sum[i] += v[i], magnitude[i] += std::abs(v[i]);
+      for (int64_t i = 0; i < n; ++i) {
+        sum[i] += v[i];
+        magnitude[i] += std::abs(v[i]);
+      }
     }
     const float* out = t.data<float>();
     int bad = 0;
@@ -119,7 +124,10 @@ TEST(MpiCommunicator, AllReduceSumHalfAndIntegerTypes) {
     std::vector<double> sum(n, 0.0), magnitude(n, 0.0);
     for (int r = 0; r < size; ++r) {
       std::vector<float> v = ToDType(RankValues(seed, r, n), {n}, dtype).ToFloats();
-      for (int64_t i = 0; i < n; ++i) sum[i] += v[i], magnitude[i] += std::abs(v[i]);
+      for (int64_t i = 0; i < n; ++i) {
+        sum[i] += v[i];
+        magnitude[i] += std::abs(v[i]);
+      }
     }
     std::vector<float> out = t.ToFloats();
     for (int64_t i = 0; i < n; ++i) {

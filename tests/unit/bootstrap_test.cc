@@ -116,13 +116,18 @@ TEST(DescribeRank, OneLineWithSlurmFields) {
   group.device_peer_size = 2;
   group.hostname = "h";
   group.launcher = Launcher::kSlurm;
-  EXPECT_EQ(DescribeRank(group), "rank 1/2 local 1/2 host h launcher slurm");
+  EXPECT_EQ(DescribeRank(group), "rank 1/2 local 1/2 host h via slurm");
   group.slurm.job_id = "123";
   group.slurm.procid = 1;
   group.slurm.localid = 1;
   group.slurm.ntasks = 2;
   EXPECT_EQ(DescribeRank(group),
-            "rank 1/2 local 1/2 host h launcher slurm slurm job 123 procid 1 localid 1 ntasks 2");
+            "rank 1/2 local 1/2 host h slurm job 123 procid 1 localid 1 ntasks 2 via slurm");
+  group.launcher = Launcher::kNone;
+  group.slurm = SlurmInfo();
+  group.world_size = group.local_size = group.device_peer_size = 1;
+  group.world_rank = group.local_rank = group.device_peer_rank = 0;
+  EXPECT_EQ(DescribeRank(group), "rank 0/1 local 0/1 host h");
 }
 
 TEST(ChooseDevice, OneRankPerVisibleDevice) {
