@@ -180,7 +180,8 @@ absl::StatusOr<int> SelectCudaDevice(const ProcessGroup& group) {
   if (err == cudaErrorNoDevice) {
     count = 0;
   } else if (err != cudaSuccess) {
-    return CudaStatus(err, "cudaGetDeviceCount");
+    return absl::FailedPreconditionError(absl::StrCat(
+        "no usable CUDA device on ", group.hostname, ": ", cudaGetErrorString(err)));
   }
   absl::StatusOr<int> device = ChooseDevice(group.device_peer_rank, group.device_peer_size, count);
   if (!device.ok()) return device.status();
