@@ -4,6 +4,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "parallel/head_placement.h"
 
 namespace chai {
 namespace {
@@ -232,29 +233,8 @@ absl::Status CheckSplit(const ModelConfig& c, const ParallelLayout& layout) {
   if (c.num_kv_heads % W) return err("num_key_value_heads", c.num_kv_heads);
   if (c.ffn_dim % W) return err("the feed-forward size", c.ffn_dim);
   if (!layout.head_perm.empty()) {
-    if (static_cast<int>(layout.head_perm.size()) != c.num_layers) {
-      return absl::InvalidArgumentError("head placement: layer count does not match the model");
-    }
-    const int group = c.kv_group_size();
-    for (int l = 0; l < c.num_layers; ++l) {
-      const auto& perm = layout.head_perm[l];
-      std::vector<bool> seen(c.num_heads, false);
-      if (static_cast<int>(perm.size()) != c.num_heads) {
-        return absl::InvalidArgumentError(absl::StrCat("head placement: layer ", l, " does not list every head"));
-      }
-      for (int s = 0; s < c.num_heads; ++s) {
-        const int head = perm[s];
-        if (head < 0 || head >= c.num_heads || seen[head]) {
-          return absl::InvalidArgumentError(absl::StrCat("head placement: layer ", l, " is not a permutation"));
-        }
-        seen[head] = true;
-        // GQA: a KV group's query heads must stay together and in order.
-        if (group > 1 && perm[s - s % group] / group * group + s % group != head) {
-          return absl::InvalidArgumentError(
-              absl::StrCat("head placement: layer ", l, " splits a KV group (GQA heads must move with their group)"));
-        }
-      }
-    }
+    HeadPlacement placement{W, layout.head_perm};
+    return placement.Validate(c.num_layers, c.num_heads, W, c.kv_group_size());
   }
   return absl::OkStatus();
 }

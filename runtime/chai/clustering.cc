@@ -360,11 +360,9 @@ std::vector<int> ClusterHeads(const float* features, int n, int f, int k, Cluste
   if (method == ClusterMethod::kAgglomerative || rep == RepMethod::kMedoid) {
     dist = CosineDistances(features, n, f);
   }
-  std::vector<int> labels = method == ClusterMethod::kKMeans
-                                ? KMeansLabels(features, n, f, k, seed)
-                                : AverageLinkage(dist, n, k);
-  return rep == RepMethod::kMedoid ? RepresentativesMedoid(labels, dist)
-                                   : Representatives(labels);
+  std::vector<int> labels = method == ClusterMethod::kKMeans ? KMeansLabels(features, n, f, k, seed)
+                                                             : AverageLinkage(dist, n, k);
+  return rep == RepMethod::kMedoid ? RepresentativesMedoid(labels, dist) : Representatives(labels);
 }
 
 std::vector<int> UniqueRepresentatives(const std::vector<int>& representative) {

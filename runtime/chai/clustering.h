@@ -66,14 +66,14 @@ std::vector<int> RepresentativesMedoid(const std::vector<int>& labels,
                                        const std::vector<double>& dist);
 
 // Deterministic Euclidean k-means on L2-normalised rows (on unit vectors squared Euclidean
-// distance is 2 * cosine distance, so it groups by the same geometry as the default). Initialisation: k-means++ driven by std::mt19937_64(seed)
-// (the first centre is row floor(u * n), later ones are drawn with probability proportional to
-// the squared distance to the nearest centre; u = (rng() >> 11) * 2^-53, so the draw is the same
-// on every standard library). Then Lloyd iterations until assignments stop changing, at most
-// 100; a point goes to its nearest centre, ties to the lowest centre index. An empty cluster
-// takes the point farthest from its centre among clusters with more than one member (ties to
-// the lowest index), so all k clusters are non-empty whenever k <= n. Labels are numbered by
-// each cluster's lowest member.
+// distance is 2 * cosine distance, so it groups by the same geometry as the default).
+// Initialisation: k-means++ driven by std::mt19937_64(seed) (the first centre is row floor(u * n),
+// later ones are drawn with probability proportional to the squared distance to the nearest centre;
+// u = (rng() >> 11) * 2^-53, so the draw is the same on every standard library). Then Lloyd
+// iterations until assignments stop changing, at most 100; a point goes to its nearest centre, ties
+// to the lowest centre index. An empty cluster takes the point farthest from its centre among
+// clusters with more than one member (ties to the lowest index), so all k clusters are non-empty
+// whenever k <= n. Labels are numbered by each cluster's lowest member.
 std::vector<int> KMeansLabels(const float* features, int n, int f, int k, uint64_t seed);
 
 // The whole pipeline for one layer: the representative head of each of the n heads (identity

@@ -21,9 +21,10 @@ inline constexpr int kChaiFeatureSize = kChaiFeatureTokens * kChaiFeatureTokens;
 // Precision: dot products, scaling, max-subtraction, exp and normalisation are done in double
 // (products of floats are exact in double) and each probability is rounded once to float, so
 // the result is within one fp32 rounding of the exact softmax (double error is ~1e-15) and does
-// not depend on head_dim's size or on summation order in any practical sense. The authors compute q.k in the model dtype and the softmax in fp32; fp16/bf16
-// q and k are converted to fp32 by the caller before this function.
-// Requires num_heads % num_kv_heads == 0 and strides >= the row width (programmer errors abort).
+// not depend on head_dim's size or on summation order in any practical sense. The authors compute
+// q.k in the model dtype and the softmax in fp32; fp16/bf16 q and k are converted to fp32 by the
+// caller before this function. Requires num_heads % num_kv_heads == 0 and strides >= the row width
+// (programmer errors abort).
 std::vector<float> AttentionFeatures(const float* q, const float* k, int num_heads,
                                      int num_kv_heads, int head_dim, int q_stride, int k_stride);
 

@@ -52,8 +52,8 @@ absl::StatusOr<int64_t> EntryCount(const Json& entry, const std::string& where) 
 
 }  // namespace
 
-absl::Status ValidateSchedule(const std::vector<int>& layer_clusters, int num_layers,
-                              int num_heads, absl::string_view source) {
+absl::Status ValidateSchedule(const std::vector<int>& layer_clusters, int num_layers, int num_heads,
+                              absl::string_view source) {
   if (static_cast<int>(layer_clusters.size()) != num_layers) {
     return absl::InvalidArgumentError(
         absl::StrCat("CHAI schedule ", source, ": ", layer_clusters.size(),
@@ -144,8 +144,8 @@ ChaiSchedule DenseSchedule(int num_layers, int num_heads) {
 absl::StatusOr<std::vector<int>> ParseScheduleList(absl::string_view text) {
   std::vector<int> counts;
   auto bad = [&](absl::string_view item, absl::string_view why) {
-    return absl::InvalidArgumentError(absl::StrCat("CHAI schedule list \"", text, "\": item \"",
-                                                   item, "\" ", why));
+    return absl::InvalidArgumentError(
+        absl::StrCat("CHAI schedule list \"", text, "\": item \"", item, "\" ", why));
   };
   if (absl::StripAsciiWhitespace(text).empty()) {
     return absl::InvalidArgumentError("CHAI schedule list is empty");

@@ -54,8 +54,8 @@ absl::StatusOr<ChaiSchedule> ScheduleFromList(absl::string_view text, int num_la
                                               int num_heads);
 
 // Length and range checks shared by every loader; `source` names the file or flag in errors.
-absl::Status ValidateSchedule(const std::vector<int>& layer_clusters, int num_layers,
-                              int num_heads, absl::string_view source);
+absl::Status ValidateSchedule(const std::vector<int>& layer_clusters, int num_layers, int num_heads,
+                              absl::string_view source);
 
 // A layer that keeps every head runs ordinary attention (no clustering, full K cache).
 inline bool IsDenseLayer(int clusters, int num_heads) { return clusters >= num_heads; }

@@ -3,6 +3,7 @@
 #include <string>
 #include <vector>
 
+#include "parallel/bootstrap.h"
 #include "runtime/cli/commands.h"
 
 namespace {
@@ -20,18 +21,27 @@ int main(int argc, char** argv) {
     std::fputs(kUsage, argc < 2 ? stderr : stdout);
     return argc < 2 ? 2 : 0;
   }
+  // Under mpirun/srun this initialises MPI once for the whole process; alone it does nothing.
+  auto group = chai::Bootstrap();
+  if (!group.ok()) {
+    std::fprintf(stderr, "chai: error: %s\n", std::string(group.status().message()).c_str());
+    return 1;
+  }
   const std::string command = argv[1];
   std::vector<std::string> args(argv + 2, argv + argc);
   absl::Status status;
   if (command == "generate") {
     status = chai::RunGenerate(args);
   } else {
-    std::fprintf(stderr, "chai: error: unknown command '%s' (see chai --help)\n", command.c_str());
-    return 2;
+    status = absl::InvalidArgumentError("unknown command '" + command + "' (see chai --help)");
   }
   if (!status.ok()) {
-    std::fprintf(stderr, "chai: error: %s\n", std::string(status.message()).c_str());
-    return 1;
+    if (group->world_size > 1) {
+      std::fprintf(stderr, "chai: error: [rank %d] %s\n", group->world_rank, std::string(status.message()).c_str());
+    } else {
+      std::fprintf(stderr, "chai: error: %s\n", std::string(status.message()).c_str());
+    }
   }
-  return 0;
+  chai::Finalize();
+  return status.ok() ? 0 : 1;
 }

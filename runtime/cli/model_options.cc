@@ -6,6 +6,10 @@
 #include "absl/strings/str_cat.h"
 #include "kernels/device_memory.h"
 #include "runtime/tensor_source.h"
+#include "runtime/placement_io.h"
+#include "parallel/mpi_communicator.h"
+#include <thread>
+#include <cstdlib>
 
 #ifndef CHAI_CONFIG_DIR
 #define CHAI_CONFIG_DIR "configs"
@@ -20,6 +24,8 @@ void ModelOptions::Register(FlagParser* flags) {
   flags->Bool("random-weights", &random_weights, "use deterministic random weights for the config");
   flags->Int64("seed", &seed, "seed for random weights and sampling (default 0)");
   flags->String("chai", &chai, "CHAI schedule file, or off (default off)");
+  flags->String("placement", &placement, "head placement JSON for tensor parallelism (default: contiguous)");
+  flags->Int("threads", &threads, "CPU threads per rank (default: hardware threads / ranks on the host)");
 }
 
 std::string DefaultModelConfig() { return std::string(CHAI_CONFIG_DIR) + "/models/opt-125m.json"; }
@@ -71,10 +77,31 @@ absl::StatusOr<LoadedModel> LoadModel(const ModelOptions& options) {
     if (!opened.ok()) return opened.status();
     source = std::move(*opened);
   }
-  m.comm = MakeSingleCommunicator();
+  auto group = Bootstrap();
+  if (!group.ok()) return group.status();
+  m.group = *group;
+  if (options.threads < 0) return absl::InvalidArgumentError("--threads must be >= 0");
+  // Ranks on one host share its cores; one thread pool per rank sized to its share.
+  const int threads = options.threads > 0 ? options.threads
+                                          : std::max(1, static_cast<int>(std::thread::hardware_concurrency()) /
+                                                            std::max(1, m.group.local_size));
+  if (std::getenv("CHAI_NUM_THREADS") == nullptr) setenv("CHAI_NUM_THREADS", std::to_string(threads).c_str(), 1);
+  m.comm = m.group.world_size > 1 ? MakeMpiCommunicator() : MakeSingleCommunicator();
   ParallelLayout layout;
   layout.rank = m.comm->rank();
   layout.world = m.comm->size();
+  m.placement = HeadPlacement::Identity(m.config.num_layers, m.config.num_heads, layout.world);
+  if (!options.placement.empty()) {
+    auto placement = LoadPlacement(options.placement);
+    if (!placement.ok()) return placement.status();
+    if (auto s = placement->Validate(m.config.num_layers, m.config.num_heads, layout.world,
+                                     m.config.kv_group_size());
+        !s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("--placement ", options.placement, ": ", s.message()));
+    }
+    m.placement = *placement;
+    layout.head_perm = m.placement.layer_perm;
+  }
   auto weights = LoadWeights(m.config, *source, layout, *dtype, *device);
   if (!weights.ok()) return weights.status();
   m.engine = std::make_unique<Engine>(m.config, std::move(*weights), m.comm.get(), *dtype, *device);

@@ -6,7 +6,9 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "parallel/bootstrap.h"
 #include "parallel/communicator.h"
+#include "parallel/head_placement.h"
 #include "runtime/cli/flags.h"
 #include "runtime/engine.h"
 
@@ -19,13 +21,17 @@ struct ModelOptions {
   bool random_weights = false;
   int64_t seed = 0;
   std::string chai = "off";
+  std::string placement;  // head placement JSON (tensor parallelism); identity when empty
+  int threads = 0;        // CPU threads per rank; 0: hardware threads / ranks on this host
 
   void Register(FlagParser* flags);
 };
 
 // Everything a subcommand needs to run the model on this rank.
 struct LoadedModel {
+  ProcessGroup group;
   ModelConfig config;
+  HeadPlacement placement;
   std::string model_dir;  // where a tokenizer may be found ("" for a bare config)
   std::unique_ptr<Communicator> comm;
   std::unique_ptr<Engine> engine;
