@@ -1,7 +1,5 @@
 // CHAI head clustering against scipy/scikit-learn goldens
 // (tests/fixtures/clustering/make_clustering_goldens.py) plus k-means and medoid properties.
-#include "runtime/chai/clustering.h"
-
 #include <chrono>
 #include <cmath>
 #include <limits>
@@ -11,6 +9,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "runtime/chai/clustering.h"
 #include "runtime/chai/features.h"
 #include "runtime/json.h"
 #include "tests/support/test_paths.h"
@@ -147,8 +146,8 @@ TEST(ChaiClusteringTest, AttentionFeaturesMatchNumpyIncludingGqa) {
     // The whole pipeline, q/k to representatives, against sklearn on numpy's features.
     for (const Json& e : c.Find("clusters")->as_array()) {
       int kk = Int(e, "k");
-      EXPECT_EQ(ClusterHeads(got.data(), heads, kChaiFeatureSize, kk,
-                             ClusterMethod::kAgglomerative, RepMethod::kLowest, 0),
+      EXPECT_EQ(ClusterHeads(got.data(), heads, kChaiFeatureSize, kk, ClusterMethod::kAgglomerative,
+                             RepMethod::kLowest, 0),
                 Ints(*e.Find("lowest")))
           << name << " k=" << kk;
     }
@@ -194,9 +193,9 @@ TEST(ChaiClusteringTest, ClusterHeadsIdentityWhenDense) {
       EXPECT_EQ(ClusterHeads(features.data(), 7, 25, 7, m, r, 1), identity);
     }
   }
-  EXPECT_EQ(ClusterHeads(features.data(), 7, 25, 1, ClusterMethod::kAgglomerative,
-                         RepMethod::kLowest, 0),
-            std::vector<int>(7, 0));
+  EXPECT_EQ(
+      ClusterHeads(features.data(), 7, 25, 1, ClusterMethod::kAgglomerative, RepMethod::kLowest, 0),
+      std::vector<int>(7, 0));
 }
 
 TEST(ChaiClusteringTest, NonFiniteFeaturesDoNotBreakClustering) {
@@ -300,8 +299,9 @@ TEST(ChaiClusteringTest, AverageLinkageIsFastForH128) {
     sink += ClusterHeads(features.data(), n, kChaiFeatureSize, 16, ClusterMethod::kAgglomerative,
                          RepMethod::kLowest, 0)[n - 1];
   }
-  double us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start)
-                  .count() / reps;
+  double us =
+      std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start).count() /
+      reps;
   std::printf("ClusterHeads H=128 k=16 (distances + linkage): %.1f us per call (%zu)\n", us, sink);
   EXPECT_LT(us, 20000.0);  // generous for loaded CI machines; typically well under 1 ms
 }

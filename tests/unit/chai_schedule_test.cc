@@ -1,12 +1,11 @@
 // CHAI schedule files: both accepted forms, every bad input's one-line error, shipped configs.
-#include "runtime/chai/schedule.h"
-
 #include <cstdio>
 #include <fstream>
 #include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "runtime/chai/schedule.h"
 #include "tests/support/test_paths.h"
 
 namespace chai {
@@ -97,16 +96,20 @@ TEST(ChaiScheduleTest, BadFilesGiveOneLineErrors) {
       {"long.json", R"({"layer_clusters": [4, 4, 4]})", "3 layer counts, but the model has 2"},
       {"zero.json", R"({"layer_clusters": [4, 0]})", "layer 1 has 0 clusters"},
       {"negative.json", R"({"layer_clusters": [-3, 4]})", "layer 0 has -3 clusters"},
-      {"toobig.json", R"({"layer_clusters": [4, 5]})", "layer 1 has 5 clusters; it must be between 1 and the 4 heads"},
+      {"toobig.json", R"({"layer_clusters": [4, 5]})",
+       "layer 1 has 5 clusters; it must be between 1 and the 4 heads"},
       {"fraction.json", R"({"layer_clusters": [4, 2.5]})", "entry 1 is 2.5, not an integer"},
-      {"string.json", R"({"layer_clusters": [4, "2"]})", "entry 1 is the string \"2\", not an integer"},
+      {"string.json", R"({"layer_clusters": [4, "2"]})",
+       "entry 1 is the string \"2\", not an integer"},
       {"null.json", R"({"layer_clusters": [null, 2]})", "entry 0 is null"},
       {"bool.json", R"({"layer_clusters": [true, 2]})", "entry 0 is true"},
       {"emptyentry.json", R"({"layer_clusters": [[], 2]})", "entry 0 is an empty list"},
       {"badobject.json", R"({"layer_clusters": [{"x": 1}, 2]})", "entry 0 is an object without"},
-      {"badcalibrated.json", R"({"layer_clusters": [1, 2], "calibrated": "yes"})", "\"calibrated\" must be"},
+      {"badcalibrated.json", R"({"layer_clusters": [1, 2], "calibrated": "yes"})",
+       "\"calibrated\" must be"},
       {"badnote.json", R"({"layer_clusters": [1, 2], "note": 3})", "\"note\" must be a string"},
-      {"badprune.json", R"({"layer_clusters": [1, 2], "prune_layer": 3})", "\"prune_layer\" must be"},
+      {"badprune.json", R"({"layer_clusters": [1, 2], "prune_layer": 3})",
+       "\"prune_layer\" must be"},
       {"huge.json", R"({"layer_clusters": [1e20, 2]})", "layer 0 has 1000000000 clusters"},
   };
   for (const Case& c : cases) {
