@@ -32,6 +32,7 @@ absl::StatusOr<GenerateResult> Generate(Engine& engine, const std::vector<std::v
     sp.seed += i;  // independent streams per sequence, reproducible
     samplers.emplace_back(sp);
     result.sequences.push_back(engine.NewSequence());
+    if (options.chai != nullptr) options.chai->Enable(result.sequences.back().get());
     steps.push_back({result.sequences.back().get(), prompts[i]});
   }
 

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "runtime/chai/chai_policy.h"
 #include "runtime/engine.h"
 #include "runtime/sampler.h"
 
@@ -17,6 +18,8 @@ struct GenerateOptions {
   SamplingParams sampling;
   int eos_token_id = -1;         // < 0: never stop early
   bool keep_prompt_logits = false;
+  // CHAI for every sequence when set (the engine must use this policy); dense otherwise.
+  const ChaiPolicy* chai = nullptr;
 };
 
 struct GenerateResult {

@@ -9,7 +9,9 @@
 #include "absl/strings/strip.h"
 #include "runtime/cli/commands.h"
 #include "runtime/cli/model_options.h"
+#include "runtime/chai/membership_report.h"
 #include "runtime/generator.h"
+#include "runtime/placement_io.h"
 #include "runtime/json.h"
 
 namespace chai {
@@ -27,6 +29,7 @@ struct GenerateFlags {
   std::string json_path;
   bool dump_logits = false;
   bool stats = false;
+  bool dump_clusters = false;
   bool help = false;
 
   void Register(FlagParser* f) {
@@ -40,7 +43,8 @@ struct GenerateFlags {
     f->Bool("ignore-eos", &ignore_eos, "keep generating after the end-of-sequence token");
     f->String("json", &json_path, "write prompt_ids, output_ids (and more) to this JSON file");
     f->Bool("dump-logits", &dump_logits, "add prompt_logits (every prompt position) to --json");
-    f->Bool("stats", &stats, "print and record KV bytes per token and timing");
+    f->Bool("stats", &stats, "print and record KV bytes per token (dense vs actual) and timing");
+    f->Bool("dump-clusters", &dump_clusters, "add clusters (representative of each head per layer) to --json");
     f->Bool("help", &help, "show this help");
   }
 };
@@ -93,6 +97,7 @@ absl::Status RunGenerate(const std::vector<std::string>& args) {
   options.sampling.seed = static_cast<uint64_t>(flags.model.seed);
   options.eos_token_id = flags.ignore_eos ? -1 : model->config.eos_token_id;
   options.keep_prompt_logits = flags.dump_logits;
+  options.chai = model->chai.get();
 
   const bool rank0 = model->comm->rank() == 0;
   auto result = Generate(*model->engine, {*prompt}, options, [&](int, int32_t token) {
@@ -102,17 +107,31 @@ absl::Status RunGenerate(const std::vector<std::string>& args) {
     }
   });
   if (!result.ok()) return result.status();
+  // Collectives first (every rank), then rank 0 reports.
+  const Sequence& seq = *result->sequences[0];
+  const KvBytes kv = GlobalKvBytes(seq, model->config, *ParseDType(flags.model.dtype), model->comm.get());
+  std::vector<std::vector<int>> clusters;
+  if (flags.dump_clusters) {
+    clusters = GlobalRepresentatives(seq, model->engine->weights(), model->placement, model->comm.get());
+  }
   if (!rank0) return absl::OkStatus();
   std::printf("\n");
 
-  const Sequence& seq = *result->sequences[0];
-  const int64_t k_bytes = seq.kv.KBytesPerToken(), v_bytes = seq.kv.VBytesPerToken();
+  const int64_t k_bytes = kv.k_per_token, v_bytes = kv.v_per_token;
   const double tokens_per_s = result->decode_steps > 0 ? result->decode_steps / result->decode_seconds : 0.0;
   if (flags.stats) {
-    std::fprintf(stderr, "prefill %.3f s, decode %.3f s (%.1f tokens/s), KV bytes per token %lld (K %lld, V %lld)\n",
+    std::fprintf(stderr,
+                 "prefill %.3f s, decode %.3f s (%.1f tokens/s); KV bytes per token %lld (K %lld, V %lld), "
+                 "dense %lld (%.1f%% saved)\n",
                  result->prefill_seconds, result->decode_seconds, tokens_per_s,
                  static_cast<long long>(k_bytes + v_bytes), static_cast<long long>(k_bytes),
-                 static_cast<long long>(v_bytes));
+                 static_cast<long long>(v_bytes), static_cast<long long>(kv.dense_per_token),
+                 100.0 * (1.0 - double(k_bytes + v_bytes) / kv.dense_per_token));
+    if (model->comm->size() > 1) {
+      std::fprintf(stderr, "placement: %s over %d ranks\n",
+                   model->placement.IsIdentity() ? "contiguous head blocks" : "planned (--placement)",
+                   model->comm->size());
+    }
   }
   if (flags.json_path.empty()) return absl::OkStatus();
   Json out = Json::MakeObject();
@@ -128,7 +147,18 @@ absl::Status RunGenerate(const std::vector<std::string>& args) {
     }
     out.Set("prompt_logits", std::move(rows));
   }
+  if (flags.dump_clusters) {
+    Json layers = Json::MakeArray();
+    for (const auto& layer : clusters) {
+      Json row = Json::MakeArray();
+      for (int r : layer) row.Push(Json(r));
+      layers.Push(std::move(row));
+    }
+    out.Set("clusters", std::move(layers));
+  }
   if (flags.stats) {
+    out.Set("dense_kv_bytes_per_token", Json(kv.dense_per_token));
+    out.Set("placement", PlacementToJson(model->placement));
     out.Set("kv_bytes_per_token", Json(k_bytes + v_bytes));
     out.Set("k_bytes_per_token", Json(k_bytes));
     out.Set("v_bytes_per_token", Json(v_bytes));

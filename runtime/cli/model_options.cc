@@ -7,6 +7,7 @@
 #include "kernels/device_memory.h"
 #include "runtime/tensor_source.h"
 #include "runtime/placement_io.h"
+#include "parallel/cluster_split.h"
 #include "parallel/mpi_communicator.h"
 #include <thread>
 #include <cstdlib>
@@ -23,12 +24,49 @@ void ModelOptions::Register(FlagParser* flags) {
   flags->String("dtype", &dtype, "fp32, fp16 or bf16 (default fp32)");
   flags->Bool("random-weights", &random_weights, "use deterministic random weights for the config");
   flags->Int64("seed", &seed, "seed for random weights and sampling (default 0)");
-  flags->String("chai", &chai, "CHAI schedule file, or off (default off)");
+  flags->String("chai", &chai, "CHAI schedule: a configs/chai JSON file, a list like 32x18,4x14, or off (default)");
+  flags->String("chai-cluster", &chai_cluster, "CHAI clustering: agglomerative (default, as published) or kmeans");
+  flags->String("chai-rep", &chai_rep, "CHAI representative: lowest (default, as published) or medoid");
   flags->String("placement", &placement, "head placement JSON for tensor parallelism (default: contiguous)");
   flags->Int("threads", &threads, "CPU threads per rank (default: hardware threads / ranks on the host)");
 }
 
 std::string DefaultModelConfig() { return std::string(CHAI_CONFIG_DIR) + "/models/opt-125m.json"; }
+
+namespace {
+
+absl::Status SetUpChai(const ModelOptions& options, const ParallelLayout& layout, LoadedModel* m) {
+  const ModelConfig& c = m->config;
+  auto schedule = std::filesystem::exists(options.chai)
+                      ? LoadChaiSchedule(options.chai, c.num_layers, c.num_heads)
+                      : ScheduleFromList(options.chai, c.num_layers, c.num_heads);
+  if (!schedule.ok()) {
+    if (!std::filesystem::exists(options.chai) && options.chai.find_first_not_of("0123456789x, ") != std::string::npos) {
+      return absl::NotFoundError(absl::StrCat("--chai: no such schedule file: ", options.chai));
+    }
+    return schedule.status();
+  }
+  m->chai_schedule = *schedule;
+  auto split = SplitSchedule(schedule->layer_clusters, c.num_heads, layout.world);
+  if (!split.ok()) return split.status();
+  ChaiOptions chai;
+  for (const auto& per_rank : *split) chai.local_clusters.push_back(per_rank[layout.rank]);
+  auto method = ParseClusterMethod(options.chai_cluster);
+  if (!method.ok()) return method.status();
+  auto rep = ParseRepMethod(options.chai_rep);
+  if (!rep.ok()) return rep.status();
+  chai.method = *method;
+  chai.rep = *rep;
+  chai.seed = static_cast<uint64_t>(options.seed);
+  std::vector<std::vector<int>> global_heads;
+  for (const LayerWeights& layer : m->engine->weights().layers) global_heads.push_back(layer.heads);
+  m->chai = std::make_unique<ChaiPolicy>(std::move(chai), std::move(global_heads),
+                                         m->engine->weights().local_kv_heads, c.head_dim);
+  m->engine->set_attention_policy(m->chai.get());
+  return absl::OkStatus();
+}
+
+}  // namespace
 
 absl::StatusOr<LoadedModel> LoadModel(const ModelOptions& options) {
   namespace fs = std::filesystem;
@@ -106,7 +144,7 @@ absl::StatusOr<LoadedModel> LoadModel(const ModelOptions& options) {
   if (!weights.ok()) return weights.status();
   m.engine = std::make_unique<Engine>(m.config, std::move(*weights), m.comm.get(), *dtype, *device);
   if (options.chai != "off") {
-    return absl::UnimplementedError("--chai: clustered head attention is not wired into the CLI yet; use --chai off");
+    if (auto s = SetUpChai(options, layout, &m); !s.ok()) return s;
   }
   return m;
 }

@@ -10,6 +10,8 @@
 #include "parallel/communicator.h"
 #include "parallel/head_placement.h"
 #include "runtime/cli/flags.h"
+#include "runtime/chai/chai_policy.h"
+#include "runtime/chai/schedule.h"
 #include "runtime/engine.h"
 
 namespace chai {
@@ -21,6 +23,8 @@ struct ModelOptions {
   bool random_weights = false;
   int64_t seed = 0;
   std::string chai = "off";
+  std::string chai_cluster = "agglomerative";
+  std::string chai_rep = "lowest";
   std::string placement;  // head placement JSON (tensor parallelism); identity when empty
   int threads = 0;        // CPU threads per rank; 0: hardware threads / ranks on this host
 
@@ -35,6 +39,8 @@ struct LoadedModel {
   std::string model_dir;  // where a tokenizer may be found ("" for a bare config)
   std::unique_ptr<Communicator> comm;
   std::unique_ptr<Engine> engine;
+  std::unique_ptr<ChaiPolicy> chai;  // null with --chai off
+  ChaiSchedule chai_schedule;
 };
 
 // The built-in default: a small published shape with random weights.

@@ -1,0 +1,89 @@
+#include "runtime/chai/chai_policy.h"
+
+#include <algorithm>
+#include <map>
+
+#include "runtime/chai/features.h"
+
+namespace chai {
+
+ChaiPolicy::ChaiPolicy(ChaiOptions options, std::vector<std::vector<int>> global_heads, int local_kv_heads,
+                       int head_dim)
+    : options_(std::move(options)),
+      global_heads_(std::move(global_heads)),
+      local_kv_heads_(local_kv_heads),
+      head_dim_(head_dim) {}
+
+void ChaiPolicy::Enable(Sequence* seq) const {
+  seq->chai_enabled = true;
+  seq->membership_fixed = false;
+  const int layers = static_cast<int>(global_heads_.size());
+  const int64_t width = static_cast<int64_t>(global_heads_[0].size()) * head_dim_;
+  seq->early_queries.assign(layers, Tensor());
+  for (int l = 0; l < layers; ++l) {
+    if (options_.local_clusters[l] < static_cast<int>(global_heads_[l].size())) {
+      seq->early_queries[l] = Tensor::Empty({kChaiFeatureTokens, width}, DType::kF32);
+    }
+  }
+}
+
+std::vector<int> ChaiPolicy::ClusterLayer(Sequence* seq, int layer) const {
+  const int heads = static_cast<int>(global_heads_[layer].size());
+  // Keys of the first 5 positions, [5][kv heads * d], from the cache (host fp32).
+  const int64_t kv_width = static_cast<int64_t>(local_kv_heads_) * head_dim_;
+  std::vector<float> keys(kChaiFeatureTokens * kv_width);
+  for (int g = 0; g < local_kv_heads_; ++g) {
+    std::vector<float> rows = seq->kv.k(layer)[g].Rows(0, kChaiFeatureTokens).ToFloats();
+    for (int t = 0; t < kChaiFeatureTokens; ++t) {
+      std::copy_n(rows.data() + t * head_dim_, head_dim_, keys.data() + t * kv_width + g * head_dim_);
+    }
+  }
+  const std::vector<float> queries = seq->early_queries[layer].ToFloats();
+  const std::vector<float> features =
+      AttentionFeatures(queries.data(), keys.data(), heads, local_kv_heads_, head_dim_,
+                        heads * head_dim_, static_cast<int>(kv_width));
+  const int f = kChaiFeatureTokens * kChaiFeatureTokens;
+  std::vector<int> rep = ClusterHeads(features.data(), heads, f, options_.local_clusters[layer], options_.method,
+                                      options_.rep, options_.seed);
+  if (options_.rep == RepMethod::kLowest) {
+    // Local order may differ from original head order under a head placement: the
+    // representative is the member with the lowest original index.
+    std::map<int, int> lowest;  // cluster (by its local rep) -> local head with lowest global index
+    for (int h = 0; h < heads; ++h) {
+      auto [it, inserted] = lowest.emplace(rep[h], h);
+      if (!inserted && global_heads_[layer][h] < global_heads_[layer][it->second]) it->second = h;
+    }
+    for (int h = 0; h < heads; ++h) rep[h] = lowest[rep[h]];
+  }
+  return rep;
+}
+
+void ChaiPolicy::BeforeAttention(Sequence* seq, int layer, const Tensor& q, const Tensor&, int64_t past_len) {
+  if (!seq->chai_enabled || seq->membership_fixed || !seq->early_queries[layer].defined()) return;
+  // Keep this pass's queries among the first 5 positions.
+  const int64_t n = q.dim(0);
+  for (int64_t t = 0; t < n && past_len + t < kChaiFeatureTokens; ++t) {
+    Tensor dst = seq->early_queries[layer].Rows(past_len + t, past_len + t + 1);
+    Tensor row = q.Rows(t, t + 1);
+    if (row.dtype() != DType::kF32) row = row.Cast(DType::kF32);
+    CopyTensor(row, &dst);
+  }
+  if (past_len + n < kChaiFeatureTokens) return;  // not 5 tokens yet: this pass stays dense
+
+  std::vector<int> rep = ClusterLayer(seq, layer);
+  seq->score_head[layer] = rep;
+  // K is kept only for the KV heads that some representative reads.
+  const int group = static_cast<int>(rep.size()) / local_kv_heads_;
+  std::vector<bool> needed(local_kv_heads_, false);
+  for (int r : rep) needed[r / group] = true;
+  for (int g = 0; g < local_kv_heads_; ++g)
+    if (!needed[g]) seq->kv.DropK(layer, g);
+}
+
+void ChaiPolicy::AfterStep(Sequence* seq) {
+  if (!seq->chai_enabled || seq->membership_fixed || seq->length() < kChaiFeatureTokens) return;
+  seq->membership_fixed = true;
+  seq->early_queries.clear();  // no longer needed
+}
+
+}  // namespace chai

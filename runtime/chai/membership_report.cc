@@ -1,0 +1,40 @@
+#include "runtime/chai/membership_report.h"
+
+namespace chai {
+
+std::vector<std::vector<int>> GlobalRepresentatives(const Sequence& seq, const ModelWeights& weights,
+                                                    const HeadPlacement& placement, Communicator* comm) {
+  const int layers = static_cast<int>(weights.layers.size());
+  const int local = weights.local_heads;
+  // Global ids fit exactly in fp32 (heads <= 2^24), so the float all-gather is lossless.
+  Tensor mine = Tensor::Empty({layers, local}, DType::kF32);
+  for (int l = 0; l < layers; ++l) {
+    const std::vector<int>& heads = weights.layers[l].heads;
+    for (int i = 0; i < local; ++i) mine.data<float>()[l * local + i] = static_cast<float>(heads[seq.score_head[l][i]]);
+  }
+  Tensor all = mine;
+  if (comm->size() > 1) {
+    all = Tensor::Empty({layers, local * comm->size()}, DType::kF32);
+    (void)comm->AllGatherColumns(mine, &all);
+  }
+  const int total = local * comm->size();
+  std::vector<std::vector<int>> reps(layers, std::vector<int>(total));
+  for (int l = 0; l < layers; ++l)
+    for (int slot = 0; slot < total; ++slot) {
+      reps[l][placement.layer_perm[l][slot]] = static_cast<int>(all.data<float>()[l * total + slot]);
+    }
+  return reps;
+}
+
+KvBytes GlobalKvBytes(const Sequence& seq, const ModelConfig& config, DType dtype, Communicator* comm) {
+  Tensor sums = Tensor::FromFloats({static_cast<float>(seq.kv.KBytesPerToken()),
+                                    static_cast<float>(seq.kv.VBytesPerToken())}, {2});
+  if (comm->size() > 1) (void)comm->AllReduceSum(&sums);
+  KvBytes b;
+  b.k_per_token = static_cast<int64_t>(sums.data<float>()[0]);
+  b.v_per_token = static_cast<int64_t>(sums.data<float>()[1]);
+  b.dense_per_token = 2LL * config.num_layers * config.num_kv_heads * config.head_dim * DTypeSize(dtype);
+  return b;
+}
+
+}  // namespace chai
