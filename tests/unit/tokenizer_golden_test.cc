@@ -21,6 +21,8 @@ struct Fixture {
   std::string location;  // tokenizer.json file or directory
 };
 
+void PrintTo(const Fixture& f, std::ostream* os) { *os << f.name; }
+
 std::vector<Fixture> Fixtures() {
   return {
       {"gpt2_bytelevel", kFixtures + "gpt2_bytelevel/tokenizer.json"},
