@@ -9,6 +9,16 @@
 #include "runtime/tokenizer/unicode.h"
 
 namespace chai {
+namespace {
+
+constexpr absl::string_view kMetaspace = "\xE2\x96\x81";  // U+2581 "▁"
+
+// Whether the "▁" at byte hit (> 0) of text comes right after a character other than "▁".
+bool AfterOtherChar(absl::string_view text, size_t hit) {
+  return hit < kMetaspace.size() || text.compare(hit - kMetaspace.size(), kMetaspace.size(), kMetaspace) != 0;
+}
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<BpeModel>> BpeModel::Create(
     const std::vector<std::pair<std::string, int32_t>>& vocab,
@@ -54,6 +64,16 @@ absl::StatusOr<std::unique_ptr<BpeModel>> BpeModel::Create(
       return absl::InvalidArgumentError(absl::StrCat("unk_token \"", config.unk_token, "\" is not in the vocab"));
     }
     model->unk_id_ = it->second;
+  }
+
+  if (!config.byte_level && text_to_id.contains(kMetaspace)) {
+    model->split_at_metaspace_ = true;
+    for (const auto& entry : vocab) {
+      const absl::string_view text = entry.first;
+      for (size_t hit = text.find(kMetaspace, 1); hit != absl::string_view::npos; hit = text.find(kMetaspace, hit + 1)) {
+        if (AfterOtherChar(text, hit)) model->split_at_metaspace_ = false;
+      }
+    }
   }
 
   model->merges_.reserve(merges.size());
@@ -188,6 +208,24 @@ void BpeModel::Merge(std::vector<int32_t>* symbols) const {
 }
 
 void BpeModel::EncodeWord(absl::string_view word, std::vector<int32_t>* ids) const {
+  if (!split_at_metaspace_) {
+    EncodePiece(word, ids);
+    return;
+  }
+  size_t begin = 0;
+  while (begin < word.size()) {
+    // Cut before the next "▁" that follows a character other than "▁".
+    size_t cut = word.find(kMetaspace, begin + 1);
+    while (cut != absl::string_view::npos && !AfterOtherChar(word, cut)) {
+      cut = word.find(kMetaspace, cut + 1);
+    }
+    if (cut == absl::string_view::npos) cut = word.size();
+    EncodePiece(word.substr(begin, cut - begin), ids);
+    begin = cut;
+  }
+}
+
+void BpeModel::EncodePiece(absl::string_view word, std::vector<int32_t>* ids) const {
   if (word.empty()) return;
   if (config_.ignore_merges || word.size() == 1) {
     auto it = encode_vocab_.find(word);

@@ -63,6 +63,8 @@ class BpeModel {
   void InitialSymbols(absl::string_view word, std::vector<int32_t>* symbols) const;
   // Applies merges to symbols in place.
   void Merge(std::vector<int32_t>* symbols) const;
+  // EncodeWord without the word-boundary split.
+  void EncodePiece(absl::string_view word, std::vector<int32_t>* ids) const;
 
   BpeConfig config_;
   // Encoding lookups: keyed by raw bytes in byte-level mode, by token text otherwise.
@@ -74,6 +76,11 @@ class BpeModel {
   // Byte-level: the id of each single byte. Byte fallback: the id of <0xXX>. -1 when absent.
   std::array<int32_t, 256> byte_ids_;
   int32_t unk_id_ = -1;
+  // SentencePiece-style vocabularies: when "▁" is a token and no token has "▁" right after another
+  // character, no merge can join symbols across a "▁" that follows a non-"▁" character. Words are
+  // then cut there and encoded piece by piece (same result, and the pieces are cacheable). LLaMA-2
+  // files have no pre-tokenizer, so without this the whole input would be a single word.
+  bool split_at_metaspace_ = false;
 
   static constexpr size_t kMaxCachedWordBytes = 64;
   static constexpr size_t kMaxCacheEntries = 1 << 16;
