@@ -61,15 +61,17 @@ void Add(const Tensor& a, const Tensor& b, Tensor* out) {
   if (OnCpu(a, "Add")) cpu::Add(a, b, out);
 }
 
-void Embedding(const Tensor& table, absl::Span<const int32_t> ids, int64_t row_begin, Tensor* out) {
-  Expect(table.rank() == 2 && out->rank() == 2 && out->dim(0) == static_cast<int64_t>(ids.size()) &&
+void Embedding(const Tensor& table, const Tensor& ids, int64_t row_begin, Tensor* out) {
+  Expect(ids.dtype() == DType::kI32 && ids.device() == table.device(), "Embedding", "ids must be int32 on the table's device");
+  Expect(table.rank() == 2 && out->rank() == 2 && out->dim(0) == ids.numel() &&
              out->dim(1) == table.dim(1),
          "Embedding", "shape");
   if (OnCpu(table, "Embedding")) cpu::Embedding(table, ids, row_begin, out);
 }
 
-void Rotary(Tensor* x, absl::Span<const int32_t> positions, int num_heads, int head_dim, float theta) {
-  Expect(x->rank() == 2 && x->dim(0) == static_cast<int64_t>(positions.size()) &&
+void Rotary(Tensor* x, const Tensor& positions, int num_heads, int head_dim, float theta) {
+  Expect(positions.dtype() == DType::kI32 && positions.device() == x->device(), "Rotary", "positions must be int32 on x's device");
+  Expect(x->rank() == 2 && x->dim(0) == positions.numel() &&
              x->dim(1) == static_cast<int64_t>(num_heads) * head_dim && head_dim % 2 == 0,
          "Rotary", "shape");
   if (OnCpu(*x, "Rotary")) cpu::Rotary(x, positions, num_heads, head_dim, theta);
@@ -79,33 +81,25 @@ void SoftmaxRows(Tensor* x) {
   if (OnCpu(*x, "SoftmaxRows")) cpu::SoftmaxRows(x);
 }
 
-void AppendHeads(const Tensor& x, absl::Span<Tensor> heads, int64_t start) {
-  Expect(x.rank() == 2 && !heads.empty() && x.dim(1) % heads.size() == 0, "AppendHeads", "shape");
-  const int64_t d = x.dim(1) / heads.size();
-  for (const Tensor& h : heads) {
-    Expect(!h.defined() || (h.dim(1) == d && h.dim(0) >= start + x.dim(0) && h.dtype() == x.dtype()),
-           "AppendHeads", "head buffer too small");
-  }
-  if (OnCpu(x, "AppendHeads")) cpu::AppendHeads(x, heads, start);
+void PagedAppend(const Tensor& k, const Tensor& v, const PagedKv& kv, const BatchLayout& batch) {
+  Expect(k.shape() == v.shape() && k.rank() == 2 && k.dim(1) == int64_t{kv.kv_heads} * kv.pool.dim(2),
+         "PagedAppend", "k/v shape");
+  Expect(k.dtype() == kv.pool.dtype() && v.dtype() == kv.pool.dtype(), "PagedAppend", "dtype differs from the pool");
+  Expect(kv.tables.dtype() == DType::kI32 && kv.tables.numel() == int64_t{batch.num_seqs} * 2 * kv.kv_heads * kv.max_blocks,
+         "PagedAppend", "tables shape");
+  if (OnCpu(k, "PagedAppend")) cpu::PagedAppend(k, v, kv, batch);
 }
 
-void Attention(const Tensor& q, absl::Span<const Tensor> k_heads, absl::Span<const Tensor> v_heads,
-               int64_t past_len, absl::Span<const int> score_head, Tensor* out) {
-  const int heads = static_cast<int>(score_head.size());
-  Expect(!v_heads.empty() && heads % v_heads.size() == 0 && k_heads.size() == v_heads.size(),
-         "Attention", "head counts");
-  Expect(q.rank() == 2 && q.dim(1) % heads == 0 && out->shape() == q.shape(), "Attention", "q/out shape");
-  const int64_t d = q.dim(1) / heads, needed = past_len + q.dim(0);
-  const int group = heads / static_cast<int>(v_heads.size());
-  for (int h = 0; h < heads; ++h) {
-    const int s = score_head[h];
-    Expect(s >= 0 && s < heads && score_head[s] == s, "Attention", "score_head must map to self-mapped heads");
-    const Tensor& k = k_heads[s / group];
-    const Tensor& v = v_heads[h / group];
-    Expect(k.defined() && k.dim(0) >= needed && k.dim(1) == d, "Attention", "missing or short K head");
-    Expect(v.defined() && v.dim(0) >= needed && v.dim(1) == d, "Attention", "missing or short V head");
-  }
-  if (OnCpu(q, "Attention")) cpu::Attention(q, k_heads, v_heads, past_len, score_head, out);
+void PagedAttention(const Tensor& q, const PagedKv& kv, const BatchLayout& batch, const Tensor& score_head,
+                    Tensor* out) {
+  const int64_t d = kv.pool.dim(2);
+  Expect(q.rank() == 2 && q.dim(1) % d == 0 && out->shape() == q.shape(), "PagedAttention", "q/out shape");
+  const int64_t heads = q.dim(1) / d;
+  Expect(heads % kv.kv_heads == 0, "PagedAttention", "heads not a multiple of kv heads");
+  Expect(score_head.dtype() == DType::kI32 && score_head.numel() == batch.num_seqs * heads, "PagedAttention",
+         "score_head shape");
+  Expect(q.dtype() == kv.pool.dtype(), "PagedAttention", "dtype differs from the pool");
+  if (OnCpu(q, "PagedAttention")) cpu::PagedAttention(q, kv, batch, score_head, out);
 }
 
 }  // namespace chai::ops

@@ -9,6 +9,7 @@
 #include <cstdint>
 
 #include "absl/types/span.h"
+#include "kernels/paged_kv.h"
 #include "kernels/tensor.h"
 
 namespace chai::ops {
@@ -27,11 +28,11 @@ void Add(const Tensor& a, const Tensor& b, Tensor* out);          // out may ali
 
 // out[t] = table[ids[t] - row_begin] when that row is held here, else zeros. row_begin lets a
 // rank hold a slice of the vocabulary (vocabulary-parallel embedding, summed across ranks).
-void Embedding(const Tensor& table, absl::Span<const int32_t> ids, int64_t row_begin, Tensor* out);
+void Embedding(const Tensor& table, const Tensor& ids, int64_t row_begin, Tensor* out);  // ids: int32 [T]
 
 // Rotary position embedding in place on x [T, heads * head_dim], Hugging Face "rotate_half"
 // layout: element i pairs with i + head_dim/2, angle = position * theta^(-2i/head_dim).
-void Rotary(Tensor* x, absl::Span<const int32_t> positions, int num_heads, int head_dim, float theta);
+void Rotary(Tensor* x, const Tensor& positions, int num_heads, int head_dim, float theta);  // int32 [T]
 
 void SoftmaxRows(Tensor* x);  // in place over the last dimension
 
@@ -50,6 +51,19 @@ void AppendHeads(const Tensor& x, absl::Span<Tensor> heads, int64_t start);
 // Scores are scaled by 1/sqrt(d).
 void Attention(const Tensor& q, absl::Span<const Tensor> k_heads, absl::Span<const Tensor> v_heads,
                int64_t past_len, absl::Span<const int> score_head, Tensor* out);
+
+// Writes the step's new K and V rows ([T, kv_heads * d] each) into their blocks: row i of
+// sequence s goes to position seq_lens[s] - n_s + i of every head that has a block there
+// (absent K blocks, i.e. dropped heads, are skipped).
+void PagedAppend(const Tensor& k, const Tensor& v, const PagedKv& kv, const BatchLayout& batch);
+
+// Causal attention of the step's queries q [T, Hq * d] over the paged cache (which already holds
+// this step's K/V). score_head: int32 [num_seqs, Hq]; head h of sequence s uses the causal
+// softmax of q_{s'} . K_{kv(s')} for s' = score_head[s][h] (its CHAI representative; itself when
+// dense), applied to its own V_{kv(h)}; kv(h) = h / (Hq / kv_heads). Must satisfy
+// score_head[s][s'] == s'. Scores are scaled by 1/sqrt(d). out: [T, Hq * d].
+void PagedAttention(const Tensor& q, const PagedKv& kv, const BatchLayout& batch, const Tensor& score_head,
+                    Tensor* out);
 
 }  // namespace chai::ops
 

@@ -6,7 +6,8 @@
 
 namespace chai::cpu {
 
-void Rotary(Tensor* x, absl::Span<const int32_t> positions, int num_heads, int head_dim, float theta) {
+void Rotary(Tensor* x, const Tensor& position_tensor, int num_heads, int head_dim, float theta) {
+  absl::Span<const int32_t> positions(position_tensor.data<int32_t>(), position_tensor.numel());
   const int half = head_dim / 2;
   const int64_t stride = static_cast<int64_t>(num_heads) * head_dim;
   std::vector<float> cosv(half), sinv(half);

@@ -8,11 +8,11 @@
 
 namespace chai::cpu {
 
-void Embedding(const Tensor& table, absl::Span<const int32_t> ids, int64_t row_begin, Tensor* out) {
+void Embedding(const Tensor& table, const Tensor& ids, int64_t row_begin, Tensor* out) {
   const int64_t rows = table.dim(0), cols = table.dim(1);
-  for (size_t t = 0; t < ids.size(); ++t) {
+  for (int64_t t = 0; t < ids.numel(); ++t) {
     float* o = out->data<float>() + t * cols;
-    const int64_t r = ids[t] - row_begin;
+    const int64_t r = ids.data<int32_t>()[t] - row_begin;
     if (r >= 0 && r < rows) {
       std::memcpy(o, table.data<float>() + r * cols, cols * sizeof(float));
     } else {

@@ -1,0 +1,32 @@
+// CUDA implementations of kernels/ops.h (fp32, fp16 and bf16 storage; fp32 accumulation).
+// Called through the dispatcher in kernels/ops.cc, which has already checked shapes.
+// All ops are asynchronous on the current stream (CurrentStream()) and never synchronise the
+// host, so a decode step can be captured in a CUDA graph.
+#ifndef CHAI_KERNELS_CUDA_CUDA_OPS_H_
+#define CHAI_KERNELS_CUDA_CUDA_OPS_H_
+
+#include "kernels/ops.h"
+
+struct CUstream_st;
+
+namespace chai::cuda {
+
+// The stream every op runs on (one per process; the engine captures decode graphs on it).
+CUstream_st* CurrentStream();
+
+void LayerNorm(const Tensor& x, const Tensor& weight, const Tensor& bias, float eps, Tensor* out);
+void RmsNorm(const Tensor& x, const Tensor& weight, float eps, Tensor* out);
+void Linear(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor* out);
+void Relu(Tensor* x);
+void SiluMul(const Tensor& gate, const Tensor& up, Tensor* out);
+void Add(const Tensor& a, const Tensor& b, Tensor* out);
+void Embedding(const Tensor& table, const Tensor& ids, int64_t row_begin, Tensor* out);
+void Rotary(Tensor* x, const Tensor& positions, int num_heads, int head_dim, float theta);
+void SoftmaxRows(Tensor* x);
+void PagedAppend(const Tensor& k, const Tensor& v, const PagedKv& kv, const BatchLayout& batch);
+void PagedAttention(const Tensor& q, const PagedKv& kv, const BatchLayout& batch, const Tensor& score_head,
+                    Tensor* out);
+
+}  // namespace chai::cuda
+
+#endif  // CHAI_KERNELS_CUDA_CUDA_OPS_H_

@@ -1,0 +1,40 @@
+// The paged KV cache as the attention ops see it, and the per-step batch layout.
+//
+// Storage is one pool of fixed-size blocks, each holding `block_size` positions of ONE head of
+// ONE side (K or V) of one layer: [num_blocks, block_size, head_dim]. Per-head blocks are what
+// let CHAI keep K for representatives only: a non-representative's K simply has no blocks, and
+// the freed blocks become capacity for more sequences.
+#ifndef CHAI_KERNELS_PAGED_KV_H_
+#define CHAI_KERNELS_PAGED_KV_H_
+
+#include <cstdint>
+
+#include "kernels/tensor.h"
+
+namespace chai {
+
+// One layer's view of the cache for a batch of sequences.
+struct PagedKv {
+  Tensor pool;    // [num_blocks, block_size, head_dim], the run dtype, shared by all layers
+  Tensor tables;  // int32 [num_seqs, 2, kv_heads, max_blocks]: block ids of sequence s, side
+                  // (0 = K, 1 = V) and KV head g, in position order; -1 where there is no block
+                  // (a dropped K head, or past the sequence's length). Row-major, contiguous.
+  int block_size = 16;
+  int kv_heads = 0;
+  int max_blocks = 0;  // last dimension of `tables`
+};
+
+// Which rows of the step's activations belong to which sequence (int32 tensors on the op's
+// device) plus host-side bounds for launch configuration.
+struct BatchLayout {
+  Tensor q_start;   // [num_seqs + 1]: sequence s owns rows [q_start[s], q_start[s+1])
+  Tensor seq_lens;  // [num_seqs]: positions in the cache after this step's append; the n_s new
+                    // rows of sequence s sit at positions seq_lens[s] - n_s .. seq_lens[s] - 1
+  int num_seqs = 0;
+  int max_new_tokens = 0;  // max n_s (1 for a decode step)
+  int max_seq_len = 0;     // an upper bound of seq_lens (kernels may use it to size grids)
+};
+
+}  // namespace chai
+
+#endif  // CHAI_KERNELS_PAGED_KV_H_
