@@ -36,22 +36,6 @@ void Rotary(Tensor* x, const Tensor& positions, int num_heads, int head_dim, flo
 
 void SoftmaxRows(Tensor* x);  // in place over the last dimension
 
-// Scatters x [T, heads * d] into per-head buffers: row t of head g goes to heads[g] row
-// start + t. Undefined heads are skipped (CHAI drops the K of non-representatives).
-void AppendHeads(const Tensor& x, absl::Span<Tensor> heads, int64_t start);
-
-// Attention of one sequence's new queries over its cached keys and values.
-//   q:          [T, Hq * d]; query t sits at position past_len + t and sees positions <= its own.
-//   k_heads[g]: [capacity >= past_len + T, d] keys of KV head g (undefined when not needed).
-//   v_heads[g]: [capacity >= past_len + T, d] values of KV head g.
-//   score_head: size Hq; head h uses the causal softmax of q_{s} . k_{kv(s)} for s = score_head[h]
-//               with its own values v_{kv(h)} (CHAI: s is h's representative; dense: s == h).
-//               Must satisfy score_head[s] == s. kv(h) = h / (Hq / Hkv).
-//   out:        [T, Hq * d].
-// Scores are scaled by 1/sqrt(d).
-void Attention(const Tensor& q, absl::Span<const Tensor> k_heads, absl::Span<const Tensor> v_heads,
-               int64_t past_len, absl::Span<const int> score_head, Tensor* out);
-
 // Writes the step's new K and V rows ([T, kv_heads * d] each) into their blocks: row i of
 // sequence s goes to position seq_lens[s] - n_s + i of every head that has a block there
 // (absent K blocks, i.e. dropped heads, are skipped).

@@ -21,13 +21,31 @@ void CheckCollective(const absl::Status& s) {
 
 }  // namespace
 
-Engine::Engine(ModelConfig config, ModelWeights weights, Communicator* comm, DType dtype, Device device)
-    : config_(std::move(config)), weights_(std::move(weights)), comm_(comm), dtype_(dtype), device_(device) {}
+// Everything about a step that does not change across layers, on the engine's device.
+struct Engine::StepMeta {
+  Tensor ids, positions, pos_rows;  // int32 [T]; pos_rows: OPT's learned-position rows
+  BatchLayout batch;
+  Tensor tables;  // int32 [layers, num_seqs * 2 * kv_heads * max_blocks]
+  int max_blocks = 0;
+  std::vector<int64_t> past;  // per sequence, positions before this step
+};
 
-std::unique_ptr<Sequence> Engine::NewSequence() const {
-  return std::make_unique<Sequence>(config_.num_layers, weights_.local_heads, weights_.local_kv_heads,
-                                    config_.head_dim, dtype_, device_);
+Engine::Engine(ModelConfig config, ModelWeights weights, Communicator* comm, DType dtype, Device device,
+               const KvCacheOptions& kv)
+    : config_(std::move(config)), weights_(std::move(weights)), comm_(comm), dtype_(dtype), device_(device) {
+  int64_t blocks = kv.num_blocks;
+  if (blocks <= 0) {
+    blocks = kv.default_sequences * BlocksForSequence(config_.max_positions, config_.num_layers,
+                                                      weights_.local_kv_heads, kv.block_size);
+  }
+  pool_ = std::make_unique<KvBlockPool>(blocks, kv.block_size, config_.head_dim, dtype_, device_);
 }
+
+std::unique_ptr<Sequence> Engine::NewSequence() {
+  return std::make_unique<Sequence>(pool_.get(), config_.num_layers, weights_.local_heads, weights_.local_kv_heads);
+}
+
+Tensor Engine::ToDevice(const Tensor& host) const { return device_ == Device::kCpu ? host : host.To(device_); }
 
 Tensor Engine::NewActivation(int64_t rows, int64_t cols) const { return Tensor::Empty({rows, cols}, dtype_, device_); }
 
@@ -45,10 +63,10 @@ Tensor Engine::Norm(const Tensor& x, const Tensor& w, const Tensor& b) {
   return out;
 }
 
-Tensor Engine::Embed(const std::vector<int32_t>& ids, const std::vector<int32_t>& positions) {
-  const int64_t T = static_cast<int64_t>(ids.size());
+Tensor Engine::Embed(const StepMeta& meta) {
+  const int64_t T = meta.ids.numel();
   Tensor e = NewActivation(T, config_.embed_dim());
-  ops::Embedding(weights_.embed_tokens, ids, weights_.vocab_begin, &e);
+  ops::Embedding(weights_.embed_tokens, meta.ids, weights_.vocab_begin, &e);
   AllReduce(&e);  // each rank looked up only the ids in its vocabulary slice
   if (config_.arch == Arch::kLlama) return e;
   Tensor x = e;
@@ -56,16 +74,13 @@ Tensor Engine::Embed(const std::vector<int32_t>& ids, const std::vector<int32_t>
     x = NewActivation(T, config_.hidden_size);
     ops::Linear(e, weights_.project_in, Tensor(), &x);
   }
-  std::vector<int32_t> pos_rows(positions.size());
-  for (size_t i = 0; i < positions.size(); ++i) pos_rows[i] = positions[i] + config_.position_offset;
   Tensor p = NewActivation(T, config_.hidden_size);
-  ops::Embedding(weights_.embed_positions, pos_rows, 0, &p);
+  ops::Embedding(weights_.embed_positions, meta.pos_rows, 0, &p);
   ops::Add(x, p, &x);
   return x;
 }
 
-void Engine::AttentionBlock(int layer, absl::Span<StepInput> steps, const std::vector<int32_t>& positions,
-                            Tensor* x) {
+void Engine::AttentionBlock(int layer, absl::Span<StepInput> steps, const StepMeta& meta, Tensor* x) {
   const LayerWeights& L = weights_.layers[layer];
   const int64_t T = x->dim(0), d = config_.head_dim;
   const int64_t qw = weights_.local_heads * d, kvw = weights_.local_kv_heads * d;
@@ -76,23 +91,30 @@ void Engine::AttentionBlock(int layer, absl::Span<StepInput> steps, const std::v
   ops::Linear(h, L.k_w, L.k_b, &k);
   ops::Linear(h, L.v_w, L.v_b, &v);
   if (config_.arch == Arch::kLlama) {
-    ops::Rotary(&q, positions, weights_.local_heads, static_cast<int>(d), config_.rope_theta);
-    ops::Rotary(&k, positions, weights_.local_kv_heads, static_cast<int>(d), config_.rope_theta);
+    ops::Rotary(&q, meta.positions, weights_.local_heads, static_cast<int>(d), config_.rope_theta);
+    ops::Rotary(&k, meta.positions, weights_.local_kv_heads, static_cast<int>(d), config_.rope_theta);
   }
-  Tensor attn = NewActivation(T, qw);
+  const int num_seqs = static_cast<int>(steps.size());
+  PagedKv kv;
+  kv.pool = pool_->storage();
+  kv.tables = meta.tables.Rows(layer, layer + 1);
+  kv.block_size = pool_->block_size();
+  kv.kv_heads = weights_.local_kv_heads;
+  kv.max_blocks = meta.max_blocks;
+  ops::PagedAppend(k, v, kv, meta.batch);
+  // The policy may fix CHAI membership now (it reads this step's K from the cache).
+  Tensor score_head = Tensor::Empty({num_seqs, weights_.local_heads}, DType::kI32);
   int64_t row = 0;
-  for (StepInput& step : steps) {
-    Sequence* seq = step.seq;
-    const int64_t n = static_cast<int64_t>(step.tokens.size());
-    const int64_t past = seq->length();
-    Tensor qs = q.Rows(row, row + n), ks = k.Rows(row, row + n), vs = v.Rows(row, row + n);
-    ops::AppendHeads(vs, absl::MakeSpan(seq->kv.v(layer)), past);
-    ops::AppendHeads(ks, absl::MakeSpan(seq->kv.k(layer)), past);
-    if (policy_ != nullptr) policy_->BeforeAttention(seq, layer, qs, ks, past);
-    Tensor out = attn.Rows(row, row + n);
-    ops::Attention(qs, seq->kv.k(layer), seq->kv.v(layer), past, seq->score_head[layer], &out);
+  for (int s = 0; s < num_seqs; ++s) {
+    Sequence* seq = steps[s].seq;
+    const int64_t n = static_cast<int64_t>(steps[s].tokens.size());
+    if (policy_ != nullptr) policy_->BeforeAttention(seq, layer, q.Rows(row, row + n), k.Rows(row, row + n), meta.past[s]);
+    std::copy(seq->score_head[layer].begin(), seq->score_head[layer].end(),
+              score_head.data<int32_t>() + int64_t{s} * weights_.local_heads);
     row += n;
   }
+  Tensor attn = NewActivation(T, qw);
+  ops::PagedAttention(q, kv, meta.batch, ToDevice(score_head), &attn);
   Tensor o = NewActivation(T, config_.hidden_size);
   ops::Linear(attn, L.o_w, L.o_b, &o);
   AllReduce(&o);
@@ -155,7 +177,9 @@ Tensor Engine::Logits(const Tensor& hidden) {
 }
 
 absl::StatusOr<Tensor> Engine::Forward(absl::Span<StepInput> steps, bool all_positions) {
-  std::vector<int32_t> ids, positions;
+  if (steps.empty()) return absl::InvalidArgumentError("no sequences in the step");
+  std::vector<int32_t> ids, positions, pos_rows;
+  int64_t blocks_needed = 0;
   for (const StepInput& step : steps) {
     if (step.tokens.empty()) return absl::InvalidArgumentError("a sequence step has no tokens");
     const int64_t past = step.seq->length();
@@ -172,12 +196,60 @@ absl::StatusOr<Tensor> Engine::Forward(absl::Span<StepInput> steps, bool all_pos
       }
       ids.push_back(id);
       positions.push_back(static_cast<int32_t>(past + i));
+      pos_rows.push_back(static_cast<int32_t>(past + i + config_.position_offset));
     }
-    step.seq->kv.Reserve(end);
+    blocks_needed += step.seq->kv.BlocksNeededFor(end);
   }
-  Tensor x = Embed(ids, positions);
+  // All or nothing: a step that cannot fit takes no blocks.
+  if (blocks_needed > pool_->free_blocks()) {
+    std::vector<int32_t> none;
+    return pool_->Allocate(blocks_needed, &none);
+  }
+  for (const StepInput& step : steps) {
+    if (auto s = step.seq->kv.Reserve(step.seq->length() + static_cast<int64_t>(step.tokens.size())); !s.ok()) return s;
+  }
+
+  // Step metadata: rows per sequence, lengths after the append, block tables of every layer.
+  StepMeta meta;
+  const int num_seqs = static_cast<int>(steps.size());
+  const int kvh = weights_.local_kv_heads, bs = pool_->block_size();
+  Tensor q_start = Tensor::Empty({num_seqs + 1}, DType::kI32), lens = Tensor::Empty({num_seqs}, DType::kI32);
+  q_start.data<int32_t>()[0] = 0;
+  int max_len = 0, max_new = 0;
+  for (int s = 0; s < num_seqs; ++s) {
+    const int n = static_cast<int>(steps[s].tokens.size());
+    meta.past.push_back(steps[s].seq->length());
+    q_start.data<int32_t>()[s + 1] = q_start.data<int32_t>()[s] + n;
+    lens.data<int32_t>()[s] = static_cast<int32_t>(steps[s].seq->length() + n);
+    max_len = std::max(max_len, lens.data<int32_t>()[s]);
+    max_new = std::max(max_new, n);
+  }
+  meta.max_blocks = (max_len + bs - 1) / bs;
+  const int64_t per_layer = int64_t{num_seqs} * 2 * kvh * meta.max_blocks;
+  Tensor tables = Tensor::Empty({config_.num_layers, per_layer}, DType::kI32);
+  std::fill(tables.data<int32_t>(), tables.data<int32_t>() + tables.numel(), -1);
+  for (int l = 0; l < config_.num_layers; ++l)
+    for (int s = 0; s < num_seqs; ++s)
+      for (int side = 0; side < 2; ++side)
+        for (int g = 0; g < kvh; ++g) {
+          const auto& blocks = steps[s].seq->kv.blocks(l, SequenceKvCache::Side(side), g);
+          std::copy(blocks.begin(), blocks.end(),
+                    tables.data<int32_t>() + l * per_layer + ((int64_t{s} * 2 + side) * kvh + g) * meta.max_blocks);
+        }
+  meta.tables = ToDevice(tables);
+  meta.batch.q_start = ToDevice(q_start);
+  meta.batch.seq_lens = ToDevice(lens);
+  meta.batch.num_seqs = num_seqs;
+  meta.batch.max_new_tokens = max_new;
+  meta.batch.max_seq_len = max_len;
+  const int64_t T = static_cast<int64_t>(ids.size());
+  meta.ids = ToDevice(Tensor::FromInts(ids, {T}));
+  meta.positions = ToDevice(Tensor::FromInts(positions, {T}));
+  meta.pos_rows = ToDevice(Tensor::FromInts(pos_rows, {T}));
+
+  Tensor x = Embed(meta);
   for (int l = 0; l < config_.num_layers; ++l) {
-    AttentionBlock(l, steps, positions, &x);
+    AttentionBlock(l, steps, meta, &x);
     MlpBlock(l, &x);
   }
   for (StepInput& step : steps) {

@@ -2,9 +2,9 @@
 // lengths, on one rank of a tensor-parallel group.
 //
 // Token rows of all sequences are concatenated for the dense layers (one GEMM per weight per
-// step); attention runs per sequence over its own cache. Collectives: an all-reduce after the
-// embedding (vocabulary-parallel), after out_proj and after the MLP (row-parallel), and an
-// all-gather of the logits.
+// step); attention reads each sequence's blocks of the paged KV cache. Collectives: an
+// all-reduce after the embedding (vocabulary-parallel), after out_proj and after the MLP
+// (row-parallel), and an all-gather of the logits.
 #ifndef CHAI_RUNTIME_ENGINE_H_
 #define CHAI_RUNTIME_ENGINE_H_
 
@@ -14,6 +14,7 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "parallel/communicator.h"
+#include "runtime/kv_cache.h"
 #include "runtime/model_config.h"
 #include "runtime/model_weights.h"
 #include "runtime/sequence.h"
@@ -21,7 +22,7 @@
 namespace chai {
 
 // Hook for attention variants (CHAI): called per sequence and layer just before attention,
-// with the layer's new queries and keys ([T, local heads * d], after rotary) and the cache
+// with the sequence's new queries and keys ([n, local heads * d], after rotary) and the cache
 // already holding this step's K/V. It may change seq->score_head[layer] and drop K heads.
 class AttentionPolicy {
  public:
@@ -36,36 +37,48 @@ struct StepInput {
   std::vector<int32_t> tokens;  // new tokens appended to the sequence in this step
 };
 
+struct KvCacheOptions {
+  int64_t num_blocks = 0;  // 0: enough for `default_sequences` sequences of the model's maximum length
+  int block_size = 16;
+  int default_sequences = 4;
+};
+
 class Engine {
  public:
-  Engine(ModelConfig config, ModelWeights weights, Communicator* comm, DType dtype, Device device);
+  Engine(ModelConfig config, ModelWeights weights, Communicator* comm, DType dtype, Device device,
+         const KvCacheOptions& kv = {});
 
   const ModelConfig& config() const { return config_; }
   const ModelWeights& weights() const { return weights_; }
   Communicator* comm() const { return comm_; }
+  const KvBlockPool& kv_pool() const { return *pool_; }
   void set_attention_policy(AttentionPolicy* policy) { policy_ = policy; }
 
-  std::unique_ptr<Sequence> NewSequence() const;
+  std::unique_ptr<Sequence> NewSequence();
 
   // Runs the new tokens of every step through the model, appending to each cache. Returns host
   // fp32 logits: [sum of new tokens, vocab] when all_positions, else [steps, vocab] for the
-  // last new token of each sequence. Errors: token ids out of range, sequences too long.
+  // last new token of each sequence. Errors: token ids out of range, sequences too long, KV
+  // cache full (nothing is computed then).
   absl::StatusOr<Tensor> Forward(absl::Span<StepInput> steps, bool all_positions);
 
  private:
-  Tensor Embed(const std::vector<int32_t>& ids, const std::vector<int32_t>& positions);
-  void AttentionBlock(int layer, absl::Span<StepInput> steps, const std::vector<int32_t>& positions, Tensor* x);
+  struct StepMeta;  // per-step metadata (ids, positions, block tables), built once per Forward
+  Tensor Embed(const StepMeta& meta);
+  void AttentionBlock(int layer, absl::Span<StepInput> steps, const StepMeta& meta, Tensor* x);
   void MlpBlock(int layer, Tensor* x);
   Tensor Logits(const Tensor& hidden);
   void AllReduce(Tensor* t);
   Tensor Norm(const Tensor& x, const Tensor& w, const Tensor& b);
   Tensor NewActivation(int64_t rows, int64_t cols) const;
+  Tensor ToDevice(const Tensor& host) const;
 
   ModelConfig config_;
   ModelWeights weights_;
   Communicator* comm_;
   DType dtype_;
   Device device_;
+  std::unique_ptr<KvBlockPool> pool_;
   AttentionPolicy* policy_ = nullptr;
 };
 

@@ -2,46 +2,99 @@
 
 #include <algorithm>
 
+#include "absl/strings/str_cat.h"
+
 namespace chai {
 
-SequenceKvCache::SequenceKvCache(int layers, int kv_heads, int head_dim, DType dtype, Device device)
-    : head_dim_(head_dim), dtype_(dtype), device_(device) {
-  k_.assign(layers, std::vector<Tensor>(kv_heads));
-  v_.assign(layers, std::vector<Tensor>(kv_heads));
-  capacity_ = 0;
-  // Buffers are made on the first Reserve; mark every head as present until then.
-  for (auto* side : {&k_, &v_})
-    for (auto& layer : *side)
-      for (auto& head : layer) head = Tensor::Empty({0, head_dim_}, dtype_, device_);
+KvBlockPool::KvBlockPool(int64_t num_blocks, int block_size, int head_dim, DType dtype, Device device)
+    : storage_(Tensor::Empty({num_blocks, block_size, head_dim}, dtype, device)),
+      block_size_(block_size),
+      head_dim_(head_dim) {
+  free_.resize(num_blocks);
+  // Lowest ids on top of the stack: fresh allocations come out in increasing order.
+  for (int64_t i = 0; i < num_blocks; ++i) free_[i] = static_cast<int32_t>(num_blocks - 1 - i);
 }
 
-void SequenceKvCache::Reserve(int64_t new_length) {
-  if (new_length <= capacity_) return;
-  const int64_t capacity = std::max<int64_t>({new_length, 2 * capacity_, 16});
-  for (auto* side : {&k_, &v_}) {
-    for (auto& layer : *side) {
-      for (auto& head : layer) {
-        if (!head.defined()) continue;  // dropped K stays dropped
-        Tensor grown = Tensor::Empty({capacity, head_dim_}, dtype_, device_);
-        if (length_ > 0) {
-          Tensor dst = grown.Rows(0, length_);
-          CopyTensor(head.Rows(0, length_), &dst);
-        }
-        head = grown;
-      }
-    }
+absl::Status KvBlockPool::Allocate(int64_t count, std::vector<int32_t>* out) {
+  if (count > free_blocks()) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "KV cache is full: needs ", count, " more blocks of ", block_bytes(), " bytes, ", free_blocks(), " of ",
+        num_blocks(), " are free (raise --kv-cache-gb, or shorten or batch fewer requests)"));
   }
-  capacity_ = capacity;
+  for (int64_t i = 0; i < count; ++i) {
+    out->push_back(free_.back());
+    free_.pop_back();
+  }
+  return absl::OkStatus();
 }
 
-static int64_t StoredBytes(const std::vector<std::vector<Tensor>>& side, int head_dim, DType dtype) {
+void KvBlockPool::Free(const std::vector<int32_t>& blocks) {
+  for (auto it = blocks.rbegin(); it != blocks.rend(); ++it) free_.push_back(*it);
+}
+
+int64_t BlocksForSequence(int64_t length, int layers, int kv_heads, int block_size) {
+  return (length + block_size - 1) / block_size * layers * kv_heads * 2;
+}
+
+SequenceKvCache::SequenceKvCache(KvBlockPool* pool, int layers, int kv_heads)
+    : pool_(pool), layers_(layers), kv_heads_(kv_heads), blocks_(static_cast<size_t>(layers) * 2 * kv_heads),
+      dropped_k_(static_cast<size_t>(layers) * kv_heads, false) {}
+
+SequenceKvCache::~SequenceKvCache() {
+  for (const auto& b : blocks_) pool_->Free(b);
+}
+
+int64_t SequenceKvCache::BlocksNeededFor(int64_t new_length) const {
+  const int64_t per_head = (new_length + pool_->block_size() - 1) / pool_->block_size();
+  int64_t needed = 0;
+  for (int l = 0; l < layers_; ++l)
+    for (int side = 0; side < 2; ++side)
+      for (int h = 0; h < kv_heads_; ++h) {
+        if (side == kKey && dropped_k_[l * kv_heads_ + h]) continue;
+        needed += std::max<int64_t>(0, per_head - static_cast<int64_t>(blocks_[Index(l, Side(side), h)].size()));
+      }
+  return needed;
+}
+
+absl::Status SequenceKvCache::Reserve(int64_t new_length) {
+  const int64_t needed = BlocksNeededFor(new_length);
+  if (needed == 0) return absl::OkStatus();
+  std::vector<int32_t> fresh;
+  if (auto s = pool_->Allocate(needed, &fresh); !s.ok()) return s;
+  const int64_t per_head = (new_length + pool_->block_size() - 1) / pool_->block_size();
+  size_t next = 0;
+  for (int l = 0; l < layers_; ++l)
+    for (int side = 0; side < 2; ++side)
+      for (int h = 0; h < kv_heads_; ++h) {
+        if (side == kKey && dropped_k_[l * kv_heads_ + h]) continue;
+        auto& list = blocks_[Index(l, Side(side), h)];
+        while (static_cast<int64_t>(list.size()) < per_head) list.push_back(fresh[next++]);
+      }
+  return absl::OkStatus();
+}
+
+void SequenceKvCache::DropK(int layer, int kv_head) {
+  auto& list = blocks_[Index(layer, kKey, kv_head)];
+  pool_->Free(list);
+  list.clear();
+  dropped_k_[layer * kv_heads_ + kv_head] = true;
+}
+
+Tensor SequenceKvCache::Row(int layer, Side side, int head, int64_t position) const {
+  const int bs = pool_->block_size();
+  const int32_t block = blocks_[Index(layer, side, head)][position / bs];
+  const int64_t row = static_cast<int64_t>(block) * bs + position % bs;
+  return pool_->storage().Reshape({pool_->num_blocks() * bs, pool_->head_dim()}).Rows(row, row + 1);
+}
+
+int64_t SequenceKvCache::KBytesPerToken() const {
   int64_t heads = 0;
-  for (const auto& layer : side)
-    for (const auto& head : layer) heads += head.defined() ? 1 : 0;
-  return heads * head_dim * static_cast<int64_t>(DTypeSize(dtype));
+  for (bool dropped : dropped_k_) heads += dropped ? 0 : 1;
+  return heads * pool_->head_dim() * static_cast<int64_t>(DTypeSize(pool_->storage().dtype()));
 }
 
-int64_t SequenceKvCache::KBytesPerToken() const { return StoredBytes(k_, head_dim_, dtype_); }
-int64_t SequenceKvCache::VBytesPerToken() const { return StoredBytes(v_, head_dim_, dtype_); }
+int64_t SequenceKvCache::VBytesPerToken() const {
+  return int64_t{layers_} * kv_heads_ * pool_->head_dim() * static_cast<int64_t>(DTypeSize(pool_->storage().dtype()));
+}
 
 }  // namespace chai

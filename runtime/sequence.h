@@ -14,8 +14,8 @@
 namespace chai {
 
 struct Sequence {
-  Sequence(int layers, int local_heads, int local_kv_heads, int head_dim, DType dtype, Device device)
-      : kv(layers, local_kv_heads, head_dim, dtype, device),
+  Sequence(KvBlockPool* pool, int layers, int local_heads, int local_kv_heads)
+      : kv(pool, layers, local_kv_heads),
         score_head(layers, std::vector<int>(local_heads)) {
     for (auto& layer : score_head)
       for (int h = 0; h < local_heads; ++h) layer[h] = h;

@@ -16,9 +16,6 @@ void Add(const Tensor& a, const Tensor& b, Tensor* out);
 void Embedding(const Tensor& table, const Tensor& ids, int64_t row_begin, Tensor* out);
 void Rotary(Tensor* x, const Tensor& positions, int num_heads, int head_dim, float theta);
 void SoftmaxRows(Tensor* x);
-void AppendHeads(const Tensor& x, absl::Span<Tensor> heads, int64_t start);
-void Attention(const Tensor& q, absl::Span<const Tensor> k_heads, absl::Span<const Tensor> v_heads,
-               int64_t past_len, absl::Span<const int> score_head, Tensor* out);
 
 // Dot product with a vectorisable reduction (the order differs from a naive loop; fine at fp32).
 void PagedAppend(const Tensor& k, const Tensor& v, const PagedKv& kv, const BatchLayout& batch);

@@ -33,9 +33,9 @@ std::vector<int> ChaiPolicy::ClusterLayer(Sequence* seq, int layer) const {
   const int64_t kv_width = static_cast<int64_t>(local_kv_heads_) * head_dim_;
   std::vector<float> keys(kChaiFeatureTokens * kv_width);
   for (int g = 0; g < local_kv_heads_; ++g) {
-    std::vector<float> rows = seq->kv.k(layer)[g].Rows(0, kChaiFeatureTokens).ToFloats();
     for (int t = 0; t < kChaiFeatureTokens; ++t) {
-      std::copy_n(rows.data() + t * head_dim_, head_dim_, keys.data() + t * kv_width + g * head_dim_);
+      const std::vector<float> row = seq->kv.Row(layer, SequenceKvCache::kKey, g, t).ToFloats();
+      std::copy(row.begin(), row.end(), keys.data() + t * kv_width + g * head_dim_);
     }
   }
   const std::vector<float> queries = seq->early_queries[layer].ToFloats();

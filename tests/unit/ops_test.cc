@@ -2,6 +2,7 @@
 // outputs poisoned before each op so that unwritten elements cannot pass.
 #include <cmath>
 #include <limits>
+#include <numeric>
 #include <random>
 
 #include "gtest/gtest.h"
@@ -99,7 +100,7 @@ TEST(Ops, SiluMulReluAdd) {
 TEST(Ops, EmbeddingOfAVocabularySlice) {
   Tensor table = Random({6, 4}), out = Poisoned({3, 4});
   // This rank holds rows 10..15 of the vocabulary: id 12 -> row 2; ids 3 and 16 are elsewhere.
-  std::vector<int32_t> ids = {12, 3, 16};
+  Tensor ids = Tensor::FromInts({12, 3, 16}, {3});
   ops::Embedding(table, ids, 10, &out);
   std::vector<double> ref(12, 0.0);
   for (int c = 0; c < 4; ++c) ref[c] = table.data<float>()[2 * 4 + c];
@@ -111,7 +112,7 @@ TEST(Ops, RotaryMatchesRotateHalf) {
   Tensor x = Random({2, heads * d});
   Tensor original = x.Clone();
   std::vector<int32_t> pos = {0, 1000};
-  ops::Rotary(&x, pos, heads, d, 10000.f);
+  ops::Rotary(&x, Tensor::FromInts(pos, {2}), heads, d, 10000.f);
   std::vector<double> ref(x.numel());
   for (int t = 0; t < 2; ++t)
     for (int h = 0; h < heads; ++h)
@@ -124,58 +125,97 @@ TEST(Ops, RotaryMatchesRotateHalf) {
   EXPECT_LT(RelErr(x, ref), 1e-5);
 }
 
-// Naive attention: every head computes its score head's causal softmax, then its own P.V.
-std::vector<double> NaiveAttention(const Tensor& q, const std::vector<Tensor>& k, const std::vector<Tensor>& v,
-                                   int64_t past, const std::vector<int>& score_head) {
-  const int heads = static_cast<int>(score_head.size()), group = heads / static_cast<int>(v.size());
-  const int64_t T = q.dim(0), d = q.dim(1) / heads;
-  std::vector<double> out(T * heads * d, 0.0);
+// Naive attention over dense per-head K/V arrays: every head uses its score head's causal
+// softmax with its own V.
+std::vector<double> NaiveAttention(const float* q, int64_t rows, int heads, int d, int kv_heads,
+                                   const std::vector<std::vector<float>>& k, const std::vector<std::vector<float>>& v,
+                                   int64_t past, const int32_t* score_head) {
+  const int group = heads / kv_heads;
+  std::vector<double> out(rows * heads * d, 0.0);
   for (int h = 0; h < heads; ++h) {
     const int s = score_head[h];
-    for (int64_t t = 0; t < T; ++t) {
+    for (int64_t t = 0; t < rows; ++t) {
       const int64_t n = past + t + 1;
       std::vector<double> p(n);
       double mx = -INFINITY, sum = 0;
       for (int64_t j = 0; j < n; ++j) {
         double dot = 0;
-        for (int64_t c = 0; c < d; ++c) dot += double(q.data<float>()[t * heads * d + s * d + c]) * k[s / group].data<float>()[j * d + c];
+        for (int c = 0; c < d; ++c) dot += double(q[t * heads * d + s * d + c]) * k[s / group][j * d + c];
         p[j] = dot / std::sqrt(double(d));
         mx = std::max(mx, p[j]);
       }
       for (auto& e : p) sum += (e = std::exp(e - mx));
       for (int64_t j = 0; j < n; ++j)
-        for (int64_t c = 0; c < d; ++c) out[t * heads * d + h * d + c] += p[j] / sum * v[h / group].data<float>()[j * d + c];
+        for (int c = 0; c < d; ++c) out[(t * heads + h) * d + c] += p[j] / sum * v[h / group][j * d + c];
     }
   }
   return out;
 }
 
-TEST(Ops, AttentionDenseGqaAndShared) {
-  const int heads = 6, kv = 3, d = 16;
-  const int64_t past = 7, T = 5, cap = 20;
-  std::vector<Tensor> k, v;
-  for (int g = 0; g < kv; ++g) {
-    k.push_back(Random({cap, d}));
-    v.push_back(Random({cap, d}));
-  }
-  Tensor q = Random({T, heads * d});
-  for (std::vector<int> score_head : {std::vector<int>{0, 1, 2, 3, 4, 5}, std::vector<int>{0, 0, 2, 2, 2, 5}}) {
-    Tensor out = Poisoned({T, heads * d});
-    ops::Attention(q, k, v, past, score_head, &out);
-    EXPECT_LT(RelErr(out, NaiveAttention(q, k, v, past, score_head)), 1e-5);
-  }
-}
-
-TEST(Ops, AppendHeadsSkipsDroppedHeads) {
-  Tensor x = Random({2, 3 * 4});
-  std::vector<Tensor> heads = {Poisoned({5, 4}), Tensor(), Poisoned({5, 4})};
-  ops::AppendHeads(x, absl::MakeSpan(heads), 3);
-  for (int t = 0; t < 2; ++t)
-    for (int c = 0; c < 4; ++c) {
-      EXPECT_EQ(heads[0].data<float>()[(3 + t) * 4 + c], x.data<float>()[t * 12 + c]);
-      EXPECT_EQ(heads[2].data<float>()[(3 + t) * 4 + c], x.data<float>()[t * 12 + 8 + c]);
+// Two sequences (a 5-token prefill and a 1-token step at position 20) over a paged cache with
+// shuffled block ids; GQA; one dense and one CHAI score map; dropped K heads have no blocks.
+TEST(Ops, PagedAppendAndAttention) {
+  const int heads = 6, kv_heads = 3, d = 16, bs = 4, num_blocks = 64;
+  const std::vector<int> new_tokens = {5, 1}, lens = {5, 21};
+  const std::vector<std::vector<int32_t>> maps = {{0, 1, 2, 3, 4, 5}, {0, 0, 2, 2, 2, 5}};
+  const int max_blocks = (21 + bs - 1) / bs;
+  Tensor pool = Poisoned({num_blocks, bs, d});
+  std::vector<int32_t> ids(num_blocks);
+  std::iota(ids.begin(), ids.end(), 0);
+  std::shuffle(ids.begin(), ids.end(), rng);
+  Tensor tables = Tensor::Empty({2, 2, kv_heads, max_blocks}, DType::kI32);
+  std::fill(tables.data<int32_t>(), tables.data<int32_t>() + tables.numel(), -1);
+  size_t next = 0;
+  // Host copies of every position's K/V per (sequence, kv head), the reference's view.
+  std::vector<std::vector<std::vector<float>>> K(2, std::vector<std::vector<float>>(kv_heads)), V = K;
+  for (int s = 0; s < 2; ++s)
+    for (int side = 0; side < 2; ++side)
+      for (int g = 0; g < kv_heads; ++g) {
+        // Sequence 1 (CHAI, reps 0, 2, 5 -> KV heads 0, 1, 2) keeps all K; drop none here, but
+        // sequence 0 drops nothing either: dropped heads are exercised in the engine tests.
+        for (int b = 0; b < (lens[s] + bs - 1) / bs; ++b)
+          tables.data<int32_t>()[((s * 2 + side) * kv_heads + g) * max_blocks + b] = ids[next++];
+      }
+  // Old positions of sequence 1 are written straight into the pool; new rows through PagedAppend.
+  auto slot = [&](int s, int side, int g, int pos) {
+    const int32_t b = tables.data<int32_t>()[((s * 2 + side) * kv_heads + g) * max_blocks + pos / bs];
+    return pool.data<float>() + (int64_t(b) * bs + pos % bs) * d;
+  };
+  std::normal_distribution<float> dist(0.f, 1.f);
+  for (int s = 0; s < 2; ++s)
+    for (int g = 0; g < kv_heads; ++g) {
+      K[s][g].resize(lens[s] * d);
+      V[s][g].resize(lens[s] * d);
+      for (int pos = 0; pos < lens[s] - new_tokens[s]; ++pos)
+        for (int c = 0; c < d; ++c) {
+          slot(s, 0, g, pos)[c] = K[s][g][pos * d + c] = dist(rng);
+          slot(s, 1, g, pos)[c] = V[s][g][pos * d + c] = dist(rng);
+        }
     }
-  EXPECT_FALSE(heads[1].defined());
+  const int T = 6;
+  Tensor q = Random({T, heads * d}), k = Random({T, kv_heads * d}), v = Random({T, kv_heads * d});
+  std::vector<int32_t> q_start = {0, 5, 6};
+  for (int s = 0; s < 2; ++s)
+    for (int i = 0; i < new_tokens[s]; ++i)
+      for (int g = 0; g < kv_heads; ++g)
+        for (int c = 0; c < d; ++c) {
+          const int pos = lens[s] - new_tokens[s] + i, row = q_start[s] + i;
+          K[s][g][pos * d + c] = k.data<float>()[row * kv_heads * d + g * d + c];
+          V[s][g][pos * d + c] = v.data<float>()[row * kv_heads * d + g * d + c];
+        }
+  PagedKv kv{pool, tables, bs, kv_heads, max_blocks};
+  BatchLayout batch{Tensor::FromInts(q_start, {3}), Tensor::FromInts({5, 21}, {2}), 2, 5, 21};
+  ops::PagedAppend(k, v, kv, batch);
+  std::vector<int32_t> flat_map;
+  for (const auto& m : maps) flat_map.insert(flat_map.end(), m.begin(), m.end());
+  Tensor out = Poisoned({T, heads * d});
+  ops::PagedAttention(q, kv, batch, Tensor::FromInts(flat_map, {2, heads}), &out);
+  for (int s = 0; s < 2; ++s) {
+    const auto ref = NaiveAttention(q.data<float>() + q_start[s] * heads * d, new_tokens[s], heads, d, kv_heads,
+                                    K[s], V[s], lens[s] - new_tokens[s], maps[s].data());
+    Tensor rows = out.Rows(q_start[s], q_start[s + 1]);
+    EXPECT_LT(RelErr(rows, ref), 1e-5) << "sequence " << s;
+  }
 }
 
 TEST(DType, HalfAndBfloatRoundTrip) {
