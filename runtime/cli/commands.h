@@ -11,6 +11,7 @@
 namespace chai {
 
 absl::Status RunGenerate(const std::vector<std::string>& args);
+absl::Status RunBench(const std::vector<std::string>& args);
 
 }  // namespace chai
 

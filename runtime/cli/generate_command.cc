@@ -86,7 +86,7 @@ absl::Status RunGenerate(const std::vector<std::string>& args) {
   const bool sampling = parser.Seen("temperature") || parser.Seen("top-k") || parser.Seen("top-p");
   if (sampling && flags.greedy) return absl::InvalidArgumentError("--greedy cannot be combined with sampling flags");
 
-  auto model = LoadModel(flags.model);
+  auto model = LoadModel(flags.model, 1, static_cast<int64_t>(prompt->size()) + std::max(0, flags.max_new_tokens));
   if (!model.ok()) return model.status();
   GenerateOptions options;
   options.max_new_tokens = flags.max_new_tokens;

@@ -12,6 +12,7 @@ constexpr char kUsage[] =
     "usage: chai <command> [flags]\n"
     "commands:\n"
     "  generate   run a prompt and print the generated tokens (chai generate --help)\n"
+    "  bench      measure TTFT and TPOT against the memory-bandwidth floor (chai bench --help)\n"
     "Without --model, generate uses configs/models/opt-125m.json with random weights.\n";
 
 }  // namespace
@@ -32,6 +33,8 @@ int main(int argc, char** argv) {
   absl::Status status;
   if (command == "generate") {
     status = chai::RunGenerate(args);
+  } else if (command == "bench") {
+    status = chai::RunBench(args);
   } else {
     status = absl::InvalidArgumentError("unknown command '" + command + "' (see chai --help)");
   }

@@ -4,6 +4,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "kernels/device_info.h"
 #include "kernels/device_memory.h"
 #include "runtime/tensor_source.h"
 #include "runtime/placement_io.h"
@@ -28,6 +29,7 @@ void ModelOptions::Register(FlagParser* flags) {
   flags->String("chai-cluster", &chai_cluster, "CHAI clustering: agglomerative (default, as published) or kmeans");
   flags->String("chai-rep", &chai_rep, "CHAI representative: lowest (default, as published) or medoid");
   flags->String("placement", &placement, "head placement JSON for tensor parallelism (default: contiguous)");
+  flags->Float("kv-cache-gb", &kv_cache_gb, "KV cache size in GiB (default: what the run needs on cpu, 90% of free GPU memory on cuda)");
   flags->Int("threads", &threads, "CPU threads per rank (default: hardware threads / ranks on the host)");
 }
 
@@ -68,7 +70,7 @@ absl::Status SetUpChai(const ModelOptions& options, const ParallelLayout& layout
 
 }  // namespace
 
-absl::StatusOr<LoadedModel> LoadModel(const ModelOptions& options) {
+absl::StatusOr<LoadedModel> LoadModel(const ModelOptions& options, int64_t sequences, int64_t max_len) {
   namespace fs = std::filesystem;
   LoadedModel m;
   std::string model = options.model;
@@ -142,7 +144,19 @@ absl::StatusOr<LoadedModel> LoadModel(const ModelOptions& options) {
   }
   auto weights = LoadWeights(m.config, *source, layout, *dtype, *device);
   if (!weights.ok()) return weights.status();
-  m.engine = std::make_unique<Engine>(m.config, std::move(*weights), m.comm.get(), *dtype, *device);
+  KvCacheOptions kv;
+  const int64_t block_bytes = int64_t{kv.block_size} * m.config.head_dim * static_cast<int64_t>(DTypeSize(*dtype));
+  if (options.kv_cache_gb < 0) return absl::InvalidArgumentError("--kv-cache-gb must be positive");
+  if (options.kv_cache_gb > 0) {
+    kv.num_blocks = static_cast<int64_t>(options.kv_cache_gb * (1LL << 30) / block_bytes);
+  } else if (*device == Device::kCuda) {
+    kv.num_blocks = static_cast<int64_t>(0.9 * FreeDeviceMemory() / block_bytes);
+  } else {
+    kv.num_blocks = sequences * BlocksForSequence(max_len > 0 ? max_len : m.config.max_positions, m.config.num_layers,
+                                                  weights->local_kv_heads, kv.block_size);
+  }
+  if (kv.num_blocks < 1) return absl::ResourceExhaustedError("no memory left for the KV cache");
+  m.engine = std::make_unique<Engine>(m.config, std::move(*weights), m.comm.get(), *dtype, *device, kv);
   if (options.chai != "off") {
     if (auto s = SetUpChai(options, layout, &m); !s.ok()) return s;
   }

@@ -26,6 +26,7 @@ struct ModelOptions {
   std::string chai_cluster = "agglomerative";
   std::string chai_rep = "lowest";
   std::string placement;  // head placement JSON (tensor parallelism); identity when empty
+  float kv_cache_gb = 0;  // 0: sized for the run (CPU) or 90% of free GPU memory after weights
   int threads = 0;        // CPU threads per rank; 0: hardware threads / ranks on this host
 
   void Register(FlagParser* flags);
@@ -46,7 +47,9 @@ struct LoadedModel {
 // The built-in default: a small published shape with random weights.
 std::string DefaultModelConfig();
 
-absl::StatusOr<LoadedModel> LoadModel(const ModelOptions& options);
+// `sequences` x `max_len` positions is what the run needs at once; it sizes the KV cache on
+// the CPU when --kv-cache-gb is not given.
+absl::StatusOr<LoadedModel> LoadModel(const ModelOptions& options, int64_t sequences = 1, int64_t max_len = 0);
 
 }  // namespace chai
 

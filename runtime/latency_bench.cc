@@ -1,0 +1,82 @@
+#include "runtime/latency_bench.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <random>
+
+#include "absl/status/status.h"
+#include "kernels/bandwidth.h"
+#include "runtime/generator.h"
+
+namespace chai {
+namespace {
+
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+// Bytes of weights a decode step streams: everything but the token/position tables, of which
+// it reads a few rows (a tied LM head is the token table and is read in full).
+int64_t WeightBytesReadPerStep(const ModelWeights& w) {
+  int64_t bytes = static_cast<int64_t>(w.bytes);
+  if (w.embed_positions.defined()) bytes -= static_cast<int64_t>(w.embed_positions.nbytes());
+  if (w.lm_head.raw() != w.embed_tokens.raw()) bytes -= static_cast<int64_t>(w.embed_tokens.nbytes());
+  return bytes;
+}
+
+}  // namespace
+
+absl::StatusOr<LatencyBenchResult> RunLatencyBench(Engine& engine, const LatencyBenchOptions& o) {
+  if (o.batch < 1 || o.input_len < 1 || o.output_len < 2 || o.iters < 1 || o.warmup < 0) {
+    return absl::InvalidArgumentError(
+        "--batch and --input-len must be >= 1, --output-len >= 2, --iters >= 1, --warmup >= 0");
+  }
+  if (o.input_len + o.output_len > engine.config().max_positions) {
+    return absl::InvalidArgumentError("--input-len + --output-len exceeds the model's maximum positions");
+  }
+  std::mt19937_64 rng(o.seed);
+  std::uniform_int_distribution<int32_t> token(3, engine.config().vocab_size - 1);
+  std::vector<std::vector<int32_t>> prompts(o.batch, std::vector<int32_t>(o.input_len));
+  for (auto& p : prompts)
+    for (auto& t : p) t = token(rng);
+
+  GenerateOptions gen;
+  gen.max_new_tokens = o.output_len;
+  gen.chai = o.chai;
+  std::vector<double> ttft, tpot;
+  LatencyBenchResult r;
+  for (int i = 0; i < o.warmup + o.iters; ++i) {
+    auto result = Generate(engine, prompts, gen);
+    if (!result.ok()) return result.status();
+    const bool measured = i >= o.warmup;
+    const double step = result->decode_seconds / std::max<int64_t>(1, result->decode_steps);
+    if (measured) {
+      ttft.push_back(result->prefill_seconds);
+      tpot.push_back(step);
+      r.kv_bytes_per_token = result->sequences[0]->kv.KBytesPerToken() + result->sequences[0]->kv.VBytesPerToken();
+    }
+    if (o.progress && engine.comm()->rank() == 0) {
+      std::fprintf(stderr, "%s %d/%d: prefill %.2f ms, decode %.3f ms/step\n", measured ? "iter" : "warmup",
+                   measured ? i - o.warmup + 1 : i + 1, measured ? o.iters : o.warmup, result->prefill_seconds * 1e3,
+                   step * 1e3);
+    }
+  }
+  const ModelConfig& c = engine.config();
+  const ModelWeights& w = engine.weights();
+  r.ttft_s = Median(ttft);
+  r.tpot_s = Median(tpot);
+  r.tokens_per_s = o.batch / r.tpot_s;
+  r.weight_bytes = static_cast<int64_t>(w.bytes);
+  r.weight_bytes_read_per_step = WeightBytesReadPerStep(w);
+  const int64_t elem = static_cast<int64_t>(DTypeSize(engine.kv_pool().storage().dtype()));
+  r.dense_kv_bytes_per_token = 2LL * c.num_layers * w.local_kv_heads * c.head_dim * elem;
+  // Decode step j (1..O-1) attends over I + j positions; use the mean context.
+  const double mean_context = o.input_len + o.output_len / 2.0;
+  r.kv_bytes_read_per_step = static_cast<double>(r.kv_bytes_per_token) * mean_context * o.batch;
+  r.copy_bandwidth = MeasureCopyBandwidth(engine.kv_pool().storage().device(), size_t{1} << 28);
+  r.floor_s = FloorSeconds(r.weight_bytes_read_per_step + r.kv_bytes_read_per_step, r.copy_bandwidth);
+  return r;
+}
+
+}  // namespace chai

@@ -1,0 +1,43 @@
+// `chai bench --mode latency`: a fixed batch of random prompts, prefilled together and decoded
+// together; time to first token, time per output token, and the floor a decode step cannot
+// beat (the bytes it must read over the memory bandwidth measured in the same run).
+#ifndef CHAI_RUNTIME_LATENCY_BENCH_H_
+#define CHAI_RUNTIME_LATENCY_BENCH_H_
+
+#include <cstdint>
+
+#include "absl/status/statusor.h"
+#include "runtime/chai/chai_policy.h"
+#include "runtime/engine.h"
+
+namespace chai {
+
+struct LatencyBenchOptions {
+  int batch = 1;
+  int input_len = 128;
+  int output_len = 32;
+  int warmup = 1;
+  int iters = 3;
+  uint64_t seed = 0;
+  const ChaiPolicy* chai = nullptr;
+  bool progress = true;  // a line on stderr per iteration
+};
+
+struct LatencyBenchResult {
+  double ttft_s = 0;          // median prefill time (all prompts) to the first tokens
+  double tpot_s = 0;          // median decode step time
+  double tokens_per_s = 0;    // batch / tpot
+  int64_t weight_bytes = 0;   // held by this rank
+  int64_t weight_bytes_read_per_step = 0;
+  int64_t kv_bytes_per_token = 0;        // per sequence, as stored at the end (CHAI: K of reps only)
+  int64_t dense_kv_bytes_per_token = 0;  // per sequence without CHAI
+  double kv_bytes_read_per_step = 0;     // all sequences, mean context over the decode
+  double copy_bandwidth = 0;             // bytes/s, read + write
+  double floor_s = 0;                    // (weights + KV) read per step / copy bandwidth
+};
+
+absl::StatusOr<LatencyBenchResult> RunLatencyBench(Engine& engine, const LatencyBenchOptions& options);
+
+}  // namespace chai
+
+#endif  // CHAI_RUNTIME_LATENCY_BENCH_H_
