@@ -14,11 +14,6 @@
 
 namespace chai {
 
-[[noreturn]] static void Die(const char* what) {
-  std::fprintf(stderr, "chai: fatal: %s\n", what);
-  std::abort();
-}
-
 #ifdef CHAI_WITH_CUDA
 static void Check(cudaError_t err, const char* what) {
   if (err != cudaSuccess) {
@@ -95,6 +90,11 @@ void DeviceCopy(void* dst, const void* src, size_t bytes, CopyKind kind) {
   if (kind != CopyKind::kDeviceToDevice) Check(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
 }
 #else
+[[noreturn]] static void Die(const char* what) {
+  std::fprintf(stderr, "chai: fatal: %s\n", what);
+  std::abort();
+}
+
 bool CudaAvailable() { return false; }
 void* DeviceAlloc(size_t) { Die("this build has no CUDA backend"); }
 void DeviceFree(void*) {}

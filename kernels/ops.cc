@@ -1,10 +1,14 @@
-// Shape/device checks and dispatch to the backend implementations.
+// Shape/device/dtype checks and dispatch to the backend implementations.
 #include "kernels/ops.h"
 
 #include <cstdio>
 #include <cstdlib>
+#include <initializer_list>
 
 #include "kernels/cpu/cpu_ops.h"
+#ifdef CHAI_WITH_CUDA
+#include "kernels/cuda/cuda_ops.h"
+#endif
 
 namespace chai::ops {
 namespace {
@@ -19,46 +23,71 @@ void Expect(bool ok, const char* op, const char* what) {
   if (!ok) Fail(op, what);
 }
 
-// The CPU backend computes in fp32; the CUDA backend arrives with its own dispatch.
-bool OnCpu(const Tensor& t, const char* op) {
-  if (t.device() == Device::kCpu) {
-    Expect(t.dtype() == DType::kF32, op, "CPU ops take fp32 tensors");
-    return true;
+// The backend of an op: the device of its operands, which must all agree. Float operands
+// (undefined ones, e.g. an absent bias, are skipped) share one dtype that the backend computes:
+// fp32 on the CPU (the reference), fp32/fp16/bf16 on CUDA (fp32 accumulation). Index operands
+// (ids, positions, block tables, ...) are int32.
+Device Backend(const char* op, std::initializer_list<const Tensor*> floats,
+               std::initializer_list<const Tensor*> ints = {}) {
+  const Tensor& first = **floats.begin();
+  const Device device = first.device();
+  const DType dtype = first.dtype();
+  if (device == Device::kCpu) {
+    Expect(dtype == DType::kF32, op, "CPU ops take fp32 tensors");
+  } else {
+    Expect(dtype == DType::kF32 || dtype == DType::kF16 || dtype == DType::kBF16, op,
+           "CUDA ops take fp32, fp16 or bf16 tensors");
   }
-  Fail(op, "no CUDA implementation in this build");
+  for (const Tensor* t : floats) {
+    if (!t->defined()) continue;
+    Expect(t->device() == device, op, "operands on different devices");
+    Expect(t->dtype() == dtype, op, "operands of different dtypes");
+  }
+  for (const Tensor* t : ints) {
+    Expect(t->dtype() == DType::kI32, op, "index operands must be int32");
+    Expect(t->device() == device, op, "index operands must be on the op's device");
+  }
+  return device;
 }
+
+#ifdef CHAI_WITH_CUDA
+#define CHAI_DISPATCH(device, op, ...) ((device) == Device::kCpu ? cpu::op(__VA_ARGS__) : cuda::op(__VA_ARGS__))
+#else
+#define CHAI_DISPATCH(device, op, ...) ((device) == Device::kCpu ? cpu::op(__VA_ARGS__) : NoCuda(#op))
+[[noreturn]] void NoCuda(const char* op) { Fail(op, "this build has no CUDA backend"); }
+#endif
 
 }  // namespace
 
 void LayerNorm(const Tensor& x, const Tensor& weight, const Tensor& bias, float eps, Tensor* out) {
   Expect(x.rank() == 2 && weight.numel() == x.dim(1) && out->shape() == x.shape(), "LayerNorm", "shape");
-  if (OnCpu(x, "LayerNorm")) cpu::LayerNorm(x, weight, bias, eps, out);
+  CHAI_DISPATCH(Backend("LayerNorm", {&x, &weight, &bias, out}), LayerNorm, x, weight, bias, eps, out);
 }
 
 void RmsNorm(const Tensor& x, const Tensor& weight, float eps, Tensor* out) {
   Expect(x.rank() == 2 && weight.numel() == x.dim(1) && out->shape() == x.shape(), "RmsNorm", "shape");
-  if (OnCpu(x, "RmsNorm")) cpu::RmsNorm(x, weight, eps, out);
+  CHAI_DISPATCH(Backend("RmsNorm", {&x, &weight, out}), RmsNorm, x, weight, eps, out);
 }
 
 void Linear(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor* out) {
   Expect(x.rank() == 2 && weight.rank() == 2 && weight.dim(1) == x.dim(1), "Linear", "x/weight shape");
   Expect(out->rank() == 2 && out->dim(0) == x.dim(0) && out->dim(1) == weight.dim(0), "Linear", "out shape");
   Expect(!bias.defined() || bias.numel() == weight.dim(0), "Linear", "bias shape");
-  if (OnCpu(x, "Linear")) cpu::Linear(x, weight, bias, out);
+  CHAI_DISPATCH(Backend("Linear", {&x, &weight, &bias, out}), Linear, x, weight, bias, out);
 }
 
 void Relu(Tensor* x) {
-  if (OnCpu(*x, "Relu")) cpu::Relu(x);
+  CHAI_DISPATCH(Backend("Relu", {x}), Relu, x);
 }
 
 void SiluMul(const Tensor& gate, const Tensor& up, Tensor* out) {
   Expect(gate.shape() == up.shape() && out->shape() == gate.shape(), "SiluMul", "shape");
-  if (OnCpu(gate, "SiluMul")) cpu::SiluMul(gate, up, out);
+  CHAI_DISPATCH(Backend("SiluMul", {&gate, &up, out}), SiluMul, gate, up, out);
 }
 
 void Add(const Tensor& a, const Tensor& b, Tensor* out) {
   Expect(a.numel() == b.numel() && out->numel() == a.numel(), "Add", "shape");
-  if (OnCpu(a, "Add")) cpu::Add(a, b, out);
+  CHAI_DISPATCH(Backend("Add", {&a, &b, out}), Add, a, b, out);
 }
 
 void Embedding(const Tensor& table, const Tensor& ids, int64_t row_begin, Tensor* out) {
@@ -66,7 +95,7 @@ void Embedding(const Tensor& table, const Tensor& ids, int64_t row_begin, Tensor
   Expect(table.rank() == 2 && out->rank() == 2 && out->dim(0) == ids.numel() &&
              out->dim(1) == table.dim(1),
          "Embedding", "shape");
-  if (OnCpu(table, "Embedding")) cpu::Embedding(table, ids, row_begin, out);
+  CHAI_DISPATCH(Backend("Embedding", {&table, out}, {&ids}), Embedding, table, ids, row_begin, out);
 }
 
 void Rotary(Tensor* x, const Tensor& positions, int num_heads, int head_dim, float theta) {
@@ -74,11 +103,12 @@ void Rotary(Tensor* x, const Tensor& positions, int num_heads, int head_dim, flo
   Expect(x->rank() == 2 && x->dim(0) == positions.numel() &&
              x->dim(1) == static_cast<int64_t>(num_heads) * head_dim && head_dim % 2 == 0,
          "Rotary", "shape");
-  if (OnCpu(*x, "Rotary")) cpu::Rotary(x, positions, num_heads, head_dim, theta);
+  CHAI_DISPATCH(Backend("Rotary", {x}, {&positions}), Rotary, x, positions, num_heads, head_dim, theta);
 }
 
 void SoftmaxRows(Tensor* x) {
-  if (OnCpu(*x, "SoftmaxRows")) cpu::SoftmaxRows(x);
+  Expect(x->rank() >= 1, "SoftmaxRows", "shape");
+  CHAI_DISPATCH(Backend("SoftmaxRows", {x}), SoftmaxRows, x);
 }
 
 void PagedAppend(const Tensor& k, const Tensor& v, const PagedKv& kv, const BatchLayout& batch) {
@@ -87,7 +117,8 @@ void PagedAppend(const Tensor& k, const Tensor& v, const PagedKv& kv, const Batc
   Expect(k.dtype() == kv.pool.dtype() && v.dtype() == kv.pool.dtype(), "PagedAppend", "dtype differs from the pool");
   Expect(kv.tables.dtype() == DType::kI32 && kv.tables.numel() == int64_t{batch.num_seqs} * 2 * kv.kv_heads * kv.max_blocks,
          "PagedAppend", "tables shape");
-  if (OnCpu(k, "PagedAppend")) cpu::PagedAppend(k, v, kv, batch);
+  const Device device = Backend("PagedAppend", {&k, &v, &kv.pool}, {&kv.tables, &batch.q_start, &batch.seq_lens});
+  CHAI_DISPATCH(device, PagedAppend, k, v, kv, batch);
 }
 
 void PagedAttention(const Tensor& q, const PagedKv& kv, const BatchLayout& batch, const Tensor& score_head,
@@ -99,7 +130,9 @@ void PagedAttention(const Tensor& q, const PagedKv& kv, const BatchLayout& batch
   Expect(score_head.dtype() == DType::kI32 && score_head.numel() == batch.num_seqs * heads, "PagedAttention",
          "score_head shape");
   Expect(q.dtype() == kv.pool.dtype(), "PagedAttention", "dtype differs from the pool");
-  if (OnCpu(q, "PagedAttention")) cpu::PagedAttention(q, kv, batch, score_head, out);
+  const Device device =
+      Backend("PagedAttention", {&q, &kv.pool, out}, {&score_head, &kv.tables, &batch.q_start, &batch.seq_lens});
+  CHAI_DISPATCH(device, PagedAttention, q, kv, batch, score_head, out);
 }
 
 }  // namespace chai::ops
