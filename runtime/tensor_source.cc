@@ -6,6 +6,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "kernels/cpu/parallel_for.h"
 #include "runtime/json.h"
 
 namespace chai {
@@ -120,18 +121,23 @@ class RandomSource : public TensorSource {
     const bool is_bias = absl::EndsWith(name, ".bias");
     // Uniform(-a, a) has std a/sqrt(3): a = 0.02 * sqrt(3) matches HF's N(0, 0.02) in scale.
     const float amp = is_bias ? 0.01f : 0.0346410162f;
-    for (int64_t r = 0; r < rows; ++r) {
-      float* row = t.data<float>() + r * cols;
-      if (is_norm) {
-        std::fill(row, row + cols, 1.f);
-        continue;
+    const uint64_t name_hash = HashName(name);
+    // Rows are independent streams, so threads can fill them in any order (large random
+    // models take seconds, not minutes).
+    cpu::ParallelFor(rows, 64, [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r) {
+        float* row = t.data<float>() + r * cols;
+        if (is_norm) {
+          std::fill(row, row + cols, 1.f);
+          continue;
+        }
+        uint64_t state = seed_ ^ name_hash ^ (static_cast<uint64_t>(r) * 0xD1B54A32D192ED03ull);
+        for (int64_t c = 0; c < cols; ++c) {
+          const double u = (SplitMix(&state) >> 11) * (1.0 / 9007199254740992.0);  // [0, 1)
+          row[c] = static_cast<float>((2.0 * u - 1.0) * amp);
+        }
       }
-      uint64_t state = seed_ ^ HashName(name) ^ (static_cast<uint64_t>(r) * 0xD1B54A32D192ED03ull);
-      for (int64_t c = 0; c < cols; ++c) {
-        const double u = (SplitMix(&state) >> 11) * (1.0 / 9007199254740992.0);  // [0, 1)
-        row[c] = static_cast<float>((2.0 * u - 1.0) * amp);
-      }
-    }
+    });
     return t;
   }
 

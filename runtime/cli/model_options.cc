@@ -5,6 +5,10 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "kernels/device_info.h"
+#ifdef CHAI_WITH_CUDA
+#include "kernels/cuda/cuda_ops.h"
+#include "parallel/nccl_communicator.h"
+#endif
 #include "kernels/device_memory.h"
 #include "runtime/tensor_source.h"
 #include "runtime/placement_io.h"
@@ -36,6 +40,24 @@ void ModelOptions::Register(FlagParser* flags) {
 std::string DefaultModelConfig() { return std::string(CHAI_CONFIG_DIR) + "/models/opt-125m.json"; }
 
 namespace {
+
+// One GPU per rank (chosen from the node-local rank) and NCCL between GPUs; MPI between CPU ranks.
+absl::Status MakeCommunicator(const ProcessGroup& group, Device device, std::unique_ptr<Communicator>* comm) {
+  if (device == Device::kCuda) {
+#ifdef CHAI_WITH_CUDA
+    auto gpu = SelectCudaDevice(group);
+    if (!gpu.ok()) return gpu.status();
+    if (group.world_size > 1) {
+      auto nccl = MakeNcclCommunicator(MPI_COMM_WORLD, cuda::CurrentStream());
+      if (!nccl.ok()) return nccl.status();
+      *comm = std::move(*nccl);
+      return absl::OkStatus();
+    }
+#endif
+  }
+  *comm = group.world_size > 1 ? MakeMpiCommunicator() : MakeSingleCommunicator();
+  return absl::OkStatus();
+}
 
 absl::Status SetUpChai(const ModelOptions& options, const ParallelLayout& layout, LoadedModel* m) {
   const ModelConfig& c = m->config;
@@ -102,9 +124,6 @@ absl::StatusOr<LoadedModel> LoadModel(const ModelOptions& options, int64_t seque
   if (*device == Device::kCuda && !CudaAvailable()) {
     return absl::FailedPreconditionError("--device cuda: this build has no CUDA backend or no GPU is visible");
   }
-  if (*device == Device::kCuda) {
-    return absl::UnimplementedError("--device cuda: the CUDA backend is not implemented yet; use --device cpu");
-  }
   if (*device == Device::kCpu && *dtype != DType::kF32) {
     return absl::InvalidArgumentError("--device cpu computes in fp32; use --dtype fp32");
   }
@@ -126,7 +145,7 @@ absl::StatusOr<LoadedModel> LoadModel(const ModelOptions& options, int64_t seque
                                           : std::max(1, static_cast<int>(std::thread::hardware_concurrency()) /
                                                             std::max(1, m.group.local_size));
   if (std::getenv("CHAI_NUM_THREADS") == nullptr) setenv("CHAI_NUM_THREADS", std::to_string(threads).c_str(), 1);
-  m.comm = m.group.world_size > 1 ? MakeMpiCommunicator() : MakeSingleCommunicator();
+  if (auto s = MakeCommunicator(m.group, *device, &m.comm); !s.ok()) return s;
   ParallelLayout layout;
   layout.rank = m.comm->rank();
   layout.world = m.comm->size();

@@ -7,7 +7,8 @@
 
 namespace chai::testing {
 
-absl::StatusOr<TestModel> LoadTestModel(const std::string& dir, Communicator* comm, const ParallelLayout& layout) {
+absl::StatusOr<TestModel> LoadTestModel(const std::string& dir, Communicator* comm, const ParallelLayout& layout,
+                                        DType dtype, Device device) {
   TestModel m;
   auto config = LoadModelConfig(dir);
   if (!config.ok()) return config.status();
@@ -21,9 +22,9 @@ absl::StatusOr<TestModel> LoadTestModel(const std::string& dir, Communicator* co
   ParallelLayout l = layout;
   l.rank = comm->rank();
   l.world = comm->size();
-  auto weights = LoadWeights(m.config, **source, l, DType::kF32, Device::kCpu);
+  auto weights = LoadWeights(m.config, **source, l, dtype, device);
   if (!weights.ok()) return weights.status();
-  m.engine = std::make_unique<Engine>(m.config, std::move(*weights), comm, DType::kF32, Device::kCpu);
+  m.engine = std::make_unique<Engine>(m.config, std::move(*weights), comm, dtype, device);
   return m;
 }
 

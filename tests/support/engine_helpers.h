@@ -21,7 +21,8 @@ struct TestModel {
 
 // Loads a checkpoint directory on the CPU in fp32 for the given rank layout.
 absl::StatusOr<TestModel> LoadTestModel(const std::string& dir, Communicator* comm = nullptr,
-                                        const ParallelLayout& layout = {});
+                                        const ParallelLayout& layout = {}, DType dtype = DType::kF32,
+                                        Device device = Device::kCpu);
 
 // Prefill logits at every prompt position, [len, vocab] flattened, for one prompt.
 std::vector<std::vector<float>> PromptLogits(Engine& engine, const std::vector<int32_t>& prompt);
