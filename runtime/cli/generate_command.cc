@@ -13,12 +13,15 @@
 #include "runtime/generator.h"
 #include "runtime/placement_io.h"
 #include "runtime/json.h"
+#include "runtime/tokenizer/tokenizer.h"
+#include <filesystem>
 
 namespace chai {
 namespace {
 
 struct GenerateFlags {
   ModelOptions model;
+  std::string prompt_text;
   std::string prompt_ids;
   int max_new_tokens = 32;
   bool greedy = false;
@@ -34,6 +37,7 @@ struct GenerateFlags {
 
   void Register(FlagParser* f) {
     model.Register(f);
+    f->String("prompt", &prompt_text, "prompt text (needs a tokenizer in the checkpoint directory)");
     f->String("prompt-ids", &prompt_ids, "comma-separated prompt token ids, e.g. 2,100,200");
     f->Int("max-new-tokens", &max_new_tokens, "tokens to generate (default 32)");
     f->Bool("greedy", &greedy, "pick the most likely token (the default unless sampling flags are given)");
@@ -62,6 +66,11 @@ absl::StatusOr<std::vector<int32_t>> ParseIds(const std::string& text) {
   return ids;
 }
 
+bool HasTokenizerFiles(const std::string& dir) {
+  namespace fs = std::filesystem;
+  return fs::exists(dir + "/tokenizer.json") || fs::exists(dir + "/vocab.json") || fs::exists(dir + "/tokenizer.model");
+}
+
 Json IdsJson(const std::vector<int32_t>& ids) {
   Json a = Json::MakeArray();
   for (int32_t id : ids) a.Push(Json(static_cast<int64_t>(id)));
@@ -80,8 +89,29 @@ absl::Status RunGenerate(const std::vector<std::string>& args) {
                 parser.Usage().c_str());
     return absl::OkStatus();
   }
-  if (flags.prompt_ids.empty()) return absl::InvalidArgumentError("give a prompt with --prompt-ids 1,2,3");
-  auto prompt = ParseIds(flags.prompt_ids);
+  const bool has_text = parser.Seen("prompt"), has_ids = parser.Seen("prompt-ids");
+  if (has_text == has_ids) {
+    return absl::InvalidArgumentError("give exactly one of --prompt TEXT or --prompt-ids 1,2,3");
+  }
+  // A tokenizer comes with a checkpoint directory; a bare config (random weights) has none.
+  std::unique_ptr<Tokenizer> tokenizer;
+  if (!flags.model.model.empty() && std::filesystem::is_directory(flags.model.model) &&
+      HasTokenizerFiles(flags.model.model)) {
+    auto loaded = Tokenizer::FromDirectory(flags.model.model);
+    if (!loaded.ok()) return loaded.status();
+    tokenizer = std::move(*loaded);
+  }
+  absl::StatusOr<std::vector<int32_t>> prompt;
+  if (has_text) {
+    if (tokenizer == nullptr) {
+      return absl::InvalidArgumentError("--prompt needs a tokenizer (tokenizer.json, vocab.json + merges.txt or "
+                                        "tokenizer.model) in the --model directory; use --prompt-ids instead");
+    }
+    prompt = tokenizer->Encode(flags.prompt_text, /*add_special_tokens=*/true);
+    if (prompt->empty()) return absl::InvalidArgumentError("--prompt encodes to no tokens");
+  } else {
+    prompt = ParseIds(flags.prompt_ids);
+  }
   if (!prompt.ok()) return prompt.status();
   const bool sampling = parser.Seen("temperature") || parser.Seen("top-k") || parser.Seen("top-p");
   if (sampling && flags.greedy) return absl::InvalidArgumentError("--greedy cannot be combined with sampling flags");
@@ -100,11 +130,17 @@ absl::Status RunGenerate(const std::vector<std::string>& args) {
   options.chai = model->chai.get();
 
   const bool rank0 = model->comm->rank() == 0;
+  // Text streams as it is produced when there is a tokenizer; ids otherwise.
+  std::unique_ptr<StreamDecoder> stream;
+  if (tokenizer != nullptr) stream = std::make_unique<StreamDecoder>(*tokenizer);
   auto result = Generate(*model->engine, {*prompt}, options, [&](int, int32_t token) {
-    if (rank0) {
+    if (!rank0) return;
+    if (stream != nullptr) {
+      std::fputs(stream->Push(token).c_str(), stdout);
+    } else {
       std::printf("%d ", token);
-      std::fflush(stdout);
     }
+    std::fflush(stdout);
   });
   if (!result.ok()) return result.status();
   // Collectives first (every rank), then rank 0 reports.
@@ -115,7 +151,9 @@ absl::Status RunGenerate(const std::vector<std::string>& args) {
     clusters = GlobalRepresentatives(seq, model->engine->weights(), model->placement, model->comm.get());
   }
   if (!rank0) return absl::OkStatus();
+  if (stream != nullptr) std::fputs(stream->Flush().c_str(), stdout);
   std::printf("\n");
+  std::fflush(stdout);
 
   const int64_t k_bytes = kv.k_per_token, v_bytes = kv.v_per_token;
   const double tokens_per_s = result->decode_steps > 0 ? result->decode_steps / result->decode_seconds : 0.0;
@@ -137,6 +175,7 @@ absl::Status RunGenerate(const std::vector<std::string>& args) {
   Json out = Json::MakeObject();
   out.Set("prompt_ids", IdsJson(*prompt));
   out.Set("output_ids", IdsJson(result->output_ids[0]));
+  if (tokenizer != nullptr) out.Set("text", Json(tokenizer->Decode(result->output_ids[0], /*skip_special_tokens=*/true)));
   if (flags.dump_logits) {
     Json rows = Json::MakeArray();
     const Tensor& logits = result->prompt_logits[0];

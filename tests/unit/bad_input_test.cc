@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "runtime/json.h"
 #include "runtime/safetensors.h"
 #include "tests/support/test_paths.h"
 
@@ -145,7 +146,9 @@ TEST(BadFlags, Errors) {
   ExpectError("generate " + model + " --prompt-ids 1 --dtype fp16", "--dtype fp32");
   ExpectError("generate --model /nonexistent/model --prompt-ids 1", "no such file");
   ExpectError("generate --model " + SourceDir() + "/configs/models/opt-125m.json --prompt-ids 1", "--random-weights");
-  ExpectError("generate " + model, "--prompt-ids");
+  ExpectError("generate " + model, "exactly one of --prompt");
+  ExpectError("generate " + model + " --prompt hi --prompt-ids 1", "exactly one of --prompt");
+  ExpectError("generate " + model + " --prompt hello", "needs a tokenizer");
   ExpectError("frobnicate", "unknown command");
 }
 
@@ -153,6 +156,29 @@ TEST(BadFlags, PromptLongerThanTheModelAllows) {
   std::string ids = "1";
   for (int i = 0; i < 70; ++i) ids += ",3";  // opt-preln has 64 positions
   ExpectError("generate --model " + FixtureDir("opt-preln") + " --prompt-ids " + ids, "exceeds");
+}
+
+}  // namespace
+}  // namespace chai::testing
+
+namespace chai::testing {
+namespace {
+
+// Text in, text out: the prompt is encoded with the checkpoint's tokenizer (OPT prepends </s>)
+// and the JSON carries the decoded continuation.
+TEST(GenerateText, PromptIsTokenizedAndOutputDecoded) {
+  if (!SharedAvailable()) GTEST_SKIP() << "../shared is absent: skipping the text prompt test";
+  const std::string out = fs::temp_directory_path() / "chai_text_prompt.json";
+  const std::string cmd = absl::StrCat(ChaiBinary(), " generate --model ", SharedDir(),
+                                       "/models/opt-tiny-docs --prompt 'The Debian package manager' "
+                                       "--max-new-tokens 8 --json ", out, " >/dev/null");
+  ASSERT_EQ(std::system(cmd.c_str()), 0);
+  auto json = ReadJsonFile(out);
+  ASSERT_TRUE(json.ok()) << json.status();
+  // Hugging Face's tokenizer gives these ids for the prompt (</s> first).
+  EXPECT_EQ(json->Find("prompt_ids")->Dump(), "[1,477,1448,67,2221,1931,4804]");
+  ASSERT_NE(json->Find("text"), nullptr);
+  EXPECT_FALSE(json->Find("text")->as_string().empty());
 }
 
 }  // namespace
