@@ -1,0 +1,154 @@
+// PagedAttention on the GPU: operand checks, the launch plan and the split scratch. The kernels
+// and their work decomposition are described in paged_attention_kernels.cuh.
+//
+// Launch plan (all from host-side bounds, so nothing is read back and the call can be captured):
+// - decode (sequences with one new row): grid (sequence x KV head x representative subset,
+//   chunk). The chunk is chosen so that about 32 CTAs per SM exist when every slot is busy
+//   (dense); CHAI slots without a representative exit at once, so a CHAI layer has fewer but
+//   proportionally heavier CTAs (each reads K once and V of all its members). Chunks are
+//   multiples of 64 positions, at least 64 and at most 4096 / kG (the score buffer is 16 KB).
+//   More than one chunk per sequence writes partials that DecodeCombineKernel merges.
+// - prefill (sequences with >= 2 new rows): grid (sequence x head, 64-row query tiles).
+// A batch with max_new_tokens > 1 launches both: its single-row sequences still take the
+// split decode path.
+//
+// Split scratch: a device buffer per (device, stream), grown lazily with cudaMalloc to the
+// largest need seen (num_seqs * heads * max_splits * (head_dim + 2) floats, a few MB) and never
+// shrunk or freed (a CUDA graph captured earlier may still point into an old one). Growing is
+// impossible inside a stream capture, so run one eager step with the largest bounds (num_seqs,
+// max_seq_len) before capturing decode graphs; a capture that would need more aborts with a
+// message saying so.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <mutex>
+#include <string>
+#include <utility>
+
+#include "kernels/cuda/internal.h"
+#include "kernels/cuda/paged_attention_kernels.cuh"
+
+namespace chai::cuda {
+namespace {
+
+[[noreturn]] void Fail(const std::string& what) {
+  std::fprintf(stderr, "chai: internal error in CUDA op PagedAttention: %s\n", what.c_str());
+  std::abort();
+}
+
+int CeilDiv(int64_t a, int64_t b) { return static_cast<int>((a + b - 1) / b); }
+
+void* Scratch(size_t bytes, cudaStream_t stream) {
+  struct Buffer {
+    void* ptr = nullptr;
+    size_t bytes = 0;
+  };
+  static std::mutex mu;
+  static auto* buffers = new std::map<std::pair<int, cudaStream_t>, Buffer>();  // never destroyed
+  int device = 0;
+  CHAI_CUDA_CHECK(cudaGetDevice(&device));
+  std::lock_guard<std::mutex> lock(mu);
+  Buffer& b = (*buffers)[{device, stream}];
+  if (b.bytes < bytes) {
+    cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+    CHAI_CUDA_CHECK(cudaStreamIsCapturing(stream, &status));
+    if (status != cudaStreamCaptureStatusNone) {
+      std::fprintf(stderr,
+                   "chai: fatal: PagedAttention needs %zu bytes of split scratch during a CUDA graph capture but only "
+                   "%zu were reserved; run one eager step with the largest num_seqs and max_seq_len first\n",
+                   bytes, b.bytes);
+      std::abort();
+    }
+    const size_t grown = (std::max(bytes, 2 * b.bytes) + (size_t{1} << 20) - 1) & ~((size_t{1} << 20) - 1);
+    void* ptr = nullptr;
+    CHAI_CUDA_CHECK(cudaMalloc(&ptr, grown));
+    b = {ptr, grown};  // the old buffer stays allocated: graphs captured earlier may use it
+  }
+  return b.ptr;
+}
+
+}  // namespace
+
+void PagedAttention(const Tensor& q, const PagedKv& kv, const BatchLayout& batch, const Tensor& score_head,
+                    Tensor* out) {
+  using paged::kMaxHeadDim;
+  using paged::kMaxHeads;
+  const int64_t rows = q.dim(0);
+  if (rows == 0 || batch.num_seqs == 0) return;
+  const int d = static_cast<int>(kv.pool.dim(2));
+  if (d <= 0 || d > kMaxHeadDim || q.dim(1) % d != 0) Fail("head_dim " + std::to_string(d) + " unsupported");
+  const int heads = static_cast<int>(q.dim(1) / d);
+  if (kv.kv_heads <= 0 || heads % kv.kv_heads != 0 || heads > kMaxHeads) {
+    Fail(std::to_string(heads) + " query heads over " + std::to_string(kv.kv_heads) + " KV heads");
+  }
+  if (q.dtype() != kv.pool.dtype() || out->dtype() != q.dtype() || out->dim(0) != rows || out->dim(1) != q.dim(1)) {
+    Fail("q " + q.ShapeString() + ", out " + out->ShapeString() + ", pool " + kv.pool.ShapeString());
+  }
+  if (kv.tables.dtype() != DType::kI32 || batch.q_start.dtype() != DType::kI32 ||
+      batch.seq_lens.dtype() != DType::kI32 || score_head.dtype() != DType::kI32 ||
+      score_head.numel() != int64_t{batch.num_seqs} * heads) {
+    Fail("index tensors must be int32 (score_head [num_seqs, heads])");
+  }
+  if (q.device() != Device::kCuda || out->device() != Device::kCuda || kv.pool.device() != Device::kCuda ||
+      kv.tables.device() != Device::kCuda || batch.q_start.device() != Device::kCuda ||
+      batch.seq_lens.device() != Device::kCuda || score_head.device() != Device::kCuda) {
+    Fail("all operands must be on the GPU");
+  }
+
+  paged::Params p{};
+  p.q = q.raw();
+  p.out = out->raw();
+  p.pool = kv.pool.raw();
+  p.tables = kv.tables.data<int32_t>();
+  p.q_start = batch.q_start.data<int32_t>();
+  p.seq_lens = batch.seq_lens.data<int32_t>();
+  p.score_head = score_head.data<int32_t>();
+  p.num_seqs = batch.num_seqs;
+  p.heads = heads;
+  p.kv_heads = kv.kv_heads;
+  p.group = heads / kv.kv_heads;
+  p.head_dim = d;
+  p.block_size = kv.block_size;
+  p.max_blocks = kv.max_blocks;
+  p.scale_log2 = static_cast<float>(1.4426950408889634 / std::sqrt(static_cast<double>(d)));
+
+  paged::LaunchPlan plan;
+  const int64_t row_bytes = int64_t{d} * static_cast<int64_t>(DTypeSize(q.dtype()));
+  plan.exact = paged::SpecialisedHeadDim(d) && row_bytes % 16 == 0 && Aligned(16, {q.raw(), out->raw(), kv.pool.raw()});
+  plan.group_tile = p.group <= 1 ? 1 : (p.group <= 4 ? 4 : 8);
+  p.subsets = CeilDiv(p.group, plan.group_tile);
+
+  // Decode split: aim for ~32 CTAs per SM when every slot is busy.
+  plan.decode = true;  // any sequence may have a single new row; others exit at once
+  plan.decode_slots = batch.num_seqs * kv.kv_heads * p.subsets;
+  const int max_len = std::max(batch.max_seq_len, 1);
+  const int wanted = std::max(1, 32 * SmCount() / plan.decode_slots);
+  int chunk = CeilDiv(CeilDiv(max_len, wanted), paged::kChunkAlign) * paged::kChunkAlign;
+  chunk = std::clamp(chunk, paged::kChunkAlign, paged::kScoreFloats / plan.group_tile);
+  p.chunk = chunk;
+  p.max_splits = CeilDiv(max_len, chunk);
+  if (p.max_splits > 65535) Fail("max_seq_len " + std::to_string(max_len) + " too long");
+  plan.combine = p.max_splits > 1;
+
+  plan.prefill = batch.max_new_tokens > 1;
+  plan.prefill_tiles = CeilDiv(std::max(batch.max_new_tokens, 1), paged::kPrefillRows);
+  if (plan.prefill_tiles > 65535) Fail("max_new_tokens " + std::to_string(batch.max_new_tokens) + " too large");
+
+  cudaStream_t stream = CurrentStream();
+  if (plan.combine) {
+    const size_t partials = size_t(batch.num_seqs) * heads * p.max_splits;
+    const size_t ml_bytes = (partials * sizeof(float2) + 255) / 256 * 256;
+    char* base = static_cast<char*>(Scratch(ml_bytes + partials * d * sizeof(float), stream));
+    p.part_ml = reinterpret_cast<float2*>(base);
+    p.part_acc = reinterpret_cast<float*>(base + ml_bytes);
+  }
+
+  DispatchFloat(q.dtype(), "PagedAttention", [&](auto tag) {
+    using T = decltype(tag);
+    paged::LaunchAttention<T>(p, plan, stream);
+  });
+}
+
+}  // namespace chai::cuda

@@ -1,0 +1,8 @@
+// PagedAttention kernels for fp16 storage (one file per type so that they compile in parallel).
+#include "kernels/cuda/paged_attention_kernels.cuh"
+
+namespace chai::cuda::paged {
+
+template void LaunchAttention<__half>(const Params&, const LaunchPlan&, cudaStream_t);
+
+}  // namespace chai::cuda::paged
