@@ -44,7 +44,8 @@ the rank count (one line says why and which rank counts work).
 EOF
 }
 
-die() { echo "mpirun.sh: error: $*" >&2; exit 2; }
+prog="${CHAI_LAUNCH_PROG:-mpirun.sh}"  # chai.sbatch borrows the checks below under its own name
+die() { echo "$prog: error: $*" >&2; exit 2; }
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(dirname "$here")"
@@ -151,7 +152,7 @@ if [[ -z "$np" ]]; then
   elif [[ "$gpus" -gt 0 ]]; then
     np="$gpus"
     if [[ "$device" != cuda ]]; then
-      echo "mpirun.sh: note: $gpus ranks for the $gpus visible GPUs, but chai runs on the CPU without --device cuda" >&2
+      echo "$prog: note: $gpus ranks for the $gpus visible GPUs, but chai runs on the CPU without --device cuda" >&2
     fi
   elif [[ "$device" == cuda ]]; then
     die "--device cuda but no GPU is visible here (CUDA_VISIBLE_DEVICES / nvidia-smi); give --np N to launch anyway"
@@ -233,7 +234,7 @@ PY
 if [[ "$check" -eq 1 && -n "$config" && -r "$config" ]]; then
   why="$(split_error "$config" "$np" "$chai_schedule")"
   if [[ -n "$why" ]]; then
-    echo "mpirun.sh: error: cannot split ${model:-the default model} over $np ranks: $why" >&2
+    echo "$prog: error: cannot split ${model:-the default model} over $np ranks: $why" >&2
     exit 3
   fi
 fi
