@@ -12,6 +12,8 @@ namespace chai {
 
 absl::Status RunGenerate(const std::vector<std::string>& args);
 absl::Status RunBench(const std::vector<std::string>& args);
+absl::Status RunEval(const std::vector<std::string>& args);
+absl::Status RunCalibrate(const std::vector<std::string>& args);
 
 }  // namespace chai
 

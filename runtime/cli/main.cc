@@ -13,6 +13,8 @@ constexpr char kUsage[] =
     "commands:\n"
     "  generate   run a prompt and print the generated tokens (chai generate --help)\n"
     "  bench      measure TTFT and TPOT against the memory-bandwidth floor (chai bench --help)\n"
+    "  eval       perplexity over a text file, multiple-choice accuracy; dense vs CHAI (chai eval --help)\n"
+    "  calibrate  choose a CHAI schedule from elbow curves and a perplexity budget (chai calibrate --help)\n"
     "Without --model, generate uses configs/models/opt-125m.json with random weights.\n";
 
 }  // namespace
@@ -35,6 +37,10 @@ int main(int argc, char** argv) {
     status = chai::RunGenerate(args);
   } else if (command == "bench") {
     status = chai::RunBench(args);
+  } else if (command == "eval") {
+    status = chai::RunEval(args);
+  } else if (command == "calibrate") {
+    status = chai::RunCalibrate(args);
   } else {
     status = absl::InvalidArgumentError("unknown command '" + command + "' (see chai --help)");
   }

@@ -1,0 +1,251 @@
+// `chai eval`: perplexity over a text file (--data) and zero-shot multiple-choice accuracy
+// (--task), dense, with CHAI (--chai), or both side by side (--compare).
+#include <cstdio>
+#include <fstream>
+#include <optional>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "runtime/cli/commands.h"
+#include "runtime/cli/model_options.h"
+#include "runtime/eval/choice_task.h"
+#include "runtime/eval/multiple_choice.h"
+#include "runtime/eval/perplexity.h"
+#include "runtime/eval/progress.h"
+#include "runtime/eval/text_data.h"
+#include "runtime/json.h"
+
+namespace chai {
+namespace {
+
+struct EvalFlags {
+  ModelOptions model;
+  std::string data;
+  std::string task;
+  int window = 512;
+  int stride = 0;
+  int max_windows = 0;
+  int batch = 1;
+  bool compare = false;
+  bool quiet = false;
+  std::string json_path;
+  bool help = false;
+
+  void Register(FlagParser* f) {
+    model.Register(f);
+    f->String("data", &data, "text file: perplexity over windows of its tokens");
+    f->String("task", &task, "JSONL multiple-choice task: {\"context\", \"choices\", \"label\"} per line");
+    f->Int("window", &window, "tokens per perplexity window (default 512; at most the model's positions)");
+    f->Int("stride", &stride, "tokens between window starts (default: --window, no overlap); smaller overlaps");
+    f->Int("max-windows", &max_windows, "score only the first N windows (default 0: the whole text)");
+    f->Int("batch", &batch, "windows per forward pass (default 1)");
+    f->Bool("compare", &compare, "evaluate dense and CHAI side by side (needs --chai)");
+    f->Bool("quiet", &quiet, "no progress lines on stderr");
+    f->String("json", &json_path, "write the results to this JSON file");
+    f->Bool("help", &help, "show this help");
+  }
+};
+
+struct Mode {
+  std::string name;              // "dense" or "chai"
+  const ChaiPolicy* chai;        // null: dense
+};
+
+Json Ints(const std::vector<int>& v) {
+  Json a = Json::MakeArray();
+  for (int x : v) a.Push(Json(x));
+  return a;
+}
+
+std::string Relative(double value, double base) {
+  return absl::StrFormat("%+.2f%%", 100.0 * (value / base - 1.0));
+}
+
+absl::Status WriteJson(const Json& out, const std::string& path) {
+  std::ofstream file(path);
+  if (!file) return absl::PermissionDeniedError(absl::StrCat("--json: cannot write ", path));
+  file << out.Dump() << "\n";
+  if (!file) return absl::DataLossError(absl::StrCat("--json: failed writing ", path));
+  return absl::OkStatus();
+}
+
+absl::Status CheckFlags(const EvalFlags& flags) {
+  if (flags.data.empty() && flags.task.empty()) {
+    return absl::InvalidArgumentError("give --data FILE.txt (perplexity) or --task FILE.jsonl (multiple choice)");
+  }
+  if (flags.compare && flags.model.chai == "off") {
+    return absl::InvalidArgumentError("--compare needs a CHAI schedule: add --chai FILE|LIST");
+  }
+  if (flags.batch < 1) return absl::InvalidArgumentError("--batch must be >= 1");
+  if (flags.max_windows < 0) return absl::InvalidArgumentError("--max-windows must be >= 0");
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status RunEval(const std::vector<std::string>& args) {
+  FlagParser parser;
+  EvalFlags flags;
+  flags.Register(&parser);
+  if (auto s = parser.Parse(args); !s.ok()) return s;
+  if (flags.help) {
+    std::printf("usage: chai eval --model DIR (--data FILE.txt [--window N --stride S] | --task FILE.jsonl) "
+                "[--chai FILE [--compare]] [--json FILE]\n%s",
+                parser.Usage().c_str());
+    return absl::OkStatus();
+  }
+  if (auto s = CheckFlags(flags); !s.ok()) return s;
+  const int stride = flags.stride == 0 ? flags.window : flags.stride;
+
+  // Inputs first, so that a bad path fails before the model loads.
+  std::optional<std::string> text;
+  if (!flags.data.empty()) {
+    auto read = ReadTextFile(flags.data, "--data");
+    if (!read.ok()) return read.status();
+    text = std::move(*read);
+  }
+  std::vector<ChoiceItem> items;
+  if (!flags.task.empty()) {
+    auto loaded = LoadChoiceTask(flags.task);
+    if (!loaded.ok()) return loaded.status();
+    items = std::move(*loaded);
+  }
+  if (flags.model.model.empty()) {
+    return absl::InvalidArgumentError("chai eval needs --model DIR (a checkpoint directory with a tokenizer)");
+  }
+  auto config = LoadModelConfig(flags.model.model);
+  if (!config.ok()) return config.status();
+  if (text && flags.window > config->max_positions) {
+    return absl::InvalidArgumentError(absl::StrCat("--window ", flags.window, " exceeds the model's maximum of ",
+                                                   config->max_positions, " positions"));
+  }
+  auto tokenizer = LoadModelTokenizer(flags.model.model);
+  if (!tokenizer.ok()) return tokenizer.status();
+
+  std::vector<int32_t> ids;
+  std::vector<TextWindow> windows;
+  if (text) {
+    ids = TokenizeText(**tokenizer, *text);
+    auto planned = PlanWindows(static_cast<int64_t>(ids.size()), flags.window, stride, flags.max_windows);
+    if (!planned.ok()) return planned.status();
+    windows = std::move(*planned);
+  }
+  std::vector<std::vector<ChoiceRequest>> requests;
+  int64_t max_len = text ? std::min<int64_t>(flags.window, static_cast<int64_t>(ids.size())) : 1;
+  int64_t sequences = flags.batch;
+  if (!items.empty()) {
+    auto encoded = EncodeChoiceTask(**tokenizer, items, flags.task);
+    if (!encoded.ok()) return encoded.status();
+    requests = std::move(*encoded);
+    int64_t mc_len, mc_choices;
+    ChoiceTaskExtent(requests, config->max_positions, &mc_len, &mc_choices);
+    max_len = std::max(max_len, mc_len);
+    sequences = std::max(sequences, mc_choices);
+  }
+
+  auto model = LoadModel(flags.model, sequences, max_len);
+  if (!model.ok()) return model.status();
+  const bool rank0 = model->comm->rank() == 0;
+  std::vector<Mode> modes;
+  if (model->chai == nullptr || flags.compare) modes.push_back({"dense", nullptr});
+  if (model->chai != nullptr) modes.push_back({"chai", model->chai.get()});
+
+  Json out = Json::MakeObject();
+  out.Set("model", Json(flags.model.model));
+  if (model->chai != nullptr) {
+    out.Set("chai_schedule", Ints(model->chai_schedule.layer_clusters));
+    out.Set("chai_note", Json(model->chai_schedule.note));
+  }
+  const std::string schedule =
+      model->chai != nullptr ? absl::StrJoin(model->chai_schedule.layer_clusters, ",") : std::string("-");
+
+  if (text) {
+    std::vector<PerplexityResult> results;
+    int64_t scored = 0;
+    for (const TextWindow& w : windows) scored += w.scored();
+    if (rank0 && !flags.quiet) {
+      std::fprintf(stderr, "eval: %zu tokens, %zu windows of %d (stride %d), %lld scored\n", ids.size(),
+                   windows.size(), flags.window, stride, static_cast<long long>(scored));
+    }
+    for (const Mode& mode : modes) {
+      Progress progress("perplexity " + mode.name, "windows", rank0 && !flags.quiet);
+      PerplexityOptions options;
+      options.batch = flags.batch;
+      options.chai = mode.chai;
+      options.progress = progress.Callback();
+      auto r = EvaluatePerplexity(*model->engine, ids, windows, options);
+      if (!r.ok()) return r.status();
+      results.push_back(std::move(*r));
+    }
+    Json ppl = Json::MakeObject();
+    ppl.Set("data", Json(flags.data));
+    ppl.Set("window", Json(flags.window));
+    ppl.Set("stride", Json(stride));
+    ppl.Set("windows", Json(static_cast<int64_t>(windows.size())));
+    ppl.Set("tokens", Json(scored));
+    ppl.Set("text_tokens", Json(static_cast<int64_t>(ids.size())));
+    if (rank0) std::printf("%-6s %-28s %12s %10s %9s %8s %9s\n", "mode", "schedule", "perplexity", "nll/token",
+                           "tokens", "windows", "seconds");
+    for (size_t m = 0; m < modes.size(); ++m) {
+      const PerplexityResult& r = results[m];
+      if (rank0) {
+        std::printf("%-6s %-28s %12.4f %10.5f %9lld %8d %9.1f", modes[m].name.c_str(),
+                    modes[m].chai ? schedule.c_str() : "-", r.perplexity(), r.mean_nll(),
+                    static_cast<long long>(r.tokens), r.windows(), r.seconds);
+        if (m > 0) std::printf("  (%s vs dense)", Relative(r.perplexity(), results[0].perplexity()).c_str());
+        std::printf("\n");
+      }
+      Json j = Json::MakeObject();
+      j.Set("perplexity", Json(r.perplexity()));
+      j.Set("nll_per_token", Json(r.mean_nll()));
+      j.Set("nll_sum", Json(r.nll));
+      j.Set("seconds", Json(r.seconds));
+      ppl.Set(modes[m].name, std::move(j));
+    }
+    out.Set("perplexity", std::move(ppl));
+  }
+
+  if (!items.empty()) {
+    std::vector<MultipleChoiceResult> results;
+    for (const Mode& mode : modes) {
+      Progress progress("multiple choice " + mode.name, "items", rank0 && !flags.quiet);
+      MultipleChoiceOptions options;
+      options.chai = mode.chai;
+      options.progress = progress.Callback();
+      auto r = EvaluateMultipleChoice(*model->engine, items, requests, options);
+      if (!r.ok()) return r.status();
+      results.push_back(std::move(*r));
+    }
+    Json mc = Json::MakeObject();
+    mc.Set("task", Json(flags.task));
+    mc.Set("items", Json(static_cast<int64_t>(items.size())));
+    if (rank0) {
+      std::printf("%-6s %-28s %8s %8s %9s %9s\n", "mode", "schedule", "items", "acc", "acc_norm", "seconds");
+    }
+    for (size_t m = 0; m < modes.size(); ++m) {
+      const MultipleChoiceResult& r = results[m];
+      if (rank0) {
+        std::printf("%-6s %-28s %8d %8.4f %9.4f %9.1f\n", modes[m].name.c_str(),
+                    modes[m].chai ? schedule.c_str() : "-", r.items(), r.acc(), r.acc_norm(), r.seconds);
+      }
+      Json j = Json::MakeObject();
+      j.Set("acc", Json(r.acc()));
+      j.Set("acc_norm", Json(r.acc_norm()));
+      j.Set("seconds", Json(r.seconds));
+      Json ll = Json::MakeArray();
+      for (const auto& item : r.loglik) {
+        Json row = Json::MakeArray();
+        for (double x : item) row.Push(Json(x));
+        ll.Push(std::move(row));
+      }
+      j.Set("loglik", std::move(ll));
+      mc.Set(modes[m].name, std::move(j));
+    }
+    out.Set("multiple_choice", std::move(mc));
+  }
+  if (!rank0 || flags.json_path.empty()) return absl::OkStatus();
+  return WriteJson(out, flags.json_path);
+}
+
+}  // namespace chai
