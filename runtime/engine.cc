@@ -21,13 +21,15 @@ void CheckCollective(const absl::Status& s) {
 
 }  // namespace
 
-// Everything about a step that does not change across layers, on the engine's device.
-struct Engine::StepMeta {
-  Tensor ids, positions, pos_rows;  // int32 [T]; pos_rows: OPT's learned-position rows
+// The step's metadata on the engine's device, uploaded once per step.
+struct Engine::DeviceStep {
+  Tensor ids, positions, pos_rows, last_rows;
   BatchLayout batch;
-  Tensor tables;  // int32 [layers, num_seqs * 2 * kv_heads * max_blocks]
+  Tensor tables;       // [layers, per-layer table]
+  Tensor score_heads;  // [layers, num_seqs * heads]; refreshed per layer while a policy is active
   int max_blocks = 0;
-  std::vector<int64_t> past;  // per sequence, positions before this step
+  std::vector<int64_t> past;
+  bool policy_active = false;
 };
 
 Engine::Engine(ModelConfig config, ModelWeights weights, Communicator* comm, DType dtype, Device device,
@@ -63,10 +65,10 @@ Tensor Engine::Norm(const Tensor& x, const Tensor& w, const Tensor& b) {
   return out;
 }
 
-Tensor Engine::Embed(const StepMeta& meta) {
-  const int64_t T = meta.ids.numel();
+Tensor Engine::Embed(const DeviceStep& step) {
+  const int64_t T = step.ids.numel();
   Tensor e = NewActivation(T, config_.embed_dim());
-  ops::Embedding(weights_.embed_tokens, meta.ids, weights_.vocab_begin, &e);
+  ops::Embedding(weights_.embed_tokens, step.ids, weights_.vocab_begin, &e);
   AllReduce(&e);  // each rank looked up only the ids in its vocabulary slice
   if (config_.arch == Arch::kLlama) return e;
   Tensor x = e;
@@ -75,12 +77,12 @@ Tensor Engine::Embed(const StepMeta& meta) {
     ops::Linear(e, weights_.project_in, Tensor(), &x);
   }
   Tensor p = NewActivation(T, config_.hidden_size);
-  ops::Embedding(weights_.embed_positions, meta.pos_rows, 0, &p);
+  ops::Embedding(weights_.embed_positions, step.pos_rows, 0, &p);
   ops::Add(x, p, &x);
   return x;
 }
 
-void Engine::AttentionBlock(int layer, absl::Span<StepInput> steps, const StepMeta& meta, Tensor* x) {
+void Engine::AttentionBlock(int layer, absl::Span<StepInput> steps, const DeviceStep& step, Tensor* x) {
   const LayerWeights& L = weights_.layers[layer];
   const int64_t T = x->dim(0), d = config_.head_dim;
   const int64_t qw = weights_.local_heads * d, kvw = weights_.local_kv_heads * d;
@@ -91,30 +93,30 @@ void Engine::AttentionBlock(int layer, absl::Span<StepInput> steps, const StepMe
   ops::Linear(h, L.k_w, L.k_b, &k);
   ops::Linear(h, L.v_w, L.v_b, &v);
   if (config_.arch == Arch::kLlama) {
-    ops::Rotary(&q, meta.positions, weights_.local_heads, static_cast<int>(d), config_.rope_theta);
-    ops::Rotary(&k, meta.positions, weights_.local_kv_heads, static_cast<int>(d), config_.rope_theta);
+    ops::Rotary(&q, step.positions, weights_.local_heads, static_cast<int>(d), config_.rope_theta);
+    ops::Rotary(&k, step.positions, weights_.local_kv_heads, static_cast<int>(d), config_.rope_theta);
   }
-  const int num_seqs = static_cast<int>(steps.size());
   PagedKv kv;
   kv.pool = pool_->storage();
-  kv.tables = meta.tables.Rows(layer, layer + 1);
+  kv.tables = step.tables.Rows(layer, layer + 1);
   kv.block_size = pool_->block_size();
   kv.kv_heads = weights_.local_kv_heads;
-  kv.max_blocks = meta.max_blocks;
-  ops::PagedAppend(k, v, kv, meta.batch);
-  // The policy may fix CHAI membership now (it reads this step's K from the cache).
-  Tensor score_head = Tensor::Empty({num_seqs, weights_.local_heads}, DType::kI32);
-  int64_t row = 0;
-  for (int s = 0; s < num_seqs; ++s) {
-    Sequence* seq = steps[s].seq;
-    const int64_t n = static_cast<int64_t>(steps[s].tokens.size());
-    if (policy_ != nullptr) policy_->BeforeAttention(seq, layer, q.Rows(row, row + n), k.Rows(row, row + n), meta.past[s]);
-    std::copy(seq->score_head[layer].begin(), seq->score_head[layer].end(),
-              score_head.data<int32_t>() + int64_t{s} * weights_.local_heads);
-    row += n;
+  kv.max_blocks = step.max_blocks;
+  ops::PagedAppend(k, v, kv, step.batch);
+  Tensor score_head = step.score_heads.Rows(layer, layer + 1);
+  if (step.policy_active) {
+    // CHAI may fix membership now (reading this step's K from the cache): refresh this layer.
+    int64_t row = 0;
+    for (size_t s = 0; s < steps.size(); ++s) {
+      const int64_t n = static_cast<int64_t>(steps[s].tokens.size());
+      policy_->BeforeAttention(steps[s].seq, layer, q.Rows(row, row + n), k.Rows(row, row + n), step.past[s]);
+      row += n;
+    }
+    Tensor fresh = ScoreHeadTable(steps, config_.num_layers, weights_.local_heads).Rows(layer, layer + 1);
+    CopyTensor(fresh, &score_head);
   }
   Tensor attn = NewActivation(T, qw);
-  ops::PagedAttention(q, kv, meta.batch, ToDevice(score_head), &attn);
+  ops::PagedAttention(q, kv, step.batch, score_head, &attn);
   Tensor o = NewActivation(T, config_.hidden_size);
   ops::Linear(attn, L.o_w, L.o_b, &o);
   AllReduce(&o);
@@ -177,93 +179,39 @@ Tensor Engine::Logits(const Tensor& hidden) {
 }
 
 absl::StatusOr<Tensor> Engine::Forward(absl::Span<StepInput> steps, bool all_positions) {
-  if (steps.empty()) return absl::InvalidArgumentError("no sequences in the step");
-  std::vector<int32_t> ids, positions, pos_rows;
-  int64_t blocks_needed = 0;
-  for (const StepInput& step : steps) {
-    if (step.tokens.empty()) return absl::InvalidArgumentError("a sequence step has no tokens");
-    const int64_t past = step.seq->length();
-    const int64_t end = past + static_cast<int64_t>(step.tokens.size());
-    if (end > config_.max_positions) {
-      return absl::OutOfRangeError(absl::StrCat("sequence length ", end, " exceeds the model's maximum of ",
-                                                config_.max_positions, " positions"));
-    }
-    for (size_t i = 0; i < step.tokens.size(); ++i) {
-      const int32_t id = step.tokens[i];
-      if (id < 0 || id >= config_.vocab_size) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("token id ", id, " is out of range (vocabulary size ", config_.vocab_size, ")"));
-      }
-      ids.push_back(id);
-      positions.push_back(static_cast<int32_t>(past + i));
-      pos_rows.push_back(static_cast<int32_t>(past + i + config_.position_offset));
-    }
-    blocks_needed += step.seq->kv.BlocksNeededFor(end);
-  }
-  // All or nothing: a step that cannot fit takes no blocks.
-  if (blocks_needed > pool_->free_blocks()) {
-    std::vector<int32_t> none;
-    return pool_->Allocate(blocks_needed, &none);
-  }
-  for (const StepInput& step : steps) {
-    if (auto s = step.seq->kv.Reserve(step.seq->length() + static_cast<int64_t>(step.tokens.size())); !s.ok()) return s;
-  }
+  auto meta = PrepareStep(steps, config_, weights_.local_kv_heads, pool_.get());
+  if (!meta.ok()) return meta.status();
+  DeviceStep step;
+  step.ids = ToDevice(meta->ids);
+  step.positions = ToDevice(meta->positions);
+  step.pos_rows = ToDevice(meta->pos_rows);
+  step.last_rows = ToDevice(meta->last_rows);
+  step.batch.q_start = ToDevice(meta->q_start);
+  step.batch.seq_lens = ToDevice(meta->seq_lens);
+  step.batch.num_seqs = meta->num_seqs;
+  step.batch.max_new_tokens = meta->max_new;
+  step.batch.max_seq_len = meta->max_len;
+  step.tables = ToDevice(meta->tables);
+  step.max_blocks = meta->max_blocks;
+  step.past = meta->past;
+  step.score_heads =
+      ToDevice(ScoreHeadTable(steps, config_.num_layers, weights_.local_heads)
+                   .Reshape({config_.num_layers, int64_t{meta->num_seqs} * weights_.local_heads}));
+  for (const StepInput& s : steps) step.policy_active |= policy_ != nullptr && policy_->Active(*s.seq);
 
-  // Step metadata: rows per sequence, lengths after the append, block tables of every layer.
-  StepMeta meta;
-  const int num_seqs = static_cast<int>(steps.size());
-  const int kvh = weights_.local_kv_heads, bs = pool_->block_size();
-  Tensor q_start = Tensor::Empty({num_seqs + 1}, DType::kI32), lens = Tensor::Empty({num_seqs}, DType::kI32);
-  q_start.data<int32_t>()[0] = 0;
-  int max_len = 0, max_new = 0;
-  for (int s = 0; s < num_seqs; ++s) {
-    const int n = static_cast<int>(steps[s].tokens.size());
-    meta.past.push_back(steps[s].seq->length());
-    q_start.data<int32_t>()[s + 1] = q_start.data<int32_t>()[s] + n;
-    lens.data<int32_t>()[s] = static_cast<int32_t>(steps[s].seq->length() + n);
-    max_len = std::max(max_len, lens.data<int32_t>()[s]);
-    max_new = std::max(max_new, n);
-  }
-  meta.max_blocks = (max_len + bs - 1) / bs;
-  const int64_t per_layer = int64_t{num_seqs} * 2 * kvh * meta.max_blocks;
-  Tensor tables = Tensor::Empty({config_.num_layers, per_layer}, DType::kI32);
-  std::fill(tables.data<int32_t>(), tables.data<int32_t>() + tables.numel(), -1);
-  for (int l = 0; l < config_.num_layers; ++l)
-    for (int s = 0; s < num_seqs; ++s)
-      for (int side = 0; side < 2; ++side)
-        for (int g = 0; g < kvh; ++g) {
-          const auto& blocks = steps[s].seq->kv.blocks(l, SequenceKvCache::Side(side), g);
-          std::copy(blocks.begin(), blocks.end(),
-                    tables.data<int32_t>() + l * per_layer + ((int64_t{s} * 2 + side) * kvh + g) * meta.max_blocks);
-        }
-  meta.tables = ToDevice(tables);
-  meta.batch.q_start = ToDevice(q_start);
-  meta.batch.seq_lens = ToDevice(lens);
-  meta.batch.num_seqs = num_seqs;
-  meta.batch.max_new_tokens = max_new;
-  meta.batch.max_seq_len = max_len;
-  const int64_t T = static_cast<int64_t>(ids.size());
-  meta.ids = ToDevice(Tensor::FromInts(ids, {T}));
-  meta.positions = ToDevice(Tensor::FromInts(positions, {T}));
-  meta.pos_rows = ToDevice(Tensor::FromInts(pos_rows, {T}));
-
-  Tensor x = Embed(meta);
+  Tensor x = Embed(step);
   for (int l = 0; l < config_.num_layers; ++l) {
-    AttentionBlock(l, steps, meta, &x);
+    AttentionBlock(l, steps, step, &x);
     MlpBlock(l, &x);
   }
-  for (StepInput& step : steps) {
-    step.seq->kv.Advance(static_cast<int64_t>(step.tokens.size()));
-    if (policy_ != nullptr) policy_->AfterStep(step.seq);
+  for (StepInput& s : steps) {
+    s.seq->kv.Advance(static_cast<int64_t>(s.tokens.size()));
+    if (policy_ != nullptr) policy_->AfterStep(s.seq);
   }
   if (all_positions) return Logits(x);
-  Tensor last = NewActivation(static_cast<int64_t>(steps.size()), x.dim(1));
-  int64_t row = 0;
-  for (size_t i = 0; i < steps.size(); ++i) {
-    row += static_cast<int64_t>(steps[i].tokens.size());
-    Tensor dst = last.Rows(i, i + 1);
-    CopyTensor(x.Rows(row - 1, row), &dst);
-  }
+  // Only each sequence's last new token needs logits.
+  Tensor last = NewActivation(meta->num_seqs, x.dim(1));
+  ops::Embedding(x, step.last_rows, 0, &last);
   return Logits(last);
 }
 

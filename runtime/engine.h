@@ -18,6 +18,7 @@
 #include "runtime/model_config.h"
 #include "runtime/model_weights.h"
 #include "runtime/sequence.h"
+#include "runtime/step_metadata.h"
 
 namespace chai {
 
@@ -30,11 +31,9 @@ class AttentionPolicy {
   virtual void BeforeAttention(Sequence* seq, int layer, const Tensor& q, const Tensor& k, int64_t past_len) = 0;
   // Called once per sequence after every layer has run for the step.
   virtual void AfterStep(Sequence* seq) {}
-};
-
-struct StepInput {
-  Sequence* seq;
-  std::vector<int32_t> tokens;  // new tokens appended to the sequence in this step
+  // False when BeforeAttention would do nothing for this sequence in the coming step (then the
+  // engine may upload every layer's score-head map at once, or replay a captured step).
+  virtual bool Active(const Sequence& seq) const = 0;
 };
 
 struct KvCacheOptions {
@@ -63,9 +62,9 @@ class Engine {
   absl::StatusOr<Tensor> Forward(absl::Span<StepInput> steps, bool all_positions);
 
  private:
-  struct StepMeta;  // per-step metadata (ids, positions, block tables), built once per Forward
-  Tensor Embed(const StepMeta& meta);
-  void AttentionBlock(int layer, absl::Span<StepInput> steps, const StepMeta& meta, Tensor* x);
+  struct DeviceStep;  // the step's metadata on the engine's device
+  Tensor Embed(const DeviceStep& step);
+  void AttentionBlock(int layer, absl::Span<StepInput> steps, const DeviceStep& step, Tensor* x);
   void MlpBlock(int layer, Tensor* x);
   Tensor Logits(const Tensor& hidden);
   void AllReduce(Tensor* t);

@@ -38,6 +38,7 @@ class ChaiPolicy : public AttentionPolicy {
 
   void BeforeAttention(Sequence* seq, int layer, const Tensor& q, const Tensor& k, int64_t past_len) override;
   void AfterStep(Sequence* seq) override;
+  bool Active(const Sequence& seq) const override { return seq.chai_enabled && !seq.membership_fixed; }
 
  private:
   std::vector<int> ClusterLayer(Sequence* seq, int layer) const;
