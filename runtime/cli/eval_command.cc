@@ -77,6 +77,11 @@ absl::Status CheckFlags(const EvalFlags& flags) {
   if (flags.compare && flags.model.chai == "off") {
     return absl::InvalidArgumentError("--compare needs a CHAI schedule: add --chai FILE|LIST");
   }
+  if (flags.window < 2) return absl::InvalidArgumentError(absl::StrCat("--window must be >= 2 (got ", flags.window, ")"));
+  if (flags.stride < 0 || flags.stride > flags.window) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--stride must be between 1 and --window ", flags.window, " (got ", flags.stride, ")"));
+  }
   if (flags.batch < 1) return absl::InvalidArgumentError("--batch must be >= 1");
   if (flags.max_windows < 0) return absl::InvalidArgumentError("--max-windows must be >= 0");
   return absl::OkStatus();

@@ -1,0 +1,117 @@
+// `chai eval` through the real binary: bad input ends in one line "chai: error: ..." naming the
+// problem, and a small --compare run prints both modes and writes the JSON.
+#include <sys/wait.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "runtime/json.h"
+#include "tests/support/test_paths.h"
+
+namespace chai::testing {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct RunResult {
+  int exit_code;
+  std::string out, err;
+};
+
+std::string Slurp(const std::string& path) {
+  std::ifstream in(path);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+RunResult RunChai(const std::string& args) {
+  const std::string out = fs::temp_directory_path() / "chai_eval_cli_stdout.txt";
+  const std::string err = fs::temp_directory_path() / "chai_eval_cli_stderr.txt";
+  const int status = std::system(absl::StrCat(ChaiBinary(), " ", args, " >", out, " 2>", err).c_str());
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : 128, Slurp(out), Slurp(err)};
+}
+
+void ExpectError(const std::string& args, const std::string& needle) {
+  RunResult r = RunChai(args);
+  EXPECT_NE(r.exit_code, 0) << args;
+  EXPECT_LT(r.exit_code, 128) << "crashed: " << args;
+  EXPECT_EQ(r.err.rfind("chai: error:", 0), 0u) << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  EXPECT_NE(r.err.find(needle), std::string::npos) << "expected '" << needle << "' in: " << r.err;
+}
+
+std::string TempFile(const std::string& name, const std::string& text) {
+  const std::string path = fs::temp_directory_path() / ("chai_eval_cli_" + name);
+  std::ofstream(path) << text;
+  return path;
+}
+
+// Needs no ../shared: the fixture model has 64 positions and no tokenizer.
+const std::string kFixture = FixtureDir("opt-preln");
+
+TEST(EvalCli, MissingDataFile) {
+  ExpectError("eval --model " + kFixture + " --data /nonexistent/text.txt", "--data: no such file: /nonexistent/text.txt");
+}
+
+TEST(EvalCli, EmptyDataFile) {
+  const std::string path = TempFile("empty.txt", " \n\n");
+  ExpectError("eval --model " + kFixture + " --data " + path, "is empty");
+}
+
+TEST(EvalCli, WindowLargerThanModelPositions) {
+  const std::string path = TempFile("text.txt", "some text\n");
+  ExpectError("eval --model " + kFixture + " --data " + path + " --window 128",
+              "--window 128 exceeds the model's maximum of 64 positions");
+}
+
+TEST(EvalCli, CompareNeedsChai) {
+  const std::string path = TempFile("text.txt", "some text\n");
+  ExpectError("eval --model " + kFixture + " --data " + path + " --compare", "--compare needs a CHAI schedule");
+}
+
+TEST(EvalCli, NeedsDataOrTask) { ExpectError("eval --model " + kFixture, "give --data"); }
+
+TEST(EvalCli, BadStride) {
+  const std::string path = TempFile("text.txt", "some text\n");
+  ExpectError("eval --model " + kFixture + " --data " + path + " --window 32 --stride 33", "--stride must be between");
+}
+
+TEST(EvalCli, ModelWithoutTokenizer) {
+  const std::string path = TempFile("text.txt", "some text\n");
+  ExpectError("eval --model " + kFixture + " --data " + path + " --window 32", "no tokenizer");
+}
+
+TEST(EvalCli, BadTaskLine) {
+  const std::string path = TempFile("task.jsonl", "{\"context\": \"a\", \"choices\": [\"b\", \"c\"], \"label\": 5}\n");
+  ExpectError("eval --model " + kFixture + " --task " + path, ":1: \"label\" 5 is out of range");
+}
+
+TEST(EvalCli, CompareOnOptTinyDocs) {
+  if (!SharedAvailable()) GTEST_SKIP() << "../shared is absent: skipping opt-tiny-docs";
+  const std::string json = fs::temp_directory_path() / "chai_eval_cli.json";
+  const std::string task = FixtureDir("perplexity/mc_task.jsonl");
+  RunResult r = RunChai(absl::StrCat("eval --model ", SharedDir(), "/models/opt-tiny-docs --data ", SharedDir(),
+                                     "/data/dev_eval.txt --window 64 --max-windows 2 --task ", task,
+                                     " --chai 12x4,4x4 --compare --json ", json));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("dense "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("chai "), std::string::npos) << r.out;
+  auto out = ReadJsonFile(json);
+  ASSERT_TRUE(out.ok()) << out.status();
+  const Json* ppl = out->Find("perplexity");
+  ASSERT_NE(ppl, nullptr);
+  EXPECT_EQ(*ppl->Find("windows")->AsInt(), 2);
+  EXPECT_EQ(*ppl->Find("tokens")->AsInt(), 126);
+  EXPECT_GT(ppl->Find("dense")->Find("perplexity")->as_double(), 1.0);
+  EXPECT_GT(ppl->Find("chai")->Find("perplexity")->as_double(), 1.0);
+  const Json* mc = out->Find("multiple_choice");
+  ASSERT_NE(mc, nullptr);
+  EXPECT_EQ(*mc->Find("items")->AsInt(), 8);
+  EXPECT_NE(mc->Find("chai")->Find("acc"), nullptr);
+  EXPECT_EQ(out->Find("chai_schedule")->as_array().size(), 8u);
+  fs::remove(json);
+}
+
+}  // namespace
+}  // namespace chai::testing
