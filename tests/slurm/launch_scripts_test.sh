@@ -106,6 +106,7 @@ expect "sbatch: cpu submit line" 0 env -u SLURM_JOB_ID bash "$sbatch_sh" --dry-r
 lacks "sbatch: no GPUs asked for the CPU backend" "--gpus-per-node"
 
 # ---- chai.sbatch: inside a (stub) two-node job -----------------------------------------------
+# shellcheck disable=SC2054  # the commas are Slurm's
 job_env=(env SLURM_JOB_ID=42 SLURM_JOB_NODELIST="n[1-2]" STUB_NODES=n1,n2 SLURM_TASKS_PER_NODE="2(x2)"
          SLURM_NTASKS=4 CHAI_LAUNCH_REPO="$repo" CHAI_BIN="$fake_chai" GPUS_PER_NODE=0 STUB_LOG="$tmp/calls")
 : >"$tmp/calls"
@@ -114,6 +115,10 @@ out="$(cat "$tmp/calls")"
 contains "job: srun on n1" "--mpi=pmix --ntasks=2 --nodelist=n1 --nodes=1 --kill-on-bad-exit=1 $fake_chai generate --model $gqa --json out-0-n1.json --device cpu"
 contains "job: srun on n2" "--nodelist=n2 --nodes=1 --kill-on-bad-exit=1 $fake_chai generate --model $gqa --json out-1-n2.json"
 contains "job: NVLS off in srun" "SRUN NVLS=0"
+: >"$tmp/calls"
+expect "job: cpus per task" 0 "${job_env[@]}" SLURM_CPUS_PER_TASK=4 bash "$sbatch_sh" generate
+out="$(cat "$tmp/calls")"
+contains "job: srun gets --cpus-per-task" "--nodes=1 --cpus-per-task=4 --kill-on-bad-exit=1"
 : >"$tmp/calls"
 expect "job: one group over the job" 0 "${job_env[@]}" TP_SCOPE=job bash "$sbatch_sh" generate --model "$repo/tests/fixtures/opt-postln"
 out="$(cat "$tmp/calls")"
@@ -146,6 +151,7 @@ expect "job: --tp-scope job needs even nodes" 2 "${job_env[@]}" SLURM_TASKS_PER_
 export PATH="${PATH#"$tmp/bin:"}"
 if [[ -x "$chai" ]] && command -v mpirun >/dev/null 2>&1; then
   fixture="$repo/tests/fixtures/opt-postln"
+  # shellcheck disable=SC2054
   gen=(generate --model "$fixture" --device cpu --prompt-ids 1,2,3 --max-new-tokens 8)
   "$chai" "${gen[@]}" --json "$tmp/one.json" >/dev/null 2>&1
   expect "real: mpirun.sh --np 2" 0 bash "$mpirun_sh" --chai-bin "$chai" --np 2 -- "${gen[@]}" --json "$tmp/two.json"

@@ -67,7 +67,9 @@ pids=()
 cleanup() {
   local p i
   if [[ -n "${SLURM_CONF:-}" && -f "$SLURM_CONF" ]]; then
-    scancel --quiet $(squeue -h -o %i 2>/dev/null) >/dev/null 2>&1 || true
+    local jobs
+    jobs="$(squeue -h -o %i 2>/dev/null | paste -sd, -)"  # our private controller: our jobs only
+    [[ -z "$jobs" ]] || scancel --quiet "$jobs" >/dev/null 2>&1 || true
     for ((i = 0; i < 20; i++)); do [[ -z "$(squeue -h -o %i 2>/dev/null)" ]] && break; sleep 0.5; done
   fi
   for ((i = ${#pids[@]} - 1; i >= 0; i--)); do kill "${pids[i]}" 2>/dev/null || true; done
@@ -167,6 +169,7 @@ fi
 say "cluster up: node $host ($cpus CPUs) idle after $(($(date +%s) - started)) s; srun MPI plugins: $(srun --mpi=list 2>&1 | sed -n 's/^[[:space:]]\+//p' | grep -v '^specific' | paste -sd' ' -)"
 
 # ---- the runs --------------------------------------------------------------------------------
+# shellcheck disable=SC2054  # the commas are chai's
 gen=(generate --prompt-ids 1,2,3 --max-new-tokens 8)
 "$chai" "${gen[@]}" --model "$fixture" --device cpu --json "$tmp/out/single.json" >"$tmp/single.log" 2>&1 ||
   fail "single-process chai failed: $(tail -n 1 "$tmp/single.log")"
@@ -175,7 +178,8 @@ gen=(generate --prompt-ids 1,2,3 --max-new-tokens 8)
 submit() {
   local name="$1"
   shift
-  local t0=$(date +%s)
+  local t0
+  t0=$(date +%s)
   (cd "$tmp/out" && timeout "$job_timeout" bash "$repo/launch/slurm/chai.sbatch" --wait --partition chaitest \
     --gpus-per-node 0 --tasks-per-node 2 --time 5 --output "$tmp/job$name.out" --chai-bin "$chai" \
     --model "$fixture" --sbatch-arg "--job-name=chai-test-$name" "$@") >"$tmp/submit$name.log" 2>&1
