@@ -114,12 +114,16 @@ slurmd_port="$(free_port)"
 host="$(hostname -s)"
 cpus="$(nproc)"
 mkdir -p "$tmp/state" "$tmp/spool" "$tmp/out"
+# Daemons and srun bind to the address the host name resolves to when that is loopback;
+# otherwise they listen on all addresses, but every connection still goes to 127.0.0.1.
+comm_params=""
+case "$(getent hosts "$host" | awk '{print $1; exit}')" in 127.*|::1) comm_params="CommunicationParameters=NoInAddrAny" ;; esac
 cat >"$tmp/slurm.conf" <<EOF
 ClusterName=chaitest
 SlurmctldHost=$host(127.0.0.1)
 SlurmctldPort=$ctld_port
 SlurmdPort=$slurmd_port
-CommunicationParameters=NoInAddrAny
+$comm_params
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
