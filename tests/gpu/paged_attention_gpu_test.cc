@@ -1,0 +1,404 @@
+// CUDA PagedAppend and PagedAttention against a naive double-precision reference written here
+// (independent of the CPU op). Each case builds a random paged cache on the host: shuffled block
+// ids, -1 tails, K blocks only for KV heads that hold a representative, every unused slot and
+// every slot the step is about to fill poisoned with NaN bytes. The step's K/V rows go in
+// through PagedAppend (the whole pool is then compared byte for byte with the expected one), and
+// PagedAttention's output (NaN-poisoned first) is compared per (row, head) with the reference:
+// ||out - ref|| / ||ref|| < 1e-5 in fp32, < 1e-2 in fp16/bf16.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "kernels/cuda/cuda_ops.h"
+#include "kernels/device_memory.h"
+#include "kernels/paged_kv.h"
+#include "kernels/tensor.h"
+
+namespace chai {
+namespace {
+
+std::mt19937& Rng() {
+  static std::mt19937 rng(71);
+  return rng;
+}
+
+// Values as the dtype stores them (rounded), kept in fp32.
+std::vector<float> RandomRounded(size_t n, DType dtype, float scale) {
+  std::normal_distribution<float> dist(0.f, scale);
+  std::vector<float> v(n);
+  for (float& x : v) x = dist(Rng());
+  if (dtype == DType::kF32) return v;
+  std::vector<uint16_t> tmp(n);
+  ConvertFloats(v.data(), DType::kF32, tmp.data(), dtype, n);
+  ConvertFloats(tmp.data(), dtype, v.data(), DType::kF32, n);
+  return v;
+}
+
+// A host tensor of `dtype` holding `values`.
+Tensor HostTensor(const std::vector<float>& values, std::vector<int64_t> shape, DType dtype) {
+  Tensor t = Tensor::Empty(std::move(shape), dtype);
+  ConvertFloats(values.data(), DType::kF32, t.raw(), dtype, values.size());
+  return t;
+}
+
+Tensor DeviceInts(const std::vector<int32_t>& values) {
+  return Tensor::FromInts(values, {static_cast<int64_t>(values.size())}).To(Device::kCuda);
+}
+
+// Score-head map from a list of cluster labels: head h joins the cluster of the first head with
+// its label, which is then its representative (the lowest index, as CHAI picks it).
+std::vector<int> MapFromLabels(const std::vector<int>& labels) {
+  std::vector<int> map(labels.size());
+  for (size_t h = 0; h < labels.size(); ++h) {
+    size_t first = 0;
+    while (labels[first] != labels[h]) ++first;
+    map[h] = static_cast<int>(first);
+  }
+  return map;
+}
+
+std::vector<int> Dense(int heads) {
+  std::vector<int> map(heads);
+  std::iota(map.begin(), map.end(), 0);
+  return map;
+}
+
+// A random clustering of `heads` into `k` clusters (every cluster non-empty).
+std::vector<int> RandomClusters(int heads, int k) {
+  std::vector<int> labels(heads);
+  for (int h = 0; h < heads; ++h) labels[h] = h < k ? h : static_cast<int>(Rng()() % k);
+  std::shuffle(labels.begin(), labels.end(), Rng());
+  return MapFromLabels(labels);
+}
+
+struct Case {
+  std::string name;
+  int heads = 4, kv_heads = 4, d = 64, block_size = 16;
+  std::vector<int> lens;  // positions after the step
+  std::vector<int> news;  // new rows per sequence (0, 1, or more)
+  std::vector<std::vector<int>> maps;  // score_head per sequence
+  int extra_max_len = 0;  // added to max_seq_len (a loose bound, as a captured graph would pass)
+};
+
+struct Result {
+  double max_err = 0;
+  bool pool_ok = false;
+  std::string where;
+};
+
+Result Run(const Case& c, DType dtype) {
+  const int S = static_cast<int>(c.lens.size()), H = c.heads, KV = c.kv_heads, G = H / KV, d = c.d,
+            bs = c.block_size;
+  const size_t esize = DTypeSize(dtype);
+  std::vector<int32_t> q_start(S + 1, 0);
+  for (int s = 0; s < S; ++s) q_start[s + 1] = q_start[s] + c.news[s];
+  const int T = q_start[S];
+  int max_len = 0, max_new = 0;
+  for (int s = 0; s < S; ++s) {
+    max_len = std::max(max_len, c.lens[s]);
+    max_new = std::max(max_new, c.news[s]);
+  }
+
+  // Which K heads exist: those of a representative's KV head.
+  std::vector<std::vector<bool>> has_k(S, std::vector<bool>(KV, false));
+  for (int s = 0; s < S; ++s)
+    for (int h = 0; h < H; ++h)
+      if (c.maps[s][h] == h) has_k[s][h / G] = true;
+
+  // Values of every (sequence, side, KV head, position), rounded to the dtype.
+  // vals[s][side][g] has lens[s] * d floats.
+  std::vector<std::vector<std::vector<std::vector<float>>>> vals(S);
+  for (int s = 0; s < S; ++s) {
+    vals[s].resize(2);
+    for (int side = 0; side < 2; ++side)
+      for (int g = 0; g < KV; ++g) vals[s][side].push_back(RandomRounded(size_t(c.lens[s]) * d, dtype, 1.f));
+  }
+
+  // Block assignment from a shuffled pool with spare blocks.
+  int needed = 0, max_blocks = 0;
+  for (int s = 0; s < S; ++s) {
+    const int nb = (c.lens[s] + bs - 1) / bs;
+    max_blocks = std::max(max_blocks, nb);
+    for (int g = 0; g < KV; ++g) needed += nb * (has_k[s][g] ? 2 : 1);
+  }
+  max_blocks += 2;  // -1 tails on every list
+  const int num_blocks = needed + needed / 4 + 3;
+  std::vector<int32_t> ids(num_blocks);
+  std::iota(ids.begin(), ids.end(), 0);
+  std::shuffle(ids.begin(), ids.end(), Rng());
+  std::vector<int32_t> tables(size_t(S) * 2 * KV * max_blocks, -1);
+  const size_t slots = size_t(num_blocks) * bs;
+  std::vector<float> pool_vals(slots * d, 0.f);
+  std::vector<char> past_slot(slots, 0), final_slot(slots, 0);
+  int next = 0;
+  for (int s = 0; s < S; ++s)
+    for (int side = 0; side < 2; ++side)
+      for (int g = 0; g < KV; ++g) {
+        if (side == 0 && !has_k[s][g]) continue;
+        int32_t* table = &tables[((size_t(s) * 2 + side) * KV + g) * max_blocks];
+        const int nb = (c.lens[s] + bs - 1) / bs;
+        for (int b = 0; b < nb; ++b) table[b] = ids[next++];
+        for (int pos = 0; pos < c.lens[s]; ++pos) {
+          const size_t slot = size_t(table[pos / bs]) * bs + pos % bs;
+          std::copy_n(&vals[s][side][g][size_t(pos) * d], d, &pool_vals[slot * d]);
+          final_slot[slot] = 1;
+          past_slot[slot] = pos < c.lens[s] - c.news[s];
+        }
+      }
+
+  // Pool before the step (past positions only) and expected after PagedAppend; NaN elsewhere.
+  auto poisoned_pool = [&](const std::vector<char>& keep) {
+    Tensor t = HostTensor(pool_vals, {num_blocks, bs, d}, dtype);
+    for (size_t slot = 0; slot < slots; ++slot)
+      if (!keep[slot]) std::memset(static_cast<char*>(t.raw()) + slot * d * esize, 0xFF, d * esize);
+    return t;
+  };
+  Tensor pool_before = poisoned_pool(past_slot), pool_expected = poisoned_pool(final_slot);
+
+  // The step's rows: q (random), and the new K/V rows (all heads, including absent K heads).
+  std::vector<float> q = RandomRounded(size_t(std::max(T, 1)) * H * d, dtype, 1.5f);
+  std::vector<float> k_new(size_t(std::max(T, 1)) * KV * d), v_new(k_new.size());
+  std::vector<float> junk = RandomRounded(k_new.size(), dtype, 1.f);
+  for (int s = 0; s < S; ++s)
+    for (int i = 0; i < c.news[s]; ++i) {
+      const int t = q_start[s] + i, pos = c.lens[s] - c.news[s] + i;
+      for (int g = 0; g < KV; ++g) {
+        float* kd = &k_new[(size_t(t) * KV + g) * d];
+        if (has_k[s][g]) {
+          std::copy_n(&vals[s][0][g][size_t(pos) * d], d, kd);
+        } else {
+          std::copy_n(&junk[(size_t(t) * KV + g) * d], d, kd);  // must not land anywhere
+        }
+        std::copy_n(&vals[s][1][g][size_t(pos) * d], d, &v_new[(size_t(t) * KV + g) * d]);
+      }
+    }
+
+  std::vector<int32_t> score_flat;
+  for (int s = 0; s < S; ++s) score_flat.insert(score_flat.end(), c.maps[s].begin(), c.maps[s].end());
+
+  PagedKv kv;
+  kv.pool = pool_before.To(Device::kCuda);
+  kv.tables = Tensor::FromInts(tables, {S, 2, KV, max_blocks}).To(Device::kCuda);
+  kv.block_size = bs;
+  kv.kv_heads = KV;
+  kv.max_blocks = max_blocks;
+  BatchLayout batch;
+  batch.q_start = DeviceInts(q_start);
+  batch.seq_lens = DeviceInts(std::vector<int32_t>(c.lens.begin(), c.lens.end()));
+  batch.num_seqs = S;
+  batch.max_new_tokens = max_new;
+  batch.max_seq_len = max_len + c.extra_max_len;
+  Tensor score_head = Tensor::FromInts(score_flat, {S, H}).To(Device::kCuda);
+  Tensor q_dev = HostTensor(q, {T, int64_t{H} * d}, dtype).To(Device::kCuda);
+  Tensor k_dev = HostTensor(k_new, {T, int64_t{KV} * d}, dtype).To(Device::kCuda);
+  Tensor v_dev = HostTensor(v_new, {T, int64_t{KV} * d}, dtype).To(Device::kCuda);
+  Tensor out_host = Tensor::Empty({T, int64_t{H} * d}, dtype);
+  std::memset(out_host.raw(), 0xFF, out_host.nbytes());
+  Tensor out = out_host.To(Device::kCuda);
+
+  cuda::PagedAppend(k_dev, v_dev, kv, batch);
+  cuda::PagedAttention(q_dev, kv, batch, score_head, &out);
+  EXPECT_EQ(cudaStreamSynchronize(cuda::CurrentStream()), cudaSuccess);
+
+  Result result;
+  Tensor pool_after = kv.pool.To(Device::kCpu);
+  result.pool_ok = std::memcmp(pool_after.raw(), pool_expected.raw(), pool_after.nbytes()) == 0;
+
+  // Naive reference in double: per (sequence, new row, representative) the causal softmax of
+  // its scores, applied to each member's V.
+  const std::vector<float> got = out.ToFloats();
+  const double scale = 1.0 / std::sqrt(double(d));
+  std::vector<double> p, o(d);
+  for (int s = 0; s < S; ++s)
+    for (int i = 0; i < c.news[s]; ++i) {
+      const int t = q_start[s] + i, visible = c.lens[s] - c.news[s] + i + 1;
+      for (int r = 0; r < H; ++r) {
+        if (c.maps[s][r] != r) continue;
+        p.assign(visible, 0.0);
+        const float* qr = &q[(size_t(t) * H + r) * d];
+        double mx = -INFINITY;
+        for (int j = 0; j < visible; ++j) {
+          const float* kj = &vals[s][0][r / G][size_t(j) * d];
+          double dot = 0;
+          for (int e = 0; e < d; ++e) dot += double(qr[e]) * kj[e];
+          p[j] = dot * scale;
+          mx = std::max(mx, p[j]);
+        }
+        double sum = 0;
+        for (double& x : p) sum += (x = std::exp(x - mx));
+        for (int h = 0; h < H; ++h) {
+          if (c.maps[s][h] != r) continue;
+          std::fill(o.begin(), o.end(), 0.0);
+          for (int j = 0; j < visible; ++j) {
+            const float* vj = &vals[s][1][h / G][size_t(j) * d];
+            for (int e = 0; e < d; ++e) o[e] += p[j] / sum * vj[e];
+          }
+          double num = 0, den = 0;
+          for (int e = 0; e < d; ++e) {
+            const double x = got[(size_t(t) * H + h) * d + e];
+            num += std::isfinite(x) ? (x - o[e]) * (x - o[e]) : INFINITY;
+            den += o[e] * o[e];
+          }
+          const double err = std::sqrt(num / std::max(den, 1e-30));
+          if (!(err <= result.max_err)) {
+            result.max_err = err;
+            result.where = "seq " + std::to_string(s) + " (len " + std::to_string(c.lens[s]) + ", new " +
+                           std::to_string(c.news[s]) + ") row " + std::to_string(i) + " head " + std::to_string(h) +
+                           " rep " + std::to_string(r);
+          }
+        }
+      }
+    }
+  return result;
+}
+
+void Check(const Case& c) {
+  for (DType dtype : {DType::kF32, DType::kF16, DType::kBF16}) {
+    const Result r = Run(c, dtype);
+    const double tol = dtype == DType::kF32 ? 1e-5 : 1e-2;
+    EXPECT_TRUE(r.pool_ok) << c.name << " " << DTypeName(dtype) << ": pool after PagedAppend differs";
+    EXPECT_LT(r.max_err, tol) << c.name << " " << DTypeName(dtype) << ": worst at " << r.where;
+    std::printf("  %-40s %-5s max rel err %.3g\n", c.name.c_str(), DTypeName(dtype), r.max_err);
+  }
+}
+
+const std::vector<int> kOddLens = {1, 5, 17, 300, 1000, 4097};
+
+class PagedAttentionGpu : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!CudaAvailable()) {
+      std::printf("[  SKIPPED ] no CUDA device is visible (or this build has no CUDA backend)\n");
+      GTEST_SKIP() << "no CUDA device is visible (or this build has no CUDA backend)";
+    }
+  }
+};
+
+// ---- decode: one new row per sequence ---------------------------------------------------------
+
+TEST_F(PagedAttentionGpu, DecodeDense) {
+  Case c{"decode dense MHA d64", 4, 4, 64, 16};
+  c.lens = kOddLens;
+  c.news.assign(c.lens.size(), 1);
+  c.maps.assign(c.lens.size(), Dense(4));
+  Check(c);
+}
+
+TEST_F(PagedAttentionGpu, DecodeChai) {
+  Case c{"decode CHAI MHA d128", 8, 8, 128, 16};
+  c.lens = {17, 300, 4097, 1000, 1, 5};
+  c.news.assign(c.lens.size(), 1);
+  c.maps = {MapFromLabels({0, 0, 0, 1, 1, 2, 2, 0}), RandomClusters(8, 3), RandomClusters(8, 2),
+            Dense(8),                                 RandomClusters(8, 1), RandomClusters(8, 4)};
+  Check(c);
+}
+
+TEST_F(PagedAttentionGpu, DecodeGqaDense) {
+  Case c{"decode GQA 8/2 dense d32 bs5", 8, 2, 32, 5};
+  c.lens = kOddLens;
+  c.news.assign(c.lens.size(), 1);
+  c.maps.assign(c.lens.size(), Dense(8));
+  Check(c);
+}
+
+TEST_F(PagedAttentionGpu, DecodeGqaChai) {
+  // Clusters that cross KV groups (V heads shared by members of different representatives).
+  Case c{"decode GQA 16/2 CHAI d80", 16, 2, 80, 16};
+  c.lens = {300, 4097, 17, 1000, 5, 1};
+  c.news.assign(c.lens.size(), 1);
+  c.maps = {RandomClusters(16, 4), RandomClusters(16, 3), Dense(16), RandomClusters(16, 9), RandomClusters(16, 1),
+            RandomClusters(16, 16)};
+  Check(c);
+}
+
+TEST_F(PagedAttentionGpu, DecodeMqaSubsets) {
+  // 12 query heads on one KV head: more representatives than one CTA takes (8).
+  Case c{"decode MQA 12/1 d96", 12, 1, 96, 16};
+  c.lens = {1000, 17, 4097, 300};
+  c.news.assign(c.lens.size(), 1);
+  c.maps = {Dense(12), RandomClusters(12, 10), RandomClusters(12, 3), RandomClusters(12, 9)};
+  Check(c);
+}
+
+TEST_F(PagedAttentionGpu, DecodeLargeBatchLongChunks) {
+  // Enough sequences that each CTA takes a long chunk (several unrolled trips), a loose bound.
+  Case c{"decode B=40 CHAI 32 heads d64", 32, 32, 64, 16};
+  std::uniform_int_distribution<int> len(1, 4097);
+  for (int s = 0; s < 40; ++s) {
+    c.lens.push_back(s == 0 ? 4097 : len(Rng()));
+    c.news.push_back(1);
+    c.maps.push_back(s % 3 == 0 ? Dense(32) : RandomClusters(32, 4));
+  }
+  c.extra_max_len = 3000;
+  Check(c);
+}
+
+TEST_F(PagedAttentionGpu, DecodeHeadDims) {
+  for (int d : {8, 16, 24, 32, 256}) {  // 24 takes the generic kernel
+    Case c{"decode CHAI d" + std::to_string(d), 6, 6, d, 16};
+    c.lens = {1, 17, 1000, 300};
+    c.news.assign(c.lens.size(), 1);
+    c.maps = {Dense(6), RandomClusters(6, 2), RandomClusters(6, 3), Dense(6)};
+    Check(c);
+  }
+}
+
+// ---- prefill: several new rows per sequence ---------------------------------------------------
+
+TEST_F(PagedAttentionGpu, PrefillPrompts) {
+  Case c{"prefill prompts dense d16", 2, 2, 16, 16};
+  c.lens = {1, 5, 17, 300, 1000, 4097, 2};  // a 1-token prompt takes the decode kernel
+  c.news = c.lens;
+  c.maps.assign(c.lens.size(), Dense(2));
+  Check(c);
+}
+
+TEST_F(PagedAttentionGpu, PrefillChaiChunked) {
+  // Past context plus a chunk of new rows; a 5-member cluster (odd batches of 2 members).
+  Case c{"prefill CHAI chunked d128", 8, 8, 128, 16};
+  c.lens = {317, 1000, 40, 130};
+  c.news = {17, 69, 40, 65};
+  c.maps = {MapFromLabels({0, 0, 1, 0, 0, 2, 0, 1}), RandomClusters(8, 3), Dense(8), RandomClusters(8, 1)};
+  Check(c);
+}
+
+TEST_F(PagedAttentionGpu, PrefillGqaChai) {
+  Case c{"prefill GQA 8/2 CHAI d64 bs7", 8, 2, 64, 7};
+  c.lens = {300, 77, 129};
+  c.news = {300, 70, 64};
+  c.maps = {RandomClusters(8, 3), Dense(8), RandomClusters(8, 5)};
+  Check(c);
+}
+
+TEST_F(PagedAttentionGpu, PrefillHeadDims) {
+  for (int d : {8, 24, 32, 80, 96, 256}) {
+    Case c{"prefill CHAI d" + std::to_string(d), 4, 4, d, 16};
+    c.lens = {100, 67};
+    c.news = {100, 33};
+    c.maps = {RandomClusters(4, 2), Dense(4)};
+    Check(c);
+  }
+}
+
+// ---- mixed: decode, prefill and idle sequences, dense and CHAI, in one batch ------------------
+
+TEST_F(PagedAttentionGpu, MixedBatch) {
+  Case c{"mixed decode/prefill/idle d64", 8, 8, 64, 16};
+  c.lens = {4097, 90, 1, 300, 1000, 17, 64};
+  c.news = {1, 90, 1, 0, 1, 9, 64};
+  c.maps = {RandomClusters(8, 2), Dense(8),  Dense(8), RandomClusters(8, 3), Dense(8), RandomClusters(8, 4),
+            RandomClusters(8, 1)};
+  Check(c);
+}
+
+}  // namespace
+}  // namespace chai
