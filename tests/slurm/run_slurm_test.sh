@@ -57,6 +57,7 @@ if ! have_all; then
     tail -n 5 /tmp/chai-slurm-apt.log
     skip "could not install slurm-wlm and munge (log: /tmp/chai-slurm-apt.log)"
   fi
+  rm -f /tmp/chai-slurm-apt.log  # kept only when the install failed
   have_all || skip "slurm-wlm and munge installed but their commands are missing"
 fi
 command -v mpirun >/dev/null 2>&1 || skip "no mpirun (Open MPI) for the fallback launcher"
