@@ -1,5 +1,6 @@
 // `chai`: one executable with subcommands. Errors print one line and exit non-zero.
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -25,7 +26,11 @@ int main(int argc, char** argv) {
     return argc < 2 ? 2 : 0;
   }
   // Under mpirun/srun this initialises MPI once for the whole process; alone it does nothing.
-  auto group = chai::Bootstrap();
+  // CHAI_LOG_RANKS=1 prints one line per rank (host, local rank, Slurm ids) for job logs.
+  chai::BootstrapOptions bootstrap;
+  const char* log_ranks = std::getenv("CHAI_LOG_RANKS");
+  bootstrap.log_rank = log_ranks != nullptr && std::string(log_ranks) == "1";
+  auto group = chai::Bootstrap(bootstrap);
   if (!group.ok()) {
     std::fprintf(stderr, "chai: error: %s\n", std::string(group.status().message()).c_str());
     return 1;
@@ -45,10 +50,15 @@ int main(int argc, char** argv) {
     status = absl::InvalidArgumentError("unknown command '" + command + "' (see chai --help)");
   }
   if (!status.ok()) {
-    if (group->world_size > 1) {
-      std::fprintf(stderr, "chai: error: [rank %d] %s\n", group->world_rank, std::string(status.message()).c_str());
-    } else {
+    // Most errors (bad flags, files, impossible splits) are the same on every rank: rank 0
+    // reports them; other ranks report only errors that are theirs alone.
+    static const char* kSameOnEveryRank[] = {"cannot split", "--", "no such file", "unknown"};
+    bool shared = false;
+    for (const char* needle : kSameOnEveryRank) shared |= status.message().find(needle) != absl::string_view::npos;
+    if (group->world_size == 1) {
       std::fprintf(stderr, "chai: error: %s\n", std::string(status.message()).c_str());
+    } else if (group->world_rank == 0 || !shared) {
+      std::fprintf(stderr, "chai: error: [rank %d] %s\n", group->world_rank, std::string(status.message()).c_str());
     }
   }
   chai::Finalize();

@@ -1,5 +1,7 @@
 #include "runtime/cli/model_options.h"
 
+#include <sched.h>
+
 #include <filesystem>
 
 #include "absl/strings/match.h"
@@ -40,6 +42,17 @@ void ModelOptions::Register(FlagParser* flags) {
 std::string DefaultModelConfig() { return std::string(CHAI_CONFIG_DIR) + "/models/opt-125m.json"; }
 
 namespace {
+
+// The CPUs this process may run on (its affinity mask: Slurm or --bind-to may narrow it),
+// shared among the ranks of this host unless binding already gave each rank its own.
+int DefaultThreads(int local_ranks) {
+  cpu_set_t set;
+  const int hardware = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  if (sched_getaffinity(0, sizeof(set), &set) != 0) return std::max(1, hardware / std::max(1, local_ranks));
+  const int allowed = CPU_COUNT(&set);
+  if (allowed < hardware) return std::max(1, allowed);  // already bound: all of its own CPUs
+  return std::max(1, allowed / std::max(1, local_ranks));
+}
 
 // One GPU per rank (chosen from the node-local rank) and NCCL between GPUs; MPI between CPU ranks.
 absl::Status MakeCommunicator(const ProcessGroup& group, Device device, std::unique_ptr<Communicator>* comm) {
@@ -141,9 +154,7 @@ absl::StatusOr<LoadedModel> LoadModel(const ModelOptions& options, int64_t seque
   m.group = *group;
   if (options.threads < 0) return absl::InvalidArgumentError("--threads must be >= 0");
   // Ranks on one host share its cores; one thread pool per rank sized to its share.
-  const int threads = options.threads > 0 ? options.threads
-                                          : std::max(1, static_cast<int>(std::thread::hardware_concurrency()) /
-                                                            std::max(1, m.group.local_size));
+  const int threads = options.threads > 0 ? options.threads : DefaultThreads(m.group.local_size);
   if (std::getenv("CHAI_NUM_THREADS") == nullptr) setenv("CHAI_NUM_THREADS", std::to_string(threads).c_str(), 1);
   if (auto s = MakeCommunicator(m.group, *device, &m.comm); !s.ok()) return s;
   ParallelLayout layout;
