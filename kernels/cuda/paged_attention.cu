@@ -38,8 +38,6 @@ namespace {
   std::abort();
 }
 
-int CeilDiv(int64_t a, int64_t b) { return static_cast<int>((a + b - 1) / b); }
-
 void* Scratch(size_t bytes, cudaStream_t stream) {
   struct Buffer {
     void* ptr = nullptr;
@@ -116,24 +114,10 @@ void PagedAttention(const Tensor& q, const PagedKv& kv, const BatchLayout& batch
 
   paged::LaunchPlan plan;
   const int64_t row_bytes = int64_t{d} * static_cast<int64_t>(DTypeSize(q.dtype()));
-  plan.exact = paged::SpecialisedHeadDim(d) && row_bytes % 16 == 0 && Aligned(16, {q.raw(), out->raw(), kv.pool.raw()});
-  plan.group_tile = p.group <= 1 ? 1 : (p.group <= 4 ? 4 : 8);
-  p.subsets = CeilDiv(p.group, plan.group_tile);
-
-  // Decode split: aim for ~32 CTAs per SM when every slot is busy.
-  plan.decode = true;  // any sequence may have a single new row; others exit at once
-  plan.decode_slots = batch.num_seqs * kv.kv_heads * p.subsets;
-  const int max_len = std::max(batch.max_seq_len, 1);
-  const int wanted = std::max(1, 32 * SmCount() / plan.decode_slots);
-  int chunk = CeilDiv(CeilDiv(max_len, wanted), paged::kChunkAlign) * paged::kChunkAlign;
-  chunk = std::clamp(chunk, paged::kChunkAlign, paged::kScoreFloats / plan.group_tile);
-  p.chunk = chunk;
-  p.max_splits = CeilDiv(max_len, chunk);
-  if (p.max_splits > 65535) Fail("max_seq_len " + std::to_string(max_len) + " too long");
-  plan.combine = p.max_splits > 1;
-
-  plan.prefill = batch.max_new_tokens > 1;
-  plan.prefill_tiles = CeilDiv(std::max(batch.max_new_tokens, 1), paged::kPrefillRows);
+  const bool exact =
+      paged::SpecialisedHeadDim(d) && row_bytes % 16 == 0 && Aligned(16, {q.raw(), out->raw(), kv.pool.raw()});
+  paged::MakePlan(batch.max_seq_len, batch.max_new_tokens, SmCount(), exact, &p, &plan);
+  if (p.max_splits > 65535) Fail("max_seq_len " + std::to_string(batch.max_seq_len) + " too long");
   if (plan.prefill_tiles > 65535) Fail("max_new_tokens " + std::to_string(batch.max_new_tokens) + " too large");
 
   cudaStream_t stream = CurrentStream();

@@ -24,12 +24,18 @@
 
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <mutex>
 #include <utility>
 
 #include "kernels/cuda/cuda_utils.cuh"
+
+// The kernels' dynamic shared memory (a hook so that a host-side emulation can supply it).
+#ifndef CHAI_PAGED_DYNAMIC_SHARED
+#define CHAI_PAGED_DYNAMIC_SHARED(type, name) extern __shared__ type name[]
+#endif
 
 namespace chai::cuda::paged {
 
@@ -129,7 +135,7 @@ __global__ void __launch_bounds__(kDecodeThreads) DecodeKernel(Params p) {
   constexpr int kUnroll = DecodeTuning<T, kD, kG>::kUnroll;
   constexpr int kStep = kDecodeWarps * S::kRpw;  // rows per warp-step of the whole CTA
 
-  extern __shared__ float s_scores[];  // [kG][chunk]
+  CHAI_PAGED_DYNAMIC_SHARED(float, s_scores);  // [kG][chunk]
   __shared__ int s_reps[kG];
   __shared__ int s_nreps, s_nmem;
   __shared__ int s_mem[kMaxHeads];  // member heads, ascending
@@ -435,7 +441,7 @@ __global__ void __launch_bounds__(kPrefillThreads) PrefillKernel(Params p) {
   constexpr int kCols = (kDMax + 15) / 16;  // output columns per thread
   constexpr int kPs = kPrefillKeys + 1;     // probability tile row stride
   constexpr bool kFullCols = kD > 0 && kCols * 16 == kD;
-  extern __shared__ float smem[];
+  CHAI_PAGED_DYNAMIC_SHARED(float, smem);
   __shared__ int s_batch[kPrefillMembers];
   __shared__ int s_nb;
 
@@ -599,6 +605,33 @@ __global__ void __launch_bounds__(kPrefillThreads) PrefillKernel(Params p) {
   }
 }
 
+// Head sizes with a specialised kernel (others take the generic one).
+inline bool SpecialisedHeadDim(int d) {
+  return d == 8 || d == 16 || d == 32 || d == 64 || d == 80 || d == 96 || d == 128 || d == 256;
+}
+
+// Completes p (chunk, max_splits, subsets) and the plan from the host-side bounds; p must hold
+// num_seqs, heads, kv_heads, group and head_dim. Decode: aim for ~32 CTAs per SM when every slot
+// is busy; chunks are multiples of kChunkAlign in [kChunkAlign, kScoreFloats / kG].
+inline void MakePlan(int max_seq_len, int max_new_tokens, int sm_count, bool exact, Params* p, LaunchPlan* plan) {
+  const auto ceil_div = [](int64_t a, int64_t b) { return static_cast<int>((a + b - 1) / b); };
+  plan->exact = exact;
+  plan->group_tile = p->group <= 1 ? 1 : (p->group <= 4 ? 4 : 8);
+  p->subsets = ceil_div(p->group, plan->group_tile);
+  plan->decode = true;  // any sequence may have a single new row; the others' CTAs exit at once
+  plan->decode_slots = p->num_seqs * p->kv_heads * p->subsets;
+  const int max_len = max_seq_len > 1 ? max_seq_len : 1;
+  const int wanted = std::max(1, 32 * sm_count / plan->decode_slots);
+  int chunk = ceil_div(ceil_div(max_len, wanted), kChunkAlign) * kChunkAlign;
+  chunk = std::min(std::max(chunk, kChunkAlign), kScoreFloats / plan->group_tile);
+  p->chunk = chunk;
+  p->max_splits = ceil_div(max_len, chunk);
+  plan->combine = p->max_splits > 1;
+  plan->prefill = max_new_tokens > 1;
+  plan->prefill_tiles = ceil_div(max_new_tokens > 1 ? max_new_tokens : 1, kPrefillRows);
+}
+
+#ifdef __CUDACC__
 // ------------------------------------------------------------------------------------------
 // Launch: dispatch on head_dim and the decode group tile.
 
@@ -676,10 +709,7 @@ void LaunchAttention(const Params& p, const LaunchPlan& plan, cudaStream_t strea
   LaunchForHeadDim<T, 0>(p, plan, stream);
 }
 
-// Head sizes with a specialised kernel (others take the generic one).
-inline bool SpecialisedHeadDim(int d) {
-  return d == 8 || d == 16 || d == 32 || d == 64 || d == 80 || d == 96 || d == 128 || d == 256;
-}
+#endif  // __CUDACC__
 
 // Instantiated once per storage type in paged_attention_{fp32,fp16,bf16}.cu (compiled in parallel).
 extern template void LaunchAttention<float>(const Params&, const LaunchPlan&, cudaStream_t);
