@@ -7,6 +7,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "kernels/ops.h"
+#include "kernels/step_graph.h"
 
 namespace chai {
 namespace {
@@ -32,16 +33,30 @@ struct Engine::DeviceStep {
   bool policy_active = false;
 };
 
+struct Engine::GraphSlot {
+  DeviceStep step;  // fixed device buffers the graph reads; refilled before every replay
+  Tensor logits;    // [batch, vocab_shard * world], written by the graph
+  std::unique_ptr<StepGraph> graph;
+  bool warmed = false;  // the first step of a shape runs eagerly (allocations, plans, NCCL)
+};
+
 Engine::Engine(ModelConfig config, ModelWeights weights, Communicator* comm, DType dtype, Device device,
-               const KvCacheOptions& kv)
-    : config_(std::move(config)), weights_(std::move(weights)), comm_(comm), dtype_(dtype), device_(device) {
-  int64_t blocks = kv.num_blocks;
+               const EngineOptions& options)
+    : config_(std::move(config)),
+      weights_(std::move(weights)),
+      comm_(comm),
+      dtype_(dtype),
+      device_(device),
+      capture_decode_(options.capture_decode && device == Device::kCuda) {
+  int64_t blocks = options.num_blocks;
   if (blocks <= 0) {
-    blocks = kv.default_sequences * BlocksForSequence(config_.max_positions, config_.num_layers,
-                                                      weights_.local_kv_heads, kv.block_size);
+    blocks = options.default_sequences * BlocksForSequence(config_.max_positions, config_.num_layers,
+                                                           weights_.local_kv_heads, options.block_size);
   }
-  pool_ = std::make_unique<KvBlockPool>(blocks, kv.block_size, config_.head_dim, dtype_, device_);
+  pool_ = std::make_unique<KvBlockPool>(blocks, options.block_size, config_.head_dim, dtype_, device_);
 }
+
+Engine::~Engine() = default;
 
 std::unique_ptr<Sequence> Engine::NewSequence() {
   return std::make_unique<Sequence>(pool_.get(), config_.num_layers, weights_.local_heads, weights_.local_kv_heads);
@@ -152,7 +167,7 @@ void Engine::MlpBlock(int layer, Tensor* x) {
   }
 }
 
-Tensor Engine::Logits(const Tensor& hidden) {
+void Engine::Logits(const Tensor& hidden, Tensor* out) {
   Tensor h = hidden;
   if (config_.arch == Arch::kLlama || config_.final_layer_norm) h = Norm(h, weights_.final_norm_w, weights_.final_norm_b);
   if (config_.has_projection()) {
@@ -160,15 +175,18 @@ Tensor Engine::Logits(const Tensor& hidden) {
     ops::Linear(h, weights_.project_out, Tensor(), &p);
     h = p;
   }
-  const int64_t rows = h.dim(0), shard = weights_.vocab_shard, vocab = config_.vocab_size;
-  Tensor local = NewActivation(rows, shard);
-  ops::Linear(h, weights_.lm_head, Tensor(), &local);
-  Tensor full = local;
-  if (comm_->size() > 1) {
-    full = NewActivation(rows, shard * comm_->size());
-    CheckCollective(comm_->AllGatherColumns(local, &full));
+  if (comm_->size() == 1) {
+    ops::Linear(h, weights_.lm_head, Tensor(), out);
+    return;
   }
-  Tensor host = full.Cast(DType::kF32);
+  Tensor local = NewActivation(h.dim(0), weights_.vocab_shard);
+  ops::Linear(h, weights_.lm_head, Tensor(), &local);
+  CheckCollective(comm_->AllGatherColumns(local, out));
+}
+
+Tensor Engine::HostLogits(const Tensor& logits) const {
+  const int64_t rows = logits.dim(0), vocab = config_.vocab_size;
+  Tensor host = logits.Cast(DType::kF32);
   if (host.device() != Device::kCpu) host = host.To(Device::kCpu);
   if (host.dim(1) == vocab) return host;
   Tensor trimmed = Tensor::Empty({rows, vocab}, DType::kF32);  // drop the vocabulary padding
@@ -178,41 +196,111 @@ Tensor Engine::Logits(const Tensor& hidden) {
   return trimmed;
 }
 
-absl::StatusOr<Tensor> Engine::Forward(absl::Span<StepInput> steps, bool all_positions) {
-  auto meta = PrepareStep(steps, config_, weights_.local_kv_heads, pool_.get());
-  if (!meta.ok()) return meta.status();
-  DeviceStep step;
-  step.ids = ToDevice(meta->ids);
-  step.positions = ToDevice(meta->positions);
-  step.pos_rows = ToDevice(meta->pos_rows);
-  step.last_rows = ToDevice(meta->last_rows);
-  step.batch.q_start = ToDevice(meta->q_start);
-  step.batch.seq_lens = ToDevice(meta->seq_lens);
-  step.batch.num_seqs = meta->num_seqs;
-  step.batch.max_new_tokens = meta->max_new;
-  step.batch.max_seq_len = meta->max_len;
-  step.tables = ToDevice(meta->tables);
-  step.max_blocks = meta->max_blocks;
-  step.past = meta->past;
-  step.score_heads =
-      ToDevice(ScoreHeadTable(steps, config_.num_layers, weights_.local_heads)
-                   .Reshape({config_.num_layers, int64_t{meta->num_seqs} * weights_.local_heads}));
-  for (const StepInput& s : steps) step.policy_active |= policy_ != nullptr && policy_->Active(*s.seq);
+void Engine::Upload(const StepMetadata& meta, absl::Span<StepInput> steps, DeviceStep* step) const {
+  // Into existing buffers when the step has them (a recorded graph reads fixed addresses).
+  auto put = [&](const Tensor& host, Tensor* dst) {
+    if (dst->defined()) {
+      CopyTensor(host, dst);
+    } else {
+      *dst = ToDevice(host);
+    }
+  };
+  put(meta.ids, &step->ids);
+  put(meta.positions, &step->positions);
+  put(meta.pos_rows, &step->pos_rows);
+  put(meta.last_rows, &step->last_rows);
+  put(meta.q_start, &step->batch.q_start);
+  put(meta.seq_lens, &step->batch.seq_lens);
+  put(meta.tables, &step->tables);
+  put(ScoreHeadTable(steps, config_.num_layers, weights_.local_heads)
+          .Reshape({config_.num_layers, int64_t{meta.num_seqs} * weights_.local_heads}),
+      &step->score_heads);
+  step->batch.num_seqs = meta.num_seqs;
+  step->batch.max_new_tokens = meta.max_new;
+  step->batch.max_seq_len = std::max(step->batch.max_seq_len, meta.max_blocks * pool_->block_size());
+  step->max_blocks = meta.max_blocks;
+  step->past = meta.past;
+  step->policy_active = false;
+  for (const StepInput& s : steps) step->policy_active |= policy_ != nullptr && policy_->Active(*s.seq);
+}
 
+void Engine::RunModel(absl::Span<StepInput> steps, const DeviceStep& step, bool all_positions, Tensor* logits) {
   Tensor x = Embed(step);
   for (int l = 0; l < config_.num_layers; ++l) {
     AttentionBlock(l, steps, step, &x);
     MlpBlock(l, &x);
   }
+  if (all_positions) {
+    Logits(x, logits);
+    return;
+  }
+  // Only each sequence's last new token needs logits.
+  Tensor last = NewActivation(step.batch.num_seqs, x.dim(1));
+  ops::Embedding(x, step.last_rows, 0, &last);
+  Logits(last, logits);
+}
+
+bool Engine::CanReplay(absl::Span<StepInput> steps, bool all_positions) const {
+  if (!capture_decode_ || all_positions) return false;
+  for (const StepInput& s : steps) {
+    if (s.tokens.size() != 1) return false;
+    if (policy_ != nullptr && policy_->Active(*s.seq)) return false;  // CHAI fixing membership: host work
+  }
+  return true;
+}
+
+absl::StatusOr<Tensor> Engine::ReplayDecode(absl::Span<StepInput> steps, int bucket) {
+  auto meta = PrepareStep(steps, config_, weights_.local_kv_heads, pool_.get(), bucket);
+  if (!meta.ok()) return meta.status();
+  auto& slot = graphs_[{meta->num_seqs, bucket}];
+  const bool fresh = slot == nullptr;
+  if (fresh) {
+    slot = std::make_unique<GraphSlot>();
+    slot->logits = NewActivation(meta->num_seqs, weights_.vocab_shard * comm_->size());
+    slot->step.batch.max_seq_len = bucket * pool_->block_size();  // a fixed bound for the kernels
+  }
+  Upload(*meta, steps, &slot->step);
+  if (!slot->warmed) {
+    RunModel(steps, slot->step, false, &slot->logits);
+    slot->warmed = true;
+  } else {
+    if (slot->graph == nullptr) {
+      auto graph = StepGraph::Record(device_, [&] { RunModel(steps, slot->step, false, &slot->logits); });
+      if (!graph.ok()) return graph.status();
+      slot->graph = std::move(*graph);
+    }
+    slot->graph->Replay();
+  }
+  for (StepInput& s : steps) {
+    s.seq->kv.Advance(1);
+    if (policy_ != nullptr) policy_->AfterStep(s.seq);
+  }
+  return HostLogits(slot->logits);
+}
+
+absl::StatusOr<Tensor> Engine::Forward(absl::Span<StepInput> steps, bool all_positions) {
+  if (CanReplay(steps, all_positions)) {
+    // Table widths come in powers of two so that one recording serves many steps.
+    int64_t longest = 0;
+    for (const StepInput& s : steps) longest = std::max(longest, s.seq->length() + 1);
+    const int64_t blocks = (longest + pool_->block_size() - 1) / pool_->block_size();
+    int bucket = 1;
+    while (bucket < blocks) bucket *= 2;
+    return ReplayDecode(steps, bucket);
+  }
+  auto meta = PrepareStep(steps, config_, weights_.local_kv_heads, pool_.get());
+  if (!meta.ok()) return meta.status();
+  DeviceStep step;
+  Upload(*meta, steps, &step);
+  step.batch.max_seq_len = meta->max_len;
+  const int64_t rows = all_positions ? meta->ids.numel() : meta->num_seqs;
+  Tensor logits = NewActivation(rows, weights_.vocab_shard * comm_->size());
+  RunModel(steps, step, all_positions, &logits);
   for (StepInput& s : steps) {
     s.seq->kv.Advance(static_cast<int64_t>(s.tokens.size()));
     if (policy_ != nullptr) policy_->AfterStep(s.seq);
   }
-  if (all_positions) return Logits(x);
-  // Only each sequence's last new token needs logits.
-  Tensor last = NewActivation(meta->num_seqs, x.dim(1));
-  ops::Embedding(x, step.last_rows, 0, &last);
-  return Logits(last);
+  return HostLogits(logits);
 }
 
 }  // namespace chai

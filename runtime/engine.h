@@ -8,6 +8,7 @@
 #ifndef CHAI_RUNTIME_ENGINE_H_
 #define CHAI_RUNTIME_ENGINE_H_
 
+#include <map>
 #include <memory>
 #include <vector>
 
@@ -36,17 +37,22 @@ class AttentionPolicy {
   virtual bool Active(const Sequence& seq) const = 0;
 };
 
-struct KvCacheOptions {
-  int64_t num_blocks = 0;  // 0: enough for `default_sequences` sequences of the model's maximum length
+struct EngineOptions {
+  int64_t num_blocks = 0;  // KV blocks; 0: enough for `default_sequences` sequences of maximum length
   int block_size = 16;
   int default_sequences = 4;
+  // Record decode steps (one token per sequence) per batch shape and replay them as CUDA
+  // graphs, which removes the launch cost of hundreds of small kernels per step. Only for
+  // CUDA engines (on the CPU there is no launch cost to save).
+  bool capture_decode = false;
 };
 
 class Engine {
  public:
   Engine(ModelConfig config, ModelWeights weights, Communicator* comm, DType dtype, Device device,
-         const KvCacheOptions& kv = {});
+         const EngineOptions& options = {});
 
+  ~Engine();
   const ModelConfig& config() const { return config_; }
   const ModelWeights& weights() const { return weights_; }
   Communicator* comm() const { return comm_; }
@@ -63,10 +69,17 @@ class Engine {
 
  private:
   struct DeviceStep;  // the step's metadata on the engine's device
+  struct GraphSlot;   // a recorded decode step for one batch shape
+  void Upload(const StepMetadata& meta, absl::Span<StepInput> steps, DeviceStep* step) const;
+  // Embedding, layers and LM head; writes [rows, vocab_shard * world] logits into *logits.
+  void RunModel(absl::Span<StepInput> steps, const DeviceStep& step, bool all_positions, Tensor* logits);
+  absl::StatusOr<Tensor> ReplayDecode(absl::Span<StepInput> steps, int bucket);
+  bool CanReplay(absl::Span<StepInput> steps, bool all_positions) const;
+  Tensor HostLogits(const Tensor& logits) const;
   Tensor Embed(const DeviceStep& step);
   void AttentionBlock(int layer, absl::Span<StepInput> steps, const DeviceStep& step, Tensor* x);
   void MlpBlock(int layer, Tensor* x);
-  Tensor Logits(const Tensor& hidden);
+  void Logits(const Tensor& hidden, Tensor* out);
   void AllReduce(Tensor* t);
   Tensor Norm(const Tensor& x, const Tensor& w, const Tensor& b);
   Tensor NewActivation(int64_t rows, int64_t cols) const;
@@ -78,6 +91,8 @@ class Engine {
   DType dtype_;
   Device device_;
   std::unique_ptr<KvBlockPool> pool_;
+  bool capture_decode_;
+  std::map<std::pair<int, int>, std::unique_ptr<GraphSlot>> graphs_;  // (batch, table blocks)
   AttentionPolicy* policy_ = nullptr;
 };
 

@@ -8,7 +8,7 @@
 namespace chai {
 
 absl::StatusOr<StepMetadata> PrepareStep(absl::Span<StepInput> steps, const ModelConfig& config, int kv_heads,
-                                         KvBlockPool* pool) {
+                                         KvBlockPool* pool, int table_blocks) {
   if (steps.empty()) return absl::InvalidArgumentError("no sequences in the step");
   std::vector<int32_t> ids, positions, pos_rows, last_rows;
   int64_t blocks_needed = 0;
@@ -63,7 +63,7 @@ absl::StatusOr<StepMetadata> PrepareStep(absl::Span<StepInput> steps, const Mode
     m.max_new = std::max(m.max_new, n);
   }
   const int bs = pool->block_size();
-  m.max_blocks = (m.max_len + bs - 1) / bs;
+  m.max_blocks = std::max((m.max_len + bs - 1) / bs, table_blocks);
   const int64_t per_layer = int64_t{m.num_seqs} * 2 * kv_heads * m.max_blocks;
   m.tables = Tensor::Empty({config.num_layers, per_layer}, DType::kI32);
   int32_t* table = m.tables.data<int32_t>();

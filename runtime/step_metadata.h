@@ -33,8 +33,10 @@ struct StepMetadata {
 
 // Validates the step (token ids, lengths), reserves the KV blocks it needs (all or nothing)
 // and describes it. Errors leave every sequence untouched.
+// `table_blocks` widens the block tables to at least that many blocks per head (a recorded
+// decode step reads tables of a fixed width).
 absl::StatusOr<StepMetadata> PrepareStep(absl::Span<StepInput> steps, const ModelConfig& config, int kv_heads,
-                                         KvBlockPool* pool);
+                                         KvBlockPool* pool, int table_blocks = 0);
 
 // [layers, num_seqs, heads] int32: each sequence's current score-head map per layer.
 Tensor ScoreHeadTable(absl::Span<StepInput> steps, int layers, int heads);

@@ -174,7 +174,8 @@ absl::StatusOr<LoadedModel> LoadModel(const ModelOptions& options, int64_t seque
   }
   auto weights = LoadWeights(m.config, *source, layout, *dtype, *device);
   if (!weights.ok()) return weights.status();
-  KvCacheOptions kv;
+  EngineOptions kv;
+  kv.capture_decode = *device == Device::kCuda && std::getenv("CHAI_NO_GRAPHS") == nullptr;
   const int64_t block_bytes = int64_t{kv.block_size} * m.config.head_dim * static_cast<int64_t>(DTypeSize(*dtype));
   if (options.kv_cache_gb < 0) return absl::InvalidArgumentError("--kv-cache-gb must be positive");
   if (options.kv_cache_gb > 0) {

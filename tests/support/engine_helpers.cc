@@ -24,7 +24,9 @@ absl::StatusOr<TestModel> LoadTestModel(const std::string& dir, Communicator* co
   l.world = comm->size();
   auto weights = LoadWeights(m.config, **source, l, dtype, device);
   if (!weights.ok()) return weights.status();
-  m.engine = std::make_unique<Engine>(m.config, std::move(*weights), comm, dtype, device);
+  EngineOptions options;
+  options.capture_decode = device == Device::kCuda;  // exercise the recorded decode path on GPUs
+  m.engine = std::make_unique<Engine>(m.config, std::move(*weights), comm, dtype, device, options);
   return m;
 }
 
