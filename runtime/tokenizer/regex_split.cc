@@ -70,6 +70,8 @@ size_t MatchContraction(const Text& t, size_t pos, bool ignore_case) {
     return ignore_case ? Lower(t.At(pos + i)) : t.At(pos + i);
   };
   const char a = ch(1);
+  // Under (?i), U+017F LATIN SMALL LETTER LONG S case-folds to 's' (Oniguruma matches it).
+  if (ignore_case && a == '\xC5' && ch(2) == '\xBF') return pos + 3;
   if (a == 's' || a == 't' || a == 'm' || a == 'd') return pos + 2;
   const char b = ch(2);
   if ((a == 'r' && b == 'e') || (a == 'v' && b == 'e') || (a == 'l' && b == 'l')) return pos + 3;

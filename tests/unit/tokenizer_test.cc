@@ -85,6 +85,10 @@ TEST(RegexSplitTest, Llama3) {
   EXPECT_EQ(Split(SplitPattern::kLlama3, "a;\n\nb"), (Strings{"a", ";\n\n", "b"}));
   EXPECT_EQ(Split(SplitPattern::kLlama3, "x  \n  y"), (Strings{"x", "  \n", " ", " y"}));
   EXPECT_EQ(Split(SplitPattern::kLlama3, "\tfoo"), (Strings{"\tfoo"}));
+  EXPECT_EQ(Split(SplitPattern::kLlama3, "'\xC5\xBFx"), (Strings{"'\xC5\xBF", "x"}));  // 'ſ folds to 's
+  EXPECT_EQ(Split(SplitPattern::kGpt2, "'\xC5\xBFx"), (Strings{"'", "\xC5\xBFx"}));
+  EXPECT_EQ(Split(SplitPattern::kLlama3, "x\xCC\x81y a\xC2\xB2" "b"),  // combining mark, superscript two
+            (Strings{"x", "\xCC\x81y", " a", "\xC2\xB2", "b"}));
   EXPECT_EQ(Split(SplitPattern::kQwen2, "12345"), (Strings{"1", "2", "3", "4", "5"}));
 }
 
