@@ -160,6 +160,18 @@ TEST(TokenizerTest, StringMergesEqualPairMerges) {
   EXPECT_EQ((*a)->Encode(text), (*b)->Encode(text));
 }
 
+// Input that is not valid UTF-8 still encodes; decoding shows the bad bytes as U+FFFD.
+TEST(TokenizerTest, InvalidUtf8Input) {
+  const std::string bad = "ok \xFF\xFE end";
+  for (const char* dir : {"gpt2_bytelevel", "llama3_style", "llama2_legacy", "llama_metaspace", "sp_llama"}) {
+    SCOPED_TRACE(dir);
+    if (std::string(dir) == "sp_llama" && !Tokenizer::SentencePieceAvailable()) continue;
+    auto tok = Tokenizer::FromDirectory(kFixtures + dir);
+    ASSERT_TRUE(tok.ok()) << tok.status();
+    EXPECT_EQ((*tok)->Decode((*tok)->Encode(bad)), "ok \xEF\xBF\xBD\xEF\xBF\xBD end");
+  }
+}
+
 TEST(TokenizerTest, EncodeIsThreadSafe) {
   auto tok = Tokenizer::FromTokenizerJson(kFixtures + "gpt2_bytelevel/tokenizer.json");
   ASSERT_TRUE(tok.ok());
