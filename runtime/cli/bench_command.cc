@@ -3,7 +3,10 @@
 #include <ctime>
 #include <fstream>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include <algorithm>
 #include "kernels/device_info.h"
 #include "runtime/cli/commands.h"
 #include "runtime/cli/model_options.h"
@@ -12,16 +15,52 @@
 
 namespace chai {
 
+namespace {
+
+absl::StatusOr<std::vector<int>> ParseIntList(const std::string& flag, const std::string& text) {
+  std::vector<int> values;
+  for (absl::string_view part : absl::StrSplit(text, ',', absl::SkipWhitespace())) {
+    int v;
+    if (!absl::SimpleAtoi(part, &v) || v < 1) {
+      return absl::InvalidArgumentError(absl::StrCat("--", flag, " expects positive integers like 1,8,32, got '", text, "'"));
+    }
+    values.push_back(v);
+  }
+  if (values.empty()) return absl::InvalidArgumentError(absl::StrCat("--", flag, " is empty"));
+  return values;
+}
+
+Json ResultJson(const LatencyBenchOptions& o, const LatencyBenchResult& r) {
+  Json out = Json::MakeObject();
+  out.Set("batch", Json(o.batch));
+  out.Set("input_len", Json(o.input_len));
+  out.Set("output_len", Json(o.output_len));
+  out.Set("ttft_ms", Json(r.ttft_s * 1e3));
+  out.Set("tpot_ms", Json(r.tpot_s * 1e3));
+  out.Set("tokens_per_s", Json(r.tokens_per_s));
+  out.Set("weight_bytes", Json(r.weight_bytes));
+  out.Set("weight_bytes_read_per_step", Json(r.weight_bytes_read_per_step));
+  out.Set("kv_bytes_per_token", Json(r.kv_bytes_per_token));
+  out.Set("dense_kv_bytes_per_token", Json(r.dense_kv_bytes_per_token));
+  out.Set("kv_bytes_read_per_step", Json(r.kv_bytes_read_per_step));
+  out.Set("copy_bandwidth_gbs", Json(r.copy_bandwidth / 1e9));
+  out.Set("floor_ms", Json(r.floor_s * 1e3));
+  out.Set("tpot_over_floor", Json(r.tpot_s / r.floor_s));
+  return out;
+}
+
+}  // namespace
+
 absl::Status RunBench(const std::vector<std::string>& args) {
   FlagParser parser;
   ModelOptions model;
   model.Register(&parser);
-  std::string mode = "latency", json_path;
+  std::string mode = "latency", json_path, batches = "1", inputs = "128";
   LatencyBenchOptions o;
   bool help = false;
   parser.String("mode", &mode, "latency (throughput arrives with continuous batching)");
-  parser.Int("batch", &o.batch, "sequences decoded together (default 1)");
-  parser.Int("input-len", &o.input_len, "prompt tokens per sequence (default 128)");
+  parser.String("batch", &batches, "sequences decoded together; a list runs each (default 1)");
+  parser.String("input-len", &inputs, "prompt tokens per sequence; a list runs each (default 128)");
   parser.Int("output-len", &o.output_len, "generated tokens per sequence (default 32)");
   parser.Int("warmup", &o.warmup, "untimed iterations first (default 1)");
   parser.Int("iters", &o.iters, "timed iterations; medians are reported (default 3)");
@@ -36,48 +75,54 @@ absl::Status RunBench(const std::vector<std::string>& args) {
     return absl::UnimplementedError("--mode throughput is not implemented yet (it arrives with continuous batching)");
   }
   if (mode != "latency") return absl::InvalidArgumentError(absl::StrCat("--mode must be latency or throughput, got '", mode, "'"));
-  auto m = LoadModel(model, o.batch, int64_t{o.input_len} + o.output_len);
+  auto batch_list = ParseIntList("batch", batches);
+  if (!batch_list.ok()) return batch_list.status();
+  auto input_list = ParseIntList("input-len", inputs);
+  if (!input_list.ok()) return input_list.status();
+  const int max_batch = *std::max_element(batch_list->begin(), batch_list->end());
+  const int max_input = *std::max_element(input_list->begin(), input_list->end());
+  auto m = LoadModel(model, max_batch, int64_t{max_input} + std::max(0, o.output_len));
   if (!m.ok()) return m.status();
   o.seed = static_cast<uint64_t>(model.seed);
   o.chai = m->chai.get();
-  auto r = RunLatencyBench(*m->engine, o);
-  if (!r.ok()) return r.status();
-  if (m->comm->rank() != 0) return absl::OkStatus();
-
+  const bool rank0 = m->comm->rank() == 0;
   const std::string device = model.device == "cuda" ? CurrentDeviceName() : "cpu";
-  const double gib = 1024.0 * 1024 * 1024;
-  std::printf("| model | device | dtype | TP | CHAI | batch | input | output | TTFT ms | TPOT ms | tokens/s | floor ms | TPOT/floor |\n");
-  std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
-  std::printf("| %s | %s | %s | %d | %s | %d | %d | %d | %.2f | %.3f | %.1f | %.3f | %.2f |\n",
-              model.model.empty() ? DefaultModelConfig().c_str() : model.model.c_str(), device.c_str(),
-              model.dtype.c_str(), m->comm->size(), model.chai.c_str(), o.batch, o.input_len, o.output_len,
-              r->ttft_s * 1e3, r->tpot_s * 1e3, r->tokens_per_s, r->floor_s * 1e3, r->tpot_s / r->floor_s);
-  std::printf("weights %.3f GiB per rank (%.3f GiB read per step); KV %lld bytes/token per sequence (dense %lld); "
-              "copy bandwidth %.1f GB/s\n",
-              r->weight_bytes / gib, r->weight_bytes_read_per_step / gib, static_cast<long long>(r->kv_bytes_per_token),
-              static_cast<long long>(r->dense_kv_bytes_per_token), r->copy_bandwidth / 1e9);
-  if (json_path.empty()) return absl::OkStatus();
+  const std::string name = model.model.empty() ? DefaultModelConfig() : model.model;
+  if (rank0) {
+    std::printf("model %s, %s, %s, TP=%d, CHAI %s\n", name.c_str(), device.c_str(), model.dtype.c_str(),
+                m->comm->size(), model.chai.c_str());
+    std::printf("| batch | input | output | TTFT ms | TPOT ms | tokens/s | floor ms | TPOT/floor | KV B/token | weights GiB |\n");
+    std::printf("|---|---|---|---|---|---|---|---|---|---|\n");
+    std::fflush(stdout);
+  }
+  Json runs = Json::MakeArray();
+  for (int input : *input_list) {
+    for (int batch : *batch_list) {
+      o.batch = batch;
+      o.input_len = input;
+      auto r = RunLatencyBench(*m->engine, o);
+      if (!r.ok()) return r.status();
+      if (!rank0) continue;
+      std::printf("| %d | %d | %d | %.2f | %.3f | %.1f | %.3f | %.2f | %lld | %.2f |\n", batch, input, o.output_len,
+                  r->ttft_s * 1e3, r->tpot_s * 1e3, r->tokens_per_s, r->floor_s * 1e3, r->tpot_s / r->floor_s,
+                  static_cast<long long>(r->kv_bytes_per_token), r->weight_bytes / double(1 << 30));
+      std::fflush(stdout);
+      runs.Push(ResultJson(o, *r));
+      if (batch == *batch_list->begin() && input == *input_list->begin()) {
+        std::fprintf(stderr, "copy bandwidth %.1f GB/s; weights read per step %.3f GiB\n", r->copy_bandwidth / 1e9,
+                     r->weight_bytes_read_per_step / double(1 << 30));
+      }
+    }
+  }
+  if (!rank0 || json_path.empty()) return absl::OkStatus();
   Json out = Json::MakeObject();
   out.Set("mode", Json("latency"));
-  out.Set("model", Json(model.model.empty() ? DefaultModelConfig() : model.model));
+  out.Set("model", Json(name));
   out.Set("device", Json(device));
   out.Set("dtype", Json(model.dtype));
   out.Set("tp", Json(m->comm->size()));
   out.Set("chai", Json(model.chai));
-  out.Set("batch", Json(o.batch));
-  out.Set("input_len", Json(o.input_len));
-  out.Set("output_len", Json(o.output_len));
-  out.Set("ttft_ms", Json(r->ttft_s * 1e3));
-  out.Set("tpot_ms", Json(r->tpot_s * 1e3));
-  out.Set("tokens_per_s", Json(r->tokens_per_s));
-  out.Set("weight_bytes", Json(r->weight_bytes));
-  out.Set("weight_bytes_read_per_step", Json(r->weight_bytes_read_per_step));
-  out.Set("kv_bytes_per_token", Json(r->kv_bytes_per_token));
-  out.Set("dense_kv_bytes_per_token", Json(r->dense_kv_bytes_per_token));
-  out.Set("kv_bytes_read_per_step", Json(r->kv_bytes_read_per_step));
-  out.Set("copy_bandwidth_gbs", Json(r->copy_bandwidth / 1e9));
-  out.Set("floor_ms", Json(r->floor_s * 1e3));
-  out.Set("tpot_over_floor", Json(r->tpot_s / r->floor_s));
+  out.Set("runs", std::move(runs));
   std::ofstream file(json_path);
   if (!file) return absl::PermissionDeniedError(absl::StrCat("--json: cannot write ", json_path));
   file << out.Dump() << "\n";

@@ -206,6 +206,9 @@ absl::Status RunEval(const std::vector<std::string>& args) {
       j.Set("nll_per_token", Json(r.mean_nll()));
       j.Set("nll_sum", Json(r.nll));
       j.Set("seconds", Json(r.seconds));
+      Json per_window = Json::MakeArray();
+      for (double x : r.window_nll) per_window.Push(Json(x));
+      j.Set("window_nll", std::move(per_window));
       ppl.Set(modes[m].name, std::move(j));
     }
     out.Set("perplexity", std::move(ppl));

@@ -35,6 +35,7 @@ void ModelOptions::Register(FlagParser* flags) {
   flags->String("chai-cluster", &chai_cluster, "CHAI clustering: agglomerative (default, as published) or kmeans");
   flags->String("chai-rep", &chai_rep, "CHAI representative: lowest (default, as published) or medoid");
   flags->String("placement", &placement, "head placement JSON for tensor parallelism (default: contiguous)");
+  flags->Int("max-seq-len", &max_seq_len, "longest sequence (LLaMA: may exceed max_position_embeddings)");
   flags->Float("kv-cache-gb", &kv_cache_gb, "KV cache size in GiB (default: what the run needs on cpu, 90% of free GPU memory on cuda)");
   flags->Int("threads", &threads, "CPU threads per rank (default: hardware threads / ranks on the host)");
 }
@@ -174,6 +175,16 @@ absl::StatusOr<LoadedModel> LoadModel(const ModelOptions& options, int64_t seque
   }
   auto weights = LoadWeights(m.config, *source, layout, *dtype, *device);
   if (!weights.ok()) return weights.status();
+  if (options.max_seq_len < 0) return absl::InvalidArgumentError("--max-seq-len must be positive");
+  if (options.max_seq_len > 0) {
+    // Learned position tables (OPT) end where they end; rotary positions extend. Weights are
+    // loaded (and checked) with the checkpoint's own value.
+    if (m.config.arch == Arch::kOpt && options.max_seq_len > m.config.max_positions) {
+      return absl::InvalidArgumentError(absl::StrCat("--max-seq-len ", options.max_seq_len,
+                                                     " exceeds OPT's learned positions (", m.config.max_positions, ")"));
+    }
+    m.config.max_positions = options.max_seq_len;
+  }
   EngineOptions kv;
   kv.capture_decode = *device == Device::kCuda && std::getenv("CHAI_NO_GRAPHS") == nullptr;
   const int64_t block_bytes = int64_t{kv.block_size} * m.config.head_dim * static_cast<int64_t>(DTypeSize(*dtype));
