@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# One GPU-machine session: build with CUDA, run the gpu-labelled tests (and compute-sanitizer
+# memcheck over the op tests), then the benchmarks. Logs and tables go to $OUT.
+#   run(command="source .device-kit/env.sh && bash benchmarks/scripts/gpu_check.sh [test|bench|all]",
+#       carry=[".device-kit"])
+set -uo pipefail
+what="${1:-all}"
+OUT="${OUT:-/tmp/chai-out}"
+mkdir -p "$OUT"
+nvidia-smi -L | tee "$OUT/gpu.txt"
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+
+if [ ! -f build-gpu/build.ninja ] || [ "$what" != bench ]; then
+  cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCHS:-90}" \
+    > "$OUT/configure.log" 2>&1 || { tail -30 "$OUT/configure.log"; exit 1; }
+  start=$(date +%s)
+  cmake --build build-gpu -j "$(nproc)" > "$OUT/build.log" 2>&1 || { grep -E "error|Error" -A4 "$OUT/build.log" | head -80; exit 1; }
+  echo "build: $(( $(date +%s) - start )) s"
+fi
+
+if [ "$what" = test ] || [ "$what" = all ]; then
+  ctest --test-dir build-gpu -L gpu --output-on-failure --timeout 300 > "$OUT/ctest-gpu.log" 2>&1
+  grep -E "Passed|Failed|tests passed|FAILED|Failure" "$OUT/ctest-gpu.log" | tail -40
+  for t in ops_gpu_test paged_attention_gpu_test; do
+    [ -x "build-gpu/tests/$t" ] || continue
+    timeout 240 compute-sanitizer --tool memcheck --leak-check no --error-exitcode 9 "build-gpu/tests/$t" \
+      --gtest_brief=1 > "$OUT/memcheck-$t.log" 2>&1
+    echo "memcheck $t: exit $? ($(grep -c 'Invalid' "$OUT/memcheck-$t.log") invalid accesses)"
+  done
+fi
+
+if [ "$what" = bench ] || [ "$what" = all ]; then
+  for b in gemm_bench attention_bench; do
+    [ -x "build-gpu/benchmarks/$b" ] && timeout 120 "build-gpu/benchmarks/$b" > "$OUT/$b.md" 2>&1 && cat "$OUT/$b.md"
+  done
+fi
