@@ -1,0 +1,167 @@
+#include "runtime/calibrate/calibrator.h"
+
+#include <algorithm>
+#include <memory>
+#include <numeric>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "runtime/calibrate/affinity.h"
+#include "runtime/calibrate/feature_collector.h"
+#include "runtime/calibrate/knee.h"
+#include "runtime/chai/chai_policy.h"
+#include "runtime/chai/features.h"
+#include "runtime/eval/perplexity.h"
+#include "runtime/eval/text_data.h"
+
+namespace chai {
+namespace {
+
+absl::Status CheckOptions(const CalibrateOptions& o, int max_positions) {
+  if (o.window < kChaiFeatureTokens + 1) {
+    return absl::InvalidArgumentError(absl::StrCat("--window must be > ", kChaiFeatureTokens, " (got ", o.window, ")"));
+  }
+  if (o.window > max_positions) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--window ", o.window, " exceeds the model's maximum of ", max_positions, " positions"));
+  }
+  if (o.samples < 1) return absl::InvalidArgumentError("--samples must be >= 1");
+  if (o.search_windows < 1) return absl::InvalidArgumentError("--search-windows must be >= 1");
+  if (o.heldout_windows < 0) return absl::InvalidArgumentError("--heldout-windows must be >= 0");
+  if (o.batch < 1) return absl::InvalidArgumentError("--batch must be >= 1");
+  if (o.confidence_z < 0) return absl::InvalidArgumentError("--confidence-z must be >= 0");
+  return absl::OkStatus();
+}
+
+// `count` members of `pool` spread evenly: pool[floor(j * size / count)], j = 0..count-1.
+std::vector<int64_t> Spread(const std::vector<int64_t>& pool, int count) {
+  std::vector<int64_t> out;
+  for (int j = 0; j < count; ++j) out.push_back(pool[static_cast<size_t>(j) * pool.size() / count]);
+  return out;
+}
+
+std::vector<TextWindow> WindowsAt(const std::vector<int64_t>& starts, int64_t window) {
+  std::vector<TextWindow> out;
+  for (int64_t s : starts) out.push_back({s, s + window, s + 1});
+  return out;
+}
+
+// Per-window scores of `schedule`, with a CHAI policy built as LoadModel builds it.
+absl::StatusOr<WindowScores> ScoreSchedule(Engine& engine, absl::Span<const int32_t> ids,
+                                           const std::vector<TextWindow>& windows, const std::vector<int>& schedule,
+                                           const CalibrateOptions& options) {
+  const int heads = engine.config().num_heads;
+  const bool dense = std::all_of(schedule.begin(), schedule.end(), [&](int k) { return k >= heads; });
+  std::unique_ptr<ChaiPolicy> policy;
+  PerplexityOptions ppl;
+  ppl.batch = options.batch;
+  if (!dense) {
+    ChaiOptions chai;
+    chai.local_clusters = schedule;
+    chai.method = options.method;
+    chai.rep = options.rep;
+    chai.seed = options.seed;
+    std::vector<std::vector<int>> global_heads;
+    for (const LayerWeights& layer : engine.weights().layers) global_heads.push_back(layer.heads);
+    policy = std::make_unique<ChaiPolicy>(std::move(chai), std::move(global_heads), engine.weights().local_kv_heads,
+                                          engine.config().head_dim);
+    ppl.chai = policy.get();
+  }
+  engine.set_attention_policy(policy.get());
+  auto r = EvaluatePerplexity(engine, ids, windows, ppl);
+  engine.set_attention_policy(nullptr);
+  if (!r.ok()) return r.status();
+  WindowScores scores;
+  scores.nll = r->window_nll;
+  for (const TextWindow& w : windows) scores.tokens.push_back(w.scored());
+  return scores;
+}
+
+void Log(const CalibrateOptions& o, const std::string& line) {
+  if (o.log) o.log(line);
+}
+
+}  // namespace
+
+absl::StatusOr<CalibrationResult> Calibrate(Engine& engine, absl::Span<const int32_t> ids,
+                                            const CalibrateOptions& options) {
+  const ModelConfig& c = engine.config();
+  if (auto s = CheckOptions(options, c.max_positions); !s.ok()) return s;
+  const int64_t n = static_cast<int64_t>(ids.size());
+  const int64_t w = options.window;
+  std::vector<int64_t> calibration_pool, heldout_pool;
+  for (int64_t i = 0; (i + 1) * w <= n; ++i) (i % 2 == 0 ? calibration_pool : heldout_pool).push_back(i * w);
+  const int front = std::max(options.samples, options.search_windows);
+  if (front > static_cast<int>(calibration_pool.size()) ||
+      options.heldout_windows > static_cast<int>(heldout_pool.size())) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--data has ", n, " tokens, ", calibration_pool.size() + heldout_pool.size(), " windows of ", w,
+        " (even ones calibrate, odd ones are held out): too few for ", front, " calibration and ",
+        options.heldout_windows, " held-out windows; lower --samples, --search-windows, --heldout-windows or --window"));
+  }
+  CalibrationResult result;
+  result.total_tokens = n;
+  result.samples = options.samples;
+  result.sample_starts = Spread(calibration_pool, options.samples);
+  result.search_starts = Spread(calibration_pool, options.search_windows);
+  result.heldout_starts = Spread(heldout_pool, options.heldout_windows);
+
+  // Elbow curves from the features of the samples' first 5 tokens. As many samples per pass as
+  // the KV cache holds windows' worth of blocks.
+  const int64_t block = engine.kv_pool().block_size();
+  const int feature_batch = static_cast<int>(std::min<int64_t>(64, options.batch * ((w + block - 1) / block)));
+  auto features = CollectFeatures(engine, ids, result.sample_starts, feature_batch);
+  if (!features.ok()) return features.status();
+  const int heads = c.num_heads;
+  for (int l = 0; l < c.num_layers; ++l) {
+    result.elbow.push_back(ElbowCurve((*features)[l], heads, kChaiFeatureSize, options.elbow));
+    result.knee.push_back(KneeOfCurve(result.elbow.back()));
+    result.resistance.push_back(ClusteringResistance(result.elbow.back(), options.samples, heads));
+  }
+  result.order.resize(c.num_layers);
+  std::iota(result.order.begin(), result.order.end(), 0);
+  // Most redundant first; among equals the deeper layer (deep layers share most in the paper).
+  std::stable_sort(result.order.begin(), result.order.end(), [&](int a, int b) {
+    return result.resistance[a] != result.resistance[b] ? result.resistance[a] < result.resistance[b] : a > b;
+  });
+  Log(options, absl::StrCat("calibrate: elbow curves from ", options.samples, " samples; knees ",
+                            absl::StrJoin(result.knee, ","), "; most redundant first: ",
+                            absl::StrJoin(result.order, ",")));
+
+  result.schedule = result.knee;
+  if (options.budget_percent >= 0) {
+    const std::vector<TextWindow> search = WindowsAt(result.search_starts, w);
+    for (const TextWindow& x : search) result.search_tokens += x.scored();
+    ScheduleEvaluator evaluate = [&](const std::vector<int>& schedule) -> absl::StatusOr<WindowScores> {
+      auto scores = ScoreSchedule(engine, ids, search, schedule, options);
+      if (scores.ok()) {
+        Log(options, absl::StrFormat("search: [%s] perplexity %.4f", absl::StrJoin(schedule, ","),
+                                     scores->Perplexity()));
+      }
+      return scores;
+    };
+    auto searched = SearchSchedule(c.num_layers, heads, result.order, options.budget_percent, options.confidence_z,
+                                   evaluate);
+    if (!searched.ok()) return searched.status();
+    result.schedule = searched->schedule;
+    result.search = std::move(*searched);
+  }
+  result.affinity = ComputeHeadAffinity(*features, result.schedule, heads, options.method, options.seed);
+
+  if (options.heldout_windows > 0) {
+    const std::vector<TextWindow> heldout = WindowsAt(result.heldout_starts, w);
+    for (const TextWindow& x : heldout) result.heldout_tokens += x.scored();
+    std::vector<std::vector<int>> schedules = {std::vector<int>(c.num_layers, heads), result.schedule};
+    if (result.knee != result.schedule) schedules.push_back(result.knee);
+    for (const std::vector<int>& s : schedules) {
+      auto scores = ScoreSchedule(engine, ids, heldout, s, options);
+      if (!scores.ok()) return scores.status();
+      Log(options, absl::StrFormat("held-out: [%s] perplexity %.4f", absl::StrJoin(s, ","), scores->Perplexity()));
+      result.heldout.push_back({s, scores->Perplexity()});
+    }
+  }
+  return result;
+}
+
+}  // namespace chai
