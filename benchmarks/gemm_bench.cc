@@ -88,16 +88,16 @@ int Run(int samples) {
   int device = 0;
   Check(cudaGetDevice(&device), "cudaGetDevice");
   Check(cudaGetDeviceProperties(&prop, device), "cudaGetDeviceProperties");
-  std::printf("device: %s (%d SMs, L2 %d MiB, %.0f GiB)\n", prop.name, prop.multiProcessorCount,
-              prop.l2CacheSize >> 20, prop.totalGlobalMem / double(1 << 30));
+  std::printf("device: %s (%d SMs, L2 %d MiB, %.0f GiB)\n", prop.name, prop.multiProcessorCount, prop.l2CacheSize >> 20,
+              prop.totalGlobalMem / double(1 << 30));
 
   const double copy_gbs = CopyBandwidth(samples);
   std::printf("copy bandwidth (device-to-device, 1 GiB, read + write): %.0f GB/s\n\n", copy_gbs);
 
   std::mt19937 rng(7);
   const std::vector<Shape> shapes = {{1, 4096, 4096}, {1, 4096, 11008}, {2048, 4096, 4096}};
-  std::printf("%-24s %7s %11s %9s %9s %9s\n", "fp16 Linear [T,K]x[K->N]", "copies", "median_us", "TFLOP/s",
-              "GB/s", "%copyBW");
+  std::printf("%-24s %7s %11s %9s %9s %9s\n", "fp16 Linear [T,K]x[K->N]", "copies", "median_us", "TFLOP/s", "GB/s",
+              "%copyBW");
   for (const Shape& s : shapes) {
     const double weight_bytes = 2.0 * s.n * s.k;
     // Enough weight copies to exceed L2 several times over, so every call reads DRAM.
@@ -108,17 +108,19 @@ int Run(int samples) {
       xs.push_back(RandomHalf({s.t, s.k}, 1.f, rng));
       outs.push_back(Tensor::Empty({s.t, s.n}, DType::kF16, Device::kCuda));
     }
-    const double ms = MedianMs(samples, 3, [&] {
-      for (int c = 0; c < copies; ++c) ops::Linear(xs[c], weights[c], Tensor(), &outs[c]);
-    }) / copies;
+    const double ms = MedianMs(samples, 3,
+                               [&] {
+                                 for (int c = 0; c < copies; ++c) ops::Linear(xs[c], weights[c], Tensor(), &outs[c]);
+                               }) /
+                      copies;
     const double flops = 2.0 * s.t * s.k * s.n;
     const double bytes = 2.0 * (s.t * s.k + s.n * s.k + s.t * s.n);
     const double gbs = bytes / (ms * 1e-3) / 1e9;
     char name[64];
     std::snprintf(name, sizeof(name), "[%lld,%lld]x[%lld->%lld]", static_cast<long long>(s.t),
                   static_cast<long long>(s.k), static_cast<long long>(s.k), static_cast<long long>(s.n));
-    std::printf("%-24s %7d %11.1f %9.2f %9.0f %8.1f%%\n", name, copies, ms * 1e3, flops / (ms * 1e-3) / 1e12,
-                gbs, 100.0 * gbs / copy_gbs);
+    std::printf("%-24s %7d %11.1f %9.2f %9.0f %8.1f%%\n", name, copies, ms * 1e3, flops / (ms * 1e-3) / 1e12, gbs,
+                100.0 * gbs / copy_gbs);
   }
   Check(cudaStreamSynchronize(cuda::CurrentStream()), "cudaStreamSynchronize");
   return 0;

@@ -76,9 +76,7 @@ void Linear(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor* o
   CHAI_DISPATCH(Backend("Linear", {&x, &weight, &bias, out}), Linear, x, weight, bias, out);
 }
 
-void Relu(Tensor* x) {
-  CHAI_DISPATCH(Backend("Relu", {x}), Relu, x);
-}
+void Relu(Tensor* x) { CHAI_DISPATCH(Backend("Relu", {x}), Relu, x); }
 
 void SiluMul(const Tensor& gate, const Tensor& up, Tensor* out) {
   Expect(gate.shape() == up.shape() && out->shape() == gate.shape(), "SiluMul", "shape");
@@ -91,17 +89,18 @@ void Add(const Tensor& a, const Tensor& b, Tensor* out) {
 }
 
 void Embedding(const Tensor& table, const Tensor& ids, int64_t row_begin, Tensor* out) {
-  Expect(ids.dtype() == DType::kI32 && ids.device() == table.device(), "Embedding", "ids must be int32 on the table's device");
-  Expect(table.rank() == 2 && out->rank() == 2 && out->dim(0) == ids.numel() &&
-             out->dim(1) == table.dim(1),
+  Expect(ids.dtype() == DType::kI32 && ids.device() == table.device(), "Embedding",
+         "ids must be int32 on the table's device");
+  Expect(table.rank() == 2 && out->rank() == 2 && out->dim(0) == ids.numel() && out->dim(1) == table.dim(1),
          "Embedding", "shape");
   CHAI_DISPATCH(Backend("Embedding", {&table, out}, {&ids}), Embedding, table, ids, row_begin, out);
 }
 
 void Rotary(Tensor* x, const Tensor& positions, int num_heads, int head_dim, float theta) {
-  Expect(positions.dtype() == DType::kI32 && positions.device() == x->device(), "Rotary", "positions must be int32 on x's device");
-  Expect(x->rank() == 2 && x->dim(0) == positions.numel() &&
-             x->dim(1) == static_cast<int64_t>(num_heads) * head_dim && head_dim % 2 == 0,
+  Expect(positions.dtype() == DType::kI32 && positions.device() == x->device(), "Rotary",
+         "positions must be int32 on x's device");
+  Expect(x->rank() == 2 && x->dim(0) == positions.numel() && x->dim(1) == static_cast<int64_t>(num_heads) * head_dim &&
+             head_dim % 2 == 0,
          "Rotary", "shape");
   CHAI_DISPATCH(Backend("Rotary", {x}, {&positions}), Rotary, x, positions, num_heads, head_dim, theta);
 }
@@ -112,10 +111,11 @@ void SoftmaxRows(Tensor* x) {
 }
 
 void PagedAppend(const Tensor& k, const Tensor& v, const PagedKv& kv, const BatchLayout& batch) {
-  Expect(k.shape() == v.shape() && k.rank() == 2 && k.dim(1) == int64_t{kv.kv_heads} * kv.pool.dim(2),
-         "PagedAppend", "k/v shape");
+  Expect(k.shape() == v.shape() && k.rank() == 2 && k.dim(1) == int64_t{kv.kv_heads} * kv.pool.dim(2), "PagedAppend",
+         "k/v shape");
   Expect(k.dtype() == kv.pool.dtype() && v.dtype() == kv.pool.dtype(), "PagedAppend", "dtype differs from the pool");
-  Expect(kv.tables.dtype() == DType::kI32 && kv.tables.numel() == int64_t{batch.num_seqs} * 2 * kv.kv_heads * kv.max_blocks,
+  Expect(kv.tables.dtype() == DType::kI32 &&
+             kv.tables.numel() == int64_t{batch.num_seqs} * 2 * kv.kv_heads * kv.max_blocks,
          "PagedAppend", "tables shape");
   const Device device = Backend("PagedAppend", {&k, &v, &kv.pool}, {&kv.tables, &batch.q_start, &batch.seq_lens});
   CHAI_DISPATCH(device, PagedAppend, k, v, kv, batch);

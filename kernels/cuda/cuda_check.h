@@ -20,21 +20,21 @@ namespace chai::cuda::internal {
 }  // namespace chai::cuda::internal
 
 // Aborts when a CUDA runtime call fails.
-#define CHAI_CUDA_CHECK(expr)                                                                      \
-  do {                                                                                             \
-    const cudaError_t chai_err_ = (expr);                                                          \
-    if (chai_err_ != cudaSuccess) {                                                                \
-      ::chai::cuda::internal::CudaFail(#expr, cudaGetErrorString(chai_err_), __FILE__, __LINE__);  \
-    }                                                                                              \
+#define CHAI_CUDA_CHECK(expr)                                                                     \
+  do {                                                                                            \
+    const cudaError_t chai_err_ = (expr);                                                         \
+    if (chai_err_ != cudaSuccess) {                                                               \
+      ::chai::cuda::internal::CudaFail(#expr, cudaGetErrorString(chai_err_), __FILE__, __LINE__); \
+    }                                                                                             \
   } while (0)
 
 // Aborts when a cuBLAS / cuBLASLt call fails.
-#define CHAI_CUBLAS_CHECK(expr)                                                                    \
-  do {                                                                                             \
-    const cublasStatus_t chai_st_ = (expr);                                                        \
-    if (chai_st_ != CUBLAS_STATUS_SUCCESS) {                                                       \
+#define CHAI_CUBLAS_CHECK(expr)                                                                     \
+  do {                                                                                              \
+    const cublasStatus_t chai_st_ = (expr);                                                         \
+    if (chai_st_ != CUBLAS_STATUS_SUCCESS) {                                                        \
       ::chai::cuda::internal::CudaFail(#expr, cublasGetStatusString(chai_st_), __FILE__, __LINE__); \
-    }                                                                                              \
+    }                                                                                               \
   } while (0)
 
 // Checks the launch just issued (bad configuration, missing kernel image). Asynchronous faults

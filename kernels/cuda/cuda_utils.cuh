@@ -25,11 +25,17 @@ __device__ __forceinline__ float ToFloat(__nv_bfloat16 x) { return __bfloat162fl
 template <typename T>
 __device__ __forceinline__ T FromFloat(float x);
 template <>
-__device__ __forceinline__ float FromFloat<float>(float x) { return x; }
+__device__ __forceinline__ float FromFloat<float>(float x) {
+  return x;
+}
 template <>
-__device__ __forceinline__ __half FromFloat<__half>(float x) { return __float2half_rn(x); }
+__device__ __forceinline__ __half FromFloat<__half>(float x) {
+  return __float2half_rn(x);
+}
 template <>
-__device__ __forceinline__ __nv_bfloat16 FromFloat<__nv_bfloat16>(float x) { return __float2bfloat16_rn(x); }
+__device__ __forceinline__ __nv_bfloat16 FromFloat<__nv_bfloat16>(float x) {
+  return __float2bfloat16_rn(x);
+}
 
 // N elements moved as one aligned access (N * sizeof(T) == 16 for the wide path).
 template <typename T, int N>
@@ -89,9 +95,15 @@ __device__ __forceinline__ float BlockMax(float v, float* scratch) { return Bloc
 template <typename F>
 void DispatchFloat(DType dtype, const char* op, F&& f) {
   switch (dtype) {
-    case DType::kF32: f(float{}); return;
-    case DType::kF16: f(__half{}); return;
-    case DType::kBF16: f(__nv_bfloat16{}); return;
+    case DType::kF32:
+      f(float{});
+      return;
+    case DType::kF16:
+      f(__half{});
+      return;
+    case DType::kBF16:
+      f(__nv_bfloat16{});
+      return;
     default:
       std::fprintf(stderr, "chai: internal error in CUDA op %s: unsupported dtype %s\n", op, DTypeName(dtype));
       std::abort();

@@ -52,7 +52,8 @@ void LaunchMap(const char* name, const Tensor& a, const Tensor* b, Tensor* out, 
     constexpr int kThreads = 256;
     const int64_t work = wide ? n / kN + (n % kN) : n;
     // Enough blocks to fill the GPU a few times over; the loop covers the rest.
-    const int blocks = static_cast<int>(std::clamp<int64_t>((work + kThreads - 1) / kThreads, 1, int64_t{SmCount()} * 8));
+    const int blocks =
+        static_cast<int>(std::clamp<int64_t>((work + kThreads - 1) / kThreads, 1, int64_t{SmCount()} * 8));
     if (wide) {
       MapKernel<T, kN><<<blocks, kThreads, 0, CurrentStream()>>>(a.data<T>(), bp, n, out->data<T>(), op);
     } else {
@@ -94,7 +95,8 @@ void AddBiasRows(const Tensor& bias, Tensor* out) {
   DispatchFloat(out->dtype(), "Linear (bias)", [&](auto tag) {
     using T = decltype(tag);
     constexpr int kThreads = 256;
-    const int blocks = static_cast<int>(std::clamp<int64_t>((rows * cols + kThreads - 1) / kThreads, 1, int64_t{SmCount()} * 8));
+    const int blocks =
+        static_cast<int>(std::clamp<int64_t>((rows * cols + kThreads - 1) / kThreads, 1, int64_t{SmCount()} * 8));
     AddBiasRowsKernel<T><<<blocks, kThreads, 0, CurrentStream()>>>(bias.data<T>(), rows, cols, out->data<T>());
     CHAI_CUDA_CHECK_LAUNCH();
   });

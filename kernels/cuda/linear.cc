@@ -24,9 +24,12 @@ namespace {
 
 cudaDataType_t CudaType(DType dtype) {
   switch (dtype) {
-    case DType::kF32: return CUDA_R_32F;
-    case DType::kF16: return CUDA_R_16F;
-    case DType::kBF16: return CUDA_R_16BF;
+    case DType::kF32:
+      return CUDA_R_32F;
+    case DType::kF16:
+      return CUDA_R_16F;
+    case DType::kBF16:
+      return CUDA_R_16BF;
     default:
       std::fprintf(stderr, "chai: internal error in CUDA op Linear: unsupported dtype %s\n", DTypeName(dtype));
       std::abort();
@@ -69,9 +72,12 @@ std::unique_ptr<Plan> MakePlan(const PlanKey& key, const void* bias) {
   if (key.bias) {
     const cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_BIAS;
     const int32_t bias_type = type;
-    CHAI_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof(epilogue)));
-    CHAI_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type, sizeof(bias_type)));
-    CHAI_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
+    CHAI_CUBLAS_CHECK(
+        cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof(epilogue)));
+    CHAI_CUBLAS_CHECK(
+        cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type, sizeof(bias_type)));
+    CHAI_CUBLAS_CHECK(
+        cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
   }
   CHAI_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->a, type, key.k, key.m, key.k));
   CHAI_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->b, type, key.k, key.n, key.k));
@@ -91,18 +97,18 @@ std::unique_ptr<Plan> MakePlan(const PlanKey& key, const void* bias) {
   }
   cublasLtMatmulHeuristicResult_t result{};
   int found = 0;
-  const cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(LtHandle(), plan->desc, plan->a, plan->b, plan->d,
-                                                           plan->d, pref, 1, &result, &found);
+  const cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(LtHandle(), plan->desc, plan->a, plan->b, plan->d, plan->d,
+                                                           pref, 1, &result, &found);
   cublasLtMatmulPreferenceDestroy(pref);
   if (st == CUBLAS_STATUS_SUCCESS && found > 0 && result.state == CUBLAS_STATUS_SUCCESS) {
     plan->algo = result.algo;
     plan->found = true;
   } else if (!key.bias) {
-    std::fprintf(stderr,
-                 "chai: fatal: cuBLASLt has no algorithm for Linear %s m=%lld n=%lld k=%lld (alignments %u/%u/%u): %s\n",
-                 DTypeName(key.dtype), static_cast<long long>(key.m), static_cast<long long>(key.n),
-                 static_cast<long long>(key.k), key.align_a, key.align_b, key.align_d,
-                 cublasGetStatusString(st == CUBLAS_STATUS_SUCCESS ? CUBLAS_STATUS_NOT_SUPPORTED : st));
+    std::fprintf(
+        stderr, "chai: fatal: cuBLASLt has no algorithm for Linear %s m=%lld n=%lld k=%lld (alignments %u/%u/%u): %s\n",
+        DTypeName(key.dtype), static_cast<long long>(key.m), static_cast<long long>(key.n),
+        static_cast<long long>(key.k), key.align_a, key.align_b, key.align_d,
+        cublasGetStatusString(st == CUBLAS_STATUS_SUCCESS ? CUBLAS_STATUS_NOT_SUPPORTED : st));
     std::abort();
   }
   return plan;
@@ -123,7 +129,8 @@ const Plan& GetPlan(const PlanKey& key, const void* bias) {
 
 void Run(const Plan& plan, const void* bias, const Tensor& x, const Tensor& weight, Tensor* out) {
   if (bias != nullptr) {
-    CHAI_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
+    CHAI_CUBLAS_CHECK(
+        cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
   }
   const float alpha = 1.f, beta = 0.f;
   const Workspace ws = LtWorkspace();
@@ -137,8 +144,8 @@ void Run(const Plan& plan, const void* bias, const Tensor& x, const Tensor& weig
 void Linear(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor* out) {
   const int64_t tokens = x.dim(0), in = x.dim(1), features = weight.dim(0);
   if (tokens == 0 || features == 0) return;
-  PlanKey key{x.dtype(), features, tokens, in, false, Alignment(weight.raw()), Alignment(x.raw()),
-              Alignment(out->raw()), 0};
+  PlanKey key{
+      x.dtype(), features, tokens, in, false, Alignment(weight.raw()), Alignment(x.raw()), Alignment(out->raw()), 0};
   std::lock_guard<std::mutex> lock(plan_mutex);
   if (bias.defined()) {
     PlanKey with_bias = key;

@@ -55,10 +55,10 @@ void Rotary(Tensor* x, const Tensor& positions, int num_heads, int head_dim, flo
     const int threads = RowThreads(int64_t{num_heads} * half / (wide ? kN : 1), 256);
     if (wide) {
       RotaryKernel<T, kN><<<tokens, threads, shared, CurrentStream()>>>(x->data<T>(), positions.data<int32_t>(),
-                                                                         num_heads, head_dim, theta);
+                                                                        num_heads, head_dim, theta);
     } else {
       RotaryKernel<T, 1><<<tokens, threads, shared, CurrentStream()>>>(x->data<T>(), positions.data<int32_t>(),
-                                                                        num_heads, head_dim, theta);
+                                                                       num_heads, head_dim, theta);
     }
     CHAI_CUDA_CHECK_LAUNCH();
   });

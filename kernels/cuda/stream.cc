@@ -4,11 +4,10 @@
 // legacy default stream, so code elsewhere that uses plain cudaMemcpy stays ordered with the
 // ops. These objects are deliberately never destroyed: tensors held in statics may be freed
 // during exit, after the CUDA runtime has begun to unload.
-#include "kernels/cuda/internal.h"
-
 #include <mutex>
 
 #include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/internal.h"
 
 namespace chai::cuda {
 namespace {

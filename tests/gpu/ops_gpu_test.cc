@@ -25,10 +25,10 @@ using gpu_test::Random;
 using gpu_test::RelErr;
 using gpu_test::Tolerance;
 
-#define EXPECT_CLOSE(out, ref, dtype, what)                                                 \
-  do {                                                                                      \
-    const double err_ = RelErr(out, ref);                                                   \
-    EXPECT_LT(err_, Tolerance(dtype)) << DTypeName(dtype) << " " << what;                   \
+#define EXPECT_CLOSE(out, ref, dtype, what)                               \
+  do {                                                                    \
+    const double err_ = RelErr(out, ref);                                 \
+    EXPECT_LT(err_, Tolerance(dtype)) << DTypeName(dtype) << " " << what; \
   } while (0)
 
 class OpsGpu : public GpuTest {};
@@ -180,7 +180,8 @@ TEST_F(OpsGpu, ElementWiseOnUnalignedViews) {
 
 TEST_F(OpsGpu, SoftmaxRows) {
   for (DType dtype : gpu_test::FloatTypes()) {
-    for (auto shape : std::vector<std::vector<int64_t>>{{1, 1}, {3, 127}, {17, 96}, {129, 4096}, {2, 32000}, {4, 3, 17}}) {
+    for (auto shape :
+         std::vector<std::vector<int64_t>>{{1, 1}, {3, 127}, {17, 96}, {129, 4096}, {2, 32000}, {4, 3, 17}}) {
       Operand x = Random(shape, dtype, 4.f);
       Tensor y = x.dev.Clone();
       ops::SoftmaxRows(&y);
@@ -203,7 +204,7 @@ TEST_F(OpsGpu, Embedding) {
         Operand table = Random({rows, cols}, dtype);
         std::vector<int32_t> ids(t);
         for (auto& id : ids) id = id_dist(gpu_test::Rng());
-        ids[0] = 99;  // just below the slice
+        ids[0] = 99;               // just below the slice
         if (t > 1) ids[1] = 1100;  // just past it
         auto [ids_host, ids_dev] = Ints(ids);
         Tensor out = Poisoned({t, cols}, dtype);
@@ -232,7 +233,8 @@ TEST_F(OpsGpu, Rotary) {
           ops::Rotary(&y, pos_dev, heads, head_dim, theta);
           Tensor ref = x.ref.Clone();
           ops::Rotary(&ref, pos_host, heads, head_dim, theta);
-          EXPECT_CLOSE(y, ref, dtype, "Rotary T=" << t << " heads=" << heads << " d=" << head_dim << " theta=" << theta);
+          EXPECT_CLOSE(y, ref, dtype,
+                       "Rotary T=" << t << " heads=" << heads << " d=" << head_dim << " theta=" << theta);
         }
       }
     }
