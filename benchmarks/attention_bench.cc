@@ -1,0 +1,260 @@
+// Decode attention over the paged cache: dense vs CHAI, against the copy-bandwidth floor.
+//
+// 32 query heads x 128 (MHA, one KV head per query head), block size 16, batch B in {1, 8, 32},
+// context {1k, 4k, 16k}, one new row per sequence. Dense reads K and V of all 32 heads; CHAI
+// with 4 representatives (score_head maps heads 8c..8c+7 to 8c) keeps K for the 4
+// representatives only and reads K of 4 + V of 32 heads. Each configuration is timed as CUDA
+// graph replays of a run of calls that rotate over several copies of the cache (so that
+// repeated calls do not find their K/V in L2), CUDA events around each replay, median per call.
+// The floor is bytes / copy bandwidth, the copy bandwidth measured in the same run (1 GiB
+// device-to-device cudaMemcpyAsync, bytes read + written, median of 10). Prints a markdown table.
+//
+//   attention_bench [--dtype bf16|fp16|fp32] [--batches 1,8,32] [--contexts 1024,4096,16384] [--replays N]
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#ifdef CHAI_WITH_CUDA
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <random>
+
+#include "kernels/cuda/cuda_ops.h"
+#include "kernels/paged_kv.h"
+#include "kernels/tensor.h"
+#endif
+
+#ifdef CHAI_WITH_CUDA
+namespace chai {
+namespace {
+
+std::vector<int> ParseList(const char* s) {
+  std::vector<int> v;
+  for (const char* p = s; *p;) {
+    v.push_back(std::atoi(p));
+    while (*p && *p != ',') ++p;
+    if (*p == ',') ++p;
+  }
+  return v;
+}
+
+void Check(cudaError_t err, const char* what) {
+  if (err != cudaSuccess) {
+    std::fprintf(stderr, "attention_bench: %s: %s\n", what, cudaGetErrorString(err));
+    std::exit(1);
+  }
+}
+
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+// Device-to-device copy bandwidth (bytes read + written per second) of a 1 GiB buffer.
+double CopyBandwidth(cudaStream_t stream) {
+  const size_t bytes = size_t{1} << 30;
+  void *a = nullptr, *b = nullptr;
+  Check(cudaMalloc(&a, bytes), "cudaMalloc");
+  Check(cudaMalloc(&b, bytes), "cudaMalloc");
+  Check(cudaMemsetAsync(a, 0x5A, bytes, stream), "cudaMemset");
+  cudaEvent_t e0, e1;
+  Check(cudaEventCreate(&e0), "event");
+  Check(cudaEventCreate(&e1), "event");
+  std::vector<double> times;
+  for (int i = 0; i < 12; ++i) {
+    Check(cudaEventRecord(e0, stream), "record");
+    Check(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, stream), "cudaMemcpyAsync");
+    Check(cudaEventRecord(e1, stream), "record");
+    Check(cudaEventSynchronize(e1), "sync");
+    float ms = 0;
+    Check(cudaEventElapsedTime(&ms, e0, e1), "elapsed");
+    if (i >= 2) times.push_back(ms * 1e-3);
+  }
+  cudaEventDestroy(e0);
+  cudaEventDestroy(e1);
+  cudaFree(a);
+  cudaFree(b);
+  return 2.0 * bytes / Median(times);
+}
+
+constexpr int kHeads = 32, kHeadDim = 128, kBlock = 16, kReps = 4;
+
+struct Result {
+  double seconds = 0, bytes = 0;
+};
+
+// Times one configuration; `chai` keeps K for heads 0, 8, 16, 24 only.
+Result TimeConfig(int batch, int context, bool chai, DType dtype, int replays, size_t l2_bytes, cudaStream_t stream) {
+  const size_t elt = DTypeSize(dtype);
+  const int k_heads = chai ? kReps : kHeads;
+  const double bytes = double(batch) * context * (k_heads + kHeads) * kHeadDim * elt;
+  // Copies of the cache the calls rotate over: together at least 4x L2.
+  const int copies = static_cast<int>(std::min<double>(16, std::max<double>(1, std::ceil(4.0 * l2_bytes / bytes))));
+  const int blocks_per_list = (context + kBlock - 1) / kBlock;
+  const int64_t blocks_per_copy = int64_t{batch} * (k_heads + kHeads) * blocks_per_list;
+  const int64_t num_blocks = blocks_per_copy * copies;
+
+  // Pool filled with a repeated random pattern (never zeros), block ids shuffled within a copy.
+  Tensor pool = Tensor::Empty({num_blocks, kBlock, kHeadDim}, dtype, Device::kCuda);
+  {
+    std::mt19937 rng(7);
+    std::normal_distribution<float> dist(0.f, 1.f);
+    std::vector<float> pattern(size_t{8} << 20);
+    for (float& x : pattern) x = dist(rng);
+    Tensor host = Tensor::FromFloats(pattern, {static_cast<int64_t>(pattern.size())}).Cast(dtype);
+    Tensor dev = host.To(Device::kCuda);
+    const size_t total = pool.nbytes(), chunk = dev.nbytes();
+    for (size_t off = 0; off < total; off += chunk) {
+      Check(cudaMemcpyAsync(static_cast<char*>(pool.raw()) + off, dev.raw(), std::min(chunk, total - off),
+                            cudaMemcpyDeviceToDevice, stream),
+            "fill pool");
+    }
+    Check(cudaStreamSynchronize(stream), "sync");
+  }
+
+  std::mt19937 rng(11);
+  std::vector<Tensor> tables(copies);
+  for (int c = 0; c < copies; ++c) {
+    std::vector<int32_t> ids(blocks_per_copy);
+    std::iota(ids.begin(), ids.end(), static_cast<int32_t>(c * blocks_per_copy));
+    std::shuffle(ids.begin(), ids.end(), rng);
+    std::vector<int32_t> t(static_cast<size_t>(batch) * 2 * kHeads * blocks_per_list, -1);
+    size_t next = 0;
+    for (int s = 0; s < batch; ++s)
+      for (int side = 0; side < 2; ++side)
+        for (int g = 0; g < kHeads; ++g) {
+          if (side == 0 && chai && g % (kHeads / kReps) != 0) continue;  // dropped K
+          for (int b = 0; b < blocks_per_list; ++b)
+            t[((size_t(s) * 2 + side) * kHeads + g) * blocks_per_list + b] = ids[next++];
+        }
+    tables[c] = Tensor::FromInts(t, {batch, 2, kHeads, blocks_per_list}).To(Device::kCuda);
+  }
+  std::vector<int32_t> q_start(batch + 1), lens(batch, context), score(static_cast<size_t>(batch) * kHeads);
+  std::iota(q_start.begin(), q_start.end(), 0);
+  for (int s = 0; s < batch; ++s)
+    for (int h = 0; h < kHeads; ++h) score[size_t(s) * kHeads + h] = chai ? h / (kHeads / kReps) * (kHeads / kReps) : h;
+  BatchLayout layout;
+  layout.q_start = Tensor::FromInts(q_start, {batch + 1}).To(Device::kCuda);
+  layout.seq_lens = Tensor::FromInts(lens, {batch}).To(Device::kCuda);
+  layout.num_seqs = batch;
+  layout.max_new_tokens = 1;
+  layout.max_seq_len = context;
+  Tensor score_head = Tensor::FromInts(score, {batch, kHeads}).To(Device::kCuda);
+  std::vector<float> qv(static_cast<size_t>(batch) * kHeads * kHeadDim);
+  std::normal_distribution<float> dist(0.f, 1.f);
+  for (float& x : qv) x = dist(rng);
+  Tensor q = Tensor::FromFloats(qv, {batch, kHeads * kHeadDim}).Cast(dtype).To(Device::kCuda);
+  Tensor out = Tensor::Empty({batch, kHeads * kHeadDim}, dtype, Device::kCuda);
+
+  auto call = [&](int c) {
+    PagedKv kv;
+    kv.pool = pool;
+    kv.tables = tables[c];
+    kv.block_size = kBlock;
+    kv.kv_heads = kHeads;
+    kv.max_blocks = blocks_per_list;
+    cuda::PagedAttention(q, kv, layout, score_head, &out);
+  };
+  for (int i = 0; i < 2 * copies; ++i) call(i % copies);  // warm-up; sizes the split scratch
+  Check(cudaStreamSynchronize(stream), "warm-up");
+
+  // One graph: a run of calls over the copies.
+  const int calls = std::max(copies, 8);
+  cudaGraph_t graph;
+  cudaGraphExec_t exec;
+  Check(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal), "begin capture");
+  for (int i = 0; i < calls; ++i) call(i % copies);
+  Check(cudaStreamEndCapture(stream, &graph), "end capture");
+  Check(cudaGraphInstantiate(&exec, graph, 0), "instantiate");
+  cudaEvent_t e0, e1;
+  Check(cudaEventCreate(&e0), "event");
+  Check(cudaEventCreate(&e1), "event");
+  std::vector<double> times;
+  for (int i = 0; i < replays + 3; ++i) {
+    Check(cudaEventRecord(e0, stream), "record");
+    Check(cudaGraphLaunch(exec, stream), "graph launch");
+    Check(cudaEventRecord(e1, stream), "record");
+    Check(cudaEventSynchronize(e1), "sync");
+    float ms = 0;
+    Check(cudaEventElapsedTime(&ms, e0, e1), "elapsed");
+    if (i >= 3) times.push_back(ms * 1e-3 / calls);
+  }
+  Check(cudaGetLastError(), "replays");
+  cudaEventDestroy(e0);
+  cudaEventDestroy(e1);
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+  Check(cudaStreamSynchronize(stream), "sync");
+  return Result{Median(times), bytes};
+}
+
+int Main(int argc, char** argv) {
+  DType dtype = DType::kBF16;
+  std::vector<int> batches = {1, 8, 32}, contexts = {1024, 4096, 16384};
+  int replays = 20;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    const char* v = i + 1 < argc ? argv[i + 1] : "";
+    if (a == "--dtype") {
+      dtype = std::string(v) == "fp32" ? DType::kF32 : std::string(v) == "fp16" ? DType::kF16 : DType::kBF16;
+      ++i;
+    } else if (a == "--batches") {
+      batches = ParseList(v);
+      ++i;
+    } else if (a == "--contexts") {
+      contexts = ParseList(v);
+      ++i;
+    } else if (a == "--replays") {
+      replays = std::max(1, std::atoi(v));
+      ++i;
+    } else {
+      std::fprintf(stderr, "usage: attention_bench [--dtype bf16|fp16|fp32] [--batches 1,8,32] "
+                           "[--contexts 1024,4096,16384] [--replays N]\n");
+      return 2;
+    }
+  }
+  int device = 0;
+  Check(cudaGetDevice(&device), "cudaGetDevice");
+  cudaDeviceProp prop;
+  Check(cudaGetDeviceProperties(&prop, device), "cudaGetDeviceProperties");
+  cudaStream_t stream = cuda::CurrentStream();
+  const double copy_bw = CopyBandwidth(stream);
+  std::printf("device: %s, %d SMs, L2 %.0f MB; %s; copy bandwidth (1 GiB D2D, read+write) %.0f GB/s\n\n", prop.name,
+              prop.multiProcessorCount, prop.l2CacheSize / 1e6, DTypeName(dtype), copy_bw / 1e9);
+  std::printf("decode attention, %d heads x %d, block %d; CHAI = %d representatives (K of %d + V of %d heads)\n\n",
+              kHeads, kHeadDim, kBlock, kReps, kReps, kHeads);
+  std::printf("| B | context | mode | time (us) | MB read | GB/s | %% of copy BW | CHAI speedup |\n");
+  std::printf("|---:|---:|---|---:|---:|---:|---:|---:|\n");
+  for (int b : batches) {
+    for (int ctx : contexts) {
+      double dense_t = 0;
+      for (bool chai : {false, true}) {
+        const Result r = TimeConfig(b, ctx, chai, dtype, replays, prop.l2CacheSize, stream);
+        const double gbs = r.bytes / r.seconds;
+        char speedup[32] = "";
+        if (chai) std::snprintf(speedup, sizeof(speedup), "%.2fx", dense_t / r.seconds);
+        else dense_t = r.seconds;
+        std::printf("| %d | %d | %s | %.1f | %.1f | %.0f | %.1f%% | %s |\n", b, ctx, chai ? "CHAI" : "dense",
+                    r.seconds * 1e6, r.bytes / 1e6, gbs / 1e9, 100.0 * gbs / copy_bw, speedup);
+        std::fflush(stdout);
+      }
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace chai
+
+int main(int argc, char** argv) { return chai::Main(argc, argv); }
+#else
+int main() {
+  std::printf("attention_bench: this build has no CUDA backend\n");
+  return 0;
+}
+#endif
