@@ -8,6 +8,9 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <mutex>
+#include <unordered_set>
+#include <vector>
 
 #include "kernels/cuda/cuda_ops.h"
 #endif
@@ -46,12 +49,45 @@ static cudaMemPool_t CachingPool() {
   return pool;
 }
 
+// Stream capture (CUDA graphs) on the ops' stream. Inside a capture, cudaMallocAsync makes a
+// graph allocation, and cudaFreeAsync may only free graph allocations (it becomes a free node);
+// freeing older memory there is an error that would invalidate the capture. So frees of memory
+// that predates the capture are deferred until the capture is over.
+struct CaptureTracking {
+  std::mutex mu;
+  std::unordered_set<void*> graph_allocs;  // allocated while capturing, not yet freed
+  std::vector<void*> deferred;             // freed while capturing, allocated before it
+};
+
+static CaptureTracking& Tracking() {
+  static auto* tracking = new CaptureTracking;  // never destroyed: frees may run at exit
+  return *tracking;
+}
+
+static bool Capturing(cudaStream_t stream) {
+  cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+  if (cudaStreamIsCapturing(stream, &status) != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  return status != cudaStreamCaptureStatusNone;
+}
+
+// Frees what was deferred during a capture (the caller holds the lock; not capturing).
+static void FlushDeferred(CaptureTracking& t, cudaStream_t stream) {
+  for (void* p : t.deferred) {
+    if (cudaFreeAsync(p, stream) != cudaSuccess) cudaGetLastError();
+  }
+  t.deferred.clear();
+}
+
 void* DeviceAlloc(size_t bytes) {
   cudaStream_t stream = cuda::CurrentStream();
   const cudaMemPool_t pool = CachingPool();
+  const bool capturing = Capturing(stream);
   void* ptr = nullptr;
   cudaError_t err = cudaMallocAsync(&ptr, bytes == 0 ? 1 : bytes, stream);
-  if (err == cudaErrorMemoryAllocation) {
+  if (err == cudaErrorMemoryAllocation && !capturing) {
     // Cached blocks of another size may be what is missing: give them back and retry once.
     cudaGetLastError();
     Check(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
@@ -61,16 +97,33 @@ void* DeviceAlloc(size_t bytes) {
   if (err != cudaSuccess) {
     size_t free_bytes = 0, total_bytes = 0;
     cudaMemGetInfo(&free_bytes, &total_bytes);
-    std::fprintf(stderr, "chai: fatal: cannot allocate %zu bytes of device memory (%zu of %zu free): %s\n", bytes,
-                 free_bytes, total_bytes, cudaGetErrorString(err));
+    std::fprintf(stderr, "chai: fatal: cannot allocate %zu bytes of device memory%s (%zu of %zu free): %s\n", bytes,
+                 capturing ? " during stream capture" : "", free_bytes, total_bytes, cudaGetErrorString(err));
     std::abort();
+  }
+  CaptureTracking& t = Tracking();
+  std::lock_guard<std::mutex> lock(t.mu);
+  if (capturing) {
+    t.graph_allocs.insert(ptr);
+  } else if (!t.deferred.empty()) {
+    FlushDeferred(t, stream);
   }
   return ptr;
 }
 
 // Errors are ignored: at process exit the runtime may already be unloading.
 void DeviceFree(void* ptr) {
-  if (cudaFreeAsync(ptr, cuda::CurrentStream()) != cudaSuccess) cudaGetLastError();
+  cudaStream_t stream = cuda::CurrentStream();
+  const bool capturing = Capturing(stream);
+  CaptureTracking& t = Tracking();
+  std::lock_guard<std::mutex> lock(t.mu);
+  const bool graph_alloc = t.graph_allocs.erase(ptr) > 0;
+  if (capturing && !graph_alloc) {
+    t.deferred.push_back(ptr);
+    return;
+  }
+  if (!capturing && !t.deferred.empty()) FlushDeferred(t, stream);
+  if (cudaFreeAsync(ptr, stream) != cudaSuccess) cudaGetLastError();
 }
 
 // Copies run on the ops' stream, so they are ordered with the ops. Host-to-device and

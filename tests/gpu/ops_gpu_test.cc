@@ -286,5 +286,39 @@ TEST_F(OpsGpu, DecodeChainCapturesIntoAGraph) {
   }
 }
 
+// Tensors made inside a capture are graph allocations (freed there: a free node); a tensor that
+// predates the capture and is dropped inside it has its free deferred until after the capture.
+TEST_F(OpsGpu, TensorsAllocatedAndFreedDuringCapture) {
+  for (DType dtype : gpu_test::FloatTypes()) {
+    Operand a = Random({4, 256}, dtype), b = Random({4, 256}, dtype);
+    Tensor out = Poisoned({4, 256}, dtype);
+    Tensor old = Poisoned({1000}, dtype);
+    cudaStream_t stream = cuda::CurrentStream();
+    cudaGraph_t graph = nullptr;
+    ASSERT_EQ(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal), cudaSuccess);
+    {
+      Tensor tmp = Tensor::Empty({4, 256}, dtype, Device::kCuda);
+      ops::Add(a.dev, b.dev, &tmp);
+      ops::Add(tmp, b.dev, &out);
+      old = Tensor();
+    }
+    ASSERT_EQ(cudaStreamEndCapture(stream, &graph), cudaSuccess) << "an allocation or free broke stream capture";
+    cudaGraphExec_t exec = nullptr;
+    ASSERT_EQ(cudaGraphInstantiate(&exec, graph, 0), cudaSuccess);
+    ASSERT_EQ(cudaGraphLaunch(exec, stream), cudaSuccess);
+    ASSERT_EQ(cudaGraphLaunch(exec, stream), cudaSuccess);
+    ASSERT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
+    Tensor ref = Poisoned({4, 256}, DType::kF32, Device::kCpu);
+    ops::Add(a.ref, b.ref, &ref);
+    ops::Add(ref, b.ref, &ref);
+    EXPECT_CLOSE(out, ref, dtype, "a + b + b through a graph");
+    cudaGraphExecDestroy(exec);
+    cudaGraphDestroy(graph);
+    Tensor after = Tensor::Empty({16}, dtype, Device::kCuda);  // also releases the deferred free
+    ASSERT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
+    ASSERT_EQ(cudaGetLastError(), cudaSuccess);
+  }
+}
+
 }  // namespace
 }  // namespace chai
