@@ -7,17 +7,19 @@
 //   (dense); CHAI slots without a representative exit at once, so a CHAI layer has fewer but
 //   proportionally heavier CTAs (each reads K once and V of all its members). Chunks are
 //   multiples of 64 positions, at least 64 and at most 4096 / kG (the score buffer is 16 KB).
-//   More than one chunk per sequence writes partials that DecodeCombineKernel merges.
+//   With more than one chunk per sequence each CTA writes partials and the slot's last CTA to
+//   finish (an atomic counter per slot) merges them: one launch per decode step.
 // - prefill (sequences with >= 2 new rows): grid (sequence x head, 64-row query tiles).
 // A batch with max_new_tokens > 1 launches both: its single-row sequences still take the
 // split decode path.
 //
-// Split scratch: a device buffer per (device, stream), grown lazily with cudaMalloc to the
-// largest need seen (num_seqs * heads * max_splits * (head_dim + 2) floats, a few MB) and never
-// shrunk or freed (a CUDA graph captured earlier may still point into an old one). Growing is
-// impossible inside a stream capture, so run one eager step with the largest bounds (num_seqs,
-// max_seq_len) before capturing decode graphs; a capture that would need more aborts with a
-// message saying so.
+// Split scratch: two device buffers per (device, stream), grown lazily with cudaMalloc to the
+// largest need seen and never shrunk or freed (a CUDA graph captured earlier may still point into
+// an old one): the partials (num_seqs * heads * max_splits * (head_dim + 2) floats, a few MB) and
+// the per-slot counters (num_seqs * kv_heads ints, zeroed when allocated and left at zero by
+// every call). Growing is impossible inside a stream capture, so run one eager step with the
+// largest bounds (num_seqs, max_seq_len) before capturing decode graphs; a capture that would
+// need more aborts with a message saying so.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -25,6 +27,7 @@
 #include <map>
 #include <mutex>
 #include <string>
+#include <tuple>
 #include <utility>
 
 #include "kernels/cuda/internal.h"
@@ -38,17 +41,19 @@ namespace {
   std::abort();
 }
 
-void* Scratch(size_t bytes, cudaStream_t stream) {
+// A lazily grown device buffer per (device, stream, kind); `zeroed` buffers are cleared when
+// (re)allocated.
+void* Scratch(size_t bytes, cudaStream_t stream, int kind, bool zeroed) {
   struct Buffer {
     void* ptr = nullptr;
     size_t bytes = 0;
   };
   static std::mutex mu;
-  static auto* buffers = new std::map<std::pair<int, cudaStream_t>, Buffer>();  // never destroyed
+  static auto* buffers = new std::map<std::tuple<int, cudaStream_t, int>, Buffer>();  // never destroyed
   int device = 0;
   CHAI_CUDA_CHECK(cudaGetDevice(&device));
   std::lock_guard<std::mutex> lock(mu);
-  Buffer& b = (*buffers)[{device, stream}];
+  Buffer& b = (*buffers)[{device, stream, kind}];
   if (b.bytes < bytes) {
     cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
     CHAI_CUDA_CHECK(cudaStreamIsCapturing(stream, &status));
@@ -59,9 +64,10 @@ void* Scratch(size_t bytes, cudaStream_t stream) {
                    bytes, b.bytes);
       std::abort();
     }
-    const size_t grown = (std::max(bytes, 2 * b.bytes) + (size_t{1} << 20) - 1) & ~((size_t{1} << 20) - 1);
+    const size_t grown = (std::max(bytes, 2 * b.bytes) + (size_t{1} << 16) - 1) & ~((size_t{1} << 16) - 1);
     void* ptr = nullptr;
     CHAI_CUDA_CHECK(cudaMalloc(&ptr, grown));
+    if (zeroed) CHAI_CUDA_CHECK(cudaMemsetAsync(ptr, 0, grown, stream));
     b = {ptr, grown};  // the old buffer stays allocated: graphs captured earlier may use it
   }
   return b.ptr;
@@ -109,6 +115,10 @@ void PagedAttention(const Tensor& q, const PagedKv& kv, const BatchLayout& batch
   p.group = heads / kv.kv_heads;
   p.head_dim = d;
   p.block_size = kv.block_size;
+  p.block_shift = -1;
+  for (int shift = 0; shift < 31; ++shift) {
+    if ((1 << shift) == kv.block_size) p.block_shift = shift;
+  }
   p.max_blocks = kv.max_blocks;
   p.scale_log2 = static_cast<float>(1.4426950408889634 / std::sqrt(static_cast<double>(d)));
 
@@ -124,9 +134,10 @@ void PagedAttention(const Tensor& q, const PagedKv& kv, const BatchLayout& batch
   if (plan.combine) {
     const size_t partials = size_t(batch.num_seqs) * heads * p.max_splits;
     const size_t ml_bytes = (partials * sizeof(float2) + 255) / 256 * 256;
-    char* base = static_cast<char*>(Scratch(ml_bytes + partials * d * sizeof(float), stream));
+    char* base = static_cast<char*>(Scratch(ml_bytes + partials * d * sizeof(float), stream, 0, false));
     p.part_ml = reinterpret_cast<float2*>(base);
     p.part_acc = reinterpret_cast<float*>(base + ml_bytes);
+    p.counters = static_cast<int*>(Scratch(sizeof(int) * plan.decode_slots, stream, 1, true));
   }
 
   DispatchFloat(q.dtype(), "PagedAttention", [&](auto tag) {

@@ -13,7 +13,8 @@
 // no planning kernel, no host round trip, and mixed dense/CHAI batches need nothing special;
 // slots whose KV head has no representative in a sequence exit at once. With one chunk per
 // sequence the CTA writes the output; otherwise it writes (m, l, unnormalised acc) partials to
-// scratch and DecodeCombineKernel merges them.
+// scratch, and the last of the sequence's CTAs of that slot to finish (an atomic counter per slot)
+// merges them, so a decode step is a single launch.
 //
 // Prefill (sequences with >= 2 new rows): FlashAttention-2-style tiles in fp32 on CUDA cores.
 // A CTA owns (sequence, a batch of up to kPrefillMembers members of one representative, 64 query
@@ -61,7 +62,9 @@ struct Params {
   const int32_t* score_head;  // [num_seqs, heads]
   float2* part_ml;            // decode partials: [num_seqs, heads, max_splits] (max, sum)
   float* part_acc;            // decode partials: [num_seqs, heads, max_splits, head_dim]
+  int* counters;              // decode: finished chunks per slot; zero between calls
   int num_seqs, heads, kv_heads, group, head_dim, block_size, max_blocks;
+  int block_shift;  // log2(block_size) when a power of two, else -1
   int chunk;       // decode: positions per CTA
   int max_splits;  // decode: chunks of the longest sequence
   int subsets;     // decode: CTAs per (sequence, KV head) = ceil(group / kG)
@@ -70,7 +73,8 @@ struct Params {
 
 // Host-side: which kernels to launch and how big.
 struct LaunchPlan {
-  bool decode = false, prefill = false, combine = false;
+  bool decode = false, prefill = false;
+  bool combine = false;  // some sequence may span several decode chunks: partials and counters needed
   bool exact = true;  // head_dim has a specialised kernel and all pointers are 16-byte aligned
   int group_tile = 1;  // kG: representatives per decode CTA (1, 4 or 8)
   int decode_slots = 0;
@@ -113,10 +117,12 @@ __device__ __forceinline__ Vec<T, N> ZeroVec() {
 
 // Pointer to position `pos` of a (sequence, side, head) block list, or nullptr without a block.
 template <typename T>
-__device__ __forceinline__ const T* RowPtr(const T* pool, const int32_t* table, int pos, int block_size, int d) {
-  const int32_t block = table[pos / block_size];
+__device__ __forceinline__ const T* RowPtr(const T* pool, const int32_t* table, int pos, int block_size, int shift,
+                                           int d) {
+  const int b = shift >= 0 ? pos >> shift : pos / block_size;
+  const int32_t block = table[b];
   if (block < 0) return nullptr;
-  return pool + (int64_t{block} * block_size + pos % block_size) * d;
+  return pool + (int64_t{block} * block_size + (pos - b * block_size)) * d;
 }
 
 // ------------------------------------------------------------------------------------------
@@ -136,8 +142,9 @@ __global__ void __launch_bounds__(kDecodeThreads) DecodeKernel(Params p) {
   constexpr int kStep = kDecodeWarps * S::kRpw;  // rows per warp-step of the whole CTA
 
   CHAI_PAGED_DYNAMIC_SHARED(float, s_scores);  // [kG][chunk]
+  __shared__ int s_sh[kMaxHeads];  // the sequence's score_head row
   __shared__ int s_reps[kG];
-  __shared__ int s_nreps, s_nmem;
+  __shared__ int s_nreps, s_nmem, s_last;
   __shared__ int s_mem[kMaxHeads];  // member heads, ascending
   __shared__ unsigned char s_memrep[kMaxHeads];  // their representative's index in s_reps
   __shared__ float s_m[kG], s_l[kG];
@@ -146,19 +153,32 @@ __global__ void __launch_bounds__(kDecodeThreads) DecodeKernel(Params p) {
   const int per_seq = p.kv_heads * p.subsets;
   const int s = blockIdx.x / per_seq, g = (blockIdx.x % per_seq) / p.subsets, subset = blockIdx.x % p.subsets;
   const int split = blockIdx.y;
-  const int row = p.q_start[s];
-  if (p.q_start[s + 1] - row != 1) return;  // not a decode row (none, or a prefill sequence)
-  const int len = p.seq_lens[s];
+  const int H = p.heads, G = p.group;
+  // All index loads in flight at once: the sequence's rows and length, its score_head row.
+  const int row = p.q_start[s], row_end = p.q_start[s + 1], len = p.seq_lens[s];
+  constexpr int kShPerThread = kMaxHeads / kDecodeThreads;
+  int sh_v[kShPerThread];
+#pragma unroll
+  for (int k = 0; k < kShPerThread; ++k) {
+    const int h = threadIdx.x + k * kDecodeThreads;
+    sh_v[k] = h < H ? p.score_head[int64_t{s} * H + h] : -1;
+  }
+  if (row_end - row != 1) return;  // not a decode row (none, or a prefill sequence)
   const int c0 = split * p.chunk;
   if (c0 >= len) return;
   const int cl = min(len - c0, p.chunk);
   const int nsplit = (len + p.chunk - 1) / p.chunk;
   const int d = S::kExact ? kD : p.head_dim;
   const int vecs = S::kExact ? S::kVecs : d;
-  const int H = p.heads, G = p.group;
-  const int32_t* sh = p.score_head + int64_t{s} * H;
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const unsigned lanes_below = (1u << lane) - 1u;
+#pragma unroll
+  for (int k = 0; k < kShPerThread; ++k) {
+    const int h = threadIdx.x + k * kDecodeThreads;
+    if (h < H) s_sh[h] = sh_v[k];
+  }
+  __syncthreads();
+  const int* sh = s_sh;
 
   // Plan: this slot's representatives (heads of KV group g with score_head[h] == h, the
   // subset-th kG of them) and their members, in head order.
@@ -228,7 +248,7 @@ __global__ void __launch_bounds__(kDecodeThreads) DecodeKernel(Params p) {
 #pragma unroll
       for (int u = 0; u < kUnroll; ++u) {
         const int j = base + u * kStep + row_slot;
-        const T* rp = j < cl ? RowPtr(pool, ktab, c0 + j, bs, d) : nullptr;
+        const T* rp = j < cl ? RowPtr(pool, ktab, c0 + j, bs, p.block_shift, d) : nullptr;
 #pragma unroll
         for (int t = 0; t < S::kNv; ++t) {
           const int v = t * S::kLpr + in_row;
@@ -303,7 +323,7 @@ __global__ void __launch_bounds__(kDecodeThreads) DecodeKernel(Params p) {
 #pragma unroll
       for (int u = 0; u < kUnroll; ++u) {
         const int j = base + u * kStep + row_slot;
-        const T* rp = j < cl ? RowPtr(pool, vtab, c0 + j, bs, d) : nullptr;
+        const T* rp = j < cl ? RowPtr(pool, vtab, c0 + j, bs, p.block_shift, d) : nullptr;
 #pragma unroll
         for (int t = 0; t < S::kNv; ++t) {
           const int v = t * S::kLpr + in_row;
@@ -378,33 +398,39 @@ __global__ void __launch_bounds__(kDecodeThreads) DecodeKernel(Params p) {
     }
     b0 = b1;
   }
-}
+  if (nsplit == 1) return;
 
-// Merges the chunks of each decode (sequence, head) with more than one: out = sum_k 2^(m_k - M)
-// acc_k / sum_k 2^(m_k - M) l_k.
-template <typename T>
-__global__ void __launch_bounds__(128) DecodeCombineKernel(Params p) {
-  __shared__ float scratch[32];
-  const int s = blockIdx.x / p.heads, h = blockIdx.x % p.heads;
-  const int row = p.q_start[s];
-  if (p.q_start[s + 1] - row != 1) return;
-  const int nsplit = (p.seq_lens[s] + p.chunk - 1) / p.chunk;
-  if (nsplit <= 1) return;
-  const int64_t head = int64_t{s} * p.heads + h;
-  const float2* ml = p.part_ml + head * p.max_splits;
-  const float* acc = p.part_acc + head * p.max_splits * p.head_dim;
-  float m = -INFINITY;
-  for (int k = threadIdx.x; k < nsplit; k += blockDim.x) m = fmaxf(m, ml[k].x);
-  m = BlockMax(m, scratch);
-  float l = 0.f;
-  for (int k = threadIdx.x; k < nsplit; k += blockDim.x) l += exp2f(ml[k].x - m) * ml[k].y;
-  l = BlockSum(l, scratch);
-  const float inv = 1.f / l;
-  T* o = static_cast<T*>(p.out) + int64_t{row} * p.heads * p.head_dim + int64_t{h} * p.head_dim;
-  for (int c = threadIdx.x; c < p.head_dim; c += blockDim.x) {
-    float x = 0.f;
-    for (int k = 0; k < nsplit; ++k) x = fmaf(exp2f(ml[k].x - m), acc[int64_t{k} * p.head_dim + c], x);
-    o[c] = FromFloat<T>(x * inv);
+  // Fused combine: the slot's last CTA to finish (over this sequence's chunks) merges every
+  // member's partials: out = sum_k 2^(m_k - M) acc_k / sum_k 2^(m_k - M) l_k. The counter is
+  // reset for the next call.
+  __threadfence();  // this thread's partials are visible device-wide before the count
+  __syncthreads();
+  if (threadIdx.x == 0) s_last = atomicAdd(p.counters + blockIdx.x, 1) == nsplit - 1;
+  __syncthreads();
+  if (!s_last) return;
+  __threadfence();
+  if (threadIdx.x == 0) p.counters[blockIdx.x] = 0;
+  T* orow = static_cast<T*>(p.out) + int64_t{row} * H * d;
+  for (int i = warp; i < nm; i += kDecodeWarps) {
+    const int h = s_mem[i];
+    const int64_t head = int64_t{s} * H + h;
+    const float2* ml = p.part_ml + head * p.max_splits;
+    const float* acc = p.part_acc + head * p.max_splits * d;
+    float m = -INFINITY;
+    for (int k = lane; k < nsplit; k += 32) m = fmaxf(m, __ldcg(ml + k).x);
+    m = WarpMax(m);
+    float l = 0.f;
+    for (int k = lane; k < nsplit; k += 32) {
+      const float2 x = __ldcg(ml + k);
+      l += exp2f(x.x - m) * x.y;
+    }
+    l = WarpSum(l);
+    const float inv = 1.f / l;
+    for (int c = lane; c < d; c += 32) {
+      float x = 0.f;
+      for (int k = 0; k < nsplit; ++k) x = fmaf(exp2f(__ldcg(ml + k).x - m), __ldcg(acc + int64_t{k} * d + c), x);
+      orow[int64_t{h} * d + c] = FromFloat<T>(x * inv);
+    }
   }
 }
 
@@ -421,14 +447,14 @@ __host__ __device__ constexpr int PrefillSharedFloats(int d) {
 // (zeros past the sequence's length or without a block).
 template <typename T, int kD>
 __device__ __forceinline__ void LoadTile(float* dst, const T* pool, const int32_t* table, int kt, int len, int bs,
-                                         int d) {
+                                         int shift, int d) {
   constexpr bool kWide = kD > 0;
   constexpr int kVec = kWide ? static_cast<int>(16 / sizeof(T)) : 1;
   const int vecs = kWide ? kD / kVec : d;
   const int ld = d + 1;
   for (int idx = threadIdx.x; idx < kPrefillKeys * vecs; idx += kPrefillThreads) {
     const int k = idx / vecs, v = idx - k * vecs, pos = kt + k;
-    const T* rp = pos < len ? RowPtr(pool, table, pos, bs, d) : nullptr;
+    const T* rp = pos < len ? RowPtr(pool, table, pos, bs, shift, d) : nullptr;
     const Vec<T, kVec> x = rp != nullptr ? LoadVec<T, kVec>(rp + v * kVec) : ZeroVec<T, kVec>();
 #pragma unroll
     for (int e = 0; e < kVec; ++e) dst[k * ld + v * kVec + e] = ToFloat(x.v[e]);
@@ -508,7 +534,7 @@ __global__ void __launch_bounds__(kPrefillThreads) PrefillKernel(Params p) {
 
   for (int kt = 0; kt < kend; kt += kPrefillKeys) {
     __syncthreads();  // the previous tile's readers of kvs / ps are done (and qs is written)
-    LoadTile<T, kD>(kvs, pool, ktab, kt, len, p.block_size, d);
+    LoadTile<T, kD>(kvs, pool, ktab, kt, len, p.block_size, p.block_shift, d);
     __syncthreads();
 
     float sc[4][4];
@@ -564,7 +590,7 @@ __global__ void __launch_bounds__(kPrefillThreads) PrefillKernel(Params p) {
       if (mb < nb) {  // uniform
         __syncthreads();  // ps is complete; nobody reads kvs any more
         const int32_t* vtab = p.tables + ((int64_t{s} * 2 + 1) * p.kv_heads + s_batch[mb] / G) * p.max_blocks;
-        LoadTile<T, kD>(kvs, pool, vtab, kt, len, p.block_size, d);
+        LoadTile<T, kD>(kvs, pool, vtab, kt, len, p.block_size, p.block_shift, d);
         __syncthreads();
         for (int k = 0; k < keys; ++k) {
           float pk[4];
@@ -683,10 +709,6 @@ void LaunchForHeadDim(const Params& p, const LaunchPlan& plan, cudaStream_t stre
       case 4: LaunchDecode<T, kD, 4>(p, plan, stream); break;
       default: LaunchDecode<T, kD, 8>(p, plan, stream); break;
     }
-  }
-  if (plan.combine) {
-    DecodeCombineKernel<T><<<p.num_seqs * p.heads, 128, 0, stream>>>(p);
-    CHAI_CUDA_CHECK_LAUNCH();
   }
   if (plan.prefill) LaunchPrefill<T, kD>(p, plan, stream);
 }
