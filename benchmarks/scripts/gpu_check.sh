@@ -34,3 +34,11 @@ if [ "$what" = bench ] || [ "$what" = all ]; then
     [ -x "build-gpu/benchmarks/$b" ] && timeout 120 "build-gpu/benchmarks/$b" > "$OUT/$b.md" 2>&1 && cat "$OUT/$b.md"
   done
 fi
+
+if [ "$what" = e2e ] || [ "$what" = all ]; then
+  # LLaMA-7B shape, random weights, fp16, TP=1: the issue-6 table (dense), then CHAI (paper schedule).
+  timeout 300 build-gpu/chai bench --model configs/models/llama-7b.json --random-weights --device cuda --dtype fp16 \
+    --max-seq-len 4096 --batch 1,8,32,64 --input-len 512,2048 --output-len 128 --warmup 1 --iters 2 \
+    --json "$OUT/llama7b-dense.json" 2>"$OUT/llama7b-dense.err" | tee "$OUT/llama7b-dense.md"
+  tail -3 "$OUT/llama7b-dense.err"
+fi

@@ -1,8 +1,9 @@
 // The whole engine on the GPU against the Hugging Face fixtures and the CPU reference:
-// fp32: greedy ids identical and logits within 1e-4; fp16/bf16: logits relative error <= 1e-2
-// and the first 8 greedy ids identical; CHAI on the GPU: same representatives and logits as
+// fp32: greedy ids identical and logits within 1e-4; fp16: logits relative error <= 1e-2 and the
+// first 8 greedy ids identical; bf16: the same against the CPU reference on bf16-rounded weights; CHAI on the GPU: same representatives and logits as
 // the CPU CHAI reference. Skips with a reason without a GPU.
 #include <cmath>
+#include <cstdio>
 
 #include "gtest/gtest.h"
 #include "kernels/device_memory.h"
@@ -53,10 +54,19 @@ TEST_P(GpuEngine, MatchesHuggingFace) {
     if (dtype == DType::kF32) {
       EXPECT_LE(MaxAbsDiff(logits, expected), 1e-4);
       EXPECT_EQ(GreedyTokens(*model->engine, prompt, static_cast<int>(expected_new.size())), expected_new);
-    } else {
+    } else if (dtype == DType::kF16) {
       EXPECT_LE(WorstRowRelErr(logits, expected), 1e-2);
       expected_new.resize(8);
       EXPECT_EQ(GreedyTokens(*model->engine, prompt, 8), expected_new);
+    } else {
+      // bf16 keeps 8 mantissa bits: rounding the weights alone moves these small random models'
+      // logits by 1-3% from Hugging Face's fp32 (printed below). The kernels are held to 1e-2
+      // against the fp32 CPU reference run on the same bf16-rounded weights.
+      auto rounded = LoadRoundedCpuModel(dir, dtype);
+      ASSERT_TRUE(rounded.ok()) << rounded.status();
+      std::printf("bf16 vs Hugging Face fp32: relative error %.4f\n", WorstRowRelErr(logits, expected));
+      EXPECT_LE(WorstRowRelErr(logits, PromptLogits(*rounded->engine, prompt)), 1e-2);
+      EXPECT_EQ(GreedyTokens(*model->engine, prompt, 8), GreedyTokens(*rounded->engine, prompt, 8));
     }
   }
 }

@@ -30,6 +30,41 @@ absl::StatusOr<TestModel> LoadTestModel(const std::string& dir, Communicator* co
   return m;
 }
 
+namespace {
+
+class RoundedSource : public TensorSource {
+ public:
+  RoundedSource(std::unique_ptr<TensorSource> inner, DType dtype) : inner_(std::move(inner)), dtype_(dtype) {}
+  bool Has(const std::string& name) const override { return inner_->Has(name); }
+  std::string Describe() const override { return inner_->Describe() + " (rounded)"; }
+  absl::StatusOr<Tensor> Get(const std::string& name, const std::vector<int64_t>& shape) const override {
+    auto t = inner_->Get(name, shape);
+    if (!t.ok()) return t;
+    return t->Cast(dtype_).Cast(DType::kF32);
+  }
+
+ private:
+  std::unique_ptr<TensorSource> inner_;
+  DType dtype_;
+};
+
+}  // namespace
+
+absl::StatusOr<TestModel> LoadRoundedCpuModel(const std::string& dir, DType dtype) {
+  TestModel m;
+  auto config = LoadModelConfig(dir);
+  if (!config.ok()) return config.status();
+  m.config = *config;
+  auto source = OpenCheckpoint(dir);
+  if (!source.ok()) return source.status();
+  RoundedSource rounded(std::move(*source), dtype);
+  m.own_comm = MakeSingleCommunicator();
+  auto weights = LoadWeights(m.config, rounded, ParallelLayout{}, DType::kF32, Device::kCpu);
+  if (!weights.ok()) return weights.status();
+  m.engine = std::make_unique<Engine>(m.config, std::move(*weights), m.own_comm.get(), DType::kF32, Device::kCpu);
+  return m;
+}
+
 std::vector<std::vector<float>> PromptLogits(Engine& engine, const std::vector<int32_t>& prompt) {
   auto seq = engine.NewSequence();
   std::vector<StepInput> steps = {{seq.get(), prompt}};

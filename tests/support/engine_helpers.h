@@ -24,6 +24,11 @@ absl::StatusOr<TestModel> LoadTestModel(const std::string& dir, Communicator* co
                                         const ParallelLayout& layout = {}, DType dtype = DType::kF32,
                                         Device device = Device::kCpu);
 
+// The checkpoint's weights rounded to `dtype` and back to fp32: the CPU reference for a run
+// that stores weights in `dtype`, so that kernel error is measured apart from the rounding
+// of the weights themselves.
+absl::StatusOr<TestModel> LoadRoundedCpuModel(const std::string& dir, DType dtype);
+
 // Prefill logits at every prompt position, [len, vocab] flattened, for one prompt.
 std::vector<std::vector<float>> PromptLogits(Engine& engine, const std::vector<int32_t>& prompt);
 
