@@ -1,0 +1,131 @@
+// Shared pieces of the PagedAttention kernels: launch parameters and plan, the shape of a head's
+// row as the decode kernel reads it, and small device helpers. See paged_attention_kernels.cuh.
+#ifndef CHAI_KERNELS_CUDA_PAGED_ATTENTION_COMMON_CUH_
+#define CHAI_KERNELS_CUDA_PAGED_ATTENTION_COMMON_CUH_
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+
+#include "kernels/cuda/cuda_utils.cuh"
+
+// The kernels' dynamic shared memory (a hook so that a host-side emulation can supply it).
+#ifndef CHAI_PAGED_DYNAMIC_SHARED
+#define CHAI_PAGED_DYNAMIC_SHARED(type, name) extern __shared__ type name[]
+#endif
+
+namespace chai::cuda::paged {
+
+constexpr int kMaxHeads = 256;      // query heads per call (per rank)
+constexpr int kMaxHeadDim = 256;    // head_dim bound of every path
+constexpr int kDecodeThreads = 128;
+constexpr int kDecodeWarps = kDecodeThreads / 32;
+constexpr int kChunkAlign = 64;     // decode chunks are multiples of this many positions
+constexpr int kScoreFloats = 4096;  // decode score buffer: group * chunk <= this (16 KB)
+constexpr int kPrefillThreads = 256;
+constexpr int kPrefillRows = 64;    // query rows per prefill CTA
+constexpr int kPrefillKeys = 64;    // keys per prefill tile
+constexpr int kPrefillMembers = 2;  // member heads sharing one score tile in a prefill CTA
+
+// Everything the kernels read; pointers are device pointers.
+struct Params {
+  const void* q;       // [T, heads * head_dim]
+  void* out;           // [T, heads * head_dim]
+  const void* pool;    // [num_blocks, block_size, head_dim]
+  const int32_t* tables;      // [num_seqs, 2, kv_heads, max_blocks]
+  const int32_t* q_start;     // [num_seqs + 1]
+  const int32_t* seq_lens;    // [num_seqs]
+  const int32_t* score_head;  // [num_seqs, heads]
+  float2* part_ml;            // decode partials: [num_seqs, heads, max_splits] (max, sum)
+  float* part_acc;            // decode partials: [num_seqs, heads, max_splits, head_dim]
+  int* counters;              // decode: finished chunks per slot; zero between calls
+  int num_seqs, heads, kv_heads, group, head_dim, block_size, max_blocks;
+  int block_shift;  // log2(block_size) when a power of two, else -1
+  int chunk;       // decode: positions per CTA
+  int max_splits;  // decode: chunks of the longest sequence
+  int subsets;     // decode: CTAs per (sequence, KV head) = ceil(group / kG)
+  float scale_log2;  // log2(e) / sqrt(head_dim): scores live in the exp2 domain
+};
+
+// Host-side: which kernels to launch and how big.
+struct LaunchPlan {
+  bool decode = false, prefill = false;
+  bool combine = false;  // some sequence may span several decode chunks: partials and counters needed
+  bool exact = true;  // head_dim has a specialised kernel and all pointers are 16-byte aligned
+  int group_tile = 1;  // kG: representatives per decode CTA (1, 4 or 8)
+  int decode_slots = 0;
+  int prefill_tiles = 0;
+};
+
+// ------------------------------------------------------------------------------------------
+// Shapes of a head's row as the decode kernel reads it: kLpr lanes share a row, each loading
+// kNv vectors of kVec elements (vector index t * kLpr + lane_in_row); kRpw rows per warp-step.
+// kD == 0 is the generic fallback: any head_dim <= 256, scalar loads.
+
+constexpr int Pow2Ceil(int x) {
+  int p = 1;
+  while (p < x) p *= 2;
+  return p;
+}
+
+template <typename T, int kD>
+struct RowShape {
+  static constexpr bool kExact = kD > 0;
+  static constexpr int kDMax = kExact ? kD : kMaxHeadDim;
+  static constexpr int kVec = kExact ? static_cast<int>(16 / sizeof(T)) : 1;
+  static constexpr int kVecs = kDMax / kVec;
+  static constexpr int kLpr = kVecs >= 32 ? 32 : Pow2Ceil(kVecs);
+  static constexpr int kNv = (kVecs + kLpr - 1) / kLpr;
+  static constexpr int kRpw = 32 / kLpr;
+  static_assert(!kExact || kD % kVec == 0, "head_dim must be a multiple of the 16-byte vector");
+};
+
+template <typename T, int N>
+__device__ __forceinline__ Vec<T, N> ZeroVec() {
+  Vec<T, N> z;
+#pragma unroll
+  for (int e = 0; e < N; ++e) z.v[e] = FromFloat<T>(0.f);
+  return z;
+}
+
+// Pointer to position `pos` of a (sequence, side, head) block list, or nullptr without a block.
+template <typename T>
+__device__ __forceinline__ const T* RowPtr(const T* pool, const int32_t* table, int pos, int block_size, int shift,
+                                           int d) {
+  const int b = shift >= 0 ? pos >> shift : pos / block_size;
+  const int32_t block = table[b];
+  if (block < 0) return nullptr;
+  return pool + (int64_t{block} * block_size + (pos - b * block_size)) * d;
+}
+
+// Head sizes with a specialised kernel (others take the generic one).
+inline bool SpecialisedHeadDim(int d) {
+  return d == 8 || d == 16 || d == 32 || d == 64 || d == 80 || d == 96 || d == 128 || d == 256;
+}
+
+// Completes p (chunk, max_splits, subsets) and the plan from the host-side bounds; p must hold
+// num_seqs, heads, kv_heads, group and head_dim. Decode: aim for ~32 CTAs per SM when every slot
+// is busy; chunks are multiples of kChunkAlign in [kChunkAlign, kScoreFloats / kG].
+inline void MakePlan(int max_seq_len, int max_new_tokens, int sm_count, bool exact, Params* p, LaunchPlan* plan) {
+  const auto ceil_div = [](int64_t a, int64_t b) { return static_cast<int>((a + b - 1) / b); };
+  plan->exact = exact;
+  plan->group_tile = p->group <= 1 ? 1 : (p->group <= 4 ? 4 : 8);
+  p->subsets = ceil_div(p->group, plan->group_tile);
+  plan->decode = true;  // any sequence may have a single new row; the others' CTAs exit at once
+  plan->decode_slots = p->num_seqs * p->kv_heads * p->subsets;
+  const int max_len = max_seq_len > 1 ? max_seq_len : 1;
+  const int wanted = std::max(1, 32 * sm_count / plan->decode_slots);
+  int chunk = ceil_div(ceil_div(max_len, wanted), kChunkAlign) * kChunkAlign;
+  chunk = std::min(std::max(chunk, kChunkAlign), kScoreFloats / plan->group_tile);
+  p->chunk = chunk;
+  p->max_splits = ceil_div(max_len, chunk);
+  plan->combine = p->max_splits > 1;
+  plan->prefill = max_new_tokens > 1;
+  plan->prefill_tiles = ceil_div(max_new_tokens > 1 ? max_new_tokens : 1, kPrefillRows);
+}
+
+}  // namespace chai::cuda::paged
+
+#endif  // CHAI_KERNELS_CUDA_PAGED_ATTENTION_COMMON_CUH_

@@ -1,0 +1,333 @@
+// PagedAttention decode kernel.
+//
+// Sequences with one new row: flash-decoding, CHAI-aware. A CTA owns one
+// (sequence, KV head g, subset of g's representatives, chunk of positions): it reads K_g over
+// the chunk ONCE and computes the chunk's scores for every representative r with kv(r) = g that
+// the sequence's score_head names (dense: every head is its own representative), turns them into
+// chunk-local softmax numerators (max m, sum l), and then walks the members of those
+// representatives (heads h with score_head[h] = r) grouped by their V head: each needed V head is
+// read once per CTA and accumulated with each member's representative's probabilities. Bytes
+// read are thus K of the representatives' KV heads plus V of the members' KV heads: CHAI's K
+// saving, and under dense GQA one read of K_g and V_g for the whole query group. The CTA derives
+// its representatives and members from score_head itself (a warp ballot over <= 256 heads), so
+// no planning kernel, no host round trip, and mixed dense/CHAI batches need nothing special;
+// slots whose KV head has no representative in a sequence exit at once. With one chunk per
+// sequence the CTA writes the output; otherwise it writes (m, l, unnormalised acc) partials to
+// scratch, and the last of the sequence's CTAs of that slot to finish (an atomic counter per slot)
+// merges them, so a decode step is a single launch.
+#ifndef CHAI_KERNELS_CUDA_PAGED_ATTENTION_DECODE_CUH_
+#define CHAI_KERNELS_CUDA_PAGED_ATTENTION_DECODE_CUH_
+
+#include "kernels/cuda/paged_attention_common.cuh"
+
+namespace chai::cuda::paged {
+
+template <typename T, int kD, int kG>
+struct DecodeTuning {
+  using S = RowShape<T, kD>;
+  // Rows each thread keeps in flight per loop trip: enough 16-byte loads to cover latency.
+  static constexpr int kUnroll = S::kNv >= 4 ? 2 : (kG >= 8 ? 4 : 8);
+};
+
+template <typename T, int kD, int kG>
+__global__ void __launch_bounds__(kDecodeThreads) DecodeKernel(Params p) {
+  using S = RowShape<T, kD>;
+  constexpr int kUnroll = DecodeTuning<T, kD, kG>::kUnroll;
+  constexpr int kStep = kDecodeWarps * S::kRpw;  // rows per warp-step of the whole CTA
+
+  CHAI_PAGED_DYNAMIC_SHARED(float, s_scores);  // [kG][chunk]
+  __shared__ int s_sh[kMaxHeads];  // the sequence's score_head row
+  __shared__ int s_reps[kG];
+  __shared__ int s_nreps, s_nmem, s_last;
+  __shared__ int s_mem[kMaxHeads];  // member heads, ascending
+  __shared__ unsigned char s_memrep[kMaxHeads];  // their representative's index in s_reps
+  __shared__ float s_m[kG], s_l[kG];
+  __shared__ float s_red[kDecodeWarps][S::kDMax];
+
+  const int per_seq = p.kv_heads * p.subsets;
+  const int s = blockIdx.x / per_seq, g = (blockIdx.x % per_seq) / p.subsets, subset = blockIdx.x % p.subsets;
+  const int split = blockIdx.y;
+  const int H = p.heads, G = p.group;
+  // All index loads in flight at once: the sequence's rows and length, its score_head row.
+  const int row = p.q_start[s], row_end = p.q_start[s + 1], len = p.seq_lens[s];
+  constexpr int kShPerThread = kMaxHeads / kDecodeThreads;
+  int sh_v[kShPerThread];
+#pragma unroll
+  for (int k = 0; k < kShPerThread; ++k) {
+    const int h = threadIdx.x + k * kDecodeThreads;
+    sh_v[k] = h < H ? p.score_head[int64_t{s} * H + h] : -1;
+  }
+  if (row_end - row != 1) return;  // not a decode row (none, or a prefill sequence)
+  const int c0 = split * p.chunk;
+  if (c0 >= len) return;
+  const int cl = min(len - c0, p.chunk);
+  const int nsplit = (len + p.chunk - 1) / p.chunk;
+  const int d = S::kExact ? kD : p.head_dim;
+  const int vecs = S::kExact ? S::kVecs : d;
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const unsigned lanes_below = (1u << lane) - 1u;
+#pragma unroll
+  for (int k = 0; k < kShPerThread; ++k) {
+    const int h = threadIdx.x + k * kDecodeThreads;
+    if (h < H) s_sh[h] = sh_v[k];
+  }
+  __syncthreads();
+  const int* sh = s_sh;
+
+  // Plan: this slot's representatives (heads of KV group g with score_head[h] == h, the
+  // subset-th kG of them) and their members, in head order.
+  if (warp == 0) {
+    int count = 0;
+    for (int base = 0; base < G; base += 32) {
+      const int h = g * G + base + lane;
+      const bool is_rep = base + lane < G && sh[h] == h;
+      const unsigned mask = __ballot_sync(0xffffffffu, is_rep);
+      const int k = count + __popc(mask & lanes_below) - subset * kG;
+      if (is_rep && k >= 0 && k < kG) s_reps[k] = h;
+      count += __popc(mask);
+    }
+    const int nr = min(max(count - subset * kG, 0), kG);
+    __syncwarp();
+    int nm = 0;
+    for (int base = 0; base < H && nr > 0; base += 32) {
+      const int h = base + lane;
+      int idx = -1;
+      if (h < H) {
+        const int r = sh[h];
+#pragma unroll
+        for (int i = 0; i < kG; ++i) {
+          if (i < nr && s_reps[i] == r) idx = i;
+        }
+      }
+      const unsigned mask = __ballot_sync(0xffffffffu, idx >= 0);
+      if (idx >= 0) {
+        const int at = nm + __popc(mask & lanes_below);
+        s_mem[at] = h;
+        s_memrep[at] = static_cast<unsigned char>(idx);
+      }
+      nm += __popc(mask);
+    }
+    if (lane == 0) {
+      s_nreps = nr;
+      s_nmem = nm;
+    }
+  }
+  __syncthreads();
+  const int nr = s_nreps;
+  if (nr == 0) return;
+
+  const T* pool = static_cast<const T*>(p.pool);
+  const int bs = p.block_size;
+  const int in_row = lane % S::kLpr;                      // this lane's vector slot in a row
+  const int row_slot = warp * S::kRpw + lane / S::kLpr;  // this lane group's row in a step
+
+  // Scores of the chunk for every representative (log2 domain), K read once.
+  {
+    float qf[kG][S::kNv][S::kVec];
+#pragma unroll
+    for (int i = 0; i < kG; ++i) {
+      const int r = s_reps[i < nr ? i : 0];
+      const T* qp = static_cast<const T*>(p.q) + int64_t{row} * H * d + int64_t{r} * d;
+#pragma unroll
+      for (int t = 0; t < S::kNv; ++t) {
+        const int v = t * S::kLpr + in_row;
+        const Vec<T, S::kVec> x = v < vecs ? LoadVec<T, S::kVec>(qp + v * S::kVec) : ZeroVec<T, S::kVec>();
+#pragma unroll
+        for (int e = 0; e < S::kVec; ++e) qf[i][t][e] = ToFloat(x.v[e]) * p.scale_log2;
+      }
+    }
+    const int32_t* ktab = p.tables + (int64_t{s} * 2 * p.kv_heads + g) * p.max_blocks;
+    for (int base = 0; base < cl; base += kStep * kUnroll) {
+      Vec<T, S::kVec> kv[kUnroll][S::kNv];
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) {
+        const int j = base + u * kStep + row_slot;
+        const T* rp = j < cl ? RowPtr(pool, ktab, c0 + j, bs, p.block_shift, d) : nullptr;
+#pragma unroll
+        for (int t = 0; t < S::kNv; ++t) {
+          const int v = t * S::kLpr + in_row;
+          kv[u][t] = rp != nullptr && v < vecs ? LoadVec<T, S::kVec>(rp + v * S::kVec) : ZeroVec<T, S::kVec>();
+        }
+      }
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) {
+        const int j = base + u * kStep + row_slot;
+#pragma unroll
+        for (int i = 0; i < kG; ++i) {
+          if (i < nr) {  // uniform across the CTA
+            float acc = 0.f;
+#pragma unroll
+            for (int t = 0; t < S::kNv; ++t) {
+#pragma unroll
+              for (int e = 0; e < S::kVec; ++e) acc = fmaf(qf[i][t][e], ToFloat(kv[u][t].v[e]), acc);
+            }
+#pragma unroll
+            for (int off = S::kLpr / 2; off > 0; off /= 2) acc += __shfl_xor_sync(0xffffffffu, acc, off);
+            if (in_row == 0 && j < cl) s_scores[i * p.chunk + j] = acc;
+          }
+        }
+      }
+    }
+  }
+  __syncthreads();
+
+  // Chunk-local softmax numerators: m = max, p = exp2(score - m) in place, l = sum p.
+  for (int i = warp; i < nr; i += kDecodeWarps) {
+    float* sc = s_scores + i * p.chunk;
+    float m = -INFINITY;
+    for (int j = lane; j < cl; j += 32) m = fmaxf(m, sc[j]);
+    m = WarpMax(m);
+    float l = 0.f;
+    for (int j = lane; j < cl; j += 32) {
+      const float e = exp2f(sc[j] - m);
+      sc[j] = e;
+      l += e;
+    }
+    l = WarpSum(l);
+    if (lane == 0) {
+      s_m[i] = m;
+      s_l[i] = l;
+    }
+  }
+  __syncthreads();
+
+  // Members, grouped by V head: each V head read once, accumulated for up to kG members.
+  const int nm = s_nmem;
+  const int64_t v_tables = (int64_t{s} * 2 + 1) * p.kv_heads;
+  for (int b0 = 0; b0 < nm;) {
+    const int vg = s_mem[b0] / G;
+    int b1 = b0 + 1;
+    while (b1 < nm && b1 - b0 < kG && s_mem[b1] / G == vg) ++b1;
+    const int nb = b1 - b0;
+    int mrep[kG];
+#pragma unroll
+    for (int i = 0; i < kG; ++i) mrep[i] = i < nb ? s_memrep[b0 + i] : 0;
+
+    float acc[kG][S::kNv][S::kVec];
+#pragma unroll
+    for (int i = 0; i < kG; ++i)
+#pragma unroll
+      for (int t = 0; t < S::kNv; ++t)
+#pragma unroll
+        for (int e = 0; e < S::kVec; ++e) acc[i][t][e] = 0.f;
+
+    const int32_t* vtab = p.tables + (v_tables + vg) * p.max_blocks;
+    for (int base = 0; base < cl; base += kStep * kUnroll) {
+      Vec<T, S::kVec> vv[kUnroll][S::kNv];
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) {
+        const int j = base + u * kStep + row_slot;
+        const T* rp = j < cl ? RowPtr(pool, vtab, c0 + j, bs, p.block_shift, d) : nullptr;
+#pragma unroll
+        for (int t = 0; t < S::kNv; ++t) {
+          const int v = t * S::kLpr + in_row;
+          vv[u][t] = rp != nullptr && v < vecs ? LoadVec<T, S::kVec>(rp + v * S::kVec) : ZeroVec<T, S::kVec>();
+        }
+      }
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) {
+        const int j = base + u * kStep + row_slot;
+        if (j < cl) {
+#pragma unroll
+          for (int i = 0; i < kG; ++i) {
+            if (i < nb) {
+              const float w = s_scores[mrep[i] * p.chunk + j];
+#pragma unroll
+              for (int t = 0; t < S::kNv; ++t)
+#pragma unroll
+                for (int e = 0; e < S::kVec; ++e) acc[i][t][e] = fmaf(w, ToFloat(vv[u][t].v[e]), acc[i][t][e]);
+            }
+          }
+        }
+      }
+    }
+
+    // Sum each member's accumulators over the row slots (lanes, then warps) and write it.
+#pragma unroll
+    for (int i = 0; i < kG; ++i) {
+      if (i < nb) {  // uniform
+#pragma unroll
+        for (int t = 0; t < S::kNv; ++t)
+#pragma unroll
+          for (int e = 0; e < S::kVec; ++e) {
+            float x = acc[i][t][e];
+#pragma unroll
+            for (int off = S::kLpr; off < 32; off *= 2) x += __shfl_xor_sync(0xffffffffu, x, off);
+            acc[i][t][e] = x;
+          }
+        if (lane < S::kLpr) {
+#pragma unroll
+          for (int t = 0; t < S::kNv; ++t) {
+            const int v = t * S::kLpr + lane;
+            if (v < vecs) {
+#pragma unroll
+              for (int e = 0; e < S::kVec; ++e) s_red[warp][v * S::kVec + e] = acc[i][t][e];
+            }
+          }
+        }
+        __syncthreads();
+        const int h = s_mem[b0 + i], ri = mrep[i];
+        const int64_t head = (int64_t{s} * H + h);
+        if (nsplit == 1) {
+          const float inv = 1.f / s_l[ri];
+          T* o = static_cast<T*>(p.out) + int64_t{row} * H * d + int64_t{h} * d;
+          for (int c = threadIdx.x; c < d; c += kDecodeThreads) {
+            float x = 0.f;
+#pragma unroll
+            for (int w = 0; w < kDecodeWarps; ++w) x += s_red[w][c];
+            o[c] = FromFloat<T>(x * inv);
+          }
+        } else {
+          float* o = p.part_acc + (head * p.max_splits + split) * d;
+          for (int c = threadIdx.x; c < d; c += kDecodeThreads) {
+            float x = 0.f;
+#pragma unroll
+            for (int w = 0; w < kDecodeWarps; ++w) x += s_red[w][c];
+            o[c] = x;
+          }
+          if (threadIdx.x == 0) p.part_ml[head * p.max_splits + split] = make_float2(s_m[ri], s_l[ri]);
+        }
+        __syncthreads();
+      }
+    }
+    b0 = b1;
+  }
+  if (nsplit == 1) return;
+
+  // Fused combine: the slot's last CTA to finish (over this sequence's chunks) merges every
+  // member's partials: out = sum_k 2^(m_k - M) acc_k / sum_k 2^(m_k - M) l_k. The counter is
+  // reset for the next call.
+  __threadfence();  // this thread's partials are visible device-wide before the count
+  __syncthreads();
+  if (threadIdx.x == 0) s_last = atomicAdd(p.counters + blockIdx.x, 1) == nsplit - 1;
+  __syncthreads();
+  if (!s_last) return;
+  __threadfence();
+  if (threadIdx.x == 0) p.counters[blockIdx.x] = 0;
+  T* orow = static_cast<T*>(p.out) + int64_t{row} * H * d;
+  for (int i = warp; i < nm; i += kDecodeWarps) {
+    const int h = s_mem[i];
+    const int64_t head = int64_t{s} * H + h;
+    const float2* ml = p.part_ml + head * p.max_splits;
+    const float* acc = p.part_acc + head * p.max_splits * d;
+    float m = -INFINITY;
+    for (int k = lane; k < nsplit; k += 32) m = fmaxf(m, __ldcg(ml + k).x);
+    m = WarpMax(m);
+    float l = 0.f;
+    for (int k = lane; k < nsplit; k += 32) {
+      const float2 x = __ldcg(ml + k);
+      l += exp2f(x.x - m) * x.y;
+    }
+    l = WarpSum(l);
+    const float inv = 1.f / l;
+    for (int c = lane; c < d; c += 32) {
+      float x = 0.f;
+      for (int k = 0; k < nsplit; ++k) x = fmaf(exp2f(__ldcg(ml + k).x - m), __ldcg(acc + int64_t{k} * d + c), x);
+      orow[int64_t{h} * d + c] = FromFloat<T>(x * inv);
+    }
+  }
+}
+
+}  // namespace chai::cuda::paged
+
+#endif  // CHAI_KERNELS_CUDA_PAGED_ATTENTION_DECODE_CUH_
