@@ -61,7 +61,9 @@ __global__ void __launch_bounds__(kDecodeThreads) DecodeKernel(Params p) {
   const int c0 = split * p.chunk;
   if (c0 >= len) return;
   const int cl = min(len - c0, p.chunk);
-  const int nsplit = (len + p.chunk - 1) / p.chunk;
+  // Clamped so that a length above the host's max_seq_len bound (a caller error) cannot leave a
+  // slot counter short of its target for later calls.
+  const int nsplit = min((len + p.chunk - 1) / p.chunk, p.max_splits);
   const int d = S::kExact ? kD : p.head_dim;
   const int vecs = S::kExact ? S::kVecs : d;
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
