@@ -213,8 +213,9 @@ int Main(int argc, char** argv) {
       replays = std::max(1, std::atoi(v));
       ++i;
     } else {
-      std::fprintf(stderr, "usage: attention_bench [--dtype bf16|fp16|fp32] [--batches 1,8,32] "
-                           "[--contexts 1024,4096,16384] [--replays N]\n");
+      std::fprintf(stderr,
+                   "usage: attention_bench [--dtype bf16|fp16|fp32] [--batches 1,8,32] "
+                   "[--contexts 1024,4096,16384] [--replays N]\n");
       return 2;
     }
   }
@@ -237,8 +238,10 @@ int Main(int argc, char** argv) {
         const Result r = TimeConfig(b, ctx, chai, dtype, replays, prop.l2CacheSize, stream);
         const double gbs = r.bytes / r.seconds;
         char speedup[32] = "";
-        if (chai) std::snprintf(speedup, sizeof(speedup), "%.2fx", dense_t / r.seconds);
-        else dense_t = r.seconds;
+        if (chai)
+          std::snprintf(speedup, sizeof(speedup), "%.2fx", dense_t / r.seconds);
+        else
+          dense_t = r.seconds;
         std::printf("| %d | %d | %s | %.1f | %.1f | %.0f | %.1f%% | %s |\n", b, ctx, chai ? "CHAI" : "dense",
                     r.seconds * 1e6, r.bytes / 1e6, gbs / 1e9, 100.0 * gbs / copy_bw, speedup);
         std::fflush(stdout);

@@ -18,8 +18,8 @@
 
 namespace chai::cuda::paged {
 
-constexpr int kMaxHeads = 256;      // query heads per call (per rank)
-constexpr int kMaxHeadDim = 256;    // head_dim bound of every path
+constexpr int kMaxHeads = 256;    // query heads per call (per rank)
+constexpr int kMaxHeadDim = 256;  // head_dim bound of every path
 constexpr int kDecodeThreads = 128;
 constexpr int kDecodeWarps = kDecodeThreads / 32;
 constexpr int kChunkAlign = 64;     // decode chunks are multiples of this many positions
@@ -31,9 +31,9 @@ constexpr int kPrefillMembers = 2;  // member heads sharing one score tile in a 
 
 // Everything the kernels read; pointers are device pointers.
 struct Params {
-  const void* q;       // [T, heads * head_dim]
-  void* out;           // [T, heads * head_dim]
-  const void* pool;    // [num_blocks, block_size, head_dim]
+  const void* q;              // [T, heads * head_dim]
+  void* out;                  // [T, heads * head_dim]
+  const void* pool;           // [num_blocks, block_size, head_dim]
   const int32_t* tables;      // [num_seqs, 2, kv_heads, max_blocks]
   const int32_t* q_start;     // [num_seqs + 1]
   const int32_t* seq_lens;    // [num_seqs]
@@ -42,10 +42,10 @@ struct Params {
   float* part_acc;            // decode partials: [num_seqs, heads, max_splits, head_dim]
   int* counters;              // decode: finished chunks per slot; zero between calls
   int num_seqs, heads, kv_heads, group, head_dim, block_size, max_blocks;
-  int block_shift;  // log2(block_size) when a power of two, else -1
-  int chunk;       // decode: positions per CTA
-  int max_splits;  // decode: chunks of the longest sequence
-  int subsets;     // decode: CTAs per (sequence, KV head) = ceil(group / kG)
+  int block_shift;   // log2(block_size) when a power of two, else -1
+  int chunk;         // decode: positions per CTA
+  int max_splits;    // decode: chunks of the longest sequence
+  int subsets;       // decode: CTAs per (sequence, KV head) = ceil(group / kG)
   float scale_log2;  // log2(e) / sqrt(head_dim): scores live in the exp2 domain
 };
 
@@ -53,8 +53,8 @@ struct Params {
 struct LaunchPlan {
   bool decode = false, prefill = false;
   bool combine = false;  // some sequence may span several decode chunks: partials and counters needed
-  bool exact = true;  // head_dim has a specialised kernel and all pointers are 16-byte aligned
-  int group_tile = 1;  // kG: representatives per decode CTA (1, 4 or 8)
+  bool exact = true;     // head_dim has a specialised kernel and all pointers are 16-byte aligned
+  int group_tile = 1;    // kG: representatives per decode CTA (1, 4 or 8)
   int decode_slots = 0;
   int prefill_tiles = 0;
 };

@@ -36,10 +36,10 @@ __global__ void __launch_bounds__(kDecodeThreads) DecodeKernel(Params p) {
   constexpr int kStep = kDecodeWarps * S::kRpw;  // rows per warp-step of the whole CTA
 
   CHAI_PAGED_DYNAMIC_SHARED(float, s_scores);  // [kG][chunk]
-  __shared__ int s_sh[kMaxHeads];  // the sequence's score_head row
+  __shared__ int s_sh[kMaxHeads];              // the sequence's score_head row
   __shared__ int s_reps[kG];
   __shared__ int s_nreps, s_nmem, s_last;
-  __shared__ int s_mem[kMaxHeads];  // member heads, ascending
+  __shared__ int s_mem[kMaxHeads];               // member heads, ascending
   __shared__ unsigned char s_memrep[kMaxHeads];  // their representative's index in s_reps
   __shared__ float s_m[kG], s_l[kG];
   __shared__ float s_red[kDecodeWarps][S::kDMax];
@@ -120,7 +120,7 @@ __global__ void __launch_bounds__(kDecodeThreads) DecodeKernel(Params p) {
 
   const T* pool = static_cast<const T*>(p.pool);
   const int bs = p.block_size;
-  const int in_row = lane % S::kLpr;                      // this lane's vector slot in a row
+  const int in_row = lane % S::kLpr;                     // this lane's vector slot in a row
   const int row_slot = warp * S::kRpw + lane / S::kLpr;  // this lane group's row in a step
 
   // Scores of the chunk for every representative (log2 domain), K read once.

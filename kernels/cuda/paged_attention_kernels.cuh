@@ -74,9 +74,15 @@ template <typename T, int kD>
 void LaunchForHeadDim(const Params& p, const LaunchPlan& plan, cudaStream_t stream) {
   if (plan.decode) {
     switch (plan.group_tile) {
-      case 1: LaunchDecode<T, kD, 1>(p, plan, stream); break;
-      case 4: LaunchDecode<T, kD, 4>(p, plan, stream); break;
-      default: LaunchDecode<T, kD, 8>(p, plan, stream); break;
+      case 1:
+        LaunchDecode<T, kD, 1>(p, plan, stream);
+        break;
+      case 4:
+        LaunchDecode<T, kD, 4>(p, plan, stream);
+        break;
+      default:
+        LaunchDecode<T, kD, 8>(p, plan, stream);
+        break;
     }
   }
   if (plan.prefill) LaunchPrefill<T, kD>(p, plan, stream);
@@ -86,15 +92,24 @@ template <typename T>
 void LaunchAttention(const Params& p, const LaunchPlan& plan, cudaStream_t stream) {
   if (plan.exact) {
     switch (p.head_dim) {
-      case 8: return LaunchForHeadDim<T, 8>(p, plan, stream);
-      case 16: return LaunchForHeadDim<T, 16>(p, plan, stream);
-      case 32: return LaunchForHeadDim<T, 32>(p, plan, stream);
-      case 64: return LaunchForHeadDim<T, 64>(p, plan, stream);
-      case 80: return LaunchForHeadDim<T, 80>(p, plan, stream);
-      case 96: return LaunchForHeadDim<T, 96>(p, plan, stream);
-      case 128: return LaunchForHeadDim<T, 128>(p, plan, stream);
-      case 256: return LaunchForHeadDim<T, 256>(p, plan, stream);
-      default: break;
+      case 8:
+        return LaunchForHeadDim<T, 8>(p, plan, stream);
+      case 16:
+        return LaunchForHeadDim<T, 16>(p, plan, stream);
+      case 32:
+        return LaunchForHeadDim<T, 32>(p, plan, stream);
+      case 64:
+        return LaunchForHeadDim<T, 64>(p, plan, stream);
+      case 80:
+        return LaunchForHeadDim<T, 80>(p, plan, stream);
+      case 96:
+        return LaunchForHeadDim<T, 96>(p, plan, stream);
+      case 128:
+        return LaunchForHeadDim<T, 128>(p, plan, stream);
+      case 256:
+        return LaunchForHeadDim<T, 256>(p, plan, stream);
+      default:
+        break;
     }
   }
   LaunchForHeadDim<T, 0>(p, plan, stream);

@@ -168,7 +168,7 @@ __global__ void __launch_bounds__(kPrefillThreads) PrefillKernel(Params p) {
     const int keys = min(kPrefillKeys, kend - kt);
 #pragma unroll
     for (int mb = 0; mb < kPrefillMembers; ++mb) {
-      if (mb < nb) {  // uniform
+      if (mb < nb) {      // uniform
         __syncthreads();  // ps is complete; nobody reads kvs any more
         const int32_t* vtab = p.tables + ((int64_t{s} * 2 + 1) * p.kv_heads + s_batch[mb] / G) * p.max_blocks;
         LoadTile<T, kD>(kvs, pool, vtab, kt, len, p.block_size, p.block_shift, d);

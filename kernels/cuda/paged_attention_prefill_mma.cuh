@@ -94,10 +94,10 @@ __device__ __forceinline__ void CopyRows(T* dst, int rows, RowFn row_ptr) {
 
 template <typename T, int kD>
 __global__ void __launch_bounds__(kMmaThreads) PrefillMmaKernel(Params p) {
-  constexpr int kLd = kD + 8;              // shared row stride (elements)
-  constexpr int kKSteps = kD / 16;         // k-steps of S = Q K^T
+  constexpr int kLd = kD + 8;                // shared row stride (elements)
+  constexpr int kKSteps = kD / 16;           // k-steps of S = Q K^T
   constexpr int kSTiles = kPrefillKeys / 8;  // 8-key column tiles of S
-  constexpr int kOTiles = kD / 8;          // 8-column tiles of O
+  constexpr int kOTiles = kD / 8;            // 8-column tiles of O
   static_assert(kPrefillRows == 16 * (kMmaThreads / 32), "one 16-row slice per warp");
   CHAI_PAGED_DYNAMIC_SHARED(float, smem_raw);
   __shared__ int s_batch[kPrefillMembers];
@@ -127,9 +127,8 @@ __global__ void __launch_bounds__(kMmaThreads) PrefillMmaKernel(Params p) {
 
   // Q tile of the representative; rows past the end repeat the last row.
   const T* q = static_cast<const T*>(p.q);
-  CopyRows<T, kD>(q_s, kPrefillRows, [&](int i) {
-    return q + int64_t{row0 + min(i0 + i, i1 - 1)} * H * kD + int64_t{r} * kD;
-  });
+  CopyRows<T, kD>(q_s, kPrefillRows,
+                  [&](int i) { return q + int64_t{row0 + min(i0 + i, i1 - 1)} * H * kD + int64_t{r} * kD; });
 
   int qpos[2];
   float m_r[2], l_r[2];

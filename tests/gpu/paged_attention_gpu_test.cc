@@ -83,10 +83,10 @@ std::vector<int> RandomClusters(int heads, int k) {
 struct Case {
   std::string name;
   int heads = 4, kv_heads = 4, d = 64, block_size = 16;
-  std::vector<int> lens;  // positions after the step
-  std::vector<int> news;  // new rows per sequence (0, 1, or more)
+  std::vector<int> lens;               // positions after the step
+  std::vector<int> news;               // new rows per sequence (0, 1, or more)
   std::vector<std::vector<int>> maps;  // score_head per sequence
-  int extra_max_len = 0;  // added to max_seq_len (a loose bound, as a captured graph would pass)
+  int extra_max_len = 0;               // added to max_seq_len (a loose bound, as a captured graph would pass)
 };
 
 struct Result {
@@ -96,8 +96,7 @@ struct Result {
 };
 
 Result Run(const Case& c, DType dtype) {
-  const int S = static_cast<int>(c.lens.size()), H = c.heads, KV = c.kv_heads, G = H / KV, d = c.d,
-            bs = c.block_size;
+  const int S = static_cast<int>(c.lens.size()), H = c.heads, KV = c.kv_heads, G = H / KV, d = c.d, bs = c.block_size;
   const size_t esize = DTypeSize(dtype);
   std::vector<int32_t> q_start(S + 1, 0);
   for (int s = 0; s < S; ++s) q_start[s + 1] = q_start[s] + c.news[s];
@@ -297,8 +296,12 @@ TEST_F(PagedAttentionGpu, DecodeChai) {
   Case c{"decode CHAI MHA d128", 8, 8, 128, 16};
   c.lens = {17, 300, 4097, 1000, 1, 5};
   c.news.assign(c.lens.size(), 1);
-  c.maps = {MapFromLabels({0, 0, 0, 1, 1, 2, 2, 0}), RandomClusters(8, 3), RandomClusters(8, 2),
-            Dense(8),                                 RandomClusters(8, 1), RandomClusters(8, 4)};
+  c.maps = {MapFromLabels({0, 0, 0, 1, 1, 2, 2, 0}),
+            RandomClusters(8, 3),
+            RandomClusters(8, 2),
+            Dense(8),
+            RandomClusters(8, 1),
+            RandomClusters(8, 4)};
   Check(c);
 }
 
@@ -315,8 +318,8 @@ TEST_F(PagedAttentionGpu, DecodeGqaChai) {
   Case c{"decode GQA 16/2 CHAI d80", 16, 2, 80, 16};
   c.lens = {300, 4097, 17, 1000, 5, 1};
   c.news.assign(c.lens.size(), 1);
-  c.maps = {RandomClusters(16, 4), RandomClusters(16, 3), Dense(16), RandomClusters(16, 9), RandomClusters(16, 1),
-            RandomClusters(16, 16)};
+  c.maps = {RandomClusters(16, 4), RandomClusters(16, 3), Dense(16),
+            RandomClusters(16, 9), RandomClusters(16, 1), RandomClusters(16, 16)};
   Check(c);
 }
 
@@ -395,7 +398,7 @@ TEST_F(PagedAttentionGpu, MixedBatch) {
   Case c{"mixed decode/prefill/idle d64", 8, 8, 64, 16};
   c.lens = {4097, 90, 1, 300, 1000, 17, 64};
   c.news = {1, 90, 1, 0, 1, 9, 64};
-  c.maps = {RandomClusters(8, 2), Dense(8),  Dense(8), RandomClusters(8, 3), Dense(8), RandomClusters(8, 4),
+  c.maps = {RandomClusters(8, 2), Dense(8), Dense(8), RandomClusters(8, 3), Dense(8), RandomClusters(8, 4),
             RandomClusters(8, 1)};
   Check(c);
 }
