@@ -1,6 +1,7 @@
 // The whole engine on the GPU against the Hugging Face fixtures and the CPU reference:
 // fp32: greedy ids identical and logits within 1e-4; fp16: logits relative error <= 1e-2 and the
-// first 8 greedy ids identical; bf16: the same against the CPU reference on bf16-rounded weights; CHAI on the GPU: same representatives and logits as
+// first 8 greedy ids identical; bf16: no worse than Hugging Face's own bf16 run (see below);
+// the trained opt-tiny-docs checkpoint in fp16 and bf16 against its golden; CHAI on the GPU: same representatives and logits as
 // the CPU CHAI reference. Skips with a reason without a GPU.
 #include <cmath>
 #include <cstdio>
@@ -44,6 +45,9 @@ TEST_P(GpuEngine, MatchesHuggingFace) {
   ASSERT_TRUE(model.ok()) << model.status();
   auto golden = ReadJsonFile(dir + "/golden.json");
   ASSERT_TRUE(golden.ok());
+  auto bf16_golden = ReadJsonFile(dir + "/golden_bf16.json");
+  ASSERT_TRUE(bf16_golden.ok()) << bf16_golden.status();
+  size_t case_index = 0;
   for (const Json& c : golden->Find("cases")->as_array()) {
     const std::vector<int32_t> prompt = JsonIds(*c.Find("prompt_ids"));
     SCOPED_TRACE(::testing::Message() << DTypeName(dtype) << " prompt length " << prompt.size());
@@ -59,15 +63,18 @@ TEST_P(GpuEngine, MatchesHuggingFace) {
       expected_new.resize(8);
       EXPECT_EQ(GreedyTokens(*model->engine, prompt, 8), expected_new);
     } else {
-      // bf16 keeps 8 mantissa bits: rounding the weights alone moves these small random models'
-      // logits by 1-3% from Hugging Face's fp32 (printed below). The kernels are held to 1e-2
-      // against the fp32 CPU reference run on the same bf16-rounded weights.
-      auto rounded = LoadRoundedCpuModel(dir, dtype);
-      ASSERT_TRUE(rounded.ok()) << rounded.status();
-      std::printf("bf16 vs Hugging Face fp32: relative error %.4f\n", WorstRowRelErr(logits, expected));
-      EXPECT_LE(WorstRowRelErr(logits, PromptLogits(*rounded->engine, prompt)), 1e-2);
-      EXPECT_EQ(GreedyTokens(*model->engine, prompt, 8), GreedyTokens(*rounded->engine, prompt, 8));
+      // bf16 keeps 8 mantissa bits: on these scaled-up random models Hugging Face's own bf16 run
+      // is 1-4% off its fp32 logits and flips greedy tokens at the near-ties these models have
+      // (golden_bf16.json, made by make_bf16_goldens.py). Hold chai's logits to 1e-2 or to
+      // Hugging Face's own bf16 error with a 1.5x margin, whichever is larger; bf16 greedy
+      // tokens are checked on the trained checkpoint (GpuOptTinyDocs) instead.
+      const Json& hf = bf16_golden->Find("cases")->as_array()[case_index];
+      const double hf_err = hf.Find("hf_bf16_logits_rel_err")->as_double();
+      const double err = WorstRowRelErr(logits, expected);
+      std::printf("%s bf16 relative error %.4f (Hugging Face bf16: %.4f)\n", name.c_str(), err, hf_err);
+      EXPECT_LE(err, std::max(1e-2, 1.5 * hf_err));
     }
+    ++case_index;
   }
 }
 
@@ -80,6 +87,35 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, GpuEngine,
                            std::replace(n.begin(), n.end(), '-', '_');
                            return n;
                          });
+
+// A trained model (realistic activations) in half precision: greedy ids of the first 8 tokens
+// identical to Hugging Face fp32, top-20 last-position logits within 1e-2 relative.
+TEST(GpuOptTinyDocs, HalfPrecisionMatchesGolden) {
+  if (!CudaAvailable()) GTEST_SKIP() << "no CUDA device visible";
+  if (!SharedAvailable()) GTEST_SKIP() << "../shared is absent: skipping opt-tiny-docs";
+  const std::string dir = SharedDir() + "/models/opt-tiny-docs";
+  auto golden = ReadJsonFile(dir + "/golden.json");
+  ASSERT_TRUE(golden.ok());
+  for (DType dtype : {DType::kF16, DType::kBF16}) {
+    auto model = LoadTestModel(dir, nullptr, {}, dtype, Device::kCuda);
+    ASSERT_TRUE(model.ok()) << model.status();
+    for (const Json& c : golden->Find("cases")->as_array()) {
+      const std::vector<int32_t> prompt = JsonIds(*c.Find("prompt_ids"));
+      const std::vector<int32_t> greedy = JsonIds(*c.Find("greedy_ids_fp32"));
+      SCOPED_TRACE(::testing::Message() << DTypeName(dtype) << " prompt length " << prompt.size());
+      EXPECT_EQ(GreedyTokens(*model->engine, prompt, 8),
+                std::vector<int32_t>(greedy.begin() + prompt.size(), greedy.begin() + prompt.size() + 8));
+      const auto logits = PromptLogits(*model->engine, prompt);
+      double num = 0, den = 0;
+      for (const Json& pair : c.Find("last_logits_top20_fp32")->as_array()) {
+        const double ref = pair.as_array()[1].as_double();
+        num += std::pow(logits.back()[static_cast<int>(pair.as_array()[0].as_double())] - ref, 2);
+        den += ref * ref;
+      }
+      EXPECT_LE(std::sqrt(num / den), 1e-2);
+    }
+  }
+}
 
 class GpuChai : public ::testing::TestWithParam<std::string> {
  protected:
