@@ -68,6 +68,7 @@ Json ScheduleJson(const CalibrationResult& result, const CalibrationSource& sour
   cal.Set("samples", Json(o.samples));
   cal.Set("cluster", Json(source.cluster_method));
   cal.Set("split", Json("windows 0, 2, 4, ... calibrate (samples, search); windows 1, 3, 5, ... are held out"));
+  cal.Set("first_layer", Json(o.first_layer));
   cal.Set("redundancy_order", Ints(result.order));
   if (result.search) {
     Json s = Json::MakeObject();
@@ -77,7 +78,8 @@ Json ScheduleJson(const CalibrationResult& result, const CalibrationSource& sour
     s.Set("dense_perplexity", Json(result.search->dense_perplexity));
     s.Set("perplexity", Json(result.search->perplexity));
     s.Set("ratio_bound", Json(result.search->ratio_bound));
-    s.Set("confidence_z", Json(o.confidence_z));
+    s.Set("bound", Json("exp(mean + q * sd * sqrt(1/S + 1/M)) of per-window nll differences (schedule_search.h)"));
+    s.Set("q", Json(o.bound_q >= 0 ? o.bound_q : StudentT95(o.search_windows - 1)));
     s.Set("trials", Trials(result.search->trials));
     cal.Set("search", std::move(s));
   }

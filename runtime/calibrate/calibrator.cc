@@ -30,7 +30,14 @@ absl::Status CheckOptions(const CalibrateOptions& o, int max_positions) {
   if (o.search_windows < 1) return absl::InvalidArgumentError("--search-windows must be >= 1");
   if (o.heldout_windows < 0) return absl::InvalidArgumentError("--heldout-windows must be >= 0");
   if (o.batch < 1) return absl::InvalidArgumentError("--batch must be >= 1");
-  if (o.confidence_z < 0) return absl::InvalidArgumentError("--confidence-z must be >= 0");
+  return absl::OkStatus();
+}
+
+absl::Status CheckFirstLayer(const CalibrateOptions& o, int layers) {
+  if (o.first_layer < 0 || o.first_layer >= layers) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--first-layer must be in [0, ", layers - 1, "] (got ", o.first_layer, ")"));
+  }
   return absl::OkStatus();
 }
 
@@ -88,6 +95,7 @@ absl::StatusOr<CalibrationResult> Calibrate(Engine& engine, absl::Span<const int
                                             const CalibrateOptions& options) {
   const ModelConfig& c = engine.config();
   if (auto s = CheckOptions(options, c.max_positions); !s.ok()) return s;
+  if (auto s = CheckFirstLayer(options, c.num_layers); !s.ok()) return s;
   const int64_t n = static_cast<int64_t>(ids.size());
   const int64_t w = options.window;
   std::vector<int64_t> calibration_pool, heldout_pool;
@@ -119,8 +127,8 @@ absl::StatusOr<CalibrationResult> Calibrate(Engine& engine, absl::Span<const int
     result.knee.push_back(KneeOfCurve(result.elbow.back()));
     result.resistance.push_back(ClusteringResistance(result.elbow.back(), options.samples, heads));
   }
-  result.order.resize(c.num_layers);
-  std::iota(result.order.begin(), result.order.end(), 0);
+  result.order.resize(c.num_layers - options.first_layer);
+  std::iota(result.order.begin(), result.order.end(), options.first_layer);
   // Most redundant first; among equals the deeper layer (deep layers share most in the paper).
   std::stable_sort(result.order.begin(), result.order.end(), [&](int a, int b) {
     return result.resistance[a] != result.resistance[b] ? result.resistance[a] < result.resistance[b] : a > b;
@@ -129,7 +137,10 @@ absl::StatusOr<CalibrationResult> Calibrate(Engine& engine, absl::Span<const int
                             absl::StrJoin(result.knee, ","), "; most redundant first: ",
                             absl::StrJoin(result.order, ",")));
 
-  result.schedule = result.knee;
+  // The elbow proposal: each layer at its knee (layers below first_layer dense).
+  std::vector<int> knees = result.knee;
+  for (int l = 0; l < options.first_layer; ++l) knees[l] = heads;
+  result.schedule = knees;
   if (options.budget_percent >= 0) {
     const std::vector<TextWindow> search = WindowsAt(result.search_starts, w);
     for (const TextWindow& x : search) result.search_tokens += x.scored();
@@ -141,8 +152,10 @@ absl::StatusOr<CalibrationResult> Calibrate(Engine& engine, absl::Span<const int
       }
       return scores;
     };
-    auto searched = SearchSchedule(c.num_layers, heads, result.order, options.budget_percent, options.confidence_z,
-                                   evaluate);
+    SearchBound bound;
+    bound.q = options.bound_q;
+    bound.fresh_windows = options.heldout_windows;
+    auto searched = SearchSchedule(c.num_layers, heads, result.order, options.budget_percent, bound, evaluate);
     if (!searched.ok()) return searched.status();
     result.schedule = searched->schedule;
     result.search = std::move(*searched);
@@ -153,7 +166,7 @@ absl::StatusOr<CalibrationResult> Calibrate(Engine& engine, absl::Span<const int
     const std::vector<TextWindow> heldout = WindowsAt(result.heldout_starts, w);
     for (const TextWindow& x : heldout) result.heldout_tokens += x.scored();
     std::vector<std::vector<int>> schedules = {std::vector<int>(c.num_layers, heads), result.schedule};
-    if (result.knee != result.schedule) schedules.push_back(result.knee);
+    if (knees != result.schedule) schedules.push_back(knees);
     for (const std::vector<int>& s : schedules) {
       auto scores = ScoreSchedule(engine, ids, heldout, s, options);
       if (!scores.ok()) return scores.status();

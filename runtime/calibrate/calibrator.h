@@ -32,11 +32,12 @@ namespace chai {
 struct CalibrateOptions {
   int window = 512;
   int samples = 64;          // N: feature samples
-  int search_windows = 8;    // S: perplexity windows of the search
-  int heldout_windows = 8;   // M: verification windows (0: no verification)
+  int search_windows = 16;   // S: perplexity windows of the search
+  int heldout_windows = 16;  // M: verification windows (0: no verification)
   double budget_percent = -1;  // < 0: no search; the schedule is the knees
-  double confidence_z = 1.645;  // the search's upper-bound factor (schedule_search.h)
+  double bound_q = -1;  // the search's bound factor (schedule_search.h); < 0: Student t, 95%
   int batch = 1;             // windows per forward pass
+  int first_layer = 0;       // layers below stay dense (the authors' prune_layer)
   ClusterMethod method = ClusterMethod::kAgglomerative;  // how CHAI clusters (search and affinity)
   RepMethod rep = RepMethod::kLowest;
   uint64_t seed = 0;
@@ -53,7 +54,7 @@ struct ScheduleScore {
 struct CalibrationResult {
   int samples = 0;
   std::vector<std::vector<double>> elbow;  // [layer][k - 1]: summed k-means error
-  std::vector<int> knee;                   // knee k per layer
+  std::vector<int> knee;                   // knee k per layer (of every layer's curve)
   std::vector<double> resistance;          // per layer (elbow.h); low = redundant
   std::vector<int> order;                  // layers, most redundant first
   std::vector<int> schedule;               // the result: the search's, or the knees
@@ -64,7 +65,7 @@ struct CalibrationResult {
   std::vector<int64_t> heldout_starts;     // first token of each held-out window
   HeadAffinity affinity;                   // at `schedule`
   // Held-out verification (empty when heldout_windows == 0): dense first, then `schedule`,
-  // then the knees when they differ from `schedule`.
+  // then the knees (layers below first_layer dense) when they differ from `schedule`.
   std::vector<ScheduleScore> heldout;
   int64_t heldout_tokens = 0;
   int64_t total_tokens = 0;

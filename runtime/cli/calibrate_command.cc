@@ -25,11 +25,12 @@ struct CalibrateFlags {
   std::string data;
   int samples = 64;
   int window = 512;
-  int search_windows = 8;
-  int heldout_windows = 8;
+  int search_windows = 16;
+  int heldout_windows = 16;
   float ppl_budget = -1;
-  float confidence_z = 1.645f;
+  float bound_q = -1;
   int batch = 1;
+  int first_layer = 0;
   std::string out;
   std::string affinity;
   std::string elbow_csv;
@@ -42,14 +43,15 @@ struct CalibrateFlags {
     f->String("data", &data, "calibration text file (tokenized with the model's tokenizer)");
     f->Int("samples", &samples, "N: windows whose first 5 tokens give attention features (default 64)");
     f->Int("window", &window, "tokens per window (default 512)");
-    f->Int("search-windows", &search_windows, "windows scored per candidate in the budget search (default 8)");
+    f->Int("search-windows", &search_windows, "windows scored per candidate in the budget search (default 16)");
     f->Int("heldout-windows", &heldout_windows,
-           "odd windows of the text, never calibrated on, that verify the result (default 8; 0: skip)");
+           "odd windows of the text, never calibrated on, that verify the result (default 16; 0: skip)");
     f->Float("ppl-budget", &ppl_budget, "X: search the schedule whose perplexity stays within X% of dense");
-    f->Float("confidence-z", &confidence_z,
-             "the search accepts a schedule when its perplexity ratio's upper bound mean + z*SE over the search "
-             "windows is within budget (default 1.645, one-sided 95%; 0: the mean alone)");
+    f->Float("bound-q", &bound_q,
+             "the search accepts a schedule when exp(mean + q*sd*sqrt(1/S+1/M)) of the per-window nll increase is "
+             "within budget (default: one-sided 95% Student t; 0: the mean alone)");
     f->Int("batch", &batch, "windows per forward pass (default 1)");
+    f->Int("first-layer", &first_layer, "layers below this one stay dense (the authors' prune_layer; default 0)");
     f->String("out", &out, "schedule JSON to write, e.g. configs/chai/NAME.json");
     f->String("affinity", &affinity, "head affinity JSON to write (default: OUT with .affinity.json)");
     f->String("elbow-csv", &elbow_csv, "elbow curves CSV to write (default: OUT with .elbow.csv)");
@@ -77,6 +79,17 @@ absl::Status Plot(const std::string& csv, const std::string& schedule, const std
   if (std::system(cmd.c_str()) != 0) {
     return absl::InternalError(absl::StrCat("--plot: ", script, " failed (needs python3 with matplotlib: pip install "
                                             "matplotlib); the schedule, affinity and CSV were written"));
+  }
+  return absl::OkStatus();
+}
+
+// Fails before hours of calibration, not after: the folder of every output must exist.
+absl::Status CheckOutputFolder(const std::string& path, const std::string& flag) {
+  if (path.empty()) return absl::OkStatus();
+  const std::filesystem::path parent = std::filesystem::path(path).parent_path();
+  std::error_code ec;
+  if (!parent.empty() && !std::filesystem::is_directory(parent, ec)) {
+    return absl::NotFoundError(absl::StrCat(flag, ": no such directory: ", parent.string()));
   }
   return absl::OkStatus();
 }
@@ -129,6 +142,10 @@ absl::Status RunCalibrate(const std::vector<std::string>& args) {
   if (parser.Seen("ppl-budget") && flags.ppl_budget < 0) {
     return absl::InvalidArgumentError("--ppl-budget must be >= 0 (a percentage)");
   }
+  for (const auto& [path, flag] : {std::pair{flags.out, "--out"}, std::pair{flags.affinity, "--affinity"},
+                                   std::pair{flags.elbow_csv, "--elbow-csv"}, std::pair{flags.plot, "--plot"}}) {
+    if (auto s = CheckOutputFolder(path, flag); !s.ok()) return s;
+  }
   auto text = ReadTextFile(flags.data, "--data");
   if (!text.ok()) return text.status();
   if (flags.model.model.empty()) {
@@ -151,7 +168,9 @@ absl::Status RunCalibrate(const std::vector<std::string>& args) {
   options.heldout_windows = flags.heldout_windows;
   options.budget_percent = parser.Seen("ppl-budget") ? flags.ppl_budget : -1.0;
   options.batch = flags.batch;
-  options.confidence_z = flags.confidence_z;
+  options.first_layer = flags.first_layer;
+  if (parser.Seen("bound-q") && flags.bound_q < 0) return absl::InvalidArgumentError("--bound-q must be >= 0");
+  options.bound_q = parser.Seen("bound-q") ? flags.bound_q : -1.0;
   auto method = ParseClusterMethod(flags.model.chai_cluster);
   if (!method.ok()) return method.status();
   auto rep = ParseRepMethod(flags.model.chai_rep);
