@@ -153,9 +153,12 @@ absl::Status RunCalibrate(const std::vector<std::string>& args) {
   }
   auto config = LoadModelConfig(flags.model.model);
   if (!config.ok()) return config.status();
-  if (flags.window > config->max_positions) {
+  // --max-seq-len may raise a rotary model's limit (LoadModel checks it); checked here too so
+  // that a bad window fails before the text is tokenized and the weights load.
+  const int max_positions = flags.model.max_seq_len > 0 ? flags.model.max_seq_len : config->max_positions;
+  if (flags.window > max_positions) {
     return absl::InvalidArgumentError(absl::StrCat("--window ", flags.window, " exceeds the model's maximum of ",
-                                                   config->max_positions, " positions"));
+                                                   max_positions, " positions"));
   }
   auto tokenizer = LoadModelTokenizer(flags.model.model);
   if (!tokenizer.ok()) return tokenizer.status();

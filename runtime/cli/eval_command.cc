@@ -121,9 +121,12 @@ absl::Status RunEval(const std::vector<std::string>& args) {
   }
   auto config = LoadModelConfig(flags.model.model);
   if (!config.ok()) return config.status();
-  if (text && flags.window > config->max_positions) {
+  // --max-seq-len may raise a rotary model's limit (LoadModel checks it); checked here too so
+  // that a bad window fails before the text is tokenized and the weights load.
+  const int max_positions = flags.model.max_seq_len > 0 ? flags.model.max_seq_len : config->max_positions;
+  if (text && flags.window > max_positions) {
     return absl::InvalidArgumentError(absl::StrCat("--window ", flags.window, " exceeds the model's maximum of ",
-                                                   config->max_positions, " positions"));
+                                                   max_positions, " positions"));
   }
   auto tokenizer = LoadModelTokenizer(flags.model.model);
   if (!tokenizer.ok()) return tokenizer.status();
@@ -144,7 +147,7 @@ absl::Status RunEval(const std::vector<std::string>& args) {
     if (!encoded.ok()) return encoded.status();
     requests = std::move(*encoded);
     int64_t mc_len, mc_choices;
-    ChoiceTaskExtent(requests, config->max_positions, &mc_len, &mc_choices);
+    ChoiceTaskExtent(requests, max_positions, &mc_len, &mc_choices);
     max_len = std::max(max_len, mc_len);
     sequences = std::max(sequences, mc_choices);
   }
