@@ -110,14 +110,34 @@ void SoftmaxRows(Tensor* x) {
   CHAI_DISPATCH(Backend("SoftmaxRows", {x}), SoftmaxRows, x);
 }
 
+void ScatterInt32(const Tensor& indices, const Tensor& values, Tensor* dst) {
+  Expect(indices.dtype() == DType::kI32 && values.dtype() == DType::kI32 && dst->dtype() == DType::kI32 &&
+             indices.numel() == values.numel() && indices.device() == dst->device() &&
+             values.device() == dst->device(),
+         "ScatterInt32", "operands");
+  if (dst->device() == Device::kCpu) {
+    for (int64_t i = 0; i < indices.numel(); ++i) dst->data<int32_t>()[indices.data<int32_t>()[i]] = values.data<int32_t>()[i];
+    return;
+  }
+#ifdef CHAI_WITH_CUDA
+  cuda::ScatterInt32(indices, values, dst);
+#else
+  Fail("ScatterInt32", "this build has no CUDA backend");
+#endif
+}
+
 void PagedAppend(const Tensor& k, const Tensor& v, const PagedKv& kv, const BatchLayout& batch) {
   Expect(k.shape() == v.shape() && k.rank() == 2 && k.dim(1) == int64_t{kv.kv_heads} * kv.pool.dim(2), "PagedAppend",
          "k/v shape");
   Expect(k.dtype() == kv.pool.dtype() && v.dtype() == kv.pool.dtype(), "PagedAppend", "dtype differs from the pool");
   Expect(kv.tables.dtype() == DType::kI32 &&
-             kv.tables.numel() == int64_t{batch.num_seqs} * 2 * kv.kv_heads * kv.max_blocks,
+             kv.tables.numel() % (int64_t{2} * kv.kv_heads * kv.max_blocks) == 0 &&
+             (batch.slots.defined() || kv.tables.numel() >= int64_t{batch.num_seqs} * 2 * kv.kv_heads * kv.max_blocks),
          "PagedAppend", "tables shape");
   const Device device = Backend("PagedAppend", {&k, &v, &kv.pool}, {&kv.tables, &batch.q_start, &batch.seq_lens});
+  Expect(!batch.slots.defined() || (batch.slots.dtype() == DType::kI32 && batch.slots.device() == device &&
+                                    batch.slots.numel() == batch.num_seqs),
+         "PagedAppend", "slots must be int32 [num_seqs] on the op's device");
   CHAI_DISPATCH(device, PagedAppend, k, v, kv, batch);
 }
 
@@ -127,11 +147,15 @@ void PagedAttention(const Tensor& q, const PagedKv& kv, const BatchLayout& batch
   Expect(q.rank() == 2 && q.dim(1) % d == 0 && out->shape() == q.shape(), "PagedAttention", "q/out shape");
   const int64_t heads = q.dim(1) / d;
   Expect(heads % kv.kv_heads == 0, "PagedAttention", "heads not a multiple of kv heads");
-  Expect(score_head.dtype() == DType::kI32 && score_head.numel() == batch.num_seqs * heads, "PagedAttention",
+  Expect(score_head.dtype() == DType::kI32 && score_head.numel() % heads == 0 &&
+             (batch.slots.defined() || score_head.numel() >= batch.num_seqs * heads), "PagedAttention",
          "score_head shape");
   Expect(q.dtype() == kv.pool.dtype(), "PagedAttention", "dtype differs from the pool");
   const Device device =
       Backend("PagedAttention", {&q, &kv.pool, out}, {&score_head, &kv.tables, &batch.q_start, &batch.seq_lens});
+  Expect(!batch.slots.defined() || (batch.slots.dtype() == DType::kI32 && batch.slots.device() == device &&
+                                    batch.slots.numel() == batch.num_seqs),
+         "PagedAttention", "slots must be int32 [num_seqs] on the op's device");
   CHAI_DISPATCH(device, PagedAttention, q, kv, batch, score_head, out);
 }
 

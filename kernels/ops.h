@@ -36,14 +36,18 @@ void Rotary(Tensor* x, const Tensor& positions, int num_heads, int head_dim, flo
 
 void SoftmaxRows(Tensor* x);  // in place over the last dimension
 
-// Writes the step's new K and V rows ([T, kv_heads * d] each) into their blocks: row i of
-// sequence s goes to position seq_lens[s] - n_s + i of every head that has a block there
+// dst[indices[i]] = values[i] for int32 tensors on one device (indices int32, distinct).
+// Small updates of device-resident tables.
+void ScatterInt32(const Tensor& indices, const Tensor& values, Tensor* dst);
+
+// Writes the step's new K and V rows ([T, kv_heads * d] each) into their blocks (tables row
+// batch.slots[s], or s): row i of sequence s goes to position seq_lens[s] - n_s + i of every head that has a block there
 // (absent K blocks, i.e. dropped heads, are skipped).
 void PagedAppend(const Tensor& k, const Tensor& v, const PagedKv& kv, const BatchLayout& batch);
 
 // Causal attention of the step's queries q [T, Hq * d] over the paged cache (which already holds
-// this step's K/V). score_head: int32 [num_seqs, Hq]; head h of sequence s uses the causal
-// softmax of q_{s'} . K_{kv(s')} for s' = score_head[s][h] (its CHAI representative; itself when
+// this step's K/V). score_head: int32 [rows, Hq], indexed like the tables (by batch.slots[s], or
+// by s); head h of sequence s uses the causal softmax of q_{s'} . K_{kv(s')} for s' = score_head[row][h] (its CHAI representative; itself when
 // dense), applied to its own V_{kv(h)}; kv(h) = h / (Hq / kv_heads). Must satisfy
 // score_head[s][s'] == s'. Scores are scaled by 1/sqrt(d). out: [T, Hq * d].
 void PagedAttention(const Tensor& q, const PagedKv& kv, const BatchLayout& batch, const Tensor& score_head,

@@ -16,7 +16,7 @@ namespace chai {
 // One layer's view of the cache for a batch of sequences.
 struct PagedKv {
   Tensor pool;    // [num_blocks, block_size, head_dim], the run dtype, shared by all layers
-  Tensor tables;  // int32 [num_seqs, 2, kv_heads, max_blocks]: block ids of sequence s, side
+  Tensor tables;  // int32 [rows, 2, kv_heads, max_blocks]: block ids of the sequence in row r, side
                   // (0 = K, 1 = V) and KV head g, in position order; -1 where there is no block
                   // (a dropped K head, or past the sequence's length). Row-major, contiguous.
   int block_size = 16;
@@ -30,6 +30,8 @@ struct BatchLayout {
   Tensor q_start;   // [num_seqs + 1]: sequence s owns rows [q_start[s], q_start[s+1])
   Tensor seq_lens;  // [num_seqs]: positions in the cache after this step's append; the n_s new
                     // rows of sequence s sit at positions seq_lens[s] - n_s .. seq_lens[s] - 1
+  Tensor slots;     // [num_seqs] or undefined: the row of sequence s in the block tables and the
+                    // score-head maps (persistent per-sequence rows); undefined means row s
   int num_seqs = 0;
   int max_new_tokens = 0;  // max n_s (1 for a decode step)
   int max_seq_len = 0;     // an upper bound of seq_lens (kernels may use it to size grids)

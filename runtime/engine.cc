@@ -22,13 +22,11 @@ void CheckCollective(const absl::Status& s) {
 
 }  // namespace
 
-// The step's metadata on the engine's device, uploaded once per step.
+// The step's metadata on the engine's device, uploaded once per step; the block tables and
+// score-head maps themselves stay on the device (BlockTables).
 struct Engine::DeviceStep {
   Tensor ids, positions, pos_rows, last_rows;
   BatchLayout batch;
-  Tensor tables;       // [layers, per-layer table]
-  Tensor score_heads;  // [layers, num_seqs * heads]; refreshed per layer while a policy is active
-  int max_blocks = 0;
   std::vector<int64_t> past;
   bool policy_active = false;
 };
@@ -37,7 +35,7 @@ struct Engine::GraphSlot {
   DeviceStep step;  // fixed device buffers the graph reads; refilled before every replay
   Tensor logits;    // [batch, vocab_shard * world], written by the graph
   std::unique_ptr<StepGraph> graph;
-  bool warmed = false;  // the first step of a shape runs eagerly (allocations, plans, NCCL)
+  bool warmed = false;
 };
 
 Engine::Engine(ModelConfig config, ModelWeights weights, Communicator* comm, DType dtype, Device device,
@@ -54,12 +52,18 @@ Engine::Engine(ModelConfig config, ModelWeights weights, Communicator* comm, DTy
                                                            weights_.local_kv_heads, options.block_size);
   }
   pool_ = std::make_unique<KvBlockPool>(blocks, options.block_size, config_.head_dim, dtype_, device_);
+  const int cap = (config_.max_positions + options.block_size - 1) / options.block_size;
+  tables_ = std::make_unique<BlockTables>(options.max_sequences, config_.num_layers, weights_.local_kv_heads,
+                                          weights_.local_heads, cap, device_);
 }
 
 Engine::~Engine() = default;
 
-std::unique_ptr<Sequence> Engine::NewSequence() {
-  return std::make_unique<Sequence>(pool_.get(), config_.num_layers, weights_.local_heads, weights_.local_kv_heads);
+absl::StatusOr<std::unique_ptr<Sequence>> Engine::NewSequence() {
+  auto row = tables_->AcquireRow();
+  if (!row.ok()) return row.status();
+  return std::make_unique<Sequence>(pool_.get(), tables_.get(), *row, config_.num_layers, weights_.local_heads,
+                                    weights_.local_kv_heads);
 }
 
 Tensor Engine::ToDevice(const Tensor& host) const { return device_ == Device::kCpu ? host : host.To(device_); }
@@ -113,25 +117,25 @@ void Engine::AttentionBlock(int layer, absl::Span<StepInput> steps, const Device
   }
   PagedKv kv;
   kv.pool = pool_->storage();
-  kv.tables = step.tables.Rows(layer, layer + 1);
+  kv.tables = tables_->LayerTables(layer);
   kv.block_size = pool_->block_size();
   kv.kv_heads = weights_.local_kv_heads;
-  kv.max_blocks = step.max_blocks;
+  kv.max_blocks = tables_->cap_blocks();
   ops::PagedAppend(k, v, kv, step.batch);
-  Tensor score_head = step.score_heads.Rows(layer, layer + 1);
   if (step.policy_active) {
-    // CHAI may fix membership now (reading this step's K from the cache): refresh this layer.
+    // CHAI may fix membership now (reading this step's K from the cache): push the new maps.
     int64_t row = 0;
     for (size_t s = 0; s < steps.size(); ++s) {
+      Sequence* seq = steps[s].seq;
       const int64_t n = static_cast<int64_t>(steps[s].tokens.size());
-      policy_->BeforeAttention(steps[s].seq, layer, q.Rows(row, row + n), k.Rows(row, row + n), step.past[s]);
+      policy_->BeforeAttention(seq, layer, q.Rows(row, row + n), k.Rows(row, row + n), step.past[s]);
+      tables_->SetScoreHeads(seq->kv.row(), layer, seq->score_head[layer]);
       row += n;
     }
-    Tensor fresh = ScoreHeadTable(steps, config_.num_layers, weights_.local_heads).Rows(layer, layer + 1);
-    CopyTensor(fresh, &score_head);
+    tables_->Flush();
   }
   Tensor attn = NewActivation(T, qw);
-  ops::PagedAttention(q, kv, step.batch, score_head, &attn);
+  ops::PagedAttention(q, kv, step.batch, tables_->LayerScoreHeads(layer), &attn);
   Tensor o = NewActivation(T, config_.hidden_size);
   ops::Linear(attn, L.o_w, L.o_b, &o);
   AllReduce(&o);
@@ -196,7 +200,8 @@ Tensor Engine::HostLogits(const Tensor& logits) const {
   return trimmed;
 }
 
-void Engine::Upload(const StepMetadata& meta, absl::Span<StepInput> steps, DeviceStep* step) const {
+void Engine::Upload(const StepMetadata& meta, absl::Span<StepInput> steps, DeviceStep* step) {
+  tables_->Flush();  // blocks taken by this step's reservations
   // Into existing buffers when the step has them (a recorded graph reads fixed addresses).
   auto put = [&](const Tensor& host, Tensor* dst) {
     if (dst->defined()) {
@@ -211,14 +216,9 @@ void Engine::Upload(const StepMetadata& meta, absl::Span<StepInput> steps, Devic
   put(meta.last_rows, &step->last_rows);
   put(meta.q_start, &step->batch.q_start);
   put(meta.seq_lens, &step->batch.seq_lens);
-  put(meta.tables, &step->tables);
-  put(ScoreHeadTable(steps, config_.num_layers, weights_.local_heads)
-          .Reshape({config_.num_layers, int64_t{meta.num_seqs} * weights_.local_heads}),
-      &step->score_heads);
+  put(meta.slots, &step->batch.slots);
   step->batch.num_seqs = meta.num_seqs;
   step->batch.max_new_tokens = meta.max_new;
-  step->batch.max_seq_len = std::max(step->batch.max_seq_len, meta.max_blocks * pool_->block_size());
-  step->max_blocks = meta.max_blocks;
   step->past = meta.past;
   step->policy_active = false;
   for (const StepInput& s : steps) step->policy_active |= policy_ != nullptr && policy_->Active(*s.seq);
@@ -249,18 +249,18 @@ bool Engine::CanReplay(absl::Span<StepInput> steps, bool all_positions) const {
   return true;
 }
 
-absl::StatusOr<Tensor> Engine::ReplayDecode(absl::Span<StepInput> steps, int bucket) {
-  auto meta = PrepareStep(steps, config_, weights_.local_kv_heads, pool_.get(), bucket);
+absl::StatusOr<Tensor> Engine::ReplayDecode(absl::Span<StepInput> steps) {
+  auto meta = PrepareStep(steps, config_, pool_.get());
   if (!meta.ok()) return meta.status();
-  auto& slot = graphs_[{meta->num_seqs, bucket}];
-  const bool fresh = slot == nullptr;
-  if (fresh) {
+  auto& slot = graphs_[meta->num_seqs];
+  if (slot == nullptr) {
     slot = std::make_unique<GraphSlot>();
     slot->logits = NewActivation(meta->num_seqs, weights_.vocab_shard * comm_->size());
-    slot->step.batch.max_seq_len = bucket * pool_->block_size();  // a fixed bound for the kernels
+    // A fixed bound for the kernels' launch shapes: the longest sequence the tables can hold.
+    slot->step.batch.max_seq_len = tables_->cap_blocks() * pool_->block_size();
   }
   Upload(*meta, steps, &slot->step);
-  if (!slot->warmed) {
+  if (!slot->warmed) {  // the first step of a shape runs eagerly (allocations, plans, scratch)
     RunModel(steps, slot->step, false, &slot->logits);
     slot->warmed = true;
   } else {
@@ -279,16 +279,8 @@ absl::StatusOr<Tensor> Engine::ReplayDecode(absl::Span<StepInput> steps, int buc
 }
 
 absl::StatusOr<Tensor> Engine::Forward(absl::Span<StepInput> steps, bool all_positions) {
-  if (CanReplay(steps, all_positions)) {
-    // Table widths come in powers of two so that one recording serves many steps.
-    int64_t longest = 0;
-    for (const StepInput& s : steps) longest = std::max(longest, s.seq->length() + 1);
-    const int64_t blocks = (longest + pool_->block_size() - 1) / pool_->block_size();
-    int bucket = 1;
-    while (bucket < blocks) bucket *= 2;
-    return ReplayDecode(steps, bucket);
-  }
-  auto meta = PrepareStep(steps, config_, weights_.local_kv_heads, pool_.get());
+  if (CanReplay(steps, all_positions)) return ReplayDecode(steps);
+  auto meta = PrepareStep(steps, config_, pool_.get());
   if (!meta.ok()) return meta.status();
   DeviceStep step;
   Upload(*meta, steps, &step);

@@ -15,6 +15,7 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "parallel/communicator.h"
+#include "runtime/block_tables.h"
 #include "runtime/kv_cache.h"
 #include "runtime/model_config.h"
 #include "runtime/model_weights.h"
@@ -41,6 +42,7 @@ struct EngineOptions {
   int64_t num_blocks = 0;  // KV blocks; 0: enough for `default_sequences` sequences of maximum length
   int block_size = 16;
   int default_sequences = 4;
+  int max_sequences = 64;  // sequences alive at once (rows of the device block tables)
   // Record decode steps (one token per sequence) per batch shape and replay them as CUDA
   // graphs, which removes the launch cost of hundreds of small kernels per step. Only for
   // CUDA engines (on the CPU there is no launch cost to save).
@@ -59,7 +61,8 @@ class Engine {
   const KvBlockPool& kv_pool() const { return *pool_; }
   void set_attention_policy(AttentionPolicy* policy) { policy_ = policy; }
 
-  std::unique_ptr<Sequence> NewSequence();
+  // A new, empty sequence; an error when max_sequences are alive already.
+  absl::StatusOr<std::unique_ptr<Sequence>> NewSequence();
 
   // Runs the new tokens of every step through the model, appending to each cache. Returns host
   // fp32 logits: [sum of new tokens, vocab] when all_positions, else [steps, vocab] for the
@@ -70,10 +73,10 @@ class Engine {
  private:
   struct DeviceStep;  // the step's metadata on the engine's device
   struct GraphSlot;   // a recorded decode step for one batch shape
-  void Upload(const StepMetadata& meta, absl::Span<StepInput> steps, DeviceStep* step) const;
+  void Upload(const StepMetadata& meta, absl::Span<StepInput> steps, DeviceStep* step);
   // Embedding, layers and LM head; writes [rows, vocab_shard * world] logits into *logits.
   void RunModel(absl::Span<StepInput> steps, const DeviceStep& step, bool all_positions, Tensor* logits);
-  absl::StatusOr<Tensor> ReplayDecode(absl::Span<StepInput> steps, int bucket);
+  absl::StatusOr<Tensor> ReplayDecode(absl::Span<StepInput> steps);
   bool CanReplay(absl::Span<StepInput> steps, bool all_positions) const;
   Tensor HostLogits(const Tensor& logits) const;
   Tensor Embed(const DeviceStep& step);
@@ -91,8 +94,9 @@ class Engine {
   DType dtype_;
   Device device_;
   std::unique_ptr<KvBlockPool> pool_;
+  std::unique_ptr<BlockTables> tables_;
   bool capture_decode_;
-  std::map<std::pair<int, int>, std::unique_ptr<GraphSlot>> graphs_;  // (batch, table blocks)
+  std::map<int, std::unique_ptr<GraphSlot>> graphs_;  // by batch size
   AttentionPolicy* policy_ = nullptr;
 };
 

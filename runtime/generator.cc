@@ -31,7 +31,9 @@ absl::StatusOr<GenerateResult> Generate(Engine& engine, const std::vector<std::v
     SamplingParams sp = options.sampling;
     sp.seed += i;  // independent streams per sequence, reproducible
     samplers.emplace_back(sp);
-    result.sequences.push_back(engine.NewSequence());
+    auto seq = engine.NewSequence();
+    if (!seq.ok()) return seq.status();
+    result.sequences.push_back(std::move(*seq));
     if (options.chai != nullptr) options.chai->Enable(result.sequences.back().get());
     steps.push_back({result.sequences.back().get(), prompts[i]});
   }

@@ -36,12 +36,15 @@ int64_t BlocksForSequence(int64_t length, int layers, int kv_heads, int block_si
   return (length + block_size - 1) / block_size * layers * kv_heads * 2;
 }
 
-SequenceKvCache::SequenceKvCache(KvBlockPool* pool, int layers, int kv_heads)
-    : pool_(pool), layers_(layers), kv_heads_(kv_heads), blocks_(static_cast<size_t>(layers) * 2 * kv_heads),
+SequenceKvCache::SequenceKvCache(KvBlockPool* pool, BlockTables* tables, int row, int layers, int kv_heads)
+    : pool_(pool), tables_(tables), row_(row), layers_(layers), kv_heads_(kv_heads), blocks_(static_cast<size_t>(layers) * 2 * kv_heads),
       dropped_k_(static_cast<size_t>(layers) * kv_heads, false) {}
 
 SequenceKvCache::~SequenceKvCache() {
   for (const auto& b : blocks_) pool_->Free(b);
+  // Stale entries of the row are harmless: kernels read only positions below a sequence's
+  // length, the next owner overwrites them as it grows, and a dropped head is cleared whole.
+  tables_->ReleaseRow(row_);
 }
 
 int64_t SequenceKvCache::BlocksNeededFor(int64_t new_length) const {
@@ -57,6 +60,10 @@ int64_t SequenceKvCache::BlocksNeededFor(int64_t new_length) const {
 }
 
 absl::Status SequenceKvCache::Reserve(int64_t new_length) {
+  if ((new_length + pool_->block_size() - 1) / pool_->block_size() > tables_->cap_blocks()) {
+    return absl::OutOfRangeError(absl::StrCat("sequence length ", new_length, " exceeds the block tables' capacity of ",
+                                              int64_t{tables_->cap_blocks()} * pool_->block_size(), " positions"));
+  }
   const int64_t needed = BlocksNeededFor(new_length);
   if (needed == 0) return absl::OkStatus();
   std::vector<int32_t> fresh;
@@ -68,7 +75,10 @@ absl::Status SequenceKvCache::Reserve(int64_t new_length) {
       for (int h = 0; h < kv_heads_; ++h) {
         if (side == kKey && dropped_k_[l * kv_heads_ + h]) continue;
         auto& list = blocks_[Index(l, Side(side), h)];
-        while (static_cast<int64_t>(list.size()) < per_head) list.push_back(fresh[next++]);
+        while (static_cast<int64_t>(list.size()) < per_head) {
+          tables_->SetBlock(row_, l, side, h, static_cast<int>(list.size()), fresh[next]);
+          list.push_back(fresh[next++]);
+        }
       }
   return absl::OkStatus();
 }
@@ -78,6 +88,7 @@ void SequenceKvCache::DropK(int layer, int kv_head) {
   pool_->Free(list);
   list.clear();
   dropped_k_[layer * kv_heads_ + kv_head] = true;
+  tables_->ClearHead(row_, layer, kKey, kv_head);
 }
 
 Tensor SequenceKvCache::Row(int layer, Side side, int head, int64_t position) const {

@@ -12,6 +12,7 @@
 
 #include "absl/status/status.h"
 #include "kernels/tensor.h"
+#include "runtime/block_tables.h"
 
 namespace chai {
 
@@ -45,12 +46,14 @@ class SequenceKvCache {
  public:
   enum Side { kKey = 0, kValue = 1 };
 
-  SequenceKvCache(KvBlockPool* pool, int layers, int kv_heads);
-  ~SequenceKvCache();  // returns every block to the pool
+  // `row` is the sequence's row in `tables`, which mirrors every block this cache takes.
+  SequenceKvCache(KvBlockPool* pool, BlockTables* tables, int row, int layers, int kv_heads);
+  ~SequenceKvCache();  // returns every block to the pool and the row to the tables
   SequenceKvCache(const SequenceKvCache&) = delete;
   SequenceKvCache& operator=(const SequenceKvCache&) = delete;
 
   int64_t length() const { return length_; }
+  int row() const { return row_; }
   int layers() const { return layers_; }
   int kv_heads() const { return kv_heads_; }
   // Ensures every stored head has blocks for `new_length` positions.
@@ -76,6 +79,8 @@ class SequenceKvCache {
     return (static_cast<size_t>(layer) * 2 + side) * kv_heads_ + head;
   }
   KvBlockPool* pool_;
+  BlockTables* tables_;
+  int row_;
   int layers_, kv_heads_;
   int64_t length_ = 0;
   std::vector<std::vector<int32_t>> blocks_;  // [layer][side][head] -> block ids

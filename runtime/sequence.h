@@ -14,8 +14,8 @@
 namespace chai {
 
 struct Sequence {
-  Sequence(KvBlockPool* pool, int layers, int local_heads, int local_kv_heads)
-      : kv(pool, layers, local_kv_heads),
+  Sequence(KvBlockPool* pool, BlockTables* tables, int row, int layers, int local_heads, int local_kv_heads)
+      : kv(pool, tables, row, layers, local_kv_heads),
         score_head(layers, std::vector<int>(local_heads)) {
     for (auto& layer : score_head)
       for (int h = 0; h < local_heads; ++h) layer[h] = h;

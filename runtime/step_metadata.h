@@ -26,20 +26,15 @@ struct StepMetadata {
   Tensor last_rows;                 // [num_seqs]: the row of each sequence's last new token
   Tensor q_start;                   // [num_seqs + 1]
   Tensor seq_lens;                  // [num_seqs], after this step
-  Tensor tables;                    // [layers, num_seqs * 2 * kv_heads * max_blocks]
+  Tensor slots;                     // [num_seqs]: each sequence's row in the block tables
   std::vector<int64_t> past;        // positions before this step, per sequence
-  int num_seqs = 0, max_new = 0, max_len = 0, max_blocks = 0;
+  int num_seqs = 0, max_new = 0, max_len = 0;
 };
 
-// Validates the step (token ids, lengths), reserves the KV blocks it needs (all or nothing)
-// and describes it. Errors leave every sequence untouched.
-// `table_blocks` widens the block tables to at least that many blocks per head (a recorded
-// decode step reads tables of a fixed width).
-absl::StatusOr<StepMetadata> PrepareStep(absl::Span<StepInput> steps, const ModelConfig& config, int kv_heads,
-                                         KvBlockPool* pool, int table_blocks = 0);
-
-// [layers, num_seqs, heads] int32: each sequence's current score-head map per layer.
-Tensor ScoreHeadTable(absl::Span<StepInput> steps, int layers, int heads);
+// Validates the step (token ids, lengths), reserves the KV blocks it needs (all or nothing;
+// the block tables learn of new blocks as they are taken) and describes it. Errors leave every
+// sequence untouched.
+absl::StatusOr<StepMetadata> PrepareStep(absl::Span<StepInput> steps, const ModelConfig& config, KvBlockPool* pool);
 
 }  // namespace chai
 

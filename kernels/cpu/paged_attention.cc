@@ -14,10 +14,12 @@ namespace {
 // Position `pos` of (sequence s, side, head g) in the pool, or nullptr without a block.
 struct CacheIndex {
   const PagedKv& kv;
+  const BatchLayout& batch;
   float* pool;
   int64_t d;
+  int64_t Row(int s) const { return batch.slots.defined() ? batch.slots.data<int32_t>()[s] : s; }
   float* At(int s, int side, int g, int64_t pos) const {
-    const int32_t* table = kv.tables.data<int32_t>() + ((int64_t(s) * 2 + side) * kv.kv_heads + g) * kv.max_blocks;
+    const int32_t* table = kv.tables.data<int32_t>() + ((Row(s) * 2 + side) * kv.kv_heads + g) * kv.max_blocks;
     const int32_t block = table[pos / kv.block_size];
     if (block < 0) return nullptr;
     return pool + (int64_t(block) * kv.block_size + pos % kv.block_size) * d;
@@ -28,7 +30,7 @@ struct CacheIndex {
 
 void PagedAppend(const Tensor& k, const Tensor& v, const PagedKv& kv, const BatchLayout& batch) {
   const int64_t d = kv.pool.dim(2), width = int64_t{kv.kv_heads} * d;
-  const CacheIndex index{kv, kv.pool.data<float>(), d};
+  const CacheIndex index{kv, batch, kv.pool.data<float>(), d};
   const int32_t* q_start = batch.q_start.data<int32_t>();
   const int32_t* lens = batch.seq_lens.data<int32_t>();
   for (int s = 0; s < batch.num_seqs; ++s) {
@@ -47,7 +49,7 @@ void PagedAttention(const Tensor& q, const PagedKv& kv, const BatchLayout& batch
                     Tensor* out) {
   const int64_t d = kv.pool.dim(2), q_width = q.dim(1);
   const int heads = static_cast<int>(q_width / d), group = heads / kv.kv_heads;
-  const CacheIndex index{kv, kv.pool.data<float>(), d};
+  const CacheIndex index{kv, batch, kv.pool.data<float>(), d};
   const int32_t* q_start = batch.q_start.data<int32_t>();
   const int32_t* lens = batch.seq_lens.data<int32_t>();
   const int32_t* map = score_head.data<int32_t>();
@@ -63,7 +65,7 @@ void PagedAttention(const Tensor& q, const PagedKv& kv, const BatchLayout& batch
   for (int s = 0; s < batch.num_seqs; ++s)
     for (int64_t row = q_start[s]; row < q_start[s + 1]; ++row)
       for (int h = 0; h < heads; ++h)
-        if (map[s * heads + h] == h) tasks.push_back({s, row, h});
+        if (map[index.Row(s) * heads + h] == h) tasks.push_back({s, row, h});
 
   ParallelFor(static_cast<int64_t>(tasks.size()), 1, [&](int64_t begin, int64_t end) {
     std::vector<float> probs;
@@ -83,7 +85,7 @@ void PagedAttention(const Tensor& q, const PagedKv& kv, const BatchLayout& batch
       const float inv = static_cast<float>(1.0 / sum);
       for (int64_t j = 0; j < visible; ++j) probs[j] *= inv;
       for (int h = 0; h < heads; ++h) {
-        if (map[s * heads + h] != r) continue;
+        if (map[index.Row(s) * heads + h] != r) continue;
         float* o = out->data<float>() + row * q_width + h * d;
         std::fill(o, o + d, 0.f);
         for (int64_t j = 0; j < visible; ++j) {

@@ -23,6 +23,7 @@ void Add(const Tensor& a, const Tensor& b, Tensor* out);
 void Embedding(const Tensor& table, const Tensor& ids, int64_t row_begin, Tensor* out);
 void Rotary(Tensor* x, const Tensor& positions, int num_heads, int head_dim, float theta);
 void SoftmaxRows(Tensor* x);
+void ScatterInt32(const Tensor& indices, const Tensor& values, Tensor* dst);
 void PagedAppend(const Tensor& k, const Tensor& v, const PagedKv& kv, const BatchLayout& batch);
 void PagedAttention(const Tensor& q, const PagedKv& kv, const BatchLayout& batch, const Tensor& score_head,
                     Tensor* out);

@@ -14,7 +14,8 @@ template <typename U>  // the copy unit: uint4, uint2, uint32_t or uint16_t
 __global__ void __launch_bounds__(128)
     PagedAppendKernel(const U* __restrict__ k, const U* __restrict__ v, U* __restrict__ pool,
                       const int32_t* __restrict__ tables, const int32_t* __restrict__ q_start,
-                      const int32_t* __restrict__ seq_lens, int num_seqs, int kv_heads, int units_per_head,
+                      const int32_t* __restrict__ seq_lens, const int32_t* __restrict__ slots, int num_seqs,
+                      int kv_heads, int units_per_head,
                       int block_size, int max_blocks) {
   const int t = blockIdx.x;
   // The last sequence whose first row is <= t (empty sequences share their start with the next).
@@ -32,13 +33,14 @@ __global__ void __launch_bounds__(128)
   const int pos = seq_lens[s] - n + (t - first);
   if (pos < 0 || pos / block_size >= max_blocks) return;
   const int b = pos / block_size, in_block = pos % block_size;
+  const int64_t row = slots != nullptr ? slots[s] : s;  // the sequence's table row
   const int per_side = kv_heads * units_per_head;
   const U* k_row = k + int64_t{t} * per_side;
   const U* v_row = v + int64_t{t} * per_side;
   for (int idx = threadIdx.x; idx < 2 * per_side; idx += blockDim.x) {
     const int side = idx >= per_side, rem = idx - side * per_side;
     const int g = rem / units_per_head, u = rem - g * units_per_head;
-    const int32_t block = tables[((int64_t{s} * 2 + side) * kv_heads + g) * max_blocks + b];
+    const int32_t block = tables[((row * 2 + side) * kv_heads + g) * max_blocks + b];
     if (block < 0) continue;
     pool[(int64_t{block} * block_size + in_block) * units_per_head + u] = side ? v_row[rem] : k_row[rem];
   }
@@ -51,7 +53,8 @@ void Launch(const Tensor& k, const Tensor& v, const PagedKv& kv, const BatchLayo
   const int threads = RowThreads(int64_t{2} * kv.kv_heads * units, 128);
   PagedAppendKernel<U><<<rows, threads, 0, CurrentStream()>>>(
       static_cast<const U*>(k.raw()), static_cast<const U*>(v.raw()), static_cast<U*>(kv.pool.raw()),
-      kv.tables.data<int32_t>(), batch.q_start.data<int32_t>(), batch.seq_lens.data<int32_t>(), batch.num_seqs,
+      kv.tables.data<int32_t>(), batch.q_start.data<int32_t>(), batch.seq_lens.data<int32_t>(),
+      batch.slots.defined() ? batch.slots.data<int32_t>() : nullptr, batch.num_seqs,
       kv.kv_heads, units, kv.block_size, kv.max_blocks);
   CHAI_CUDA_CHECK_LAUNCH();
 }

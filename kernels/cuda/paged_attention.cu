@@ -92,8 +92,10 @@ void PagedAttention(const Tensor& q, const PagedKv& kv, const BatchLayout& batch
   }
   if (kv.tables.dtype() != DType::kI32 || batch.q_start.dtype() != DType::kI32 ||
       batch.seq_lens.dtype() != DType::kI32 || score_head.dtype() != DType::kI32 ||
-      score_head.numel() != int64_t{batch.num_seqs} * heads) {
-    Fail("index tensors must be int32 (score_head [num_seqs, heads])");
+      score_head.numel() % heads != 0 ||
+      (batch.slots.defined() ? batch.slots.dtype() != DType::kI32 || batch.slots.device() != Device::kCuda
+                             : score_head.numel() < int64_t{batch.num_seqs} * heads)) {
+    Fail("index tensors must be int32 (score_head [rows, heads], slots on the GPU)");
   }
   if (q.device() != Device::kCuda || out->device() != Device::kCuda || kv.pool.device() != Device::kCuda ||
       kv.tables.device() != Device::kCuda || batch.q_start.device() != Device::kCuda ||
@@ -109,6 +111,7 @@ void PagedAttention(const Tensor& q, const PagedKv& kv, const BatchLayout& batch
   p.q_start = batch.q_start.data<int32_t>();
   p.seq_lens = batch.seq_lens.data<int32_t>();
   p.score_head = score_head.data<int32_t>();
+  p.slots = batch.slots.defined() ? batch.slots.data<int32_t>() : nullptr;
   p.num_seqs = batch.num_seqs;
   p.heads = heads;
   p.kv_heads = kv.kv_heads;

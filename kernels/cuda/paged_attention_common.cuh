@@ -34,10 +34,11 @@ struct Params {
   const void* q;              // [T, heads * head_dim]
   void* out;                  // [T, heads * head_dim]
   const void* pool;           // [num_blocks, block_size, head_dim]
-  const int32_t* tables;      // [num_seqs, 2, kv_heads, max_blocks]
+  const int32_t* tables;      // [rows, 2, kv_heads, max_blocks]
   const int32_t* q_start;     // [num_seqs + 1]
   const int32_t* seq_lens;    // [num_seqs]
-  const int32_t* score_head;  // [num_seqs, heads]
+  const int32_t* score_head;  // [rows, heads]
+  const int32_t* slots;       // [num_seqs]: the tables/score_head row of each sequence; null: row s
   float2* part_ml;            // decode partials: [num_seqs, heads, max_splits] (max, sum)
   float* part_acc;            // decode partials: [num_seqs, heads, max_splits, head_dim]
   int* counters;              // decode: finished chunks per slot; zero between calls

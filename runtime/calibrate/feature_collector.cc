@@ -50,11 +50,17 @@ absl::StatusOr<LayerSampleFeatures> CollectFeatures(Engine& engine, absl::Span<c
     std::vector<Sequence*> seqs;
     std::vector<StepInput> steps;
     for (int i = first; i < last; ++i) {
-      owned.push_back(engine.NewSequence());
+      auto seq = engine.NewSequence();
+      if (!seq.ok()) {
+        status = seq.status();
+        break;
+      }
+      owned.push_back(std::move(*seq));
       seqs.push_back(owned.back().get());
       steps.push_back({seqs.back(), std::vector<int32_t>(ids.begin() + starts[i],
                                                          ids.begin() + starts[i] + kChaiFeatureTokens)});
     }
+    if (!status.ok()) break;
     collector.Track(seqs, first);
     status = engine.Forward(absl::MakeSpan(steps), /*all_positions=*/false).status();
   }

@@ -50,7 +50,9 @@ absl::StatusOr<MultipleChoiceResult> EvaluateMultipleChoice(Engine& engine, cons
       std::vector<int32_t> input = r.context;
       input.insert(input.end(), r.continuation.begin(), r.continuation.end() - 1);
       if (static_cast<int64_t>(input.size()) > max_positions) input.erase(input.begin(), input.end() - max_positions);
-      seqs.push_back(engine.NewSequence());
+      auto seq = engine.NewSequence();
+      if (!seq.ok()) return seq.status();
+      seqs.push_back(std::move(*seq));
       if (options.chai != nullptr) options.chai->Enable(seqs.back().get());
       steps.push_back({seqs.back().get(), std::move(input)});
       targets.push_back(r.continuation);

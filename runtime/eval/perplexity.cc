@@ -28,7 +28,9 @@ absl::StatusOr<PerplexityResult> EvaluatePerplexity(Engine& engine, absl::Span<c
     std::vector<std::unique_ptr<Sequence>> seqs;
     std::vector<StepInput> steps;
     for (int i = first; i < last; ++i) {
-      seqs.push_back(engine.NewSequence());
+      auto seq = engine.NewSequence();
+      if (!seq.ok()) return seq.status();
+      seqs.push_back(std::move(*seq));
       if (options.chai != nullptr) options.chai->Enable(seqs.back().get());
       const TextWindow& w = windows[i];
       steps.push_back({seqs.back().get(), std::vector<int32_t>(ids.begin() + w.begin, ids.begin() + w.end)});

@@ -66,7 +66,7 @@ absl::StatusOr<TestModel> LoadRoundedCpuModel(const std::string& dir, DType dtyp
 }
 
 std::vector<std::vector<float>> PromptLogits(Engine& engine, const std::vector<int32_t>& prompt) {
-  auto seq = engine.NewSequence();
+  auto seq = *engine.NewSequence();
   std::vector<StepInput> steps = {{seq.get(), prompt}};
   auto logits = engine.Forward(absl::MakeSpan(steps), true);
   std::vector<std::vector<float>> rows;

@@ -37,7 +37,7 @@ void ExpectCollectorMatchesPolicy(const std::string& fixture, const std::vector<
       std::vector<int> one_layer(model->config.num_layers, heads);
       one_layer[l] = clusters[l];
       auto policy = AttachChai(*model, one_layer);
-      auto seq = model->engine->NewSequence();
+      auto seq = *model->engine->NewSequence();
       policy->Enable(seq.get());
       std::vector<StepInput> steps = {
           {seq.get(), std::vector<int32_t>(ids.begin() + starts[s], ids.begin() + starts[s] + 5)}};

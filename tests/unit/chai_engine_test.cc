@@ -75,7 +75,7 @@ TEST(Chai, ShortPromptClustersAtTheFifthToken) {
   auto model = LoadTestModel(FixtureDir("opt-preln"));
   ASSERT_TRUE(model.ok());
   auto policy = AttachChai(*model, {4, 1});
-  auto seq = model->engine->NewSequence();
+  auto seq = *model->engine->NewSequence();
   policy->Enable(seq.get());
   const int64_t full_k = seq->kv.KBytesPerToken();
   std::vector<int32_t> tokens = {7, 8, 9};
@@ -107,7 +107,7 @@ TEST(Chai, MixedBatchEqualsSoloRuns) {
     std::vector<std::vector<float>> last_logits(prompts.size());
     std::vector<std::vector<int32_t>> tokens(prompts.size());
     for (size_t i : which) {
-      seqs.push_back(model->engine->NewSequence());
+      seqs.push_back(*model->engine->NewSequence());
       if (use_chai[i]) policy->Enable(seqs.back().get());
       tokens[i] = prompts[i];
     }

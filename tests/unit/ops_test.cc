@@ -204,7 +204,12 @@ TEST(Ops, PagedAppendAndAttention) {
           V[s][g][pos * d + c] = v.data<float>()[row * kv_heads * d + g * d + c];
         }
   PagedKv kv{pool, tables, bs, kv_heads, max_blocks};
-  BatchLayout batch{Tensor::FromInts(q_start, {3}), Tensor::FromInts({5, 21}, {2}), 2, 5, 21};
+  BatchLayout batch;
+  batch.q_start = Tensor::FromInts(q_start, {3});
+  batch.seq_lens = Tensor::FromInts({5, 21}, {2});
+  batch.num_seqs = 2;
+  batch.max_new_tokens = 5;
+  batch.max_seq_len = 21;
   ops::PagedAppend(k, v, kv, batch);
   std::vector<int32_t> flat_map;
   for (const auto& m : maps) flat_map.insert(flat_map.end(), m.begin(), m.end());

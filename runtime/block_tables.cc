@@ -1,0 +1,86 @@
+#include "runtime/block_tables.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "kernels/ops.h"
+
+namespace chai {
+
+BlockTables::BlockTables(int max_rows, int layers, int kv_heads, int heads, int cap_blocks, Device device)
+    : max_rows_(max_rows), layers_(layers), kv_heads_(kv_heads), heads_(heads), cap_(cap_blocks), device_(device) {
+  const int64_t per_layer_tables = int64_t{max_rows} * 2 * kv_heads * cap_blocks;
+  tables_ = Tensor::Empty({layers, per_layer_tables}, DType::kI32, device);
+  score_heads_ = Tensor::Empty({layers, int64_t{max_rows} * heads}, DType::kI32, device);
+  // Fresh tables say "no block" everywhere; rows are reset to identity maps when acquired.
+  Tensor minus_one = Tensor::Empty(tables_.shape(), DType::kI32);
+  std::fill(minus_one.data<int32_t>(), minus_one.data<int32_t>() + minus_one.numel(), -1);
+  if (device == Device::kCpu) {
+    tables_ = minus_one;
+  } else {
+    CopyTensor(minus_one, &tables_);
+    host_tables_.assign(minus_one.data<int32_t>(), minus_one.data<int32_t>() + minus_one.numel());
+    host_score_heads_.assign(score_heads_.numel(), 0);
+  }
+  for (int r = max_rows - 1; r >= 0; --r) free_rows_.push_back(r);
+}
+
+absl::StatusOr<int> BlockTables::AcquireRow() {
+  if (free_rows_.empty()) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("too many sequences at once: the engine holds at most ", max_rows_));
+  }
+  const int row = free_rows_.back();
+  free_rows_.pop_back();
+  for (int l = 0; l < layers_; ++l) {
+    std::vector<int> identity(heads_);
+    for (int h = 0; h < heads_; ++h) identity[h] = h;
+    SetScoreHeads(row, l, identity);
+  }
+  return row;
+}
+
+void BlockTables::ReleaseRow(int row) { free_rows_.push_back(row); }
+
+void BlockTables::Put(Tensor* device, std::vector<int32_t>* host, int64_t index, int32_t value) {
+  if (device_ == Device::kCpu) {
+    device->data<int32_t>()[index] = value;
+    return;
+  }
+  if ((*host)[index] == value) return;
+  (*host)[index] = value;
+  const bool tables = device == &tables_;
+  (tables ? pending_table_idx_ : pending_head_idx_).push_back(static_cast<int32_t>(index));
+  (tables ? pending_table_val_ : pending_head_val_).push_back(value);
+}
+
+void BlockTables::SetBlock(int row, int layer, int side, int head, int index, int32_t block) {
+  const int64_t at = int64_t{layer} * max_rows_ * 2 * kv_heads_ * cap_ +
+                     ((int64_t{row} * 2 + side) * kv_heads_ + head) * cap_ + index;
+  Put(&tables_, &host_tables_, at, block);
+}
+
+void BlockTables::ClearHead(int row, int layer, int side, int head) {
+  for (int b = 0; b < cap_; ++b) SetBlock(row, layer, side, head, b, -1);
+}
+
+void BlockTables::SetScoreHeads(int row, int layer, const std::vector<int>& map) {
+  const int64_t base = int64_t{layer} * max_rows_ * heads_ + int64_t{row} * heads_;
+  for (int h = 0; h < heads_; ++h) Put(&score_heads_, &host_score_heads_, base + h, map[h]);
+}
+
+void BlockTables::Flush() {
+  auto push = [](Tensor* dst, std::vector<int32_t>* idx, std::vector<int32_t>* val) {
+    if (idx->empty()) return;
+    const int64_t n = static_cast<int64_t>(idx->size());
+    Tensor flat = dst->Reshape({dst->numel()});
+    ops::ScatterInt32(Tensor::FromInts(*idx, {n}).To(dst->device()), Tensor::FromInts(*val, {n}).To(dst->device()),
+                      &flat);
+    idx->clear();
+    val->clear();
+  };
+  push(&tables_, &pending_table_idx_, &pending_table_val_);
+  push(&score_heads_, &pending_head_idx_, &pending_head_val_);
+}
+
+}  // namespace chai
