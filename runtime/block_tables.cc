@@ -22,7 +22,9 @@ BlockTables::BlockTables(int max_rows, int layers, int kv_heads, int heads, int 
     host_tables_.assign(minus_one.data<int32_t>(), minus_one.data<int32_t>() + minus_one.numel());
     host_score_heads_.assign(score_heads_.numel(), 0);
   }
-  for (int r = max_rows - 1; r >= 0; --r) free_rows_.push_back(r);
+  // The highest row is handed out first, so that a sequence's row differs from its place in a
+  // batch even in small runs (kernels must index tables by row; tests then catch it).
+  for (int r = 0; r < max_rows; ++r) free_rows_.push_back(r);
 }
 
 absl::StatusOr<int> BlockTables::AcquireRow() {
