@@ -1,5 +1,8 @@
-// fp16 Linear (cuBLASLt through ops::Linear) at the LLaMA-7B projection shapes, next to the
-// device's measured copy bandwidth, which is the floor for the memory-bound decode GEMMs.
+// fp16 Linear (through ops::Linear) at the LLaMA-7B projection shapes, next to the device's
+// measured copy bandwidth, which is the floor for the memory-bound decode GEMMs; then, for the
+// decode shapes at T = 1, 4, 8 in fp16 and bf16, cuBLASLt (cuda::LinearCublasLt) next to the
+// GEMV kernel (cuda::Gemv, which ops::Linear uses for T <= 8), each called directly, and a sweep
+// of the GEMV's launch configurations (fp16).
 //
 //   gemm_bench [samples=20]
 //
@@ -8,9 +11,12 @@
 // table reports the median time per call. Inputs are random (never zeros). Bytes count every
 // operand read once and the output written once; copy bandwidth counts read + write.
 #include <algorithm>
+#include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "kernels/device_memory.h"
@@ -21,6 +27,7 @@
 #include <cuda_runtime.h>
 
 #include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/internal.h"
 
 namespace chai {
 namespace {
@@ -83,6 +90,117 @@ struct Shape {
   int64_t t, k, n;
 };
 
+// Host fp32 draws, uniform with standard deviation `scale` (a fast generator: the decode weights
+// have up to 131M elements per copy), cast to `dtype` and copied to the device.
+Tensor FastRandom(std::vector<int64_t> shape, DType dtype, float scale, uint64_t& state) {
+  Tensor host = Tensor::Empty(shape, DType::kF32);
+  float* v = host.data<float>();
+  const float half_width = scale * 1.7320508f;
+  for (int64_t i = 0; i < host.numel(); ++i) {
+    state ^= state << 13, state ^= state >> 7, state ^= state << 17;
+    v[i] = (static_cast<float>(state >> 40) * (2.f / 16777216.f) - 1.f) * half_width;
+  }
+  return host.Cast(dtype).To(Device::kCuda);
+}
+
+double RelErr(const Tensor& out, const Tensor& ref) {
+  const std::vector<float> o = out.ToFloats(), r = ref.ToFloats();
+  double num = 0, den = 0;
+  for (size_t i = 0; i < r.size(); ++i) {
+    if (!std::isfinite(o[i])) return INFINITY;
+    num += (double(o[i]) - r[i]) * (double(o[i]) - r[i]);
+    den += double(r[i]) * r[i];
+  }
+  return std::sqrt(num / std::max(den, 1e-30));
+}
+
+struct DecodeShape {
+  const char* name;
+  int64_t k, n;
+};
+
+struct DecodeRow {
+  std::string label;
+  double lt_us, lt_gbs, gemv_us, gemv_gbs, err;
+};
+
+// cuBLASLt vs the GEMV at the LLaMA-7B decode shapes. Weights rotate over copies past 4x L2
+// (as above); x and out are per copy too. The table ends the output.
+void DecodeTables(int samples, double copy_gbs, int l2_bytes) {
+  const DecodeShape shapes[] = {
+      {"qkvo 4096->4096", 4096, 4096},
+      {"gate/up 4096->11008", 4096, 11008},
+      {"down 11008->4096", 11008, 4096},
+      {"lm_head 4096->32000", 4096, 32000},
+  };
+  const int64_t token_counts[] = {1, 4, 8};
+  const int variants = cuda::GemvNumVariants();
+  uint64_t state = 0x2545F4914F6CDD1Dull;
+  std::vector<DecodeRow> rows;
+  std::vector<std::string> sweep;  // fp16 rows of the variant sweep
+
+  for (DType dtype : {DType::kF16, DType::kBF16}) {
+    for (const DecodeShape& s : shapes) {
+      const double weight_bytes = 2.0 * s.n * s.k;
+      const int copies = std::max(2, static_cast<int>(4.0 * l2_bytes / weight_bytes) + 1);
+      std::vector<Tensor> weights;
+      for (int c = 0; c < copies; ++c) weights.push_back(FastRandom({s.n, s.k}, dtype, 1.f / 64, state));
+      for (int64_t t : token_counts) {
+        std::vector<Tensor> xs, lt_outs, gemv_outs;
+        for (int c = 0; c < copies; ++c) {
+          xs.push_back(FastRandom({t, s.k}, dtype, 1.f, state));
+          lt_outs.push_back(Tensor::Empty({t, s.n}, dtype, Device::kCuda));
+          gemv_outs.push_back(Tensor::Empty({t, s.n}, dtype, Device::kCuda));
+        }
+        const double bytes = 2.0 * (t * s.k + s.n * s.k + t * s.n);
+        auto time_us = [&](auto&& call) { return MedianMs(samples, 3, [&] { for (int c = 0; c < copies; ++c) call(c); }) / copies * 1e3; };
+        const double lt_us =
+            time_us([&](int c) { cuda::LinearCublasLt(xs[c], weights[c], Tensor(), &lt_outs[c]); });
+        const double gemv_us = time_us([&](int c) { cuda::Gemv(xs[c], weights[c], Tensor(), &gemv_outs[c]); });
+        Check(cudaStreamSynchronize(cuda::CurrentStream()), "cudaStreamSynchronize");
+        char label[96];
+        std::snprintf(label, sizeof(label), "%s %-20s T=%lld", DTypeName(dtype), s.name, static_cast<long long>(t));
+        rows.push_back({label, lt_us, bytes / (lt_us * 1e-6) / 1e9, gemv_us, bytes / (gemv_us * 1e-6) / 1e9,
+                        RelErr(gemv_outs[0], lt_outs[0])});
+        if (dtype == DType::kF16) {
+          std::string line = label;
+          line.resize(34, ' ');
+          for (int v = 0; v < variants; ++v) {
+            const double us = time_us([&](int c) { cuda::Gemv(xs[c], weights[c], Tensor(), &gemv_outs[c], v); });
+            Check(cudaStreamSynchronize(cuda::CurrentStream()), "cudaStreamSynchronize");
+            const double err = RelErr(gemv_outs[0], lt_outs[0]);
+            char cell[48];
+            std::snprintf(cell, sizeof(cell), " %6.1f/%3.0f%%%s", us, 100.0 * bytes / (us * 1e-6) / 1e9 / copy_gbs,
+                          err < 1e-2 ? " " : "!");
+            line += cell;
+          }
+          sweep.push_back(line);
+        }
+      }
+    }
+  }
+
+  std::printf("\nGEMV launch configurations, fp16 (median us / %% of copy bandwidth; ! = differs from cuBLASLt)\n");
+  std::string header = "shape";
+  header.resize(34, ' ');
+  for (int v = 0; v < variants; ++v) {
+    char cell[48];
+    std::snprintf(cell, sizeof(cell), " %12s", cuda::GemvVariantName(v));
+    header += cell;
+  }
+  std::printf("%s\n", header.c_str());
+  for (const std::string& line : sweep) std::printf("%s\n", line.c_str());
+
+  std::printf("\ndecode Linear, cuBLASLt vs GEMV (default configuration), copy bandwidth %.0f GB/s\n", copy_gbs);
+  std::printf("%-34s %8s %7s %6s %8s %7s %6s %7s %8s\n", "shape", "lt_us", "GB/s", "%copy", "gemv_us", "GB/s",
+              "%copy", "speedup", "rel_err");
+  for (const DecodeRow& r : rows) {
+    std::printf("%-34s %8.1f %7.0f %5.1f%% %8.1f %7.0f %5.1f%% %6.2fx %8.1e\n", r.label.c_str(), r.lt_us, r.lt_gbs,
+                100.0 * r.lt_gbs / copy_gbs, r.gemv_us, r.gemv_gbs, 100.0 * r.gemv_gbs / copy_gbs,
+                r.lt_us / r.gemv_us, r.err);
+  }
+}
+
 int Run(int samples) {
   cudaDeviceProp prop;
   int device = 0;
@@ -123,6 +241,7 @@ int Run(int samples) {
                 100.0 * gbs / copy_gbs);
   }
   Check(cudaStreamSynchronize(cuda::CurrentStream()), "cudaStreamSynchronize");
+  DecodeTables(samples, copy_gbs, prop.l2CacheSize);
   return 0;
 }
 

@@ -27,6 +27,21 @@ int SmCount();            // multiprocessors of the current device (read once)
 // bias-epilogue kernel for the operands' alignment.
 void AddBiasRows(const Tensor& bias, Tensor* out);
 
+// gemv.cu: the decode path of Linear, out[T, N] = x[T, K] * W[N, K]^T (+ bias[N]) for
+// 1 <= T <= kGemvMaxTokens, fp16 or bf16, K % 8 == 0 and x, W 16-byte aligned (GemvApplies);
+// a bandwidth-bound stream over W on the tensor cores with fp32 accumulation. Deterministic,
+// no allocation, no synchronisation. `variant` picks a launch configuration (benchmarks and
+// tests; 0 .. GemvNumVariants() - 1), negative for the default choice.
+constexpr int kGemvMaxTokens = 8;
+bool GemvApplies(const Tensor& x, const Tensor& weight);
+void Gemv(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor* out, int variant = -1);
+int GemvNumVariants();
+const char* GemvVariantName(int variant);  // "auto" for a negative variant
+
+// linear.cc: Linear through cuBLASLt only (the path for T > kGemvMaxTokens, fp32 and operands
+// GemvApplies rejects), for benchmarks and tests that compare the two.
+void LinearCublasLt(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor* out);
+
 }  // namespace chai::cuda
 
 #endif  // CHAI_KERNELS_CUDA_INTERNAL_H_

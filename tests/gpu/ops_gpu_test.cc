@@ -11,6 +11,7 @@
 
 #include "gtest/gtest.h"
 #include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/internal.h"
 #include "kernels/ops.h"
 #include "tests/gpu/gpu_test_util.h"
 
@@ -78,6 +79,119 @@ TEST_F(OpsGpu, LinearOnUnalignedViews) {
       EXPECT_CLOSE(out, ref, dtype, "view T=" << t << " K=" << k << " N=" << n);
     }
   }
+}
+
+// ---- Linear at decode: the GEMV kernel (T <= 8, fp16/bf16) ---------------------------------
+
+// Like Random() but uniform with the same variance and fast enough for 350M-element weights
+// (normal draws through std::normal_distribution take seconds per matrix). Seeded from Rng(), so
+// every call draws fresh values.
+Operand FastRandom(std::vector<int64_t> shape, DType dtype, float scale) {
+  Tensor host = Tensor::Empty(shape, DType::kF32);
+  uint64_t state = gpu_test::Rng()() * 0x9E3779B97F4A7C15ull + 1;
+  float* v = host.data<float>();
+  const float half_width = scale * 1.7320508f;  // uniform on [-a, a] has variance a^2 / 3
+  for (int64_t i = 0; i < host.numel(); ++i) {
+    state ^= state << 13, state ^= state >> 7, state ^= state << 17;  // xorshift64
+    v[i] = (static_cast<float>(state >> 40) * (2.f / 16777216.f) - 1.f) * half_width;
+  }
+  Tensor rounded = host.Cast(dtype);
+  return Operand{rounded.To(Device::kCuda), rounded.Cast(DType::kF32)};
+}
+
+void CheckDecodeLinear(DType dtype, const Operand& x, const Tensor& w_dev, const Tensor& w_ref, const Tensor& b_dev,
+                       const Tensor& b_ref, const char* what) {
+  const int64_t t = x.ref.dim(0), k = x.ref.dim(1), n = w_ref.dim(0);
+  Tensor out = Poisoned({t, n}, dtype);
+  ops::Linear(x.dev, w_dev, b_dev, &out);
+  Tensor ref = Poisoned({t, n}, DType::kF32, Device::kCpu);
+  ops::Linear(x.ref, w_ref, b_ref, &ref);
+  EXPECT_CLOSE(out, ref, dtype, what << " T=" << t << " K=" << k << " N=" << n << " bias=" << b_dev.defined());
+}
+
+// Every T in {1, 2, 3, 5, 8} x K in {64, 4096, 11008} x N in {1, 63, 4096, 11008, 32000}, with and
+// without bias, through ops::Linear, which routes them all to the GEMV kernel. The weights of one
+// K are the first N rows of one [32000, K] draw; x and the bias are fresh for every case.
+TEST_F(OpsGpu, LinearDecodeShapesUseGemv) {
+  for (DType dtype : {DType::kF16, DType::kBF16}) {
+    for (int64_t k : {64, 4096, 11008}) {
+      const Operand w = FastRandom({32000, k}, dtype, 1.f / std::sqrt(float(k)));
+      for (int64_t n : {1, 63, 4096, 11008, 32000}) {
+        const Tensor w_dev = w.dev.Rows(0, n), w_ref = w.ref.Rows(0, n);
+        for (int64_t t : {1, 2, 3, 5, 8}) {
+          const Operand x = Random({t, k}, dtype);
+          ASSERT_TRUE(cuda::GemvApplies(x.dev, w_dev)) << DTypeName(dtype) << " T=" << t << " K=" << k;
+          CheckDecodeLinear(dtype, x, w_dev, w_ref, Tensor(), Tensor(), "GEMV");
+          const Operand b = Random({n}, dtype);
+          CheckDecodeLinear(dtype, x, w_dev, w_ref, b.dev, b.ref, "GEMV");
+        }
+      }
+    }
+  }
+}
+
+// Each launch configuration the benchmark times, called directly, on shapes that take the K tail
+// (K / 8 not a multiple of a warp iteration's chunks, or K smaller than one iteration), partial
+// row tiles and every T; and two runs on the same inputs agree bit for bit (fixed-order sums).
+TEST_F(OpsGpu, GemvVariantsAreCorrectAndDeterministic) {
+  const std::vector<std::tuple<int64_t, int64_t, int64_t>> shapes = {
+      {1, 8, 1}, {8, 136, 17}, {5, 4104, 100}, {3, 4096, 4096}, {8, 11008, 63}, {2, 1032, 4097}, {7, 264, 33}};
+  for (DType dtype : {DType::kF16, DType::kBF16}) {
+    for (auto [t, k, n] : shapes) {
+      const Operand x = Random({t, k}, dtype), w = Random({n, k}, dtype, 1.f / std::sqrt(float(k)));
+      const Operand b = Random({n}, dtype);
+      Tensor ref = Poisoned({t, n}, DType::kF32, Device::kCpu);
+      ops::Linear(x.ref, w.ref, b.ref, &ref);
+      for (int v = 0; v < cuda::GemvNumVariants(); ++v) {
+        Tensor out = Poisoned({t, n}, dtype), again = Poisoned({t, n}, dtype);
+        cuda::Gemv(x.dev, w.dev, b.dev, &out, v);
+        cuda::Gemv(x.dev, w.dev, b.dev, &again, v);
+        EXPECT_CLOSE(out, ref, dtype, cuda::GemvVariantName(v) << " T=" << t << " K=" << k << " N=" << n);
+        EXPECT_EQ(out.ToFloats(), again.ToFloats()) << "not deterministic: " << cuda::GemvVariantName(v);
+      }
+    }
+  }
+}
+
+// Views: a 16-byte-aligned view that is not 256-byte aligned still takes the GEMV; views 2 bytes
+// off alignment (K % 8 == 0 all the same) must fall back to cuBLASLt and stay correct.
+TEST_F(OpsGpu, LinearDecodeOnViews) {
+  for (DType dtype : {DType::kF16, DType::kBF16}) {
+    {
+      const int64_t t = 5, k = 4104, n = 300;  // row offset 8208 bytes: 16-byte aligned only
+      const Operand x = Random({t + 1, k}, dtype), w = Random({n + 1, k}, dtype, 1.f / 64), b = Random({n + 1}, dtype);
+      const Tensor xv = x.dev.Rows(1, t + 1), wv = w.dev.Rows(1, n + 1);
+      ASSERT_TRUE(cuda::GemvApplies(xv, wv));
+      const Operand xo{xv, x.ref.Rows(1, t + 1)};
+      CheckDecodeLinear(dtype, xo, wv, w.ref.Rows(1, n + 1), b.dev.Rows(1, n + 1), b.ref.Rows(1, n + 1),
+                        "16-byte-aligned view");
+    }
+    {
+      const int64_t t = 3, k = 4096, n = 257;
+      // Flat buffers viewed from element 1: every pointer is 2 bytes past 16-byte alignment.
+      const Operand xf = Random({1 + t * k}, dtype), wf = Random({1 + n * k}, dtype, 1.f / 64);
+      const Operand b = Random({n + 1}, dtype);
+      const Tensor xv = xf.dev.Rows(1, 1 + t * k).Reshape({t, k}), wv = wf.dev.Rows(1, 1 + n * k).Reshape({n, k});
+      ASSERT_FALSE(cuda::GemvApplies(xv, wv));
+      ASSERT_FALSE(cuda::GemvApplies(xv, wf.dev.Rows(0, n * k).Reshape({n, k})));  // x alone misaligned
+      const Operand xo{xv, xf.ref.Rows(1, 1 + t * k).Reshape({t, k})};
+      Tensor out_full = Poisoned({t * n + 1}, dtype);
+      Tensor out = out_full.Rows(1, t * n + 1).Reshape({t, n});  // misaligned output too
+      ops::Linear(xv, wv, b.dev.Rows(1, n + 1), &out);
+      Tensor ref = Poisoned({t, n}, DType::kF32, Device::kCpu);
+      ops::Linear(xo.ref, wf.ref.Rows(1, 1 + n * k).Reshape({n, k}), b.ref.Rows(1, n + 1), &ref);
+      EXPECT_CLOSE(out, ref, dtype, "misaligned view falls back to cuBLASLt");
+    }
+  }
+}
+
+// fp32 and T > 8 stay on cuBLASLt; K % 8 != 0 too.
+TEST_F(OpsGpu, GemvAppliesOnlyToDecodeHalfTypes) {
+  EXPECT_TRUE(cuda::GemvApplies(Random({8, 64}, DType::kF16).dev, Random({16, 64}, DType::kF16).dev));
+  EXPECT_TRUE(cuda::GemvApplies(Random({1, 64}, DType::kBF16).dev, Random({16, 64}, DType::kBF16).dev));
+  EXPECT_FALSE(cuda::GemvApplies(Random({9, 64}, DType::kF16).dev, Random({16, 64}, DType::kF16).dev));
+  EXPECT_FALSE(cuda::GemvApplies(Random({2, 64}, DType::kF32).dev, Random({16, 64}, DType::kF32).dev));
+  EXPECT_FALSE(cuda::GemvApplies(Random({2, 60}, DType::kF16).dev, Random({16, 60}, DType::kF16).dev));
 }
 
 // ---- Norms ---------------------------------------------------------------------------------
