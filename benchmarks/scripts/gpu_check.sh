@@ -42,3 +42,14 @@ if [ "$what" = e2e ] || [ "$what" = all ]; then
     --json "$OUT/llama7b-dense.json" 2>"$OUT/llama7b-dense.err" | tee "$OUT/llama7b-dense.md"
   tail -3 "$OUT/llama7b-dense.err"
 fi
+
+if [ "$what" = chai ] || [ "$what" = all ]; then
+  # Issue 7: LLaMA-7B shape, batch 16, context 4096 (3968 prompt + 128 new), dense vs the paper schedule.
+  for mode in off configs/chai/llama-7b.json; do
+    tag=$([ "$mode" = off ] && echo dense || echo chai)
+    timeout 300 build-gpu/chai bench --model configs/models/llama-7b.json --random-weights --device cuda --dtype fp16 \
+      --max-seq-len 4096 --batch 16 --input-len 3968 --output-len 128 --warmup 1 --iters 2 --chai "$mode" \
+      --json "$OUT/llama7b-b16-$tag.json" 2>"$OUT/llama7b-b16-$tag.err" | tee "$OUT/llama7b-b16-$tag.md"
+    tail -2 "$OUT/llama7b-b16-$tag.err"
+  done
+fi
