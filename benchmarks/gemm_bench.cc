@@ -132,6 +132,7 @@ void DecodeTables(int samples, double copy_gbs, int l2_bytes) {
       {"gate/up 4096->11008", 4096, 11008},
       {"down 11008->4096", 11008, 4096},
       {"lm_head 4096->32000", 4096, 32000},
+      {"gqa k/v 4096->1024", 4096, 1024},  // fewer row blocks than SMs: the split-K path
   };
   const int64_t token_counts[] = {1, 4, 8};
   const int variants = cuda::GemvNumVariants();

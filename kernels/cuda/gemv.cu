@@ -9,7 +9,8 @@
 // the same order. In the m16n8k16 fragments, lane (g = lane / 4, q = lane % 4) holds A[g][k] and
 // A[g + 8][k] and B[k][g] for the same four k slots {2q, 2q + 1, 2q + 8, 2q + 9}. So one 16-byte
 // load of W row g (8 consecutive k), one of W row g + 8 and one of x row g (the same 8 k) fill
-// A and B of two MMAs, with no shuffles and no shared memory:
+// A and B of two MMAs, with no exchange between lanes and no shared memory (only register moves
+// to pair W rows g and g + 8 in A's registers):
 //   A = W tile [16 rows, 16 k], B = x^T [16 k, 8 tokens], C[row][token] in fp32.
 // Tokens past T read x row T - 1 (their C columns are discarded), rows past N read row N - 1
 // (discarded), so the main loop has no predicates; only the K tail (K / 8 not a multiple of the
@@ -21,9 +22,17 @@
 // iterations interleaved over the warps. The warps' partial C tiles are summed in shared memory
 // in warp order (deterministic), the bias is added and T * 16R outputs are written.
 //
+// When there are fewer row blocks than SMs (N < 16 * R * SMs), K is also split over CTAs
+// (blockIdx.y) so that a wave fills the chip: each CTA stores its fp32 partial tile, and the
+// last CTA of a row block to arrive sums them in split order (deterministic) and writes out.
+//
 // W is read with ld.global.nc.L1::no_allocate (read once; keeps x resident in L1) and the
 // L2::256B prefetch hint; x with ld.global.nc (L1-cached: every CTA of an SM reads all of x).
-// No allocation, no synchronisation: graph-capturable.
+// __launch_bounds__' minimum CTAs per SM matters beyond occupancy: without it ptxas holds the
+// kernel near 64 registers and interleaves each iteration's loads with its MMAs (5-6 loads in
+// flight instead of all of them; seen in the SASS of nvcc 13.0).
+// No allocation per call (the split-K scratch is allocated at the first call, like the cuBLASLt
+// workspace), no synchronisation: graph-capturable after one eager call.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -81,18 +90,40 @@ __device__ __forceinline__ void MmaChunk(float (&c0)[4], float (&c1)[4], const u
   Mma<T>(c1, wa.z, wb.z, wa.w, wb.w, xv.z, xv.w);
 }
 
-// kMinBlocks: CTAs per SM the register budget must allow. It also makes ptxas issue all of an
-// iteration's loads before the first MMA; without it ptxas caps registers near 64 and
-// interleaves loads with MMAs, leaving only 5-6 loads in flight per thread.
+// kMinBlocks: CTAs per SM the register budget must allow (see the top of the file).
+struct GemvArgs {
+  const void* x;
+  const void* w;
+  const void* bias;  // null: none
+  void* out;
+  int tokens;
+  int64_t k, n;
+  // Split-K over gridDim.y CTAs when there are too few row blocks to fill the SMs: split s
+  // covers chunks [s * split_chunks, (s + 1) * split_chunks); partial sums go to `partials`
+  // and the last CTA of a row block to finish (counted in `counters`, which it resets to 0)
+  // sums them in split order, so the result does not depend on which CTA finished last.
+  int64_t split_chunks;
+  float* partials;
+  unsigned* counters;
+};
+
 template <typename T, int kWarps, int kR, int kU, int kMinBlocks>
-__global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
-    GemvKernel(const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ bias, T* __restrict__ out,
-               int tokens, int64_t k, int64_t n) {
+__global__ void __launch_bounds__(kWarps * 32, kMinBlocks) GemvKernel(const GemvArgs args) {
+  const T* __restrict__ x = static_cast<const T*>(args.x);
+  const T* __restrict__ w = static_cast<const T*>(args.w);
+  const T* __restrict__ bias = static_cast<const T*>(args.bias);
+  T* __restrict__ out = static_cast<T*>(args.out);
+  const int tokens = args.tokens;
+  const int64_t k = args.k, n = args.n;
   constexpr int kRows = 16 * kR;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int g = lane >> 2, q = lane & 3;
   const int64_t row0 = static_cast<int64_t>(blockIdx.x) * kRows;
   const int64_t chunks = k / 8;  // 16-byte chunks per row
+  const int splits = gridDim.y, split = blockIdx.y;
+  const int64_t cb = split * args.split_chunks;              // this CTA's chunks: [cb, ce)
+  const int64_t ce = cb + args.split_chunks < chunks ? cb + args.split_chunks : chunks;
+  const int64_t span = ce > cb ? ce - cb : 0;
 
   // Lane pointers at chunk q of its rows (clamped to the last row) and of its token's x row.
   const uint4* wp[kR][2];
@@ -114,10 +145,10 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
   }
 
   constexpr int kGroup = 4 * kU;  // chunks per warp iteration
-  const int64_t groups = chunks / kGroup;
+  const int64_t groups = span / kGroup;
 #pragma unroll 1
   for (int64_t grp = warp; grp < groups; grp += kWarps) {
-    const int64_t c0 = grp * kGroup;
+    const int64_t c0 = cb + grp * kGroup;
     uint4 xv[kU], wv[kU][kR][2];
 #pragma unroll
     for (int u = 0; u < kU; ++u) {
@@ -136,12 +167,12 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
   }
   // The K tail: fewer than kGroup chunks, taken by the warp next in the rotation. Chunks past the
   // end contribute zeros (both operands, so no 0 * NaN from whatever lies beyond).
-  if (groups * kGroup < chunks && warp == groups % kWarps) {
-    const int64_t c0 = groups * kGroup;
+  if (groups * kGroup < span && warp == groups % kWarps) {
+    const int64_t c0 = cb + groups * kGroup;
     const uint4 zero = make_uint4(0, 0, 0, 0);
 #pragma unroll
     for (int u = 0; u < kU; ++u) {
-      const bool valid = c0 + 4 * u + q < chunks;
+      const bool valid = c0 + 4 * u + q < ce;
       uint4 xv = zero, wv[kR][2];
 #pragma unroll
       for (int r = 0; r < kR; ++r) {
@@ -163,18 +194,78 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks)
     for (int i = 0; i < 4; ++i) partial[warp][r * 128 + lane * 4 + i] = acc[r][0][i] + acc[r][1][i];
   }
   __syncthreads();
+  // Output e of the CTA: token e / kRows, row e % kRows (consecutive threads, consecutive rows).
+  auto partial_index = [](int e) {
+    const int t = e / kRows, rr = e % kRows, r = rr / 16, m = rr % 16;
+    return r * 128 + ((m % 8) * 4 + t / 2) * 4 + (m / 8) * 2 + (t & 1);
+  };
+  if (splits == 1) {
+    for (int e = threadIdx.x; e < kRows * 8; e += kWarps * 32) {
+      const int t = e / kRows;
+      const int64_t row = row0 + e % kRows;
+      if (t >= tokens || row >= n) continue;
+      const int idx = partial_index(e);
+      float s = 0.f;
+#pragma unroll
+      for (int v = 0; v < kWarps; ++v) s += partial[v][idx];
+      if (bias != nullptr) s += ToFloat(bias[row]);
+      out[t * n + row] = FromFloat<T>(s);
+    }
+    return;
+  }
+
+  float* mine = args.partials + (static_cast<int64_t>(blockIdx.x) * splits + split) * (kRows * 8);
   for (int e = threadIdx.x; e < kRows * 8; e += kWarps * 32) {
-    const int t = e / kRows, rr = e % kRows;  // consecutive threads: consecutive rows of one token
-    const int64_t row = row0 + rr;
-    if (t >= tokens || row >= n) continue;
-    const int r = rr / 16, m = rr % 16;
-    const int idx = r * 128 + ((m % 8) * 4 + t / 2) * 4 + (m / 8) * 2 + (t & 1);
+    const int idx = partial_index(e);
     float s = 0.f;
 #pragma unroll
     for (int v = 0; v < kWarps; ++v) s += partial[v][idx];
+    mine[e] = s;
+  }
+  __threadfence();  // this CTA's partials are visible before its arrival is counted
+  __syncthreads();
+  __shared__ bool last;
+  if (threadIdx.x == 0) last = atomicAdd(&args.counters[blockIdx.x], 1u) == static_cast<unsigned>(splits - 1);
+  __syncthreads();
+  if (!last) return;
+  __threadfence();
+  const float* all = args.partials + static_cast<int64_t>(blockIdx.x) * splits * (kRows * 8);
+  for (int e = threadIdx.x; e < kRows * 8; e += kWarps * 32) {
+    const int t = e / kRows;
+    const int64_t row = row0 + e % kRows;
+    if (t >= tokens || row >= n) continue;
+    float s = 0.f;
+    for (int sp = 0; sp < splits; ++sp) s += __ldcg(all + sp * (kRows * 8) + e);  // L2: other SMs wrote them
     if (bias != nullptr) s += ToFloat(bias[row]);
     out[t * n + row] = FromFloat<T>(s);
   }
+  if (threadIdx.x == 0) args.counters[blockIdx.x] = 0;  // ready for the next launch
+}
+
+// Split-K scratch: fp32 partials and per-row-block arrival counters (zero between launches).
+// Allocated once, like the cuBLASLt workspace, and used only in stream order on CurrentStream().
+struct SplitScratch {
+  float* partials = nullptr;
+  int64_t partial_floats = 0;
+  unsigned* counters = nullptr;
+  int64_t counter_count = 0;
+};
+
+// Split-K CTAs never exceed SmCount() * kMaxMinBlocks in all, over fewer than SmCount() row blocks.
+constexpr int kMaxMinBlocks = 8;
+constexpr int kMaxRows = 32;
+
+const SplitScratch& Scratch() {
+  static SplitScratch scratch = [] {
+    SplitScratch sc;
+    sc.partial_floats = int64_t{SmCount()} * kMaxMinBlocks * kMaxRows * 8;
+    sc.counter_count = SmCount();
+    CHAI_CUDA_CHECK(cudaMalloc(&sc.partials, sc.partial_floats * sizeof(float)));
+    CHAI_CUDA_CHECK(cudaMalloc(&sc.counters, sc.counter_count * sizeof(unsigned)));
+    CHAI_CUDA_CHECK(cudaMemsetAsync(sc.counters, 0, sc.counter_count * sizeof(unsigned), CurrentStream()));
+    return sc;
+  }();
+  return scratch;
 }
 
 using LaunchFn = void (*)(const void* x, const void* w, const void* bias, void* out, int tokens, int64_t k,
@@ -182,10 +273,33 @@ using LaunchFn = void (*)(const void* x, const void* w, const void* bias, void* 
 
 template <typename T, int kWarps, int kR, int kU, int kMinBlocks>
 void LaunchGemv(const void* x, const void* w, const void* bias, void* out, int tokens, int64_t k, int64_t n) {
-  const int64_t blocks = (n + 16 * kR - 1) / (16 * kR);
-  GemvKernel<T, kWarps, kR, kU, kMinBlocks><<<static_cast<unsigned>(blocks), kWarps * 32, 0, CurrentStream()>>>(
-      static_cast<const T*>(x), static_cast<const T*>(w), static_cast<const T*>(bias), static_cast<T*>(out), tokens,
-      k, n);
+  static_assert(kMinBlocks <= kMaxMinBlocks && 16 * kR <= kMaxRows, "split-K scratch too small");
+  const int64_t row_blocks = (n + 16 * kR - 1) / (16 * kR);
+  const int64_t chunks = k / 8;
+  GemvArgs args{x, w, bias, out, tokens, k, n, chunks, nullptr, nullptr};
+  int64_t splits = 1;
+  // Fewer row blocks than SMs: split K over CTAs, up to one full wave at the occupancy the kernel
+  // is built for, each warp of a split keeping at least one full iteration.
+  if (row_blocks < SmCount()) {
+    const int64_t by_k = chunks / (4 * kU * kWarps);
+    splits = std::max<int64_t>(1, std::min<int64_t>(int64_t{SmCount()} * kMinBlocks / row_blocks, by_k));
+  }
+  if (splits > 1) {
+    const int64_t group = 4 * kU;
+    args.split_chunks = (chunks + splits * group - 1) / (splits * group) * group;
+    splits = (chunks + args.split_chunks - 1) / args.split_chunks;
+  }
+  if (splits > 1) {
+    const SplitScratch& sc = Scratch();
+    if (row_blocks * splits * 16 * kR * 8 > sc.partial_floats || row_blocks > sc.counter_count) {
+      std::fprintf(stderr, "chai: internal error in CUDA op Linear: GEMV split-K scratch too small\n");
+      std::abort();
+    }
+    args.partials = sc.partials;
+    args.counters = sc.counters;
+  }
+  const dim3 grid(static_cast<unsigned>(row_blocks), static_cast<unsigned>(splits));
+  GemvKernel<T, kWarps, kR, kU, kMinBlocks><<<grid, kWarps * 32, 0, CurrentStream()>>>(args);
   CHAI_CUDA_CHECK_LAUNCH();
 }
 
@@ -241,6 +355,7 @@ void Gemv(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor* out
                  x.ShapeString().c_str(), weight.ShapeString().c_str());
     std::abort();
   }
+  Scratch();  // allocated at the first call, which the engine and the tests make eagerly
   if (variant < 0 || variant >= kNumVariants) variant = ChooseVariant(tokens, k, n);
   const Variant& v = kVariants[variant];
   const LaunchFn fn = x.dtype() == DType::kF16 ? v.f16 : v.bf16;
