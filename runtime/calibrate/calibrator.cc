@@ -41,19 +41,6 @@ absl::Status CheckFirstLayer(const CalibrateOptions& o, int layers) {
   return absl::OkStatus();
 }
 
-// `count` members of `pool` spread evenly: pool[floor(j * size / count)], j = 0..count-1.
-std::vector<int64_t> Spread(const std::vector<int64_t>& pool, int count) {
-  std::vector<int64_t> out;
-  for (int j = 0; j < count; ++j) out.push_back(pool[static_cast<size_t>(j) * pool.size() / count]);
-  return out;
-}
-
-std::vector<TextWindow> WindowsAt(const std::vector<int64_t>& starts, int64_t window) {
-  std::vector<TextWindow> out;
-  for (int64_t s : starts) out.push_back({s, s + window, s + 1});
-  return out;
-}
-
 // Per-window scores of `schedule`, with a CHAI policy built as LoadModel builds it.
 absl::StatusOr<WindowScores> ScoreSchedule(Engine& engine, absl::Span<const int32_t> ids,
                                            const std::vector<TextWindow>& windows, const std::vector<int>& schedule,
@@ -98,8 +85,8 @@ absl::StatusOr<CalibrationResult> Calibrate(Engine& engine, absl::Span<const int
   if (auto s = CheckFirstLayer(options, c.num_layers); !s.ok()) return s;
   const int64_t n = static_cast<int64_t>(ids.size());
   const int64_t w = options.window;
-  std::vector<int64_t> calibration_pool, heldout_pool;
-  for (int64_t i = 0; (i + 1) * w <= n; ++i) (i % 2 == 0 ? calibration_pool : heldout_pool).push_back(i * w);
+  const std::vector<int64_t> calibration_pool = SplitPool(n, options.window, WindowSplit::kCalibration);
+  const std::vector<int64_t> heldout_pool = SplitPool(n, options.window, WindowSplit::kHeldOut);
   const int front = std::max(options.samples, options.search_windows);
   if (front > static_cast<int>(calibration_pool.size()) ||
       options.heldout_windows > static_cast<int>(heldout_pool.size())) {
@@ -111,9 +98,9 @@ absl::StatusOr<CalibrationResult> Calibrate(Engine& engine, absl::Span<const int
   CalibrationResult result;
   result.total_tokens = n;
   result.samples = options.samples;
-  result.sample_starts = Spread(calibration_pool, options.samples);
-  result.search_starts = Spread(calibration_pool, options.search_windows);
-  result.heldout_starts = Spread(heldout_pool, options.heldout_windows);
+  result.sample_starts = SpreadEvenly(calibration_pool, options.samples);
+  result.search_starts = SpreadEvenly(calibration_pool, options.search_windows);
+  result.heldout_starts = SpreadEvenly(heldout_pool, options.heldout_windows);
 
   // Elbow curves from the features of the samples' first 5 tokens. As many samples per pass as
   // the KV cache holds windows' worth of blocks.
@@ -142,7 +129,7 @@ absl::StatusOr<CalibrationResult> Calibrate(Engine& engine, absl::Span<const int
   for (int l = 0; l < options.first_layer; ++l) knees[l] = heads;
   result.schedule = knees;
   if (options.budget_percent >= 0) {
-    const std::vector<TextWindow> search = WindowsAt(result.search_starts, w);
+    const std::vector<TextWindow> search = WindowsAt(result.search_starts, options.window);
     for (const TextWindow& x : search) result.search_tokens += x.scored();
     ScheduleEvaluator evaluate = [&](const std::vector<int>& schedule) -> absl::StatusOr<WindowScores> {
       auto scores = ScoreSchedule(engine, ids, search, schedule, options);
@@ -163,7 +150,7 @@ absl::StatusOr<CalibrationResult> Calibrate(Engine& engine, absl::Span<const int
   result.affinity = ComputeHeadAffinity(*features, result.schedule, heads, options.method, options.seed);
 
   if (options.heldout_windows > 0) {
-    const std::vector<TextWindow> heldout = WindowsAt(result.heldout_starts, w);
+    const std::vector<TextWindow> heldout = WindowsAt(result.heldout_starts, options.window);
     for (const TextWindow& x : heldout) result.heldout_tokens += x.scored();
     std::vector<std::vector<int>> schedules = {std::vector<int>(c.num_layers, heads), result.schedule};
     if (knees != result.schedule) schedules.push_back(knees);

@@ -2,8 +2,9 @@
 // calibration samples, a knee per layer, optionally a perplexity-budgeted schedule search, and a
 // verification on held-out text the search never saw; head affinities for the placement planner.
 //
-// Data split: the text's tokens are cut into non-overlapping windows of `window` tokens,
-// numbered 0, 1, 2, ...; even windows form the calibration pool, odd windows the held-out pool.
+// Data split (runtime/eval/text_data.h, shared with `chai eval --split`): the text's tokens are
+// cut into non-overlapping windows of `window` tokens, numbered 0, 1, 2, ...; even windows form
+// the calibration pool, odd windows the held-out pool.
 //   feature samples: N windows spread evenly over the calibration pool (their first 5 tokens);
 //   search windows:  S windows spread evenly over the calibration pool;
 //   held-out:        M windows spread evenly over the held-out pool.

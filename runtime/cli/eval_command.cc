@@ -26,6 +26,7 @@ struct EvalFlags {
   int window = 512;
   int stride = 0;
   int max_windows = 0;
+  std::string split = "all";
   int batch = 1;
   bool compare = false;
   bool quiet = false;
@@ -38,7 +39,11 @@ struct EvalFlags {
     f->String("task", &task, "JSONL multiple-choice task: {\"context\", \"choices\", \"label\"} per line");
     f->Int("window", &window, "tokens per perplexity window (default 512; at most the model's positions)");
     f->Int("stride", &stride, "tokens between window starts (default: --window, no overlap); smaller overlaps");
-    f->Int("max-windows", &max_windows, "score only the first N windows (default 0: the whole text)");
+    f->Int("max-windows", &max_windows,
+           "score only N windows: the first N, or N spread evenly over a --split pool (default 0: all)");
+    f->String("split", &split,
+              "all (default), or the windows chai calibrate uses: calibration (even) or heldout (odd); "
+              "non-overlapping");
     f->Int("batch", &batch, "windows per forward pass (default 1)");
     f->Bool("compare", &compare, "evaluate dense and CHAI side by side (needs --chai)");
     f->Bool("quiet", &quiet, "no progress lines on stderr");
@@ -83,6 +88,9 @@ absl::Status CheckFlags(const EvalFlags& flags) {
         absl::StrCat("--stride must be between 1 and --window ", flags.window, " (got ", flags.stride, ")"));
   }
   if (flags.batch < 1) return absl::InvalidArgumentError("--batch must be >= 1");
+  if (flags.split != "all" && flags.stride != 0 && flags.stride != flags.window) {
+    return absl::InvalidArgumentError("--split " + flags.split + " takes non-overlapping windows: drop --stride");
+  }
   if (flags.max_windows < 0) return absl::InvalidArgumentError("--max-windows must be >= 0");
   return absl::OkStatus();
 }
@@ -101,6 +109,8 @@ absl::Status RunEval(const std::vector<std::string>& args) {
     return absl::OkStatus();
   }
   if (auto s = CheckFlags(flags); !s.ok()) return s;
+  auto split = ParseWindowSplit(flags.split);
+  if (!split.ok()) return split.status();
   const int stride = flags.stride == 0 ? flags.window : flags.stride;
 
   // Inputs first, so that a bad path fails before the model loads.
@@ -135,9 +145,19 @@ absl::Status RunEval(const std::vector<std::string>& args) {
   std::vector<TextWindow> windows;
   if (text) {
     ids = TokenizeText(**tokenizer, *text);
-    auto planned = PlanWindows(static_cast<int64_t>(ids.size()), flags.window, stride, flags.max_windows);
-    if (!planned.ok()) return planned.status();
-    windows = std::move(*planned);
+    if (*split == WindowSplit::kAll) {
+      auto planned = PlanWindows(static_cast<int64_t>(ids.size()), flags.window, stride, flags.max_windows);
+      if (!planned.ok()) return planned.status();
+      windows = std::move(*planned);
+    } else {
+      const std::vector<int64_t> pool = SplitPool(static_cast<int64_t>(ids.size()), flags.window, *split);
+      if (pool.empty()) {
+        return absl::InvalidArgumentError(absl::StrCat("--split ", flags.split, ": the text's ", ids.size(),
+                                                       " tokens hold no such window of ", flags.window));
+      }
+      const int count = flags.max_windows > 0 ? std::min<int>(flags.max_windows, pool.size()) : pool.size();
+      windows = WindowsAt(SpreadEvenly(pool, count), flags.window);
+    }
   }
   std::vector<std::vector<ChoiceRequest>> requests;
   int64_t max_len = text ? std::min<int64_t>(flags.window, static_cast<int64_t>(ids.size())) : 1;
@@ -190,6 +210,7 @@ absl::Status RunEval(const std::vector<std::string>& args) {
     ppl.Set("data", Json(flags.data));
     ppl.Set("window", Json(flags.window));
     ppl.Set("stride", Json(stride));
+    ppl.Set("split", Json(flags.split));
     ppl.Set("windows", Json(static_cast<int64_t>(windows.size())));
     ppl.Set("tokens", Json(scored));
     ppl.Set("text_tokens", Json(static_cast<int64_t>(ids.size())));

@@ -74,12 +74,31 @@ absl::StatusOr<std::vector<TextWindow>> PlanWindows(int64_t num_tokens, int wind
   return windows;
 }
 
-std::vector<TextWindow> DisjointWindows(int64_t begin, int64_t end, int window, int max_windows) {
-  std::vector<TextWindow> windows;
-  for (int64_t b = begin; b + window <= end && static_cast<int>(windows.size()) < max_windows; b += window) {
-    windows.push_back({b, b + window, b + 1});
+absl::StatusOr<WindowSplit> ParseWindowSplit(const std::string& name) {
+  if (name == "all") return WindowSplit::kAll;
+  if (name == "calibration") return WindowSplit::kCalibration;
+  if (name == "heldout") return WindowSplit::kHeldOut;
+  return absl::InvalidArgumentError(absl::StrCat("--split must be all, calibration or heldout (got '", name, "')"));
+}
+
+std::vector<int64_t> SplitPool(int64_t num_tokens, int window, WindowSplit split) {
+  std::vector<int64_t> pool;
+  for (int64_t i = 0; (i + 1) * window <= num_tokens; ++i) {
+    if (split == WindowSplit::kAll || (i % 2 == 0) == (split == WindowSplit::kCalibration)) pool.push_back(i * window);
   }
-  return windows;
+  return pool;
+}
+
+std::vector<int64_t> SpreadEvenly(const std::vector<int64_t>& pool, int count) {
+  std::vector<int64_t> out;
+  for (int j = 0; j < count; ++j) out.push_back(pool[static_cast<size_t>(j) * pool.size() / count]);
+  return out;
+}
+
+std::vector<TextWindow> WindowsAt(const std::vector<int64_t>& starts, int window) {
+  std::vector<TextWindow> out;
+  for (int64_t s : starts) out.push_back({s, s + window, s + 1});
+  return out;
 }
 
 }  // namespace chai

@@ -48,9 +48,23 @@ struct TextWindow {
 absl::StatusOr<std::vector<TextWindow>> PlanWindows(int64_t num_tokens, int window, int stride,
                                                     int max_windows = 0);
 
-// Non-overlapping windows of `window` tokens over tokens [begin, end) of a text, each scoring
-// every token but its first: the unit the calibrator searches and verifies on.
-std::vector<TextWindow> DisjointWindows(int64_t begin, int64_t end, int window, int max_windows);
+// The calibration / held-out split that `chai calibrate` and `chai eval --split` share: the text
+// is cut into whole non-overlapping windows 0, 1, 2, ... of `window` tokens; even windows form the
+// calibration pool and odd windows the held-out pool. Both pools cover the whole text, so held-out
+// text is disjoint from calibration text yet drawn from the same mix of documents.
+enum class WindowSplit { kAll, kCalibration, kHeldOut };
+
+// "all" | "calibration" | "heldout".
+absl::StatusOr<WindowSplit> ParseWindowSplit(const std::string& name);
+
+// First tokens of the pool's windows (every whole window for kAll), in order.
+std::vector<int64_t> SplitPool(int64_t num_tokens, int window, WindowSplit split);
+
+// `count` (<= pool size) members spread evenly: pool[floor(j * size / count)], j = 0..count-1.
+std::vector<int64_t> SpreadEvenly(const std::vector<int64_t>& pool, int count);
+
+// Windows of `window` tokens at `starts`, each scoring every token but its first.
+std::vector<TextWindow> WindowsAt(const std::vector<int64_t>& starts, int window);
 
 }  // namespace chai
 

@@ -60,6 +60,8 @@ TEST(CalibrateOptTinyDocs, BudgetHoldsOnHeldOutText) {
   for (int64_t h : r->heldout_starts) {
     for (int64_t s : seen) EXPECT_TRUE(h + options.window <= s || s + options.window <= h) << h << " vs " << s;
   }
+  // They are the windows `chai eval --split heldout --max-windows 16 --window 64` scores.
+  EXPECT_EQ(r->heldout_starts, SpreadEvenly(SplitPool(ids.size(), 64, WindowSplit::kHeldOut), 16));
   ASSERT_TRUE(r->search.has_value());
   EXPECT_LE(r->search->ratio_bound, 1.20);
   ASSERT_GE(r->heldout.size(), 2u);  // dense, the schedule (and the knees when they differ)

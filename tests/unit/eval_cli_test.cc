@@ -77,6 +77,13 @@ TEST(EvalCli, BadStride) {
   ExpectError("eval --model " + kFixture + " --data " + path + " --window 32 --stride 33", "--stride must be between");
 }
 
+TEST(EvalCli, BadSplit) {
+  const std::string path = TempFile("text.txt", "some text\n");
+  ExpectError("eval --model " + kFixture + " --data " + path + " --window 32 --split test", "--split must be all");
+  ExpectError("eval --model " + kFixture + " --data " + path + " --window 32 --stride 16 --split heldout",
+              "drop --stride");
+}
+
 TEST(EvalCli, ModelWithoutTokenizer) {
   const std::string path = TempFile("text.txt", "some text\n");
   ExpectError("eval --model " + kFixture + " --data " + path + " --window 32", "no tokenizer");

@@ -59,6 +59,22 @@ TEST(PlanWindows, Errors) {
   EXPECT_FALSE(PlanWindows(1, 8, 8).ok());
 }
 
+TEST(WindowSplit, EvenCalibrateOddHeldOut) {
+  // 10 whole windows of 4 in 42 tokens (the 2-token tail is no window).
+  EXPECT_EQ(SplitPool(42, 4, WindowSplit::kAll).size(), 10u);
+  EXPECT_EQ(SplitPool(42, 4, WindowSplit::kCalibration), (std::vector<int64_t>{0, 8, 16, 24, 32}));
+  EXPECT_EQ(SplitPool(42, 4, WindowSplit::kHeldOut), (std::vector<int64_t>{4, 12, 20, 28, 36}));
+  EXPECT_EQ(SpreadEvenly({0, 8, 16, 24, 32}, 2), (std::vector<int64_t>{0, 16}));
+  EXPECT_EQ(SpreadEvenly({0, 8, 16, 24, 32}, 5), (std::vector<int64_t>{0, 8, 16, 24, 32}));
+  const std::vector<TextWindow> w = WindowsAt({4, 12}, 4);
+  ASSERT_EQ(w.size(), 2u);
+  EXPECT_EQ(w[1].begin, 12);
+  EXPECT_EQ(w[1].end, 16);
+  EXPECT_EQ(w[1].score_begin, 13);
+  EXPECT_TRUE(ParseWindowSplit("heldout").ok());
+  EXPECT_FALSE(ParseWindowSplit("test").ok());
+}
+
 TEST(LogLikelihood, MatchesNaiveLogSoftmax) {
   const std::vector<float> logits = {1.5f, -2.0f, 30.0f, 29.5f, 0.0f};
   double z = 0;
