@@ -11,7 +11,8 @@ BlockTables::BlockTables(int max_rows, int layers, int kv_heads, int heads, int 
     : max_rows_(max_rows), layers_(layers), kv_heads_(kv_heads), heads_(heads), cap_(cap_blocks), device_(device) {
   const int64_t per_layer_tables = int64_t{max_rows} * 2 * kv_heads * cap_blocks;
   tables_ = Tensor::Empty({layers, per_layer_tables}, DType::kI32, device);
-  score_heads_ = Tensor::Empty({layers, int64_t{max_rows} * heads}, DType::kI32, device);
+  // Zeros on the device too: the host mirror starts at zero and only differences are sent.
+  score_heads_ = Tensor::Zeros({layers, int64_t{max_rows} * heads}, DType::kI32, device);
   // Fresh tables say "no block" everywhere; rows are reset to identity maps when acquired.
   Tensor minus_one = Tensor::Empty(tables_.shape(), DType::kI32);
   std::fill(minus_one.data<int32_t>(), minus_one.data<int32_t>() + minus_one.numel(), -1);

@@ -21,7 +21,7 @@ fi
 if [ "$what" = test ] || [ "$what" = all ]; then
   ctest --test-dir build-gpu -L gpu --output-on-failure --timeout 300 > "$OUT/ctest-gpu.log" 2>&1
   grep -E "Passed|Failed|tests passed|FAILED|Failure" "$OUT/ctest-gpu.log" | tail -40
-  for t in ops_gpu_test paged_attention_gpu_test; do
+  for t in ${MEMCHECK_TESTS-ops_gpu_test paged_attention_gpu_test}; do
     [ -x "build-gpu/tests/$t" ] || continue
     timeout 240 compute-sanitizer --tool memcheck --leak-check no --error-exitcode 9 "build-gpu/tests/$t" \
       --gtest_brief=1 > "$OUT/memcheck-$t.log" 2>&1
@@ -38,7 +38,7 @@ fi
 if [ "$what" = e2e ] || [ "$what" = all ]; then
   # LLaMA-7B shape, random weights, fp16, TP=1: the issue-6 table (dense), then CHAI (paper schedule).
   timeout 300 build-gpu/chai bench --model configs/models/llama-7b.json --random-weights --device cuda --dtype fp16 \
-    --max-seq-len 4096 --batch 1,8,32,64 --input-len 512,2048 --output-len 128 --warmup 1 --iters 2 \
+    --max-seq-len 4096 --batch ${E2E_BATCHES:-1,8,32,64} --input-len 512,2048 --output-len 128 --warmup 1 --iters 2 \
     --json "$OUT/llama7b-dense.json" 2>"$OUT/llama7b-dense.err" | tee "$OUT/llama7b-dense.md"
   tail -3 "$OUT/llama7b-dense.err"
 fi
