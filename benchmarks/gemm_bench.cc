@@ -127,12 +127,10 @@ struct DecodeRow {
 // cuBLASLt vs the GEMV at the LLaMA-7B decode shapes. Weights rotate over copies past 4x L2
 // (as above); x and out are per copy too. The table ends the output.
 void DecodeTables(int samples, double copy_gbs, int l2_bytes) {
+  // The last has fewer row blocks than SMs: the GEMV's split-K path.
   const DecodeShape shapes[] = {
-      {"qkvo 4096->4096", 4096, 4096},
-      {"gate/up 4096->11008", 4096, 11008},
-      {"down 11008->4096", 11008, 4096},
-      {"lm_head 4096->32000", 4096, 32000},
-      {"gqa k/v 4096->1024", 4096, 1024},  // fewer row blocks than SMs: the split-K path
+      {"qkvo 4096->4096", 4096, 4096},      {"gate/up 4096->11008", 4096, 11008}, {"down 11008->4096", 11008, 4096},
+      {"lm_head 4096->32000", 4096, 32000}, {"gqa k/v 4096->1024", 4096, 1024},
   };
   const int64_t token_counts[] = {1, 4, 8};
   const int variants = cuda::GemvNumVariants();
@@ -154,9 +152,14 @@ void DecodeTables(int samples, double copy_gbs, int l2_bytes) {
           gemv_outs.push_back(Tensor::Empty({t, s.n}, dtype, Device::kCuda));
         }
         const double bytes = 2.0 * (t * s.k + s.n * s.k + t * s.n);
-        auto time_us = [&](auto&& call) { return MedianMs(samples, 3, [&] { for (int c = 0; c < copies; ++c) call(c); }) / copies * 1e3; };
-        const double lt_us =
-            time_us([&](int c) { cuda::LinearCublasLt(xs[c], weights[c], Tensor(), &lt_outs[c]); });
+        auto time_us = [&](auto&& call) {
+          return MedianMs(samples, 3,
+                          [&] {
+                            for (int c = 0; c < copies; ++c) call(c);
+                          }) /
+                 copies * 1e3;
+        };
+        const double lt_us = time_us([&](int c) { cuda::LinearCublasLt(xs[c], weights[c], Tensor(), &lt_outs[c]); });
         const double gemv_us = time_us([&](int c) { cuda::Gemv(xs[c], weights[c], Tensor(), &gemv_outs[c]); });
         Check(cudaStreamSynchronize(cuda::CurrentStream()), "cudaStreamSynchronize");
         char label[96];
@@ -193,12 +196,12 @@ void DecodeTables(int samples, double copy_gbs, int l2_bytes) {
   for (const std::string& line : sweep) std::printf("%s\n", line.c_str());
 
   std::printf("\ndecode Linear, cuBLASLt vs GEMV (default configuration), copy bandwidth %.0f GB/s\n", copy_gbs);
-  std::printf("%-34s %8s %7s %6s %8s %7s %6s %7s %8s\n", "shape", "lt_us", "GB/s", "%copy", "gemv_us", "GB/s",
-              "%copy", "speedup", "rel_err");
+  std::printf("%-34s %8s %7s %6s %8s %7s %6s %7s %8s\n", "shape", "lt_us", "GB/s", "%copy", "gemv_us", "GB/s", "%copy",
+              "speedup", "rel_err");
   for (const DecodeRow& r : rows) {
     std::printf("%-34s %8.1f %7.0f %5.1f%% %8.1f %7.0f %5.1f%% %6.2fx %8.1e\n", r.label.c_str(), r.lt_us, r.lt_gbs,
-                100.0 * r.lt_gbs / copy_gbs, r.gemv_us, r.gemv_gbs, 100.0 * r.gemv_gbs / copy_gbs,
-                r.lt_us / r.gemv_us, r.err);
+                100.0 * r.lt_gbs / copy_gbs, r.gemv_us, r.gemv_gbs, 100.0 * r.gemv_gbs / copy_gbs, r.lt_us / r.gemv_us,
+                r.err);
   }
 }
 

@@ -121,7 +121,7 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks) GemvKernel(const Gemv
   const int64_t row0 = static_cast<int64_t>(blockIdx.x) * kRows;
   const int64_t chunks = k / 8;  // 16-byte chunks per row
   const int splits = gridDim.y, split = blockIdx.y;
-  const int64_t cb = split * args.split_chunks;              // this CTA's chunks: [cb, ce)
+  const int64_t cb = split * args.split_chunks;  // this CTA's chunks: [cb, ce)
   const int64_t ce = cb + args.split_chunks < chunks ? cb + args.split_chunks : chunks;
   const int64_t span = ce > cb ? ce - cb : 0;
 
@@ -268,8 +268,7 @@ const SplitScratch& Scratch() {
   return scratch;
 }
 
-using LaunchFn = void (*)(const void* x, const void* w, const void* bias, void* out, int tokens, int64_t k,
-                          int64_t n);
+using LaunchFn = void (*)(const void* x, const void* w, const void* bias, void* out, int tokens, int64_t k, int64_t n);
 
 template <typename T, int kWarps, int kR, int kU, int kMinBlocks>
 void LaunchGemv(const void* x, const void* w, const void* bias, void* out, int tokens, int64_t k, int64_t n) {
