@@ -180,6 +180,7 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks) GemvKernel(const Gemv
         wv[r][1] = valid ? LoadStream(wp[r][1] + c0 + 4 * u) : zero;
       }
       if (valid) xv = LoadCached(xp + c0 + 4 * u);
+      __syncwarp();  // mma.sync.aligned: the whole warp, converged
 #pragma unroll
       for (int r = 0; r < kR; ++r) MmaChunk<T>(acc[r][0], acc[r][1], wv[r][0], wv[r][1], xv);
     }
