@@ -11,6 +11,7 @@
 #include "runtime/chai/membership_report.h"
 #include "runtime/generator.h"
 #include "tests/support/chai_helpers.h"
+#include "tests/support/mpi_main.h"
 #include "tests/support/test_paths.h"
 
 namespace chai::testing {
@@ -119,22 +120,13 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, ChaiTensorParallel, ::testing::Values("opt-pr
 }  // namespace chai::testing
 
 int main(int argc, char** argv) {
-  MPI_Init(&argc, &argv);
-  ::testing::InitGoogleTest(&argc, argv);
-  int rank = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  if (rank != 0) {
-    delete ::testing::UnitTest::GetInstance()->listeners().Release(
-        ::testing::UnitTest::GetInstance()->listeners().default_result_printer());
-  }
-  int rc = RUN_ALL_TESTS();
   // The suite must have compared something: a vacuous pass would hide a broken packing.
-  if (chai::testing::tested_cases == 0) {
-    std::fprintf(stderr, "rank %d: no case could be co-located; nothing was compared\n", rank);
-    rc = 1;
-  } else if (rank == 0) {
-    std::printf("compared %d co-located cases\n", chai::testing::tested_cases);
-  }
-  MPI_Finalize();
-  return rc;
+  return chai::testing::RunMpiTests(argc, argv, [](int rank) {
+    if (chai::testing::tested_cases == 0) {
+      std::fprintf(stderr, "rank %d: no case could be co-located; nothing was compared\n", rank);
+      return 1;
+    }
+    if (rank == 0) std::printf("compared %d co-located cases\n", chai::testing::tested_cases);
+    return 0;
+  });
 }

@@ -9,6 +9,7 @@
 #include "parallel/head_placement.h"
 #include "parallel/mpi_communicator.h"
 #include "tests/support/engine_helpers.h"
+#include "tests/support/mpi_main.h"
 #include "tests/support/test_paths.h"
 
 namespace chai::testing {
@@ -68,16 +69,4 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, TensorParallel,
 }  // namespace
 }  // namespace chai::testing
 
-int main(int argc, char** argv) {
-  MPI_Init(&argc, &argv);
-  ::testing::InitGoogleTest(&argc, argv);
-  int rank = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  if (rank != 0) {  // one rank reports; failures on any rank still fail its exit code
-    delete ::testing::UnitTest::GetInstance()->listeners().Release(
-        ::testing::UnitTest::GetInstance()->listeners().default_result_printer());
-  }
-  const int rc = RUN_ALL_TESTS();
-  MPI_Finalize();
-  return rc;
-}
+int main(int argc, char** argv) { return chai::testing::RunMpiTests(argc, argv); }
