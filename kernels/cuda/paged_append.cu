@@ -33,14 +33,14 @@ __global__ void __launch_bounds__(128)
   const int pos = seq_lens[s] - n + (t - first);
   if (pos < 0 || pos / block_size >= max_blocks) return;
   const int b = pos / block_size, in_block = pos % block_size;
-  const int64_t row = slots != nullptr ? slots[s] : s;  // the sequence's table row
+  const int64_t trow = slots != nullptr ? slots[s] : s;  // the sequence's table row
   const int per_side = kv_heads * units_per_head;
   const U* k_row = k + int64_t{t} * per_side;
   const U* v_row = v + int64_t{t} * per_side;
   for (int idx = threadIdx.x; idx < 2 * per_side; idx += blockDim.x) {
     const int side = idx >= per_side, rem = idx - side * per_side;
     const int g = rem / units_per_head, u = rem - g * units_per_head;
-    const int32_t block = tables[((row * 2 + side) * kv_heads + g) * max_blocks + b];
+    const int32_t block = tables[((trow * 2 + side) * kv_heads + g) * max_blocks + b];
     if (block < 0) continue;
     pool[(int64_t{block} * block_size + in_block) * units_per_head + u] = side ? v_row[rem] : k_row[rem];
   }

@@ -46,7 +46,7 @@ __global__ void __launch_bounds__(kDecodeThreads) DecodeKernel(Params p) {
 
   const int per_seq = p.kv_heads * p.subsets;
   const int s = blockIdx.x / per_seq, g = (blockIdx.x % per_seq) / p.subsets, subset = blockIdx.x % p.subsets;
-  const int64_t row = p.slots != nullptr ? p.slots[s] : s;  // the sequence's table / score-head row
+  const int64_t trow = p.slots != nullptr ? p.slots[s] : s;  // the sequence's table / score-head row
   const int split = blockIdx.y;
   const int H = p.heads, G = p.group;
   // All index loads in flight at once: the sequence's rows and length, its score_head row.
@@ -56,7 +56,7 @@ __global__ void __launch_bounds__(kDecodeThreads) DecodeKernel(Params p) {
 #pragma unroll
   for (int k = 0; k < kShPerThread; ++k) {
     const int h = threadIdx.x + k * kDecodeThreads;
-    sh_v[k] = h < H ? p.score_head[row * H + h] : -1;
+    sh_v[k] = h < H ? p.score_head[trow * H + h] : -1;
   }
   if (row_end - row != 1) return;  // not a decode row (none, or a prefill sequence)
   const int c0 = split * p.chunk;
@@ -139,7 +139,7 @@ __global__ void __launch_bounds__(kDecodeThreads) DecodeKernel(Params p) {
         for (int e = 0; e < S::kVec; ++e) qf[i][t][e] = ToFloat(x.v[e]) * p.scale_log2;
       }
     }
-    const int32_t* ktab = p.tables + (row * 2 * p.kv_heads + g) * p.max_blocks;
+    const int32_t* ktab = p.tables + (trow * 2 * p.kv_heads + g) * p.max_blocks;
     for (int base = 0; base < cl; base += kStep * kUnroll) {
       Vec<T, S::kVec> kv[kUnroll][S::kNv];
 #pragma unroll
@@ -196,7 +196,7 @@ __global__ void __launch_bounds__(kDecodeThreads) DecodeKernel(Params p) {
 
   // Members, grouped by V head: each V head read once, accumulated for up to kG members.
   const int nm = s_nmem;
-  const int64_t v_tables = (row * 2 + 1) * p.kv_heads;
+  const int64_t v_tables = (trow * 2 + 1) * p.kv_heads;
   for (int b0 = 0; b0 < nm;) {
     const int vg = s_mem[b0] / G;
     int b1 = b0 + 1;

@@ -74,14 +74,14 @@ __global__ void __launch_bounds__(kPrefillThreads) PrefillKernel(Params p) {
 
   const int H = p.heads, G = p.group;
   const int s = blockIdx.x / H, h = blockIdx.x % H;
-  const int64_t row = p.slots != nullptr ? p.slots[s] : s;  // the sequence's table / score-head row
+  const int64_t trow = p.slots != nullptr ? p.slots[s] : s;  // the sequence's table / score-head row
   const int row0 = p.q_start[s], n = p.q_start[s + 1] - row0;
   if (n < 2) return;  // decode rows go through DecodeKernel
   const int i0 = blockIdx.y * kPrefillRows;
   if (i0 >= n) return;
-  const int r = p.score_head[row * H + h];
+  const int r = p.score_head[trow * H + h];
   if (r < 0 || r >= H) return;
-  const int nb = PrefillBatch(p.score_head + row * H, H, h, r, s_batch, &s_nb);
+  const int nb = PrefillBatch(p.score_head + trow * H, H, h, r, s_batch, &s_nb);
   if (nb == 0) return;
 
   const T* pool = static_cast<const T*>(p.pool);
@@ -112,7 +112,7 @@ __global__ void __launch_bounds__(kPrefillThreads) PrefillKernel(Params p) {
 #pragma unroll
       for (int cj = 0; cj < kCols; ++cj) o[mb][ri][cj] = 0.f;
   }
-  const int32_t* ktab = p.tables + (row * 2 * p.kv_heads + r / G) * p.max_blocks;
+  const int32_t* ktab = p.tables + (trow * 2 * p.kv_heads + r / G) * p.max_blocks;
 
   for (int kt = 0; kt < kend; kt += kPrefillKeys) {
     __syncthreads();  // the previous tile's readers of kvs / ps are done (and qs is written)
@@ -171,7 +171,7 @@ __global__ void __launch_bounds__(kPrefillThreads) PrefillKernel(Params p) {
     for (int mb = 0; mb < kPrefillMembers; ++mb) {
       if (mb < nb) {      // uniform
         __syncthreads();  // ps is complete; nobody reads kvs any more
-        const int32_t* vtab = p.tables + ((row * 2 + 1) * p.kv_heads + s_batch[mb] / G) * p.max_blocks;
+        const int32_t* vtab = p.tables + ((trow * 2 + 1) * p.kv_heads + s_batch[mb] / G) * p.max_blocks;
         LoadTile<T, kD>(kvs, pool, vtab, kt, len, p.block_size, p.block_shift, d);
         __syncthreads();
         for (int k = 0; k < keys; ++k) {

@@ -108,14 +108,14 @@ __global__ void __launch_bounds__(kMmaThreads) PrefillMmaKernel(Params p) {
 
   const int H = p.heads, G = p.group;
   const int s = blockIdx.x / H, h = blockIdx.x % H;
-  const int64_t row = p.slots != nullptr ? p.slots[s] : s;  // the sequence's table / score-head row
+  const int64_t trow = p.slots != nullptr ? p.slots[s] : s;  // the sequence's table / score-head row
   const int row0 = p.q_start[s], n = p.q_start[s + 1] - row0;
   if (n < 2) return;  // decode rows go through DecodeKernel
   const int i0 = blockIdx.y * kPrefillRows;
   if (i0 >= n) return;
-  const int r = p.score_head[row * H + h];
+  const int r = p.score_head[trow * H + h];
   if (r < 0 || r >= H) return;
-  const int nb = PrefillBatch(p.score_head + row * H, H, h, r, s_batch, &s_nb);
+  const int nb = PrefillBatch(p.score_head + trow * H, H, h, r, s_batch, &s_nb);
   if (nb == 0) return;
 
   const T* pool = static_cast<const T*>(p.pool);
@@ -147,11 +147,11 @@ __global__ void __launch_bounds__(kMmaThreads) PrefillMmaKernel(Params p) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) o[mb][nt][e] = 0.f;
 
-  const int32_t* ktab = p.tables + (row * 2 * p.kv_heads + r / G) * p.max_blocks;
+  const int32_t* ktab = p.tables + (trow * 2 * p.kv_heads + r / G) * p.max_blocks;
   const int32_t* vtab[kPrefillMembers];
 #pragma unroll
   for (int mb = 0; mb < kPrefillMembers; ++mb) {
-    vtab[mb] = p.tables + ((row * 2 + 1) * p.kv_heads + s_batch[mb < nb ? mb : 0] / G) * p.max_blocks;
+    vtab[mb] = p.tables + ((trow * 2 + 1) * p.kv_heads + s_batch[mb < nb ? mb : 0] / G) * p.max_blocks;
   }
 
   for (int kt = 0; kt < kend; kt += kPrefillKeys) {
