@@ -46,6 +46,11 @@ Engine::Engine(ModelConfig config, ModelWeights weights, Communicator* comm, DTy
       dtype_(dtype),
       device_(device),
       capture_decode_(options.capture_decode && device == Device::kCuda) {
+  // Blocks hold at least CHAI's first 5 positions, so they can be read back in one copy.
+  if (options.block_size < 8) {
+    std::fprintf(stderr, "chai: internal error: KV block size %d is below 8\n", options.block_size);
+    std::abort();
+  }
   int64_t blocks = options.num_blocks;
   if (blocks <= 0) {
     blocks = options.default_sequences * BlocksForSequence(config_.max_positions, config_.num_layers,

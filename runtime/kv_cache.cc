@@ -91,11 +91,11 @@ void SequenceKvCache::DropK(int layer, int kv_head) {
   tables_->ClearHead(row_, layer, kKey, kv_head);
 }
 
-Tensor SequenceKvCache::Row(int layer, Side side, int head, int64_t position) const {
+Tensor SequenceKvCache::Rows(int layer, Side side, int head, int64_t position, int64_t count) const {
   const int bs = pool_->block_size();
   const int32_t block = blocks_[Index(layer, side, head)][position / bs];
   const int64_t row = static_cast<int64_t>(block) * bs + position % bs;
-  return pool_->storage().Reshape({pool_->num_blocks() * bs, pool_->head_dim()}).Rows(row, row + 1);
+  return pool_->storage().Reshape({pool_->num_blocks() * bs, pool_->head_dim()}).Rows(row, row + count);
 }
 
 int64_t SequenceKvCache::KBytesPerToken() const {

@@ -67,8 +67,9 @@ class SequenceKvCache {
   // Frees the K blocks of one KV head (CHAI non-representatives); later appends skip it.
   void DropK(int layer, int kv_head);
   bool HasK(int layer, int kv_head) const { return !dropped_k_[layer * kv_heads_ + kv_head]; }
-  // A [1, head_dim] view of one stored position (for reading K rows on the host side).
-  Tensor Row(int layer, Side side, int head, int64_t position) const;
+  // A [count, head_dim] view of positions [position, position + count), which must lie in one
+  // block (for reading a few K rows on the host side in one copy).
+  Tensor Rows(int layer, Side side, int head, int64_t position, int64_t count) const;
 
   // Bytes stored per token position over all layers (what CHAI's savings are measured in).
   int64_t KBytesPerToken() const;

@@ -33,9 +33,10 @@ std::vector<int> ChaiPolicy::ClusterLayer(Sequence* seq, int layer) const {
   const int64_t kv_width = static_cast<int64_t>(local_kv_heads_) * head_dim_;
   std::vector<float> keys(kChaiFeatureTokens * kv_width);
   for (int g = 0; g < local_kv_heads_; ++g) {
+    // One copy per KV head: the first positions share its first block (blocks hold >= 5).
+    const std::vector<float> rows = seq->kv.Rows(layer, SequenceKvCache::kKey, g, 0, kChaiFeatureTokens).ToFloats();
     for (int t = 0; t < kChaiFeatureTokens; ++t) {
-      const std::vector<float> row = seq->kv.Row(layer, SequenceKvCache::kKey, g, t).ToFloats();
-      std::copy(row.begin(), row.end(), keys.data() + t * kv_width + g * head_dim_);
+      std::copy_n(rows.data() + t * head_dim_, head_dim_, keys.data() + t * kv_width + g * head_dim_);
     }
   }
   const std::vector<float> queries = seq->early_queries[layer].ToFloats();
@@ -62,11 +63,12 @@ void ChaiPolicy::BeforeAttention(Sequence* seq, int layer, const Tensor& q, cons
   if (!seq->chai_enabled || seq->membership_fixed || !seq->early_queries[layer].defined()) return;
   // Keep this pass's queries among the first 5 positions.
   const int64_t n = q.dim(0);
-  for (int64_t t = 0; t < n && past_len + t < kChaiFeatureTokens; ++t) {
-    Tensor dst = seq->early_queries[layer].Rows(past_len + t, past_len + t + 1);
-    Tensor row = q.Rows(t, t + 1);
-    if (row.dtype() != DType::kF32) row = row.Cast(DType::kF32);
-    CopyTensor(row, &dst);
+  const int64_t keep = std::min<int64_t>(n, kChaiFeatureTokens - past_len);
+  if (keep > 0) {
+    Tensor dst = seq->early_queries[layer].Rows(past_len, past_len + keep);
+    Tensor rows = q.Rows(0, keep);
+    if (rows.dtype() != DType::kF32) rows = rows.Cast(DType::kF32);
+    CopyTensor(rows, &dst);
   }
   if (past_len + n < kChaiFeatureTokens) return;  // not 5 tokens yet: this pass stays dense
 
