@@ -172,9 +172,9 @@ TEST(Scheduler, MixedDenseAndChaiEqualSoloRuns) {
   auto ref_policy = AttachChai(probe, schedule);
   for (bool tiny : {false, true}) {
     SCOPED_TRACE(tiny ? "tiny pool" : "default pool");
-    TestModel model = LoadWithPool("llama-gqa", tiny ? per_seq * 3 / 2 : 0);
+    TestModel model = LoadWithPool("llama-gqa", tiny ? per_seq : 0);
     auto policy = AttachChai(model, schedule);
-    auto requests = RandomRequests(10, model.config.vocab_size, model.config.max_positions, 23, 0.5);
+    auto requests = RandomRequests(10, model.config.vocab_size, model.config.max_positions, 23, tiny ? 0.0 : 0.5);
     requests[0].prompt = {4, 8};  // short prompts: dense until the 5th token
     requests[1].prompt = {9, 10, 11, 12};
     for (size_t i = 0; i < requests.size(); ++i) requests[i].chai = i % 3 != 2;
