@@ -12,6 +12,7 @@
 #include "runtime/cli/model_options.h"
 #include "runtime/json.h"
 #include "runtime/latency_bench.h"
+#include "runtime/throughput_bench.h"
 
 namespace chai {
 
@@ -49,9 +50,121 @@ Json ResultJson(const LatencyBenchOptions& o, const LatencyBenchResult& r) {
   return out;
 }
 
+
+// `--mode throughput`: its own flags (the latency flags do not apply), the scheduler-driven run,
+// a table on stdout and the JSON file.
+absl::Status RunThroughputMode(const std::vector<std::string>& args) {
+  FlagParser parser;
+  ModelOptions model;
+  model.Register(&parser);
+  std::string mode, json_path, input_dist = "fixed:128", output_dist = "fixed:128", rate = "inf";
+  ThroughputBenchOptions o;
+  bool help = false, no_progress = false;
+  parser.String("mode", &mode, "throughput");
+  parser.Int("num-requests", &o.num_requests, "requests in the run (default 64)");
+  parser.String("input-len-dist", &input_dist, "prompt lengths: fixed:N or uniform:A:B (inclusive; default fixed:128)");
+  parser.String("output-len-dist", &output_dist, "output lengths: fixed:N or uniform:A:B (inclusive; default fixed:128)");
+  parser.String("request-rate", &rate, "Poisson arrivals per second, or inf: all at the start (default inf)");
+  parser.Int("max-prefill-tokens", &o.max_prefill_tokens_per_step, "prompt tokens per step, chunked prefill (default 512)");
+  parser.String("json", &json_path, "also write the results to this JSON file");
+  parser.Bool("no-progress", &no_progress, "no progress bar on stderr");
+  parser.Bool("help", &help, "show this help");
+  if (auto s = parser.Parse(args); !s.ok()) return s;
+  if (help) {
+    std::printf("usage: chai bench --mode throughput [--model ...] [flags]\n%s", parser.Usage().c_str());
+    return absl::OkStatus();
+  }
+  auto in = ParseLengthDist("input-len-dist", input_dist);
+  if (!in.ok()) return in.status();
+  auto out_len = ParseLengthDist("output-len-dist", output_dist);
+  if (!out_len.ok()) return out_len.status();
+  o.input_len = *in;
+  o.output_len = *out_len;
+  if (rate == "inf") {
+    o.request_rate = 0;
+  } else if (!absl::SimpleAtod(rate, &o.request_rate) || !(o.request_rate > 0)) {
+    return absl::InvalidArgumentError(absl::StrCat("--request-rate expects a positive number or inf, got '", rate, "'"));
+  }
+  if (o.num_requests < 1) return absl::InvalidArgumentError("--num-requests must be >= 1");
+  // On the CPU the KV cache is sized for 16 sequences of the longest request (or all of them).
+  const int64_t max_len = int64_t{o.input_len.hi} + o.output_len.hi;
+  auto m = LoadModel(model, std::min(o.num_requests, 16), max_len);
+  if (!m.ok()) return m.status();
+  o.seed = static_cast<uint64_t>(model.seed);
+  o.chai = m->chai.get();
+  if (m->chai != nullptr && m->comm->size() == 1) o.chai_local_clusters = m->chai_schedule.layer_clusters;
+  const bool rank0 = m->comm->rank() == 0;
+  o.progress = rank0 && !no_progress;
+  auto r = RunThroughputBench(*m->engine, o);
+  if (!r.ok()) return r.status();
+  if (!rank0) return absl::OkStatus();
+  const std::string device = model.device == "cuda" ? CurrentDeviceName() : "cpu";
+  const std::string name = model.model.empty() ? DefaultModelConfig() : model.model;
+  std::printf("model %s, %s, %s, TP=%d, CHAI %s; %d requests, input %s, output %s, rate %s\n", name.c_str(),
+              device.c_str(), model.dtype.c_str(), m->comm->size(), model.chai.c_str(), o.num_requests,
+              input_dist.c_str(), output_dist.c_str(), rate.c_str());
+  std::printf("| requests/s | output tokens/s | TTFT p50/p90/p99 ms | TPOT p50/p90/p99 ms | KV util mean/peak | preemptions |\n");
+  std::printf("|---|---|---|---|---|---|\n");
+  std::printf("| %.2f | %.1f | %.1f / %.1f / %.1f | %.2f / %.2f / %.2f | %.2f / %.2f | %lld |\n", r->requests_per_s,
+              r->output_tokens_per_s, r->ttft_s.p50 * 1e3, r->ttft_s.p90 * 1e3, r->ttft_s.p99 * 1e3,
+              r->tpot_s.p50 * 1e3, r->tpot_s.p90 * 1e3, r->tpot_s.p99 * 1e3, r->kv_utilisation_mean,
+              r->kv_utilisation_peak, static_cast<long long>(r->preemptions));
+  if (r->failed > 0) std::printf("%d requests could not run (larger than the KV pool)\n", r->failed);
+  if (json_path.empty()) return absl::OkStatus();
+  auto pct = [](const Percentiles& p) {
+    Json j = Json::MakeObject();
+    j.Set("p50_ms", Json(p.p50 * 1e3));
+    j.Set("p90_ms", Json(p.p90 * 1e3));
+    j.Set("p99_ms", Json(p.p99 * 1e3));
+    j.Set("mean_ms", Json(p.mean * 1e3));
+    return j;
+  };
+  Json j = Json::MakeObject();
+  j.Set("mode", Json("throughput"));
+  j.Set("model", Json(name));
+  j.Set("device", Json(device));
+  j.Set("dtype", Json(model.dtype));
+  j.Set("tp", Json(m->comm->size()));
+  j.Set("chai", Json(model.chai));
+  j.Set("num_requests", Json(o.num_requests));
+  j.Set("input_len_dist", Json(input_dist));
+  j.Set("output_len_dist", Json(output_dist));
+  j.Set("request_rate", Json(rate));
+  j.Set("seed", Json(model.seed));
+  j.Set("max_prefill_tokens", Json(o.max_prefill_tokens_per_step));
+  j.Set("completed", Json(r->completed));
+  j.Set("failed", Json(r->failed));
+  j.Set("duration_s", Json(r->duration_s));
+  j.Set("input_tokens", Json(r->input_tokens));
+  j.Set("output_tokens", Json(r->output_tokens));
+  j.Set("requests_per_s", Json(r->requests_per_s));
+  j.Set("output_tokens_per_s", Json(r->output_tokens_per_s));
+  j.Set("ttft", pct(r->ttft_s));
+  j.Set("tpot", pct(r->tpot_s));
+  j.Set("kv_utilisation_mean", Json(r->kv_utilisation_mean));
+  j.Set("kv_utilisation_peak", Json(r->kv_utilisation_peak));
+  j.Set("kv_blocks", Json(r->kv_blocks));
+  j.Set("preemptions", Json(r->preemptions));
+  j.Set("steps", Json(r->steps));
+  std::ofstream file(json_path);
+  if (!file) return absl::PermissionDeniedError(absl::StrCat("--json: cannot write ", json_path));
+  file << j.Dump() << "\n";
+  return absl::OkStatus();
+}
+
+// True when the arguments ask for --mode throughput (the flag sets differ, so it is seen first).
+bool WantsThroughput(const std::vector<std::string>& args) {
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--mode=throughput") return true;
+    if (args[i] == "--mode" && i + 1 < args.size() && args[i + 1] == "throughput") return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 absl::Status RunBench(const std::vector<std::string>& args) {
+  if (WantsThroughput(args)) return RunThroughputMode(args);
   FlagParser parser;
   ModelOptions model;
   model.Register(&parser);
@@ -72,7 +185,7 @@ absl::Status RunBench(const std::vector<std::string>& args) {
     return absl::OkStatus();
   }
   if (mode == "throughput") {
-    return absl::UnimplementedError("--mode throughput is not implemented yet (it arrives with continuous batching)");
+    return RunThroughputMode(args);
   }
   if (mode != "latency") return absl::InvalidArgumentError(absl::StrCat("--mode must be latency or throughput, got '", mode, "'"));
   auto batch_list = ParseIntList("batch", batches);
