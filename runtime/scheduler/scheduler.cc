@@ -70,7 +70,8 @@ absl::Status Scheduler::Submit(Request request) {
     return absl::InvalidArgumentError(absl::StrCat("request ", request.id, ": prompt + max_new_tokens = ", final_length,
                                                    " exceeds the model's ", config.max_positions, " positions"));
   }
-  const int64_t need = EstimateBlocks(final_length, request.chai);
+  const int64_t need = std::max(EstimateBlocks(final_length, request.chai),
+                                FirstChunkBlocks(static_cast<int64_t>(request.prompt.size()), request.chai));
   if (need > engine_->kv_pool().num_blocks()) {
     return absl::ResourceExhaustedError(absl::StrCat("request ", request.id, " needs ", need, " KV blocks, the pool has ",
                                                      engine_->kv_pool().num_blocks()));
@@ -121,9 +122,20 @@ int64_t Scheduler::Outstanding() const {
   return total;
 }
 
+int64_t Scheduler::FirstChunkBlocks(int64_t prompt_len, bool chai) const {
+  if (!chai) return 0;
+  // The first pass of a CHAI request stores K for every head before membership drops some.
+  const int64_t first = prompt_len < kChaiFeatureTokens
+                            ? prompt_len
+                            : std::min<int64_t>(prompt_len, std::max(options_.max_prefill_tokens_per_step,
+                                                                     kChaiFeatureTokens));
+  return EstimateBlocks(first, false);
+}
+
 bool Scheduler::TryAdmit(Entry* e, int64_t* budget) {
   const int64_t target = options_.reserve_full_length ? e->final_length() : static_cast<int64_t>(e->tokens.size());
-  const int64_t need = EstimateBlocks(target, e->req.chai);
+  const int64_t need = std::max(EstimateBlocks(target, e->req.chai),
+                                FirstChunkBlocks(static_cast<int64_t>(e->tokens.size()), e->req.chai));
   // The oldest request always gets in when nothing runs (its need fits the pool: Submit checked).
   if (need > *budget && !running_.empty()) return false;
   auto seq = engine_->NewSequence();

@@ -22,7 +22,9 @@
 // KV estimate used for admission: blocks for prompt + max_new_tokens positions on every
 // (layer, side, KV head); for a CHAI request with `chai_local_clusters` given, the K side of a
 // layer with k clusters counts min(k, KV heads) heads (the most the representatives can read).
-// An estimate only: a Forward that still does not fit preempts.
+// The first pass of a CHAI request holds dense K for its chunk until membership is fixed, so the
+// need is at least the dense blocks of that chunk. An estimate only: a Forward that still does
+// not fit preempts.
 #ifndef CHAI_RUNTIME_SCHEDULER_SCHEDULER_H_
 #define CHAI_RUNTIME_SCHEDULER_SCHEDULER_H_
 
@@ -115,6 +117,10 @@ class Scheduler {
 
   // KV blocks the estimate gives a request of `length` positions (see the header comment).
   int64_t EstimateBlocks(int64_t length, bool chai) const;
+  // Dense blocks the first pass of a CHAI request of `prompt_len` tokens holds before its
+  // non-representative K is dropped (0 for dense requests); admission takes the larger of this
+  // and the estimate.
+  int64_t FirstChunkBlocks(int64_t prompt_len, bool chai) const;
 
  private:
   struct Entry;

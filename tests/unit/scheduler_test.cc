@@ -10,6 +10,7 @@
 #include "gtest/gtest.h"
 #include "runtime/generator.h"
 #include "runtime/tensor_source.h"
+#include "runtime/throughput_bench.h"
 #include "tests/support/chai_helpers.h"
 #include "tests/support/test_paths.h"
 
@@ -261,6 +262,54 @@ TEST(Scheduler, StopTokensAndMaxTokens) {
   EXPECT_EQ(out[2].reason, FinishReason::kStop);
   EXPECT_EQ(out[3].output_ids, std::vector<int32_t>(full.begin(), full.begin() + 3));
   EXPECT_TRUE(out[4].output_ids.empty());
+}
+
+TEST(ThroughputBench, LengthDistributions) {
+  auto fixed = ParseLengthDist("input-len-dist", "fixed:12");
+  ASSERT_TRUE(fixed.ok()) << fixed.status();
+  EXPECT_EQ(fixed->lo, 12);
+  EXPECT_EQ(fixed->hi, 12);
+  auto uniform = ParseLengthDist("input-len-dist", "uniform:3:9");
+  ASSERT_TRUE(uniform.ok()) << uniform.status();
+  std::mt19937_64 rng(1);
+  std::set<int> seen;
+  for (int i = 0; i < 500; ++i) seen.insert(uniform->Sample(rng));
+  EXPECT_EQ(seen, (std::set<int>{3, 4, 5, 6, 7, 8, 9}));
+  for (const char* bad : {"fixed:0", "fixed:x", "uniform:5:2", "uniform:0:3", "normal:3:4", "fixed:1:2", ""}) {
+    auto r = ParseLengthDist("output-len-dist", bad);
+    EXPECT_FALSE(r.ok()) << bad;
+    if (!r.ok()) {
+      EXPECT_NE(std::string(r.status().message()).find("--output-len-dist"), std::string::npos);
+    }
+  }
+  Percentiles p = ComputePercentiles({4, 1, 3, 2, 5});
+  EXPECT_DOUBLE_EQ(p.p50, 3);
+  EXPECT_DOUBLE_EQ(p.p90, 4.6);
+  EXPECT_DOUBLE_EQ(p.mean, 3);
+}
+
+TEST(ThroughputBench, RunsEveryRequestOnACpuFixture) {
+  TestModel model = LoadWithPool("opt-preln", 0);
+  ThroughputBenchOptions o;
+  o.num_requests = 12;
+  o.input_len = {2, 30};
+  o.output_len = {5, 5};
+  o.request_rate = 2000;
+  o.max_prefill_tokens_per_step = 16;
+  o.progress = false;
+  auto r = RunThroughputBench(*model.engine, o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->completed, 12);
+  EXPECT_EQ(r->failed, 0);
+  EXPECT_EQ(r->output_tokens, 60);
+  EXPECT_GT(r->requests_per_s, 0);
+  EXPECT_GT(r->output_tokens_per_s, 0);
+  EXPECT_LE(r->ttft_s.p50, r->ttft_s.p90);
+  EXPECT_LE(r->ttft_s.p90, r->ttft_s.p99);
+  EXPECT_LE(r->tpot_s.p50, r->tpot_s.p99);
+  EXPECT_GT(r->kv_utilisation_peak, 0);
+  EXPECT_LE(r->kv_utilisation_peak, 1);
+  EXPECT_EQ(model.engine->kv_pool().free_blocks(), model.engine->kv_pool().num_blocks());
 }
 
 }  // namespace
