@@ -26,6 +26,7 @@ struct Scheduler::Entry {
   std::vector<double> token_times;
   double first_token_time = -1;
   int preemptions = 0;
+  int64_t recomputed_outputs = 0;
 };
 
 Scheduler::Scheduler(Engine* engine, SchedulerOptions options, const Clock* clock)
@@ -168,6 +169,7 @@ void Scheduler::Preempt(size_t index) {
   running_.erase(running_.begin() + static_cast<std::ptrdiff_t>(index));
   e->seq.reset();  // every block back to the pool; the re-prefill recomputes them
   ++e->preemptions;
+  e->recomputed_outputs += static_cast<int64_t>(e->output.size());
   ++stats_.preemptions;
   waiting_.push_front(std::move(e));
 }
@@ -185,6 +187,7 @@ void Scheduler::Finish(std::unique_ptr<Entry> e, FinishReason reason, absl::Stat
   out.finish_time = clock_->Now();
   out.token_times = std::move(e->token_times);
   out.preemptions = e->preemptions;
+  out.recomputed_outputs = e->recomputed_outputs;
   finished_.push_back(std::move(out));
 }
 

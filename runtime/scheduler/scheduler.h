@@ -64,6 +64,7 @@ struct RequestOutput {
   double finish_time = 0;
   std::vector<double> token_times;  // clock time each output token was chosen
   int preemptions = 0;
+  int64_t recomputed_outputs = 0;  // generated tokens re-prefilled after preemptions
 
   double ttft() const { return first_token_time < 0 ? -1 : first_token_time - arrival_time; }
   // Mean time between output tokens after the first; 0 with fewer than 2 tokens.

@@ -128,10 +128,17 @@ TEST_P(SchedulerFixture, PreemptionUnderTinyPoolKeepsOutputs) {
   Scheduler s(model.engine.get(), options, &clock);
   auto out = RunAll(s, clock, requests);
   EXPECT_GT(s.stats().preemptions, 0);
+  RecordProperty("preemptions", static_cast<int>(s.stats().preemptions));
   ExpectSoloOutputs(*probe.engine, requests, out);
-  int64_t preempted = 0;
-  for (const auto& [id, o] : out) preempted += o.preemptions;
+  int64_t preempted = 0, recomputed = 0, sampled_preempted = 0;
+  for (const auto& [id, o] : out) {
+    preempted += o.preemptions;
+    recomputed += o.recomputed_outputs;
+    if (o.preemptions > 0 && (id == requests[1].id || id == requests[4].id)) ++sampled_preempted;
+  }
   EXPECT_EQ(preempted, s.stats().preemptions);
+  EXPECT_GT(recomputed, 0);  // preempted mid-generation: the output continued across the recompute
+  EXPECT_GT(sampled_preempted, 0);
   EXPECT_EQ(model.engine->kv_pool().free_blocks(), model.engine->kv_pool().num_blocks());
 }
 
@@ -189,6 +196,7 @@ TEST(Scheduler, MixedDenseAndChaiEqualSoloRuns) {
     auto out = RunAll(s, clock, requests);
     if (tiny) {
       EXPECT_GT(s.stats().preemptions, 0);
+      RecordProperty("preemptions", static_cast<int>(s.stats().preemptions));
     }
     ExpectSoloOutputs(*probe.engine, requests, out, ref_policy.get());
   }
