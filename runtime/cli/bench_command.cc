@@ -171,7 +171,7 @@ absl::Status RunBench(const std::vector<std::string>& args) {
   std::string mode = "latency", json_path, batches = "1", inputs = "128";
   LatencyBenchOptions o;
   bool help = false;
-  parser.String("mode", &mode, "latency (throughput arrives with continuous batching)");
+  parser.String("mode", &mode, "latency (a fixed batch) or throughput (a request stream; chai bench --mode throughput --help)");
   parser.String("batch", &batches, "sequences decoded together; a list runs each (default 1)");
   parser.String("input-len", &inputs, "prompt tokens per sequence; a list runs each (default 128)");
   parser.Int("output-len", &o.output_len, "generated tokens per sequence (default 32)");
