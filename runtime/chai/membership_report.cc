@@ -37,4 +37,22 @@ KvBytes GlobalKvBytes(const Sequence& seq, const ModelConfig& config, DType dtyp
   return b;
 }
 
+std::vector<RankKv> PerRankKv(const Sequence& seq, Communicator* comm) {
+  int reps = 0;
+  for (const auto& layer : seq.score_head)
+    for (size_t h = 0; h < layer.size(); ++h) reps += layer[h] == static_cast<int>(h) ? 1 : 0;
+  Tensor mine = Tensor::FromFloats({static_cast<float>(reps), static_cast<float>(seq.kv.KBytesPerToken())}, {1, 2});
+  Tensor all = mine;
+  if (comm->size() > 1) {
+    all = Tensor::Empty({1, 2 * comm->size()}, DType::kF32);
+    (void)comm->AllGatherColumns(mine, &all);
+  }
+  std::vector<RankKv> out(comm->size());
+  for (int r = 0; r < comm->size(); ++r) {
+    out[r].representatives = static_cast<int>(all.data<float>()[2 * r]);
+    out[r].k_bytes_per_token = static_cast<int64_t>(all.data<float>()[2 * r + 1]);
+  }
+  return out;
+}
+
 }  // namespace chai

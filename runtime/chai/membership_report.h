@@ -27,6 +27,14 @@ struct KvBytes {
 // Collective: sums over ranks.
 KvBytes GlobalKvBytes(const Sequence& seq, const ModelConfig& config, DType dtype, Communicator* comm);
 
+// Per rank: representatives (heads whose scores are computed, over all layers) and K bytes per
+// token stored, to show how evenly CHAI's savings fall across GPUs. Collective.
+struct RankKv {
+  int representatives = 0;
+  int64_t k_bytes_per_token = 0;
+};
+std::vector<RankKv> PerRankKv(const Sequence& seq, Communicator* comm);
+
 }  // namespace chai
 
 #endif  // CHAI_RUNTIME_CHAI_MEMBERSHIP_REPORT_H_

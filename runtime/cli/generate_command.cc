@@ -146,6 +146,7 @@ absl::Status RunGenerate(const std::vector<std::string>& args) {
   // Collectives first (every rank), then rank 0 reports.
   const Sequence& seq = *result->sequences[0];
   const KvBytes kv = GlobalKvBytes(seq, model->config, *ParseDType(flags.model.dtype), model->comm.get());
+  const std::vector<RankKv> per_rank = PerRankKv(seq, model->comm.get());
   std::vector<std::vector<int>> clusters;
   if (flags.dump_clusters) {
     clusters = GlobalRepresentatives(seq, model->engine->weights(), model->placement, model->comm.get());
@@ -169,6 +170,10 @@ absl::Status RunGenerate(const std::vector<std::string>& args) {
       std::fprintf(stderr, "placement: %s over %d ranks\n",
                    model->placement.IsIdentity() ? "contiguous head blocks" : "planned (--placement)",
                    model->comm->size());
+      for (size_t r = 0; r < per_rank.size(); ++r) {
+        std::fprintf(stderr, "rank %zu: %d representatives over all layers, K %lld bytes per token\n", r,
+                     per_rank[r].representatives, static_cast<long long>(per_rank[r].k_bytes_per_token));
+      }
     }
   }
   if (flags.json_path.empty()) return absl::OkStatus();
@@ -198,6 +203,14 @@ absl::Status RunGenerate(const std::vector<std::string>& args) {
   if (flags.stats) {
     out.Set("dense_kv_bytes_per_token", Json(kv.dense_per_token));
     out.Set("placement", PlacementToJson(model->placement));
+    Json ranks = Json::MakeArray();
+    for (const RankKv& r : per_rank) {
+      Json entry = Json::MakeObject();
+      entry.Set("representatives", Json(r.representatives));
+      entry.Set("k_bytes_per_token", Json(r.k_bytes_per_token));
+      ranks.Push(std::move(entry));
+    }
+    out.Set("ranks", std::move(ranks));
     out.Set("kv_bytes_per_token", Json(k_bytes + v_bytes));
     out.Set("k_bytes_per_token", Json(k_bytes));
     out.Set("v_bytes_per_token", Json(v_bytes));

@@ -97,6 +97,17 @@ TEST_P(ChaiTensorParallel, LocalClustersMatchSingleProcess) {
       ASSERT_TRUE(out.ok());
       HeadPlacement placement{world, layout.head_perm};
       EXPECT_EQ(GlobalRepresentatives(*out->sequences[0], split->engine->weights(), placement, comm.get()), reps);
+      // The per-rank report adds up to the single-process representatives and K bytes.
+      int total_reps = 0, expected_reps = 0;
+      int64_t total_k = 0;
+      for (const RankKv& r : PerRankKv(*out->sequences[0], comm.get())) {
+        total_reps += r.representatives;
+        total_k += r.k_bytes_per_token;
+      }
+      for (const auto& layer : reps)
+        for (size_t h = 0; h < layer.size(); ++h) expected_reps += layer[h] == static_cast<int>(h) ? 1 : 0;
+      EXPECT_EQ(total_reps, expected_reps);
+      EXPECT_EQ(total_k, ref->sequences[0]->kv.KBytesPerToken());
       std::vector<std::vector<float>> a, b;
       for (const Tensor* t : {&out->prompt_logits[0], &ref->prompt_logits[0]}) {
         auto& dst = t == &out->prompt_logits[0] ? a : b;
