@@ -4,8 +4,8 @@
 
 namespace chai {
 
-HeadAffinity ComputeHeadAffinity(const LayerSampleFeatures& features, const std::vector<int>& layer_clusters,
-                                 int heads, ClusterMethod method, uint64_t seed) {
+HeadAffinity ComputeHeadAffinity(const LayerSampleFeatures& features, const std::vector<int>& layer_clusters, int heads,
+                                 ClusterMethod method, uint64_t seed) {
   HeadAffinity affinity;
   for (size_t l = 0; l < features.size(); ++l) {
     std::vector<std::vector<double>> m(heads, std::vector<double>(heads, 0.0));

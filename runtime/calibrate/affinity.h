@@ -15,9 +15,8 @@
 
 namespace chai {
 
-HeadAffinity ComputeHeadAffinity(const LayerSampleFeatures& features, const std::vector<int>& layer_clusters,
-                                 int heads, ClusterMethod method = ClusterMethod::kAgglomerative,
-                                 uint64_t seed = 0);
+HeadAffinity ComputeHeadAffinity(const LayerSampleFeatures& features, const std::vector<int>& layer_clusters, int heads,
+                                 ClusterMethod method = ClusterMethod::kAgglomerative, uint64_t seed = 0);
 
 }  // namespace chai
 

@@ -145,9 +145,7 @@ absl::StatusOr<HeadAffinity> LoadHeadAffinity(const std::string& path) {
   auto json = ReadJsonFile(path);
   if (!json.ok()) return json.status();
   const Json* layers = json->Find("affinity");
-  auto bad = [&](const std::string& what) {
-    return absl::InvalidArgumentError(absl::StrCat(path, ": ", what));
-  };
+  auto bad = [&](const std::string& what) { return absl::InvalidArgumentError(absl::StrCat(path, ": ", what)); };
   if (layers == nullptr || !layers->is_array()) return bad("no \"affinity\" list");
   HeadAffinity affinity;
   for (const Json& m : layers->as_array()) {

@@ -90,10 +90,11 @@ absl::StatusOr<CalibrationResult> Calibrate(Engine& engine, absl::Span<const int
   const int front = std::max(options.samples, options.search_windows);
   if (front > static_cast<int>(calibration_pool.size()) ||
       options.heldout_windows > static_cast<int>(heldout_pool.size())) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--data has ", n, " tokens, ", calibration_pool.size() + heldout_pool.size(), " windows of ", w,
-        " (even ones calibrate, odd ones are held out): too few for ", front, " calibration and ",
-        options.heldout_windows, " held-out windows; lower --samples, --search-windows, --heldout-windows or --window"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--data has ", n, " tokens, ", calibration_pool.size() + heldout_pool.size(), " windows of ", w,
+                     " (even ones calibrate, odd ones are held out): too few for ", front, " calibration and ",
+                     options.heldout_windows,
+                     " held-out windows; lower --samples, --search-windows, --heldout-windows or --window"));
   }
   CalibrationResult result;
   result.total_tokens = n;
@@ -120,9 +121,9 @@ absl::StatusOr<CalibrationResult> Calibrate(Engine& engine, absl::Span<const int
   std::stable_sort(result.order.begin(), result.order.end(), [&](int a, int b) {
     return result.resistance[a] != result.resistance[b] ? result.resistance[a] < result.resistance[b] : a > b;
   });
-  Log(options, absl::StrCat("calibrate: elbow curves from ", options.samples, " samples; knees ",
-                            absl::StrJoin(result.knee, ","), "; most redundant first: ",
-                            absl::StrJoin(result.order, ",")));
+  Log(options,
+      absl::StrCat("calibrate: elbow curves from ", options.samples, " samples; knees ",
+                   absl::StrJoin(result.knee, ","), "; most redundant first: ", absl::StrJoin(result.order, ",")));
 
   // The elbow proposal: each layer at its knee (layers below first_layer dense).
   std::vector<int> knees = result.knee;
@@ -134,8 +135,8 @@ absl::StatusOr<CalibrationResult> Calibrate(Engine& engine, absl::Span<const int
     ScheduleEvaluator evaluate = [&](const std::vector<int>& schedule) -> absl::StatusOr<WindowScores> {
       auto scores = ScoreSchedule(engine, ids, search, schedule, options);
       if (scores.ok()) {
-        Log(options, absl::StrFormat("search: [%s] perplexity %.4f", absl::StrJoin(schedule, ","),
-                                     scores->Perplexity()));
+        Log(options,
+            absl::StrFormat("search: [%s] perplexity %.4f", absl::StrJoin(schedule, ","), scores->Perplexity()));
       }
       return scores;
     };

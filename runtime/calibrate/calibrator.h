@@ -32,13 +32,13 @@ namespace chai {
 
 struct CalibrateOptions {
   int window = 512;
-  int samples = 64;          // N: feature samples
-  int search_windows = 16;   // S: perplexity windows of the search
-  int heldout_windows = 16;  // M: verification windows (0: no verification)
+  int samples = 64;            // N: feature samples
+  int search_windows = 16;     // S: perplexity windows of the search
+  int heldout_windows = 16;    // M: verification windows (0: no verification)
   double budget_percent = -1;  // < 0: no search; the schedule is the knees
-  double bound_q = -1;  // the search's bound factor (schedule_search.h); < 0: Student t, 95%
-  int batch = 1;             // windows per forward pass
-  int first_layer = 0;       // layers below stay dense (the authors' prune_layer)
+  double bound_q = -1;         // the search's bound factor (schedule_search.h); < 0: Student t, 95%
+  int batch = 1;               // windows per forward pass
+  int first_layer = 0;         // layers below stay dense (the authors' prune_layer)
   ClusterMethod method = ClusterMethod::kAgglomerative;  // how CHAI clusters (search and affinity)
   RepMethod rep = RepMethod::kLowest;
   uint64_t seed = 0;
@@ -60,11 +60,11 @@ struct CalibrationResult {
   std::vector<int> order;                  // layers, most redundant first
   std::vector<int> schedule;               // the result: the search's, or the knees
   std::optional<ScheduleSearchResult> search;
-  int64_t search_tokens = 0;               // tokens scored per search evaluation
-  std::vector<int64_t> sample_starts;      // first token of each feature sample
-  std::vector<int64_t> search_starts;      // first token of each search window
-  std::vector<int64_t> heldout_starts;     // first token of each held-out window
-  HeadAffinity affinity;                   // at `schedule`
+  int64_t search_tokens = 0;            // tokens scored per search evaluation
+  std::vector<int64_t> sample_starts;   // first token of each feature sample
+  std::vector<int64_t> search_starts;   // first token of each search window
+  std::vector<int64_t> heldout_starts;  // first token of each held-out window
+  HeadAffinity affinity;                // at `schedule`
   // Held-out verification (empty when heldout_windows == 0): dense first, then `schedule`,
   // then the knees (layers below first_layer dense) when they differ from `schedule`.
   std::vector<ScheduleScore> heldout;

@@ -16,16 +16,15 @@ void FeatureCollector::Track(absl::Span<Sequence* const> seqs, int first_sample)
   for (size_t i = 0; i < seqs.size(); ++i) sample_of_[seqs[i]] = first_sample + static_cast<int>(i);
 }
 
-void FeatureCollector::BeforeAttention(Sequence* seq, int layer, const Tensor& q, const Tensor& k,
-                                       int64_t past_len) {
+void FeatureCollector::BeforeAttention(Sequence* seq, int layer, const Tensor& q, const Tensor& k, int64_t past_len) {
   auto it = sample_of_.find(seq);
   if (it == sample_of_.end() || past_len != 0 || q.dim(0) < kChaiFeatureTokens) return;
   const std::vector<float> q5 = q.Rows(0, kChaiFeatureTokens).ToFloats();
   const std::vector<float> k5 = k.Rows(0, kChaiFeatureTokens).ToFloats();
   auto& per_sample = features_[layer];
   if (static_cast<int>(per_sample.size()) <= it->second) per_sample.resize(it->second + 1);
-  per_sample[it->second] = AttentionFeatures(q5.data(), k5.data(), heads_, kv_heads_, head_dim_,
-                                             heads_ * head_dim_, kv_heads_ * head_dim_);
+  per_sample[it->second] =
+      AttentionFeatures(q5.data(), k5.data(), heads_, kv_heads_, head_dim_, heads_ * head_dim_, kv_heads_ * head_dim_);
 }
 
 absl::StatusOr<LayerSampleFeatures> CollectFeatures(Engine& engine, absl::Span<const int32_t> ids,
@@ -35,8 +34,8 @@ absl::StatusOr<LayerSampleFeatures> CollectFeatures(Engine& engine, absl::Span<c
   }
   for (int64_t s : starts) {
     if (s < 0 || s + kChaiFeatureTokens > static_cast<int64_t>(ids.size())) {
-      return absl::InvalidArgumentError(absl::StrCat("calibration sample at token ", s, " has fewer than ",
-                                                     kChaiFeatureTokens, " tokens"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("calibration sample at token ", s, " has fewer than ", kChaiFeatureTokens, " tokens"));
     }
   }
   const ModelConfig& c = engine.config();
@@ -57,8 +56,8 @@ absl::StatusOr<LayerSampleFeatures> CollectFeatures(Engine& engine, absl::Span<c
       }
       owned.push_back(std::move(*seq));
       seqs.push_back(owned.back().get());
-      steps.push_back({seqs.back(), std::vector<int32_t>(ids.begin() + starts[i],
-                                                         ids.begin() + starts[i] + kChaiFeatureTokens)});
+      steps.push_back(
+          {seqs.back(), std::vector<int32_t>(ids.begin() + starts[i], ids.begin() + starts[i] + kChaiFeatureTokens)});
     }
     if (!status.ok()) break;
     collector.Track(seqs, first);

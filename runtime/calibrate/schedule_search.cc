@@ -20,9 +20,11 @@ double WindowScores::Perplexity() const {
 
 double StudentT95(int dof) {
   // Exact to the 3 decimals of the usual tables; linear in 1/dof between entries.
-  static constexpr struct { int dof; double q; } kTable[] = {
-      {1, 6.314}, {2, 2.920}, {3, 2.353}, {4, 2.132}, {5, 2.015}, {6, 1.943}, {7, 1.895}, {8, 1.860},
-      {9, 1.833}, {10, 1.812}, {12, 1.782}, {15, 1.753}, {20, 1.725}, {30, 1.697}, {60, 1.671}, {120, 1.658}};
+  static constexpr struct {
+    int dof;
+    double q;
+  } kTable[] = {{1, 6.314}, {2, 2.920},  {3, 2.353},  {4, 2.132},  {5, 2.015},  {6, 1.943},  {7, 1.895},  {8, 1.860},
+                {9, 1.833}, {10, 1.812}, {12, 1.782}, {15, 1.753}, {20, 1.725}, {30, 1.697}, {60, 1.671}, {120, 1.658}};
   if (dof < 1) return kTable[0].q;
   for (size_t i = 0; i + 1 < std::size(kTable); ++i) {
     if (dof == kTable[i].dof) return kTable[i].q;
@@ -34,8 +36,7 @@ double StudentT95(int dof) {
   return 1.645 + (1.658 - 1.645) * (120.0 / dof);  // toward the normal quantile, 1.645
 }
 
-double PerplexityRatioBound(const WindowScores& candidate, const WindowScores& dense, double q,
-                            int fresh_windows) {
+double PerplexityRatioBound(const WindowScores& candidate, const WindowScores& dense, double q, int fresh_windows) {
   const size_t n = candidate.nll.size();
   double diff_sum = 0, token_sum = 0, mean = 0;
   std::vector<double> x(n);

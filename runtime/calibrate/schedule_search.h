@@ -46,8 +46,7 @@ double StudentT95(int dof);
 
 // Upper bound of perplexity(candidate) / perplexity(dense) (see above) with factor q on the
 // spread, for `fresh_windows` = M held-out windows.
-double PerplexityRatioBound(const WindowScores& candidate, const WindowScores& dense, double q,
-                            int fresh_windows);
+double PerplexityRatioBound(const WindowScores& candidate, const WindowScores& dense, double q, int fresh_windows);
 
 struct SearchBound {
   double q = -1;          // < 0: StudentT95(S - 1); 0: the point estimate alone
@@ -64,8 +63,8 @@ struct SearchTrial {
 struct ScheduleSearchResult {
   std::vector<int> schedule;
   double dense_perplexity = 0;
-  double perplexity = 0;   // of `schedule` on the search windows
-  double ratio_bound = 1;  // of `schedule`
+  double perplexity = 0;            // of `schedule` on the search windows
+  double ratio_bound = 1;           // of `schedule`
   std::vector<SearchTrial> trials;  // every evaluation, in order (the first is dense)
 };
 

@@ -77,7 +77,8 @@ absl::Status Plot(const std::string& csv, const std::string& schedule, const std
   const std::string cmd = absl::StrCat("python3 ", ShellQuote(script), " --csv ", ShellQuote(csv), " --schedule ",
                                        ShellQuote(schedule), " --out ", ShellQuote(png));
   if (std::system(cmd.c_str()) != 0) {
-    return absl::InternalError(absl::StrCat("--plot: ", script, " failed (needs python3 with matplotlib: pip install "
+    return absl::InternalError(absl::StrCat("--plot: ", script,
+                                            " failed (needs python3 with matplotlib: pip install "
                                             "matplotlib); the schedule, affinity and CSV were written"));
   }
   return absl::OkStatus();
@@ -100,11 +101,12 @@ void PrintSummary(const CalibrationResult& r, const CalibrateFlags& flags) {
     std::printf("%-6zu %12.5f %6d %10d\n", l, r.resistance[l], r.knee[l], r.schedule[l]);
   }
   if (r.search) {
-    std::printf("search (%d windows, %lld tokens): dense %.4f, schedule %.4f (%+.2f%%, upper bound %+.2f%%, "
-                "budget %g%%), %zu trials\n",
-                flags.search_windows, static_cast<long long>(r.search_tokens), r.search->dense_perplexity,
-                r.search->perplexity, 100.0 * (r.search->perplexity / r.search->dense_perplexity - 1.0),
-                100.0 * (r.search->ratio_bound - 1.0), flags.ppl_budget, r.search->trials.size());
+    std::printf(
+        "search (%d windows, %lld tokens): dense %.4f, schedule %.4f (%+.2f%%, upper bound %+.2f%%, "
+        "budget %g%%), %zu trials\n",
+        flags.search_windows, static_cast<long long>(r.search_tokens), r.search->dense_perplexity, r.search->perplexity,
+        100.0 * (r.search->perplexity / r.search->dense_perplexity - 1.0), 100.0 * (r.search->ratio_bound - 1.0),
+        flags.ppl_budget, r.search->trials.size());
   }
   if (!r.heldout.empty()) {
     const double dense = r.heldout[0].perplexity;
@@ -131,9 +133,10 @@ absl::Status RunCalibrate(const std::vector<std::string>& args) {
   flags.Register(&parser);
   if (auto s = parser.Parse(args); !s.ok()) return s;
   if (flags.help) {
-    std::printf("usage: chai calibrate --model DIR --data FILE.txt --samples N --out configs/chai/NAME.json "
-                "[--ppl-budget X] [--plot PNG]\n%s",
-                parser.Usage().c_str());
+    std::printf(
+        "usage: chai calibrate --model DIR --data FILE.txt --samples N --out configs/chai/NAME.json "
+        "[--ppl-budget X] [--plot PNG]\n%s",
+        parser.Usage().c_str());
     return absl::OkStatus();
   }
   if (flags.out.empty()) return absl::InvalidArgumentError("give --out FILE.json for the schedule");
@@ -157,8 +160,8 @@ absl::Status RunCalibrate(const std::vector<std::string>& args) {
   // that a bad window fails before the text is tokenized and the weights load.
   const int max_positions = flags.model.max_seq_len > 0 ? flags.model.max_seq_len : config->max_positions;
   if (flags.window > max_positions) {
-    return absl::InvalidArgumentError(absl::StrCat("--window ", flags.window, " exceeds the model's maximum of ",
-                                                   max_positions, " positions"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--window ", flags.window, " exceeds the model's maximum of ", max_positions, " positions"));
   }
   auto tokenizer = LoadModelTokenizer(flags.model.model);
   if (!tokenizer.ok()) return tokenizer.status();

@@ -53,8 +53,8 @@ struct EvalFlags {
 };
 
 struct Mode {
-  std::string name;              // "dense" or "chai"
-  const ChaiPolicy* chai;        // null: dense
+  std::string name;        // "dense" or "chai"
+  const ChaiPolicy* chai;  // null: dense
 };
 
 Json Ints(const std::vector<int>& v) {
@@ -63,9 +63,7 @@ Json Ints(const std::vector<int>& v) {
   return a;
 }
 
-std::string Relative(double value, double base) {
-  return absl::StrFormat("%+.2f%%", 100.0 * (value / base - 1.0));
-}
+std::string Relative(double value, double base) { return absl::StrFormat("%+.2f%%", 100.0 * (value / base - 1.0)); }
 
 absl::Status WriteJson(const Json& out, const std::string& path) {
   std::ofstream file(path);
@@ -82,7 +80,8 @@ absl::Status CheckFlags(const EvalFlags& flags) {
   if (flags.compare && flags.model.chai == "off") {
     return absl::InvalidArgumentError("--compare needs a CHAI schedule: add --chai FILE|LIST");
   }
-  if (flags.window < 2) return absl::InvalidArgumentError(absl::StrCat("--window must be >= 2 (got ", flags.window, ")"));
+  if (flags.window < 2)
+    return absl::InvalidArgumentError(absl::StrCat("--window must be >= 2 (got ", flags.window, ")"));
   if (flags.stride < 0 || flags.stride > flags.window) {
     return absl::InvalidArgumentError(
         absl::StrCat("--stride must be between 1 and --window ", flags.window, " (got ", flags.stride, ")"));
@@ -103,9 +102,10 @@ absl::Status RunEval(const std::vector<std::string>& args) {
   flags.Register(&parser);
   if (auto s = parser.Parse(args); !s.ok()) return s;
   if (flags.help) {
-    std::printf("usage: chai eval --model DIR (--data FILE.txt [--window N --stride S] | --task FILE.jsonl) "
-                "[--chai FILE [--compare]] [--json FILE]\n%s",
-                parser.Usage().c_str());
+    std::printf(
+        "usage: chai eval --model DIR (--data FILE.txt [--window N --stride S] | --task FILE.jsonl) "
+        "[--chai FILE [--compare]] [--json FILE]\n%s",
+        parser.Usage().c_str());
     return absl::OkStatus();
   }
   if (auto s = CheckFlags(flags); !s.ok()) return s;
@@ -135,8 +135,8 @@ absl::Status RunEval(const std::vector<std::string>& args) {
   // that a bad window fails before the text is tokenized and the weights load.
   const int max_positions = flags.model.max_seq_len > 0 ? flags.model.max_seq_len : config->max_positions;
   if (text && flags.window > max_positions) {
-    return absl::InvalidArgumentError(absl::StrCat("--window ", flags.window, " exceeds the model's maximum of ",
-                                                   max_positions, " positions"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--window ", flags.window, " exceeds the model's maximum of ", max_positions, " positions"));
   }
   auto tokenizer = LoadModelTokenizer(flags.model.model);
   if (!tokenizer.ok()) return tokenizer.status();
@@ -193,8 +193,8 @@ absl::Status RunEval(const std::vector<std::string>& args) {
     int64_t scored = 0;
     for (const TextWindow& w : windows) scored += w.scored();
     if (rank0 && !flags.quiet) {
-      std::fprintf(stderr, "eval: %zu tokens, %zu windows of %d (stride %d), %lld scored\n", ids.size(),
-                   windows.size(), flags.window, stride, static_cast<long long>(scored));
+      std::fprintf(stderr, "eval: %zu tokens, %zu windows of %d (stride %d), %lld scored\n", ids.size(), windows.size(),
+                   flags.window, stride, static_cast<long long>(scored));
     }
     for (const Mode& mode : modes) {
       Progress progress("perplexity " + mode.name, "windows", rank0 && !flags.quiet);
@@ -214,8 +214,9 @@ absl::Status RunEval(const std::vector<std::string>& args) {
     ppl.Set("windows", Json(static_cast<int64_t>(windows.size())));
     ppl.Set("tokens", Json(scored));
     ppl.Set("text_tokens", Json(static_cast<int64_t>(ids.size())));
-    if (rank0) std::printf("%-6s %-28s %12s %10s %9s %8s %9s\n", "mode", "schedule", "perplexity", "nll/token",
-                           "tokens", "windows", "seconds");
+    if (rank0)
+      std::printf("%-6s %-28s %12s %10s %9s %8s %9s\n", "mode", "schedule", "perplexity", "nll/token", "tokens",
+                  "windows", "seconds");
     for (size_t m = 0; m < modes.size(); ++m) {
       const PerplexityResult& r = results[m];
       if (rank0) {
@@ -258,8 +259,8 @@ absl::Status RunEval(const std::vector<std::string>& args) {
     for (size_t m = 0; m < modes.size(); ++m) {
       const MultipleChoiceResult& r = results[m];
       if (rank0) {
-        std::printf("%-6s %-28s %8d %8.4f %9.4f %9.1f\n", modes[m].name.c_str(),
-                    modes[m].chai ? schedule.c_str() : "-", r.items(), r.acc(), r.acc_norm(), r.seconds);
+        std::printf("%-6s %-28s %8d %8.4f %9.4f %9.1f\n", modes[m].name.c_str(), modes[m].chai ? schedule.c_str() : "-",
+                    r.items(), r.acc(), r.acc_norm(), r.seconds);
       }
       Json j = Json::MakeObject();
       j.Set("acc", Json(r.acc()));

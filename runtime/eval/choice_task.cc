@@ -36,8 +36,8 @@ absl::StatusOr<ChoiceItem> ParseItem(const std::string& text, const std::string&
   auto value = label->AsInt();
   if (!value.ok()) return LineError(path, line, "\"label\" must be an integer");
   if (*value < 0 || *value >= static_cast<int64_t>(item.choices.size())) {
-    return LineError(path, line, absl::StrCat("\"label\" ", *value, " is out of range for ", item.choices.size(),
-                                              " choices"));
+    return LineError(path, line,
+                     absl::StrCat("\"label\" ", *value, " is out of range for ", item.choices.size(), " choices"));
   }
   item.label = static_cast<int>(*value);
   return item;

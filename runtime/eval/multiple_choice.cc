@@ -16,8 +16,8 @@ int ArgMax(const std::vector<double>& v) {
 
 }  // namespace
 
-void ChoiceTaskExtent(const std::vector<std::vector<ChoiceRequest>>& requests, int max_positions,
-                      int64_t* max_len, int64_t* max_choices) {
+void ChoiceTaskExtent(const std::vector<std::vector<ChoiceRequest>>& requests, int max_positions, int64_t* max_len,
+                      int64_t* max_choices) {
   *max_len = 1;
   *max_choices = 1;
   for (const auto& item : requests) {

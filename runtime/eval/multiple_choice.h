@@ -42,8 +42,8 @@ absl::StatusOr<MultipleChoiceResult> EvaluateMultipleChoice(Engine& engine, cons
 
 // Longest input (context + continuation - 1 tokens, capped at max_positions) and the most
 // choices of any item: what the KV cache must hold at once.
-void ChoiceTaskExtent(const std::vector<std::vector<ChoiceRequest>>& requests, int max_positions,
-                      int64_t* max_len, int64_t* max_choices);
+void ChoiceTaskExtent(const std::vector<std::vector<ChoiceRequest>>& requests, int max_positions, int64_t* max_len,
+                      int64_t* max_choices);
 
 }  // namespace chai
 

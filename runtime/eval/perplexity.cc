@@ -15,8 +15,8 @@ absl::StatusOr<PerplexityResult> EvaluatePerplexity(Engine& engine, absl::Span<c
   if (options.batch < 1) return absl::InvalidArgumentError("--batch must be >= 1");
   for (const TextWindow& w : windows) {
     if (w.begin < 0 || w.end > static_cast<int64_t>(ids.size()) || w.score_begin <= w.begin || w.scored() < 1) {
-      return absl::InvalidArgumentError(absl::StrCat("window [", w.begin, ", ", w.end, ") does not fit the ",
-                                                     ids.size(), " tokens of the text"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("window [", w.begin, ", ", w.end, ") does not fit the ", ids.size(), " tokens of the text"));
     }
   }
   const auto start = std::chrono::steady_clock::now();
@@ -42,8 +42,8 @@ absl::StatusOr<PerplexityResult> EvaluatePerplexity(Engine& engine, absl::Span<c
       const TextWindow& w = windows[i];
       // The logits at position p predict token p + 1.
       const int64_t first_row = row + (w.score_begin - 1 - w.begin);
-      const double ll = SumLogProbs(logits->data<float>() + first_row * vocab, vocab, ids.data() + w.score_begin,
-                                    w.scored());
+      const double ll =
+          SumLogProbs(logits->data<float>() + first_row * vocab, vocab, ids.data() + w.score_begin, w.scored());
       result.window_nll.push_back(-ll);
       result.nll += -ll;
       result.tokens += w.scored();

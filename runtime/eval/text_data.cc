@@ -38,16 +38,15 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadModelTokenizer(const std::string&
   for (const char* name : {"tokenizer.json", "vocab.json", "tokenizer.model"}) {
     if (fs::exists(fs::path(model) / name, ec)) return Tokenizer::FromDirectory(model);
   }
-  return absl::NotFoundError(absl::StrCat("--model ", model,
-                                          ": no tokenizer (tokenizer.json, vocab.json + merges.txt or tokenizer.model)"));
+  return absl::NotFoundError(
+      absl::StrCat("--model ", model, ": no tokenizer (tokenizer.json, vocab.json + merges.txt or tokenizer.model)"));
 }
 
 std::vector<int32_t> TokenizeText(const Tokenizer& tokenizer, const std::string& text) {
   return tokenizer.Encode(text, /*add_special_tokens=*/true);
 }
 
-absl::StatusOr<std::vector<TextWindow>> PlanWindows(int64_t num_tokens, int window, int stride,
-                                                    int max_windows) {
+absl::StatusOr<std::vector<TextWindow>> PlanWindows(int64_t num_tokens, int window, int stride, int max_windows) {
   if (window < 2) return absl::InvalidArgumentError(absl::StrCat("--window must be >= 2 (got ", window, ")"));
   if (stride < 1 || stride > window) {
     return absl::InvalidArgumentError(

@@ -45,8 +45,7 @@ struct TextWindow {
 // Plans the windows over `num_tokens` tokens. max_windows > 0 keeps only the first ones (the
 // rest of the text is then not scored). Errors: window < 2, stride < 1 or > window, fewer than
 // 2 tokens.
-absl::StatusOr<std::vector<TextWindow>> PlanWindows(int64_t num_tokens, int window, int stride,
-                                                    int max_windows = 0);
+absl::StatusOr<std::vector<TextWindow>> PlanWindows(int64_t num_tokens, int window, int stride, int max_windows = 0);
 
 // The calibration / held-out split that `chai calibrate` and `chai eval --split` share: the text
 // is cut into whole non-overlapping windows 0, 1, 2, ... of `window` tokens; even windows form the

@@ -61,9 +61,9 @@ TEST(CalibrateCli, RejectsChai) {
 }
 
 TEST(CalibrateCli, NegativeBudget) {
-  ExpectError("calibrate --model " + kFixture + " --ppl-budget -1 --data " + TempFile("t.txt", "text\n") +
-                  " --out " + kOut,
-              "--ppl-budget must be >= 0");
+  ExpectError(
+      "calibrate --model " + kFixture + " --ppl-budget -1 --data " + TempFile("t.txt", "text\n") + " --out " + kOut,
+      "--ppl-budget must be >= 0");
 }
 
 TEST(CalibrateCli, ModelWithoutTokenizer) {
@@ -82,15 +82,16 @@ TEST(CalibrateCli, FirstLayerOutOfRange) {
   if (!SharedAvailable()) GTEST_SKIP() << "../shared is absent: skipping opt-tiny-docs";
   ExpectError("calibrate --model " + SharedDir() + "/models/opt-tiny-docs --data " + SharedDir() +
                   "/data/dev_eval.txt --window 16 --samples 2 --search-windows 1 --heldout-windows 1"
-                  " --first-layer 8 --out " + kOut,
+                  " --first-layer 8 --out " +
+                  kOut,
               "--first-layer must be in [0, 7]");
 }
 
 TEST(CalibrateCli, OutputFolderMissing) {
   // Checked before the model loads, not after the calibration ran.
-  ExpectError("calibrate --model " + kFixture + " --data " + TempFile("t.txt", "text\n") +
-                  " --out /nonexistent/dir/s.json",
-              "--out: no such directory: /nonexistent/dir");
+  ExpectError(
+      "calibrate --model " + kFixture + " --data " + TempFile("t.txt", "text\n") + " --out /nonexistent/dir/s.json",
+      "--out: no such directory: /nonexistent/dir");
   ExpectError("calibrate --model " + kFixture + " --data " + TempFile("t.txt", "text\n") + " --out " + kOut +
                   " --plot /nonexistent/dir/p.png",
               "--plot: no such directory: /nonexistent/dir");

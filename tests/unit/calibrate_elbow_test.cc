@@ -40,9 +40,9 @@ TEST(Knee, ExponentialDecay) {
 TEST(Knee, DegenerateCurves) {
   EXPECT_EQ(KneeOfCurve({}), 1);
   EXPECT_EQ(KneeOfCurve({0}), 1);
-  EXPECT_EQ(KneeOfCurve({0, 0, 0, 0}), 1);        // every head identical: one cluster
-  EXPECT_EQ(KneeOfCurve({3, 2, 1, 0}), 4);        // straight: clustering never pays extra
-  EXPECT_EQ(KneeOfCurve({3, 2.9, 2.5, 0}), 4);    // concave: keep the layer dense
+  EXPECT_EQ(KneeOfCurve({0, 0, 0, 0}), 1);      // every head identical: one cluster
+  EXPECT_EQ(KneeOfCurve({3, 2, 1, 0}), 4);      // straight: clustering never pays extra
+  EXPECT_EQ(KneeOfCurve({3, 2.9, 2.5, 0}), 4);  // concave: keep the layer dense
 }
 
 TEST(Knee, ScaleInvariant) {
@@ -53,7 +53,7 @@ TEST(Knee, ScaleInvariant) {
 }
 
 TEST(Elbow, WithinClusterError) {
-  const std::vector<double> rows = {0, 0, 2, 0, 10, 10};  // 3 rows of 2
+  const std::vector<double> rows = {0, 0, 2, 0, 10, 10};             // 3 rows of 2
   EXPECT_DOUBLE_EQ(WithinClusterError(rows, 3, 2, {0, 0, 1}), 2.0);  // mean (1,0): 1 + 1
   EXPECT_DOUBLE_EQ(WithinClusterError(rows, 3, 2, {0, 1, 2}), 0.0);
 }

@@ -93,8 +93,8 @@ TEST(CalibrateOptTinyDocs, SameOutputTwice) {
     const std::string out = (dir / (run + ".json")).string();
     const std::string cmd = absl::StrCat(ChaiBinary(), " calibrate --model ", ModelDir(), " --data ", DataFile(),
                                          " --samples 12 --window 32 --search-windows 4 --heldout-windows 2",
-                                         " --ppl-budget 10 --first-layer 6 --batch 4 --quiet --out ", out,
-                                         " > ", (dir / (run + ".txt")).string());
+                                         " --ppl-budget 10 --first-layer 6 --batch 4 --quiet --out ", out, " > ",
+                                         (dir / (run + ".txt")).string());
     const int status = std::system(cmd.c_str());
     ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << cmd;
     contents.push_back(Slurp(out) + Slurp((dir / (run + ".affinity.json")).string()) +

@@ -68,8 +68,8 @@ TEST(ScheduleSearch, ConfidenceBoundIsStricterWhenWindowsDisagree) {
   // Same mean rise, but windows disagree: +-80% around it.
   auto noisy = Synthetic(8, {0.0, 0.006}, {-0.8, 0.8, -0.8, 0.8}, &calls);
   auto plain = SearchSchedule(2, 8, {1, 0}, 3.0, {0.0, 0}, noisy);
-  auto careful = SearchSchedule(2, 8, {1, 0}, 3.0, {}, noisy);            // Student t, S = 4
-  auto fresh = SearchSchedule(2, 8, {1, 0}, 3.0, {-1, 8}, noisy);         // and 8 fresh windows
+  auto careful = SearchSchedule(2, 8, {1, 0}, 3.0, {}, noisy);     // Student t, S = 4
+  auto fresh = SearchSchedule(2, 8, {1, 0}, 3.0, {-1, 8}, noisy);  // and 8 fresh windows
   ASSERT_TRUE(plain.ok() && careful.ok() && fresh.ok());
   EXPECT_GT(careful->schedule[1], plain->schedule[1]);
   EXPECT_GE(fresh->schedule[1], careful->schedule[1]);

@@ -51,7 +51,8 @@ std::string TempFile(const std::string& name, const std::string& text) {
 const std::string kFixture = FixtureDir("opt-preln");
 
 TEST(EvalCli, MissingDataFile) {
-  ExpectError("eval --model " + kFixture + " --data /nonexistent/text.txt", "--data: no such file: /nonexistent/text.txt");
+  ExpectError("eval --model " + kFixture + " --data /nonexistent/text.txt",
+              "--data: no such file: /nonexistent/text.txt");
 }
 
 TEST(EvalCli, EmptyDataFile) {

@@ -69,8 +69,10 @@ TEST(ChoiceTask, MissingFile) {
 
 TEST(ChoiceTask, CodePointsCountCharactersNotBytes) {
   EXPECT_EQ(CodePoints("abc"), 3);
-  EXPECT_EQ(CodePoints("na\xc3\xafve"), 5);       // naïve
-  EXPECT_EQ(CodePoints("\xe2\x80\x9c" "a"), 2);   // “a
+  EXPECT_EQ(CodePoints("na\xc3\xafve"), 5);  // naïve
+  EXPECT_EQ(CodePoints("\xe2\x80\x9c"
+                       "a"),
+            2);  // “a
 }
 
 class OptTinyDocsChoice : public ::testing::Test {

@@ -85,7 +85,7 @@ TEST(LogLikelihood, MatchesNaiveLogSoftmax) {
   const int32_t targets[2] = {2, 3};
   std::vector<float> two = logits;
   two.insert(two.end(), logits.begin(), logits.end());
-  EXPECT_NEAR(SumLogProbs(two.data(), 5, targets, 2), 2 * std::log(std::exp(29.75) / z) , 1e-9);
+  EXPECT_NEAR(SumLogProbs(two.data(), 5, targets, 2), 2 * std::log(std::exp(29.75) / z), 1e-9);
 }
 
 class OptTinyDocsPerplexity : public ::testing::Test {
