@@ -8,13 +8,7 @@
 #ifndef CHAI_PARALLEL_BOOTSTRAP_H_
 #define CHAI_PARALLEL_BOOTSTRAP_H_
 
-// The C API only: the C++ bindings of Open MPI / MPICH need a library chai does not link.
-#ifndef OMPI_SKIP_MPICXX
-#define OMPI_SKIP_MPICXX 1
-#endif
-#ifndef MPICH_SKIP_MPICXX
-#define MPICH_SKIP_MPICXX 1
-#endif
+// The C API only (the top-level CMakeLists defines OMPI_SKIP_MPICXX for every target).
 #include <mpi.h>
 
 #include <functional>

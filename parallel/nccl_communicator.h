@@ -6,12 +6,6 @@
 #define CHAI_PARALLEL_NCCL_COMMUNICATOR_H_
 
 // The C API only: the C++ bindings of Open MPI / MPICH need a library chai does not link.
-#ifndef OMPI_SKIP_MPICXX
-#define OMPI_SKIP_MPICXX 1
-#endif
-#ifndef MPICH_SKIP_MPICXX
-#define MPICH_SKIP_MPICXX 1
-#endif
 #include <mpi.h>
 
 #include <memory>

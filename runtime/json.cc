@@ -316,6 +316,14 @@ std::string Json::Dump() const {
   return out;
 }
 
+absl::Status WriteJsonFile(const std::string& path, const Json& json) {
+  std::ofstream out(path);
+  if (!out) return absl::PermissionDeniedError(absl::StrCat("cannot write ", path));
+  out << json.Dump() << "\n";
+  if (!out) return absl::DataLossError(absl::StrCat("failed writing ", path));
+  return absl::OkStatus();
+}
+
 absl::StatusOr<Json> ReadJsonFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return absl::NotFoundError(absl::StrCat("cannot open ", path));

@@ -83,6 +83,9 @@ class Json {
   std::map<std::string, size_t, std::less<>> index_;  // key -> position in object_
 };
 
+// Writes json.Dump() and a newline to `path`; errors name the path.
+absl::Status WriteJsonFile(const std::string& path, const Json& json);
+
 // Reads and parses a JSON file; errors name the path.
 absl::StatusOr<Json> ReadJsonFile(const std::string& path);
 

@@ -47,10 +47,7 @@ absl::StatusOr<HeadPlacement> LoadPlacement(const std::string& path) {
 }
 
 absl::Status SavePlacement(const HeadPlacement& placement, const std::string& path) {
-  std::ofstream out(path);
-  if (!out) return absl::PermissionDeniedError(absl::StrCat("cannot write ", path));
-  out << PlacementToJson(placement).Dump() << "\n";
-  return out ? absl::OkStatus() : absl::DataLossError(absl::StrCat("failed writing ", path));
+  return WriteJsonFile(path, PlacementToJson(placement));
 }
 
 }  // namespace chai

@@ -146,9 +146,7 @@ absl::Status RunThroughputMode(const std::vector<std::string>& args) {
   j.Set("kv_blocks", Json(r->kv_blocks));
   j.Set("preemptions", Json(r->preemptions));
   j.Set("steps", Json(r->steps));
-  std::ofstream file(json_path);
-  if (!file) return absl::PermissionDeniedError(absl::StrCat("--json: cannot write ", json_path));
-  file << j.Dump() << "\n";
+  if (auto s = WriteJsonFile(json_path, j); !s.ok()) return absl::Status(s.code(), absl::StrCat("--json: ", s.message()));
   return absl::OkStatus();
 }
 
@@ -242,9 +240,7 @@ absl::Status RunBench(const std::vector<std::string>& args) {
   out.Set("tp", Json(m->comm->size()));
   out.Set("chai", Json(model.chai));
   out.Set("runs", std::move(runs));
-  std::ofstream file(json_path);
-  if (!file) return absl::PermissionDeniedError(absl::StrCat("--json: cannot write ", json_path));
-  file << out.Dump() << "\n";
+  if (auto s = WriteJsonFile(json_path, out); !s.ok()) return absl::Status(s.code(), absl::StrCat("--json: ", s.message()));
   return absl::OkStatus();
 }
 

@@ -66,11 +66,8 @@ Json Ints(const std::vector<int>& v) {
 std::string Relative(double value, double base) { return absl::StrFormat("%+.2f%%", 100.0 * (value / base - 1.0)); }
 
 absl::Status WriteJson(const Json& out, const std::string& path) {
-  std::ofstream file(path);
-  if (!file) return absl::PermissionDeniedError(absl::StrCat("--json: cannot write ", path));
-  file << out.Dump() << "\n";
-  if (!file) return absl::DataLossError(absl::StrCat("--json: failed writing ", path));
-  return absl::OkStatus();
+  auto s = WriteJsonFile(path, out);
+  return s.ok() ? s : absl::Status(s.code(), absl::StrCat("--json: ", s.message()));
 }
 
 absl::Status CheckFlags(const EvalFlags& flags) {

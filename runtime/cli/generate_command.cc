@@ -218,10 +218,7 @@ absl::Status RunGenerate(const std::vector<std::string>& args) {
     out.Set("decode_seconds", Json(result->decode_seconds));
     out.Set("decode_tokens_per_second", Json(tokens_per_s));
   }
-  std::ofstream file(flags.json_path);
-  if (!file) return absl::PermissionDeniedError(absl::StrCat("--json: cannot write ", flags.json_path));
-  file << out.Dump() << "\n";
-  if (!file) return absl::DataLossError(absl::StrCat("--json: failed writing ", flags.json_path));
+  if (auto s = WriteJsonFile(flags.json_path, out); !s.ok()) return absl::Status(s.code(), absl::StrCat("--json: ", s.message()));
   return absl::OkStatus();
 }
 
