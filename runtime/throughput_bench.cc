@@ -108,6 +108,7 @@ absl::StatusOr<ThroughputBenchResult> RunThroughputBench(Engine& engine, const T
   std::vector<double> ttft, tpot;
   int done = 0;
   double last_progress = -1;
+  int64_t running_sum = 0, running_steps = 0;
   while (scheduler.HasWork()) {
     if (scheduler.num_running() == 0) {
       // Nothing to run until the next arrival: wait for it rather than spin.
@@ -116,6 +117,11 @@ absl::StatusOr<ThroughputBenchResult> RunThroughputBench(Engine& engine, const T
       if (next > 0 && wait > 0) std::this_thread::sleep_for(std::chrono::duration<double>(wait));
     }
     if (auto s = scheduler.Step(); !s.ok()) return s;
+    // Concurrency after the step's admissions and preemptions: what the KV pool holds at once.
+    const int running = static_cast<int>(scheduler.num_running());
+    result.max_running = std::max(result.max_running, running);
+    running_sum += running;
+    ++running_steps;
     for (const RequestOutput& o : scheduler.TakeFinished()) {
       ++done;
       if (o.reason == FinishReason::kError) {
@@ -145,6 +151,7 @@ absl::StatusOr<ThroughputBenchResult> RunThroughputBench(Engine& engine, const T
   result.preemptions = stats.preemptions;
   result.steps = stats.steps;
   result.kv_blocks = engine.kv_pool().num_blocks();
+  result.mean_running = running_steps == 0 ? 0 : static_cast<double>(running_sum) / running_steps;
   return result;
 }
 

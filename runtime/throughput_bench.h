@@ -55,6 +55,8 @@ struct ThroughputBenchResult {
   int64_t preemptions = 0;
   int64_t steps = 0;
   int64_t kv_blocks = 0;
+  int max_running = 0;      // most sequences running at once (after a step's admissions)
+  double mean_running = 0;  // averaged over steps
 };
 
 absl::StatusOr<ThroughputBenchResult> RunThroughputBench(Engine& engine, const ThroughputBenchOptions& options);

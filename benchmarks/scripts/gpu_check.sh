@@ -1,16 +1,24 @@
 #!/usr/bin/env bash
 # One GPU-machine session: build with CUDA, run the gpu-labelled tests (and compute-sanitizer
 # memcheck over the op tests), then the benchmarks. Logs and tables go to $OUT.
-#   run(command="source .device-kit/env.sh && bash benchmarks/scripts/gpu_check.sh [test|bench|all]",
+#   run(command="source .device-kit/env.sh && bash benchmarks/scripts/gpu_check.sh MODE...",
 #       carry=[".device-kit"])
+# Modes (several may be given; `all` = test bench e2e chai): test, bench, sdpa, e2e, chai,
+# throughput, tp (multi-GPU: TP scaling, all-reduce latency, OPT-66B at TP=4).
 set -uo pipefail
-what="${1:-all}"
+modes=" ${*:-all} "
+[ "$modes" = " all " ] && modes=" test bench e2e chai "
+has() { [[ "$modes" == *" $1 "* ]]; }
 OUT="${OUT:-/tmp/chai-out}"
 mkdir -p "$OUT"
 nvidia-smi -L | tee "$OUT/gpu.txt"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 
-if [ ! -f build-gpu/build.ninja ] || [ "$what" != bench ]; then
+gpus=$(nvidia-smi -L | wc -l)
+export NCCL_NVLS_ENABLE=0  # NVLink multicast stays off on the shared machines
+bench() { timeout "${BENCH_TIMEOUT:-300}" build-gpu/chai bench --random-weights --device cuda --dtype fp16 "$@"; }
+
+if [ ! -f build-gpu/chai ] || has test; then
   cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCHS:-90}" \
     > "$OUT/configure.log" 2>&1 || { tail -30 "$OUT/configure.log"; exit 1; }
   start=$(date +%s)
@@ -18,7 +26,7 @@ if [ ! -f build-gpu/build.ninja ] || [ "$what" != bench ]; then
   echo "build: $(( $(date +%s) - start )) s"
 fi
 
-if [ "$what" = test ] || [ "$what" = all ]; then
+if has test; then
   ctest --test-dir build-gpu -L gpu --output-on-failure --timeout 300 > "$OUT/ctest-gpu.log" 2>&1
   grep -E "Passed|Failed|tests passed|FAILED|Failure" "$OUT/ctest-gpu.log" | tail -40
   for t in ${MEMCHECK_TESTS-ops_gpu_test paged_attention_gpu_test}; do
@@ -29,13 +37,13 @@ if [ "$what" = test ] || [ "$what" = all ]; then
   done
 fi
 
-if [ "$what" = bench ] || [ "$what" = all ]; then
+if has bench; then
   for b in gemm_bench attention_bench; do
     [ -x "build-gpu/benchmarks/$b" ] && timeout 120 "build-gpu/benchmarks/$b" > "$OUT/$b.md" 2>&1 && cat "$OUT/$b.md"
   done
 fi
 
-if [ "$what" = e2e ] || [ "$what" = all ]; then
+if has e2e; then
   # LLaMA-7B shape, random weights, fp16, TP=1: the issue-6 table (dense), then CHAI (paper schedule).
   timeout 300 build-gpu/chai bench --model configs/models/llama-7b.json --random-weights --device cuda --dtype fp16 \
     --max-seq-len 4096 --batch ${E2E_BATCHES:-1,8,32,64} --input-len 512,2048 --output-len 128 --warmup 1 --iters 2 \
@@ -43,7 +51,7 @@ if [ "$what" = e2e ] || [ "$what" = all ]; then
   tail -3 "$OUT/llama7b-dense.err"
 fi
 
-if [ "$what" = chai ] || [ "$what" = all ]; then
+if has chai; then
   # Issue 7: LLaMA-7B shape, batch 16, context 4096 (3968 prompt + 128 new), dense vs the paper schedule.
   for mode in off configs/chai/llama-7b.json; do
     tag=$([ "$mode" = off ] && echo dense || echo chai)
@@ -52,4 +60,46 @@ if [ "$what" = chai ] || [ "$what" = all ]; then
       --json "$OUT/llama7b-b16-$tag.json" 2>"$OUT/llama7b-b16-$tag.err" | tee "$OUT/llama7b-b16-$tag.md"
     tail -2 "$OUT/llama7b-b16-$tag.err"
   done
+fi
+
+if has sdpa; then
+  # Issue 7: PyTorch SDPA (and CHAI in plain PyTorch) on the attention_bench shapes.
+  PYTHONUNBUFFERED=1 timeout 180 python3 benchmarks/scripts/sdpa_decode_bench.py | tee "$OUT/sdpa.md"
+fi
+
+if has throughput; then
+  # Issue 9: LLaMA-7B shape, 4096-token contexts at saturation, dense vs the paper schedule.
+  for mode in off configs/chai/llama-7b.json; do
+    tag=$([ "$mode" = off ] && echo dense || echo chai)
+    BENCH_TIMEOUT=400 bench --mode throughput --model configs/models/llama-7b.json --max-seq-len 4096 \
+      --num-requests "${TPUT_REQUESTS:-64}" --input-len-dist "fixed:${TPUT_IN:-3584}" \
+      --output-len-dist "fixed:${TPUT_OUTPUT:-512}" ${TPUT_KV_GB:+--kv-cache-gb $TPUT_KV_GB} --no-progress --chai "$mode" \
+      --json "$OUT/tput-$tag.json" 2>"$OUT/tput-$tag.err" | tee "$OUT/tput-$tag.md"
+    tail -2 "$OUT/tput-$tag.err"
+  done
+fi
+
+if has tp; then
+  # Issue 8: all-reduce latency, LLaMA-7B TP scaling, OPT-66B at TP=4 dense vs CHAI.
+  mpi() { timeout "${BENCH_TIMEOUT:-400}" mpirun -np "$1" --bind-to none -x NCCL_NVLS_ENABLE "${@:2}"; }
+  for np_ in 2 4; do
+    [ "$gpus" -ge "$np_" ] && [ -x build-gpu/benchmarks/allreduce_bench ] &&
+      mpi "$np_" build-gpu/benchmarks/allreduce_bench 2>&1 | tee "$OUT/allreduce-np$np_.md"
+  done
+  for np_ in 1 2 4; do
+    [ "$gpus" -ge "$np_" ] || continue
+    mpi "$np_" build-gpu/chai bench --model configs/models/llama-7b.json --random-weights --device cuda --dtype fp16 \
+      --batch 1,8 --input-len 512 --output-len 64 --warmup 1 --iters 2 --json "$OUT/llama7b-tp$np_.json" \
+      2>"$OUT/llama7b-tp$np_.err" | tee "$OUT/llama7b-tp$np_.md"
+    tail -2 "$OUT/llama7b-tp$np_.err"
+  done
+  if [ "$gpus" -ge 4 ]; then
+    for mode in off configs/chai/opt-66b-perf.json; do
+      tag=$([ "$mode" = off ] && echo dense || echo chai)
+      mpi 4 build-gpu/chai bench --model configs/models/opt-66b.json --random-weights --device cuda --dtype fp16 \
+        --batch 1,16 --input-len 512 --output-len 128 --warmup 1 --iters 2 --chai "$mode" \
+        --json "$OUT/opt66b-tp4-$tag.json" 2>"$OUT/opt66b-tp4-$tag.err" | tee "$OUT/opt66b-tp4-$tag.md"
+      tail -4 "$OUT/opt66b-tp4-$tag.err"
+    done
+  fi
 fi

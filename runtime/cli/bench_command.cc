@@ -103,12 +103,15 @@ absl::Status RunThroughputMode(const std::vector<std::string>& args) {
   std::printf("model %s, %s, %s, TP=%d, CHAI %s; %d requests, input %s, output %s, rate %s\n", name.c_str(),
               device.c_str(), model.dtype.c_str(), m->comm->size(), model.chai.c_str(), o.num_requests,
               input_dist.c_str(), output_dist.c_str(), rate.c_str());
-  std::printf("| requests/s | output tokens/s | TTFT p50/p90/p99 ms | TPOT p50/p90/p99 ms | KV util mean/peak | preemptions |\n");
-  std::printf("|---|---|---|---|---|---|\n");
-  std::printf("| %.2f | %.1f | %.1f / %.1f / %.1f | %.2f / %.2f / %.2f | %.2f / %.2f | %lld |\n", r->requests_per_s,
+  std::printf(
+      "| requests/s | output tokens/s | TTFT p50/p90/p99 ms | TPOT p50/p90/p99 ms | KV util mean/peak | "
+      "running max/mean | preemptions |\n");
+  std::printf("|---|---|---|---|---|---|---|\n");
+  std::printf("| %.2f | %.1f | %.1f / %.1f / %.1f | %.2f / %.2f / %.2f | %.2f / %.2f | %d / %.1f | %lld |\n",
+              r->requests_per_s,
               r->output_tokens_per_s, r->ttft_s.p50 * 1e3, r->ttft_s.p90 * 1e3, r->ttft_s.p99 * 1e3,
               r->tpot_s.p50 * 1e3, r->tpot_s.p90 * 1e3, r->tpot_s.p99 * 1e3, r->kv_utilisation_mean,
-              r->kv_utilisation_peak, static_cast<long long>(r->preemptions));
+              r->kv_utilisation_peak, r->max_running, r->mean_running, static_cast<long long>(r->preemptions));
   if (r->failed > 0) std::printf("%d requests could not run (larger than the KV pool)\n", r->failed);
   if (json_path.empty()) return absl::OkStatus();
   auto pct = [](const Percentiles& p) {
@@ -145,6 +148,8 @@ absl::Status RunThroughputMode(const std::vector<std::string>& args) {
   j.Set("kv_utilisation_peak", Json(r->kv_utilisation_peak));
   j.Set("kv_blocks", Json(r->kv_blocks));
   j.Set("preemptions", Json(r->preemptions));
+  j.Set("max_running", Json(r->max_running));
+  j.Set("mean_running", Json(r->mean_running));
   j.Set("steps", Json(r->steps));
   if (auto s = WriteJsonFile(json_path, j); !s.ok()) return absl::Status(s.code(), absl::StrCat("--json: ", s.message()));
   return absl::OkStatus();

@@ -1,8 +1,11 @@
 // CHAI under tensor parallelism: when the head placement keeps every cluster of the
 // single-process run on one rank (and each rank forms as many clusters as it holds),
 // per-rank clustering reproduces the single-process membership and logits (fp32, 1e-4).
+// With CHAI_TEST_CUDA=1 (tests/gpu/run_mpi_gpu.sh, label gpu) the same comparison runs on GPUs:
+// one GPU per rank, NCCL collectives, CHAI's GPU path; the reference is a one-GPU run.
 #include <mpi.h>
 
+#include <cstdlib>
 #include <map>
 
 #include "gtest/gtest.h"
@@ -13,9 +16,37 @@
 #include "tests/support/chai_helpers.h"
 #include "tests/support/mpi_main.h"
 #include "tests/support/test_paths.h"
+#ifdef CHAI_WITH_CUDA
+#include <cuda_runtime.h>
+
+#include "kernels/cuda/cuda_ops.h"
+#include "parallel/nccl_communicator.h"
+#endif
 
 namespace chai::testing {
 namespace {
+
+bool OnGpus() {
+  const char* v = std::getenv("CHAI_TEST_CUDA");
+  return v != nullptr && std::string(v) == "1";
+}
+
+// The ranks' communicator: MPI on the CPU; on GPUs, NCCL with one GPU per rank.
+std::unique_ptr<Communicator> MakeTestCommunicator() {
+#ifdef CHAI_WITH_CUDA
+  if (OnGpus()) {
+    int rank = 0, gpus = 0;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    if (cudaGetDeviceCount(&gpus) != cudaSuccess || gpus < 1) return nullptr;
+    cudaSetDevice(rank % gpus);
+    auto nccl = MakeNcclCommunicator(MPI_COMM_WORLD, cuda::CurrentStream());
+    return nccl.ok() ? std::move(*nccl) : nullptr;
+  }
+#endif
+  return OnGpus() ? nullptr : MakeMpiCommunicator(MPI_COMM_WORLD);
+}
+
+Device TestDevice() { return OnGpus() ? Device::kCuda : Device::kCpu; }
 
 // Packs clusters (lists of heads) into `world` ranks of equal size; false when impossible.
 bool Pack(const std::vector<std::vector<int>>& clusters, size_t i, int per_rank, std::vector<std::vector<int>>* ranks,
@@ -38,7 +69,8 @@ class ChaiTensorParallel : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(ChaiTensorParallel, LocalClustersMatchSingleProcess) {
   const std::string dir = FixtureDir(GetParam());
-  auto comm = MakeMpiCommunicator(MPI_COMM_WORLD);
+  auto comm = MakeTestCommunicator();
+  ASSERT_NE(comm, nullptr) << "no communicator (CHAI_TEST_CUDA=1 needs a CUDA build and a GPU per rank)";
   const int world = comm->size();
   auto golden = ReadJsonFile(dir + "/golden.json");
   ASSERT_TRUE(golden.ok());
@@ -53,7 +85,7 @@ TEST_P(ChaiTensorParallel, LocalClustersMatchSingleProcess) {
       const std::vector<int32_t> prompt = JsonIds(*c.Find("prompt_ids"));
       if (prompt.size() < 5) continue;
       // Single-process run on every rank: the reference.
-      auto single = LoadTestModel(dir);
+      auto single = LoadTestModel(dir, nullptr, {}, DType::kF32, TestDevice());
       ASSERT_TRUE(single.ok());
       if (single->config.num_heads % world != 0) GTEST_SKIP() << "heads not divisible by " << world;
       auto single_policy = AttachChai(*single, schedule);
@@ -89,7 +121,7 @@ TEST_P(ChaiTensorParallel, LocalClustersMatchSingleProcess) {
       }
       if (!packable) continue;  // this membership cannot be co-located: nothing to compare
       ++tested_cases;
-      auto split = LoadTestModel(dir, comm.get(), layout);
+      auto split = LoadTestModel(dir, comm.get(), layout, DType::kF32, TestDevice());
       ASSERT_TRUE(split.ok()) << split.status();
       auto split_policy = AttachChai(*split, local_clusters);
       options.chai = split_policy.get();
