@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One GPU-machine session: build with CUDA, run the gpu-labelled tests (and compute-sanitizer
 # memcheck over the op tests), then the benchmarks. Logs and tables go to $OUT.
-#   run(command="source .device-kit/env.sh && bash benchmarks/scripts/gpu_check.sh [test|bench|all]",
+#   run(command="source .device-kit/env.sh && bash benchmarks/scripts/gpu_check.sh [test|bench|e2e|chai|tp|all]",
 #       carry=[".device-kit"])
 set -uo pipefail
 what="${1:-all}"
@@ -51,5 +51,28 @@ if [ "$what" = chai ] || [ "$what" = all ]; then
       --max-seq-len 4096 --batch 16 --input-len 3968 --output-len 128 --warmup 1 --iters 2 --chai "$mode" \
       --json "$OUT/llama7b-b16-$tag.json" 2>"$OUT/llama7b-b16-$tag.err" | tee "$OUT/llama7b-b16-$tag.md"
     tail -2 "$OUT/llama7b-b16-$tag.err"
+  done
+fi
+
+if [ "$what" = tp ]; then
+  # Issue 8: all-reduce latency NCCL vs IPC one-shot (2 and 4 GPUs), then LLaMA-7B fp16 batch 1
+  # at TP=1, 2, 4 with the all-reduce term in the floor, and TP=4 with the IPC path off.
+  export NCCL_NVLS_ENABLE=0
+  gpus=$(nvidia-smi -L | grep -c '^GPU')
+  for np in 2 4; do
+    [ "$gpus" -ge "$np" ] || continue
+    timeout 300 mpirun -np $np --oversubscribe -x NCCL_NVLS_ENABLE build-gpu/benchmarks/allreduce_bench fp16 \
+      2>"$OUT/allreduce-np$np.err" | tee "$OUT/allreduce-np$np.md"
+  done
+  for np in 1 2 4; do
+    [ "$gpus" -ge "$np" ] || continue
+    for ipc in 1 0; do
+      [ "$np" = 1 ] && [ "$ipc" = 0 ] && continue
+      timeout 300 mpirun -np $np --oversubscribe -x NCCL_NVLS_ENABLE -x CHAI_IPC_ALLREDUCE=$ipc -x CHAI_LOG_RANKS=1 \
+        build-gpu/chai bench --model configs/models/llama-7b.json --random-weights --device cuda --dtype fp16 \
+        --batch 1,8 --input-len 512 --output-len 64 --warmup 1 --iters 3 --json "$OUT/llama7b-tp$np-ipc$ipc.json" \
+        2>"$OUT/llama7b-tp$np-ipc$ipc.err" | tee "$OUT/llama7b-tp$np-ipc$ipc.md"
+      grep -E "all-reduce:|error" "$OUT/llama7b-tp$np-ipc$ipc.err" | head -4
+    done
   done
 fi
