@@ -121,8 +121,8 @@ int Run(int argc, char** argv) {
     char name[256] = {0};
     cudaDeviceProp prop;
     if (cudaGetDeviceProperties(&prop, *device) == cudaSuccess) std::snprintf(name, sizeof(name), "%s", prop.name);
-    std::printf("all-reduce latency, %d x %s, %s, NCCL_NVLS_ENABLE=%s; us per call, slowest rank\n",
-                group->world_size, name, DTypeName(*dtype), nvls != nullptr ? nvls : "(unset)");
+    std::printf("all-reduce latency, %d x %s, %s, NCCL_NVLS_ENABLE=%s; us per call, slowest rank\n", group->world_size,
+                name, DTypeName(*dtype), nvls != nullptr ? nvls : "(unset)");
     if (ipc == nullptr) std::printf("IPC one-shot unavailable: %s\n", setup->reason.c_str());
     std::printf("| bytes | NCCL eager | IPC eager | NCCL graph | IPC graph | graph speedup |\n");
     std::printf("|---|---|---|---|---|---|\n");
@@ -150,8 +150,8 @@ int Run(int argc, char** argv) {
     }
     if (root) {
       if (ipc != nullptr) {
-        std::printf("| %zu | %.2f | %.2f | %.2f | %.2f | %.2fx |\n", bytes, nccl_eager, ipc_eager, nccl_graph, ipc_graph,
-                    nccl_graph / ipc_graph);
+        std::printf("| %zu | %.2f | %.2f | %.2f | %.2f | %.2fx |\n", bytes, nccl_eager, ipc_eager, nccl_graph,
+                    ipc_graph, nccl_graph / ipc_graph);
       } else {
         std::printf("| %zu | %.2f | - | %.2f | - | - |\n", bytes, nccl_eager, nccl_graph);
       }

@@ -9,8 +9,8 @@
 
 namespace chai {
 
-absl::StatusOr<double> MeasureAllReduceSeconds(Communicator& comm, int64_t count, DType dtype, Device device,
-                                               int calls, int replays, int samples) {
+absl::StatusOr<double> MeasureAllReduceSeconds(Communicator& comm, int64_t count, DType dtype, Device device, int calls,
+                                               int replays, int samples) {
   if (count < 1 || calls < 1 || replays < 1 || samples < 1) {
     return absl::InvalidArgumentError("MeasureAllReduceSeconds: count, calls, replays and samples must be >= 1");
   }
@@ -23,7 +23,7 @@ absl::StatusOr<double> MeasureAllReduceSeconds(Communicator& comm, int64_t count
   absl::StatusOr<std::unique_ptr<StepGraph>> graph = StepGraph::Record(device, step);
   if (!graph.ok()) return graph.status();
   if (!status.ok()) return status;  // an error while recording (CUDA) is every rank's error
-  (*graph)->Replay();  // warm-up: first launches, NCCL's lazy set-up
+  (*graph)->Replay();               // warm-up: first launches, NCCL's lazy set-up
   if (absl::Status s = comm.Barrier(); !s.ok()) return s;
   std::vector<double> per_call;
   for (int s = 0; s < samples; ++s) {

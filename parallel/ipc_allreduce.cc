@@ -51,8 +51,8 @@ size_t WantedMaxBytes(size_t max_bytes, std::string* reason) {
   if (env == nullptr || env[0] == '\0') return kIpcAllReduceDefaultMaxBytes;
   uint64_t parsed = 0;
   if (!absl::SimpleAtoi(env, &parsed) || parsed < 16 || parsed > kMaxBytesLimit) {
-    *reason = absl::StrCat("CHAI_IPC_ALLREDUCE_MAX_BYTES='", env, "' is not a byte count in [16, ", kMaxBytesLimit,
-                           "]");
+    *reason =
+        absl::StrCat("CHAI_IPC_ALLREDUCE_MAX_BYTES='", env, "' is not a byte count in [16, ", kMaxBytesLimit, "]");
     return 0;
   }
   return parsed;
@@ -85,8 +85,8 @@ absl::StatusOr<IpcAllReduce::Setup> IpcAllReduce::Create(MPI_Comm comm, size_t m
   if (enabled != nullptr && std::string(enabled) == "0") reason = "disabled by CHAI_IPC_ALLREDUCE=0";
   const size_t wanted = WantedMaxBytes(max_bytes, &reason);
   MPI_Comm node;
-  if (absl::Status s = MpiStatus(MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &node),
-                                 "MPI_Comm_split_type");
+  if (absl::Status s =
+          MpiStatus(MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &node), "MPI_Comm_split_type");
       !s.ok()) {
     return s;
   }
@@ -177,9 +177,9 @@ absl::StatusOr<IpcAllReduce::Setup> IpcAllReduce::Create(MPI_Comm comm, size_t m
 
   // Vote 4: map every peer's buffer (peer access is enabled on first use of the mapping).
   std::vector<cudaIpcMemHandle_t> handles(size);
-  if (absl::Status s = MpiStatus(MPI_Allgather(&handle, sizeof(handle), MPI_BYTE, handles.data(), sizeof(handle),
-                                               MPI_BYTE, comm),
-                                 "MPI_Allgather");
+  if (absl::Status s =
+          MpiStatus(MPI_Allgather(&handle, sizeof(handle), MPI_BYTE, handles.data(), sizeof(handle), MPI_BYTE, comm),
+                    "MPI_Allgather");
       !s.ok()) {
     return s;
   }
@@ -228,8 +228,8 @@ bool IpcAllReduce::Supports(DType dtype, size_t bytes) const {
 absl::Status IpcAllReduce::AllReduceSum(const void* in, void* out, int64_t count, DType dtype, CUstream_st* stream) {
   const size_t bytes = static_cast<size_t>(std::max<int64_t>(count, 0)) * DTypeSize(dtype);
   if (!Supports(dtype, bytes)) {
-    return absl::InvalidArgumentError(absl::StrCat("IPC all-reduce: ", count, " ", DTypeName(dtype),
-                                                   " elements (", bytes, " bytes) exceed its ", max_bytes_,
+    return absl::InvalidArgumentError(absl::StrCat("IPC all-reduce: ", count, " ", DTypeName(dtype), " elements (",
+                                                   bytes, " bytes) exceed its ", max_bytes_,
                                                    "-byte buffer or are not fp32/fp16/bf16"));
   }
   ipc::Peers peers{};

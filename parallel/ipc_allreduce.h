@@ -76,9 +76,9 @@ class IpcAllReduce {
 
   int rank_ = 0;
   int size_ = 1;
-  int blocks_ = 0;            // the kernel's grid: fixed, since each block has its own epoch
-  size_t max_bytes_ = 0;      // one buffer half
-  void* local_ = nullptr;     // this rank's cudaMalloc: flags, epochs, two data halves
+  int blocks_ = 0;                           // the kernel's grid: fixed, since each block has its own epoch
+  size_t max_bytes_ = 0;                     // one buffer half
+  void* local_ = nullptr;                    // this rank's cudaMalloc: flags, epochs, two data halves
   void* peers_[kIpcAllReduceMaxRanks] = {};  // every rank's allocation mapped here (own: local_)
 };
 

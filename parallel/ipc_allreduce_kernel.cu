@@ -41,7 +41,9 @@ template <int W>
 __device__ __forceinline__ void Signal(const Peers& peers, int q, int rank, uint64_t epoch) {
 #pragma unroll
   for (int p = 0; p < W; ++p) {
-    if (p == q) StoreRelease(reinterpret_cast<uint64_t*>(peers.base[p] + kFlagsOffset) + blockIdx.x * kMaxRanks + rank, epoch);
+    if (p != q) continue;
+    uint64_t* const slot = reinterpret_cast<uint64_t*>(peers.base[p] + kFlagsOffset) + blockIdx.x * kMaxRanks + rank;
+    StoreRelease(slot, epoch);
   }
 }
 
@@ -72,8 +74,8 @@ __device__ __forceinline__ void StoreGroup(T* p, int64_t g, int64_t n, bool alig
 
 // W ranks; `self` is peers.base[rank]. `half` is the size of one data half; the epoch's parity picks the half.
 template <typename T, int W>
-__global__ void __launch_bounds__(kThreads) OneShotAllReduce(Peers peers, char* self, int rank, size_t half,
-                                                              const T* in, T* out, int64_t n) {
+__global__ void __launch_bounds__(kThreads)
+    OneShotAllReduce(Peers peers, char* self, int rank, size_t half, const T* in, T* out, int64_t n) {
   constexpr int N = kVec16<T>;
   uint64_t* const flags = reinterpret_cast<uint64_t*>(self + kFlagsOffset) + blockIdx.x * kMaxRanks;
   uint64_t* const epochs = reinterpret_cast<uint64_t*>(self + kEpochsOffset);
@@ -128,8 +130,8 @@ cudaError_t LaunchTyped(const Peers& peers, int rank, int size, int blocks, size
   const T* src = static_cast<const T*>(in);
   T* dst = static_cast<T*>(out);
   switch (size) {
-#define CHAI_ONE_SHOT_CASE(W)                                                                          \
-  case W:                                                                                              \
+#define CHAI_ONE_SHOT_CASE(W)                                                                                  \
+  case W:                                                                                                      \
     OneShotAllReduce<T, W><<<blocks, kThreads, 0, stream>>>(peers, peers.base[rank], rank, half, src, dst, n); \
     break;
     CHAI_ONE_SHOT_CASE(2)

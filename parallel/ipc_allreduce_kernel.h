@@ -34,9 +34,8 @@ struct Peers {
 };
 
 // Enqueues the kernel (fp32/fp16/bf16; 2 <= size <= kMaxRanks; count * dtype size <= half).
-cudaError_t LaunchOneShotAllReduce(const Peers& peers, int rank, int size, int blocks, size_t half,
-                                   const void* in, void* out, int64_t count, DType dtype,
-                                   cudaStream_t stream);
+cudaError_t LaunchOneShotAllReduce(const Peers& peers, int rank, int size, int blocks, size_t half, const void* in,
+                                   void* out, int64_t count, DType dtype, cudaStream_t stream);
 
 }  // namespace chai::ipc
 

@@ -1,6 +1,8 @@
 // Under mpirun with 2 and 4 ranks (CPU backend, MPI communicator): the latency benchmark's floor
 // gains an all-reduce term under tensor parallelism, measured through the engine's communicator,
 // and keeps only the memory term on one rank.
+#include "runtime/latency_bench.h"
+
 #include <mpi.h>
 
 #include <cmath>
@@ -8,7 +10,6 @@
 #include "gtest/gtest.h"
 #include "parallel/collective_latency.h"
 #include "parallel/mpi_communicator.h"
-#include "runtime/latency_bench.h"
 #include "tests/support/engine_helpers.h"
 #include "tests/support/mpi_main.h"
 #include "tests/support/test_paths.h"

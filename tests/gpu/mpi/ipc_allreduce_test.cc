@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <memory>
@@ -87,13 +88,17 @@ class IpcAllReduceTest : public ::testing::Test {
     if (!g_skip.empty()) GTEST_SKIP() << g_skip;
     ipc_ = Get().ipc.get();
     if (ipc_ == nullptr) {
-      const std::string& why = Get().ipc_reason;
+      const std::string why = Get().ipc_reason;
       // Only a machine without peer access, or a run that turned the path off, may skip.
       if (why.find("as a peer") != std::string::npos || why.find("CHAI_IPC_ALLREDUCE=0") != std::string::npos) {
         GTEST_SKIP() << "IPC all-reduce unavailable: " << why;
       }
       FAIL() << "IPC all-reduce could not be set up on GPUs that should allow it: " << why;
     }
+  }
+  // At most the threshold (CHAI_IPC_ALLREDUCE_MAX_BYTES may set a small one).
+  int64_t Fit(int64_t count, DType dtype) const {
+    return std::max<int64_t>(1, std::min<int64_t>(count, ipc_->max_bytes() / DTypeSize(dtype)));
   }
   IpcAllReduce* ipc_ = nullptr;
 };
@@ -127,13 +132,15 @@ std::vector<float> Decode(const std::vector<char>& bytes, DType dtype) {
 
 // Unit roundoff of the dtype.
 double Roundoff(DType dtype) {
-  return dtype == DType::kF32 ? std::ldexp(1.0, -24) : dtype == DType::kF16 ? std::ldexp(1.0, -11) : std::ldexp(1.0, -8);
+  return dtype == DType::kF32   ? std::ldexp(1.0, -24)
+         : dtype == DType::kF16 ? std::ldexp(1.0, -11)
+                                : std::ldexp(1.0, -8);
 }
 
 struct Reference {
-  std::vector<char> bytes;     // fp32 sum in rank order 0, 1, ..., rounded once: what the kernel computes
-  std::vector<double> exact;   // the sum in double
-  std::vector<double> abs_sum; // sum of |x| over ranks: scales the rounding bounds
+  std::vector<char> bytes;      // fp32 sum in rank order 0, 1, ..., rounded once: what the kernel computes
+  std::vector<double> exact;    // the sum in double
+  std::vector<double> abs_sum;  // sum of |x| over ranks: scales the rounding bounds
 };
 
 Reference MakeReference(uint64_t seed, int64_t n, DType dtype) {
@@ -170,11 +177,12 @@ int64_t Verify(const std::vector<char>& out, const Reference& ref, DType dtype, 
     const bool exact = std::memcmp(&out[i * DTypeSize(dtype)], &ref.bytes[i * DTypeSize(dtype)], DTypeSize(dtype)) == 0;
     const double tol = u * std::fabs(ref.exact[i]) + Size() * u32 * ref.abs_sum[i] + subnormal;
     const bool close = std::fabs(got[i] - ref.exact[i]) <= tol;
-    const bool near_nccl = other == nullptr || std::fabs(got[i] - nccl[i]) <= (Size() + 1) * u * ref.abs_sum[i] + subnormal;
+    const bool near_nccl =
+        other == nullptr || std::fabs(got[i] - nccl[i]) <= (Size() + 1) * u * ref.abs_sum[i] + subnormal;
     if (exact && close && near_nccl) continue;
     if (bad++ == 0) {
-      ADD_FAILURE() << what << ": element " << i << " of " << got.size() << " is " << got[i] << ", expected "
-                    << want[i] << " (exact sum " << ref.exact[i] << (other ? ", nccl " : "")
+      ADD_FAILURE() << what << ": element " << i << " of " << got.size() << " is " << got[i] << ", expected " << want[i]
+                    << " (exact sum " << ref.exact[i] << (other ? ", nccl " : "")
                     << (other ? std::to_string(nccl[i]) : "") << "; bit-exact " << exact << ")";
     }
   }
@@ -279,7 +287,7 @@ TEST_F(IpcAllReduceTest, SizesDtypesAlignmentAgainstReferenceAndNccl) {
 
 TEST_F(IpcAllReduceTest, EveryRankGetsTheSameBits) {
   for (DType dtype : kTypes) {
-    const int64_t count = 4099;
+    const int64_t count = Fit(4099, dtype);
     Buffer buf(count, dtype);
     buf.Upload(Encode(Values(777, Rank(), count, dtype), dtype));
     EXPECT_TRUE(ipc_->AllReduceSum(buf.ptr, buf.ptr, count, dtype, Stream()).ok());
@@ -297,7 +305,7 @@ TEST_F(IpcAllReduceTest, RepeatedWithChangingData) {
   int64_t bad = 0;
   for (int it = 0; it < 100; ++it) {
     const DType dtype = kTypes[it % 3];
-    const int64_t count = std::min<int64_t>(counts[it % 5], ipc_->max_bytes() / DTypeSize(dtype));
+    const int64_t count = Fit(counts[it % 5], dtype);
     bad += RunOnce(ipc_, count, dtype, 0, it % 2 == 0, 1000 + it);
   }
   EXPECT_EQ(bad, 0);
@@ -315,7 +323,7 @@ TEST_F(IpcAllReduceTest, BackToBackWithRanksOutOfStep) {
   std::vector<DType> dtypes;
   for (int j = 0; j < kCalls; ++j) {
     const DType dtype = kTypes[j % 3];
-    const int64_t count = j % 4 == 0 ? 1 + j : j % 4 == 1 ? 4096 : j % 4 == 2 ? 12345 : ipc_->max_bytes() / DTypeSize(dtype);
+    const int64_t count = Fit(j % 4 == 0 ? 1 + j : j % 4 == 1 ? 4096 : j % 4 == 2 ? 12345 : INT64_MAX, dtype);
     in.push_back(std::make_unique<Buffer>(count, dtype));
     out.push_back(std::make_unique<Buffer>(count, dtype));
     in.back()->Upload(Encode(Values(5000 + j, Rank(), count, dtype), dtype));
@@ -349,10 +357,10 @@ TEST_F(IpcAllReduceTest, CudaGraphReplays) {
   std::vector<Slot> slots;
   for (int j = 0; j < 12; ++j) {
     const DType dtype = kTypes[j % 3];
-    const int64_t count = j < 3 ? 4096 : j < 6 ? 1 + 37 * j : j < 9 ? 32768 / DTypeSize(dtype) : 7;
+    const int64_t count = Fit(j < 3 ? 4096 : j < 6 ? 1 + 37 * j : j < 9 ? 32768 / DTypeSize(dtype) : 7, dtype);
     slots.push_back({std::make_unique<Buffer>(count, dtype), std::make_unique<Buffer>(count, dtype), count, dtype});
   }
-  Buffer eager_in(999, DType::kF16), eager_out(999, DType::kF16);
+  Buffer eager_in(Fit(999, DType::kF16), DType::kF16), eager_out(Fit(999, DType::kF16), DType::kF16);
   absl::StatusOr<std::unique_ptr<StepGraph>> graph = StepGraph::Record(Device::kCuda, [&] {
     for (Slot& s : slots) EXPECT_TRUE(ipc_->AllReduceSum(s.in->ptr, s.out->ptr, s.count, s.dtype, Stream()).ok());
   });
