@@ -5,6 +5,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <vector>
@@ -84,6 +85,7 @@ absl::StatusOr<IpcAllReduce::Setup> IpcAllReduce::Create(MPI_Comm comm, size_t m
   const char* enabled = std::getenv("CHAI_IPC_ALLREDUCE");
   if (enabled != nullptr && std::string(enabled) == "0") reason = "disabled by CHAI_IPC_ALLREDUCE=0";
   const size_t wanted = WantedMaxBytes(max_bytes, &reason);
+  if (wanted == 0 && rank == 0) std::fprintf(stderr, "chai: warning: %s; all-reduces go through NCCL\n", reason.c_str());
   MPI_Comm node;
   if (absl::Status s =
           MpiStatus(MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &node), "MPI_Comm_split_type");
