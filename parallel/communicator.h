@@ -7,6 +7,7 @@
 #define CHAI_PARALLEL_COMMUNICATOR_H_
 
 #include <memory>
+#include <string>
 
 #include "absl/status/status.h"
 #include "kernels/tensor.h"
@@ -26,6 +27,9 @@ class Communicator {
   // In place: every rank receives root's bytes.
   virtual absl::Status Broadcast(Tensor* tensor, int root) = 0;
   virtual absl::Status Barrier() = 0;
+  // The backend and how it all-reduces, for logs and benchmark headers ("nccl, ipc one-shot
+  // <= 262144 bytes").
+  virtual std::string Describe() const = 0;
 };
 
 // World size 1: every collective is the identity.

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -166,6 +167,8 @@ class MpiCommunicator final : public Communicator {
     int rc = MPI_Barrier(comm_);
     return rc == MPI_SUCCESS ? absl::OkStatus() : MpiError(rc, "MPI_Barrier");
   }
+
+  std::string Describe() const override { return "mpi (host tensors)"; }
 
  private:
   MPI_Comm comm_ = MPI_COMM_NULL;

@@ -4,12 +4,15 @@
 #include <nccl.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "parallel/ipc_allreduce.h"
 
 namespace chai {
 namespace {
@@ -50,11 +53,12 @@ absl::StatusOr<ncclDataType_t> NcclType(DType dtype) {
 
 class NcclCommunicator final : public Communicator {
  public:
-  NcclCommunicator(ncclComm_t comm, cudaStream_t stream, int rank, int size)
-      : comm_(comm), stream_(stream), rank_(rank), size_(size) {}
+  NcclCommunicator(ncclComm_t comm, cudaStream_t stream, int rank, int size, std::unique_ptr<IpcAllReduce> ipc)
+      : comm_(comm), stream_(stream), rank_(rank), size_(size), ipc_(std::move(ipc)) {}
 
   ~NcclCommunicator() override {
-    cudaStreamSynchronize(stream_);  // nothing may still use the scratch or the comm
+    cudaStreamSynchronize(stream_);  // nothing may still use the scratch, the IPC buffers or the comm
+    ipc_.reset();
     if (scratch_ != nullptr) cudaFree(scratch_);
     ncclCommDestroy(comm_);
   }
@@ -65,6 +69,11 @@ class NcclCommunicator final : public Communicator {
   absl::Status AllReduceSum(Tensor* tensor) override {
     if (tensor == nullptr) return absl::InvalidArgumentError("AllReduceSum: null tensor");
     if (absl::Status s = CheckDevice(*tensor, "AllReduceSum"); !s.ok()) return s;
+    // Small float messages (decode steps) take the one-shot IPC path: its fp32 sum differs from
+    // NCCL's fp16/bf16 sum, which rounds after every addition, by at most that rounding.
+    if (ipc_ != nullptr && ipc_->Supports(tensor->dtype(), tensor->nbytes())) {
+      return ipc_->AllReduceSum(tensor->raw(), tensor->raw(), tensor->numel(), tensor->dtype(), stream_);
+    }
     absl::StatusOr<ncclDataType_t> type = NcclType(tensor->dtype());
     if (!type.ok()) return type.status();
     return NcclStatus(ncclAllReduce(tensor->raw(), tensor->raw(), tensor->numel(), *type, ncclSum,
@@ -142,6 +151,11 @@ class NcclCommunicator final : public Communicator {
     return CudaStatus(cudaStreamSynchronize(stream_), "cudaStreamSynchronize (barrier)");
   }
 
+  std::string Describe() const override {
+    if (ipc_ == nullptr) return "nccl";
+    return absl::StrCat("nccl, ipc one-shot all-reduce <= ", ipc_->max_bytes(), " bytes");
+  }
+
  private:
   // Grows the gather scratch. Work already on the stream may still read the old buffer, so
   // wait for it before freeing; steady-state calls reuse the buffer without synchronising.
@@ -168,6 +182,7 @@ class NcclCommunicator final : public Communicator {
   cudaStream_t stream_;
   int rank_;
   int size_;
+  std::unique_ptr<IpcAllReduce> ipc_;  // null: every all-reduce goes through NCCL
   void* scratch_ = nullptr;
   size_t scratch_bytes_ = 0;
 };
@@ -219,7 +234,26 @@ absl::StatusOr<std::unique_ptr<Communicator>> MakeNcclCommunicator(MPI_Comm comm
       !s.ok()) {
     return s;
   }
-  return std::unique_ptr<Communicator>(std::make_unique<NcclCommunicator>(nccl, stream, rank, size));
+  // Where the IPC path cannot be set up (no peer access, ranks on several hosts, disabled) every
+  // rank agrees to use NCCL alone; CHAI_LOG_RANKS=1 says which and why.
+  std::unique_ptr<IpcAllReduce> ipc;
+  if (size > 1) {
+    absl::StatusOr<IpcAllReduce::Setup> setup = IpcAllReduce::Create(comm);
+    if (!setup.ok()) {
+      ncclCommDestroy(nccl);
+      return setup.status();
+    }
+    const char* log = std::getenv("CHAI_LOG_RANKS");
+    if (log != nullptr && std::string(log) == "1") {
+      std::fprintf(stderr, "chai: rank %d: all-reduce: %s\n", rank,
+                   setup->ipc != nullptr
+                       ? absl::StrCat("ipc one-shot <= ", setup->ipc->max_bytes(), " bytes, nccl above").c_str()
+                       : absl::StrCat("nccl only (ipc one-shot off: ", setup->reason, ")").c_str());
+    }
+    ipc = std::move(setup->ipc);
+  }
+  return std::unique_ptr<Communicator>(
+      std::make_unique<NcclCommunicator>(nccl, stream, rank, size, std::move(ipc)));
 }
 
 }  // namespace chai

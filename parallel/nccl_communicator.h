@@ -26,9 +26,14 @@ absl::StatusOr<int> SelectCudaDevice(const ProcessGroup& group);
 // ncclCommInitRank on the current CUDA device (collective over `comm`; without MPI
 // initialised it makes a one-rank communicator). Every operation is enqueued on `stream`
 // and is asynchronous with respect to the host, except Barrier, which waits for the stream.
-// Tensors must be on the device: AllReduceSum takes fp32, fp16, bf16, i32, i64 (fp16/bf16
-// accumulate in their own precision inside NCCL); AllGatherColumns and Broadcast any dtype.
-// AllGatherColumns allocates `out` on the device when undefined.
+// Tensors must be on the device: AllReduceSum takes fp32, fp16, bf16, i32, i64; AllGatherColumns
+// and Broadcast any dtype. AllGatherColumns allocates `out` on the device when undefined.
+//
+// Small all-reduces (fp32/fp16/bf16 up to kIpcAllReduceDefaultMaxBytes, or
+// CHAI_IPC_ALLREDUCE_MAX_BYTES) go through the one-shot IPC all-reduce of ipc_allreduce.h when
+// every rank can use it (one host, peer access between all GPUs; CHAI_IPC_ALLREDUCE=0 turns it
+// off). It sums in fp32 and rounds once, so fp16/bf16 results can differ from NCCL's (which
+// rounds after every addition) by that rounding; larger messages and integers go through NCCL.
 absl::StatusOr<std::unique_ptr<Communicator>> MakeNcclCommunicator(MPI_Comm comm,
                                                                    CUstream_st* stream);
 

@@ -1,5 +1,6 @@
 // The communicator of a world of one: every collective is the identity.
 #include <memory>
+#include <string>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -51,6 +52,7 @@ class SingleCommunicator final : public Communicator {
   }
 
   absl::Status Barrier() override { return absl::OkStatus(); }
+  std::string Describe() const override { return "single process"; }
 };
 
 }  // namespace

@@ -58,6 +58,8 @@ class Engine {
   const ModelConfig& config() const { return config_; }
   const ModelWeights& weights() const { return weights_; }
   Communicator* comm() const { return comm_; }
+  DType dtype() const { return dtype_; }
+  Device device() const { return device_; }
   const KvBlockPool& kv_pool() const { return *pool_; }
   void set_attention_policy(AttentionPolicy* policy) { policy_ = policy; }
 

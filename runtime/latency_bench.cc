@@ -6,6 +6,7 @@
 
 #include "absl/status/status.h"
 #include "kernels/bandwidth.h"
+#include "parallel/collective_latency.h"
 #include "runtime/generator.h"
 
 namespace chai {
@@ -75,7 +76,20 @@ absl::StatusOr<LatencyBenchResult> RunLatencyBench(Engine& engine, const Latency
   const double mean_context = o.input_len + o.output_len / 2.0;
   r.kv_bytes_read_per_step = static_cast<double>(r.kv_bytes_per_token) * mean_context * o.batch;
   r.copy_bandwidth = MeasureCopyBandwidth(engine.kv_pool().storage().device(), size_t{1} << 28);
-  r.floor_s = FloorSeconds(r.weight_bytes_read_per_step + r.kv_bytes_read_per_step, r.copy_bandwidth);
+  r.memory_floor_s = FloorSeconds(r.weight_bytes_read_per_step + r.kv_bytes_read_per_step, r.copy_bandwidth);
+  Communicator& comm = *engine.comm();
+  if (comm.size() > 1) {
+    // The embedding's all-reduce is [batch, embed_dim]; embed_dim == hidden except for OPT-350m's
+    // projection, where counting it at the hidden size changes the sum by a fraction of one call.
+    const int64_t count = int64_t{o.batch} * c.hidden_size;
+    auto latency = MeasureAllReduceSeconds(comm, count, engine.dtype(), engine.device());
+    if (!latency.ok()) return latency.status();
+    r.allreduces_per_step = 2 * c.num_layers + 1;
+    r.allreduce_bytes = count * static_cast<int64_t>(DTypeSize(engine.dtype()));
+    r.allreduce_s = *latency;
+    r.allreduce_floor_s = r.allreduces_per_step * r.allreduce_s;
+  }
+  r.floor_s = r.memory_floor_s + r.allreduce_floor_s;
   return r;
 }
 

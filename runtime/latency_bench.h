@@ -1,6 +1,7 @@
 // `chai bench --mode latency`: a fixed batch of random prompts, prefilled together and decoded
 // together; time to first token, time per output token, and the floor a decode step cannot
-// beat (the bytes it must read over the memory bandwidth measured in the same run).
+// beat: the bytes it must read over the memory bandwidth measured in the same run, plus, with
+// tensor parallelism, its all-reduces at the latency measured in the same run.
 #ifndef CHAI_RUNTIME_LATENCY_BENCH_H_
 #define CHAI_RUNTIME_LATENCY_BENCH_H_
 
@@ -33,7 +34,15 @@ struct LatencyBenchResult {
   int64_t dense_kv_bytes_per_token = 0;  // per sequence without CHAI
   double kv_bytes_read_per_step = 0;     // all sequences, mean context over the decode
   double copy_bandwidth = 0;             // bytes/s, read + write
-  double floor_s = 0;                    // (weights + KV) read per step / copy bandwidth
+  double memory_floor_s = 0;             // (weights + KV) read per step / copy bandwidth
+  // Tensor parallelism (0 on one rank): a decode step all-reduces [batch, hidden] after the
+  // embedding and twice per layer. One such all-reduce, timed through the engine's communicator
+  // (so through the IPC path where it is on) in a recorded graph of back-to-back calls.
+  int allreduces_per_step = 0;
+  int64_t allreduce_bytes = 0;
+  double allreduce_s = 0;
+  double allreduce_floor_s = 0;          // allreduces_per_step * allreduce_s
+  double floor_s = 0;                    // memory_floor_s + allreduce_floor_s
 };
 
 absl::StatusOr<LatencyBenchResult> RunLatencyBench(Engine& engine, const LatencyBenchOptions& options);

@@ -80,18 +80,23 @@ if has throughput; then
 fi
 
 if has tp; then
-  # Issue 8: all-reduce latency, LLaMA-7B TP scaling, OPT-66B at TP=4 dense vs CHAI.
-  mpi() { timeout "${BENCH_TIMEOUT:-400}" mpirun -np "$1" --bind-to none -x NCCL_NVLS_ENABLE "${@:2}"; }
+  # Issue 8: all-reduce latency NCCL vs IPC one-shot (2 and 4 GPUs); LLaMA-7B fp16 at TP=1, 2, 4
+  # with the all-reduce term in the floor (and TP>1 with the IPC path off: the NCCL baseline);
+  # OPT-66B at TP=4, dense vs CHAI.
+  mpi() { timeout "${BENCH_TIMEOUT:-400}" mpirun -np "$1" --oversubscribe --bind-to none -x NCCL_NVLS_ENABLE "${@:2}"; }
   for np_ in 2 4; do
-    [ "$gpus" -ge "$np_" ] && [ -x build-gpu/benchmarks/allreduce_bench ] &&
-      mpi "$np_" build-gpu/benchmarks/allreduce_bench 2>&1 | tee "$OUT/allreduce-np$np_.md"
+    [ "$gpus" -ge "$np_" ] || continue
+    mpi "$np_" build-gpu/benchmarks/allreduce_bench fp16 2>"$OUT/allreduce-np$np_.err" | tee "$OUT/allreduce-np$np_.md"
   done
   for np_ in 1 2 4; do
     [ "$gpus" -ge "$np_" ] || continue
-    mpi "$np_" build-gpu/chai bench --model configs/models/llama-7b.json --random-weights --device cuda --dtype fp16 \
-      --batch 1,8 --input-len 512 --output-len 64 --warmup 1 --iters 2 --json "$OUT/llama7b-tp$np_.json" \
-      2>"$OUT/llama7b-tp$np_.err" | tee "$OUT/llama7b-tp$np_.md"
-    tail -2 "$OUT/llama7b-tp$np_.err"
+    for ipc in 1 0; do
+      [ "$np_" = 1 ] && [ "$ipc" = 0 ] && continue
+      mpi "$np_" -x CHAI_IPC_ALLREDUCE=$ipc -x CHAI_LOG_RANKS=1 build-gpu/chai bench --model configs/models/llama-7b.json \
+        --random-weights --device cuda --dtype fp16 --batch 1,8 --input-len 512 --output-len 64 --warmup 1 --iters 3 \
+        --json "$OUT/llama7b-tp$np_-ipc$ipc.json" 2>"$OUT/llama7b-tp$np_-ipc$ipc.err" | tee "$OUT/llama7b-tp$np_-ipc$ipc.md"
+      grep -E "all-reduce:|error" "$OUT/llama7b-tp$np_-ipc$ipc.err" | head -4
+    done
   done
   if [ "$gpus" -ge 4 ]; then
     for mode in off configs/chai/opt-66b-perf.json; do

@@ -5,6 +5,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include <algorithm>
 #include "kernels/device_info.h"
@@ -47,9 +48,23 @@ Json ResultJson(const LatencyBenchOptions& o, const LatencyBenchResult& r) {
   out.Set("copy_bandwidth_gbs", Json(r.copy_bandwidth / 1e9));
   out.Set("floor_ms", Json(r.floor_s * 1e3));
   out.Set("tpot_over_floor", Json(r.tpot_s / r.floor_s));
+  out.Set("memory_floor_ms", Json(r.memory_floor_s * 1e3));
+  out.Set("allreduces_per_step", Json(r.allreduces_per_step));
+  out.Set("allreduce_bytes", Json(r.allreduce_bytes));
+  out.Set("allreduce_us", Json(r.allreduce_s * 1e6));
+  out.Set("allreduce_floor_ms", Json(r.allreduce_floor_s * 1e3));
   return out;
 }
 
+
+constexpr char kLatencyHelp[] =
+    "Prefills a batch of random prompts and decodes it; prints TTFT, TPOT and the floor a decode step\n"
+    "cannot beat, all measured in the same run, per rank:\n"
+    "  memory floor = (weights + KV read per step) / device copy bandwidth\n"
+    "  all-reduce floor = all-reduces per step (2 per layer + the embedding's) x the latency of one\n"
+    "    [batch, hidden] all-reduce through the run's communicator (IPC one-shot or NCCL; timed as\n"
+    "    back-to-back calls in a CUDA graph); 0 on one rank. The logits all-gather is not counted.\n"
+    "  floor = memory floor + all-reduce floor; TPOT/floor compares against it.\n";
 
 // `--mode throughput`: its own flags (the latency flags do not apply), the scheduler-driven run,
 // a table on stdout and the JSON file.
@@ -184,7 +199,7 @@ absl::Status RunBench(const std::vector<std::string>& args) {
   parser.Bool("help", &help, "show this help");
   if (auto s = parser.Parse(args); !s.ok()) return s;
   if (help) {
-    std::printf("usage: chai bench --mode latency [--model ...] [flags]\n%s", parser.Usage().c_str());
+    std::printf("usage: chai bench --mode latency [--model ...] [flags]\n%s%s", kLatencyHelp, parser.Usage().c_str());
     return absl::OkStatus();
   }
   if (mode == "throughput") {
@@ -205,10 +220,11 @@ absl::Status RunBench(const std::vector<std::string>& args) {
   const std::string device = model.device == "cuda" ? CurrentDeviceName() : "cpu";
   const std::string name = model.model.empty() ? DefaultModelConfig() : model.model;
   if (rank0) {
-    std::printf("model %s, %s, %s, TP=%d, CHAI %s\n", name.c_str(), device.c_str(), model.dtype.c_str(),
-                m->comm->size(), model.chai.c_str());
-    std::printf("| batch | input | output | TTFT ms | TPOT ms | tokens/s | floor ms | TPOT/floor | KV B/token | weights GiB |\n");
-    std::printf("|---|---|---|---|---|---|---|---|---|---|\n");
+    std::printf("model %s, %s, %s, TP=%d (%s), CHAI %s\n", name.c_str(), device.c_str(), model.dtype.c_str(),
+                m->comm->size(), m->comm->Describe().c_str(), model.chai.c_str());
+    std::printf("| batch | input | output | TTFT ms | TPOT ms | tokens/s | floor ms | TPOT/floor | memory floor ms "
+                "| all-reduce floor ms | all-reduce us (bytes) | KV B/token | weights GiB |\n");
+    std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     std::fflush(stdout);
   }
   Json runs = Json::MakeArray();
@@ -225,8 +241,14 @@ absl::Status RunBench(const std::vector<std::string>& args) {
       }
       if (!r.ok()) return r.status();
       if (!rank0) continue;
-      std::printf("| %d | %d | %d | %.2f | %.3f | %.1f | %.3f | %.2f | %lld | %.2f |\n", batch, input, o.output_len,
-                  r->ttft_s * 1e3, r->tpot_s * 1e3, r->tokens_per_s, r->floor_s * 1e3, r->tpot_s / r->floor_s,
+      const std::string allreduce =
+          r->allreduces_per_step == 0
+              ? std::string("- | -")
+              : absl::StrFormat("%.3f (%d x) | %.2f (%lld)", r->allreduce_floor_s * 1e3, r->allreduces_per_step,
+                                r->allreduce_s * 1e6, static_cast<long long>(r->allreduce_bytes));
+      std::printf("| %d | %d | %d | %.2f | %.3f | %.1f | %.3f | %.2f | %.3f | %s | %lld | %.2f |\n", batch, input,
+                  o.output_len, r->ttft_s * 1e3, r->tpot_s * 1e3, r->tokens_per_s, r->floor_s * 1e3,
+                  r->tpot_s / r->floor_s, r->memory_floor_s * 1e3, allreduce.c_str(),
                   static_cast<long long>(r->kv_bytes_per_token), r->weight_bytes / double(1 << 30));
       std::fflush(stdout);
       runs.Push(ResultJson(o, *r));
@@ -243,6 +265,7 @@ absl::Status RunBench(const std::vector<std::string>& args) {
   out.Set("device", Json(device));
   out.Set("dtype", Json(model.dtype));
   out.Set("tp", Json(m->comm->size()));
+  out.Set("communicator", Json(m->comm->Describe()));
   out.Set("chai", Json(model.chai));
   out.Set("runs", std::move(runs));
   if (auto s = WriteJsonFile(json_path, out); !s.ok()) return absl::Status(s.code(), absl::StrCat("--json: ", s.message()));

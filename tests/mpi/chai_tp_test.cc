@@ -1,7 +1,7 @@
 // CHAI under tensor parallelism: when the head placement keeps every cluster of the
 // single-process run on one rank (and each rank forms as many clusters as it holds),
 // per-rank clustering reproduces the single-process membership and logits (fp32, 1e-4).
-// With CHAI_TEST_CUDA=1 (tests/gpu/run_mpi_gpu.sh, label gpu) the same comparison runs on GPUs:
+// With CHAI_TEST_CUDA=1 (chai_tp_gpu_test_np2/4, label gpu) the same comparison runs on GPUs:
 // one GPU per rank, NCCL collectives, CHAI's GPU path; the reference is a one-GPU run.
 #include <mpi.h>
 

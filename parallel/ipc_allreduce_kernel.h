@@ -1,0 +1,42 @@
+// The one-shot all-reduce kernel of ipc_allreduce.h and the layout of each rank's IPC buffer.
+// Internal to parallel/: only ipc_allreduce.cc and the .cu include it.
+#ifndef CHAI_PARALLEL_IPC_ALLREDUCE_KERNEL_H_
+#define CHAI_PARALLEL_IPC_ALLREDUCE_KERNEL_H_
+
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "kernels/dtype.h"
+
+namespace chai::ipc {
+
+inline constexpr int kMaxRanks = 8;
+// The grid is fixed for all calls (each block counts its own epochs) and small enough that all
+// blocks are resident at once on any GPU this runs on: a block spins until the same block of
+// every peer arrives, so a block that could not start would stall its peers' blocks.
+inline constexpr int kMaxBlocks = 32;
+inline constexpr int kThreads = 512;
+
+// Each rank's allocation: flags that peers write, epochs only this rank touches, then two data
+// halves of `half` bytes (the epoch's parity picks one). All offsets 256-byte aligned.
+inline constexpr size_t kFlagsOffset = 0;  // uint64_t [kMaxBlocks][kMaxRanks]: slot [b][q] from rank q
+inline constexpr size_t kEpochsOffset = kFlagsOffset + sizeof(uint64_t) * kMaxBlocks * kMaxRanks;
+inline constexpr size_t kDataOffset = kEpochsOffset + sizeof(uint64_t) * kMaxBlocks;
+static_assert(kDataOffset % 256 == 0, "data halves must stay 16-byte aligned");
+
+inline size_t HalfBytes(size_t max_bytes) { return (max_bytes + 255) / 256 * 256; }
+inline size_t AllocationBytes(size_t max_bytes) { return kDataOffset + 2 * HalfBytes(max_bytes); }
+
+struct Peers {
+  char* base[kMaxRanks];  // every rank's allocation, mapped into this process
+};
+
+// Enqueues the kernel (fp32/fp16/bf16; 2 <= size <= kMaxRanks; count * dtype size <= half).
+cudaError_t LaunchOneShotAllReduce(const Peers& peers, int rank, int size, int blocks, size_t half, const void* in,
+                                   void* out, int64_t count, DType dtype, cudaStream_t stream);
+
+}  // namespace chai::ipc
+
+#endif  // CHAI_PARALLEL_IPC_ALLREDUCE_KERNEL_H_
