@@ -1,8 +1,8 @@
-// fp16 Linear (through ops::Linear) at the LLaMA-7B projection shapes, next to the device's
-// measured copy bandwidth, which is the floor for the memory-bound decode GEMMs; then, for the
-// decode shapes at T = 1, 4, 8 in fp16 and bf16, cuBLASLt (cuda::LinearCublasLt) next to the
-// GEMV kernel (cuda::Gemv, which ops::Linear uses for T <= 8), each called directly, and a sweep
-// of the GEMV's launch configurations (fp16).
+// fp16 Linear (through ops::Linear) at the LLaMA-7B projection shapes (Q|K|V and gate|up stacked
+// as the engine runs them), next to the device's measured copy bandwidth, which is the floor for
+// the memory-bound decode GEMMs; then, for the decode shapes at T = 1, 4, 8 in fp16 and bf16,
+// cuBLASLt (cuda::LinearCublasLt) next to the GEMV kernel (cuda::Gemv, which ops::Linear uses for
+// T <= 8), each called directly, and a sweep of the GEMV's launch configurations (fp16).
 //
 //   gemm_bench [samples=20]
 //
@@ -127,10 +127,13 @@ struct DecodeRow {
 // cuBLASLt vs the GEMV at the LLaMA-7B decode shapes. Weights rotate over copies past 4x L2
 // (as above); x and out are per copy too. The table ends the output.
 void DecodeTables(int samples, double copy_gbs, int l2_bytes) {
-  // The last has fewer row blocks than SMs: the GEMV's split-K path.
+  // The projections of a LLaMA-7B decode step as the engine runs them (Q|K|V and gate|up stacked
+  // into one GEMM each: runtime/model_weights.h), then the unstacked gate/up shape for comparison
+  // with earlier tables; the last has fewer row blocks than SMs: the GEMV's split-K path.
   const DecodeShape shapes[] = {
-      {"qkvo 4096->4096", 4096, 4096},      {"gate/up 4096->11008", 4096, 11008}, {"down 11008->4096", 11008, 4096},
-      {"lm_head 4096->32000", 4096, 32000}, {"gqa k/v 4096->1024", 4096, 1024},
+      {"qkv 4096->12288", 4096, 12288},   {"o 4096->4096", 4096, 4096},         {"gate|up 4096->22016", 4096, 22016},
+      {"down 11008->4096", 11008, 4096},  {"lm_head 4096->32000", 4096, 32000}, {"gate/up 4096->11008", 4096, 11008},
+      {"gqa k/v 4096->1024", 4096, 1024},
   };
   const int64_t token_counts[] = {1, 4, 8};
   const int variants = cuda::GemvNumVariants();
@@ -217,8 +220,9 @@ int Run(int samples) {
   std::printf("copy bandwidth (device-to-device, 1 GiB, read + write): %.0f GB/s\n\n", copy_gbs);
 
   std::mt19937 rng(7);
-  const std::vector<Shape> shapes = {{1, 4096, 4096}, {1, 4096, 11008}, {2048, 4096, 4096}};
-  std::printf("%-24s %7s %11s %9s %9s %9s\n", "fp16 Linear [T,K]x[K->N]", "copies", "median_us", "TFLOP/s", "GB/s",
+  const std::vector<Shape> shapes = {{1, 4096, 4096},  {1, 4096, 11008},    {1, 4096, 12288},
+                                     {1, 4096, 22016}, {2048, 4096, 12288}, {2048, 4096, 4096}};
+  std::printf("%-26s %7s %11s %9s %9s %9s\n", "fp16 Linear [T,K]x[K->N]", "copies", "median_us", "TFLOP/s", "GB/s",
               "%copyBW");
   for (const Shape& s : shapes) {
     const double weight_bytes = 2.0 * s.n * s.k;
@@ -241,7 +245,7 @@ int Run(int samples) {
     char name[64];
     std::snprintf(name, sizeof(name), "[%lld,%lld]x[%lld->%lld]", static_cast<long long>(s.t),
                   static_cast<long long>(s.k), static_cast<long long>(s.k), static_cast<long long>(s.n));
-    std::printf("%-24s %7d %11.1f %9.2f %9.0f %8.1f%%\n", name, copies, ms * 1e3, flops / (ms * 1e-3) / 1e12, gbs,
+    std::printf("%-26s %7d %11.1f %9.2f %9.0f %8.1f%%\n", name, copies, ms * 1e3, flops / (ms * 1e-3) / 1e12, gbs,
                 100.0 * gbs / copy_gbs);
   }
   Check(cudaStreamSynchronize(cuda::CurrentStream()), "cudaStreamSynchronize");

@@ -98,8 +98,7 @@ void SiluMul(const Tensor& gate, const Tensor& up, Tensor* out) {
 }
 
 void SiluMulFused(const Tensor& gate_up, Tensor* out) {
-  Expect(gate_up.rank() == 2 && out->rank() == 2 && out->dim(0) == gate_up.dim(0) &&
-             gate_up.dim(1) == 2 * out->dim(1),
+  Expect(gate_up.rank() == 2 && out->rank() == 2 && out->dim(0) == gate_up.dim(0) && gate_up.dim(1) == 2 * out->dim(1),
          "SiluMulFused", "shape");
   CHAI_DISPATCH(Backend("SiluMulFused", {&gate_up, out}), SiluMulFused, gate_up, out);
 }
@@ -129,14 +128,14 @@ void Rotary(Tensor* x, const Tensor& positions, int num_heads, int head_dim, flo
 void SplitQkvRotary(const Tensor& qkv, const Tensor& positions, int heads, int kv_heads, int head_dim, float theta,
                     bool apply_rotary, Tensor* q, Tensor* k, Tensor* v) {
   const int64_t T = qkv.dim(0), qw = int64_t{heads} * head_dim, kvw = int64_t{kv_heads} * head_dim;
-  Expect(qkv.rank() == 2 && qkv.dim(1) == qw + 2 * kvw && heads >= 0 && kv_heads >= 0 && head_dim > 0,
-         "SplitQkvRotary", "qkv shape");
+  Expect(qkv.rank() == 2 && qkv.dim(1) == qw + 2 * kvw && heads >= 0 && kv_heads >= 0 && head_dim > 0, "SplitQkvRotary",
+         "qkv shape");
   Expect(q->shape() == std::vector<int64_t>{T, qw} && k->shape() == std::vector<int64_t>{T, kvw} &&
              v->shape() == k->shape(),
          "SplitQkvRotary", "q/k/v shape");
   if (!apply_rotary) {
-    CHAI_DISPATCH(Backend("SplitQkvRotary", {&qkv, q, k, v}), SplitQkvRotary, qkv, positions, heads, kv_heads,
-                  head_dim, theta, false, q, k, v);
+    CHAI_DISPATCH(Backend("SplitQkvRotary", {&qkv, q, k, v}), SplitQkvRotary, qkv, positions, heads, kv_heads, head_dim,
+                  theta, false, q, k, v);
     return;
   }
   Expect(head_dim % 2 == 0 && positions.numel() == T, "SplitQkvRotary", "positions shape or odd head_dim");

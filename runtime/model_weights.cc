@@ -223,13 +223,13 @@ absl::Status Loader::LoadLayer(int l) {
     st.push_back(Take(p + "post_attention_layernorm.weight", {h}, &L.mlp_norm_w));
     const std::string m = p + "mlp.";
     // gate and up of this rank, stacked (see LayerWeights::gate_up_w).
-    st.push_back(TakeStacked({{m + "gate_proj.weight", {c_.ffn_dim, h}, ffn_rows},
-                              {m + "up_proj.weight", {c_.ffn_dim, h}, ffn_rows}},
-                             &L.gate_up_w));
+    st.push_back(TakeStacked(
+        {{m + "gate_proj.weight", {c_.ffn_dim, h}, ffn_rows}, {m + "up_proj.weight", {c_.ffn_dim, h}, ffn_rows}},
+        &L.gate_up_w));
     if (mb) {
-      st.push_back(TakeStacked(
-          {{m + "gate_proj.bias", {c_.ffn_dim}, ffn_rows}, {m + "up_proj.bias", {c_.ffn_dim}, ffn_rows}},
-          &L.gate_up_b));
+      st.push_back(
+          TakeStacked({{m + "gate_proj.bias", {c_.ffn_dim}, ffn_rows}, {m + "up_proj.bias", {c_.ffn_dim}, ffn_rows}},
+                      &L.gate_up_b));
     }
     st.push_back(Take(m + "down_proj.weight", {h, c_.ffn_dim}, &L.down_w, {}, ffn_rows));
     st.push_back(TakeIf(mb && first, m + "down_proj.bias", {h}, &L.down_b));

@@ -16,8 +16,7 @@ namespace chai::cuda {
 namespace {
 
 template <typename T, int N, bool kRms>
-__global__ void NormKernel(T* x, const T* residual, const T* weight, const T* bias, float eps, int64_t cols,
-                           T* out) {
+__global__ void NormKernel(T* x, const T* residual, const T* weight, const T* bias, float eps, int64_t cols, T* out) {
   __shared__ float scratch[32];
   const int64_t row = blockIdx.x;
   T* in = x + row * cols;

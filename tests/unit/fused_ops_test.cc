@@ -114,8 +114,8 @@ TEST(FusedOps, SplitQkvRotaryEqualsSeparateProjectionsAndRotary) {
           ops::Rotary(&k_ref, positions, hs.kv_heads, hs.head_dim, 10000.f);
         }
         Tensor q = Poisoned({t, qw}), k = Poisoned({t, kvw}), v = Poisoned({t, kvw});
-        ops::SplitQkvRotary(qkv, rotary ? positions : Tensor(), hs.heads, hs.kv_heads, hs.head_dim, 10000.f, rotary,
-                            &q, &k, &v);
+        ops::SplitQkvRotary(qkv, rotary ? positions : Tensor(), hs.heads, hs.kv_heads, hs.head_dim, 10000.f, rotary, &q,
+                            &k, &v);
         EXPECT_EQ(Values(q), Values(q_ref));
         EXPECT_EQ(Values(k), Values(k_ref));
         EXPECT_EQ(Values(v), Values(v_ref));

@@ -60,9 +60,11 @@ void CheckStacked(const std::string& fixture, int world, bool reversed) {
         std::vector<int64_t> q_shape = {c.num_heads * d}, kv_shape = {c.num_kv_heads * d};
         if (!bias) q_shape.push_back(h), kv_shape.push_back(h);
         std::vector<float> expected;
-        for (int head : L.heads) Append(&expected, RowsOf(**source, a + "q_proj." + kind, q_shape, head * d, (head + 1) * d));
+        for (int head : L.heads)
+          Append(&expected, RowsOf(**source, a + "q_proj." + kind, q_shape, head * d, (head + 1) * d));
         for (const char* proj : {"k_proj.", "v_proj."}) {
-          for (int kv : L.kv_heads) Append(&expected, RowsOf(**source, a + proj + kind, kv_shape, kv * d, (kv + 1) * d));
+          for (int kv : L.kv_heads)
+            Append(&expected, RowsOf(**source, a + proj + kind, kv_shape, kv * d, (kv + 1) * d));
         }
         const Tensor& got = bias ? L.qkv_b : L.qkv_w;
         ASSERT_EQ(got.dim(0), (w->local_heads + 2 * w->local_kv_heads) * d);
