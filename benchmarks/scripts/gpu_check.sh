@@ -21,7 +21,7 @@ fi
 if [ "$what" = test ] || [ "$what" = all ]; then
   ctest --test-dir build-gpu -L gpu --output-on-failure --timeout 300 > "$OUT/ctest-gpu.log" 2>&1
   grep -E "Passed|Failed|tests passed|FAILED|Failure" "$OUT/ctest-gpu.log" | tail -40
-  for t in ${MEMCHECK_TESTS-ops_gpu_test paged_attention_gpu_test}; do
+  for t in ${MEMCHECK_TESTS-ops_gpu_test fused_ops_gpu_test paged_attention_gpu_test}; do
     [ -x "build-gpu/tests/$t" ] || continue
     timeout 240 compute-sanitizer --tool memcheck --leak-check no --error-exitcode 9 "build-gpu/tests/$t" \
       --gtest_brief=1 > "$OUT/memcheck-$t.log" 2>&1

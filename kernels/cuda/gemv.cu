@@ -301,8 +301,8 @@ void LaunchGemvStream(const void* x, const void* w, const void* bias, void* out,
   }();
   const int64_t ctas = std::min<int64_t>(int64_t{SmCount()} * per_sm, row_blocks * per_block);
   GemvArgs args{x, w, bias, out, tokens, k, n, chunks, sc.partials, sc.counters};
-  GemvStreamKernel<T, kWarps, kR, kU, kMinBlocks><<<static_cast<unsigned>(ctas), kWarps * 32, 0, CurrentStream()>>>(
-      args);
+  GemvStreamKernel<T, kWarps, kR, kU, kMinBlocks>
+      <<<static_cast<unsigned>(ctas), kWarps * 32, 0, CurrentStream()>>>(args);
   CHAI_CUDA_CHECK_LAUNCH();
 }
 
@@ -326,16 +326,16 @@ constexpr Variant MakeStreamVariant(const char* name) {
 // name: warps per CTA (w), rows per CTA (r), steps per warp iteration (u; 16-byte W loads in
 // flight per thread = 2 * r / 16 * u), CTAs per SM the registers allow (b); "sk.": stream-K.
 const Variant kVariants[] = {
-    MakeVariant<8, 1, 4, 3>("w8.r16.u4.b3"),                //
-    MakeVariant<8, 1, 2, 4>("w8.r16.u2.b4"),                //
-    MakeVariant<8, 1, 8, 2>("w8.r16.u8.b2"),                //
-    MakeVariant<4, 1, 4, 6>("w4.r16.u4.b6"),                //
-    MakeVariant<8, 2, 2, 3>("w8.r32.u2.b3"),                //
-    MakeVariant<16, 1, 2, 2>("w16.r16.u2.b2"),              //
-    MakeVariant<4, 2, 4, 4>("w4.r32.u4.b4"),                //
-    MakeStreamVariant<8, 1, 4, 3>("sk.w8.r16.u4.b3"),      //
-    MakeStreamVariant<8, 1, 8, 2>("sk.w8.r16.u8.b2"),      //
-    MakeStreamVariant<4, 1, 4, 6>("sk.w4.r16.u4.b6"),      //
+    MakeVariant<8, 1, 4, 3>("w8.r16.u4.b3"),           //
+    MakeVariant<8, 1, 2, 4>("w8.r16.u2.b4"),           //
+    MakeVariant<8, 1, 8, 2>("w8.r16.u8.b2"),           //
+    MakeVariant<4, 1, 4, 6>("w4.r16.u4.b6"),           //
+    MakeVariant<8, 2, 2, 3>("w8.r32.u2.b3"),           //
+    MakeVariant<16, 1, 2, 2>("w16.r16.u2.b2"),         //
+    MakeVariant<4, 2, 4, 4>("w4.r32.u4.b4"),           //
+    MakeStreamVariant<8, 1, 4, 3>("sk.w8.r16.u4.b3"),  //
+    MakeStreamVariant<8, 1, 8, 2>("sk.w8.r16.u8.b2"),  //
+    MakeStreamVariant<4, 1, 4, 6>("sk.w4.r16.u4.b6"),  //
 };
 constexpr int kNumVariants = sizeof(kVariants) / sizeof(kVariants[0]);
 

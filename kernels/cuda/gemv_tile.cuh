@@ -58,8 +58,8 @@ __device__ __forceinline__ void MmaChunk(float (&c0)[4], float (&c1)[4], const u
 // the K tail (fewer than a group of chunks, only at the end of K) goes to the warp next in the
 // rotation, predicated.
 template <typename T, int kWarps, int kR, int kU>
-__device__ __forceinline__ void AccumulateSpan(const T* __restrict__ x, const T* __restrict__ w, int tokens,
-                                               int64_t k, int64_t n, int64_t row0, int64_t cb, int64_t ce,
+__device__ __forceinline__ void AccumulateSpan(const T* __restrict__ x, const T* __restrict__ w, int tokens, int64_t k,
+                                               int64_t n, int64_t row0, int64_t cb, int64_t ce,
                                                float (&acc)[kR][2][4]) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int g = lane >> 2, q = lane & 3;
