@@ -122,6 +122,8 @@ struct DecodeShape {
 struct DecodeRow {
   std::string label;
   double lt_us, lt_gbs, gemv_us, gemv_gbs, err;
+  bool layer;  // fp16, T = 1, one of the four projections of a LLaMA-7B layer
+  double bytes;
 };
 
 // cuBLASLt vs the GEMV at the LLaMA-7B decode shapes. Weights rotate over copies past 4x L2
@@ -130,6 +132,7 @@ void DecodeTables(int samples, double copy_gbs, int l2_bytes) {
   // The projections of a LLaMA-7B decode step as the engine runs them (Q|K|V and gate|up stacked
   // into one GEMM each: runtime/model_weights.h), then the unstacked gate/up shape for comparison
   // with earlier tables; the last has fewer row blocks than SMs: the GEMV's split-K path.
+  // The first four are one layer's projections (summed in the last line of the output).
   const DecodeShape shapes[] = {
       {"qkv 4096->12288", 4096, 12288},   {"o 4096->4096", 4096, 4096},         {"gate|up 4096->22016", 4096, 22016},
       {"down 11008->4096", 11008, 4096},  {"lm_head 4096->32000", 4096, 32000}, {"gate/up 4096->11008", 4096, 11008},
@@ -167,8 +170,9 @@ void DecodeTables(int samples, double copy_gbs, int l2_bytes) {
         Check(cudaStreamSynchronize(cuda::CurrentStream()), "cudaStreamSynchronize");
         char label[96];
         std::snprintf(label, sizeof(label), "%s %-20s T=%lld", DTypeName(dtype), s.name, static_cast<long long>(t));
+        const bool layer = dtype == DType::kF16 && t == 1 && &s - shapes < 4;
         rows.push_back({label, lt_us, bytes / (lt_us * 1e-6) / 1e9, gemv_us, bytes / (gemv_us * 1e-6) / 1e9,
-                        RelErr(gemv_outs[0], lt_outs[0])});
+                        RelErr(gemv_outs[0], lt_outs[0]), layer, bytes});
         if (dtype == DType::kF16) {
           std::string line = label;
           line.resize(34, ' ');
@@ -177,7 +181,7 @@ void DecodeTables(int samples, double copy_gbs, int l2_bytes) {
             Check(cudaStreamSynchronize(cuda::CurrentStream()), "cudaStreamSynchronize");
             const double err = RelErr(gemv_outs[0], lt_outs[0]);
             char cell[48];
-            std::snprintf(cell, sizeof(cell), " %6.1f/%3.0f%%%s", us, 100.0 * bytes / (us * 1e-6) / 1e9 / copy_gbs,
+            std::snprintf(cell, sizeof(cell), " %9.1f/%3.0f%%%s", us, 100.0 * bytes / (us * 1e-6) / 1e9 / copy_gbs,
                           err < 1e-2 ? " " : "!");
             line += cell;
           }
@@ -192,7 +196,7 @@ void DecodeTables(int samples, double copy_gbs, int l2_bytes) {
   header.resize(34, ' ');
   for (int v = 0; v < variants; ++v) {
     char cell[48];
-    std::snprintf(cell, sizeof(cell), " %12s", cuda::GemvVariantName(v));
+    std::snprintf(cell, sizeof(cell), " %15s", cuda::GemvVariantName(v));
     header += cell;
   }
   std::printf("%s\n", header.c_str());
@@ -206,6 +210,14 @@ void DecodeTables(int samples, double copy_gbs, int l2_bytes) {
                 100.0 * r.lt_gbs / copy_gbs, r.gemv_us, r.gemv_gbs, 100.0 * r.gemv_gbs / copy_gbs, r.lt_us / r.gemv_us,
                 r.err);
   }
+  double layer_us = 0, layer_bytes = 0;
+  for (const DecodeRow& r : rows) {
+    if (r.layer) layer_us += r.gemv_us, layer_bytes += r.bytes;
+  }
+  std::printf(
+      "\nLLaMA-7B layer, fp16, T=1 (qkv + o + gate|up + down through the GEMV): %.1f us, %.1f%% of copy "
+      "bandwidth (%.1f us at copy bandwidth)\n",
+      layer_us, 100.0 * layer_bytes / (layer_us * 1e-6) / 1e9 / copy_gbs, layer_bytes / copy_gbs * 1e-3);
 }
 
 int Run(int samples) {
