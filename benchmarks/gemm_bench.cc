@@ -1,8 +1,8 @@
-// fp16 Linear (through ops::Linear) at the LLaMA-7B projection shapes, next to the device's
-// measured copy bandwidth, which is the floor for the memory-bound decode GEMMs; then, for the
-// decode shapes at T = 1, 4, 8 in fp16 and bf16, cuBLASLt (cuda::LinearCublasLt) next to the
-// GEMV kernel (cuda::Gemv, which ops::Linear uses for T <= 8), each called directly, and a sweep
-// of the GEMV's launch configurations (fp16).
+// fp16 Linear (through ops::Linear) at the LLaMA-7B projection shapes (Q|K|V and gate|up stacked
+// as the engine runs them), next to the device's measured copy bandwidth, which is the floor for
+// the memory-bound decode GEMMs; then, for the decode shapes at T = 1, 4, 8 in fp16 and bf16,
+// cuBLASLt (cuda::LinearCublasLt) next to the GEMV kernel (cuda::Gemv, which ops::Linear uses for
+// T <= 8), each called directly, and a sweep of the GEMV's launch configurations (fp16).
 //
 //   gemm_bench [samples=20]
 //
@@ -15,7 +15,6 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
-#include <random>
 #include <string>
 #include <vector>
 
@@ -37,13 +36,6 @@ void Check(cudaError_t err, const char* what) {
     std::fprintf(stderr, "gemm_bench: %s: %s\n", what, cudaGetErrorString(err));
     std::exit(1);
   }
-}
-
-Tensor RandomHalf(std::vector<int64_t> shape, float scale, std::mt19937& rng) {
-  Tensor host = Tensor::Empty(shape, DType::kF32);
-  std::normal_distribution<float> dist(0.f, scale);
-  for (int64_t i = 0; i < host.numel(); ++i) host.data<float>()[i] = dist(rng);
-  return host.Cast(DType::kF16).To(Device::kCuda);
 }
 
 // Median over `samples` of the event time of fn() in milliseconds, after `warmup` calls.
@@ -122,15 +114,21 @@ struct DecodeShape {
 struct DecodeRow {
   std::string label;
   double lt_us, lt_gbs, gemv_us, gemv_gbs, err;
+  bool layer;  // fp16, T = 1, one of the four projections of a LLaMA-7B layer
+  double bytes;
 };
 
 // cuBLASLt vs the GEMV at the LLaMA-7B decode shapes. Weights rotate over copies past 4x L2
 // (as above); x and out are per copy too. The table ends the output.
 void DecodeTables(int samples, double copy_gbs, int l2_bytes) {
-  // The last has fewer row blocks than SMs: the GEMV's split-K path.
+  // The projections of a LLaMA-7B decode step as the engine runs them (Q|K|V and gate|up stacked
+  // into one GEMM each: runtime/model_weights.h), then the unstacked gate/up shape for comparison
+  // with earlier tables; the last has fewer row blocks than SMs: the GEMV's split-K path.
+  // The first four are one layer's projections (summed in the last line of the output).
   const DecodeShape shapes[] = {
-      {"qkvo 4096->4096", 4096, 4096},      {"gate/up 4096->11008", 4096, 11008}, {"down 11008->4096", 11008, 4096},
-      {"lm_head 4096->32000", 4096, 32000}, {"gqa k/v 4096->1024", 4096, 1024},
+      {"qkv 4096->12288", 4096, 12288},   {"o 4096->4096", 4096, 4096},         {"gate|up 4096->22016", 4096, 22016},
+      {"down 11008->4096", 11008, 4096},  {"lm_head 4096->32000", 4096, 32000}, {"gate/up 4096->11008", 4096, 11008},
+      {"gqa k/v 4096->1024", 4096, 1024},
   };
   const int64_t token_counts[] = {1, 4, 8};
   const int variants = cuda::GemvNumVariants();
@@ -164,8 +162,9 @@ void DecodeTables(int samples, double copy_gbs, int l2_bytes) {
         Check(cudaStreamSynchronize(cuda::CurrentStream()), "cudaStreamSynchronize");
         char label[96];
         std::snprintf(label, sizeof(label), "%s %-20s T=%lld", DTypeName(dtype), s.name, static_cast<long long>(t));
+        const bool layer = dtype == DType::kF16 && t == 1 && &s - shapes < 4;
         rows.push_back({label, lt_us, bytes / (lt_us * 1e-6) / 1e9, gemv_us, bytes / (gemv_us * 1e-6) / 1e9,
-                        RelErr(gemv_outs[0], lt_outs[0])});
+                        RelErr(gemv_outs[0], lt_outs[0]), layer, bytes});
         if (dtype == DType::kF16) {
           std::string line = label;
           line.resize(34, ' ');
@@ -174,7 +173,7 @@ void DecodeTables(int samples, double copy_gbs, int l2_bytes) {
             Check(cudaStreamSynchronize(cuda::CurrentStream()), "cudaStreamSynchronize");
             const double err = RelErr(gemv_outs[0], lt_outs[0]);
             char cell[48];
-            std::snprintf(cell, sizeof(cell), " %6.1f/%3.0f%%%s", us, 100.0 * bytes / (us * 1e-6) / 1e9 / copy_gbs,
+            std::snprintf(cell, sizeof(cell), " %9.1f/%3.0f%%%s", us, 100.0 * bytes / (us * 1e-6) / 1e9 / copy_gbs,
                           err < 1e-2 ? " " : "!");
             line += cell;
           }
@@ -189,7 +188,7 @@ void DecodeTables(int samples, double copy_gbs, int l2_bytes) {
   header.resize(34, ' ');
   for (int v = 0; v < variants; ++v) {
     char cell[48];
-    std::snprintf(cell, sizeof(cell), " %12s", cuda::GemvVariantName(v));
+    std::snprintf(cell, sizeof(cell), " %15s", cuda::GemvVariantName(v));
     header += cell;
   }
   std::printf("%s\n", header.c_str());
@@ -203,6 +202,14 @@ void DecodeTables(int samples, double copy_gbs, int l2_bytes) {
                 100.0 * r.lt_gbs / copy_gbs, r.gemv_us, r.gemv_gbs, 100.0 * r.gemv_gbs / copy_gbs, r.lt_us / r.gemv_us,
                 r.err);
   }
+  double layer_us = 0, layer_bytes = 0;
+  for (const DecodeRow& r : rows) {
+    if (r.layer) layer_us += r.gemv_us, layer_bytes += r.bytes;
+  }
+  std::printf(
+      "\nLLaMA-7B layer, fp16, T=1 (qkv + o + gate|up + down through the GEMV): %.1f us, %.1f%% of copy "
+      "bandwidth (%.1f us at copy bandwidth)\n",
+      layer_us, 100.0 * layer_bytes / (layer_us * 1e-6) / 1e9 / copy_gbs, layer_bytes / copy_gbs * 1e-3);
 }
 
 int Run(int samples) {
@@ -216,9 +223,10 @@ int Run(int samples) {
   const double copy_gbs = CopyBandwidth(samples);
   std::printf("copy bandwidth (device-to-device, 1 GiB, read + write): %.0f GB/s\n\n", copy_gbs);
 
-  std::mt19937 rng(7);
-  const std::vector<Shape> shapes = {{1, 4096, 4096}, {1, 4096, 11008}, {2048, 4096, 4096}};
-  std::printf("%-24s %7s %11s %9s %9s %9s\n", "fp16 Linear [T,K]x[K->N]", "copies", "median_us", "TFLOP/s", "GB/s",
+  uint64_t state = 7;
+  const std::vector<Shape> shapes = {{1, 4096, 4096},  {1, 4096, 11008},    {1, 4096, 12288},
+                                     {1, 4096, 22016}, {2048, 4096, 12288}, {2048, 4096, 4096}};
+  std::printf("%-26s %7s %11s %9s %9s %9s\n", "fp16 Linear [T,K]x[K->N]", "copies", "median_us", "TFLOP/s", "GB/s",
               "%copyBW");
   for (const Shape& s : shapes) {
     const double weight_bytes = 2.0 * s.n * s.k;
@@ -226,8 +234,8 @@ int Run(int samples) {
     const int copies = std::max(2, static_cast<int>(4.0 * prop.l2CacheSize / weight_bytes) + 1);
     std::vector<Tensor> weights, xs, outs;
     for (int c = 0; c < copies; ++c) {
-      weights.push_back(RandomHalf({s.n, s.k}, 1.f / 64, rng));
-      xs.push_back(RandomHalf({s.t, s.k}, 1.f, rng));
+      weights.push_back(FastRandom({s.n, s.k}, DType::kF16, 1.f / 64, state));
+      xs.push_back(FastRandom({s.t, s.k}, DType::kF16, 1.f, state));
       outs.push_back(Tensor::Empty({s.t, s.n}, DType::kF16, Device::kCuda));
     }
     const double ms = MedianMs(samples, 3,
@@ -241,7 +249,7 @@ int Run(int samples) {
     char name[64];
     std::snprintf(name, sizeof(name), "[%lld,%lld]x[%lld->%lld]", static_cast<long long>(s.t),
                   static_cast<long long>(s.k), static_cast<long long>(s.k), static_cast<long long>(s.n));
-    std::printf("%-24s %7d %11.1f %9.2f %9.0f %8.1f%%\n", name, copies, ms * 1e3, flops / (ms * 1e-3) / 1e12, gbs,
+    std::printf("%-26s %7d %11.1f %9.2f %9.0f %8.1f%%\n", name, copies, ms * 1e3, flops / (ms * 1e-3) / 1e12, gbs,
                 100.0 * gbs / copy_gbs);
   }
   Check(cudaStreamSynchronize(cuda::CurrentStream()), "cudaStreamSynchronize");

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <initializer_list>
+#include <vector>
 
 #include "kernels/cpu/cpu_ops.h"
 #ifdef CHAI_WITH_CUDA
@@ -69,6 +70,19 @@ void RmsNorm(const Tensor& x, const Tensor& weight, float eps, Tensor* out) {
   CHAI_DISPATCH(Backend("RmsNorm", {&x, &weight, out}), RmsNorm, x, weight, eps, out);
 }
 
+void AddLayerNorm(Tensor* x, const Tensor& y, const Tensor& weight, const Tensor& bias, float eps, Tensor* out) {
+  Expect(x->rank() == 2 && y.shape() == x->shape() && weight.numel() == x->dim(1) && out->shape() == x->shape() &&
+             (!bias.defined() || bias.numel() == x->dim(1)),
+         "AddLayerNorm", "shape");
+  CHAI_DISPATCH(Backend("AddLayerNorm", {x, &y, &weight, &bias, out}), AddLayerNorm, x, y, weight, bias, eps, out);
+}
+
+void AddRmsNorm(Tensor* x, const Tensor& y, const Tensor& weight, float eps, Tensor* out) {
+  Expect(x->rank() == 2 && y.shape() == x->shape() && weight.numel() == x->dim(1) && out->shape() == x->shape(),
+         "AddRmsNorm", "shape");
+  CHAI_DISPATCH(Backend("AddRmsNorm", {x, &y, &weight, out}), AddRmsNorm, x, y, weight, eps, out);
+}
+
 void Linear(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor* out) {
   Expect(x.rank() == 2 && weight.rank() == 2 && weight.dim(1) == x.dim(1), "Linear", "x/weight shape");
   Expect(out->rank() == 2 && out->dim(0) == x.dim(0) && out->dim(1) == weight.dim(0), "Linear", "out shape");
@@ -81,6 +95,12 @@ void Relu(Tensor* x) { CHAI_DISPATCH(Backend("Relu", {x}), Relu, x); }
 void SiluMul(const Tensor& gate, const Tensor& up, Tensor* out) {
   Expect(gate.shape() == up.shape() && out->shape() == gate.shape(), "SiluMul", "shape");
   CHAI_DISPATCH(Backend("SiluMul", {&gate, &up, out}), SiluMul, gate, up, out);
+}
+
+void SiluMulFused(const Tensor& gate_up, Tensor* out) {
+  Expect(gate_up.rank() == 2 && out->rank() == 2 && out->dim(0) == gate_up.dim(0) && gate_up.dim(1) == 2 * out->dim(1),
+         "SiluMulFused", "shape");
+  CHAI_DISPATCH(Backend("SiluMulFused", {&gate_up, out}), SiluMulFused, gate_up, out);
 }
 
 void Add(const Tensor& a, const Tensor& b, Tensor* out) {
@@ -103,6 +123,24 @@ void Rotary(Tensor* x, const Tensor& positions, int num_heads, int head_dim, flo
              head_dim % 2 == 0,
          "Rotary", "shape");
   CHAI_DISPATCH(Backend("Rotary", {x}, {&positions}), Rotary, x, positions, num_heads, head_dim, theta);
+}
+
+void SplitQkvRotary(const Tensor& qkv, const Tensor& positions, int heads, int kv_heads, int head_dim, float theta,
+                    bool apply_rotary, Tensor* q, Tensor* k, Tensor* v) {
+  const int64_t T = qkv.dim(0), qw = int64_t{heads} * head_dim, kvw = int64_t{kv_heads} * head_dim;
+  Expect(qkv.rank() == 2 && qkv.dim(1) == qw + 2 * kvw && heads >= 0 && kv_heads >= 0 && head_dim > 0, "SplitQkvRotary",
+         "qkv shape");
+  Expect(q->shape() == std::vector<int64_t>{T, qw} && k->shape() == std::vector<int64_t>{T, kvw} &&
+             v->shape() == k->shape(),
+         "SplitQkvRotary", "q/k/v shape");
+  if (!apply_rotary) {
+    CHAI_DISPATCH(Backend("SplitQkvRotary", {&qkv, q, k, v}), SplitQkvRotary, qkv, positions, heads, kv_heads, head_dim,
+                  theta, false, q, k, v);
+    return;
+  }
+  Expect(head_dim % 2 == 0 && positions.numel() == T, "SplitQkvRotary", "positions shape or odd head_dim");
+  CHAI_DISPATCH(Backend("SplitQkvRotary", {&qkv, q, k, v}, {&positions}), SplitQkvRotary, qkv, positions, heads,
+                kv_heads, head_dim, theta, true, q, k, v);
 }
 
 void SoftmaxRows(Tensor* x) {

@@ -19,11 +19,21 @@ void LayerNorm(const Tensor& x, const Tensor& weight, const Tensor& bias, float 
 // out[t] = x[t] / sqrt(mean(x[t]^2) + eps) * weight.
 void RmsNorm(const Tensor& x, const Tensor& weight, float eps, Tensor* out);
 
+// The residual add fused with the norm that follows it (one pass over the rows instead of two):
+// *x += y, then out = LayerNorm(*x) (RmsNorm(*x)). The values are those of Add followed by the
+// norm: the sum is rounded to x's dtype and the norm reads that. out may alias *x (post-LN: the
+// normalised rows replace the residual stream).
+void AddLayerNorm(Tensor* x, const Tensor& y, const Tensor& weight, const Tensor& bias, float eps, Tensor* out);
+void AddRmsNorm(Tensor* x, const Tensor& y, const Tensor& weight, float eps, Tensor* out);
+
 // out[T, N] = x[T, K] * weight[N, K]^T (+ bias[N] when defined).
 void Linear(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor* out);
 
 void Relu(Tensor* x);                                             // in place
 void SiluMul(const Tensor& gate, const Tensor& up, Tensor* out);  // silu(gate) * up
+// SiluMul on the output of the stacked gate | up GEMM: gate_up [T, 2F] holds gate in columns
+// [0, F) and up in [F, 2F); out [T, F] = silu(gate) * up.
+void SiluMulFused(const Tensor& gate_up, Tensor* out);
 void Add(const Tensor& a, const Tensor& b, Tensor* out);          // out may alias a or b
 
 // out[t] = table[ids[t] - row_begin] when that row is held here, else zeros. row_begin lets a
@@ -33,6 +43,13 @@ void Embedding(const Tensor& table, const Tensor& ids, int64_t row_begin, Tensor
 // Rotary position embedding in place on x [T, heads * head_dim], Hugging Face "rotate_half"
 // layout: element i pairs with i + head_dim/2, angle = position * theta^(-2i/head_dim).
 void Rotary(Tensor* x, const Tensor& positions, int num_heads, int head_dim, float theta);  // int32 [T]
+
+// Splits the output of the stacked Q | K | V GEMM, qkv [T, (heads + 2 * kv_heads) * head_dim],
+// into contiguous q [T, heads * head_dim], k and v [T, kv_heads * head_dim]; with apply_rotary,
+// q and k are rotated on the way exactly as Rotary would (positions: int32 [T]; ignored, and may
+// be undefined, without rotary).
+void SplitQkvRotary(const Tensor& qkv, const Tensor& positions, int heads, int kv_heads, int head_dim, float theta,
+                    bool apply_rotary, Tensor* q, Tensor* k, Tensor* v);
 
 void SoftmaxRows(Tensor* x);  // in place over the last dimension
 

@@ -89,6 +89,24 @@ Tensor Engine::Norm(const Tensor& x, const Tensor& w, const Tensor& b) {
   return out;
 }
 
+// The residual add that ends a sublayer, fused with the norm that comes next (one kernel
+// instead of two): *x += y, then returns Norm(*x) with (w, b). in_place (post-LN) writes the
+// norm over *x, which then is both the residual stream and the next input. Without norm
+// weights (a pre-LN OPT model whose final norm was removed), just the add: the input is *x.
+Tensor Engine::AddNorm(Tensor* x, const Tensor& y, const Tensor& w, const Tensor& b, bool in_place) {
+  if (!w.defined()) {
+    ops::Add(*x, y, x);
+    return *x;
+  }
+  Tensor out = in_place ? *x : NewActivation(x->dim(0), x->dim(1));
+  if (config_.arch == Arch::kOpt) {
+    ops::AddLayerNorm(x, y, w, b, config_.layer_norm_eps, &out);
+  } else {
+    ops::AddRmsNorm(x, y, w, config_.rms_norm_eps, &out);
+  }
+  return out;
+}
+
 Tensor Engine::Embed(const DeviceStep& step) {
   const int64_t T = step.ids.numel();
   Tensor e = NewActivation(T, config_.embed_dim());
@@ -106,20 +124,19 @@ Tensor Engine::Embed(const DeviceStep& step) {
   return x;
 }
 
-void Engine::AttentionBlock(int layer, absl::Span<StepInput> steps, const DeviceStep& step, Tensor* x) {
+Tensor Engine::AttentionBlock(int layer, absl::Span<StepInput> steps, const DeviceStep& step, const Tensor& h,
+                              Tensor* x) {
   const LayerWeights& L = weights_.layers[layer];
-  const int64_t T = x->dim(0), d = config_.head_dim;
+  const int64_t T = h.dim(0), d = config_.head_dim;
   const int64_t qw = weights_.local_heads * d, kvw = weights_.local_kv_heads * d;
   const bool pre = config_.arch == Arch::kLlama || config_.pre_layer_norm;
-  Tensor h = pre ? Norm(*x, L.attn_norm_w, L.attn_norm_b) : *x;
+  // Q, K and V in one GEMM over the stacked weights, split into contiguous q, k and v by one
+  // kernel that also applies rotary to q and k (LLaMA).
+  Tensor qkv = NewActivation(T, qw + 2 * kvw);
+  ops::Linear(h, L.qkv_w, L.qkv_b, &qkv);
   Tensor q = NewActivation(T, qw), k = NewActivation(T, kvw), v = NewActivation(T, kvw);
-  ops::Linear(h, L.q_w, L.q_b, &q);
-  ops::Linear(h, L.k_w, L.k_b, &k);
-  ops::Linear(h, L.v_w, L.v_b, &v);
-  if (config_.arch == Arch::kLlama) {
-    ops::Rotary(&q, step.positions, weights_.local_heads, static_cast<int>(d), config_.rope_theta);
-    ops::Rotary(&k, step.positions, weights_.local_kv_heads, static_cast<int>(d), config_.rope_theta);
-  }
+  ops::SplitQkvRotary(qkv, step.positions, weights_.local_heads, weights_.local_kv_heads, static_cast<int>(d),
+                      config_.rope_theta, config_.arch == Arch::kLlama, &q, &k, &v);
   PagedKv kv;
   kv.pool = pool_->storage();
   kv.tables = tables_->LayerTables(layer);
@@ -144,41 +161,41 @@ void Engine::AttentionBlock(int layer, absl::Span<StepInput> steps, const Device
   Tensor o = NewActivation(T, config_.hidden_size);
   ops::Linear(attn, L.o_w, L.o_b, &o);
   AllReduce(&o);
-  ops::Add(*x, o, x);
-  if (!pre) {
-    Tensor normed = Norm(*x, L.attn_norm_w, L.attn_norm_b);
-    *x = normed;
-  }
+  // Pre-LN: x += o fused with the MLP's input norm. Post-LN: x = Norm(x + o), this sublayer's norm.
+  if (pre) return AddNorm(x, o, L.mlp_norm_w, L.mlp_norm_b, /*in_place=*/false);
+  return AddNorm(x, o, L.attn_norm_w, L.attn_norm_b, /*in_place=*/true);
 }
 
-void Engine::MlpBlock(int layer, Tensor* x) {
+Tensor Engine::MlpBlock(int layer, const Tensor& h, Tensor* x) {
   const LayerWeights& L = weights_.layers[layer];
-  const int64_t T = x->dim(0), ffn = weights_.local_ffn;
+  const int64_t T = h.dim(0), ffn = weights_.local_ffn;
   const bool pre = config_.arch == Arch::kLlama || config_.pre_layer_norm;
-  Tensor h = pre ? Norm(*x, L.mlp_norm_w, L.mlp_norm_b) : *x;
   Tensor a = NewActivation(T, ffn);
   if (config_.arch == Arch::kOpt) {
     ops::Linear(h, L.up_w, L.up_b, &a);
     ops::Relu(&a);
   } else {
-    Tensor g = NewActivation(T, ffn), u = NewActivation(T, ffn);
-    ops::Linear(h, L.gate_w, L.gate_b, &g);
-    ops::Linear(h, L.up_w, L.up_b, &u);
-    ops::SiluMul(g, u, &a);
+    // gate and up in one GEMM over the stacked weights; SiLU(gate) * up reads both halves.
+    Tensor gu = NewActivation(T, 2 * ffn);
+    ops::Linear(h, L.gate_up_w, L.gate_up_b, &gu);
+    ops::SiluMulFused(gu, &a);
   }
   Tensor m = NewActivation(T, config_.hidden_size);
   ops::Linear(a, L.down_w, L.down_b, &m);
   AllReduce(&m);
-  ops::Add(*x, m, x);
-  if (!pre) {
-    Tensor normed = Norm(*x, L.mlp_norm_w, L.mlp_norm_b);
-    *x = normed;
+  if (!pre) return AddNorm(x, m, L.mlp_norm_w, L.mlp_norm_b, /*in_place=*/true);
+  // Pre-LN: x += m fused with the next layer's attention norm, or after the last layer with the
+  // final norm (undefined when the model has none: then only the add).
+  if (layer + 1 < config_.num_layers) {
+    const LayerWeights& next = weights_.layers[layer + 1];
+    return AddNorm(x, m, next.attn_norm_w, next.attn_norm_b, /*in_place=*/false);
   }
+  return AddNorm(x, m, weights_.final_norm_w, weights_.final_norm_b, /*in_place=*/false);
 }
 
+// hidden: the final hidden states, after the final norm (RunModel).
 void Engine::Logits(const Tensor& hidden, Tensor* out) {
   Tensor h = hidden;
-  if (config_.arch == Arch::kLlama || config_.final_layer_norm) h = Norm(h, weights_.final_norm_w, weights_.final_norm_b);
   if (config_.has_projection()) {
     Tensor p = NewActivation(h.dim(0), config_.word_embed_proj_dim);
     ops::Linear(h, weights_.project_out, Tensor(), &p);
@@ -230,18 +247,26 @@ void Engine::Upload(const StepMetadata& meta, absl::Span<StepInput> steps, Devic
 }
 
 void Engine::RunModel(absl::Span<StepInput> steps, const DeviceStep& step, bool all_positions, Tensor* logits) {
+  // The layers carry the residual stream x and h, the next sublayer's input. Pre-LN, h = Norm(x):
+  // only the first layer's attention norm is a kernel of its own; every later norm is fused with
+  // the residual add before it (AddNorm), the final norm with the last MLP's. Post-LN, h is x
+  // (each sublayer ends with x = Norm(x + out), also one fused kernel).
+  const bool pre = config_.arch == Arch::kLlama || config_.pre_layer_norm;
   Tensor x = Embed(step);
+  const LayerWeights& first = weights_.layers[0];  // configs have at least one layer
+  Tensor h = pre ? Norm(x, first.attn_norm_w, first.attn_norm_b) : x;
   for (int l = 0; l < config_.num_layers; ++l) {
-    AttentionBlock(l, steps, step, &x);
-    MlpBlock(l, &x);
+    h = AttentionBlock(l, steps, step, h, &x);
+    h = MlpBlock(l, h, &x);
   }
+  if (!pre && weights_.final_norm_w.defined()) h = Norm(h, weights_.final_norm_w, weights_.final_norm_b);
   if (all_positions) {
-    Logits(x, logits);
+    Logits(h, logits);
     return;
   }
   // Only each sequence's last new token needs logits.
-  Tensor last = NewActivation(step.batch.num_seqs, x.dim(1));
-  ops::Embedding(x, step.last_rows, 0, &last);
+  Tensor last = NewActivation(step.batch.num_seqs, h.dim(1));
+  ops::Embedding(h, step.last_rows, 0, &last);
   Logits(last, logits);
 }
 

@@ -82,11 +82,14 @@ class Engine {
   bool CanReplay(absl::Span<StepInput> steps, bool all_positions) const;
   Tensor HostLogits(const Tensor& logits) const;
   Tensor Embed(const DeviceStep& step);
-  void AttentionBlock(int layer, absl::Span<StepInput> steps, const DeviceStep& step, Tensor* x);
-  void MlpBlock(int layer, Tensor* x);
+  // The sublayers read h (their input: Norm(x) pre-LN, x post-LN), add their output into the
+  // residual stream *x and return the next sublayer's input (see RunModel).
+  Tensor AttentionBlock(int layer, absl::Span<StepInput> steps, const DeviceStep& step, const Tensor& h, Tensor* x);
+  Tensor MlpBlock(int layer, const Tensor& h, Tensor* x);
   void Logits(const Tensor& hidden, Tensor* out);
   void AllReduce(Tensor* t);
   Tensor Norm(const Tensor& x, const Tensor& w, const Tensor& b);
+  Tensor AddNorm(Tensor* x, const Tensor& y, const Tensor& w, const Tensor& b, bool in_place);
   Tensor NewActivation(int64_t rows, int64_t cols) const;
   Tensor ToDevice(const Tensor& host) const;
 

@@ -59,6 +59,21 @@ Ranges UnitRanges(const std::vector<int>& units, int64_t width) {
   return r;
 }
 
+// The rows of every part, one part after another, in one new host tensor (the parts share their
+// dtype and trailing dimensions; 1-D parts are concatenated).
+Tensor StackRows(const std::vector<Tensor>& parts) {
+  std::vector<int64_t> shape = parts[0].shape();
+  shape[0] = 0;
+  for (const Tensor& p : parts) shape[0] += p.dim(0);
+  Tensor out = Tensor::Empty(shape, parts[0].dtype());
+  char* dst = static_cast<char*>(out.raw());
+  for (const Tensor& p : parts) {
+    std::memcpy(dst, p.raw(), p.nbytes());
+    dst += p.nbytes();
+  }
+  return out;
+}
+
 class Loader {
  public:
   Loader(const ModelConfig& c, const TensorSource& s, const ParallelLayout& l, DType dtype, Device device)
@@ -67,23 +82,49 @@ class Loader {
   absl::StatusOr<ModelWeights> Load();
 
  private:
-  // Fetches a tensor, slices it, converts it and moves it to the device.
-  absl::Status Take(const std::string& name, std::vector<int64_t> shape, Tensor* out,
-                    const Ranges& rows = {}, const Ranges& cols = {}) {
+  // Fetches a tensor (checking its shape), slices it and converts it, on the host.
+  absl::Status Fetch(const std::string& name, std::vector<int64_t> shape, Tensor* out, const Ranges& rows = {},
+                     const Ranges& cols = {}) {
     auto full = source_.Get(name, shape);
     if (!full.ok()) return full.status();
     Tensor t = *full;
     if (!rows.empty()) t = GatherRows(t, rows);
     if (!cols.empty()) t = GatherCols(t, cols);
-    t = t.Cast(dtype_);
+    *out = t.Cast(dtype_);
+    return absl::OkStatus();
+  }
+  // Moves a fetched tensor to the device and counts it.
+  void Place(Tensor t, Tensor* out) {
     if (device_ != Device::kCpu) t = t.To(device_);
     w_.bytes += t.nbytes();
-    *out = t;
+    *out = std::move(t);
+  }
+  absl::Status Take(const std::string& name, std::vector<int64_t> shape, Tensor* out, const Ranges& rows = {},
+                    const Ranges& cols = {}) {
+    Tensor t;
+    if (auto s = Fetch(name, std::move(shape), &t, rows, cols); !s.ok()) return s;
+    Place(std::move(t), out);
     return absl::OkStatus();
   }
   absl::Status TakeIf(bool present, const std::string& name, std::vector<int64_t> shape, Tensor* out,
                       const Ranges& rows = {}, const Ranges& cols = {}) {
     return present ? Take(name, std::move(shape), out, rows, cols) : absl::OkStatus();
+  }
+  // Fetches each part as Take would (same names, shapes and slices) and places them stacked by
+  // rows as one tensor, so that one GEMM computes what several did. The parts are host tensors
+  // that are dropped here: only the stacked copy reaches the device.
+  struct Part {
+    std::string name;
+    std::vector<int64_t> shape;
+    Ranges rows;
+  };
+  absl::Status TakeStacked(const std::vector<Part>& parts, Tensor* out) {
+    std::vector<Tensor> fetched(parts.size());
+    for (size_t i = 0; i < parts.size(); ++i) {
+      if (auto s = Fetch(parts[i].name, parts[i].shape, &fetched[i], parts[i].rows); !s.ok()) return s;
+    }
+    Place(StackRows(fetched), out);
+    return absl::OkStatus();
   }
 
   absl::Status LoadVocabulary();
@@ -157,12 +198,14 @@ absl::Status Loader::LoadLayer(int l) {
   const std::string attn = p + "self_attn.";
   const bool qb = c_.qkv_bias(), mb = c_.mlp_has_bias();
   std::vector<absl::Status> st;
-  st.push_back(Take(attn + "q_proj.weight", {H * d, h}, &L.q_w, q_rows));
-  st.push_back(TakeIf(qb, attn + "q_proj.bias", {H * d}, &L.q_b, q_rows));
-  st.push_back(Take(attn + "k_proj.weight", {kv * d, h}, &L.k_w, kv_rows));
-  st.push_back(TakeIf(qb, attn + "k_proj.bias", {kv * d}, &L.k_b, kv_rows));
-  st.push_back(Take(attn + "v_proj.weight", {kv * d, h}, &L.v_w, kv_rows));
-  st.push_back(TakeIf(qb, attn + "v_proj.bias", {kv * d}, &L.v_b, kv_rows));
+  // Q, K and V of this rank's heads, stacked (see LayerWeights::qkv_w).
+  auto qkv_parts = [&](const std::string& suffix, std::vector<int64_t> q_shape, std::vector<int64_t> kv_shape) {
+    return std::vector<Part>{{attn + "q_proj." + suffix, q_shape, q_rows},
+                             {attn + "k_proj." + suffix, kv_shape, kv_rows},
+                             {attn + "v_proj." + suffix, kv_shape, kv_rows}};
+  };
+  st.push_back(TakeStacked(qkv_parts("weight", {H * d, h}, {kv * d, h}), &L.qkv_w));
+  if (qb) st.push_back(TakeStacked(qkv_parts("bias", {H * d}, {kv * d}), &L.qkv_b));
   const std::string o = attn + (opt ? "out_proj." : "o_proj.");
   st.push_back(Take(o + "weight", {h, H * d}, &L.o_w, {}, q_rows));
   st.push_back(TakeIf(qb && first, o + "bias", {h}, &L.o_b));
@@ -179,10 +222,15 @@ absl::Status Loader::LoadLayer(int l) {
     st.push_back(Take(p + "input_layernorm.weight", {h}, &L.attn_norm_w));
     st.push_back(Take(p + "post_attention_layernorm.weight", {h}, &L.mlp_norm_w));
     const std::string m = p + "mlp.";
-    st.push_back(Take(m + "gate_proj.weight", {c_.ffn_dim, h}, &L.gate_w, ffn_rows));
-    st.push_back(TakeIf(mb, m + "gate_proj.bias", {c_.ffn_dim}, &L.gate_b, ffn_rows));
-    st.push_back(Take(m + "up_proj.weight", {c_.ffn_dim, h}, &L.up_w, ffn_rows));
-    st.push_back(TakeIf(mb, m + "up_proj.bias", {c_.ffn_dim}, &L.up_b, ffn_rows));
+    // gate and up of this rank, stacked (see LayerWeights::gate_up_w).
+    st.push_back(TakeStacked(
+        {{m + "gate_proj.weight", {c_.ffn_dim, h}, ffn_rows}, {m + "up_proj.weight", {c_.ffn_dim, h}, ffn_rows}},
+        &L.gate_up_w));
+    if (mb) {
+      st.push_back(
+          TakeStacked({{m + "gate_proj.bias", {c_.ffn_dim}, ffn_rows}, {m + "up_proj.bias", {c_.ffn_dim}, ffn_rows}},
+                      &L.gate_up_b));
+    }
     st.push_back(Take(m + "down_proj.weight", {h, c_.ffn_dim}, &L.down_w, {}, ffn_rows));
     st.push_back(TakeIf(mb && first, m + "down_proj.bias", {h}, &L.down_b));
   }

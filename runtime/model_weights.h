@@ -23,11 +23,15 @@ struct ParallelLayout {
 
 struct LayerWeights {
   Tensor attn_norm_w, attn_norm_b;  // OPT self_attn_layer_norm / LLaMA input_layernorm
-  Tensor q_w, q_b, k_w, k_b, v_w, v_b;
+  // This rank's Q, K and V rows stacked into one matrix, [qw + 2 * kvw, hidden] with qw = local
+  // heads * head_dim and kvw = local KV heads * head_dim (after slicing and head permutation;
+  // biases likewise, [qw + 2 * kvw]): one GEMM per step instead of three, and at decode one wide
+  // GEMV, which streams its weights closer to the copy bandwidth than three narrow ones.
+  Tensor qkv_w, qkv_b;
   Tensor o_w, o_b;                  // o_b only on rank 0: row-parallel bias is added once
   Tensor mlp_norm_w, mlp_norm_b;    // OPT final_layer_norm (per layer) / LLaMA post_attention_layernorm
-  Tensor gate_w, gate_b;            // LLaMA only
-  Tensor up_w, up_b;                // OPT fc1 / LLaMA up_proj
+  Tensor gate_up_w, gate_up_b;      // LLaMA: gate_proj rows then up_proj rows of this rank, [2 * local ffn, hidden]
+  Tensor up_w, up_b;                // OPT fc1 only
   Tensor down_w, down_b;            // OPT fc2 / LLaMA down_proj; bias only on rank 0
   std::vector<int> heads;           // original query heads held here, in slot order
   std::vector<int> kv_heads;        // original KV heads held here

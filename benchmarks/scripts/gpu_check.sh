@@ -29,7 +29,7 @@ fi
 if has test; then
   ctest --test-dir build-gpu -L gpu --output-on-failure --timeout 300 > "$OUT/ctest-gpu.log" 2>&1
   grep -E "Passed|Failed|tests passed|FAILED|Failure" "$OUT/ctest-gpu.log" | tail -40
-  for t in ${MEMCHECK_TESTS-ops_gpu_test paged_attention_gpu_test}; do
+  for t in ${MEMCHECK_TESTS-ops_gpu_test fused_ops_gpu_test paged_attention_gpu_test}; do
     [ -x "build-gpu/tests/$t" ] || continue
     timeout 240 compute-sanitizer --tool memcheck --leak-check no --error-exitcode 9 "build-gpu/tests/$t" \
       --gtest_brief=1 > "$OUT/memcheck-$t.log" 2>&1
@@ -39,7 +39,7 @@ fi
 
 if has bench; then
   for b in gemm_bench attention_bench; do
-    [ -x "build-gpu/benchmarks/$b" ] && timeout 120 "build-gpu/benchmarks/$b" > "$OUT/$b.md" 2>&1 && cat "$OUT/$b.md"
+    [ -x "build-gpu/benchmarks/$b" ] && timeout 240 "build-gpu/benchmarks/$b" > "$OUT/$b.md" 2>&1 && cat "$OUT/$b.md"
   done
 fi
 

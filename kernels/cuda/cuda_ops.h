@@ -16,12 +16,17 @@ CUstream_st* CurrentStream();
 
 void LayerNorm(const Tensor& x, const Tensor& weight, const Tensor& bias, float eps, Tensor* out);
 void RmsNorm(const Tensor& x, const Tensor& weight, float eps, Tensor* out);
+void AddLayerNorm(Tensor* x, const Tensor& y, const Tensor& weight, const Tensor& bias, float eps, Tensor* out);
+void AddRmsNorm(Tensor* x, const Tensor& y, const Tensor& weight, float eps, Tensor* out);
 void Linear(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor* out);
 void Relu(Tensor* x);
 void SiluMul(const Tensor& gate, const Tensor& up, Tensor* out);
+void SiluMulFused(const Tensor& gate_up, Tensor* out);
 void Add(const Tensor& a, const Tensor& b, Tensor* out);
 void Embedding(const Tensor& table, const Tensor& ids, int64_t row_begin, Tensor* out);
 void Rotary(Tensor* x, const Tensor& positions, int num_heads, int head_dim, float theta);
+void SplitQkvRotary(const Tensor& qkv, const Tensor& positions, int heads, int kv_heads, int head_dim, float theta,
+                    bool apply_rotary, Tensor* q, Tensor* k, Tensor* v);
 void SoftmaxRows(Tensor* x);
 void ScatterInt32(const Tensor& indices, const Tensor& values, Tensor* dst);
 void PagedAppend(const Tensor& k, const Tensor& v, const PagedKv& kv, const BatchLayout& batch);

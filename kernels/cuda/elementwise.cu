@@ -1,4 +1,5 @@
-// Element-wise ops (ReLU, SiLU * up, residual add) and the row softmax.
+// Element-wise ops (ReLU, SiLU * up, on separate or stacked gate | up, residual add) and the row
+// softmax.
 //
 // The element-wise kernels are one grid-stride loop of 16-byte vectors plus a scalar tail;
 // every output element depends only on the inputs at its own index, so outputs may alias
@@ -63,6 +64,23 @@ void LaunchMap(const char* name, const Tensor& a, const Tensor* b, Tensor* out, 
   });
 }
 
+// SiLU(gate) * up over the stacked gate | up rows: gate_up [rows, 2F] -> out [rows, F]. Vector i of
+// out is row i / (F / N), columns from (i % (F / N)) * N; gate at the same columns of the row, up
+// F columns further on.
+template <typename T, int N>
+__global__ void SiluMulFusedKernel(const T* gate_up, int64_t rows, int64_t f, T* out) {
+  const int64_t per_row = f / N, n = rows * per_row;
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x) {
+    const int64_t r = i / per_row, c = (i % per_row) * N;
+    const T* g = gate_up + r * 2 * f + c;
+    const Vec<T, N> vg = LoadVec<T, N>(g), vu = LoadVec<T, N>(g + f);
+    Vec<T, N> o;
+#pragma unroll
+    for (int j = 0; j < N; ++j) o.v[j] = FromFloat<T>(SiluMulOp{}(ToFloat(vg.v[j]), ToFloat(vu.v[j])));
+    StoreVec<T, N>(out + r * f + c, o);
+  }
+}
+
 // In-place softmax of each row, one block per row: max, sum of exponentials, scale. The row
 // is re-read from cache for each pass.
 template <typename T>
@@ -105,6 +123,26 @@ void AddBiasRows(const Tensor& bias, Tensor* out) {
 void Relu(Tensor* x) { LaunchMap("Relu", *x, nullptr, x, ReluOp{}); }
 
 void SiluMul(const Tensor& gate, const Tensor& up, Tensor* out) { LaunchMap("SiluMul", gate, &up, out, SiluMulOp{}); }
+
+void SiluMulFused(const Tensor& gate_up, Tensor* out) {
+  const int64_t rows = out->dim(0), f = out->dim(1);
+  if (rows == 0 || f == 0) return;
+  DispatchFloat(out->dtype(), "SiluMulFused", [&](auto tag) {
+    using T = decltype(tag);
+    constexpr int kN = kVec16<T>;
+    const bool wide = f % kN == 0 && Aligned(16, {gate_up.raw(), out->raw()});
+    constexpr int kThreads = 256;
+    const int64_t work = rows * (wide ? f / kN : f);
+    const int blocks =
+        static_cast<int>(std::clamp<int64_t>((work + kThreads - 1) / kThreads, 1, int64_t{SmCount()} * 8));
+    if (wide) {
+      SiluMulFusedKernel<T, kN><<<blocks, kThreads, 0, CurrentStream()>>>(gate_up.data<T>(), rows, f, out->data<T>());
+    } else {
+      SiluMulFusedKernel<T, 1><<<blocks, kThreads, 0, CurrentStream()>>>(gate_up.data<T>(), rows, f, out->data<T>());
+    }
+    CHAI_CUDA_CHECK_LAUNCH();
+  });
+}
 
 void Add(const Tensor& a, const Tensor& b, Tensor* out) { LaunchMap("Add", a, &b, out, AddOp{}); }
 

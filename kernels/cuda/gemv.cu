@@ -26,6 +26,14 @@
 // (blockIdx.y) so that a wave fills the chip: each CTA stores its fp32 partial tile, and the
 // last CTA of a row block to arrive sums them in split order (deterministic) and writes out.
 //
+// Stream-K variants ("sk.*") launch exactly one wave instead, SMs * b CTAs, and give every CTA
+// an equal, contiguous range of the flattened (row block, K group) work, so all CTAs stream from
+// the first cycle to the last: no tail of a last, partly filled wave, no drain while the last
+// row blocks finish, and the same bytes in flight per SM for every N (the row-block grid leaves
+// 4096-row weights at <= 2 CTAs per SM). A CTA's range covers some row blocks whole (written
+// directly) and at most two in part; the pieces of a split row block go to per-CTA partial
+// slots and the last piece to arrive sums them in K order (deterministic), as in split-K.
+//
 // W is read with ld.global.nc.L1::no_allocate (read once; keeps x resident in L1) and the
 // L2::256B prefetch hint; x with ld.global.nc (L1-cached: every CTA of an SM reads all of x).
 // __launch_bounds__' minimum CTAs per SM matters beyond occupancy: without it ptxas holds the
@@ -40,55 +48,19 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/cuda_utils.cuh"
+#include "kernels/cuda/gemv_tile.cuh"
 #include "kernels/cuda/internal.h"
 
 namespace chai::cuda {
 namespace {
 
-__device__ __forceinline__ uint4 LoadStream(const uint4* p) {
-  uint4 v;
-  asm("ld.global.nc.L1::no_allocate.L2::256B.v4.u32 {%0, %1, %2, %3}, [%4];"
-      : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-      : "l"(p));
-  return v;
-}
-
-__device__ __forceinline__ uint4 LoadCached(const uint4* p) { return __ldg(p); }
-
-template <typename T>
-__device__ __forceinline__ void Mma(float (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
-                                    uint32_t b1);
-
-template <>
-__device__ __forceinline__ void Mma<__half>(float (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
-                                            uint32_t b0, uint32_t b1) {
-  asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-      "{%0, %1, %2, %3};"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
-
-template <>
-__device__ __forceinline__ void Mma<__nv_bfloat16>(float (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
-                                                   uint32_t b0, uint32_t b1) {
-  asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-      "{%0, %1, %2, %3};"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
-
-// 16 rows x 8 k-chunk pair: wa = 8 k of row g, wb = the same 8 k of row g + 8, xv = those 8 k of
-// token g. Elements 0-3 go to the first MMA (slots 2q, 2q+1 <- 0, 1; 2q+8, 2q+9 <- 2, 3), 4-7
-// to the second; two accumulators halve the MMA dependency chain.
-template <typename T>
-__device__ __forceinline__ void MmaChunk(float (&c0)[4], float (&c1)[4], const uint4& wa, const uint4& wb,
-                                         const uint4& xv) {
-  Mma<T>(c0, wa.x, wb.x, wa.y, wb.y, xv.x, xv.y);
-  Mma<T>(c1, wa.z, wb.z, wa.w, wb.w, xv.z, xv.w);
-}
+using gemv::AccumulateSpan;
+using gemv::StoreWarpTiles;
+using gemv::TileSum;
 
 // kMinBlocks: CTAs per SM the register budget must allow (see the top of the file).
 struct GemvArgs {
@@ -116,26 +88,11 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks) GemvKernel(const Gemv
   const int tokens = args.tokens;
   const int64_t k = args.k, n = args.n;
   constexpr int kRows = 16 * kR;
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int g = lane >> 2, q = lane & 3;
   const int64_t row0 = static_cast<int64_t>(blockIdx.x) * kRows;
   const int64_t chunks = k / 8;  // 16-byte chunks per row
   const int splits = gridDim.y, split = blockIdx.y;
   const int64_t cb = split * args.split_chunks;  // this CTA's chunks: [cb, ce)
   const int64_t ce = cb + args.split_chunks < chunks ? cb + args.split_chunks : chunks;
-  const int64_t span = ce > cb ? ce - cb : 0;
-
-  // Lane pointers at chunk q of its rows (clamped to the last row) and of its token's x row.
-  const uint4* wp[kR][2];
-#pragma unroll
-  for (int r = 0; r < kR; ++r) {
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const int64_t row = row0 + r * 16 + h * 8 + g < n ? row0 + r * 16 + h * 8 + g : n - 1;
-      wp[r][h] = reinterpret_cast<const uint4*>(w + row * k) + q;
-    }
-  }
-  const uint4* xp = reinterpret_cast<const uint4*>(x + static_cast<int64_t>(g < tokens ? g : tokens - 1) * k) + q;
 
   float acc[kR][2][4];
 #pragma unroll
@@ -143,72 +100,16 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks) GemvKernel(const Gemv
 #pragma unroll
     for (int i = 0; i < 4; ++i) acc[r][0][i] = acc[r][1][i] = 0.f;
   }
-
-  constexpr int kGroup = 4 * kU;  // chunks per warp iteration
-  const int64_t groups = span / kGroup;
-#pragma unroll 1
-  for (int64_t grp = warp; grp < groups; grp += kWarps) {
-    const int64_t c0 = cb + grp * kGroup;
-    uint4 xv[kU], wv[kU][kR][2];
-#pragma unroll
-    for (int u = 0; u < kU; ++u) {
-#pragma unroll
-      for (int r = 0; r < kR; ++r) {
-        wv[u][r][0] = LoadStream(wp[r][0] + c0 + 4 * u);
-        wv[u][r][1] = LoadStream(wp[r][1] + c0 + 4 * u);
-      }
-      xv[u] = LoadCached(xp + c0 + 4 * u);
-    }
-#pragma unroll
-    for (int u = 0; u < kU; ++u) {
-#pragma unroll
-      for (int r = 0; r < kR; ++r) MmaChunk<T>(acc[r][0], acc[r][1], wv[u][r][0], wv[u][r][1], xv[u]);
-    }
-  }
-  // The K tail: fewer than kGroup chunks, taken by the warp next in the rotation. Chunks past the
-  // end contribute zeros (both operands, so no 0 * NaN from whatever lies beyond).
-  if (groups * kGroup < span && warp == groups % kWarps) {
-    const int64_t c0 = cb + groups * kGroup;
-    const uint4 zero = make_uint4(0, 0, 0, 0);
-#pragma unroll
-    for (int u = 0; u < kU; ++u) {
-      const bool valid = c0 + 4 * u + q < ce;
-      uint4 xv = zero, wv[kR][2];
-#pragma unroll
-      for (int r = 0; r < kR; ++r) {
-        wv[r][0] = valid ? LoadStream(wp[r][0] + c0 + 4 * u) : zero;
-        wv[r][1] = valid ? LoadStream(wp[r][1] + c0 + 4 * u) : zero;
-      }
-      if (valid) xv = LoadCached(xp + c0 + 4 * u);
-      __syncwarp();  // mma.sync.aligned: the whole warp, converged
-#pragma unroll
-      for (int r = 0; r < kR; ++r) MmaChunk<T>(acc[r][0], acc[r][1], wv[r][0], wv[r][1], xv);
-    }
-  }
-
-  // Sum the warps' C tiles in a fixed order. C fragment: c[0], c[1] = (row g, tokens 2q, 2q + 1),
-  // c[2], c[3] = (row g + 8, tokens 2q, 2q + 1).
+  AccumulateSpan<T, kWarps, kR, kU>(x, w, tokens, k, n, row0, cb, ce, acc);
   __shared__ float partial[kWarps][kR * 128];
-#pragma unroll
-  for (int r = 0; r < kR; ++r) {
-#pragma unroll
-    for (int i = 0; i < 4; ++i) partial[warp][r * 128 + lane * 4 + i] = acc[r][0][i] + acc[r][1][i];
-  }
-  __syncthreads();
+  StoreWarpTiles<kWarps, kR>(acc, partial);
   // Output e of the CTA: token e / kRows, row e % kRows (consecutive threads, consecutive rows).
-  auto partial_index = [](int e) {
-    const int t = e / kRows, rr = e % kRows, r = rr / 16, m = rr % 16;
-    return r * 128 + ((m % 8) * 4 + t / 2) * 4 + (m / 8) * 2 + (t & 1);
-  };
   if (splits == 1) {
     for (int e = threadIdx.x; e < kRows * 8; e += kWarps * 32) {
       const int t = e / kRows;
       const int64_t row = row0 + e % kRows;
       if (t >= tokens || row >= n) continue;
-      const int idx = partial_index(e);
-      float s = 0.f;
-#pragma unroll
-      for (int v = 0; v < kWarps; ++v) s += partial[v][idx];
+      float s = TileSum<kWarps, kR>(partial, e);
       if (bias != nullptr) s += ToFloat(bias[row]);
       out[t * n + row] = FromFloat<T>(s);
     }
@@ -216,13 +117,7 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks) GemvKernel(const Gemv
   }
 
   float* mine = args.partials + (static_cast<int64_t>(blockIdx.x) * splits + split) * (kRows * 8);
-  for (int e = threadIdx.x; e < kRows * 8; e += kWarps * 32) {
-    const int idx = partial_index(e);
-    float s = 0.f;
-#pragma unroll
-    for (int v = 0; v < kWarps; ++v) s += partial[v][idx];
-    mine[e] = s;
-  }
+  for (int e = threadIdx.x; e < kRows * 8; e += kWarps * 32) mine[e] = TileSum<kWarps, kR>(partial, e);
   __threadfence();  // this CTA's partials are visible before its arrival is counted
   __syncthreads();
   __shared__ bool last;
@@ -243,6 +138,86 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks) GemvKernel(const Gemv
   if (threadIdx.x == 0) args.counters[blockIdx.x] = 0;  // ready for the next launch
 }
 
+// Stream-K: CTA c owns units [Begin(c), Begin(c + 1)) of the row_blocks * G units (unit = one
+// group of 4 * kU chunks of one row block; G = groups per row block), Begin(c) = c * units / ctas.
+// The launcher makes ctas <= units, so every CTA has at least one unit. A row block split across
+// CTAs c0..c1 has one piece in each; CTA c keeps the piece of its first row block in partial slot
+// 2c and that of its last (when another) in slot 2c + 1; the last piece to arrive adds slots
+// c0..c1 in that order.
+struct StreamK {
+  int64_t units, ctas, groups_per_block;
+  __device__ int64_t Begin(int64_t c) const { return c * units / ctas; }
+  __device__ int64_t CtaOf(int64_t unit) const { return ((unit + 1) * ctas - 1) / units; }  // Begin(c) <= unit
+  __device__ int Slot(int64_t c, int64_t row_block) const {
+    return static_cast<int>(2 * c + (Begin(c) / groups_per_block == row_block ? 0 : 1));
+  }
+};
+
+template <typename T, int kWarps, int kR, int kU, int kMinBlocks>
+__global__ void __launch_bounds__(kWarps * 32, kMinBlocks) GemvStreamKernel(const GemvArgs args) {
+  const T* __restrict__ x = static_cast<const T*>(args.x);
+  const T* __restrict__ w = static_cast<const T*>(args.w);
+  const T* __restrict__ bias = static_cast<const T*>(args.bias);
+  T* __restrict__ out = static_cast<T*>(args.out);
+  const int tokens = args.tokens;
+  const int64_t k = args.k, n = args.n;
+  constexpr int kRows = 16 * kR, kGroup = 4 * kU, kTile = kRows * 8;
+  const int64_t chunks = k / 8;
+  const int64_t per_block = (chunks + kGroup - 1) / kGroup;  // groups per row block (the last may be partial)
+  const StreamK sk{((n + kRows - 1) / kRows) * per_block, gridDim.x, per_block};
+  const int64_t u0 = sk.Begin(blockIdx.x), u1 = sk.Begin(blockIdx.x + 1);
+  __shared__ float partial[kWarps][kR * 128];
+  __shared__ bool last;
+
+  for (int64_t rb = u0 / per_block; rb * per_block < u1; ++rb) {
+    const int64_t first = rb * per_block;  // the row block's units: [first, first + per_block)
+    const int64_t s0 = u0 > first ? u0 : first, s1 = u1 < first + per_block ? u1 : first + per_block;
+    const int64_t cb = (s0 - first) * kGroup, ce = (s1 - first) * kGroup < chunks ? (s1 - first) * kGroup : chunks;
+    const int64_t row0 = rb * kRows;
+    float acc[kR][2][4];
+#pragma unroll
+    for (int r = 0; r < kR; ++r) {
+#pragma unroll
+      for (int i = 0; i < 4; ++i) acc[r][0][i] = acc[r][1][i] = 0.f;
+    }
+    AccumulateSpan<T, kWarps, kR, kU>(x, w, tokens, k, n, row0, cb, ce, acc);
+    StoreWarpTiles<kWarps, kR>(acc, partial);
+
+    if (s0 == first && s1 == first + per_block) {  // the whole row block: write it out
+      for (int e = threadIdx.x; e < kTile; e += kWarps * 32) {
+        const int t = e / kRows;
+        const int64_t row = row0 + e % kRows;
+        if (t >= tokens || row >= n) continue;
+        float s = TileSum<kWarps, kR>(partial, e);
+        if (bias != nullptr) s += ToFloat(bias[row]);
+        out[t * n + row] = FromFloat<T>(s);
+      }
+    } else {  // a piece: store it, and the last piece of the row block to arrive sums them all
+      float* mine = args.partials + int64_t{sk.Slot(blockIdx.x, rb)} * kTile;
+      for (int e = threadIdx.x; e < kTile; e += kWarps * 32) mine[e] = TileSum<kWarps, kR>(partial, e);
+      const int64_t c0 = sk.CtaOf(first), c1 = sk.CtaOf(first + per_block - 1);
+      __threadfence();  // this piece is visible before its arrival is counted
+      __syncthreads();
+      if (threadIdx.x == 0) last = atomicAdd(&args.counters[rb], 1u) == static_cast<unsigned>(c1 - c0);
+      __syncthreads();
+      if (last) {
+        __threadfence();
+        for (int e = threadIdx.x; e < kTile; e += kWarps * 32) {
+          const int t = e / kRows;
+          const int64_t row = row0 + e % kRows;
+          if (t >= tokens || row >= n) continue;
+          float s = 0.f;
+          for (int64_t c = c0; c <= c1; ++c) s += __ldcg(args.partials + int64_t{sk.Slot(c, rb)} * kTile + e);
+          if (bias != nullptr) s += ToFloat(bias[row]);
+          out[t * n + row] = FromFloat<T>(s);
+        }
+        if (threadIdx.x == 0) args.counters[rb] = 0;  // ready for the next launch
+      }
+    }
+    __syncthreads();  // `partial` and `last` are reused by the next row block
+  }
+}
+
 // Split-K scratch: fp32 partials and per-row-block arrival counters (zero between launches).
 // Allocated once, like the cuBLASLt workspace, and used only in stream order on CurrentStream().
 struct SplitScratch {
@@ -252,15 +227,18 @@ struct SplitScratch {
   int64_t counter_count = 0;
 };
 
-// Split-K CTAs never exceed SmCount() * kMaxMinBlocks in all, over fewer than SmCount() row blocks.
+// Split-K CTAs never exceed SmCount() * kMaxMinBlocks in all, over fewer than SmCount() row blocks;
+// stream-K launches at most SmCount() * kMaxMinBlocks CTAs with two partial slots each and counts
+// arrivals per row block (weights of more row blocks take the row-block grid).
 constexpr int kMaxMinBlocks = 8;
 constexpr int kMaxRows = 32;
+constexpr int64_t kMaxStreamRowBlocks = int64_t{1} << 16;
 
 const SplitScratch& Scratch() {
   static SplitScratch scratch = [] {
     SplitScratch sc;
-    sc.partial_floats = int64_t{SmCount()} * kMaxMinBlocks * kMaxRows * 8;
-    sc.counter_count = SmCount();
+    sc.partial_floats = 2 * int64_t{SmCount()} * kMaxMinBlocks * kMaxRows * 8;
+    sc.counter_count = std::max<int64_t>(SmCount(), kMaxStreamRowBlocks);
     CHAI_CUDA_CHECK(cudaMalloc(&sc.partials, sc.partial_floats * sizeof(float)));
     CHAI_CUDA_CHECK(cudaMalloc(&sc.counters, sc.counter_count * sizeof(unsigned)));
     CHAI_CUDA_CHECK(cudaMemsetAsync(sc.counters, 0, sc.counter_count * sizeof(unsigned), CurrentStream()));
@@ -303,6 +281,31 @@ void LaunchGemv(const void* x, const void* w, const void* bias, void* out, int t
   CHAI_CUDA_CHECK_LAUNCH();
 }
 
+// One wave of stream-K CTAs: as many as fit on the device at once (the occupancy the registers
+// allow, at least kMinBlocks per SM by __launch_bounds__), never more than there are units.
+template <typename T, int kWarps, int kR, int kU, int kMinBlocks>
+void LaunchGemvStream(const void* x, const void* w, const void* bias, void* out, int tokens, int64_t k, int64_t n) {
+  static_assert(kMinBlocks <= kMaxMinBlocks && 16 * kR <= kMaxRows, "stream-K scratch too small");
+  const int64_t row_blocks = (n + 16 * kR - 1) / (16 * kR);
+  const int64_t chunks = k / 8, per_block = (chunks + 4 * kU - 1) / (4 * kU);
+  const SplitScratch& sc = Scratch();
+  if (row_blocks > sc.counter_count || per_block == 0) {
+    LaunchGemv<T, kWarps, kR, kU, kMinBlocks>(x, w, bias, out, tokens, k, n);
+    return;
+  }
+  static const int per_sm = [] {
+    int blocks = 0;
+    CHAI_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+        &blocks, GemvStreamKernel<T, kWarps, kR, kU, kMinBlocks>, kWarps * 32, 0));
+    return std::clamp(blocks, 1, kMaxMinBlocks);
+  }();
+  const int64_t ctas = std::min<int64_t>(int64_t{SmCount()} * per_sm, row_blocks * per_block);
+  GemvArgs args{x, w, bias, out, tokens, k, n, chunks, sc.partials, sc.counters};
+  GemvStreamKernel<T, kWarps, kR, kU, kMinBlocks>
+      <<<static_cast<unsigned>(ctas), kWarps * 32, 0, CurrentStream()>>>(args);
+  CHAI_CUDA_CHECK_LAUNCH();
+}
+
 struct Variant {
   const char* name;
   LaunchFn f16, bf16;
@@ -314,21 +317,53 @@ constexpr Variant MakeVariant(const char* name) {
                  &LaunchGemv<__nv_bfloat16, kWarps, kR, kU, kMinBlocks>};
 }
 
+template <int kWarps, int kR, int kU, int kMinBlocks>
+constexpr Variant MakeStreamVariant(const char* name) {
+  return Variant{name, &LaunchGemvStream<__half, kWarps, kR, kU, kMinBlocks>,
+                 &LaunchGemvStream<__nv_bfloat16, kWarps, kR, kU, kMinBlocks>};
+}
+
 // name: warps per CTA (w), rows per CTA (r), steps per warp iteration (u; 16-byte W loads in
-// flight per thread = 2 * r / 16 * u), CTAs per SM the registers allow (b).
+// flight per thread = 2 * r / 16 * u), CTAs per SM the registers allow (b); "sk.": stream-K.
 const Variant kVariants[] = {
-    MakeVariant<8, 1, 4, 3>("w8.r16.u4.b3"),    //
-    MakeVariant<8, 1, 2, 4>("w8.r16.u2.b4"),    //
-    MakeVariant<8, 1, 8, 2>("w8.r16.u8.b2"),    //
-    MakeVariant<4, 1, 4, 6>("w4.r16.u4.b6"),    //
-    MakeVariant<8, 2, 2, 3>("w8.r32.u2.b3"),    //
-    MakeVariant<16, 1, 2, 2>("w16.r16.u2.b2"),  //
-    MakeVariant<4, 2, 4, 4>("w4.r32.u4.b4"),    //
+    MakeVariant<8, 1, 4, 3>("w8.r16.u4.b3"),           //
+    MakeVariant<8, 1, 2, 4>("w8.r16.u2.b4"),           //
+    MakeVariant<8, 1, 8, 2>("w8.r16.u8.b2"),           //
+    MakeVariant<4, 1, 4, 6>("w4.r16.u4.b6"),           //
+    MakeVariant<8, 2, 2, 3>("w8.r32.u2.b3"),           //
+    MakeVariant<16, 1, 2, 2>("w16.r16.u2.b2"),         //
+    MakeVariant<4, 2, 4, 4>("w4.r32.u4.b4"),           //
+    MakeStreamVariant<8, 1, 4, 3>("sk.w8.r16.u4.b3"),  //
+    MakeStreamVariant<8, 1, 8, 2>("sk.w8.r16.u8.b2"),  //
+    MakeStreamVariant<4, 1, 4, 6>("sk.w4.r16.u4.b6"),  //
 };
 constexpr int kNumVariants = sizeof(kVariants) / sizeof(kVariants[0]);
 
-// The default: first guess, to be replaced by the variant the benchmark finds fastest.
-int ChooseVariant(int64_t /*tokens*/, int64_t /*k*/, int64_t /*n*/) { return 0; }
+// CHAI_GEMV_VARIANT=<name> forces one configuration for every GEMV (to time variants end to end
+// without rebuilding); -1 when unset or unknown (with a warning).
+int ForcedVariant() {
+  static const int forced = [] {
+    const char* env = std::getenv("CHAI_GEMV_VARIANT");
+    if (env == nullptr || *env == '\0') return -1;
+    for (int v = 0; v < kNumVariants; ++v) {
+      if (std::strcmp(env, kVariants[v].name) == 0) return v;
+    }
+    std::fprintf(stderr, "chai: warning: CHAI_GEMV_VARIANT=%s is not a GEMV configuration; using the default\n", env);
+    return -1;
+  }();
+  return forced;
+}
+
+// The default, from the H100 sweep in benchmarks/results/gemm-h100.md (commit 1782d80): u8.b2
+// (16 loads in flight per thread, 2 CTAs per SM) was the fastest at every T for the wide weights
+// (N = 11008 and 32000: 89% / 99% of copy bandwidth against 87% / 98% for u4.b3), u4.b3 at
+// N = 4096 (o: 77% against 76%; down, K = 11008: tied at T = 1, 4, ahead at T = 8). The stacked
+// Q|K|V (N = 12288) and gate|up (N = 22016) weights are wide. The stream-K variants have not been
+// measured yet (gemm_bench's sweep lists them).
+int ChooseVariant(int64_t /*tokens*/, int64_t /*k*/, int64_t n) {
+  if (ForcedVariant() >= 0) return ForcedVariant();
+  return n >= 8192 ? 2 : 0;
+}
 
 }  // namespace
 

@@ -2,10 +2,9 @@
 // pairs with element i + head_dim/2.
 //
 // One block per token: its threads first compute the token's cos/sin table (head_dim/2
-// angles) into shared memory, then rotate every head with it. inv_freq follows HF (and the CPU
-// reference) exactly: 1 / theta^(2i/d) from a double pow rounded to fp32, and the angle as an
-// fp32 product, so large positions agree with the reference.
-#include "kernels/cuda/cuda_utils.cuh"
+// angles) into shared memory, then rotate every head with it (rotary.cuh: the angles follow HF
+// and the CPU reference exactly).
+#include "kernels/cuda/rotary.cuh"
 
 namespace chai::cuda {
 namespace {
@@ -16,28 +15,15 @@ __global__ void RotaryKernel(T* x, const int32_t* positions, int num_heads, int 
   const int half = head_dim / 2;
   float* cos_t = table;
   float* sin_t = table + half;
-  const float pos = static_cast<float>(positions[blockIdx.x]);
-  for (int i = threadIdx.x; i < half; i += blockDim.x) {
-    const float inv_freq = 1.0f / static_cast<float>(pow(static_cast<double>(theta), (2.0 * i) / head_dim));
-    sincosf(pos * inv_freq, &sin_t[i], &cos_t[i]);
-  }
+  RotaryTable(positions[blockIdx.x], head_dim, theta, cos_t, sin_t);
   __syncthreads();
 
   T* row = x + int64_t{blockIdx.x} * num_heads * head_dim;
   const int vecs_per_head = half / N;
   for (int k = threadIdx.x; k < num_heads * vecs_per_head; k += blockDim.x) {
     const int h = k / vecs_per_head, i0 = (k % vecs_per_head) * N;
-    T* v = row + int64_t{h} * head_dim + i0;
-    const Vec<T, N> a = LoadVec<T, N>(v), b = LoadVec<T, N>(v + half);
-    Vec<T, N> ra, rb;
-#pragma unroll
-    for (int j = 0; j < N; ++j) {
-      const float fa = ToFloat(a.v[j]), fb = ToFloat(b.v[j]), c = cos_t[i0 + j], s = sin_t[i0 + j];
-      ra.v[j] = FromFloat<T>(fa * c - fb * s);
-      rb.v[j] = FromFloat<T>(fb * c + fa * s);
-    }
-    StoreVec<T, N>(v, ra);
-    StoreVec<T, N>(v + half, rb);
+    T* v = row + int64_t{h} * head_dim;
+    RotateVec<T, N>(v, v, half, i0, cos_t, sin_t);
   }
 }
 

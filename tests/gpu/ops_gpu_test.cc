@@ -109,14 +109,15 @@ void CheckDecodeLinear(DType dtype, const Operand& x, const Tensor& w_dev, const
   EXPECT_CLOSE(out, ref, dtype, what << " T=" << t << " K=" << k << " N=" << n << " bias=" << b_dev.defined());
 }
 
-// Every T in {1, 2, 3, 5, 8} x K in {64, 4096, 11008} x N in {1, 63, 4096, 11008, 32000}, with and
-// without bias, through ops::Linear, which routes them all to the GEMV kernel. The weights of one
-// K are the first N rows of one [32000, K] draw; x and the bias are fresh for every case.
+// Every T in {1, 2, 3, 5, 8} x K in {64, 4096, 11008} x N in {1, 63, 4096, 11008, 12288, 22016,
+// 32000} (12288 and 22016: LLaMA-7B's stacked Q|K|V and gate|up), with and without bias, through
+// ops::Linear, which routes them all to the GEMV kernel. The weights of one K are the first N rows
+// of one [32000, K] draw; x and the bias are fresh for every case.
 TEST_F(OpsGpu, LinearDecodeShapesUseGemv) {
   for (DType dtype : {DType::kF16, DType::kBF16}) {
     for (int64_t k : {64, 4096, 11008}) {
       const Operand w = FastRandom({32000, k}, dtype, 1.f / std::sqrt(float(k)));
-      for (int64_t n : {1, 63, 4096, 11008, 32000}) {
+      for (int64_t n : {1, 63, 4096, 11008, 12288, 22016, 32000}) {
         const Tensor w_dev = w.dev.Rows(0, n), w_ref = w.ref.Rows(0, n);
         for (int64_t t : {1, 2, 3, 5, 8}) {
           const Operand x = Random({t, k}, dtype);
@@ -143,6 +144,29 @@ TEST_F(OpsGpu, GemvVariantsAreCorrectAndDeterministic) {
       Tensor ref = Poisoned({t, n}, DType::kF32, Device::kCpu);
       ops::Linear(x.ref, w.ref, b.ref, &ref);
       for (int v = 0; v < cuda::GemvNumVariants(); ++v) {
+        Tensor out = Poisoned({t, n}, dtype), again = Poisoned({t, n}, dtype);
+        cuda::Gemv(x.dev, w.dev, b.dev, &out, v);
+        cuda::Gemv(x.dev, w.dev, b.dev, &again, v);
+        EXPECT_CLOSE(out, ref, dtype, cuda::GemvVariantName(v) << " T=" << t << " K=" << k << " N=" << n);
+        EXPECT_EQ(out.ToFloats(), again.ToFloats()) << "not deterministic: " << cuda::GemvVariantName(v);
+      }
+    }
+  }
+}
+
+// Every launch configuration at the LLaMA-7B decode shapes after fusion (stacked Q|K|V 4096 ->
+// 12288, gate|up 4096 -> 22016; down 11008 -> 4096 and o 4096 -> 4096), with bias, and with an
+// N that is not a multiple of the row tile (one row short of the stacked gate|up).
+TEST_F(OpsGpu, GemvVariantsAtFusedDecodeShapes) {
+  const std::vector<std::tuple<int64_t, int64_t, int64_t>> shapes = {
+      {1, 4096, 12288}, {8, 4096, 12288}, {1, 4096, 22016}, {5, 4096, 22015}, {1, 11008, 4096}, {3, 4096, 4096}};
+  for (DType dtype : {DType::kF16, DType::kBF16}) {
+    for (auto [t, k, n] : shapes) {
+      const Operand x = Random({t, k}, dtype), w = FastRandom({n, k}, dtype, 1.f / std::sqrt(float(k)));
+      const Operand b = Random({n}, dtype);
+      Tensor ref = Poisoned({t, n}, DType::kF32, Device::kCpu);
+      ops::Linear(x.ref, w.ref, b.ref, &ref);
+      for (int v = -1; v < cuda::GemvNumVariants(); ++v) {  // -1: the default choice
         Tensor out = Poisoned({t, n}, dtype), again = Poisoned({t, n}, dtype);
         cuda::Gemv(x.dev, w.dev, b.dev, &out, v);
         cuda::Gemv(x.dev, w.dev, b.dev, &again, v);

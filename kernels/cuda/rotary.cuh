@@ -1,0 +1,43 @@
+// Rotary position embedding pieces shared by Rotary (rotary.cu) and SplitQkvRotary
+// (split_qkv.cu), so that both rotate with the same angles and rounding.
+//
+// inv_freq follows Hugging Face (and the CPU reference) exactly: 1 / theta^(2i/d) from a double
+// pow rounded to fp32, and the angle as an fp32 product, so large positions agree.
+#ifndef CHAI_KERNELS_CUDA_ROTARY_CUH_
+#define CHAI_KERNELS_CUDA_ROTARY_CUH_
+
+#include "kernels/cuda/cuda_utils.cuh"
+
+namespace chai::cuda {
+
+// The block's threads fill cos_t[0, half) and sin_t[0, half) for one position; the caller
+// synchronises before reading them.
+__device__ __forceinline__ void RotaryTable(int32_t position, int head_dim, float theta, float* cos_t, float* sin_t) {
+  const int half = head_dim / 2;
+  const float pos = static_cast<float>(position);
+  for (int i = threadIdx.x; i < half; i += blockDim.x) {
+    const float inv_freq = 1.0f / static_cast<float>(pow(static_cast<double>(theta), (2.0 * i) / head_dim));
+    sincosf(pos * inv_freq, &sin_t[i], &cos_t[i]);
+  }
+}
+
+// Rotates elements [i0, i0 + N) of a head with their partners [half + i0, half + i0 + N),
+// reading from src and writing to dst (which may be src).
+template <typename T, int N>
+__device__ __forceinline__ void RotateVec(const T* src, T* dst, int half, int i0, const float* cos_t,
+                                          const float* sin_t) {
+  const Vec<T, N> a = LoadVec<T, N>(src + i0), b = LoadVec<T, N>(src + half + i0);
+  Vec<T, N> ra, rb;
+#pragma unroll
+  for (int j = 0; j < N; ++j) {
+    const float fa = ToFloat(a.v[j]), fb = ToFloat(b.v[j]), c = cos_t[i0 + j], s = sin_t[i0 + j];
+    ra.v[j] = FromFloat<T>(fa * c - fb * s);
+    rb.v[j] = FromFloat<T>(fb * c + fa * s);
+  }
+  StoreVec<T, N>(dst + i0, ra);
+  StoreVec<T, N>(dst + half + i0, rb);
+}
+
+}  // namespace chai::cuda
+
+#endif  // CHAI_KERNELS_CUDA_ROTARY_CUH_

@@ -1,0 +1,146 @@
+// The fused decode ops (kernels/ops.h) against the compositions of the unfused ops they replace,
+// on fresh random inputs with odd row counts and NaN-poisoned outputs. On the CPU the engine's
+// results must not change when it switches to the fused ops, so equality is exact.
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "kernels/ops.h"
+
+namespace chai {
+namespace {
+
+std::mt19937 rng(4321);
+
+Tensor Random(std::vector<int64_t> shape, float scale = 1.f, float mean = 0.f) {
+  Tensor t = Tensor::Empty(shape, DType::kF32);
+  std::normal_distribution<float> dist(mean, scale);
+  for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = dist(rng);
+  return t;
+}
+
+Tensor Poisoned(std::vector<int64_t> shape) {
+  Tensor t = Tensor::Empty(shape, DType::kF32);
+  for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = std::numeric_limits<float>::quiet_NaN();
+  return t;
+}
+
+std::vector<float> Values(const Tensor& t) { return std::vector<float>(t.data<float>(), t.data<float>() + t.numel()); }
+
+// Columns [begin, end) of a 2-D tensor, as a new tensor.
+Tensor Cols(const Tensor& t, int64_t begin, int64_t end) {
+  Tensor out = Tensor::Empty({t.dim(0), end - begin}, DType::kF32);
+  for (int64_t r = 0; r < t.dim(0); ++r) {
+    std::memcpy(out.data<float>() + r * (end - begin), t.data<float>() + r * t.dim(1) + begin,
+                (end - begin) * sizeof(float));
+  }
+  return out;
+}
+
+TEST(FusedOps, AddNormEqualsAddThenNorm) {
+  for (int64_t t : {1, 3, 17}) {
+    for (int64_t c : {37, 64}) {
+      // A mean far from zero, as residual streams have.
+      const Tensor x0 = Random({t, c}, 3.f, 2.f), y = Random({t, c}), w = Random({c}), b = Random({c});
+      Tensor sum = Poisoned({t, c});
+      ops::Add(x0, y, &sum);
+      for (bool rms : {false, true}) {
+        for (bool with_bias : {true, false}) {
+          if (rms && with_bias) continue;
+          const Tensor bias = with_bias ? b : Tensor();
+          Tensor ref = Poisoned({t, c});
+          if (rms) {
+            ops::RmsNorm(sum, w, 1e-6f, &ref);
+          } else {
+            ops::LayerNorm(sum, w, bias, 1e-5f, &ref);
+          }
+          for (bool in_place : {false, true}) {
+            SCOPED_TRACE(::testing::Message() << (rms ? "AddRmsNorm" : "AddLayerNorm") << " T=" << t << " C=" << c
+                                              << " bias=" << with_bias << " in_place=" << in_place);
+            Tensor x = x0.Clone();
+            Tensor out = in_place ? x : Poisoned({t, c});
+            if (rms) {
+              ops::AddRmsNorm(&x, y, w, 1e-6f, &out);
+            } else {
+              ops::AddLayerNorm(&x, y, w, bias, 1e-5f, &out);
+            }
+            EXPECT_EQ(Values(out), Values(ref));
+            if (!in_place) {
+              EXPECT_EQ(Values(x), Values(sum)) << "the residual stream keeps the sum";
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(FusedOps, SiluMulFusedEqualsSiluMulOfBothHalves) {
+  for (int64_t t : {1, 3, 17}) {
+    for (int64_t f : {1, 11, 128}) {
+      const Tensor gu = Random({t, 2 * f}, 2.f);
+      Tensor out = Poisoned({t, f}), ref = Poisoned({t, f});
+      ops::SiluMulFused(gu, &out);
+      ops::SiluMul(Cols(gu, 0, f), Cols(gu, f, 2 * f), &ref);
+      EXPECT_EQ(Values(out), Values(ref)) << "T=" << t << " F=" << f;
+    }
+  }
+}
+
+// The stacked projection split three ways, with and without rotary, against the separate
+// projections and Rotary, for MHA and GQA head counts.
+TEST(FusedOps, SplitQkvRotaryEqualsSeparateProjectionsAndRotary) {
+  std::uniform_int_distribution<int32_t> pos_dist(0, 100000);
+  struct Heads {
+    int heads, kv_heads, head_dim;
+  };
+  for (Heads hs : {Heads{4, 4, 8}, Heads{8, 2, 16}, Heads{3, 1, 6}}) {
+    const int64_t qw = int64_t{hs.heads} * hs.head_dim, kvw = int64_t{hs.kv_heads} * hs.head_dim;
+    for (int64_t t : {1, 3, 17}) {
+      const Tensor qkv = Random({t, qw + 2 * kvw});
+      std::vector<int32_t> pos(t);
+      for (auto& p : pos) p = pos_dist(rng);
+      pos[0] = 0;
+      const Tensor positions = Tensor::FromInts(pos, {t});
+      for (bool rotary : {true, false}) {
+        SCOPED_TRACE(::testing::Message() << "heads=" << hs.heads << " kv=" << hs.kv_heads << " d=" << hs.head_dim
+                                          << " T=" << t << " rotary=" << rotary);
+        Tensor q_ref = Cols(qkv, 0, qw), k_ref = Cols(qkv, qw, qw + kvw), v_ref = Cols(qkv, qw + kvw, qw + 2 * kvw);
+        if (rotary) {
+          ops::Rotary(&q_ref, positions, hs.heads, hs.head_dim, 10000.f);
+          ops::Rotary(&k_ref, positions, hs.kv_heads, hs.head_dim, 10000.f);
+        }
+        Tensor q = Poisoned({t, qw}), k = Poisoned({t, kvw}), v = Poisoned({t, kvw});
+        ops::SplitQkvRotary(qkv, rotary ? positions : Tensor(), hs.heads, hs.kv_heads, hs.head_dim, 10000.f, rotary, &q,
+                            &k, &v);
+        EXPECT_EQ(Values(q), Values(q_ref));
+        EXPECT_EQ(Values(k), Values(k_ref));
+        EXPECT_EQ(Values(v), Values(v_ref));
+      }
+    }
+  }
+}
+
+// One GEMM over stacked weights equals the separate GEMMs, column block by column block (the
+// engine relies on it for exact CPU parity).
+TEST(FusedOps, StackedLinearEqualsSeparateLinears) {
+  const int64_t t = 3, k = 40;
+  const Tensor x = Random({t, k}), wq = Random({24, k}), wk = Random({8, k}), bq = Random({24}), bk = Random({8});
+  Tensor w = Tensor::Empty({32, k}, DType::kF32), b = Tensor::Empty({32}, DType::kF32);
+  std::memcpy(w.data<float>(), wq.data<float>(), wq.nbytes());
+  std::memcpy(w.data<float>() + wq.numel(), wk.data<float>(), wk.nbytes());
+  std::memcpy(b.data<float>(), bq.data<float>(), bq.nbytes());
+  std::memcpy(b.data<float>() + 24, bk.data<float>(), bk.nbytes());
+  Tensor out = Poisoned({t, 32}), q = Poisoned({t, 24}), kk = Poisoned({t, 8});
+  ops::Linear(x, w, b, &out);
+  ops::Linear(x, wq, bq, &q);
+  ops::Linear(x, wk, bk, &kk);
+  EXPECT_EQ(Values(Cols(out, 0, 24)), Values(q));
+  EXPECT_EQ(Values(Cols(out, 24, 32)), Values(kk));
+}
+
+}  // namespace
+}  // namespace chai
