@@ -4,6 +4,7 @@
 // (64-token windows) to keep CI fast; benchmarks/results/opt-tiny-docs-accuracy.md has the
 // full-size runs.
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <filesystem>
@@ -85,7 +86,8 @@ TEST(CalibrateOptTinyDocs, BudgetHoldsOnHeldOutText) {
 
 TEST(CalibrateOptTinyDocs, SameOutputTwice) {
   if (!SharedAvailable()) GTEST_SKIP() << "../shared is absent: skipping opt-tiny-docs calibration";
-  const fs::path dir = fs::temp_directory_path() / "chai_calibrate_twice";
+  // Per process: concurrent test runs (several build trees) must not share the folder.
+  const fs::path dir = fs::temp_directory_path() / absl::StrCat("chai_calibrate_twice_", getpid());
   fs::remove_all(dir);
   fs::create_directories(dir);
   std::vector<std::string> contents;
