@@ -31,7 +31,7 @@ fi
 
 if [ "$what" = bench ] || [ "$what" = all ]; then
   for b in gemm_bench attention_bench; do
-    [ -x "build-gpu/benchmarks/$b" ] && timeout 120 "build-gpu/benchmarks/$b" > "$OUT/$b.md" 2>&1 && cat "$OUT/$b.md"
+    [ -x "build-gpu/benchmarks/$b" ] && timeout 300 "build-gpu/benchmarks/$b" > "$OUT/$b.md" 2>&1 && cat "$OUT/$b.md"
   done
 fi
 
