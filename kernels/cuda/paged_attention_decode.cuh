@@ -56,9 +56,11 @@ __global__ void __launch_bounds__(kDecodeThreads) DecodeKernel(Params p) {
 
   // blockIdx.x = ((s * kv_heads + g) * subsets + subset) * member_splits + msub: the member
   // shares of one slot are neighbours, so they run together and their repeated K reads hit L2.
-  const int msplit = p.member_splits, msub = blockIdx.x % msplit, slot = blockIdx.x / msplit;
-  const int per_seq = p.kv_heads * p.subsets;
-  const int s = slot / per_seq, g = (slot % per_seq) / p.subsets, subset = slot % p.subsets;
+  // (Unsigned arithmetic keeps these in uniform registers.)
+  const unsigned msplit = p.member_splits, slot = blockIdx.x / msplit, per_seq = p.kv_heads * p.subsets;
+  const int msub = static_cast<int>(blockIdx.x % msplit);
+  const int s = static_cast<int>(slot / per_seq), g = static_cast<int>((slot % per_seq) / p.subsets),
+            subset = static_cast<int>(slot % p.subsets);
   const int64_t trow = p.slots != nullptr ? p.slots[s] : s;  // the sequence's table / score-head row
   const int split = blockIdx.y;
   const int H = p.heads, G = p.group;
@@ -127,7 +129,7 @@ __global__ void __launch_bounds__(kDecodeThreads) DecodeKernel(Params p) {
       const bool new_v = idx >= 0 && vg != (before != 0u ? prev_vg_lane : last_vg);
       const unsigned vmask = __ballot_sync(0xffffffffu, new_v);
       const int vrank = nv + __popc(vmask & (lanes_below | (1u << lane))) - 1;
-      const bool mine = idx >= 0 && vrank % msplit == msub;
+      const bool mine = idx >= 0 && vrank % static_cast<int>(msplit) == msub;
       const unsigned kmask = __ballot_sync(0xffffffffu, mine);
       if (mine) {
         const int at = nm + __popc(kmask & lanes_below);
