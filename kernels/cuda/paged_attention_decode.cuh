@@ -15,7 +15,7 @@
 // members over `member_splits` sibling CTAs. Siblings re-read K_g, but they are adjacent in the
 // grid and run together, so the repeats come from L2 and DRAM still sees K once and V once;
 // a share is a set of whole V heads, so a V head is still read by one CTA. With hint 1 (dense)
-// there is one share and the launch is the one-share grid. A wrong hint only changes speed.
+// each slot is one share and the grid is the unsplit one. A wrong hint only changes speed.
 //
 // The CTA derives its representatives and members from score_head itself (warp ballots over
 // <= 256 heads), so there is no planning kernel and no host round trip, and mixed dense/CHAI
