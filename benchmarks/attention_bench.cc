@@ -3,13 +3,18 @@
 // 32 query heads x 128 (MHA, one KV head per query head), block size 16, batch B in {1, 8, 32},
 // context {1k, 4k, 16k}, one new row per sequence. Dense reads K and V of all 32 heads; CHAI
 // with 4 representatives (score_head maps heads 8c..8c+7 to 8c) keeps K for the 4
-// representatives only and reads K of 4 + V of 32 heads. Each configuration is timed as CUDA
-// graph replays of a run of calls that rotate over several copies of the cache (so that
+// representatives only and reads K of 4 + V of 32 heads. CHAI runs with the launch hint the
+// engine would pass (kv.members_per_rep = 32 / 4, or --hint) and, for comparison, without it
+// (hint 1: one CTA walks all 8 members of its representative). Each configuration is timed as
+// CUDA graph replays of a run of calls that rotate over several copies of the cache (so that
 // repeated calls do not find their K/V in L2), CUDA events around each replay, median per call.
-// The floor is bytes / copy bandwidth, the copy bandwidth measured in the same run (1 GiB
-// device-to-device cudaMemcpyAsync, bytes read + written, median of 10). Prints a markdown table.
+// GB/s = the bytes each kernel must read / its time; the copy bandwidth (kernels/bandwidth.h,
+// 1 GiB device-to-device, read + written) is measured in the same run, and bytes / copy
+// bandwidth is the floor. Prints a markdown table.
 //
-//   attention_bench [--dtype bf16|fp16|fp32] [--batches 1,8,32] [--contexts 1024,4096,16384] [--replays N]
+//   attention_bench [--dtype fp16|bf16|fp32] [--batches 1,8,32] [--contexts 1024,4096,16384] [--replays N]
+//                   [--hint M] [--members-per-cta N]
+// --members-per-cta sets CHAI_DECODE_MEMBERS_PER_CTA (the kernel's tuning knob) for this run.
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -24,6 +29,7 @@
 #include <numeric>
 #include <random>
 
+#include "kernels/bandwidth.h"
 #include "kernels/cuda/cuda_ops.h"
 #include "kernels/paged_kv.h"
 #include "kernels/tensor.h"
@@ -55,41 +61,16 @@ double Median(std::vector<double> v) {
   return v[v.size() / 2];
 }
 
-// Device-to-device copy bandwidth (bytes read + written per second) of a 1 GiB buffer.
-double CopyBandwidth(cudaStream_t stream) {
-  const size_t bytes = size_t{1} << 30;
-  void *a = nullptr, *b = nullptr;
-  Check(cudaMalloc(&a, bytes), "cudaMalloc");
-  Check(cudaMalloc(&b, bytes), "cudaMalloc");
-  Check(cudaMemsetAsync(a, 0x5A, bytes, stream), "cudaMemset");
-  cudaEvent_t e0, e1;
-  Check(cudaEventCreate(&e0), "event");
-  Check(cudaEventCreate(&e1), "event");
-  std::vector<double> times;
-  for (int i = 0; i < 12; ++i) {
-    Check(cudaEventRecord(e0, stream), "record");
-    Check(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, stream), "cudaMemcpyAsync");
-    Check(cudaEventRecord(e1, stream), "record");
-    Check(cudaEventSynchronize(e1), "sync");
-    float ms = 0;
-    Check(cudaEventElapsedTime(&ms, e0, e1), "elapsed");
-    if (i >= 2) times.push_back(ms * 1e-3);
-  }
-  cudaEventDestroy(e0);
-  cudaEventDestroy(e1);
-  cudaFree(a);
-  cudaFree(b);
-  return 2.0 * bytes / Median(times);
-}
-
 constexpr int kHeads = 32, kHeadDim = 128, kBlock = 16, kReps = 4;
 
 struct Result {
   double seconds = 0, bytes = 0;
 };
 
-// Times one configuration; `chai` keeps K for heads 0, 8, 16, 24 only.
-Result TimeConfig(int batch, int context, bool chai, DType dtype, int replays, size_t l2_bytes, cudaStream_t stream) {
+// Times one configuration; `chai` keeps K for heads 0, 8, 16, 24 only; `hint` is passed as
+// kv.members_per_rep.
+Result TimeConfig(int batch, int context, bool chai, int hint, DType dtype, int replays, size_t l2_bytes,
+                  cudaStream_t stream) {
   const size_t elt = DTypeSize(dtype);
   const int k_heads = chai ? kReps : kHeads;
   const double bytes = double(batch) * context * (k_heads + kHeads) * kHeadDim * elt;
@@ -158,6 +139,7 @@ Result TimeConfig(int batch, int context, bool chai, DType dtype, int replays, s
     kv.block_size = kBlock;
     kv.kv_heads = kHeads;
     kv.max_blocks = blocks_per_list;
+    kv.members_per_rep = hint;
     cuda::PagedAttention(q, kv, layout, score_head, &out);
   };
   for (int i = 0; i < 2 * copies; ++i) call(i % copies);  // warm-up; sizes the split scratch
@@ -194,14 +176,14 @@ Result TimeConfig(int batch, int context, bool chai, DType dtype, int replays, s
 }
 
 int Main(int argc, char** argv) {
-  DType dtype = DType::kBF16;
+  DType dtype = DType::kF16;
   std::vector<int> batches = {1, 8, 32}, contexts = {1024, 4096, 16384};
-  int replays = 20;
+  int replays = 20, hint = kHeads / kReps;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     const char* v = i + 1 < argc ? argv[i + 1] : "";
     if (a == "--dtype") {
-      dtype = std::string(v) == "fp32" ? DType::kF32 : std::string(v) == "fp16" ? DType::kF16 : DType::kBF16;
+      dtype = std::string(v) == "fp32" ? DType::kF32 : std::string(v) == "bf16" ? DType::kBF16 : DType::kF16;
       ++i;
     } else if (a == "--batches") {
       batches = ParseList(v);
@@ -212,10 +194,16 @@ int Main(int argc, char** argv) {
     } else if (a == "--replays") {
       replays = std::max(1, std::atoi(v));
       ++i;
+    } else if (a == "--hint") {
+      hint = std::max(1, std::atoi(v));
+      ++i;
+    } else if (a == "--members-per-cta") {
+      setenv("CHAI_DECODE_MEMBERS_PER_CTA", v, 1);  // read once, at the first call
+      ++i;
     } else {
       std::fprintf(stderr,
-                   "usage: attention_bench [--dtype bf16|fp16|fp32] [--batches 1,8,32] "
-                   "[--contexts 1024,4096,16384] [--replays N]\n");
+                   "usage: attention_bench [--dtype fp16|bf16|fp32] [--batches 1,8,32] "
+                   "[--contexts 1024,4096,16384] [--replays N] [--hint M] [--members-per-cta N]\n");
       return 2;
     }
   }
@@ -224,28 +212,34 @@ int Main(int argc, char** argv) {
   cudaDeviceProp prop;
   Check(cudaGetDeviceProperties(&prop, device), "cudaGetDeviceProperties");
   cudaStream_t stream = cuda::CurrentStream();
-  const double copy_bw = CopyBandwidth(stream);
+  const double copy_bw = MeasureCopyBandwidth(Device::kCuda, size_t{1} << 30);
+  if (!(copy_bw > 0)) {
+    std::fprintf(stderr, "attention_bench: could not measure the copy bandwidth\n");
+    return 1;
+  }
+  const char* per_cta = std::getenv("CHAI_DECODE_MEMBERS_PER_CTA");
   std::printf("device: %s, %d SMs, L2 %.0f MB; %s; copy bandwidth (1 GiB D2D, read+write) %.0f GB/s\n\n", prop.name,
               prop.multiProcessorCount, prop.l2CacheSize / 1e6, DTypeName(dtype), copy_bw / 1e9);
-  std::printf("decode attention, %d heads x %d, block %d; CHAI = %d representatives (K of %d + V of %d heads)\n\n",
-              kHeads, kHeadDim, kBlock, kReps, kReps, kHeads);
-  std::printf("| B | context | mode | time (us) | MB read | GB/s | %% of copy BW | CHAI speedup |\n");
-  std::printf("|---:|---:|---|---:|---:|---:|---:|---:|\n");
+  std::printf(
+      "decode attention, %d heads x %d, block %d; CHAI = %d representatives of %d heads each (K of %d + V of %d "
+      "heads), launch hint members_per_rep = %d, CHAI_DECODE_MEMBERS_PER_CTA = %s; byte bound = dense bytes / CHAI "
+      "bytes\n\n",
+      kHeads, kHeadDim, kBlock, kReps, kHeads / kReps, kReps, kHeads, hint, per_cta != nullptr ? per_cta : "default");
+  std::printf(
+      "| B | context | dense (us) | dense GB/s | dense %% of copy | CHAI (us) | CHAI GB/s | CHAI %% of copy | CHAI "
+      "speedup | byte bound | CHAI, hint 1 (us) | hint 1 %% of copy |\n");
+  std::printf("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
   for (int b : batches) {
     for (int ctx : contexts) {
-      double dense_t = 0;
-      for (bool chai : {false, true}) {
-        const Result r = TimeConfig(b, ctx, chai, dtype, replays, prop.l2CacheSize, stream);
-        const double gbs = r.bytes / r.seconds;
-        char speedup[32] = "";
-        if (chai)
-          std::snprintf(speedup, sizeof(speedup), "%.2fx", dense_t / r.seconds);
-        else
-          dense_t = r.seconds;
-        std::printf("| %d | %d | %s | %.1f | %.1f | %.0f | %.1f%% | %s |\n", b, ctx, chai ? "CHAI" : "dense",
-                    r.seconds * 1e6, r.bytes / 1e6, gbs / 1e9, 100.0 * gbs / copy_bw, speedup);
-        std::fflush(stdout);
-      }
+      const Result dense = TimeConfig(b, ctx, false, 1, dtype, replays, prop.l2CacheSize, stream);
+      const Result chai = TimeConfig(b, ctx, true, hint, dtype, replays, prop.l2CacheSize, stream);
+      const Result flat = TimeConfig(b, ctx, true, 1, dtype, replays, prop.l2CacheSize, stream);
+      const auto gbs = [](const Result& r) { return r.bytes / r.seconds; };
+      std::printf("| %d | %d | %.1f | %.0f | %.1f%% | %.1f | %.0f | %.1f%% | %.2fx | %.2fx | %.1f | %.1f%% |\n", b, ctx,
+                  dense.seconds * 1e6, gbs(dense) / 1e9, 100.0 * gbs(dense) / copy_bw, chai.seconds * 1e6,
+                  gbs(chai) / 1e9, 100.0 * gbs(chai) / copy_bw, dense.seconds / chai.seconds, dense.bytes / chai.bytes,
+                  flat.seconds * 1e6, 100.0 * gbs(flat) / copy_bw);
+      std::fflush(stdout);
     }
   }
   return 0;

@@ -22,6 +22,11 @@ struct PagedKv {
   int block_size = 16;
   int kv_heads = 0;
   int max_blocks = 0;  // last dimension of `tables`
+  // Launch hint: about how many query heads share each representative's scores in this layer
+  // (CHAI: local heads / local clusters; 1: dense). Host-side, so nothing is read back and a
+  // decode step stays capturable; a wrong value costs speed only, never correctness (the
+  // kernels read the real membership from the score-head map). The CPU reference ignores it.
+  int members_per_rep = 1;
 };
 
 // Which rows of the step's activations belong to which sequence (int32 tensors on the op's

@@ -143,6 +143,7 @@ Tensor Engine::AttentionBlock(int layer, absl::Span<StepInput> steps, const Devi
   kv.block_size = pool_->block_size();
   kv.kv_heads = weights_.local_kv_heads;
   kv.max_blocks = tables_->cap_blocks();
+  kv.members_per_rep = policy_ != nullptr ? policy_->MembersPerRep(layer) : 1;  // launch hint only
   ops::PagedAppend(k, v, kv, step.batch);
   if (step.policy_active) {
     // CHAI may fix membership now (reading this step's K from the cache): push the new maps.

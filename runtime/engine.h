@@ -36,6 +36,9 @@ class AttentionPolicy {
   // False when BeforeAttention would do nothing for this sequence in the coming step (then the
   // engine may upload every layer's score-head map at once, or replay a captured step).
   virtual bool Active(const Sequence& seq) const = 0;
+  // About how many heads share each representative's scores in `layer` (1: dense): a launch
+  // hint for the attention kernel, which only its speed depends on.
+  virtual int MembersPerRep(int layer) const { return 1; }
 };
 
 struct EngineOptions {

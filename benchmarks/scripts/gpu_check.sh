@@ -39,7 +39,7 @@ fi
 
 if has bench; then
   for b in gemm_bench attention_bench; do
-    [ -x "build-gpu/benchmarks/$b" ] && timeout 240 "build-gpu/benchmarks/$b" > "$OUT/$b.md" 2>&1 && cat "$OUT/$b.md"
+    [ -x "build-gpu/benchmarks/$b" ] && timeout 300 "build-gpu/benchmarks/$b" > "$OUT/$b.md" 2>&1 && cat "$OUT/$b.md"
   done
 fi
 

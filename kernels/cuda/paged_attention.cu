@@ -1,14 +1,23 @@
 // PagedAttention on the GPU: operand checks, the launch plan and the split scratch. The kernels
-// and their work decomposition are described in paged_attention_kernels.cuh.
+// and their work decomposition are described in paged_attention_kernels.cuh and
+// paged_attention_decode.cuh.
 //
-// Launch plan (all from host-side bounds, so nothing is read back and the call can be captured):
-// - decode (sequences with one new row): grid (sequence x KV head x representative subset,
-//   chunk). The chunk is chosen so that about 32 CTAs per SM exist when every slot is busy
-//   (dense); CHAI slots without a representative exit at once, so a CHAI layer has fewer but
-//   proportionally heavier CTAs (each reads K once and V of all its members). Chunks are
-//   multiples of 64 positions, at least 64 and at most 4096 / kG (the score buffer is 16 KB).
-//   With more than one chunk per sequence each CTA writes partials and the slot's last CTA to
-//   finish (an atomic counter per slot) merges them: one launch per decode step.
+// Launch plan (all from host-side bounds and hints, so nothing is read back and the call can be
+// captured):
+// - decode (sequences with one new row): grid (sequence x KV head x representative subset x
+//   member share, chunk). A decode step is memory-bound, so what matters is that enough CTAs
+//   stream at once: the chunk is chosen for about 32 busy CTAs per SM. Dense, every slot is
+//   busy. A CHAI layer has only ~heads / m representatives (m = kv.members_per_rep, the
+//   engine's hint from the schedule), so most slots exit at once; to keep the GPU streaming,
+//   each busy slot's ~m members are shared out over ceil(m / members-per-CTA) sibling CTAs
+//   (K re-read from L2, V of each member still read once), and the chunk is sized for the CTAs
+//   expected to be busy, not the ones launched. Members per CTA: CHAI_DECODE_MEMBERS_PER_CTA
+//   (default 2: one member per CTA would re-read K from L2 as often as dense reads it, two
+//   halves that L2 traffic at the cost of smaller chunks). Hint 1 launches the dense grid
+//   unchanged. Chunks are multiples of 64 positions, at least 64 and at most 4096 / kG (the
+//   score buffer is 16 KB). With more than one chunk per sequence each CTA writes partials and
+//   the last CTA of its (slot, share) to finish (an atomic counter each) merges them: one
+//   launch per decode step.
 // - prefill (sequences with >= 2 new rows): grid (sequence x head, 64-row query tiles).
 // A batch with max_new_tokens > 1 launches both: its single-row sequences still take the
 // split decode path.
@@ -16,10 +25,10 @@
 // Split scratch: two device buffers per (device, stream), grown lazily with cudaMalloc to the
 // largest need seen and never shrunk or freed (a CUDA graph captured earlier may still point into
 // an old one): the partials (num_seqs * heads * max_splits * (head_dim + 2) floats, a few MB) and
-// the per-slot counters (num_seqs * kv_heads ints, zeroed when allocated and left at zero by
-// every call). Growing is impossible inside a stream capture, so run one eager step with the
-// largest bounds (num_seqs, max_seq_len) before capturing decode graphs; a capture that would
-// need more aborts with a message saying so.
+// the counters (one per decode grid column, zeroed when allocated and left at zero by every
+// call). Growing is impossible inside a stream capture, so run one eager step with the largest
+// bounds (num_seqs, max_seq_len) and the same hints before capturing decode graphs; a capture
+// that would need more aborts with a message saying so.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -71,6 +80,17 @@ void* Scratch(size_t bytes, cudaStream_t stream, int kind, bool zeroed) {
     b = {ptr, grown};  // the old buffer stays allocated: graphs captured earlier may use it
   }
   return b.ptr;
+}
+
+// Member V heads a CHAI decode CTA aims to accumulate: CHAI_DECODE_MEMBERS_PER_CTA (a tuning
+// knob, read once), default 2.
+int MembersPerCta() {
+  static const int value = [] {
+    const char* env = std::getenv("CHAI_DECODE_MEMBERS_PER_CTA");
+    const int v = env != nullptr ? std::atoi(env) : 0;
+    return v >= 1 ? v : 2;
+  }();
+  return value;
 }
 
 }  // namespace
@@ -129,7 +149,8 @@ void PagedAttention(const Tensor& q, const PagedKv& kv, const BatchLayout& batch
   const int64_t row_bytes = int64_t{d} * static_cast<int64_t>(DTypeSize(q.dtype()));
   const bool exact =
       paged::SpecialisedHeadDim(d) && row_bytes % 16 == 0 && Aligned(16, {q.raw(), out->raw(), kv.pool.raw()});
-  paged::MakePlan(batch.max_seq_len, batch.max_new_tokens, SmCount(), exact, &p, &plan);
+  paged::MakePlan(batch.max_seq_len, batch.max_new_tokens, kv.members_per_rep, MembersPerCta(), SmCount(), exact, &p,
+                  &plan);
   if (p.max_splits > 65535) Fail("max_seq_len " + std::to_string(batch.max_seq_len) + " too long");
   if (plan.prefill_tiles > 65535) Fail("max_new_tokens " + std::to_string(batch.max_new_tokens) + " too large");
 

@@ -43,11 +43,12 @@ struct Params {
   float* part_acc;            // decode partials: [num_seqs, heads, max_splits, head_dim]
   int* counters;              // decode: finished chunks per slot; zero between calls
   int num_seqs, heads, kv_heads, group, head_dim, block_size, max_blocks;
-  int block_shift;   // log2(block_size) when a power of two, else -1
-  int chunk;         // decode: positions per CTA
-  int max_splits;    // decode: chunks of the longest sequence
-  int subsets;       // decode: CTAs per (sequence, KV head) = ceil(group / kG)
-  float scale_log2;  // log2(e) / sqrt(head_dim): scores live in the exp2 domain
+  int block_shift;    // log2(block_size) when a power of two, else -1
+  int chunk;          // decode: positions per CTA
+  int max_splits;     // decode: chunks of the longest sequence
+  int subsets;        // decode: representative subsets per (sequence, KV head) = ceil(group / kG)
+  int member_splits;  // decode: CTAs sharing out the members of one (sequence, KV head, subset)
+  float scale_log2;   // log2(e) / sqrt(head_dim): scores live in the exp2 domain
 };
 
 // Host-side: which kernels to launch and how big.
@@ -56,7 +57,7 @@ struct LaunchPlan {
   bool combine = false;  // some sequence may span several decode chunks: partials and counters needed
   bool exact = true;     // head_dim has a specialised kernel and all pointers are 16-byte aligned
   int group_tile = 1;    // kG: representatives per decode CTA (1, 4 or 8)
-  int decode_slots = 0;
+  int decode_slots = 0;  // decode grid columns: (sequence, KV head, subset, member share)
   int prefill_tiles = 0;
 };
 
@@ -106,18 +107,33 @@ inline bool SpecialisedHeadDim(int d) {
   return d == 8 || d == 16 || d == 32 || d == 64 || d == 80 || d == 96 || d == 128 || d == 256;
 }
 
-// Completes p (chunk, max_splits, subsets) and the plan from the host-side bounds; p must hold
-// num_seqs, heads, kv_heads, group and head_dim. Decode: aim for ~32 CTAs per SM when every slot
-// is busy; chunks are multiples of kChunkAlign in [kChunkAlign, kScoreFloats / kG].
-inline void MakePlan(int max_seq_len, int max_new_tokens, int sm_count, bool exact, Params* p, LaunchPlan* plan) {
+// Completes p (chunk, max_splits, subsets, member_splits) and the plan from the host-side
+// bounds; p must hold num_seqs, heads, kv_heads, group and head_dim. `members_per_rep` is the
+// caller's hint of heads per CHAI representative (1: dense), `members_per_cta` how many member
+// V heads a CHAI decode CTA should accumulate.
+//
+// Decode aims for ~32 busy CTAs per SM, with chunks that are multiples of kChunkAlign in
+// [kChunkAlign, kScoreFloats / kG]. Dense, every (sequence, KV head, subset) slot is busy. Under
+// CHAI only about heads / m of the slots hold a representative, each with ~m members: without
+// help those few CTAs would each stream m V heads serially while the rest of the GPU idles. So
+// the members of a slot are shared out over member_splits CTAs (a share is a set of whole V
+// heads, hence at most kv_heads shares), and the chunk is sized for the CTAs expected to be
+// busy rather than for all launched ones; the idle ones exit at once. Hint 1 gives exactly the
+// dense plan.
+inline void MakePlan(int max_seq_len, int max_new_tokens, int members_per_rep, int members_per_cta, int sm_count,
+                     bool exact, Params* p, LaunchPlan* plan) {
   const auto ceil_div = [](int64_t a, int64_t b) { return static_cast<int>((a + b - 1) / b); };
   plan->exact = exact;
   plan->group_tile = p->group <= 1 ? 1 : (p->group <= 4 ? 4 : 8);
   p->subsets = ceil_div(p->group, plan->group_tile);
+  const int m = std::clamp(members_per_rep, 1, p->heads);
+  p->member_splits = m == 1 ? 1 : std::clamp(ceil_div(m, std::max(members_per_cta, 1)), 1, p->kv_heads);
   plan->decode = true;  // any sequence may have a single new row; the others' CTAs exit at once
-  plan->decode_slots = p->num_seqs * p->kv_heads * p->subsets;
+  const int slots = p->kv_heads * p->subsets;
+  plan->decode_slots = p->num_seqs * slots * p->member_splits;
+  const int64_t busy = int64_t{p->num_seqs} * std::min(slots, ceil_div(p->heads, m)) * p->member_splits;
   const int max_len = max_seq_len > 1 ? max_seq_len : 1;
-  const int wanted = std::max(1, 32 * sm_count / plan->decode_slots);
+  const int wanted = static_cast<int>(std::max<int64_t>(1, 32 * int64_t{sm_count} / busy));
   int chunk = ceil_div(ceil_div(max_len, wanted), kChunkAlign) * kChunkAlign;
   chunk = std::min(std::max(chunk, kChunkAlign), kScoreFloats / plan->group_tile);
   p->chunk = chunk;

@@ -1,20 +1,30 @@
 // PagedAttention decode kernel.
 //
 // Sequences with one new row: flash-decoding, CHAI-aware. A CTA owns one
-// (sequence, KV head g, subset of g's representatives, chunk of positions): it reads K_g over
-// the chunk ONCE and computes the chunk's scores for every representative r with kv(r) = g that
-// the sequence's score_head names (dense: every head is its own representative), turns them into
-// chunk-local softmax numerators (max m, sum l), and then walks the members of those
-// representatives (heads h with score_head[h] = r) grouped by their V head: each needed V head is
-// read once per CTA and accumulated with each member's representative's probabilities. Bytes
-// read are thus K of the representatives' KV heads plus V of the members' KV heads: CHAI's K
-// saving, and under dense GQA one read of K_g and V_g for the whole query group. The CTA derives
-// its representatives and members from score_head itself (a warp ballot over <= 256 heads), so
-// no planning kernel, no host round trip, and mixed dense/CHAI batches need nothing special;
-// slots whose KV head has no representative in a sequence exit at once. With one chunk per
-// sequence the CTA writes the output; otherwise it writes (m, l, unnormalised acc) partials to
-// scratch, and the last of the sequence's CTAs of that slot to finish (an atomic counter per slot)
-// merges them, so a decode step is a single launch.
+// (sequence, KV head g, subset of g's representatives, member share, chunk of positions): it
+// reads K_g over the chunk and computes the chunk's scores for the representatives r with
+// kv(r) = g that the sequence's score_head names (dense: every head is its own representative),
+// turns them into chunk-local softmax numerators (max m, sum l), and then walks its share of
+// those representatives' members (heads h with score_head[h] = r) grouped by their V head: each
+// needed V head is read once per CTA and accumulated with each member's representative's
+// probabilities. Under dense GQA that is one read of K_g and V_g for the whole query group.
+//
+// Why member shares: CHAI leaves few representatives (4 of 32 heads in LLaMA-7B's late layers),
+// so few slots have work, and each would stream ~8 members' V serially while most of the GPU
+// waits. The host's per-layer hint (heads per representative) therefore splits a slot's
+// members over `member_splits` sibling CTAs. Siblings re-read K_g, but they are adjacent in the
+// grid and run together, so the repeats come from L2 and DRAM still sees K once and V once;
+// a share is a set of whole V heads, so a V head is still read by one CTA. With hint 1 (dense)
+// each slot is one share and the grid is the unsplit one. A wrong hint only changes speed.
+//
+// The CTA derives its representatives and members from score_head itself (warp ballots over
+// <= 256 heads), so there is no planning kernel and no host round trip, and mixed dense/CHAI
+// batches need nothing special; CTAs whose slot has no representative, or whose share has no
+// member, exit before reading K. With one chunk per sequence the CTA writes the output;
+// otherwise it writes (m, l, unnormalised acc) partials of its share's members to scratch (each
+// (member, chunk) by exactly one CTA), and the last of the CTAs of its (slot, share) to finish
+// (an atomic counter per slot and share) merges those members' partials, so a decode step is a
+// single launch.
 #ifndef CHAI_KERNELS_CUDA_PAGED_ATTENTION_DECODE_CUH_
 #define CHAI_KERNELS_CUDA_PAGED_ATTENTION_DECODE_CUH_
 
@@ -44,8 +54,13 @@ __global__ void __launch_bounds__(kDecodeThreads) DecodeKernel(Params p) {
   __shared__ float s_m[kG], s_l[kG];
   __shared__ float s_red[kDecodeWarps][S::kDMax];
 
-  const int per_seq = p.kv_heads * p.subsets;
-  const int s = blockIdx.x / per_seq, g = (blockIdx.x % per_seq) / p.subsets, subset = blockIdx.x % p.subsets;
+  // blockIdx.x = ((s * kv_heads + g) * subsets + subset) * member_splits + msub: the member
+  // shares of one slot are neighbours, so they run together and their repeated K reads hit L2.
+  // (Unsigned arithmetic keeps these in uniform registers.)
+  const unsigned msplit = p.member_splits, slot = blockIdx.x / msplit, per_seq = p.kv_heads * p.subsets;
+  const int msub = static_cast<int>(blockIdx.x % msplit);
+  const int s = static_cast<int>(slot / per_seq), g = static_cast<int>((slot % per_seq) / p.subsets),
+            subset = static_cast<int>(slot % p.subsets);
   const int64_t trow = p.slots != nullptr ? p.slots[s] : s;  // the sequence's table / score-head row
   const int split = blockIdx.y;
   const int H = p.heads, G = p.group;
@@ -78,7 +93,10 @@ __global__ void __launch_bounds__(kDecodeThreads) DecodeKernel(Params p) {
   const int* sh = s_sh;
 
   // Plan: this slot's representatives (heads of KV group g with score_head[h] == h, the
-  // subset-th kG of them) and their members, in head order.
+  // subset-th kG of them), then their members in head order, keeping only this CTA's share: the
+  // members' distinct V heads are ranked in order and share msub takes ranks msub, msub +
+  // msplit, ... (whole V heads, so each V head is still read by one CTA of the slot). Finally
+  // the representatives are narrowed to those the share's members use.
   if (warp == 0) {
     int count = 0;
     for (int base = 0; base < G; base += 32) {
@@ -91,9 +109,10 @@ __global__ void __launch_bounds__(kDecodeThreads) DecodeKernel(Params p) {
     }
     const int nr = min(max(count - subset * kG, 0), kG);
     __syncwarp();
-    int nm = 0;
+    int nm = 0, nv = 0, last_vg = -1;
+    unsigned used = 0;  // bit i: s_reps[i] has a member in this share (this lane's view)
     for (int base = 0; base < H && nr > 0; base += 32) {
-      const int h = base + lane;
+      const int h = base + lane, vg = h / G;
       int idx = -1;
       if (h < H) {
         const int r = sh[h];
@@ -102,22 +121,42 @@ __global__ void __launch_bounds__(kDecodeThreads) DecodeKernel(Params p) {
           if (i < nr && s_reps[i] == r) idx = i;
         }
       }
-      const unsigned mask = __ballot_sync(0xffffffffu, idx >= 0);
-      if (idx >= 0) {
-        const int at = nm + __popc(mask & lanes_below);
+      const unsigned mmask = __ballot_sync(0xffffffffu, idx >= 0);
+      // Rank of this member's V head among the slot's member V heads (heads ascend, so the
+      // members of one V head are consecutive): a new V head unless the previous member's.
+      const unsigned before = mmask & lanes_below;
+      const int prev_vg_lane = __shfl_sync(0xffffffffu, vg, before != 0u ? 31 - __clz(before) : lane);
+      const bool new_v = idx >= 0 && vg != (before != 0u ? prev_vg_lane : last_vg);
+      const unsigned vmask = __ballot_sync(0xffffffffu, new_v);
+      const int vrank = nv + __popc(vmask & (lanes_below | (1u << lane))) - 1;
+      const bool mine = idx >= 0 && vrank % static_cast<int>(msplit) == msub;
+      const unsigned kmask = __ballot_sync(0xffffffffu, mine);
+      if (mine) {
+        const int at = nm + __popc(kmask & lanes_below);
         s_mem[at] = h;
         s_memrep[at] = static_cast<unsigned char>(idx);
+        used |= 1u << idx;
       }
-      nm += __popc(mask);
+      nm += __popc(kmask);
+      nv += __popc(vmask);
+      if (mmask != 0u) last_vg = __shfl_sync(0xffffffffu, vg, 31 - __clz(mmask));
     }
+#pragma unroll
+    for (int off = 16; off > 0; off /= 2) used |= __shfl_xor_sync(0xffffffffu, used, off);
+    // Compact s_reps to the used ones and renumber the members' indices into it.
+    const int rep = lane < nr ? s_reps[lane] : 0;
+    __syncwarp();
+    if (lane < kG && ((used >> lane) & 1u)) s_reps[__popc(used & lanes_below)] = rep;
+    for (int i = lane; i < nm; i += 32)
+      s_memrep[i] = static_cast<unsigned char>(__popc(used & ((1u << s_memrep[i]) - 1u)));
     if (lane == 0) {
-      s_nreps = nr;
+      s_nreps = __popc(used);
       s_nmem = nm;
     }
   }
   __syncthreads();
   const int nr = s_nreps;
-  if (nr == 0) return;
+  if (nr == 0) return;  // no representative here, or no member in this share: K is not read
 
   const T* pool = static_cast<const T*>(p.pool);
   const int bs = p.block_size;
@@ -297,9 +336,11 @@ __global__ void __launch_bounds__(kDecodeThreads) DecodeKernel(Params p) {
   }
   if (nsplit == 1) return;
 
-  // Fused combine: the slot's last CTA to finish (over this sequence's chunks) merges every
-  // member's partials: out = sum_k 2^(m_k - M) acc_k / sum_k 2^(m_k - M) l_k. The counter is
-  // reset for the next call.
+  // Fused combine: the last CTA of this (slot, share) to finish, over the sequence's chunks,
+  // merges the share's members' partials: out = sum_k 2^(m_k - M) acc_k / sum_k 2^(m_k - M) l_k.
+  // Every chunk's CTA of a (slot, share) has the same members (the plan above does not depend
+  // on the chunk), so the nsplit CTAs that count are exactly the writers of those partials, and
+  // CTAs of other shares count on their own counters. The counter is reset for the next call.
   __threadfence();  // this thread's partials are visible device-wide before the count
   __syncthreads();
   if (threadIdx.x == 0) s_last = atomicAdd(p.counters + blockIdx.x, 1) == nsplit - 1;

@@ -27,6 +27,15 @@ void ChaiPolicy::Enable(Sequence* seq) const {
   }
 }
 
+int ChaiPolicy::MembersPerRep(int layer) const {
+  if (layer < 0 || layer >= static_cast<int>(global_heads_.size()) ||
+      layer >= static_cast<int>(options_.local_clusters.size()) || options_.local_clusters[layer] <= 0) {
+    return 1;
+  }
+  const int heads = static_cast<int>(global_heads_[layer].size()), k = options_.local_clusters[layer];
+  return (heads + k - 1) / k;
+}
+
 std::vector<int> ChaiPolicy::ClusterLayer(Sequence* seq, int layer) const {
   const int heads = static_cast<int>(global_heads_[layer].size());
   // Keys of the first 5 positions, [5][kv heads * d], from the cache (host fp32).

@@ -39,6 +39,8 @@ class ChaiPolicy : public AttentionPolicy {
   void BeforeAttention(Sequence* seq, int layer, const Tensor& q, const Tensor& k, int64_t past_len) override;
   void AfterStep(Sequence* seq) override;
   bool Active(const Sequence& seq) const override { return seq.chai_enabled && !seq.membership_fixed; }
+  // Local heads over the layer's local clusters, rounded up (1 for a dense layer).
+  int MembersPerRep(int layer) const override;
 
  private:
   std::vector<int> ClusterLayer(Sequence* seq, int layer) const;

@@ -4,7 +4,10 @@
 // every slot the step is about to fill poisoned with NaN bytes. The step's K/V rows go in
 // through PagedAppend (the whole pool is then compared byte for byte with the expected one), and
 // PagedAttention's output (NaN-poisoned first) is compared per (row, head) with the reference:
-// ||out - ref|| / ||ref|| < 1e-5 in fp32, < 1e-2 in fp16/bf16.
+// ||out - ref|| / ||ref|| < 1e-5 in fp32, < 1e-2 in fp16/bf16. PagedAttention runs twice, the
+// second time on a re-poisoned output, and must give the same bytes (split counters left at
+// zero). Decode cases with a member-split hint (kv.members_per_rep) check that the hint, right
+// or wrong, never changes the result.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -87,11 +90,13 @@ struct Case {
   std::vector<int> news;               // new rows per sequence (0, 1, or more)
   std::vector<std::vector<int>> maps;  // score_head per sequence
   int extra_max_len = 0;               // added to max_seq_len (a loose bound, as a captured graph would pass)
+  int hint = 1;                        // kv.members_per_rep: changes the decode split, never the result
 };
 
 struct Result {
   double max_err = 0;
   bool pool_ok = false;
+  bool repeat_ok = false;  // a second call gave the same bytes
   std::string where;
 };
 
@@ -190,6 +195,7 @@ Result Run(const Case& c, DType dtype) {
   kv.block_size = bs;
   kv.kv_heads = KV;
   kv.max_blocks = max_blocks;
+  kv.members_per_rep = c.hint;
   BatchLayout batch;
   batch.q_start = DeviceInts(q_start);
   batch.seq_lens = DeviceInts(std::vector<int32_t>(c.lens.begin(), c.lens.end()));
@@ -207,8 +213,15 @@ Result Run(const Case& c, DType dtype) {
   cuda::PagedAppend(k_dev, v_dev, kv, batch);
   cuda::PagedAttention(q_dev, kv, batch, score_head, &out);
   EXPECT_EQ(cudaStreamSynchronize(cuda::CurrentStream()), cudaSuccess);
+  // Again on a poisoned output: the split counters must have been left at zero, and the result
+  // (a fixed merge order) must repeat bit for bit.
+  const Tensor first = out.To(Device::kCpu);
+  EXPECT_EQ(cudaMemsetAsync(out.raw(), 0xFF, out.nbytes(), cuda::CurrentStream()), cudaSuccess);
+  cuda::PagedAttention(q_dev, kv, batch, score_head, &out);
+  EXPECT_EQ(cudaStreamSynchronize(cuda::CurrentStream()), cudaSuccess);
 
   Result result;
+  result.repeat_ok = std::memcmp(first.raw(), out.To(Device::kCpu).raw(), first.nbytes()) == 0;
   Tensor pool_after = kv.pool.To(Device::kCpu);
   result.pool_ok = std::memcmp(pool_after.raw(), pool_expected.raw(), pool_after.nbytes()) == 0;
 
@@ -265,6 +278,7 @@ void Check(const Case& c) {
     const Result r = Run(c, dtype);
     const double tol = dtype == DType::kF32 ? 1e-5 : 1e-2;
     EXPECT_TRUE(r.pool_ok) << c.name << " " << DTypeName(dtype) << ": pool after PagedAppend differs";
+    EXPECT_TRUE(r.repeat_ok) << c.name << " " << DTypeName(dtype) << ": a second call gave different bytes";
     EXPECT_LT(r.max_err, tol) << c.name << " " << DTypeName(dtype) << ": worst at " << r.where;
     std::printf("  %-40s %-5s max rel err %.3g\n", c.name.c_str(), DTypeName(dtype), r.max_err);
   }
@@ -351,6 +365,106 @@ TEST_F(PagedAttentionGpu, DecodeHeadDims) {
     c.lens = {1, 17, 1000, 300};
     c.news.assign(c.lens.size(), 1);
     c.maps = {Dense(6), RandomClusters(6, 2), RandomClusters(6, 3), Dense(6)};
+    Check(c);
+  }
+}
+
+// ---- decode with a member-split hint (kv.members_per_rep): the members of a representative are
+// shared out over several CTAs; a hint that does not match the real clusters costs speed only.
+
+// One cluster of 29 heads with representative `rep` (any of them: the kernel does not assume the
+// lowest, as a medoid representative would not be) and three singletons, over 32 heads.
+std::vector<int> Unequal32(const std::vector<int>& singletons, int rep) {
+  std::vector<int> map(32, rep);
+  for (int h : singletons) map[h] = h;
+  return map;
+}
+
+TEST_F(PagedAttentionGpu, DecodeHintUnequalClusters) {
+  // Hints below (2), at (8 = 32 / 4) and above (29, 64) the true sizes 29, 1, 1, 1.
+  for (int hint : {2, 8, 29, 64}) {
+    Case c{"decode 29+1+1+1 MHA d128 hint " + std::to_string(hint), 32, 32, 128, 16};
+    c.lens = {3000, 1, 17, 4097, 640, 2};
+    c.news.assign(c.lens.size(), 1);
+    c.maps = {Unequal32({5, 17, 30}, 0), Unequal32({0, 1, 2}, 3), Unequal32({29, 30, 31}, 13),
+              Unequal32({0, 8, 16}, 31), RandomClusters(32, 4),   Unequal32({4, 9, 31}, 0)};
+    c.hint = hint;
+    Check(c);
+  }
+}
+
+TEST_F(PagedAttentionGpu, DecodeHintManySplits) {
+  // Few sequences, long contexts: small chunks, dozens of splits merged per (slot, share).
+  for (int hint : {1, 4, 8, 32}) {
+    Case c{"decode 3000 positions, small chunks, hint " + std::to_string(hint), 32, 32, 64, 16};
+    c.lens = {3000, 2999};
+    c.news = {1, 1};
+    c.maps = {RandomClusters(32, 4), Unequal32({3, 11, 27}, 20)};
+    c.hint = hint;
+    Check(c);
+    c.name += ", loose bound";
+    c.extra_max_len = 5000;
+    Check(c);
+  }
+}
+
+TEST_F(PagedAttentionGpu, DecodeHintMixedDenseChai) {
+  // Dense sequences (score_head[h] == h) next to CHAI ones under a CHAI hint, decode only and
+  // with prefill and idle sequences in the same launch.
+  for (int hint : {3, 8}) {
+    Case c{"decode mixed dense/CHAI d96 hint " + std::to_string(hint), 24, 24, 96, 16};
+    c.lens = {1000, 4097, 17, 300, 1, 2500};
+    c.news.assign(c.lens.size(), 1);
+    c.maps = {Dense(24),
+              RandomClusters(24, 3),
+              Dense(24),
+              RandomClusters(24, 8),
+              RandomClusters(24, 1),
+              RandomClusters(24, 24)};
+    c.hint = hint;
+    Check(c);
+    Case m{"mixed decode/prefill/idle d64 hint " + std::to_string(hint), 16, 16, 64, 16};
+    m.lens = {4097, 90, 1, 300, 1000, 17, 64};
+    m.news = {1, 90, 1, 0, 1, 9, 64};
+    m.maps = {RandomClusters(16, 2), Dense(16), Dense(16), RandomClusters(16, 3), Dense(16), RandomClusters(16, 4),
+              RandomClusters(16, 1)};
+    m.hint = hint;
+    Check(m);
+  }
+}
+
+TEST_F(PagedAttentionGpu, DecodeHintGqaChai) {
+  // Shares are whole V heads: members of one V head stay in one CTA, under kG = 4 and 8.
+  for (int hint : {2, 4, 16}) {
+    Case a{"decode GQA 32/8 CHAI d128 hint " + std::to_string(hint), 32, 8, 128, 16};
+    a.lens = {3000, 17, 1000, 4097, 1};
+    a.news.assign(a.lens.size(), 1);
+    a.maps = {RandomClusters(32, 4), RandomClusters(32, 8), Dense(32), Unequal32({5, 17, 30}, 6),
+              RandomClusters(32, 2)};
+    a.hint = hint;
+    Check(a);
+    Case b{"decode GQA 16/2 CHAI d80 hint " + std::to_string(hint), 16, 2, 80, 16};
+    b.lens = {300, 4097, 17, 1000, 5};
+    b.news.assign(b.lens.size(), 1);
+    b.maps = {RandomClusters(16, 4), RandomClusters(16, 3), Dense(16), RandomClusters(16, 9), RandomClusters(16, 1)};
+    b.hint = hint;
+    Check(b);
+    Case q{"decode MQA 12/1 d96 hint " + std::to_string(hint), 12, 1, 96, 16};  // one V head: one share
+    q.lens = {1000, 17, 4097};
+    q.news.assign(q.lens.size(), 1);
+    q.maps = {Dense(12), RandomClusters(12, 3), RandomClusters(12, 9)};
+    q.hint = hint;
+    Check(q);
+  }
+}
+
+TEST_F(PagedAttentionGpu, DecodeHintHeadDims) {
+  for (int d : {64, 80, 96, 128, 24, 256}) {  // 24 takes the generic kernel
+    Case c{"decode CHAI d" + std::to_string(d) + " hint 4", 16, 16, d, 16};
+    c.lens = {1, 17, 1000, 3000};
+    c.news.assign(c.lens.size(), 1);
+    c.maps = {Dense(16), RandomClusters(16, 2), RandomClusters(16, 4), RandomClusters(16, 5)};
+    c.hint = 4;
     Check(c);
   }
 }
