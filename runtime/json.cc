@@ -151,12 +151,12 @@ class JsonParser {
         case 'r': out->push_back('\r'); break;
         case 't': out->push_back('\t'); break;
         case 'u': {
-          uint32_t cp;
+          uint32_t cp = 0;
           if (auto s = ParseHex4(&cp); !s.ok()) return s;
           if (cp >= 0xD800 && cp <= 0xDBFF && text_.substr(pos_, 2) == "\\u") {
             size_t save = pos_;
             pos_ += 2;
-            uint32_t low;
+            uint32_t low = 0;
             if (auto s = ParseHex4(&low); !s.ok()) return s;
             if (low >= 0xDC00 && low <= 0xDFFF) {
               cp = 0x10000 + ((cp - 0xD800) << 10) + (low - 0xDC00);
