@@ -7,9 +7,10 @@
 // differ in its last bit), representatives identical to runtime/chai's from the same inputs (and
 // always to runtime/chai's clustering of the device's own features), exact ties, rows outside the
 // batch untouched. Engine level: the device path gives the CPU engine's representatives, tokens
-// and logits (fp32), the host path's on the same GPU (fp16/bf16), the same with prompts fed in
-// chunks, clean maps for a sequence that reuses a clustered sequence's row, and the opt-tiny-docs
-// golden. Skips with a reason without a GPU.
+// and logits and the goldens' representatives (fp32), the host path's results on the same GPU
+// (every dtype; prompts that cluster during decode, prompts fed in chunks), identity maps for a
+// sequence that reuses a clustered sequence's row, and the opt-tiny-docs golden. Skips with a
+// reason without a GPU.
 #include <algorithm>
 #include <cinttypes>
 #include <cmath>
@@ -152,8 +153,7 @@ TEST_F(ChaiClusterGpu, MatchesRuntimeOnExactTies) {
 
 // ---- Engine level --------------------------------------------------------------------------
 
-// The golden schedules of a fixture with their prompts, plus a 2-token prompt that clusters
-// during decode.
+// The golden schedules of a fixture with their prompts.
 struct Schedules {
   std::vector<std::vector<int>> schedule;
   std::vector<std::vector<std::vector<int32_t>>> prompts;
@@ -174,7 +174,6 @@ Schedules ReadSchedules(const std::string& dir) {
       auto& layers = reps.emplace_back();
       for (const Json& layer : c.Find("representatives")->as_array()) layers.push_back(JsonIds(layer));
     }
-    prompts.push_back({3, 4});
   }
   return s;
 }
@@ -186,7 +185,7 @@ class ChaiDevicePath : public ::testing::TestWithParam<std::string> {
   }
 };
 
-// fp32: the device path equals the CPU engine's host path and the Python goldens.
+// fp32, the golden prompts: the device path equals the CPU engine's host path and the goldens.
 TEST_P(ChaiDevicePath, MatchesCpuEngine) {
   const std::string dir = FixtureDir(GetParam());
   const Schedules s = ReadSchedules(dir);
@@ -200,7 +199,7 @@ TEST_P(ChaiDevicePath, MatchesCpuEngine) {
     ASSERT_TRUE(cpu.ok()) << cpu.status();
     ASSERT_TRUE(gpu.ok()) << gpu.status();
     EXPECT_EQ(gpu->representatives, cpu->representatives);
-    for (size_t i = 0; i < s.golden_reps[e].size(); ++i) EXPECT_EQ(gpu->representatives[i], s.golden_reps[e][i]);
+    EXPECT_EQ(gpu->representatives, s.golden_reps[e]);
     EXPECT_EQ(gpu->output_ids, cpu->output_ids);
     for (size_t i = 0; i < s.prompts[e].size(); ++i) {
       EXPECT_LE(MaxAbsDiff(gpu->prompt_logits[i], cpu->prompt_logits[i]), 1e-4) << "prompt " << i;
@@ -210,23 +209,27 @@ TEST_P(ChaiDevicePath, MatchesCpuEngine) {
   }
 }
 
-// fp16/bf16: the device path equals the host path on the same GPU (same q and K values).
-TEST_P(ChaiDevicePath, MatchesHostPathInHalfPrecision) {
+// Every dtype, with a prompt that clusters during decode: the device path equals the host path
+// on the same GPU (the same q and K values reach both).
+TEST_P(ChaiDevicePath, MatchesHostPathOnTheSameGpu) {
   const std::string dir = FixtureDir(GetParam());
   const Schedules s = ReadSchedules(dir);
-  for (DType dtype : {DType::kF16, DType::kBF16}) {
+  for (DType dtype : gpu_test::FloatTypes()) {
     for (size_t e = 0; e < s.schedule.size(); ++e) {
       SCOPED_TRACE(::testing::Message() << DTypeName(dtype) << " schedule " << e);
+      std::vector<std::vector<int32_t>> prompts = s.prompts[e];
+      prompts.push_back({3, 4});
+      prompts.push_back({31, 32, 33, 34, 35, 36, 37, 38, 39});
       auto host_model = LoadTestModel(dir, nullptr, {}, dtype, Device::kCuda);
       auto op_model = LoadTestModel(dir, nullptr, {}, dtype, Device::kCuda);
       ASSERT_TRUE(host_model.ok() && op_model.ok());
-      auto host = RunChai(*host_model, s.schedule[e], s.prompts[e], 6, ClusterPath::kHost);
-      auto op = RunChai(*op_model, s.schedule[e], s.prompts[e], 6, ClusterPath::kAuto);
+      auto host = RunChai(*host_model, s.schedule[e], prompts, 6, ClusterPath::kHost);
+      auto op = RunChai(*op_model, s.schedule[e], prompts, 6, ClusterPath::kAuto);
       ASSERT_TRUE(host.ok()) << host.status();
       ASSERT_TRUE(op.ok()) << op.status();
       EXPECT_EQ(op->representatives, host->representatives);
       EXPECT_EQ(op->output_ids, host->output_ids);
-      for (size_t i = 0; i < s.prompts[e].size(); ++i) {
+      for (size_t i = 0; i < prompts.size(); ++i) {
         EXPECT_LE(MaxAbsDiff(op->prompt_logits[i], host->prompt_logits[i]), 1e-5) << "prompt " << i;
       }
       EXPECT_EQ(op->k_bytes_per_token, host->k_bytes_per_token);
@@ -236,8 +239,9 @@ TEST_P(ChaiDevicePath, MatchesHostPathInHalfPrecision) {
 }
 
 // Prompts fed in chunks (early queries kept on the device across passes, then read with the
-// clustering pass's rows), two sequences in a batch with different chunkings.
-TEST_P(ChaiDevicePath, ChunkedPromptsMatchCpuEngine) {
+// clustering pass's rows), two sequences in a batch with different chunkings, against the host
+// path on the same GPU.
+TEST_P(ChaiDevicePath, ChunkedPromptsMatchHostPath) {
   const std::string dir = FixtureDir(GetParam());
   const Schedules s = ReadSchedules(dir);
   const std::vector<std::vector<int32_t>> prompts = {{5, 6, 7, 8, 9, 10, 11}, {12, 13, 14, 15, 16, 17}};
@@ -250,6 +254,7 @@ TEST_P(ChaiDevicePath, ChunkedPromptsMatchCpuEngine) {
       policy->Enable(seqs.back().get());
     }
     std::vector<size_t> fed(prompts.size(), 0);
+    std::vector<float> last_logits;
     for (size_t step = 0; step < 3; ++step) {
       std::vector<StepInput> in;
       for (size_t i = 0; i < prompts.size(); ++i) {
@@ -258,7 +263,9 @@ TEST_P(ChaiDevicePath, ChunkedPromptsMatchCpuEngine) {
                                                           prompts[i].begin() + fed[i] + chunks[i][step])});
         fed[i] += chunks[i][step];
       }
-      EXPECT_TRUE(model.engine->Forward(absl::MakeSpan(in), false).ok());
+      auto logits = model.engine->Forward(absl::MakeSpan(in), false);
+      EXPECT_TRUE(logits.ok());
+      if (logits.ok()) last_logits = logits->ToFloats();
     }
     std::vector<std::vector<std::vector<int>>> reps;
     for (const auto& seq : seqs) {
@@ -266,12 +273,15 @@ TEST_P(ChaiDevicePath, ChunkedPromptsMatchCpuEngine) {
       reps.push_back(LocalRepresentatives(*seq, model.engine->weights()));
     }
     model.engine->set_attention_policy(nullptr);
-    return reps;
+    return std::pair{reps, last_logits};
   };
-  auto cpu_model = LoadTestModel(dir);
-  auto gpu_model = LoadTestModel(dir, nullptr, {}, DType::kF32, Device::kCuda);
-  ASSERT_TRUE(cpu_model.ok() && gpu_model.ok());
-  EXPECT_EQ(run(*gpu_model, ClusterPath::kAuto), run(*cpu_model, ClusterPath::kHost));
+  auto host_model = LoadTestModel(dir, nullptr, {}, DType::kF32, Device::kCuda);
+  auto op_model = LoadTestModel(dir, nullptr, {}, DType::kF32, Device::kCuda);
+  ASSERT_TRUE(host_model.ok() && op_model.ok());
+  const auto [host_reps, host_logits] = run(*host_model, ClusterPath::kHost);
+  const auto [op_reps, op_logits] = run(*op_model, ClusterPath::kAuto);
+  EXPECT_EQ(op_reps, host_reps);
+  EXPECT_LE(MaxAbsDiff({op_logits}, {host_logits}), 1e-5);
 }
 
 // A dense sequence that reuses the row of a clustered one gets identity maps: the host mirror of
