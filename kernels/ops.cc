@@ -163,6 +163,8 @@ void PagedAttention(const Tensor& q, const PagedKv& kv, const BatchLayout& batch
   CHAI_DISPATCH(device, PagedAttention, q, kv, batch, score_head, out);
 }
 
+static_assert(kChaiClusterMaxHeads == cluster_math::kMaxHeads);
+
 void ChaiCluster(absl::Span<const ChaiClusterProblem> problems, const PagedKv& kv, const Tensor& order,
                  Tensor* score_head, Tensor* features) {
   const char* op = "ChaiCluster";

@@ -53,6 +53,9 @@ void PagedAppend(const Tensor& k, const Tensor& v, const PagedKv& kv, const Batc
 void PagedAttention(const Tensor& q, const PagedKv& kv, const BatchLayout& batch, const Tensor& score_head,
                     Tensor* out);
 
+// The most local heads ChaiCluster takes (one CTA holds a problem's distance matrix).
+inline constexpr int kChaiClusterMaxHeads = 128;
+
 // One problem of ChaiCluster: one sequence at one layer.
 struct ChaiClusterProblem {
   Tensor saved_q;     // [s, heads * d], s in 0..4: queries of positions 0..s-1; undefined when s == 0
@@ -71,7 +74,7 @@ struct ChaiClusterProblem {
 // runtime/chai (features.h, clustering.h, ChaiPolicy) step for step, ties included
 // (kernels/chai_cluster_math.h). Several layers can go in one call: pass flattened [layers * rows]
 // views of the tables, maps and orders, with the rows offset per layer. order, score_head:
-// int32 [rows, heads], heads <= 128; features (may be null): fp32 [problems, heads, 25], each
+// int32 [rows, heads], heads <= kChaiClusterMaxHeads; features (may be null): fp32 [problems, heads, 25], each
 // problem's features (for tests). Queries share the pool's dtype.
 void ChaiCluster(absl::Span<const ChaiClusterProblem> problems, const PagedKv& kv, const Tensor& order,
                  Tensor* score_head, Tensor* features = nullptr);

@@ -63,7 +63,8 @@ std::vector<int> ChaiPolicy::ClusterLayer(Sequence* seq, int layer) const {
 }
 
 bool ChaiPolicy::UseOp(Device device) const {
-  const bool published = options_.method == ClusterMethod::kAgglomerative && options_.rep == RepMethod::kLowest;
+  const bool published = options_.method == ClusterMethod::kAgglomerative && options_.rep == RepMethod::kLowest &&
+                         static_cast<int>(global_heads_[0].size()) <= ops::kChaiClusterMaxHeads;
   switch (options_.path) {
     case ClusterPath::kHost:
       return false;

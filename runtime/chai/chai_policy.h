@@ -26,8 +26,9 @@
 namespace chai {
 
 // Where membership is computed. kAuto: by the ChaiCluster op on CUDA engines when the method is
-// the default (agglomerative, lowest), by host code otherwise. kOp: by the op on any device when
-// the method is the default (tests run it on the CPU). kHost: always by host code.
+// the default (agglomerative, lowest) and a rank holds at most 128 heads, by host code otherwise.
+// kOp: by the op on any device under the same conditions (tests run it on the CPU). kHost: always
+// by host code.
 enum class ClusterPath { kAuto, kHost, kOp };
 
 struct ChaiOptions {
