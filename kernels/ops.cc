@@ -1,10 +1,13 @@
 // Shape/device/dtype checks and dispatch to the backend implementations.
 #include "kernels/ops.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <initializer_list>
 #include <vector>
+
+#include "kernels/chai_cluster_math.h"
 
 #include "kernels/cpu/cpu_ops.h"
 #ifdef CHAI_WITH_CUDA
@@ -195,6 +198,48 @@ void PagedAttention(const Tensor& q, const PagedKv& kv, const BatchLayout& batch
                                     batch.slots.numel() == batch.num_seqs),
          "PagedAttention", "slots must be int32 [num_seqs] on the op's device");
   CHAI_DISPATCH(device, PagedAttention, q, kv, batch, score_head, out);
+}
+
+static_assert(kChaiClusterMaxHeads == cluster_math::kMaxHeads);
+
+void ChaiCluster(absl::Span<const ChaiClusterProblem> problems, const PagedKv& kv, const Tensor& order,
+                 Tensor* score_head, Tensor* features) {
+  const char* op = "ChaiCluster";
+  Expect(kv.pool.rank() == 3 && kv.block_size >= cluster_math::kTokens && kv.kv_heads > 0 && kv.max_blocks > 0, op,
+         "cache view");
+  Expect(score_head->rank() == 2 && order.rank() == 2 && order.dim(1) == score_head->dim(1), op, "map/order shape");
+  const int64_t heads = score_head->dim(1), d = kv.pool.dim(2);
+  Expect(heads >= 1 && heads <= cluster_math::kMaxHeads && heads % kv.kv_heads == 0, op,
+         "heads must be 1..128 and a multiple of kv heads");
+  Expect(kv.tables.dtype() == DType::kI32 && kv.tables.numel() % (int64_t{2} * kv.kv_heads * kv.max_blocks) == 0, op,
+         "tables shape");
+  const Device device = Backend(op, {&kv.pool}, {&kv.tables, &order, score_head});
+  const int64_t table_rows = kv.tables.numel() / (int64_t{2} * kv.kv_heads * kv.max_blocks);
+  std::vector<int> map_rows;
+  for (const ChaiClusterProblem& p : problems) {
+    const int64_t saved = p.saved_q.defined() ? p.saved_q.dim(0) : 0;
+    Expect(saved < cluster_math::kTokens && p.new_q.defined() && p.new_q.rank() == 2 &&
+               p.new_q.dim(0) >= cluster_math::kTokens - saved && p.new_q.dim(1) == heads * d,
+           op, "query rows");
+    Expect(!p.saved_q.defined() || (p.saved_q.rank() == 2 && p.saved_q.dim(1) == heads * d), op, "saved query rows");
+    for (const Tensor* q : {&p.saved_q, &p.new_q}) {
+      Expect(!q->defined() || (q->device() == device && q->dtype() == kv.pool.dtype()), op,
+             "queries must share the pool's device and dtype");
+    }
+    Expect(p.table_row >= 0 && p.table_row < table_rows && p.map_row >= 0 && p.map_row < score_head->dim(0) &&
+               p.order_row >= 0 && p.order_row < order.dim(0),
+           op, "row out of range");
+    Expect(p.clusters >= 1 && p.clusters <= heads, op, "clusters must be in [1, heads]");
+    map_rows.push_back(p.map_row);
+  }
+  std::sort(map_rows.begin(), map_rows.end());
+  Expect(std::adjacent_find(map_rows.begin(), map_rows.end()) == map_rows.end(), op, "map rows must be distinct");
+  Expect(features == nullptr ||
+             (features->dtype() == DType::kF32 && features->device() == device &&
+              features->numel() == static_cast<int64_t>(problems.size()) * heads * cluster_math::kFeatures),
+         op, "features must be fp32 [problems, heads, 25] on the op's device");
+  if (problems.empty()) return;
+  CHAI_DISPATCH(device, ChaiCluster, problems, kv, order, score_head, features);
 }
 
 }  // namespace chai::ops

@@ -70,6 +70,32 @@ void PagedAppend(const Tensor& k, const Tensor& v, const PagedKv& kv, const Batc
 void PagedAttention(const Tensor& q, const PagedKv& kv, const BatchLayout& batch, const Tensor& score_head,
                     Tensor* out);
 
+// The most local heads ChaiCluster takes (one CTA holds a problem's distance matrix).
+inline constexpr int kChaiClusterMaxHeads = 128;
+
+// One problem of ChaiCluster: one sequence at one layer.
+struct ChaiClusterProblem {
+  Tensor saved_q;     // [s, heads * d], s in 0..4: queries of positions 0..s-1; undefined when s == 0
+  Tensor new_q;       // [>= 5 - s, heads * d]: queries of positions s..4 in its first rows
+  int table_row = 0;  // the sequence's row in kv.tables (positions 0..4 lie in each K head's first block)
+  int map_row = 0;    // the row of score_head to write; distinct among the problems of a call
+  int order_row = 0;  // the row of `order` holding each local head's original index
+  int clusters = 0;   // k, in [1, heads]
+};
+
+// CHAI's online clustering (DESIGN.md "Exact semantics") on the op's device, without a host
+// round trip. Per problem: features P_h[i][j] = softmax_j(q_i . k_j / sqrt(d)) over positions
+// 0..4 (keys from the cache; KV head h / (heads / kv_heads)), cosine distances, average linkage cut
+// at `clusters` clusters, and for every head h the member of its cluster with the lowest original
+// index order[order_row][*], whose local index goes to score_head[map_row][h]. The same numbers as
+// runtime/chai (features.h, clustering.h, ChaiPolicy) step for step, ties included
+// (kernels/chai_cluster_math.h). Several layers can go in one call: pass flattened [layers * rows]
+// views of the tables, maps and orders, with the rows offset per layer. order, score_head:
+// int32 [rows, heads], heads <= kChaiClusterMaxHeads; features (may be null): fp32 [problems, heads, 25], each
+// problem's features (for tests). Queries share the pool's dtype.
+void ChaiCluster(absl::Span<const ChaiClusterProblem> problems, const PagedKv& kv, const Tensor& order,
+                 Tensor* score_head, Tensor* features = nullptr);
+
 }  // namespace chai::ops
 
 #endif  // CHAI_KERNELS_OPS_H_

@@ -156,6 +156,7 @@ Tensor Engine::AttentionBlock(int layer, absl::Span<StepInput> steps, const Devi
       row += n;
     }
     tables_->Flush();
+    policy_->BeforeLayerAttention(layer, kv, tables_->LayerScoreHeads(layer));
   }
   Tensor attn = NewActivation(T, qw);
   ops::PagedAttention(q, kv, step.batch, tables_->LayerScoreHeads(layer), &attn);
@@ -302,11 +303,21 @@ absl::StatusOr<Tensor> Engine::ReplayDecode(absl::Span<StepInput> steps) {
     }
     slot->graph->Replay();
   }
+  Tensor host = HostLogits(slot->logits);
+  FinishStep(steps, false);
+  return host;
+}
+
+void Engine::FinishStep(absl::Span<StepInput> steps, bool policy_active) {
   for (StepInput& s : steps) {
-    s.seq->kv.Advance(1);
-    if (policy_ != nullptr) policy_->AfterStep(s.seq);
+    s.seq->kv.Advance(static_cast<int64_t>(s.tokens.size()));
+    if (policy_ == nullptr) continue;
+    policy_->AfterStep(s.seq);
+    if (!policy_active) continue;
+    // Maps the policy fixed on the device (or here) reach the tables' host mirror, so that later
+    // differences, e.g. a reused row's identity maps, are sent.
+    for (int l = 0; l < config_.num_layers; ++l) tables_->SetScoreHeads(s.seq->kv.row(), l, s.seq->score_head[l]);
   }
-  return HostLogits(slot->logits);
 }
 
 absl::StatusOr<Tensor> Engine::Forward(absl::Span<StepInput> steps, bool all_positions) {
@@ -319,11 +330,9 @@ absl::StatusOr<Tensor> Engine::Forward(absl::Span<StepInput> steps, bool all_pos
   const int64_t rows = all_positions ? meta->ids.numel() : meta->num_seqs;
   Tensor logits = NewActivation(rows, weights_.vocab_shard * comm_->size());
   RunModel(steps, step, all_positions, &logits);
-  for (StepInput& s : steps) {
-    s.seq->kv.Advance(static_cast<int64_t>(s.tokens.size()));
-    if (policy_ != nullptr) policy_->AfterStep(s.seq);
-  }
-  return HostLogits(logits);
+  Tensor host = HostLogits(logits);  // waits for the step's device work, which AfterStep may read
+  FinishStep(steps, step.policy_active);
+  return host;
 }
 
 }  // namespace chai

@@ -14,6 +14,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "kernels/paged_kv.h"
 #include "parallel/communicator.h"
 #include "runtime/block_tables.h"
 #include "runtime/kv_cache.h"
@@ -31,7 +32,15 @@ class AttentionPolicy {
  public:
   virtual ~AttentionPolicy() = default;
   virtual void BeforeAttention(Sequence* seq, int layer, const Tensor& q, const Tensor& k, int64_t past_len) = 0;
-  // Called once per sequence after every layer has run for the step.
+  // Called once per layer after BeforeAttention has run for every sequence of the step and the
+  // tables are on the device, with the layer's cache view and score-head maps ([rows, heads],
+  // indexed by Sequence::kv.row()). Device work enqueued here runs before the layer's attention
+  // and may rewrite the step's sequences' maps there (CHAI clustering on the device); the host
+  // learns its results in AfterStep.
+  virtual void BeforeLayerAttention(int layer, const PagedKv& kv, const Tensor& score_heads) {}
+  // Called once per sequence after the step's device work has finished (its logits are on the
+  // host). It may change seq->score_head (the engine sends the maps before the next step) and
+  // drop K heads (nothing reads their blocks any more).
   virtual void AfterStep(Sequence* seq) {}
   // False when BeforeAttention would do nothing for this sequence in the coming step (then the
   // engine may upload every layer's score-head map at once, or replay a captured step).
@@ -83,6 +92,8 @@ class Engine {
   void RunModel(absl::Span<StepInput> steps, const DeviceStep& step, bool all_positions, Tensor* logits);
   absl::StatusOr<Tensor> ReplayDecode(absl::Span<StepInput> steps);
   bool CanReplay(absl::Span<StepInput> steps, bool all_positions) const;
+  // After the step's logits reached the host: advances the caches and runs the policy's AfterStep.
+  void FinishStep(absl::Span<StepInput> steps, bool policy_active);
   Tensor HostLogits(const Tensor& logits) const;
   Tensor Embed(const DeviceStep& step);
   // The sublayers read h (their input: Norm(x) pre-LN, x post-LN), add their output into the

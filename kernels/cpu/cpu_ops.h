@@ -3,6 +3,8 @@
 #ifndef CHAI_KERNELS_CPU_CPU_OPS_H_
 #define CHAI_KERNELS_CPU_CPU_OPS_H_
 
+#include <vector>
+
 #include "kernels/ops.h"
 
 namespace chai::cpu {
@@ -26,6 +28,13 @@ void SoftmaxRows(Tensor* x);
 void PagedAppend(const Tensor& k, const Tensor& v, const PagedKv& kv, const BatchLayout& batch);
 void PagedAttention(const Tensor& q, const PagedKv& kv, const BatchLayout& batch, const Tensor& score_head,
                     Tensor* out);
+
+void ChaiCluster(absl::Span<const ops::ChaiClusterProblem> problems, const PagedKv& kv, const Tensor& order,
+                 Tensor* score_head, Tensor* features);
+// The clustering steps of ChaiCluster on their own: average linkage over the n x n distances
+// (finite, symmetric) cut at k clusters; for each item, the lowest item of its cluster. For tests
+// on tie-heavy distance matrices.
+std::vector<int> AverageLinkageRoots(std::vector<double> dist, int n, int k);
 
 float Dot(const float* a, const float* b, int64_t n);
 

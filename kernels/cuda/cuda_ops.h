@@ -33,6 +33,9 @@ void PagedAppend(const Tensor& k, const Tensor& v, const PagedKv& kv, const Batc
 void PagedAttention(const Tensor& q, const PagedKv& kv, const BatchLayout& batch, const Tensor& score_head,
                     Tensor* out);
 
+void ChaiCluster(absl::Span<const ops::ChaiClusterProblem> problems, const PagedKv& kv, const Tensor& order,
+                 Tensor* score_head, Tensor* features);
+
 }  // namespace chai::cuda
 
 #endif  // CHAI_KERNELS_CUDA_CUDA_OPS_H_

@@ -1,6 +1,8 @@
 #include "runtime/chai/chai_policy.h"
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 #include <map>
 
 #include "runtime/chai/features.h"
@@ -12,7 +14,8 @@ ChaiPolicy::ChaiPolicy(ChaiOptions options, std::vector<std::vector<int>> global
     : options_(std::move(options)),
       global_heads_(std::move(global_heads)),
       local_kv_heads_(local_kv_heads),
-      head_dim_(head_dim) {}
+      head_dim_(head_dim),
+      device_(std::make_unique<DeviceClustering>(global_heads_)) {}
 
 void ChaiPolicy::Enable(Sequence* seq) const {
   seq->chai_enabled = true;
@@ -68,8 +71,56 @@ std::vector<int> ChaiPolicy::ClusterLayer(Sequence* seq, int layer) const {
   return rep;
 }
 
+bool ChaiPolicy::UseOp(Device device) const {
+  const bool published = options_.method == ClusterMethod::kAgglomerative && options_.rep == RepMethod::kLowest &&
+                         static_cast<int>(global_heads_[0].size()) <= ops::kChaiClusterMaxHeads;
+  switch (options_.path) {
+    case ClusterPath::kHost:
+      return false;
+    case ClusterPath::kOp:
+      return published;
+    case ClusterPath::kAuto:
+      break;
+  }
+  return published && device == Device::kCuda;
+}
+
+void ChaiPolicy::FixLayer(Sequence* seq, int layer, std::vector<int> rep) const {
+  seq->score_head[layer] = std::move(rep);
+  // K is kept only for the KV heads that some representative reads.
+  const int group = static_cast<int>(seq->score_head[layer].size()) / local_kv_heads_;
+  std::vector<bool> needed(local_kv_heads_, false);
+  for (int r : seq->score_head[layer]) needed[r / group] = true;
+  for (int g = 0; g < local_kv_heads_; ++g)
+    if (!needed[g]) seq->kv.DropK(layer, g);
+}
+
+void ChaiPolicy::QueueForOp(Sequence* seq, int layer, const Tensor& q, int64_t past_len) {
+  Tensor& early = seq->early_queries[layer];
+  const int64_t n = q.dim(0);
+  if (past_len + n < kChaiFeatureTokens) {
+    // Not 5 tokens yet: keep this pass's queries, on the device in the run dtype.
+    if (early.device() != q.device() || early.dtype() != q.dtype()) {
+      if (past_len > 0) {
+        std::fprintf(stderr, "chai: internal error: CHAI early queries kept on another device\n");
+        std::abort();
+      }
+      early = Tensor::Empty({kChaiFeatureTokens, q.dim(1)}, q.dtype(), q.device());
+    }
+    Tensor dst = early.Rows(past_len, past_len + n);
+    CopyTensor(q, &dst);
+    return;
+  }
+  device_->Add(seq, layer, past_len > 0 ? early.Rows(0, past_len) : Tensor(), q.Rows(0, kChaiFeatureTokens - past_len),
+               options_.local_clusters[layer]);
+}
+
 void ChaiPolicy::BeforeAttention(Sequence* seq, int layer, const Tensor& q, const Tensor&, int64_t past_len) {
   if (!seq->chai_enabled || seq->membership_fixed || !seq->early_queries[layer].defined()) return;
+  if (UseOp(q.device())) {
+    QueueForOp(seq, layer, q, past_len);
+    return;
+  }
   // Keep this pass's queries among the first 5 positions.
   const int64_t n = q.dim(0);
   const int64_t keep = std::min<int64_t>(n, kChaiFeatureTokens - past_len);
@@ -81,17 +132,16 @@ void ChaiPolicy::BeforeAttention(Sequence* seq, int layer, const Tensor& q, cons
   }
   if (past_len + n < kChaiFeatureTokens) return;  // not 5 tokens yet: this pass stays dense
 
-  std::vector<int> rep = ClusterLayer(seq, layer);
-  seq->score_head[layer] = rep;
-  // K is kept only for the KV heads that some representative reads.
-  const int group = static_cast<int>(rep.size()) / local_kv_heads_;
-  std::vector<bool> needed(local_kv_heads_, false);
-  for (int r : rep) needed[r / group] = true;
-  for (int g = 0; g < local_kv_heads_; ++g)
-    if (!needed[g]) seq->kv.DropK(layer, g);
+  FixLayer(seq, layer, ClusterLayer(seq, layer));
+}
+
+void ChaiPolicy::BeforeLayerAttention(int layer, const PagedKv& kv, const Tensor& score_heads) {
+  device_->Launch(layer, kv, score_heads);
 }
 
 void ChaiPolicy::AfterStep(Sequence* seq) {
+  // The op's representatives, computed in this step (the engine has waited for its device work).
+  for (auto& [layer, rep] : device_->Take(seq)) FixLayer(seq, layer, std::move(rep));
   if (!seq->chai_enabled || seq->membership_fixed || seq->length() < kChaiFeatureTokens) return;
   seq->membership_fixed = true;
   seq->early_queries.clear();  // no longer needed
