@@ -8,7 +8,6 @@
 #include <vector>
 
 #include "kernels/chai_cluster_math.h"
-
 #include "kernels/cpu/cpu_ops.h"
 #ifdef CHAI_WITH_CUDA
 #include "kernels/cuda/cuda_ops.h"
