@@ -13,8 +13,9 @@
 // bandwidth is the floor. Prints a markdown table.
 //
 //   attention_bench [--dtype fp16|bf16|fp32] [--batches 1,8,32] [--contexts 1024,4096,16384] [--replays N]
-//                   [--hint M] [--members-per-cta N]
-// --members-per-cta sets CHAI_DECODE_MEMBERS_PER_CTA (the kernel's tuning knob) for this run.
+//                   [--hint M] [--members-per-cta N] [--ctas-per-sm N]
+// --members-per-cta and --ctas-per-sm set CHAI_DECODE_MEMBERS_PER_CTA and CHAI_DECODE_CTAS_PER_SM
+// (the kernel's tuning knobs, see kernels/cuda/paged_attention.cu) for this run.
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -198,12 +199,16 @@ int Main(int argc, char** argv) {
       hint = std::max(1, std::atoi(v));
       ++i;
     } else if (a == "--members-per-cta") {
-      setenv("CHAI_DECODE_MEMBERS_PER_CTA", v, 1);  // read once, at the first call
+      setenv("CHAI_DECODE_MEMBERS_PER_CTA", v, 1);
+      ++i;
+    } else if (a == "--ctas-per-sm") {
+      setenv("CHAI_DECODE_CTAS_PER_SM", v, 1);
       ++i;
     } else {
       std::fprintf(stderr,
                    "usage: attention_bench [--dtype fp16|bf16|fp32] [--batches 1,8,32] "
-                   "[--contexts 1024,4096,16384] [--replays N] [--hint M] [--members-per-cta N]\n");
+                   "[--contexts 1024,4096,16384] [--replays N] [--hint M] [--members-per-cta N] "
+                   "[--ctas-per-sm N]\n");
       return 2;
     }
   }
@@ -218,13 +223,15 @@ int Main(int argc, char** argv) {
     return 1;
   }
   const char* per_cta = std::getenv("CHAI_DECODE_MEMBERS_PER_CTA");
+  const char* per_sm = std::getenv("CHAI_DECODE_CTAS_PER_SM");
   std::printf("device: %s, %d SMs, L2 %.0f MB; %s; copy bandwidth (1 GiB D2D, read+write) %.0f GB/s\n\n", prop.name,
               prop.multiProcessorCount, prop.l2CacheSize / 1e6, DTypeName(dtype), copy_bw / 1e9);
   std::printf(
       "decode attention, %d heads x %d, block %d; CHAI = %d representatives of %d heads each (K of %d + V of %d "
-      "heads), launch hint members_per_rep = %d, CHAI_DECODE_MEMBERS_PER_CTA = %s; byte bound = dense bytes / CHAI "
-      "bytes\n\n",
-      kHeads, kHeadDim, kBlock, kReps, kHeads / kReps, kReps, kHeads, hint, per_cta != nullptr ? per_cta : "default");
+      "heads), launch hint members_per_rep = %d, CHAI_DECODE_MEMBERS_PER_CTA = %s, CHAI_DECODE_CTAS_PER_SM = %s; byte bound = "
+      "dense bytes / CHAI bytes\n\n",
+      kHeads, kHeadDim, kBlock, kReps, kHeads / kReps, kReps, kHeads, hint, per_cta != nullptr ? per_cta : "default",
+      per_sm != nullptr ? per_sm : "default");
   std::printf(
       "| B | context | dense (us) | dense GB/s | dense %% of copy | CHAI (us) | CHAI GB/s | CHAI %% of copy | CHAI "
       "speedup | byte bound | CHAI, hint 1 (us) | hint 1 %% of copy |\n");

@@ -6,7 +6,7 @@
 // captured):
 // - decode (sequences with one new row): grid (sequence x KV head x representative subset x
 //   member share, chunk). A decode step is memory-bound, so what matters is that enough CTAs
-//   stream at once: the chunk is chosen for about 32 busy CTAs per SM. Dense, every slot is
+//   stream at once: the chunk is chosen for about 32 busy CTAs per SM (CHAI_DECODE_CTAS_PER_SM). Dense, every slot is
 //   busy. A CHAI layer has only ~heads / m representatives (m = kv.members_per_rep, the
 //   engine's hint from the schedule), so most slots exit at once; to keep the GPU streaming,
 //   each busy slot's ~m members are shared out over ceil(m / members-per-CTA) sibling CTAs
@@ -82,15 +82,14 @@ void* Scratch(size_t bytes, cudaStream_t stream, int kind, bool zeroed) {
   return b.ptr;
 }
 
-// Member V heads a CHAI decode CTA aims to accumulate: CHAI_DECODE_MEMBERS_PER_CTA (a tuning
-// knob, read once), default 2.
-int MembersPerCta() {
-  static const int value = [] {
-    const char* env = std::getenv("CHAI_DECODE_MEMBERS_PER_CTA");
-    const int v = env != nullptr ? std::atoi(env) : 0;
-    return v >= 1 ? v : 2;
-  }();
-  return value;
+// Tuning knobs, read at every call (a few getenv per layer is nothing beside a decode step, and
+// benchmarks can sweep them in one process):
+// - CHAI_DECODE_MEMBERS_PER_CTA: member V heads a CHAI decode CTA aims to accumulate (default 2);
+// - CHAI_DECODE_CTAS_PER_SM: busy CTAs per SM the chunk size aims for (default 32).
+int EnvKnob(const char* name, int fallback) {
+  const char* env = std::getenv(name);
+  const int v = env != nullptr ? std::atoi(env) : 0;
+  return v >= 1 ? v : fallback;
 }
 
 }  // namespace
@@ -149,7 +148,8 @@ void PagedAttention(const Tensor& q, const PagedKv& kv, const BatchLayout& batch
   const int64_t row_bytes = int64_t{d} * static_cast<int64_t>(DTypeSize(q.dtype()));
   const bool exact =
       paged::SpecialisedHeadDim(d) && row_bytes % 16 == 0 && Aligned(16, {q.raw(), out->raw(), kv.pool.raw()});
-  paged::MakePlan(batch.max_seq_len, batch.max_new_tokens, kv.members_per_rep, MembersPerCta(), SmCount(), exact, &p,
+  paged::MakePlan(batch.max_seq_len, batch.max_new_tokens, kv.members_per_rep, EnvKnob("CHAI_DECODE_MEMBERS_PER_CTA", 2),
+                  EnvKnob("CHAI_DECODE_CTAS_PER_SM", 32), SmCount(), exact, &p,
                   &plan);
   if (p.max_splits > 65535) Fail("max_seq_len " + std::to_string(batch.max_seq_len) + " too long");
   if (plan.prefill_tiles > 65535) Fail("max_new_tokens " + std::to_string(batch.max_new_tokens) + " too large");

@@ -120,7 +120,8 @@ inline bool SpecialisedHeadDim(int d) {
 // heads, hence at most kv_heads shares), and the chunk is sized for the CTAs expected to be
 // busy rather than for all launched ones; the idle ones exit at once. Hint 1 gives exactly the
 // dense plan.
-inline void MakePlan(int max_seq_len, int max_new_tokens, int members_per_rep, int members_per_cta, int sm_count,
+inline void MakePlan(int max_seq_len, int max_new_tokens, int members_per_rep, int members_per_cta, int ctas_per_sm,
+                     int sm_count,
                      bool exact, Params* p, LaunchPlan* plan) {
   const auto ceil_div = [](int64_t a, int64_t b) { return static_cast<int>((a + b - 1) / b); };
   plan->exact = exact;
@@ -133,7 +134,7 @@ inline void MakePlan(int max_seq_len, int max_new_tokens, int members_per_rep, i
   plan->decode_slots = p->num_seqs * slots * p->member_splits;
   const int64_t busy = int64_t{p->num_seqs} * std::min(slots, ceil_div(p->heads, m)) * p->member_splits;
   const int max_len = max_seq_len > 1 ? max_seq_len : 1;
-  const int wanted = static_cast<int>(std::max<int64_t>(1, 32 * int64_t{sm_count} / busy));
+  const int wanted = static_cast<int>(std::max<int64_t>(1, int64_t{ctas_per_sm} * sm_count / busy));
   int chunk = ceil_div(ceil_div(max_len, wanted), kChunkAlign) * kChunkAlign;
   chunk = std::min(std::max(chunk, kChunkAlign), kScoreFloats / plan->group_tile);
   p->chunk = chunk;
