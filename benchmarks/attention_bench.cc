@@ -13,9 +13,10 @@
 // bandwidth is the floor. Prints a markdown table.
 //
 //   attention_bench [--dtype fp16|bf16|fp32] [--batches 1,8,32] [--contexts 1024,4096,16384] [--replays N]
-//                   [--hint M] [--members-per-cta N] [--ctas-per-sm N]
-// --members-per-cta and --ctas-per-sm set CHAI_DECODE_MEMBERS_PER_CTA and CHAI_DECODE_CTAS_PER_SM
-// (the kernel's tuning knobs, see kernels/cuda/paged_attention.cu) for this run.
+//                   [--hint M] [--members-per-cta N] [--ctas-per-sm N] [--kernel 1|2]
+// --members-per-cta, --ctas-per-sm and --kernel set CHAI_DECODE_MEMBERS_PER_CTA,
+// CHAI_DECODE_CTAS_PER_SM and CHAI_DECODE_KERNEL (the decode kernel's tuning knobs and which
+// decode kernel runs, see kernels/cuda/paged_attention.cu) for this run.
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -204,11 +205,14 @@ int Main(int argc, char** argv) {
     } else if (a == "--ctas-per-sm") {
       setenv("CHAI_DECODE_CTAS_PER_SM", v, 1);
       ++i;
+    } else if (a == "--kernel") {
+      setenv("CHAI_DECODE_KERNEL", v, 1);
+      ++i;
     } else {
       std::fprintf(stderr,
                    "usage: attention_bench [--dtype fp16|bf16|fp32] [--batches 1,8,32] "
                    "[--contexts 1024,4096,16384] [--replays N] [--hint M] [--members-per-cta N] "
-                   "[--ctas-per-sm N]\n");
+                   "[--ctas-per-sm N] [--kernel 1|2]\n");
       return 2;
     }
   }
@@ -224,14 +228,15 @@ int Main(int argc, char** argv) {
   }
   const char* per_cta = std::getenv("CHAI_DECODE_MEMBERS_PER_CTA");
   const char* per_sm = std::getenv("CHAI_DECODE_CTAS_PER_SM");
+  const char* kernel = std::getenv("CHAI_DECODE_KERNEL");
   std::printf("device: %s, %d SMs, L2 %.0f MB; %s; copy bandwidth (1 GiB D2D, read+write) %.0f GB/s\n\n", prop.name,
               prop.multiProcessorCount, prop.l2CacheSize / 1e6, DTypeName(dtype), copy_bw / 1e9);
   std::printf(
       "decode attention, %d heads x %d, block %d; CHAI = %d representatives of %d heads each (K of %d + V of %d "
-      "heads), launch hint members_per_rep = %d, CHAI_DECODE_MEMBERS_PER_CTA = %s, CHAI_DECODE_CTAS_PER_SM = %s; byte bound = "
-      "dense bytes / CHAI bytes\n\n",
-      kHeads, kHeadDim, kBlock, kReps, kHeads / kReps, kReps, kHeads, hint, per_cta != nullptr ? per_cta : "default",
-      per_sm != nullptr ? per_sm : "default");
+      "heads), decode kernel %s, launch hint members_per_rep = %d, CHAI_DECODE_MEMBERS_PER_CTA = %s, "
+      "CHAI_DECODE_CTAS_PER_SM = %s; byte bound = dense bytes / CHAI bytes\n\n",
+      kHeads, kHeadDim, kBlock, kReps, kHeads / kReps, kReps, kHeads, kernel != nullptr ? kernel : "1 (default)", hint,
+      per_cta != nullptr ? per_cta : "default", per_sm != nullptr ? per_sm : "default");
   std::printf(
       "| B | context | dense (us) | dense GB/s | dense %% of copy | CHAI (us) | CHAI GB/s | CHAI %% of copy | CHAI "
       "speedup | byte bound | CHAI, hint 1 (us) | hint 1 %% of copy |\n");

@@ -85,7 +85,11 @@ void* Scratch(size_t bytes, cudaStream_t stream, int kind, bool zeroed) {
 // Tuning knobs, read at every call (a few getenv per layer is nothing beside a decode step, and
 // benchmarks can sweep them in one process):
 // - CHAI_DECODE_MEMBERS_PER_CTA: member V heads a CHAI decode CTA aims to accumulate (default 2);
-// - CHAI_DECODE_CTAS_PER_SM: busy CTAs per SM the chunk size aims for (default 32).
+// - CHAI_DECODE_CTAS_PER_SM: busy CTAs per SM the chunk size aims for (default 32);
+// - CHAI_DECODE_KERNEL: 1 (default) the decode kernel of paged_attention_decode.cuh, 2 the
+//   warp-streaming one of paged_attention_decode_v2.cuh where it has an instance (head_dim 64,
+//   80, 96, 128 with 16-byte rows, at most 4 query heads per KV head; else kernel 1), its chunks
+//   sized by MakePlanV2 (CHAI_DECODE_CTAS_PER_SM does not apply to it).
 int EnvKnob(const char* name, int fallback) {
   const char* env = std::getenv(name);
   const int v = env != nullptr ? std::atoi(env) : 0;
@@ -151,6 +155,15 @@ void PagedAttention(const Tensor& q, const PagedKv& kv, const BatchLayout& batch
   paged::MakePlan(batch.max_seq_len, batch.max_new_tokens, kv.members_per_rep, EnvKnob("CHAI_DECODE_MEMBERS_PER_CTA", 2),
                   EnvKnob("CHAI_DECODE_CTAS_PER_SM", 32), SmCount(), exact, &p,
                   &plan);
+  if (EnvKnob("CHAI_DECODE_KERNEL", 1) == 2 && paged::DecodeV2Supported(d, plan.group_tile, exact)) {
+    plan.decode_kernel = 2;
+    plan.v2_members = paged::DecodeV2Members(p, plan, kv.members_per_rep);
+    int per_sm = 1;
+    DispatchFloat(q.dtype(), "PagedAttention", [&](auto tag) {
+      per_sm = paged::DecodeV2CtasPerSm<decltype(tag)>(p, plan);
+    });
+    paged::MakePlanV2(batch.max_seq_len, kv.members_per_rep, per_sm * SmCount(), &p, &plan);
+  }
   if (p.max_splits > 65535) Fail("max_seq_len " + std::to_string(batch.max_seq_len) + " too long");
   if (plan.prefill_tiles > 65535) Fail("max_new_tokens " + std::to_string(batch.max_new_tokens) + " too large");
 

@@ -4,5 +4,6 @@
 namespace chai::cuda::paged {
 
 template void LaunchAttention<__nv_bfloat16>(const Params&, const LaunchPlan&, cudaStream_t);
+template int DecodeV2CtasPerSm<__nv_bfloat16>(const Params&, const LaunchPlan&);
 
 }  // namespace chai::cuda::paged

@@ -4,5 +4,6 @@
 namespace chai::cuda::paged {
 
 template void LaunchAttention<float>(const Params&, const LaunchPlan&, cudaStream_t);
+template int DecodeV2CtasPerSm<float>(const Params&, const LaunchPlan&);
 
 }  // namespace chai::cuda::paged

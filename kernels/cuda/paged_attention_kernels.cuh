@@ -4,11 +4,15 @@
 #ifndef CHAI_KERNELS_CUDA_PAGED_ATTENTION_KERNELS_CUH_
 #define CHAI_KERNELS_CUDA_PAGED_ATTENTION_KERNELS_CUH_
 
+#include <algorithm>
+#include <atomic>
 #include <mutex>
+#include <type_traits>
 #include <utility>
 
 #include "kernels/cuda/paged_attention_common.cuh"
 #include "kernels/cuda/paged_attention_decode.cuh"
+#include "kernels/cuda/paged_attention_decode_v2.cuh"
 #include "kernels/cuda/paged_attention_prefill.cuh"
 #include "kernels/cuda/paged_attention_prefill_mma.cuh"
 
@@ -16,6 +20,11 @@ namespace chai::cuda::paged {
 
 template <typename T>
 void LaunchAttention(const Params& p, const LaunchPlan& plan, cudaStream_t stream);
+
+// Resident CTAs per SM of the decode kernel 2 instance that `plan` selects (head_dim,
+// group_tile, v2_members), for sizing its chunks.
+template <typename T>
+int DecodeV2CtasPerSm(const Params& p, const LaunchPlan& plan);
 
 #ifdef __CUDACC__
 // ------------------------------------------------------------------------------------------
@@ -27,6 +36,63 @@ void LaunchDecode(const Params& p, const LaunchPlan& plan, cudaStream_t stream) 
   const size_t shared = sizeof(float) * kG * p.chunk;
   DecodeKernel<T, kD, kG><<<grid, kDecodeThreads, shared, stream>>>(p);
   CHAI_CUDA_CHECK_LAUNCH();
+}
+
+template <typename T, int kD, int kG, int kM>
+void LaunchDecodeV2(const Params& p, const LaunchPlan& plan, cudaStream_t stream) {
+  const dim3 grid(plan.decode_slots, p.max_splits);
+  DecodeV2Kernel<T, kD, kG, kM><<<grid, kDecodeThreads, 0, stream>>>(p);
+  CHAI_CUDA_CHECK_LAUNCH();
+}
+
+// Calls f(std::integral_constant<int, kG>, std::integral_constant<int, kM>) for kernel 2's
+// instance of the plan: kG 1 with kM 1, 2 or 4; kG 4 with kM 4.
+template <typename F>
+void WithDecodeV2Tile(const LaunchPlan& plan, F&& f) {
+  if (plan.group_tile > 1) return f(std::integral_constant<int, 4>{}, std::integral_constant<int, 4>{});
+  switch (plan.v2_members) {
+    case 1:
+      return f(std::integral_constant<int, 1>{}, std::integral_constant<int, 1>{});
+    case 2:
+      return f(std::integral_constant<int, 1>{}, std::integral_constant<int, 2>{});
+    default:
+      return f(std::integral_constant<int, 1>{}, std::integral_constant<int, 4>{});
+  }
+}
+
+template <typename T, int kD>
+int DecodeV2CtasPerSmFor(const LaunchPlan& plan) {
+  int ctas = 0;
+  WithDecodeV2Tile(plan, [&](auto kg, auto km) {
+    constexpr int kG = decltype(kg)::value, kM = decltype(km)::value;
+    // Queried once per device and instance (a host-side call, fine during stream capture too).
+    static std::atomic<int> cached[64];  // zero-initialised (static storage)
+    int device = 0;
+    CHAI_CUDA_CHECK(cudaGetDevice(&device));
+    device = device >= 0 && device < 64 ? device : 63;
+    ctas = cached[device].load(std::memory_order_relaxed);
+    if (ctas == 0) {
+      CHAI_CUDA_CHECK(
+          cudaOccupancyMaxActiveBlocksPerMultiprocessor(&ctas, DecodeV2Kernel<T, kD, kG, kM>, kDecodeThreads, 0));
+      ctas = std::max(ctas, 1);
+      cached[device].store(ctas, std::memory_order_relaxed);
+    }
+  });
+  return ctas;
+}
+
+template <typename T>
+int DecodeV2CtasPerSm(const Params& p, const LaunchPlan& plan) {
+  switch (p.head_dim) {
+    case 64:
+      return DecodeV2CtasPerSmFor<T, 64>(plan);
+    case 80:
+      return DecodeV2CtasPerSmFor<T, 80>(plan);
+    case 96:
+      return DecodeV2CtasPerSmFor<T, 96>(plan);
+    default:
+      return DecodeV2CtasPerSmFor<T, 128>(plan);
+  }
 }
 
 // Runs a host function once per CUDA device (kernel attributes are per device, and ranks may
@@ -72,6 +138,15 @@ void LaunchPrefill(const Params& p, const LaunchPlan& plan, cudaStream_t stream)
 
 template <typename T, int kD>
 void LaunchForHeadDim(const Params& p, const LaunchPlan& plan, cudaStream_t stream) {
+  if constexpr (DecodeV2Dim(kD)) {
+    if (plan.decode && plan.decode_kernel == 2) {
+      WithDecodeV2Tile(plan, [&](auto kg, auto km) {
+        LaunchDecodeV2<T, kD, decltype(kg)::value, decltype(km)::value>(p, plan, stream);
+      });
+      if (plan.prefill) LaunchPrefill<T, kD>(p, plan, stream);
+      return;
+    }
+  }
   if (plan.decode) {
     switch (plan.group_tile) {
       case 1:
@@ -121,6 +196,9 @@ void LaunchAttention(const Params& p, const LaunchPlan& plan, cudaStream_t strea
 extern template void LaunchAttention<float>(const Params&, const LaunchPlan&, cudaStream_t);
 extern template void LaunchAttention<__half>(const Params&, const LaunchPlan&, cudaStream_t);
 extern template void LaunchAttention<__nv_bfloat16>(const Params&, const LaunchPlan&, cudaStream_t);
+extern template int DecodeV2CtasPerSm<float>(const Params&, const LaunchPlan&);
+extern template int DecodeV2CtasPerSm<__half>(const Params&, const LaunchPlan&);
+extern template int DecodeV2CtasPerSm<__nv_bfloat16>(const Params&, const LaunchPlan&);
 
 }  // namespace chai::cuda::paged
 

@@ -6,7 +6,7 @@
 // PagedAttention's output (NaN-poisoned first) is compared per (row, head) with the reference:
 // ||out - ref|| / ||ref|| < 1e-5 in fp32, < 1e-2 in fp16/bf16. PagedAttention runs twice, the
 // second time on a re-poisoned output, and must give the same bytes (split counters left at
-// zero). Decode cases with a member-split hint (kv.members_per_rep) check that the hint, right
+// zero). Every case runs with both decode kernels (CHAI_DECODE_KERNEL 1 and 2). Decode cases with a member-split hint (kv.members_per_rep) check that the hint, right
 // or wrong, never changes the result.
 #include <cuda_runtime.h>
 
@@ -14,6 +14,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <numeric>
 #include <random>
@@ -273,15 +274,22 @@ Result Run(const Case& c, DType dtype) {
   return result;
 }
 
+// Every case runs with both decode kernels (CHAI_DECODE_KERNEL, read by PagedAttention at each
+// call; kernel 2 falls back to kernel 1 where it has no instance).
 void Check(const Case& c) {
-  for (DType dtype : {DType::kF32, DType::kF16, DType::kBF16}) {
-    const Result r = Run(c, dtype);
-    const double tol = dtype == DType::kF32 ? 1e-5 : 1e-2;
-    EXPECT_TRUE(r.pool_ok) << c.name << " " << DTypeName(dtype) << ": pool after PagedAppend differs";
-    EXPECT_TRUE(r.repeat_ok) << c.name << " " << DTypeName(dtype) << ": a second call gave different bytes";
-    EXPECT_LT(r.max_err, tol) << c.name << " " << DTypeName(dtype) << ": worst at " << r.where;
-    std::printf("  %-40s %-5s max rel err %.3g\n", c.name.c_str(), DTypeName(dtype), r.max_err);
+  for (const char* kernel : {"1", "2"}) {
+    setenv("CHAI_DECODE_KERNEL", kernel, 1);
+    for (DType dtype : {DType::kF32, DType::kF16, DType::kBF16}) {
+      const Result r = Run(c, dtype);
+      const double tol = dtype == DType::kF32 ? 1e-5 : 1e-2;
+      const std::string what = c.name + " " + DTypeName(dtype) + " kernel " + kernel;
+      EXPECT_TRUE(r.pool_ok) << what << ": pool after PagedAppend differs";
+      EXPECT_TRUE(r.repeat_ok) << what << ": a second call gave different bytes";
+      EXPECT_LT(r.max_err, tol) << what << ": worst at " << r.where;
+      std::printf("  %-40s %-5s kernel %s max rel err %.3g\n", c.name.c_str(), DTypeName(dtype), kernel, r.max_err);
+    }
   }
+  unsetenv("CHAI_DECODE_KERNEL");
 }
 
 const std::vector<int> kOddLens = {1, 5, 17, 300, 1000, 4097};
@@ -467,6 +475,27 @@ TEST_F(PagedAttentionGpu, DecodeHintHeadDims) {
     c.hint = 4;
     Check(c);
   }
+}
+
+TEST_F(PagedAttentionGpu, DecodeMembersPerCta) {
+  // CHAI_DECODE_MEMBERS_PER_CTA picks kernel 2's members per pass (1, 2, 4) and, below the real
+  // share sizes, several passes per CTA; GQA 16/8 (2 heads per KV head) takes its group tile.
+  for (const char* per_cta : {"1", "3", "8"}) {
+    setenv("CHAI_DECODE_MEMBERS_PER_CTA", per_cta, 1);
+    Case a{"decode CHAI 32 heads d128 hint 8, " + std::string(per_cta) + " per CTA", 32, 32, 128, 16};
+    a.lens = {3000, 17, 4097, 1, 640};
+    a.news.assign(a.lens.size(), 1);
+    a.maps = {RandomClusters(32, 4), RandomClusters(32, 4), Unequal32({5, 17, 30}, 6), RandomClusters(32, 3), Dense(32)};
+    a.hint = 8;
+    Check(a);
+    Case b{"decode GQA 16/8 d64 hint 4, " + std::string(per_cta) + " per CTA", 16, 8, 64, 16};
+    b.lens = {2000, 4097, 33, 700};
+    b.news.assign(b.lens.size(), 1);
+    b.maps = {Dense(16), RandomClusters(16, 4), RandomClusters(16, 2), RandomClusters(16, 7)};
+    b.hint = 4;
+    Check(b);
+  }
+  unsetenv("CHAI_DECODE_MEMBERS_PER_CTA");
 }
 
 // ---- prefill: several new rows per sequence ---------------------------------------------------
