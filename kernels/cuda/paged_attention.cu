@@ -12,8 +12,8 @@
 //   each busy slot's ~m members are shared out over ceil(m / members-per-CTA) sibling CTAs
 //   (K re-read from L2, V of each member still read once), and the chunk is sized for the CTAs
 //   expected to be busy, not the ones launched. Members per CTA: CHAI_DECODE_MEMBERS_PER_CTA
-//   (default 2: one member per CTA would re-read K from L2 as often as dense reads it, two
-//   halves that L2 traffic at the cost of smaller chunks). Hint 1 launches the dense grid
+//   (default 4, measured best on an H100: one member per CTA re-reads K from L2 as often as
+//   dense reads it; more members per CTA cut that L2 traffic at the cost of fewer CTAs). Hint 1 launches the dense grid
 //   unchanged. Chunks are multiples of 64 positions, at least 64 and at most 4096 / kG (the
 //   score buffer is 16 KB). With more than one chunk per sequence each CTA writes partials and
 //   the last CTA of its (slot, share) to finish (an atomic counter each) merges them: one
@@ -84,12 +84,15 @@ void* Scratch(size_t bytes, cudaStream_t stream, int kind, bool zeroed) {
 
 // Tuning knobs, read at every call (a few getenv per layer is nothing beside a decode step, and
 // benchmarks can sweep them in one process):
-// - CHAI_DECODE_MEMBERS_PER_CTA: member V heads a CHAI decode CTA aims to accumulate (default 2);
-// - CHAI_DECODE_CTAS_PER_SM: busy CTAs per SM the chunk size aims for (default 32);
-// - CHAI_DECODE_KERNEL: 1 (default) the decode kernel of paged_attention_decode.cuh, 2 the
-//   warp-streaming one of paged_attention_decode_v2.cuh where it has an instance (head_dim 64,
-//   80, 96, 128 with 16-byte rows, at most 4 query heads per KV head; else kernel 1), its chunks
-//   sized by MakePlanV2 (CHAI_DECODE_CTAS_PER_SM does not apply to it).
+// - CHAI_DECODE_MEMBERS_PER_CTA: member V heads a CHAI decode CTA aims to accumulate (default 4);
+// - CHAI_DECODE_CTAS_PER_SM: busy CTAs per SM kernel 1's chunk size aims for (default 32);
+// - CHAI_DECODE_KERNEL: 1 the decode kernel of paged_attention_decode.cuh, 2 the warp-streaming
+//   one of paged_attention_decode_v2.cuh where it has an instance (head_dim 64, 80, 96, 128 with
+//   16-byte rows, at most 4 query heads per KV head; else kernel 1), its chunks sized by
+//   MakePlanV2. Default: kernel 2 for dense layers (hint 1) and kernel 1 for CHAI layers, the
+//   faster of each on an H100 (benchmarks/results/attention-decode-h100.md): kernel 2 streams
+//   dense K/V at 79-88% of copy bandwidth against kernel 1's 69-79%, while for CHAI kernel 1
+//   with 4 members per CTA leads at B = 32 (65-72% against 57-64%).
 int EnvKnob(const char* name, int fallback) {
   const char* env = std::getenv(name);
   const int v = env != nullptr ? std::atoi(env) : 0;
@@ -152,10 +155,11 @@ void PagedAttention(const Tensor& q, const PagedKv& kv, const BatchLayout& batch
   const int64_t row_bytes = int64_t{d} * static_cast<int64_t>(DTypeSize(q.dtype()));
   const bool exact =
       paged::SpecialisedHeadDim(d) && row_bytes % 16 == 0 && Aligned(16, {q.raw(), out->raw(), kv.pool.raw()});
-  paged::MakePlan(batch.max_seq_len, batch.max_new_tokens, kv.members_per_rep, EnvKnob("CHAI_DECODE_MEMBERS_PER_CTA", 2),
+  paged::MakePlan(batch.max_seq_len, batch.max_new_tokens, kv.members_per_rep, EnvKnob("CHAI_DECODE_MEMBERS_PER_CTA", 4),
                   EnvKnob("CHAI_DECODE_CTAS_PER_SM", 32), SmCount(), exact, &p,
                   &plan);
-  if (EnvKnob("CHAI_DECODE_KERNEL", 1) == 2 && paged::DecodeV2Supported(d, plan.group_tile, exact)) {
+  const int kernel = EnvKnob("CHAI_DECODE_KERNEL", kv.members_per_rep > 1 ? 1 : 2);
+  if (kernel == 2 && paged::DecodeV2Supported(d, plan.group_tile, exact)) {
     plan.decode_kernel = 2;
     plan.v2_members = paged::DecodeV2Members(p, plan, kv.members_per_rep);
     int per_sm = 1;
