@@ -27,7 +27,7 @@ if [ ! -f build-gpu/chai ] || has test; then
 fi
 
 if has test; then
-  ctest --test-dir build-gpu -L gpu --output-on-failure --timeout 300 > "$OUT/ctest-gpu.log" 2>&1
+  ctest --test-dir build-gpu -L gpu --output-on-failure --timeout 600 > "$OUT/ctest-gpu.log" 2>&1
   grep -E "Passed|Failed|tests passed|FAILED|Failure" "$OUT/ctest-gpu.log" | tail -40
   for t in ${MEMCHECK_TESTS-ops_gpu_test fused_ops_gpu_test paged_attention_gpu_test}; do
     [ -x "build-gpu/tests/$t" ] || continue
