@@ -81,30 +81,30 @@ fi
 
 if has tp; then
   # Issue 8: all-reduce latency NCCL vs IPC one-shot (2 and 4 GPUs); LLaMA-7B fp16 at TP=1, 2, 4
-  # with the all-reduce term in the floor (and TP>1 with the IPC path off: the NCCL baseline);
-  # OPT-66B at TP=4, dense vs CHAI.
-  mpi() { timeout "${BENCH_TIMEOUT:-400}" mpirun -np "$1" --oversubscribe --bind-to none -x NCCL_NVLS_ENABLE "${@:2}"; }
+  # with the all-reduce term in the floor (and TP=4 with the IPC path off: the NCCL baseline);
+  # OPT-66B at TP=4, dense vs CHAI. Logs of every run go to $OUT/tp.log.
+  mpi() { timeout "${BENCH_TIMEOUT:-240}" mpirun -np "$1" --oversubscribe --bind-to none -x NCCL_NVLS_ENABLE "${@:2}"; }
   for np_ in 2 4; do
     [ "$gpus" -ge "$np_" ] || continue
-    mpi "$np_" build-gpu/benchmarks/allreduce_bench fp16 2>"$OUT/allreduce-np$np_.err" | tee "$OUT/allreduce-np$np_.md"
+    echo "all-reduce, $np_ GPUs"
+    mpi "$np_" build-gpu/benchmarks/allreduce_bench fp16 2>>"$OUT/tp.log" | tee -a "$OUT/tp.log"
   done
-  for np_ in 1 2 4; do
+  for run in 1:1 2:1 4:1 4:0; do
+    np_=${run%:*} ipc=${run#*:}
     [ "$gpus" -ge "$np_" ] || continue
-    for ipc in 1 0; do
-      [ "$np_" = 1 ] && [ "$ipc" = 0 ] && continue
-      mpi "$np_" -x CHAI_IPC_ALLREDUCE=$ipc -x CHAI_LOG_RANKS=1 build-gpu/chai bench --model configs/models/llama-7b.json \
-        --random-weights --device cuda --dtype fp16 --batch 1,8 --input-len 512 --output-len 64 --warmup 1 --iters 3 \
-        --json "$OUT/llama7b-tp$np_-ipc$ipc.json" 2>"$OUT/llama7b-tp$np_-ipc$ipc.err" | tee "$OUT/llama7b-tp$np_-ipc$ipc.md"
-      grep -E "all-reduce:|error" "$OUT/llama7b-tp$np_-ipc$ipc.err" | head -4
-    done
+    echo "LLaMA-7B TP=$np_ CHAI_IPC_ALLREDUCE=$ipc"
+    mpi "$np_" -x CHAI_IPC_ALLREDUCE=$ipc -x CHAI_LOG_RANKS=1 build-gpu/chai bench --model configs/models/llama-7b.json \
+      --random-weights --device cuda --dtype fp16 --batch 1,8 --input-len 512 --output-len 64 --warmup 1 --iters 2 \
+      --json "$OUT/llama7b-tp$np_-ipc$ipc.json" 2>>"$OUT/tp.log" | tee -a "$OUT/tp.log" | grep "^| [0-9]"
   done
   if [ "$gpus" -ge 4 ]; then
     for mode in off configs/chai/opt-66b-perf.json; do
       tag=$([ "$mode" = off ] && echo dense || echo chai)
-      mpi 4 build-gpu/chai bench --model configs/models/opt-66b.json --random-weights --device cuda --dtype fp16 \
-        --batch 1,16 --input-len 512 --output-len 128 --warmup 1 --iters 2 --chai "$mode" \
-        --json "$OUT/opt66b-tp4-$tag.json" 2>"$OUT/opt66b-tp4-$tag.err" | tee "$OUT/opt66b-tp4-$tag.md"
-      tail -4 "$OUT/opt66b-tp4-$tag.err"
+      echo "OPT-66B TP=4 CHAI $mode"
+      BENCH_TIMEOUT=${OPT66B_TIMEOUT:-300} mpi 4 build-gpu/chai bench --model configs/models/opt-66b.json --random-weights \
+        --device cuda --dtype fp16 --batch 1,16 --input-len 512 --output-len 128 --warmup 1 --iters 1 --chai "$mode" \
+        --json "$OUT/opt66b-tp4-$tag.json" 2>>"$OUT/tp.log" | tee -a "$OUT/tp.log" | grep "^|"
+      grep -E "copy bandwidth|error" "$OUT/tp.log" | tail -n 2
     done
   fi
 fi
