@@ -30,6 +30,9 @@ class Communicator {
   // The backend and how it all-reduces, for logs and benchmark headers ("nccl, ipc one-shot
   // <= 262144 bytes").
   virtual std::string Describe() const = 0;
+  // Where the collectives' tensors must live: the host for MPI and the single process, the GPU
+  // for NCCL. Callers with host data (reports, not the engine) move it there and back.
+  virtual Device tensor_device() const { return Device::kCpu; }
 };
 
 // World size 1: every collective is the identity.

@@ -151,6 +151,7 @@ class NcclCommunicator final : public Communicator {
     return CudaStatus(cudaStreamSynchronize(stream_), "cudaStreamSynchronize (barrier)");
   }
 
+  Device tensor_device() const override { return Device::kCuda; }
   std::string Describe() const override {
     if (ipc_ == nullptr) return "nccl";
     return absl::StrCat("nccl, ipc one-shot all-reduce <= ", ipc_->max_bytes(), " bytes");
@@ -236,8 +237,21 @@ absl::StatusOr<std::unique_ptr<Communicator>> MakeNcclCommunicator(MPI_Comm comm
   }
   // Where the IPC path cannot be set up (no peer access, ranks on several hosts, disabled) every
   // rank agrees to use NCCL alone; CHAI_LOG_RANKS=1 says which and why.
+  // Default on for 2 ranks only: on 4 x H100 (NVLink, NVLS off) the one-shot kernel measured
+  // 10.4-11.7 us against NCCL's 9.2-10.8 us for 2-256 KB, and LLaMA-7B TP=4 decode was slower
+  // with it; on 2 ranks it beat NCCL by 1.1-1.4x (benchmarks/results/allreduce-h100.md).
+  // CHAI_IPC_ALLREDUCE=1 turns it on for any rank count, =0 off. The rule depends only on the
+  // world size and the environment, so every rank decides alike.
+  const char* ipc_env = std::getenv("CHAI_IPC_ALLREDUCE");
+  const bool ipc_forced = ipc_env != nullptr && std::string(ipc_env) == "1";
   std::unique_ptr<IpcAllReduce> ipc;
-  if (size > 1) {
+  if (size > 2 && !ipc_forced) {
+    const char* log = std::getenv("CHAI_LOG_RANKS");
+    if (log != nullptr && std::string(log) == "1") {
+      std::fprintf(stderr, "chai: rank %d: all-reduce: nccl only (ipc one-shot is off by default above 2 ranks; "
+                   "CHAI_IPC_ALLREDUCE=1 turns it on)\n", rank);
+    }
+  } else if (size > 1) {
     absl::StatusOr<IpcAllReduce::Setup> setup = IpcAllReduce::Create(comm);
     if (!setup.ok()) {
       ncclCommDestroy(nccl);

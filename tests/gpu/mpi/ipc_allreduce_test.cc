@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -446,6 +447,8 @@ class RankFailurePrinter : public ::testing::EmptyTestEventListener {
 }  // namespace chai
 
 int main(int argc, char** argv) {
+  // The communicator takes the IPC path by default only on 2 ranks; this test checks it on any.
+  setenv("CHAI_IPC_ALLREDUCE", "1", 0);
   chai::BootstrapOptions options;
   options.force_mpi = true;
   absl::StatusOr<chai::ProcessGroup> group = chai::Bootstrap(options);
