@@ -9,43 +9,6 @@
 namespace chai {
 namespace {
 
-using Ranges = std::vector<std::pair<int64_t, int64_t>>;  // [begin, end) blocks
-
-// Rows of `full` in the given blocks, as one tensor (a view when it is one block).
-Tensor GatherRows(const Tensor& full, const Ranges& ranges) {
-  if (ranges.size() == 1) return full.Rows(ranges[0].first, ranges[0].second);
-  int64_t rows = 0;
-  for (auto [b, e] : ranges) rows += e - b;
-  std::vector<int64_t> shape = full.shape();
-  shape[0] = rows;
-  Tensor out = Tensor::Empty(shape, full.dtype());
-  const size_t row_bytes = full.nbytes() / full.dim(0);
-  char* dst = static_cast<char*>(out.raw());
-  for (auto [b, e] : ranges) {
-    std::memcpy(dst, static_cast<const char*>(full.raw()) + b * row_bytes, (e - b) * row_bytes);
-    dst += (e - b) * row_bytes;
-  }
-  return out;
-}
-
-// Columns of a 2-D tensor in the given blocks.
-Tensor GatherCols(const Tensor& full, const Ranges& ranges) {
-  int64_t cols = 0;
-  for (auto [b, e] : ranges) cols += e - b;
-  if (cols == full.dim(1)) return full;
-  Tensor out = Tensor::Empty({full.dim(0), cols}, full.dtype());
-  const size_t es = DTypeSize(full.dtype());
-  for (int64_t r = 0; r < full.dim(0); ++r) {
-    char* dst = static_cast<char*>(out.raw()) + r * cols * es;
-    const char* src = static_cast<const char*>(full.raw()) + r * full.dim(1) * es;
-    for (auto [b, e] : ranges) {
-      std::memcpy(dst, src + b * es, (e - b) * es);
-      dst += (e - b) * es;
-    }
-  }
-  return out;
-}
-
 // Blocks of `width` rows for each listed unit (a head, a KV head).
 Ranges UnitRanges(const std::vector<int>& units, int64_t width) {
   Ranges r;
@@ -85,12 +48,9 @@ class Loader {
   // Fetches a tensor (checking its shape), slices it and converts it, on the host.
   absl::Status Fetch(const std::string& name, std::vector<int64_t> shape, Tensor* out, const Ranges& rows = {},
                      const Ranges& cols = {}) {
-    auto full = source_.Get(name, shape);
-    if (!full.ok()) return full.status();
-    Tensor t = *full;
-    if (!rows.empty()) t = GatherRows(t, rows);
-    if (!cols.empty()) t = GatherCols(t, cols);
-    *out = t.Cast(dtype_);
+    auto t = source_.GetSlice(name, shape, rows, cols);
+    if (!t.ok()) return t.status();
+    *out = t->Cast(dtype_);
     return absl::OkStatus();
   }
   // Moves a fetched tensor to the device and counts it.
@@ -151,9 +111,9 @@ absl::Status Loader::LoadVocabulary() {
   w_.vocab_begin = w_.vocab_shard * layout_.rank;
   const int64_t end = std::min(vocab, w_.vocab_begin + w_.vocab_shard);
   auto take_vocab = [&](const std::string& name, Tensor* out) -> absl::Status {
-    auto full = source_.Get(name, {vocab, dim});
-    if (!full.ok()) return full.status();
-    Tensor slice = full->Rows(std::min(w_.vocab_begin, vocab), end);
+    auto sliced = source_.GetSlice(name, {vocab, dim}, {{std::min(w_.vocab_begin, vocab), end}}, {});
+    if (!sliced.ok()) return sliced.status();
+    Tensor slice = *sliced;
     if (slice.dim(0) != w_.vocab_shard) {  // pad the last rank's shard with zero rows
       Tensor padded = Tensor::Zeros({w_.vocab_shard, dim}, slice.dtype());
       std::memcpy(padded.raw(), slice.raw(), slice.nbytes());

@@ -1,5 +1,7 @@
 #include "runtime/tensor_source.h"
 
+#include <algorithm>
+#include <cstring>
 #include <filesystem>
 
 #include "absl/status/status.h"
@@ -91,11 +93,56 @@ absl::StatusOr<std::unique_ptr<TensorSource>> OpenCheckpoint(const std::string& 
   return absl::NotFoundError(absl::StrCat(path, ": no model.safetensors or model.safetensors.index.json"));
 }
 
+Tensor GatherRows(const Tensor& full, const Ranges& ranges) {
+  if (ranges.size() == 1) return full.Rows(ranges[0].first, ranges[0].second);
+  int64_t rows = 0;
+  for (auto [b, e] : ranges) rows += e - b;
+  std::vector<int64_t> shape = full.shape();
+  shape[0] = rows;
+  Tensor out = Tensor::Empty(shape, full.dtype());
+  const size_t row_bytes = full.nbytes() / full.dim(0);
+  char* dst = static_cast<char*>(out.raw());
+  for (auto [b, e] : ranges) {
+    std::memcpy(dst, static_cast<const char*>(full.raw()) + b * row_bytes, (e - b) * row_bytes);
+    dst += (e - b) * row_bytes;
+  }
+  return out;
+}
+
+Tensor GatherCols(const Tensor& full, const Ranges& ranges) {
+  if (ranges.size() == 1 && ranges[0].first == 0 && ranges[0].second == full.dim(1)) return full;
+  int64_t cols = 0;
+  for (auto [b, e] : ranges) cols += e - b;
+  Tensor out = Tensor::Empty({full.dim(0), cols}, full.dtype());
+  const size_t es = DTypeSize(full.dtype());
+  for (int64_t r = 0; r < full.dim(0); ++r) {
+    char* dst = static_cast<char*>(out.raw()) + r * cols * es;
+    const char* src = static_cast<const char*>(full.raw()) + r * full.dim(1) * es;
+    for (auto [b, e] : ranges) {
+      std::memcpy(dst, src + b * es, (e - b) * es);
+      dst += (e - b) * es;
+    }
+  }
+  return out;
+}
+
+absl::StatusOr<Tensor> TensorSource::GetSlice(const std::string& name, const std::vector<int64_t>& shape,
+                                              const Ranges& rows, const Ranges& cols) const {
+  auto full = Get(name, shape);
+  if (!full.ok()) return full.status();
+  Tensor t = *full;
+  if (!rows.empty()) t = GatherRows(t, rows);
+  if (!cols.empty()) t = GatherCols(t, cols);
+  return t;
+}
+
 namespace {
 
 // SplitMix64: a tiny, well-mixed generator; one per row keeps slices independent.
+constexpr uint64_t kSplitMixGamma = 0x9E3779B97F4A7C15ull;  // the state's step per value
+
 uint64_t SplitMix(uint64_t* state) {
-  uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
+  uint64_t z = (*state += kSplitMixGamma);
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
   return z ^ (z >> 31);
@@ -114,9 +161,32 @@ class RandomSource : public TensorSource {
   std::string Describe() const override { return absl::StrCat("random weights (seed ", seed_, ")"); }
 
   absl::StatusOr<Tensor> Get(const std::string& name, const std::vector<int64_t>& shape) const override {
-    Tensor t = Tensor::Empty(shape, DType::kF32);
-    const int64_t rows = shape.empty() ? 1 : shape[0];
-    const int64_t cols = rows ? t.numel() / rows : 0;
+    return GetSlice(name, shape, {}, {});
+  }
+
+  // Only the requested rows and columns are drawn: a row's stream is seeded by (seed, name,
+  // row) and SplitMix's state advances by a constant per value, so column c's value is reached
+  // by moving the state c steps ahead. The slice equals the same slice of the full tensor.
+  absl::StatusOr<Tensor> GetSlice(const std::string& name, const std::vector<int64_t>& shape, const Ranges& rows,
+                                  const Ranges& cols) const override {
+    if (!cols.empty() && shape.size() != 2) {
+      return absl::InvalidArgumentError(absl::StrCat(name, ": a column slice needs a 2-D tensor"));
+    }
+    const int64_t all_rows = shape.empty() ? 1 : shape[0];
+    int64_t numel = 1;
+    for (int64_t d : shape) numel *= d;
+    const int64_t all_cols = all_rows ? numel / all_rows : 0;
+    const Ranges row_ranges = rows.empty() ? Ranges{{0, all_rows}} : rows;
+    const Ranges col_ranges = cols.empty() ? Ranges{{0, all_cols}} : cols;
+    std::vector<int64_t> row_ids;
+    for (auto [b, e] : row_ranges)
+      for (int64_t r = b; r < e; ++r) row_ids.push_back(r);
+    int64_t out_cols = 0;
+    for (auto [b, e] : col_ranges) out_cols += e - b;
+    std::vector<int64_t> out_shape = shape;
+    if (!out_shape.empty()) out_shape[0] = static_cast<int64_t>(row_ids.size());
+    if (out_shape.size() == 2) out_shape[1] = out_cols;
+    Tensor t = Tensor::Empty(out_shape, DType::kF32);
     const bool is_norm = absl::StrContains(name, "norm") && absl::EndsWith(name, ".weight");
     const bool is_bias = absl::EndsWith(name, ".bias");
     // Uniform(-a, a) has std a/sqrt(3): a = 0.02 * sqrt(3) matches HF's N(0, 0.02) in scale.
@@ -124,17 +194,20 @@ class RandomSource : public TensorSource {
     const uint64_t name_hash = HashName(name);
     // Rows are independent streams, so threads can fill them in any order (large random
     // models take seconds, not minutes).
-    cpu::ParallelFor(rows, 64, [&](int64_t begin, int64_t end) {
-      for (int64_t r = begin; r < end; ++r) {
-        float* row = t.data<float>() + r * cols;
+    cpu::ParallelFor(static_cast<int64_t>(row_ids.size()), 64, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        float* out = t.data<float>() + i * out_cols;
         if (is_norm) {
-          std::fill(row, row + cols, 1.f);
+          std::fill(out, out + out_cols, 1.f);
           continue;
         }
-        uint64_t state = seed_ ^ name_hash ^ (static_cast<uint64_t>(r) * 0xD1B54A32D192ED03ull);
-        for (int64_t c = 0; c < cols; ++c) {
-          const double u = (SplitMix(&state) >> 11) * (1.0 / 9007199254740992.0);  // [0, 1)
-          row[c] = static_cast<float>((2.0 * u - 1.0) * amp);
+        const uint64_t row_state = seed_ ^ name_hash ^ (static_cast<uint64_t>(row_ids[i]) * 0xD1B54A32D192ED03ull);
+        for (auto [b, e] : col_ranges) {
+          uint64_t state = row_state + static_cast<uint64_t>(b) * kSplitMixGamma;  // b values ahead
+          for (int64_t c = b; c < e; ++c) {
+            const double u = (SplitMix(&state) >> 11) * (1.0 / 9007199254740992.0);  // [0, 1)
+            *out++ = static_cast<float>((2.0 * u - 1.0) * amp);
+          }
         }
       }
     });

@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -16,14 +17,28 @@
 
 namespace chai {
 
+using Ranges = std::vector<std::pair<int64_t, int64_t>>;  // [begin, end) blocks of rows or columns
+
 class TensorSource {
  public:
   virtual ~TensorSource() = default;
   virtual bool Has(const std::string& name) const = 0;
   // Host tensor (any float dtype) of exactly `shape`; an error names the tensor otherwise.
   virtual absl::StatusOr<Tensor> Get(const std::string& name, const std::vector<int64_t>& shape) const = 0;
+  // The rows in `rows` (all when empty), and of a 2-D tensor the columns in `cols` (all when
+  // empty), of the tensor Get(name, shape) would return, blocks in the order given. The default
+  // slices Get's tensor; sources that can make a slice alone (random weights) override it, so a
+  // tensor-parallel rank builds only its share.
+  virtual absl::StatusOr<Tensor> GetSlice(const std::string& name, const std::vector<int64_t>& shape,
+                                          const Ranges& rows, const Ranges& cols) const;
   virtual std::string Describe() const = 0;
 };
+
+// Rows of `full` in the given blocks, as one tensor (a view when it is one block).
+Tensor GatherRows(const Tensor& full, const Ranges& ranges);
+// Columns of a 2-D tensor in the given blocks, in their order (`full` itself for the one block
+// of every column).
+Tensor GatherCols(const Tensor& full, const Ranges& ranges);
 
 // A checkpoint directory (model.safetensors, or model.safetensors.index.json with shards) or
 // a single .safetensors file.
