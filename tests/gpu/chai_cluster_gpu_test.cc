@@ -302,11 +302,7 @@ TEST_P(ChaiDevicePath, ReusedRowIsDense) {
 INSTANTIATE_TEST_SUITE_P(Fixtures, ChaiDevicePath,
                          ::testing::Values("opt-preln", "opt-postln", "opt-proj", "llama-mha", "llama-gqa",
                                            "llama-bias"),
-                         [](const auto& info) {
-                           std::string n = info.param;
-                           std::replace(n.begin(), n.end(), '-', '_');
-                           return n;
-                         });
+                         FixtureParamName());
 
 // The trained checkpoint: the device path reproduces the golden representatives.
 TEST(ChaiDevicePathOptTinyDocs, MatchesGolden) {

@@ -157,11 +157,7 @@ TEST_P(GpuChai, MatchesReference) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, GpuChai, ::testing::Values("opt-preln", "llama-gqa", "llama-bias"),
-                         [](const auto& info) {
-                           std::string n = info.param;
-                           std::replace(n.begin(), n.end(), '-', '_');
-                           return n;
-                         });
+                         FixtureParamName());
 
 }  // namespace
 }  // namespace chai::testing

@@ -85,4 +85,12 @@ inline const std::vector<DType>& FloatTypes() {
 
 }  // namespace chai::gpu_test
 
+// The op's output against the reference, within the dtype's tolerance (a macro so that the
+// failure points at the caller's line).
+#define EXPECT_CLOSE(out, ref, dtype, what)                                                 \
+  do {                                                                                      \
+    const double err_ = ::chai::gpu_test::RelErr(out, ref);                                 \
+    EXPECT_LT(err_, ::chai::gpu_test::Tolerance(dtype)) << DTypeName(dtype) << " " << what; \
+  } while (0)
+
 #endif  // CHAI_TESTS_GPU_GPU_TEST_UTIL_H_

@@ -26,12 +26,6 @@ using gpu_test::Random;
 using gpu_test::RelErr;
 using gpu_test::Tolerance;
 
-#define EXPECT_CLOSE(out, ref, dtype, what)                               \
-  do {                                                                    \
-    const double err_ = RelErr(out, ref);                                 \
-    EXPECT_LT(err_, Tolerance(dtype)) << DTypeName(dtype) << " " << what; \
-  } while (0)
-
 class OpsGpu : public GpuTest {};
 
 // ---- Linear (cuBLASLt) ---------------------------------------------------------------------

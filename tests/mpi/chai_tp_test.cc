@@ -153,11 +153,7 @@ TEST_P(ChaiTensorParallel, LocalClustersMatchSingleProcess) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, ChaiTensorParallel, ::testing::Values("opt-preln", "opt-postln", "llama-mha"),
-                         [](const auto& info) {
-                           std::string n = info.param;
-                           std::replace(n.begin(), n.end(), '-', '_');
-                           return n;
-                         });
+                         FixtureParamName());
 
 }  // namespace
 }  // namespace chai::testing

@@ -64,11 +64,7 @@ TEST_P(ChaiFixture, MatchesPythonReference) {
 INSTANTIATE_TEST_SUITE_P(Models, ChaiFixture,
                          ::testing::Values("opt-preln", "opt-postln", "opt-proj", "llama-mha", "llama-gqa",
                                            "llama-bias"),
-                         [](const auto& info) {
-                           std::string n = info.param;
-                           std::replace(n.begin(), n.end(), '-', '_');
-                           return n;
-                         });
+                         FixtureParamName());
 
 // A short prompt keeps full K until the 5th token arrives, then drops the non-representatives'.
 TEST(Chai, ShortPromptClustersAtTheFifthToken) {

@@ -40,11 +40,7 @@ TEST_P(RepoFixture, MatchesHuggingFace) { CheckAgainstGolden(FixtureDir(GetParam
 INSTANTIATE_TEST_SUITE_P(Models, RepoFixture,
                          ::testing::Values("opt-preln", "opt-postln", "opt-proj", "llama-mha", "llama-gqa",
                                            "llama-bias"),
-                         [](const auto& info) {
-                           std::string n = info.param;
-                           std::replace(n.begin(), n.end(), '-', '_');
-                           return n;
-                         });
+                         FixtureParamName());
 
 class SharedFixture : public ::testing::TestWithParam<std::string> {};
 
@@ -53,11 +49,7 @@ TEST_P(SharedFixture, MatchesHuggingFace) {
   CheckAgainstGolden(SharedDir() + "/fixtures/" + GetParam());
 }
 
-INSTANTIATE_TEST_SUITE_P(Models, SharedFixture, ::testing::Values("opt-a", "llama-a"), [](const auto& info) {
-  std::string n = info.param;
-  std::replace(n.begin(), n.end(), '-', '_');
-  return n;
-});
+INSTANTIATE_TEST_SUITE_P(Models, SharedFixture, ::testing::Values("opt-a", "llama-a"), FixtureParamName());
 
 }  // namespace
 }  // namespace chai::testing

@@ -35,11 +35,7 @@ TEST_P(SingleRankPlacement, PermutedHeadsGiveTheSameLogits) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, SingleRankPlacement, ::testing::Values("opt-preln", "llama-mha", "llama-gqa"),
-                         [](const auto& info) {
-                           std::string n = info.param;
-                           std::replace(n.begin(), n.end(), '-', '_');
-                           return n;
-                         });
+                         FixtureParamName());
 
 }  // namespace
 }  // namespace chai::testing
