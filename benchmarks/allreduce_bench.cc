@@ -1,7 +1,11 @@
-// All-reduce latency, NCCL vs the one-shot IPC all-reduce, for message sizes 2 KiB .. 1 MiB.
-// Run under mpirun with one rank per GPU; rank 0 prints a markdown table (the slowest rank's
-// time for each cell):
-//   mpirun -np 4 -x NCCL_NVLS_ENABLE=0 build/benchmarks/allreduce_bench [fp16|bf16|fp32]
+// All-reduce latency, NCCL vs variants of the one-shot IPC all-reduce, for message sizes
+// 2 KiB .. 1 MiB. Run under mpirun with one rank per GPU; rank 0 prints a markdown table (the
+// slowest rank's time for each cell):
+//   mpirun -np 4 -x NCCL_NVLS_ENABLE=0 build/benchmarks/allreduce_bench [fp16|bf16|fp32] [VARIANTS]
+// VARIANTS is a comma-separated list of ALGO:BLOCKS (ALGO pull or push, BLOCKS 1..32; capped at
+// the SM count), default "pull:32,pull:4,push:32,push:8,push:2"; pull:32 is the default path.
+// Each variant is its own IpcAllReduce (own buffers), set up collectively; the environment's
+// CHAI_IPC_ALLREDUCE_ALGO / _BLOCKS do not apply here.
 // "eager": kLoop back-to-back calls between two CUDA events, each call launched from the host.
 // "graph": kGraphCalls calls captured in a CUDA graph (as a decode step is), replayed kReplays
 // times between the events; this is the number the decode step sees.
@@ -14,8 +18,13 @@
 #include <mpi.h>
 #include <nccl.h>
 
+#include <algorithm>
 #include <functional>
+#include <memory>
 #include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
 
 #include "kernels/dtype.h"
 #include "parallel/bootstrap.h"
@@ -81,6 +90,36 @@ double MicrosPerCall(const std::function<void()>& call, cudaStream_t stream, boo
   return worst;
 }
 
+// Parses VARIANTS into options; false (with a message on rank 0) when malformed.
+bool ParseVariants(const std::string& spec, std::vector<IpcAllReduce::Options>* out, bool root) {
+  for (absl::string_view item : absl::StrSplit(spec, ',', absl::SkipEmpty())) {
+    std::vector<absl::string_view> parts = absl::StrSplit(item, ':');
+    int blocks = 0;
+    const bool algo_ok = parts.size() == 2 && (parts[0] == "pull" || parts[0] == "push");
+    if (!algo_ok || !absl::SimpleAtoi(parts[1], &blocks) || blocks < 1 || blocks > 32) {
+      if (root) {
+        std::fprintf(stderr, "allreduce_bench: variant '%s' is not ALGO:BLOCKS (pull|push, 1..32)\n",
+                     std::string(item).c_str());
+      }
+      return false;
+    }
+    IpcAllReduce::Options options;
+    options.max_bytes = kMaxBytes;
+    options.blocks = blocks;
+    options.algo = static_cast<int>(parts[0] == "push" ? IpcAllReduceAlgo::kPush : IpcAllReduceAlgo::kPull);
+    out->push_back(options);
+  }
+  return !out->empty();
+}
+
+// A table cell: the value with two decimals, "-" for a variant that did not run.
+std::string Cell(double v) {
+  if (v <= 0) return "-";
+  char text[32];
+  std::snprintf(text, sizeof(text), "%.2f", v);
+  return text;
+}
+
 int Run(int argc, char** argv) {
   absl::StatusOr<ProcessGroup> group = Bootstrap();
   if (!group.ok()) {
@@ -110,12 +149,23 @@ int Run(int argc, char** argv) {
   MPI_Bcast(&id, sizeof(id), MPI_BYTE, 0, MPI_COMM_WORLD);
   ncclComm_t nccl;
   CheckNccl(ncclCommInitRank(&nccl, group->world_size, id, group->world_rank), "ncclCommInitRank");
-  absl::StatusOr<IpcAllReduce::Setup> setup = IpcAllReduce::Create(MPI_COMM_WORLD, kMaxBytes);
-  if (!setup.ok()) {
-    std::fprintf(stderr, "allreduce_bench: %s\n", std::string(setup.status().message()).c_str());
-    MPI_Abort(MPI_COMM_WORLD, 1);
+  std::vector<IpcAllReduce::Options> variants;
+  if (!ParseVariants(argc > 2 ? argv[2] : "pull:32,pull:4,push:32,push:8,push:2", &variants, root)) {
+    ncclCommDestroy(nccl);
+    Finalize();
+    return 1;
   }
-  IpcAllReduce* ipc = setup->ipc.get();
+  std::vector<std::unique_ptr<IpcAllReduce>> ipcs;  // a null entry: that variant is unavailable
+  std::vector<std::string> reasons;
+  for (const IpcAllReduce::Options& options : variants) {
+    absl::StatusOr<IpcAllReduce::Setup> setup = IpcAllReduce::Create(MPI_COMM_WORLD, options);
+    if (!setup.ok()) {
+      std::fprintf(stderr, "allreduce_bench: %s\n", std::string(setup.status().message()).c_str());
+      MPI_Abort(MPI_COMM_WORLD, 1);
+    }
+    ipcs.push_back(std::move(setup->ipc));
+    reasons.push_back(setup->reason);
+  }
   const char* nvls = std::getenv("NCCL_NVLS_ENABLE");
   if (root) {
     char name[256] = {0};
@@ -123,9 +173,23 @@ int Run(int argc, char** argv) {
     if (cudaGetDeviceProperties(&prop, *device) == cudaSuccess) std::snprintf(name, sizeof(name), "%s", prop.name);
     std::printf("all-reduce latency, %d x %s, %s, NCCL_NVLS_ENABLE=%s; us per call, slowest rank\n", group->world_size,
                 name, DTypeName(*dtype), nvls != nullptr ? nvls : "(unset)");
-    if (ipc == nullptr) std::printf("IPC one-shot unavailable: %s\n", setup->reason.c_str());
-    std::printf("| bytes | NCCL eager | IPC eager | NCCL graph | IPC graph | graph speedup |\n");
-    std::printf("|---|---|---|---|---|---|\n");
+    std::vector<std::string> names;
+    for (size_t v = 0; v < ipcs.size(); ++v) {
+      const bool push = variants[v].algo == static_cast<int>(IpcAllReduceAlgo::kPush);
+      if (ipcs[v] == nullptr) {
+        std::printf("IPC %s:%d unavailable: %s\n", push ? "push" : "pull", variants[v].blocks, reasons[v].c_str());
+      }
+      // The agreed grid (capped at the SM count) when set up, else the one asked for.
+      names.push_back(std::string(push ? "push" : "pull") + "/" +
+                      std::to_string(ipcs[v] != nullptr ? ipcs[v]->blocks() : variants[v].blocks));
+    }
+    std::string header = "| bytes | NCCL eager |", rule = "|---|---|";
+    for (const std::string& name : names) header += " " + name + " eager |", rule += "---|";
+    header += " NCCL graph |", rule += "---|";
+    for (const std::string& name : names) header += " " + name + " graph |", rule += "---|";
+    header += " best IPC graph | NCCL / best |";
+    rule += "---|---|";
+    std::printf("%s\n%s\n", header.c_str(), rule.c_str());
   }
   void* buf = nullptr;
   Check(cudaMalloc(&buf, kMaxBytes), "cudaMalloc");
@@ -134,32 +198,42 @@ int Run(int argc, char** argv) {
   for (size_t bytes = 2048; bytes <= kMaxBytes; bytes *= 2) {
     const int64_t count = static_cast<int64_t>(bytes / DTypeSize(*dtype));
     auto nccl_call = [&] { CheckNccl(ncclAllReduce(buf, buf, count, type, ncclSum, nccl, stream), "ncclAllReduce"); };
-    auto ipc_call = [&] {
-      absl::Status s = ipc->AllReduceSum(buf, buf, count, *dtype, stream);
-      if (!s.ok()) {
-        std::fprintf(stderr, "allreduce_bench: %s\n", std::string(s.message()).c_str());
-        MPI_Abort(MPI_COMM_WORLD, 1);
-      }
-    };
     const double nccl_eager = MicrosPerCall(nccl_call, stream, false);
     const double nccl_graph = MicrosPerCall(nccl_call, stream, true);
-    double ipc_eager = 0, ipc_graph = 0;
-    if (ipc != nullptr) {
-      ipc_eager = MicrosPerCall(ipc_call, stream, false);
-      ipc_graph = MicrosPerCall(ipc_call, stream, true);
+    std::vector<double> eager(ipcs.size(), 0), graph(ipcs.size(), 0);
+    for (size_t v = 0; v < ipcs.size(); ++v) {
+      IpcAllReduce* ipc = ipcs[v].get();
+      if (ipc == nullptr) continue;  // the same on every rank (Create agrees)
+      auto ipc_call = [&] {
+        absl::Status s = ipc->AllReduceSum(buf, buf, count, *dtype, stream);
+        if (!s.ok()) {
+          std::fprintf(stderr, "allreduce_bench: %s\n", std::string(s.message()).c_str());
+          MPI_Abort(MPI_COMM_WORLD, 1);
+        }
+      };
+      eager[v] = MicrosPerCall(ipc_call, stream, false);
+      graph[v] = MicrosPerCall(ipc_call, stream, true);
     }
     if (root) {
-      if (ipc != nullptr) {
-        std::printf("| %zu | %.2f | %.2f | %.2f | %.2f | %.2fx |\n", bytes, nccl_eager, ipc_eager, nccl_graph,
-                    ipc_graph, nccl_graph / ipc_graph);
-      } else {
-        std::printf("| %zu | %.2f | - | %.2f | - | - |\n", bytes, nccl_eager, nccl_graph);
+      std::string row = "| " + std::to_string(bytes) + " | " + Cell(nccl_eager) + " |";
+      for (size_t v = 0; v < ipcs.size(); ++v) row += " " + Cell(eager[v]) + " |";
+      row += " " + Cell(nccl_graph) + " |";
+      double best = 0;
+      std::string best_name = "-";
+      for (size_t v = 0; v < ipcs.size(); ++v) {
+        row += " " + Cell(graph[v]) + " |";
+        if (graph[v] > 0 && (best == 0 || graph[v] < best)) {
+          best = graph[v];
+          best_name = ipcs[v]->Describe();
+        }
       }
+      row += " " + best_name + " | " + (best > 0 ? Cell(nccl_graph / best) + "x" : std::string("-")) + " |";
+      std::printf("%s\n", row.c_str());
       std::fflush(stdout);
     }
   }
   Check(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
-  setup->ipc.reset();
+  ipcs.clear();
   cudaFree(buf);
   ncclCommDestroy(nccl);
   Finalize();

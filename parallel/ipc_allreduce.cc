@@ -59,9 +59,47 @@ size_t WantedMaxBytes(size_t max_bytes, std::string* reason) {
   return parsed;
 }
 
+// The grid this rank asks for (before the SM cap): the option, else the environment, else kMaxBlocks.
+int WantedBlocks(int blocks, std::string* reason) {
+  if (blocks > 0) return std::min(blocks, ipc::kMaxBlocks);
+  const char* env = std::getenv("CHAI_IPC_ALLREDUCE_BLOCKS");
+  if (env == nullptr || env[0] == '\0') return ipc::kMaxBlocks;
+  int parsed = 0;
+  if (!absl::SimpleAtoi(env, &parsed) || parsed < 1 || parsed > ipc::kMaxBlocks) {
+    if (reason->empty()) {
+      *reason = absl::StrCat("CHAI_IPC_ALLREDUCE_BLOCKS='", env, "' is not a block count in [1, ", ipc::kMaxBlocks, "]");
+    }
+    return 0;
+  }
+  return parsed;
+}
+
+// The algorithm this rank asks for: the option, else the environment, else pull.
+int WantedAlgo(int algo, std::string* reason) {
+  if (algo == static_cast<int>(IpcAllReduceAlgo::kPull) || algo == static_cast<int>(IpcAllReduceAlgo::kPush)) {
+    return algo;
+  }
+  const char* env = std::getenv("CHAI_IPC_ALLREDUCE_ALGO");
+  if (env == nullptr || env[0] == '\0' || std::string(env) == "pull") return static_cast<int>(IpcAllReduceAlgo::kPull);
+  if (std::string(env) == "push") return static_cast<int>(IpcAllReduceAlgo::kPush);
+  if (reason->empty()) *reason = absl::StrCat("CHAI_IPC_ALLREDUCE_ALGO='", env, "' is neither 'pull' nor 'push'");
+  return static_cast<int>(IpcAllReduceAlgo::kPull);
+}
+
 }  // namespace
 
 absl::StatusOr<IpcAllReduce::Setup> IpcAllReduce::Create(MPI_Comm comm, size_t max_bytes) {
+  Options options;
+  options.max_bytes = max_bytes;
+  return Create(comm, options);
+}
+
+std::string IpcAllReduce::Describe() const {
+  return absl::StrCat(algo_ == IpcAllReduceAlgo::kPush ? "push" : "pull", ", ", blocks_,
+                      blocks_ == 1 ? " block" : " blocks");
+}
+
+absl::StatusOr<IpcAllReduce::Setup> IpcAllReduce::Create(MPI_Comm comm, const Options& options) {
   Setup setup;
   int initialized = 0, finalized = 0;
   MPI_Initialized(&initialized);
@@ -84,8 +122,12 @@ absl::StatusOr<IpcAllReduce::Setup> IpcAllReduce::Create(MPI_Comm comm, size_t m
   std::string reason;
   const char* enabled = std::getenv("CHAI_IPC_ALLREDUCE");
   if (enabled != nullptr && std::string(enabled) == "0") reason = "disabled by CHAI_IPC_ALLREDUCE=0";
-  const size_t wanted = WantedMaxBytes(max_bytes, &reason);
-  if (wanted == 0 && rank == 0) std::fprintf(stderr, "chai: warning: %s; all-reduces go through NCCL\n", reason.c_str());
+  const size_t wanted = WantedMaxBytes(options.max_bytes, &reason);
+  const int wanted_blocks = WantedBlocks(options.blocks, &reason);
+  const int wanted_algo = WantedAlgo(options.algo, &reason);
+  if (rank == 0 && reason.rfind("CHAI_IPC_ALLREDUCE_", 0) == 0) {  // a malformed setting, not "disabled"
+    std::fprintf(stderr, "chai: warning: %s; all-reduces go through NCCL\n", reason.c_str());
+  }
   MPI_Comm node;
   if (absl::Status s =
           MpiStatus(MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &node), "MPI_Comm_split_type");
@@ -108,8 +150,11 @@ absl::StatusOr<IpcAllReduce::Setup> IpcAllReduce::Create(MPI_Comm comm, size_t m
   if (cudaError_t err = cudaDeviceGetPCIBusId(bus_id, kBusIdChars - 1, device); reason.empty() && err != cudaSuccess) {
     reason = CudaReason(err, "cudaDeviceGetPCIBusId");
   }
-  uint64_t mine[2] = {wanted, static_cast<uint64_t>(std::max(sms, 0))}, agreed[2] = {0, 0};
-  if (absl::Status s = MpiStatus(MPI_Allreduce(mine, agreed, 2, MPI_UINT64_T, MPI_MIN, comm), "MPI_Allreduce");
+  // Push only if every rank asked for it (the minimum of the codes), so all launch the same kernel.
+  uint64_t mine[4] = {wanted, static_cast<uint64_t>(std::max(sms, 0)), static_cast<uint64_t>(wanted_blocks),
+                      static_cast<uint64_t>(wanted_algo)};
+  uint64_t agreed[4] = {0, 0, 0, 0};
+  if (absl::Status s = MpiStatus(MPI_Allreduce(mine, agreed, 4, MPI_UINT64_T, MPI_MIN, comm), "MPI_Allreduce");
       !s.ok()) {
     return s;
   }
@@ -153,9 +198,12 @@ absl::StatusOr<IpcAllReduce::Setup> IpcAllReduce::Create(MPI_Comm comm, size_t m
   auto ipc = std::unique_ptr<IpcAllReduce>(new IpcAllReduce());
   ipc->rank_ = rank;
   ipc->size_ = size;
-  ipc->blocks_ = static_cast<int>(std::min<uint64_t>(ipc::kMaxBlocks, agreed[1]));
+  ipc->blocks_ = static_cast<int>(std::min<uint64_t>({uint64_t{ipc::kMaxBlocks}, agreed[1], agreed[2]}));
+  ipc->algo_ = agreed[3] == static_cast<uint64_t>(IpcAllReduceAlgo::kPush) ? IpcAllReduceAlgo::kPush
+                                                                           : IpcAllReduceAlgo::kPull;
   ipc->max_bytes_ = static_cast<size_t>(agreed[0]);
-  const size_t bytes = ipc::AllocationBytes(ipc->max_bytes_);
+  const size_t bytes = ipc->algo_ == IpcAllReduceAlgo::kPush ? ipc::PushAllocationBytes(ipc->max_bytes_, size)
+                                                             : ipc::AllocationBytes(ipc->max_bytes_);
   cudaIpcMemHandle_t handle;
   std::memset(&handle, 0, sizeof(handle));
   if (cudaError_t err = cudaMalloc(&ipc->local_, bytes); err != cudaSuccess) {
@@ -236,8 +284,12 @@ absl::Status IpcAllReduce::AllReduceSum(const void* in, void* out, int64_t count
   }
   ipc::Peers peers{};
   for (int q = 0; q < size_; ++q) peers.base[q] = static_cast<char*>(peers_[q]);
-  cudaError_t err = ipc::LaunchOneShotAllReduce(peers, rank_, size_, blocks_, ipc::HalfBytes(max_bytes_), in, out,
-                                                count, dtype, stream);
+  cudaError_t err =
+      algo_ == IpcAllReduceAlgo::kPush
+          ? ipc::LaunchPushAllReduce(peers, rank_, size_, blocks_, ipc::HalfBytes(max_bytes_), in, out, count, dtype,
+                                     stream)
+          : ipc::LaunchOneShotAllReduce(peers, rank_, size_, blocks_, ipc::HalfBytes(max_bytes_), in, out, count,
+                                        dtype, stream);
   if (err != cudaSuccess) {
     return absl::InternalError(absl::StrCat("IPC all-reduce launch failed: ", cudaGetErrorString(err)));
   }

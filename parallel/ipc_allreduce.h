@@ -16,6 +16,16 @@
 // [b][q] reach the epoch. The halves alternate, so a rank one call ahead writes the other half;
 // it cannot be two calls ahead, because that needs every peer's flag of the call in between,
 // which a peer sets only after its previous kernel (its last read of this half) has finished.
+//
+// Variants (chosen at set-up, agreed by all ranks; the default is the one above):
+//  - pull: the scheme above. CHAI_IPC_ALLREDUCE_BLOCKS=N (1..32) sets the grid (default
+//    min(32, SMs)); fewer blocks mean fewer flag rounds and fewer blocks issuing remote reads.
+//  - push (CHAI_IPC_ALLREDUCE_ALGO=push): each rank writes its input straight into its own
+//    receive slot on every peer (posted NVLink writes, no remote reads), the kernel's blocks meet
+//    at a local arrival counter, and the last one stores one flag per peer: one flag round per
+//    call, W - 1 remote flag stores per rank whatever the grid. Every block then waits for the
+//    peers' flags and sums the local slots. Also epoch-on-device and double-buffered by parity;
+//    the buffer holds 2 * size slots of max_bytes. The safety argument is in the kernel file.
 #ifndef CHAI_PARALLEL_IPC_ALLREDUCE_H_
 #define CHAI_PARALLEL_IPC_ALLREDUCE_H_
 
@@ -38,8 +48,18 @@ namespace chai {
 inline constexpr size_t kIpcAllReduceDefaultMaxBytes = size_t{256} << 10;
 inline constexpr int kIpcAllReduceMaxRanks = 8;
 
+enum class IpcAllReduceAlgo : int { kPull = 0, kPush = 1 };
+
 class IpcAllReduce {
  public:
+  // What to set up; zero / unset fields come from the environment, then the defaults. All ranks
+  // use the smallest max_bytes and blocks any rank asked for, and push only if every rank did.
+  struct Options {
+    size_t max_bytes = 0;  // 0: CHAI_IPC_ALLREDUCE_MAX_BYTES or kIpcAllReduceDefaultMaxBytes
+    int blocks = 0;        // 0: CHAI_IPC_ALLREDUCE_BLOCKS or min(32, SMs); capped at the SM count
+    int algo = -1;         // -1: CHAI_IPC_ALLREDUCE_ALGO ("pull" or "push") or pull; else an IpcAllReduceAlgo
+  };
+
   // What Create found: the object, or why there is none (for logs; not an error).
   struct Setup {
     std::unique_ptr<IpcAllReduce> ipc;
@@ -53,6 +73,7 @@ class IpcAllReduce {
   // default; all ranks use the smallest value any rank asked for, so they take the same path for
   // every message. An error only when MPI itself fails.
   static absl::StatusOr<Setup> Create(MPI_Comm comm, size_t max_bytes = 0);
+  static absl::StatusOr<Setup> Create(MPI_Comm comm, const Options& options);
 
   ~IpcAllReduce();
   IpcAllReduce(const IpcAllReduce&) = delete;
@@ -63,6 +84,10 @@ class IpcAllReduce {
   size_t max_bytes() const { return max_bytes_; }
   int rank() const { return rank_; }
   int size() const { return size_; }
+  int blocks() const { return blocks_; }
+  IpcAllReduceAlgo algo() const { return algo_; }
+  // "pull, 32 blocks" / "push, 8 blocks": for logs and benchmark columns.
+  std::string Describe() const;
 
   // out[i] = sum over ranks of in[i], `count` elements of `dtype` on this rank's device
   // (in == out is allowed), enqueued on `stream`; graph-capturable. Sums in fp32 in rank order
@@ -77,7 +102,8 @@ class IpcAllReduce {
   int rank_ = 0;
   int size_ = 1;
   int blocks_ = 0;                           // the kernel's grid: fixed, since each block has its own epoch
-  size_t max_bytes_ = 0;                     // one buffer half
+  IpcAllReduceAlgo algo_ = IpcAllReduceAlgo::kPull;
+  size_t max_bytes_ = 0;                     // one buffer half (push: one receive slot)
   void* local_ = nullptr;                    // this rank's cudaMalloc: flags, epochs, two data halves
   void* peers_[kIpcAllReduceMaxRanks] = {};  // every rank's allocation mapped here (own: local_)
 };

@@ -19,8 +19,13 @@ inline constexpr int kMaxRanks = 8;
 inline constexpr int kMaxBlocks = 32;
 inline constexpr int kThreads = 512;
 
-// Each rank's allocation: flags that peers write, epochs only this rank touches, then two data
-// halves of `half` bytes (the epoch's parity picks one). All offsets 256-byte aligned.
+// Each rank's allocation: flags that peers write, epochs only this rank touches, then the data.
+// All offsets 256-byte aligned.
+//  - pull (LaunchOneShotAllReduce): flag slot [b][q] from block b of rank q, epochs[b] per block,
+//    then two data halves of `half` bytes (the epoch's parity picks one) that peers read.
+//  - push (LaunchPushAllReduce): flag slot [0][q] from rank q (one per rank pair), epochs[0] the
+//    rank's epoch, epochs[1] the blocks' arrival counter, then two halves (by parity) of
+//    `size` receive slots of `half` bytes each: slot q holds rank q's input, written by rank q.
 inline constexpr size_t kFlagsOffset = 0;  // uint64_t [kMaxBlocks][kMaxRanks]: slot [b][q] from rank q
 inline constexpr size_t kEpochsOffset = kFlagsOffset + sizeof(uint64_t) * kMaxBlocks * kMaxRanks;
 inline constexpr size_t kDataOffset = kEpochsOffset + sizeof(uint64_t) * kMaxBlocks;
@@ -28,6 +33,9 @@ static_assert(kDataOffset % 256 == 0, "data halves must stay 16-byte aligned");
 
 inline size_t HalfBytes(size_t max_bytes) { return (max_bytes + 255) / 256 * 256; }
 inline size_t AllocationBytes(size_t max_bytes) { return kDataOffset + 2 * HalfBytes(max_bytes); }
+inline size_t PushAllocationBytes(size_t max_bytes, int size) {
+  return kDataOffset + 2 * static_cast<size_t>(size) * HalfBytes(max_bytes);
+}
 
 struct Peers {
   char* base[kMaxRanks];  // every rank's allocation, mapped into this process
@@ -36,6 +44,13 @@ struct Peers {
 // Enqueues the kernel (fp32/fp16/bf16; 2 <= size <= kMaxRanks; count * dtype size <= half).
 cudaError_t LaunchOneShotAllReduce(const Peers& peers, int rank, int size, int blocks, size_t half, const void* in,
                                    void* out, int64_t count, DType dtype, cudaStream_t stream);
+
+// The latency variant: every block pushes its share of the input straight into every peer's
+// receive slot (posted NVLink writes, no remote reads), the blocks of this rank meet at an
+// arrival counter, the last one stores one flag per peer, and every block sums the local slots.
+// Same arguments and requirements as LaunchOneShotAllReduce, on a PushAllocationBytes buffer.
+cudaError_t LaunchPushAllReduce(const Peers& peers, int rank, int size, int blocks, size_t half, const void* in,
+                                void* out, int64_t count, DType dtype, cudaStream_t stream);
 
 }  // namespace chai::ipc
 

@@ -154,7 +154,7 @@ class NcclCommunicator final : public Communicator {
   Device tensor_device() const override { return Device::kCuda; }
   std::string Describe() const override {
     if (ipc_ == nullptr) return "nccl";
-    return absl::StrCat("nccl, ipc one-shot all-reduce <= ", ipc_->max_bytes(), " bytes");
+    return absl::StrCat("nccl, ipc one-shot all-reduce (", ipc_->Describe(), ") <= ", ipc_->max_bytes(), " bytes");
   }
 
  private:
@@ -261,7 +261,9 @@ absl::StatusOr<std::unique_ptr<Communicator>> MakeNcclCommunicator(MPI_Comm comm
     if (log != nullptr && std::string(log) == "1") {
       std::fprintf(stderr, "chai: rank %d: all-reduce: %s\n", rank,
                    setup->ipc != nullptr
-                       ? absl::StrCat("ipc one-shot <= ", setup->ipc->max_bytes(), " bytes, nccl above").c_str()
+                       ? absl::StrCat("ipc one-shot (", setup->ipc->Describe(), ") <= ", setup->ipc->max_bytes(),
+                                      " bytes, nccl above")
+                             .c_str()
                        : absl::StrCat("nccl only (ipc one-shot off: ", setup->reason, ")").c_str());
     }
     ipc = std::move(setup->ipc);

@@ -2,7 +2,9 @@
 // one-shot IPC all-reduce against (a) the host's fp32 sum in rank order, bit for bit, (b) the
 // exact sum within the dtype's rounding and (c) NCCL's all-reduce of the same data within
 // rounding; with fresh data 100 times, back to back with ranks pushed out of step, and inside a
-// CUDA graph replayed with new inputs. Every rank makes the same collective calls whatever fails
+// CUDA graph replayed with new inputs. Every check runs for each variant of kVariants (the
+// default set-up, which follows CHAI_IPC_ALLREDUCE_ALGO / _BLOCKS, then pull and push with
+// fixed grids), each its own IpcAllReduce with its own buffers. Every rank makes the same collective calls whatever fails
 // (EXPECT, not ASSERT, after set-up), so a failure is reported instead of hanging the others.
 #include <cuda_runtime.h>
 #include <mpi.h>
@@ -51,22 +53,44 @@ int Size() {
 }
 cudaStream_t Stream() { return cuda::CurrentStream(); }
 
+// The variants every test runs on: name, algorithm (-1: the environment's) and grid (0: the
+// environment's or the default). Set up in this order on every rank.
+struct Variant {
+  const char* name;
+  int algo;
+  int blocks;
+};
+constexpr Variant kVariants[] = {
+    {"Default", -1, 0},
+    {"Pull2", static_cast<int>(IpcAllReduceAlgo::kPull), 2},
+    {"Push", static_cast<int>(IpcAllReduceAlgo::kPush), 0},
+    {"Push1", static_cast<int>(IpcAllReduceAlgo::kPush), 1},  // one block: many groups per thread
+    {"Push3", static_cast<int>(IpcAllReduceAlgo::kPush), 3},  // arrival counter modulo a non-power of two
+};
+constexpr int kNumVariants = static_cast<int>(sizeof(kVariants) / sizeof(kVariants[0]));
+
 // Shared by all tests, made once (collectively) and destroyed before MPI_Finalize.
 struct Shared {
-  std::unique_ptr<IpcAllReduce> ipc;
-  std::string ipc_reason;
+  std::unique_ptr<IpcAllReduce> ipc[kNumVariants];
+  std::string ipc_reason[kNumVariants];
   ncclComm_t nccl = nullptr;
 };
 Shared& Get() {
   static Shared* shared = [] {
     auto* s = new Shared;
-    absl::StatusOr<IpcAllReduce::Setup> setup = IpcAllReduce::Create(MPI_COMM_WORLD);
-    if (!setup.ok()) {
-      std::fprintf(stderr, "IpcAllReduce::Create: %s\n", std::string(setup.status().message()).c_str());
-      MPI_Abort(MPI_COMM_WORLD, 2);
+    for (int v = 0; v < kNumVariants; ++v) {
+      IpcAllReduce::Options options;
+      options.algo = kVariants[v].algo;
+      options.blocks = kVariants[v].blocks;
+      absl::StatusOr<IpcAllReduce::Setup> setup =
+          v == 0 ? IpcAllReduce::Create(MPI_COMM_WORLD) : IpcAllReduce::Create(MPI_COMM_WORLD, options);
+      if (!setup.ok()) {
+        std::fprintf(stderr, "IpcAllReduce::Create: %s\n", std::string(setup.status().message()).c_str());
+        MPI_Abort(MPI_COMM_WORLD, 2);
+      }
+      s->ipc[v] = std::move(setup->ipc);
+      s->ipc_reason[v] = setup->reason;
     }
-    s->ipc = std::move(setup->ipc);
-    s->ipc_reason = setup->reason;
     ncclUniqueId id;
     if (Rank() == 0 && ncclGetUniqueId(&id) != ncclSuccess) MPI_Abort(MPI_COMM_WORLD, 2);
     MPI_Bcast(&id, sizeof(id), MPI_BYTE, 0, MPI_COMM_WORLD);
@@ -78,18 +102,18 @@ Shared& Get() {
 void DestroyShared() {
   Shared& s = Get();
   cudaStreamSynchronize(Stream());
-  s.ipc.reset();
+  for (std::unique_ptr<IpcAllReduce>& ipc : s.ipc) ipc.reset();
   ncclCommDestroy(s.nccl);
 }
 
 // Every test starts here. The skip decisions are the same on every rank (Create agrees on them).
-class IpcAllReduceTest : public ::testing::Test {
+class IpcAllReduceTestBase : public ::testing::Test {
  protected:
-  void SetUp() override {
+  void SetUpVariant(int variant) {
     if (!g_skip.empty()) GTEST_SKIP() << g_skip;
-    ipc_ = Get().ipc.get();
+    ipc_ = Get().ipc[variant].get();
     if (ipc_ == nullptr) {
-      const std::string why = Get().ipc_reason;
+      const std::string why = Get().ipc_reason[variant];
       // Only a machine without peer access, or a run that turned the path off, may skip.
       if (why.find("as a peer") != std::string::npos || why.find("CHAI_IPC_ALLREDUCE=0") != std::string::npos) {
         GTEST_SKIP() << "IPC all-reduce unavailable: " << why;
@@ -102,6 +126,21 @@ class IpcAllReduceTest : public ::testing::Test {
     return std::max<int64_t>(1, std::min<int64_t>(count, ipc_->max_bytes() / DTypeSize(dtype)));
   }
   IpcAllReduce* ipc_ = nullptr;
+};
+
+// The checks below run once per variant.
+class IpcAllReduceTest : public IpcAllReduceTestBase, public ::testing::WithParamInterface<int> {
+ protected:
+  void SetUp() override { SetUpVariant(GetParam()); }
+};
+
+INSTANTIATE_TEST_SUITE_P(Variants, IpcAllReduceTest, ::testing::Range(0, kNumVariants),
+                         [](const ::testing::TestParamInfo<int>& info) { return kVariants[info.param].name; });
+
+// The communicator: set up from the environment like the default variant.
+class IpcAllReduceCommunicatorTest : public IpcAllReduceTestBase {
+ protected:
+  void SetUp() override { SetUpVariant(0); }
 };
 
 // ---- data and references -------------------------------------------------------------------
@@ -266,9 +305,10 @@ uint64_t Fnv(const std::vector<char>& bytes) {
 
 // ---- tests ---------------------------------------------------------------------------------
 
-TEST_F(IpcAllReduceTest, SizesDtypesAlignmentAgainstReferenceAndNccl) {
+TEST_P(IpcAllReduceTest, SizesDtypesAlignmentAgainstReferenceAndNccl) {
   if (Rank() == 0) {
-    std::printf("IPC all-reduce on %d ranks, threshold %zu bytes\n", Size(), ipc_->max_bytes());
+    std::printf("IPC all-reduce (%s) on %d ranks, threshold %zu bytes\n", ipc_->Describe().c_str(), Size(),
+                ipc_->max_bytes());
   }
   uint64_t seed = 1;
   for (DType dtype : kTypes) {
@@ -286,7 +326,7 @@ TEST_F(IpcAllReduceTest, SizesDtypesAlignmentAgainstReferenceAndNccl) {
   EXPECT_FALSE(ipc_->Supports(DType::kF16, 0));
 }
 
-TEST_F(IpcAllReduceTest, EveryRankGetsTheSameBits) {
+TEST_P(IpcAllReduceTest, EveryRankGetsTheSameBits) {
   for (DType dtype : kTypes) {
     const int64_t count = Fit(4099, dtype);
     Buffer buf(count, dtype);
@@ -301,7 +341,7 @@ TEST_F(IpcAllReduceTest, EveryRankGetsTheSameBits) {
 
 // 100 calls with new data each time: a stale flag or the wrong buffer half shows up as last
 // call's numbers.
-TEST_F(IpcAllReduceTest, RepeatedWithChangingData) {
+TEST_P(IpcAllReduceTest, RepeatedWithChangingData) {
   const int64_t counts[] = {1, 4096, 4097, 32768, static_cast<int64_t>(ipc_->max_bytes() / 4)};
   int64_t bad = 0;
   for (int it = 0; it < 100; ++it) {
@@ -317,7 +357,7 @@ void SleepOnStream(void* micros) { usleep(static_cast<useconds_t>(reinterpret_ca
 // Many calls enqueued without waiting in between, while one rank at a time is held back on its
 // stream: fast ranks run ahead into the next call (the other buffer half) and must neither
 // overwrite data a slow peer still reads nor read a half before the peer filled it.
-TEST_F(IpcAllReduceTest, BackToBackWithRanksOutOfStep) {
+TEST_P(IpcAllReduceTest, BackToBackWithRanksOutOfStep) {
   constexpr int kCalls = 64;
   std::vector<std::unique_ptr<Buffer>> in, out;
   std::vector<int64_t> counts;
@@ -349,7 +389,7 @@ TEST_F(IpcAllReduceTest, BackToBackWithRanksOutOfStep) {
 // Captured once (as the engine captures a decode step), replayed with new inputs each time,
 // sometimes several times back to back and with eager calls in between: the epochs live on the
 // device, so replays with the captured arguments stay in step across ranks.
-TEST_F(IpcAllReduceTest, CudaGraphReplays) {
+TEST_P(IpcAllReduceTest, CudaGraphReplays) {
   struct Slot {
     std::unique_ptr<Buffer> in, out;
     int64_t count;
@@ -392,7 +432,7 @@ TEST_F(IpcAllReduceTest, CudaGraphReplays) {
 }
 
 // The communicator the engine uses: IPC up to the threshold, NCCL above it and for integers.
-TEST_F(IpcAllReduceTest, NcclCommunicatorPicksThePath) {
+TEST_F(IpcAllReduceCommunicatorTest, NcclCommunicatorPicksThePath) {
   absl::StatusOr<std::unique_ptr<Communicator>> comm = MakeNcclCommunicator(MPI_COMM_WORLD, Stream());
   ASSERT_TRUE(comm.ok()) << comm.status();
   // Set up under the same conditions as ipc_ (agreed by all ranks), so the same on every rank.
