@@ -39,6 +39,9 @@
 // __launch_bounds__' minimum CTAs per SM matters beyond occupancy: without it ptxas holds the
 // kernel near 64 registers and interleaves each iteration's loads with its MMAs (5-6 loads in
 // flight instead of all of them; seen in the SASS of nvcc 13.0).
+// Under PDL (CHAI_PDL=1, pdl.cuh) each warp first issues L2 prefetches of its first 64 bytes of
+// each of its rows (weights only, never written during a step), then waits for the previous
+// kernel; with PDL off the kernel skips the prefetch and the wait returns at once.
 // No allocation per call (the split-K scratch is allocated at the first call, like the cuBLASLt
 // workspace), no synchronisation: graph-capturable after one eager call.
 #include <cuda_bf16.h>
