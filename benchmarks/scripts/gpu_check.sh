@@ -35,6 +35,12 @@ if has test; then
       --gtest_brief=1 > "$OUT/memcheck-$t.log" 2>&1
     echo "memcheck $t: exit $? ($(grep -c 'Invalid' "$OUT/memcheck-$t.log") invalid accesses)"
   done
+  # The decode-step kernels again with Programmatic Dependent Launch on (CHAI_PDL=1; off by default).
+  for t in ops_gpu_test fused_ops_gpu_test paged_attention_gpu_test engine_gpu_test; do
+    [ -x "build-gpu/tests/$t" ] || continue
+    CHAI_PDL=1 timeout 300 "build-gpu/tests/$t" --gtest_brief=1 > "$OUT/pdl-$t.log" 2>&1
+    echo "CHAI_PDL=1 $t: exit $? ($(grep -cE '^\[  FAILED  \]' "$OUT/pdl-$t.log") failed lines)"
+  done
 fi
 
 if has bench; then
@@ -49,6 +55,12 @@ if has e2e; then
     --max-seq-len 4096 --batch ${E2E_BATCHES:-1,8,32,64} --input-len 512,2048 --output-len 128 --warmup 1 --iters 2 \
     --json "$OUT/llama7b-dense.json" 2>"$OUT/llama7b-dense.err" | tee "$OUT/llama7b-dense.md"
   tail -3 "$OUT/llama7b-dense.err"
+  # The batch-1 / 512 row again with Programmatic Dependent Launch (CHAI_PDL=1); compare it with
+  # that row of the table above (same machine, same run).
+  CHAI_PDL=1 timeout 300 build-gpu/chai bench --model configs/models/llama-7b.json --random-weights --device cuda \
+    --dtype fp16 --max-seq-len 4096 --batch 1 --input-len 512 --output-len 128 --warmup 1 --iters 2 \
+    --json "$OUT/llama7b-dense-pdl.json" 2>"$OUT/llama7b-dense-pdl.err" | tee "$OUT/llama7b-dense-pdl.md"
+  tail -3 "$OUT/llama7b-dense-pdl.err"
 fi
 
 if has chai; then

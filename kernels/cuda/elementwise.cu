@@ -8,6 +8,7 @@
 
 #include "kernels/cuda/cuda_utils.cuh"
 #include "kernels/cuda/internal.h"
+#include "kernels/cuda/pdl.cuh"
 
 namespace chai::cuda {
 namespace {
@@ -25,6 +26,7 @@ struct AddOp {
 // out[i] = op(a[i], b[i]) (b may be null for unary ops). Vectors [0, n / N), then the tail.
 template <typename T, int N, typename Op>
 __global__ void MapKernel(const T* a, const T* b, int64_t n, T* out, Op op) {
+  PdlWait();
   const int64_t stride = int64_t{gridDim.x} * blockDim.x;
   const int64_t vecs = n / N;
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < vecs; i += stride) {
@@ -56,11 +58,10 @@ void LaunchMap(const char* name, const Tensor& a, const Tensor* b, Tensor* out, 
     const int blocks =
         static_cast<int>(std::clamp<int64_t>((work + kThreads - 1) / kThreads, 1, int64_t{SmCount()} * 8));
     if (wide) {
-      MapKernel<T, kN><<<blocks, kThreads, 0, CurrentStream()>>>(a.data<T>(), bp, n, out->data<T>(), op);
+      LaunchPdl(MapKernel<T, kN, Op>, blocks, kThreads, 0, CurrentStream(), a.data<T>(), bp, n, out->data<T>(), op);
     } else {
-      MapKernel<T, 1><<<blocks, kThreads, 0, CurrentStream()>>>(a.data<T>(), bp, n, out->data<T>(), op);
+      LaunchPdl(MapKernel<T, 1, Op>, blocks, kThreads, 0, CurrentStream(), a.data<T>(), bp, n, out->data<T>(), op);
     }
-    CHAI_CUDA_CHECK_LAUNCH();
   });
 }
 
@@ -69,6 +70,7 @@ void LaunchMap(const char* name, const Tensor& a, const Tensor* b, Tensor* out, 
 // F columns further on.
 template <typename T, int N>
 __global__ void SiluMulFusedKernel(const T* gate_up, int64_t rows, int64_t f, T* out) {
+  PdlWait();
   const int64_t per_row = f / N, n = rows * per_row;
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x) {
     const int64_t r = i / per_row, c = (i % per_row) * N;
@@ -85,6 +87,7 @@ __global__ void SiluMulFusedKernel(const T* gate_up, int64_t rows, int64_t f, T*
 // is re-read from cache for each pass.
 template <typename T>
 __global__ void SoftmaxKernel(T* x, int64_t cols) {
+  PdlWait();
   __shared__ float scratch[32];
   T* row = x + blockIdx.x * cols;
   float mx = -INFINITY;
@@ -99,6 +102,7 @@ __global__ void SoftmaxKernel(T* x, int64_t cols) {
 // out[t, n] += bias[n]; one thread per element of out (grid-stride).
 template <typename T>
 __global__ void AddBiasRowsKernel(const T* bias, int64_t rows, int64_t cols, T* out) {
+  PdlWait();
   const int64_t n = rows * cols;
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x) {
     out[i] = FromFloat<T>(ToFloat(out[i]) + ToFloat(bias[i % cols]));
@@ -115,8 +119,7 @@ void AddBiasRows(const Tensor& bias, Tensor* out) {
     constexpr int kThreads = 256;
     const int blocks =
         static_cast<int>(std::clamp<int64_t>((rows * cols + kThreads - 1) / kThreads, 1, int64_t{SmCount()} * 8));
-    AddBiasRowsKernel<T><<<blocks, kThreads, 0, CurrentStream()>>>(bias.data<T>(), rows, cols, out->data<T>());
-    CHAI_CUDA_CHECK_LAUNCH();
+    LaunchPdl(AddBiasRowsKernel<T>, blocks, kThreads, 0, CurrentStream(), bias.data<T>(), rows, cols, out->data<T>());
   });
 }
 
@@ -136,11 +139,12 @@ void SiluMulFused(const Tensor& gate_up, Tensor* out) {
     const int blocks =
         static_cast<int>(std::clamp<int64_t>((work + kThreads - 1) / kThreads, 1, int64_t{SmCount()} * 8));
     if (wide) {
-      SiluMulFusedKernel<T, kN><<<blocks, kThreads, 0, CurrentStream()>>>(gate_up.data<T>(), rows, f, out->data<T>());
+      LaunchPdl(SiluMulFusedKernel<T, kN>, blocks, kThreads, 0, CurrentStream(), gate_up.data<T>(), rows, f,
+                out->data<T>());
     } else {
-      SiluMulFusedKernel<T, 1><<<blocks, kThreads, 0, CurrentStream()>>>(gate_up.data<T>(), rows, f, out->data<T>());
+      LaunchPdl(SiluMulFusedKernel<T, 1>, blocks, kThreads, 0, CurrentStream(), gate_up.data<T>(), rows, f,
+                out->data<T>());
     }
-    CHAI_CUDA_CHECK_LAUNCH();
   });
 }
 
@@ -152,8 +156,7 @@ void SoftmaxRows(Tensor* x) {
   const int64_t rows = x->numel() / cols;
   DispatchFloat(x->dtype(), "SoftmaxRows", [&](auto tag) {
     using T = decltype(tag);
-    SoftmaxKernel<T><<<rows, RowThreads(cols, 1024), 0, CurrentStream()>>>(x->data<T>(), cols);
-    CHAI_CUDA_CHECK_LAUNCH();
+    LaunchPdl(SoftmaxKernel<T>, rows, dim3(RowThreads(cols, 1024)), 0, CurrentStream(), x->data<T>(), cols);
   });
 }
 

@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "kernels/cuda/cuda_utils.cuh"
+#include "kernels/cuda/pdl.cuh"
 
 namespace chai::cuda {
 namespace {
@@ -11,6 +12,7 @@ namespace {
 template <typename T, int N>
 __global__ void EmbeddingKernel(const T* table, const int32_t* ids, int64_t row_begin, int64_t rows, int64_t cols,
                                 T* out) {
+  PdlWait();
   const int64_t t = blockIdx.y;
   const int64_t r = int64_t{ids[t]} - row_begin;
   const bool held = r >= 0 && r < rows;
@@ -48,11 +50,12 @@ void Embedding(const Tensor& table, const Tensor& ids, int64_t row_begin, Tensor
       const int32_t* id = ids.data<int32_t>() + t0;
       T* o = out->data<T>() + t0 * cols;
       if (wide) {
-        EmbeddingKernel<T, kN><<<grid, kThreads, 0, CurrentStream()>>>(table.data<T>(), id, row_begin, rows, cols, o);
+        LaunchPdl(EmbeddingKernel<T, kN>, grid, kThreads, 0, CurrentStream(), table.data<T>(), id, row_begin, rows,
+                  cols, o);
       } else {
-        EmbeddingKernel<T, 1><<<grid, kThreads, 0, CurrentStream()>>>(table.data<T>(), id, row_begin, rows, cols, o);
+        LaunchPdl(EmbeddingKernel<T, 1>, grid, kThreads, 0, CurrentStream(), table.data<T>(), id, row_begin, rows, cols,
+                  o);
       }
-      CHAI_CUDA_CHECK_LAUNCH();
     }
   });
 }

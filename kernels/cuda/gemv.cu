@@ -39,6 +39,9 @@
 // __launch_bounds__' minimum CTAs per SM matters beyond occupancy: without it ptxas holds the
 // kernel near 64 registers and interleaves each iteration's loads with its MMAs (5-6 loads in
 // flight instead of all of them; seen in the SASS of nvcc 13.0).
+// Under PDL (CHAI_PDL=1, pdl.cuh) each warp first issues L2 prefetches of its first 64 bytes of
+// each of its rows (weights only, never written during a step), then waits for the previous
+// kernel; with PDL off the kernel skips the prefetch and the wait returns at once.
 // No allocation per call (the split-K scratch is allocated at the first call, like the cuBLASLt
 // workspace), no synchronisation: graph-capturable after one eager call.
 #include <cuda_bf16.h>
@@ -54,6 +57,7 @@
 #include "kernels/cuda/cuda_utils.cuh"
 #include "kernels/cuda/gemv_tile.cuh"
 #include "kernels/cuda/internal.h"
+#include "kernels/cuda/pdl.cuh"
 
 namespace chai::cuda {
 namespace {
@@ -77,6 +81,9 @@ struct GemvArgs {
   int64_t split_chunks;
   float* partials;
   unsigned* counters;
+  // Launched with PDL (pdl.cuh): before waiting for the previous kernel, warm L2 with the first
+  // weight tile each warp will stream (gemv::PrefetchFirstTile). Off: the kernel is unchanged.
+  bool l2_prefetch = false;
 };
 
 template <typename T, int kWarps, int kR, int kU, int kMinBlocks>
@@ -93,6 +100,10 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks) GemvKernel(const Gemv
   const int splits = gridDim.y, split = blockIdx.y;
   const int64_t cb = split * args.split_chunks;  // this CTA's chunks: [cb, ce)
   const int64_t ce = cb + args.split_chunks < chunks ? cb + args.split_chunks : chunks;
+  // Weights are never written while steps run, so they may be fetched before the wait; x, the
+  // output and the split-K scratch only after it (pdl.cuh).
+  if (args.l2_prefetch) gemv::PrefetchFirstTile<T, kWarps, kR, kU>(w, k, n, row0, cb, ce);
+  PdlWait();
 
   float acc[kR][2][4];
 #pragma unroll
@@ -168,6 +179,13 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks) GemvStreamKernel(cons
   const int64_t u0 = sk.Begin(blockIdx.x), u1 = sk.Begin(blockIdx.x + 1);
   __shared__ float partial[kWarps][kR * 128];
   __shared__ bool last;
+  if (args.l2_prefetch) {  // the first row block's piece only (see GemvKernel)
+    const int64_t rb = u0 / per_block, first = rb * per_block;
+    const int64_t s1 = u1 < first + per_block ? u1 : first + per_block;
+    const int64_t ce = (s1 - first) * kGroup < chunks ? (s1 - first) * kGroup : chunks;
+    gemv::PrefetchFirstTile<T, kWarps, kR, kU>(w, k, n, rb * kRows, (u0 - first) * kGroup, ce);
+  }
+  PdlWait();
 
   for (int64_t rb = u0 / per_block; rb * per_block < u1; ++rb) {
     const int64_t first = rb * per_block;  // the row block's units: [first, first + per_block)
@@ -276,9 +294,9 @@ void LaunchGemv(const void* x, const void* w, const void* bias, void* out, int t
     args.partials = sc.partials;
     args.counters = sc.counters;
   }
+  args.l2_prefetch = PdlEnabled();
   const dim3 grid(static_cast<unsigned>(row_blocks), static_cast<unsigned>(splits));
-  GemvKernel<T, kWarps, kR, kU, kMinBlocks><<<grid, kWarps * 32, 0, CurrentStream()>>>(args);
-  CHAI_CUDA_CHECK_LAUNCH();
+  LaunchPdl(GemvKernel<T, kWarps, kR, kU, kMinBlocks>, grid, dim3(kWarps * 32), 0, CurrentStream(), args);
 }
 
 // One wave of stream-K CTAs: as many as fit on the device at once (the occupancy the registers
@@ -301,9 +319,9 @@ void LaunchGemvStream(const void* x, const void* w, const void* bias, void* out,
   }();
   const int64_t ctas = std::min<int64_t>(int64_t{SmCount()} * per_sm, row_blocks * per_block);
   GemvArgs args{x, w, bias, out, tokens, k, n, chunks, sc.partials, sc.counters};
-  GemvStreamKernel<T, kWarps, kR, kU, kMinBlocks>
-      <<<static_cast<unsigned>(ctas), kWarps * 32, 0, CurrentStream()>>>(args);
-  CHAI_CUDA_CHECK_LAUNCH();
+  args.l2_prefetch = PdlEnabled();
+  LaunchPdl(GemvStreamKernel<T, kWarps, kR, kU, kMinBlocks>, dim3(static_cast<unsigned>(ctas)), dim3(kWarps * 32), 0,
+            CurrentStream(), args);
 }
 
 struct Variant {

@@ -120,6 +120,30 @@ __device__ __forceinline__ void AccumulateSpan(const T* __restrict__ x, const T*
   }
 }
 
+// L2 prefetch of the first 64 bytes (4 chunks) of each of the rows row0 .. row0 + 16 * kR in the
+// first group this warp streams in AccumulateSpan (chunks from cb + warp * 4 * kU, none at or past
+// ce): 16 * kR * 64 bytes per warp, 8 KB for a CTA of 8 warps and 16 rows. Issued under PDL
+// before griddepcontrol.wait, while the previous kernel drains, so the first loads find their
+// lines in L2 or on the way. W only: it is never written while steps run. A hint; it changes no
+// result.
+template <typename T, int kWarps, int kR, int kU>
+__device__ __forceinline__ void PrefetchFirstTile(const T* w, int64_t k, int64_t n, int64_t row0, int64_t cb,
+                                                  int64_t ce) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int g = lane >> 2, q = lane & 3;
+  const int64_t c = cb + int64_t{warp} * (4 * kU) + q;
+  if (c >= ce) return;
+#pragma unroll
+  for (int r = 0; r < kR; ++r) {
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int64_t row = row0 + r * 16 + h * 8 + g < n ? row0 + r * 16 + h * 8 + g : n - 1;
+      const uint4* p = reinterpret_cast<const uint4*>(w + row * k) + c;
+      asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
+    }
+  }
+}
+
 // Stores each warp's C tile into partial[warp] and waits for the whole CTA. C fragment: c[0],
 // c[1] = (row g, tokens 2q, 2q + 1), c[2], c[3] = (row g + 8, tokens 2q, 2q + 1).
 template <int kWarps, int kR>

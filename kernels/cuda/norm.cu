@@ -11,12 +11,14 @@
 // bit for bit (same passes, same reduction order). Every pass visits the same elements in each
 // thread, so later passes read back the sum their own thread stored.
 #include "kernels/cuda/cuda_utils.cuh"
+#include "kernels/cuda/pdl.cuh"
 
 namespace chai::cuda {
 namespace {
 
 template <typename T, int N, bool kRms>
 __global__ void NormKernel(T* x, const T* residual, const T* weight, const T* bias, float eps, int64_t cols, T* out) {
+  PdlWait();
   __shared__ float scratch[32];
   const int64_t row = blockIdx.x;
   T* in = x + row * cols;
@@ -95,11 +97,10 @@ void LaunchNorm(const Tensor& x, const Tensor* residual, const Tensor& weight, c
     auto* bp = static_cast<const T*>(b);
     auto* op = out->data<T>();
     if (wide) {
-      NormKernel<T, kN, kRms><<<rows, threads, 0, CurrentStream()>>>(xp, yp, wp, bp, eps, cols, op);
+      LaunchPdl(NormKernel<T, kN, kRms>, rows, threads, 0, CurrentStream(), xp, yp, wp, bp, eps, cols, op);
     } else {
-      NormKernel<T, 1, kRms><<<rows, threads, 0, CurrentStream()>>>(xp, yp, wp, bp, eps, cols, op);
+      LaunchPdl(NormKernel<T, 1, kRms>, rows, threads, 0, CurrentStream(), xp, yp, wp, bp, eps, cols, op);
     }
-    CHAI_CUDA_CHECK_LAUNCH();
   });
 }
 

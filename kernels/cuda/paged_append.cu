@@ -6,6 +6,7 @@
 // divides the head's bytes (16 bytes for the usual head sizes). Heads without a block at that
 // position (CHAI's dropped K heads) are skipped. The copy is dtype-agnostic.
 #include "kernels/cuda/cuda_utils.cuh"
+#include "kernels/cuda/pdl.cuh"
 
 namespace chai::cuda {
 namespace {
@@ -17,6 +18,7 @@ __global__ void __launch_bounds__(128)
                       const int32_t* __restrict__ seq_lens, const int32_t* __restrict__ slots, int num_seqs,
                       int kv_heads, int units_per_head,
                       int block_size, int max_blocks) {
+  PdlWait();
   const int t = blockIdx.x;
   // The last sequence whose first row is <= t (empty sequences share their start with the next).
   int lo = 0, hi = num_seqs - 1;
@@ -51,12 +53,11 @@ void Launch(const Tensor& k, const Tensor& v, const PagedKv& kv, const BatchLayo
   const int64_t rows = k.dim(0);
   const int units = static_cast<int>(head_bytes / sizeof(U));
   const int threads = RowThreads(int64_t{2} * kv.kv_heads * units, 128);
-  PagedAppendKernel<U><<<rows, threads, 0, CurrentStream()>>>(
-      static_cast<const U*>(k.raw()), static_cast<const U*>(v.raw()), static_cast<U*>(kv.pool.raw()),
-      kv.tables.data<int32_t>(), batch.q_start.data<int32_t>(), batch.seq_lens.data<int32_t>(),
-      batch.slots.defined() ? batch.slots.data<int32_t>() : nullptr, batch.num_seqs,
-      kv.kv_heads, units, kv.block_size, kv.max_blocks);
-  CHAI_CUDA_CHECK_LAUNCH();
+  LaunchPdl(PagedAppendKernel<U>, rows, threads, 0, CurrentStream(), static_cast<const U*>(k.raw()),
+            static_cast<const U*>(v.raw()), static_cast<U*>(kv.pool.raw()), kv.tables.data<int32_t>(),
+            batch.q_start.data<int32_t>(), batch.seq_lens.data<int32_t>(),
+            batch.slots.defined() ? batch.slots.data<int32_t>() : nullptr, batch.num_seqs, kv.kv_heads, units,
+            kv.block_size, kv.max_blocks);
 }
 
 }  // namespace

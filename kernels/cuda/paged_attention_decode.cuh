@@ -29,6 +29,7 @@
 #define CHAI_KERNELS_CUDA_PAGED_ATTENTION_DECODE_CUH_
 
 #include "kernels/cuda/paged_attention_common.cuh"
+#include "kernels/cuda/pdl.cuh"
 
 namespace chai::cuda::paged {
 
@@ -41,6 +42,7 @@ struct DecodeTuning {
 
 template <typename T, int kD, int kG>
 __global__ void __launch_bounds__(kDecodeThreads) DecodeKernel(Params p) {
+  PdlWait();
   using S = RowShape<T, kD>;
   constexpr int kUnroll = DecodeTuning<T, kD, kG>::kUnroll;
   constexpr int kStep = kDecodeWarps * S::kRpw;  // rows per warp-step of the whole CTA

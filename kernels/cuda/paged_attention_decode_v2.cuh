@@ -21,6 +21,7 @@
 #define CHAI_KERNELS_CUDA_PAGED_ATTENTION_DECODE_V2_CUH_
 
 #include "kernels/cuda/paged_attention_common.cuh"
+#include "kernels/cuda/pdl.cuh"
 
 namespace chai::cuda::paged {
 
@@ -170,6 +171,7 @@ __device__ void PlanShareV2(const int* sh, int H, int G, int g, int subset, int 
 
 template <typename T, int kD, int kG, int kM>
 __global__ void __launch_bounds__(kDecodeThreads, kV2MinCtas<kM>) DecodeV2Kernel(Params p) {
+  PdlWait();
   using S = RowShape<T, kD>;
   static_assert(S::kExact && S::kNv == 1, "kernel 2 takes rows of at most one 16-byte vector per lane");
   constexpr int kU = kV2Unroll<kM>;

@@ -15,6 +15,7 @@
 #include "kernels/cuda/paged_attention_decode_v2.cuh"
 #include "kernels/cuda/paged_attention_prefill.cuh"
 #include "kernels/cuda/paged_attention_prefill_mma.cuh"
+#include "kernels/cuda/pdl.cuh"
 
 namespace chai::cuda::paged {
 
@@ -34,15 +35,13 @@ template <typename T, int kD, int kG>
 void LaunchDecode(const Params& p, const LaunchPlan& plan, cudaStream_t stream) {
   const dim3 grid(plan.decode_slots, p.max_splits);
   const size_t shared = sizeof(float) * kG * p.chunk;
-  DecodeKernel<T, kD, kG><<<grid, kDecodeThreads, shared, stream>>>(p);
-  CHAI_CUDA_CHECK_LAUNCH();
+  LaunchPdl(DecodeKernel<T, kD, kG>, grid, kDecodeThreads, shared, stream, p);
 }
 
 template <typename T, int kD, int kG, int kM>
 void LaunchDecodeV2(const Params& p, const LaunchPlan& plan, cudaStream_t stream) {
   const dim3 grid(plan.decode_slots, p.max_splits);
-  DecodeV2Kernel<T, kD, kG, kM><<<grid, kDecodeThreads, 0, stream>>>(p);
-  CHAI_CUDA_CHECK_LAUNCH();
+  LaunchPdl(DecodeV2Kernel<T, kD, kG, kM>, grid, kDecodeThreads, 0, stream, p);
 }
 
 // Calls f(std::integral_constant<int, kG>, std::integral_constant<int, kM>) for kernel 2's

@@ -4,6 +4,7 @@
 // One block per token: its threads first compute the token's cos/sin table (head_dim/2
 // angles) into shared memory, then rotate every head with it (rotary.cuh: the angles follow HF
 // and the CPU reference exactly).
+#include "kernels/cuda/pdl.cuh"
 #include "kernels/cuda/rotary.cuh"
 
 namespace chai::cuda {
@@ -11,6 +12,7 @@ namespace {
 
 template <typename T, int N>
 __global__ void RotaryKernel(T* x, const int32_t* positions, int num_heads, int head_dim, float theta) {
+  PdlWait();
   extern __shared__ float table[];  // cos[half], sin[half]
   const int half = head_dim / 2;
   float* cos_t = table;
@@ -40,13 +42,12 @@ void Rotary(Tensor* x, const Tensor& positions, int num_heads, int head_dim, flo
     const bool wide = half % kN == 0 && Aligned(16, {x->raw()});
     const int threads = RowThreads(int64_t{num_heads} * half / (wide ? kN : 1), 256);
     if (wide) {
-      RotaryKernel<T, kN><<<tokens, threads, shared, CurrentStream()>>>(x->data<T>(), positions.data<int32_t>(),
-                                                                        num_heads, head_dim, theta);
+      LaunchPdl(RotaryKernel<T, kN>, tokens, threads, shared, CurrentStream(), x->data<T>(), positions.data<int32_t>(),
+                num_heads, head_dim, theta);
     } else {
-      RotaryKernel<T, 1><<<tokens, threads, shared, CurrentStream()>>>(x->data<T>(), positions.data<int32_t>(),
-                                                                       num_heads, head_dim, theta);
+      LaunchPdl(RotaryKernel<T, 1>, tokens, threads, shared, CurrentStream(), x->data<T>(), positions.data<int32_t>(),
+                num_heads, head_dim, theta);
     }
-    CHAI_CUDA_CHECK_LAUNCH();
   });
 }
 

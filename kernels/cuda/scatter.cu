@@ -2,12 +2,14 @@
 // score-head maps) without re-uploading them.
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/pdl.cuh"
 
 namespace chai::cuda {
 namespace {
 
 __global__ void ScatterInt32Kernel(const int32_t* __restrict__ indices, const int32_t* __restrict__ values,
                                    int32_t* __restrict__ dst, int64_t n) {
+  PdlWait();
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x) {
     dst[indices[i]] = values[i];
   }
@@ -20,9 +22,8 @@ void ScatterInt32(const Tensor& indices, const Tensor& values, Tensor* dst) {
   if (n == 0) return;
   const int threads = 256;
   const int blocks = static_cast<int>(std::min<int64_t>((n + threads - 1) / threads, 1024));
-  ScatterInt32Kernel<<<blocks, threads, 0, CurrentStream()>>>(indices.data<int32_t>(), values.data<int32_t>(),
-                                                              dst->data<int32_t>(), n);
-  CHAI_CUDA_CHECK_LAUNCH();
+  LaunchPdl(ScatterInt32Kernel, blocks, threads, 0, CurrentStream(), indices.data<int32_t>(), values.data<int32_t>(),
+            dst->data<int32_t>(), n);
 }
 
 }  // namespace chai::cuda

@@ -8,6 +8,7 @@
 // copies vectors of v. Without rotary (OPT) the row is a plain three-way copy.
 #include <algorithm>
 
+#include "kernels/cuda/pdl.cuh"
 #include "kernels/cuda/rotary.cuh"
 
 namespace chai::cuda {
@@ -16,6 +17,7 @@ namespace {
 template <typename T, int N, bool kRotary>
 __global__ void SplitQkvKernel(const T* qkv, const int32_t* positions, int heads, int kv_heads, int head_dim,
                                float theta, T* q, T* k, T* v) {
+  PdlWait();
   const int64_t token = blockIdx.x;
   const int64_t qw = int64_t{heads} * head_dim, kvw = int64_t{kv_heads} * head_dim;
   const T* row = qkv + token * (qw + 2 * kvw);
@@ -53,10 +55,9 @@ void Launch(int64_t tokens, int64_t items, size_t shared, const Tensor& qkv, con
             int kv_heads, int head_dim, float theta, Tensor* q, Tensor* k, Tensor* v) {
   // Up to 512 threads: at decode (one token, one block) more lanes mean fewer dependent loads.
   const int threads = RowThreads(items, 512);
-  SplitQkvKernel<T, N, kRotary><<<tokens, threads, shared, CurrentStream()>>>(
-      qkv.data<T>(), kRotary ? positions.data<int32_t>() : nullptr, heads, kv_heads, head_dim, theta, q->data<T>(),
-      k->data<T>(), v->data<T>());
-  CHAI_CUDA_CHECK_LAUNCH();
+  LaunchPdl(SplitQkvKernel<T, N, kRotary>, tokens, threads, shared, CurrentStream(), qkv.data<T>(),
+            kRotary ? positions.data<int32_t>() : nullptr, heads, kv_heads, head_dim, theta, q->data<T>(), k->data<T>(),
+            v->data<T>());
 }
 
 }  // namespace

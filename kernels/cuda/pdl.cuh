@@ -1,0 +1,59 @@
+// Programmatic Dependent Launch in kernels and launches (see pdl.h for what it does and the
+// CHAI_PDL switch).
+//
+// The contract for every kernel launched through LaunchPdl: call PdlWait() before the first
+// global-memory read of anything an earlier kernel wrote and before the first global-memory
+// write (an earlier kernel may still read that memory). Our kernels call it as their first
+// statement. The only work allowed before it is work that depends on nothing the stream
+// produces, such as L2 prefetches of weights (never written while steps run). When a kernel was
+// launched without the attribute (PDL off, or a plain <<<>>> launch), PdlWait returns at once.
+//
+// No kernel triggers its dependents early (griddepcontrol.launch_dependents): the implicit
+// trigger when a grid's blocks have all exited is enough to hide the next launch's latency.
+#ifndef CHAI_KERNELS_CUDA_PDL_CUH_
+#define CHAI_KERNELS_CUDA_PDL_CUH_
+
+#include <cuda_runtime.h>
+
+#include <utility>
+
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/pdl.h"
+
+namespace chai::cuda {
+
+// Waits until the grids this one depends on have completed and their writes are visible
+// (griddepcontrol.wait, sm_90+); a no-op on older architectures, which never get the attribute.
+__device__ __forceinline__ void PdlWait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+// kernel<<<grid, block, shared, stream>>>(args...), with the programmatic-serialization
+// attribute when PdlEnabled(); checks the launch either way. The kernel must honour the
+// PdlWait contract above. Arguments are converted to the kernel's parameter types here, as a
+// <<<>>> launch would.
+template <typename... Params, typename... Args>
+void LaunchPdl(void (*kernel)(Params...), dim3 grid, dim3 block, size_t shared, cudaStream_t stream, Args&&... args) {
+  if (!PdlEnabled()) {
+    kernel<<<grid, block, shared, stream>>>(std::forward<Args>(args)...);
+    CHAI_CUDA_CHECK_LAUNCH();
+    return;
+  }
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchConfig_t config = {};
+  config.gridDim = grid;
+  config.blockDim = block;
+  config.dynamicSmemBytes = shared;
+  config.stream = stream;
+  config.attrs = attr;
+  config.numAttrs = 1;
+  CHAI_CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, static_cast<Params>(std::forward<Args>(args))...));
+}
+
+}  // namespace chai::cuda
+
+#endif  // CHAI_KERNELS_CUDA_PDL_CUH_
