@@ -69,6 +69,7 @@ absl::StatusOr<LatencyBenchResult> RunLatencyBench(Engine& engine, const Latency
   r.tpot_s = Median(tpot);
   r.tokens_per_s = o.batch / r.tpot_s;
   r.weight_bytes = static_cast<int64_t>(w.bytes);
+  r.kv_pool_bytes = engine.kv_pool().num_blocks() * engine.kv_pool().block_bytes();
   r.weight_bytes_read_per_step = WeightBytesReadPerStep(w);
   const int64_t elem = static_cast<int64_t>(DTypeSize(engine.kv_pool().storage().dtype()));
   r.dense_kv_bytes_per_token = 2LL * c.num_layers * w.local_kv_heads * c.head_dim * elem;

@@ -29,6 +29,7 @@ struct LatencyBenchResult {
   double tpot_s = 0;          // median decode step time
   double tokens_per_s = 0;    // batch / tpot
   int64_t weight_bytes = 0;   // held by this rank
+  int64_t kv_pool_bytes = 0;  // this rank's KV block pool (weights + pool: the bulk of its device memory)
   int64_t weight_bytes_read_per_step = 0;
   int64_t kv_bytes_per_token = 0;        // per sequence, as stored at the end (CHAI: K of reps only)
   int64_t dense_kv_bytes_per_token = 0;  // per sequence without CHAI

@@ -41,6 +41,7 @@ Json ResultJson(const LatencyBenchOptions& o, const LatencyBenchResult& r) {
   out.Set("tpot_ms", Json(r.tpot_s * 1e3));
   out.Set("tokens_per_s", Json(r.tokens_per_s));
   out.Set("weight_bytes", Json(r.weight_bytes));
+  out.Set("kv_pool_bytes", Json(r.kv_pool_bytes));
   out.Set("weight_bytes_read_per_step", Json(r.weight_bytes_read_per_step));
   out.Set("kv_bytes_per_token", Json(r.kv_bytes_per_token));
   out.Set("dense_kv_bytes_per_token", Json(r.dense_kv_bytes_per_token));
@@ -223,8 +224,8 @@ absl::Status RunBench(const std::vector<std::string>& args) {
     std::printf("model %s, %s, %s, TP=%d (%s), CHAI %s\n", name.c_str(), device.c_str(), model.dtype.c_str(),
                 m->comm->size(), m->comm->Describe().c_str(), model.chai.c_str());
     std::printf("| batch | input | output | TTFT ms | TPOT ms | tokens/s | floor ms | TPOT/floor | memory floor ms "
-                "| all-reduce floor ms | all-reduce us (bytes) | KV B/token | weights GiB |\n");
-    std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+                "| all-reduce floor ms | all-reduce us (bytes) | KV B/token | weights GiB | KV pool GiB |\n");
+    std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     std::fflush(stdout);
   }
   Json runs = Json::MakeArray();
@@ -246,10 +247,11 @@ absl::Status RunBench(const std::vector<std::string>& args) {
               ? std::string("- | -")
               : absl::StrFormat("%.3f (%d x) | %.2f (%lld)", r->allreduce_floor_s * 1e3, r->allreduces_per_step,
                                 r->allreduce_s * 1e6, static_cast<long long>(r->allreduce_bytes));
-      std::printf("| %d | %d | %d | %.2f | %.3f | %.1f | %.3f | %.2f | %.3f | %s | %lld | %.2f |\n", batch, input,
-                  o.output_len, r->ttft_s * 1e3, r->tpot_s * 1e3, r->tokens_per_s, r->floor_s * 1e3,
+      std::printf("| %d | %d | %d | %.2f | %.3f | %.1f | %.3f | %.2f | %.3f | %s | %lld | %.2f | %.2f |\n", batch,
+                  input, o.output_len, r->ttft_s * 1e3, r->tpot_s * 1e3, r->tokens_per_s, r->floor_s * 1e3,
                   r->tpot_s / r->floor_s, r->memory_floor_s * 1e3, allreduce.c_str(),
-                  static_cast<long long>(r->kv_bytes_per_token), r->weight_bytes / double(1 << 30));
+                  static_cast<long long>(r->kv_bytes_per_token), r->weight_bytes / double(1 << 30),
+                  r->kv_pool_bytes / double(1 << 30));
       std::fflush(stdout);
       runs.Push(ResultJson(o, *r));
       if (batch == *batch_list->begin() && input == *input_list->begin()) {
