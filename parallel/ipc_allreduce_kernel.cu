@@ -85,6 +85,24 @@ __device__ __forceinline__ void StoreGroup(T* p, int64_t g, int64_t n, bool alig
 }
 
 // W ranks; `self` is peers.base[rank]. `half` is the size of one data half; the epoch's parity picks the half.
+// The ranks' groups summed in fp32 in rank order 0..W-1 and rounded once: every rank gets the
+// same bits, whichever variant gathered them.
+template <typename T, int N, int W>
+__device__ __forceinline__ Vec<T, N> RankOrderSum(const Vec<T, N> (&v)[W]) {
+  float acc[N];
+#pragma unroll
+  for (int j = 0; j < N; ++j) acc[j] = ToFloat(v[0].v[j]);
+#pragma unroll
+  for (int q = 1; q < W; ++q) {
+#pragma unroll
+    for (int j = 0; j < N; ++j) acc[j] += ToFloat(v[q].v[j]);
+  }
+  Vec<T, N> r;
+#pragma unroll
+  for (int j = 0; j < N; ++j) r.v[j] = FromFloat<T>(acc[j]);
+  return r;
+}
+
 template <typename T, int W>
 __global__ void __launch_bounds__(kThreads)
     OneShotAllReduce(Peers peers, char* self, int rank, size_t half, const T* in, T* out, int64_t n) {
@@ -121,18 +139,7 @@ __global__ void __launch_bounds__(kThreads)
     Vec<T, N> v[W];
 #pragma unroll
     for (int q = 0; q < W; ++q) v[q] = LoadGroup<T, N>(src[q], g, n, true);  // all loads in flight first
-    float acc[N];
-#pragma unroll
-    for (int j = 0; j < N; ++j) acc[j] = ToFloat(v[0].v[j]);
-#pragma unroll
-    for (int q = 1; q < W; ++q) {
-#pragma unroll
-      for (int j = 0; j < N; ++j) acc[j] += ToFloat(v[q].v[j]);  // rank order: identical on every rank
-    }
-    Vec<T, N> r;
-#pragma unroll
-    for (int j = 0; j < N; ++j) r.v[j] = FromFloat<T>(acc[j]);
-    StoreGroup<T, N>(out, g, n, out_aligned, r);
+    StoreGroup<T, N>(out, g, n, out_aligned, RankOrderSum<T, N, W>(v));
   }
 }
 
@@ -223,18 +230,7 @@ __global__ void __launch_bounds__(kThreads)
     for (int q = 0; q < W; ++q) {
       v[q] = q == rank ? LoadGroup<T, N>(in, g, n, in_aligned) : LoadGroup<T, N>(src[q], g, n, true);
     }
-    float acc[N];
-#pragma unroll
-    for (int j = 0; j < N; ++j) acc[j] = ToFloat(v[0].v[j]);
-#pragma unroll
-    for (int q = 1; q < W; ++q) {
-#pragma unroll
-      for (int j = 0; j < N; ++j) acc[j] += ToFloat(v[q].v[j]);  // rank order: identical on every rank
-    }
-    Vec<T, N> r;
-#pragma unroll
-    for (int j = 0; j < N; ++j) r.v[j] = FromFloat<T>(acc[j]);
-    StoreGroup<T, N>(out, g, n, out_aligned, r);
+    StoreGroup<T, N>(out, g, n, out_aligned, RankOrderSum<T, N, W>(v));
   }
 }
 

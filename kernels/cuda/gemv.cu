@@ -26,14 +26,6 @@
 // (blockIdx.y) so that a wave fills the chip: each CTA stores its fp32 partial tile, and the
 // last CTA of a row block to arrive sums them in split order (deterministic) and writes out.
 //
-// Stream-K variants ("sk.*") launch exactly one wave instead, SMs * b CTAs, and give every CTA
-// an equal, contiguous range of the flattened (row block, K group) work, so all CTAs stream from
-// the first cycle to the last: no tail of a last, partly filled wave, no drain while the last
-// row blocks finish, and the same bytes in flight per SM for every N (the row-block grid leaves
-// 4096-row weights at <= 2 CTAs per SM). A CTA's range covers some row blocks whole (written
-// directly) and at most two in part; the pieces of a split row block go to per-CTA partial
-// slots and the last piece to arrive sums them in K order (deterministic), as in split-K.
-//
 // W is read with ld.global.nc.L1::no_allocate (read once; keeps x resident in L1) and the
 // L2::256B prefetch hint; x with ld.global.nc (L1-cached: every CTA of an SM reads all of x).
 // __launch_bounds__' minimum CTAs per SM matters beyond occupancy: without it ptxas holds the
@@ -149,93 +141,6 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks) GemvKernel(const Gemv
   if (threadIdx.x == 0) args.counters[blockIdx.x] = 0;  // ready for the next launch
 }
 
-// Stream-K: CTA c owns units [Begin(c), Begin(c + 1)) of the row_blocks * G units (unit = one
-// group of 4 * kU chunks of one row block; G = groups per row block), Begin(c) = c * units / ctas.
-// The launcher makes ctas <= units, so every CTA has at least one unit. A row block split across
-// CTAs c0..c1 has one piece in each; CTA c keeps the piece of its first row block in partial slot
-// 2c and that of its last (when another) in slot 2c + 1; the last piece to arrive adds slots
-// c0..c1 in that order.
-struct StreamK {
-  int64_t units, ctas, groups_per_block;
-  __device__ int64_t Begin(int64_t c) const { return c * units / ctas; }
-  __device__ int64_t CtaOf(int64_t unit) const { return ((unit + 1) * ctas - 1) / units; }  // Begin(c) <= unit
-  __device__ int Slot(int64_t c, int64_t row_block) const {
-    return static_cast<int>(2 * c + (Begin(c) / groups_per_block == row_block ? 0 : 1));
-  }
-};
-
-template <typename T, int kWarps, int kR, int kU, int kMinBlocks>
-__global__ void __launch_bounds__(kWarps * 32, kMinBlocks) GemvStreamKernel(const GemvArgs args) {
-  const T* __restrict__ x = static_cast<const T*>(args.x);
-  const T* __restrict__ w = static_cast<const T*>(args.w);
-  const T* __restrict__ bias = static_cast<const T*>(args.bias);
-  T* __restrict__ out = static_cast<T*>(args.out);
-  const int tokens = args.tokens;
-  const int64_t k = args.k, n = args.n;
-  constexpr int kRows = 16 * kR, kGroup = 4 * kU, kTile = kRows * 8;
-  const int64_t chunks = k / 8;
-  const int64_t per_block = (chunks + kGroup - 1) / kGroup;  // groups per row block (the last may be partial)
-  const StreamK sk{((n + kRows - 1) / kRows) * per_block, gridDim.x, per_block};
-  const int64_t u0 = sk.Begin(blockIdx.x), u1 = sk.Begin(blockIdx.x + 1);
-  __shared__ float partial[kWarps][kR * 128];
-  __shared__ bool last;
-  if (args.l2_prefetch) {  // the first row block's piece only (see GemvKernel)
-    const int64_t rb = u0 / per_block, first = rb * per_block;
-    const int64_t s1 = u1 < first + per_block ? u1 : first + per_block;
-    const int64_t ce = (s1 - first) * kGroup < chunks ? (s1 - first) * kGroup : chunks;
-    gemv::PrefetchFirstTile<T, kWarps, kR, kU>(w, k, n, rb * kRows, (u0 - first) * kGroup, ce);
-  }
-  PdlWait();
-
-  for (int64_t rb = u0 / per_block; rb * per_block < u1; ++rb) {
-    const int64_t first = rb * per_block;  // the row block's units: [first, first + per_block)
-    const int64_t s0 = u0 > first ? u0 : first, s1 = u1 < first + per_block ? u1 : first + per_block;
-    const int64_t cb = (s0 - first) * kGroup, ce = (s1 - first) * kGroup < chunks ? (s1 - first) * kGroup : chunks;
-    const int64_t row0 = rb * kRows;
-    float acc[kR][2][4];
-#pragma unroll
-    for (int r = 0; r < kR; ++r) {
-#pragma unroll
-      for (int i = 0; i < 4; ++i) acc[r][0][i] = acc[r][1][i] = 0.f;
-    }
-    AccumulateSpan<T, kWarps, kR, kU>(x, w, tokens, k, n, row0, cb, ce, acc);
-    StoreWarpTiles<kWarps, kR>(acc, partial);
-
-    if (s0 == first && s1 == first + per_block) {  // the whole row block: write it out
-      for (int e = threadIdx.x; e < kTile; e += kWarps * 32) {
-        const int t = e / kRows;
-        const int64_t row = row0 + e % kRows;
-        if (t >= tokens || row >= n) continue;
-        float s = TileSum<kWarps, kR>(partial, e);
-        if (bias != nullptr) s += ToFloat(bias[row]);
-        out[t * n + row] = FromFloat<T>(s);
-      }
-    } else {  // a piece: store it, and the last piece of the row block to arrive sums them all
-      float* mine = args.partials + int64_t{sk.Slot(blockIdx.x, rb)} * kTile;
-      for (int e = threadIdx.x; e < kTile; e += kWarps * 32) mine[e] = TileSum<kWarps, kR>(partial, e);
-      const int64_t c0 = sk.CtaOf(first), c1 = sk.CtaOf(first + per_block - 1);
-      __threadfence();  // this piece is visible before its arrival is counted
-      __syncthreads();
-      if (threadIdx.x == 0) last = atomicAdd(&args.counters[rb], 1u) == static_cast<unsigned>(c1 - c0);
-      __syncthreads();
-      if (last) {
-        __threadfence();
-        for (int e = threadIdx.x; e < kTile; e += kWarps * 32) {
-          const int t = e / kRows;
-          const int64_t row = row0 + e % kRows;
-          if (t >= tokens || row >= n) continue;
-          float s = 0.f;
-          for (int64_t c = c0; c <= c1; ++c) s += __ldcg(args.partials + int64_t{sk.Slot(c, rb)} * kTile + e);
-          if (bias != nullptr) s += ToFloat(bias[row]);
-          out[t * n + row] = FromFloat<T>(s);
-        }
-        if (threadIdx.x == 0) args.counters[rb] = 0;  // ready for the next launch
-      }
-    }
-    __syncthreads();  // `partial` and `last` are reused by the next row block
-  }
-}
-
 // Split-K scratch: fp32 partials and per-row-block arrival counters (zero between launches).
 // Allocated once, like the cuBLASLt workspace, and used only in stream order on CurrentStream().
 struct SplitScratch {
@@ -245,18 +150,15 @@ struct SplitScratch {
   int64_t counter_count = 0;
 };
 
-// Split-K CTAs never exceed SmCount() * kMaxMinBlocks in all, over fewer than SmCount() row blocks;
-// stream-K launches at most SmCount() * kMaxMinBlocks CTAs with two partial slots each and counts
-// arrivals per row block (weights of more row blocks take the row-block grid).
+// Split-K CTAs never exceed SmCount() * kMaxMinBlocks in all, over fewer than SmCount() row blocks.
 constexpr int kMaxMinBlocks = 8;
 constexpr int kMaxRows = 32;
-constexpr int64_t kMaxStreamRowBlocks = int64_t{1} << 16;
 
 const SplitScratch& Scratch() {
   static SplitScratch scratch = [] {
     SplitScratch sc;
-    sc.partial_floats = 2 * int64_t{SmCount()} * kMaxMinBlocks * kMaxRows * 8;
-    sc.counter_count = std::max<int64_t>(SmCount(), kMaxStreamRowBlocks);
+    sc.partial_floats = int64_t{SmCount()} * kMaxMinBlocks * kMaxRows * 8;
+    sc.counter_count = SmCount();
     CHAI_CUDA_CHECK(cudaMalloc(&sc.partials, sc.partial_floats * sizeof(float)));
     CHAI_CUDA_CHECK(cudaMalloc(&sc.counters, sc.counter_count * sizeof(unsigned)));
     CHAI_CUDA_CHECK(cudaMemsetAsync(sc.counters, 0, sc.counter_count * sizeof(unsigned), CurrentStream()));
@@ -299,31 +201,6 @@ void LaunchGemv(const void* x, const void* w, const void* bias, void* out, int t
   LaunchPdl(GemvKernel<T, kWarps, kR, kU, kMinBlocks>, grid, dim3(kWarps * 32), 0, CurrentStream(), args);
 }
 
-// One wave of stream-K CTAs: as many as fit on the device at once (the occupancy the registers
-// allow, at least kMinBlocks per SM by __launch_bounds__), never more than there are units.
-template <typename T, int kWarps, int kR, int kU, int kMinBlocks>
-void LaunchGemvStream(const void* x, const void* w, const void* bias, void* out, int tokens, int64_t k, int64_t n) {
-  static_assert(kMinBlocks <= kMaxMinBlocks && 16 * kR <= kMaxRows, "stream-K scratch too small");
-  const int64_t row_blocks = (n + 16 * kR - 1) / (16 * kR);
-  const int64_t chunks = k / 8, per_block = (chunks + 4 * kU - 1) / (4 * kU);
-  const SplitScratch& sc = Scratch();
-  if (row_blocks > sc.counter_count || per_block == 0) {
-    LaunchGemv<T, kWarps, kR, kU, kMinBlocks>(x, w, bias, out, tokens, k, n);
-    return;
-  }
-  static const int per_sm = [] {
-    int blocks = 0;
-    CHAI_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-        &blocks, GemvStreamKernel<T, kWarps, kR, kU, kMinBlocks>, kWarps * 32, 0));
-    return std::clamp(blocks, 1, kMaxMinBlocks);
-  }();
-  const int64_t ctas = std::min<int64_t>(int64_t{SmCount()} * per_sm, row_blocks * per_block);
-  GemvArgs args{x, w, bias, out, tokens, k, n, chunks, sc.partials, sc.counters};
-  args.l2_prefetch = PdlEnabled();
-  LaunchPdl(GemvStreamKernel<T, kWarps, kR, kU, kMinBlocks>, dim3(static_cast<unsigned>(ctas)), dim3(kWarps * 32), 0,
-            CurrentStream(), args);
-}
-
 struct Variant {
   const char* name;
   LaunchFn f16, bf16;
@@ -335,25 +212,16 @@ constexpr Variant MakeVariant(const char* name) {
                  &LaunchGemv<__nv_bfloat16, kWarps, kR, kU, kMinBlocks>};
 }
 
-template <int kWarps, int kR, int kU, int kMinBlocks>
-constexpr Variant MakeStreamVariant(const char* name) {
-  return Variant{name, &LaunchGemvStream<__half, kWarps, kR, kU, kMinBlocks>,
-                 &LaunchGemvStream<__nv_bfloat16, kWarps, kR, kU, kMinBlocks>};
-}
-
 // name: warps per CTA (w), rows per CTA (r), steps per warp iteration (u; 16-byte W loads in
-// flight per thread = 2 * r / 16 * u), CTAs per SM the registers allow (b); "sk.": stream-K.
+// flight per thread = 2 * r / 16 * u), CTAs per SM the registers allow (b).
 const Variant kVariants[] = {
-    MakeVariant<8, 1, 4, 3>("w8.r16.u4.b3"),           //
-    MakeVariant<8, 1, 2, 4>("w8.r16.u2.b4"),           //
-    MakeVariant<8, 1, 8, 2>("w8.r16.u8.b2"),           //
-    MakeVariant<4, 1, 4, 6>("w4.r16.u4.b6"),           //
-    MakeVariant<8, 2, 2, 3>("w8.r32.u2.b3"),           //
-    MakeVariant<16, 1, 2, 2>("w16.r16.u2.b2"),         //
-    MakeVariant<4, 2, 4, 4>("w4.r32.u4.b4"),           //
-    MakeStreamVariant<8, 1, 4, 3>("sk.w8.r16.u4.b3"),  //
-    MakeStreamVariant<8, 1, 8, 2>("sk.w8.r16.u8.b2"),  //
-    MakeStreamVariant<4, 1, 4, 6>("sk.w4.r16.u4.b6"),  //
+    MakeVariant<8, 1, 4, 3>("w8.r16.u4.b3"),    //
+    MakeVariant<8, 1, 2, 4>("w8.r16.u2.b4"),    //
+    MakeVariant<8, 1, 8, 2>("w8.r16.u8.b2"),    //
+    MakeVariant<4, 1, 4, 6>("w4.r16.u4.b6"),    //
+    MakeVariant<8, 2, 2, 3>("w8.r32.u2.b3"),    //
+    MakeVariant<16, 1, 2, 2>("w16.r16.u2.b2"),  //
+    MakeVariant<4, 2, 4, 4>("w4.r32.u4.b4"),    //
 };
 constexpr int kNumVariants = sizeof(kVariants) / sizeof(kVariants[0]);
 
@@ -376,8 +244,9 @@ int ForcedVariant() {
 // (16 loads in flight per thread, 2 CTAs per SM) was the fastest at every T for the wide weights
 // (N = 11008 and 32000: 89% / 99% of copy bandwidth against 87% / 98% for u4.b3), u4.b3 at
 // N = 4096 (o: 77% against 76%; down, K = 11008: tied at T = 1, 4, ahead at T = 8). The stacked
-// Q|K|V (N = 12288) and gate|up (N = 22016) weights are wide. The stream-K variants have not been
-// measured yet (gemm_bench's sweep lists them).
+// Q|K|V (N = 12288) and gate|up (N = 22016) weights are wide: 91.6% / 95.4% (commit 456f513).
+// Stream-K variants (one wave of equal contiguous work per CTA) were tried there and lost at every
+// shape (77-87% against 91-98%), so they were removed.
 int ChooseVariant(int64_t /*tokens*/, int64_t /*k*/, int64_t n) {
   if (ForcedVariant() >= 0) return ForcedVariant();
   return n >= 8192 ? 2 : 0;
