@@ -4,7 +4,7 @@
 #   run(command="source .device-kit/env.sh && bash benchmarks/scripts/gpu_check.sh MODE...",
 #       carry=[".device-kit"])
 # Modes (several may be given; `all` = test bench e2e chai): test, bench, sdpa, e2e, chai,
-# throughput, tp (multi-GPU: all-reduce latency, LLaMA-7B TP scaling), opt66b (OPT-66B at TP=4).
+# throughput, pdl (tests under CHAI_PDL=1; also part of test), profile (per-kernel time of a decode step, ncu), tp (multi-GPU: all-reduce latency, LLaMA-7B TP scaling), opt66b (OPT-66B at TP=4).
 set -uo pipefail
 modes=" ${*:-all} "
 [ "$modes" = " all " ] && modes=" test bench e2e chai "
@@ -41,11 +41,17 @@ if has test; then
     code=$?
     echo "memcheck $t: exit $code$([ $code = 124 ] && echo ' (timed out)') ($(grep -c 'Invalid' "$OUT/memcheck-$t.log") invalid accesses)"
   done
-  # The decode-step kernels again with Programmatic Dependent Launch on (CHAI_PDL=1; off by default).
+fi
+
+if has test || has pdl; then
+  # The decode-step kernels again with Programmatic Dependent Launch on (CHAI_PDL=1; off by default),
+  # the attention test on the memcheck subset (every kernel path; the full test takes ~4 minutes).
   for t in ops_gpu_test fused_ops_gpu_test paged_attention_gpu_test engine_gpu_test; do
     [ -x "build-gpu/tests/$t" ] || continue
-    CHAI_PDL=1 timeout 300 "build-gpu/tests/$t" --gtest_brief=1 > "$OUT/pdl-$t.log" 2>&1
-    echo "CHAI_PDL=1 $t: exit $? ($(grep -cE '^\[  FAILED  \]' "$OUT/pdl-$t.log") failed lines)"
+    filter="*"
+    [ "$t" = paged_attention_gpu_test ] && filter="*DecodeDense:*DecodeChai:*DecodeGqaChai:*DecodeHintUnequalClusters:*DecodeMembersPerCta:*PrefillPrompts:*MixedBatch"
+    CHAI_PDL=1 timeout 300 "build-gpu/tests/$t" --gtest_brief=1 --gtest_filter="$filter" >> "$OUT/pdl-tests.log" 2>&1
+    echo "CHAI_PDL=1 $t: exit $? ($(grep -cE '^\[  FAILED  \]' "$OUT/pdl-tests.log") failed lines so far)"
   done
 fi
 
@@ -77,6 +83,19 @@ if has chai; then
       --max-seq-len 4096 --batch 16 --input-len 3968 --output-len 128 --warmup 1 --iters 2 --chai "$mode" \
       --json "$OUT/llama7b-b16-$tag.json" 2>"$OUT/llama7b-b16-$tag.err" | tee "$OUT/llama7b-b16-$tag.md"
     tail -2 "$OUT/llama7b-b16-$tag.err"
+  done
+fi
+
+if has profile; then
+  # Per-kernel GPU time of one decode step (LLaMA-7B, fp16, input 512) under Nsight Compute, with
+  # graphs off so each kernel is timed alone; the sum is the step with no launch gaps (compare TPOT).
+  for b in ${PROFILE_BATCHES:-1 8 32}; do
+    CHAI_NO_GRAPHS=1 timeout 300 ncu --clock-control none --metrics gpu__time_duration.sum --csv \
+      build-gpu/chai bench --model configs/models/llama-7b.json --random-weights --device cuda --dtype fp16 \
+      --max-seq-len 4096 --batch "$b" --input-len ${PROFILE_INPUT:-512} --output-len 3 --warmup 0 --iters 1 \
+      ${PROFILE_CHAI:+--chai $PROFILE_CHAI} > "/tmp/ncu-b$b.csv" 2>"/tmp/ncu-b$b.err"
+    echo "### batch $b, input ${PROFILE_INPUT:-512} ${PROFILE_CHAI:+(CHAI $PROFILE_CHAI)}: kernels of the last decode step"
+    python3 benchmarks/scripts/profile_step.py "/tmp/ncu-b$b.csv" || tail -5 "/tmp/ncu-b$b.err" --steps 2 | tee "$OUT/profile-b$b.md"
   done
 fi
 

@@ -1,0 +1,53 @@
+#!/usr/bin/env python3
+"""Per-kernel GPU time of one decode step, from an Nsight Compute CSV.
+
+Usage: profile_step.py NCU_CSV [--steps N]
+
+The CSV comes from `ncu --clock-control none --metrics gpu__time_duration.sum --csv` over a run of
+`chai bench` with CHAI_NO_GRAPHS=1 (ncu serialises kernels, so each duration is the kernel alone).
+A forward pass starts with the embedding kernel, so the kernel list is cut there; the last N cuts
+(decode steps) are averaged. Prints one row per kernel name: calls per step, microseconds per step,
+share of the step. The sum is the GPU time of a step with no launch gaps: compare it with TPOT to
+see what the host and the kernel boundaries cost.
+"""
+import csv
+import sys
+from collections import OrderedDict
+
+
+def main():
+    path = sys.argv[1]
+    steps = int(sys.argv[sys.argv.index("--steps") + 1]) if "--steps" in sys.argv else 1
+    kernels = []  # (id, name, microseconds)
+    with open(path, newline="") as f:
+        lines = [l for l in f if l.startswith('"')]  # ncu prints its own log lines before the CSV
+    for row in csv.DictReader(lines):
+        if row.get("Metric Name") != "gpu__time_duration.sum":
+            continue
+        value = float(row["Metric Value"].replace(",", ""))
+        unit = row["Metric Unit"]
+        scale = {"nsecond": 1e-3, "usecond": 1.0, "msecond": 1e3, "second": 1e6}[unit]
+        name = row["Kernel Name"].split("(")[0].split("<")[0].strip()
+        name = name.replace("void ", "")
+        kernels.append((int(row["ID"]), name, value * scale))
+    kernels.sort()
+    cuts = [i for i, (_, name, _) in enumerate(kernels) if "Embedding" in name]
+    if len(cuts) < steps + 1:
+        sys.exit(f"profile_step: found {len(cuts)} forward passes, need more than {steps}")
+    segments = [kernels[a:b] for a, b in zip(cuts, cuts[1:] + [len(kernels)])][-steps:]
+    per_name = OrderedDict()
+    for seg in segments:
+        for _, name, us in seg:
+            calls, total = per_name.get(name, (0, 0.0))
+            per_name[name] = (calls + 1, total + us)
+    step_us = sum(t for _, t in per_name.values()) / steps
+    print(f"| kernel | calls/step | us/step | share |")
+    print(f"|---|---:|---:|---:|")
+    for name, (calls, total) in sorted(per_name.items(), key=lambda kv: -kv[1][1]):
+        print(f"| {name} | {calls / steps:.0f} | {total / steps:.1f} | {100 * total / steps / step_us:.1f}% |")
+    print(f"| **sum (GPU time of one step, kernels back to back)** | {sum(c for c, _ in per_name.values()) / steps:.0f} "
+          f"| {step_us:.1f} | |")
+
+
+if __name__ == "__main__":
+    main()
