@@ -26,7 +26,7 @@ def main():
             continue
         value = float(row["Metric Value"].replace(",", ""))
         unit = row["Metric Unit"]
-        scale = {"nsecond": 1e-3, "usecond": 1.0, "msecond": 1e3, "second": 1e6}[unit]
+        scale = {"ns": 1e-3, "nsecond": 1e-3, "us": 1.0, "usecond": 1.0, "ms": 1e3, "msecond": 1e3, "s": 1e6, "second": 1e6}[unit]
         name = row["Kernel Name"].split("(")[0].split("<")[0].strip()
         name = name.replace("void ", "")
         kernels.append((int(row["ID"]), name, value * scale))
