@@ -93,9 +93,10 @@ if has profile; then
     CHAI_NO_GRAPHS=1 timeout 300 ncu --clock-control none --metrics gpu__time_duration.sum --csv \
       build-gpu/chai bench --model configs/models/llama-7b.json --random-weights --device cuda --dtype fp16 \
       --max-seq-len 4096 --batch "$b" --input-len ${PROFILE_INPUT:-512} --output-len 3 --warmup 0 --iters 1 \
-      ${PROFILE_CHAI:+--chai $PROFILE_CHAI} > "/tmp/ncu-b$b.csv" 2>"/tmp/ncu-b$b.err"
+      ${PROFILE_CHAI:+--chai $PROFILE_CHAI} > "$OUT/ncu-b$b.csv" 2>"/tmp/ncu-b$b.err"
     echo "### batch $b, input ${PROFILE_INPUT:-512} ${PROFILE_CHAI:+(CHAI $PROFILE_CHAI)}: kernels of the last decode step"
-    python3 benchmarks/scripts/profile_step.py "/tmp/ncu-b$b.csv" || tail -n 5 "/tmp/ncu-b$b.err" --steps 2 | tee "$OUT/profile-b$b.md"
+    python3 benchmarks/scripts/profile_step.py "$OUT/ncu-b$b.csv" --steps 2 | tee "$OUT/profile-b$b.md"
+    [ "${PIPESTATUS[0]}" = 0 ] || tail -n 5 "/tmp/ncu-b$b.err"
   done
 fi
 

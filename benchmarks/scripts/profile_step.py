@@ -15,6 +15,26 @@ import sys
 from collections import OrderedDict
 
 
+def KernelBaseName(full):
+    """'void ns::(anonymous namespace)::Foo<__half, 4>(const T1 *, int)' -> 'Foo<__half, 4>'."""
+    name = full.replace("(anonymous namespace)", "anon")
+    depth = 0
+    for i, ch in enumerate(name):  # cut at the parameter list: the first '(' outside template brackets
+        depth += ch == "<"
+        depth -= ch == ">"
+        if ch == "(" and depth == 0:
+            name = name[:i]
+            break
+    name = name.removeprefix("void ").strip()
+    depth, start = 0, 0
+    for i, ch in enumerate(name):  # drop the namespaces (the last '::' outside template brackets)
+        depth += ch == "<"
+        depth -= ch == ">"
+        if depth == 0 and name.startswith("::", i):
+            start = i + 2
+    return name[start:]
+
+
 def main():
     path = sys.argv[1]
     steps = int(sys.argv[sys.argv.index("--steps") + 1]) if "--steps" in sys.argv else 1
@@ -27,8 +47,7 @@ def main():
         value = float(row["Metric Value"].replace(",", ""))
         unit = row["Metric Unit"]
         scale = {"ns": 1e-3, "nsecond": 1e-3, "us": 1.0, "usecond": 1.0, "ms": 1e3, "msecond": 1e3, "s": 1e6, "second": 1e6}[unit]
-        name = row["Kernel Name"].split("(")[0].split("<")[0].strip()
-        name = name.replace("void ", "")
+        name = KernelBaseName(row["Kernel Name"])
         kernels.append((int(row["ID"]), name, value * scale))
     kernels.sort()
     cuts = [i for i, (_, name, _) in enumerate(kernels) if "Embedding" in name]
