@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "kernels/ops.h"
 #include "kernels/step_graph.h"
+#include "runtime/graph_buckets.h"
 
 namespace chai {
 namespace {
@@ -284,12 +285,15 @@ bool Engine::CanReplay(absl::Span<StepInput> steps, bool all_positions) const {
 absl::StatusOr<Tensor> Engine::ReplayDecode(absl::Span<StepInput> steps) {
   auto meta = PrepareStep(steps, config_, pool_.get());
   if (!meta.ok()) return meta.status();
-  auto& slot = graphs_[meta->num_seqs];
+  // The attention kernels plan their chunks from the bound the graph records: one graph per
+  // length bucket keeps that bound within 1.5x of the real lengths (graph_buckets.h).
+  const int64_t capacity = int64_t{tables_->cap_blocks()} * pool_->block_size();
+  const int64_t bound = DecodeLengthBucket(meta->max_len, capacity);
+  auto& slot = graphs_[{meta->num_seqs, bound}];
   if (slot == nullptr) {
     slot = std::make_unique<GraphSlot>();
     slot->logits = NewActivation(meta->num_seqs, weights_.vocab_shard * comm_->size());
-    // A fixed bound for the kernels' launch shapes: the longest sequence the tables can hold.
-    slot->step.batch.max_seq_len = tables_->cap_blocks() * pool_->block_size();
+    slot->step.batch.max_seq_len = static_cast<int>(bound);
   }
   Upload(*meta, steps, &slot->step);
   if (!slot->warmed) {  // the first step of a shape runs eagerly (allocations, plans, scratch)

@@ -86,7 +86,7 @@ class Engine {
 
  private:
   struct DeviceStep;  // the step's metadata on the engine's device
-  struct GraphSlot;   // a recorded decode step for one batch shape
+  struct GraphSlot;   // a recorded decode step for one batch size and length bucket
   void Upload(const StepMetadata& meta, absl::Span<StepInput> steps, DeviceStep* step);
   // Embedding, layers and LM head; writes [rows, vocab_shard * world] logits into *logits.
   void RunModel(absl::Span<StepInput> steps, const DeviceStep& step, bool all_positions, Tensor* logits);
@@ -115,7 +115,7 @@ class Engine {
   std::unique_ptr<KvBlockPool> pool_;
   std::unique_ptr<BlockTables> tables_;
   bool capture_decode_;
-  std::map<int, std::unique_ptr<GraphSlot>> graphs_;  // by batch size
+  std::map<std::pair<int, int64_t>, std::unique_ptr<GraphSlot>> graphs_;  // by (batch size, length bucket)
   AttentionPolicy* policy_ = nullptr;
 };
 

@@ -8,7 +8,7 @@
 namespace chai::testing {
 
 absl::StatusOr<TestModel> LoadTestModel(const std::string& dir, Communicator* comm, const ParallelLayout& layout,
-                                        DType dtype, Device device) {
+                                        DType dtype, Device device, bool capture_decode) {
   TestModel m;
   auto config = LoadModelConfig(dir);
   if (!config.ok()) return config.status();
@@ -25,7 +25,7 @@ absl::StatusOr<TestModel> LoadTestModel(const std::string& dir, Communicator* co
   auto weights = LoadWeights(m.config, **source, l, dtype, device);
   if (!weights.ok()) return weights.status();
   EngineOptions options;
-  options.capture_decode = device == Device::kCuda;  // exercise the recorded decode path on GPUs
+  options.capture_decode = capture_decode && device == Device::kCuda;  // exercise the recorded decode path
   m.engine = std::make_unique<Engine>(m.config, std::move(*weights), comm, dtype, device, options);
   return m;
 }
