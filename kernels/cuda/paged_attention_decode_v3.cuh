@@ -84,6 +84,7 @@ inline void MakePlanV3(int max_seq_len, int members_per_rep, int resident_score,
 // Rows per lane group per trip: 8 16-byte loads in flight per thread (kRows = 8 * kRpw <= 32
 // rows per warp, so a trip spans at most 32 blocks and fits the table window).
 constexpr int kV3Unroll = 8;
+constexpr int kV3MinCtas = 6;
 
 // Positions of a sequence of `len` per split when the host planned `splits` of the bound.
 __device__ __forceinline__ int V3Chunk(int len, int splits) {
@@ -128,7 +129,7 @@ __device__ __forceinline__ void V3WarpRange(int cl, int warp, int* w0, int* w1) 
 
 // Phase 1: the logits of a representative over its chunk.
 template <typename T, int kD>
-__global__ void __launch_bounds__(kDecodeThreads) DecodeV3ScoreKernel(Params p) {
+__global__ void __launch_bounds__(kDecodeThreads, kV3MinCtas) DecodeV3ScoreKernel(Params p) {
   PdlWait();
   using S = RowShape<T, kD>;
   static_assert(S::kExact && S::kNv == 1, "kernel 3 takes rows of at most one 16-byte vector per lane");
@@ -191,7 +192,7 @@ __global__ void __launch_bounds__(kDecodeThreads) DecodeV3ScoreKernel(Params p) 
 
 // Phase 2: out[h] = softmax(logits of score_head[h]) · V of h's KV head, over the chunk.
 template <typename T, int kD>
-__global__ void __launch_bounds__(kDecodeThreads) DecodeV3PvKernel(Params p) {
+__global__ void __launch_bounds__(kDecodeThreads, kV3MinCtas) DecodeV3PvKernel(Params p) {
   PdlWait();
   using S = RowShape<T, kD>;
   static_assert(S::kExact && S::kNv == 1, "kernel 3 takes rows of at most one 16-byte vector per lane");
