@@ -419,6 +419,23 @@ TEST_F(PagedAttentionGpu, DecodeMqaSubsets) {
   Check(c);
 }
 
+TEST_F(PagedAttentionGpu, DecodeOddBlocks) {
+  // Block sizes that are not powers of two, with head sizes that kernels 2 and 3 take: rows of a
+  // trip straddle blocks, and CHAI leaves some KV heads without K blocks.
+  Case a{"decode GQA 8/2 CHAI d64 bs5", 8, 2, 64, 5};
+  a.lens = kOddLens;
+  a.news.assign(a.lens.size(), 1);
+  a.maps = {Dense(8), RandomClusters(8, 2), RandomClusters(8, 3), RandomClusters(8, 1), Dense(8), RandomClusters(8, 5)};
+  a.hint = 4;
+  Check(a);
+  Case b{"decode CHAI MHA d128 bs7, loose bound", 8, 8, 128, 7};
+  b.lens = {4097, 1, 300, 17, 5, 1000};
+  b.news.assign(b.lens.size(), 1);
+  b.maps = {RandomClusters(8, 2), Dense(8), RandomClusters(8, 3), RandomClusters(8, 1), RandomClusters(8, 4), Dense(8)};
+  b.extra_max_len = 2000;
+  Check(b);
+}
+
 TEST_F(PagedAttentionGpu, DecodeLargeBatchLongChunks) {
   // Enough sequences that each CTA takes a long chunk (several unrolled trips), a loose bound.
   Case c{"decode B=40 CHAI 32 heads d64", 32, 32, 64, 16};
