@@ -29,6 +29,8 @@
 #ifndef CHAI_KERNELS_CUDA_PAGED_ATTENTION_DECODE_V3_CUH_
 #define CHAI_KERNELS_CUDA_PAGED_ATTENTION_DECODE_V3_CUH_
 
+#include <type_traits>
+
 #include "kernels/cuda/paged_attention_common.cuh"
 #include "kernels/cuda/paged_attention_decode_v2.cuh"  // LoadStream, Rescale
 #include "kernels/cuda/pdl.cuh"
@@ -84,7 +86,25 @@ inline void MakePlanV3(int max_seq_len, int members_per_rep, int resident_score,
 // Rows per lane group per trip: 8 16-byte loads in flight per thread (kRows = 8 * kRpw <= 32
 // rows per warp, so a trip spans at most 32 blocks and fits the table window).
 constexpr int kV3Unroll = 8;
+// Minimum CTAs per SM for __launch_bounds__: 6 (ptxas, sm_90: 72-80 registers, no spills).
 constexpr int kV3MinCtas = 6;
+
+// A 16-byte row piece in fp32. bf16 by shifts on 32-bit words: with cvt.f32.bf16 on 16-bit
+// registers ptxas needed ~96 registers and spilled under the 6-CTA bound.
+template <typename T, int N>
+__device__ __forceinline__ void V3ToFloats(const Vec<T, N>& x, float (&f)[N]) {
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    const uint32_t* w = reinterpret_cast<const uint32_t*>(&x);
+#pragma unroll
+    for (int i = 0; i < N / 2; ++i) {
+      f[2 * i] = __uint_as_float(w[i] << 16);
+      f[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
+    }
+  } else {
+#pragma unroll
+    for (int e = 0; e < N; ++e) f[e] = ToFloat(x.v[e]);
+  }
+}
 
 // Positions of a sequence of `len` per split when the host planned `splits` of the bound.
 __device__ __forceinline__ int V3Chunk(int len, int splits) {
@@ -179,9 +199,10 @@ __global__ void __launch_bounds__(kDecodeThreads, kV3MinCtas) DecodeV3ScoreKerne
     }
 #pragma unroll
     for (int u = 0; u < kU; ++u) {
-      float x = 0.f;
+      float kf[kVec], x = 0.f;
+      V3ToFloats(kr[u], kf);
 #pragma unroll
-      for (int e = 0; e < kVec; ++e) x = fmaf(qf[e], ToFloat(kr[u].v[e]), x);
+      for (int e = 0; e < kVec; ++e) x = fmaf(qf[e], kf[e], x);
 #pragma unroll
       for (int off = S::kLpr / 2; off > 0; off /= 2) x += __shfl_xor_sync(kAll, x, off);
       const int j = base + u * S::kRpw + rs;
@@ -255,8 +276,10 @@ __global__ void __launch_bounds__(kDecodeThreads, kV3MinCtas) DecodeV3PvKernel(P
     for (int u = 0; u < kU; ++u) {
       const float pr = x[u] == -INFINITY ? 0.f : exp2f(x[u] - mx);
       l += pr;
+      float vf[kVec];
+      V3ToFloats(vr[u], vf);
 #pragma unroll
-      for (int e = 0; e < kVec; ++e) acc[e] = fmaf(pr, ToFloat(vr[u].v[e]), acc[e]);
+      for (int e = 0; e < kVec; ++e) acc[e] = fmaf(pr, vf[e], acc[e]);
     }
   }
 
