@@ -13,7 +13,7 @@
 // bandwidth is the floor. Prints a markdown table.
 //
 //   attention_bench [--dtype fp16|bf16|fp32] [--batches 1,8,32] [--contexts 1024,4096,16384] [--replays N]
-//                   [--hint M] [--members-per-cta N] [--ctas-per-sm N] [--kernel 1|2]
+//                   [--hint M] [--members-per-cta N] [--ctas-per-sm N] [--kernel 1|2|3]
 // --members-per-cta, --ctas-per-sm and --kernel set CHAI_DECODE_MEMBERS_PER_CTA,
 // CHAI_DECODE_CTAS_PER_SM and CHAI_DECODE_KERNEL (the decode kernel's tuning knobs and which
 // decode kernel runs, see kernels/cuda/paged_attention.cu) for this run.
@@ -212,7 +212,7 @@ int Main(int argc, char** argv) {
       std::fprintf(stderr,
                    "usage: attention_bench [--dtype fp16|bf16|fp32] [--batches 1,8,32] "
                    "[--contexts 1024,4096,16384] [--replays N] [--hint M] [--members-per-cta N] "
-                   "[--ctas-per-sm N] [--kernel 1|2]\n");
+                   "[--ctas-per-sm N] [--kernel 1|2|3]\n");
       return 2;
     }
   }
@@ -235,8 +235,8 @@ int Main(int argc, char** argv) {
       "decode attention, %d heads x %d, block %d; CHAI = %d representatives of %d heads each (K of %d + V of %d "
       "heads), decode kernel %s, launch hint members_per_rep = %d, CHAI_DECODE_MEMBERS_PER_CTA = %s, "
       "CHAI_DECODE_CTAS_PER_SM = %s; byte bound = dense bytes / CHAI bytes\n\n",
-      kHeads, kHeadDim, kBlock, kReps, kHeads / kReps, kReps, kHeads, kernel != nullptr ? kernel : "1 (default)", hint,
-      per_cta != nullptr ? per_cta : "default", per_sm != nullptr ? per_sm : "default");
+      kHeads, kHeadDim, kBlock, kReps, kHeads / kReps, kReps, kHeads,
+      kernel != nullptr ? kernel : "default (2 dense, 1 CHAI)", hint, per_cta != nullptr ? per_cta : "default", per_sm != nullptr ? per_sm : "default");
   std::printf(
       "| B | context | dense (us) | dense GB/s | dense %% of copy | CHAI (us) | CHAI GB/s | CHAI %% of copy | CHAI "
       "speedup | byte bound | CHAI, hint 1 (us) | hint 1 %% of copy |\n");

@@ -22,13 +22,17 @@
 // A batch with max_new_tokens > 1 launches both: its single-row sequences still take the
 // split decode path.
 //
+// Decode kernel 3 (paged_attention_decode_v3.cuh) runs two launches instead: the representatives'
+// logits into a third scratch buffer (num_seqs * heads * max_seq_len floats), then P·V per head.
+//
 // Split scratch: two device buffers per (device, stream), grown lazily with cudaMalloc to the
 // largest need seen and never shrunk or freed (a CUDA graph captured earlier may still point into
 // an old one): the partials (num_seqs * heads * max_splits * (head_dim + 2) floats, a few MB) and
 // the counters (one per decode grid column, zeroed when allocated and left at zero by every
-// call). Growing is impossible inside a stream capture, so run one eager step with the largest
-// bounds (num_seqs, max_seq_len) and the same hints before capturing decode graphs; a capture
-// that would need more aborts with a message saying so.
+// call); kernel 3's logits are a third, grown the same way. Growing is impossible inside a
+// stream capture, so run one eager step with the largest bounds (num_seqs, max_seq_len) and the
+// same hints before capturing decode graphs; a capture that would need more aborts with a
+// message saying so.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -68,7 +72,7 @@ void* Scratch(size_t bytes, cudaStream_t stream, int kind, bool zeroed) {
     CHAI_CUDA_CHECK(cudaStreamIsCapturing(stream, &status));
     if (status != cudaStreamCaptureStatusNone) {
       std::fprintf(stderr,
-                   "chai: fatal: PagedAttention needs %zu bytes of split scratch during a CUDA graph capture but only "
+                   "chai: fatal: PagedAttention needs %zu bytes of scratch during a CUDA graph capture but only "
                    "%zu were reserved; run one eager step with the largest num_seqs and max_seq_len first\n",
                    bytes, b.bytes);
       std::abort();
@@ -92,7 +96,10 @@ void* Scratch(size_t bytes, cudaStream_t stream, int kind, bool zeroed) {
 //   MakePlanV2. Default: kernel 2 for dense layers (hint 1) and kernel 1 for CHAI layers, the
 //   faster of each on an H100 (benchmarks/results/attention-decode-h100.md): kernel 2 streams
 //   dense K/V at 79-88% of copy bandwidth against kernel 1's 69-79%, while for CHAI kernel 1
-//   with 4 members per CTA leads at B = 32 (65-72% against 57-64%).
+//   with 4 members per CTA leads at B = 32 (65-72% against 57-64%). 3: the two-phase kernel of
+//   paged_attention_decode_v3.cuh (representatives' logits, then P·V per head; head_dim 64, 80,
+//   96, 128 with 16-byte rows, any group; else kernel 1), its splits sized by MakePlanV3; not a
+//   default until measured.
 int EnvKnob(const char* name, int fallback) {
   const char* env = std::getenv(name);
   const int v = env != nullptr ? std::atoi(env) : 0;
@@ -167,8 +174,17 @@ void PagedAttention(const Tensor& q, const PagedKv& kv, const BatchLayout& batch
       per_sm = paged::DecodeV2CtasPerSm<decltype(tag)>(p, plan);
     });
     paged::MakePlanV2(batch.max_seq_len, kv.members_per_rep, per_sm * SmCount(), &p, &plan);
+  } else if (kernel == 3 && paged::DecodeV3Supported(d, exact)) {
+    int score_per_sm = 1, pv_per_sm = 1;
+    DispatchFloat(q.dtype(), "PagedAttention", [&](auto tag) {
+      paged::DecodeV3CtasPerSm<decltype(tag)>(p, &score_per_sm, &pv_per_sm);
+    });
+    paged::MakePlanV3(batch.max_seq_len, kv.members_per_rep, score_per_sm * SmCount(), pv_per_sm * SmCount(), &p,
+                      &plan);
   }
-  if (p.max_splits > 65535) Fail("max_seq_len " + std::to_string(batch.max_seq_len) + " too long");
+  if (p.max_splits > 65535 || p.score_splits > 65535) {
+    Fail("max_seq_len " + std::to_string(batch.max_seq_len) + " too long");
+  }
   if (plan.prefill_tiles > 65535) Fail("max_new_tokens " + std::to_string(batch.max_new_tokens) + " too large");
 
   cudaStream_t stream = CurrentStream();
@@ -179,6 +195,10 @@ void PagedAttention(const Tensor& q, const PagedKv& kv, const BatchLayout& batch
     p.part_ml = reinterpret_cast<float2*>(base);
     p.part_acc = reinterpret_cast<float*>(base + ml_bytes);
     p.counters = static_cast<int*>(Scratch(sizeof(int) * plan.decode_slots, stream, 1, true));
+  }
+  if (plan.decode_kernel == 3) {
+    const size_t floats = size_t(batch.num_seqs) * heads * p.logit_stride;
+    p.logits = static_cast<float*>(Scratch(floats * sizeof(float), stream, 2, false));
   }
 
   DispatchFloat(q.dtype(), "PagedAttention", [&](auto tag) {

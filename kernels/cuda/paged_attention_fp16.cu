@@ -5,5 +5,6 @@ namespace chai::cuda::paged {
 
 template void LaunchAttention<__half>(const Params&, const LaunchPlan&, cudaStream_t);
 template int DecodeV2CtasPerSm<__half>(const Params&, const LaunchPlan&);
+template void DecodeV3CtasPerSm<__half>(const Params&, int*, int*);
 
 }  // namespace chai::cuda::paged

@@ -5,5 +5,6 @@ namespace chai::cuda::paged {
 
 template void LaunchAttention<float>(const Params&, const LaunchPlan&, cudaStream_t);
 template int DecodeV2CtasPerSm<float>(const Params&, const LaunchPlan&);
+template void DecodeV3CtasPerSm<float>(const Params&, int*, int*);
 
 }  // namespace chai::cuda::paged

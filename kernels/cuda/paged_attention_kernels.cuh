@@ -1,5 +1,5 @@
 // Kernels of PagedAttention and their launch (see paged_attention.cu for the op, its launch plan
-// and scratch): the decode kernel (paged_attention_decode.cuh), the prefill kernels
+// and scratch): the decode kernels (paged_attention_decode*.cuh), the prefill kernels
 // (paged_attention_prefill*.cuh) and the dispatch on head_dim, dtype and group tile.
 #ifndef CHAI_KERNELS_CUDA_PAGED_ATTENTION_KERNELS_CUH_
 #define CHAI_KERNELS_CUDA_PAGED_ATTENTION_KERNELS_CUH_
@@ -13,6 +13,7 @@
 #include "kernels/cuda/paged_attention_common.cuh"
 #include "kernels/cuda/paged_attention_decode.cuh"
 #include "kernels/cuda/paged_attention_decode_v2.cuh"
+#include "kernels/cuda/paged_attention_decode_v3.cuh"
 #include "kernels/cuda/paged_attention_prefill.cuh"
 #include "kernels/cuda/paged_attention_prefill_mma.cuh"
 #include "kernels/cuda/pdl.cuh"
@@ -26,6 +27,10 @@ void LaunchAttention(const Params& p, const LaunchPlan& plan, cudaStream_t strea
 // group_tile, v2_members), for sizing its chunks.
 template <typename T>
 int DecodeV2CtasPerSm(const Params& p, const LaunchPlan& plan);
+
+// Resident CTAs per SM of decode kernel 3's two phases for p.head_dim (64, 80, 96 or 128).
+template <typename T>
+void DecodeV3CtasPerSm(const Params& p, int* score, int* pv);
 
 #ifdef __CUDACC__
 // ------------------------------------------------------------------------------------------
@@ -94,6 +99,51 @@ int DecodeV2CtasPerSm(const Params& p, const LaunchPlan& plan) {
   }
 }
 
+// Occupancy of a decode kernel (128 threads, no dynamic shared memory), queried once per device
+// and instance (a host-side call, fine during stream capture too).
+template <auto kKernel>
+int CachedOccupancy() {
+  static std::atomic<int> cached[64];  // per kernel (the template argument) and device; zero-initialised
+  int device = 0;
+  CHAI_CUDA_CHECK(cudaGetDevice(&device));
+  device = device >= 0 && device < 64 ? device : 63;
+  int ctas = cached[device].load(std::memory_order_relaxed);
+  if (ctas == 0) {
+    CHAI_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&ctas, kKernel, kDecodeThreads, 0));
+    ctas = std::max(ctas, 1);
+    cached[device].store(ctas, std::memory_order_relaxed);
+  }
+  return ctas;
+}
+
+template <typename T, int kD>
+void DecodeV3CtasPerSmFor(int* score, int* pv) {
+  *score = CachedOccupancy<DecodeV3ScoreKernel<T, kD>>();
+  *pv = CachedOccupancy<DecodeV3PvKernel<T, kD>>();
+}
+
+template <typename T>
+void DecodeV3CtasPerSm(const Params& p, int* score, int* pv) {
+  switch (p.head_dim) {
+    case 64:
+      return DecodeV3CtasPerSmFor<T, 64>(score, pv);
+    case 80:
+      return DecodeV3CtasPerSmFor<T, 80>(score, pv);
+    case 96:
+      return DecodeV3CtasPerSmFor<T, 96>(score, pv);
+    default:
+      return DecodeV3CtasPerSmFor<T, 128>(score, pv);
+  }
+}
+
+// Kernel 3: phase 1 (representatives' logits), then phase 2 (P·V of every head), stream-ordered
+// (phase 2's PdlWait waits for phase 1 to complete).
+template <typename T, int kD>
+void LaunchDecodeV3(const Params& p, const LaunchPlan& plan, cudaStream_t stream) {
+  LaunchPdl(DecodeV3ScoreKernel<T, kD>, dim3(plan.decode_slots, p.score_splits), kDecodeThreads, 0, stream, p);
+  LaunchPdl(DecodeV3PvKernel<T, kD>, dim3(plan.decode_slots, p.max_splits), kDecodeThreads, 0, stream, p);
+}
+
 // Runs a host function once per CUDA device (kernel attributes are per device, and ranks may
 // be threads of one process on different devices).
 class PerDeviceOnce {
@@ -137,6 +187,13 @@ void LaunchPrefill(const Params& p, const LaunchPlan& plan, cudaStream_t stream)
 
 template <typename T, int kD>
 void LaunchForHeadDim(const Params& p, const LaunchPlan& plan, cudaStream_t stream) {
+  if constexpr (DecodeV3Dim(kD)) {
+    if (plan.decode && plan.decode_kernel == 3) {
+      LaunchDecodeV3<T, kD>(p, plan, stream);
+      if (plan.prefill) LaunchPrefill<T, kD>(p, plan, stream);
+      return;
+    }
+  }
   if constexpr (DecodeV2Dim(kD)) {
     if (plan.decode && plan.decode_kernel == 2) {
       WithDecodeV2Tile(plan, [&](auto kg, auto km) {
@@ -198,6 +255,9 @@ extern template void LaunchAttention<__nv_bfloat16>(const Params&, const LaunchP
 extern template int DecodeV2CtasPerSm<float>(const Params&, const LaunchPlan&);
 extern template int DecodeV2CtasPerSm<__half>(const Params&, const LaunchPlan&);
 extern template int DecodeV2CtasPerSm<__nv_bfloat16>(const Params&, const LaunchPlan&);
+extern template void DecodeV3CtasPerSm<float>(const Params&, int*, int*);
+extern template void DecodeV3CtasPerSm<__half>(const Params&, int*, int*);
+extern template void DecodeV3CtasPerSm<__nv_bfloat16>(const Params&, int*, int*);
 
 }  // namespace chai::cuda::paged
 

@@ -6,8 +6,10 @@
 // PagedAttention's output (NaN-poisoned first) is compared per (row, head) with the reference:
 // ||out - ref|| / ||ref|| < 1e-5 in fp32, < 1e-2 in fp16/bf16. PagedAttention runs twice, the
 // second time on a re-poisoned output, and must give the same bytes (split counters left at
-// zero). Every case runs with both decode kernels (CHAI_DECODE_KERNEL 1 and 2). Decode cases with a member-split hint (kv.members_per_rep) check that the hint, right
-// or wrong, never changes the result.
+// zero). Every case runs with every decode kernel that applies (CHAI_DECODE_KERNEL 1, 2 and 3),
+// on the same inputs and reference per dtype (built once: the host side is the test's cost).
+// Decode cases with a member-split hint (kv.members_per_rep) check that the hint, right or wrong,
+// never changes the result.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -36,15 +38,28 @@ std::mt19937& Rng() {
   return rng;
 }
 
-// Values as the dtype stores them (rounded), kept in fp32.
+// Values as the dtype stores them (rounded), kept in fp32. Filled in fixed pieces of 64K values on
+// all cores, each piece from its own generator seeded by (one draw of Rng(), piece index): the
+// same values whatever the thread count, without one generator being the test's hot spot.
 std::vector<float> RandomRounded(size_t n, DType dtype, float scale) {
-  std::normal_distribution<float> dist(0.f, scale);
+  constexpr size_t kPiece = size_t{1} << 16;
+  const uint32_t seed = Rng()();
   std::vector<float> v(n);
-  for (float& x : v) x = dist(Rng());
-  if (dtype == DType::kF32) return v;
-  std::vector<uint16_t> tmp(n);
-  ConvertFloats(v.data(), DType::kF32, tmp.data(), dtype, n);
-  ConvertFloats(tmp.data(), dtype, v.data(), DType::kF32, n);
+  cpu::ParallelFor(static_cast<int64_t>((n + kPiece - 1) / kPiece), 1, [&](int64_t begin, int64_t end) {
+    std::vector<uint16_t> tmp;
+    for (int64_t piece = begin; piece < end; ++piece) {
+      std::seed_seq seq{seed, static_cast<uint32_t>(piece)};
+      std::mt19937 rng(seq);
+      std::normal_distribution<float> dist(0.f, scale);
+      float* x = v.data() + piece * kPiece;
+      const size_t m = std::min(kPiece, n - piece * kPiece);
+      for (size_t i = 0; i < m; ++i) x[i] = dist(rng);
+      if (dtype == DType::kF32) continue;
+      tmp.resize(m);
+      ConvertFloats(x, DType::kF32, tmp.data(), dtype, m);
+      ConvertFloats(tmp.data(), dtype, x, DType::kF32, m);
+    }
+  });
   return v;
 }
 
@@ -95,23 +110,29 @@ struct Case {
   int hint = 1;                        // kv.members_per_rep: changes the decode split, never the result
 };
 
-struct Result {
-  double max_err = 0;
-  bool pool_ok = false;
-  bool repeat_ok = false;  // a second call gave the same bytes
-  std::string where;
+// A case's inputs for one dtype, built on the host once and shared by every kernel run: the pool
+// before the step (poisoned past the written slots) and as PagedAppend must leave it, the tables,
+// the step's q and new K/V rows, and the double-precision reference output.
+struct Inputs {
+  int T = 0, max_len = 0, max_new = 0, num_blocks = 0, max_blocks = 0;
+  std::vector<int32_t> q_start, tables, score_flat;
+  Tensor pool_before, pool_expected;  // host tensors of the dtype
+  Tensor q, k_new, v_new;             // host tensors of the dtype
+  std::vector<double> ref;            // [T, heads, d]
+  std::vector<char> has_ref;          // [T, heads]: the head's representative is one (always, in valid maps)
 };
 
-Result Run(const Case& c, DType dtype) {
+Inputs BuildInputs(const Case& c, DType dtype) {
   const int S = static_cast<int>(c.lens.size()), H = c.heads, KV = c.kv_heads, G = H / KV, d = c.d, bs = c.block_size;
   const size_t esize = DTypeSize(dtype);
-  std::vector<int32_t> q_start(S + 1, 0);
-  for (int s = 0; s < S; ++s) q_start[s + 1] = q_start[s] + c.news[s];
-  const int T = q_start[S];
-  int max_len = 0, max_new = 0;
+  Inputs in;
+  in.q_start.assign(S + 1, 0);
+  for (int s = 0; s < S; ++s) in.q_start[s + 1] = in.q_start[s] + c.news[s];
+  const std::vector<int32_t>& q_start = in.q_start;
+  const int T = in.T = q_start[S];
   for (int s = 0; s < S; ++s) {
-    max_len = std::max(max_len, c.lens[s]);
-    max_new = std::max(max_new, c.news[s]);
+    in.max_len = std::max(in.max_len, c.lens[s]);
+    in.max_new = std::max(in.max_new, c.news[s]);
   }
 
   // Which K heads exist: those of a representative's KV head.
@@ -138,10 +159,13 @@ Result Run(const Case& c, DType dtype) {
   }
   max_blocks += 2;  // -1 tails on every list
   const int num_blocks = needed + needed / 4 + 3;
+  in.max_blocks = max_blocks;
+  in.num_blocks = num_blocks;
   std::vector<int32_t> ids(num_blocks);
   std::iota(ids.begin(), ids.end(), 0);
   std::shuffle(ids.begin(), ids.end(), Rng());
-  std::vector<int32_t> tables(size_t(S) * 2 * KV * max_blocks, -1);
+  std::vector<int32_t>& tables = in.tables;
+  tables.assign(size_t(S) * 2 * KV * max_blocks, -1);
   const size_t slots = size_t(num_blocks) * bs;
   std::vector<float> pool_vals(slots * d, 0.f);
   std::vector<char> past_slot(slots, 0), final_slot(slots, 0);
@@ -168,7 +192,8 @@ Result Run(const Case& c, DType dtype) {
       if (!keep[slot]) std::memset(static_cast<char*>(t.raw()) + slot * d * esize, 0xFF, d * esize);
     return t;
   };
-  Tensor pool_before = poisoned_pool(past_slot), pool_expected = poisoned_pool(final_slot);
+  in.pool_before = poisoned_pool(past_slot);
+  in.pool_expected = poisoned_pool(final_slot);
 
   // The step's rows: q (random), and the new K/V rows (all heads, including absent K heads).
   std::vector<float> q = RandomRounded(size_t(std::max(T, 1)) * H * d, dtype, 1.5f);
@@ -187,27 +212,79 @@ Result Run(const Case& c, DType dtype) {
         std::copy_n(&vals[s][1][g][size_t(pos) * d], d, &v_new[(size_t(t) * KV + g) * d]);
       }
     }
+  for (int s = 0; s < S; ++s) in.score_flat.insert(in.score_flat.end(), c.maps[s].begin(), c.maps[s].end());
+  in.q = HostTensor(q, {T, int64_t{H} * d}, dtype);
+  in.k_new = HostTensor(k_new, {T, int64_t{KV} * d}, dtype);
+  in.v_new = HostTensor(v_new, {T, int64_t{KV} * d}, dtype);
 
-  std::vector<int32_t> score_flat;
-  for (int s = 0; s < S; ++s) score_flat.insert(score_flat.end(), c.maps[s].begin(), c.maps[s].end());
+  // Naive reference in double: per (sequence, new row, representative) the causal softmax of
+  // its scores, applied to each member's V. Rows are independent, so they run on all cores.
+  in.ref.assign(size_t(T) * H * d, 0.0);
+  in.has_ref.assign(size_t(T) * H, 0);
+  const double scale = 1.0 / std::sqrt(double(d));
+  cpu::ParallelFor(T, 1, [&](int64_t t_begin, int64_t t_end) {
+    std::vector<double> p;
+    for (int t = static_cast<int>(t_begin); t < t_end; ++t) {
+      const int s = static_cast<int>(std::upper_bound(q_start.begin(), q_start.end(), t) - q_start.begin()) - 1;
+      const int i = t - q_start[s], visible = c.lens[s] - c.news[s] + i + 1;
+      for (int r = 0; r < H; ++r) {
+        if (c.maps[s][r] != r) continue;
+        p.assign(visible, 0.0);
+        const float* qr = &q[(size_t(t) * H + r) * d];
+        double mx = -INFINITY;
+        for (int j = 0; j < visible; ++j) {
+          const float* kj = &vals[s][0][r / G][size_t(j) * d];
+          double dot = 0;
+          for (int e = 0; e < d; ++e) dot += double(qr[e]) * kj[e];
+          p[j] = dot * scale;
+          mx = std::max(mx, p[j]);
+        }
+        double sum = 0;
+        for (double& x : p) sum += (x = std::exp(x - mx));
+        for (int h = 0; h < H; ++h) {
+          if (c.maps[s][h] != r) continue;
+          double* o = &in.ref[(size_t(t) * H + h) * d];
+          for (int j = 0; j < visible; ++j) {
+            const float* vj = &vals[s][1][h / G][size_t(j) * d];
+            const double w = p[j] / sum;
+            for (int e = 0; e < d; ++e) o[e] += w * vj[e];
+          }
+          in.has_ref[size_t(t) * H + h] = 1;
+        }
+      }
+    }
+  });
+  return in;
+}
 
+struct Result {
+  double max_err = 0;
+  bool pool_ok = false;
+  bool repeat_ok = false;  // a second call gave the same bytes
+  std::string where;
+};
+
+// Runs PagedAppend and PagedAttention (twice) on fresh device copies of `in` with the decode
+// kernel the environment selects, and compares with the reference.
+Result RunKernel(const Case& c, const Inputs& in, DType dtype) {
+  const int S = static_cast<int>(c.lens.size()), H = c.heads, KV = c.kv_heads, d = c.d, T = in.T;
   PagedKv kv;
-  kv.pool = pool_before.To(Device::kCuda);
-  kv.tables = Tensor::FromInts(tables, {S, 2, KV, max_blocks}).To(Device::kCuda);
-  kv.block_size = bs;
+  kv.pool = in.pool_before.To(Device::kCuda);
+  kv.tables = Tensor::FromInts(in.tables, {S, 2, KV, in.max_blocks}).To(Device::kCuda);
+  kv.block_size = c.block_size;
   kv.kv_heads = KV;
-  kv.max_blocks = max_blocks;
+  kv.max_blocks = in.max_blocks;
   kv.members_per_rep = c.hint;
   BatchLayout batch;
-  batch.q_start = DeviceInts(q_start);
+  batch.q_start = DeviceInts(in.q_start);
   batch.seq_lens = DeviceInts(std::vector<int32_t>(c.lens.begin(), c.lens.end()));
   batch.num_seqs = S;
-  batch.max_new_tokens = max_new;
-  batch.max_seq_len = max_len + c.extra_max_len;
-  Tensor score_head = Tensor::FromInts(score_flat, {S, H}).To(Device::kCuda);
-  Tensor q_dev = HostTensor(q, {T, int64_t{H} * d}, dtype).To(Device::kCuda);
-  Tensor k_dev = HostTensor(k_new, {T, int64_t{KV} * d}, dtype).To(Device::kCuda);
-  Tensor v_dev = HostTensor(v_new, {T, int64_t{KV} * d}, dtype).To(Device::kCuda);
+  batch.max_new_tokens = in.max_new;
+  batch.max_seq_len = in.max_len + c.extra_max_len;
+  Tensor score_head = Tensor::FromInts(in.score_flat, {S, H}).To(Device::kCuda);
+  Tensor q_dev = in.q.To(Device::kCuda);
+  Tensor k_dev = in.k_new.To(Device::kCuda);
+  Tensor v_dev = in.v_new.To(Device::kCuda);
   Tensor out_host = Tensor::Empty({T, int64_t{H} * d}, dtype);
   std::memset(out_host.raw(), 0xFF, out_host.nbytes());
   Tensor out = out_host.To(Device::kCuda);
@@ -225,80 +302,50 @@ Result Run(const Case& c, DType dtype) {
   Result result;
   result.repeat_ok = std::memcmp(first.raw(), out.To(Device::kCpu).raw(), first.nbytes()) == 0;
   Tensor pool_after = kv.pool.To(Device::kCpu);
-  result.pool_ok = std::memcmp(pool_after.raw(), pool_expected.raw(), pool_after.nbytes()) == 0;
+  result.pool_ok = std::memcmp(pool_after.raw(), in.pool_expected.raw(), pool_after.nbytes()) == 0;
 
-  // Naive reference in double: per (sequence, new row, representative) the causal softmax of
-  // its scores, applied to each member's V. Sequences are independent, so they run on all cores
-  // (each its own worst error, combined in sequence order).
+  // Relative error per (row, head); the worst one is reported.
   const std::vector<float> got = out.ToFloats();
-  const double scale = 1.0 / std::sqrt(double(d));
-  std::vector<double> seq_err(S, 0.0);
-  std::vector<std::string> seq_where(S);
-  cpu::ParallelFor(S, 1, [&](int64_t s_begin, int64_t s_end) {
-    std::vector<double> p, o(d);
-    for (int s = static_cast<int>(s_begin); s < s_end; ++s)
-      for (int i = 0; i < c.news[s]; ++i) {
-        const int t = q_start[s] + i, visible = c.lens[s] - c.news[s] + i + 1;
-        for (int r = 0; r < H; ++r) {
-          if (c.maps[s][r] != r) continue;
-          p.assign(visible, 0.0);
-          const float* qr = &q[(size_t(t) * H + r) * d];
-          double mx = -INFINITY;
-          for (int j = 0; j < visible; ++j) {
-            const float* kj = &vals[s][0][r / G][size_t(j) * d];
-            double dot = 0;
-            for (int e = 0; e < d; ++e) dot += double(qr[e]) * kj[e];
-            p[j] = dot * scale;
-            mx = std::max(mx, p[j]);
-          }
-          double sum = 0;
-          for (double& x : p) sum += (x = std::exp(x - mx));
-          for (int h = 0; h < H; ++h) {
-            if (c.maps[s][h] != r) continue;
-            std::fill(o.begin(), o.end(), 0.0);
-            for (int j = 0; j < visible; ++j) {
-              const float* vj = &vals[s][1][h / G][size_t(j) * d];
-              for (int e = 0; e < d; ++e) o[e] += p[j] / sum * vj[e];
-            }
-            double num = 0, den = 0;
-            for (int e = 0; e < d; ++e) {
-              const double x = got[(size_t(t) * H + h) * d + e];
-              num += std::isfinite(x) ? (x - o[e]) * (x - o[e]) : INFINITY;
-              den += o[e] * o[e];
-            }
-            const double err = std::sqrt(num / std::max(den, 1e-30));
-            if (!(err <= seq_err[s])) {
-              seq_err[s] = err;
-              seq_where[s] = "seq " + std::to_string(s) + " (len " + std::to_string(c.lens[s]) + ", new " +
-                             std::to_string(c.news[s]) + ") row " + std::to_string(i) + " head " +
-                             std::to_string(h) + " rep " + std::to_string(r);
-            }
-          }
+  for (int s = 0; s < S; ++s)
+    for (int i = 0; i < c.news[s]; ++i) {
+      const int t = in.q_start[s] + i;
+      for (int h = 0; h < H; ++h) {
+        if (!in.has_ref[size_t(t) * H + h]) continue;
+        const double* o = &in.ref[(size_t(t) * H + h) * d];
+        double num = 0, den = 0;
+        for (int e = 0; e < d; ++e) {
+          const double x = got[(size_t(t) * H + h) * d + e];
+          num += std::isfinite(x) ? (x - o[e]) * (x - o[e]) : INFINITY;
+          den += o[e] * o[e];
+        }
+        const double err = std::sqrt(num / std::max(den, 1e-30));
+        if (!(err <= result.max_err)) {
+          result.max_err = err;
+          result.where = "seq " + std::to_string(s) + " (len " + std::to_string(c.lens[s]) + ", new " +
+                         std::to_string(c.news[s]) + ") row " + std::to_string(i) + " head " + std::to_string(h) +
+                         " rep " + std::to_string(c.maps[s][h]);
         }
       }
-  });
-  for (int s = 0; s < S; ++s) {
-    if (!(seq_err[s] <= result.max_err)) {
-      result.max_err = seq_err[s];
-      result.where = seq_where[s];
     }
-  }
   return result;
 }
 
-// Every case runs with both decode kernels (CHAI_DECODE_KERNEL, read by PagedAttention at each
-// call; kernel 2 falls back to kernel 1 where it has no instance).
+// Every case runs with every decode kernel that has an instance for it (CHAI_DECODE_KERNEL,
+// read by PagedAttention at each call), all on the same inputs and reference per dtype.
 void Check(const Case& c) {
-  // Kernel 2 has instances for head_dim 64/80/96/128 with at most 4 query heads per KV head and
-  // only decodes; elsewhere it falls back to kernel 1, which the first pass already checked.
-  const bool v2_dim = c.d == 64 || c.d == 80 || c.d == 96 || c.d == 128;
+  // Kernels 2 and 3 have instances for head_dim 64/80/96/128 (kernel 2 with at most 4 query
+  // heads per KV head, kernel 3 with any group) and only decode; elsewhere they fall back to
+  // kernel 1, which is checked anyway.
+  const bool fast_dim = c.d == 64 || c.d == 80 || c.d == 96 || c.d == 128;
   const bool has_decode = std::find(c.news.begin(), c.news.end(), 1) != c.news.end();
-  const bool v2_applies = v2_dim && c.heads / c.kv_heads <= 4 && has_decode;
-  for (const char* kernel : {"1", "2"}) {
-    if (std::string(kernel) == "2" && !v2_applies) continue;
-    setenv("CHAI_DECODE_KERNEL", kernel, 1);
-    for (DType dtype : {DType::kF32, DType::kF16, DType::kBF16}) {
-      const Result r = Run(c, dtype);
+  const bool v2_applies = fast_dim && c.heads / c.kv_heads <= 4 && has_decode;
+  const bool v3_applies = fast_dim && has_decode;
+  for (DType dtype : {DType::kF32, DType::kF16, DType::kBF16}) {
+    const Inputs in = BuildInputs(c, dtype);
+    for (const char* kernel : {"1", "2", "3"}) {
+      if ((std::string(kernel) == "2" && !v2_applies) || (std::string(kernel) == "3" && !v3_applies)) continue;
+      setenv("CHAI_DECODE_KERNEL", kernel, 1);
+      const Result r = RunKernel(c, in, dtype);
       const double tol = dtype == DType::kF32 ? 1e-5 : 1e-2;
       const std::string what = c.name + " " + DTypeName(dtype) + " kernel " + kernel;
       EXPECT_TRUE(r.pool_ok) << what << ": pool after PagedAppend differs";
@@ -370,6 +417,23 @@ TEST_F(PagedAttentionGpu, DecodeMqaSubsets) {
   c.news.assign(c.lens.size(), 1);
   c.maps = {Dense(12), RandomClusters(12, 10), RandomClusters(12, 3), RandomClusters(12, 9)};
   Check(c);
+}
+
+TEST_F(PagedAttentionGpu, DecodeOddBlocks) {
+  // Block sizes that are not powers of two, with head sizes that kernels 2 and 3 take: rows of a
+  // trip straddle blocks, and CHAI leaves some KV heads without K blocks.
+  Case a{"decode GQA 8/2 CHAI d64 bs5", 8, 2, 64, 5};
+  a.lens = kOddLens;
+  a.news.assign(a.lens.size(), 1);
+  a.maps = {Dense(8), RandomClusters(8, 2), RandomClusters(8, 3), RandomClusters(8, 1), Dense(8), RandomClusters(8, 5)};
+  a.hint = 4;
+  Check(a);
+  Case b{"decode CHAI MHA d128 bs7, loose bound", 8, 8, 128, 7};
+  b.lens = {4097, 1, 300, 17, 5, 1000};
+  b.news.assign(b.lens.size(), 1);
+  b.maps = {RandomClusters(8, 2), Dense(8), RandomClusters(8, 3), RandomClusters(8, 1), RandomClusters(8, 4), Dense(8)};
+  b.extra_max_len = 2000;
+  Check(b);
 }
 
 TEST_F(PagedAttentionGpu, DecodeLargeBatchLongChunks) {
