@@ -1,5 +1,6 @@
 #include "runtime/engine.h"
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -12,6 +13,15 @@
 
 namespace chai {
 namespace {
+
+double Now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
+
+// Adds the time since *t to *total and restarts *t.
+void Lap(double* t, double* total) {
+  const double now = Now();
+  *total += now - *t;
+  *t = now;
+}
 
 // A failed collective leaves the ranks out of step; nothing sensible can continue.
 void CheckCollective(const absl::Status& s) {
@@ -283,6 +293,7 @@ bool Engine::CanReplay(absl::Span<StepInput> steps, bool all_positions) const {
 }
 
 absl::StatusOr<Tensor> Engine::ReplayDecode(absl::Span<StepInput> steps) {
+  double t = Now();
   auto meta = PrepareStep(steps, config_, pool_.get());
   if (!meta.ok()) return meta.status();
   // The attention kernels plan their chunks from the bound the graph records: one graph per
@@ -296,6 +307,7 @@ absl::StatusOr<Tensor> Engine::ReplayDecode(absl::Span<StepInput> steps) {
     slot->step.batch.max_seq_len = static_cast<int>(bound);
   }
   Upload(*meta, steps, &slot->step);
+  Lap(&t, &times_.prepare);
   if (!slot->warmed) {  // the first step of a shape runs eagerly (allocations, plans, scratch)
     RunModel(steps, slot->step, false, &slot->logits);
     slot->warmed = true;
@@ -307,8 +319,12 @@ absl::StatusOr<Tensor> Engine::ReplayDecode(absl::Span<StepInput> steps) {
     }
     slot->graph->Replay();
   }
+  Lap(&t, &times_.launch);
   Tensor host = HostLogits(slot->logits);
+  Lap(&t, &times_.logits);
   FinishStep(steps, false);
+  Lap(&t, &times_.finish);
+  ++times_.steps;
   return host;
 }
 
@@ -326,6 +342,7 @@ void Engine::FinishStep(absl::Span<StepInput> steps, bool policy_active) {
 
 absl::StatusOr<Tensor> Engine::Forward(absl::Span<StepInput> steps, bool all_positions) {
   if (CanReplay(steps, all_positions)) return ReplayDecode(steps);
+  double t = Now();
   auto meta = PrepareStep(steps, config_, pool_.get());
   if (!meta.ok()) return meta.status();
   DeviceStep step;
@@ -333,9 +350,14 @@ absl::StatusOr<Tensor> Engine::Forward(absl::Span<StepInput> steps, bool all_pos
   step.batch.max_seq_len = meta->max_len;
   const int64_t rows = all_positions ? meta->ids.numel() : meta->num_seqs;
   Tensor logits = NewActivation(rows, weights_.vocab_shard * comm_->size());
+  Lap(&t, &times_.prepare);
   RunModel(steps, step, all_positions, &logits);
+  Lap(&t, &times_.launch);
   Tensor host = HostLogits(logits);  // waits for the step's device work, which AfterStep may read
+  Lap(&t, &times_.logits);
   FinishStep(steps, step.policy_active);
+  Lap(&t, &times_.finish);
+  ++times_.steps;
   return host;
 }
 

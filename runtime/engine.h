@@ -50,6 +50,16 @@ class AttentionPolicy {
   virtual int MembersPerRep(int layer) const { return 1; }
 };
 
+// Host wall time of the engine's steps, accumulated since construction (or the last reset), to
+// show where a step's time goes beside the device work: prepare (metadata, KV reservations,
+// uploads), launch (recording or replaying graphs, eager launches), logits (waiting for the
+// device and copying the logits back: mostly the device's own time), finish (advancing caches,
+// the CHAI policy's bookkeeping).
+struct StepTimes {
+  double prepare = 0, launch = 0, logits = 0, finish = 0;
+  int64_t steps = 0;
+};
+
 struct EngineOptions {
   int64_t num_blocks = 0;  // KV blocks; 0: enough for `default_sequences` sequences of maximum length
   int block_size = 16;
@@ -73,6 +83,8 @@ class Engine {
   DType dtype() const { return dtype_; }
   Device device() const { return device_; }
   const KvBlockPool& kv_pool() const { return *pool_; }
+  const StepTimes& step_times() const { return times_; }
+  void ResetStepTimes() { times_ = {}; }
   void set_attention_policy(AttentionPolicy* policy) { policy_ = policy; }
 
   // A new, empty sequence; an error when max_sequences are alive already.
@@ -117,6 +129,7 @@ class Engine {
   bool capture_decode_;
   std::map<std::pair<int, int64_t>, std::unique_ptr<GraphSlot>> graphs_;  // by (batch size, length bucket)
   AttentionPolicy* policy_ = nullptr;
+  StepTimes times_;
 };
 
 }  // namespace chai

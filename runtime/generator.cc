@@ -58,6 +58,7 @@ absl::StatusOr<GenerateResult> Generate(Engine& engine, const std::vector<std::v
   result.prefill_seconds = Now() - t0;
 
   // Decode: each live sequence feeds back its last token.
+  const StepTimes before = engine.step_times();
   t0 = Now();
   while (true) {
     std::vector<StepInput> live;
@@ -78,12 +79,17 @@ absl::StatusOr<GenerateResult> Generate(Engine& engine, const std::vector<std::v
     auto step_logits = engine.Forward(absl::MakeSpan(live), false);
     if (!step_logits.ok()) return step_logits.status();
     ++result.decode_steps;
+    const double sample_start = Now();
     for (size_t j = 0; j < live.size(); ++j) {
       next[index[j]] =
           samplers[index[j]].Sample(absl::MakeConstSpan(step_logits->data<float>() + j * vocab, vocab));
     }
+    result.decode_sampling_seconds += Now() - sample_start;
   }
   result.decode_seconds = Now() - t0;
+  const StepTimes& after = engine.step_times();
+  result.decode_times = {after.prepare - before.prepare, after.launch - before.launch, after.logits - before.logits,
+                         after.finish - before.finish, after.steps - before.steps};
   return result;
 }
 

@@ -29,6 +29,8 @@ struct GenerateResult {
   double prefill_seconds = 0;
   double decode_seconds = 0;
   int64_t decode_steps = 0;
+  StepTimes decode_times;          // the engine's host-side breakdown of the decode steps
+  double decode_sampling_seconds = 0;  // choosing the next tokens from the logits
 };
 
 // on_token(sequence index, token) is called as each token is chosen (for streaming output).

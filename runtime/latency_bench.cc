@@ -58,9 +58,15 @@ absl::StatusOr<LatencyBenchResult> RunLatencyBench(Engine& engine, const Latency
       r.kv_bytes_per_token = result->sequences[0]->kv.KBytesPerToken() + result->sequences[0]->kv.VBytesPerToken();
     }
     if (o.progress && engine.comm()->rank() == 0) {
-      std::fprintf(stderr, "%s %d/%d: prefill %.2f ms, decode %.3f ms/step\n", measured ? "iter" : "warmup",
-                   measured ? i - o.warmup + 1 : i + 1, measured ? o.iters : o.warmup, result->prefill_seconds * 1e3,
-                   step * 1e3);
+      // Where a decode step's wall time goes on the host; "logits" is mostly waiting for the device.
+      const StepTimes& st = result->decode_times;
+      const double per = 1e3 / std::max<int64_t>(1, result->decode_steps);
+      std::fprintf(stderr,
+                   "%s %d/%d: prefill %.2f ms, decode %.3f ms/step (host: prepare %.3f, launch %.3f, logits %.3f, "
+                   "finish %.3f, sampling %.3f)\n",
+                   measured ? "iter" : "warmup", measured ? i - o.warmup + 1 : i + 1, measured ? o.iters : o.warmup,
+                   result->prefill_seconds * 1e3, step * 1e3, st.prepare * per, st.launch * per, st.logits * per,
+                   st.finish * per, result->decode_sampling_seconds * per);
     }
   }
   const ModelConfig& c = engine.config();

@@ -100,6 +100,8 @@ void* Scratch(size_t bytes, cudaStream_t stream, int kind, bool zeroed) {
 //   paged_attention_decode_v3.cuh (representatives' logits, then P·V per head; head_dim 64, 80,
 //   96, 128 with 16-byte rows, any group; else kernel 1), its splits sized by MakePlanV3; not a
 //   default until measured.
+// - CHAI_DECODE_CHAI_KERNEL: the kernel for CHAI layers only (hint > 1) when CHAI_DECODE_KERNEL is
+//   not set (default 1); dense layers keep kernel 2.
 int EnvKnob(const char* name, int fallback) {
   const char* env = std::getenv(name);
   const int v = env != nullptr ? std::atoi(env) : 0;
@@ -165,7 +167,7 @@ void PagedAttention(const Tensor& q, const PagedKv& kv, const BatchLayout& batch
   paged::MakePlan(batch.max_seq_len, batch.max_new_tokens, kv.members_per_rep, EnvKnob("CHAI_DECODE_MEMBERS_PER_CTA", 4),
                   EnvKnob("CHAI_DECODE_CTAS_PER_SM", 32), SmCount(), exact, &p,
                   &plan);
-  const int kernel = EnvKnob("CHAI_DECODE_KERNEL", kv.members_per_rep > 1 ? 1 : 2);
+  const int kernel = EnvKnob("CHAI_DECODE_KERNEL", kv.members_per_rep > 1 ? EnvKnob("CHAI_DECODE_CHAI_KERNEL", 1) : 2);
   if (kernel == 2 && paged::DecodeV2Supported(d, plan.group_tile, exact)) {
     plan.decode_kernel = 2;
     plan.v2_members = paged::DecodeV2Members(p, plan, kv.members_per_rep);

@@ -112,6 +112,16 @@ inline bool SpecialisedHeadDim(int d) {
   return d == 8 || d == 16 || d == 32 || d == 64 || d == 80 || d == 96 || d == 128 || d == 256;
 }
 
+#ifdef __CUDACC__
+// Positions per split of a sequence of `len` when the host planned `splits` for the bound: the
+// host only knows an upper bound of the lengths (a recorded graph's bucket), so each CTA scales
+// the chunk to its own sequence and a shorter sequence still spreads over all the splits.
+__device__ __forceinline__ int SeqChunk(int len, int splits) {
+  const int c = (len + splits - 1) / splits;
+  return max(kChunkAlign, (c + kChunkAlign - 1) / kChunkAlign * kChunkAlign);
+}
+#endif
+
 // Completes p (chunk, max_splits, subsets, member_splits) and the plan from the host-side
 // bounds; p must hold num_seqs, heads, kv_heads, group and head_dim. `members_per_rep` is the
 // caller's hint of heads per CHAI representative (1: dense), `members_per_cta` how many member

@@ -76,12 +76,14 @@ __global__ void __launch_bounds__(kDecodeThreads) DecodeKernel(Params p) {
     sh_v[k] = h < H ? p.score_head[trow * H + h] : -1;
   }
   if (row_end - row != 1) return;  // not a decode row (none, or a prefill sequence)
-  const int c0 = split * p.chunk;
+  // The chunk scaled to this sequence (at most the planned one, which sizes the score buffer).
+  const int chunk = min(p.chunk, SeqChunk(len, p.max_splits));
+  const int c0 = split * chunk;
   if (c0 >= len) return;
-  const int cl = min(len - c0, p.chunk);
+  const int cl = min(len - c0, chunk);
   // Clamped so that a length above the host's max_seq_len bound (a caller error) cannot leave a
   // slot counter short of its target for later calls.
-  const int nsplit = min((len + p.chunk - 1) / p.chunk, p.max_splits);
+  const int nsplit = min((len + chunk - 1) / chunk, p.max_splits);
   const int d = S::kExact ? kD : p.head_dim;
   const int vecs = S::kExact ? S::kVecs : d;
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;

@@ -204,10 +204,12 @@ __global__ void __launch_bounds__(kDecodeThreads, kV2MinCtas<kM>) DecodeV2Kernel
     sh_v[k] = h < H ? p.score_head[trow * H + h] : -1;
   }
   if (row_end - row != 1) return;
-  const int c0 = split * p.chunk;
+  // The chunk scaled to this sequence (at most the planned one, which sizes the score buffer).
+  const int chunk = min(p.chunk, SeqChunk(len, p.max_splits));
+  const int c0 = split * chunk;
   if (c0 >= len) return;
-  const int cl = min(len - c0, p.chunk);
-  const int nsplit = min((len + p.chunk - 1) / p.chunk, p.max_splits);
+  const int cl = min(len - c0, chunk);
+  const int nsplit = min((len + chunk - 1) / chunk, p.max_splits);
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
 #pragma unroll
   for (int k = 0; k < kShPerThread; ++k) {

@@ -106,12 +106,6 @@ __device__ __forceinline__ void V3ToFloats(const Vec<T, N>& x, float (&f)[N]) {
   }
 }
 
-// Positions of a sequence of `len` per split when the host planned `splits` of the bound.
-__device__ __forceinline__ int V3Chunk(int len, int splits) {
-  const int c = (len + splits - 1) / splits;
-  return max(kChunkAlign, (c + kChunkAlign - 1) / kChunkAlign * kChunkAlign);
-}
-
 // Where a phase CTA works: sequence, head, rows, length and chunk; false when it has nothing to
 // do (not a decode sequence, or its split is past the sequence's end).
 struct V3Work {
@@ -131,7 +125,7 @@ __device__ __forceinline__ bool V3Locate(const Params& p, int splits, V3Work* w)
   // write past the scratch.
   w->len = min(p.seq_lens[w->s], p.logit_stride);
   if (row_end - w->row != 1) return false;  // not a decode row (none, or a prefill sequence)
-  const int chunk = V3Chunk(w->len, splits);
+  const int chunk = SeqChunk(w->len, splits);
   w->c0 = static_cast<int>(blockIdx.y) * chunk;
   if (w->c0 >= w->len) return false;
   w->cl = min(w->len - w->c0, chunk);
