@@ -93,15 +93,16 @@ void* Scratch(size_t bytes, cudaStream_t stream, int kind, bool zeroed) {
 // - CHAI_DECODE_KERNEL: 1 the decode kernel of paged_attention_decode.cuh, 2 the warp-streaming
 //   one of paged_attention_decode_v2.cuh where it has an instance (head_dim 64, 80, 96, 128 with
 //   16-byte rows, at most 4 query heads per KV head; else kernel 1), its chunks sized by
-//   MakePlanV2. Default: kernel 2 for dense layers (hint 1) and kernel 1 for CHAI layers, the
-//   faster of each on an H100 (benchmarks/results/attention-decode-h100.md): kernel 2 streams
+//   MakePlanV2. Default: kernel 2 for dense layers (hint 1); kernel 1 was the CHAI layers' default
+//   before kernel 3, the faster of each on an H100 (benchmarks/results/attention-decode-h100.md): kernel 2 streams
 //   dense K/V at 79-88% of copy bandwidth against kernel 1's 69-79%, while for CHAI kernel 1
 //   with 4 members per CTA leads at B = 32 (65-72% against 57-64%). 3: the two-phase kernel of
 //   paged_attention_decode_v3.cuh (representatives' logits, then P·V per head; head_dim 64, 80,
-//   96, 128 with 16-byte rows, any group; else kernel 1), its splits sized by MakePlanV3; not a
-//   default until measured.
+//   96, 128 with 16-byte rows, any group; else kernel 1), its splits sized by MakePlanV3. It is
+//   the default for CHAI layers: on an H100 it streams CHAI's bytes at 72-86% of copy bandwidth
+//   (B = 8 and 32, contexts 4k-16k) where kernel 1 reached 44-72%.
 // - CHAI_DECODE_CHAI_KERNEL: the kernel for CHAI layers only (hint > 1) when CHAI_DECODE_KERNEL is
-//   not set (default 1); dense layers keep kernel 2.
+//   not set (default 3); dense layers keep kernel 2.
 int EnvKnob(const char* name, int fallback) {
   const char* env = std::getenv(name);
   const int v = env != nullptr ? std::atoi(env) : 0;
@@ -167,7 +168,7 @@ void PagedAttention(const Tensor& q, const PagedKv& kv, const BatchLayout& batch
   paged::MakePlan(batch.max_seq_len, batch.max_new_tokens, kv.members_per_rep, EnvKnob("CHAI_DECODE_MEMBERS_PER_CTA", 4),
                   EnvKnob("CHAI_DECODE_CTAS_PER_SM", 32), SmCount(), exact, &p,
                   &plan);
-  const int kernel = EnvKnob("CHAI_DECODE_KERNEL", kv.members_per_rep > 1 ? EnvKnob("CHAI_DECODE_CHAI_KERNEL", 1) : 2);
+  const int kernel = EnvKnob("CHAI_DECODE_KERNEL", kv.members_per_rep > 1 ? EnvKnob("CHAI_DECODE_CHAI_KERNEL", 3) : 2);
   if (kernel == 2 && paged::DecodeV2Supported(d, plan.group_tile, exact)) {
     plan.decode_kernel = 2;
     plan.v2_members = paged::DecodeV2Members(p, plan, kv.members_per_rep);
