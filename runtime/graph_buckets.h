@@ -4,9 +4,10 @@
 // the decode kernels size their chunks from that bound (nothing is read back from the device).
 // With one graph per batch size and the tables' capacity as the bound (4096 positions for a
 // LLaMA-7B run), a batch of 513-position sequences ran its attention in chunks planned for 4096:
-// a few long, serial CTAs per (sequence, head) instead of a full wave of short ones. ncu on an
-// H100 put the eager step at 7.1 ms and the replayed one at 10.1 ms (batch 8), 10.7 vs 19.9 ms
-// (batch 32). Graphs are therefore recorded per (batch size, length bucket), where the bucket is
+// a few long, serial CTAs per (sequence, head) instead of a full wave of short ones (on H100s,
+// batch-8 TPOT fell from 10.1 to 8.9 ms with buckets and a faster PagedAppend, 7.9 ms with the
+// per-sequence chunks of the decode kernels and a faster argmax). Graphs are therefore recorded
+// per (batch size, length bucket), where the bucket is
 // the smallest of 128, 192, 256, 384, 512, 768, ... (powers of two and 1.5x powers of two) that
 // holds the batch's longest sequence, capped at the capacity: the bound is then within 1.5x of
 // the real length, and a decode run crosses a bucket only every ~third of its length.

@@ -110,7 +110,7 @@ if has throughput; then
   for mode in off configs/chai/llama-7b.json; do
     tag=$([ "$mode" = off ] && echo dense || echo chai)
     BENCH_TIMEOUT=400 bench --mode throughput --model configs/models/llama-7b.json --max-seq-len 4096 \
-      --num-requests "${TPUT_REQUESTS:-64}" --input-len-dist "fixed:${TPUT_IN:-3584}" \
+      --num-requests "${TPUT_REQUESTS:-144}" --input-len-dist "fixed:${TPUT_IN:-3584}" \
       --output-len-dist "fixed:${TPUT_OUTPUT:-512}" ${TPUT_KV_GB:+--kv-cache-gb $TPUT_KV_GB} --no-progress --chai "$mode" \
       --json "$OUT/tput-$tag.json" 2>"$OUT/tput-$tag.err" | tee "$OUT/tput-$tag.md"
     tail -2 "$OUT/tput-$tag.err"

@@ -5,7 +5,8 @@ Usage: profile_step.py NCU_CSV [--steps N]
 
 The CSV comes from `ncu --clock-control none --metrics gpu__time_duration.sum --csv` over a run of
 `chai bench` with CHAI_NO_GRAPHS=1 (ncu serialises kernels, so each duration is the kernel alone).
-A forward pass starts with the embedding kernel, so the kernel list is cut there; the last N cuts
+A forward pass starts with the embedding kernel, so the kernel list is cut there (the embedding
+kernel's second use, gathering last rows for the LM head, stays with its pass); the last N passes
 (decode steps) are averaged. Prints one row per kernel name: calls per step, microseconds per step,
 share of the step. The sum is the GPU time of a step with no launch gaps: compare it with TPOT to
 see what the host and the kernel boundaries cost.
@@ -51,9 +52,17 @@ def main():
         kernels.append((int(row["ID"]), name, value * scale))
     kernels.sort()
     cuts = [i for i, (_, name, _) in enumerate(kernels) if "Embedding" in name]
-    if len(cuts) < steps + 1:
-        sys.exit(f"profile_step: found {len(cuts)} forward passes, need more than {steps}")
-    segments = [kernels[a:b] for a, b in zip(cuts, cuts[1:] + [len(kernels)])][-steps:]
+    segments = []
+    for a, b in zip(cuts, cuts[1:] + [len(kernels)]):
+        # The embedding kernel also gathers each sequence's last row before the LM head: a cut
+        # followed by only a few kernels belongs to the pass before it.
+        if segments and b - a < 8:
+            segments[-1] += kernels[a:b]
+        else:
+            segments.append(kernels[a:b])
+    if len(segments) < steps + 1:
+        sys.exit(f"profile_step: found {len(segments)} forward passes, need more than {steps}")
+    segments = segments[-steps:]
     per_name = OrderedDict()
     for seg in segments:
         for _, name, us in seg:
