@@ -47,16 +47,13 @@ SequenceKvCache::~SequenceKvCache() {
   tables_->ReleaseRow(row_);
 }
 
+// Every list that is not a dropped K head holds the same number of blocks (Reserve grows them
+// together; DropK empties a list for good), so what a length needs is one product, not a walk
+// over layers x sides x heads (2048 lists for LLaMA-7B, twice per sequence per step).
 int64_t SequenceKvCache::BlocksNeededFor(int64_t new_length) const {
   const int64_t per_head = (new_length + pool_->block_size() - 1) / pool_->block_size();
-  int64_t needed = 0;
-  for (int l = 0; l < layers_; ++l)
-    for (int side = 0; side < 2; ++side)
-      for (int h = 0; h < kv_heads_; ++h) {
-        if (side == kKey && dropped_k_[l * kv_heads_ + h]) continue;
-        needed += std::max<int64_t>(0, per_head - static_cast<int64_t>(blocks_[Index(l, Side(side), h)].size()));
-      }
-  return needed;
+  const int64_t live_lists = static_cast<int64_t>(blocks_.size()) - dropped_count_;
+  return live_lists * std::max<int64_t>(0, per_head - held_per_list_);
 }
 
 absl::Status SequenceKvCache::Reserve(int64_t new_length) {
@@ -80,6 +77,7 @@ absl::Status SequenceKvCache::Reserve(int64_t new_length) {
           list.push_back(fresh[next++]);
         }
       }
+  held_per_list_ = per_head;
   return absl::OkStatus();
 }
 
@@ -87,6 +85,7 @@ void SequenceKvCache::DropK(int layer, int kv_head) {
   auto& list = blocks_[Index(layer, kKey, kv_head)];
   pool_->Free(list);
   list.clear();
+  if (!dropped_k_[layer * kv_heads_ + kv_head]) ++dropped_count_;
   dropped_k_[layer * kv_heads_ + kv_head] = true;
   tables_->ClearHead(row_, layer, kKey, kv_head);
 }

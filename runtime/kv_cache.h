@@ -86,6 +86,8 @@ class SequenceKvCache {
   int64_t length_ = 0;
   std::vector<std::vector<int32_t>> blocks_;  // [layer][side][head] -> block ids
   std::vector<bool> dropped_k_;               // [layer][head]
+  int64_t dropped_count_ = 0;                 // true entries of dropped_k_
+  int64_t held_per_list_ = 0;                 // blocks in every list but the dropped ones
 };
 
 }  // namespace chai
