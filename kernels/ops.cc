@@ -7,6 +7,7 @@
 #include <initializer_list>
 #include <vector>
 
+#include "kernels/argmax.h"
 #include "kernels/chai_cluster_math.h"
 #include "kernels/cpu/cpu_ops.h"
 #ifdef CHAI_WITH_CUDA
@@ -148,6 +149,28 @@ void SplitQkvRotary(const Tensor& qkv, const Tensor& positions, int heads, int k
 void SoftmaxRows(Tensor* x) {
   Expect(x->rank() >= 1, "SoftmaxRows", "shape");
   CHAI_DISPATCH(Backend("SoftmaxRows", {x}), SoftmaxRows, x);
+}
+
+void ArgmaxRows(const Tensor& x, int64_t cols, Tensor* ids) {
+  Expect(x.shape().size() == 2 && cols >= 1 && cols <= x.dim(1) && ids->dtype() == DType::kI32 &&
+             ids->numel() == x.dim(0) && ids->device() == x.device() &&
+             (x.dtype() == DType::kF32 || x.dtype() == DType::kF16 || x.dtype() == DType::kBF16),
+         "ArgmaxRows", "operands");
+  if (x.device() == Device::kCpu) {
+    std::vector<float> row(static_cast<size_t>(cols));
+    const size_t esize = DTypeSize(x.dtype());
+    for (int64_t r = 0; r < x.dim(0); ++r) {
+      const char* src = static_cast<const char*>(x.raw()) + static_cast<size_t>(r * x.dim(1)) * esize;
+      ConvertFloats(src, x.dtype(), row.data(), DType::kF32, row.size());
+      ids->data<int32_t>()[r] = ArgmaxFloats(row.data(), cols);
+    }
+    return;
+  }
+#ifdef CHAI_WITH_CUDA
+  cuda::ArgmaxRows(x, cols, ids);
+#else
+  Fail("ArgmaxRows", "this build has no CUDA backend");
+#endif
 }
 
 void ScatterInt32(const Tensor& indices, const Tensor& values, Tensor* dst) {

@@ -53,6 +53,11 @@ void SplitQkvRotary(const Tensor& qkv, const Tensor& positions, int heads, int k
 
 void SoftmaxRows(Tensor* x);  // in place over the last dimension
 
+// Greedy decoding on the logits' device: ids[r] = the first index of the largest of x[r, 0..cols)
+// (x [rows, >= cols] fp32/fp16/bf16, a padded vocabulary beyond cols ignored; NaN never wins, 0
+// when a row is all NaN), ids int32 [rows] on x's device.
+void ArgmaxRows(const Tensor& x, int64_t cols, Tensor* ids);
+
 // dst[indices[i]] = values[i] for int32 tensors on one device (indices int32, distinct).
 // Small updates of device-resident tables.
 void ScatterInt32(const Tensor& indices, const Tensor& values, Tensor* dst);

@@ -4,9 +4,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <string>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "kernels/argmax.h"
 #include "kernels/ops.h"
 #include "kernels/step_graph.h"
 #include "runtime/graph_buckets.h"
@@ -235,6 +237,25 @@ Tensor Engine::HostLogits(const Tensor& logits) const {
   return trimmed;
 }
 
+// The device argmax (ops::ArgmaxRows) is opt-in on GPUs (CHAI_DEVICE_ARGMAX=1) until it has run
+// on one; the CPU op is the same rule as the host Argmax.
+Tensor Engine::HostGreedyIds(const Tensor& logits) const {
+  const int64_t rows = logits.dim(0), vocab = config_.vocab_size;
+  static const bool device_argmax = [] {
+    const char* env = std::getenv("CHAI_DEVICE_ARGMAX");
+    return env != nullptr && std::string(env) == "1";
+  }();
+  if (logits.device() == Device::kCpu || device_argmax) {
+    Tensor ids = Tensor::Empty({rows}, DType::kI32, logits.device());
+    ops::ArgmaxRows(logits, vocab, &ids);
+    return ids.device() == Device::kCpu ? ids : ids.To(Device::kCpu);
+  }
+  const Tensor host = HostLogits(logits);
+  Tensor ids = Tensor::Empty({rows}, DType::kI32);
+  for (int64_t r = 0; r < rows; ++r) ids.data<int32_t>()[r] = ArgmaxFloats(host.data<float>() + r * vocab, vocab);
+  return ids;
+}
+
 void Engine::Upload(const StepMetadata& meta, absl::Span<StepInput> steps, DeviceStep* step) {
   tables_->Flush();  // blocks taken by this step's reservations
   // Into existing buffers when the step has them (a recorded graph reads fixed addresses).
@@ -292,7 +313,7 @@ bool Engine::CanReplay(absl::Span<StepInput> steps, bool all_positions) const {
   return true;
 }
 
-absl::StatusOr<Tensor> Engine::ReplayDecode(absl::Span<StepInput> steps) {
+absl::StatusOr<Tensor> Engine::ReplayDecode(absl::Span<StepInput> steps, StepOutput output) {
   double t = Now();
   auto meta = PrepareStep(steps, config_, pool_.get());
   if (!meta.ok()) return meta.status();
@@ -320,7 +341,7 @@ absl::StatusOr<Tensor> Engine::ReplayDecode(absl::Span<StepInput> steps) {
     slot->graph->Replay();
   }
   Lap(&t, &times_.launch);
-  Tensor host = HostLogits(slot->logits);
+  Tensor host = HostOutput(slot->logits, output);
   Lap(&t, &times_.logits);
   FinishStep(steps, false);
   Lap(&t, &times_.finish);
@@ -341,7 +362,17 @@ void Engine::FinishStep(absl::Span<StepInput> steps, bool policy_active) {
 }
 
 absl::StatusOr<Tensor> Engine::Forward(absl::Span<StepInput> steps, bool all_positions) {
-  if (CanReplay(steps, all_positions)) return ReplayDecode(steps);
+  return Step(steps, all_positions, StepOutput::kLogits);
+}
+
+absl::StatusOr<std::vector<int32_t>> Engine::ForwardGreedy(absl::Span<StepInput> steps) {
+  auto ids = Step(steps, false, StepOutput::kGreedyIds);
+  if (!ids.ok()) return ids.status();
+  return std::vector<int32_t>(ids->data<int32_t>(), ids->data<int32_t>() + ids->numel());
+}
+
+absl::StatusOr<Tensor> Engine::Step(absl::Span<StepInput> steps, bool all_positions, StepOutput output) {
+  if (CanReplay(steps, all_positions)) return ReplayDecode(steps, output);
   double t = Now();
   auto meta = PrepareStep(steps, config_, pool_.get());
   if (!meta.ok()) return meta.status();
@@ -353,7 +384,7 @@ absl::StatusOr<Tensor> Engine::Forward(absl::Span<StepInput> steps, bool all_pos
   Lap(&t, &times_.prepare);
   RunModel(steps, step, all_positions, &logits);
   Lap(&t, &times_.launch);
-  Tensor host = HostLogits(logits);  // waits for the step's device work, which AfterStep may read
+  Tensor host = HostOutput(logits, output);  // waits for the step's device work, which AfterStep may read
   Lap(&t, &times_.logits);
   FinishStep(steps, step.policy_active);
   Lap(&t, &times_.finish);

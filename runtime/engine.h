@@ -95,6 +95,11 @@ class Engine {
   // last new token of each sequence. Errors: token ids out of range, sequences too long, KV
   // cache full (nothing is computed then).
   absl::StatusOr<Tensor> Forward(absl::Span<StepInput> steps, bool all_positions);
+  // As Forward(steps, false), but returns only each sequence's greedy next token: the first
+  // argmax of its last row's logits over the vocabulary (Argmax's rule). On a GPU with
+  // CHAI_DEVICE_ARGMAX=1 the argmax runs on the device and only [steps] ids come back instead of
+  // [steps, vocab] fp32 logits; otherwise the logits come back and the host takes the argmax.
+  absl::StatusOr<std::vector<int32_t>> ForwardGreedy(absl::Span<StepInput> steps);
 
  private:
   struct DeviceStep;  // the step's metadata on the engine's device
@@ -102,11 +107,18 @@ class Engine {
   void Upload(const StepMetadata& meta, absl::Span<StepInput> steps, DeviceStep* step);
   // Embedding, layers and LM head; writes [rows, vocab_shard * world] logits into *logits.
   void RunModel(absl::Span<StepInput> steps, const DeviceStep& step, bool all_positions, Tensor* logits);
-  absl::StatusOr<Tensor> ReplayDecode(absl::Span<StepInput> steps);
+  // What a step hands back to the host: fp32 logits [rows, vocab], or greedy ids int32 [steps].
+  enum class StepOutput { kLogits, kGreedyIds };
+  absl::StatusOr<Tensor> Step(absl::Span<StepInput> steps, bool all_positions, StepOutput output);
+  absl::StatusOr<Tensor> ReplayDecode(absl::Span<StepInput> steps, StepOutput output);
   bool CanReplay(absl::Span<StepInput> steps, bool all_positions) const;
   // After the step's logits reached the host: advances the caches and runs the policy's AfterStep.
   void FinishStep(absl::Span<StepInput> steps, bool policy_active);
   Tensor HostLogits(const Tensor& logits) const;
+  Tensor HostGreedyIds(const Tensor& logits) const;
+  Tensor HostOutput(const Tensor& logits, StepOutput output) const {
+    return output == StepOutput::kLogits ? HostLogits(logits) : HostGreedyIds(logits);
+  }
   Tensor Embed(const DeviceStep& step);
   // The sublayers read h (their input: Norm(x) pre-LN, x post-LN), add their output into the
   // residual stream *x and return the next sublayer's input (see RunModel).

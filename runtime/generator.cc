@@ -38,14 +38,24 @@ absl::StatusOr<GenerateResult> Generate(Engine& engine, const std::vector<std::v
     steps.push_back({result.sequences.back().get(), prompts[i]});
   }
 
+  // Greedy decoding needs only each sequence's argmax: the engine returns ids, not logits.
+  const bool greedy_ids = options.sampling.greedy && !options.keep_prompt_logits;
+
   // Prefill: all prompts in one forward pass.
   double t0 = Now();
-  auto logits = engine.Forward(absl::MakeSpan(steps), options.keep_prompt_logits);
-  if (!logits.ok()) return logits.status();
   std::vector<bool> done(prompts.size(), options.max_new_tokens == 0);
-  int64_t row = 0;
   std::vector<int32_t> next(prompts.size());
-  for (size_t i = 0; i < prompts.size(); ++i) {
+  absl::StatusOr<Tensor> logits;
+  if (greedy_ids) {
+    auto ids = engine.ForwardGreedy(absl::MakeSpan(steps));
+    if (!ids.ok()) return ids.status();
+    next = *ids;
+  } else {
+    logits = engine.Forward(absl::MakeSpan(steps), options.keep_prompt_logits);
+    if (!logits.ok()) return logits.status();
+  }
+  int64_t row = 0;
+  for (size_t i = 0; i < prompts.size() && !greedy_ids; ++i) {
     const int64_t n = static_cast<int64_t>(prompts[i].size());
     if (options.keep_prompt_logits) {
       result.prompt_logits.push_back(logits->Rows(row, row + n).Clone());
@@ -76,6 +86,13 @@ absl::StatusOr<GenerateResult> Generate(Engine& engine, const std::vector<std::v
       index.push_back(i);
     }
     if (live.empty()) break;
+    if (greedy_ids) {
+      auto ids = engine.ForwardGreedy(absl::MakeSpan(live));
+      if (!ids.ok()) return ids.status();
+      ++result.decode_steps;
+      for (size_t j = 0; j < live.size(); ++j) next[index[j]] = (*ids)[j];
+      continue;
+    }
     auto step_logits = engine.Forward(absl::MakeSpan(live), false);
     if (!step_logits.ok()) return step_logits.status();
     ++result.decode_steps;

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "kernels/argmax.h"
 
 namespace chai {
 
@@ -21,23 +22,8 @@ absl::Status SamplingParams::Validate() const {
   return absl::OkStatus();
 }
 
-// The first index of the largest logit (NaN never wins; 0 when none is above -inf). The maximum
-// is taken over 8 independent lanes, which the compiler vectorises, then found again: 5x faster
-// than one compare-and-branch chain (0.13 ms per 32000-entry row, 4 ms of a batch-32 step).
 int32_t Argmax(absl::Span<const float> logits) {
-  const float* x = logits.data();
-  const size_t n = logits.size();
-  float lane[8];
-  for (float& m : lane) m = -INFINITY;
-  size_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (int k = 0; k < 8; ++k) lane[k] = x[i + k] > lane[k] ? x[i + k] : lane[k];
-  float mx = lane[0];
-  for (int k = 1; k < 8; ++k) mx = lane[k] > mx ? lane[k] : mx;
-  for (; i < n; ++i) mx = x[i] > mx ? x[i] : mx;
-  for (size_t j = 0; j < n; ++j)
-    if (x[j] == mx) return static_cast<int32_t>(j);
-  return 0;
+  return ArgmaxFloats(logits.data(), static_cast<int64_t>(logits.size()));
 }
 
 int32_t Sampler::Sample(absl::Span<const float> logits) {

@@ -25,6 +25,7 @@ class Sampler {
   explicit Sampler(const SamplingParams& params) : params_(params), rng_(params.seed) {}
   // Greedy picks the lowest index among equal maxima (as torch.argmax does).
   int32_t Sample(absl::Span<const float> logits);
+  bool greedy() const { return params_.greedy; }
 
  private:
   SamplingParams params_;

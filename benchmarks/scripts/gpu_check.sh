@@ -53,6 +53,10 @@ if has test || has pdl; then
     CHAI_PDL=1 timeout 300 "build-gpu/tests/$t" --gtest_brief=1 --gtest_filter="$filter" >> "$OUT/pdl-tests.log" 2>&1
     echo "CHAI_PDL=1 $t: exit $? ($(grep -cE '^\[  FAILED  \]' "$OUT/pdl-tests.log") failed lines so far)"
   done
+  # Greedy ids from the device argmax (CHAI_DEVICE_ARGMAX=1, opt-in until it has run on a GPU):
+  # the engine's greedy-token checks against Hugging Face and the graphs-vs-eager decode.
+  CHAI_DEVICE_ARGMAX=1 timeout 300 build-gpu/tests/engine_gpu_test --gtest_brief=1 >> "$OUT/pdl-tests.log" 2>&1
+  echo "CHAI_DEVICE_ARGMAX=1 engine_gpu_test: exit $?"
 fi
 
 if has bench; then
@@ -73,6 +77,11 @@ if has e2e; then
     --dtype fp16 --max-seq-len 4096 --batch 1 --input-len 512 --output-len 128 --warmup 1 --iters 2 \
     --json "$OUT/llama7b-dense-pdl.json" 2>"$OUT/llama7b-dense-pdl.err" | tee "$OUT/llama7b-dense-pdl.md"
   tail -3 "$OUT/llama7b-dense-pdl.err"
+  # Batch 1 and 32 / 512 with greedy ids taken on the device (CHAI_DEVICE_ARGMAX=1): [B] ids come
+  # back instead of [B, vocab] fp32 logits; compare with the same rows above.
+  CHAI_DEVICE_ARGMAX=1 timeout 300 build-gpu/chai bench --model configs/models/llama-7b.json --random-weights \
+    --device cuda --dtype fp16 --max-seq-len 4096 --batch 1,32 --input-len 512 --output-len 128 --warmup 1 --iters 2 \
+    2>&1 | grep -E "^\| [0-9]|iter 2"
 fi
 
 if has chai; then

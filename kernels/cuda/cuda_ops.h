@@ -29,6 +29,7 @@ void SplitQkvRotary(const Tensor& qkv, const Tensor& positions, int heads, int k
                     bool apply_rotary, Tensor* q, Tensor* k, Tensor* v);
 void SoftmaxRows(Tensor* x);
 void ScatterInt32(const Tensor& indices, const Tensor& values, Tensor* dst);
+void ArgmaxRows(const Tensor& x, int64_t cols, Tensor* ids);
 void PagedAppend(const Tensor& k, const Tensor& v, const PagedKv& kv, const BatchLayout& batch);
 void PagedAttention(const Tensor& q, const PagedKv& kv, const BatchLayout& batch, const Tensor& score_head,
                     Tensor* out);

@@ -227,16 +227,29 @@ absl::Status Scheduler::Step() {
     owners.push_back(e.get());
   }
 
-  // A full cache preempts the youngest running request (recompute later) until the step fits.
+  // A step of greedy requests only needs each one's argmax: the engine returns ids, not logits.
+  const bool greedy_ids = std::all_of(owners.begin(), owners.end(), [](Entry* e) { return e->sampler.greedy(); });
   absl::StatusOr<Tensor> logits;
+  std::vector<int32_t> ids;
+  auto forward = [&]() -> absl::Status {
+    if (!greedy_ids) {
+      logits = engine_->Forward(absl::MakeSpan(inputs), false);
+      return logits.status();
+    }
+    auto r = engine_->ForwardGreedy(absl::MakeSpan(inputs));
+    if (r.ok()) ids = std::move(*r);
+    return r.status();
+  };
+
+  // A full cache preempts the youngest running request (recompute later) until the step fits.
   while (true) {
-    logits = engine_->Forward(absl::MakeSpan(inputs), false);
-    if (logits.ok()) break;
-    if (!absl::IsResourceExhausted(logits.status())) return logits.status();
+    const absl::Status status = forward();
+    if (status.ok()) break;
+    if (!absl::IsResourceExhausted(status)) return status;
     if (running_.size() == 1) {  // alone and still too big: it can never run
       std::unique_ptr<Entry> e = std::move(running_[0]);
       running_.clear();
-      Finish(std::move(e), FinishReason::kError, logits.status());
+      Finish(std::move(e), FinishReason::kError, status);
       return absl::OkStatus();
     }
     Entry* victim = running_.back().get();
@@ -270,7 +283,8 @@ absl::Status Scheduler::Step() {
       stats_.decode_tokens += fed;
     }
     if (e->cached() < static_cast<int64_t>(e->tokens.size())) continue;  // a chunk short of the end
-    const int32_t token = e->sampler.Sample(absl::MakeConstSpan(logits->data<float>() + j * vocab, vocab));
+    const int32_t token =
+        greedy_ids ? ids[j] : e->sampler.Sample(absl::MakeConstSpan(logits->data<float>() + j * vocab, vocab));
     e->output.push_back(token);
     e->tokens.push_back(token);
     e->token_times.push_back(t);
