@@ -6,6 +6,7 @@
 
 #include "absl/status/status.h"
 #include "kernels/bandwidth.h"
+#include "kernels/gemm_rate.h"
 #include "parallel/collective_latency.h"
 #include "runtime/generator.h"
 
@@ -24,6 +25,22 @@ int64_t WeightBytesReadPerStep(const ModelWeights& w) {
   if (w.embed_positions.defined()) bytes -= static_cast<int64_t>(w.embed_positions.nbytes());
   if (w.lm_head.raw() != w.embed_tokens.raw()) bytes -= static_cast<int64_t>(w.embed_tokens.nbytes());
   return bytes;
+}
+
+// Matrix FLOPs of prefilling `batch` prompts of `len` tokens on this rank: 2 x parameters x
+// tokens for the projections, 2 x (heads x head_dim) x len^2 per layer and sequence for the causal
+// Q.K^T and P.V products (each len^2 / 2 dot products of head_dim), and the LM head on each
+// sequence's last row.
+double PrefillFlops(const ModelConfig& c, const ModelWeights& w, int batch, int len) {
+  double params = 0;
+  for (const LayerWeights& l : w.layers) {
+    for (const Tensor* t : {&l.qkv_w, &l.o_w, &l.gate_up_w, &l.up_w, &l.down_w}) {
+      if (t->defined()) params += static_cast<double>(t->numel());
+    }
+  }
+  const double tokens = double{1} * batch * len;
+  const double attention = 2.0 * c.num_layers * w.local_heads * c.head_dim * double{1} * len * len * batch;
+  return 2.0 * params * tokens + attention + 2.0 * static_cast<double>(w.lm_head.numel()) * batch;
 }
 
 }  // namespace
@@ -97,6 +114,9 @@ absl::StatusOr<LatencyBenchResult> RunLatencyBench(Engine& engine, const Latency
     r.allreduce_floor_s = r.allreduces_per_step * r.allreduce_s;
   }
   r.floor_s = r.memory_floor_s + r.allreduce_floor_s;
+  r.prefill_flops = PrefillFlops(c, w, o.batch, o.input_len);
+  r.prefill_flops_per_s = r.prefill_flops / r.ttft_s;
+  r.gemm_flops_per_s = MeasureGemmFlops(engine.kv_pool().storage().device(), engine.dtype());
   return r;
 }
 

@@ -44,6 +44,12 @@ struct LatencyBenchResult {
   double allreduce_s = 0;
   double allreduce_floor_s = 0;          // allreduces_per_step * allreduce_s
   double floor_s = 0;                    // memory_floor_s + allreduce_floor_s
+  // Prefill (compute-bound): this rank's matrix FLOPs for the batch's prompts (projections, the
+  // causal attention products, the LM head on the last rows), their rate over TTFT, and the rate
+  // of a large GEMM of the run's dtype measured in the same run (0 on the CPU: not measured).
+  double prefill_flops = 0;
+  double prefill_flops_per_s = 0;
+  double gemm_flops_per_s = 0;
 };
 
 absl::StatusOr<LatencyBenchResult> RunLatencyBench(Engine& engine, const LatencyBenchOptions& options);

@@ -54,6 +54,11 @@ Json ResultJson(const LatencyBenchOptions& o, const LatencyBenchResult& r) {
   out.Set("allreduce_bytes", Json(r.allreduce_bytes));
   out.Set("allreduce_us", Json(r.allreduce_s * 1e6));
   out.Set("allreduce_floor_ms", Json(r.allreduce_floor_s * 1e3));
+  out.Set("prefill_tflops", Json(r.prefill_flops_per_s / 1e12));
+  if (r.gemm_flops_per_s > 0) {
+    out.Set("gemm_tflops", Json(r.gemm_flops_per_s / 1e12));
+    out.Set("prefill_over_gemm", Json(r.prefill_flops_per_s / r.gemm_flops_per_s));
+  }
   return out;
 }
 
@@ -224,8 +229,9 @@ absl::Status RunBench(const std::vector<std::string>& args) {
     std::printf("model %s, %s, %s, TP=%d (%s), CHAI %s\n", name.c_str(), device.c_str(), model.dtype.c_str(),
                 m->comm->size(), m->comm->Describe().c_str(), model.chai.c_str());
     std::printf("| batch | input | output | TTFT ms | TPOT ms | tokens/s | floor ms | TPOT/floor | memory floor ms "
-                "| all-reduce floor ms | all-reduce us (bytes) | KV B/token | weights GiB | KV pool GiB |\n");
-    std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+                "| all-reduce floor ms | all-reduce us (bytes) | KV B/token | weights GiB | KV pool GiB | prefill TFLOP/s "
+                "| prefill / GEMM |\n");
+    std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     std::fflush(stdout);
   }
   Json runs = Json::MakeArray();
@@ -247,11 +253,17 @@ absl::Status RunBench(const std::vector<std::string>& args) {
               ? std::string("- | -")
               : absl::StrFormat("%.3f (%d x) | %.2f (%lld)", r->allreduce_floor_s * 1e3, r->allreduces_per_step,
                                 r->allreduce_s * 1e6, static_cast<long long>(r->allreduce_bytes));
-      std::printf("| %d | %d | %d | %.2f | %.3f | %.1f | %.3f | %.2f | %.3f | %s | %lld | %.2f | %.2f |\n", batch,
-                  input, o.output_len, r->ttft_s * 1e3, r->tpot_s * 1e3, r->tokens_per_s, r->floor_s * 1e3,
+      // Prefill against the GEMM rate of the same run (a percentage; "-" where it was not measured).
+      const std::string prefill_share =
+          r->gemm_flops_per_s > 0
+              ? absl::StrFormat("%.0f%% of %.0f", 100 * r->prefill_flops_per_s / r->gemm_flops_per_s,
+                                r->gemm_flops_per_s / 1e12)
+              : std::string("-");
+      std::printf("| %d | %d | %d | %.2f | %.3f | %.1f | %.3f | %.2f | %.3f | %s | %lld | %.2f | %.2f | %.1f | %s |\n",
+                  batch, input, o.output_len, r->ttft_s * 1e3, r->tpot_s * 1e3, r->tokens_per_s, r->floor_s * 1e3,
                   r->tpot_s / r->floor_s, r->memory_floor_s * 1e3, allreduce.c_str(),
                   static_cast<long long>(r->kv_bytes_per_token), r->weight_bytes / double(1 << 30),
-                  r->kv_pool_bytes / double(1 << 30));
+                  r->kv_pool_bytes / double(1 << 30), r->prefill_flops_per_s / 1e12, prefill_share.c_str());
       std::fflush(stdout);
       runs.Push(ResultJson(o, *r));
       if (batch == *batch_list->begin() && input == *input_list->begin()) {

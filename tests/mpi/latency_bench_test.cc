@@ -64,6 +64,32 @@ TEST(LatencyBench, OneRankHasNoAllReduceTerm) {
   EXPECT_DOUBLE_EQ(r->floor_s, r->memory_floor_s);
 }
 
+// The prefill FLOPs of the whole model for llama-style configs, from the config alone: the
+// projections (2 x parameters x tokens), causal Q.K^T and P.V (2 x hidden x len^2 per layer and
+// sequence), and the LM head on each sequence's last row (its rows padded to a multiple of the
+// rank count, as the vocabulary-parallel head stores them).
+double ExpectedPrefillFlops(const ModelConfig& c, int world, int batch, int len) {
+  const double hidden = c.hidden_size, q = double{1} * c.num_heads * c.head_dim, kv = double{1} * c.num_kv_heads * c.head_dim;
+  const double per_layer = hidden * (q + 2 * kv) + q * hidden + 3 * hidden * c.ffn_dim;
+  const double vocab_rows = double{1} * ((c.vocab_size + world - 1) / world) * world;
+  return 2.0 * per_layer * c.num_layers * batch * len + 2.0 * c.num_layers * q * len * len * batch +
+         2.0 * vocab_rows * hidden * batch;
+}
+
+TEST(LatencyBench, PrefillFlopsSumToTheModelsOverRanks) {
+  auto comm = MakeMpiCommunicator(MPI_COMM_WORLD);
+  auto model = LoadTestModel(FixtureDir("llama-mha"), comm.get());
+  ASSERT_TRUE(model.ok()) << model.status();
+  const LatencyBenchOptions o = SmallRun();
+  auto r = RunLatencyBench(*model->engine, o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  double total = 0;
+  MPI_Allreduce(&r->prefill_flops, &total, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+  EXPECT_DOUBLE_EQ(total, ExpectedPrefillFlops(model->config, comm->size(), o.batch, o.input_len));
+  EXPECT_DOUBLE_EQ(r->prefill_flops_per_s, r->prefill_flops / r->ttft_s);
+  EXPECT_EQ(r->gemm_flops_per_s, 0);  // not measured on the CPU
+}
+
 }  // namespace
 }  // namespace chai::testing
 
