@@ -13,6 +13,8 @@
 #endif
 
 namespace chai {
+
+#ifdef CHAI_WITH_CUDA
 namespace {
 
 // Random values in [-1, 1) of `dtype` on `device` (a cheap generator: the values only need to
@@ -29,6 +31,7 @@ Tensor RandomTensor(std::vector<int64_t> shape, DType dtype, Device device) {
 }
 
 }  // namespace
+#endif
 
 double MeasureGemmFlops(Device device, DType dtype) {
 #ifdef CHAI_WITH_CUDA
