@@ -1,16 +1,29 @@
 #!/usr/bin/env bash
 # One GPU-machine session: build with CUDA, run the gpu-labelled tests (and compute-sanitizer
-# memcheck over the op tests), then the benchmarks. Logs and tables go to $OUT.
+# memcheck over the op tests), then the benchmarks. Logs and tables go to $OUT, packed at exit
+# into one results-*.tar.gz (see pack below).
 #   run(command="source .device-kit/env.sh && bash benchmarks/scripts/gpu_check.sh MODE...",
 #       carry=[".device-kit"])
 # Modes (several may be given; `all` = test bench e2e chai): test, bench, sdpa, e2e, chai,
-# throughput, pdl (tests under CHAI_PDL=1; also part of test), profile (per-kernel time of a decode step, ncu), tp (multi-GPU: all-reduce latency, LLaMA-7B TP scaling), opt66b (OPT-66B at TP=4).
+# throughput, pdl (tests under CHAI_PDL=1; also part of test), profile (per-kernel time of a decode
+# step, ncu), tp (multi-GPU: all-reduce latency, LLaMA-7B TP scaling), opt66b (OPT-66B at TP=4).
 set -uo pipefail
 modes=" ${*:-all} "
 [ "$modes" = " all " ] && modes=" test bench e2e chai "
 has() { [[ "$modes" == *" $1 "* ]]; }
 OUT="${OUT:-/tmp/chai-out}"
 mkdir -p "$OUT"
+# The device tool returns only a few files from $OUT: at exit everything this run left there is
+# packed into one archive, results-TIME-PID.tar.gz (unpack with tar xzf; several runs in one call
+# make several archives), unless GPU_CHECK_KEEP_FILES=1.
+pack() {
+  [ "${GPU_CHECK_KEEP_FILES:-0}" = 1 ] && return
+  local name="results-$(date +%H%M%S)-$$.tar.gz" files
+  files=$(cd "$OUT" && find . -maxdepth 1 -type f ! -name 'results-*.tar.gz' -printf '%f\n')
+  [ -n "$files" ] || return
+  (cd "$OUT" && echo "$files" | tar czf "$name" -T - && echo "$files" | xargs rm -f)
+}
+trap pack EXIT
 nvidia-smi -L | tee "$OUT/gpu.txt"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 
