@@ -119,6 +119,8 @@ if has profile; then
     echo "### batch $b, input ${PROFILE_INPUT:-512} ${PROFILE_CHAI:+(CHAI $PROFILE_CHAI)}: kernels of the last decode step"
     python3 benchmarks/scripts/profile_step.py "$OUT/ncu-b$b.csv" --steps 2 | tee "$OUT/profile-b$b.md"
     [ "${PIPESTATUS[0]}" = 0 ] || tail -n 5 "/tmp/ncu-b$b.err"
+    echo "### batch $b: kernels of the prefill (${PROFILE_INPUT:-512} tokens per sequence)"
+    python3 benchmarks/scripts/profile_step.py "$OUT/ncu-b$b.csv" --prefill | tee "$OUT/profile-prefill-b$b.md"
   done
 fi
 
@@ -160,7 +162,8 @@ fi
 if has opt66b && [ "$gpus" -ge 4 ]; then
   # Issue 8: OPT-66B at TP=4, dense vs CHAI (its own call: loading 66B random parameters per run
   # and two runs take most of a 10-minute call). Logs go to $OUT/tp.log.
-  for mode in off configs/chai/opt-66b-perf.json; do
+  # OPT66B_MODES="off" or "configs/chai/opt-66b-perf.json" runs one of the two (each near 5 minutes).
+  for mode in ${OPT66B_MODES:-off configs/chai/opt-66b-perf.json}; do
     tag=$([ "$mode" = off ] && echo dense || echo chai)
     echo "OPT-66B TP=4 CHAI $mode"
     BENCH_TIMEOUT=${OPT66B_TIMEOUT:-300} mpi 4 build-gpu/chai bench --model configs/models/opt-66b.json --random-weights \

@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
 """Per-kernel GPU time of one decode step, from an Nsight Compute CSV.
 
-Usage: profile_step.py NCU_CSV [--steps N]
+Usage: profile_step.py NCU_CSV [--steps N] [--prefill]
 
 The CSV comes from `ncu --clock-control none --metrics gpu__time_duration.sum --csv` over a run of
 `chai bench` with CHAI_NO_GRAPHS=1 (ncu serialises kernels, so each duration is the kernel alone).
 A forward pass starts with the embedding kernel, so the kernel list is cut there (the embedding
 kernel's second use, gathering last rows for the LM head, stays with its pass); the last N passes
-(decode steps) are averaged. Prints one row per kernel name: calls per step, microseconds per step,
+(decode steps) are averaged; with --prefill, the first pass (the prompts' prefill) is shown instead. Prints one row per kernel name: calls per step, microseconds per step,
 share of the step. The sum is the GPU time of a step with no launch gaps: compare it with TPOT to
 see what the host and the kernel boundaries cost.
 """
@@ -62,7 +62,10 @@ def main():
             segments.append(kernels[a:b])
     if len(segments) < steps + 1:
         sys.exit(f"profile_step: found {len(segments)} forward passes, need more than {steps}")
-    segments = segments[-steps:]
+    if "--prefill" in sys.argv:
+        segments, steps = segments[:1], 1
+    else:
+        segments = segments[-steps:]
     per_name = OrderedDict()
     for seg in segments:
         for _, name, us in seg:
