@@ -8,7 +8,7 @@
 // - kM = 1 (dense: shared memory for one V tile per stage, two CTAs per SM) or 2 members per CTA (CHAI: the
 //   representative's probabilities are applied to two members' V, as PrefillMmaKernel does);
 // - the causal mask is applied only on a warp's diagonal tiles, and a warp whose rows see none of a tile's keys
-//   skips it (only 128-row CTAs have such warps);
+//   skips it (128-row CTAs, or tiles off the key grid when a chunk has past context);
 // - CTAs of the last (most expensive, causal) query tiles are launched first, so the short ones fill the tail;
 // - ldmatrix.x4 fetches two 8-column B fragments at a time (half the ldmatrix instructions).
 // Semantics are PrefillMmaKernel's: representative r's scores (q_r . K_kv(r)) with an online base-2 softmax in fp32,
