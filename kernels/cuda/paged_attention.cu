@@ -103,6 +103,13 @@ void* Scratch(size_t bytes, cudaStream_t stream, int kind, bool zeroed) {
 //   (B = 8 and 32, contexts 4k-16k) where kernel 1 reached 44-72%.
 // - CHAI_DECODE_CHAI_KERNEL: the kernel for CHAI layers only (hint > 1) when CHAI_DECODE_KERNEL is
 //   not set (default 3); dense layers keep kernel 2.
+// - CHAI_PREFILL_KERNEL: 1 (default) the prefill kernels of paged_attention_prefill{,_mma}.cuh; 2 the pipelined
+//   tensor-core kernel of paged_attention_prefill_v2.cuh where it has an instance (fp16/bf16, head_dim a multiple of
+//   16 up to 128, 16-byte aligned rows; else kernel 1). Not yet the default: untested on a GPU when written.
+//   Kernel 2's shape: CHAI_PREFILL_ROWS (64 or 128 query rows per CTA; default 128 when that still gives about
+//   three waves of CTAs, else 64) and CHAI_PREFILL_MEMBERS (member heads per CTA, 1 or 2; default 2 for CHAI
+//   layers, hint > 1, with 128 rows, else 1: such CTAs hold a single V tile per stage). Defaults are guesses until
+//   measured on a GPU.
 int EnvKnob(const char* name, int fallback) {
   const char* env = std::getenv(name);
   const int v = env != nullptr ? std::atoi(env) : 0;
@@ -184,6 +191,23 @@ void PagedAttention(const Tensor& q, const PagedKv& kv, const BatchLayout& batch
     });
     paged::MakePlanV3(batch.max_seq_len, kv.members_per_rep, score_per_sm * SmCount(), pv_per_sm * SmCount(), &p,
                       &plan);
+  }
+  // Prefill kernel 2 (CHAI_PREFILL_KERNEL=2, see the knobs above) where it has an instance.
+  if (plan.prefill && EnvKnob("CHAI_PREFILL_KERNEL", 1) == 2 &&
+      paged::PrefillV2Supported(d, q.dtype() == DType::kF16 || q.dtype() == DType::kBF16, exact)) {
+    const auto ceil_div = [](int64_t a, int64_t b) { return (a + b - 1) / b; };
+    plan.prefill_kernel = 2;
+    const int members = kv.members_per_rep > 1 ? 2 : 1;
+    // 128-row CTAs halve the K/V copies per query row but are half as many and each runs twice as long: take
+    // them only when they still make about three waves of CTAs (the busy ones: a CHAI CTA takes 2 members).
+    const int64_t ctas128 = int64_t{batch.num_seqs} * ceil_div(heads, members) * ceil_div(batch.max_new_tokens, 128);
+    const int rows = EnvKnob("CHAI_PREFILL_ROWS", ctas128 >= 3 * int64_t{SmCount()} ? 128 : 64);
+    plan.prefill_rows = rows >= 128 ? 128 : 64;
+    // At d = 128 the 64-row, 2-member instance fits only one CTA (4 warps) per SM (122 KB of shared memory, 242
+    // registers) where the 1-member one fits two: 64-row CTAs batch members only when asked to.
+    const int members_default = plan.prefill_rows == 128 ? members : 1;
+    plan.prefill_members = EnvKnob("CHAI_PREFILL_MEMBERS", members_default) >= 2 ? 2 : 1;
+    plan.prefill_tiles = static_cast<int>(ceil_div(batch.max_new_tokens, plan.prefill_rows));
   }
   if (p.max_splits > 65535 || p.score_splits > 65535) {
     Fail("max_seq_len " + std::to_string(batch.max_seq_len) + " too long");

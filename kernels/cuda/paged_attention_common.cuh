@@ -64,6 +64,9 @@ struct LaunchPlan {
   int v2_members = 1;     // kernel 2: members accumulated per pass (1, 2 or 4)
   int decode_slots = 0;  // decode grid columns: (sequence, KV head, subset, member share)
   int prefill_tiles = 0;
+  int prefill_kernel = 1;   // 1: paged_attention_prefill{,_mma}.cuh; 2: _prefill_v2.cuh (fp16/bf16, d % 16 == 0)
+  int prefill_rows = 64;    // kernel 2: query rows per CTA (64 or 128)
+  int prefill_members = 2;  // kernel 2: member heads per CTA (1 or 2)
 };
 
 // ------------------------------------------------------------------------------------------

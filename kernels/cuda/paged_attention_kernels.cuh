@@ -16,6 +16,7 @@
 #include "kernels/cuda/paged_attention_decode_v3.cuh"
 #include "kernels/cuda/paged_attention_prefill.cuh"
 #include "kernels/cuda/paged_attention_prefill_mma.cuh"
+#include "kernels/cuda/paged_attention_prefill_v2.cuh"
 #include "kernels/cuda/pdl.cuh"
 
 namespace chai::cuda::paged {
@@ -161,8 +162,32 @@ class PerDeviceOnce {
   std::once_flag flags_[kDevices];
 };
 
+// Prefill kernel 2 with kWarps warps (16 query rows each) and kM members per CTA.
+template <typename T, int kD, int kWarps, int kM>
+void LaunchPrefillV2(const Params& p, const LaunchPlan& plan, cudaStream_t stream) {
+  constexpr int kBytes = PrefillV2SharedBytes<kD, kWarps, kM>();
+  static PerDeviceOnce once;  // one per instance: the shared-memory limit is a per-kernel attribute
+  once.Run([] {
+    CHAI_CUDA_CHECK(
+        cudaFuncSetAttribute(PrefillV2Kernel<T, kD, kWarps, kM>, cudaFuncAttributeMaxDynamicSharedMemorySize, kBytes));
+  });
+  const dim3 grid(p.num_seqs * p.heads, plan.prefill_tiles);
+  PrefillV2Kernel<T, kD, kWarps, kM><<<grid, 32 * kWarps, kBytes, stream>>>(p);
+  CHAI_CUDA_CHECK_LAUNCH();
+}
+
 template <typename T, int kD>
 void LaunchPrefill(const Params& p, const LaunchPlan& plan, cudaStream_t stream) {
+  if constexpr (kMmaPrefill<T, kD>) {
+    // The plan picks kernel 2 only where it has an instance, with prefill_tiles counted in its rows.
+    if (plan.prefill_kernel == 2) {
+      const bool wide = plan.prefill_rows > 64, dense = plan.prefill_members == 1;
+      if (wide && dense) return LaunchPrefillV2<T, kD, 8, 1>(p, plan, stream);
+      if (wide) return LaunchPrefillV2<T, kD, 8, 2>(p, plan, stream);
+      if (dense) return LaunchPrefillV2<T, kD, 4, 1>(p, plan, stream);
+      return LaunchPrefillV2<T, kD, 4, 2>(p, plan, stream);
+    }
+  }
   const dim3 grid(p.num_seqs * p.heads, plan.prefill_tiles);
   // Dynamic shared memory above 48 KB needs the kernel's limit raised, once per device.
   static PerDeviceOnce once;

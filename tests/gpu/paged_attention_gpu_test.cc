@@ -8,6 +8,8 @@
 // second time on a re-poisoned output, and must give the same bytes (split counters left at
 // zero). Every case runs with every decode kernel that applies (CHAI_DECODE_KERNEL 1, 2 and 3),
 // on the same inputs and reference per dtype (built once: the host side is the test's cost).
+// Cases with prefill rows run prefill kernel 2 (CHAI_PREFILL_KERNEL=2) too, in each of its shapes
+// (64/128 query rows per CTA, 1/2 members per CTA) where it has an instance.
 // Decode cases with a member-split hint (kv.members_per_rep) check that the hint, right or wrong,
 // never changes the result.
 #include <string>
@@ -270,6 +272,35 @@ TEST_F(PagedAttentionGpu, PrefillGqaChai) {
   c.news = {300, 70, 64};
   c.maps = {RandomClusters(8, 3), Dense(8), RandomClusters(8, 5)};
   Check(c);
+}
+
+TEST_F(PagedAttentionGpu, PrefillLongPrompts) {
+  // LLaMA-7B's heads (32 x 128) over GQA 32/8: whole prompts of 1000 and 2049 rows (many query
+  // and key tiles, a partial last tile of one row past a multiple of 64 and 128), dense and CHAI.
+  Case c{"prefill long prompts GQA 32/8 d128", 32, 8, 128, 16};
+  c.lens = {1000, 2049};
+  c.news = c.lens;
+  c.maps = {Dense(32), RandomClusters(32, 6)};
+  Check(c);
+  Case m{"prefill long prompt CHAI MHA d64 bs7", 8, 8, 64, 7};
+  m.lens = {2049};
+  m.news = m.lens;
+  m.maps = {MapFromLabels({0, 1, 0, 0, 1, 2, 0, 1})};
+  m.hint = 3;
+  Check(m);
+}
+
+TEST_F(PagedAttentionGpu, PrefillChunkedPast) {
+  // Chunked prefill: past context plus new rows (row i at position len - n + i), chunks that start
+  // and end off the tile grid, block sizes 16 and 7 (tile rows straddle blocks), with a decode row
+  // and an idle sequence in the same batch.
+  for (int bs : {16, 7}) {
+    Case c{"prefill chunked past GQA 16/4 d128 bs" + std::to_string(bs), 16, 4, 128, bs};
+    c.lens = {1500, 700, 130, 2100, 64, 300};
+    c.news = {300, 129, 2, 1000, 1, 0};
+    c.maps = {RandomClusters(16, 3), Dense(16), RandomClusters(16, 5), RandomClusters(16, 4), Dense(16), Dense(16)};
+    Check(c);
+  }
 }
 
 TEST_F(PagedAttentionGpu, PrefillHeadDims) {

@@ -324,30 +324,55 @@ inline Result RunKernel(const Case& c, const Inputs& in, DType dtype) {
 }
 
 // Every case runs with every decode kernel that has an instance for it (CHAI_DECODE_KERNEL,
-// read by PagedAttention at each call), all on the same inputs and reference per dtype.
+// read by PagedAttention at each call), all on the same inputs and reference per dtype. Cases with
+// prefill rows (a sequence with > 1 new row) also run prefill kernel 2 (CHAI_PREFILL_KERNEL=2)
+// where it has an instance (fp16/bf16, head_dim a multiple of 16 up to 128) in each of its four
+// shapes (CHAI_PREFILL_ROWS 64/128 x CHAI_PREFILL_MEMBERS 1/2, whatever the case's hint), with
+// the same checks.
 inline void Check(const Case& c) {
   // Kernels 2 and 3 have instances for head_dim 64/80/96/128 (kernel 2 with at most 4 query
   // heads per KV head, kernel 3 with any group) and only decode; elsewhere they fall back to
   // kernel 1, which is checked anyway.
   const bool fast_dim = c.d == 64 || c.d == 80 || c.d == 96 || c.d == 128;
   const bool has_decode = std::find(c.news.begin(), c.news.end(), 1) != c.news.end();
+  const bool has_prefill = std::any_of(c.news.begin(), c.news.end(), [](int n) { return n > 1; });
   const bool v2_applies = fast_dim && c.heads / c.kv_heads <= 4 && has_decode;
   const bool v3_applies = fast_dim && has_decode;
+  const double tols[] = {1e-5, 1e-2};
+  auto expect = [&](const Result& r, DType dtype, const std::string& kernel) {
+    const double tol = tols[dtype == DType::kF32 ? 0 : 1];
+    const std::string what = c.name + " " + DTypeName(dtype) + " kernel " + kernel;
+    EXPECT_TRUE(r.pool_ok) << what << ": pool after PagedAppend differs";
+    EXPECT_TRUE(r.repeat_ok) << what << ": a second call gave different bytes";
+    EXPECT_LT(r.max_err, tol) << what << ": worst at " << r.where;
+    std::printf("  %-40s %-5s kernel %s max rel err %.3g\n", c.name.c_str(), DTypeName(dtype), kernel.c_str(),
+                r.max_err);
+  };
   for (DType dtype : {DType::kF32, DType::kF16, DType::kBF16}) {
     const Inputs in = BuildInputs(c, dtype);
+    setenv("CHAI_PREFILL_KERNEL", "1", 1);
     for (const char* kernel : {"1", "2", "3"}) {
       if ((std::string(kernel) == "2" && !v2_applies) || (std::string(kernel) == "3" && !v3_applies)) continue;
       setenv("CHAI_DECODE_KERNEL", kernel, 1);
-      const Result r = RunKernel(c, in, dtype);
-      const double tol = dtype == DType::kF32 ? 1e-5 : 1e-2;
-      const std::string what = c.name + " " + DTypeName(dtype) + " kernel " + kernel;
-      EXPECT_TRUE(r.pool_ok) << what << ": pool after PagedAppend differs";
-      EXPECT_TRUE(r.repeat_ok) << what << ": a second call gave different bytes";
-      EXPECT_LT(r.max_err, tol) << what << ": worst at " << r.where;
-      std::printf("  %-40s %-5s kernel %s max rel err %.3g\n", c.name.c_str(), DTypeName(dtype), kernel, r.max_err);
+      expect(RunKernel(c, in, dtype), dtype, kernel);
+    }
+    const bool prefill_v2_applies = has_prefill && dtype != DType::kF32 && c.d % 16 == 0 && c.d <= 128;
+    if (prefill_v2_applies) {
+      setenv("CHAI_DECODE_KERNEL", "1", 1);
+      setenv("CHAI_PREFILL_KERNEL", "2", 1);
+      for (const char* rows : {"64", "128"})
+        for (const char* members : {"1", "2"}) {
+          setenv("CHAI_PREFILL_ROWS", rows, 1);
+          setenv("CHAI_PREFILL_MEMBERS", members, 1);
+          const std::string kernel = std::string("1, prefill 2 (") + rows + " rows, " + members + " members)";
+          expect(RunKernel(c, in, dtype), dtype, kernel);
+        }
+      unsetenv("CHAI_PREFILL_ROWS");
+      unsetenv("CHAI_PREFILL_MEMBERS");
     }
   }
   unsetenv("CHAI_DECODE_KERNEL");
+  unsetenv("CHAI_PREFILL_KERNEL");
 }
 
 }  // namespace chai::paged_attention_test
