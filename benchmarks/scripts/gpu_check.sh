@@ -92,6 +92,11 @@ if has e2e; then
   tail -3 "$OUT/llama7b-dense-pdl.err"
   # Batch 1 and 32 / 512 with greedy ids taken on the device (CHAI_DEVICE_ARGMAX=1): [B] ids come
   # back instead of [B, vocab] fp32 logits; compare with the same rows above.
+  # Prefill kernel 2 (CHAI_PREFILL_KERNEL=2: cp.async-pipelined; opt-in until measured): TTFT and
+  # prefill TFLOP/s at 512 and 2048 tokens, batch 1, against the table above.
+  CHAI_PREFILL_KERNEL=2 timeout 300 build-gpu/chai bench --model configs/models/llama-7b.json --random-weights \
+    --device cuda --dtype fp16 --max-seq-len 4096 --batch 1 --input-len 512,2048 --output-len 8 --warmup 1 --iters 2 \
+    2>&1 | grep -E "^\| [0-9]"
   CHAI_DEVICE_ARGMAX=1 timeout 300 build-gpu/chai bench --model configs/models/llama-7b.json --random-weights \
     --device cuda --dtype fp16 --max-seq-len 4096 --batch 1,32 --input-len 512 --output-len 128 --warmup 1 --iters 2 \
     2>&1 | grep -E "^\| [0-9]|iter 2"
