@@ -96,9 +96,8 @@ class Engine {
   // cache full (nothing is computed then).
   absl::StatusOr<Tensor> Forward(absl::Span<StepInput> steps, bool all_positions);
   // As Forward(steps, false), but returns only each sequence's greedy next token: the first
-  // argmax of its last row's logits over the vocabulary (Argmax's rule). On a GPU with
-  // CHAI_DEVICE_ARGMAX=1 the argmax runs on the device and only [steps] ids come back instead of
-  // [steps, vocab] fp32 logits; otherwise the logits come back and the host takes the argmax.
+  // argmax of its last row's logits over the vocabulary (Argmax's rule), taken on the engine's
+  // device: on a GPU only [steps] ids come back, not [steps, vocab] fp32 logits.
   absl::StatusOr<std::vector<int32_t>> ForwardGreedy(absl::Span<StepInput> steps);
 
  private:
@@ -115,9 +114,9 @@ class Engine {
   // After the step's logits reached the host: advances the caches and runs the policy's AfterStep.
   void FinishStep(absl::Span<StepInput> steps, bool policy_active);
   Tensor HostLogits(const Tensor& logits) const;
-  Tensor HostGreedyIds(const Tensor& logits) const;
+  Tensor GreedyIds(const Tensor& logits) const;
   Tensor HostOutput(const Tensor& logits, StepOutput output) const {
-    return output == StepOutput::kLogits ? HostLogits(logits) : HostGreedyIds(logits);
+    return output == StepOutput::kLogits ? HostLogits(logits) : GreedyIds(logits);
   }
   Tensor Embed(const DeviceStep& step);
   // The sublayers read h (their input: Norm(x) pre-LN, x post-LN), add their output into the

@@ -89,17 +89,25 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, GpuEngine,
                          });
 
 // A trained model (realistic activations) in half precision: greedy ids of the first 8 tokens
-// identical to Hugging Face fp32, top-20 last-position logits within 1e-2 relative.
+// identical to Hugging Face fp32, top-20 last-position logits within 1e-2 relative (bf16: or 1.5x
+// Hugging Face's own bf16 error on them, whichever is larger).
 TEST(GpuOptTinyDocs, HalfPrecisionMatchesGolden) {
   if (!CudaAvailable()) GTEST_SKIP() << "no CUDA device visible";
   if (!SharedAvailable()) GTEST_SKIP() << "../shared is absent: skipping opt-tiny-docs";
   const std::string dir = SharedDir() + "/models/opt-tiny-docs";
   auto golden = ReadJsonFile(dir + "/golden.json");
   ASSERT_TRUE(golden.ok());
+  // Hugging Face's own bf16 error on the same top-20 logits (make_bf16_goldens.py): one prompt
+  // moves 1.6% in Hugging Face bf16, so bf16 is held to max(1e-2, 1.5x that), as on the fixtures.
+  auto hf_bf16 = ReadJsonFile(FixtureDir("opt-tiny-docs-bf16.json"));
+  ASSERT_TRUE(hf_bf16.ok()) << hf_bf16.status();
   for (DType dtype : {DType::kF16, DType::kBF16}) {
     auto model = LoadTestModel(dir, nullptr, {}, dtype, Device::kCuda);
     ASSERT_TRUE(model.ok()) << model.status();
+    size_t case_index = 0;
     for (const Json& c : golden->Find("cases")->as_array()) {
+      const Json& hf = hf_bf16->Find("cases")->as_array()[case_index++];
+      ASSERT_EQ(JsonIds(*hf.Find("prompt_ids")), JsonIds(*c.Find("prompt_ids")));
       const std::vector<int32_t> prompt = JsonIds(*c.Find("prompt_ids"));
       const std::vector<int32_t> greedy = JsonIds(*c.Find("greedy_ids_fp32"));
       SCOPED_TRACE(::testing::Message() << DTypeName(dtype) << " prompt length " << prompt.size());
@@ -112,7 +120,9 @@ TEST(GpuOptTinyDocs, HalfPrecisionMatchesGolden) {
         num += std::pow(logits.back()[static_cast<int>(pair.as_array()[0].as_double())] - ref, 2);
         den += ref * ref;
       }
-      EXPECT_LE(std::sqrt(num / den), 1e-2);
+      const double tolerance =
+          dtype == DType::kBF16 ? std::max(1e-2, 1.5 * hf.Find("hf_bf16_top20_rel_err")->as_double()) : 1e-2;
+      EXPECT_LE(std::sqrt(num / den), tolerance);
     }
   }
 }
