@@ -16,8 +16,10 @@
 #include "runtime/placement_io.h"
 #include "parallel/cluster_split.h"
 #include "parallel/mpi_communicator.h"
-#include <thread>
+#include <chrono>
+#include <cstdio>
 #include <cstdlib>
+#include <thread>
 
 #ifndef CHAI_CONFIG_DIR
 #define CHAI_CONFIG_DIR "configs"
@@ -173,8 +175,17 @@ absl::StatusOr<LoadedModel> LoadModel(const ModelOptions& options, int64_t seque
     m.placement = *placement;
     layout.head_perm = m.placement.layer_perm;
   }
+  const auto load_start = std::chrono::steady_clock::now();
   auto weights = LoadWeights(m.config, *source, layout, *dtype, *device);
   if (!weights.ok()) return weights.status();
+  // Loading a large model takes a while (random weights are drawn on the host): a slow load says
+  // how long it took. Quick loads stay silent, so a bad input still prints its one error line.
+  const double load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count();
+  if (layout.rank == 0 && load_seconds >= 2.0) {
+    std::fprintf(stderr, "loaded %s (%s), %s on %s, %d rank%s, in %.1f s\n", model.c_str(),
+                 random ? source->Describe().c_str() : "checkpoint", options.dtype.c_str(), options.device.c_str(),
+                 layout.world, layout.world == 1 ? "" : "s", load_seconds);
+  }
   if (options.max_seq_len < 0) return absl::InvalidArgumentError("--max-seq-len must be positive");
   if (options.max_seq_len > 0) {
     // Learned position tables (OPT) end where they end; rotary positions extend. Weights are
