@@ -2,8 +2,8 @@
 // 2 KiB .. 1 MiB. Run under mpirun with one rank per GPU; rank 0 prints a markdown table (the
 // slowest rank's time for each cell):
 //   mpirun -np 4 -x NCCL_NVLS_ENABLE=0 build/benchmarks/allreduce_bench [fp16|bf16|fp32] [VARIANTS]
-// VARIANTS is a comma-separated list of ALGO:BLOCKS (ALGO pull or push, BLOCKS 1..32; capped at
-// the SM count), default "pull:32,pull:4,push:32,push:8,push:2"; pull:32 is the default path.
+// VARIANTS is a comma-separated list of ALGO:BLOCKS (ALGO pull, push or lamport, BLOCKS 1..32;
+// capped at the SM count), default kDefaultVariants below; pull:32 is the default path.
 // Each variant is its own IpcAllReduce (own buffers), set up collectively; the environment's
 // CHAI_IPC_ALLREDUCE_ALGO / _BLOCKS do not apply here.
 // "eager": kLoop back-to-back calls between two CUDA events, each call launched from the host.
@@ -90,15 +90,21 @@ double MicrosPerCall(const std::function<void()>& call, cudaStream_t stream, boo
   return worst;
 }
 
+constexpr const char* kAlgoNames[] = {"pull", "push", "lamport"};  // by IpcAllReduceAlgo
+constexpr const char* kDefaultVariants = "pull:32,pull:4,push:8,lamport:32,lamport:8,lamport:2";
+
 // Parses VARIANTS into options; false (with a message on rank 0) when malformed.
 bool ParseVariants(const std::string& spec, std::vector<IpcAllReduce::Options>* out, bool root) {
   for (absl::string_view item : absl::StrSplit(spec, ',', absl::SkipEmpty())) {
     std::vector<absl::string_view> parts = absl::StrSplit(item, ':');
     int blocks = 0;
-    const bool algo_ok = parts.size() == 2 && (parts[0] == "pull" || parts[0] == "push");
-    if (!algo_ok || !absl::SimpleAtoi(parts[1], &blocks) || blocks < 1 || blocks > 32) {
+    int algo = -1;
+    for (int a = 0; a < 3 && parts.size() == 2; ++a) {
+      if (parts[0] == kAlgoNames[a]) algo = a;
+    }
+    if (algo < 0 || !absl::SimpleAtoi(parts[1], &blocks) || blocks < 1 || blocks > 32) {
       if (root) {
-        std::fprintf(stderr, "allreduce_bench: variant '%s' is not ALGO:BLOCKS (pull|push, 1..32)\n",
+        std::fprintf(stderr, "allreduce_bench: variant '%s' is not ALGO:BLOCKS (pull|push|lamport, 1..32)\n",
                      std::string(item).c_str());
       }
       return false;
@@ -106,7 +112,7 @@ bool ParseVariants(const std::string& spec, std::vector<IpcAllReduce::Options>* 
     IpcAllReduce::Options options;
     options.max_bytes = kMaxBytes;
     options.blocks = blocks;
-    options.algo = static_cast<int>(parts[0] == "push" ? IpcAllReduceAlgo::kPush : IpcAllReduceAlgo::kPull);
+    options.algo = algo;
     out->push_back(options);
   }
   return !out->empty();
@@ -150,7 +156,7 @@ int Run(int argc, char** argv) {
   ncclComm_t nccl;
   CheckNccl(ncclCommInitRank(&nccl, group->world_size, id, group->world_rank), "ncclCommInitRank");
   std::vector<IpcAllReduce::Options> variants;
-  if (!ParseVariants(argc > 2 ? argv[2] : "pull:32,pull:4,push:32,push:8,push:2", &variants, root)) {
+  if (!ParseVariants(argc > 2 ? argv[2] : kDefaultVariants, &variants, root)) {
     ncclCommDestroy(nccl);
     Finalize();
     return 1;
@@ -175,12 +181,12 @@ int Run(int argc, char** argv) {
                 name, DTypeName(*dtype), nvls != nullptr ? nvls : "(unset)");
     std::vector<std::string> names;
     for (size_t v = 0; v < ipcs.size(); ++v) {
-      const bool push = variants[v].algo == static_cast<int>(IpcAllReduceAlgo::kPush);
+      const char* algo = kAlgoNames[variants[v].algo];
       if (ipcs[v] == nullptr) {
-        std::printf("IPC %s:%d unavailable: %s\n", push ? "push" : "pull", variants[v].blocks, reasons[v].c_str());
+        std::printf("IPC %s:%d unavailable: %s\n", algo, variants[v].blocks, reasons[v].c_str());
       }
       // The agreed grid (capped at the SM count) when set up, else the one asked for.
-      names.push_back(std::string(push ? "push" : "pull") + "/" +
+      names.push_back(std::string(algo) + "/" +
                       std::to_string(ipcs[v] != nullptr ? ipcs[v]->blocks() : variants[v].blocks));
     }
     std::string header = "| bytes | NCCL eager |", rule = "|---|---|";

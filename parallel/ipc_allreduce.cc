@@ -74,15 +74,18 @@ int WantedBlocks(int blocks, std::string* reason) {
   return parsed;
 }
 
+constexpr const char* kAlgoNames[] = {"pull", "push", "lamport"};
+constexpr int kNumAlgos = 3;
+
 // The algorithm this rank asks for: the option, else the environment, else pull.
 int WantedAlgo(int algo, std::string* reason) {
-  if (algo == static_cast<int>(IpcAllReduceAlgo::kPull) || algo == static_cast<int>(IpcAllReduceAlgo::kPush)) {
-    return algo;
-  }
+  if (algo >= 0 && algo < kNumAlgos) return algo;
   const char* env = std::getenv("CHAI_IPC_ALLREDUCE_ALGO");
-  if (env == nullptr || env[0] == '\0' || std::string(env) == "pull") return static_cast<int>(IpcAllReduceAlgo::kPull);
-  if (std::string(env) == "push") return static_cast<int>(IpcAllReduceAlgo::kPush);
-  if (reason->empty()) *reason = absl::StrCat("CHAI_IPC_ALLREDUCE_ALGO='", env, "' is neither 'pull' nor 'push'");
+  if (env == nullptr || env[0] == '\0') return static_cast<int>(IpcAllReduceAlgo::kPull);
+  for (int a = 0; a < kNumAlgos; ++a) {
+    if (std::string(env) == kAlgoNames[a]) return a;
+  }
+  if (reason->empty()) *reason = absl::StrCat("CHAI_IPC_ALLREDUCE_ALGO='", env, "' is not pull, push or lamport");
   return static_cast<int>(IpcAllReduceAlgo::kPull);
 }
 
@@ -95,7 +98,7 @@ absl::StatusOr<IpcAllReduce::Setup> IpcAllReduce::Create(MPI_Comm comm, size_t m
 }
 
 std::string IpcAllReduce::Describe() const {
-  return absl::StrCat(algo_ == IpcAllReduceAlgo::kPush ? "push" : "pull", ", ", blocks_,
+  return absl::StrCat(kAlgoNames[static_cast<int>(algo_)], ", ", blocks_,
                       blocks_ == 1 ? " block" : " blocks");
 }
 
@@ -150,14 +153,16 @@ absl::StatusOr<IpcAllReduce::Setup> IpcAllReduce::Create(MPI_Comm comm, const Op
   if (cudaError_t err = cudaDeviceGetPCIBusId(bus_id, kBusIdChars - 1, device); reason.empty() && err != cudaSuccess) {
     reason = CudaReason(err, "cudaDeviceGetPCIBusId");
   }
-  // Push only if every rank asked for it (the minimum of the codes), so all launch the same kernel.
-  uint64_t mine[4] = {wanted, static_cast<uint64_t>(std::max(sms, 0)), static_cast<uint64_t>(wanted_blocks),
-                      static_cast<uint64_t>(wanted_algo)};
-  uint64_t agreed[4] = {0, 0, 0, 0};
-  if (absl::Status s = MpiStatus(MPI_Allreduce(mine, agreed, 4, MPI_UINT64_T, MPI_MIN, comm), "MPI_Allreduce");
+  // An algorithm other than pull only if every rank asked for it (the minimum of the codes and of
+  // their complements agree), so all launch the same kernel.
+  uint64_t mine[5] = {wanted, static_cast<uint64_t>(std::max(sms, 0)), static_cast<uint64_t>(wanted_blocks),
+                      static_cast<uint64_t>(wanted_algo), static_cast<uint64_t>(kNumAlgos - 1 - wanted_algo)};
+  uint64_t agreed[5] = {0, 0, 0, 0, 0};
+  if (absl::Status s = MpiStatus(MPI_Allreduce(mine, agreed, 5, MPI_UINT64_T, MPI_MIN, comm), "MPI_Allreduce");
       !s.ok()) {
     return s;
   }
+  const bool same_algo = agreed[3] == static_cast<uint64_t>(kNumAlgos - 1) - agreed[4];
   absl::StatusOr<std::string> verdict = Agree(reason, comm, rank, size);
   if (!verdict.ok()) return verdict.status();
   if (!verdict->empty()) {
@@ -199,11 +204,10 @@ absl::StatusOr<IpcAllReduce::Setup> IpcAllReduce::Create(MPI_Comm comm, const Op
   ipc->rank_ = rank;
   ipc->size_ = size;
   ipc->blocks_ = static_cast<int>(std::min<uint64_t>({uint64_t{ipc::kMaxBlocks}, agreed[1], agreed[2]}));
-  ipc->algo_ = agreed[3] == static_cast<uint64_t>(IpcAllReduceAlgo::kPush) ? IpcAllReduceAlgo::kPush
-                                                                           : IpcAllReduceAlgo::kPull;
+  ipc->algo_ = same_algo ? static_cast<IpcAllReduceAlgo>(agreed[3]) : IpcAllReduceAlgo::kPull;
   ipc->max_bytes_ = static_cast<size_t>(agreed[0]);
-  const size_t bytes = ipc->algo_ == IpcAllReduceAlgo::kPush ? ipc::PushAllocationBytes(ipc->max_bytes_, size)
-                                                             : ipc::AllocationBytes(ipc->max_bytes_);
+  const size_t bytes = ipc->algo_ == IpcAllReduceAlgo::kPull ? ipc::AllocationBytes(ipc->max_bytes_)
+                                                             : ipc::PushAllocationBytes(ipc->max_bytes_, size);
   cudaIpcMemHandle_t handle;
   std::memset(&handle, 0, sizeof(handle));
   if (cudaError_t err = cudaMalloc(&ipc->local_, bytes); err != cudaSuccess) {
@@ -211,6 +215,11 @@ absl::StatusOr<IpcAllReduce::Setup> IpcAllReduce::Create(MPI_Comm comm, const Op
     reason = CudaReason(err, "cudaMalloc (IPC all-reduce buffer)");
   } else if (cudaError_t err = cudaMemset(ipc->local_, 0, bytes); err != cudaSuccess) {
     reason = CudaReason(err, "cudaMemset");
+  } else if (cudaError_t err = ipc->algo_ == IpcAllReduceAlgo::kLamport
+                                   ? ipc::FillLamportReceiveArea(ipc->local_, bytes, nullptr)
+                                   : cudaSuccess;
+             err != cudaSuccess) {
+    reason = CudaReason(err, "filling the receive slots");
   } else if (cudaError_t err = cudaDeviceSynchronize(); err != cudaSuccess) {
     reason = CudaReason(err, "cudaDeviceSynchronize");
   } else if (cudaError_t err = cudaIpcGetMemHandle(&handle, ipc->local_); err != cudaSuccess) {
@@ -284,12 +293,19 @@ absl::Status IpcAllReduce::AllReduceSum(const void* in, void* out, int64_t count
   }
   ipc::Peers peers{};
   for (int q = 0; q < size_; ++q) peers.base[q] = static_cast<char*>(peers_[q]);
-  cudaError_t err =
-      algo_ == IpcAllReduceAlgo::kPush
-          ? ipc::LaunchPushAllReduce(peers, rank_, size_, blocks_, ipc::HalfBytes(max_bytes_), in, out, count, dtype,
-                                     stream)
-          : ipc::LaunchOneShotAllReduce(peers, rank_, size_, blocks_, ipc::HalfBytes(max_bytes_), in, out, count,
-                                        dtype, stream);
+  const size_t half = ipc::HalfBytes(max_bytes_);
+  cudaError_t err = cudaSuccess;
+  switch (algo_) {
+    case IpcAllReduceAlgo::kPull:
+      err = ipc::LaunchOneShotAllReduce(peers, rank_, size_, blocks_, half, in, out, count, dtype, stream);
+      break;
+    case IpcAllReduceAlgo::kPush:
+      err = ipc::LaunchPushAllReduce(peers, rank_, size_, blocks_, half, in, out, count, dtype, stream);
+      break;
+    case IpcAllReduceAlgo::kLamport:
+      err = ipc::LaunchLamportAllReduce(peers, rank_, size_, blocks_, half, in, out, count, dtype, stream);
+      break;
+  }
   if (err != cudaSuccess) {
     return absl::InternalError(absl::StrCat("IPC all-reduce launch failed: ", cudaGetErrorString(err)));
   }

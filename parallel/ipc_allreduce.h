@@ -26,6 +26,10 @@
 //    call, W - 1 remote flag stores per rank whatever the grid. Every block then waits for the
 //    peers' flags and sums the local slots. Also epoch-on-device and double-buffered by parity;
 //    the buffer holds 2 * size slots of max_bytes. The safety argument is in the kernel file.
+//  - lamport (CHAI_IPC_ALLREDUCE_ALGO=lamport): push's writes with no flag at all: the receive
+//    slots hold a sentinel value between calls, and each element's arrival shows in its value;
+//    the reader resets what it read (ipc_allreduce_lamport.cu). One posted write per peer is
+//    the whole synchronisation. Per-block epochs pick the half, as in pull.
 #ifndef CHAI_PARALLEL_IPC_ALLREDUCE_H_
 #define CHAI_PARALLEL_IPC_ALLREDUCE_H_
 
@@ -48,16 +52,17 @@ namespace chai {
 inline constexpr size_t kIpcAllReduceDefaultMaxBytes = size_t{256} << 10;
 inline constexpr int kIpcAllReduceMaxRanks = 8;
 
-enum class IpcAllReduceAlgo : int { kPull = 0, kPush = 1 };
+enum class IpcAllReduceAlgo : int { kPull = 0, kPush = 1, kLamport = 2 };
 
 class IpcAllReduce {
  public:
   // What to set up; zero / unset fields come from the environment, then the defaults. All ranks
-  // use the smallest max_bytes and blocks any rank asked for, and push only if every rank did.
+  // use the smallest max_bytes and blocks any rank asked for, and pull unless every rank asked for
+  // the same algorithm.
   struct Options {
     size_t max_bytes = 0;  // 0: CHAI_IPC_ALLREDUCE_MAX_BYTES or kIpcAllReduceDefaultMaxBytes
     int blocks = 0;        // 0: CHAI_IPC_ALLREDUCE_BLOCKS or min(32, SMs); capped at the SM count
-    int algo = -1;         // -1: CHAI_IPC_ALLREDUCE_ALGO ("pull" or "push") or pull; else an IpcAllReduceAlgo
+    int algo = -1;         // -1: CHAI_IPC_ALLREDUCE_ALGO (pull, push, lamport) or pull; else an IpcAllReduceAlgo
   };
 
   // What Create found: the object, or why there is none (for logs; not an error).
@@ -86,7 +91,7 @@ class IpcAllReduce {
   int size() const { return size_; }
   int blocks() const { return blocks_; }
   IpcAllReduceAlgo algo() const { return algo_; }
-  // "pull, 32 blocks" / "push, 8 blocks": for logs and benchmark columns.
+  // "pull, 32 blocks" / "lamport, 8 blocks": for logs and benchmark columns.
   std::string Describe() const;
 
   // out[i] = sum over ranks of in[i], `count` elements of `dtype` on this rank's device

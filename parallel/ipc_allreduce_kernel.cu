@@ -17,14 +17,13 @@
 #include <cstdint>
 
 #include "kernels/cuda/cuda_utils.cuh"
+#include "parallel/ipc_allreduce_groups.cuh"
 #include "parallel/ipc_allreduce_kernel.h"
 
 namespace chai::ipc {
 namespace {
 
-using cuda::FromFloat;
 using cuda::kVec16;
-using cuda::ToFloat;
 using cuda::Vec;
 
 __device__ __forceinline__ void StoreRelease(uint64_t* p, uint64_t v) {
@@ -59,50 +58,7 @@ __device__ __forceinline__ void Signal0(const Peers& peers, int q, int rank, uin
   }
 }
 
-// Group g of `n` elements: one 16-byte access when whole and aligned, else element by element
-// (missing elements read as zero and are never written).
-template <typename T, int N>
-__device__ __forceinline__ Vec<T, N> LoadGroup(const T* p, int64_t g, int64_t n, bool aligned) {
-  const int64_t first = g * N;
-  if (aligned && first + N <= n) return *reinterpret_cast<const Vec<T, N>*>(p + first);
-  Vec<T, N> v;
-#pragma unroll
-  for (int j = 0; j < N; ++j) v.v[j] = first + j < n ? p[first + j] : FromFloat<T>(0.f);
-  return v;
-}
-
-template <typename T, int N>
-__device__ __forceinline__ void StoreGroup(T* p, int64_t g, int64_t n, bool aligned, const Vec<T, N>& v) {
-  const int64_t first = g * N;
-  if (aligned && first + N <= n) {
-    *reinterpret_cast<Vec<T, N>*>(p + first) = v;
-    return;
-  }
-#pragma unroll
-  for (int j = 0; j < N; ++j) {
-    if (first + j < n) p[first + j] = v.v[j];
-  }
-}
-
 // W ranks; `self` is peers.base[rank]. `half` is the size of one data half; the epoch's parity picks the half.
-// The ranks' groups summed in fp32 in rank order 0..W-1 and rounded once: every rank gets the
-// same bits, whichever variant gathered them.
-template <typename T, int N, int W>
-__device__ __forceinline__ Vec<T, N> RankOrderSum(const Vec<T, N> (&v)[W]) {
-  float acc[N];
-#pragma unroll
-  for (int j = 0; j < N; ++j) acc[j] = ToFloat(v[0].v[j]);
-#pragma unroll
-  for (int q = 1; q < W; ++q) {
-#pragma unroll
-    for (int j = 0; j < N; ++j) acc[j] += ToFloat(v[q].v[j]);
-  }
-  Vec<T, N> r;
-#pragma unroll
-  for (int j = 0; j < N; ++j) r.v[j] = FromFloat<T>(acc[j]);
-  return r;
-}
-
 template <typename T, int W>
 __global__ void __launch_bounds__(kThreads)
     OneShotAllReduce(Peers peers, char* self, int rank, size_t half, const T* in, T* out, int64_t n) {

@@ -26,6 +26,8 @@ inline constexpr int kThreads = 512;
 //  - push (LaunchPushAllReduce): flag slot [0][q] from rank q (one per rank pair), epochs[0] the
 //    rank's epoch, epochs[1] the blocks' arrival counter, then two halves (by parity) of
 //    `size` receive slots of `half` bytes each: slot q holds rank q's input, written by rank q.
+//  - lamport (LaunchLamportAllReduce): epochs[b] per block (no flags), then the push layout's two
+//    halves of receive slots, filled with the sentinel (FillLamportReceiveArea) before first use.
 inline constexpr size_t kFlagsOffset = 0;  // uint64_t [kMaxBlocks][kMaxRanks]: slot [b][q] from rank q
 inline constexpr size_t kEpochsOffset = kFlagsOffset + sizeof(uint64_t) * kMaxBlocks * kMaxRanks;
 inline constexpr size_t kDataOffset = kEpochsOffset + sizeof(uint64_t) * kMaxBlocks;
@@ -51,6 +53,16 @@ cudaError_t LaunchOneShotAllReduce(const Peers& peers, int rank, int size, int b
 // Same arguments and requirements as LaunchOneShotAllReduce, on a PushAllocationBytes buffer.
 cudaError_t LaunchPushAllReduce(const Peers& peers, int rank, int size, int blocks, size_t half, const void* in,
                                 void* out, int64_t count, DType dtype, cudaStream_t stream);
+
+// The flag-free variant (ipc_allreduce_lamport.cu): every block pushes its share of the input
+// into every peer's receive slot, and each element's arrival is seen by its value (the slots
+// hold a sentinel between calls). Same arguments as the others, on a PushAllocationBytes buffer
+// that FillLamportReceiveArea prepared.
+cudaError_t LaunchLamportAllReduce(const Peers& peers, int rank, int size, int blocks, size_t half, const void* in,
+                                   void* out, int64_t count, DType dtype, cudaStream_t stream);
+
+// Writes the sentinel over the receive area of an allocation of `bytes` (kDataOffset onwards).
+cudaError_t FillLamportReceiveArea(void* allocation, size_t bytes, cudaStream_t stream);
 
 }  // namespace chai::ipc
 

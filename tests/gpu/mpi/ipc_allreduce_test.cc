@@ -66,6 +66,9 @@ constexpr Variant kVariants[] = {
     {"Push", static_cast<int>(IpcAllReduceAlgo::kPush), 0},
     {"Push1", static_cast<int>(IpcAllReduceAlgo::kPush), 1},  // one block: many groups per thread
     {"Push3", static_cast<int>(IpcAllReduceAlgo::kPush), 3},  // arrival counter modulo a non-power of two
+    {"Lamport", static_cast<int>(IpcAllReduceAlgo::kLamport), 0},
+    {"Lamport1", static_cast<int>(IpcAllReduceAlgo::kLamport), 1},  // one block: a thread sends all, then polls all
+    {"Lamport3", static_cast<int>(IpcAllReduceAlgo::kLamport), 3},
 };
 constexpr int kNumVariants = static_cast<int>(sizeof(kVariants) / sizeof(kVariants[0]));
 
@@ -183,25 +186,33 @@ struct Reference {
   std::vector<double> abs_sum;  // sum of |x| over ranks: scales the rounding bounds
 };
 
-Reference MakeReference(uint64_t seed, int64_t n, DType dtype) {
+// The reference for every rank's input (inputs[q] is rank q's, already in the dtype's values).
+Reference ReferenceOf(const std::vector<std::vector<float>>& inputs, DType dtype) {
   Reference r;
   std::vector<float> acc;
+  const size_t n = inputs[0].size();
   r.exact.assign(n, 0.0);
   r.abs_sum.assign(n, 0.0);
   for (int q = 0; q < Size(); ++q) {
-    std::vector<float> v = Values(seed, q, n, dtype);
+    const std::vector<float>& v = inputs[q];
     if (q == 0) {
       acc = v;
     } else {
-      for (int64_t i = 0; i < n; ++i) acc[i] += v[i];
+      for (size_t i = 0; i < n; ++i) acc[i] += v[i];
     }
-    for (int64_t i = 0; i < n; ++i) {
+    for (size_t i = 0; i < n; ++i) {
       r.exact[i] += v[i];
       r.abs_sum[i] += std::fabs(v[i]);
     }
   }
   r.bytes = Encode(acc, dtype);
   return r;
+}
+
+Reference MakeReference(uint64_t seed, int64_t n, DType dtype) {
+  std::vector<std::vector<float>> inputs;
+  for (int q = 0; q < Size(); ++q) inputs.push_back(Values(seed, q, n, dtype));
+  return ReferenceOf(inputs, dtype);
 }
 
 // The output is the reference bit for bit, and within rounding of the exact sum (and of
@@ -336,6 +347,27 @@ TEST_P(IpcAllReduceTest, EveryRankGetsTheSameBits) {
     std::vector<uint64_t> all(Size());
     MPI_Allgather(&h, 1, MPI_UINT64_T, all.data(), 1, MPI_UINT64_T, MPI_COMM_WORLD);
     for (int q = 1; q < Size(); ++q) EXPECT_EQ(all[q], all[0]) << DTypeName(dtype) << ": rank " << q << " differs";
+  }
+}
+
+// Inputs holding the Lamport variant's sentinel bits (fp16/bf16 negative zero, the fp32 pattern
+// 0x80008000, a subnormal) on every rank at staggered positions: every variant must sum them like
+// any value (the Lamport kernel sends them as the nearest other value) and must not wait on them.
+TEST_P(IpcAllReduceTest, SentinelBitsInTheMessage) {
+  for (DType dtype : kTypes) {
+    const int64_t count = Fit(5003, dtype);
+    uint32_t bits = 0x80008000u;
+    float fp32_sentinel = 0.f;
+    std::memcpy(&fp32_sentinel, &bits, sizeof(bits));
+    std::vector<std::vector<float>> inputs;
+    for (int q = 0; q < Size(); ++q) {
+      inputs.push_back(Values(4242, q, count, dtype));
+      for (int64_t i = q % 3; i < count; i += 3) inputs[q][i] = dtype == DType::kF32 ? fp32_sentinel : -0.0f;
+    }
+    Buffer buf(count, dtype);
+    buf.Upload(Encode(inputs[Rank()], dtype));
+    EXPECT_TRUE(ipc_->AllReduceSum(buf.ptr, buf.ptr, count, dtype, Stream()).ok());
+    Verify(buf.Download(), ReferenceOf(inputs, dtype), dtype, std::string(DTypeName(dtype)) + " with sentinel bits");
   }
 }
 
