@@ -3,7 +3,7 @@
 // slowest rank's time for each cell):
 //   mpirun -np 4 -x NCCL_NVLS_ENABLE=0 build/benchmarks/allreduce_bench [fp16|bf16|fp32] [VARIANTS]
 // VARIANTS is a comma-separated list of ALGO:BLOCKS (ALGO pull, push or lamport, BLOCKS 1..32;
-// capped at the SM count), default kDefaultVariants below; pull:32 is the default path.
+// capped at the SM count), default kDefaultVariants below; lamport:32 is the default path.
 // Each variant is its own IpcAllReduce (own buffers), set up collectively; the environment's
 // CHAI_IPC_ALLREDUCE_ALGO / _BLOCKS do not apply here.
 // "eager": kLoop back-to-back calls between two CUDA events, each call launched from the host.

@@ -77,11 +77,12 @@ int WantedBlocks(int blocks, std::string* reason) {
 constexpr const char* kAlgoNames[] = {"pull", "push", "lamport"};
 constexpr int kNumAlgos = 3;
 
-// The algorithm this rank asks for: the option, else the environment, else pull.
+// The algorithm this rank asks for: the option, else the environment, else lamport (on 2 x H100
+// 2.6-3.4 us per graph call for 2-64 KiB, against pull's 5.1-6.3: benchmarks/results/allreduce-h100.md).
 int WantedAlgo(int algo, std::string* reason) {
   if (algo >= 0 && algo < kNumAlgos) return algo;
   const char* env = std::getenv("CHAI_IPC_ALLREDUCE_ALGO");
-  if (env == nullptr || env[0] == '\0') return static_cast<int>(IpcAllReduceAlgo::kPull);
+  if (env == nullptr || env[0] == '\0') return static_cast<int>(IpcAllReduceAlgo::kLamport);
   for (int a = 0; a < kNumAlgos; ++a) {
     if (std::string(env) == kAlgoNames[a]) return a;
   }

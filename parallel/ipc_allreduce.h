@@ -17,8 +17,8 @@
 // it cannot be two calls ahead, because that needs every peer's flag of the call in between,
 // which a peer sets only after its previous kernel (its last read of this half) has finished.
 //
-// Variants (chosen at set-up, agreed by all ranks; the default is the one above):
-//  - pull: the scheme above. CHAI_IPC_ALLREDUCE_BLOCKS=N (1..32) sets the grid (default
+// Variants (chosen at set-up, agreed by all ranks; the default is lamport, the fastest measured):
+//  - pull (CHAI_IPC_ALLREDUCE_ALGO=pull): the scheme above. CHAI_IPC_ALLREDUCE_BLOCKS=N (1..32) sets the grid (default
 //    min(32, SMs)); fewer blocks mean fewer flag rounds and fewer blocks issuing remote reads.
 //  - push (CHAI_IPC_ALLREDUCE_ALGO=push): each rank writes its input straight into its own
 //    receive slot on every peer (posted NVLink writes, no remote reads), the kernel's blocks meet
@@ -29,7 +29,8 @@
 //  - lamport (CHAI_IPC_ALLREDUCE_ALGO=lamport): push's writes with no flag at all: the receive
 //    slots hold a sentinel value between calls, and each element's arrival shows in its value;
 //    the reader resets what it read (ipc_allreduce_lamport.cu). One posted write per peer is
-//    the whole synchronisation. Per-block epochs pick the half, as in pull.
+//    the whole synchronisation. Per-block epochs pick the half, as in pull. On 2 x H100, 2.6-3.4
+//    us per call in a CUDA graph for 2-64 KiB, pull 5.1-6.3, NCCL 6.1-7.1.
 #ifndef CHAI_PARALLEL_IPC_ALLREDUCE_H_
 #define CHAI_PARALLEL_IPC_ALLREDUCE_H_
 
@@ -62,7 +63,7 @@ class IpcAllReduce {
   struct Options {
     size_t max_bytes = 0;  // 0: CHAI_IPC_ALLREDUCE_MAX_BYTES or kIpcAllReduceDefaultMaxBytes
     int blocks = 0;        // 0: CHAI_IPC_ALLREDUCE_BLOCKS or min(32, SMs); capped at the SM count
-    int algo = -1;         // -1: CHAI_IPC_ALLREDUCE_ALGO (pull, push, lamport) or pull; else an IpcAllReduceAlgo
+    int algo = -1;         // -1: CHAI_IPC_ALLREDUCE_ALGO (pull, push, lamport) or lamport; else an IpcAllReduceAlgo
   };
 
   // What Create found: the object, or why there is none (for logs; not an error).
