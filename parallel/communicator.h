@@ -24,6 +24,12 @@ class Communicator {
   // `local` is [rows, cols] on every rank; `out` is [rows, cols * size], rank r's block in
   // columns [r*cols, (r+1)*cols) (how vocabulary-parallel logits are put back together).
   virtual absl::Status AllGatherColumns(const Tensor& local, Tensor* out) = 0;
+  // The all-reduce of a row-parallel layer's partial output with the residual add and norm that
+  // follow it: partial is all-reduced (in place, or not at all when fused), x += partial, then
+  // out = RMSNorm(x) * weight (`rms`) or LayerNorm(x) * weight + bias; out may alias x. This
+  // default composes AllReduceSum with ops::AddRmsNorm / AddLayerNorm; a backend may fuse them.
+  virtual absl::Status AllReduceAddNorm(Tensor* partial, Tensor* x, const Tensor& weight, const Tensor& bias,
+                                        float eps, bool rms, Tensor* out);
   // In place: every rank receives root's bytes.
   virtual absl::Status Broadcast(Tensor* tensor, int root) = 0;
   virtual absl::Status Barrier() = 0;

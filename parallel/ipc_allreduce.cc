@@ -314,3 +314,34 @@ absl::Status IpcAllReduce::AllReduceSum(const void* in, void* out, int64_t count
 }
 
 }  // namespace chai
+
+namespace chai {
+
+bool IpcAllReduce::SupportsAddNorm(DType dtype, int64_t rows, int64_t cols,
+                                   std::initializer_list<const void*> ptrs) const {
+  return algo_ == IpcAllReduceAlgo::kLamport && rows > 0 &&
+         Supports(dtype, static_cast<size_t>(rows) * static_cast<size_t>(std::max<int64_t>(cols, 0)) *
+                             DTypeSize(dtype)) &&
+         ipc::LamportNormSupported(size_, cols, DTypeSize(dtype), ptrs);
+}
+
+absl::Status IpcAllReduce::AllReduceAddNorm(const void* partial, void* x, const void* weight, const void* bias,
+                                            float eps, bool rms, int64_t rows, int64_t cols, DType dtype, void* out,
+                                            CUstream_st* stream) {
+  if (!SupportsAddNorm(dtype, rows, cols, {partial, x, weight, bias, out})) {
+    return absl::InvalidArgumentError(absl::StrCat("IPC all-reduce + norm: [", rows, ", ", cols, "] ",
+                                                   DTypeName(dtype), " unsupported by ", Describe(), " on ", size_,
+                                                   " ranks"));
+  }
+  ipc::Peers peers{};
+  for (int q = 0; q < size_; ++q) peers.base[q] = static_cast<char*>(peers_[q]);
+  const cudaError_t err =
+      ipc::LaunchLamportAllReduceNorm(peers, rank_, size_, blocks_, ipc::HalfBytes(max_bytes_), partial, x, weight,
+                                      bias, eps, rms, rows, cols, dtype, out, stream);
+  if (err != cudaSuccess) {
+    return absl::InternalError(absl::StrCat("IPC all-reduce + norm launch failed: ", cudaGetErrorString(err)));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace chai

@@ -38,6 +38,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <string>
 
@@ -101,6 +102,15 @@ class IpcAllReduce {
   // addition; this one rounds once). Every rank must make the same sequence of calls, as with
   // any collective. Requires Supports(dtype, count * size of dtype).
   absl::Status AllReduceSum(const void* in, void* out, int64_t count, DType dtype, CUstream_st* stream);
+
+  // The all-reduce fused with the residual add and norm that follow it (lamport only):
+  // x += sum over ranks of `partial`, then out = RMSNorm(x) * weight (`rms`) or LayerNorm(x) *
+  // weight + bias, for [rows, cols] rows; out may alias x. Bit-identical to AllReduceSum then
+  // the norm ops (ops::AddRmsNorm / AddLayerNorm). True from SupportsAddNorm: the lamport kernel,
+  // 2, 4 or 8 ranks, a message within max_bytes(), 16-byte rows and 16-byte aligned pointers.
+  bool SupportsAddNorm(DType dtype, int64_t rows, int64_t cols, std::initializer_list<const void*> ptrs) const;
+  absl::Status AllReduceAddNorm(const void* partial, void* x, const void* weight, const void* bias, float eps,
+                                bool rms, int64_t rows, int64_t cols, DType dtype, void* out, CUstream_st* stream);
 
  private:
   IpcAllReduce() = default;

@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 
 #include "kernels/dtype.h"
 
@@ -60,6 +61,16 @@ cudaError_t LaunchPushAllReduce(const Peers& peers, int rank, int size, int bloc
 // that FillLamportReceiveArea prepared.
 cudaError_t LaunchLamportAllReduce(const Peers& peers, int rank, int size, int blocks, size_t half, const void* in,
                                    void* out, int64_t count, DType dtype, cudaStream_t stream);
+
+// The flag-free all-reduce fused with the residual add and norm after it (ipc_allreduce_norm.cu):
+// x += sum over ranks of `partial` ([rows, cols] on every rank), out = RMSNorm(x) * weight when
+// `rms`, else LayerNorm(x) * weight + bias; out may alias x. Same buffer as the plain kernel.
+// Supported for 2, 4 or 8 ranks, 16-byte rows and 16-byte aligned pointers (LamportNormSupported).
+bool LamportNormSupported(int size, int64_t cols, size_t dtype_bytes, std::initializer_list<const void*> ptrs);
+cudaError_t LaunchLamportAllReduceNorm(const Peers& peers, int rank, int size, int blocks, size_t half,
+                                       const void* partial, void* x, const void* weight, const void* bias, float eps,
+                                       bool rms, int64_t rows, int64_t cols, DType dtype, void* out,
+                                       cudaStream_t stream);
 
 // Writes the sentinel over the receive area of an allocation of `bytes` (kDataOffset onwards).
 cudaError_t FillLamportReceiveArea(void* allocation, size_t bytes, cudaStream_t stream);

@@ -81,6 +81,28 @@ class NcclCommunicator final : public Communicator {
                       "ncclAllReduce", comm_);
   }
 
+  // One kernel where the flag-free IPC path takes the message (decode steps), else the default.
+  absl::Status AllReduceAddNorm(Tensor* partial, Tensor* x, const Tensor& weight, const Tensor& bias, float eps,
+                                bool rms, Tensor* out) override {
+    if (partial == nullptr || x == nullptr || out == nullptr) {
+      return absl::InvalidArgumentError("AllReduceAddNorm: null tensor");
+    }
+    const bool fusable = ipc_ != nullptr && partial->rank() == 2 && x->shape() == partial->shape() &&
+                         out->shape() == partial->shape() && x->dtype() == partial->dtype() &&
+                         out->dtype() == partial->dtype() && weight.dtype() == partial->dtype() &&
+                         weight.numel() == partial->dim(1) &&
+                         (rms || (bias.defined() && bias.dtype() == partial->dtype() &&
+                                  bias.numel() == partial->dim(1))) &&
+                         CheckDevice(*x, "AllReduceAddNorm").ok() && CheckDevice(*partial, "AllReduceAddNorm").ok();
+    const void* b = rms ? nullptr : bias.raw();
+    if (fusable && ipc_->SupportsAddNorm(partial->dtype(), partial->dim(0), partial->dim(1),
+                                         {partial->raw(), x->raw(), weight.raw(), b, out->raw()})) {
+      return ipc_->AllReduceAddNorm(partial->raw(), x->raw(), weight.raw(), b, eps, rms, partial->dim(0),
+                                    partial->dim(1), partial->dtype(), out->raw(), stream_);
+    }
+    return Communicator::AllReduceAddNorm(partial, x, weight, bias, eps, rms, out);
+  }
+
   absl::Status AllGatherColumns(const Tensor& local, Tensor* out) override {
     if (out == nullptr) return absl::InvalidArgumentError("AllGatherColumns: null output");
     if (absl::Status s = CheckDevice(local, "AllGatherColumns"); !s.ok()) return s;

@@ -106,6 +106,20 @@ Tensor Engine::Norm(const Tensor& x, const Tensor& w, const Tensor& b) {
 // instead of two): *x += y, then returns Norm(*x) with (w, b). in_place (post-LN) writes the
 // norm over *x, which then is both the residual stream and the next input. Without norm
 // weights (a pre-LN OPT model whose final norm was removed), just the add: the input is *x.
+// The all-reduce of a row-parallel output and the residual add + norm after it: one fused
+// collective where the communicator has one (the flag-free IPC path on GPUs), else the two steps.
+Tensor Engine::AllReduceAddNorm(Tensor* x, Tensor* partial, const Tensor& w, const Tensor& b, bool in_place) {
+  if (comm_->size() == 1 || !w.defined()) {
+    AllReduce(partial);
+    return AddNorm(x, *partial, w, b, in_place);
+  }
+  Tensor out = in_place ? *x : NewActivation(x->dim(0), x->dim(1));
+  const bool rms = config_.arch != Arch::kOpt;
+  CheckCollective(comm_->AllReduceAddNorm(partial, x, w, b, rms ? config_.rms_norm_eps : config_.layer_norm_eps,
+                                          rms, &out));
+  return out;
+}
+
 Tensor Engine::AddNorm(Tensor* x, const Tensor& y, const Tensor& w, const Tensor& b, bool in_place) {
   if (!w.defined()) {
     ops::Add(*x, y, x);
@@ -175,10 +189,9 @@ Tensor Engine::AttentionBlock(int layer, absl::Span<StepInput> steps, const Devi
   ops::PagedAttention(q, kv, step.batch, tables_->LayerScoreHeads(layer), &attn);
   Tensor o = NewActivation(T, config_.hidden_size);
   ops::Linear(attn, L.o_w, L.o_b, &o);
-  AllReduce(&o);
   // Pre-LN: x += o fused with the MLP's input norm. Post-LN: x = Norm(x + o), this sublayer's norm.
-  if (pre) return AddNorm(x, o, L.mlp_norm_w, L.mlp_norm_b, /*in_place=*/false);
-  return AddNorm(x, o, L.attn_norm_w, L.attn_norm_b, /*in_place=*/true);
+  if (pre) return AllReduceAddNorm(x, &o, L.mlp_norm_w, L.mlp_norm_b, /*in_place=*/false);
+  return AllReduceAddNorm(x, &o, L.attn_norm_w, L.attn_norm_b, /*in_place=*/true);
 }
 
 Tensor Engine::MlpBlock(int layer, const Tensor& h, Tensor* x) {
@@ -197,15 +210,14 @@ Tensor Engine::MlpBlock(int layer, const Tensor& h, Tensor* x) {
   }
   Tensor m = NewActivation(T, config_.hidden_size);
   ops::Linear(a, L.down_w, L.down_b, &m);
-  AllReduce(&m);
-  if (!pre) return AddNorm(x, m, L.mlp_norm_w, L.mlp_norm_b, /*in_place=*/true);
+  if (!pre) return AllReduceAddNorm(x, &m, L.mlp_norm_w, L.mlp_norm_b, /*in_place=*/true);
   // Pre-LN: x += m fused with the next layer's attention norm, or after the last layer with the
   // final norm (undefined when the model has none: then only the add).
   if (layer + 1 < config_.num_layers) {
     const LayerWeights& next = weights_.layers[layer + 1];
-    return AddNorm(x, m, next.attn_norm_w, next.attn_norm_b, /*in_place=*/false);
+    return AllReduceAddNorm(x, &m, next.attn_norm_w, next.attn_norm_b, /*in_place=*/false);
   }
-  return AddNorm(x, m, weights_.final_norm_w, weights_.final_norm_b, /*in_place=*/false);
+  return AllReduceAddNorm(x, &m, weights_.final_norm_w, weights_.final_norm_b, /*in_place=*/false);
 }
 
 // hidden: the final hidden states, after the final norm (RunModel).

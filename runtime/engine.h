@@ -126,6 +126,7 @@ class Engine {
   void Logits(const Tensor& hidden, Tensor* out);
   void AllReduce(Tensor* t);
   Tensor Norm(const Tensor& x, const Tensor& w, const Tensor& b);
+  Tensor AllReduceAddNorm(Tensor* x, Tensor* partial, const Tensor& w, const Tensor& b, bool in_place);
   Tensor AddNorm(Tensor* x, const Tensor& y, const Tensor& w, const Tensor& b, bool in_place);
   Tensor NewActivation(int64_t rows, int64_t cols) const;
   Tensor ToDevice(const Tensor& host) const;

@@ -1,16 +1,14 @@
 // LayerNorm (OPT) and RMSNorm (LLaMA): one block per row, 16-byte loads when the row allows; and
 // the same norms fused with the residual add before them (AddLayerNorm, AddRmsNorm).
 //
-// Statistics in fp32 with tree reductions; LayerNorm takes two passes over the row (mean, then
-// the centred variance) so that a large mean cannot cancel the variance. The later passes
-// re-read the row from L1/L2, not DRAM. out may alias x: every element is read before the
-// final pass writes it, and the reductions' barriers separate the passes.
+// The row's passes are NormRow (norm_row.cuh), shared with the all-reduce + norm of parallel/.
 //
 // With a residual y, the first pass also adds it: x = x + y rounded to T, stored back into x, and
 // the statistics and the output use that rounded sum, so the result equals Add then the norm
 // bit for bit (same passes, same reduction order). Every pass visits the same elements in each
 // thread, so later passes read back the sum their own thread stored.
 #include "kernels/cuda/cuda_utils.cuh"
+#include "kernels/cuda/norm_row.cuh"
 #include "kernels/cuda/pdl.cuh"
 
 namespace chai::cuda {
@@ -23,8 +21,6 @@ __global__ void NormKernel(T* x, const T* residual, const T* weight, const T* bi
   const int64_t row = blockIdx.x;
   T* in = x + row * cols;
   const T* res = residual != nullptr ? residual + row * cols : nullptr;
-  T* o = out + row * cols;
-  const int64_t vecs = cols / N;
   // The first pass's load: x, or x + y stored back into x.
   auto first_load = [&](int64_t i) {
     Vec<T, N> v = LoadVec<T, N>(in + i * N);
@@ -36,42 +32,7 @@ __global__ void NormKernel(T* x, const T* residual, const T* weight, const T* bi
     }
     return v;
   };
-
-  float mean = 0.f;
-  if constexpr (!kRms) {
-    float sum = 0.f;
-    for (int64_t i = threadIdx.x; i < vecs; i += blockDim.x) {
-      const Vec<T, N> v = first_load(i);
-#pragma unroll
-      for (int j = 0; j < N; ++j) sum += ToFloat(v.v[j]);
-    }
-    mean = BlockSum(sum, scratch) / static_cast<float>(cols);
-  }
-  float ss = 0.f;
-  for (int64_t i = threadIdx.x; i < vecs; i += blockDim.x) {
-    const Vec<T, N> v = kRms ? first_load(i) : LoadVec<T, N>(in + i * N);
-#pragma unroll
-    for (int j = 0; j < N; ++j) {
-      const float d = ToFloat(v.v[j]) - mean;
-      ss += d * d;
-    }
-  }
-  const float inv = rsqrtf(BlockSum(ss, scratch) / static_cast<float>(cols) + eps);
-
-  for (int64_t i = threadIdx.x; i < vecs; i += blockDim.x) {
-    const Vec<T, N> v = LoadVec<T, N>(in + i * N);
-    const Vec<T, N> w = LoadVec<T, N>(weight + i * N);
-    Vec<T, N> b;
-    if (bias != nullptr) b = LoadVec<T, N>(bias + i * N);
-    Vec<T, N> r;
-#pragma unroll
-    for (int j = 0; j < N; ++j) {
-      float y = (ToFloat(v.v[j]) - mean) * inv * ToFloat(w.v[j]);
-      if (bias != nullptr) y += ToFloat(b.v[j]);
-      r.v[j] = FromFloat<T>(y);
-    }
-    StoreVec<T, N>(o + i * N, r);
-  }
+  NormRow<T, N, kRms>(in, first_load, weight, bias, eps, cols, out + row * cols, scratch, blockDim.x);
 }
 
 // residual: null for the plain norms; else x is updated in place (x += residual) first.
@@ -88,9 +49,7 @@ void LaunchNorm(const Tensor& x, const Tensor* residual, const Tensor& weight, c
     constexpr int kN = kVec16<T>;
     const bool wide = cols % kN == 0 && Aligned(16, {x.raw(), y, weight.raw(), b, out->raw()});
     const int64_t vecs = wide ? cols / kN : cols;
-    // Rows of up to 8K elements at 8 per vector need only 1024 lanes of work; 256 threads keep
-    // several rows resident per SM in prefill and still spread a decode row over 8 warps.
-    const int threads = RowThreads(vecs, vecs >= 2048 ? 512 : 256);
+    const int threads = NormRowThreads(vecs);
     auto* xp = x.data<T>();  // written only with a residual (the fused ops' in-place x)
     auto* yp = static_cast<const T*>(y);
     auto* wp = weight.data<T>();

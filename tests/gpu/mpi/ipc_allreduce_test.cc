@@ -25,6 +25,7 @@
 #include "gtest/gtest.h"
 #include "kernels/cuda/cuda_ops.h"
 #include "kernels/dtype.h"
+#include "kernels/ops.h"
 #include "kernels/step_graph.h"
 #include "parallel/bootstrap.h"
 #include "parallel/ipc_allreduce.h"
@@ -421,6 +422,52 @@ TEST_P(IpcAllReduceTest, BackToBackWithRanksOutOfStep) {
 // Captured once (as the engine captures a decode step), replayed with new inputs each time,
 // sometimes several times back to back and with eager calls in between: the epochs live on the
 // device, so replays with the captured arguments stay in step across ranks.
+// The all-reduce fused with the residual add and norm (the flag-free kernel only): x and out
+// equal, bit for bit, the unfused pair, AllReduceSum then ops::AddRmsNorm / AddLayerNorm, for
+// one and several rows (rows are spread over blocks), both norms and every dtype.
+TEST_P(IpcAllReduceTest, FusedAddNormEqualsAllReduceThenNorm) {
+  auto device = [](const std::vector<float>& v, int64_t rows, int64_t cols, DType dtype) {
+    return Tensor::FromFloats(v, {rows, cols}).Cast(dtype).To(Device::kCuda);
+  };
+  auto host_bytes = [](const Tensor& t) {
+    const Tensor h = t.To(Device::kCpu);
+    return std::vector<char>(static_cast<const char*>(h.raw()), static_cast<const char*>(h.raw()) + h.nbytes());
+  };
+  uint64_t seed = 900;
+  for (DType dtype : kTypes) {
+    for (auto [rows, cols] : {std::pair<int64_t, int64_t>{1, 4096}, {3, 1000}, {8, 9216}, {37, 64}}) {
+      for (bool rms : {true, false}) {
+        const std::string what = std::string(DTypeName(dtype)) + " [" + std::to_string(rows) + ", " +
+                                 std::to_string(cols) + "] " + (rms ? "rms" : "layernorm");
+        ++seed;
+        const Tensor partial = device(Values(seed, Rank(), rows * cols, dtype), rows, cols, dtype);
+        const std::vector<float> x0 = Values(seed, 100, rows * cols, dtype);  // the same on every rank
+        const Tensor weight = device(Values(seed, 101, cols, dtype), 1, cols, dtype).Reshape({cols});
+        const Tensor bias = device(Values(seed, 102, cols, dtype), 1, cols, dtype).Reshape({cols});
+        if (!ipc_->SupportsAddNorm(dtype, rows, cols, {partial.raw(), weight.raw(), bias.raw()})) {
+          EXPECT_NE(ipc_->algo(), IpcAllReduceAlgo::kLamport) << what << ": the flag-free kernel must take it";
+          continue;
+        }
+        Tensor x_fused = device(x0, rows, cols, dtype), out_fused = Tensor::Empty({rows, cols}, dtype, Device::kCuda);
+        const absl::Status s = ipc_->AllReduceAddNorm(partial.raw(), x_fused.raw(), weight.raw(),
+                                                      rms ? nullptr : bias.raw(), 1e-5f, rms, rows, cols, dtype,
+                                                      out_fused.raw(), Stream());
+        ASSERT_TRUE(s.ok()) << what << ": " << s;
+        const Tensor reduced = partial;  // the fused call only read it: now reduce it in place
+        ASSERT_TRUE(ipc_->AllReduceSum(reduced.raw(), reduced.raw(), rows * cols, dtype, Stream()).ok());
+        Tensor x_ref = device(x0, rows, cols, dtype), out_ref = Tensor::Empty({rows, cols}, dtype, Device::kCuda);
+        if (rms) {
+          ops::AddRmsNorm(&x_ref, reduced, weight, 1e-5f, &out_ref);
+        } else {
+          ops::AddLayerNorm(&x_ref, reduced, weight, bias, 1e-5f, &out_ref);
+        }
+        EXPECT_TRUE(host_bytes(x_fused) == host_bytes(x_ref)) << what << ": x += sum differs";
+        EXPECT_TRUE(host_bytes(out_fused) == host_bytes(out_ref)) << what << ": the normed output differs";
+      }
+    }
+  }
+}
+
 TEST_P(IpcAllReduceTest, CudaGraphReplays) {
   struct Slot {
     std::unique_ptr<Buffer> in, out;
