@@ -114,7 +114,9 @@ __global__ void SplitQkvAppendKernel(const T* qkv, const int32_t* positions, int
       const int64_t c = i * N;
       const int g = static_cast<int>(c / head_dim);
       const Vec<T, N> val = LoadVec<T, N>(row + qw + kvw + c);
-      if (const int64_t off = slot[kv_heads + g]; off >= 0) StoreVec<T, N>(pool + off + (c - int64_t{g} * head_dim), val);
+      if (const int64_t off = slot[kv_heads + g]; off >= 0) {
+        StoreVec<T, N>(pool + off + (c - int64_t{g} * head_dim), val);
+      }
       if (vr != nullptr) StoreVec<T, N>(vr + c, val);
     }
   } else {
