@@ -204,6 +204,36 @@ void PagedAppend(const Tensor& k, const Tensor& v, const PagedKv& kv, const Batc
   CHAI_DISPATCH(device, PagedAppend, k, v, kv, batch);
 }
 
+void SplitQkvRotaryAppend(const Tensor& qkv, const Tensor& positions, int heads, int kv_heads, int head_dim,
+                          float theta, bool apply_rotary, const PagedKv& kv, const BatchLayout& batch, Tensor* q,
+                          Tensor* k, Tensor* v) {
+  const char* op = "SplitQkvRotaryAppend";
+  const int64_t T = qkv.dim(0), qw = int64_t{heads} * head_dim, kvw = int64_t{kv_heads} * head_dim;
+  Expect(qkv.rank() == 2 && qkv.dim(1) == qw + 2 * kvw && heads >= 0 && kv_heads >= 0 && head_dim > 0, op,
+         "qkv shape");
+  Expect(q->shape() == std::vector<int64_t>{T, qw}, op, "q shape");
+  for (const Tensor* t : {k, v}) Expect(t == nullptr || t->shape() == std::vector<int64_t>{T, kvw}, op, "k/v shape");
+  Expect(!apply_rotary || (head_dim % 2 == 0 && positions.numel() == T), op, "positions shape or odd head_dim");
+  Expect(kv.pool.rank() == 3 && kv.pool.dim(2) == head_dim && kv.kv_heads == kv_heads, op,
+         "pool head size or kv heads differ from the split's");
+  Expect(kv.tables.dtype() == DType::kI32 &&
+             kv.tables.numel() % (int64_t{2} * kv.kv_heads * kv.max_blocks) == 0 &&
+             (batch.slots.defined() || kv.tables.numel() >= int64_t{batch.num_seqs} * 2 * kv.kv_heads * kv.max_blocks),
+         op, "tables shape");
+  Expect(batch.q_start.numel() >= int64_t{batch.num_seqs} + 1 && batch.seq_lens.numel() >= batch.num_seqs, op,
+         "batch layout shape");
+  const Tensor none;
+  const Device device = Backend(op, {&qkv, &kv.pool, q, k != nullptr ? k : &none, v != nullptr ? v : &none},
+                                {&kv.tables, &batch.q_start, &batch.seq_lens});
+  Expect(!apply_rotary || (positions.dtype() == DType::kI32 && positions.device() == device), op,
+         "positions must be int32 on the op's device");
+  Expect(!batch.slots.defined() || (batch.slots.dtype() == DType::kI32 && batch.slots.device() == device &&
+                                    batch.slots.numel() == batch.num_seqs),
+         op, "slots must be int32 [num_seqs] on the op's device");
+  CHAI_DISPATCH(device, SplitQkvRotaryAppend, qkv, positions, heads, kv_heads, head_dim, theta, apply_rotary, kv, batch,
+                q, k, v);
+}
+
 void PagedAttention(const Tensor& q, const PagedKv& kv, const BatchLayout& batch, const Tensor& score_head,
                     Tensor* out) {
   const int64_t d = kv.pool.dim(2);

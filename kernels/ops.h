@@ -67,6 +67,15 @@ void ScatterInt32(const Tensor& indices, const Tensor& values, Tensor* dst);
 // (absent K blocks, i.e. dropped heads, are skipped).
 void PagedAppend(const Tensor& k, const Tensor& v, const PagedKv& kv, const BatchLayout& batch);
 
+// SplitQkvRotary followed by PagedAppend of its k and v, in one pass (one kernel on CUDA instead
+// of two per layer): q as SplitQkvRotary writes it, and the step's K/V rows land in the cache
+// exactly where PagedAppend(k, v, kv, batch) would put them (kv.kv_heads == kv_heads, the pool's
+// head size == head_dim). k and v may be null: the engine reads this step's K back only while an
+// attention policy works, and never V, so the rows then go to the cache only.
+void SplitQkvRotaryAppend(const Tensor& qkv, const Tensor& positions, int heads, int kv_heads, int head_dim,
+                          float theta, bool apply_rotary, const PagedKv& kv, const BatchLayout& batch, Tensor* q,
+                          Tensor* k, Tensor* v);
+
 // Causal attention of the step's queries q [T, Hq * d] over the paged cache (which already holds
 // this step's K/V). score_head: int32 [rows, Hq], indexed like the tables (by batch.slots[s], or
 // by s); head h of sequence s uses the causal softmax of q_{s'} . K_{kv(s')} for s' = score_head[row][h] (its CHAI representative; itself when

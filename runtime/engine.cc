@@ -157,13 +157,6 @@ Tensor Engine::AttentionBlock(int layer, absl::Span<StepInput> steps, const Devi
   const int64_t T = h.dim(0), d = config_.head_dim;
   const int64_t qw = weights_.local_heads * d, kvw = weights_.local_kv_heads * d;
   const bool pre = config_.arch == Arch::kLlama || config_.pre_layer_norm;
-  // Q, K and V in one GEMM over the stacked weights, split into contiguous q, k and v by one
-  // kernel that also applies rotary to q and k (LLaMA).
-  Tensor qkv = NewActivation(T, qw + 2 * kvw);
-  ops::Linear(h, L.qkv_w, L.qkv_b, &qkv);
-  Tensor q = NewActivation(T, qw), k = NewActivation(T, kvw), v = NewActivation(T, kvw);
-  ops::SplitQkvRotary(qkv, step.positions, weights_.local_heads, weights_.local_kv_heads, static_cast<int>(d),
-                      config_.rope_theta, config_.arch == Arch::kLlama, &q, &k, &v);
   PagedKv kv;
   kv.pool = pool_->storage();
   kv.tables = tables_->LayerTables(layer);
@@ -171,7 +164,16 @@ Tensor Engine::AttentionBlock(int layer, absl::Span<StepInput> steps, const Devi
   kv.kv_heads = weights_.local_kv_heads;
   kv.max_blocks = tables_->cap_blocks();
   kv.members_per_rep = policy_ != nullptr ? policy_->MembersPerRep(layer) : 1;  // launch hint only
-  ops::PagedAppend(k, v, kv, step.batch);
+  // Q, K and V in one GEMM over the stacked weights, then one kernel that splits it, applies
+  // rotary to q and k (LLaMA) and writes the new K and V rows into the cache. Only q is kept,
+  // and k while the policy reads this step's rows (never in a recorded decode graph).
+  Tensor qkv = NewActivation(T, qw + 2 * kvw);
+  ops::Linear(h, L.qkv_w, L.qkv_b, &qkv);
+  Tensor q = NewActivation(T, qw);
+  Tensor k = step.policy_active ? NewActivation(T, kvw) : Tensor();
+  ops::SplitQkvRotaryAppend(qkv, step.positions, weights_.local_heads, weights_.local_kv_heads, static_cast<int>(d),
+                            config_.rope_theta, config_.arch == Arch::kLlama, kv, step.batch, &q,
+                            step.policy_active ? &k : nullptr, /*v=*/nullptr);
   if (step.policy_active) {
     // CHAI may fix membership now (reading this step's K from the cache): push the new maps.
     int64_t row = 0;

@@ -26,6 +26,9 @@ void SoftmaxRows(Tensor* x);
 
 // Dot product with a vectorisable reduction (the order differs from a naive loop; fine at fp32).
 void PagedAppend(const Tensor& k, const Tensor& v, const PagedKv& kv, const BatchLayout& batch);
+void SplitQkvRotaryAppend(const Tensor& qkv, const Tensor& positions, int heads, int kv_heads, int head_dim,
+                          float theta, bool apply_rotary, const PagedKv& kv, const BatchLayout& batch, Tensor* q,
+                          Tensor* k, Tensor* v);
 void PagedAttention(const Tensor& q, const PagedKv& kv, const BatchLayout& batch, const Tensor& score_head,
                     Tensor* out);
 

@@ -48,4 +48,15 @@ void SplitQkvRotary(const Tensor& qkv, const Tensor& positions, int heads, int k
   }
 }
 
+void SplitQkvRotaryAppend(const Tensor& qkv, const Tensor& positions, int heads, int kv_heads, int head_dim,
+                          float theta, bool apply_rotary, const PagedKv& kv, const BatchLayout& batch, Tensor* q,
+                          Tensor* k, Tensor* v) {
+  // Rows the caller does not keep go through scratch tensors: the composition is the reference.
+  const int64_t rows = qkv.dim(0), kvw = int64_t{kv_heads} * head_dim;
+  Tensor k_tmp = k != nullptr ? *k : Tensor::Empty({rows, kvw}, DType::kF32);
+  Tensor v_tmp = v != nullptr ? *v : Tensor::Empty({rows, kvw}, DType::kF32);
+  SplitQkvRotary(qkv, positions, heads, kv_heads, head_dim, theta, apply_rotary, q, &k_tmp, &v_tmp);
+  PagedAppend(k_tmp, v_tmp, kv, batch);
+}
+
 }  // namespace chai::cpu

@@ -31,6 +31,9 @@ void SoftmaxRows(Tensor* x);
 void ScatterInt32(const Tensor& indices, const Tensor& values, Tensor* dst);
 void ArgmaxRows(const Tensor& x, int64_t cols, Tensor* ids);
 void PagedAppend(const Tensor& k, const Tensor& v, const PagedKv& kv, const BatchLayout& batch);
+void SplitQkvRotaryAppend(const Tensor& qkv, const Tensor& positions, int heads, int kv_heads, int head_dim,
+                          float theta, bool apply_rotary, const PagedKv& kv, const BatchLayout& batch, Tensor* q,
+                          Tensor* k, Tensor* v);
 void PagedAttention(const Tensor& q, const PagedKv& kv, const BatchLayout& batch, const Tensor& score_head,
                     Tensor* out);
 

@@ -1,5 +1,6 @@
-// Rotary position embedding pieces shared by Rotary (rotary.cu) and SplitQkvRotary
-// (split_qkv.cu), so that both rotate with the same angles and rounding.
+// Rotary position embedding pieces shared by Rotary (rotary.cu), SplitQkvRotary (split_qkv.cu)
+// and SplitQkvRotaryAppend (split_qkv_append.cu), so that all rotate with the same angles and
+// rounding.
 //
 // inv_freq follows Hugging Face (and the CPU reference) exactly: 1 / theta^(2i/d) from a double
 // pow rounded to fp32, and the angle as an fp32 product, so large positions agree.
@@ -21,19 +22,26 @@ __device__ __forceinline__ void RotaryTable(int32_t position, int head_dim, floa
   }
 }
 
-// Rotates elements [i0, i0 + N) of a head with their partners [half + i0, half + i0 + N),
-// reading from src and writing to dst (which may be src).
+// Elements [i0, i0 + N) of a head rotated with their partners [half + i0, half + i0 + N) of src:
+// *ra the first, *rb the partners.
 template <typename T, int N>
-__device__ __forceinline__ void RotateVec(const T* src, T* dst, int half, int i0, const float* cos_t,
-                                          const float* sin_t) {
+__device__ __forceinline__ void RotatePair(const T* src, int half, int i0, const float* cos_t, const float* sin_t,
+                                           Vec<T, N>* ra, Vec<T, N>* rb) {
   const Vec<T, N> a = LoadVec<T, N>(src + i0), b = LoadVec<T, N>(src + half + i0);
-  Vec<T, N> ra, rb;
 #pragma unroll
   for (int j = 0; j < N; ++j) {
     const float fa = ToFloat(a.v[j]), fb = ToFloat(b.v[j]), c = cos_t[i0 + j], s = sin_t[i0 + j];
-    ra.v[j] = FromFloat<T>(fa * c - fb * s);
-    rb.v[j] = FromFloat<T>(fb * c + fa * s);
+    ra->v[j] = FromFloat<T>(fa * c - fb * s);
+    rb->v[j] = FromFloat<T>(fb * c + fa * s);
   }
+}
+
+// RotatePair, reading from src and writing to dst (which may be src).
+template <typename T, int N>
+__device__ __forceinline__ void RotateVec(const T* src, T* dst, int half, int i0, const float* cos_t,
+                                          const float* sin_t) {
+  Vec<T, N> ra, rb;
+  RotatePair<T, N>(src, half, i0, cos_t, sin_t, &ra, &rb);
   StoreVec<T, N>(dst + i0, ra);
   StoreVec<T, N>(dst + half + i0, rb);
 }

@@ -1,11 +1,14 @@
-// The fused decode ops on CUDA (AddLayerNorm, AddRmsNorm, SiluMulFused, SplitQkvRotary) against
+// The fused decode ops on CUDA (AddLayerNorm, AddRmsNorm, SiluMulFused, SplitQkvRotary,
+// SplitQkvRotaryAppend) against
 // the CPU reference on fresh random inputs (fp32, fp16, bf16; odd row counts; NaN-poisoned
 // outputs), and against the unfused CUDA ops they replace: those must agree bit for bit (the
 // fused kernels share their arithmetic), so the engine's GPU numerics do not move either.
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <random>
 #include <vector>
 
@@ -13,6 +16,7 @@
 #include "kernels/cuda/cuda_ops.h"
 #include "kernels/ops.h"
 #include "tests/gpu/gpu_test_util.h"
+#include "tests/support/paged_append_case.h"
 
 namespace chai {
 namespace {
@@ -200,6 +204,114 @@ TEST_F(FusedOpsGpu, SplitQkvRotaryOnUnalignedViews) {
     EXPECT_CLOSE(q, qr, dtype, "q view");
     EXPECT_CLOSE(k, kr, dtype, "k view");
     EXPECT_EQ(RelErr(v, vr), 0.0) << DTypeName(dtype);
+  }
+}
+
+// ---- SplitQkvRotaryAppend -----------------------------------------------------------------
+
+// A pool after the op against the reference's: the same slots written (the poison, NaN, left
+// everywhere else) and the written values within the dtype's tolerance.
+void ExpectPoolClose(const Tensor& pool, const Tensor& ref, DType dtype) {
+  const std::vector<float> out = pool.ToFloats(), want = ref.ToFloats();
+  ASSERT_EQ(out.size(), want.size());
+  std::vector<float> out_written, want_written;
+  int64_t mismatched = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    if (std::isnan(want[i]) != std::isnan(out[i])) {
+      ++mismatched;
+    } else if (!std::isnan(want[i])) {
+      out_written.push_back(out[i]);
+      want_written.push_back(want[i]);
+    }
+  }
+  EXPECT_EQ(mismatched, 0) << DTypeName(dtype) << ": elements written by only one of op and reference";
+  EXPECT_FALSE(want_written.empty()) << "the reference wrote nothing";
+  EXPECT_CLOSE(out_written, want_written, dtype, "pool");
+}
+
+// Byte-for-byte equality of two device tensors (NaN poison included).
+bool SameBytes(const Tensor& a, const Tensor& b) {
+  const Tensor ha = a.To(Device::kCpu), hb = b.To(Device::kCpu);
+  return ha.nbytes() == hb.nbytes() && std::memcmp(ha.raw(), hb.raw(), ha.nbytes()) == 0;
+}
+
+// The fused kernel against the CPU reference (SplitQkvRotary then PagedAppend) and against the
+// two CUDA kernels it replaces, which it must match bit for bit (q, the kept k and v, the whole
+// pool): decode, prefill and mixed steps; rows by slot or by sequence; CHAI tables whose dropped
+// K heads have no blocks; with and without rotary; k and v kept or not.
+TEST_F(FusedOpsGpu, SplitQkvRotaryAppendMatchesReferenceAndUnfusedOps) {
+  struct Heads {
+    int heads, kv_heads, head_dim;
+  };
+  // LLaMA-7B (MHA), GQA, small and odd head sizes (6: the scalar path).
+  const Heads shapes[] = {{32, 32, 128}, {32, 8, 128}, {4, 2, 64}, {3, 1, 96}, {5, 5, 6}, {2, 1, 8}};
+  auto dev = [](const Tensor& t) { return t.defined() ? t.To(Device::kCuda) : Tensor(); };
+  for (DType dtype : gpu_test::FloatTypes()) {
+    for (Heads hs : shapes) {
+      const int64_t qw = int64_t{hs.heads} * hs.head_dim, kvw = int64_t{hs.kv_heads} * hs.head_dim;
+      for (const test::StepShape& shape : test::PagedAppendShapes()) {
+        for (int variant = 0; variant < 4; ++variant) {
+          const bool use_slots = variant & 1, drop_k = variant & 2;
+          const test::PagedAppendCase c =
+              test::MakePagedAppendCase(gpu_test::Rng(), hs.kv_heads, 16, shape.new_tokens, shape.lens, use_slots,
+                                        drop_k);
+          const int64_t t = c.rows;
+          const Operand qkv = Random({t, qw + 2 * kvw}, dtype);
+          BatchLayout host_batch;
+          host_batch.q_start = c.q_start;
+          host_batch.seq_lens = c.seq_lens;
+          host_batch.slots = c.slots;
+          host_batch.num_seqs = c.num_seqs;
+          host_batch.max_new_tokens = c.max_new;
+          host_batch.max_seq_len = c.max_len;
+          BatchLayout batch = host_batch;
+          batch.q_start = dev(c.q_start);
+          batch.seq_lens = dev(c.seq_lens);
+          batch.slots = dev(c.slots);
+          const Tensor tables = dev(c.tables), positions = dev(c.positions);
+          const std::vector<int64_t> pool_shape = {c.num_blocks, c.block_size, hs.head_dim};
+          for (bool rotary : {true, false}) {
+            for (bool keep : {true, false}) {
+              SCOPED_TRACE(::testing::Message()
+                           << DTypeName(dtype) << " heads=" << hs.heads << " kv=" << hs.kv_heads << " d=" << hs.head_dim
+                           << " T=" << t << " seqs=" << c.num_seqs << " slots=" << use_slots << " drop_k=" << drop_k
+                           << " rotary=" << rotary << " keep=" << keep);
+              // The reference on the host.
+              Tensor qr = Poisoned({t, qw}, DType::kF32, Device::kCpu);
+              Tensor kr = Poisoned({t, kvw}, DType::kF32, Device::kCpu);
+              Tensor vr = Poisoned({t, kvw}, DType::kF32, Device::kCpu);
+              Tensor pool_r = Poisoned(pool_shape, DType::kF32, Device::kCpu);
+              ops::SplitQkvRotaryAppend(qkv.ref, c.positions, hs.heads, hs.kv_heads, hs.head_dim, 10000.f, rotary,
+                                        PagedKv{pool_r, c.tables, c.block_size, hs.kv_heads, c.max_blocks}, host_batch,
+                                        &qr, &kr, &vr);
+              // The fused kernel.
+              Tensor q = Poisoned({t, qw}, dtype), k = Poisoned({t, kvw}, dtype), v = Poisoned({t, kvw}, dtype);
+              Tensor pool = Poisoned(pool_shape, dtype);
+              ops::SplitQkvRotaryAppend(qkv.dev, positions, hs.heads, hs.kv_heads, hs.head_dim, 10000.f, rotary,
+                                        PagedKv{pool, tables, c.block_size, hs.kv_heads, c.max_blocks}, batch, &q,
+                                        keep ? &k : nullptr, keep ? &v : nullptr);
+              // The two kernels it replaces.
+              Tensor qu = Poisoned({t, qw}, dtype), ku = Poisoned({t, kvw}, dtype), vu = Poisoned({t, kvw}, dtype);
+              Tensor pool_u = Poisoned(pool_shape, dtype);
+              ops::SplitQkvRotary(qkv.dev, positions, hs.heads, hs.kv_heads, hs.head_dim, 10000.f, rotary, &qu, &ku,
+                                  &vu);
+              ops::PagedAppend(ku, vu, PagedKv{pool_u, tables, c.block_size, hs.kv_heads, c.max_blocks}, batch);
+
+              EXPECT_CLOSE(q, qr, dtype, "q");
+              ExpectPoolClose(pool, pool_r, dtype);
+              EXPECT_TRUE(SameBytes(q, qu)) << "q differs from SplitQkvRotary";
+              EXPECT_TRUE(SameBytes(pool, pool_u)) << "pool differs from SplitQkvRotary + PagedAppend";
+              if (keep) {
+                EXPECT_CLOSE(k, kr, dtype, "k");
+                EXPECT_EQ(RelErr(v, vr), 0.0) << "v is a copy";
+                EXPECT_TRUE(SameBytes(k, ku)) << "k differs from SplitQkvRotary";
+                EXPECT_TRUE(SameBytes(v, vu)) << "v differs from SplitQkvRotary";
+              }
+            }
+          }
+        }
+      }
+    }
   }
 }
 

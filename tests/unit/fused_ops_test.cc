@@ -9,6 +9,7 @@
 
 #include "gtest/gtest.h"
 #include "kernels/ops.h"
+#include "tests/support/paged_append_case.h"
 
 namespace chai {
 namespace {
@@ -119,6 +120,72 @@ TEST(FusedOps, SplitQkvRotaryEqualsSeparateProjectionsAndRotary) {
         EXPECT_EQ(Values(q), Values(q_ref));
         EXPECT_EQ(Values(k), Values(k_ref));
         EXPECT_EQ(Values(v), Values(v_ref));
+      }
+    }
+  }
+}
+
+// The split with the cache append fused in, against SplitQkvRotary then PagedAppend: the same
+// q (and k, v when kept) and the same pool, byte for byte, NaN-poisoned slots included. MHA, GQA
+// and odd head sizes; decode, prefill and mixed steps; table rows by slot or by sequence; CHAI
+// tables whose dropped K heads have no blocks.
+TEST(FusedOps, SplitQkvRotaryAppendEqualsSplitThenPagedAppend) {
+  struct Heads {
+    int heads, kv_heads, head_dim;
+  };
+  for (Heads hs : {Heads{4, 4, 8}, Heads{8, 2, 16}, Heads{3, 1, 6}, Heads{6, 3, 10}}) {
+    const int64_t qw = int64_t{hs.heads} * hs.head_dim, kvw = int64_t{hs.kv_heads} * hs.head_dim;
+    for (const test::StepShape& shape : test::PagedAppendShapes()) {
+      for (int variant = 0; variant < 4; ++variant) {
+        const bool use_slots = variant & 1, drop_k = variant & 2;
+        const test::PagedAppendCase c =
+            test::MakePagedAppendCase(rng, hs.kv_heads, 4, shape.new_tokens, shape.lens, use_slots, drop_k);
+        const int64_t t = c.rows;
+        const Tensor qkv = Random({t, qw + 2 * kvw});
+        BatchLayout batch;
+        batch.q_start = c.q_start;
+        batch.seq_lens = c.seq_lens;
+        batch.slots = c.slots;
+        batch.num_seqs = c.num_seqs;
+        batch.max_new_tokens = c.max_new;
+        batch.max_seq_len = c.max_len;
+        for (bool rotary : {true, false}) {
+          for (int keep = 0; keep < 3; ++keep) {  // k and v kept, k only, neither
+            SCOPED_TRACE(::testing::Message() << "heads=" << hs.heads << " kv=" << hs.kv_heads << " d=" << hs.head_dim
+                                              << " T=" << t << " seqs=" << c.num_seqs << " slots=" << use_slots
+                                              << " drop_k=" << drop_k << " rotary=" << rotary << " keep=" << keep);
+            Tensor q_ref = Poisoned({t, qw}), k_ref = Poisoned({t, kvw}), v_ref = Poisoned({t, kvw});
+            Tensor pool_ref = Poisoned({c.num_blocks, c.block_size, hs.head_dim});
+            ops::SplitQkvRotary(qkv, c.positions, hs.heads, hs.kv_heads, hs.head_dim, 10000.f, rotary, &q_ref, &k_ref,
+                                &v_ref);
+            ops::PagedAppend(k_ref, v_ref, PagedKv{pool_ref, c.tables, c.block_size, hs.kv_heads, c.max_blocks}, batch);
+
+            Tensor q = Poisoned({t, qw}), k = Poisoned({t, kvw}), v = Poisoned({t, kvw});
+            Tensor pool = Poisoned({c.num_blocks, c.block_size, hs.head_dim});
+            ops::SplitQkvRotaryAppend(qkv, c.positions, hs.heads, hs.kv_heads, hs.head_dim, 10000.f, rotary,
+                                      PagedKv{pool, c.tables, c.block_size, hs.kv_heads, c.max_blocks}, batch, &q,
+                                      keep < 2 ? &k : nullptr, keep < 1 ? &v : nullptr);
+            EXPECT_EQ(Values(q), Values(q_ref));
+            if (keep < 2) {
+              EXPECT_EQ(Values(k), Values(k_ref));
+            }
+            if (keep < 1) {
+              EXPECT_EQ(Values(v), Values(v_ref));
+            }
+            EXPECT_EQ(std::memcmp(pool.raw(), pool_ref.raw(), pool.nbytes()), 0) << "pools differ";
+            // Not vacuous: the reference wrote this step's rows (and left the rest poisoned).
+            int64_t written = 0;
+            for (float x : Values(pool_ref)) written += !std::isnan(x);
+            int64_t expected = 0;
+            for (int s = 0; s < c.num_seqs; ++s) {
+              for (int g = 0; g < hs.kv_heads; ++g) {
+                const bool has_k = !(drop_k && (g + s) % 3 == 1);
+                expected += int64_t{shape.new_tokens[s]} * hs.head_dim * (has_k ? 2 : 1);
+              }
+            }
+            EXPECT_EQ(written, expected);
+          }
+        }
       }
     }
   }
