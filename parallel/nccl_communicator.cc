@@ -259,18 +259,19 @@ absl::StatusOr<std::unique_ptr<Communicator>> MakeNcclCommunicator(MPI_Comm comm
   }
   // Where the IPC path cannot be set up (no peer access, ranks on several hosts, disabled) every
   // rank agrees to use NCCL alone; CHAI_LOG_RANKS=1 says which and why.
-  // Default on for 2 ranks only: on 4 x H100 (NVLink, NVLS off) the one-shot kernel measured
-  // 10.4-11.7 us against NCCL's 9.2-10.8 us for 2-256 KB, and LLaMA-7B TP=4 decode was slower
-  // with it; on 2 ranks it beat NCCL by 1.1-1.4x (benchmarks/results/allreduce-h100.md).
+  // Default on for 2 to 4 ranks, the sizes measured: on 4 x H100 (NVLink, NVLS off) the flag-free
+  // kernel takes 3.3-4.3 us per call against NCCL's 9.1-10.8 us for 2-64 KB, and LLaMA-7B TP=4
+  // batch-1 decode took 2.536 ms against 3.107 (benchmarks/results/allreduce-h100.md,
+  // llama-7b-tp-scaling-h100.md). Above 4 ranks it is unmeasured: NCCL unless asked for.
   // CHAI_IPC_ALLREDUCE=1 turns it on for any rank count, =0 off. The rule depends only on the
   // world size and the environment, so every rank decides alike.
   const char* ipc_env = std::getenv("CHAI_IPC_ALLREDUCE");
   const bool ipc_forced = ipc_env != nullptr && std::string(ipc_env) == "1";
   std::unique_ptr<IpcAllReduce> ipc;
-  if (size > 2 && !ipc_forced) {
+  if (size > 4 && !ipc_forced) {
     const char* log = std::getenv("CHAI_LOG_RANKS");
     if (log != nullptr && std::string(log) == "1") {
-      std::fprintf(stderr, "chai: rank %d: all-reduce: nccl only (ipc one-shot is off by default above 2 ranks; "
+      std::fprintf(stderr, "chai: rank %d: all-reduce: nccl only (ipc one-shot is off by default above 4 ranks; "
                    "CHAI_IPC_ALLREDUCE=1 turns it on)\n", rank);
     }
   } else if (size > 1) {

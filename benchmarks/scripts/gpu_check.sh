@@ -70,6 +70,9 @@ if has test || has pdl; then
     CHAI_PDL=1 timeout 300 "build-gpu/tests/$t" --gtest_brief=1 --gtest_filter="$filter" >> "$OUT/pdl-tests.log" 2>&1
     echo "CHAI_PDL=1 $t: exit $? ($(grep -cE '^\[  FAILED  \]' "$OUT/pdl-tests.log") failed lines so far)"
   done
+  # The fused split + rotary + paged append kernel in the engine (opt-in until this has passed).
+  CHAI_FUSED_QKV_APPEND=1 timeout 300 build-gpu/tests/engine_gpu_test --gtest_brief=1 >> "$OUT/pdl-tests.log" 2>&1
+  echo "CHAI_FUSED_QKV_APPEND=1 engine_gpu_test: exit $?"
 fi
 
 if has tiny; then
@@ -154,7 +157,7 @@ if has tp; then
     echo "all-reduce, $np_ GPUs"
     mpi "$np_" build-gpu/benchmarks/allreduce_bench fp16 2>>"$OUT/tp.log" | tee -a "$OUT/tp.log"
   done
-  # TP:IPC:ALGO (IPC 0 = NCCL only; the one-shot path is off by default above 2 ranks).
+  # TP:IPC:ALGO (IPC 0 = NCCL only; the one-shot path is off by default above 4 ranks).
   for run in ${TP_RUNS:-1:1:pull 2:1:pull 2:1:lamport 4:0:pull 4:1:pull 4:1:lamport}; do
     IFS=: read -r np_ ipc algo <<< "$run"
     [ "$gpus" -ge "$np_" ] || continue
