@@ -61,27 +61,41 @@ uint16_t FloatToHalf(float f) {
   return static_cast<uint16_t>(sign | ((rounded - 0x38000000u) >> 13));
 }
 
+namespace {
+
+// One (from, to) pair per instantiation: the element loop has no switch in it, so it inlines the
+// conversions (a per-element switch on both dtypes made fp32 -> fp16 cost ~12 ns an element,
+// which dominated loading large models in half precision).
+template <typename Src, typename Dst, typename Convert>
+void ConvertLoop(const void* src, void* dst, size_t n, Convert convert) {
+  const Src* in = static_cast<const Src*>(src);
+  Dst* out = static_cast<Dst*>(dst);
+  for (size_t i = 0; i < n; ++i) out[i] = convert(in[i]);
+}
+
+template <typename Src, typename Load>
+void ConvertFrom(const void* src, void* dst, DType to, size_t n, Load load) {
+  switch (to) {
+    case DType::kF32: return ConvertLoop<Src, float>(src, dst, n, [&](Src x) { return load(x); });
+    case DType::kF16: return ConvertLoop<Src, uint16_t>(src, dst, n, [&](Src x) { return FloatToHalf(load(x)); });
+    case DType::kBF16:
+      return ConvertLoop<Src, uint16_t>(src, dst, n, [&](Src x) { return FloatToBFloat16(load(x)); });
+    default: return;
+  }
+}
+
+}  // namespace
+
 void ConvertFloats(const void* src, DType from, void* dst, DType to, size_t n) {
   if (from == to) {
     std::memcpy(dst, src, n * DTypeSize(from));
     return;
   }
-  auto load = [&](size_t i) -> float {
-    switch (from) {
-      case DType::kF32: return static_cast<const float*>(src)[i];
-      case DType::kF16: return HalfToFloat(static_cast<const uint16_t*>(src)[i]);
-      case DType::kBF16: return BFloat16ToFloat(static_cast<const uint16_t*>(src)[i]);
-      default: return 0.f;
-    }
-  };
-  for (size_t i = 0; i < n; ++i) {
-    float v = load(i);
-    switch (to) {
-      case DType::kF32: static_cast<float*>(dst)[i] = v; break;
-      case DType::kF16: static_cast<uint16_t*>(dst)[i] = FloatToHalf(v); break;
-      case DType::kBF16: static_cast<uint16_t*>(dst)[i] = FloatToBFloat16(v); break;
-      default: break;
-    }
+  switch (from) {
+    case DType::kF32: return ConvertFrom<float>(src, dst, to, n, [](float x) { return x; });
+    case DType::kF16: return ConvertFrom<uint16_t>(src, dst, to, n, [](uint16_t x) { return HalfToFloat(x); });
+    case DType::kBF16: return ConvertFrom<uint16_t>(src, dst, to, n, [](uint16_t x) { return BFloat16ToFloat(x); });
+    default: return;
   }
 }
 

@@ -158,7 +158,7 @@ if has tp; then
     mpi "$np_" build-gpu/benchmarks/allreduce_bench fp16 2>>"$OUT/tp.log" | tee -a "$OUT/tp.log"
   done
   # TP:IPC:ALGO (IPC 0 = NCCL only; the one-shot path is off by default above 4 ranks).
-  for run in ${TP_RUNS:-1:1:pull 2:1:pull 2:1:lamport 4:0:pull 4:1:pull 4:1:lamport}; do
+  for run in ${TP_RUNS:-1:1:lamport 2:0:pull 2:1:lamport 4:0:pull 4:1:lamport}; do
     IFS=: read -r np_ ipc algo <<< "$run"
     [ "$gpus" -ge "$np_" ] || continue
     echo "LLaMA-7B TP=$np_ CHAI_IPC_ALLREDUCE=$ipc CHAI_IPC_ALLREDUCE_ALGO=$algo"

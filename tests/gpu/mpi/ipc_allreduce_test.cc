@@ -446,8 +446,10 @@ TEST_P(IpcAllReduceTest, FusedAddNormEqualsAllReduceThenNorm) {
         const Tensor bias = device(Values(seed, 102, cols, dtype), 1, cols, dtype).Reshape({cols});
         if (!ipc_->SupportsAddNorm(dtype, rows, cols, {partial.raw(), weight.raw(), bias.raw()})) {
           // Only another kernel, or a message over the threshold (fp32 [8, 9216]: 288 KiB), may refuse.
-          const bool over = rows * cols * static_cast<int64_t>(DTypeSize(dtype)) > static_cast<int64_t>(ipc_->max_bytes());
-          EXPECT_TRUE(ipc_->algo() != IpcAllReduceAlgo::kLamport || over) << what << ": the flag-free kernel must take it";
+          const int64_t bytes = rows * cols * static_cast<int64_t>(DTypeSize(dtype));
+          const bool over = bytes > static_cast<int64_t>(ipc_->max_bytes());
+          EXPECT_TRUE(ipc_->algo() != IpcAllReduceAlgo::kLamport || over)
+              << what << ": the flag-free kernel must take it";
           continue;
         }
         Tensor x_fused = device(x0, rows, cols, dtype), out_fused = Tensor::Empty({rows, cols}, dtype, Device::kCuda);
