@@ -5,7 +5,7 @@
 #   run(command="source .device-kit/env.sh && bash benchmarks/scripts/gpu_check.sh MODE...",
 #       carry=[".device-kit"])
 # Modes (several may be given; `all` = test bench e2e chai): test, bench, sdpa, e2e, chai,
-# throughput, tiny (opt-tiny-docs engine tests; need ./shared), pdl (tests under CHAI_PDL=1; also part of test), profile (per-kernel time of a decode
+# throughput, tiny (opt-tiny-docs engine tests; need ./shared), pending (GPU code not yet run), pdl (tests under CHAI_PDL=1; also part of test), profile (per-kernel time of a decode
 # step, ncu), tp (multi-GPU: all-reduce latency, LLaMA-7B TP scaling), opt66b (OPT-66B at TP=4).
 set -uo pipefail
 modes=" ${*:-all} "
@@ -80,6 +80,32 @@ if has tiny; then
   # parity and graphs-vs-eager decodes over length buckets.
   timeout 300 build-gpu/tests/engine_gpu_test --gtest_filter='GpuOptTinyDocs*' > "$OUT/tiny.log" 2>&1
   echo "opt-tiny-docs: exit $? $(grep -E '^\[  (PASSED|SKIPPED|FAILED)' "$OUT/tiny.log" | tr '\n' ' ')"
+fi
+
+if has pending; then
+  # What was written without a GPU and waits for one (one single-GPU call): the fused QKV split +
+  # append (CHAI_FUSED_QKV_APPEND=1, opt-in until this passes) and decode kernel 4 (bulk copies,
+  # CHAI_DECODE_KERNEL=4): their tests, then their timings against the defaults.
+  for t in fused_ops_gpu_test paged_attention_gpu_test; do
+    [ -x "build-gpu/tests/$t" ] || continue
+    timeout 300 "build-gpu/tests/$t" --gtest_brief=1 > "$OUT/pending-$t.log" 2>&1
+    echo "$t: exit $? $(grep -E '^\[  (PASSED|FAILED)' "$OUT/pending-$t.log" | tr '\n' ' ')"
+  done
+  CHAI_FUSED_QKV_APPEND=1 timeout 300 build-gpu/tests/engine_gpu_test --gtest_brief=1 > "$OUT/pending-engine.log" 2>&1
+  echo "CHAI_FUSED_QKV_APPEND=1 engine_gpu_test: exit $? $(grep -E '^\[  (PASSED|FAILED)' "$OUT/pending-engine.log" | tr '\n' ' ')"
+  timeout 240 compute-sanitizer --tool memcheck --leak-check no --error-exitcode 9 build-gpu/tests/fused_ops_gpu_test \
+    --gtest_brief=1 > "$OUT/pending-memcheck.log" 2>&1
+  echo "memcheck fused_ops_gpu_test: exit $?"
+  for k in 2 4; do
+    timeout 200 build-gpu/benchmarks/attention_bench --kernel $k --batches 1,8,32 --contexts 1024,4096,16384 \
+      > "$OUT/pending-attention-k$k.md" 2>&1
+    echo "attention_bench --kernel $k (dense columns are kernel $k):"; grep -E "^\|" "$OUT/pending-attention-k$k.md"
+  done
+  for fused in 0 1; do
+    CHAI_FUSED_QKV_APPEND=$fused timeout 300 build-gpu/chai bench --model configs/models/llama-7b.json \
+      --random-weights --device cuda --dtype fp16 --max-seq-len 4096 --batch 1,32 --input-len 512 --output-len 128 \
+      --warmup 1 --iters 2 2>&1 | grep -E "^\| [0-9]" | sed "s/^/CHAI_FUSED_QKV_APPEND=$fused /"
+  done
 fi
 
 if has bench; then
