@@ -198,12 +198,18 @@ __global__ void __launch_bounds__(kDecodeThreads, 2) DecodeV4Kernel(Params p) {
   // Warp 0: issues stage t (chunk rows t * kRows ..) into slot t % kV4Stages. Lane i takes the
   // i-th block the stage touches: one copy per side of the rows of that block inside the stage.
   const int ntiles = (cl + kRows - 1) / kRows;
+  const auto stage_blocks = [&](int t, int* pos0, int* pos1, int* b0, int* b1) {
+    *pos0 = c0 + t * kRows;
+    *pos1 = c0 + min(cl, (t + 1) * kRows);
+    *b0 = block_of(*pos0);
+    *b1 = block_of(*pos1 - 1);
+  };
   const auto issue = [&](int t) {
     const int slot = t % kV4Stages;
     const uint32_t bar = full0 + 8 * slot;
-    const int pos0 = c0 + t * kRows, pos1 = c0 + min(cl, (t + 1) * kRows);
-    const int b0 = block_of(pos0), b1 = block_of(pos1 - 1);
-    if (b1 >= win_base + 32) load_window(b0);  // warp-uniform
+    int pos0, pos1, b0, b1;
+    stage_blocks(t, &pos0, &pos1, &b0, &b1);
+    if (b1 >= win_base + 32) load_window(b0);  // warp-uniform; only when the prefetch below could not cover it
     const int b = b0 + lane;
     const int from = (b - win_base) & 31;
     const int kb = __shfl_sync(kAll, kwin, from), vb = __shfl_sync(kAll, vwin, from);
@@ -229,6 +235,12 @@ __global__ void __launch_bounds__(kDecodeThreads, 2) DecodeV4Kernel(Params p) {
     const int in_block = lo - b * bs;  // the run's first row inside the block
     if (mine && kb >= 0) BulkCopyG2S(kdst, pool + (int64_t{kb} * bs + in_block) * kD, bytes, bar);
     if (mine && vb >= 0) BulkCopyG2S(kdst + kSideBytes, pool + (int64_t{vb} * bs + in_block) * kD, bytes, bar);
+    // Next stage's block ids outside the window: load the window now, so that the table read's
+    // latency passes while the ring drains instead of delaying the next refill.
+    if (t + 1 < ntiles) {
+      stage_blocks(t + 1, &pos0, &pos1, &b0, &b1);
+      if (b1 >= win_base + 32) load_window(b0);
+    }
   };
   if (warp == 0) {
     for (int t = 0; t < min(kV4Stages, ntiles); ++t) issue(t);
