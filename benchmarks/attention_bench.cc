@@ -13,10 +13,13 @@
 // bandwidth is the floor. Prints a markdown table.
 //
 //   attention_bench [--dtype fp16|bf16|fp32] [--batches 1,8,32] [--contexts 1024,4096,16384] [--replays N]
-//                   [--hint M] [--members-per-cta N] [--ctas-per-sm N] [--kernel 1|2|3]
+//                   [--hint M] [--members-per-cta N] [--ctas-per-sm N] [--kernel 1|2|3|4]
 // --members-per-cta, --ctas-per-sm and --kernel set CHAI_DECODE_MEMBERS_PER_CTA,
 // CHAI_DECODE_CTAS_PER_SM and CHAI_DECODE_KERNEL (the decode kernel's tuning knobs and which
-// decode kernel runs, see kernels/cuda/paged_attention.cu) for this run.
+// decode kernel runs, see kernels/cuda/paged_attention.cu) for this run. Kernel 4 is dense-only:
+// the CHAI columns then run what PagedAttention falls back to (kernel 3 under the CHAI hint), and
+// the "CHAI, hint 1" column (a CHAI map under hint 1, which kernel 4 would take for dense and
+// answer with NaN) runs with CHAI_DECODE_KERNEL unset, i.e. the default kernels.
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -134,6 +137,24 @@ Result TimeConfig(int batch, int context, bool chai, int hint, DType dtype, int 
   Tensor q = Tensor::FromFloats(qv, {batch, kHeads * kHeadDim}).Cast(dtype).To(Device::kCuda);
   Tensor out = Tensor::Empty({batch, kHeads * kHeadDim}, dtype, Device::kCuda);
 
+  // Kernel 4 takes hint 1 as dense: a CHAI map under hint 1 runs the default kernels instead (see
+  // the header), restored on return.
+  struct KernelOverride {
+    std::string saved;
+    bool active = false;
+    explicit KernelOverride(bool chai_hint1) {
+      const char* env = std::getenv("CHAI_DECODE_KERNEL");
+      if (chai_hint1 && env != nullptr && std::atoi(env) == 4) {
+        saved = env;
+        active = true;
+        unsetenv("CHAI_DECODE_KERNEL");
+      }
+    }
+    ~KernelOverride() {
+      if (active) setenv("CHAI_DECODE_KERNEL", saved.c_str(), 1);
+    }
+  } kernel_override(chai && hint == 1);
+
   auto call = [&](int c) {
     PagedKv kv;
     kv.pool = pool;
@@ -212,7 +233,7 @@ int Main(int argc, char** argv) {
       std::fprintf(stderr,
                    "usage: attention_bench [--dtype fp16|bf16|fp32] [--batches 1,8,32] "
                    "[--contexts 1024,4096,16384] [--replays N] [--hint M] [--members-per-cta N] "
-                   "[--ctas-per-sm N] [--kernel 1|2|3]\n");
+                   "[--ctas-per-sm N] [--kernel 1|2|3|4]\n");
       return 2;
     }
   }
@@ -236,7 +257,8 @@ int Main(int argc, char** argv) {
       "heads), decode kernel %s, launch hint members_per_rep = %d, CHAI_DECODE_MEMBERS_PER_CTA = %s, "
       "CHAI_DECODE_CTAS_PER_SM = %s; byte bound = dense bytes / CHAI bytes\n\n",
       kHeads, kHeadDim, kBlock, kReps, kHeads / kReps, kReps, kHeads,
-      kernel != nullptr ? kernel : "default (2 dense, 1 CHAI)", hint, per_cta != nullptr ? per_cta : "default", per_sm != nullptr ? per_sm : "default");
+      kernel != nullptr ? (std::atoi(kernel) == 4 ? "4 (dense; CHAI columns: the fallback, hint 1 the default)" : kernel)
+                        : "default (2 dense, 3 CHAI)", hint, per_cta != nullptr ? per_cta : "default", per_sm != nullptr ? per_sm : "default");
   std::printf(
       "| B | context | dense (us) | dense GB/s | dense %% of copy | CHAI (us) | CHAI GB/s | CHAI %% of copy | CHAI "
       "speedup | byte bound | CHAI, hint 1 (us) | hint 1 %% of copy |\n");

@@ -25,6 +25,9 @@
 // Decode kernel 3 (paged_attention_decode_v3.cuh) runs two launches instead: the representatives'
 // logits into a third scratch buffer (num_seqs * heads * max_seq_len floats), then P·V per head.
 //
+// Decode kernel 4 (paged_attention_decode_v4.cuh, opt-in, dense layers only) keeps this grid with one
+// subset and one share per KV head and sizes its chunks with MakePlanV2 (see the knobs below).
+//
 // Split scratch: two device buffers per (device, stream), grown lazily with cudaMalloc to the
 // largest need seen and never shrunk or freed (a CUDA graph captured earlier may still point into
 // an old one): the partials (num_seqs * heads * max_splits * (head_dim + 2) floats, a few MB) and
@@ -34,6 +37,7 @@
 // same hints before capturing decode graphs; a capture that would need more aborts with a
 // message saying so.
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -101,6 +105,17 @@ void* Scratch(size_t bytes, cudaStream_t stream, int kind, bool zeroed) {
 //   96, 128 with 16-byte rows, any group; else kernel 1), its splits sized by MakePlanV3. It is
 //   the default for CHAI layers: on an H100 it streams CHAI's bytes at 72-86% of copy bandwidth
 //   (B = 8 and 32, contexts 4k-16k) where kernel 1 reached 44-72%.
+// - CHAI_DECODE_KERNEL=4 (opt-in; written without a GPU and NOT YET RUN ON ONE: check it with
+//   paged_attention_gpu_test and time it with attention_bench --kernel 4 before relying on it): the
+//   bulk-copy kernel of paged_attention_decode_v4.cuh for dense layers on sm_90+ (K and V streamed
+//   by cp.async.bulk into a 3-stage shared-memory ring, tensor-core scores and P·V; aimed at issue
+//   #7, dense decode as fast as PyTorch SDPA). It applies to layers whose launch hint
+//   (kv.members_per_rep) is 1, taken as dense: the engine passes 1 only for unclustered layers,
+//   and a CTA of kernel 4 that finds score_head[h] != h in its group writes NaN instead of a wrong
+//   result. Also fp16/bf16, head_dim 64 or 128, up to 8 query heads per KV head, block_size >= 8,
+//   16-byte aligned operands; everything else takes what the unset knob would (kernel 3 for CHAI
+//   layers, else kernel 2 where it has an instance, else 1). Chunks sized by MakePlanV2 for its
+//   occupancy (2 CTAs per SM: 96 KB of shared memory each).
 // - CHAI_DECODE_CHAI_KERNEL: the kernel for CHAI layers only (hint > 1) when CHAI_DECODE_KERNEL is
 //   not set (default 3); dense layers keep kernel 2.
 // - CHAI_PREFILL_KERNEL: 2 (default) the pipelined tensor-core kernel of paged_attention_prefill_v2.cuh where it
@@ -114,6 +129,23 @@ int EnvKnob(const char* name, int fallback) {
   const char* env = std::getenv(name);
   const int v = env != nullptr ? std::atoi(env) : 0;
   return v >= 1 ? v : fallback;
+}
+
+// Whether the current device has the bulk copy engine and mbarrier transactions kernel 4 uses
+// (compute capability 9.0 or newer), read once per device.
+bool CopyEngineDevice() {
+  static std::atomic<int> cached[64];  // 0 unknown, 1 no, 2 yes
+  int device = 0;
+  CHAI_CUDA_CHECK(cudaGetDevice(&device));
+  device = device >= 0 && device < 64 ? device : 63;
+  int v = cached[device].load(std::memory_order_relaxed);
+  if (v == 0) {
+    int major = 0;
+    CHAI_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+    v = major >= 9 ? 2 : 1;
+    cached[device].store(v, std::memory_order_relaxed);
+  }
+  return v == 2;
 }
 
 }  // namespace
@@ -175,8 +207,20 @@ void PagedAttention(const Tensor& q, const PagedKv& kv, const BatchLayout& batch
   paged::MakePlan(batch.max_seq_len, batch.max_new_tokens, kv.members_per_rep, EnvKnob("CHAI_DECODE_MEMBERS_PER_CTA", 4),
                   EnvKnob("CHAI_DECODE_CTAS_PER_SM", 32), SmCount(), exact, &p,
                   &plan);
-  const int kernel = EnvKnob("CHAI_DECODE_KERNEL", kv.members_per_rep > 1 ? EnvKnob("CHAI_DECODE_CHAI_KERNEL", 3) : 2);
-  if (kernel == 2 && paged::DecodeV2Supported(d, plan.group_tile, exact)) {
+  const int default_kernel = kv.members_per_rep > 1 ? EnvKnob("CHAI_DECODE_CHAI_KERNEL", 3) : 2;
+  int kernel = EnvKnob("CHAI_DECODE_KERNEL", default_kernel);
+  if (kernel == 4 && !(paged::DecodeV4Supported(d, p.group, kv.block_size, kv.members_per_rep,
+                                                q.dtype() == DType::kF16 || q.dtype() == DType::kBF16, exact) &&
+                       CopyEngineDevice())) {
+    kernel = default_kernel != 4 ? default_kernel : 3;  // CHAI_DECODE_CHAI_KERNEL=4: CHAI layers never qualify
+  }
+  if (kernel == 4) {
+    // MakePlan gave the dense grid (hint 1): one subset (group <= 8) and one share per KV head.
+    plan.decode_kernel = 4;
+    int per_sm = 1;
+    DispatchFloat(q.dtype(), "PagedAttention", [&](auto tag) { per_sm = paged::DecodeV4CtasPerSm<decltype(tag)>(p); });
+    paged::MakePlanV2(batch.max_seq_len, 1, per_sm * SmCount(), &p, &plan);
+  } else if (kernel == 2 && paged::DecodeV2Supported(d, plan.group_tile, exact)) {
     plan.decode_kernel = 2;
     plan.v2_members = paged::DecodeV2Members(p, plan, kv.members_per_rep);
     int per_sm = 1;

@@ -60,7 +60,7 @@ struct LaunchPlan {
   bool combine = false;  // some sequence may span several decode chunks: partials and counters needed
   bool exact = true;     // head_dim has a specialised kernel and all pointers are 16-byte aligned
   int group_tile = 1;    // kG: representatives per decode CTA (1, 4 or 8)
-  int decode_kernel = 1;  // 1: paged_attention_decode.cuh; 2: _decode_v2.cuh; 3: _decode_v3.cuh
+  int decode_kernel = 1;  // 1: paged_attention_decode.cuh; 2: _decode_v2.cuh; 3: _decode_v3.cuh; 4: _decode_v4.cuh
   int v2_members = 1;     // kernel 2: members accumulated per pass (1, 2 or 4)
   int decode_slots = 0;  // decode grid columns: (sequence, KV head, subset, member share)
   int prefill_tiles = 0;

@@ -14,6 +14,7 @@
 #include "kernels/cuda/paged_attention_decode.cuh"
 #include "kernels/cuda/paged_attention_decode_v2.cuh"
 #include "kernels/cuda/paged_attention_decode_v3.cuh"
+#include "kernels/cuda/paged_attention_decode_v4.cuh"
 #include "kernels/cuda/paged_attention_prefill.cuh"
 #include "kernels/cuda/paged_attention_prefill_mma.cuh"
 #include "kernels/cuda/paged_attention_prefill_v2.cuh"
@@ -32,6 +33,11 @@ int DecodeV2CtasPerSm(const Params& p, const LaunchPlan& plan);
 // Resident CTAs per SM of decode kernel 3's two phases for p.head_dim (64, 80, 96 or 128).
 template <typename T>
 void DecodeV3CtasPerSm(const Params& p, int* score, int* pv);
+
+// Resident CTAs per SM of decode kernel 4 for p.head_dim (64 or 128); 1 where it has no instance
+// (fp32). Also raises the kernel's dynamic shared-memory limit (once per device).
+template <typename T>
+int DecodeV4CtasPerSm(const Params& p);
 
 #ifdef __CUDACC__
 // ------------------------------------------------------------------------------------------
@@ -162,6 +168,52 @@ class PerDeviceOnce {
   std::once_flag flags_[kDevices];
 };
 
+// Kernel 4 (fp16/bf16, head_dim 64 or 128): kV4SharedBytes of dynamic shared memory, above the
+// default 48 KB limit, so the limit is raised once per device before the first occupancy query
+// or launch.
+template <typename T, int kD>
+void PrepareDecodeV4() {
+  static PerDeviceOnce once;
+  once.Run([] {
+    CHAI_CUDA_CHECK(cudaFuncSetAttribute(DecodeV4Kernel<T, kD>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                         kV4SharedBytes));
+  });
+}
+
+template <typename T, int kD>
+int DecodeV4CtasPerSmFor() {
+  PrepareDecodeV4<T, kD>();
+  static std::atomic<int> cached[64];  // per instance and device; zero-initialised
+  int device = 0;
+  CHAI_CUDA_CHECK(cudaGetDevice(&device));
+  device = device >= 0 && device < 64 ? device : 63;
+  int ctas = cached[device].load(std::memory_order_relaxed);
+  if (ctas == 0) {
+    CHAI_CUDA_CHECK(
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&ctas, DecodeV4Kernel<T, kD>, kDecodeThreads, kV4SharedBytes));
+    ctas = std::max(ctas, 1);
+    cached[device].store(ctas, std::memory_order_relaxed);
+  }
+  return ctas;
+}
+
+template <typename T>
+int DecodeV4CtasPerSm(const Params& p) {
+  if constexpr (std::is_same_v<T, float>) {
+    return 1;
+  } else {
+    return p.head_dim == 64 ? DecodeV4CtasPerSmFor<T, 64>() : DecodeV4CtasPerSmFor<T, 128>();
+  }
+}
+
+// Kernel 4: one CTA per (sequence, KV head) and split; the host planned one subset and one member
+// share per KV head (dense, group <= kV4MaxGroup), so decode_slots = num_seqs * kv_heads.
+template <typename T, int kD>
+void LaunchDecodeV4(const Params& p, const LaunchPlan& plan, cudaStream_t stream) {
+  PrepareDecodeV4<T, kD>();
+  LaunchPdl(DecodeV4Kernel<T, kD>, dim3(plan.decode_slots, p.max_splits), kDecodeThreads, kV4SharedBytes, stream, p);
+}
+
 // Prefill kernel 2 with kWarps warps (16 query rows each) and kM members per CTA.
 template <typename T, int kD, int kWarps, int kM>
 void LaunchPrefillV2(const Params& p, const LaunchPlan& plan, cudaStream_t stream) {
@@ -212,6 +264,13 @@ void LaunchPrefill(const Params& p, const LaunchPlan& plan, cudaStream_t stream)
 
 template <typename T, int kD>
 void LaunchForHeadDim(const Params& p, const LaunchPlan& plan, cudaStream_t stream) {
+  if constexpr (DecodeV4Dim(kD) && !std::is_same_v<T, float>) {
+    if (plan.decode && plan.decode_kernel == 4) {
+      LaunchDecodeV4<T, kD>(p, plan, stream);
+      if (plan.prefill) LaunchPrefill<T, kD>(p, plan, stream);
+      return;
+    }
+  }
   if constexpr (DecodeV3Dim(kD)) {
     if (plan.decode && plan.decode_kernel == 3) {
       LaunchDecodeV3<T, kD>(p, plan, stream);
@@ -283,6 +342,9 @@ extern template int DecodeV2CtasPerSm<__nv_bfloat16>(const Params&, const Launch
 extern template void DecodeV3CtasPerSm<float>(const Params&, int*, int*);
 extern template void DecodeV3CtasPerSm<__half>(const Params&, int*, int*);
 extern template void DecodeV3CtasPerSm<__nv_bfloat16>(const Params&, int*, int*);
+extern template int DecodeV4CtasPerSm<float>(const Params&);
+extern template int DecodeV4CtasPerSm<__half>(const Params&);
+extern template int DecodeV4CtasPerSm<__nv_bfloat16>(const Params&);
 
 }  // namespace chai::cuda::paged
 

@@ -6,7 +6,8 @@
 // PagedAttention's output (NaN-poisoned first) is compared per (row, head) with the reference:
 // ||out - ref|| / ||ref|| < 1e-5 in fp32, < 1e-2 in fp16/bf16. PagedAttention runs twice, the
 // second time on a re-poisoned output, and must give the same bytes (split counters left at
-// zero). Every case runs with every decode kernel that applies (CHAI_DECODE_KERNEL 1, 2 and 3),
+// zero). Every case runs with every decode kernel that applies (CHAI_DECODE_KERNEL 1, 2, 3 and,
+// for dense fp16/bf16 decode with head_dim 64 or 128, the bulk-copy kernel 4),
 // on the same inputs and reference per dtype (built once: the host side is the test's cost).
 // Cases with prefill rows run prefill kernel 2 (CHAI_PREFILL_KERNEL=2) too, in each of its shapes
 // (64/128 query rows per CTA, 1/2 members per CTA) where it has an instance.
@@ -124,6 +125,53 @@ TEST_F(PagedAttentionGpu, DecodeHeadDims) {
     c.maps = {Dense(6), RandomClusters(6, 2), RandomClusters(6, 3), Dense(6)};
     Check(c);
   }
+}
+
+TEST_F(PagedAttentionGpu, DecodeDenseKernel4Shapes) {
+  // Dense layers in the shapes decode kernel 4 takes (and kernels 1-3 too): head_dim 64 and 128,
+  // groups of 1 to 8 query heads per KV head (odd ones: 3, 5), block sizes that are powers of two,
+  // not (24, 40), smaller than a 16-row tile (8) and larger than a stage (256), ragged lengths
+  // whose chunks end inside a block and inside a 16-row tile, one sequence split over dozens of
+  // chunks, and a loose max_seq_len bound.
+  struct Shape {
+    int heads, kv_heads, d, block_size;
+  };
+  for (const Shape& sh : {Shape{4, 4, 128, 16}, Shape{8, 1, 128, 16}, Shape{12, 4, 64, 8}, Shape{10, 2, 128, 24},
+                          Shape{16, 2, 64, 256}, Shape{6, 6, 64, 40}, Shape{32, 8, 128, 32}}) {
+    Case c{"decode dense " + std::to_string(sh.heads) + "/" + std::to_string(sh.kv_heads) + " d" +
+               std::to_string(sh.d) + " bs" + std::to_string(sh.block_size),
+           sh.heads, sh.kv_heads, sh.d, sh.block_size};
+    c.lens = {1, 5, 17, 64, 65, 300, 1000, 4097};
+    c.news.assign(c.lens.size(), 1);
+    c.maps.assign(c.lens.size(), Dense(sh.heads));
+    Check(c);
+  }
+  Case one{"decode dense 32/8 d128, one long sequence", 32, 8, 128, 16};
+  one.lens = {8191};
+  one.news = {1};
+  one.maps = {Dense(32)};
+  Check(one);
+  one.name += ", loose bound";
+  one.extra_max_len = 9000;
+  Check(one);
+  // Many sequences: long chunks (many stages per CTA), a loose bound.
+  Case big{"decode dense B=40 GQA 32/8 d128", 32, 8, 128, 16};
+  std::uniform_int_distribution<int> len(1, 4097);
+  for (int s = 0; s < 40; ++s) {
+    big.lens.push_back(s == 0 ? 4097 : len(Rng()));
+    big.news.push_back(1);
+    big.maps.push_back(Dense(32));
+  }
+  big.extra_max_len = 3000;
+  Check(big);
+  // Dense decode rows next to prefill and idle sequences (CHAI ones among those: kernel 4 reads
+  // only the decode sequences' maps).
+  Case m{"mixed decode/prefill/idle, dense decode, GQA 16/4 d64", 16, 4, 64, 16};
+  m.lens = {4097, 90, 1, 300, 1000, 17, 64};
+  m.news = {1, 90, 1, 0, 1, 9, 64};
+  m.maps = {Dense(16), RandomClusters(16, 3), Dense(16), RandomClusters(16, 3), Dense(16), Dense(16),
+            RandomClusters(16, 1)};
+  Check(m);
 }
 
 // ---- decode with a member-split hint (kv.members_per_rep): the members of a representative are

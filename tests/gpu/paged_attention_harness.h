@@ -323,7 +323,7 @@ inline Result RunKernel(const Case& c, const Inputs& in, DType dtype) {
   return result;
 }
 
-// Every case runs with every decode kernel that has an instance for it (CHAI_DECODE_KERNEL,
+// Every case runs with every decode kernel that has an instance for it (CHAI_DECODE_KERNEL 1-4,
 // read by PagedAttention at each call), all on the same inputs and reference per dtype. Cases with
 // prefill rows (a sequence with > 1 new row) also run prefill kernel 2 (CHAI_PREFILL_KERNEL=2)
 // where it has an instance (fp16/bf16, head_dim a multiple of 16 up to 128) in each of its four
@@ -338,6 +338,18 @@ inline void Check(const Case& c) {
   const bool has_prefill = std::any_of(c.news.begin(), c.news.end(), [](int n) { return n > 1; });
   const bool v2_applies = fast_dim && c.heads / c.kv_heads <= 4 && has_decode;
   const bool v3_applies = fast_dim && has_decode;
+  // Kernel 4 (dense only) runs where PagedAttention takes it: fp16/bf16, head_dim 64 or 128, at
+  // most 8 query heads per KV head, block_size >= 8, launch hint 1, and every decode sequence
+  // dense (score_head[h] == h; under hint 1 kernel 4 takes the layer as dense and writes NaN for
+  // a CHAI group, so such cases skip it). Elsewhere it falls back to the default kernels, which
+  // are checked anyway.
+  const bool decode_dense = [&] {
+    for (size_t s = 0; s < c.news.size(); ++s)
+      if (c.news[s] == 1 && c.maps[s] != Dense(c.heads)) return false;
+    return true;
+  }();
+  const bool v4_shape = (c.d == 64 || c.d == 128) && c.heads / c.kv_heads <= 8 && c.block_size >= 8 &&
+                        c.hint == 1 && has_decode && decode_dense;
   const double tols[] = {1e-5, 1e-2};
   auto expect = [&](const Result& r, DType dtype, const std::string& kernel) {
     const double tol = tols[dtype == DType::kF32 ? 0 : 1];
@@ -351,8 +363,12 @@ inline void Check(const Case& c) {
   for (DType dtype : {DType::kF32, DType::kF16, DType::kBF16}) {
     const Inputs in = BuildInputs(c, dtype);
     setenv("CHAI_PREFILL_KERNEL", "1", 1);
-    for (const char* kernel : {"1", "2", "3"}) {
-      if ((std::string(kernel) == "2" && !v2_applies) || (std::string(kernel) == "3" && !v3_applies)) continue;
+    const bool v4_applies = v4_shape && dtype != DType::kF32;
+    for (const char* kernel : {"1", "2", "3", "4"}) {
+      if ((std::string(kernel) == "2" && !v2_applies) || (std::string(kernel) == "3" && !v3_applies) ||
+          (std::string(kernel) == "4" && !v4_applies)) {
+        continue;
+      }
       setenv("CHAI_DECODE_KERNEL", kernel, 1);
       expect(RunKernel(c, in, dtype), dtype, kernel);
     }

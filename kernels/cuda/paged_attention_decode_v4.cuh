@@ -1,0 +1,441 @@
+// PagedAttention decode kernel 4 (CHAI_DECODE_KERNEL=4, opt-in; written without a GPU at hand and not
+// yet run on one): dense decode whose K and V stream through Hopper's bulk copy engine.
+//
+// Scope: dense layers only (every head scores itself, score_head[h] == h), one new row per
+// sequence, fp16/bf16, head_dim 64 or 128, up to 8 query heads per KV head, block_size >= 8,
+// sm_90. Everything else keeps kernels 1-3 (paged_attention.cu decides). The grid is kernel 2's
+// with one subset and one member share: blockIdx.x = sequence * kv_heads + KV head g,
+// blockIdx.y = split; a CTA takes all G query heads of g over its chunk of positions, and chunks
+// are sized by MakePlanV2 (whole waves of resident CTAs). A sequence split over several chunks
+// writes kernel 2's partials and the last CTA to finish merges them, as kernels 1 and 2 do.
+//
+// Streaming: a ring of kV4Stages shared-memory stages, each holding the K rows and the V rows of
+// kV4Rows positions (32 KB together: 64 positions at head_dim 128, 128 at 64). The pool stores
+// each (block, head) as block_size x head_dim contiguous elements, so the rows a stage needs from
+// one block are one contiguous run: warp 0 issues one `cp.async.bulk` per block and side (one lane
+// per block, the block ids read from a 32-entry window of the tables held one per lane, as kernel
+// 2 does), and lane 0 arms the stage's mbarrier with the bytes to expect. All four warps wait on
+// the mbarrier (phase parity = use of the slot mod 2), compute from shared memory, meet at a
+// __syncthreads (every warp is done reading the slot), and warp 0 reissues the slot for the
+// stage kV4Stages ahead. So two stages (64 KB) are in flight while one is consumed. No proxy
+// fence is needed for that reuse: the copy engine writes a slot that ordinary loads read earlier
+// (ordered by the barrier), and ordinary loads read what the copy engine wrote after the mbarrier
+// wait (its acquire); only the zero-fill of a missing block (ordinary stores that a later copy
+// overwrites) fences.
+//
+// Compute, per warp and 16-position tile, on the tensor cores (mma.sync m16n8k16, fp32
+// accumulators), FlashAttention-2 style:
+// - S = Q K^T: A = Q (rows = the group's heads, 8 of the 16 rows used), B = K^T. The dot product
+//   does not care in which order the head dimension is walked, so each lane feeds its B fragments
+//   from one 16-byte load of its K row (32 dims = two k-steps) and Q is loaded with the same
+//   order. Rows are head_dim * 2 bytes apart (a multiple of 128), so the two rows of a
+//   quarter-warp would hit the same banks: odd rows load the two halves of each 64-byte piece in
+//   the other order and swap them back in registers (conflict-free).
+// - Online softmax in fp32 (exp2 domain), one max per head and tile.
+// - O^T += V^T P^T: A = V^T (16 head dims by 16 positions), B = P^T straight from the S
+//   accumulators (FA2's register reuse), so the heads are the mma's N (8: a GQA group of 8 costs
+//   what one head does). A fragment pairs two positions of one dim, while V is stored along the
+//   dims: each lane loads its rows 2c, 2c+1, 2c+8, 2c+9 over its own kD/8 dims (the output dims
+//   of a lane are a free permutation of the head dimension) and pairs them with byte permutes.
+//   Rows past the chunk end hold stale shared memory (the tests poison unused slots with NaN), so
+//   their V rows are zeroed before the mma (0 * NaN would leak) and their scores are -inf.
+// The warps' (m, l, O) are merged in shared memory (the idle ring) at the end.
+//
+// Dense assumption: the host takes kernel 4 only for layers whose launch hint
+// (kv.members_per_rep) is 1, which the engine passes only for unclustered layers. The hint is
+// otherwise only a speed hint; kernel 4 cannot compute CHAI's cross-head scores, so a CTA that
+// finds a head of its group with score_head[h] != h writes NaN to the group's outputs rather than
+// a silently wrong result.
+#ifndef CHAI_KERNELS_CUDA_PAGED_ATTENTION_DECODE_V4_CUH_
+#define CHAI_KERNELS_CUDA_PAGED_ATTENTION_DECODE_V4_CUH_
+
+#include <type_traits>
+
+#include "kernels/cuda/paged_attention_common.cuh"
+#include "kernels/cuda/paged_attention_decode_v2.cuh"
+#include "kernels/cuda/paged_attention_prefill_mma.cuh"
+#include "kernels/cuda/pdl.cuh"
+
+namespace chai::cuda::paged {
+
+constexpr int kV4Stages = 3;                                // ring depth: two stages in flight while one computes
+constexpr int kV4StageBytes = 32 << 10;                     // K + V rows of one stage
+constexpr int kV4SharedBytes = kV4Stages * kV4StageBytes;   // dynamic shared memory per CTA (96 KB: 2 CTAs per SM)
+constexpr int kV4MaxGroup = 8;                              // query heads per KV head: the mma's N
+constexpr int kV4MinBlock = 8;                              // a stage spans at most kV4Rows / 8 + 1 <= 32 blocks
+
+// Host side: whether kernel 4 has an instance for the layer. `members_per_rep` is the launch hint;
+// only 1 (dense) qualifies, see the header comment.
+inline bool DecodeV4Supported(int head_dim, int group, int block_size, int members_per_rep, bool half_storage,
+                              bool exact) {
+  return exact && half_storage && (head_dim == 64 || head_dim == 128) && group <= kV4MaxGroup &&
+         block_size >= kV4MinBlock && members_per_rep == 1;
+}
+constexpr bool DecodeV4Dim(int d) { return d == 64 || d == 128; }
+
+#ifdef __CUDACC__
+
+// Positions per stage: their K and V rows fill kV4StageBytes (64 at head_dim 128, 128 at 64).
+template <int kD>
+constexpr int kV4Rows = kV4StageBytes / (4 * kD);
+
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+// mbarrier and bulk-copy primitives (sm_90); shared-memory operands are 32-bit shared addresses.
+__device__ __forceinline__ void MbarInit(uint32_t bar, uint32_t count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
+}
+// Makes the initialised mbarriers visible to the other threads and to the copy engine.
+__device__ __forceinline__ void MbarInitFence() { asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory"); }
+// This thread's arrival (the only one expected per phase), announcing `bytes` of copies.
+__device__ __forceinline__ void MbarArriveExpectTx(uint32_t bar, uint32_t bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
+}
+// Waits until the phase of parity `parity` has completed (acquire: the copies' bytes are visible).
+__device__ __forceinline__ void MbarWait(uint32_t bar, uint32_t parity) {
+  uint32_t done = 0;
+  do {
+    asm volatile(
+        "{\n"
+        ".reg .pred p;\n"
+        "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
+        "selp.u32 %0, 1, 0, p;\n"
+        "}\n"
+        : "=r"(done)
+        : "r"(bar), "r"(parity)
+        : "memory");
+  } while (done == 0);
+}
+// `bytes` (a multiple of 16, both addresses 16-byte aligned) global -> shared by the copy engine;
+// completion is counted on `bar`.
+__device__ __forceinline__ void BulkCopyG2S(uint32_t dst, const void* src, uint32_t bytes, uint32_t bar) {
+  asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(dst),
+               "l"(src), "r"(bytes), "r"(bar)
+               : "memory");
+}
+// Orders this thread's ordinary shared-memory stores before later copy-engine accesses.
+__device__ __forceinline__ void FenceProxyAsyncShared() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+#endif  // __CUDA_ARCH__ >= 900
+
+template <typename T, int kD>
+__global__ void __launch_bounds__(kDecodeThreads, 2) DecodeV4Kernel(Params p) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  PdlWait();
+  static_assert(sizeof(T) == 2, "fp16/bf16 only");
+  constexpr int kRows = kV4Rows<kD>;
+  constexpr int kWarpRows = kRows / kDecodeWarps;  // rows of a stage each warp takes
+  constexpr int kSub = kWarpRows / 16;              // its 16-position tiles
+  constexpr int kRowBytes = kD * 2;
+  constexpr int kSideBytes = kRows * kRowBytes;     // the K (then V) rows of a stage
+  constexpr int kPairs = kD / 32;                   // 16-byte K pieces per lane and row (two k-steps each)
+  constexpr int kMTiles = kD / 16;                  // 16-dim tiles of O^T
+  constexpr int kLaneDims = kD / 8;                 // head dims each lane accumulates
+  constexpr int kLaneChunks = kLaneDims / 8;        // ... as 16-byte pieces of a V row (1 or 2)
+  constexpr unsigned kAll = 0xffffffffu;
+  static_assert(kSub >= 1 && kWarpRows % 16 == 0 && 2 * kSideBytes == kV4StageBytes, "stage shape");
+  static_assert(kPairs >= 2 && kMTiles % 2 == 0, "head_dim 64 or 128");
+
+  CHAI_PAGED_DYNAMIC_SHARED(uint4, v4_smem);  // kV4Stages x [K rows, V rows]; at the end the warps' O
+  __shared__ uint64_t s_full[kV4Stages];
+  __shared__ float2 s_ml[kDecodeWarps][kV4MaxGroup];
+  __shared__ int s_last;
+
+  const int kvh = p.kv_heads;
+  const int s = static_cast<int>(blockIdx.x) / kvh, g = static_cast<int>(blockIdx.x) % kvh;
+  const int64_t trow = p.slots != nullptr ? p.slots[s] : s;
+  const int split = blockIdx.y;
+  const int H = p.heads, G = p.group, h0 = g * G;
+  const int row = p.q_start[s], row_end = p.q_start[s + 1], len = p.seq_lens[s];
+  if (row_end - row != 1) return;  // prefill rows take the prefill kernels, idle sequences nothing
+  // The chunk scaled to this sequence, as kernel 2 does.
+  const int chunk = min(p.chunk, SeqChunk(len, p.max_splits));
+  const int c0 = split * chunk;
+  if (c0 >= len) return;
+  const int cl = min(len - c0, chunk);
+  const int nsplit = min((len + chunk - 1) / chunk, p.max_splits);
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const int gi = lane / 4, c = lane % 4;  // mma fragment row group and column pair
+  T* orow = static_cast<T*>(p.out) + int64_t{row} * H * kD;
+
+  // Loads issued before the first barrier so that their latencies overlap: the dense check, Q in
+  // the k order of the score mma (lane (gi, c) holds head h0 + gi, dims 32 pi + 8 c .. + 7 for each
+  // pi), and warp 0's first window of block ids.
+  const bool foreign = threadIdx.x < G && p.score_head[trow * H + h0 + threadIdx.x] != h0 + static_cast<int>(threadIdx.x);
+  uint4 qv[kPairs];
+  {
+    const T* qp = static_cast<const T*>(p.q) + int64_t{row} * H * kD + int64_t{h0 + gi} * kD + 8 * c;
+#pragma unroll
+    for (int pi = 0; pi < kPairs; ++pi) {
+      qv[pi] = gi < G ? *reinterpret_cast<const uint4*>(qp + 32 * pi) : make_uint4(0u, 0u, 0u, 0u);
+    }
+  }
+  const T* pool = static_cast<const T*>(p.pool);
+  const int bs = p.block_size, shift = p.block_shift;
+  const auto block_of = [&](int pos) { return shift >= 0 ? pos >> shift : pos / bs; };
+  const int32_t* ktab = p.tables + (trow * 2 * kvh + g) * p.max_blocks;
+  const int32_t* vtab = ktab + int64_t{kvh} * p.max_blocks;
+  int win_base = 0, kwin = -1, vwin = -1;  // warp 0: block ids win_base + lane
+  const auto load_window = [&](int base) {
+    win_base = base;
+    const int b = base + lane;
+    kwin = b < p.max_blocks ? __ldg(ktab + b) : -1;
+    vwin = b < p.max_blocks ? __ldg(vtab + b) : -1;
+  };
+  if (warp == 0) load_window(block_of(c0));
+
+  const uint32_t ring = SharedAddress(v4_smem);
+  const uint32_t full0 = SharedAddress(s_full);
+  if (threadIdx.x == 0) {
+#pragma unroll
+    for (int i = 0; i < kV4Stages; ++i) MbarInit(full0 + 8 * i, 1);
+    MbarInitFence();
+  }
+  if (__syncthreads_or(foreign)) {
+    // Not a dense group: kernel 4 cannot compute it (see the header comment). Nothing was issued.
+    for (int idx = threadIdx.x; idx < G * kD; idx += kDecodeThreads) orow[int64_t{h0} * kD + idx] = FromFloat<T>(NAN);
+    return;
+  }
+
+  // Warp 0: issues stage t (chunk rows t * kRows ..) into slot t % kV4Stages. Lane i takes the
+  // i-th block the stage touches: one copy per side of the rows of that block inside the stage.
+  const int ntiles = (cl + kRows - 1) / kRows;
+  const auto stage_blocks = [&](int t, int* pos0, int* pos1, int* b0, int* b1) {
+    *pos0 = c0 + t * kRows;
+    *pos1 = c0 + min(cl, (t + 1) * kRows);
+    *b0 = block_of(*pos0);
+    *b1 = block_of(*pos1 - 1);
+  };
+  const auto issue = [&](int t) {
+    const int slot = t % kV4Stages;
+    const uint32_t bar = full0 + 8 * slot;
+    int pos0, pos1, b0, b1;
+    stage_blocks(t, &pos0, &pos1, &b0, &b1);
+    if (b1 >= win_base + 32) load_window(b0);  // warp-uniform; only when the prefetch below could not cover it
+    const int b = b0 + lane;
+    const int from = (b - win_base) & 31;
+    const int kb = __shfl_sync(kAll, kwin, from), vb = __shfl_sync(kAll, vwin, from);
+    const bool mine = b <= b1;
+    const int lo = max(pos0, b * bs), hi = min(pos1, (b + 1) * bs);
+    const uint32_t bytes = mine ? static_cast<uint32_t>(hi - lo) * kRowBytes : 0u;
+    const uint32_t kdst = ring + slot * kV4StageBytes + (lo - pos0) * kRowBytes;
+    if (mine && (kb < 0 || vb < 0)) {
+      // A missing block (a dense layer has none) reads as zeros, as kernels 1 and 2 read it.
+      // Ordinary stores that later copies into this slot overwrite: fence them for the copy engine.
+      uint4* dst = v4_smem + (slot * kV4StageBytes + (lo - pos0) * kRowBytes) / 16;
+      for (uint32_t k = 0; k < bytes / 16; ++k) {
+        if (kb < 0) dst[k] = make_uint4(0u, 0u, 0u, 0u);
+        if (vb < 0) dst[kSideBytes / 16 + k] = make_uint4(0u, 0u, 0u, 0u);
+      }
+      FenceProxyAsyncShared();
+    }
+    uint32_t total = (kb >= 0 ? bytes : 0u) + (vb >= 0 ? bytes : 0u);
+#pragma unroll
+    for (int off = 16; off > 0; off /= 2) total += __shfl_xor_sync(kAll, total, off);
+    __syncwarp();  // the zero-fills happen before the arrival that completes the phase
+    if (lane == 0) MbarArriveExpectTx(bar, total);
+    const int in_block = lo - b * bs;  // the run's first row inside the block
+    if (mine && kb >= 0) BulkCopyG2S(kdst, pool + (int64_t{kb} * bs + in_block) * kD, bytes, bar);
+    if (mine && vb >= 0) BulkCopyG2S(kdst + kSideBytes, pool + (int64_t{vb} * bs + in_block) * kD, bytes, bar);
+    // Next stage's block ids outside the window: load the window now, so that the table read's
+    // latency passes while the ring drains instead of delaying the next refill.
+    if (t + 1 < ntiles) {
+      stage_blocks(t + 1, &pos0, &pos1, &b0, &b1);
+      if (b1 >= win_base + 32) load_window(b0);
+    }
+  };
+  if (warp == 0) {
+    for (int t = 0; t < min(kV4Stages, ntiles); ++t) issue(t);
+  }
+
+  // Running state of head gi (m and l are the same in the four lanes of a row group; l sums only
+  // this lane's positions until the end) and O^T: acc[tau] holds dims gi * kLaneDims + tau (0, 1)
+  // and gi * kLaneDims + kMTiles + tau (2, 3) of heads 2c (0, 2) and 2c + 1 (1, 3).
+  float m_run = -INFINITY, l_run = 0.f;
+  float acc[kMTiles][4];
+#pragma unroll
+  for (int i = 0; i < kMTiles; ++i) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.f;
+  const float scale = p.scale_log2;
+
+  for (int t = 0; t < ntiles; ++t) {
+    const int slot = t % kV4Stages;
+    MbarWait(full0 + 8 * slot, static_cast<uint32_t>(t / kV4Stages) & 1u);
+    const unsigned char* stage = reinterpret_cast<const unsigned char*>(v4_smem) + slot * kV4StageBytes;
+#pragma unroll
+    for (int sub = 0; sub < kSub; ++sub) {
+      const int r0 = warp * kWarpRows + sub * 16;    // the tile's first row in the stage
+      const int valid = cl - t * kRows - r0;         // rows of the tile inside the chunk (warp-uniform)
+      if (valid <= 0) continue;
+      const unsigned char* ks = stage + r0 * kRowBytes;
+      const unsigned char* vs = ks + kSideBytes;
+
+      // S = Q K^T over positions 8u + gi (B column gi), u = 0, 1.
+      float sc[2][4];
+#pragma unroll
+      for (int u = 0; u < 2; ++u) {
+        sc[u][0] = sc[u][1] = sc[u][2] = sc[u][3] = 0.f;
+        const unsigned char* krow = ks + (8 * u + gi) * kRowBytes + 16 * c;
+        const int odd = gi & 1;
+        uint4 y[kPairs];
+#pragma unroll
+        for (int pi = 0; pi < kPairs; ++pi) y[pi] = *reinterpret_cast<const uint4*>(krow + 64 * (pi ^ odd));
+#pragma unroll
+        for (int pi = 0; pi < kPairs; ++pi) {
+          const uint4 x = odd ? y[pi ^ 1] : y[pi];
+          const uint32_t a0[4] = {qv[pi].x, 0u, qv[pi].y, 0u}, b0[2] = {x.x, x.y};
+          Mma16816<T>(sc[u], a0, b0);
+          const uint32_t a1[4] = {qv[pi].z, 0u, qv[pi].w, 0u}, b1[2] = {x.z, x.w};
+          Mma16816<T>(sc[u], a1, b1);
+        }
+      }
+      // Online softmax (log2 domain) of head gi over positions 8u + 2c + e; rows past the chunk
+      // end are -inf. The tile has a valid row 0, so the new max is finite.
+      float x[2][2], tmax = -INFINITY;
+#pragma unroll
+      for (int u = 0; u < 2; ++u)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          x[u][e] = 8 * u + 2 * c + e < valid ? sc[u][e] * scale : -INFINITY;
+          tmax = fmaxf(tmax, x[u][e]);
+        }
+      tmax = fmaxf(tmax, __shfl_xor_sync(kAll, tmax, 1));
+      tmax = fmaxf(tmax, __shfl_xor_sync(kAll, tmax, 2));
+      const float m_new = fmaxf(m_run, tmax);
+      const float alpha = Rescale(m_run, m_new);
+      float pr[2][2], psum = 0.f;
+#pragma unroll
+      for (int u = 0; u < 2; ++u)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          pr[u][e] = x[u][e] == -INFINITY ? 0.f : exp2f(x[u][e] - m_new);
+          psum += pr[u][e];
+        }
+      l_run = fmaf(l_run, alpha, psum);
+      m_run = m_new;
+      // P^T as the B fragment: column gi (head), rows 2c, 2c + 1 and 2c + 8, 2c + 9 (positions).
+      const uint32_t pb[2] = {Pack2<T>(pr[0][0], pr[0][1]), Pack2<T>(pr[1][0], pr[1][1])};
+      // acc's columns are heads 2c and 2c + 1, whose alphas live in row groups 2c and 2c + 1.
+      const float al0 = __shfl_sync(kAll, alpha, 8 * c), al1 = __shfl_sync(kAll, alpha, 8 * c + 4);
+#pragma unroll
+      for (int i = 0; i < kMTiles; ++i) {
+        acc[i][0] *= al0;
+        acc[i][1] *= al1;
+        acc[i][2] *= al0;
+        acc[i][3] *= al1;
+      }
+
+      // V rows 2c, 2c + 1, 2c + 8, 2c + 9 over this lane's dims gi * kLaneDims ..; with two 16-byte
+      // pieces per row, odd c loads them in the other order (2-way instead of 4-way bank conflicts).
+      uint32_t w[4][kLaneDims / 2];
+#pragma unroll
+      for (int k = 0; k < 4; ++k) {
+        const int r = 2 * c + (k & 1) + 8 * (k >> 1);
+        const unsigned char* vrow = vs + r * kRowBytes + gi * (16 * kLaneChunks);
+        if constexpr (kLaneChunks == 1) {
+          const uint4 v = *reinterpret_cast<const uint4*>(vrow);
+          w[k][0] = v.x, w[k][1] = v.y, w[k][2] = v.z, w[k][3] = v.w;
+        } else {
+          const int flip = c & 1;
+          const uint4 ya = *reinterpret_cast<const uint4*>(vrow + 16 * flip);
+          const uint4 yb = *reinterpret_cast<const uint4*>(vrow + 16 * (flip ^ 1));
+          const uint4 v0 = flip ? yb : ya, v1 = flip ? ya : yb;
+          w[k][0] = v0.x, w[k][1] = v0.y, w[k][2] = v0.z, w[k][3] = v0.w;
+          w[k][4] = v1.x, w[k][5] = v1.y, w[k][6] = v1.z, w[k][7] = v1.w;
+        }
+      }
+      if (valid < 16) {  // rows past the chunk end: stale shared memory must not reach the mma
+#pragma unroll
+        for (int k = 0; k < 4; ++k) {
+          const bool ok = 2 * c + (k & 1) + 8 * (k >> 1) < valid;
+#pragma unroll
+          for (int j = 0; j < kLaneDims / 2; ++j) w[k][j] = ok ? w[k][j] : 0u;
+        }
+      }
+      // O^T += V^T P^T per 16-dim tile: A row gi is lane dim tau, row gi + 8 lane dim kMTiles + tau;
+      // a register pairs positions (2c, 2c + 1) or (2c + 8, 2c + 9) of one dim.
+#pragma unroll
+      for (int tau = 0; tau < kMTiles; ++tau) {
+        const int lo = tau / 2, hi = (kMTiles + tau) / 2;
+        const uint32_t sel = (tau & 1) ? 0x7632u : 0x5410u;
+        const uint32_t a[4] = {__byte_perm(w[0][lo], w[1][lo], sel), __byte_perm(w[0][hi], w[1][hi], sel),
+                               __byte_perm(w[2][lo], w[3][lo], sel), __byte_perm(w[2][hi], w[3][hi], sel)};
+        Mma16816<T>(acc[tau], a, pb);
+      }
+    }
+    __syncthreads();  // every warp is done with the slot: it may be refilled
+    if (warp == 0 && t + kV4Stages < ntiles) issue(t + kV4Stages);
+  }
+
+  // Merge the warps: (m, l) per head, O^T into the idle ring as [warp][head][kD] floats.
+  l_run += __shfl_xor_sync(kAll, l_run, 1);
+  l_run += __shfl_xor_sync(kAll, l_run, 2);
+  if (c == 0) s_ml[warp][gi] = make_float2(m_run, l_run);
+  float* s_o = reinterpret_cast<float*>(v4_smem);
+#pragma unroll
+  for (int tau = 0; tau < kMTiles; ++tau) {
+    const int d0 = gi * kLaneDims + tau, d1 = d0 + kMTiles;
+    float* o0 = s_o + (warp * kV4MaxGroup + 2 * c) * kD;
+    float* o1 = o0 + kD;
+    o0[d0] = acc[tau][0];
+    o1[d0] = acc[tau][1];
+    o0[d1] = acc[tau][2];
+    o1[d1] = acc[tau][3];
+  }
+  __syncthreads();
+  for (int idx = threadIdx.x; idx < G * kD; idx += kDecodeThreads) {
+    const int i = idx / kD, cd = idx % kD;
+    float mx = -INFINITY;
+#pragma unroll
+    for (int w = 0; w < kDecodeWarps; ++w) mx = fmaxf(mx, s_ml[w][i].x);
+    float lsum = 0.f, x = 0.f;
+#pragma unroll
+    for (int w = 0; w < kDecodeWarps; ++w) {
+      const float a = Rescale(s_ml[w][i].x, mx);
+      lsum = fmaf(a, s_ml[w][i].y, lsum);
+      x = fmaf(a, s_o[(w * kV4MaxGroup + i) * kD + cd], x);
+    }
+    const int64_t head = int64_t{s} * H + h0 + i;
+    if (nsplit == 1) {
+      orow[int64_t{h0 + i} * kD + cd] = FromFloat<T>(x / lsum);
+    } else {
+      p.part_acc[(head * p.max_splits + split) * kD + cd] = x;
+      if (cd == 0) p.part_ml[head * p.max_splits + split] = make_float2(mx, lsum);
+    }
+  }
+  if (nsplit == 1) return;
+
+  // Fused combine, as kernels 1 and 2: the last CTA of this (sequence, KV head) over the chunks
+  // merges the group's partials in a fixed order and resets the counter.
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) s_last = atomicAdd(p.counters + blockIdx.x, 1) == nsplit - 1;
+  __syncthreads();
+  if (!s_last) return;
+  __threadfence();
+  if (threadIdx.x == 0) p.counters[blockIdx.x] = 0;
+  for (int i = warp; i < G; i += kDecodeWarps) {
+    const int64_t head = int64_t{s} * H + h0 + i;
+    const float2* ml = p.part_ml + head * p.max_splits;
+    const float* pacc = p.part_acc + head * p.max_splits * kD;
+    float mx = -INFINITY;
+    for (int k = lane; k < nsplit; k += 32) mx = fmaxf(mx, __ldcg(ml + k).x);
+    mx = WarpMax(mx);
+    float lsum = 0.f;
+    for (int k = lane; k < nsplit; k += 32) {
+      const float2 y = __ldcg(ml + k);
+      lsum += exp2f(y.x - mx) * y.y;
+    }
+    lsum = WarpSum(lsum);
+    const float inv = 1.f / lsum;
+    for (int cd = lane; cd < kD; cd += 32) {
+      float x = 0.f;
+      for (int k = 0; k < nsplit; ++k) x = fmaf(exp2f(__ldcg(ml + k).x - mx), __ldcg(pacc + int64_t{k} * kD + cd), x);
+      orow[int64_t{h0 + i} * kD + cd] = FromFloat<T>(x * inv);
+    }
+  }
+#endif  // __CUDA_ARCH__ >= 900
+}
+
+#endif  // __CUDACC__
+
+}  // namespace chai::cuda::paged
+
+#endif  // CHAI_KERNELS_CUDA_PAGED_ATTENTION_DECODE_V4_CUH_
