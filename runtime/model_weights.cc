@@ -48,9 +48,9 @@ class Loader {
   // Fetches a tensor (checking its shape), slices it and converts it, on the host.
   absl::Status Fetch(const std::string& name, std::vector<int64_t> shape, Tensor* out, const Ranges& rows = {},
                      const Ranges& cols = {}) {
-    auto t = source_.GetSlice(name, shape, rows, cols);
+    auto t = source_.GetSlice(name, shape, rows, cols, dtype_);
     if (!t.ok()) return t.status();
-    *out = t->Cast(dtype_);
+    *out = *t;
     return absl::OkStatus();
   }
   // Moves a fetched tensor to the device and counts it.

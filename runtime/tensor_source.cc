@@ -127,13 +127,13 @@ Tensor GatherCols(const Tensor& full, const Ranges& ranges) {
 }
 
 absl::StatusOr<Tensor> TensorSource::GetSlice(const std::string& name, const std::vector<int64_t>& shape,
-                                              const Ranges& rows, const Ranges& cols) const {
+                                              const Ranges& rows, const Ranges& cols, DType dtype) const {
   auto full = Get(name, shape);
   if (!full.ok()) return full.status();
   Tensor t = *full;
   if (!rows.empty()) t = GatherRows(t, rows);
   if (!cols.empty()) t = GatherCols(t, cols);
-  return t;
+  return t.Cast(dtype);
 }
 
 namespace {
@@ -161,14 +161,14 @@ class RandomSource : public TensorSource {
   std::string Describe() const override { return absl::StrCat("random weights (seed ", seed_, ")"); }
 
   absl::StatusOr<Tensor> Get(const std::string& name, const std::vector<int64_t>& shape) const override {
-    return GetSlice(name, shape, {}, {});
+    return GetSlice(name, shape, {}, {}, DType::kF32);
   }
 
   // Only the requested rows and columns are drawn: a row's stream is seeded by (seed, name,
   // row) and SplitMix's state advances by a constant per value, so column c's value is reached
   // by moving the state c steps ahead. The slice equals the same slice of the full tensor.
   absl::StatusOr<Tensor> GetSlice(const std::string& name, const std::vector<int64_t>& shape, const Ranges& rows,
-                                  const Ranges& cols) const override {
+                                  const Ranges& cols, DType dtype) const override {
     if (!cols.empty() && shape.size() != 2) {
       return absl::InvalidArgumentError(absl::StrCat(name, ": a column slice needs a 2-D tensor"));
     }
@@ -186,7 +186,13 @@ class RandomSource : public TensorSource {
     std::vector<int64_t> out_shape = shape;
     if (!out_shape.empty()) out_shape[0] = static_cast<int64_t>(row_ids.size());
     if (out_shape.size() == 2) out_shape[1] = out_cols;
-    Tensor t = Tensor::Empty(out_shape, DType::kF32);
+    if (dtype != DType::kF32 && dtype != DType::kF16 && dtype != DType::kBF16) {
+      return absl::InvalidArgumentError(absl::StrCat(name, ": random weights are floats, not ", DTypeName(dtype)));
+    }
+    // Drawn in fp32 a row at a time and converted on the spot: a half-precision load never holds
+    // (or page-faults in) the fp32 copy of a tensor, and the values are those of Cast(dtype).
+    Tensor t = Tensor::Empty(out_shape, dtype);
+    const size_t out_size = DTypeSize(dtype);
     const bool is_norm = absl::StrContains(name, "norm") && absl::EndsWith(name, ".weight");
     const bool is_bias = absl::EndsWith(name, ".bias");
     // Uniform(-a, a) has std a/sqrt(3): a = 0.02 * sqrt(3) matches HF's N(0, 0.02) in scale.
@@ -195,20 +201,23 @@ class RandomSource : public TensorSource {
     // Rows are independent streams, so threads can fill them in any order (large random
     // models take seconds, not minutes).
     cpu::ParallelFor(static_cast<int64_t>(row_ids.size()), 64, [&](int64_t begin, int64_t end) {
+      std::vector<float> row(static_cast<size_t>(out_cols));
       for (int64_t i = begin; i < end; ++i) {
-        float* out = t.data<float>() + i * out_cols;
+        float* out = row.data();
         if (is_norm) {
           std::fill(out, out + out_cols, 1.f);
-          continue;
-        }
-        const uint64_t row_state = seed_ ^ name_hash ^ (static_cast<uint64_t>(row_ids[i]) * 0xD1B54A32D192ED03ull);
-        for (auto [b, e] : col_ranges) {
-          uint64_t state = row_state + static_cast<uint64_t>(b) * kSplitMixGamma;  // b values ahead
-          for (int64_t c = b; c < e; ++c) {
-            const double u = (SplitMix(&state) >> 11) * (1.0 / 9007199254740992.0);  // [0, 1)
-            *out++ = static_cast<float>((2.0 * u - 1.0) * amp);
+        } else {
+          const uint64_t row_state = seed_ ^ name_hash ^ (static_cast<uint64_t>(row_ids[i]) * 0xD1B54A32D192ED03ull);
+          for (auto [b, e] : col_ranges) {
+            uint64_t state = row_state + static_cast<uint64_t>(b) * kSplitMixGamma;  // b values ahead
+            for (int64_t c = b; c < e; ++c) {
+              const double u = (SplitMix(&state) >> 11) * (1.0 / 9007199254740992.0);  // [0, 1)
+              *out++ = static_cast<float>((2.0 * u - 1.0) * amp);
+            }
           }
         }
+        ConvertFloats(row.data(), DType::kF32, static_cast<char*>(t.raw()) + i * out_cols * out_size, dtype,
+                      static_cast<size_t>(out_cols));
       }
     });
     return t;

@@ -26,11 +26,13 @@ class TensorSource {
   // Host tensor (any float dtype) of exactly `shape`; an error names the tensor otherwise.
   virtual absl::StatusOr<Tensor> Get(const std::string& name, const std::vector<int64_t>& shape) const = 0;
   // The rows in `rows` (all when empty), and of a 2-D tensor the columns in `cols` (all when
-  // empty), of the tensor Get(name, shape) would return, blocks in the order given. The default
-  // slices Get's tensor; sources that can make a slice alone (random weights) override it, so a
-  // tensor-parallel rank builds only its share.
+  // empty), of the tensor Get(name, shape) would return, blocks in the order given, converted to
+  // `dtype` (as Tensor::Cast would). The default slices Get's tensor and casts it; sources that
+  // can make a slice alone (random weights) override it, so a tensor-parallel rank builds only
+  // its share, straight in the dtype it will keep.
   virtual absl::StatusOr<Tensor> GetSlice(const std::string& name, const std::vector<int64_t>& shape,
-                                          const Ranges& rows, const Ranges& cols) const;
+                                          const Ranges& rows, const Ranges& cols,
+                                          DType dtype = DType::kF32) const;
   virtual std::string Describe() const = 0;
 };
 

@@ -47,6 +47,29 @@ TEST(RandomSource, NormsBiasesAndVectors) {
   for (int i = 0; i < 64; ++i) EXPECT_LE(std::abs(bias->data<float>()[i]), 0.01f);
 }
 
+// Drawn straight in half precision (how weights are loaded for fp16/bf16), a slice holds the
+// bits that casting its fp32 draw gives; integer dtypes are refused.
+TEST(RandomSource, HalfPrecisionSlicesEqualTheCastFp32Slice) {
+  auto source = MakeRandomSource(11);
+  const std::vector<int64_t> shape = {29, 41};
+  const Ranges rows = {{2, 9}, {20, 29}}, cols = {{5, 30}, {0, 3}};
+  auto fp32 = source->GetSlice("model.layers.1.self_attn.o_proj.weight", shape, rows, cols);
+  ASSERT_TRUE(fp32.ok());
+  for (DType dtype : {DType::kF16, DType::kBF16}) {
+    auto half = source->GetSlice("model.layers.1.self_attn.o_proj.weight", shape, rows, cols, dtype);
+    ASSERT_TRUE(half.ok()) << half.status();
+    const Tensor cast = fp32->Cast(dtype);
+    ASSERT_EQ(half->dtype(), dtype);
+    ASSERT_EQ(half->shape(), cast.shape());
+    EXPECT_EQ(std::memcmp(half->raw(), cast.raw(), cast.nbytes()), 0) << DTypeName(dtype);
+  }
+  auto norm = source->GetSlice("model.norm.weight", {8}, {}, {}, DType::kBF16);
+  ASSERT_TRUE(norm.ok());
+  EXPECT_EQ(std::memcmp(norm->raw(), Tensor::FromFloats(std::vector<float>(8, 1.f), {8}).Cast(DType::kBF16).raw(), 16),
+            0);
+  EXPECT_FALSE(source->GetSlice("model.norm.weight", {8}, {}, {}, DType::kI32).ok());
+}
+
 TEST(RandomSource, ColumnSliceNeedsTwoDimensions) {
   auto source = MakeRandomSource(1);
   EXPECT_FALSE(source->GetSlice("x.weight", {4, 2, 2}, {}, {{0, 1}}).ok());
