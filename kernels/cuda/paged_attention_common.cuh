@@ -123,6 +123,31 @@ __device__ __forceinline__ int SeqChunk(int len, int splits) {
   const int c = (len + splits - 1) / splits;
   return max(kChunkAlign, (c + kChunkAlign - 1) / kChunkAlign * kChunkAlign);
 }
+
+// One warp merges query head `head`'s (= s * heads + h) `nsplit` decode partials (part_ml,
+// part_acc) into its output row `out_row` (head_dim kD): the flash-decoding rescale by each
+// split's max. Partials are read with __ldcg: other CTAs wrote them during this launch.
+template <typename T, int kD>
+__device__ __forceinline__ void MergeSplitsWarp(const Params& p, int64_t head, int nsplit, T* out_row) {
+  const int lane = threadIdx.x % 32;
+  const float2* ml = p.part_ml + head * p.max_splits;
+  const float* pacc = p.part_acc + head * p.max_splits * kD;
+  float mx = -INFINITY;
+  for (int k = lane; k < nsplit; k += 32) mx = fmaxf(mx, __ldcg(ml + k).x);
+  mx = WarpMax(mx);
+  float lsum = 0.f;
+  for (int k = lane; k < nsplit; k += 32) {
+    const float2 y = __ldcg(ml + k);
+    lsum += exp2f(y.x - mx) * y.y;
+  }
+  lsum = WarpSum(lsum);
+  const float inv = 1.f / lsum;
+  for (int c = lane; c < kD; c += 32) {
+    float x = 0.f;
+    for (int k = 0; k < nsplit; ++k) x = fmaf(exp2f(__ldcg(ml + k).x - mx), __ldcg(pacc + int64_t{k} * kD + c), x);
+    out_row[c] = FromFloat<T>(x * inv);
+  }
+}
 #endif
 
 // Completes p (chunk, max_splits, subsets, member_splits) and the plan from the host-side

@@ -412,24 +412,7 @@ __global__ void __launch_bounds__(kDecodeThreads, 2) DecodeV4Kernel(Params p) {
   __threadfence();
   if (threadIdx.x == 0) p.counters[blockIdx.x] = 0;
   for (int i = warp; i < G; i += kDecodeWarps) {
-    const int64_t head = int64_t{s} * H + h0 + i;
-    const float2* ml = p.part_ml + head * p.max_splits;
-    const float* pacc = p.part_acc + head * p.max_splits * kD;
-    float mx = -INFINITY;
-    for (int k = lane; k < nsplit; k += 32) mx = fmaxf(mx, __ldcg(ml + k).x);
-    mx = WarpMax(mx);
-    float lsum = 0.f;
-    for (int k = lane; k < nsplit; k += 32) {
-      const float2 y = __ldcg(ml + k);
-      lsum += exp2f(y.x - mx) * y.y;
-    }
-    lsum = WarpSum(lsum);
-    const float inv = 1.f / lsum;
-    for (int cd = lane; cd < kD; cd += 32) {
-      float x = 0.f;
-      for (int k = 0; k < nsplit; ++k) x = fmaf(exp2f(__ldcg(ml + k).x - mx), __ldcg(pacc + int64_t{k} * kD + cd), x);
-      orow[int64_t{h0 + i} * kD + cd] = FromFloat<T>(x * inv);
-    }
+    MergeSplitsWarp<T, kD>(p, int64_t{s} * H + h0 + i, nsplit, orow + int64_t{h0 + i} * kD);
   }
 #endif  // __CUDA_ARCH__ >= 900
 }
