@@ -207,12 +207,13 @@ void PagedAttention(const Tensor& q, const PagedKv& kv, const BatchLayout& batch
   paged::MakePlan(batch.max_seq_len, batch.max_new_tokens, kv.members_per_rep, EnvKnob("CHAI_DECODE_MEMBERS_PER_CTA", 4),
                   EnvKnob("CHAI_DECODE_CTAS_PER_SM", 32), SmCount(), exact, &p,
                   &plan);
-  const int default_kernel = kv.members_per_rep > 1 ? EnvKnob("CHAI_DECODE_CHAI_KERNEL", 3) : 2;
+  const bool v4_ok = paged::DecodeV4Supported(d, p.group, kv.block_size, kv.members_per_rep,
+                                              q.dtype() == DType::kF16 || q.dtype() == DType::kBF16, exact) &&
+                     CopyEngineDevice();
+  const int default_kernel = kv.members_per_rep > 1 ? EnvKnob("CHAI_DECODE_CHAI_KERNEL", 3) : (v4_ok ? 4 : 2);
   int kernel = EnvKnob("CHAI_DECODE_KERNEL", default_kernel);
-  if (kernel == 4 && !(paged::DecodeV4Supported(d, p.group, kv.block_size, kv.members_per_rep,
-                                                q.dtype() == DType::kF16 || q.dtype() == DType::kBF16, exact) &&
-                       CopyEngineDevice())) {
-    kernel = default_kernel != 4 ? default_kernel : 3;  // CHAI_DECODE_CHAI_KERNEL=4: CHAI layers never qualify
+  if (kernel == 4 && !v4_ok) {
+    kernel = kv.members_per_rep > 1 ? 3 : 2;  // CHAI_DECODE_CHAI_KERNEL=4: CHAI layers never qualify
   }
   if (kernel == 4) {
     // MakePlan gave the dense grid (hint 1): one subset (group <= 8) and one share per KV head.
