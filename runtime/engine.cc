@@ -171,23 +171,12 @@ Tensor Engine::AttentionBlock(int layer, absl::Span<StepInput> steps, const Devi
   ops::Linear(h, L.qkv_w, L.qkv_b, &qkv);
   Tensor q = NewActivation(T, qw);
   Tensor k = step.policy_active ? NewActivation(T, kvw) : Tensor();
-  // The fused CUDA kernel (split_qkv_append.cu) has not yet run on a GPU: there it is opt-in
-  // (CHAI_FUSED_QKV_APPEND=1) until fused_ops_gpu_test has passed; GPUs keep the two kernels.
-  static const bool fused_on_gpu = [] {
-    const char* env = std::getenv("CHAI_FUSED_QKV_APPEND");
-    return env != nullptr && std::string(env) == "1";
-  }();
-  if (device_ == Device::kCpu || fused_on_gpu) {
-    ops::SplitQkvRotaryAppend(qkv, step.positions, weights_.local_heads, weights_.local_kv_heads, static_cast<int>(d),
-                              config_.rope_theta, config_.arch == Arch::kLlama, kv, step.batch, &q,
-                              step.policy_active ? &k : nullptr, /*v=*/nullptr);
-  } else {
-    if (!k.defined()) k = NewActivation(T, kvw);
-    Tensor v = NewActivation(T, kvw);
-    ops::SplitQkvRotary(qkv, step.positions, weights_.local_heads, weights_.local_kv_heads, static_cast<int>(d),
-                        config_.rope_theta, config_.arch == Arch::kLlama, &q, &k, &v);
-    ops::PagedAppend(k, v, kv, step.batch);
-  }
+  // One kernel (split_qkv_append.cu on GPUs) where there were two: on an H100 it passed
+  // fused_ops_gpu_test and the engine tests and timed the same as the pair (5.671 against 5.657 ms,
+  // LLaMA-7B batch 1; benchmarks/results/llama-7b-tp1-h100.md), so the step has one path.
+  ops::SplitQkvRotaryAppend(qkv, step.positions, weights_.local_heads, weights_.local_kv_heads, static_cast<int>(d),
+                            config_.rope_theta, config_.arch == Arch::kLlama, kv, step.batch, &q,
+                            step.policy_active ? &k : nullptr, /*v=*/nullptr);
   if (step.policy_active) {
     // CHAI may fix membership now (reading this step's K from the cache): push the new maps.
     int64_t row = 0;

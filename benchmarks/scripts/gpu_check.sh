@@ -70,9 +70,6 @@ if has test || has pdl; then
     CHAI_PDL=1 timeout 300 "build-gpu/tests/$t" --gtest_brief=1 --gtest_filter="$filter" >> "$OUT/pdl-tests.log" 2>&1
     echo "CHAI_PDL=1 $t: exit $? ($(grep -cE '^\[  FAILED  \]' "$OUT/pdl-tests.log") failed lines so far)"
   done
-  # The fused split + rotary + paged append kernel in the engine (opt-in until this has passed).
-  CHAI_FUSED_QKV_APPEND=1 timeout 300 build-gpu/tests/engine_gpu_test --gtest_brief=1 >> "$OUT/pdl-tests.log" 2>&1
-  echo "CHAI_FUSED_QKV_APPEND=1 engine_gpu_test: exit $?"
 fi
 
 if has tiny; then
@@ -83,31 +80,27 @@ if has tiny; then
 fi
 
 if has pending; then
-  # What was written without a GPU and waits for one (one single-GPU call): the fused QKV split +
-  # append (CHAI_FUSED_QKV_APPEND=1, opt-in until this passes) and decode kernel 4 (bulk copies,
-  # CHAI_DECODE_KERNEL=4): their tests, then their timings against the defaults.
-  for t in fused_ops_gpu_test paged_attention_gpu_test; do
-    [ -x "build-gpu/tests/$t" ] || continue
-    # The attention test's prefill cases ran on the GPU already (kernel 4 is decode only).
-    filter="*"
-    [ "$t" = paged_attention_gpu_test ] && filter="${PENDING_ATTN_FILTER:-*Decode*:*MixedBatch}"
-    timeout 300 "build-gpu/tests/$t" --gtest_brief=1 --gtest_filter="$filter" > "$OUT/pending-$t.log" 2>&1
-    echo "$t: exit $? $(grep -E '^\[  (PASSED|FAILED)' "$OUT/pending-$t.log" | tr '\n' ' ')"
+  # What was written without a GPU and waits for one (one single-GPU call): decode kernel 4's
+  # two-phase CHAI path (bulk copies; CHAI layers take it with CHAI_DECODE_CHAI_KERNEL=4): the
+  # attention test's decode cases, memcheck over a subset, then kernel 3 against kernel 4 on CHAI
+  # layers (attention_bench's CHAI columns) and end to end.
+  timeout 300 build-gpu/tests/paged_attention_gpu_test --gtest_brief=1 \
+    --gtest_filter="${PENDING_ATTN_FILTER:-*Decode*:*MixedBatch}" > "$OUT/pending-attention-test.log" 2>&1
+  echo "paged_attention_gpu_test: exit $? $(grep -E '^\[  (PASSED|FAILED)' "$OUT/pending-attention-test.log" | tr '\n' ' ')"
+  grep -E "^\[  FAILED|Failure|error" "$OUT/pending-attention-test.log" | head -20
+  timeout 240 compute-sanitizer --tool memcheck --leak-check no --error-exitcode 9 build-gpu/tests/paged_attention_gpu_test \
+    --gtest_brief=1 --gtest_filter="*DecodeChai:*DecodeGqaChai:*DecodeHintUnequalClusters:*MixedBatch" \
+    > "$OUT/pending-memcheck.log" 2>&1
+  echo "memcheck paged_attention_gpu_test (CHAI subset): exit $?"
+  for k in 3 4; do
+    CHAI_DECODE_CHAI_KERNEL=$k timeout 200 build-gpu/benchmarks/attention_bench --batches 1,8,32 \
+      --contexts 1024,4096,16384 > "$OUT/pending-attention-chai$k.md" 2>&1
+    echo "attention_bench, CHAI_DECODE_CHAI_KERNEL=$k:"; grep -E "^\|" "$OUT/pending-attention-chai$k.md"
   done
-  CHAI_FUSED_QKV_APPEND=1 timeout 300 build-gpu/tests/engine_gpu_test --gtest_brief=1 > "$OUT/pending-engine.log" 2>&1
-  echo "CHAI_FUSED_QKV_APPEND=1 engine_gpu_test: exit $? $(grep -E '^\[  (PASSED|FAILED)' "$OUT/pending-engine.log" | tr '\n' ' ')"
-  timeout 240 compute-sanitizer --tool memcheck --leak-check no --error-exitcode 9 build-gpu/tests/fused_ops_gpu_test \
-    --gtest_brief=1 > "$OUT/pending-memcheck.log" 2>&1
-  echo "memcheck fused_ops_gpu_test: exit $?"
-  for k in 2 4; do
-    timeout 200 build-gpu/benchmarks/attention_bench --kernel $k --batches 1,8,32 --contexts 1024,4096,16384 \
-      > "$OUT/pending-attention-k$k.md" 2>&1
-    echo "attention_bench --kernel $k (dense columns are kernel $k):"; grep -E "^\|" "$OUT/pending-attention-k$k.md"
-  done
-  for fused in 0 1; do
-    CHAI_FUSED_QKV_APPEND=$fused timeout 300 build-gpu/chai bench --model configs/models/llama-7b.json \
-      --random-weights --device cuda --dtype fp16 --max-seq-len 4096 --batch 1,32 --input-len 512 --output-len 128 \
-      --warmup 1 --iters 2 2>&1 | grep -E "^\| [0-9]" | sed "s/^/CHAI_FUSED_QKV_APPEND=$fused /"
+  for k in 3 4; do
+    CHAI_DECODE_CHAI_KERNEL=$k timeout 300 build-gpu/chai bench --model configs/models/llama-7b.json \
+      --random-weights --device cuda --dtype fp16 --max-seq-len 4096 --batch 16 --input-len 4096 --output-len 64 \
+      --chai configs/chai/llama-7b.json --warmup 1 --iters 2 2>&1 | grep -E "^\| [0-9]" | sed "s/^/CHAI kernel $k /"
   done
 fi
 
