@@ -16,10 +16,10 @@
 //                   [--hint M] [--members-per-cta N] [--ctas-per-sm N] [--kernel 1|2|3|4]
 // --members-per-cta, --ctas-per-sm and --kernel set CHAI_DECODE_MEMBERS_PER_CTA,
 // CHAI_DECODE_CTAS_PER_SM and CHAI_DECODE_KERNEL (the decode kernel's tuning knobs and which
-// decode kernel runs, see kernels/cuda/paged_attention.cu) for this run. Kernel 4 is dense-only:
-// the CHAI columns then run what PagedAttention falls back to (kernel 3 under the CHAI hint), and
-// the "CHAI, hint 1" column (a CHAI map under hint 1, which kernel 4 would take for dense and
-// answer with NaN) runs with CHAI_DECODE_KERNEL unset, i.e. the default kernels.
+// decode kernel runs, see kernels/cuda/paged_attention.cu) for this run; CHAI_DECODE_CHAI_KERNEL
+// in the environment picks the CHAI columns' kernel (3 or 4) when --kernel is not given. Kernel 4
+// takes hint 1 as dense (its dense pass answers a CHAI map with NaN), so the "CHAI, hint 1" column
+// (a CHAI map under hint 1) runs kernel 2 whenever kernel 4 would otherwise take it.
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -137,21 +137,28 @@ Result TimeConfig(int batch, int context, bool chai, int hint, DType dtype, int 
   Tensor q = Tensor::FromFloats(qv, {batch, kHeads * kHeadDim}).Cast(dtype).To(Device::kCuda);
   Tensor out = Tensor::Empty({batch, kHeads * kHeadDim}, dtype, Device::kCuda);
 
-  // Kernel 4 takes hint 1 as dense: a CHAI map under hint 1 runs the default kernels instead (see
-  // the header), restored on return.
+  // Kernel 4 takes hint 1 as dense: a CHAI map under hint 1 runs kernel 2 instead (see the
+  // header), restored on return.
   struct KernelOverride {
     std::string saved;
-    bool active = false;
+    bool had = false, active = false;
     explicit KernelOverride(bool chai_hint1) {
+      if (!chai_hint1) return;
       const char* env = std::getenv("CHAI_DECODE_KERNEL");
-      if (chai_hint1 && env != nullptr && std::atoi(env) == 4) {
-        saved = env;
+      had = env != nullptr;
+      if (had) saved = env;
+      if (!had || std::atoi(env) == 4) {
         active = true;
-        unsetenv("CHAI_DECODE_KERNEL");
+        setenv("CHAI_DECODE_KERNEL", "2", 1);
       }
     }
     ~KernelOverride() {
-      if (active) setenv("CHAI_DECODE_KERNEL", saved.c_str(), 1);
+      if (!active) return;
+      if (had) {
+        setenv("CHAI_DECODE_KERNEL", saved.c_str(), 1);
+      } else {
+        unsetenv("CHAI_DECODE_KERNEL");
+      }
     }
   } kernel_override(chai && hint == 1);
 

@@ -94,30 +94,22 @@ void* Scratch(size_t bytes, cudaStream_t stream, int kind, bool zeroed) {
 // benchmarks can sweep them in one process):
 // - CHAI_DECODE_MEMBERS_PER_CTA: member V heads a CHAI decode CTA aims to accumulate (default 4);
 // - CHAI_DECODE_CTAS_PER_SM: busy CTAs per SM kernel 1's chunk size aims for (default 32);
-// - CHAI_DECODE_KERNEL: 1 the decode kernel of paged_attention_decode.cuh, 2 the warp-streaming
-//   one of paged_attention_decode_v2.cuh where it has an instance (head_dim 64, 80, 96, 128 with
-//   16-byte rows, at most 4 query heads per KV head; else kernel 1), its chunks sized by
-//   MakePlanV2. Default: kernel 2 for dense layers (hint 1); kernel 1 was the CHAI layers' default
-//   before kernel 3, the faster of each on an H100 (benchmarks/results/attention-decode-h100.md): kernel 2 streams
-//   dense K/V at 79-88% of copy bandwidth against kernel 1's 69-79%, while for CHAI kernel 1
-//   with 4 members per CTA leads at B = 32 (65-72% against 57-64%). 3: the two-phase kernel of
-//   paged_attention_decode_v3.cuh (representatives' logits, then P·V per head; head_dim 64, 80,
-//   96, 128 with 16-byte rows, any group; else kernel 1), its splits sized by MakePlanV3. It is
-//   the default for CHAI layers: on an H100 it streams CHAI's bytes at 72-86% of copy bandwidth
-//   (B = 8 and 32, contexts 4k-16k) where kernel 1 reached 44-72%.
-// - CHAI_DECODE_KERNEL=4 (opt-in; written without a GPU and NOT YET RUN ON ONE: check it with
-//   paged_attention_gpu_test and time it with attention_bench --kernel 4 before relying on it): the
-//   bulk-copy kernel of paged_attention_decode_v4.cuh for dense layers on sm_90+ (K and V streamed
-//   by cp.async.bulk into a 3-stage shared-memory ring, tensor-core scores and P·V; aimed at issue
-//   #7, dense decode as fast as PyTorch SDPA). It applies to layers whose launch hint
-//   (kv.members_per_rep) is 1, taken as dense: the engine passes 1 only for unclustered layers,
-//   and a CTA of kernel 4 that finds score_head[h] != h in its group writes NaN instead of a wrong
-//   result. Also fp16/bf16, head_dim 64 or 128, up to 8 query heads per KV head, block_size >= 8,
-//   16-byte aligned operands; everything else takes what the unset knob would (kernel 3 for CHAI
-//   layers, else kernel 2 where it has an instance, else 1). Chunks sized by MakePlanV2 for its
-//   occupancy (2 CTAs per SM: 96 KB of shared memory each).
+// - CHAI_DECODE_KERNEL: which decode kernel runs for every layer, where it has an instance (else
+//   the default below). 1: paged_attention_decode.cuh (any head size). 2: the warp-streaming kernel
+//   of paged_attention_decode_v2.cuh (head_dim 64, 80, 96, 128 with 16-byte rows, at most 4 query
+//   heads per KV head), chunks sized by MakePlanV2. 3: the two-phase kernel of
+//   paged_attention_decode_v3.cuh (representatives' logits, then P·V per head; head_dim 64, 80, 96,
+//   128 with 16-byte rows, any group), splits by MakePlanV3. 4: the bulk-copy kernel of
+//   paged_attention_decode_v4.cuh (sm_90+, fp16/bf16, head_dim 64 or 128, up to 8 query heads per
+//   KV head, block_size >= 8, 16-byte aligned operands): K and V stream through the copy engine
+//   into a shared-memory ring, scores and P·V on the tensor cores; one pass for dense layers (hint
+//   1), for CHAI layers kernel 3's two passes (MakePlanV4Chai).
+//   Defaults, from benchmarks/results/attention-decode-h100.md (H100): dense layers kernel 4
+//   (94-99% of copy bandwidth at B >= 8 and 4k-16k positions, against kernel 2's 79-88%), else 2;
+//   CHAI layers kernel 3 (72-86%), see CHAI_DECODE_CHAI_KERNEL.
 // - CHAI_DECODE_CHAI_KERNEL: the kernel for CHAI layers only (hint > 1) when CHAI_DECODE_KERNEL is
-//   not set (default 3); dense layers keep kernel 2.
+//   not set (default 3; 4 takes kernel 4's two passes where it has an instance, 1 the earlier fused
+//   kernel).
 // - CHAI_PREFILL_KERNEL: 2 (default) the pipelined tensor-core kernel of paged_attention_prefill_v2.cuh where it
 //   has an instance (fp16/bf16, head_dim a multiple of 16 up to 128, 16-byte aligned rows); 1, and everywhere
 //   kernel 2 has no instance, the kernels of paged_attention_prefill{,_mma}.cuh. On an H100 (LLaMA-7B, batch 1)
@@ -207,20 +199,30 @@ void PagedAttention(const Tensor& q, const PagedKv& kv, const BatchLayout& batch
   paged::MakePlan(batch.max_seq_len, batch.max_new_tokens, kv.members_per_rep, EnvKnob("CHAI_DECODE_MEMBERS_PER_CTA", 4),
                   EnvKnob("CHAI_DECODE_CTAS_PER_SM", 32), SmCount(), exact, &p,
                   &plan);
-  const bool v4_ok = paged::DecodeV4Supported(d, p.group, kv.block_size, kv.members_per_rep,
+  const bool chai_layer = kv.members_per_rep > 1;
+  const bool v4_ok = paged::DecodeV4Supported(d, p.group, kv.block_size,
                                               q.dtype() == DType::kF16 || q.dtype() == DType::kBF16, exact) &&
                      CopyEngineDevice();
-  const int default_kernel = kv.members_per_rep > 1 ? EnvKnob("CHAI_DECODE_CHAI_KERNEL", 3) : (v4_ok ? 4 : 2);
+  const int default_kernel = chai_layer ? EnvKnob("CHAI_DECODE_CHAI_KERNEL", 3) : (v4_ok ? 4 : 2);
   int kernel = EnvKnob("CHAI_DECODE_KERNEL", default_kernel);
-  if (kernel == 4 && !v4_ok) {
-    kernel = kv.members_per_rep > 1 ? 3 : 2;  // CHAI_DECODE_CHAI_KERNEL=4: CHAI layers never qualify
-  }
-  if (kernel == 4) {
-    // MakePlan gave the dense grid (hint 1): one subset (group <= 8) and one share per KV head.
+  if (kernel == 4 && !v4_ok) kernel = chai_layer ? 3 : 2;
+  if (kernel == 4 && !chai_layer) {
+    // The dense pass: one CTA per (sequence, KV head) and split.
     plan.decode_kernel = 4;
+    plan.decode_slots = p.num_seqs * p.kv_heads;
     int per_sm = 1;
-    DispatchFloat(q.dtype(), "PagedAttention", [&](auto tag) { per_sm = paged::DecodeV4CtasPerSm<decltype(tag)>(p); });
+    DispatchFloat(q.dtype(), "PagedAttention",
+                  [&](auto tag) { per_sm = paged::DecodeV4CtasPerSm<decltype(tag)>(p, paged::kV4Dense); });
     paged::MakePlanV2(batch.max_seq_len, 1, per_sm * SmCount(), &p, &plan);
+  } else if (kernel == 4) {
+    // CHAI: the scores pass, then the P·V pass.
+    int scores_per_sm = 1, pv_per_sm = 1;
+    DispatchFloat(q.dtype(), "PagedAttention", [&](auto tag) {
+      scores_per_sm = paged::DecodeV4CtasPerSm<decltype(tag)>(p, paged::kV4Scores);
+      pv_per_sm = paged::DecodeV4CtasPerSm<decltype(tag)>(p, paged::kV4Pv);
+    });
+    paged::MakePlanV4Chai(batch.max_seq_len, kv.members_per_rep, scores_per_sm * SmCount(), pv_per_sm * SmCount(), &p,
+                          &plan);
   } else if (kernel == 2 && paged::DecodeV2Supported(d, plan.group_tile, exact)) {
     plan.decode_kernel = 2;
     plan.v2_members = paged::DecodeV2Members(p, plan, kv.members_per_rep);
@@ -268,7 +270,7 @@ void PagedAttention(const Tensor& q, const PagedKv& kv, const BatchLayout& batch
     p.part_acc = reinterpret_cast<float*>(base + ml_bytes);
     p.counters = static_cast<int*>(Scratch(sizeof(int) * plan.decode_slots, stream, 1, true));
   }
-  if (plan.decode_kernel == 3) {
+  if (plan.decode_kernel == 3 || plan.v4_chai) {
     const size_t floats = size_t(batch.num_seqs) * heads * p.logit_stride;
     p.logits = static_cast<float*>(Scratch(floats * sizeof(float), stream, 2, false));
   }

@@ -6,6 +6,6 @@ namespace chai::cuda::paged {
 template void LaunchAttention<__nv_bfloat16>(const Params&, const LaunchPlan&, cudaStream_t);
 template int DecodeV2CtasPerSm<__nv_bfloat16>(const Params&, const LaunchPlan&);
 template void DecodeV3CtasPerSm<__nv_bfloat16>(const Params&, int*, int*);
-template int DecodeV4CtasPerSm<__nv_bfloat16>(const Params&);
+template int DecodeV4CtasPerSm<__nv_bfloat16>(const Params&, int);
 
 }  // namespace chai::cuda::paged

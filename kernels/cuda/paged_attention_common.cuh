@@ -42,15 +42,15 @@ struct Params {
   float2* part_ml;            // decode partials: [num_seqs, heads, max_splits] (max, sum)
   float* part_acc;            // decode partials: [num_seqs, heads, max_splits, head_dim]
   int* counters;              // decode: finished chunks per slot; zero between calls
-  float* logits;              // decode kernel 3: [num_seqs, heads, logit_stride] representatives' scaled logits
+  float* logits;              // decode kernels 3, 4 (CHAI): [num_seqs, heads, logit_stride] representatives' scaled logits
   int num_seqs, heads, kv_heads, group, head_dim, block_size, max_blocks;
   int block_shift;    // log2(block_size) when a power of two, else -1
   int chunk;          // decode: positions per CTA
   int max_splits;     // decode: chunks of the longest sequence
   int subsets;        // decode: representative subsets per (sequence, KV head) = ceil(group / kG)
   int member_splits;  // decode: CTAs sharing out the members of one (sequence, KV head, subset)
-  int logit_stride;   // decode kernel 3: positions per logits row (the max_seq_len bound)
-  int score_splits;   // decode kernel 3: splits of phase 1 (max_splits: phase 2's)
+  int logit_stride;   // decode kernels 3, 4 (CHAI): positions per logits row (>= the max_seq_len bound)
+  int score_splits;   // decode kernels 3, 4 (CHAI): splits of the scores pass (max_splits: the P·V pass's)
   float scale_log2;   // log2(e) / sqrt(head_dim): scores live in the exp2 domain
 };
 
@@ -62,6 +62,7 @@ struct LaunchPlan {
   int group_tile = 1;    // kG: representatives per decode CTA (1, 4 or 8)
   int decode_kernel = 1;  // 1: paged_attention_decode.cuh; 2: _decode_v2.cuh; 3: _decode_v3.cuh; 4: _decode_v4.cuh
   int v2_members = 1;     // kernel 2: members accumulated per pass (1, 2 or 4)
+  bool v4_chai = false;   // kernel 4: the two CHAI passes (scores, then P·V) instead of the dense one
   int decode_slots = 0;  // decode grid columns: (sequence, KV head, subset, member share)
   int prefill_tiles = 0;
   int prefill_kernel = 1;   // 1: paged_attention_prefill{,_mma}.cuh; 2: _prefill_v2.cuh (fp16/bf16, d % 16 == 0)

@@ -1,9 +1,18 @@
-// PagedAttention decode kernel 4 (CHAI_DECODE_KERNEL=4, opt-in; written without a GPU at hand and not
-// yet run on one): dense decode whose K and V stream through Hopper's bulk copy engine.
+// PagedAttention decode kernel 4 (the default for dense layers on sm_90; CHAI layers with
+// CHAI_DECODE_CHAI_KERNEL=4): decode whose K and V stream through Hopper's bulk copy engine.
 //
-// Scope: dense layers only (every head scores itself, score_head[h] == h), one new row per
-// sequence, fp16/bf16, head_dim 64 or 128, up to 8 query heads per KV head, block_size >= 8,
-// sm_90. Everything else keeps kernels 1-3 (paged_attention.cu decides). The grid is kernel 2's
+// Scope: one new row per sequence, fp16/bf16, head_dim 64 or 128, up to 8 query heads per KV
+// head, block_size >= 8, sm_90. Everything else keeps kernels 1-3 (paged_attention.cu decides).
+// A layer runs as one of two launch shapes (the template's kPass):
+// - dense (kV4Dense; launch hint 1): one pass reading K and V, described below;
+// - CHAI (hint > 1): two passes, kernel 3's split in bulk copies. kV4Scores streams only K of KV
+//   groups that hold a representative (score_head[h] == h) and writes the representatives'
+//   scaled logits (fp32, exp2 domain) to logits[seq][h][pos]; kV4Pv streams only V, and with it
+//   each head's representative's logits row (bulk copies again, into the stage beside V), then
+//   runs the dense pass's softmax and P·V on those logits. So a CHAI layer reads K of its
+//   representatives and V of every head, plus logits (4 bytes per position and head, from L2).
+//   The two passes may split the sequence differently: they share the logits by position only.
+// The grid is kernel 2's
 // with one subset and one member share: blockIdx.x = sequence * kv_heads + KV head g,
 // blockIdx.y = split; a CTA takes all G query heads of g over its chunk of positions, and chunks
 // are sized by MakePlanV2 (whole waves of resident CTAs). A sequence split over several chunks
@@ -53,31 +62,71 @@
 
 #include "kernels/cuda/paged_attention_common.cuh"
 #include "kernels/cuda/paged_attention_decode_v2.cuh"
+#include "kernels/cuda/paged_attention_decode_v3.cuh"  // BestSplitsV3
 #include "kernels/cuda/paged_attention_prefill_mma.cuh"
 #include "kernels/cuda/pdl.cuh"
 
 namespace chai::cuda::paged {
 
-constexpr int kV4Stages = 3;                                // ring depth: two stages in flight while one computes
-constexpr int kV4StageBytes = 32 << 10;                     // K + V rows of one stage
-constexpr int kV4SharedBytes = kV4Stages * kV4StageBytes;   // dynamic shared memory per CTA (96 KB: 2 CTAs per SM)
-constexpr int kV4MaxGroup = 8;                              // query heads per KV head: the mma's N
-constexpr int kV4MinBlock = 8;                              // a stage spans at most kV4Rows / 8 + 1 <= 32 blocks
+constexpr int kV4StageBytes = 32 << 10;    // K + V rows of one dense stage
+constexpr int kV4SharedBytes = 96 << 10;   // dynamic shared memory per CTA (2 CTAs per SM)
+constexpr int kV4MaxStages = 6;            // ring depth bound (the K-only pass: 6 stages of 16 KB)
+constexpr int kV4MaxGroup = 8;             // query heads per KV head: the mma's N
+constexpr int kV4MinBlock = 8;             // a stage spans at most kV4Rows / 8 + 1 <= 32 blocks
 
-// Host side: whether kernel 4 has an instance for the layer. `members_per_rep` is the launch hint;
-// only 1 (dense) qualifies, see the header comment.
-inline bool DecodeV4Supported(int head_dim, int group, int block_size, int members_per_rep, bool half_storage,
-                              bool exact) {
+enum V4Pass : int { kV4Dense = 0, kV4Scores = 1, kV4Pv = 2 };
+
+// Host side: whether kernel 4 has an instance for the layer (dense or CHAI: the launch hint picks
+// the pass shape, see the header comment).
+inline bool DecodeV4Supported(int head_dim, int group, int block_size, bool half_storage, bool exact) {
   return exact && half_storage && (head_dim == 64 || head_dim == 128) && group <= kV4MaxGroup &&
-         block_size >= kV4MinBlock && members_per_rep == 1;
+         block_size >= kV4MinBlock;
 }
 constexpr bool DecodeV4Dim(int d) { return d == 64 || d == 128; }
 
-#ifdef __CUDACC__
-
-// Positions per stage: their K and V rows fill kV4StageBytes (64 at head_dim 128, 128 at 64).
+// Positions per stage, all passes: a dense stage's K and V rows fill kV4StageBytes (64 at
+// head_dim 128, 128 at 64).
 template <int kD>
 constexpr int kV4Rows = kV4StageBytes / (4 * kD);
+
+// A stage of pass kPass: [K rows][V rows][logits rows], each part only where the pass reads it.
+// The ring holds as many stages as fit kV4SharedBytes: 3 dense (32 KB), 6 K-only (16 KB), 5 or 4
+// V + logits. A logits row (one per head of the group) is padded by 8 floats so that the eight
+// heads' float2 reads of a tile spread over the banks.
+template <int kD, int kPass>
+struct V4Stage {
+  static constexpr int kRows = kV4Rows<kD>;
+  static constexpr int kSideBytes = kRows * kD * 2;
+  static constexpr bool kHasK = kPass != kV4Pv, kHasV = kPass != kV4Scores;
+  static constexpr int kVOff = kHasK ? kSideBytes : 0;
+  static constexpr int kLogitOff = kVOff + (kHasV ? kSideBytes : 0);
+  static constexpr int kLogitRow = kRows + 8;  // floats
+  static constexpr int kBytes = kLogitOff + (kPass == kV4Pv ? kV4MaxGroup * kLogitRow * 4 : 0);
+  static constexpr int kStages = kV4SharedBytes / kBytes;
+  static_assert(kBytes % 128 == 0 && kStages >= 3 && kStages <= kV4MaxStages, "stage shape");
+};
+
+// Completes p and plan for a CHAI layer on kernel 4 (two passes) after MakePlan, as MakePlanV3
+// does for kernel 3 but per (sequence, KV head): the scores pass is busy for the KV groups that
+// hold a representative (about min(kv_heads, heads / m) per sequence), the P·V pass for all.
+// `resident_scores` and `resident_pv`: occupancy x SMs of the two passes. Logits rows are padded
+// to a multiple of 4 positions: the P·V pass copies them in 16-byte units.
+inline void MakePlanV4Chai(int max_seq_len, int members_per_rep, int resident_scores, int resident_pv, Params* p,
+                           LaunchPlan* plan) {
+  const int64_t max_len = std::max(max_seq_len, 1);
+  const int m = std::clamp(members_per_rep, 1, p->heads);
+  const int64_t groups = std::min<int64_t>(p->kv_heads, (p->heads + m - 1) / m);
+  plan->decode_kernel = 4;
+  plan->v4_chai = true;
+  plan->decode_slots = p->num_seqs * p->kv_heads;  // grid columns of both passes; counters of the P·V pass
+  p->logit_stride = static_cast<int>((max_len + 3) / 4 * 4);
+  p->score_splits = BestSplitsV3(max_len, int64_t{p->num_seqs} * groups, resident_scores);
+  p->max_splits = BestSplitsV3(max_len, int64_t{p->num_seqs} * p->kv_heads, resident_pv);
+  p->chunk = static_cast<int>((max_len + p->max_splits - 1) / p->max_splits);  // informative only
+  plan->combine = p->max_splits > 1;
+}
+
+#ifdef __CUDACC__
 
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
 // mbarrier and bulk-copy primitives (sm_90); shared-memory operands are 32-bit shared addresses.
@@ -116,27 +165,30 @@ __device__ __forceinline__ void BulkCopyG2S(uint32_t dst, const void* src, uint3
 __device__ __forceinline__ void FenceProxyAsyncShared() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
 #endif  // __CUDA_ARCH__ >= 900
 
-template <typename T, int kD>
+template <typename T, int kD, int kPass>
 __global__ void __launch_bounds__(kDecodeThreads, 2) DecodeV4Kernel(Params p) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   PdlWait();
   static_assert(sizeof(T) == 2, "fp16/bf16 only");
-  constexpr int kRows = kV4Rows<kD>;
+  using Stage = V4Stage<kD, kPass>;
+  constexpr int kRows = Stage::kRows;
+  constexpr int kStages = Stage::kStages;
   constexpr int kWarpRows = kRows / kDecodeWarps;  // rows of a stage each warp takes
   constexpr int kSub = kWarpRows / 16;              // its 16-position tiles
   constexpr int kRowBytes = kD * 2;
-  constexpr int kSideBytes = kRows * kRowBytes;     // the K (then V) rows of a stage
   constexpr int kPairs = kD / 32;                   // 16-byte K pieces per lane and row (two k-steps each)
   constexpr int kMTiles = kD / 16;                  // 16-dim tiles of O^T
   constexpr int kLaneDims = kD / 8;                 // head dims each lane accumulates
   constexpr int kLaneChunks = kLaneDims / 8;        // ... as 16-byte pieces of a V row (1 or 2)
+  constexpr bool kHasK = Stage::kHasK, kHasV = Stage::kHasV;
   constexpr unsigned kAll = 0xffffffffu;
-  static_assert(kSub >= 1 && kWarpRows % 16 == 0 && 2 * kSideBytes == kV4StageBytes, "stage shape");
+  static_assert(kSub >= 1 && kWarpRows % 16 == 0 && 2 * Stage::kSideBytes == kV4StageBytes, "stage shape");
   static_assert(kPairs >= 2 && kMTiles % 2 == 0, "head_dim 64 or 128");
 
-  CHAI_PAGED_DYNAMIC_SHARED(uint4, v4_smem);  // kV4Stages x [K rows, V rows]; at the end the warps' O
-  __shared__ uint64_t s_full[kV4Stages];
+  CHAI_PAGED_DYNAMIC_SHARED(uint4, v4_smem);  // kStages x Stage; at the end the warps' O
+  __shared__ uint64_t s_full[kV4MaxStages];
   __shared__ float2 s_ml[kDecodeWarps][kV4MaxGroup];
+  __shared__ int s_rep[kV4MaxGroup];
   __shared__ int s_last;
 
   const int kvh = p.kv_heads;
@@ -144,24 +196,28 @@ __global__ void __launch_bounds__(kDecodeThreads, 2) DecodeV4Kernel(Params p) {
   const int64_t trow = p.slots != nullptr ? p.slots[s] : s;
   const int split = blockIdx.y;
   const int H = p.heads, G = p.group, h0 = g * G;
-  const int row = p.q_start[s], row_end = p.q_start[s + 1], len = p.seq_lens[s];
+  const int row = p.q_start[s], row_end = p.q_start[s + 1];
+  // The CHAI passes clamp the length to the logits' stride: a length above the host's bound (a
+  // caller error) must not reach past the scratch.
+  const int len = kPass == kV4Dense ? p.seq_lens[s] : min(p.seq_lens[s], p.logit_stride);
   if (row_end - row != 1) return;  // prefill rows take the prefill kernels, idle sequences nothing
-  // The chunk scaled to this sequence, as kernel 2 does.
-  const int chunk = min(p.chunk, SeqChunk(len, p.max_splits));
+  // The chunk scaled to this sequence, as kernels 2 and 3 do.
+  const int splits = kPass == kV4Scores ? p.score_splits : p.max_splits;
+  const int chunk = kPass == kV4Dense ? min(p.chunk, SeqChunk(len, splits)) : SeqChunk(len, splits);
   const int c0 = split * chunk;
   if (c0 >= len) return;
   const int cl = min(len - c0, chunk);
-  const int nsplit = min((len + chunk - 1) / chunk, p.max_splits);
+  const int nsplit = min((len + chunk - 1) / chunk, splits);
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const int gi = lane / 4, c = lane % 4;  // mma fragment row group and column pair
   T* orow = static_cast<T*>(p.out) + int64_t{row} * H * kD;
 
-  // Loads issued before the first barrier so that their latencies overlap: the dense check, Q in
-  // the k order of the score mma (lane (gi, c) holds head h0 + gi, dims 32 pi + 8 c .. + 7 for each
-  // pi), and warp 0's first window of block ids.
-  const bool foreign = threadIdx.x < G && p.score_head[trow * H + h0 + threadIdx.x] != h0 + static_cast<int>(threadIdx.x);
+  // Loads issued before the first barrier so that their latencies overlap: the heads' score
+  // heads, Q in the k order of the score mma (lane (gi, c) holds head h0 + gi, dims 32 pi + 8 c ..
+  // + 7 for each pi), and warp 0's first window of block ids.
+  const int my_rep = threadIdx.x < G ? p.score_head[trow * H + h0 + threadIdx.x] : -1;
   uint4 qv[kPairs];
-  {
+  if constexpr (kHasK) {
     const T* qp = static_cast<const T*>(p.q) + int64_t{row} * H * kD + int64_t{h0 + gi} * kD + 8 * c;
 #pragma unroll
     for (int pi = 0; pi < kPairs; ++pi) {
@@ -177,8 +233,8 @@ __global__ void __launch_bounds__(kDecodeThreads, 2) DecodeV4Kernel(Params p) {
   const auto load_window = [&](int base) {
     win_base = base;
     const int b = base + lane;
-    kwin = b < p.max_blocks ? __ldg(ktab + b) : -1;
-    vwin = b < p.max_blocks ? __ldg(vtab + b) : -1;
+    if constexpr (kHasK) kwin = b < p.max_blocks ? __ldg(ktab + b) : -1;
+    if constexpr (kHasV) vwin = b < p.max_blocks ? __ldg(vtab + b) : -1;
   };
   if (warp == 0) load_window(block_of(c0));
 
@@ -186,17 +242,28 @@ __global__ void __launch_bounds__(kDecodeThreads, 2) DecodeV4Kernel(Params p) {
   const uint32_t full0 = SharedAddress(s_full);
   if (threadIdx.x == 0) {
 #pragma unroll
-    for (int i = 0; i < kV4Stages; ++i) MbarInit(full0 + 8 * i, 1);
+    for (int i = 0; i < kStages; ++i) MbarInit(full0 + 8 * i, 1);
     MbarInitFence();
   }
-  if (__syncthreads_or(foreign)) {
-    // Not a dense group: kernel 4 cannot compute it (see the header comment). Nothing was issued.
-    for (int idx = threadIdx.x; idx < G * kD; idx += kDecodeThreads) orow[int64_t{h0} * kD + idx] = FromFloat<T>(NAN);
-    return;
+  if (threadIdx.x < G) s_rep[threadIdx.x] = my_rep;
+  // Dense: a head that does not score itself (kernel 4 cannot compute it under the dense pass,
+  // see the header comment). Scores pass: a representative in the group (else no K to read).
+  const bool mark = threadIdx.x < G && (kPass == kV4Dense ? my_rep != h0 + static_cast<int>(threadIdx.x)
+                                                          : my_rep == h0 + static_cast<int>(threadIdx.x));
+  const bool any_marked = __syncthreads_or(mark);
+  if constexpr (kPass == kV4Dense) {
+    if (any_marked) {  // nothing was issued
+      for (int idx = threadIdx.x; idx < G * kD; idx += kDecodeThreads) orow[int64_t{h0} * kD + idx] = FromFloat<T>(NAN);
+      return;
+    }
+  }
+  if constexpr (kPass == kV4Scores) {
+    if (!any_marked) return;
   }
 
-  // Warp 0: issues stage t (chunk rows t * kRows ..) into slot t % kV4Stages. Lane i takes the
-  // i-th block the stage touches: one copy per side of the rows of that block inside the stage.
+  // Warp 0: issues stage t (chunk rows t * kRows ..) into slot t % kStages. Lane i takes the
+  // i-th block the stage touches: one copy per side of the rows of that block inside the stage;
+  // in the P·V pass lanes i < G also copy head i's representative's logits over the stage.
   const int ntiles = (cl + kRows - 1) / kRows;
   const auto stage_blocks = [&](int t, int* pos0, int* pos1, int* b0, int* b1) {
     *pos0 = c0 + t * kRows;
@@ -205,36 +272,47 @@ __global__ void __launch_bounds__(kDecodeThreads, 2) DecodeV4Kernel(Params p) {
     *b1 = block_of(*pos1 - 1);
   };
   const auto issue = [&](int t) {
-    const int slot = t % kV4Stages;
+    const int slot = t % kStages;
     const uint32_t bar = full0 + 8 * slot;
     int pos0, pos1, b0, b1;
     stage_blocks(t, &pos0, &pos1, &b0, &b1);
     if (b1 >= win_base + 32) load_window(b0);  // warp-uniform; only when the prefetch below could not cover it
     const int b = b0 + lane;
     const int from = (b - win_base) & 31;
-    const int kb = __shfl_sync(kAll, kwin, from), vb = __shfl_sync(kAll, vwin, from);
+    const int kb = kHasK ? __shfl_sync(kAll, kwin, from) : 0;
+    const int vb = kHasV ? __shfl_sync(kAll, vwin, from) : 0;
     const bool mine = b <= b1;
     const int lo = max(pos0, b * bs), hi = min(pos1, (b + 1) * bs);
     const uint32_t bytes = mine ? static_cast<uint32_t>(hi - lo) * kRowBytes : 0u;
-    const uint32_t kdst = ring + slot * kV4StageBytes + (lo - pos0) * kRowBytes;
+    const uint32_t sbase = static_cast<uint32_t>(slot) * Stage::kBytes + static_cast<uint32_t>(lo - pos0) * kRowBytes;
     if (mine && (kb < 0 || vb < 0)) {
       // A missing block (a dense layer has none) reads as zeros, as kernels 1 and 2 read it.
       // Ordinary stores that later copies into this slot overwrite: fence them for the copy engine.
-      uint4* dst = v4_smem + (slot * kV4StageBytes + (lo - pos0) * kRowBytes) / 16;
+      uint4* dst = v4_smem + sbase / 16;
       for (uint32_t k = 0; k < bytes / 16; ++k) {
         if (kb < 0) dst[k] = make_uint4(0u, 0u, 0u, 0u);
-        if (vb < 0) dst[kSideBytes / 16 + k] = make_uint4(0u, 0u, 0u, 0u);
+        if (vb < 0) dst[Stage::kVOff / 16 + k] = make_uint4(0u, 0u, 0u, 0u);
       }
       FenceProxyAsyncShared();
     }
-    uint32_t total = (kb >= 0 ? bytes : 0u) + (vb >= 0 ? bytes : 0u);
+    // The P·V pass: head `lane`'s representative's logits over [pos0, pos1), rounded up to whole
+    // 16-byte units (inside the row: the stride is a multiple of 4 and pos0 of kChunkAlign).
+    uint32_t lbytes = 0;
+    if constexpr (kPass == kV4Pv) lbytes = lane < G ? static_cast<uint32_t>((pos1 - pos0 + 3) / 4 * 16) : 0u;
+    uint32_t total = (kHasK && kb >= 0 ? bytes : 0u) + (kHasV && vb >= 0 ? bytes : 0u) + lbytes;
 #pragma unroll
     for (int off = 16; off > 0; off /= 2) total += __shfl_xor_sync(kAll, total, off);
     __syncwarp();  // the zero-fills happen before the arrival that completes the phase
     if (lane == 0) MbarArriveExpectTx(bar, total);
     const int in_block = lo - b * bs;  // the run's first row inside the block
-    if (mine && kb >= 0) BulkCopyG2S(kdst, pool + (int64_t{kb} * bs + in_block) * kD, bytes, bar);
-    if (mine && vb >= 0) BulkCopyG2S(kdst + kSideBytes, pool + (int64_t{vb} * bs + in_block) * kD, bytes, bar);
+    if (kHasK && mine && kb >= 0) BulkCopyG2S(ring + sbase, pool + (int64_t{kb} * bs + in_block) * kD, bytes, bar);
+    if (kHasV && mine && vb >= 0) {
+      BulkCopyG2S(ring + sbase + Stage::kVOff, pool + (int64_t{vb} * bs + in_block) * kD, bytes, bar);
+    }
+    if (lbytes > 0) {
+      const float* src = p.logits + (int64_t{s} * H + my_rep) * p.logit_stride + pos0;
+      BulkCopyG2S(ring + slot * Stage::kBytes + Stage::kLogitOff + lane * Stage::kLogitRow * 4, src, lbytes, bar);
+    }
     // Next stage's block ids outside the window: load the window now, so that the table read's
     // latency passes while the ring drains instead of delaying the next refill.
     if (t + 1 < ntiles) {
@@ -243,7 +321,13 @@ __global__ void __launch_bounds__(kDecodeThreads, 2) DecodeV4Kernel(Params p) {
     }
   };
   if (warp == 0) {
-    for (int t = 0; t < min(kV4Stages, ntiles); ++t) issue(t);
+    for (int t = 0; t < min(kStages, ntiles); ++t) issue(t);
+  }
+
+  // The scores pass writes the logits of the group's representatives (row gi if it is one).
+  float* lg_row = nullptr;
+  if constexpr (kPass == kV4Scores) {
+    if (gi < G && s_rep[gi] == h0 + gi) lg_row = p.logits + (int64_t{s} * H + h0 + gi) * p.logit_stride + c0;
   }
 
   // Running state of head gi (m and l are the same in the four lanes of a row group; l sums only
@@ -256,113 +340,149 @@ __global__ void __launch_bounds__(kDecodeThreads, 2) DecodeV4Kernel(Params p) {
   const float scale = p.scale_log2;
 
   for (int t = 0; t < ntiles; ++t) {
-    const int slot = t % kV4Stages;
-    MbarWait(full0 + 8 * slot, static_cast<uint32_t>(t / kV4Stages) & 1u);
-    const unsigned char* stage = reinterpret_cast<const unsigned char*>(v4_smem) + slot * kV4StageBytes;
+    const int slot = t % kStages;
+    MbarWait(full0 + 8 * slot, static_cast<uint32_t>(t / kStages) & 1u);
+    const unsigned char* stage = reinterpret_cast<const unsigned char*>(v4_smem) + slot * Stage::kBytes;
 #pragma unroll
     for (int sub = 0; sub < kSub; ++sub) {
       const int r0 = warp * kWarpRows + sub * 16;    // the tile's first row in the stage
       const int valid = cl - t * kRows - r0;         // rows of the tile inside the chunk (warp-uniform)
       if (valid <= 0) continue;
-      const unsigned char* ks = stage + r0 * kRowBytes;
-      const unsigned char* vs = ks + kSideBytes;
 
-      // S = Q K^T over positions 8u + gi (B column gi), u = 0, 1.
-      float sc[2][4];
+      // x[u][e]: head gi's scaled logit at tile position 8u + 2c + e (-inf past the chunk end).
+      float x[2][2];
+      if constexpr (kHasK) {
+        // S = Q K^T over positions 8u + gi (B column gi), u = 0, 1.
+        const unsigned char* ks = stage + r0 * kRowBytes;
+        float sc[2][4];
 #pragma unroll
-      for (int u = 0; u < 2; ++u) {
-        sc[u][0] = sc[u][1] = sc[u][2] = sc[u][3] = 0.f;
-        const unsigned char* krow = ks + (8 * u + gi) * kRowBytes + 16 * c;
-        const int odd = gi & 1;
-        uint4 y[kPairs];
+        for (int u = 0; u < 2; ++u) {
+          sc[u][0] = sc[u][1] = sc[u][2] = sc[u][3] = 0.f;
+          const unsigned char* krow = ks + (8 * u + gi) * kRowBytes + 16 * c;
+          const int odd = gi & 1;
+          uint4 y[kPairs];
 #pragma unroll
-        for (int pi = 0; pi < kPairs; ++pi) y[pi] = *reinterpret_cast<const uint4*>(krow + 64 * (pi ^ odd));
+          for (int pi = 0; pi < kPairs; ++pi) y[pi] = *reinterpret_cast<const uint4*>(krow + 64 * (pi ^ odd));
 #pragma unroll
-        for (int pi = 0; pi < kPairs; ++pi) {
-          const uint4 x = odd ? y[pi ^ 1] : y[pi];
-          const uint32_t a0[4] = {qv[pi].x, 0u, qv[pi].y, 0u}, b0[2] = {x.x, x.y};
-          Mma16816<T>(sc[u], a0, b0);
-          const uint32_t a1[4] = {qv[pi].z, 0u, qv[pi].w, 0u}, b1[2] = {x.z, x.w};
-          Mma16816<T>(sc[u], a1, b1);
+          for (int pi = 0; pi < kPairs; ++pi) {
+            const uint4 xv = odd ? y[pi ^ 1] : y[pi];
+            const uint32_t a0[4] = {qv[pi].x, 0u, qv[pi].y, 0u}, b0[2] = {xv.x, xv.y};
+            Mma16816<T>(sc[u], a0, b0);
+            const uint32_t a1[4] = {qv[pi].z, 0u, qv[pi].w, 0u}, b1[2] = {xv.z, xv.w};
+            Mma16816<T>(sc[u], a1, b1);
+          }
         }
-      }
-      // Online softmax (log2 domain) of head gi over positions 8u + 2c + e; rows past the chunk
-      // end are -inf. The tile has a valid row 0, so the new max is finite.
-      float x[2][2], tmax = -INFINITY;
 #pragma unroll
-      for (int u = 0; u < 2; ++u)
+        for (int u = 0; u < 2; ++u)
 #pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          x[u][e] = 8 * u + 2 * c + e < valid ? sc[u][e] * scale : -INFINITY;
-          tmax = fmaxf(tmax, x[u][e]);
+          for (int e = 0; e < 2; ++e) x[u][e] = 8 * u + 2 * c + e < valid ? sc[u][e] * scale : -INFINITY;
+        if constexpr (kPass == kV4Scores) {
+          if (lg_row != nullptr) {
+#pragma unroll
+            for (int u = 0; u < 2; ++u) {
+              const int j = 8 * u + 2 * c;  // even: the pair is 8-byte aligned
+              float* dst = lg_row + t * kRows + r0 + j;
+              if (j + 1 < valid) {
+                *reinterpret_cast<float2*>(dst) = make_float2(x[u][0], x[u][1]);
+              } else if (j < valid) {
+                *dst = x[u][0];
+              }
+            }
+          }
+          continue;  // no softmax, no V in the scores pass
         }
-      tmax = fmaxf(tmax, __shfl_xor_sync(kAll, tmax, 1));
-      tmax = fmaxf(tmax, __shfl_xor_sync(kAll, tmax, 2));
-      const float m_new = fmaxf(m_run, tmax);
-      const float alpha = Rescale(m_run, m_new);
-      float pr[2][2], psum = 0.f;
+      } else {
+        // The representative's logits, copied beside V; heads past the group (unused mma
+        // columns) read as zeros, as a dense group's zero Q rows would score.
+        const float* lr = reinterpret_cast<const float*>(stage + Stage::kLogitOff) + gi * Stage::kLogitRow + r0;
 #pragma unroll
-      for (int u = 0; u < 2; ++u)
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          pr[u][e] = x[u][e] == -INFINITY ? 0.f : exp2f(x[u][e] - m_new);
-          psum += pr[u][e];
+        for (int u = 0; u < 2; ++u) {
+          const int j = 8 * u + 2 * c;
+          const float2 v = gi < G ? *reinterpret_cast<const float2*>(lr + j) : make_float2(0.f, 0.f);
+          x[u][0] = j < valid ? v.x : -INFINITY;
+          x[u][1] = j + 1 < valid ? v.y : -INFINITY;
         }
-      l_run = fmaf(l_run, alpha, psum);
-      m_run = m_new;
-      // P^T as the B fragment: column gi (head), rows 2c, 2c + 1 and 2c + 8, 2c + 9 (positions).
-      const uint32_t pb[2] = {Pack2<T>(pr[0][0], pr[0][1]), Pack2<T>(pr[1][0], pr[1][1])};
-      // acc's columns are heads 2c and 2c + 1, whose alphas live in row groups 2c and 2c + 1.
-      const float al0 = __shfl_sync(kAll, alpha, 8 * c), al1 = __shfl_sync(kAll, alpha, 8 * c + 4);
-#pragma unroll
-      for (int i = 0; i < kMTiles; ++i) {
-        acc[i][0] *= al0;
-        acc[i][1] *= al1;
-        acc[i][2] *= al0;
-        acc[i][3] *= al1;
       }
 
-      // V rows 2c, 2c + 1, 2c + 8, 2c + 9 over this lane's dims gi * kLaneDims ..; with two 16-byte
-      // pieces per row, odd c loads them in the other order (2-way instead of 4-way bank conflicts).
-      uint32_t w[4][kLaneDims / 2];
+      if constexpr (kHasV) {
+        const unsigned char* vs = stage + Stage::kVOff + r0 * kRowBytes;
+        // Online softmax (log2 domain) of head gi over positions 8u + 2c + e; rows past the chunk
+        // end are -inf. The tile has a valid row 0, so the new max is finite.
+        float tmax = -INFINITY;
 #pragma unroll
-      for (int k = 0; k < 4; ++k) {
-        const int r = 2 * c + (k & 1) + 8 * (k >> 1);
-        const unsigned char* vrow = vs + r * kRowBytes + gi * (16 * kLaneChunks);
-        if constexpr (kLaneChunks == 1) {
-          const uint4 v = *reinterpret_cast<const uint4*>(vrow);
-          w[k][0] = v.x, w[k][1] = v.y, w[k][2] = v.z, w[k][3] = v.w;
-        } else {
-          const int flip = c & 1;
-          const uint4 ya = *reinterpret_cast<const uint4*>(vrow + 16 * flip);
-          const uint4 yb = *reinterpret_cast<const uint4*>(vrow + 16 * (flip ^ 1));
-          const uint4 v0 = flip ? yb : ya, v1 = flip ? ya : yb;
-          w[k][0] = v0.x, w[k][1] = v0.y, w[k][2] = v0.z, w[k][3] = v0.w;
-          w[k][4] = v1.x, w[k][5] = v1.y, w[k][6] = v1.z, w[k][7] = v1.w;
+        for (int u = 0; u < 2; ++u)
+#pragma unroll
+          for (int e = 0; e < 2; ++e) tmax = fmaxf(tmax, x[u][e]);
+        tmax = fmaxf(tmax, __shfl_xor_sync(kAll, tmax, 1));
+        tmax = fmaxf(tmax, __shfl_xor_sync(kAll, tmax, 2));
+        const float m_new = fmaxf(m_run, tmax);
+        const float alpha = Rescale(m_run, m_new);
+        float pr[2][2], psum = 0.f;
+#pragma unroll
+        for (int u = 0; u < 2; ++u)
+#pragma unroll
+          for (int e = 0; e < 2; ++e) {
+            pr[u][e] = x[u][e] == -INFINITY ? 0.f : exp2f(x[u][e] - m_new);
+            psum += pr[u][e];
+          }
+        l_run = fmaf(l_run, alpha, psum);
+        m_run = m_new;
+        // P^T as the B fragment: column gi (head), rows 2c, 2c + 1 and 2c + 8, 2c + 9 (positions).
+        const uint32_t pb[2] = {Pack2<T>(pr[0][0], pr[0][1]), Pack2<T>(pr[1][0], pr[1][1])};
+        // acc's columns are heads 2c and 2c + 1, whose alphas live in row groups 2c and 2c + 1.
+        const float al0 = __shfl_sync(kAll, alpha, 8 * c), al1 = __shfl_sync(kAll, alpha, 8 * c + 4);
+#pragma unroll
+        for (int i = 0; i < kMTiles; ++i) {
+          acc[i][0] *= al0;
+          acc[i][1] *= al1;
+          acc[i][2] *= al0;
+          acc[i][3] *= al1;
         }
-      }
-      if (valid < 16) {  // rows past the chunk end: stale shared memory must not reach the mma
+
+        // V rows 2c, 2c + 1, 2c + 8, 2c + 9 over this lane's dims gi * kLaneDims ..; with two
+        // 16-byte pieces per row, odd c loads them in the other order (2-way instead of 4-way bank
+        // conflicts).
+        uint32_t w[4][kLaneDims / 2];
 #pragma unroll
         for (int k = 0; k < 4; ++k) {
-          const bool ok = 2 * c + (k & 1) + 8 * (k >> 1) < valid;
-#pragma unroll
-          for (int j = 0; j < kLaneDims / 2; ++j) w[k][j] = ok ? w[k][j] : 0u;
+          const int r = 2 * c + (k & 1) + 8 * (k >> 1);
+          const unsigned char* vrow = vs + r * kRowBytes + gi * (16 * kLaneChunks);
+          if constexpr (kLaneChunks == 1) {
+            const uint4 v = *reinterpret_cast<const uint4*>(vrow);
+            w[k][0] = v.x, w[k][1] = v.y, w[k][2] = v.z, w[k][3] = v.w;
+          } else {
+            const int flip = c & 1;
+            const uint4 ya = *reinterpret_cast<const uint4*>(vrow + 16 * flip);
+            const uint4 yb = *reinterpret_cast<const uint4*>(vrow + 16 * (flip ^ 1));
+            const uint4 v0 = flip ? yb : ya, v1 = flip ? ya : yb;
+            w[k][0] = v0.x, w[k][1] = v0.y, w[k][2] = v0.z, w[k][3] = v0.w;
+            w[k][4] = v1.x, w[k][5] = v1.y, w[k][6] = v1.z, w[k][7] = v1.w;
+          }
         }
-      }
-      // O^T += V^T P^T per 16-dim tile: A row gi is lane dim tau, row gi + 8 lane dim kMTiles + tau;
-      // a register pairs positions (2c, 2c + 1) or (2c + 8, 2c + 9) of one dim.
+        if (valid < 16) {  // rows past the chunk end: stale shared memory must not reach the mma
 #pragma unroll
-      for (int tau = 0; tau < kMTiles; ++tau) {
-        const int lo = tau / 2, hi = (kMTiles + tau) / 2;
-        const uint32_t sel = (tau & 1) ? 0x7632u : 0x5410u;
-        const uint32_t a[4] = {__byte_perm(w[0][lo], w[1][lo], sel), __byte_perm(w[0][hi], w[1][hi], sel),
-                               __byte_perm(w[2][lo], w[3][lo], sel), __byte_perm(w[2][hi], w[3][hi], sel)};
-        Mma16816<T>(acc[tau], a, pb);
+          for (int k = 0; k < 4; ++k) {
+            const bool ok = 2 * c + (k & 1) + 8 * (k >> 1) < valid;
+#pragma unroll
+            for (int j = 0; j < kLaneDims / 2; ++j) w[k][j] = ok ? w[k][j] : 0u;
+          }
+        }
+        // O^T += V^T P^T per 16-dim tile: A row gi is lane dim tau, row gi + 8 lane dim kMTiles +
+        // tau; a register pairs positions (2c, 2c + 1) or (2c + 8, 2c + 9) of one dim.
+#pragma unroll
+        for (int tau = 0; tau < kMTiles; ++tau) {
+          const int lo = tau / 2, hi = (kMTiles + tau) / 2;
+          const uint32_t sel = (tau & 1) ? 0x7632u : 0x5410u;
+          const uint32_t a[4] = {__byte_perm(w[0][lo], w[1][lo], sel), __byte_perm(w[0][hi], w[1][hi], sel),
+                                 __byte_perm(w[2][lo], w[3][lo], sel), __byte_perm(w[2][hi], w[3][hi], sel)};
+          Mma16816<T>(acc[tau], a, pb);
+        }
       }
     }
     __syncthreads();  // every warp is done with the slot: it may be refilled
-    if (warp == 0 && t + kV4Stages < ntiles) issue(t + kV4Stages);
+    if (warp == 0 && t + kStages < ntiles) issue(t + kStages);
   }
+  if constexpr (kPass == kV4Scores) return;  // the logits are the pass's whole output
 
   // Merge the warps: (m, l) per head, O^T into the idle ring as [warp][head][kD] floats.
   l_run += __shfl_xor_sync(kAll, l_run, 1);

@@ -6,6 +6,6 @@ namespace chai::cuda::paged {
 template void LaunchAttention<__half>(const Params&, const LaunchPlan&, cudaStream_t);
 template int DecodeV2CtasPerSm<__half>(const Params&, const LaunchPlan&);
 template void DecodeV3CtasPerSm<__half>(const Params&, int*, int*);
-template int DecodeV4CtasPerSm<__half>(const Params&);
+template int DecodeV4CtasPerSm<__half>(const Params&, int);
 
 }  // namespace chai::cuda::paged

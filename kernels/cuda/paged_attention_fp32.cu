@@ -6,6 +6,6 @@ namespace chai::cuda::paged {
 template void LaunchAttention<float>(const Params&, const LaunchPlan&, cudaStream_t);
 template int DecodeV2CtasPerSm<float>(const Params&, const LaunchPlan&);
 template void DecodeV3CtasPerSm<float>(const Params&, int*, int*);
-template int DecodeV4CtasPerSm<float>(const Params&);
+template int DecodeV4CtasPerSm<float>(const Params&, int);
 
 }  // namespace chai::cuda::paged

@@ -34,10 +34,11 @@ int DecodeV2CtasPerSm(const Params& p, const LaunchPlan& plan);
 template <typename T>
 void DecodeV3CtasPerSm(const Params& p, int* score, int* pv);
 
-// Resident CTAs per SM of decode kernel 4 for p.head_dim (64 or 128); 1 where it has no instance
-// (fp32). Also raises the kernel's dynamic shared-memory limit (once per device).
+// Resident CTAs per SM of decode kernel 4's pass `pass` (V4Pass) for p.head_dim (64 or 128); 1
+// where it has no instance (fp32). Also raises the kernel's dynamic shared-memory limit (once per
+// device).
 template <typename T>
-int DecodeV4CtasPerSm(const Params& p);
+int DecodeV4CtasPerSm(const Params& p, int pass);
 
 #ifdef __CUDACC__
 // ------------------------------------------------------------------------------------------
@@ -169,28 +170,28 @@ class PerDeviceOnce {
 };
 
 // Kernel 4 (fp16/bf16, head_dim 64 or 128): kV4SharedBytes of dynamic shared memory, above the
-// default 48 KB limit, so the limit is raised once per device before the first occupancy query
-// or launch.
-template <typename T, int kD>
+// default 48 KB limit, so the limit is raised once per device and pass before the first occupancy
+// query or launch.
+template <typename T, int kD, int kPass>
 void PrepareDecodeV4() {
   static PerDeviceOnce once;
   once.Run([] {
-    CHAI_CUDA_CHECK(cudaFuncSetAttribute(DecodeV4Kernel<T, kD>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+    CHAI_CUDA_CHECK(cudaFuncSetAttribute(DecodeV4Kernel<T, kD, kPass>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                          kV4SharedBytes));
   });
 }
 
-template <typename T, int kD>
+template <typename T, int kD, int kPass>
 int DecodeV4CtasPerSmFor() {
-  PrepareDecodeV4<T, kD>();
+  PrepareDecodeV4<T, kD, kPass>();
   static std::atomic<int> cached[64];  // per instance and device; zero-initialised
   int device = 0;
   CHAI_CUDA_CHECK(cudaGetDevice(&device));
   device = device >= 0 && device < 64 ? device : 63;
   int ctas = cached[device].load(std::memory_order_relaxed);
   if (ctas == 0) {
-    CHAI_CUDA_CHECK(
-        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&ctas, DecodeV4Kernel<T, kD>, kDecodeThreads, kV4SharedBytes));
+    CHAI_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&ctas, DecodeV4Kernel<T, kD, kPass>, kDecodeThreads,
+                                                                  kV4SharedBytes));
     ctas = std::max(ctas, 1);
     cached[device].store(ctas, std::memory_order_relaxed);
   }
@@ -198,20 +199,37 @@ int DecodeV4CtasPerSmFor() {
 }
 
 template <typename T>
-int DecodeV4CtasPerSm(const Params& p) {
+int DecodeV4CtasPerSm(const Params& p, int pass) {
   if constexpr (std::is_same_v<T, float>) {
     return 1;
   } else {
-    return p.head_dim == 64 ? DecodeV4CtasPerSmFor<T, 64>() : DecodeV4CtasPerSmFor<T, 128>();
+    const auto for_dim = [&](auto d) {
+      constexpr int kD = decltype(d)::value;
+      return pass == kV4Scores ? DecodeV4CtasPerSmFor<T, kD, kV4Scores>()
+                               : (pass == kV4Pv ? DecodeV4CtasPerSmFor<T, kD, kV4Pv>()
+                                                : DecodeV4CtasPerSmFor<T, kD, kV4Dense>());
+    };
+    return p.head_dim == 64 ? for_dim(std::integral_constant<int, 64>{}) : for_dim(std::integral_constant<int, 128>{});
   }
 }
 
-// Kernel 4: one CTA per (sequence, KV head) and split; the host planned one subset and one member
-// share per KV head (dense, group <= kV4MaxGroup), so decode_slots = num_seqs * kv_heads.
+// Kernel 4: one CTA per (sequence, KV head) and split, so decode_slots = num_seqs * kv_heads.
+// Dense: one pass. CHAI (plan.v4_chai): the scores pass over p.score_splits, then the P·V pass
+// over p.max_splits, stream-ordered (the second's PdlWait returns once the first completed).
 template <typename T, int kD>
 void LaunchDecodeV4(const Params& p, const LaunchPlan& plan, cudaStream_t stream) {
-  PrepareDecodeV4<T, kD>();
-  LaunchPdl(DecodeV4Kernel<T, kD>, dim3(plan.decode_slots, p.max_splits), kDecodeThreads, kV4SharedBytes, stream, p);
+  if (!plan.v4_chai) {
+    PrepareDecodeV4<T, kD, kV4Dense>();
+    LaunchPdl(DecodeV4Kernel<T, kD, kV4Dense>, dim3(plan.decode_slots, p.max_splits), kDecodeThreads, kV4SharedBytes,
+              stream, p);
+    return;
+  }
+  PrepareDecodeV4<T, kD, kV4Scores>();
+  PrepareDecodeV4<T, kD, kV4Pv>();
+  LaunchPdl(DecodeV4Kernel<T, kD, kV4Scores>, dim3(plan.decode_slots, p.score_splits), kDecodeThreads, kV4SharedBytes,
+            stream, p);
+  LaunchPdl(DecodeV4Kernel<T, kD, kV4Pv>, dim3(plan.decode_slots, p.max_splits), kDecodeThreads, kV4SharedBytes,
+            stream, p);
 }
 
 // Prefill kernel 2 with kWarps warps (16 query rows each) and kM members per CTA.
@@ -342,9 +360,9 @@ extern template int DecodeV2CtasPerSm<__nv_bfloat16>(const Params&, const Launch
 extern template void DecodeV3CtasPerSm<float>(const Params&, int*, int*);
 extern template void DecodeV3CtasPerSm<__half>(const Params&, int*, int*);
 extern template void DecodeV3CtasPerSm<__nv_bfloat16>(const Params&, int*, int*);
-extern template int DecodeV4CtasPerSm<float>(const Params&);
-extern template int DecodeV4CtasPerSm<__half>(const Params&);
-extern template int DecodeV4CtasPerSm<__nv_bfloat16>(const Params&);
+extern template int DecodeV4CtasPerSm<float>(const Params&, int);
+extern template int DecodeV4CtasPerSm<__half>(const Params&, int);
+extern template int DecodeV4CtasPerSm<__nv_bfloat16>(const Params&, int);
 
 }  // namespace chai::cuda::paged
 

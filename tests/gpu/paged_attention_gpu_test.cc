@@ -7,7 +7,8 @@
 // ||out - ref|| / ||ref|| < 1e-5 in fp32, < 1e-2 in fp16/bf16. PagedAttention runs twice, the
 // second time on a re-poisoned output, and must give the same bytes (split counters left at
 // zero). Every case runs with every decode kernel that applies (CHAI_DECODE_KERNEL 1, 2, 3 and,
-// for dense fp16/bf16 decode with head_dim 64 or 128, the bulk-copy kernel 4),
+// for fp16/bf16 decode with head_dim 64 or 128, the bulk-copy kernel 4: its dense pass under hint
+// 1, its two CHAI passes under a CHAI hint),
 // on the same inputs and reference per dtype (built once: the host side is the test's cost).
 // Cases with prefill rows run prefill kernel 2 (CHAI_PREFILL_KERNEL=2) too, in each of its shapes
 // (64/128 query rows per CTA, 1/2 members per CTA) where it has an instance.
@@ -171,6 +172,61 @@ TEST_F(PagedAttentionGpu, DecodeDenseKernel4Shapes) {
   m.news = {1, 90, 1, 0, 1, 9, 64};
   m.maps = {Dense(16), RandomClusters(16, 3), Dense(16), RandomClusters(16, 3), Dense(16), Dense(16),
             RandomClusters(16, 1)};
+  Check(m);
+}
+
+TEST_F(PagedAttentionGpu, DecodeChaiKernel4Shapes) {
+  // CHAI layers (hint > 1) in the shapes decode kernel 4 takes, which it runs as two passes (K of
+  // the representatives' KV groups, then V with the representatives' logits): MHA and GQA groups
+  // up to 8 with clusters that cross KV groups, dense sequences in the same launch, block sizes
+  // below a tile (8), not powers of two (24, 40) and above a stage (256), ragged lengths, and
+  // hints that do not match the real clusters.
+  struct Shape {
+    int heads, kv_heads, d, block_size, hint;
+  };
+  for (const Shape& sh : {Shape{32, 32, 128, 16, 8}, Shape{8, 8, 64, 8, 2}, Shape{16, 2, 64, 24, 4},
+                          Shape{12, 4, 128, 40, 3}, Shape{6, 6, 128, 256, 2}, Shape{8, 1, 128, 16, 4}}) {
+    Case c{"decode CHAI " + std::to_string(sh.heads) + "/" + std::to_string(sh.kv_heads) + " d" +
+               std::to_string(sh.d) + " bs" + std::to_string(sh.block_size) + " hint " + std::to_string(sh.hint),
+           sh.heads, sh.kv_heads, sh.d, sh.block_size};
+    c.lens = {1, 5, 17, 64, 65, 300, 1000, 4097};
+    c.news.assign(c.lens.size(), 1);
+    c.maps = {RandomClusters(sh.heads, 1),
+              RandomClusters(sh.heads, 2),
+              Dense(sh.heads),
+              RandomClusters(sh.heads, std::max(1, sh.heads / 4)),
+              RandomClusters(sh.heads, 3),
+              RandomClusters(sh.heads, std::max(1, sh.heads / 8)),
+              Dense(sh.heads),
+              RandomClusters(sh.heads, 4)};
+    c.hint = sh.hint;
+    Check(c);
+  }
+  // The LLaMA-7B layer shape with many sequences (long chunks, many stages per CTA) and a loose bound.
+  Case big{"decode CHAI B=40 32/32 d128 hint 8, loose bound", 32, 32, 128, 16};
+  std::uniform_int_distribution<int> len(1, 4097);
+  for (int s = 0; s < 40; ++s) {
+    big.lens.push_back(s == 0 ? 4097 : len(Rng()));
+    big.news.push_back(1);
+    big.maps.push_back(s % 5 == 0 ? Dense(32) : RandomClusters(32, 4));
+  }
+  big.hint = 8;
+  big.extra_max_len = 3000;
+  Check(big);
+  // One long sequence split over many chunks in both passes.
+  Case one{"decode CHAI 32/8 d128, one long sequence", 32, 8, 128, 16};
+  one.lens = {8191};
+  one.news = {1};
+  one.maps = {RandomClusters(32, 5)};
+  one.hint = 6;
+  Check(one);
+  // CHAI decode rows next to prefill and idle sequences.
+  Case m{"mixed decode/prefill/idle, CHAI decode, GQA 16/4 d64", 16, 4, 64, 16};
+  m.lens = {4097, 90, 1, 300, 1000, 17, 64};
+  m.news = {1, 90, 1, 0, 1, 9, 64};
+  m.maps = {RandomClusters(16, 3), RandomClusters(16, 3), Dense(16), RandomClusters(16, 3), RandomClusters(16, 2),
+            Dense(16), RandomClusters(16, 1)};
+  m.hint = 4;
   Check(m);
 }
 
