@@ -125,14 +125,21 @@ __device__ __forceinline__ int SeqChunk(int len, int splits) {
   return max(kChunkAlign, (c + kChunkAlign - 1) / kChunkAlign * kChunkAlign);
 }
 
-// One warp merges query head `head`'s (= s * heads + h) `nsplit` decode partials (part_ml,
-// part_acc) into its output row `out_row` (head_dim kD): the flash-decoding rescale by each
-// split's max. Partials are read with __ldcg: other CTAs wrote them during this launch.
-template <typename T, int kD>
+// Merges query head `head`'s (= s * heads + h) `nsplit` decode partials (part_ml, part_acc) into
+// its output row `out_row`: the flash-decoding rescale by each split's max, out = sum_k 2^(m_k - M)
+// acc_k / sum_k 2^(m_k - M) l_k, in split order (so two calls give the same bytes). Called by
+// whole warps: each calling warp reduces (M, sum) itself (every warp gets the same values), and
+// the kThreads threads threadIdx.x % kThreads share out the head_dim columns: 32 for a warp per
+// head (kernels 1, 2, 4), kDecodeThreads for a whole CTA on one head (kernel 3). kD == 0 takes
+// head_dim from p (kernel 1's generic instance). Partials are read with __ldcg: other CTAs wrote
+// them during this launch.
+template <typename T, int kD, int kThreads = 32>
 __device__ __forceinline__ void MergeSplitsWarp(const Params& p, int64_t head, int nsplit, T* out_row) {
+  static_assert(kThreads % 32 == 0, "whole warps merge");
+  const int d = kD > 0 ? kD : p.head_dim;
   const int lane = threadIdx.x % 32;
   const float2* ml = p.part_ml + head * p.max_splits;
-  const float* pacc = p.part_acc + head * p.max_splits * kD;
+  const float* pacc = p.part_acc + head * p.max_splits * d;
   float mx = -INFINITY;
   for (int k = lane; k < nsplit; k += 32) mx = fmaxf(mx, __ldcg(ml + k).x);
   mx = WarpMax(mx);
@@ -143,9 +150,9 @@ __device__ __forceinline__ void MergeSplitsWarp(const Params& p, int64_t head, i
   }
   lsum = WarpSum(lsum);
   const float inv = 1.f / lsum;
-  for (int c = lane; c < kD; c += 32) {
+  for (int c = threadIdx.x % kThreads; c < d; c += kThreads) {
     float x = 0.f;
-    for (int k = 0; k < nsplit; ++k) x = fmaf(exp2f(__ldcg(ml + k).x - mx), __ldcg(pacc + int64_t{k} * kD + c), x);
+    for (int k = 0; k < nsplit; ++k) x = fmaf(exp2f(__ldcg(ml + k).x - mx), __ldcg(pacc + int64_t{k} * d + c), x);
     out_row[c] = FromFloat<T>(x * inv);
   }
 }

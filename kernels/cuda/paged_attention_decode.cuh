@@ -355,24 +355,7 @@ __global__ void __launch_bounds__(kDecodeThreads) DecodeKernel(Params p) {
   T* orow = static_cast<T*>(p.out) + int64_t{row} * H * d;
   for (int i = warp; i < nm; i += kDecodeWarps) {
     const int h = s_mem[i];
-    const int64_t head = int64_t{s} * H + h;
-    const float2* ml = p.part_ml + head * p.max_splits;
-    const float* acc = p.part_acc + head * p.max_splits * d;
-    float m = -INFINITY;
-    for (int k = lane; k < nsplit; k += 32) m = fmaxf(m, __ldcg(ml + k).x);
-    m = WarpMax(m);
-    float l = 0.f;
-    for (int k = lane; k < nsplit; k += 32) {
-      const float2 x = __ldcg(ml + k);
-      l += exp2f(x.x - m) * x.y;
-    }
-    l = WarpSum(l);
-    const float inv = 1.f / l;
-    for (int c = lane; c < d; c += 32) {
-      float x = 0.f;
-      for (int k = 0; k < nsplit; ++k) x = fmaf(exp2f(__ldcg(ml + k).x - m), __ldcg(acc + int64_t{k} * d + c), x);
-      orow[int64_t{h} * d + c] = FromFloat<T>(x * inv);
-    }
+    MergeSplitsWarp<T, kD>(p, int64_t{s} * H + h, nsplit, orow + int64_t{h} * d);
   }
 }
 

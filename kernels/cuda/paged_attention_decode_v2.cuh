@@ -439,24 +439,7 @@ __global__ void __launch_bounds__(kDecodeThreads, kV2MinCtas<kM>) DecodeV2Kernel
   T* orow = static_cast<T*>(p.out) + int64_t{row} * H * kD;
   for (int i = warp; i < nm; i += kDecodeWarps) {
     const int h = s_mem[i];
-    const int64_t head = int64_t{s} * H + h;
-    const float2* ml = p.part_ml + head * p.max_splits;
-    const float* pacc = p.part_acc + head * p.max_splits * kD;
-    float mx = -INFINITY;
-    for (int k = lane; k < nsplit; k += 32) mx = fmaxf(mx, __ldcg(ml + k).x);
-    mx = WarpMax(mx);
-    float lsum = 0.f;
-    for (int k = lane; k < nsplit; k += 32) {
-      const float2 y = __ldcg(ml + k);
-      lsum += exp2f(y.x - mx) * y.y;
-    }
-    lsum = WarpSum(lsum);
-    const float inv = 1.f / lsum;
-    for (int c = lane; c < kD; c += 32) {
-      float x = 0.f;
-      for (int k = 0; k < nsplit; ++k) x = fmaf(exp2f(__ldcg(ml + k).x - mx), __ldcg(pacc + int64_t{k} * kD + c), x);
-      orow[int64_t{h} * kD + c] = FromFloat<T>(x * inv);
-    }
+    MergeSplitsWarp<T, kD>(p, int64_t{s} * H + h, nsplit, orow + int64_t{h} * kD);
   }
 }
 

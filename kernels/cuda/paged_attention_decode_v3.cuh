@@ -217,7 +217,6 @@ __global__ void __launch_bounds__(kDecodeThreads, kV3MinCtas) DecodeV3PvKernel(P
 
   __shared__ float2 s_ml[kDecodeWarps];
   __shared__ float s_acc[kDecodeWarps][kD];
-  __shared__ float2 s_total;
   __shared__ int s_last;
 
   V3Work w;
@@ -322,35 +321,15 @@ __global__ void __launch_bounds__(kDecodeThreads, kV3MinCtas) DecodeV3PvKernel(P
   if (threadIdx.x == 0) p.part_ml[head * p.max_splits + split] = make_float2(m_cta, l_cta);
 
   // The last CTA of this (sequence, head) over its nsplit splits merges the partials in split
-  // order and resets the counter for the next call.
+  // order, all its threads on the one head, and resets the counter for the next call.
   __threadfence();  // this thread's partials are visible device-wide before the count
   __syncthreads();
   if (threadIdx.x == 0) s_last = atomicAdd(p.counters + blockIdx.x, 1) == w.nsplit - 1;
   __syncthreads();
   if (!s_last) return;
   __threadfence();
-  const float2* ml = p.part_ml + head * p.max_splits;
-  const float* pacc = p.part_acc + head * p.max_splits * kD;
-  if (warp == 0) {
-    if (lane == 0) p.counters[blockIdx.x] = 0;
-    float m = -INFINITY;
-    for (int k = lane; k < w.nsplit; k += 32) m = fmaxf(m, __ldcg(ml + k).x);
-    m = WarpMax(m);
-    float sum = 0.f;
-    for (int k = lane; k < w.nsplit; k += 32) {
-      const float2 y = __ldcg(ml + k);
-      sum += exp2f(y.x - m) * y.y;
-    }
-    sum = WarpSum(sum);
-    if (lane == 0) s_total = make_float2(m, sum);
-  }
-  __syncthreads();
-  const float m = s_total.x, inv = 1.f / s_total.y;
-  for (int c = threadIdx.x; c < kD; c += kDecodeThreads) {
-    float y = 0.f;
-    for (int k = 0; k < w.nsplit; ++k) y = fmaf(exp2f(__ldcg(ml + k).x - m), __ldcg(pacc + int64_t{k} * kD + c), y);
-    orow[c] = FromFloat<T>(y * inv);
-  }
+  if (threadIdx.x == 0) p.counters[blockIdx.x] = 0;
+  MergeSplitsWarp<T, kD, kDecodeThreads>(p, head, w.nsplit, orow);
 }
 
 #endif  // __CUDACC__
