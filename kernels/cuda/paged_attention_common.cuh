@@ -63,6 +63,7 @@ struct LaunchPlan {
   int decode_kernel = 1;  // 1: paged_attention_decode.cuh; 2: _decode_v2.cuh; 3: _decode_v3.cuh; 4: _decode_v4.cuh
   int v2_members = 1;     // kernel 2: members accumulated per pass (1, 2 or 4)
   bool v4_chai = false;   // kernel 4: the two CHAI passes (scores, then P·V) instead of the dense one
+  int v4_score_ctas = 0;  // kernel 4, CHAI: CTAs per split of the scores pass
   int decode_slots = 0;  // decode grid columns: (sequence, KV head, subset, member share)
   int prefill_tiles = 0;
   int prefill_kernel = 1;   // 1: paged_attention_prefill{,_mma}.cuh; 2: _prefill_v2.cuh (fp16/bf16, d % 16 == 0)

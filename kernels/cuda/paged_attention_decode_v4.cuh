@@ -73,6 +73,7 @@ constexpr int kV4SharedBytes = 96 << 10;   // dynamic shared memory per CTA (2 C
 constexpr int kV4MaxStages = 6;            // ring depth bound (the K-only pass: 6 stages of 16 KB)
 constexpr int kV4MaxGroup = 8;             // query heads per KV head: the mma's N
 constexpr int kV4MinBlock = 8;             // a stage spans at most kV4Rows / 8 + 1 <= 32 blocks
+constexpr int kV4MaxItems = 16;            // scores pass: (sequence, KV head) items per CTA and split
 
 enum V4Pass : int { kV4Dense = 0, kV4Scores = 1, kV4Pv = 2 };
 
@@ -118,7 +119,12 @@ inline void MakePlanV4Chai(int max_seq_len, int members_per_rep, int resident_sc
   const int64_t groups = std::min<int64_t>(p->kv_heads, (p->heads + m - 1) / m);
   plan->decode_kernel = 4;
   plan->v4_chai = true;
-  plan->decode_slots = p->num_seqs * p->kv_heads;  // grid columns of both passes; counters of the P·V pass
+  plan->decode_slots = p->num_seqs * p->kv_heads;  // grid columns of the P·V pass, and its counters
+  // The scores pass launches about as many CTAs per split as slots it expects busy (see
+  // V4ScoreItems), and at least enough that none takes more than kV4MaxItems.
+  const int64_t slots = plan->decode_slots;
+  plan->v4_score_ctas = static_cast<int>(
+      std::max(std::min(slots, int64_t{p->num_seqs} * groups), (slots + kV4MaxItems - 1) / kV4MaxItems));
   p->logit_stride = static_cast<int>((max_len + 3) / 4 * 4);
   p->score_splits = BestSplitsV3(max_len, int64_t{p->num_seqs} * groups, resident_scores);
   p->max_splits = BestSplitsV3(max_len, int64_t{p->num_seqs} * p->kv_heads, resident_pv);
@@ -165,10 +171,14 @@ __device__ __forceinline__ void BulkCopyG2S(uint32_t dst, const void* src, uint3
 __device__ __forceinline__ void FenceProxyAsyncShared() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
 #endif  // __CUDA_ARCH__ >= 900
 
-template <typename T, int kD, int kPass>
-__global__ void __launch_bounds__(kDecodeThreads, 2) DecodeV4Kernel(Params p) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  PdlWait();
+// One work item of pass kPass: the (sequence s, KV head g, split) a dense or P·V CTA owns, or one
+// of a scores CTA's items. The ring's mbarriers are initialised once per CTA (the kernel);
+// `uses` counts the stages this CTA consumed before, so that stage t of this item takes slot
+// (uses + t) % kStages with phase parity ((uses + t) / kStages) % 2. Returns with the ring
+// drained (every stage waited for and released by a barrier) and *uses advanced.
+template <typename T, int kD, int kPass>
+__device__ __forceinline__ void V4Item(const Params& p, int s, int g, int split, uint32_t full0, int* uses) {
   static_assert(sizeof(T) == 2, "fp16/bf16 only");
   using Stage = V4Stage<kD, kPass>;
   constexpr int kRows = Stage::kRows;
@@ -186,15 +196,12 @@ __global__ void __launch_bounds__(kDecodeThreads, 2) DecodeV4Kernel(Params p) {
   static_assert(kPairs >= 2 && kMTiles % 2 == 0, "head_dim 64 or 128");
 
   CHAI_PAGED_DYNAMIC_SHARED(uint4, v4_smem);  // kStages x Stage; at the end the warps' O
-  __shared__ uint64_t s_full[kV4MaxStages];
   __shared__ float2 s_ml[kDecodeWarps][kV4MaxGroup];
   __shared__ int s_rep[kV4MaxGroup];
   __shared__ int s_last;
 
   const int kvh = p.kv_heads;
-  const int s = static_cast<int>(blockIdx.x) / kvh, g = static_cast<int>(blockIdx.x) % kvh;
   const int64_t trow = p.slots != nullptr ? p.slots[s] : s;
-  const int split = blockIdx.y;
   const int H = p.heads, G = p.group, h0 = g * G;
   const int row = p.q_start[s], row_end = p.q_start[s + 1];
   // The CHAI passes clamp the length to the logits' stride: a length above the host's bound (a
@@ -239,12 +246,6 @@ __global__ void __launch_bounds__(kDecodeThreads, 2) DecodeV4Kernel(Params p) {
   if (warp == 0) load_window(block_of(c0));
 
   const uint32_t ring = SharedAddress(v4_smem);
-  const uint32_t full0 = SharedAddress(s_full);
-  if (threadIdx.x == 0) {
-#pragma unroll
-    for (int i = 0; i < kStages; ++i) MbarInit(full0 + 8 * i, 1);
-    MbarInitFence();
-  }
   if (threadIdx.x < G) s_rep[threadIdx.x] = my_rep;
   // Dense: a head that does not score itself (kernel 4 cannot compute it under the dense pass,
   // see the header comment). Scores pass: a representative in the group (else no K to read).
@@ -271,8 +272,9 @@ __global__ void __launch_bounds__(kDecodeThreads, 2) DecodeV4Kernel(Params p) {
     *b0 = block_of(*pos0);
     *b1 = block_of(*pos1 - 1);
   };
+  const int u0 = *uses;
   const auto issue = [&](int t) {
-    const int slot = t % kStages;
+    const int slot = (u0 + t) % kStages;
     const uint32_t bar = full0 + 8 * slot;
     int pos0, pos1, b0, b1;
     stage_blocks(t, &pos0, &pos1, &b0, &b1);
@@ -340,8 +342,8 @@ __global__ void __launch_bounds__(kDecodeThreads, 2) DecodeV4Kernel(Params p) {
   const float scale = p.scale_log2;
 
   for (int t = 0; t < ntiles; ++t) {
-    const int slot = t % kStages;
-    MbarWait(full0 + 8 * slot, static_cast<uint32_t>(t / kStages) & 1u);
+    const int slot = (u0 + t) % kStages;
+    MbarWait(full0 + 8 * slot, static_cast<uint32_t>((u0 + t) / kStages) & 1u);
     const unsigned char* stage = reinterpret_cast<const unsigned char*>(v4_smem) + slot * Stage::kBytes;
 #pragma unroll
     for (int sub = 0; sub < kSub; ++sub) {
@@ -482,6 +484,7 @@ __global__ void __launch_bounds__(kDecodeThreads, 2) DecodeV4Kernel(Params p) {
     __syncthreads();  // every warp is done with the slot: it may be refilled
     if (warp == 0 && t + kStages < ntiles) issue(t + kStages);
   }
+  *uses = u0 + ntiles;
   if constexpr (kPass == kV4Scores) return;  // the logits are the pass's whole output
 
   // Merge the warps: (m, l) per head, O^T into the idle ring as [warp][head][kD] floats.
@@ -533,6 +536,89 @@ __global__ void __launch_bounds__(kDecodeThreads, 2) DecodeV4Kernel(Params p) {
   if (threadIdx.x == 0) p.counters[blockIdx.x] = 0;
   for (int i = warp; i < G; i += kDecodeWarps) {
     MergeSplitsWarp<T, kD>(p, int64_t{s} * H + h0 + i, nsplit, orow + int64_t{h0 + i} * kD);
+  }
+}
+
+// The scores pass's items: of the (sequence, KV head) slots in order, those of decode sequences
+// whose group holds a representative are busy; busy slot number r goes to CTA r % gridDim.x as its
+// (r / gridDim.x)-th item. Every CTA finds the busy slots itself (the map is on the device, and
+// this costs a few loads per thread) so that the pass launches gridDim.x CTAs per split, about
+// as many as there are busy slots, instead of one per slot: the dense grid's idle CTAs (7 of 8
+// at 4 representatives of 32 heads) held the SMs' two CTA places for a global load each and
+// took as long as the busy ones. Writes the items' slot ids to items[]; returns their count.
+// The host launches at least ceil(slots / kV4MaxItems) CTAs, so no CTA gets more.
+__device__ __forceinline__ int V4ScoreItems(const Params& p, int* items) {
+  constexpr unsigned kAll = 0xffffffffu;
+  constexpr int kUnroll = 8;  // slots per thread whose loads are in flight together
+  __shared__ int s_count[kDecodeWarps];
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const int kvh = p.kv_heads, G = p.group, H = p.heads;
+  const int slots = p.num_seqs * kvh, ctas = static_cast<int>(gridDim.x), me = static_cast<int>(blockIdx.x);
+  int before = 0;  // busy slots in earlier rounds
+  for (int base = 0; base < slots; base += kUnroll * kDecodeThreads) {
+    bool busy[kUnroll];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int j = base + u * kDecodeThreads + static_cast<int>(threadIdx.x);
+      busy[u] = false;
+      if (j < slots) {
+        const int sj = j / kvh, gj = j % kvh;
+        const int64_t tr = p.slots != nullptr ? p.slots[sj] : sj;
+        const int32_t* sh = p.score_head + tr * H + gj * G;
+        bool rep = false;
+        for (int i = 0; i < G; ++i) rep |= __ldg(sh + i) == gj * G + i;
+        busy[u] = rep && p.q_start[sj + 1] - p.q_start[sj] == 1;
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const unsigned ballot = __ballot_sync(kAll, busy[u]);
+      if (lane == 0) s_count[warp] = __popc(ballot);
+      __syncthreads();
+      int rank = before + __popc(ballot & ((1u << lane) - 1u)), total = 0;
+#pragma unroll
+      for (int w = 0; w < kDecodeWarps; ++w) {
+        rank += w < warp ? s_count[w] : 0;
+        total += s_count[w];
+      }
+      if (busy[u] && rank % ctas == me && rank / ctas < kV4MaxItems) {
+        items[rank / ctas] = base + u * kDecodeThreads + static_cast<int>(threadIdx.x);
+      }
+      before += total;
+      __syncthreads();  // s_count is rewritten next round; items[] is complete after the last
+    }
+  }
+  return before > me ? min((before - 1 - me) / ctas + 1, kV4MaxItems) : 0;
+}
+#endif  // __CUDA_ARCH__ >= 900
+
+// Dense and P·V passes: grid (num_seqs * kv_heads, splits), one item per CTA. Scores pass: grid
+// (plan.v4_score_ctas, score_splits), each CTA taking the items V4ScoreItems gives it.
+template <typename T, int kD, int kPass>
+__global__ void __launch_bounds__(kDecodeThreads, 2) DecodeV4Kernel(Params p) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  PdlWait();
+  __shared__ uint64_t s_full[kV4MaxStages];
+  const uint32_t full0 = SharedAddress(s_full);
+  if (threadIdx.x == 0) {
+#pragma unroll
+    for (int i = 0; i < V4Stage<kD, kPass>::kStages; ++i) MbarInit(full0 + 8 * i, 1);
+    MbarInitFence();
+  }
+  // The barriers are visible to every thread before their first use: V4Item meets at a
+  // __syncthreads_or before any copy is issued or awaited.
+  int uses = 0;
+  if constexpr (kPass != kV4Scores) {
+    const int kvh = p.kv_heads;
+    V4Item<T, kD, kPass>(p, static_cast<int>(blockIdx.x) / kvh, static_cast<int>(blockIdx.x) % kvh,
+                         static_cast<int>(blockIdx.y), full0, &uses);
+  } else {
+    __shared__ int s_items[kV4MaxItems];
+    const int n = V4ScoreItems(p, s_items);
+    for (int k = 0; k < n; ++k) {
+      V4Item<T, kD, kPass>(p, s_items[k] / p.kv_heads, s_items[k] % p.kv_heads, static_cast<int>(blockIdx.y), full0,
+                           &uses);
+    }
   }
 #endif  // __CUDA_ARCH__ >= 900
 }

@@ -226,8 +226,8 @@ void LaunchDecodeV4(const Params& p, const LaunchPlan& plan, cudaStream_t stream
   }
   PrepareDecodeV4<T, kD, kV4Scores>();
   PrepareDecodeV4<T, kD, kV4Pv>();
-  LaunchPdl(DecodeV4Kernel<T, kD, kV4Scores>, dim3(plan.decode_slots, p.score_splits), kDecodeThreads, kV4SharedBytes,
-            stream, p);
+  LaunchPdl(DecodeV4Kernel<T, kD, kV4Scores>, dim3(plan.v4_score_ctas, p.score_splits), kDecodeThreads,
+            kV4SharedBytes, stream, p);
   LaunchPdl(DecodeV4Kernel<T, kD, kV4Pv>, dim3(plan.decode_slots, p.max_splits), kDecodeThreads, kV4SharedBytes,
             stream, p);
 }
