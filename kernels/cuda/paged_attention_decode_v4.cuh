@@ -12,21 +12,22 @@
 //   runs the dense pass's softmax and P·V on those logits. So a CHAI layer reads K of its
 //   representatives and V of every head, plus logits (4 bytes per position and head, from L2).
 //   The two passes may split the sequence differently: they share the logits by position only.
-// The grid is kernel 2's
-// with one subset and one member share: blockIdx.x = sequence * kv_heads + KV head g,
-// blockIdx.y = split; a CTA takes all G query heads of g over its chunk of positions, and chunks
-// are sized by MakePlanV2 (whole waves of resident CTAs). A sequence split over several chunks
-// writes kernel 2's partials and the last CTA to finish merges them, as kernels 1 and 2 do.
+// The dense and P·V grids are kernel 2's with one subset and one member share: blockIdx.x =
+// sequence * kv_heads + KV head g, blockIdx.y = split; a CTA takes all G query heads of g over its
+// chunk of positions, and chunks are sized by MakePlanV2 (dense) or MakePlanV4Chai (whole waves
+// of resident CTAs). A sequence split over several chunks writes kernel 2's partials and the last
+// CTA to finish merges them, as kernels 1 and 2 do. The scores pass launches about one CTA per
+// busy (sequence, KV group) per split and each CTA finds its items on the device (V4ScoreItems).
 //
-// Streaming: a ring of kV4Stages shared-memory stages, each holding the K rows and the V rows of
-// kV4Rows positions (32 KB together: 64 positions at head_dim 128, 128 at 64). The pool stores
+// Streaming: a ring of shared-memory stages (V4Stage), a dense stage holding the K rows and the V
+// rows of kV4Rows positions (32 KB together: 64 positions at head_dim 128, 128 at 64). The pool stores
 // each (block, head) as block_size x head_dim contiguous elements, so the rows a stage needs from
 // one block are one contiguous run: warp 0 issues one `cp.async.bulk` per block and side (one lane
 // per block, the block ids read from a 32-entry window of the tables held one per lane, as kernel
 // 2 does), and lane 0 arms the stage's mbarrier with the bytes to expect. All four warps wait on
 // the mbarrier (phase parity = use of the slot mod 2), compute from shared memory, meet at a
 // __syncthreads (every warp is done reading the slot), and warp 0 reissues the slot for the
-// stage kV4Stages ahead. So two stages (64 KB) are in flight while one is consumed. No proxy
+// stage kStages ahead. So two dense stages (64 KB) are in flight while one is consumed. No proxy
 // fence is needed for that reuse: the copy engine writes a slot that ordinary loads read earlier
 // (ordered by the barrier), and ordinary loads read what the copy engine wrote after the mbarrier
 // wait (its acquire); only the zero-fill of a missing block (ordinary stores that a later copy
@@ -69,7 +70,7 @@
 namespace chai::cuda::paged {
 
 constexpr int kV4StageBytes = 32 << 10;    // K + V rows of one dense stage
-constexpr int kV4SharedBytes = 96 << 10;   // dynamic shared memory per CTA (2 CTAs per SM)
+constexpr int kV4SharedBytes = 96 << 10;   // ring size the stage counts aim for (V4Stage::kSharedBytes)
 constexpr int kV4MaxStages = 6;            // ring depth bound (the K-only pass: 6 stages of 16 KB)
 constexpr int kV4MaxGroup = 8;             // query heads per KV head: the mma's N
 constexpr int kV4MinBlock = 8;             // a stage spans at most kV4Rows / 8 + 1 <= 32 blocks
@@ -91,20 +92,25 @@ template <int kD>
 constexpr int kV4Rows = kV4StageBytes / (4 * kD);
 
 // A stage of pass kPass: [K rows][V rows][logits rows], each part only where the pass reads it.
-// The ring holds as many stages as fit kV4SharedBytes: 3 dense (32 KB), 6 K-only (16 KB), 5 or 4
-// V + logits. A logits row (one per head of the group) is padded by 8 floats so that the eight
+// Dense and scores stages hold kV4Rows positions; P·V stages 128 (32 KB of V at head_dim 128: on
+// an H100 the P·V pass with 16 KB stages streamed at 74-79% of peak DRAM throughput where the
+// dense pass's 32 KB stages reach 80-84%). The ring holds as many stages as fit kV4SharedBytes,
+// at least 3 (3 dense of 32 KB, 6 K-only of 16 KB; P·V at head_dim 128 takes 3 x 36 KB, still two
+// CTAs per SM). A logits row (one per head of the group) is padded by 8 floats so that the eight
 // heads' float2 reads of a tile spread over the banks.
 template <int kD, int kPass>
 struct V4Stage {
-  static constexpr int kRows = kV4Rows<kD>;
+  static constexpr int kRows = kPass == kV4Pv ? 128 : kV4Rows<kD>;
   static constexpr int kSideBytes = kRows * kD * 2;
   static constexpr bool kHasK = kPass != kV4Pv, kHasV = kPass != kV4Scores;
   static constexpr int kVOff = kHasK ? kSideBytes : 0;
   static constexpr int kLogitOff = kVOff + (kHasV ? kSideBytes : 0);
   static constexpr int kLogitRow = kRows + 8;  // floats
   static constexpr int kBytes = kLogitOff + (kPass == kV4Pv ? kV4MaxGroup * kLogitRow * 4 : 0);
-  static constexpr int kStages = kV4SharedBytes / kBytes;
-  static_assert(kBytes % 128 == 0 && kStages >= 3 && kStages <= kV4MaxStages, "stage shape");
+  static constexpr int kStages = std::clamp(kV4SharedBytes / kBytes, 3, kV4MaxStages);
+  static constexpr int kSharedBytes = kStages * kBytes;  // dynamic shared memory per CTA
+  static_assert(kBytes % 128 == 0 && kRows % (16 * 4) == 0 && kRows / kV4MinBlock + 1 <= 32, "stage shape");
+  static_assert(kSharedBytes <= 112 << 10, "two CTAs per SM");
 };
 
 // Completes p and plan for a CHAI layer on kernel 4 (two passes) after MakePlan, as MakePlanV3
@@ -192,7 +198,7 @@ __device__ __forceinline__ void V4Item(const Params& p, int s, int g, int split,
   constexpr int kLaneChunks = kLaneDims / 8;        // ... as 16-byte pieces of a V row (1 or 2)
   constexpr bool kHasK = Stage::kHasK, kHasV = Stage::kHasV;
   constexpr unsigned kAll = 0xffffffffu;
-  static_assert(kSub >= 1 && kWarpRows % 16 == 0 && 2 * Stage::kSideBytes == kV4StageBytes, "stage shape");
+  static_assert(kSub >= 1 && kWarpRows % 16 == 0, "stage shape");
   static_assert(kPairs >= 2 && kMTiles % 2 == 0, "head_dim 64 or 128");
 
   CHAI_PAGED_DYNAMIC_SHARED(uint4, v4_smem);  // kStages x Stage; at the end the warps' O

@@ -169,7 +169,7 @@ class PerDeviceOnce {
   std::once_flag flags_[kDevices];
 };
 
-// Kernel 4 (fp16/bf16, head_dim 64 or 128): kV4SharedBytes of dynamic shared memory, above the
+// Kernel 4 (fp16/bf16, head_dim 64 or 128): V4Stage::kSharedBytes of dynamic shared memory, above the
 // default 48 KB limit, so the limit is raised once per device and pass before the first occupancy
 // query or launch.
 template <typename T, int kD, int kPass>
@@ -177,7 +177,7 @@ void PrepareDecodeV4() {
   static PerDeviceOnce once;
   once.Run([] {
     CHAI_CUDA_CHECK(cudaFuncSetAttribute(DecodeV4Kernel<T, kD, kPass>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                         kV4SharedBytes));
+                                         V4Stage<kD, kPass>::kSharedBytes));
   });
 }
 
@@ -191,7 +191,7 @@ int DecodeV4CtasPerSmFor() {
   int ctas = cached[device].load(std::memory_order_relaxed);
   if (ctas == 0) {
     CHAI_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&ctas, DecodeV4Kernel<T, kD, kPass>, kDecodeThreads,
-                                                                  kV4SharedBytes));
+                                                                  V4Stage<kD, kPass>::kSharedBytes));
     ctas = std::max(ctas, 1);
     cached[device].store(ctas, std::memory_order_relaxed);
   }
@@ -220,16 +220,16 @@ template <typename T, int kD>
 void LaunchDecodeV4(const Params& p, const LaunchPlan& plan, cudaStream_t stream) {
   if (!plan.v4_chai) {
     PrepareDecodeV4<T, kD, kV4Dense>();
-    LaunchPdl(DecodeV4Kernel<T, kD, kV4Dense>, dim3(plan.decode_slots, p.max_splits), kDecodeThreads, kV4SharedBytes,
-              stream, p);
+    LaunchPdl(DecodeV4Kernel<T, kD, kV4Dense>, dim3(plan.decode_slots, p.max_splits), kDecodeThreads,
+              V4Stage<kD, kV4Dense>::kSharedBytes, stream, p);
     return;
   }
   PrepareDecodeV4<T, kD, kV4Scores>();
   PrepareDecodeV4<T, kD, kV4Pv>();
   LaunchPdl(DecodeV4Kernel<T, kD, kV4Scores>, dim3(plan.v4_score_ctas, p.score_splits), kDecodeThreads,
-            kV4SharedBytes, stream, p);
-  LaunchPdl(DecodeV4Kernel<T, kD, kV4Pv>, dim3(plan.decode_slots, p.max_splits), kDecodeThreads, kV4SharedBytes,
-            stream, p);
+            V4Stage<kD, kV4Scores>::kSharedBytes, stream, p);
+  LaunchPdl(DecodeV4Kernel<T, kD, kV4Pv>, dim3(plan.decode_slots, p.max_splits), kDecodeThreads,
+            V4Stage<kD, kV4Pv>::kSharedBytes, stream, p);
 }
 
 // Prefill kernel 2 with kWarps warps (16 query rows each) and kM members per CTA.
