@@ -104,12 +104,13 @@ void* Scratch(size_t bytes, cudaStream_t stream, int kind, bool zeroed) {
 //   KV head, block_size >= 8, 16-byte aligned operands): K and V stream through the copy engine
 //   into a shared-memory ring, scores and P·V on the tensor cores; one pass for dense layers (hint
 //   1), for CHAI layers kernel 3's two passes (MakePlanV4Chai).
-//   Defaults, from benchmarks/results/attention-decode-h100.md (H100): dense layers kernel 4
-//   (94-99% of copy bandwidth at B >= 8 and 4k-16k positions, against kernel 2's 79-88%), else 2;
-//   CHAI layers kernel 3 (72-86%), see CHAI_DECODE_CHAI_KERNEL.
-// - CHAI_DECODE_CHAI_KERNEL: the kernel for CHAI layers only (hint > 1) when CHAI_DECODE_KERNEL is
-//   not set (default 3; 4 takes kernel 4's two passes where it has an instance, 1 the earlier fused
-//   kernel).
+//   Defaults, from benchmarks/results/attention-decode-h100.md (H100): kernel 4 where it has an
+//   instance, else kernel 2 for dense layers and kernel 3 for CHAI layers. Kernel 4 streams dense
+//   K/V at 91-97% of copy bandwidth at B >= 8 and 4k-16k positions (kernel 2: 79-88%) and CHAI's
+//   bytes at 72-94% at B >= 8 and 2k-16k (kernel 3: 63-86%).
+// - CHAI_DECODE_CHAI_KERNEL, CHAI_DECODE_DENSE_KERNEL: the kernel for CHAI layers only (hint > 1),
+//   or for dense layers only, when CHAI_DECODE_KERNEL is not set (e.g. CHAI_DECODE_CHAI_KERNEL=3
+//   for the previous CHAI default, 1 for the earlier fused kernel).
 // - CHAI_PREFILL_KERNEL: 2 (default) the pipelined tensor-core kernel of paged_attention_prefill_v2.cuh where it
 //   has an instance (fp16/bf16, head_dim a multiple of 16 up to 128, 16-byte aligned rows); 1, and everywhere
 //   kernel 2 has no instance, the kernels of paged_attention_prefill{,_mma}.cuh. On an H100 (LLaMA-7B, batch 1)
@@ -203,7 +204,8 @@ void PagedAttention(const Tensor& q, const PagedKv& kv, const BatchLayout& batch
   const bool v4_ok = paged::DecodeV4Supported(d, p.group, kv.block_size,
                                               q.dtype() == DType::kF16 || q.dtype() == DType::kBF16, exact) &&
                      CopyEngineDevice();
-  const int default_kernel = chai_layer ? EnvKnob("CHAI_DECODE_CHAI_KERNEL", 3) : (v4_ok ? 4 : 2);
+  const int default_kernel = EnvKnob(chai_layer ? "CHAI_DECODE_CHAI_KERNEL" : "CHAI_DECODE_DENSE_KERNEL",
+                                     v4_ok ? 4 : (chai_layer ? 3 : 2));
   int kernel = EnvKnob("CHAI_DECODE_KERNEL", default_kernel);
   if (kernel == 4 && !v4_ok) kernel = chai_layer ? 3 : 2;
   if (kernel == 4 && !chai_layer) {
