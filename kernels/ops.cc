@@ -2,6 +2,7 @@
 #include "kernels/ops.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <initializer_list>
@@ -54,6 +55,13 @@ Device Backend(const char* op, std::initializer_list<const Tensor*> floats,
   return device;
 }
 
+// True when the two tensors' bytes overlap (views of one buffer, or the same tensor).
+bool Overlap(const Tensor& a, const Tensor& b) {
+  if (!a.defined() || !b.defined() || a.device() != b.device()) return false;
+  const auto pa = reinterpret_cast<uintptr_t>(a.raw()), pb = reinterpret_cast<uintptr_t>(b.raw());
+  return pa < pb + b.nbytes() && pb < pa + a.nbytes();
+}
+
 #ifdef CHAI_WITH_CUDA
 #define CHAI_DISPATCH(device, op, ...) ((device) == Device::kCpu ? cpu::op(__VA_ARGS__) : cuda::op(__VA_ARGS__))
 #else
@@ -91,6 +99,28 @@ void Linear(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor* o
   Expect(out->rank() == 2 && out->dim(0) == x.dim(0) && out->dim(1) == weight.dim(0), "Linear", "out shape");
   Expect(!bias.defined() || bias.numel() == weight.dim(0), "Linear", "bias shape");
   CHAI_DISPATCH(Backend("Linear", {&x, &weight, &bias, out}), Linear, x, weight, bias, out);
+}
+
+void LinearFused(const Tensor& x, const Tensor& weight, const Tensor& bias, const LinearFusion& fusion, Tensor* out) {
+  const char* op = "LinearFused";
+  Expect(x.rank() == 2 && weight.rank() == 2 && weight.dim(1) == x.dim(1), op, "x/weight shape");
+  Expect(!bias.defined() || bias.numel() == weight.dim(0), op, "bias shape");
+  const Tensor& norm_w = fusion.rms_norm_weight;
+  Expect(!norm_w.defined() || norm_w.numel() == x.dim(1), op, "norm weight shape");
+  const bool silu = fusion.output == LinearOutput::kSiluMul;
+  Expect(!silu || weight.dim(0) % 2 == 0, op, "SiLU of an odd number of gate | up rows");
+  Expect(out->rank() == 2 && out->dim(0) == x.dim(0) && out->dim(1) == (silu ? weight.dim(0) / 2 : weight.dim(0)), op,
+         "out shape");
+  Expect(!Overlap(x, *out), op, "out overlaps x");
+  CHAI_DISPATCH(Backend(op, {&x, &weight, &bias, &norm_w, out}), LinearFused, x, weight, bias, fusion, out);
+}
+
+bool LinearFusedIsOneKernel(const Tensor& x) {
+#ifdef CHAI_WITH_CUDA
+  return x.device() == Device::kCuda && cuda::LinearFusedIsOneKernel(x);
+#else
+  return false;
+#endif
 }
 
 void Relu(Tensor* x) { CHAI_DISPATCH(Backend("Relu", {x}), Relu, x); }

@@ -29,6 +29,27 @@ void AddRmsNorm(Tensor* x, const Tensor& y, const Tensor& weight, float eps, Ten
 // out[T, N] = x[T, K] * weight[N, K]^T (+ bias[N] when defined).
 void Linear(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor* out);
 
+// Linear with the small ops of a decode step around it folded in. Defined as the composition
+//   in = x, or RmsNorm(x, rms_norm_weight, rms_norm_eps) when rms_norm_weight is defined;
+//   p  = Linear(in, weight, bias), [T, N];
+//   kStore:   *out = p;
+//   kAddTo:   Add(*out, p, out): *out [T, N] is the residual stream, updated in place;
+//   kSiluMul: SiluMulFused(p, out): weight stacks gate | up rows (N even), out is [T, N / 2];
+// which is what the CPU runs. On CUDA it is one kernel where Linear's decode GEMV applies
+// (LinearFusedIsOneKernel), else that composition of the CUDA ops. The fused kernel's epilogues
+// give the composition's values bit for bit; its norm sums each row's squares in RmsNorm's order
+// (kernels/cuda/gemv_fusion.cuh). out must not overlap x.
+enum class LinearOutput { kStore, kAddTo, kSiluMul };
+struct LinearFusion {
+  Tensor rms_norm_weight;  // [K]; undefined: the input is x itself
+  float rms_norm_eps = 0.f;
+  LinearOutput output = LinearOutput::kStore;
+};
+void LinearFused(const Tensor& x, const Tensor& weight, const Tensor& bias, const LinearFusion& fusion, Tensor* out);
+// True when LinearFused on rows like x's runs as one kernel: on CUDA, fp16 or bf16, 1 to 8 rows,
+// K % 8 == 0, 16-byte-aligned rows (and weights, which are). Never on the CPU.
+bool LinearFusedIsOneKernel(const Tensor& x);
+
 void Relu(Tensor* x);                                             // in place
 void SiluMul(const Tensor& gate, const Tensor& up, Tensor* out);  // silu(gate) * up
 // SiluMul on the output of the stacked gate | up GEMM: gate_up [T, 2F] holds gate in columns

@@ -1,6 +1,7 @@
 // The fused ops of the decode path (stacked Q | K | V and gate | up projections, residual add
-// + norm), defined as the compositions of the unfused reference ops they replace, so that the
-// engine's CPU results do not change when it uses them.
+// + norm, Linear with its norm and residual add or SiLU), defined as the compositions of the
+// unfused reference ops they replace, so that the engine's CPU results do not change when it uses
+// them.
 #include <cmath>
 #include <cstring>
 
@@ -17,6 +18,26 @@ void AddLayerNorm(Tensor* x, const Tensor& y, const Tensor& weight, const Tensor
 void AddRmsNorm(Tensor* x, const Tensor& y, const Tensor& weight, float eps, Tensor* out) {
   Add(*x, y, x);
   RmsNorm(*x, weight, eps, out);
+}
+
+void LinearFused(const Tensor& x, const Tensor& weight, const Tensor& bias, const ops::LinearFusion& fusion,
+                 Tensor* out) {
+  Tensor in = x;
+  if (fusion.rms_norm_weight.defined()) {
+    in = Tensor::Empty(x.shape(), DType::kF32);
+    RmsNorm(x, fusion.rms_norm_weight, fusion.rms_norm_eps, &in);
+  }
+  if (fusion.output == ops::LinearOutput::kStore) {
+    Linear(in, weight, bias, out);
+    return;
+  }
+  Tensor p = Tensor::Empty({x.dim(0), weight.dim(0)}, DType::kF32);
+  Linear(in, weight, bias, &p);
+  if (fusion.output == ops::LinearOutput::kAddTo) {
+    Add(*out, p, out);
+  } else {
+    SiluMulFused(p, out);
+  }
 }
 
 void SiluMulFused(const Tensor& gate_up, Tensor* out) {

@@ -19,6 +19,9 @@ void RmsNorm(const Tensor& x, const Tensor& weight, float eps, Tensor* out);
 void AddLayerNorm(Tensor* x, const Tensor& y, const Tensor& weight, const Tensor& bias, float eps, Tensor* out);
 void AddRmsNorm(Tensor* x, const Tensor& y, const Tensor& weight, float eps, Tensor* out);
 void Linear(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor* out);
+void LinearFused(const Tensor& x, const Tensor& weight, const Tensor& bias, const ops::LinearFusion& fusion,
+                 Tensor* out);
+bool LinearFusedIsOneKernel(const Tensor& x);
 void Relu(Tensor* x);
 void SiluMul(const Tensor& gate, const Tensor& up, Tensor* out);
 void SiluMulFused(const Tensor& gate_up, Tensor* out);

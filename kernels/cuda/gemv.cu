@@ -36,6 +36,18 @@
 // kernel; with PDL off the kernel skips the prefetch and the wait returns at once.
 // No allocation per call (the split-K scratch is allocated at the first call, like the cuBLASLt
 // workspace), no synchronisation: graph-capturable after one eager call.
+//
+// Fusions (ops::LinearFused, gemv_fusion.cuh), which take small kernels out of the decode step:
+// - RMSNorm prologue: each CTA first computes its token rows' RMSNorm scales (it reads all of x
+//   anyway; the sums run in the RmsNorm kernel's order), then feeds the MMA T(x * scale * norm_w)
+//   chunk by chunk. The whole first group of W each warp streams is prefetched into L2 before the
+//   sums, so the weight stream does not wait for them.
+// - Residual epilogue: the output loop adds T(P) into the residual stream in place (the last CTA of
+//   a split-K row block, which alone writes its outputs).
+// - SiLU epilogue over the stacked gate | up weight: a CTA streams the gate and the up rows of the
+//   same 8 * kR output columns (tile rows g and g + 8 of each MMA), so the thread that writes an
+//   output holds both sums and writes T(silu(G) * U) [T, N / 2]. (A prologue of the down GEMV
+//   instead would evaluate SiLU once per row block of the down weight: 256 times over at N = 4096.)
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -44,11 +56,14 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <type_traits>
 
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/cuda_utils.cuh"
+#include "kernels/cuda/gemv_fusion.cuh"
 #include "kernels/cuda/gemv_tile.cuh"
 #include "kernels/cuda/internal.h"
+#include "kernels/cuda/norm_row.cuh"
 #include "kernels/cuda/pdl.cuh"
 
 namespace chai::cuda {
@@ -58,7 +73,6 @@ using gemv::AccumulateSpan;
 using gemv::StoreWarpTiles;
 using gemv::TileSum;
 
-// kMinBlocks: CTAs per SM the register budget must allow (see the top of the file).
 struct GemvArgs {
   const void* x;
   const void* w;
@@ -70,15 +84,22 @@ struct GemvArgs {
   // covers chunks [s * split_chunks, (s + 1) * split_chunks); partial sums go to `partials`
   // and the last CTA of a row block to finish (counted in `counters`, which it resets to 0)
   // sums them in split order, so the result does not depend on which CTA finished last.
-  int64_t split_chunks;
-  float* partials;
-  unsigned* counters;
+  int64_t split_chunks = 0;
+  float* partials = nullptr;
+  unsigned* counters = nullptr;
   // Launched with PDL (pdl.cuh): before waiting for the previous kernel, warm L2 with the first
   // weight tile each warp will stream (gemv::PrefetchFirstTile). Off: the kernel is unchanged.
   bool l2_prefetch = false;
+  // The RMSNorm prologue (gemv::Input::kRmsNorm): norm weights [k], eps, and the block size the
+  // RmsNorm kernel gives a row of k (NormRowThreads), whose summation order the scales follow.
+  const void* norm_w = nullptr;
+  float eps = 0.f;
+  int norm_threads = 0;
 };
 
-template <typename T, int kWarps, int kR, int kU, int kMinBlocks>
+// kMinBlocks: CTAs per SM the register budget must allow (see the top of the file). kIn, kOut:
+// the fusions of ops::LinearFused (gemv_fusion.cuh); plain Linear is (kPlain, kStore).
+template <typename T, int kWarps, int kR, int kU, int kMinBlocks, gemv::Input kIn, gemv::Output kOut>
 __global__ void __launch_bounds__(kWarps * 32, kMinBlocks) GemvKernel(const GemvArgs args) {
   const T* __restrict__ x = static_cast<const T*>(args.x);
   const T* __restrict__ w = static_cast<const T*>(args.w);
@@ -87,14 +108,25 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks) GemvKernel(const Gemv
   const int tokens = args.tokens;
   const int64_t k = args.k, n = args.n;
   constexpr int kRows = 16 * kR;
-  const int64_t row0 = static_cast<int64_t>(blockIdx.x) * kRows;
+  // A CTA streams 16 * kR consecutive rows of W from `first`, or with the SiLU epilogue the gate
+  // and up rows of 8 * kR consecutive output columns from `first` (gemv::PairedHalvesRows).
+  constexpr bool kPaired = kOut == gemv::Output::kSiluMul;
+  using Rows = std::conditional_t<kPaired, gemv::PairedHalvesRows, gemv::ConsecutiveRows>;
+  const int64_t first = static_cast<int64_t>(blockIdx.x) * (kPaired ? kRows / 2 : kRows);
+  const Rows rows{first, kPaired ? n / 2 : n};
   const int64_t chunks = k / 8;  // 16-byte chunks per row
   const int splits = gridDim.y, split = blockIdx.y;
   const int64_t cb = split * args.split_chunks;  // this CTA's chunks: [cb, ce)
   const int64_t ce = cb + args.split_chunks < chunks ? cb + args.split_chunks : chunks;
   // Weights are never written while steps run, so they may be fetched before the wait; x, the
-  // output and the split-K scratch only after it (pdl.cuh).
-  if (args.l2_prefetch) gemv::PrefetchFirstTile<T, kWarps, kR, kU>(w, k, n, row0, cb, ce);
+  // output and the split-K scratch only after it (pdl.cuh). With the RMSNorm prologue the CTA
+  // first sums its rows' squares: the whole first group of each warp is prefetched, PDL or not,
+  // so that the weight stream does not wait for that sum.
+  if constexpr (kIn == gemv::Input::kRmsNorm) {
+    gemv::PrefetchFirstTile<T, kWarps, kR, kU, kU>(w, k, rows, cb, ce);
+  } else if (args.l2_prefetch) {
+    gemv::PrefetchFirstTile<T, kWarps, kR, kU, 1>(w, k, rows, cb, ce);
+  }
   PdlWait();
 
   float acc[kR][2][4];
@@ -103,19 +135,25 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks) GemvKernel(const Gemv
 #pragma unroll
     for (int i = 0; i < 4; ++i) acc[r][0][i] = acc[r][1][i] = 0.f;
   }
-  AccumulateSpan<T, kWarps, kR, kU>(x, w, tokens, k, n, row0, cb, ce, acc);
+  // The lane's B column: token g (columns past T read token T - 1; their outputs are discarded),
+  // from chunk q of its row.
+  const int g = (threadIdx.x & 31) >> 2, q = threadIdx.x & 3;
+  const int tok = g < tokens ? g : tokens - 1;
+  const uint4* xp = reinterpret_cast<const uint4*>(x + tok * k) + q;
+  if constexpr (kIn == gemv::Input::kRmsNorm) {
+    __shared__ float scales[kGemvMaxTokens];
+    gemv::RmsScales<T, kWarps * 32, kGemvMaxTokens>(x, tokens, k, args.norm_threads, args.eps, scales);
+    const gemv::RmsNormInput<T> input{xp, static_cast<const uint4*>(args.norm_w) + q, scales[tok]};
+    AccumulateSpan<T, kWarps, kR, kU>(input, w, k, rows, cb, ce, acc);
+  } else {
+    AccumulateSpan<T, kWarps, kR, kU>(gemv::PlainInput{xp}, w, k, rows, cb, ce, acc);
+  }
   __shared__ float partial[kWarps][kR * 128];
   StoreWarpTiles<kWarps, kR>(acc, partial);
-  // Output e of the CTA: token e / kRows, row e % kRows (consecutive threads, consecutive rows).
+  // Output e of the CTA: token e / kRows, tile row e % kRows (consecutive threads, consecutive rows).
   if (splits == 1) {
-    for (int e = threadIdx.x; e < kRows * 8; e += kWarps * 32) {
-      const int t = e / kRows;
-      const int64_t row = row0 + e % kRows;
-      if (t >= tokens || row >= n) continue;
-      float s = TileSum<kWarps, kR>(partial, e);
-      if (bias != nullptr) s += ToFloat(bias[row]);
-      out[t * n + row] = FromFloat<T>(s);
-    }
+    gemv::WriteOutputs<T, kRows, kOut>([&](int e) { return TileSum<kWarps, kR>(partial, e); }, bias, tokens, n, first,
+                                       out, kWarps * 32);
     return;
   }
 
@@ -129,15 +167,12 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks) GemvKernel(const Gemv
   if (!last) return;
   __threadfence();
   const float* all = args.partials + static_cast<int64_t>(blockIdx.x) * splits * (kRows * 8);
-  for (int e = threadIdx.x; e < kRows * 8; e += kWarps * 32) {
-    const int t = e / kRows;
-    const int64_t row = row0 + e % kRows;
-    if (t >= tokens || row >= n) continue;
+  auto split_sum = [&](int e) {
     float s = 0.f;
     for (int sp = 0; sp < splits; ++sp) s += __ldcg(all + sp * (kRows * 8) + e);  // L2: other SMs wrote them
-    if (bias != nullptr) s += ToFloat(bias[row]);
-    out[t * n + row] = FromFloat<T>(s);
-  }
+    return s;
+  };
+  gemv::WriteOutputs<T, kRows, kOut>(split_sum, bias, tokens, n, first, out, kWarps * 32);
   if (threadIdx.x == 0) args.counters[blockIdx.x] = 0;  // ready for the next launch
 }
 
@@ -167,14 +202,19 @@ const SplitScratch& Scratch() {
   return scratch;
 }
 
-using LaunchFn = void (*)(const void* x, const void* w, const void* bias, void* out, int tokens, int64_t k, int64_t n);
-
-template <typename T, int kWarps, int kR, int kU, int kMinBlocks>
-void LaunchGemv(const void* x, const void* w, const void* bias, void* out, int tokens, int64_t k, int64_t n) {
+// args holds the operands and shape; the launch fills in the split and the prefetch flag.
+template <typename T, int kWarps, int kR, int kU, int kMinBlocks, gemv::Input kIn, gemv::Output kOut>
+void LaunchGemv(GemvArgs args) {
   static_assert(kMinBlocks <= kMaxMinBlocks && 16 * kR <= kMaxRows, "split-K scratch too small");
-  const int64_t row_blocks = (n + 16 * kR - 1) / (16 * kR);
-  const int64_t chunks = k / 8;
-  GemvArgs args{x, w, bias, out, tokens, k, n, chunks, nullptr, nullptr};
+  // A row block is 16 * kR rows of W, or with the SiLU epilogue 8 * kR output columns (as many
+  // gate | up rows: the same blocks as the plain GEMV over the stacked weight).
+  constexpr bool kPaired = kOut == gemv::Output::kSiluMul;
+  const int64_t per_block = kPaired ? 8 * kR : 16 * kR;
+  const int64_t row_blocks = ((kPaired ? args.n / 2 : args.n) + per_block - 1) / per_block;
+  const int64_t chunks = args.k / 8;
+  args.split_chunks = chunks;
+  args.partials = nullptr;
+  args.counters = nullptr;
   int64_t splits = 1;
   // Fewer row blocks than SMs: split K over CTAs, up to one full wave at the occupancy the kernel
   // is built for, each warp of a split keeping at least one full iteration.
@@ -198,30 +238,70 @@ void LaunchGemv(const void* x, const void* w, const void* bias, void* out, int t
   }
   args.l2_prefetch = PdlEnabled();
   const dim3 grid(static_cast<unsigned>(row_blocks), static_cast<unsigned>(splits));
-  LaunchPdl(GemvKernel<T, kWarps, kR, kU, kMinBlocks>, grid, dim3(kWarps * 32), 0, CurrentStream(), args);
+  LaunchPdl(GemvKernel<T, kWarps, kR, kU, kMinBlocks, kIn, kOut>, grid, dim3(kWarps * 32), 0, CurrentStream(), args);
+}
+
+using gemv::Input;
+using gemv::Output;
+using LaunchFn = void (*)(DType dtype, Input in, Output out, const GemvArgs& args);
+
+// One configuration's launch for the dtype and fusions; configurations without kFusions have the
+// plain kernel only (the fused ones are built for the default configurations, see FusedVariant).
+template <typename T, int kWarps, int kR, int kU, int kMinBlocks, bool kFusions>
+void LaunchTyped(Input in, Output out, const GemvArgs& args) {
+  if (in == Input::kPlain && out == Output::kStore) {
+    LaunchGemv<T, kWarps, kR, kU, kMinBlocks, Input::kPlain, Output::kStore>(args);
+    return;
+  }
+  if constexpr (kFusions) {
+    if (in == Input::kPlain && out == Output::kAddTo) {
+      LaunchGemv<T, kWarps, kR, kU, kMinBlocks, Input::kPlain, Output::kAddTo>(args);
+    } else if (in == Input::kPlain) {
+      LaunchGemv<T, kWarps, kR, kU, kMinBlocks, Input::kPlain, Output::kSiluMul>(args);
+    } else if (out == Output::kStore) {
+      LaunchGemv<T, kWarps, kR, kU, kMinBlocks, Input::kRmsNorm, Output::kStore>(args);
+    } else if (out == Output::kAddTo) {
+      LaunchGemv<T, kWarps, kR, kU, kMinBlocks, Input::kRmsNorm, Output::kAddTo>(args);
+    } else {
+      LaunchGemv<T, kWarps, kR, kU, kMinBlocks, Input::kRmsNorm, Output::kSiluMul>(args);
+    }
+    return;
+  }
+  std::fprintf(stderr, "chai: internal error in CUDA op LinearFused: GEMV configuration without fusions\n");
+  std::abort();
+}
+
+template <int kWarps, int kR, int kU, int kMinBlocks, bool kFusions>
+void Launch(DType dtype, Input in, Output out, const GemvArgs& args) {
+  if (dtype == DType::kF16) {
+    LaunchTyped<__half, kWarps, kR, kU, kMinBlocks, kFusions>(in, out, args);
+  } else {
+    LaunchTyped<__nv_bfloat16, kWarps, kR, kU, kMinBlocks, kFusions>(in, out, args);
+  }
 }
 
 struct Variant {
   const char* name;
-  LaunchFn f16, bf16;
+  LaunchFn launch;
+  bool fusions;  // has the kernels of ops::LinearFused
 };
 
-template <int kWarps, int kR, int kU, int kMinBlocks>
+template <int kWarps, int kR, int kU, int kMinBlocks, bool kFusions = false>
 constexpr Variant MakeVariant(const char* name) {
-  return Variant{name, &LaunchGemv<__half, kWarps, kR, kU, kMinBlocks>,
-                 &LaunchGemv<__nv_bfloat16, kWarps, kR, kU, kMinBlocks>};
+  return Variant{name, &Launch<kWarps, kR, kU, kMinBlocks, kFusions>, kFusions};
 }
 
 // name: warps per CTA (w), rows per CTA (r), steps per warp iteration (u; 16-byte W loads in
-// flight per thread = 2 * r / 16 * u), CTAs per SM the registers allow (b).
+// flight per thread = 2 * r / 16 * u), CTAs per SM the registers allow (b). The two defaults
+// (DefaultVariant) also have the fused kernels.
 const Variant kVariants[] = {
-    MakeVariant<8, 1, 4, 3>("w8.r16.u4.b3"),    //
-    MakeVariant<8, 1, 2, 4>("w8.r16.u2.b4"),    //
-    MakeVariant<8, 1, 8, 2>("w8.r16.u8.b2"),    //
-    MakeVariant<4, 1, 4, 6>("w4.r16.u4.b6"),    //
-    MakeVariant<8, 2, 2, 3>("w8.r32.u2.b3"),    //
-    MakeVariant<16, 1, 2, 2>("w16.r16.u2.b2"),  //
-    MakeVariant<4, 2, 4, 4>("w4.r32.u4.b4"),    //
+    MakeVariant<8, 1, 4, 3, true>("w8.r16.u4.b3"),  //
+    MakeVariant<8, 1, 2, 4>("w8.r16.u2.b4"),        //
+    MakeVariant<8, 1, 8, 2, true>("w8.r16.u8.b2"),  //
+    MakeVariant<4, 1, 4, 6>("w4.r16.u4.b6"),        //
+    MakeVariant<8, 2, 2, 3>("w8.r32.u2.b3"),        //
+    MakeVariant<16, 1, 2, 2>("w16.r16.u2.b2"),      //
+    MakeVariant<4, 2, 4, 4>("w4.r32.u4.b4"),        //
 };
 constexpr int kNumVariants = sizeof(kVariants) / sizeof(kVariants[0]);
 
@@ -247,9 +327,30 @@ int ForcedVariant() {
 // Q|K|V (N = 12288) and gate|up (N = 22016) weights are wide: 91.6% / 95.4% (commit 456f513).
 // Stream-K variants (one wave of equal contiguous work per CTA) were tried there and lost at every
 // shape (77-87% against 91-98%), so they were removed.
+int DefaultVariant(int64_t n) { return n >= 8192 ? 2 : 0; }
+
 int ChooseVariant(int64_t /*tokens*/, int64_t /*k*/, int64_t n) {
   if (ForcedVariant() >= 0) return ForcedVariant();
-  return n >= 8192 ? 2 : 0;
+  return DefaultVariant(n);
+}
+
+// LinearFused: the forced configuration where it has the fused kernels, else the default for the
+// weight's rows (the stacked gate | up weight with the SiLU epilogue streams as the plain GEMV does).
+int FusedVariant(int64_t tokens, int64_t k, int64_t n) {
+  const int v = ChooseVariant(tokens, k, n);
+  return kVariants[v].fusions ? v : DefaultVariant(n);
+}
+
+GemvArgs MakeArgs(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor* out) {
+  GemvArgs args{};
+  args.x = x.raw();
+  args.w = weight.raw();
+  args.bias = bias.defined() ? bias.raw() : nullptr;
+  args.out = out->raw();
+  args.tokens = static_cast<int>(x.dim(0));
+  args.k = x.dim(1);
+  args.n = weight.dim(0);
+  return args;
 }
 
 }  // namespace
@@ -279,9 +380,39 @@ void Gemv(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor* out
   }
   Scratch();  // allocated at the first call, which the engine and the tests make eagerly
   if (variant < 0 || variant >= kNumVariants) variant = ChooseVariant(tokens, k, n);
-  const Variant& v = kVariants[variant];
-  const LaunchFn fn = x.dtype() == DType::kF16 ? v.f16 : v.bf16;
-  fn(x.raw(), weight.raw(), bias.defined() ? bias.raw() : nullptr, out->raw(), static_cast<int>(tokens), k, n);
+  kVariants[variant].launch(x.dtype(), Input::kPlain, Output::kStore, MakeArgs(x, weight, bias, out));
+}
+
+bool GemvFusedApplies(const Tensor& x, const Tensor& weight, const Tensor& bias, const ops::LinearFusion& fusion) {
+  if (!GemvApplies(x, weight)) return false;
+  if (bias.defined() && bias.dtype() != x.dtype()) return false;
+  if (fusion.output == ops::LinearOutput::kSiluMul && weight.dim(0) % 2 != 0) return false;
+  const Tensor& norm_w = fusion.rms_norm_weight;
+  return !norm_w.defined() || (norm_w.dtype() == x.dtype() && Aligned(16, {norm_w.raw()}));
+}
+
+void GemvFused(const Tensor& x, const Tensor& weight, const Tensor& bias, const ops::LinearFusion& fusion,
+               Tensor* out) {
+  const int64_t tokens = x.dim(0), k = x.dim(1), n = weight.dim(0);
+  if (tokens == 0 || n == 0) return;
+  if (!GemvFusedApplies(x, weight, bias, fusion)) {
+    std::fprintf(stderr,
+                 "chai: internal error in CUDA op LinearFused: GEMV called on %s x %s (unaligned or unsupported)\n",
+                 x.ShapeString().c_str(), weight.ShapeString().c_str());
+    std::abort();
+  }
+  Scratch();
+  GemvArgs args = MakeArgs(x, weight, bias, out);
+  const bool norm = fusion.rms_norm_weight.defined();
+  if (norm) {
+    args.norm_w = fusion.rms_norm_weight.raw();
+    args.eps = fusion.rms_norm_eps;
+    args.norm_threads = NormRowThreads(k / 8);
+  }
+  const Output o = fusion.output == ops::LinearOutput::kAddTo     ? Output::kAddTo
+                   : fusion.output == ops::LinearOutput::kSiluMul ? Output::kSiluMul
+                                                                  : Output::kStore;
+  kVariants[FusedVariant(tokens, k, n)].launch(x.dtype(), norm ? Input::kRmsNorm : Input::kPlain, o, args);
 }
 
 }  // namespace chai::cuda

@@ -53,36 +53,64 @@ __device__ __forceinline__ void MmaChunk(float (&c0)[4], float (&c1)[4], const u
   Mma<T>(c1, wa.z, wb.z, wa.w, wb.w, xv.z, xv.w);
 }
 
-// Adds chunks [cb, ce) of rows row0 .. row0 + 16 * kR (past n: row n - 1, discarded later) times
-// the tokens' x into acc (zeroed by the caller). Warps take the groups of 4 * kU chunks in turn;
-// the K tail (fewer than a group of chunks, only at the end of K) goes to the warp next in the
-// rotation, predicated.
-template <typename T, int kWarps, int kR, int kU>
-__device__ __forceinline__ void AccumulateSpan(const T* __restrict__ x, const T* __restrict__ w, int tokens, int64_t k,
-                                               int64_t n, int64_t row0, int64_t cb, int64_t ce,
-                                               float (&acc)[kR][2][4]) {
+// The W rows a CTA's tile slots stream: lane group g's rows (r, h) are tile rows r * 16 + h * 8 + g.
+// Consecutive: the CTA's 16 * kR rows from `first`; rows past n read row n - 1 (their outputs are
+// discarded).
+struct ConsecutiveRows {
+  int64_t first, n;
+  __device__ __forceinline__ int64_t operator()(int r, int h, int g) const {
+    const int64_t row = first + r * 16 + h * 8 + g;
+    return row < n ? row : n - 1;
+  }
+};
+
+// Paired halves, for W = [gate; up] with `half` rows each (the SiLU epilogue): tile rows r * 16 + g
+// and r * 16 + 8 + g stream gate row j and up row j, j = first + r * 8 + g (past half: half - 1,
+// discarded), so the thread that sums an output's gate also sums its up.
+struct PairedHalvesRows {
+  int64_t first, half;
+  __device__ __forceinline__ int64_t operator()(int r, int h, int g) const {
+    const int64_t j = first + r * 8 + g;
+    return h * half + (j < half ? j : half - 1);
+  }
+};
+
+// The B operand as stored: chunk c (counted from the lane's own pointer, which is at chunk q of
+// its token's row) of x. Input functors split the read (Load) from the arithmetic (Finish) so that
+// the main loop issues every load of an iteration before it waits on any of them.
+struct PlainInput {
+  const uint4* x;
+  using Raw = uint4;
+  __device__ __forceinline__ Raw Load(int64_t c) const { return LoadCached(x + c); }
+  __device__ __forceinline__ uint4 Finish(const Raw& raw) const { return raw; }
+};
+
+// Adds chunks [cb, ce) of the tile's rows (`rows`, see above) times the lanes' B chunks (`input`)
+// into acc (zeroed by the caller). Warps take the groups of 4 * kU chunks in turn; the K tail
+// (fewer than a group of chunks, only at the end of K) goes to the warp next in the rotation,
+// predicated.
+template <typename T, int kWarps, int kR, int kU, typename Rows, typename Input>
+__device__ __forceinline__ void AccumulateSpan(const Input& input, const T* __restrict__ w, int64_t k, const Rows& rows,
+                                               int64_t cb, int64_t ce, float (&acc)[kR][2][4]) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int g = lane >> 2, q = lane & 3;
   const int64_t span = ce > cb ? ce - cb : 0;
 
-  // Lane pointers at chunk q of its rows (clamped to the last row) and of its token's x row.
+  // Lane pointers at chunk q of its rows.
   const uint4* wp[kR][2];
 #pragma unroll
   for (int r = 0; r < kR; ++r) {
 #pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const int64_t row = row0 + r * 16 + h * 8 + g < n ? row0 + r * 16 + h * 8 + g : n - 1;
-      wp[r][h] = reinterpret_cast<const uint4*>(w + row * k) + q;
-    }
+    for (int h = 0; h < 2; ++h) wp[r][h] = reinterpret_cast<const uint4*>(w + rows(r, h, g) * k) + q;
   }
-  const uint4* xp = reinterpret_cast<const uint4*>(x + static_cast<int64_t>(g < tokens ? g : tokens - 1) * k) + q;
 
   constexpr int kGroup = 4 * kU;  // chunks per warp iteration
   const int64_t groups = span / kGroup;
 #pragma unroll 1
   for (int64_t grp = warp; grp < groups; grp += kWarps) {
     const int64_t c0 = cb + grp * kGroup;
-    uint4 xv[kU], wv[kU][kR][2];
+    typename Input::Raw xr[kU];
+    uint4 wv[kU][kR][2];
 #pragma unroll
     for (int u = 0; u < kU; ++u) {
 #pragma unroll
@@ -90,12 +118,13 @@ __device__ __forceinline__ void AccumulateSpan(const T* __restrict__ x, const T*
         wv[u][r][0] = LoadStream(wp[r][0] + c0 + 4 * u);
         wv[u][r][1] = LoadStream(wp[r][1] + c0 + 4 * u);
       }
-      xv[u] = LoadCached(xp + c0 + 4 * u);
+      xr[u] = input.Load(c0 + 4 * u);
     }
 #pragma unroll
     for (int u = 0; u < kU; ++u) {
+      const uint4 xv = input.Finish(xr[u]);
 #pragma unroll
-      for (int r = 0; r < kR; ++r) MmaChunk<T>(acc[r][0], acc[r][1], wv[u][r][0], wv[u][r][1], xv[u]);
+      for (int r = 0; r < kR; ++r) MmaChunk<T>(acc[r][0], acc[r][1], wv[u][r][0], wv[u][r][1], xv);
     }
   }
   // The K tail. Chunks past the end contribute zeros (both operands, so no 0 * NaN from whatever
@@ -112,7 +141,7 @@ __device__ __forceinline__ void AccumulateSpan(const T* __restrict__ x, const T*
         wv[r][0] = valid ? LoadStream(wp[r][0] + c0 + 4 * u) : zero;
         wv[r][1] = valid ? LoadStream(wp[r][1] + c0 + 4 * u) : zero;
       }
-      if (valid) xv = LoadCached(xp + c0 + 4 * u);
+      if (valid) xv = input.Finish(input.Load(c0 + 4 * u));
       __syncwarp();  // mma.sync.aligned: the whole warp, converged
 #pragma unroll
       for (int r = 0; r < kR; ++r) MmaChunk<T>(acc[r][0], acc[r][1], wv[r][0], wv[r][1], xv);
@@ -120,26 +149,29 @@ __device__ __forceinline__ void AccumulateSpan(const T* __restrict__ x, const T*
   }
 }
 
-// L2 prefetch of the first 64 bytes (4 chunks) of each of the rows row0 .. row0 + 16 * kR in the
-// first group this warp streams in AccumulateSpan (chunks from cb + warp * 4 * kU, none at or past
-// ce): 16 * kR * 64 bytes per warp, 8 KB for a CTA of 8 warps and 16 rows. Issued under PDL
-// before griddepcontrol.wait, while the previous kernel drains, so the first loads find their
-// lines in L2 or on the way. W only: it is never written while steps run. A hint; it changes no
-// result.
-template <typename T, int kWarps, int kR, int kU>
-__device__ __forceinline__ void PrefetchFirstTile(const T* w, int64_t k, int64_t n, int64_t row0, int64_t cb,
-                                                  int64_t ce) {
+// L2 prefetch of the first kSteps * 64 bytes (kSteps of the 4-chunk steps, at most kU) of each of
+// the tile's rows in the first group this warp streams in AccumulateSpan (chunks from
+// cb + warp * 4 * kU, none at or past ce): 16 * kR * 64 * kSteps bytes per warp, 8 KB per step for
+// a CTA of 8 warps and 16 rows. Issued before griddepcontrol.wait under PDL, while the previous
+// kernel drains, or (RMSNorm prologue) before the CTA sums its rows' squares, so the first loads
+// find their lines in L2 or on the way. W only: it is never written while steps run. A hint; it
+// changes no result.
+template <typename T, int kWarps, int kR, int kU, int kSteps, typename Rows>
+__device__ __forceinline__ void PrefetchFirstTile(const T* w, int64_t k, const Rows& rows, int64_t cb, int64_t ce) {
+  static_assert(kSteps >= 1 && kSteps <= kU, "prefetch within the first group");
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int g = lane >> 2, q = lane & 3;
   const int64_t c = cb + int64_t{warp} * (4 * kU) + q;
-  if (c >= ce) return;
 #pragma unroll
-  for (int r = 0; r < kR; ++r) {
+  for (int s = 0; s < kSteps; ++s) {
+    if (c + 4 * s >= ce) return;
 #pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const int64_t row = row0 + r * 16 + h * 8 + g < n ? row0 + r * 16 + h * 8 + g : n - 1;
-      const uint4* p = reinterpret_cast<const uint4*>(w + row * k) + c;
-      asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
+    for (int r = 0; r < kR; ++r) {
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const uint4* p = reinterpret_cast<const uint4*>(w + rows(r, h, g) * k) + c + 4 * s;
+        asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
+      }
     }
   }
 }

@@ -37,6 +37,11 @@ bool GemvApplies(const Tensor& x, const Tensor& weight);
 void Gemv(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor* out, int variant = -1);
 int GemvNumVariants();
 const char* GemvVariantName(int variant);  // "auto" for a negative variant
+// LinearFused in one GEMV kernel (the RMSNorm prologue, the residual or SiLU epilogue), where
+// GemvFusedApplies: GemvApplies, a bias of x's dtype, a 16-byte-aligned norm weight of x's
+// dtype, an even N for the SiLU epilogue. out must not overlap x (ops.cc checks).
+bool GemvFusedApplies(const Tensor& x, const Tensor& weight, const Tensor& bias, const ops::LinearFusion& fusion);
+void GemvFused(const Tensor& x, const Tensor& weight, const Tensor& bias, const ops::LinearFusion& fusion, Tensor* out);
 
 // linear.cc: Linear through cuBLASLt only (the path for T > kGemvMaxTokens, fp32 and operands
 // GemvApplies rejects), for benchmarks and tests that compare the two.

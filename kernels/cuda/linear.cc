@@ -1,5 +1,6 @@
 // out[T, N] = x[T, K] * W[N, K]^T (+ bias[N]) through cuBLASLt, or for decode (T <= 8 tokens,
-// fp16/bf16, 16-byte aligned x and W, K % 8 == 0) through the GEMV kernel of gemv.cu.
+// fp16/bf16, 16-byte aligned x and W, K % 8 == 0) through the GEMV kernel of gemv.cu; and
+// LinearFused (ops.h), one GEMV kernel at decode, else its composition.
 //
 // cuBLASLt is column-major, so we compute out^T = W * x^T: a row-major [T, N] matrix is a
 // column-major [N, T] one. A = W viewed column-major as [K, N] and transposed, B = x viewed as
@@ -171,6 +172,39 @@ void Linear(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor* o
     return;
   }
   LinearCublasLt(x, weight, bias, out);
+}
+
+bool LinearFusedIsOneKernel(const Tensor& x) {
+  const DType dtype = x.dtype();
+  return (dtype == DType::kF16 || dtype == DType::kBF16) && x.rank() == 2 && x.dim(0) >= 1 &&
+         x.dim(0) <= kGemvMaxTokens && x.dim(1) % 8 == 0 && reinterpret_cast<uintptr_t>(x.raw()) % 16 == 0;
+}
+
+// Decode: one GEMV kernel (gemv.cu). Elsewhere (more than 8 rows, fp32, unaligned operands) the
+// composition that defines the op, with temporaries from the stream-ordered pool (capturable).
+void LinearFused(const Tensor& x, const Tensor& weight, const Tensor& bias, const ops::LinearFusion& fusion,
+                 Tensor* out) {
+  if (x.dim(0) == 0 || weight.dim(0) == 0) return;
+  if (GemvFusedApplies(x, weight, bias, fusion)) {
+    GemvFused(x, weight, bias, fusion, out);
+    return;
+  }
+  Tensor in = x;
+  if (fusion.rms_norm_weight.defined()) {
+    in = Tensor::Empty(x.shape(), x.dtype(), Device::kCuda);
+    RmsNorm(x, fusion.rms_norm_weight, fusion.rms_norm_eps, &in);
+  }
+  if (fusion.output == ops::LinearOutput::kStore) {
+    Linear(in, weight, bias, out);
+    return;
+  }
+  Tensor p = Tensor::Empty({x.dim(0), weight.dim(0)}, x.dtype(), Device::kCuda);
+  Linear(in, weight, bias, &p);
+  if (fusion.output == ops::LinearOutput::kAddTo) {
+    Add(*out, p, out);
+  } else {
+    SiluMulFused(p, out);
+  }
 }
 
 }  // namespace chai::cuda

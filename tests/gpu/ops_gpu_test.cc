@@ -18,6 +18,7 @@
 namespace chai {
 namespace {
 
+using gpu_test::FastRandom;
 using gpu_test::GpuTest;
 using gpu_test::Ints;
 using gpu_test::Operand;
@@ -76,22 +77,6 @@ TEST_F(OpsGpu, LinearOnUnalignedViews) {
 }
 
 // ---- Linear at decode: the GEMV kernel (T <= 8, fp16/bf16) ---------------------------------
-
-// Like Random() but uniform with the same variance and fast enough for 350M-element weights
-// (normal draws through std::normal_distribution take seconds per matrix). Seeded from Rng(), so
-// every call draws fresh values.
-Operand FastRandom(std::vector<int64_t> shape, DType dtype, float scale) {
-  Tensor host = Tensor::Empty(shape, DType::kF32);
-  uint64_t state = gpu_test::Rng()() * 0x9E3779B97F4A7C15ull + 1;
-  float* v = host.data<float>();
-  const float half_width = scale * 1.7320508f;  // uniform on [-a, a] has variance a^2 / 3
-  for (int64_t i = 0; i < host.numel(); ++i) {
-    state ^= state << 13, state ^= state >> 7, state ^= state << 17;  // xorshift64
-    v[i] = (static_cast<float>(state >> 40) * (2.f / 16777216.f) - 1.f) * half_width;
-  }
-  Tensor rounded = host.Cast(dtype);
-  return Operand{rounded.To(Device::kCuda), rounded.Cast(DType::kF32)};
-}
 
 void CheckDecodeLinear(DType dtype, const Operand& x, const Tensor& w_dev, const Tensor& w_ref, const Tensor& b_dev,
                        const Tensor& b_ref, const char* what) {

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <limits>
 #include <random>
+#include <utility>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -189,6 +190,52 @@ TEST(FusedOps, SplitQkvRotaryAppendEqualsSplitThenPagedAppend) {
       }
     }
   }
+}
+
+// LinearFused on the CPU is its definition (ops.h): each input and output fusion against RmsNorm,
+// Linear, Add and SiluMulFused called in turn, exactly; the residual stream updated in place.
+TEST(FusedOps, LinearFusedEqualsComposition) {
+  using ops::LinearOutput;
+  for (int64_t t : {1, 3, 17}) {
+    for (auto [k, n] : {std::pair<int64_t, int64_t>{40, 24}, {64, 14}}) {
+      const Tensor x = Random({t, k}, 3.f, 1.f), w = Random({n, k}), b = Random({n}), norm_w = Random({k});
+      const Tensor residual = Random({t, n}, 2.f, 1.f);
+      for (bool norm : {false, true}) {
+        for (bool with_bias : {false, true}) {
+          for (LinearOutput output : {LinearOutput::kStore, LinearOutput::kAddTo, LinearOutput::kSiluMul}) {
+            SCOPED_TRACE(::testing::Message() << "T=" << t << " K=" << k << " N=" << n << " norm=" << norm
+                                              << " bias=" << with_bias << " output=" << static_cast<int>(output));
+            const Tensor bias = with_bias ? b : Tensor();
+            Tensor in = x;
+            if (norm) {
+              in = Poisoned({t, k});
+              ops::RmsNorm(x, norm_w, 1e-5f, &in);
+            }
+            Tensor p = Poisoned({t, n});
+            ops::Linear(in, w, bias, &p);
+            Tensor ref, out;
+            if (output == LinearOutput::kStore) {
+              ref = p;
+              out = Poisoned({t, n});
+            } else if (output == LinearOutput::kAddTo) {
+              ref = residual.Clone();
+              ops::Add(ref, p, &ref);
+              out = residual.Clone();
+            } else {
+              ref = Poisoned({t, n / 2});
+              ops::SiluMulFused(p, &ref);
+              out = Poisoned({t, n / 2});
+            }
+            const Tensor x_before = x.Clone();
+            ops::LinearFused(x, w, bias, ops::LinearFusion{norm ? norm_w : Tensor(), 1e-5f, output}, &out);
+            EXPECT_EQ(Values(out), Values(ref));
+            EXPECT_EQ(Values(x), Values(x_before)) << "x is read only";
+          }
+        }
+      }
+    }
+  }
+  EXPECT_FALSE(ops::LinearFusedIsOneKernel(Random({1, 64}))) << "the CPU composes";
 }
 
 // One GEMM over stacked weights equals the separate GEMMs, column block by column block (the
