@@ -44,6 +44,16 @@ struct Engine::DeviceStep {
   bool policy_active = false;
 };
 
+// What a sublayer reads. Unfused: h is its input itself (Norm(x) pre-LN, x post-LN). Fused
+// (FuseLinears): h is the residual stream x and the input is RmsNorm(h, norm_w), which the
+// sublayer's first Linear applies in its own kernel; its last Linear adds into x in its kernel too
+// (ops::LinearFused). An undefined norm_w (a model without a final norm): the input is h.
+struct Engine::SublayerInput {
+  Tensor h;
+  Tensor norm_w;
+  bool fused = false;
+};
+
 struct Engine::GraphSlot {
   DeviceStep step;  // fixed device buffers the graph reads; refilled before every replay
   Tensor logits;    // [batch, vocab_shard * world], written by the graph
@@ -58,7 +68,8 @@ Engine::Engine(ModelConfig config, ModelWeights weights, Communicator* comm, DTy
       comm_(comm),
       dtype_(dtype),
       device_(device),
-      capture_decode_(options.capture_decode && device == Device::kCuda) {
+      capture_decode_(options.capture_decode && device == Device::kCuda),
+      linear_fusion_(options.linear_fusion) {
   // Blocks hold at least CHAI's first 5 positions, so they can be read back in one copy.
   if (options.block_size < 8) {
     std::fprintf(stderr, "chai: internal error: KV block size %d is below 8\n", options.block_size);
@@ -151,10 +162,48 @@ Tensor Engine::Embed(const DeviceStep& step) {
   return x;
 }
 
-Tensor Engine::AttentionBlock(int layer, absl::Span<StepInput> steps, const DeviceStep& step, const Tensor& h,
-                              Tensor* x) {
+// Decode steps of a LLaMA model on one GPU fold the norms, the residual adds and SiLU into the
+// GEMVs: a layer is 6 kernels instead of 9 (Q|K|V with the attention norm, split + append,
+// attention, o adding into x, gate|up with the MLP norm and SiLU, down adding into x), and the
+// final norm goes into the LM head. Prefill keeps cuBLASLt and the add + norm kernels, TP > 1 the
+// all-reduce that fuses add + norm, OPT its LayerNorms.
+bool Engine::FuseLinears(const Tensor& x) const {
+  if (linear_fusion_ == LinearFusionMode::kNever || comm_->size() != 1 || config_.arch != Arch::kLlama) return false;
+  return linear_fusion_ == LinearFusionMode::kAlways || ops::LinearFusedIsOneKernel(x);
+}
+
+void Engine::InputLinear(const SublayerInput& in, const Tensor& w, const Tensor& b, ops::LinearOutput output,
+                         Tensor* out) {
+  if (in.fused) {
+    ops::LinearFused(in.h, w, b, ops::LinearFusion{in.norm_w, config_.rms_norm_eps, output}, out);
+    return;
+  }
+  if (output == ops::LinearOutput::kStore) {
+    ops::Linear(in.h, w, b, out);
+    return;
+  }
+  Tensor gate_up = NewActivation(in.h.dim(0), w.dim(0));  // kSiluMul: gate | up, then SiLU(gate) * up
+  ops::Linear(in.h, w, b, &gate_up);
+  ops::SiluMulFused(gate_up, out);
+}
+
+// Unfused, the add and the next norm are one kernel (AllReduceAddNorm); fused, the add is the
+// GEMV's epilogue and the norm goes to the next Linear's prologue.
+Engine::SublayerInput Engine::OutputLinear(const Tensor& a, const Tensor& w, const Tensor& b, bool fused, Tensor* x,
+                                           const Tensor& norm_w, const Tensor& norm_b, bool in_place) {
+  if (fused) {
+    ops::LinearFused(a, w, b, ops::LinearFusion{.output = ops::LinearOutput::kAddTo}, x);
+    return SublayerInput{*x, norm_w, true};
+  }
+  Tensor o = NewActivation(a.dim(0), w.dim(0));
+  ops::Linear(a, w, b, &o);
+  return SublayerInput{AllReduceAddNorm(x, &o, norm_w, norm_b, in_place)};
+}
+
+Engine::SublayerInput Engine::AttentionBlock(int layer, absl::Span<StepInput> steps, const DeviceStep& step,
+                                             const SublayerInput& in, Tensor* x) {
   const LayerWeights& L = weights_.layers[layer];
-  const int64_t T = h.dim(0), d = config_.head_dim;
+  const int64_t T = in.h.dim(0), d = config_.head_dim;
   const int64_t qw = weights_.local_heads * d, kvw = weights_.local_kv_heads * d;
   const bool pre = config_.arch == Arch::kLlama || config_.pre_layer_norm;
   PagedKv kv;
@@ -168,7 +217,7 @@ Tensor Engine::AttentionBlock(int layer, absl::Span<StepInput> steps, const Devi
   // rotary to q and k (LLaMA) and writes the new K and V rows into the cache. Only q is kept,
   // and k while the policy reads this step's rows (never in a recorded decode graph).
   Tensor qkv = NewActivation(T, qw + 2 * kvw);
-  ops::Linear(h, L.qkv_w, L.qkv_b, &qkv);
+  InputLinear(in, L.qkv_w, L.qkv_b, ops::LinearOutput::kStore, &qkv);
   Tensor q = NewActivation(T, qw);
   Tensor k = step.policy_active ? NewActivation(T, kvw) : Tensor();
   // One kernel (split_qkv_append.cu on GPUs) where there were two: on an H100 it passed
@@ -192,53 +241,47 @@ Tensor Engine::AttentionBlock(int layer, absl::Span<StepInput> steps, const Devi
   }
   Tensor attn = NewActivation(T, qw);
   ops::PagedAttention(q, kv, step.batch, tables_->LayerScoreHeads(layer), &attn);
-  Tensor o = NewActivation(T, config_.hidden_size);
-  ops::Linear(attn, L.o_w, L.o_b, &o);
   // Pre-LN: x += o fused with the MLP's input norm. Post-LN: x = Norm(x + o), this sublayer's norm.
-  if (pre) return AllReduceAddNorm(x, &o, L.mlp_norm_w, L.mlp_norm_b, /*in_place=*/false);
-  return AllReduceAddNorm(x, &o, L.attn_norm_w, L.attn_norm_b, /*in_place=*/true);
+  if (pre) return OutputLinear(attn, L.o_w, L.o_b, in.fused, x, L.mlp_norm_w, L.mlp_norm_b, /*in_place=*/false);
+  return OutputLinear(attn, L.o_w, L.o_b, in.fused, x, L.attn_norm_w, L.attn_norm_b, /*in_place=*/true);
 }
 
-Tensor Engine::MlpBlock(int layer, const Tensor& h, Tensor* x) {
+Engine::SublayerInput Engine::MlpBlock(int layer, const SublayerInput& in, Tensor* x) {
   const LayerWeights& L = weights_.layers[layer];
-  const int64_t T = h.dim(0), ffn = weights_.local_ffn;
+  const int64_t T = in.h.dim(0), ffn = weights_.local_ffn;
   const bool pre = config_.arch == Arch::kLlama || config_.pre_layer_norm;
   Tensor a = NewActivation(T, ffn);
   if (config_.arch == Arch::kOpt) {
-    ops::Linear(h, L.up_w, L.up_b, &a);
+    InputLinear(in, L.up_w, L.up_b, ops::LinearOutput::kStore, &a);
     ops::Relu(&a);
   } else {
     // gate and up in one GEMM over the stacked weights; SiLU(gate) * up reads both halves.
-    Tensor gu = NewActivation(T, 2 * ffn);
-    ops::Linear(h, L.gate_up_w, L.gate_up_b, &gu);
-    ops::SiluMulFused(gu, &a);
+    InputLinear(in, L.gate_up_w, L.gate_up_b, ops::LinearOutput::kSiluMul, &a);
   }
-  Tensor m = NewActivation(T, config_.hidden_size);
-  ops::Linear(a, L.down_w, L.down_b, &m);
-  if (!pre) return AllReduceAddNorm(x, &m, L.mlp_norm_w, L.mlp_norm_b, /*in_place=*/true);
+  if (!pre) return OutputLinear(a, L.down_w, L.down_b, in.fused, x, L.mlp_norm_w, L.mlp_norm_b, /*in_place=*/true);
   // Pre-LN: x += m fused with the next layer's attention norm, or after the last layer with the
   // final norm (undefined when the model has none: then only the add).
   if (layer + 1 < config_.num_layers) {
     const LayerWeights& next = weights_.layers[layer + 1];
-    return AllReduceAddNorm(x, &m, next.attn_norm_w, next.attn_norm_b, /*in_place=*/false);
+    return OutputLinear(a, L.down_w, L.down_b, in.fused, x, next.attn_norm_w, next.attn_norm_b, /*in_place=*/false);
   }
-  return AllReduceAddNorm(x, &m, weights_.final_norm_w, weights_.final_norm_b, /*in_place=*/false);
+  return OutputLinear(a, L.down_w, L.down_b, in.fused, x, weights_.final_norm_w, weights_.final_norm_b,
+                      /*in_place=*/false);
 }
 
-// hidden: the final hidden states, after the final norm (RunModel).
-void Engine::Logits(const Tensor& hidden, Tensor* out) {
-  Tensor h = hidden;
-  if (config_.has_projection()) {
-    Tensor p = NewActivation(h.dim(0), config_.word_embed_proj_dim);
-    ops::Linear(h, weights_.project_out, Tensor(), &p);
-    h = p;
+void Engine::Logits(const SublayerInput& final, Tensor* out) {
+  SublayerInput in = final;
+  if (config_.has_projection()) {  // OPT-350m: never fused
+    Tensor p = NewActivation(in.h.dim(0), config_.word_embed_proj_dim);
+    ops::Linear(in.h, weights_.project_out, Tensor(), &p);
+    in = SublayerInput{p};
   }
   if (comm_->size() == 1) {
-    ops::Linear(h, weights_.lm_head, Tensor(), out);
+    InputLinear(in, weights_.lm_head, Tensor(), ops::LinearOutput::kStore, out);
     return;
   }
-  Tensor local = NewActivation(h.dim(0), weights_.vocab_shard);
-  ops::Linear(h, weights_.lm_head, Tensor(), &local);
+  Tensor local = NewActivation(in.h.dim(0), weights_.vocab_shard);
+  InputLinear(in, weights_.lm_head, Tensor(), ops::LinearOutput::kStore, &local);
   CheckCollective(comm_->AllGatherColumns(local, out));
 }
 
@@ -288,27 +331,36 @@ void Engine::Upload(const StepMetadata& meta, absl::Span<StepInput> steps, Devic
 }
 
 void Engine::RunModel(absl::Span<StepInput> steps, const DeviceStep& step, bool all_positions, Tensor* logits) {
-  // The layers carry the residual stream x and h, the next sublayer's input. Pre-LN, h = Norm(x):
+  // The layers carry the residual stream x and the next sublayer's input. Pre-LN, that is Norm(x):
   // only the first layer's attention norm is a kernel of its own; every later norm is fused with
-  // the residual add before it (AddNorm), the final norm with the last MLP's. Post-LN, h is x
-  // (each sublayer ends with x = Norm(x + out), also one fused kernel).
+  // the residual add before it (AddNorm), the final norm with the last MLP's; or, fused
+  // (FuseLinears), every norm goes into the Linear that reads it and every add into the Linear
+  // before it. Post-LN, the input is x (each sublayer ends with x = Norm(x + out), also one fused
+  // kernel).
   const bool pre = config_.arch == Arch::kLlama || config_.pre_layer_norm;
   Tensor x = Embed(step);
   const LayerWeights& first = weights_.layers[0];  // configs have at least one layer
-  Tensor h = pre ? Norm(x, first.attn_norm_w, first.attn_norm_b) : x;
+  SublayerInput in{x};
+  if (FuseLinears(x)) {
+    in = SublayerInput{x, first.attn_norm_w, true};
+  } else if (pre) {
+    in = SublayerInput{Norm(x, first.attn_norm_w, first.attn_norm_b)};
+  }
   for (int l = 0; l < config_.num_layers; ++l) {
-    h = AttentionBlock(l, steps, step, h, &x);
-    h = MlpBlock(l, h, &x);
+    in = AttentionBlock(l, steps, step, in, &x);
+    in = MlpBlock(l, in, &x);
   }
-  if (!pre && weights_.final_norm_w.defined()) h = Norm(h, weights_.final_norm_w, weights_.final_norm_b);
-  if (all_positions) {
-    Logits(h, logits);
-    return;
+  if (!pre && weights_.final_norm_w.defined()) {
+    in = SublayerInput{Norm(in.h, weights_.final_norm_w, weights_.final_norm_b)};
   }
-  // Only each sequence's last new token needs logits.
-  Tensor last = NewActivation(step.batch.num_seqs, h.dim(1));
-  ops::Embedding(h, step.last_rows, 0, &last);
-  Logits(last, logits);
+  // Only each sequence's last new token needs logits: its row (before the final norm when that is
+  // fused into the LM head; the norm is per row). A step of one token per sequence has just those.
+  if (!all_positions && in.h.dim(0) != step.batch.num_seqs) {
+    Tensor last = NewActivation(step.batch.num_seqs, in.h.dim(1));
+    ops::Embedding(in.h, step.last_rows, 0, &last);
+    in.h = last;
+  }
+  Logits(in, logits);
 }
 
 bool Engine::CanReplay(absl::Span<StepInput> steps, bool all_positions) const {

@@ -14,6 +14,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "kernels/ops.h"
 #include "kernels/paged_kv.h"
 #include "parallel/communicator.h"
 #include "runtime/block_tables.h"
@@ -60,6 +61,14 @@ struct StepTimes {
   int64_t steps = 0;
 };
 
+// Where the engine folds RMSNorm, the residual adds and SiLU into its Linears (ops::LinearFused;
+// LLaMA at TP = 1: at TP > 1 the all-reduce fuses the residual add and the norm instead).
+enum class LinearFusionMode {
+  kDecode,  // on steps where LinearFused is one kernel (the decode GEMV: CUDA, fp16/bf16, <= 8 rows)
+  kAlways,  // on every step and device (where it is no single kernel it composes the ops: for tests)
+  kNever,   // never (to compare)
+};
+
 struct EngineOptions {
   int64_t num_blocks = 0;  // KV blocks; 0: enough for `default_sequences` sequences of maximum length
   int block_size = 16;
@@ -69,6 +78,7 @@ struct EngineOptions {
   // graphs, which removes the launch cost of hundreds of small kernels per step. Only for
   // CUDA engines (on the CPU there is no launch cost to save).
   bool capture_decode = false;
+  LinearFusionMode linear_fusion = LinearFusionMode::kDecode;
 };
 
 class Engine {
@@ -119,11 +129,20 @@ class Engine {
     return output == StepOutput::kLogits ? HostLogits(logits) : GreedyIds(logits);
   }
   Tensor Embed(const DeviceStep& step);
-  // The sublayers read h (their input: Norm(x) pre-LN, x post-LN), add their output into the
+  struct SublayerInput;
+  // The sublayers read their input (Norm(x) pre-LN, x post-LN), add their output into the
   // residual stream *x and return the next sublayer's input (see RunModel).
-  Tensor AttentionBlock(int layer, absl::Span<StepInput> steps, const DeviceStep& step, const Tensor& h, Tensor* x);
-  Tensor MlpBlock(int layer, const Tensor& h, Tensor* x);
-  void Logits(const Tensor& hidden, Tensor* out);
+  SublayerInput AttentionBlock(int layer, absl::Span<StepInput> steps, const DeviceStep& step,
+                               const SublayerInput& in, Tensor* x);
+  SublayerInput MlpBlock(int layer, const SublayerInput& in, Tensor* x);
+  // A sublayer's first Linear (then SiLU(gate) * up of its halves with kSiluMul) and its last
+  // Linear with the residual add and the next norm after it (see SublayerInput).
+  void InputLinear(const SublayerInput& in, const Tensor& w, const Tensor& b, ops::LinearOutput output, Tensor* out);
+  SublayerInput OutputLinear(const Tensor& a, const Tensor& w, const Tensor& b, bool fused, Tensor* x,
+                             const Tensor& norm_w, const Tensor& norm_b, bool in_place);
+  bool FuseLinears(const Tensor& x) const;
+  // final: the final hidden states' rows, as the last sublayer left them.
+  void Logits(const SublayerInput& final, Tensor* out);
   void AllReduce(Tensor* t);
   Tensor Norm(const Tensor& x, const Tensor& w, const Tensor& b);
   Tensor AllReduceAddNorm(Tensor* x, Tensor* partial, const Tensor& w, const Tensor& b, bool in_place);
@@ -139,6 +158,7 @@ class Engine {
   std::unique_ptr<KvBlockPool> pool_;
   std::unique_ptr<BlockTables> tables_;
   bool capture_decode_;
+  LinearFusionMode linear_fusion_;
   std::map<std::pair<int, int64_t>, std::unique_ptr<GraphSlot>> graphs_;  // by (batch size, length bucket)
   AttentionPolicy* policy_ = nullptr;
   StepTimes times_;

@@ -8,7 +8,8 @@
 namespace chai::testing {
 
 absl::StatusOr<TestModel> LoadTestModel(const std::string& dir, Communicator* comm, const ParallelLayout& layout,
-                                        DType dtype, Device device, bool capture_decode) {
+                                        DType dtype, Device device, bool capture_decode,
+                                        LinearFusionMode linear_fusion) {
   TestModel m;
   auto config = LoadModelConfig(dir);
   if (!config.ok()) return config.status();
@@ -26,6 +27,7 @@ absl::StatusOr<TestModel> LoadTestModel(const std::string& dir, Communicator* co
   if (!weights.ok()) return weights.status();
   EngineOptions options;
   options.capture_decode = capture_decode && device == Device::kCuda;  // exercise the recorded decode path
+  options.linear_fusion = linear_fusion;
   m.engine = std::make_unique<Engine>(m.config, std::move(*weights), comm, dtype, device, options);
   return m;
 }
@@ -83,6 +85,27 @@ std::vector<int32_t> GreedyTokens(Engine& engine, const std::vector<int32_t>& pr
   options.max_new_tokens = new_tokens;
   auto result = Generate(engine, {prompt}, options);
   return result.ok() ? result->output_ids[0] : std::vector<int32_t>{};
+}
+
+std::vector<std::vector<float>> SteppedLogits(Engine& engine, const std::vector<std::vector<int32_t>>& prompts,
+                                              const std::vector<std::vector<int32_t>>& next, int decode_steps) {
+  std::vector<std::unique_ptr<Sequence>> seqs;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    auto seq = engine.NewSequence();
+    if (!seq.ok()) return {};
+    seqs.push_back(std::move(*seq));
+  }
+  std::vector<std::vector<float>> out;
+  for (int s = -1; s < decode_steps; ++s) {
+    std::vector<StepInput> steps;
+    for (size_t i = 0; i < prompts.size(); ++i) {
+      steps.push_back({seqs[i].get(), s < 0 ? prompts[i] : std::vector<int32_t>{next[i][s]}});
+    }
+    auto logits = engine.Forward(absl::MakeSpan(steps), false);
+    if (!logits.ok()) return {};
+    out.emplace_back(logits->data<float>(), logits->data<float>() + logits->numel());
+  }
+  return out;
 }
 
 std::vector<int32_t> JsonIds(const Json& array) {

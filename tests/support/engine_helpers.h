@@ -23,7 +23,8 @@ struct TestModel {
 // steps are recorded and replayed as CUDA graphs unless capture_decode is false.
 absl::StatusOr<TestModel> LoadTestModel(const std::string& dir, Communicator* comm = nullptr,
                                         const ParallelLayout& layout = {}, DType dtype = DType::kF32,
-                                        Device device = Device::kCpu, bool capture_decode = true);
+                                        Device device = Device::kCpu, bool capture_decode = true,
+                                        LinearFusionMode linear_fusion = LinearFusionMode::kDecode);
 
 // The checkpoint's weights rounded to `dtype` and back to fp32: the CPU reference for a run
 // that stores weights in `dtype`, so that kernel error is measured apart from the rounding
@@ -35,6 +36,13 @@ std::vector<std::vector<float>> PromptLogits(Engine& engine, const std::vector<i
 
 // Greedy continuation (incremental decode with the KV cache), new tokens only.
 std::vector<int32_t> GreedyTokens(Engine& engine, const std::vector<int32_t>& prompt, int new_tokens);
+
+// Several sequences stepped together: one prefill step of all prompts, then decode_steps steps of
+// one token per sequence, sequence i taking next[i][s] at step s (a fixed continuation, so that
+// two engines see the same tokens whatever they would pick). The last-token logits of each step,
+// [sequences][vocab] flattened per step; empty on an error.
+std::vector<std::vector<float>> SteppedLogits(Engine& engine, const std::vector<std::vector<int32_t>>& prompts,
+                                              const std::vector<std::vector<int32_t>>& next, int decode_steps);
 
 std::vector<int32_t> JsonIds(const Json& array);
 std::vector<std::vector<float>> JsonMatrix(const Json& array);
