@@ -2,9 +2,10 @@
 // as the engine runs them), next to the device's measured copy bandwidth, which is the floor for
 // the memory-bound decode GEMMs; then, for the decode shapes at T = 1, 4, 8 in fp16 and bf16,
 // cuBLASLt (cuda::LinearCublasLt) next to the GEMV kernel (cuda::Gemv, which ops::Linear uses for
-// T <= 8), each called directly, and a sweep of the GEMV's launch configurations (fp16).
+// T <= 8), each called directly, and a sweep of the GEMV's launch configurations (fp16); last,
+// ops::LinearFused against the plain GEMV at the fusions the engine uses.
 //
-//   gemm_bench [samples=20]
+//   gemm_bench [samples=20] [fused]   (fused: only the LinearFused table, the last one)
 //
 // Each sample is one CUDA-event-timed pass over several weight copies (together well past the
 // L2 cache, so decode GEMMs stream their weights from DRAM as in a real decode step); the
@@ -212,7 +213,73 @@ void DecodeTables(int samples, double copy_gbs, int l2_bytes) {
       layer_us, 100.0 * layer_bytes / (layer_us * 1e-6) / 1e9 / copy_gbs, layer_bytes / copy_gbs * 1e-3);
 }
 
-int Run(int samples) {
+// LinearFused (the GEMV with RMSNorm before it, the residual add or SiLU after it) against the
+// plain GEMV of the same weight, at the LLaMA-7B decode shapes with the fusions the engine uses;
+// and the kernels each fusion takes out of the step (timed alone: the step also saves their
+// launch gaps). Weights rotate over copies past 4x L2 as above.
+void FusedTable(int samples, double copy_gbs, int l2_bytes) {
+  using ops::LinearOutput;
+  struct FusedShape {
+    const char* name;
+    int64_t k, n;
+    bool norm;
+    LinearOutput output;
+  };
+  const FusedShape shapes[] = {
+      {"qkv 4096->12288 +norm", 4096, 12288, true, LinearOutput::kStore},
+      {"o 4096->4096 +add", 4096, 4096, false, LinearOutput::kAddTo},
+      {"gate|up 4096->22016 +norm+silu", 4096, 22016, true, LinearOutput::kSiluMul},
+      {"gate|up 4096->22016 +silu", 4096, 22016, false, LinearOutput::kSiluMul},
+      {"gate|up 4096->22016 +norm", 4096, 22016, true, LinearOutput::kStore},
+      {"down 11008->4096 +add", 11008, 4096, false, LinearOutput::kAddTo},
+      {"lm_head 4096->32000 +norm", 4096, 32000, true, LinearOutput::kStore},
+  };
+  uint64_t state = 0x9E3779B97F4A7C15ull;
+  std::printf("\nLinearFused vs the plain GEMV, fp16 (median us per call; %% of copy bandwidth %.0f GB/s)\n", copy_gbs);
+  std::printf("%-34s %4s %9s %6s %9s %6s %8s %12s\n", "shape", "T", "gemv_us", "%copy", "fused_us", "%copy", "delta",
+              "replaced_us");
+  for (const FusedShape& s : shapes) {
+    const double weight_bytes = 2.0 * s.n * s.k;
+    const int copies = std::max(2, static_cast<int>(4.0 * l2_bytes / weight_bytes) + 1);
+    std::vector<Tensor> weights;
+    for (int c = 0; c < copies; ++c) weights.push_back(FastRandom({s.n, s.k}, DType::kF16, 1.f / 64, state));
+    const Tensor norm_w = FastRandom({s.k}, DType::kF16, 1.f, state);
+    const int64_t cols = s.output == LinearOutput::kSiluMul ? s.n / 2 : s.n;
+    for (int64_t t : {1, 8}) {
+      std::vector<Tensor> xs, outs, plain_outs, normed;
+      for (int c = 0; c < copies; ++c) {
+        xs.push_back(FastRandom({t, s.k}, DType::kF16, 1.f, state));
+        outs.push_back(FastRandom({t, cols}, DType::kF16, 1.f, state));
+        plain_outs.push_back(Tensor::Empty({t, s.n}, DType::kF16, Device::kCuda));
+        normed.push_back(Tensor::Empty({t, s.k}, DType::kF16, Device::kCuda));
+      }
+      auto time_us = [&](auto&& call) {
+        return MedianMs(samples, 3,
+                        [&] {
+                          for (int c = 0; c < copies; ++c) call(c);
+                        }) /
+               copies * 1e3;
+      };
+      const ops::LinearFusion fusion{s.norm ? norm_w : Tensor(), 1e-5f, s.output};
+      const double gemv_us = time_us([&](int c) { ops::Linear(xs[c], weights[c], Tensor(), &plain_outs[c]); });
+      const double fused_us = time_us([&](int c) { ops::LinearFused(xs[c], weights[c], Tensor(), fusion, &outs[c]); });
+      // What the fusion replaces: the norm (the add + norm kernel it stands for costs about the
+      // same), the residual add, SiLU.
+      const double replaced_us = time_us([&](int c) {
+        if (s.norm) ops::RmsNorm(xs[c], norm_w, 1e-5f, &normed[c]);
+        if (s.output == LinearOutput::kAddTo) ops::Add(outs[c], plain_outs[c], &outs[c]);
+        if (s.output == LinearOutput::kSiluMul) ops::SiluMulFused(plain_outs[c], &outs[c]);
+      });
+      Check(cudaStreamSynchronize(cuda::CurrentStream()), "cudaStreamSynchronize");
+      const double bytes = 2.0 * (t * s.k + s.n * s.k + t * s.n);
+      std::printf("%-34s %4lld %9.1f %5.1f%% %9.1f %5.1f%% %+7.1f %12.1f\n", s.name, static_cast<long long>(t), gemv_us,
+                  100.0 * bytes / (gemv_us * 1e-6) / 1e9 / copy_gbs, fused_us,
+                  100.0 * bytes / (fused_us * 1e-6) / 1e9 / copy_gbs, fused_us - gemv_us, replaced_us);
+    }
+  }
+}
+
+int Run(int samples, bool fused_only) {
   cudaDeviceProp prop;
   int device = 0;
   Check(cudaGetDevice(&device), "cudaGetDevice");
@@ -222,6 +289,10 @@ int Run(int samples) {
 
   const double copy_gbs = CopyBandwidth(samples);
   std::printf("copy bandwidth (device-to-device, 1 GiB, read + write): %.0f GB/s\n\n", copy_gbs);
+  if (fused_only) {
+    FusedTable(samples, copy_gbs, prop.l2CacheSize);
+    return 0;
+  }
 
   uint64_t state = 7;
   const std::vector<Shape> shapes = {{1, 4096, 4096},  {1, 4096, 11008},    {1, 4096, 12288},
@@ -254,6 +325,7 @@ int Run(int samples) {
   }
   Check(cudaStreamSynchronize(cuda::CurrentStream()), "cudaStreamSynchronize");
   DecodeTables(samples, copy_gbs, prop.l2CacheSize);
+  FusedTable(samples, copy_gbs, prop.l2CacheSize);
   return 0;
 }
 
@@ -268,7 +340,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   const int samples = argc > 1 ? std::max(1, std::atoi(argv[1])) : 20;
-  return chai::Run(samples);
+  return chai::Run(samples, argc > 2 && std::string(argv[2]) == "fused");
 #else
   (void)argc;
   (void)argv;

@@ -38,16 +38,19 @@
 // workspace), no synchronisation: graph-capturable after one eager call.
 //
 // Fusions (ops::LinearFused, gemv_fusion.cuh), which take small kernels out of the decode step:
-// - RMSNorm prologue: each CTA first computes its token rows' RMSNorm scales (it reads all of x
-//   anyway; the sums run in the RmsNorm kernel's order), then feeds the MMA T(x * scale * norm_w)
-//   chunk by chunk. The whole first group of W each warp streams is prefetched into L2 before the
-//   sums, so the weight stream does not wait for them.
-// - Residual epilogue: the output loop adds T(P) into the residual stream in place (the last CTA of
-//   a split-K row block, which alone writes its outputs).
 // - SiLU epilogue over the stacked gate | up weight: a CTA streams the gate and the up rows of the
 //   same 8 * kR output columns (tile rows g and g + 8 of each MMA), so the thread that writes an
 //   output holds both sums and writes T(silu(G) * U) [T, N / 2]. (A prologue of the down GEMV
 //   instead would evaluate SiLU once per row block of the down weight: 256 times over at N = 4096.)
+// - Residual epilogue: the output loop adds T(P) into the residual stream in place (the last CTA of
+//   a split-K row block, which alone writes its outputs).
+// - RMSNorm prologue: each CTA computes its token rows' RMSNorm scales (the sums in the RmsNorm
+//   kernel's order), stages RmsNorm(x) for its span of K in shared memory once, and then takes
+//   row blocks blockIdx.x, + gridDim.x, ... (one wave of CTAs) with the MMA reading B from there.
+//   The first group of W each warp streams is prefetched into L2 before that. It still costs
+//   2-3 us (T = 1) to 7 us (T = 8) per GEMV on an H100 (gemm_bench), more than a norm kernel in
+//   a recorded step: the engine uses it only on request (runtime/engine.h, LinearFusion).
+// The epilogues cost nothing measurable.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -95,6 +98,7 @@ struct GemvArgs {
   const void* norm_w = nullptr;
   float eps = 0.f;
   int norm_threads = 0;
+  int64_t row_blocks = 0;  // of the whole product (gridDim.x is smaller with the RMSNorm prologue)
 };
 
 // kMinBlocks: CTAs per SM the register budget must allow (see the top of the file). kIn, kOut:
@@ -108,72 +112,92 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks) GemvKernel(const Gemv
   const int tokens = args.tokens;
   const int64_t k = args.k, n = args.n;
   constexpr int kRows = 16 * kR;
-  // A CTA streams 16 * kR consecutive rows of W from `first`, or with the SiLU epilogue the gate
-  // and up rows of 8 * kR consecutive output columns from `first` (gemv::PairedHalvesRows).
+  constexpr bool kNorm = kIn == gemv::Input::kRmsNorm;
+  // Row block rb streams 16 * kR consecutive rows of W, or with the SiLU epilogue the gate and up
+  // rows of 8 * kR consecutive output columns (gemv::PairedHalvesRows); `first` is its first row
+  // or output column.
   constexpr bool kPaired = kOut == gemv::Output::kSiluMul;
   using Rows = std::conditional_t<kPaired, gemv::PairedHalvesRows, gemv::ConsecutiveRows>;
-  const int64_t first = static_cast<int64_t>(blockIdx.x) * (kPaired ? kRows / 2 : kRows);
-  const Rows rows{first, kPaired ? n / 2 : n};
+  constexpr int kPerBlock = kPaired ? kRows / 2 : kRows;
+  const int64_t limit = kPaired ? n / 2 : n;
   const int64_t chunks = k / 8;  // 16-byte chunks per row
   const int splits = gridDim.y, split = blockIdx.y;
   const int64_t cb = split * args.split_chunks;  // this CTA's chunks: [cb, ce)
   const int64_t ce = cb + args.split_chunks < chunks ? cb + args.split_chunks : chunks;
   // Weights are never written while steps run, so they may be fetched before the wait; x, the
   // output and the split-K scratch only after it (pdl.cuh). With the RMSNorm prologue the CTA
-  // first sums its rows' squares: the whole first group of each warp is prefetched, PDL or not,
-  // so that the weight stream does not wait for that sum.
-  if constexpr (kIn == gemv::Input::kRmsNorm) {
-    gemv::PrefetchFirstTile<T, kWarps, kR, kU, kU>(w, k, rows, cb, ce);
+  // first normalises x (below): the whole first group of each warp is prefetched, PDL or not, so
+  // that the weight stream does not wait for that.
+  const Rows first_rows{static_cast<int64_t>(blockIdx.x) * kPerBlock, limit};
+  if constexpr (kNorm) {
+    gemv::PrefetchFirstTile<T, kWarps, kR, kU, kU>(w, k, first_rows, cb, ce);
   } else if (args.l2_prefetch) {
-    gemv::PrefetchFirstTile<T, kWarps, kR, kU, 1>(w, k, rows, cb, ce);
+    gemv::PrefetchFirstTile<T, kWarps, kR, kU, 1>(w, k, first_rows, cb, ce);
   }
   PdlWait();
 
-  float acc[kR][2][4];
-#pragma unroll
-  for (int r = 0; r < kR; ++r) {
-#pragma unroll
-    for (int i = 0; i < 4; ++i) acc[r][0][i] = acc[r][1][i] = 0.f;
-  }
   // The lane's B column: token g (columns past T read token T - 1; their outputs are discarded),
-  // from chunk q of its row.
+  // from chunk q of its row: x itself, or RmsNorm(x) staged in shared memory once per CTA.
   const int g = (threadIdx.x & 31) >> 2, q = threadIdx.x & 3;
   const int tok = g < tokens ? g : tokens - 1;
-  const uint4* xp = reinterpret_cast<const uint4*>(x + tok * k) + q;
-  if constexpr (kIn == gemv::Input::kRmsNorm) {
+  using Input = std::conditional_t<kNorm, gemv::StagedInput, gemv::PlainInput>;
+  Input input;
+  if constexpr (kNorm) {
+    extern __shared__ uint4 staged[];
     __shared__ float scales[kGemvMaxTokens];
     gemv::RmsScales<T, kWarps * 32, kGemvMaxTokens>(x, tokens, k, args.norm_threads, args.eps, scales);
-    const gemv::RmsNormInput<T> input{xp, static_cast<const uint4*>(args.norm_w) + q, scales[tok]};
-    AccumulateSpan<T, kWarps, kR, kU>(input, w, k, rows, cb, ce, acc);
+    gemv::StageRmsNorm<T>(x, static_cast<const T*>(args.norm_w), tokens, k, cb, ce, scales, staged);
+    input = Input{staged + tok * gemv::StagedStride(ce - cb) + q, cb};
   } else {
-    AccumulateSpan<T, kWarps, kR, kU>(gemv::PlainInput{xp}, w, k, rows, cb, ce, acc);
-  }
-  __shared__ float partial[kWarps][kR * 128];
-  StoreWarpTiles<kWarps, kR>(acc, partial);
-  // Output e of the CTA: token e / kRows, tile row e % kRows (consecutive threads, consecutive rows).
-  if (splits == 1) {
-    gemv::WriteOutputs<T, kRows, kOut>([&](int e) { return TileSum<kWarps, kR>(partial, e); }, bias, tokens, n, first,
-                                       out, kWarps * 32);
-    return;
+    input = Input{reinterpret_cast<const uint4*>(x + tok * k) + q};
   }
 
-  float* mine = args.partials + (static_cast<int64_t>(blockIdx.x) * splits + split) * (kRows * 8);
-  for (int e = threadIdx.x; e < kRows * 8; e += kWarps * 32) mine[e] = TileSum<kWarps, kR>(partial, e);
-  __threadfence();  // this CTA's partials are visible before its arrival is counted
-  __syncthreads();
-  __shared__ bool last;
-  if (threadIdx.x == 0) last = atomicAdd(&args.counters[blockIdx.x], 1u) == static_cast<unsigned>(splits - 1);
-  __syncthreads();
-  if (!last) return;
-  __threadfence();
-  const float* all = args.partials + static_cast<int64_t>(blockIdx.x) * splits * (kRows * 8);
-  auto split_sum = [&](int e) {
-    float s = 0.f;
-    for (int sp = 0; sp < splits; ++sp) s += __ldcg(all + sp * (kRows * 8) + e);  // L2: other SMs wrote them
-    return s;
+  __shared__ float partial[kWarps][kR * 128];
+  // One row block: the dot products over [cb, ce), then the outputs (output e of the CTA: token
+  // e / kRows, tile row e % kRows; consecutive threads, consecutive rows).
+  auto row_block = [&](int64_t rb) {
+    const Rows rows{rb * kPerBlock, limit};
+    float acc[kR][2][4];
+#pragma unroll
+    for (int r = 0; r < kR; ++r) {
+#pragma unroll
+      for (int i = 0; i < 4; ++i) acc[r][0][i] = acc[r][1][i] = 0.f;
+    }
+    AccumulateSpan<T, kWarps, kR, kU>(input, w, k, rows, cb, ce, acc);
+    StoreWarpTiles<kWarps, kR>(acc, partial);
+    if (splits == 1) {
+      gemv::WriteOutputs<T, kRows, kOut>([&](int e) { return TileSum<kWarps, kR>(partial, e); }, bias, tokens, n,
+                                         rows.first, out, kWarps * 32);
+      return;
+    }
+    float* mine = args.partials + (rb * splits + split) * (kRows * 8);
+    for (int e = threadIdx.x; e < kRows * 8; e += kWarps * 32) mine[e] = TileSum<kWarps, kR>(partial, e);
+    __threadfence();  // this CTA's partials are visible before its arrival is counted
+    __syncthreads();
+    __shared__ bool last;
+    if (threadIdx.x == 0) last = atomicAdd(&args.counters[rb], 1u) == static_cast<unsigned>(splits - 1);
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+    const float* all = args.partials + rb * splits * (kRows * 8);
+    auto split_sum = [&](int e) {
+      float s = 0.f;
+      for (int sp = 0; sp < splits; ++sp) s += __ldcg(all + sp * (kRows * 8) + e);  // L2: other SMs wrote them
+      return s;
+    };
+    gemv::WriteOutputs<T, kRows, kOut>(split_sum, bias, tokens, n, rows.first, out, kWarps * 32);
+    if (threadIdx.x == 0) args.counters[rb] = 0;  // ready for the next launch
   };
-  gemv::WriteOutputs<T, kRows, kOut>(split_sum, bias, tokens, n, first, out, kWarps * 32);
-  if (threadIdx.x == 0) args.counters[blockIdx.x] = 0;  // ready for the next launch
+  if constexpr (kNorm) {
+    // A CTA takes row blocks blockIdx.x, + gridDim.x, ... (one wave of CTAs, see LaunchGemv), so
+    // that it normalises x once for all of them. (Split K: one row block per CTA.)
+    for (int64_t rb = blockIdx.x; rb < args.row_blocks; rb += gridDim.x) {
+      row_block(rb);
+      __syncthreads();  // `partial` is rewritten by the next row block
+    }
+  } else {
+    row_block(blockIdx.x);
+  }
 }
 
 // Split-K scratch: fp32 partials and per-row-block arrival counters (zero between launches).
@@ -202,7 +226,29 @@ const SplitScratch& Scratch() {
   return scratch;
 }
 
-// args holds the operands and shape; the launch fills in the split and the prefetch flag.
+// Shared memory per SM (read once), for the staged RMSNorm rows.
+int SmemPerSm() {
+  static const int bytes = [] {
+    int device = 0, value = 0;
+    CHAI_CUDA_CHECK(cudaGetDevice(&device));
+    CHAI_CUDA_CHECK(cudaDeviceGetAttribute(&value, cudaDevAttrMaxSharedMemoryPerMultiprocessor, device));
+    return value;
+  }();
+  return bytes;
+}
+
+// Shared memory a CTA of this configuration may stage RmsNorm(x) in while kMinBlocks CTAs stay
+// resident per SM: its share of the SM, less the static arrays and the 1 KB the system keeps per
+// CTA.
+int64_t StagingBudget(int warps, int r, int min_blocks) {
+  const int64_t static_bytes = int64_t{warps} * r * 128 * 4 + kGemvMaxTokens * 33 * 4 + 64;
+  return SmemPerSm() / min_blocks - 1024 - static_bytes;
+}
+
+// The staged rows of T tokens for a span of K / 8 chunks (an upper bound: split K stages less).
+int64_t StagingBytes(int64_t tokens, int64_t k) { return tokens * gemv::StagedStride(k / 8) * 16; }
+
+// args holds the operands and shape; the launch fills in the split, the grid and the prefetch flag.
 template <typename T, int kWarps, int kR, int kU, int kMinBlocks, gemv::Input kIn, gemv::Output kOut>
 void LaunchGemv(GemvArgs args) {
   static_assert(kMinBlocks <= kMaxMinBlocks && 16 * kR <= kMaxRows, "split-K scratch too small");
@@ -212,6 +258,7 @@ void LaunchGemv(GemvArgs args) {
   const int64_t per_block = kPaired ? 8 * kR : 16 * kR;
   const int64_t row_blocks = ((kPaired ? args.n / 2 : args.n) + per_block - 1) / per_block;
   const int64_t chunks = args.k / 8;
+  args.row_blocks = row_blocks;
   args.split_chunks = chunks;
   args.partials = nullptr;
   args.counters = nullptr;
@@ -237,8 +284,26 @@ void LaunchGemv(GemvArgs args) {
     args.counters = sc.counters;
   }
   args.l2_prefetch = PdlEnabled();
-  const dim3 grid(static_cast<unsigned>(row_blocks), static_cast<unsigned>(splits));
-  LaunchPdl(GemvKernel<T, kWarps, kR, kU, kMinBlocks, kIn, kOut>, grid, dim3(kWarps * 32), 0, CurrentStream(), args);
+  auto* kernel = GemvKernel<T, kWarps, kR, kU, kMinBlocks, kIn, kOut>;
+  int64_t ctas = row_blocks;
+  size_t staging = 0;
+  if constexpr (kIn == gemv::Input::kRmsNorm) {
+    // One wave of CTAs, each normalising x once for its row blocks (the split ones have one each).
+    if (splits == 1) ctas = std::min<int64_t>(row_blocks, int64_t{SmCount()} * kMinBlocks);
+    staging = static_cast<size_t>(args.tokens * gemv::StagedStride(args.split_chunks) * 16);
+    if (static_cast<int64_t>(staging) > StagingBudget(kWarps, kR, kMinBlocks)) {
+      std::fprintf(stderr, "chai: internal error in CUDA op LinearFused: x does not fit in shared memory\n");
+      std::abort();
+    }
+    static const bool opted_in = [&] {  // above 48 KB of dynamic shared memory needs the opt-in
+      CHAI_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                           static_cast<int>(StagingBudget(kWarps, kR, kMinBlocks))));
+      return true;
+    }();
+    (void)opted_in;
+  }
+  const dim3 grid(static_cast<unsigned>(ctas), static_cast<unsigned>(splits));
+  LaunchPdl(kernel, grid, dim3(kWarps * 32), staging, CurrentStream(), args);
 }
 
 using gemv::Input;
@@ -284,11 +349,12 @@ struct Variant {
   const char* name;
   LaunchFn launch;
   bool fusions;  // has the kernels of ops::LinearFused
+  int warps, r, min_blocks;
 };
 
 template <int kWarps, int kR, int kU, int kMinBlocks, bool kFusions = false>
 constexpr Variant MakeVariant(const char* name) {
-  return Variant{name, &Launch<kWarps, kR, kU, kMinBlocks, kFusions>, kFusions};
+  return Variant{name, &Launch<kWarps, kR, kU, kMinBlocks, kFusions>, kFusions, kWarps, kR, kMinBlocks};
 }
 
 // name: warps per CTA (w), rows per CTA (r), steps per warp iteration (u; 16-byte W loads in
@@ -388,7 +454,10 @@ bool GemvFusedApplies(const Tensor& x, const Tensor& weight, const Tensor& bias,
   if (bias.defined() && bias.dtype() != x.dtype()) return false;
   if (fusion.output == ops::LinearOutput::kSiluMul && weight.dim(0) % 2 != 0) return false;
   const Tensor& norm_w = fusion.rms_norm_weight;
-  return !norm_w.defined() || (norm_w.dtype() == x.dtype() && Aligned(16, {norm_w.raw()}));
+  if (!norm_w.defined()) return true;
+  if (norm_w.dtype() != x.dtype() || !Aligned(16, {norm_w.raw()})) return false;
+  const Variant& v = kVariants[FusedVariant(x.dim(0), x.dim(1), weight.dim(0))];
+  return StagingBytes(x.dim(0), x.dim(1)) <= StagingBudget(v.warps, v.r, v.min_blocks);
 }
 
 void GemvFused(const Tensor& x, const Tensor& weight, const Tensor& bias, const ops::LinearFusion& fusion,

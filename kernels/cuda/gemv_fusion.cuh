@@ -1,6 +1,6 @@
 // What the decode GEMV (gemv.cu) folds around its product for ops::LinearFused: the RMSNorm of its
-// input rows before it (the MMA's B operand is computed from x on the fly), and after it the
-// residual add or SiLU(gate) * up (in the output loop). Each piece rounds exactly as the op it
+// input rows before it (staged in shared memory once per CTA as the MMA's B operand), and after it
+// the residual add or SiLU(gate) * up (in the output loop). Each piece rounds exactly as the op it
 // replaces, so that the values are those of the composition (see each one for how close).
 #ifndef CHAI_KERNELS_CUDA_GEMV_FUSION_CUH_
 #define CHAI_KERNELS_CUDA_GEMV_FUSION_CUH_
@@ -49,24 +49,6 @@ __device__ __forceinline__ uint32_t NormPair(uint32_t x, uint32_t w, float scale
   return FloatToBits<T>(lo) | (FloatToBits<T>(hi) << 16);
 }
 
-// B = RmsNorm(x, norm_w) chunk by chunk: T(x * scale * norm_w), scale = the lane's token's
-// rsqrt(mean(x^2) + eps) (RmsScales). x and norm_w point at chunk q of the lane's token row and
-// of the norm weights.
-template <typename T>
-struct RmsNormInput {
-  const uint4* x;
-  const uint4* norm_w;
-  float scale;
-  struct Raw {
-    uint4 x, w;
-  };
-  __device__ __forceinline__ Raw Load(int64_t c) const { return Raw{LoadCached(x + c), LoadCached(norm_w + c)}; }
-  __device__ __forceinline__ uint4 Finish(const Raw& r) const {
-    return make_uint4(NormPair<T>(r.x.x, r.w.x, scale), NormPair<T>(r.x.y, r.w.y, scale),
-                      NormPair<T>(r.x.z, r.w.z, scale), NormPair<T>(r.x.w, r.w.w, scale));
-  }
-};
-
 // scales[t] = rsqrt(mean(x[t]^2) + eps) for t < tokens (x [tokens, k], k % 8 == 0, 16-byte
 // aligned), for every thread of the CTA on return. The sum of squares runs in the order of
 // NormRow's for a block of norm_threads threads (NormRowThreads(k / 8), a multiple of 32, at most
@@ -74,7 +56,7 @@ struct RmsNormInput {
 // v + norm_threads, ... of 8 elements in turn; each virtual warp's partial sums go through
 // WarpSum, and the virtual warps' totals through a last WarpSum in warp order (BlockSum). The
 // CTA's kThreads threads play the virtual threads in rounds. x is read through the read-only
-// path, which leaves it in L1 for the main loop.
+// path, which leaves it in L1 for StageRmsNorm.
 template <typename T, int kThreads, int kMaxTokens>
 __device__ __forceinline__ void RmsScales(const T* __restrict__ x, int tokens, int64_t k, int norm_threads, float eps,
                                           float* scales) {
@@ -88,11 +70,15 @@ __device__ __forceinline__ void RmsScales(const T* __restrict__ x, int tokens, i
 #pragma unroll
     for (int t = 0; t < kMaxTokens; ++t) ss[t] = 0.f;
     for (int64_t i = v; i < vecs; i += norm_threads) {
+      uint4 c[kMaxTokens];  // all the tokens' loads in flight before the sums
 #pragma unroll
       for (int t = 0; t < kMaxTokens; ++t) {
-        if (t >= tokens) break;
-        const uint4 c = LoadCached(reinterpret_cast<const uint4*>(x + t * k) + i);
-        const uint32_t words[4] = {c.x, c.y, c.z, c.w};
+        if (t < tokens) c[t] = LoadCached(reinterpret_cast<const uint4*>(x + t * k) + i);
+      }
+#pragma unroll
+      for (int t = 0; t < kMaxTokens; ++t) {
+        if (t >= tokens) continue;
+        const uint32_t words[4] = {c[t].x, c[t].y, c[t].z, c[t].w};
 #pragma unroll
         for (int j = 0; j < 8; ++j) {
           const float d = BitsToFloat<T>(words[j / 2] >> (16 * (j % 2)));
@@ -114,6 +100,40 @@ __device__ __forceinline__ void RmsScales(const T* __restrict__ x, int tokens, i
   }
   __syncthreads();
 }
+
+// Chunks per staged token row for a CTA span of `span` chunks: rounded up to 8 (128 bytes), plus
+// 4, so that consecutive rows start in opposite halves of the 32 banks and the 8 lanes of a
+// quarter warp (two tokens, chunks q = 0..3) read 16-byte words without a conflict.
+__host__ __device__ __forceinline__ int64_t StagedStride(int64_t span) { return (span + 7) / 8 * 8 + 4; }
+
+// B = RmsNorm(x, norm_w) for the CTA's chunks [cb, ce) of every token row, computed once per CTA
+// into shared memory: staged[t * stride + (c - cb)] = T(x * scale[t] * norm_w) for chunk c.
+// Ends with a barrier.
+template <typename T>
+__device__ __forceinline__ void StageRmsNorm(const T* __restrict__ x, const T* __restrict__ norm_w, int tokens,
+                                             int64_t k, int64_t cb, int64_t ce, const float* scales, uint4* staged) {
+  const int64_t span = ce > cb ? ce - cb : 0, stride = StagedStride(span);
+  const uint4* wc = reinterpret_cast<const uint4*>(norm_w);
+  for (int64_t e = threadIdx.x; e < tokens * span; e += blockDim.x) {
+    const int t = static_cast<int>(e / span);
+    const int64_t i = e - t * span;
+    const uint4 xv = LoadCached(reinterpret_cast<const uint4*>(x + t * k) + cb + i), wv = LoadCached(wc + cb + i);
+    const float scale = scales[t];
+    staged[t * stride + i] = make_uint4(NormPair<T>(xv.x, wv.x, scale), NormPair<T>(xv.y, wv.y, scale),
+                                        NormPair<T>(xv.z, wv.z, scale), NormPair<T>(xv.w, wv.w, scale));
+  }
+  __syncthreads();
+}
+
+// The MMA's B chunks from the staged rows: `row` is the lane's token row of `staged`, offset by
+// its q; chunk c (c >= cb, from the lane's own offset as in AccumulateSpan) is row[c - cb].
+struct StagedInput {
+  const uint4* row;
+  int64_t cb;
+  using Raw = uint4;
+  __device__ __forceinline__ Raw Load(int64_t c) const { return row[c - cb]; }
+  __device__ __forceinline__ uint4 Finish(const Raw& raw) const { return raw; }
+};
 
 // The outputs of one CTA from its fp32 sums: sum(e) is the dot product of tile element e (token
 // e / kRows, tile row e % kRows; see ConsecutiveRows and PairedHalvesRows for which W row a tile
