@@ -45,13 +45,14 @@ struct Engine::DeviceStep {
 };
 
 // What a sublayer reads. Unfused: h is its input itself (Norm(x) pre-LN, x post-LN). Fused
-// (FuseLinears): h is the residual stream x and the input is RmsNorm(h, norm_w), which the
+// (LinearFusion::kAll): h is the residual stream x and the input is RmsNorm(h, norm_w), which the
 // sublayer's first Linear applies in its own kernel; its last Linear adds into x in its kernel too
 // (ops::LinearFused). An undefined norm_w (a model without a final norm): the input is h.
 struct Engine::SublayerInput {
   Tensor h;
   Tensor norm_w;
   bool fused = false;
+  bool silu_in_gemv = false;  // the gate|up Linear writes SiLU(gate) * up in its kernel
 };
 
 struct Engine::GraphSlot {
@@ -69,7 +70,8 @@ Engine::Engine(ModelConfig config, ModelWeights weights, Communicator* comm, DTy
       dtype_(dtype),
       device_(device),
       capture_decode_(options.capture_decode && device == Device::kCuda),
-      linear_fusion_(options.linear_fusion) {
+      linear_fusion_(options.linear_fusion),
+      fuse_every_step_(options.fuse_every_step) {
   // Blocks hold at least CHAI's first 5 positions, so they can be read back in one copy.
   if (options.block_size < 8) {
     std::fprintf(stderr, "chai: internal error: KV block size %d is below 8\n", options.block_size);
@@ -162,14 +164,14 @@ Tensor Engine::Embed(const DeviceStep& step) {
   return x;
 }
 
-// Decode steps of a LLaMA model on one GPU fold the norms, the residual adds and SiLU into the
-// GEMVs: a layer is 6 kernels instead of 9 (Q|K|V with the attention norm, split + append,
-// attention, o adding into x, gate|up with the MLP norm and SiLU, down adding into x), and the
-// final norm goes into the LM head. Prefill keeps cuBLASLt and the add + norm kernels, TP > 1 the
-// all-reduce that fuses add + norm, OPT its LayerNorms.
-bool Engine::FuseLinears(const Tensor& x) const {
-  if (linear_fusion_ == LinearFusionMode::kNever || comm_->size() != 1 || config_.arch != Arch::kLlama) return false;
-  return linear_fusion_ == LinearFusionMode::kAlways || ops::LinearFusedIsOneKernel(x);
+// Decode steps of a LLaMA model on one GPU fold small kernels into the GEMVs (LinearFusion): SiLU
+// into gate|up (8 kernels a layer instead of 9), or everything (6 kernels: Q|K|V with the attention
+// norm, split + append, attention, o adding into x, gate|up with the MLP norm and SiLU, down
+// adding into x; the final norm in the LM head). Prefill keeps cuBLASLt and the add + norm
+// kernels, TP > 1 the all-reduce that fuses add + norm, OPT its LayerNorms.
+LinearFusion Engine::StepFusion(const Tensor& x) const {
+  if (comm_->size() != 1 || config_.arch != Arch::kLlama) return LinearFusion::kNone;
+  return fuse_every_step_ || ops::LinearFusedIsOneKernel(x) ? linear_fusion_ : LinearFusion::kNone;
 }
 
 void Engine::InputLinear(const SublayerInput& in, const Tensor& w, const Tensor& b, ops::LinearOutput output,
@@ -182,6 +184,10 @@ void Engine::InputLinear(const SublayerInput& in, const Tensor& w, const Tensor&
     ops::Linear(in.h, w, b, out);
     return;
   }
+  if (in.silu_in_gemv) {
+    ops::LinearFused(in.h, w, b, ops::LinearFusion{.output = output}, out);
+    return;
+  }
   Tensor gate_up = NewActivation(in.h.dim(0), w.dim(0));  // kSiluMul: gate | up, then SiLU(gate) * up
   ops::Linear(in.h, w, b, &gate_up);
   ops::SiluMulFused(gate_up, out);
@@ -189,15 +195,15 @@ void Engine::InputLinear(const SublayerInput& in, const Tensor& w, const Tensor&
 
 // Unfused, the add and the next norm are one kernel (AllReduceAddNorm); fused, the add is the
 // GEMV's epilogue and the norm goes to the next Linear's prologue.
-Engine::SublayerInput Engine::OutputLinear(const Tensor& a, const Tensor& w, const Tensor& b, bool fused, Tensor* x,
-                                           const Tensor& norm_w, const Tensor& norm_b, bool in_place) {
-  if (fused) {
+Engine::SublayerInput Engine::OutputLinear(const SublayerInput& in, const Tensor& a, const Tensor& w, const Tensor& b,
+                                           Tensor* x, const Tensor& norm_w, const Tensor& norm_b, bool in_place) {
+  if (in.fused) {
     ops::LinearFused(a, w, b, ops::LinearFusion{.output = ops::LinearOutput::kAddTo}, x);
-    return SublayerInput{*x, norm_w, true};
+    return SublayerInput{*x, norm_w, true, in.silu_in_gemv};
   }
   Tensor o = NewActivation(a.dim(0), w.dim(0));
   ops::Linear(a, w, b, &o);
-  return SublayerInput{AllReduceAddNorm(x, &o, norm_w, norm_b, in_place)};
+  return SublayerInput{AllReduceAddNorm(x, &o, norm_w, norm_b, in_place), Tensor(), false, in.silu_in_gemv};
 }
 
 Engine::SublayerInput Engine::AttentionBlock(int layer, absl::Span<StepInput> steps, const DeviceStep& step,
@@ -242,8 +248,8 @@ Engine::SublayerInput Engine::AttentionBlock(int layer, absl::Span<StepInput> st
   Tensor attn = NewActivation(T, qw);
   ops::PagedAttention(q, kv, step.batch, tables_->LayerScoreHeads(layer), &attn);
   // Pre-LN: x += o fused with the MLP's input norm. Post-LN: x = Norm(x + o), this sublayer's norm.
-  if (pre) return OutputLinear(attn, L.o_w, L.o_b, in.fused, x, L.mlp_norm_w, L.mlp_norm_b, /*in_place=*/false);
-  return OutputLinear(attn, L.o_w, L.o_b, in.fused, x, L.attn_norm_w, L.attn_norm_b, /*in_place=*/true);
+  if (pre) return OutputLinear(in, attn, L.o_w, L.o_b, x, L.mlp_norm_w, L.mlp_norm_b, /*in_place=*/false);
+  return OutputLinear(in, attn, L.o_w, L.o_b, x, L.attn_norm_w, L.attn_norm_b, /*in_place=*/true);
 }
 
 Engine::SublayerInput Engine::MlpBlock(int layer, const SublayerInput& in, Tensor* x) {
@@ -258,14 +264,14 @@ Engine::SublayerInput Engine::MlpBlock(int layer, const SublayerInput& in, Tenso
     // gate and up in one GEMM over the stacked weights; SiLU(gate) * up reads both halves.
     InputLinear(in, L.gate_up_w, L.gate_up_b, ops::LinearOutput::kSiluMul, &a);
   }
-  if (!pre) return OutputLinear(a, L.down_w, L.down_b, in.fused, x, L.mlp_norm_w, L.mlp_norm_b, /*in_place=*/true);
+  if (!pre) return OutputLinear(in, a, L.down_w, L.down_b, x, L.mlp_norm_w, L.mlp_norm_b, /*in_place=*/true);
   // Pre-LN: x += m fused with the next layer's attention norm, or after the last layer with the
   // final norm (undefined when the model has none: then only the add).
   if (layer + 1 < config_.num_layers) {
     const LayerWeights& next = weights_.layers[layer + 1];
-    return OutputLinear(a, L.down_w, L.down_b, in.fused, x, next.attn_norm_w, next.attn_norm_b, /*in_place=*/false);
+    return OutputLinear(in, a, L.down_w, L.down_b, x, next.attn_norm_w, next.attn_norm_b, /*in_place=*/false);
   }
-  return OutputLinear(a, L.down_w, L.down_b, in.fused, x, weights_.final_norm_w, weights_.final_norm_b,
+  return OutputLinear(in, a, L.down_w, L.down_b, x, weights_.final_norm_w, weights_.final_norm_b,
                       /*in_place=*/false);
 }
 
@@ -334,17 +340,19 @@ void Engine::RunModel(absl::Span<StepInput> steps, const DeviceStep& step, bool 
   // The layers carry the residual stream x and the next sublayer's input. Pre-LN, that is Norm(x):
   // only the first layer's attention norm is a kernel of its own; every later norm is fused with
   // the residual add before it (AddNorm), the final norm with the last MLP's; or, fused
-  // (FuseLinears), every norm goes into the Linear that reads it and every add into the Linear
-  // before it. Post-LN, the input is x (each sublayer ends with x = Norm(x + out), also one fused
+  // (LinearFusion::kAll), every norm goes into the Linear that reads it and every add into the
+  // Linear before it. Post-LN, the input is x (each sublayer ends with x = Norm(x + out), also one fused
   // kernel).
   const bool pre = config_.arch == Arch::kLlama || config_.pre_layer_norm;
   Tensor x = Embed(step);
   const LayerWeights& first = weights_.layers[0];  // configs have at least one layer
   SublayerInput in{x};
-  if (FuseLinears(x)) {
-    in = SublayerInput{x, first.attn_norm_w, true};
+  const LinearFusion fusion = StepFusion(x);
+  if (fusion == LinearFusion::kAll) {
+    in = SublayerInput{x, first.attn_norm_w, true, true};
   } else if (pre) {
-    in = SublayerInput{Norm(x, first.attn_norm_w, first.attn_norm_b)};
+    in = SublayerInput{Norm(x, first.attn_norm_w, first.attn_norm_b), Tensor(), false,
+                       fusion == LinearFusion::kSiluMul};
   }
   for (int l = 0; l < config_.num_layers; ++l) {
     in = AttentionBlock(l, steps, step, in, &x);

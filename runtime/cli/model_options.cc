@@ -199,7 +199,12 @@ absl::StatusOr<LoadedModel> LoadModel(const ModelOptions& options, int64_t seque
   EngineOptions kv;
   kv.max_sequences = static_cast<int>(std::max<int64_t>(64, sequences));
   kv.capture_decode = *device == Device::kCuda && std::getenv("CHAI_NO_GRAPHS") == nullptr;
-  if (std::getenv("CHAI_NO_DECODE_FUSION") != nullptr) kv.linear_fusion = LinearFusionMode::kNever;
+  if (const char* f = std::getenv("CHAI_DECODE_FUSION")) {  // none | silu (the default) | all
+    const std::string mode = f;
+    kv.linear_fusion = mode == "none"  ? LinearFusion::kNone
+                       : mode == "all" ? LinearFusion::kAll
+                                       : LinearFusion::kSiluMul;
+  }
   const int64_t block_bytes = int64_t{kv.block_size} * m.config.head_dim * static_cast<int64_t>(DTypeSize(*dtype));
   if (options.kv_cache_gb < 0) return absl::InvalidArgumentError("--kv-cache-gb must be positive");
   if (options.kv_cache_gb > 0) {

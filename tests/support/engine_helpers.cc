@@ -8,8 +8,8 @@
 namespace chai::testing {
 
 absl::StatusOr<TestModel> LoadTestModel(const std::string& dir, Communicator* comm, const ParallelLayout& layout,
-                                        DType dtype, Device device, bool capture_decode,
-                                        LinearFusionMode linear_fusion) {
+                                        DType dtype, Device device, bool capture_decode, LinearFusion linear_fusion,
+                                        bool fuse_every_step) {
   TestModel m;
   auto config = LoadModelConfig(dir);
   if (!config.ok()) return config.status();
@@ -28,6 +28,7 @@ absl::StatusOr<TestModel> LoadTestModel(const std::string& dir, Communicator* co
   EngineOptions options;
   options.capture_decode = capture_decode && device == Device::kCuda;  // exercise the recorded decode path
   options.linear_fusion = linear_fusion;
+  options.fuse_every_step = fuse_every_step;
   m.engine = std::make_unique<Engine>(m.config, std::move(*weights), comm, dtype, device, options);
   return m;
 }

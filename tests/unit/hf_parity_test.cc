@@ -42,37 +42,40 @@ INSTANTIATE_TEST_SUITE_P(Models, RepoFixture,
                                            "llama-bias"),
                          FixtureParamName());
 
-// The engine's fused wiring (LinearFused in place of Linear, AddRmsNorm and SiluMulFused, norms
-// folded into the Linears that read them) forced on every step: on the CPU LinearFused is the
-// composition of those ops, so the logits must equal the unfused engine's bit for bit, for single
-// prompts (prefill at every position, then greedy decode) and for several sequences stepped
-// together; the greedy tokens stay the golden ones.
+// The engine's fused wirings (LinearFused in place of Linear and SiluMulFused, and with kAll of
+// AddRmsNorm, the norms folded into the Linears that read them) forced on every step: on the CPU
+// LinearFused is the composition of those ops, so the logits must equal the unfused engine's bit
+// for bit, for single prompts (prefill at every position, then greedy decode) and for several
+// sequences stepped together; the greedy tokens stay the golden ones.
 class FusedLinearsFixture : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(FusedLinearsFixture, EqualUnfusedEngine) {
   const std::string dir = FixtureDir(GetParam());
-  auto fused = LoadTestModel(dir, nullptr, {}, DType::kF32, Device::kCpu, true, LinearFusionMode::kAlways);
-  auto plain = LoadTestModel(dir, nullptr, {}, DType::kF32, Device::kCpu, true, LinearFusionMode::kNever);
-  ASSERT_TRUE(fused.ok()) << fused.status();
+  auto plain = LoadTestModel(dir, nullptr, {}, DType::kF32, Device::kCpu, true, LinearFusion::kNone);
   ASSERT_TRUE(plain.ok()) << plain.status();
   auto golden = ReadJsonFile(dir + "/golden.json");
   ASSERT_TRUE(golden.ok()) << golden.status();
-  std::vector<std::vector<int32_t>> prompts, next;
-  for (const Json& c : golden->Find("cases")->as_array()) {
-    const std::vector<int32_t> prompt = JsonIds(*c.Find("prompt_ids"));
-    const std::vector<int32_t> greedy = JsonIds(*c.Find("greedy"));
-    SCOPED_TRACE("prompt length " + std::to_string(prompt.size()));
-    const auto logits = PromptLogits(*fused->engine, prompt);
-    ASSERT_FALSE(logits.empty());
-    EXPECT_EQ(logits, PromptLogits(*plain->engine, prompt));
-    const std::vector<int32_t> expected_new(greedy.begin() + prompt.size(), greedy.end());
-    EXPECT_EQ(GreedyTokens(*fused->engine, prompt, static_cast<int>(expected_new.size())), expected_new);
-    prompts.push_back(prompt);
-    next.push_back(expected_new);
+  for (LinearFusion fusion : {LinearFusion::kSiluMul, LinearFusion::kAll}) {
+    SCOPED_TRACE(fusion == LinearFusion::kAll ? "all fusions" : "SiLU fusion");
+    auto fused = LoadTestModel(dir, nullptr, {}, DType::kF32, Device::kCpu, true, fusion, /*fuse_every_step=*/true);
+    ASSERT_TRUE(fused.ok()) << fused.status();
+    std::vector<std::vector<int32_t>> prompts, next;
+    for (const Json& c : golden->Find("cases")->as_array()) {
+      const std::vector<int32_t> prompt = JsonIds(*c.Find("prompt_ids"));
+      const std::vector<int32_t> greedy = JsonIds(*c.Find("greedy"));
+      SCOPED_TRACE("prompt length " + std::to_string(prompt.size()));
+      const auto logits = PromptLogits(*fused->engine, prompt);
+      ASSERT_FALSE(logits.empty());
+      EXPECT_EQ(logits, PromptLogits(*plain->engine, prompt));
+      const std::vector<int32_t> expected_new(greedy.begin() + prompt.size(), greedy.end());
+      EXPECT_EQ(GreedyTokens(*fused->engine, prompt, static_cast<int>(expected_new.size())), expected_new);
+      prompts.push_back(prompt);
+      next.push_back(expected_new);
+    }
+    const auto stepped = SteppedLogits(*fused->engine, prompts, next, 4);
+    ASSERT_EQ(stepped.size(), 5u);
+    EXPECT_EQ(stepped, SteppedLogits(*plain->engine, prompts, next, 4));
   }
-  const auto stepped = SteppedLogits(*fused->engine, prompts, next, 4);
-  ASSERT_EQ(stepped.size(), 5u);
-  EXPECT_EQ(stepped, SteppedLogits(*plain->engine, prompts, next, 4));
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, FusedLinearsFixture, ::testing::Values("llama-mha", "llama-gqa", "llama-bias"),
