@@ -61,6 +61,7 @@
 
 #include <type_traits>
 
+#include "kernels/cuda/bulk_copy.cuh"
 #include "kernels/cuda/paged_attention_common.cuh"
 #include "kernels/cuda/paged_attention_decode_v2.cuh"
 #include "kernels/cuda/paged_attention_decode_v3.cuh"  // BestSplitsV3
@@ -139,43 +140,6 @@ inline void MakePlanV4Chai(int max_seq_len, int members_per_rep, int resident_sc
 }
 
 #ifdef __CUDACC__
-
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-// mbarrier and bulk-copy primitives (sm_90); shared-memory operands are 32-bit shared addresses.
-__device__ __forceinline__ void MbarInit(uint32_t bar, uint32_t count) {
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
-}
-// Makes the initialised mbarriers visible to the other threads and to the copy engine.
-__device__ __forceinline__ void MbarInitFence() { asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory"); }
-// This thread's arrival (the only one expected per phase), announcing `bytes` of copies.
-__device__ __forceinline__ void MbarArriveExpectTx(uint32_t bar, uint32_t bytes) {
-  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
-}
-// Waits until the phase of parity `parity` has completed (acquire: the copies' bytes are visible).
-__device__ __forceinline__ void MbarWait(uint32_t bar, uint32_t parity) {
-  uint32_t done = 0;
-  do {
-    asm volatile(
-        "{\n"
-        ".reg .pred p;\n"
-        "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
-        "selp.u32 %0, 1, 0, p;\n"
-        "}\n"
-        : "=r"(done)
-        : "r"(bar), "r"(parity)
-        : "memory");
-  } while (done == 0);
-}
-// `bytes` (a multiple of 16, both addresses 16-byte aligned) global -> shared by the copy engine;
-// completion is counted on `bar`.
-__device__ __forceinline__ void BulkCopyG2S(uint32_t dst, const void* src, uint32_t bytes, uint32_t bar) {
-  asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(dst),
-               "l"(src), "r"(bytes), "r"(bar)
-               : "memory");
-}
-// Orders this thread's ordinary shared-memory stores before later copy-engine accesses.
-__device__ __forceinline__ void FenceProxyAsyncShared() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
-#endif  // __CUDA_ARCH__ >= 900
 
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
 // One work item of pass kPass: the (sequence s, KV head g, split) a dense or P·V CTA owns, or one
