@@ -320,7 +320,7 @@ TEST_F(PagedAttentionGpu, DecodeHintGqaChai) {
 }
 
 TEST_F(PagedAttentionGpu, DecodeHintHeadDims) {
-  for (int d : {64, 80, 96, 128, 24, 256}) {  // 24 takes the generic kernel
+  for (int d : {64, 80, 96, 128, 24, 32, 256}) {  // 24 takes the generic kernel
     Case c{"decode CHAI d" + std::to_string(d) + " hint 4", 16, 16, d, 16};
     c.lens = {1, 17, 1000, 3000};
     c.news.assign(c.lens.size(), 1);
@@ -352,6 +352,24 @@ TEST_F(PagedAttentionGpu, DecodeMembersPerCta) {
 }
 
 // ---- prefill: several new rows per sequence ---------------------------------------------------
+
+TEST_F(PagedAttentionGpu, OptTinyDocsShape) {
+  // opt-tiny-docs' attention (12 heads x 32, MHA, CHAI hint 3): chai_cluster_gpu_test's engine run on
+  // that model aborted with an unspecified launch failure at 3a6a3ee; this is its attention alone,
+  // prompts through prefill next to decode rows, then decode rows of CHAI and dense sequences.
+  Case pre{"opt-tiny-docs shape: prefill + decode, CHAI hint 3", 12, 12, 32, 16};
+  pre.lens = {37, 120, 5, 300};
+  pre.news = {37, 1, 5, 1};
+  pre.maps = {RandomClusters(12, 4), RandomClusters(12, 4), Dense(12), RandomClusters(12, 3)};
+  pre.hint = 3;
+  Check(pre);
+  Case dec{"opt-tiny-docs shape: decode, CHAI hint 3", 12, 12, 32, 16};
+  dec.lens = {6, 64, 65, 200, 511};
+  dec.news.assign(dec.lens.size(), 1);
+  dec.maps = {RandomClusters(12, 4), RandomClusters(12, 2), Dense(12), RandomClusters(12, 6), RandomClusters(12, 4)};
+  dec.hint = 3;
+  Check(dec);
+}
 
 TEST_F(PagedAttentionGpu, PrefillPrompts) {
   Case c{"prefill prompts dense d16", 2, 2, 16, 16};
