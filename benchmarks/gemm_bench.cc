@@ -64,6 +64,17 @@ double MedianMs(int samples, int warmup, F&& fn) {
   return times[times.size() / 2];
 }
 
+// Microseconds per call of call(c), timed as one run over c = 0 .. copies - 1 (each copy its own
+// weights, so that repeated calls do not find them in L2).
+template <typename F>
+double MicrosPerCopy(int samples, int copies, F&& call) {
+  return MedianMs(samples, 3,
+                  [&] {
+                    for (int c = 0; c < copies; ++c) call(c);
+                  }) /
+         copies * 1e3;
+}
+
 // Device-to-device copy of 1 GiB; returns GB/s counting bytes read plus bytes written.
 double CopyBandwidth(int samples) {
   const size_t bytes = size_t{1} << 30;
@@ -151,13 +162,7 @@ void DecodeTables(int samples, double copy_gbs, int l2_bytes) {
           gemv_outs.push_back(Tensor::Empty({t, s.n}, dtype, Device::kCuda));
         }
         const double bytes = 2.0 * (t * s.k + s.n * s.k + t * s.n);
-        auto time_us = [&](auto&& call) {
-          return MedianMs(samples, 3,
-                          [&] {
-                            for (int c = 0; c < copies; ++c) call(c);
-                          }) /
-                 copies * 1e3;
-        };
+        auto time_us = [&](auto&& call) { return MicrosPerCopy(samples, copies, call); };
         const double lt_us = time_us([&](int c) { cuda::LinearCublasLt(xs[c], weights[c], Tensor(), &lt_outs[c]); });
         const double gemv_us = time_us([&](int c) { cuda::Gemv(xs[c], weights[c], Tensor(), &gemv_outs[c]); });
         Check(cudaStreamSynchronize(cuda::CurrentStream()), "cudaStreamSynchronize");
@@ -253,13 +258,7 @@ void FusedTable(int samples, double copy_gbs, int l2_bytes) {
         plain_outs.push_back(Tensor::Empty({t, s.n}, DType::kF16, Device::kCuda));
         normed.push_back(Tensor::Empty({t, s.k}, DType::kF16, Device::kCuda));
       }
-      auto time_us = [&](auto&& call) {
-        return MedianMs(samples, 3,
-                        [&] {
-                          for (int c = 0; c < copies; ++c) call(c);
-                        }) /
-               copies * 1e3;
-      };
+      auto time_us = [&](auto&& call) { return MicrosPerCopy(samples, copies, call); };
       const ops::LinearFusion fusion{s.norm ? norm_w : Tensor(), 1e-5f, s.output};
       const double gemv_us = time_us([&](int c) { ops::Linear(xs[c], weights[c], Tensor(), &plain_outs[c]); });
       const double fused_us = time_us([&](int c) { ops::LinearFused(xs[c], weights[c], Tensor(), fusion, &outs[c]); });
