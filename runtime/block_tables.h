@@ -52,6 +52,10 @@ class BlockTables {
   std::vector<int> free_rows_;
 };
 
+// Reduces a list of writes (entry idx[i] := val[i], in order) to one write per entry, the last
+// one, sorted by entry: the form a single unordered scatter can apply.
+void KeepLastWrites(std::vector<int32_t>* idx, std::vector<int32_t>* val);
+
 }  // namespace chai
 
 #endif  // CHAI_RUNTIME_BLOCK_TABLES_H_

@@ -4,6 +4,7 @@
 // random interleavings.
 #include "runtime/kv_cache.h"
 
+#include <map>
 #include <random>
 
 #include "gtest/gtest.h"
@@ -50,6 +51,31 @@ TEST(SequenceKvCache, BlocksNeededMatchesListsUnderDrops) {
       EXPECT_EQ(MissingBlocks(kv, next, kBlock), 0);
       kv.Advance(next - length);
       length = next;
+    }
+  }
+}
+
+// The pending writes of the device tables reach the GPU in one unordered scatter, so each entry
+// must appear once with its last value: an entry cleared (a dropped K head) and then set again
+// by the row's next owner in the same flush once raced, and the stale -1 could win.
+TEST(BlockTables, KeepLastWritesMatchesWritesInOrder) {
+  std::mt19937 rng(5);
+  for (int trial = 0; trial < 50; ++trial) {
+    std::vector<int32_t> idx, val;
+    std::map<int32_t, int32_t> applied;  // the writes applied one after another
+    const int count = static_cast<int>(rng() % 200), span = 1 + static_cast<int>(rng() % 40);
+    for (int k = 0; k < count; ++k) {
+      idx.push_back(static_cast<int32_t>(rng() % span));
+      val.push_back(static_cast<int32_t>(rng() % 7) - 1);
+      applied[idx.back()] = val.back();
+    }
+    KeepLastWrites(&idx, &val);
+    ASSERT_EQ(idx.size(), applied.size()) << "trial " << trial;
+    size_t k = 0;
+    for (const auto& [entry, value] : applied) {
+      EXPECT_EQ(idx[k], entry) << "trial " << trial;
+      EXPECT_EQ(val[k], value) << "trial " << trial << " entry " << entry;
+      ++k;
     }
   }
 }
