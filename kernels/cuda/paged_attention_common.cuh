@@ -126,6 +126,23 @@ __device__ __forceinline__ int SeqChunk(int len, int splits) {
   return max(kChunkAlign, (c + kChunkAlign - 1) / kChunkAlign * kChunkAlign);
 }
 
+// The flash-decoding combine's rendezvous: true in every thread of the CTA that is the last of
+// the `nsplit` CTAs counting on counters[blockIdx.x] to finish, which then owns the merge and
+// resets the counter for the next call (launches and graph replays see it at zero). Each
+// thread's partials are made visible device-wide before its CTA counts, and the last CTA fences
+// again before reading the others'.
+__device__ __forceinline__ bool LastSplitCta(int* counters, int nsplit) {
+  __shared__ int s_last;
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) s_last = atomicAdd(counters + blockIdx.x, 1) == nsplit - 1;
+  __syncthreads();
+  if (!s_last) return false;
+  __threadfence();
+  if (threadIdx.x == 0) counters[blockIdx.x] = 0;
+  return true;
+}
+
 // Merges query head `head`'s (= s * heads + h) `nsplit` decode partials (part_ml, part_acc) into
 // its output row `out_row`: the flash-decoding rescale by each split's max, out = sum_k 2^(m_k - M)
 // acc_k / sum_k 2^(m_k - M) l_k, in split order (so two calls give the same bytes). Called by

@@ -50,7 +50,7 @@ __global__ void __launch_bounds__(kDecodeThreads) DecodeKernel(Params p) {
   CHAI_PAGED_DYNAMIC_SHARED(float, s_scores);  // [kG][chunk]
   __shared__ int s_sh[kMaxHeads];              // the sequence's score_head row
   __shared__ int s_reps[kG];
-  __shared__ int s_nreps, s_nmem, s_last;
+  __shared__ int s_nreps, s_nmem;
   __shared__ int s_mem[kMaxHeads];               // member heads, ascending
   __shared__ unsigned char s_memrep[kMaxHeads];  // their representative's index in s_reps
   __shared__ float s_m[kG], s_l[kG];
@@ -345,13 +345,7 @@ __global__ void __launch_bounds__(kDecodeThreads) DecodeKernel(Params p) {
   // Every chunk's CTA of a (slot, share) has the same members (the plan above does not depend
   // on the chunk), so the nsplit CTAs that count are exactly the writers of those partials, and
   // CTAs of other shares count on their own counters. The counter is reset for the next call.
-  __threadfence();  // this thread's partials are visible device-wide before the count
-  __syncthreads();
-  if (threadIdx.x == 0) s_last = atomicAdd(p.counters + blockIdx.x, 1) == nsplit - 1;
-  __syncthreads();
-  if (!s_last) return;
-  __threadfence();
-  if (threadIdx.x == 0) p.counters[blockIdx.x] = 0;
+  if (!LastSplitCta(p.counters, nsplit)) return;
   T* orow = static_cast<T*>(p.out) + int64_t{row} * H * d;
   for (int i = warp; i < nm; i += kDecodeWarps) {
     const int h = s_mem[i];

@@ -181,7 +181,7 @@ __global__ void __launch_bounds__(kDecodeThreads, kV2MinCtas<kM>) DecodeV2Kernel
 
   __shared__ int s_sh[kMaxHeads];
   __shared__ int s_reps[kG];
-  __shared__ int s_nreps, s_nmem, s_last;
+  __shared__ int s_nreps, s_nmem;
   __shared__ int s_mem[kMaxHeads];
   __shared__ unsigned char s_memrep[kMaxHeads];
   __shared__ float2 s_ml[kDecodeWarps][kG];
@@ -429,13 +429,7 @@ __global__ void __launch_bounds__(kDecodeThreads, kV2MinCtas<kM>) DecodeV2Kernel
 
   // Fused combine, as kernel 1: the last CTA of this (slot, share) over the sequence's chunks
   // merges the share's members' partials and resets the counter.
-  __threadfence();
-  __syncthreads();
-  if (threadIdx.x == 0) s_last = atomicAdd(p.counters + blockIdx.x, 1) == nsplit - 1;
-  __syncthreads();
-  if (!s_last) return;
-  __threadfence();
-  if (threadIdx.x == 0) p.counters[blockIdx.x] = 0;
+  if (!LastSplitCta(p.counters, nsplit)) return;
   T* orow = static_cast<T*>(p.out) + int64_t{row} * H * kD;
   for (int i = warp; i < nm; i += kDecodeWarps) {
     const int h = s_mem[i];

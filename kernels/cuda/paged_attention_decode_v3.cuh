@@ -217,7 +217,6 @@ __global__ void __launch_bounds__(kDecodeThreads, kV3MinCtas) DecodeV3PvKernel(P
 
   __shared__ float2 s_ml[kDecodeWarps];
   __shared__ float s_acc[kDecodeWarps][kD];
-  __shared__ int s_last;
 
   V3Work w;
   if (!V3Locate(p, p.max_splits, &w)) return;
@@ -322,13 +321,7 @@ __global__ void __launch_bounds__(kDecodeThreads, kV3MinCtas) DecodeV3PvKernel(P
 
   // The last CTA of this (sequence, head) over its nsplit splits merges the partials in split
   // order, all its threads on the one head, and resets the counter for the next call.
-  __threadfence();  // this thread's partials are visible device-wide before the count
-  __syncthreads();
-  if (threadIdx.x == 0) s_last = atomicAdd(p.counters + blockIdx.x, 1) == w.nsplit - 1;
-  __syncthreads();
-  if (!s_last) return;
-  __threadfence();
-  if (threadIdx.x == 0) p.counters[blockIdx.x] = 0;
+  if (!LastSplitCta(p.counters, w.nsplit)) return;
   MergeSplitsWarp<T, kD, kDecodeThreads>(p, head, w.nsplit, orow);
 }
 

@@ -272,7 +272,6 @@ __device__ __forceinline__ void V4Item(const Params& p, int s, int g, int split,
   CHAI_PAGED_DYNAMIC_SHARED(uint4, v4_smem);  // kStages x Stage; at the end the warps' O
   __shared__ float2 s_ml[kDecodeWarps][kV4MaxGroup];
   __shared__ int s_rep[kV4MaxGroup];
-  __shared__ int s_last;
 
   const int kvh = p.kv_heads;
   const int64_t trow = p.slots != nullptr ? p.slots[s] : s;
@@ -512,13 +511,7 @@ __device__ __forceinline__ void V4Item(const Params& p, int s, int g, int split,
 
   // Fused combine, as kernels 1 and 2: the last CTA of this (sequence, KV head) over the chunks
   // merges the group's partials in a fixed order and resets the counter.
-  __threadfence();
-  __syncthreads();
-  if (threadIdx.x == 0) s_last = atomicAdd(p.counters + blockIdx.x, 1) == nsplit - 1;
-  __syncthreads();
-  if (!s_last) return;
-  __threadfence();
-  if (threadIdx.x == 0) p.counters[blockIdx.x] = 0;
+  if (!LastSplitCta(p.counters, nsplit)) return;
   for (int i = warp; i < G; i += kDecodeWarps) {
     MergeSplitsWarp<T, kD>(p, int64_t{s} * H + h0 + i, nsplit, orow + int64_t{h0 + i} * kD);
   }

@@ -1,5 +1,6 @@
 #include "tests/support/chai_helpers.h"
 
+#include "gtest/gtest.h"
 #include "runtime/generator.h"
 
 namespace chai::testing {
@@ -50,6 +51,25 @@ absl::StatusOr<ChaiRun> RunChai(TestModel& model, const std::vector<int>& schedu
   }
   run.free_blocks = model.engine->kv_pool().free_blocks();
   return run;
+}
+
+void ExpectChaiGoldens(TestModel& model, const std::string& model_dir, ClusterPath path) {
+  auto golden = ReadJsonFile(model_dir + "/golden.json");
+  ASSERT_TRUE(golden.ok()) << golden.status();
+  int index = 0;
+  for (const Json& c : golden->Find("cases")->as_array()) {
+    SCOPED_TRACE(::testing::Message() << "golden case " << index++);
+    const std::vector<int32_t> prompt = JsonIds(*c.Find("prompt_ids"));
+    auto run = RunChai(model, JsonIds(*c.Find("chai_schedule")), {prompt}, 1, path);
+    ASSERT_TRUE(run.ok()) << run.status();
+    std::vector<std::vector<int>> expected;
+    for (const Json& layer : c.Find("chai_representatives")->as_array()) expected.push_back(JsonIds(layer));
+    EXPECT_EQ(run->representatives[0], expected);
+    const std::vector<float>& last = run->prompt_logits[0].back();
+    for (const Json& pair : c.Find("chai_last_logits_top20_fp32")->as_array()) {
+      EXPECT_NEAR(last[static_cast<int>(pair.as_array()[0].as_double())], pair.as_array()[1].as_double(), 1e-3);
+    }
+  }
 }
 
 }  // namespace chai::testing

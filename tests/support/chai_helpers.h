@@ -3,6 +3,7 @@
 #define CHAI_TESTS_SUPPORT_CHAI_HELPERS_H_
 
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "runtime/chai/chai_policy.h"
@@ -31,6 +32,12 @@ struct ChaiRun {
 // for `schedule` computing membership on `path`; the engine keeps no policy afterwards.
 absl::StatusOr<ChaiRun> RunChai(TestModel& model, const std::vector<int>& schedule,
                                 const std::vector<std::vector<int32_t>>& prompts, int new_tokens, ClusterPath path);
+
+// Every case of the golden.json in `model_dir` (opt-tiny-docs' format: prompt_ids, chai_schedule,
+// chai_representatives, chai_last_logits_top20_fp32) through `model` with CHAI membership on
+// `path`, one prompt at a time and one new token: expects the golden representatives and the
+// last prompt position's top-20 fp32 logits within 1e-3.
+void ExpectChaiGoldens(TestModel& model, const std::string& model_dir, ClusterPath path);
 
 }  // namespace chai::testing
 
