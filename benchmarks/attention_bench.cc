@@ -264,8 +264,8 @@ int Main(int argc, char** argv) {
       "heads), decode kernel %s, launch hint members_per_rep = %d, CHAI_DECODE_MEMBERS_PER_CTA = %s, "
       "CHAI_DECODE_CTAS_PER_SM = %s; byte bound = dense bytes / CHAI bytes\n\n",
       kHeads, kHeadDim, kBlock, kReps, kHeads / kReps, kReps, kHeads,
-      kernel != nullptr ? (std::atoi(kernel) == 4 ? "4 (dense; CHAI columns: the fallback, hint 1 the default)" : kernel)
-                        : "default (2 dense, 3 CHAI)", hint, per_cta != nullptr ? per_cta : "default", per_sm != nullptr ? per_sm : "default");
+      kernel != nullptr ? kernel : "default (4 where it applies: sm_90, fp16/bf16, d 64/128)", hint,
+      per_cta != nullptr ? per_cta : "default", per_sm != nullptr ? per_sm : "default");
   std::printf(
       "| B | context | dense (us) | dense GB/s | dense %% of copy | CHAI (us) | CHAI GB/s | CHAI %% of copy | CHAI "
       "speedup | byte bound | CHAI, hint 1 (us) | hint 1 %% of copy |\n");

@@ -471,24 +471,32 @@ __device__ __forceinline__ void V4Item(const Params& p, int s, int g, int split,
   *uses = u0 + ntiles;
   if constexpr (kPass == kV4Scores) return;  // the logits are the pass's whole output
 
-  // Merge the warps: (m, l) per head, O^T into the idle ring as [warp][head][kD] floats.
+  // Merge the warps: (m, l) per head, O^T into the idle ring as [warp][head][kORow] floats, the
+  // group's heads only (a dense MHA layer uses one of the mma's 8 columns). Lane (gi, c) holds
+  // dims gi * kLaneDims + j; dim slot j * 8 + gi and rows padded by 4 floats put a store's 32
+  // lanes in 32 banks (the plain [head][dim] order put them in 2: at batch 1 this merge was a
+  // fifth of a CTA's samples), and the readers walk the slots in order.
+  constexpr int kORow = kD + 4;
   l_run += __shfl_xor_sync(kAll, l_run, 1);
   l_run += __shfl_xor_sync(kAll, l_run, 2);
   if (c == 0) s_ml[warp][gi] = make_float2(m_run, l_run);
   float* s_o = reinterpret_cast<float*>(v4_smem);
+  static_assert(kDecodeWarps * kV4MaxGroup * kORow * 4 <= Stage::kSharedBytes, "the merge fits the ring");
+  float* o0 = s_o + (warp * kV4MaxGroup + 2 * c) * kORow + gi;  // head 2c; head 2c + 1 one row on
 #pragma unroll
   for (int tau = 0; tau < kMTiles; ++tau) {
-    const int d0 = gi * kLaneDims + tau, d1 = d0 + kMTiles;
-    float* o0 = s_o + (warp * kV4MaxGroup + 2 * c) * kD;
-    float* o1 = o0 + kD;
-    o0[d0] = acc[tau][0];
-    o1[d0] = acc[tau][1];
-    o0[d1] = acc[tau][2];
-    o1[d1] = acc[tau][3];
+    if (2 * c < G) {
+      o0[tau * 8] = acc[tau][0];
+      o0[(kMTiles + tau) * 8] = acc[tau][2];
+    }
+    if (2 * c + 1 < G) {
+      o0[kORow + tau * 8] = acc[tau][1];
+      o0[kORow + (kMTiles + tau) * 8] = acc[tau][3];
+    }
   }
   __syncthreads();
   for (int idx = threadIdx.x; idx < G * kD; idx += kDecodeThreads) {
-    const int i = idx / kD, cd = idx % kD;
+    const int i = idx / kD, q = idx % kD, cd = (q % 8) * kLaneDims + q / 8;  // slot q holds dim cd
     float mx = -INFINITY;
 #pragma unroll
     for (int w = 0; w < kDecodeWarps; ++w) mx = fmaxf(mx, s_ml[w][i].x);
@@ -497,7 +505,7 @@ __device__ __forceinline__ void V4Item(const Params& p, int s, int g, int split,
     for (int w = 0; w < kDecodeWarps; ++w) {
       const float a = Rescale(s_ml[w][i].x, mx);
       lsum = fmaf(a, s_ml[w][i].y, lsum);
-      x = fmaf(a, s_o[(w * kV4MaxGroup + i) * kD + cd], x);
+      x = fmaf(a, s_o[(w * kV4MaxGroup + i) * kORow + q], x);
     }
     const int64_t head = int64_t{s} * H + h0 + i;
     if (nsplit == 1) {
