@@ -71,7 +71,16 @@
 namespace chai::cuda::paged {
 
 constexpr int kV4StageBytes = 32 << 10;    // K + V rows of one dense stage
-constexpr int kV4SharedBytes = 96 << 10;   // ring size the stage counts aim for (V4Stage::kSharedBytes)
+// Ring size the stage counts aim for (V4Stage::kSharedBytes) and the fewest stages a ring holds;
+// CHAI_V4_RING_KB / CHAI_V4_MIN_STAGES at compile time are for tuning experiments only.
+#ifndef CHAI_V4_RING_KB
+#define CHAI_V4_RING_KB 96
+#endif
+#ifndef CHAI_V4_MIN_STAGES
+#define CHAI_V4_MIN_STAGES 3
+#endif
+constexpr int kV4SharedBytes = CHAI_V4_RING_KB << 10;
+constexpr int kV4MinStages = CHAI_V4_MIN_STAGES;
 constexpr int kV4MaxStages = 6;            // ring depth bound (the K-only pass: 6 stages of 16 KB)
 constexpr int kV4MaxGroup = 8;             // query heads per KV head: the mma's N
 constexpr int kV4MinBlock = 8;             // a stage spans at most kV4Rows / 8 + 1 <= 32 blocks
@@ -108,7 +117,7 @@ struct V4Stage {
   static constexpr int kLogitOff = kVOff + (kHasV ? kSideBytes : 0);
   static constexpr int kLogitRow = kRows + 8;  // floats
   static constexpr int kBytes = kLogitOff + (kPass == kV4Pv ? kV4MaxGroup * kLogitRow * 4 : 0);
-  static constexpr int kStages = std::clamp(kV4SharedBytes / kBytes, 3, kV4MaxStages);
+  static constexpr int kStages = std::clamp(kV4SharedBytes / kBytes, kV4MinStages, kV4MaxStages);
   static constexpr int kSharedBytes = kStages * kBytes;  // dynamic shared memory per CTA
   static_assert(kBytes % 128 == 0 && kRows % (16 * 4) == 0 && kRows / kV4MinBlock + 1 <= 32, "stage shape");
   static_assert(kSharedBytes <= 112 << 10, "two CTAs per SM");
