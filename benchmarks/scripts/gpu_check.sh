@@ -5,7 +5,7 @@
 #   run(command="source .device-kit/env.sh && bash benchmarks/scripts/gpu_check.sh MODE...",
 #       carry=[".device-kit"])
 # Modes (several may be given; `all` = test bench e2e chai): test, bench, sdpa, e2e, chai,
-# throughput, tiny (opt-tiny-docs engine tests; need ./shared), pdl (tests under CHAI_PDL=1; also part of test), profile (per-kernel time of a decode
+# throughput, tiny (opt-tiny-docs engine tests; need ./shared), pending (CUDA-path code not yet run on a GPU), pdl (tests under CHAI_PDL=1; also part of test), profile (per-kernel time of a decode
 # step, ncu), tp (multi-GPU: all-reduce latency, LLaMA-7B TP scaling), opt66b (OPT-66B at TP=4).
 set -uo pipefail
 modes=" ${*:-all} "
@@ -70,6 +70,21 @@ if has test || has pdl; then
     CHAI_PDL=1 timeout 300 "build-gpu/tests/$t" --gtest_brief=1 --gtest_filter="$filter" >> "$OUT/pdl-tests.log" 2>&1
     echo "CHAI_PDL=1 $t: exit $? ($(grep -cE '^\[  FAILED  \]' "$OUT/pdl-tests.log") failed lines so far)"
   done
+fi
+
+if has pending; then
+  # Host-side changes on the CUDA path written without a GPU (one single-GPU call; needs ./shared):
+  # the packed metadata upload (engine_gpu_test: graphs vs eager, HF fixtures), the block tables'
+  # flush (block_tables_gpu_test, and chai_cluster_gpu_test whose opt-tiny-docs cases reuse rows),
+  # then the LLaMA-7B step with its host split (prepare should drop by ~6 round trips a step).
+  for t in engine_gpu_test block_tables_gpu_test chai_cluster_gpu_test; do
+    timeout 300 "build-gpu/tests/$t" --gtest_brief=1 > "$OUT/pending-$t.log" 2>&1
+    echo "$t: exit $? $(grep -E '^\[  (PASSED|FAILED)' "$OUT/pending-$t.log" | tr '\n' ' ')"
+  done
+  timeout 300 build-gpu/chai bench --model configs/models/llama-7b.json --random-weights --device cuda --dtype fp16 \
+    --max-seq-len 4096 --batch 1,8,32 --input-len 512 --output-len 128 --warmup 1 --iters 2 \
+    2>"$OUT/pending-e2e.err" | tee "$OUT/pending-e2e.md" | grep "^| [0-9]"
+  grep "^iter" "$OUT/pending-e2e.err"
 fi
 
 if has tiny; then
