@@ -1,6 +1,6 @@
 // Decode attention over the paged cache: dense vs CHAI, against the copy-bandwidth floor.
 //
-// 32 query heads x 128 (MHA, one KV head per query head), block size 16, batch B in {1, 8, 32},
+// 32 query heads x 128 (MHA, one KV head per query head), block size 16 (--block), batch B in {1, 8, 32},
 // context {1k, 4k, 16k}, one new row per sequence. Dense reads K and V of all 32 heads; CHAI
 // with 4 representatives (score_head maps heads 8c..8c+7 to 8c) keeps K for the 4
 // representatives only and reads K of 4 + V of 32 heads. CHAI runs with the launch hint the
@@ -13,9 +13,10 @@
 // bandwidth is the floor. Prints a markdown table.
 //
 //   attention_bench [--dtype fp16|bf16|fp32] [--batches 1,8,32] [--contexts 1024,4096,16384] [--replays N]
-//                   [--hint M] [--members-per-cta N] [--ctas-per-sm N] [--kernel 1|2|3|4]
-// --members-per-cta, --ctas-per-sm and --kernel set CHAI_DECODE_MEMBERS_PER_CTA,
-// CHAI_DECODE_CTAS_PER_SM and CHAI_DECODE_KERNEL (the decode kernel's tuning knobs and which
+//                   [--hint M] [--members-per-cta N] [--ctas-per-sm N] [--kernel 1|2|3|4] [--block N]
+// --block sets the cache's block size (positions per block; default 16, the engine's): larger
+// blocks make longer bulk copies in kernel 4. --members-per-cta, --ctas-per-sm and --kernel set
+// CHAI_DECODE_MEMBERS_PER_CTA, CHAI_DECODE_CTAS_PER_SM and CHAI_DECODE_KERNEL (the decode kernel's tuning knobs and which
 // decode kernel runs, see kernels/cuda/paged_attention.cu) for this run; CHAI_DECODE_CHAI_KERNEL
 // in the environment picks the CHAI columns' kernel (3 or 4) when --kernel is not given. Kernel 4
 // takes hint 1 as dense (its dense pass answers a CHAI map with NaN), so the "CHAI, hint 1" column
@@ -66,7 +67,7 @@ double Median(std::vector<double> v) {
   return v[v.size() / 2];
 }
 
-constexpr int kHeads = 32, kHeadDim = 128, kBlock = 16, kReps = 4;
+constexpr int kHeads = 32, kHeadDim = 128, kReps = 4;
 
 struct Result {
   double seconds = 0, bytes = 0;
@@ -74,19 +75,19 @@ struct Result {
 
 // Times one configuration; `chai` keeps K for heads 0, 8, 16, 24 only; `hint` is passed as
 // kv.members_per_rep.
-Result TimeConfig(int batch, int context, bool chai, int hint, DType dtype, int replays, size_t l2_bytes,
+Result TimeConfig(int batch, int context, int block, bool chai, int hint, DType dtype, int replays, size_t l2_bytes,
                   cudaStream_t stream) {
   const size_t elt = DTypeSize(dtype);
   const int k_heads = chai ? kReps : kHeads;
   const double bytes = double(batch) * context * (k_heads + kHeads) * kHeadDim * elt;
   // Copies of the cache the calls rotate over: together at least 4x L2.
   const int copies = static_cast<int>(std::min<double>(16, std::max<double>(1, std::ceil(4.0 * l2_bytes / bytes))));
-  const int blocks_per_list = (context + kBlock - 1) / kBlock;
+  const int blocks_per_list = (context + block - 1) / block;
   const int64_t blocks_per_copy = int64_t{batch} * (k_heads + kHeads) * blocks_per_list;
   const int64_t num_blocks = blocks_per_copy * copies;
 
   // Pool filled with a repeated random pattern (never zeros), block ids shuffled within a copy.
-  Tensor pool = Tensor::Empty({num_blocks, kBlock, kHeadDim}, dtype, Device::kCuda);
+  Tensor pool = Tensor::Empty({num_blocks, block, kHeadDim}, dtype, Device::kCuda);
   {
     std::mt19937 rng(7);
     std::normal_distribution<float> dist(0.f, 1.f);
@@ -166,7 +167,7 @@ Result TimeConfig(int batch, int context, bool chai, int hint, DType dtype, int 
     PagedKv kv;
     kv.pool = pool;
     kv.tables = tables[c];
-    kv.block_size = kBlock;
+    kv.block_size = block;
     kv.kv_heads = kHeads;
     kv.max_blocks = blocks_per_list;
     kv.members_per_rep = hint;
@@ -208,7 +209,7 @@ Result TimeConfig(int batch, int context, bool chai, int hint, DType dtype, int 
 int Main(int argc, char** argv) {
   DType dtype = DType::kF16;
   std::vector<int> batches = {1, 8, 32}, contexts = {1024, 4096, 16384};
-  int replays = 20, hint = kHeads / kReps;
+  int replays = 20, hint = kHeads / kReps, block = 16;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     const char* v = i + 1 < argc ? argv[i + 1] : "";
@@ -233,6 +234,13 @@ int Main(int argc, char** argv) {
     } else if (a == "--ctas-per-sm") {
       setenv("CHAI_DECODE_CTAS_PER_SM", v, 1);
       ++i;
+    } else if (a == "--block") {
+      block = std::atoi(v);
+      if (block < 1) {
+        std::fprintf(stderr, "attention_bench: --block expects a positive block size, got '%s'\n", v);
+        return 2;
+      }
+      ++i;
     } else if (a == "--kernel") {
       setenv("CHAI_DECODE_KERNEL", v, 1);
       ++i;
@@ -240,7 +248,7 @@ int Main(int argc, char** argv) {
       std::fprintf(stderr,
                    "usage: attention_bench [--dtype fp16|bf16|fp32] [--batches 1,8,32] "
                    "[--contexts 1024,4096,16384] [--replays N] [--hint M] [--members-per-cta N] "
-                   "[--ctas-per-sm N] [--kernel 1|2|3|4]\n");
+                   "[--ctas-per-sm N] [--kernel 1|2|3|4] [--block N]\n");
       return 2;
     }
   }
@@ -263,7 +271,7 @@ int Main(int argc, char** argv) {
       "decode attention, %d heads x %d, block %d; CHAI = %d representatives of %d heads each (K of %d + V of %d "
       "heads), decode kernel %s, launch hint members_per_rep = %d, CHAI_DECODE_MEMBERS_PER_CTA = %s, "
       "CHAI_DECODE_CTAS_PER_SM = %s; byte bound = dense bytes / CHAI bytes\n\n",
-      kHeads, kHeadDim, kBlock, kReps, kHeads / kReps, kReps, kHeads,
+      kHeads, kHeadDim, block, kReps, kHeads / kReps, kReps, kHeads,
       kernel != nullptr ? kernel : "default (4 where it applies: sm_90, fp16/bf16, d 64/128)", hint,
       per_cta != nullptr ? per_cta : "default", per_sm != nullptr ? per_sm : "default");
   std::printf(
@@ -272,9 +280,9 @@ int Main(int argc, char** argv) {
   std::printf("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
   for (int b : batches) {
     for (int ctx : contexts) {
-      const Result dense = TimeConfig(b, ctx, false, 1, dtype, replays, prop.l2CacheSize, stream);
-      const Result chai = TimeConfig(b, ctx, true, hint, dtype, replays, prop.l2CacheSize, stream);
-      const Result flat = TimeConfig(b, ctx, true, 1, dtype, replays, prop.l2CacheSize, stream);
+      const Result dense = TimeConfig(b, ctx, block, false, 1, dtype, replays, prop.l2CacheSize, stream);
+      const Result chai = TimeConfig(b, ctx, block, true, hint, dtype, replays, prop.l2CacheSize, stream);
+      const Result flat = TimeConfig(b, ctx, block, true, 1, dtype, replays, prop.l2CacheSize, stream);
       const auto gbs = [](const Result& r) { return r.bytes / r.seconds; };
       std::printf("| %d | %d | %.1f | %.0f | %.1f%% | %.1f | %.0f | %.1f%% | %.2fx | %.2fx | %.1f | %.1f%% |\n", b, ctx,
                   dense.seconds * 1e6, gbs(dense) / 1e9, 100.0 * gbs(dense) / copy_bw, chai.seconds * 1e6,

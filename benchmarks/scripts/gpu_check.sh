@@ -85,6 +85,14 @@ if has pending; then
     --max-seq-len 4096 --batch 1,8,32 --input-len 512 --output-len 128 --warmup 1 --iters 2 \
     2>"$OUT/pending-e2e.err" | tee "$OUT/pending-e2e.md" | grep "^| [0-9]"
   grep "^iter" "$OUT/pending-e2e.err"
+  # Kernel 4 with longer bulk copies: does a larger cache block (the engine's is 16) close the gap
+  # to SDPA's contiguous reads? (attention_bench --block, new)
+  for blk in 16 32 64; do
+    echo "attention_bench --block $blk"
+    timeout 120 build-gpu/benchmarks/attention_bench --block "$blk" --batches 1,8,32 --contexts 2048,4096 \
+      > "$OUT/pending-attn-block$blk.md" 2>&1
+    grep -E "^\| [0-9]" "$OUT/pending-attn-block$blk.md" | cut -d'|' -f2-9
+  done
 fi
 
 if has tiny; then
