@@ -39,6 +39,8 @@ void ModelOptions::Register(FlagParser* flags) {
   flags->String("placement", &placement, "head placement JSON for tensor parallelism (default: contiguous)");
   flags->Int("max-seq-len", &max_seq_len, "longest sequence (LLaMA: may exceed max_position_embeddings)");
   flags->Float("kv-cache-gb", &kv_cache_gb, "KV cache size in GiB (default: what the run needs on cpu, 90% of free GPU memory on cuda)");
+  flags->Int("kv-block-size", &kv_block_size,
+             "positions per KV cache block, 8 to 4096 (default 16)");
   flags->Int("threads", &threads, "CPU threads per rank (default: hardware threads / ranks on the host)");
 }
 
@@ -205,6 +207,12 @@ absl::StatusOr<LoadedModel> LoadModel(const ModelOptions& options, int64_t seque
                        : mode == "all" ? LinearFusion::kAll
                                        : LinearFusion::kSiluMul;
   }
+  // At least 8: CHAI reads its first 5 positions from a sequence's first block (engine.cc).
+  if (options.kv_block_size < 8 || options.kv_block_size > 4096) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--kv-block-size must be between 8 and 4096, got ", options.kv_block_size));
+  }
+  kv.block_size = options.kv_block_size;
   const int64_t block_bytes = int64_t{kv.block_size} * m.config.head_dim * static_cast<int64_t>(DTypeSize(*dtype));
   if (options.kv_cache_gb < 0) return absl::InvalidArgumentError("--kv-cache-gb must be positive");
   if (options.kv_cache_gb > 0) {
