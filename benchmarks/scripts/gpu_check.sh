@@ -85,6 +85,9 @@ if has pending; then
     --max-seq-len 4096 --batch 1,8,32 --input-len 512 --output-len 128 --warmup 1 --iters 2 \
     2>"$OUT/pending-e2e.err" | tee "$OUT/pending-e2e.md" | grep "^| [0-9]"
   grep "^iter" "$OUT/pending-e2e.err"
+  timeout 300 build-gpu/chai bench --model configs/models/llama-7b.json --random-weights --device cuda --dtype fp16 \
+    --max-seq-len 4096 --batch 1,8,32 --input-len 512 --output-len 128 --warmup 1 --iters 2 --kv-block-size 32 \
+    2>"$OUT/pending-e2e-block32.err" | tee "$OUT/pending-e2e-block32.md" | grep "^| [0-9]" | sed 's/^/block 32 /'
   # Kernel 4 with longer bulk copies: does a larger cache block (the engine's is 16) close the gap
   # to SDPA's contiguous reads? (attention_bench --block, new)
   for blk in 16 32 64; do
