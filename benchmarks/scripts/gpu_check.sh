@@ -96,6 +96,10 @@ if has pending; then
       > "$OUT/pending-attn-block$blk.md" 2>&1
     grep -E "^\| [0-9]" "$OUT/pending-attn-block$blk.md" | cut -d'|' -f2-9
   done
+  # PyTorch SDPA on the same shapes, now rotating over cache copies as attention_bench does
+  # (before, one copy stayed L2-resident at batch 1).
+  PYTHONUNBUFFERED=1 timeout 180 python3 benchmarks/scripts/sdpa_decode_bench.py --batches 1,8,32 \
+    --contexts 1024,2048,4096 | tee "$OUT/pending-sdpa.md"
 fi
 
 if has tiny; then
