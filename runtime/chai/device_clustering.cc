@@ -18,6 +18,11 @@ DeviceClustering::DeviceClustering(std::vector<std::vector<int>> global_heads)
 
 void DeviceClustering::Add(const Sequence* seq, int layer, Tensor saved_q, Tensor new_q, int clusters) {
   if (!queued_.empty() && layer != queued_layer_) Fail("problems of two layers queued at once");
+  // The op reads every KV head's first K block (ChaiClusterKernel traps on a missing one, which
+  // surfaces only as an unspecified launch failure): say here, on the host, if one is gone.
+  for (int g = 0; g < seq->kv.kv_heads(); ++g) {
+    if (!seq->kv.HasK(layer, g)) Fail("a K head was dropped before the layer was clustered");
+  }
   queued_layer_ = layer;
   ops::ChaiClusterProblem p;
   p.saved_q = std::move(saved_q);

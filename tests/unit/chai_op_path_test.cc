@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "gtest/gtest.h"
+#include "runtime/chai/device_clustering.h"
 #include "tests/support/chai_helpers.h"
 #include "tests/support/test_paths.h"
 
@@ -83,6 +84,21 @@ TEST(ChaiOpPathOptTinyDocs, MatchesGolden) {
   auto model = LoadTestModel(dir);
   ASSERT_TRUE(model.ok()) << model.status();
   ExpectChaiGoldens(*model, dir, ClusterPath::kOp);
+}
+
+// The op reads every KV head's first K block; a sequence whose K head is gone before its layer is
+// clustered is a caller's bug, named on the host (the kernel could only trap).
+TEST(DeviceClusteringDeathTest, KHeadDroppedBeforeClustering) {
+  KvBlockPool pool(64, 16, 8, DType::kF32, Device::kCpu);
+  BlockTables tables(2, 1, 2, 2, 4, Device::kCpu);
+  auto row = tables.AcquireRow();
+  ASSERT_TRUE(row.ok());
+  Sequence seq(&pool, &tables, *row, 1, 2, 2);
+  ASSERT_TRUE(seq.kv.Reserve(5).ok());
+  seq.kv.DropK(0, 1);
+  DeviceClustering clustering({{0, 1}});
+  EXPECT_DEATH(clustering.Add(&seq, 0, Tensor(), Tensor::Zeros({5, 16}, DType::kF32), 1),
+               "a K head was dropped before the layer was clustered");
 }
 
 }  // namespace
