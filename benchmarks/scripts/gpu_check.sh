@@ -96,6 +96,13 @@ if has pending; then
       > "$OUT/pending-attn-block$blk.md" 2>&1
     grep -E "^\| [0-9]" "$OUT/pending-attn-block$blk.md" | cut -d'|' -f2-9
   done
+  # Batch 1 is one wave of short CTAs: fewer, longer splits? (CHAI_DECODE_V4_MAX_SPLITS, new)
+  for cap in 0 2 4; do
+    echo "attention_bench batch 1, CHAI_DECODE_V4_MAX_SPLITS=$cap (0: no cap)"
+    CHAI_DECODE_V4_MAX_SPLITS=$cap timeout 100 build-gpu/benchmarks/attention_bench --batches 1 \
+      --contexts 512,1024,4096 > "$OUT/pending-attn-b1-cap$cap.md" 2>&1
+    grep -E "^\| [0-9]" "$OUT/pending-attn-b1-cap$cap.md" | cut -d'|' -f2-6
+  done
   # PyTorch SDPA on the same shapes, now rotating over cache copies as attention_bench does
   # (before, one copy stayed L2-resident at batch 1).
   PYTHONUNBUFFERED=1 timeout 180 python3 benchmarks/scripts/sdpa_decode_bench.py --batches 1,8,32 \
