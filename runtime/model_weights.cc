@@ -39,8 +39,9 @@ Tensor StackRows(const std::vector<Tensor>& parts) {
 
 class Loader {
  public:
-  Loader(const ModelConfig& c, const TensorSource& s, const ParallelLayout& l, DType dtype, Device device)
-      : c_(c), source_(s), layout_(l), dtype_(dtype), device_(device) {}
+  Loader(const ModelConfig& c, const TensorSource& s, const ParallelLayout& l, DType dtype, Device device,
+         const LoadProgress& progress)
+      : c_(c), source_(s), layout_(l), dtype_(dtype), device_(device), progress_(progress) {}
 
   absl::StatusOr<ModelWeights> Load();
 
@@ -96,6 +97,7 @@ class Loader {
   const ParallelLayout& layout_;
   DType dtype_;
   Device device_;
+  LoadProgress progress_;
   ModelWeights w_;
 };
 
@@ -216,8 +218,10 @@ absl::StatusOr<ModelWeights> Loader::Load() {
   for (auto& s : st)
     if (!s.ok()) return s;
   w_.layers.resize(c_.num_layers);
-  for (int l = 0; l < c_.num_layers; ++l)
+  for (int l = 0; l < c_.num_layers; ++l) {
     if (auto s = LoadLayer(l); !s.ok()) return s;
+    if (progress_) progress_(l + 1, c_.num_layers);
+  }
   w_.local_heads = c_.num_heads / layout_.world;
   w_.local_kv_heads = c_.num_kv_heads / layout_.world;
   w_.local_ffn = c_.ffn_dim / layout_.world;
@@ -248,9 +252,10 @@ absl::Status CheckSplit(const ModelConfig& c, const ParallelLayout& layout) {
 }
 
 absl::StatusOr<ModelWeights> LoadWeights(const ModelConfig& config, const TensorSource& source,
-                                         const ParallelLayout& layout, DType dtype, Device device) {
+                                         const ParallelLayout& layout, DType dtype, Device device,
+                                         const LoadProgress& progress) {
   if (auto s = CheckSplit(config, layout); !s.ok()) return s;
-  return Loader(config, source, layout, dtype, device).Load();
+  return Loader(config, source, layout, dtype, device, progress).Load();
 }
 
 }  // namespace chai

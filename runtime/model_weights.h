@@ -3,6 +3,7 @@
 #ifndef CHAI_RUNTIME_MODEL_WEIGHTS_H_
 #define CHAI_RUNTIME_MODEL_WEIGHTS_H_
 
+#include <functional>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -53,9 +54,14 @@ struct ModelWeights {
 // Checks that the model can be split over `world` ranks; a one-line error says why not.
 absl::Status CheckSplit(const ModelConfig& config, const ParallelLayout& layout);
 
+// Called after each decoder layer is in place with (layers done, layers in all): progress for
+// loads that take a while (OPT-66B's random weights: over a minute).
+using LoadProgress = std::function<void(int done, int total)>;
+
 // Loads this rank's slice of every weight from `source` into `dtype` on `device`.
 absl::StatusOr<ModelWeights> LoadWeights(const ModelConfig& config, const TensorSource& source,
-                                         const ParallelLayout& layout, DType dtype, Device device);
+                                         const ParallelLayout& layout, DType dtype, Device device,
+                                         const LoadProgress& progress = nullptr);
 
 }  // namespace chai
 

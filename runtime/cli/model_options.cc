@@ -178,7 +178,16 @@ absl::StatusOr<LoadedModel> LoadModel(const ModelOptions& options, int64_t seque
     layout.head_perm = m.placement.layer_perm;
   }
   const auto load_start = std::chrono::steady_clock::now();
-  auto weights = LoadWeights(m.config, *source, layout, *dtype, *device);
+  // A long load says how far it got every 10 s (rank 0); quick loads stay silent.
+  auto next_report = load_start + std::chrono::seconds(10);
+  const LoadProgress progress = [&](int done, int total) {
+    const auto now = std::chrono::steady_clock::now();
+    if (layout.rank != 0 || done == total || now < next_report) return;
+    next_report = now + std::chrono::seconds(10);
+    std::fprintf(stderr, "loading weights: %d of %d layers, %.0f s\n", done, total,
+                 std::chrono::duration<double>(now - load_start).count());
+  };
+  auto weights = LoadWeights(m.config, *source, layout, *dtype, *device, progress);
   if (!weights.ok()) return weights.status();
   // Loading a large model takes a while (random weights are drawn on the host): a slow load says
   // how long it took. Quick loads stay silent, so a bad input still prints its one error line.

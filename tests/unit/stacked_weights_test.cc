@@ -2,6 +2,7 @@
 // rank, exactly the checkpoint rows of that rank's heads and feed-forward slice, q | k | v and
 // gate | up, under tensor parallelism with a non-identity head placement too.
 #include <cstring>
+#include <utility>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -101,6 +102,21 @@ TEST(StackedWeights, HoldEachRanksRowsInOrder) {
       for (bool reversed : {false, true}) CheckStacked(fixture, world, reversed);
     }
   }
+}
+
+// LoadWeights reports each decoder layer once it is in place, in order (the CLI prints from it).
+TEST(LoadWeights, ReportsEveryLayerInOrder) {
+  auto config = LoadModelConfig(FixtureDir("llama-gqa"));
+  ASSERT_TRUE(config.ok()) << config.status();
+  auto source = OpenCheckpoint(FixtureDir("llama-gqa"));
+  ASSERT_TRUE(source.ok()) << source.status();
+  std::vector<std::pair<int, int>> calls;
+  auto w = LoadWeights(*config, **source, ParallelLayout{}, DType::kF32, Device::kCpu,
+                       [&](int done, int total) { calls.emplace_back(done, total); });
+  ASSERT_TRUE(w.ok()) << w.status();
+  std::vector<std::pair<int, int>> expected;
+  for (int l = 1; l <= config->num_layers; ++l) expected.emplace_back(l, config->num_layers);
+  EXPECT_EQ(calls, expected);
 }
 
 }  // namespace
