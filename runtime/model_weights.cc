@@ -1,5 +1,6 @@
 #include "runtime/model_weights.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "absl/status/status.h"
@@ -249,6 +250,21 @@ absl::Status CheckSplit(const ModelConfig& c, const ParallelLayout& layout) {
     return placement.Validate(c.num_layers, c.num_heads, W, c.kv_group_size());
   }
   return absl::OkStatus();
+}
+
+int64_t MinWeightBytesPerRank(const ModelConfig& c, int world, DType dtype) {
+  const int64_t W = std::max(world, 1), h = c.hidden_size, d = c.head_dim;
+  const int64_t vocab_shard = (int64_t{c.vocab_size} + W - 1) / W;
+  int64_t elements = vocab_shard * c.embed_dim() * (c.tie_word_embeddings ? 1 : 2);
+  if (c.arch == Arch::kOpt) {
+    elements += int64_t{c.max_positions + c.position_offset} * h;
+    if (c.has_projection()) elements += 2 * h * c.word_embed_proj_dim;
+  }
+  const int64_t heads = c.num_heads / W, kv_heads = c.num_kv_heads / W, ffn = c.ffn_dim / W;
+  const int64_t mlp_matrices = c.arch == Arch::kOpt ? 2 : 3;
+  const int64_t per_layer = (heads + 2 * kv_heads) * d * h + h * heads * d + mlp_matrices * ffn * h;
+  elements += per_layer * c.num_layers;
+  return elements * static_cast<int64_t>(DTypeSize(dtype));
 }
 
 absl::StatusOr<ModelWeights> LoadWeights(const ModelConfig& config, const TensorSource& source,

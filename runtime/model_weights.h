@@ -54,6 +54,11 @@ struct ModelWeights {
 // Checks that the model can be split over `world` ranks; a one-line error says why not.
 absl::Status CheckSplit(const ModelConfig& config, const ParallelLayout& layout);
 
+// A lower bound of the bytes of weights one of `world` ranks holds in `dtype`: the matrices as
+// LoadWeights shards them (norms and biases left out). Enough to refuse a model that cannot fit
+// a GPU before a load that would fail after a minute.
+int64_t MinWeightBytesPerRank(const ModelConfig& config, int world, DType dtype);
+
 // Called after each decoder layer is in place with (layers done, layers in all): progress for
 // loads that take a while (OPT-66B's random weights: over a minute).
 using LoadProgress = std::function<void(int done, int total)>;

@@ -6,6 +6,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "kernels/device_info.h"
 #ifdef CHAI_WITH_CUDA
 #include "kernels/cuda/cuda_ops.h"
@@ -176,6 +177,18 @@ absl::StatusOr<LoadedModel> LoadModel(const ModelOptions& options, int64_t seque
     }
     m.placement = *placement;
     layout.head_perm = m.placement.layer_perm;
+  }
+  if (auto s = CheckSplit(m.config, layout); !s.ok()) return s;
+  if (*device == Device::kCuda) {
+    // A model that cannot fit is refused now, not after a load that fails a minute in.
+    const int64_t need = MinWeightBytesPerRank(m.config, layout.world, *dtype), free_bytes = FreeDeviceMemory();
+    if (free_bytes > 0 && need > free_bytes) {
+      const double gib = 1024.0 * 1024.0 * 1024.0;
+      return absl::ResourceExhaustedError(
+          absl::StrFormat("%s needs at least %.1f GiB of weights per GPU at %d rank(s) but this GPU has %.1f GiB "
+                          "free: run more ranks, one per GPU (launch/mpirun.sh)",
+                          model, need / gib, layout.world, free_bytes / gib));
+    }
   }
   const auto load_start = std::chrono::steady_clock::now();
   // A long load says how far it got every 10 s (rank 0); quick loads stay silent.

@@ -2,6 +2,8 @@
 // rank, exactly the checkpoint rows of that rank's heads and feed-forward slice, q | k | v and
 // gate | up, under tensor parallelism with a non-identity head placement too.
 #include <cstring>
+#include <memory>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -117,6 +119,47 @@ TEST(LoadWeights, ReportsEveryLayerInOrder) {
   std::vector<std::pair<int, int>> expected;
   for (int l = 1; l <= config->num_layers; ++l) expected.emplace_back(l, config->num_layers);
   EXPECT_EQ(calls, expected);
+}
+
+// MinWeightBytesPerRank (the CLI refuses a model whose bound exceeds a GPU's free memory) is a
+// lower bound of what LoadWeights holds, and a tight one for a real model's shape: the fixtures
+// at 1 and 2 ranks, and OPT-125m's config with random weights.
+TEST(MinWeightBytesPerRank, BoundsTheLoadedBytes) {
+  struct Case {
+    std::string model;  // fixture name, or a config under configs/models
+    bool random;
+    int world;
+    double tight;  // the bound is at least this share of the loaded bytes
+  };
+  const Case cases[] = {{"opt-preln", false, 1, 0.5},  {"opt-preln", false, 2, 0.5}, {"opt-proj", false, 1, 0.5},
+                        {"llama-gqa", false, 1, 0.5},  {"llama-gqa", false, 2, 0.5}, {"llama-bias", false, 2, 0.5},
+                        {"opt-125m", true, 1, 0.99},   {"opt-125m", true, 4, 0.99}};
+  for (const Case& k : cases) {
+    SCOPED_TRACE(::testing::Message() << k.model << " world " << k.world);
+    const std::string path = k.random ? SourceDir() + "/configs/models/" + k.model + ".json" : FixtureDir(k.model);
+    auto config = LoadModelConfig(path);
+    ASSERT_TRUE(config.ok()) << config.status();
+    std::unique_ptr<TensorSource> random;
+    const TensorSource* source = nullptr;
+    absl::StatusOr<std::unique_ptr<TensorSource>> checkpoint;
+    if (k.random) {
+      random = MakeRandomSource(0);
+      source = random.get();
+    } else {
+      checkpoint = OpenCheckpoint(path);
+      ASSERT_TRUE(checkpoint.ok()) << checkpoint.status();
+      source = checkpoint->get();
+    }
+    for (int rank = 0; rank < k.world; ++rank) {
+      auto w = LoadWeights(*config, *source, ParallelLayout{rank, k.world, {}}, DType::kF32, Device::kCpu);
+      ASSERT_TRUE(w.ok()) << w.status();
+      const int64_t bound = MinWeightBytesPerRank(*config, k.world, DType::kF32);
+      EXPECT_LE(bound, static_cast<int64_t>(w->bytes)) << "rank " << rank;
+      EXPECT_GE(static_cast<double>(bound), k.tight * static_cast<double>(w->bytes)) << "rank " << rank;
+    }
+    EXPECT_EQ(MinWeightBytesPerRank(*config, k.world, DType::kF16) * 2,
+              MinWeightBytesPerRank(*config, k.world, DType::kF32));
+  }
 }
 
 }  // namespace
