@@ -36,11 +36,17 @@ echo "CHAI_SHARED_DIR=${CHAI_SHARED_DIR:-(absent: opt-tiny-docs tests skip)}"
 bench() { timeout "${BENCH_TIMEOUT:-300}" build-gpu/chai bench --random-weights --device cuda --dtype fp16 "$@"; }
 mpi() { timeout "${BENCH_TIMEOUT:-240}" mpirun -np "$1" --oversubscribe --bind-to none -x NCCL_NVLS_ENABLE "${@:2}"; }
 
-if [ ! -f build-gpu/chai ] || has test; then
+# What to build: nothing for `sdpa` alone (PyTorch only), the few targets `pending` runs when it
+# is the only mode (a whole build takes minutes of a 10-minute call), else everything.
+targets=()
+[ "$modes" = " pending " ] && targets=(--target chai engine_gpu_test block_tables_gpu_test chai_cluster_gpu_test
+  attention_bench)
+if [ "$modes" != " sdpa " ] && { [ ! -f build-gpu/chai ] || has test || [ ${#targets[@]} -gt 0 ]; }; then
   cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCHS:-90}" \
     > "$OUT/configure.log" 2>&1 || { tail -30 "$OUT/configure.log"; exit 1; }
   start=$(date +%s)
-  cmake --build build-gpu -j "$(nproc)" > "$OUT/build.log" 2>&1 || { grep -E "error|Error" -A4 "$OUT/build.log" | head -80; exit 1; }
+  cmake --build build-gpu -j "$(nproc)" "${targets[@]}" > "$OUT/build.log" 2>&1 ||
+    { grep -E "error|Error" -A4 "$OUT/build.log" | head -80; exit 1; }
   echo "build: $(( $(date +%s) - start )) s"
 fi
 
@@ -108,10 +114,8 @@ if has pending; then
       --contexts 512,1024,4096 > "$OUT/pending-attn-b1-cap$cap.md" 2>&1
     grep -E "^\| [0-9]" "$OUT/pending-attn-b1-cap$cap.md" | cut -d'|' -f2-6
   done
-  # PyTorch SDPA on the same shapes, now rotating over cache copies as attention_bench does
-  # (before, one copy stayed L2-resident at batch 1).
-  PYTHONUNBUFFERED=1 timeout 180 python3 benchmarks/scripts/sdpa_decode_bench.py --batches 1,8,32 \
-    --contexts 1024,2048,4096 | tee "$OUT/pending-sdpa.md"
+  # PyTorch SDPA on these shapes (now rotating over cache copies) is `gpu_check.sh sdpa`, a
+  # second call: it needs no build.
 fi
 
 if has tiny; then
@@ -176,7 +180,7 @@ fi
 
 if has sdpa; then
   # Issue 7: PyTorch SDPA (and CHAI in plain PyTorch) on the attention_bench shapes.
-  PYTHONUNBUFFERED=1 timeout 180 python3 benchmarks/scripts/sdpa_decode_bench.py | tee "$OUT/sdpa.md"
+  PYTHONUNBUFFERED=1 timeout 300 python3 benchmarks/scripts/sdpa_decode_bench.py ${SDPA_ARGS:-} | tee "$OUT/sdpa.md"
 fi
 
 if has throughput; then
