@@ -83,7 +83,7 @@ if has pending; then
   # the packed metadata upload (engine_gpu_test: graphs vs eager, HF fixtures), the block tables'
   # flush (block_tables_gpu_test, and chai_cluster_gpu_test whose opt-tiny-docs cases reuse rows),
   # then the LLaMA-7B step with its host split (prepare should drop by ~6 round trips a step).
-  for t in engine_gpu_test block_tables_gpu_test chai_cluster_gpu_test; do  # chai_cluster: ReusedRowAfterOneStep is new
+  for t in engine_gpu_test block_tables_gpu_test chai_cluster_gpu_test; do  # chai_cluster: ReusedRow's one-step case is new
     timeout 300 "build-gpu/tests/$t" --gtest_brief=1 > "$OUT/pending-$t.log" 2>&1
     echo "$t: exit $? $(grep -E '^\[  (PASSED|FAILED)' "$OUT/pending-$t.log" | tr '\n' ' ')"
   done
