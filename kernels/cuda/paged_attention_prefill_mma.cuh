@@ -79,6 +79,52 @@ __device__ __forceinline__ uint32_t Pack2(float lo, float hi) {
   return static_cast<uint32_t>(Bits(FromFloat<T>(lo))) | (static_cast<uint32_t>(Bits(FromFloat<T>(hi))) << 16);
 }
 
+// The online-softmax step of row half rr (rows g and g + 8 of a 16-row tile; a row lives in the
+// 4 lanes of a quad) over one block of keys, in prefill kernels 1 and 2: `mx` is this lane's max
+// of its scaled, masked scores of the row. The scores become exp2(x - m_new), their sum joins l,
+// and every member's O accumulator is rescaled by exp2(m_old - m_new). m_new is finite: key 0 is
+// in the first tile of every row, and a row fully masked in a later tile keeps its m.
+template <int kSTiles, int kM, int kOTiles>
+__device__ __forceinline__ void PrefillSoftmaxStep(float (&sc)[kSTiles][4], int rr, float mx, float (&m_r)[2],
+                                                   float (&l_r)[2], float (&o)[kM][kOTiles][4]) {
+  mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+  mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+  const float m_new = fmaxf(m_r[rr], mx);
+  const float alpha = exp2f(m_r[rr] - m_new);
+  float rs = 0.f;
+#pragma unroll
+  for (int nt = 0; nt < kSTiles; ++nt)
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      float& x = sc[nt][2 * rr + e];
+      x = exp2f(x - m_new);
+      rs += x;
+    }
+  rs += __shfl_xor_sync(0xffffffffu, rs, 1);
+  rs += __shfl_xor_sync(0xffffffffu, rs, 2);
+  l_r[rr] = l_r[rr] * alpha + rs;
+  m_r[rr] = m_new;
+#pragma unroll
+  for (int mb = 0; mb < kM; ++mb)
+#pragma unroll
+    for (int nt = 0; nt < kOTiles; ++nt) {
+      o[mb][nt][2 * rr] *= alpha;
+      o[mb][nt][2 * rr + 1] *= alpha;
+    }
+}
+
+// P as the A fragments of the P·V mma: keys 16kk..16kk+15 are S tiles 2kk and 2kk+1.
+template <typename T, int kSTiles>
+__device__ __forceinline__ void PackP(const float (&sc)[kSTiles][4], uint32_t (&pa)[kSTiles / 2][4]) {
+#pragma unroll
+  for (int kk = 0; kk < kSTiles / 2; ++kk) {
+    pa[kk][0] = Pack2<T>(sc[2 * kk][0], sc[2 * kk][1]);
+    pa[kk][1] = Pack2<T>(sc[2 * kk][2], sc[2 * kk][3]);
+    pa[kk][2] = Pack2<T>(sc[2 * kk + 1][0], sc[2 * kk + 1][1]);
+    pa[kk][3] = Pack2<T>(sc[2 * kk + 1][2], sc[2 * kk + 1][3]);
+  }
+}
+
 // Copies `rows` rows of kD elements into shared memory (row stride kD + 8) with 16-byte accesses;
 // row i comes from row_ptr(i) (nullptr: zeros).
 template <typename T, int kD, typename RowFn>
@@ -196,41 +242,10 @@ __global__ void __launch_bounds__(kMmaThreads) PrefillMmaKernel(Params p) {
           x = kt + nt * 8 + 2 * t4 + e > qpos[rr] ? -INFINITY : x * p.scale_log2;
           mx = fmaxf(mx, x);
         }
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-      const float m_new = fmaxf(m_r[rr], mx);  // finite: key 0 is in the first tile of every row
-      const float alpha = exp2f(m_r[rr] - m_new);
-      float rs = 0.f;
-#pragma unroll
-      for (int nt = 0; nt < kSTiles; ++nt)
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          float& x = sc[nt][2 * rr + e];
-          x = exp2f(x - m_new);
-          rs += x;
-        }
-      rs += __shfl_xor_sync(0xffffffffu, rs, 1);
-      rs += __shfl_xor_sync(0xffffffffu, rs, 2);
-      l_r[rr] = l_r[rr] * alpha + rs;
-      m_r[rr] = m_new;
-#pragma unroll
-      for (int mb = 0; mb < kPrefillMembers; ++mb)
-#pragma unroll
-        for (int nt = 0; nt < kOTiles; ++nt) {
-          o[mb][nt][2 * rr] *= alpha;
-          o[mb][nt][2 * rr + 1] *= alpha;
-        }
+      PrefillSoftmaxStep(sc, rr, mx, m_r, l_r, o);
     }
-
-    // P as A fragments: keys 16kk..16kk+15 are S tiles 2kk and 2kk+1.
-    uint32_t pa[kPrefillKeys / 16][4];
-#pragma unroll
-    for (int kk = 0; kk < kPrefillKeys / 16; ++kk) {
-      pa[kk][0] = Pack2<T>(sc[2 * kk][0], sc[2 * kk][1]);
-      pa[kk][1] = Pack2<T>(sc[2 * kk][2], sc[2 * kk][3]);
-      pa[kk][2] = Pack2<T>(sc[2 * kk + 1][0], sc[2 * kk + 1][1]);
-      pa[kk][3] = Pack2<T>(sc[2 * kk + 1][2], sc[2 * kk + 1][3]);
-    }
+    uint32_t pa[kSTiles / 2][4];
+    PackP<T>(sc, pa);
     // O_m += P V_m for every member of the batch (the same probabilities).
 #pragma unroll
     for (int mb = 0; mb < kPrefillMembers; ++mb) {

@@ -255,42 +255,10 @@ __global__ void __launch_bounds__(32 * kWarps, PrefillV2MinBlocks<kD, kWarps, kM
         float mx = -INFINITY;
 #pragma unroll
         for (int nt = 0; nt < kSTiles; ++nt) mx = fmaxf(mx, fmaxf(sc[nt][2 * rr], sc[nt][2 * rr + 1]));
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-        // Finite: key 0 is in tile 0, which every warp computes, and a row fully masked in a later tile keeps m.
-        const float m_new = fmaxf(m_r[rr], mx);
-        const float alpha = exp2f(m_r[rr] - m_new);
-        float rs = 0.f;
-#pragma unroll
-        for (int nt = 0; nt < kSTiles; ++nt)
-#pragma unroll
-          for (int e = 0; e < 2; ++e) {
-            float& x = sc[nt][2 * rr + e];
-            x = exp2f(x - m_new);
-            rs += x;
-          }
-        rs += __shfl_xor_sync(0xffffffffu, rs, 1);
-        rs += __shfl_xor_sync(0xffffffffu, rs, 2);
-        l_r[rr] = l_r[rr] * alpha + rs;
-        m_r[rr] = m_new;
-#pragma unroll
-        for (int mb = 0; mb < kM; ++mb)
-#pragma unroll
-          for (int nt = 0; nt < kOTiles; ++nt) {
-            o[mb][nt][2 * rr] *= alpha;
-            o[mb][nt][2 * rr + 1] *= alpha;
-          }
+        PrefillSoftmaxStep(sc, rr, mx, m_r, l_r, o);
       }
-
-      // P as A fragments: keys 16kk..16kk+15 are S tiles 2kk and 2kk+1.
-      uint32_t pa[kKeys / 16][4];
-#pragma unroll
-      for (int kk = 0; kk < kKeys / 16; ++kk) {
-        pa[kk][0] = Pack2<T>(sc[2 * kk][0], sc[2 * kk][1]);
-        pa[kk][1] = Pack2<T>(sc[2 * kk][2], sc[2 * kk][3]);
-        pa[kk][2] = Pack2<T>(sc[2 * kk + 1][0], sc[2 * kk + 1][1]);
-        pa[kk][3] = Pack2<T>(sc[2 * kk + 1][2], sc[2 * kk + 1][3]);
-      }
+      uint32_t pa[kSTiles / 2][4];
+      PackP<T>(sc, pa);
       // O_m += P V_m for every member of the batch (the same probabilities). ldmatrix.x4.trans: lanes 8i..8i+7
       // address matrix i: keys kk * 16 + (i % 2) * 8 + 0..7, columns (nt + i / 2) * 8.
 #pragma unroll
