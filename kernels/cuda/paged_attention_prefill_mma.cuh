@@ -125,6 +125,35 @@ __device__ __forceinline__ void PackP(const float (&sc)[kSTiles][4], uint32_t (&
   }
 }
 
+// The end of a prefill CTA (kernels 1 and 2): each warp normalises its O accumulators by l and
+// writes them to out ([rows, H, kD]), rows g and g + 8 of its 16-row slice (i0 + 16 warp + ..,
+// those below i1), columns 8nt + 2t4 and +1 of member mb's head head_of(mb), for the nb members.
+template <typename T, int kD, int kM, typename HeadOf>
+__device__ __forceinline__ void WritePrefillRows(T* out, int H, const float (&o)[kM][kD / 8][4], const float (&l_r)[2],
+                                                 int nb, HeadOf head_of, int row0, int i0, int i1) {
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, g = lane / 4, t4 = lane % 4;
+#pragma unroll
+  for (int mb = 0; mb < kM; ++mb) {
+    if (mb < nb) {
+      const int hm = head_of(mb);
+#pragma unroll
+      for (int rr = 0; rr < 2; ++rr) {
+        const int i = i0 + warp * 16 + g + 8 * rr;
+        if (i >= i1) continue;
+        const float inv = 1.f / l_r[rr];
+        T* orow = out + int64_t{row0 + i} * H * kD + int64_t{hm} * kD;
+#pragma unroll
+        for (int nt = 0; nt < kD / 8; ++nt) {
+          Vec<T, 2> pair;
+          pair.v[0] = FromFloat<T>(o[mb][nt][2 * rr] * inv);
+          pair.v[1] = FromFloat<T>(o[mb][nt][2 * rr + 1] * inv);
+          *reinterpret_cast<Vec<T, 2>*>(orow + nt * 8 + 2 * t4) = pair;
+        }
+      }
+    }
+  }
+}
+
 // Copies `rows` rows of kD elements into shared memory (row stride kD + 8) with 16-byte accesses;
 // row i comes from row_ptr(i) (nullptr: zeros).
 template <typename T, int kD, typename RowFn>
@@ -263,28 +292,7 @@ __global__ void __launch_bounds__(kMmaThreads) PrefillMmaKernel(Params p) {
     }
   }
 
-  // Normalise and write: row g (+8) of the warp's slice, columns 8nt + 2t4, +1.
-  T* out = static_cast<T*>(p.out);
-#pragma unroll
-  for (int mb = 0; mb < kPrefillMembers; ++mb) {
-    if (mb < nb) {
-      const int hm = s_batch[mb];
-#pragma unroll
-      for (int rr = 0; rr < 2; ++rr) {
-        const int i = i0 + warp * 16 + g + 8 * rr;
-        if (i >= i1) continue;
-        const float inv = 1.f / l_r[rr];
-        T* orow = out + int64_t{row0 + i} * H * kD + int64_t{hm} * kD;
-#pragma unroll
-        for (int nt = 0; nt < kOTiles; ++nt) {
-          Vec<T, 2> pair;
-          pair.v[0] = FromFloat<T>(o[mb][nt][2 * rr] * inv);
-          pair.v[1] = FromFloat<T>(o[mb][nt][2 * rr + 1] * inv);
-          *reinterpret_cast<Vec<T, 2>*>(orow + nt * 8 + 2 * t4) = pair;
-        }
-      }
-    }
-  }
+  WritePrefillRows<T, kD>(static_cast<T*>(p.out), H, o, l_r, nb, [&](int mb) { return s_batch[mb]; }, row0, i0, i1);
 }
 
 }  // namespace chai::cuda::paged

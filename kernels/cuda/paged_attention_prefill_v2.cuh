@@ -281,28 +281,8 @@ __global__ void __launch_bounds__(32 * kWarps, PrefillV2MinBlocks<kD, kWarps, kM
     __syncthreads();  // stage j & 1 is free for tile j + 2
   }
 
-  // Normalise and write: row g (+8) of the warp's slice, columns 8nt + 2t4, +1.
-  T* out = static_cast<T*>(p.out);
-#pragma unroll
-  for (int mb = 0; mb < kM; ++mb) {
-    if (mb < nb) {
-      const int hm = kM == 1 ? h : s_batch[mb];
-#pragma unroll
-      for (int rr = 0; rr < 2; ++rr) {
-        const int i = i0 + warp * 16 + g + 8 * rr;
-        if (i >= i1) continue;
-        const float inv = 1.f / l_r[rr];
-        T* orow = out + int64_t{row0 + i} * H * kD + int64_t{hm} * kD;
-#pragma unroll
-        for (int nt = 0; nt < kOTiles; ++nt) {
-          Vec<T, 2> pair;
-          pair.v[0] = FromFloat<T>(o[mb][nt][2 * rr] * inv);
-          pair.v[1] = FromFloat<T>(o[mb][nt][2 * rr + 1] * inv);
-          *reinterpret_cast<Vec<T, 2>*>(orow + nt * 8 + 2 * t4) = pair;
-        }
-      }
-    }
-  }
+  WritePrefillRows<T, kD>(static_cast<T*>(p.out), H, o, l_r, nb, [&](int mb) { return kM == 1 ? h : s_batch[mb]; },
+                          row0, i0, i1);
 }
 
 }  // namespace chai::cuda::paged
