@@ -102,11 +102,13 @@ if has pending; then
       > "$OUT/pending-attn-block$blk.md" 2>&1
     grep -E "^\| [0-9]" "$OUT/pending-attn-block$blk.md" | cut -d'|' -f2-9
   done
-  # OPT-66B on one GPU is refused before loading (one line, non-zero exit, in seconds).
+  # OPT-66B on one GPU is refused before loading (one line, non-zero exit, in seconds); fp32
+  # (264 GB) so that it cannot fit an H200 either.
   start=$(date +%s)
-  timeout 60 build-gpu/chai generate --model configs/models/opt-66b.json --random-weights --device cuda --dtype fp16 \
+  timeout 60 build-gpu/chai generate --model configs/models/opt-66b.json --random-weights --device cuda --dtype fp32 \
     --prompt-ids 1,2 --max-new-tokens 1 2>&1 | tail -2
-  echo "OPT-66B on one GPU: exit ${PIPESTATUS[0]} after $(( $(date +%s) - start )) s"
+  code=${PIPESTATUS[0]}
+  echo "OPT-66B fp32 on one GPU: exit $code after $(( $(date +%s) - start )) s"
   # Batch 1 is one wave of short CTAs: fewer, longer splits? (CHAI_DECODE_V4_MAX_SPLITS, new)
   for cap in 0 2 4; do
     echo "attention_bench batch 1, CHAI_DECODE_V4_MAX_SPLITS=$cap (0: no cap)"
