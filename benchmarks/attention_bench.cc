@@ -17,10 +17,11 @@
 // --block sets the cache's block size (positions per block; default 16, the engine's): larger
 // blocks make longer bulk copies in kernel 4. --members-per-cta, --ctas-per-sm and --kernel set
 // CHAI_DECODE_MEMBERS_PER_CTA, CHAI_DECODE_CTAS_PER_SM and CHAI_DECODE_KERNEL (the decode
-// kernel's tuning knobs and which decode kernel runs, see kernels/cuda/paged_attention.cu) for this run; CHAI_DECODE_CHAI_KERNEL
-// in the environment picks the CHAI columns' kernel (3 or 4) when --kernel is not given. Kernel 4
-// takes hint 1 as dense (its dense pass answers a CHAI map with NaN), so the "CHAI, hint 1" column
-// (a CHAI map under hint 1) runs kernel 2 whenever kernel 4 would otherwise take it.
+// kernel's tuning knobs and which decode kernel runs, see kernels/cuda/paged_attention.cu) for
+// this run; CHAI_DECODE_CHAI_KERNEL in the environment picks the CHAI columns' kernel (3 or 4)
+// when --kernel is not given. Kernel 4 takes hint 1 as dense (its dense pass answers a CHAI map
+// with NaN), so the "CHAI, hint 1" column (a CHAI map under hint 1) runs kernel 2 whenever
+// kernel 4 would otherwise take it.
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
