@@ -17,6 +17,7 @@
 #include "kernels/cuda/cuda_ops.h"
 #include "kernels/ops.h"
 #include "tests/gpu/gpu_test_util.h"
+#include "tests/gpu/graph_capture.h"
 #include "tests/support/paged_append_case.h"
 
 namespace chai {
@@ -485,20 +486,10 @@ TEST_F(FusedOpsGpu, FusedChainCapturesIntoAGraph) {
     step();
     const std::vector<float> eager_h = h.ToFloats(), eager_q = q.ToFloats(), eager_act = act.ToFloats();
     h = Poisoned({t, hidden}, dtype), q = Poisoned({t, heads * d}, dtype), act = Poisoned({t, ffn}, dtype);
-    cudaStream_t stream = cuda::CurrentStream();
-    cudaGraph_t graph = nullptr;
-    ASSERT_EQ(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal), cudaSuccess);
-    step();
-    ASSERT_EQ(cudaStreamEndCapture(stream, &graph), cudaSuccess) << "an op broke stream capture";
-    cudaGraphExec_t exec = nullptr;
-    ASSERT_EQ(cudaGraphInstantiate(&exec, graph, 0), cudaSuccess);
-    for (int i = 0; i < 2; ++i) ASSERT_EQ(cudaGraphLaunch(exec, stream), cudaSuccess);
-    ASSERT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
+    ASSERT_NO_FATAL_FAILURE(gpu_test::CaptureAndLaunch(step, 2));
     EXPECT_EQ(h.ToFloats(), eager_h) << DTypeName(dtype);
     EXPECT_EQ(q.ToFloats(), eager_q) << DTypeName(dtype);
     EXPECT_EQ(act.ToFloats(), eager_act) << DTypeName(dtype);
-    cudaGraphExecDestroy(exec);
-    cudaGraphDestroy(graph);
   }
 }
 
@@ -527,22 +518,12 @@ TEST_F(FusedOpsGpu, FusedLinearsCaptureIntoAGraph) {
       layer();
       const std::vector<float> eager_x = x.ToFloats(), eager_qkv = qkv.ToFloats(), eager_act = act.ToFloats();
       qkv = Poisoned({t, 3 * hidden}, dtype), act = Poisoned({t, ffn}, dtype);
-      cudaStream_t stream = cuda::CurrentStream();
-      cudaGraph_t graph = nullptr;
-      ASSERT_EQ(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal), cudaSuccess);
-      layer();
-      ASSERT_EQ(cudaStreamEndCapture(stream, &graph), cudaSuccess) << "an op broke stream capture";
-      cudaGraphExec_t exec = nullptr;
-      ASSERT_EQ(cudaGraphInstantiate(&exec, graph, 0), cudaSuccess);
-      for (int i = 0; i < 2; ++i) ASSERT_EQ(cudaGraphLaunch(exec, stream), cudaSuccess);
-      ASSERT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
+      ASSERT_NO_FATAL_FAILURE(gpu_test::CaptureAndLaunch(layer, 2));
       EXPECT_EQ(x.ToFloats(), eager_x) << DTypeName(dtype) << " T=" << t;
       EXPECT_EQ(qkv.ToFloats(), eager_qkv) << DTypeName(dtype) << " T=" << t;
       EXPECT_EQ(act.ToFloats(), eager_act) << DTypeName(dtype) << " T=" << t;
       // Not vacuous: the layer moved the residual stream.
       EXPECT_NE(eager_x, x0.dev.ToFloats());
-      cudaGraphExecDestroy(exec);
-      cudaGraphDestroy(graph);
     }
   }
 }

@@ -14,6 +14,7 @@
 #include "kernels/cuda/internal.h"
 #include "kernels/ops.h"
 #include "tests/gpu/gpu_test_util.h"
+#include "tests/gpu/graph_capture.h"
 
 namespace chai {
 namespace {
@@ -387,19 +388,9 @@ TEST_F(OpsGpu, DecodeChainCapturesIntoAGraph) {
     const std::vector<float> eager = h.ToFloats();
     h = Poisoned({t, hidden}, dtype);  // a fresh buffer: the graph must write it
 
-    cudaStream_t stream = cuda::CurrentStream();
-    cudaGraph_t graph = nullptr;
-    ASSERT_EQ(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal), cudaSuccess);
-    step();
-    ASSERT_EQ(cudaStreamEndCapture(stream, &graph), cudaSuccess) << "an op broke stream capture";
-    cudaGraphExec_t exec = nullptr;
-    ASSERT_EQ(cudaGraphInstantiate(&exec, graph, 0), cudaSuccess);
-    for (int i = 0; i < 3; ++i) ASSERT_EQ(cudaGraphLaunch(exec, stream), cudaSuccess);
-    ASSERT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
+    ASSERT_NO_FATAL_FAILURE(gpu_test::CaptureAndLaunch(step, 3));
     // Equal up to the order of cuBLASLt's split-K reductions, which may differ between runs.
     EXPECT_LT(RelErr(h.ToFloats(), eager), Tolerance(dtype) * 0.1) << DTypeName(dtype);
-    cudaGraphExecDestroy(exec);
-    cudaGraphDestroy(graph);
   }
 }
 
@@ -410,29 +401,19 @@ TEST_F(OpsGpu, TensorsAllocatedAndFreedDuringCapture) {
     Operand a = Random({4, 256}, dtype), b = Random({4, 256}, dtype);
     Tensor out = Poisoned({4, 256}, dtype);
     Tensor old = Poisoned({1000}, dtype);
-    cudaStream_t stream = cuda::CurrentStream();
-    cudaGraph_t graph = nullptr;
-    ASSERT_EQ(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal), cudaSuccess);
-    {
+    auto step = [&] {
       Tensor tmp = Tensor::Empty({4, 256}, dtype, Device::kCuda);
       ops::Add(a.dev, b.dev, &tmp);
       ops::Add(tmp, b.dev, &out);
       old = Tensor();
-    }
-    ASSERT_EQ(cudaStreamEndCapture(stream, &graph), cudaSuccess) << "an allocation or free broke stream capture";
-    cudaGraphExec_t exec = nullptr;
-    ASSERT_EQ(cudaGraphInstantiate(&exec, graph, 0), cudaSuccess);
-    ASSERT_EQ(cudaGraphLaunch(exec, stream), cudaSuccess);
-    ASSERT_EQ(cudaGraphLaunch(exec, stream), cudaSuccess);
-    ASSERT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
+    };
+    ASSERT_NO_FATAL_FAILURE(gpu_test::CaptureAndLaunch(step, 2, cudaStreamCaptureModeThreadLocal));
     Tensor ref = Poisoned({4, 256}, DType::kF32, Device::kCpu);
     ops::Add(a.ref, b.ref, &ref);
     ops::Add(ref, b.ref, &ref);
     EXPECT_CLOSE(out, ref, dtype, "a + b + b through a graph");
-    cudaGraphExecDestroy(exec);
-    cudaGraphDestroy(graph);
     Tensor after = Tensor::Empty({16}, dtype, Device::kCuda);  // also releases the deferred free
-    ASSERT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
+    ASSERT_EQ(cudaStreamSynchronize(cuda::CurrentStream()), cudaSuccess);
     ASSERT_EQ(cudaGetLastError(), cudaSuccess);
   }
 }
