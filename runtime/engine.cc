@@ -12,6 +12,7 @@
 #include "kernels/ops.h"
 #include "kernels/step_graph.h"
 #include "runtime/graph_buckets.h"
+#include "runtime/packed_upload.h"
 
 namespace chai {
 namespace {
@@ -38,6 +39,7 @@ void CheckCollective(const absl::Status& s) {
 // The step's metadata on the engine's device, uploaded once per step; the block tables and
 // score-head maps themselves stay on the device (BlockTables).
 struct Engine::DeviceStep {
+  PackedUpload upload;  // ids .. last_rows and the batch layout's arrays are views of its buffer
   Tensor ids, positions, pos_rows, last_rows;
   BatchLayout batch;
   std::vector<int64_t> past;
@@ -314,21 +316,16 @@ Tensor Engine::GreedyIds(const Tensor& logits) const {
 
 void Engine::Upload(const StepMetadata& meta, absl::Span<StepInput> steps, DeviceStep* step) {
   tables_->Flush();  // blocks taken by this step's reservations
-  // Into existing buffers when the step has them (a recorded graph reads fixed addresses).
-  auto put = [&](const Tensor& host, Tensor* dst) {
-    if (dst->defined()) {
-      CopyTensor(host, dst);
-    } else {
-      *dst = ToDevice(host);
-    }
-  };
-  put(meta.ids, &step->ids);
-  put(meta.positions, &step->positions);
-  put(meta.pos_rows, &step->pos_rows);
-  put(meta.last_rows, &step->last_rows);
-  put(meta.q_start, &step->batch.q_start);
-  put(meta.seq_lens, &step->batch.seq_lens);
-  put(meta.slots, &step->batch.slots);
+  // One copy for the step's int32 arrays (packed_upload.h); a step that already has its buffer
+  // (a graph slot's: a recorded graph reads fixed addresses) is refilled in place.
+  const Tensor* hosts[] = {&meta.ids,     &meta.positions, &meta.pos_rows, &meta.last_rows,
+                           &meta.q_start, &meta.seq_lens,  &meta.slots};
+  Tensor* outs[] = {&step->ids,           &step->positions,      &step->pos_rows,   &step->last_rows,
+                    &step->batch.q_start, &step->batch.seq_lens, &step->batch.slots};
+  if (absl::Status sent = step->upload.Send(hosts, device_, outs); !sent.ok()) {
+    std::fprintf(stderr, "chai: internal error: %s\n", std::string(sent.message()).c_str());
+    std::abort();
+  }
   step->batch.num_seqs = meta.num_seqs;
   step->batch.max_new_tokens = meta.max_new;
   step->past = meta.past;
