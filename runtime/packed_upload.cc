@@ -9,7 +9,8 @@ namespace chai {
 absl::Status PackedUpload::Send(absl::Span<const Tensor* const> hosts, Device device, absl::Span<Tensor* const> outs) {
   constexpr int64_t kAlign = 16;  // int32 elements: 64 bytes
   if (hosts.size() != outs.size()) {
-    return absl::InvalidArgumentError(absl::StrCat("PackedUpload: ", hosts.size(), " arrays but ", outs.size(), " views"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("PackedUpload: ", hosts.size(), " arrays but ", outs.size(), " views"));
   }
   std::vector<int64_t> lengths(hosts.size()), offsets(hosts.size());
   int64_t total = 0;
