@@ -9,7 +9,9 @@
 #include <memory>
 #include <string>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "kernels/tensor.h"
 
 namespace chai {
@@ -40,6 +42,13 @@ class Communicator {
   // for NCCL. Callers with host data (reports, not the engine) move it there and back.
   virtual Device tensor_device() const { return Device::kCpu; }
 };
+
+// AllGatherColumns' operand checks, the same in every backend: `local` passes `check_place` (the
+// backend's device) and has rank >= 1; an undefined `out` is allocated on `device`, a defined one
+// must pass `check_place`, have local's dtype and shape [.., cols * world] and not alias local.
+// Returns local's rows (elements / cols; 0 when cols is 0).
+absl::StatusOr<int64_t> PrepareGatherColumns(const Tensor& local, int world, Device device,
+                                             absl::FunctionRef<absl::Status(const Tensor&)> check_place, Tensor* out);
 
 // World size 1: every collective is the identity.
 std::unique_ptr<Communicator> MakeSingleCommunicator();

@@ -99,27 +99,10 @@ class MpiCommunicator final : public Communicator {
   }
 
   absl::Status AllGatherColumns(const Tensor& local, Tensor* out) override {
-    if (out == nullptr) return absl::InvalidArgumentError("AllGatherColumns: null output");
-    if (absl::Status s = CheckHost(local, "AllGatherColumns"); !s.ok()) return s;
-    if (local.rank() < 1) return absl::InvalidArgumentError("AllGatherColumns: scalar input");
-    std::vector<int64_t> shape = local.shape();
-    const int64_t cols = shape.back();
-    const int64_t rows = cols == 0 ? 0 : local.numel() / cols;
-    shape.back() = cols * size_;
-    if (!out->defined()) {
-      *out = Tensor::Empty(shape, local.dtype(), Device::kCpu);
-    } else {
-      if (absl::Status s = CheckHost(*out, "AllGatherColumns"); !s.ok()) return s;
-      if (out->shape() != shape || out->dtype() != local.dtype()) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "AllGatherColumns: output is ", out->ShapeString(), ", expected ",
-            "[", absl::StrJoin(shape, ", "), "] ", DTypeName(local.dtype()), " for input ",
-            local.ShapeString(), " and world size ", size_));
-      }
-      if (size_ > 1 && out->raw() == local.raw()) {
-        return absl::InvalidArgumentError("AllGatherColumns: output aliases the input");
-      }
-    }
+    auto prepared = PrepareGatherColumns(
+        local, size_, Device::kCpu, [](const Tensor& t) { return CheckHost(t, "AllGatherColumns"); }, out);
+    if (!prepared.ok()) return prepared.status();
+    const int64_t rows = *prepared;
     const size_t block = local.nbytes();
     if (block > static_cast<size_t>(INT_MAX)) {
       return absl::InvalidArgumentError(absl::StrCat(

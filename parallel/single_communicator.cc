@@ -24,18 +24,14 @@ class SingleCommunicator final : public Communicator {
   // With one rank the gathered tensor is `local` itself; `out` may be undefined (then it is
   // allocated like `local`) or must have local's shape, dtype and device.
   absl::Status AllGatherColumns(const Tensor& local, Tensor* out) override {
-    if (!local.defined() || local.rank() < 1 || out == nullptr) {
-      return absl::InvalidArgumentError("AllGatherColumns: undefined or scalar input");
-    }
-    if (!out->defined()) {
-      *out = Tensor::Empty(local.shape(), local.dtype(), local.device());
-    } else if (out->shape() != local.shape() || out->dtype() != local.dtype() ||
-               out->device() != local.device()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("AllGatherColumns: output ", out->ShapeString(), " on ",
-                       DeviceName(out->device()), " does not match input ", local.ShapeString(),
-                       " on ", DeviceName(local.device()), " for world size 1"));
-    }
+    const Device device = local.device();
+    auto same_place = [device](const Tensor& t) {
+      if (!t.defined()) return absl::InvalidArgumentError("AllGatherColumns: undefined tensor");
+      if (t.device() == device) return absl::OkStatus();
+      return absl::InvalidArgumentError(absl::StrCat("AllGatherColumns: ", t.ShapeString(), " on ",
+                                                     DeviceName(t.device()), ", the input is on ", DeviceName(device)));
+    };
+    if (auto prepared = PrepareGatherColumns(local, 1, device, same_place, out); !prepared.ok()) return prepared.status();
     if (out->raw() != local.raw()) CopyTensor(local, out);
     return absl::OkStatus();
   }
