@@ -1,7 +1,6 @@
 #include "runtime/block_tables.h"
 
 #include <algorithm>
-#include <numeric>
 
 #include "absl/strings/str_cat.h"
 #include "kernels/ops.h"
@@ -55,7 +54,6 @@ void BlockTables::Put(Tensor* device, std::vector<int32_t>* host, int64_t index,
   (*host)[index] = value;
   const bool tables = device == &tables_;
   (tables ? pending_table_idx_ : pending_head_idx_).push_back(static_cast<int32_t>(index));
-  (tables ? pending_table_val_ : pending_head_val_).push_back(value);
 }
 
 void BlockTables::SetBlock(int row, int layer, int side, int head, int index, int32_t block) {
@@ -73,37 +71,23 @@ void BlockTables::SetScoreHeads(int row, int layer, const std::vector<int>& map)
   for (int h = 0; h < heads_; ++h) Put(&score_heads_, &host_score_heads_, base + h, map[h]);
 }
 
-void KeepLastWrites(std::vector<int32_t>* idx, std::vector<int32_t>* val) {
-  std::vector<size_t> order(idx->size());
-  std::iota(order.begin(), order.end(), size_t{0});
-  // Stable by index: the writes to one entry stay in the order they were made.
-  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return (*idx)[a] < (*idx)[b]; });
-  std::vector<int32_t> kept_idx, kept_val;
-  for (size_t k = 0; k < order.size(); ++k) {
-    if (k + 1 < order.size() && (*idx)[order[k + 1]] == (*idx)[order[k]]) continue;  // a later write follows
-    kept_idx.push_back((*idx)[order[k]]);
-    kept_val.push_back((*val)[order[k]]);
-  }
-  *idx = std::move(kept_idx);
-  *val = std::move(kept_val);
+std::vector<int32_t> PendingValues(const std::vector<int32_t>& host, const std::vector<int32_t>& idx) {
+  std::vector<int32_t> values(idx.size());
+  for (size_t i = 0; i < idx.size(); ++i) values[i] = host[static_cast<size_t>(idx[i])];
+  return values;
 }
 
 void BlockTables::Flush() {
-  auto push = [](Tensor* dst, std::vector<int32_t>* idx, std::vector<int32_t>* val) {
+  auto push = [](Tensor* dst, const std::vector<int32_t>& host, std::vector<int32_t>* idx) {
     if (idx->empty()) return;
-    // One scatter writes its entries in no set order, so an entry written twice since the last
-    // flush (a row's K head cleared, then the row's next owner taking a block there) must be
-    // sent once, with its final value.
-    KeepLastWrites(idx, val);
     const int64_t n = static_cast<int64_t>(idx->size());
     Tensor flat = dst->Reshape({dst->numel()});
-    ops::ScatterInt32(Tensor::FromInts(*idx, {n}).To(dst->device()), Tensor::FromInts(*val, {n}).To(dst->device()),
-                      &flat);
+    ops::ScatterInt32(Tensor::FromInts(*idx, {n}).To(dst->device()),
+                      Tensor::FromInts(PendingValues(host, *idx), {n}).To(dst->device()), &flat);
     idx->clear();
-    val->clear();
   };
-  push(&tables_, &pending_table_idx_, &pending_table_val_);
-  push(&score_heads_, &pending_head_idx_, &pending_head_val_);
+  push(&tables_, host_tables_, &pending_table_idx_);
+  push(&score_heads_, host_score_heads_, &pending_head_idx_);
 }
 
 }  // namespace chai

@@ -48,13 +48,16 @@ class BlockTables {
   Device device_;
   Tensor tables_, score_heads_;                        // [layers, ...] on the device
   std::vector<int32_t> host_tables_, host_score_heads_;  // mirrors (CUDA only)
-  std::vector<int32_t> pending_table_idx_, pending_table_val_, pending_head_idx_, pending_head_val_;
+  std::vector<int32_t> pending_table_idx_, pending_head_idx_;  // entries changed since the last Flush
   std::vector<int> free_rows_;
 };
 
-// Reduces a list of writes (entry idx[i] := val[i], in order) to one write per entry, the last
-// one, sorted by entry: the form a single unordered scatter can apply.
-void KeepLastWrites(std::vector<int32_t>* idx, std::vector<int32_t>* val);
+// The values a flush sends for the pending entries `idx` of a table whose host mirror is `host`:
+// each entry's current host value. One scatter applies its writes in no set order, and an entry
+// may be listed twice since the last flush (a row's K head cleared, then the row's next owner
+// taking a block there): with the final value in every copy, any order leaves the device equal
+// to the mirror. (Sending each write's own value once let a stale -1 win.)
+std::vector<int32_t> PendingValues(const std::vector<int32_t>& host, const std::vector<int32_t>& idx);
 
 }  // namespace chai
 

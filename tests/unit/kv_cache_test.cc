@@ -4,7 +4,7 @@
 // random interleavings.
 #include "runtime/kv_cache.h"
 
-#include <map>
+#include <algorithm>
 #include <random>
 
 #include "gtest/gtest.h"
@@ -55,29 +55,45 @@ TEST(SequenceKvCache, BlocksNeededMatchesListsUnderDrops) {
   }
 }
 
-// The pending writes of the device tables reach the GPU in one unordered scatter, so each entry
-// must appear once with its last value: an entry cleared (a dropped K head) and then set again
-// by the row's next owner in the same flush once raced, and the stale -1 could win.
-TEST(BlockTables, KeepLastWritesMatchesWritesInOrder) {
+// The device tables' pending entries reach the GPU in one scatter that applies its writes in no
+// set order, and an entry may be listed twice (a row's K head cleared, then the row's next owner
+// taking a block there: that once let a stale -1 win). With PendingValues every order leaves the
+// device equal to the host mirror; each write's own value does not (the check that this test
+// can tell them apart).
+TEST(BlockTables, PendingValuesMakeAnyScatterOrderExact) {
   std::mt19937 rng(5);
+  int own_values_wrong = 0;
   for (int trial = 0; trial < 50; ++trial) {
-    std::vector<int32_t> idx, val;
-    std::map<int32_t, int32_t> applied;  // the writes applied one after another
-    const int count = static_cast<int>(rng() % 200), span = 1 + static_cast<int>(rng() % 40);
-    for (int k = 0; k < count; ++k) {
-      idx.push_back(static_cast<int32_t>(rng() % span));
-      val.push_back(static_cast<int32_t>(rng() % 7) - 1);
-      applied[idx.back()] = val.back();
+    const int entries = 1 + static_cast<int>(rng() % 40);
+    std::vector<int32_t> device(entries);
+    for (int32_t& v : device) v = static_cast<int32_t>(rng() % 7) - 1;
+    std::vector<int32_t> mirror = device, idx, own;
+    const int writes = static_cast<int>(rng() % 120);
+    for (int w = 0; w < writes; ++w) {  // BlockTables::Put: only changes are listed
+      const int e = static_cast<int>(rng() % entries);
+      const int32_t v = static_cast<int32_t>(rng() % 7) - 1;
+      if (mirror[e] == v) continue;
+      mirror[e] = v;
+      idx.push_back(e);
+      own.push_back(v);
     }
-    KeepLastWrites(&idx, &val);
-    ASSERT_EQ(idx.size(), applied.size()) << "trial " << trial;
-    size_t k = 0;
-    for (const auto& [entry, value] : applied) {
-      EXPECT_EQ(idx[k], entry) << "trial " << trial;
-      EXPECT_EQ(val[k], value) << "trial " << trial << " entry " << entry;
-      ++k;
+    const std::vector<int32_t> sent = PendingValues(mirror, idx);
+    ASSERT_EQ(sent.size(), idx.size());
+    std::vector<size_t> order(idx.size());
+    for (size_t k = 0; k < order.size(); ++k) order[k] = k;
+    for (int pass = 0; pass < 3; ++pass) {  // forward, backward, shuffled
+      if (pass == 1) std::reverse(order.begin(), order.end());
+      if (pass == 2) std::shuffle(order.begin(), order.end(), rng);
+      std::vector<int32_t> got = device, with_own = device;
+      for (size_t k : order) {
+        got[idx[k]] = sent[k];
+        with_own[idx[k]] = own[k];
+      }
+      EXPECT_EQ(got, mirror) << "trial " << trial << " pass " << pass;
+      own_values_wrong += with_own != mirror;
     }
   }
+  EXPECT_GT(own_values_wrong, 0) << "no trial listed an entry twice: the test would not catch the race";
 }
 
 }  // namespace
