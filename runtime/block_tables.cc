@@ -1,6 +1,7 @@
 #include "runtime/block_tables.h"
 
 #include <algorithm>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "kernels/ops.h"
@@ -78,16 +79,30 @@ std::vector<int32_t> PendingValues(const std::vector<int32_t>& host, const std::
 }
 
 void BlockTables::Flush() {
-  auto push = [](Tensor* dst, const std::vector<int32_t>& host, std::vector<int32_t>* idx) {
-    if (idx->empty()) return;
-    const int64_t n = static_cast<int64_t>(idx->size());
-    Tensor flat = dst->Reshape({dst->numel()});
-    ops::ScatterInt32(Tensor::FromInts(*idx, {n}).To(dst->device()),
-                      Tensor::FromInts(PendingValues(host, *idx), {n}).To(dst->device()), &flat);
-    idx->clear();
-  };
-  push(&tables_, host_tables_, &pending_table_idx_);
-  push(&score_heads_, host_score_heads_, &pending_head_idx_);
+  const int64_t nt = static_cast<int64_t>(pending_table_idx_.size());
+  const int64_t nh = static_cast<int64_t>(pending_head_idx_.size());
+  if (nt + nh == 0) return;
+  // Entries and values of both tables travel in one copy (each host-to-device copy waits for the
+  // device), then one scatter per table reads its part.
+  std::vector<int32_t> all;
+  all.reserve(static_cast<size_t>(2 * (nt + nh)));
+  for (const auto& [idx, host] : {std::pair{&pending_table_idx_, &host_tables_},
+                                  std::pair{&pending_head_idx_, &host_score_heads_}}) {
+    const std::vector<int32_t> values = PendingValues(*host, *idx);
+    all.insert(all.end(), idx->begin(), idx->end());
+    all.insert(all.end(), values.begin(), values.end());
+  }
+  const Tensor sent = Tensor::FromInts(all, {static_cast<int64_t>(all.size())}).To(device_);
+  if (nt > 0) {
+    Tensor flat = tables_.Reshape({tables_.numel()});
+    ops::ScatterInt32(sent.Rows(0, nt), sent.Rows(nt, 2 * nt), &flat);
+  }
+  if (nh > 0) {
+    Tensor flat = score_heads_.Reshape({score_heads_.numel()});
+    ops::ScatterInt32(sent.Rows(2 * nt, 2 * nt + nh), sent.Rows(2 * nt + nh, 2 * (nt + nh)), &flat);
+  }
+  pending_table_idx_.clear();
+  pending_head_idx_.clear();
 }
 
 }  // namespace chai
