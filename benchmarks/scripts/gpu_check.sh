@@ -111,6 +111,13 @@ if has pending; then
     --prompt-ids 1,2 --max-new-tokens 1 2>&1 | tail -2
   code=${PIPESTATUS[0]}
   echo "OPT-66B fp32 on one GPU: exit $code after $(( $(date +%s) - start )) s"
+  # Batch 1 is one wave of short CTAs: fewer, longer splits? (CHAI_DECODE_V4_MAX_SPLITS, new)
+  for cap in 0 2 4; do
+    echo "attention_bench batch 1, CHAI_DECODE_V4_MAX_SPLITS=$cap (0: no cap)"
+    CHAI_DECODE_V4_MAX_SPLITS=$cap timeout 100 build-gpu/benchmarks/attention_bench --batches 1 \
+      --contexts 512,1024,4096 > "$OUT/pending-attn-b1-cap$cap.md" 2>&1
+    grep -E "^\| [0-9]" "$OUT/pending-attn-b1-cap$cap.md" | cut -d'|' -f2-6
+  done
   # PyTorch SDPA on these shapes (now rotating over cache copies) is `gpu_check.sh sdpa`, a
   # second call: it needs no build.
 fi

@@ -48,7 +48,10 @@ inline int DecodeV2Members(const Params& p, const LaunchPlan& plan, int members_
 // for a CTA's fixed work (plan, table window, merges) and favours fewer, longer chunks when
 // the waves tie. `resident` = occupancy x SMs for the kernel launched.
 constexpr int kV2CtaCost = 64;
-inline void MakePlanV2(int max_seq_len, int members_per_rep, int resident, Params* p, LaunchPlan* plan) {
+// `split_cap` (> 0): at most that many splits per sequence, a tuning knob for kernel 4 (within
+// one wave the model above always prefers more splits; the merge of their partials is not in it).
+inline void MakePlanV2(int max_seq_len, int members_per_rep, int resident, Params* p, LaunchPlan* plan,
+                       int split_cap = 0) {
   const auto ceil_div = [](int64_t a, int64_t b) { return (a + b - 1) / b; };
   const int m = std::clamp(members_per_rep, 1, p->heads);
   const int slots = p->kv_heads * p->subsets;
@@ -58,7 +61,8 @@ inline void MakePlanV2(int max_seq_len, int members_per_rep, int resident, Param
   const int64_t res = std::max(resident, 1);
   // Up to ~16 waves: more waves make the last one's share small (B=32 dense, 924 resident:
   // 8 splits give 9 waves at 89% of the ideal, 4 splits 5 waves at 85%); beyond, only fixed costs.
-  const int64_t max_s = std::min(ceil_div(max_len, kChunkAlign), std::max<int64_t>(1, ceil_div(16 * res, busy)));
+  int64_t max_s = std::min(ceil_div(max_len, kChunkAlign), std::max<int64_t>(1, ceil_div(16 * res, busy)));
+  if (split_cap > 0) max_s = std::min<int64_t>(max_s, split_cap);
   int64_t best_chunk = ceil_div(max_len, kChunkAlign) * kChunkAlign, best_cost = -1;
   for (int64_t s = 1; s <= max_s; ++s) {
     const int64_t chunk = ceil_div(ceil_div(max_len, s), kChunkAlign) * kChunkAlign;
