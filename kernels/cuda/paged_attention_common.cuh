@@ -126,6 +126,75 @@ __device__ __forceinline__ int SeqChunk(int len, int splits) {
   return max(kChunkAlign, (c + kChunkAlign - 1) / kChunkAlign * kChunkAlign);
 }
 
+// Warp 0's plan of a decode CTA of kernels 1 and 2: this slot's representatives (heads r of KV
+// group g with sh[r] == r, the subset-th kG of them), then their members in head order, keeping
+// only this CTA's share: the members' distinct V heads are ranked in order and share msub takes
+// ranks msub, msub + msplit, ... (whole V heads, so each V head is still read by one CTA of the
+// slot); each member's representative index goes to s_memrep. Finally the representatives are
+// narrowed to those the share's members use and the indices renumbered into them.
+template <int kG>
+__device__ void PlanShare(const int* sh, int H, int G, int g, int subset, int msplit, int msub, int* s_reps,
+                            int* s_mem, unsigned char* s_memrep, int* s_nreps, int* s_nmem) {
+  const int lane = threadIdx.x % 32;
+  const unsigned lanes_below = (1u << lane) - 1u;
+  int count = 0;
+  for (int base = 0; base < G; base += 32) {
+    const int h = g * G + base + lane;
+    const bool is_rep = base + lane < G && sh[h] == h;
+    const unsigned mask = __ballot_sync(0xffffffffu, is_rep);
+    const int k = count + __popc(mask & lanes_below) - subset * kG;
+    if (is_rep && k >= 0 && k < kG) s_reps[k] = h;
+    count += __popc(mask);
+  }
+  const int nr = min(max(count - subset * kG, 0), kG);
+  __syncwarp();
+  int nm = 0, nv = 0, last_vg = -1;
+  unsigned used = 0;  // bit i: s_reps[i] has a member in this share (this lane's view)
+  for (int base = 0; base < H && nr > 0; base += 32) {
+    const int h = base + lane, vg = h / G;
+    int idx = -1;
+    if (h < H) {
+      const int r = sh[h];
+#pragma unroll
+      for (int i = 0; i < kG; ++i) {
+        if (i < nr && s_reps[i] == r) idx = i;
+      }
+    }
+    const unsigned mmask = __ballot_sync(0xffffffffu, idx >= 0);
+    // Rank of this member's V head among the slot's member V heads (heads ascend, so the
+    // members of one V head are consecutive): a new V head unless the previous member's.
+    const unsigned before = mmask & lanes_below;
+    const int prev_vg_lane = __shfl_sync(0xffffffffu, vg, before != 0u ? 31 - __clz(before) : lane);
+    const bool new_v = idx >= 0 && vg != (before != 0u ? prev_vg_lane : last_vg);
+    const unsigned vmask = __ballot_sync(0xffffffffu, new_v);
+    const int vrank = nv + __popc(vmask & (lanes_below | (1u << lane))) - 1;
+    const bool mine = idx >= 0 && vrank % msplit == msub;
+    const unsigned kmask = __ballot_sync(0xffffffffu, mine);
+    if (mine) {
+      const int at = nm + __popc(kmask & lanes_below);
+      s_mem[at] = h;
+      s_memrep[at] = static_cast<unsigned char>(idx);
+      used |= 1u << idx;
+    }
+    nm += __popc(kmask);
+    nv += __popc(vmask);
+    if (mmask != 0u) last_vg = __shfl_sync(0xffffffffu, vg, 31 - __clz(mmask));
+  }
+#pragma unroll
+  for (int off = 16; off > 0; off /= 2) used |= __shfl_xor_sync(0xffffffffu, used, off);
+  // Compact s_reps to the used ones and renumber the members' indices into it.
+  const int rep = lane < nr ? s_reps[lane] : 0;
+  __syncwarp();
+  if (lane < kG && ((used >> lane) & 1u)) s_reps[__popc(used & lanes_below)] = rep;
+  for (int i = lane; i < nm; i += 32) {
+    s_memrep[i] = static_cast<unsigned char>(__popc(used & ((1u << s_memrep[i]) - 1u)));
+  }
+  if (lane == 0) {
+    *s_nreps = __popc(used);
+    *s_nmem = nm;
+  }
+}
+
 // The flash-decoding combine's rendezvous: true in every thread of the CTA that is the last of
 // the `nsplit` CTAs counting on counters[blockIdx.x] to finish, which then owns the merge and
 // resets the counter for the next call (launches and graph replays see it at zero).

@@ -111,68 +111,6 @@ __device__ __forceinline__ float Rescale(float m_old, float m_new) {
   return m_old == -INFINITY ? 0.f : exp2f(m_old - m_new);
 }
 
-// Warp 0's plan of a decode CTA, exactly kernel 1's (see there): the slot's representatives
-// (the subset-th kG heads r of KV group g with sh[r] == r), the members of this share (ranks of
-// their distinct V heads == msub mod msplit) in head order with their representative's index,
-// and the representatives narrowed to those the share uses.
-template <int kG>
-__device__ void PlanShareV2(const int* sh, int H, int G, int g, int subset, int msplit, int msub, int* s_reps,
-                            int* s_mem, unsigned char* s_memrep, int* s_nreps, int* s_nmem) {
-  const int lane = threadIdx.x % 32;
-  const unsigned lanes_below = (1u << lane) - 1u;
-  int count = 0;
-  for (int base = 0; base < G; base += 32) {
-    const int h = g * G + base + lane;
-    const bool is_rep = base + lane < G && sh[h] == h;
-    const unsigned mask = __ballot_sync(0xffffffffu, is_rep);
-    const int k = count + __popc(mask & lanes_below) - subset * kG;
-    if (is_rep && k >= 0 && k < kG) s_reps[k] = h;
-    count += __popc(mask);
-  }
-  const int nr = min(max(count - subset * kG, 0), kG);
-  __syncwarp();
-  int nm = 0, nv = 0, last_vg = -1;
-  unsigned used = 0;
-  for (int base = 0; base < H && nr > 0; base += 32) {
-    const int h = base + lane, vg = h / G;
-    int idx = -1;
-    if (h < H) {
-      const int r = sh[h];
-#pragma unroll
-      for (int i = 0; i < kG; ++i) {
-        if (i < nr && s_reps[i] == r) idx = i;
-      }
-    }
-    const unsigned mmask = __ballot_sync(0xffffffffu, idx >= 0);
-    const unsigned before = mmask & lanes_below;
-    const int prev_vg_lane = __shfl_sync(0xffffffffu, vg, before != 0u ? 31 - __clz(before) : lane);
-    const bool new_v = idx >= 0 && vg != (before != 0u ? prev_vg_lane : last_vg);
-    const unsigned vmask = __ballot_sync(0xffffffffu, new_v);
-    const int vrank = nv + __popc(vmask & (lanes_below | (1u << lane))) - 1;
-    const bool mine = idx >= 0 && vrank % msplit == msub;
-    const unsigned kmask = __ballot_sync(0xffffffffu, mine);
-    if (mine) {
-      const int at = nm + __popc(kmask & lanes_below);
-      s_mem[at] = h;
-      s_memrep[at] = static_cast<unsigned char>(idx);
-      used |= 1u << idx;
-    }
-    nm += __popc(kmask);
-    nv += __popc(vmask);
-    if (mmask != 0u) last_vg = __shfl_sync(0xffffffffu, vg, 31 - __clz(mmask));
-  }
-#pragma unroll
-  for (int off = 16; off > 0; off /= 2) used |= __shfl_xor_sync(0xffffffffu, used, off);
-  const int rep = lane < nr ? s_reps[lane] : 0;
-  __syncwarp();
-  if (lane < kG && ((used >> lane) & 1u)) s_reps[__popc(used & lanes_below)] = rep;
-  for (int i = lane; i < nm; i += 32) s_memrep[i] = static_cast<unsigned char>(__popc(used & ((1u << s_memrep[i]) - 1u)));
-  if (lane == 0) {
-    *s_nreps = __popc(used);
-    *s_nmem = nm;
-  }
-}
-
 template <typename T, int kD, int kG, int kM>
 __global__ void __launch_bounds__(kDecodeThreads, kV2MinCtas<kM>) DecodeV2Kernel(Params p) {
   PdlWait();
@@ -222,7 +160,7 @@ __global__ void __launch_bounds__(kDecodeThreads, kV2MinCtas<kM>) DecodeV2Kernel
   }
   __syncthreads();
   if (warp == 0) {
-    PlanShareV2<kG>(s_sh, H, G, g, subset, static_cast<int>(msplit), msub, s_reps, s_mem, s_memrep, &s_nreps,
+    PlanShare<kG>(s_sh, H, G, g, subset, static_cast<int>(msplit), msub, s_reps, s_mem, s_memrep, &s_nreps,
                     &s_nmem);
   }
   __syncthreads();
