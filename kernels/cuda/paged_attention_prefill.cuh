@@ -56,6 +56,36 @@ __device__ __forceinline__ int PrefillBatch(const int32_t* sh, int heads, int h,
   return *s_nb;
 }
 
+// A prefill CTA's work (kernels 0 and 1): blockIdx.x = sequence s * heads + head h, blockIdx.y =
+// its tile of kPrefillRows query rows [i0, i1) of the n new rows at row0, h's score head r and its
+// batch of nb members (PrefillBatch). False, for the whole CTA, when there is none: decode rows
+// (DecodeKernel takes them), a tile past the prompt, a score head out of range, or a head that
+// does not start a batch.
+struct PrefillWork {
+  int s, h, r, row0, n, i0, i1, nb, len, past, kend;  // kend: keys the tile's last row sees
+  int64_t trow;                                       // the sequence's table / score-head row
+};
+__device__ __forceinline__ bool PrefillWorkOf(const Params& p, int* s_batch, int* s_nb, PrefillWork* w) {
+  const int H = p.heads;
+  w->s = blockIdx.x / H;
+  w->h = blockIdx.x % H;
+  w->trow = p.slots != nullptr ? p.slots[w->s] : w->s;
+  w->row0 = p.q_start[w->s];
+  w->n = p.q_start[w->s + 1] - w->row0;
+  if (w->n < 2) return false;
+  w->i0 = blockIdx.y * kPrefillRows;
+  if (w->i0 >= w->n) return false;
+  w->r = p.score_head[w->trow * H + w->h];
+  if (w->r < 0 || w->r >= H) return false;
+  w->nb = PrefillBatch(p.score_head + w->trow * H, H, w->h, w->r, s_batch, s_nb);
+  if (w->nb == 0) return false;
+  w->len = p.seq_lens[w->s];
+  w->past = w->len - w->n;
+  w->i1 = min(w->n, w->i0 + kPrefillRows);
+  w->kend = w->past + w->i1;
+  return true;
+}
+
 template <typename T, int kD>
 __global__ void __launch_bounds__(kPrefillThreads) PrefillKernel(Params p) {
   constexpr int kDMax = kD > 0 ? kD : kMaxHeadDim;
@@ -73,21 +103,12 @@ __global__ void __launch_bounds__(kPrefillThreads) PrefillKernel(Params p) {
   float* ps = kvs + kPrefillKeys * ld;
 
   const int H = p.heads, G = p.group;
-  const int s = blockIdx.x / H, h = blockIdx.x % H;
-  const int64_t trow = p.slots != nullptr ? p.slots[s] : s;  // the sequence's table / score-head row
-  const int row0 = p.q_start[s], n = p.q_start[s + 1] - row0;
-  if (n < 2) return;  // decode rows go through DecodeKernel
-  const int i0 = blockIdx.y * kPrefillRows;
-  if (i0 >= n) return;
-  const int r = p.score_head[trow * H + h];
-  if (r < 0 || r >= H) return;
-  const int nb = PrefillBatch(p.score_head + trow * H, H, h, r, s_batch, &s_nb);
-  if (nb == 0) return;
-
+  PrefillWork w;
+  if (!PrefillWorkOf(p, s_batch, &s_nb, &w)) return;
+  const int r = w.r, row0 = w.row0, i0 = w.i0, i1 = w.i1, nb = w.nb, past = w.past, kend = w.kend;
+  const int len = w.len;
+  const int64_t trow = w.trow;
   const T* pool = static_cast<const T*>(p.pool);
-  const int len = p.seq_lens[s], past = len - n;
-  const int i1 = min(n, i0 + kPrefillRows);
-  const int kend = past + i1;  // keys the tile's last row sees
   const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
 
   // Q tile of the representative, pre-scaled; rows past the end repeat the last row.

@@ -182,21 +182,12 @@ __global__ void __launch_bounds__(kMmaThreads) PrefillMmaKernel(Params p) {
   T* v_s = k_s + kPrefillKeys * kLd;  // [kPrefillMembers][kPrefillKeys][kLd]
 
   const int H = p.heads, G = p.group;
-  const int s = blockIdx.x / H, h = blockIdx.x % H;
-  const int64_t trow = p.slots != nullptr ? p.slots[s] : s;  // the sequence's table / score-head row
-  const int row0 = p.q_start[s], n = p.q_start[s + 1] - row0;
-  if (n < 2) return;  // decode rows go through DecodeKernel
-  const int i0 = blockIdx.y * kPrefillRows;
-  if (i0 >= n) return;
-  const int r = p.score_head[trow * H + h];
-  if (r < 0 || r >= H) return;
-  const int nb = PrefillBatch(p.score_head + trow * H, H, h, r, s_batch, &s_nb);
-  if (nb == 0) return;
-
+  PrefillWork w;
+  if (!PrefillWorkOf(p, s_batch, &s_nb, &w)) return;
+  const int r = w.r, row0 = w.row0, i0 = w.i0, i1 = w.i1, nb = w.nb, past = w.past, kend = w.kend;
+  const int len = w.len;
+  const int64_t trow = w.trow;
   const T* pool = static_cast<const T*>(p.pool);
-  const int len = p.seq_lens[s], past = len - n;
-  const int i1 = min(n, i0 + kPrefillRows);
-  const int kend = past + i1;  // keys the tile's last row sees
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const int g = lane / 4, t4 = lane % 4;  // fragment row group and column pair
   const int bs = p.block_size, shift = p.block_shift, d = kD;
