@@ -6,7 +6,8 @@
 #       carry=[".device-kit"])
 # Modes (several may be given; `all` = test bench e2e chai): test, bench, sdpa, e2e, chai,
 # throughput, tiny (opt-tiny-docs engine tests; need ./shared), pending (CUDA-path code not yet run on a GPU), pdl (tests under CHAI_PDL=1; also part of test), profile (per-kernel time of a decode
-# step, ncu), tp (multi-GPU: all-reduce latency, LLaMA-7B TP scaling), opt66b (OPT-66B at TP=4).
+# step, ncu), tp (multi-GPU: all-reduce latency, LLaMA-7B TP scaling), opt66b (OPT-66B at TP=4),
+# spread (every gpu test on a multi-GPU machine, single-GPU binaries in parallel, one GPU each).
 set -uo pipefail
 modes=" ${*:-all} "
 [ "$modes" = " all " ] && modes=" test bench e2e chai "
@@ -82,9 +83,9 @@ if has pending; then
   # What was written without a GPU and waits for one (one single-GPU call; needs ./shared):
   # chai_cluster_gpu_test's ReusedRow after a one-step CHAI run (the block-table race on the
   # fixtures), the LLaMA-7B step at 16- and 32-position KV blocks (--kv-block-size), kernel 4 at
-  # blocks 16/32/64 (attention_bench --block) and the refusal of a model too big for the GPU.
-  # Branch gpu-unverified holds more (packed step upload, one-copy table flush, kernel clean-ups):
-  # run this mode on it too before merging it.
+  # blocks 16/32/64 (attention_bench --block), the refusal of a model too big for the GPU, the
+  # packed step upload (engine_gpu_test; 'host: prepare' in the bench's split), the one-copy table
+  # flush (block_tables_gpu_test) and kernel 4's split cap at batch 1.
   for t in engine_gpu_test block_tables_gpu_test chai_cluster_gpu_test; do  # chai_cluster: ReusedRow's one-step case is new
     timeout 300 "build-gpu/tests/$t" --gtest_brief=1 > "$OUT/pending-$t.log" 2>&1
     echo "$t: exit $? $(grep -E '^\[  (PASSED|FAILED)' "$OUT/pending-$t.log" | tr '\n' ' ')"
@@ -120,6 +121,39 @@ if has pending; then
   done
   # PyTorch SDPA on these shapes (now rotating over cache copies) is `gpu_check.sh sdpa`, a
   # second call: it needs no build.
+fi
+
+if has spread; then
+  # Every gpu-labelled test on a multi-GPU machine in about the time of the longest one: first the
+  # multi-GPU tests (mpirun, all GPUs, one after another), then the single-GPU binaries at once,
+  # each queue on its own GPU (CUDA_VISIBLE_DEVICES), with memcheck over the op tests in a queue of
+  # its own. One log per queue.
+  ctest --test-dir build-gpu -R "ipc_allreduce|chai_tp_gpu|tp_gpu" --output-on-failure --timeout 300 \
+    > "$OUT/spread-mpi.log" 2>&1
+  grep -E "Test +#|tests passed" "$OUT/spread-mpi.log"
+  attn_subset="*DecodeDense:*DecodeChai:*DecodeGqaChai:*DecodeHintUnequalClusters:*DecodeMembersPerCta:*PrefillPrompts:*MixedBatch"
+  queues=("paged_attention_gpu_test" "engine_gpu_test chai_cluster_gpu_test block_tables_gpu_test argmax_gpu_test"
+    "ops_gpu_test fused_ops_gpu_test pdl_gpu_test" "memcheck")
+  for q in "${!queues[@]}"; do
+    (
+      export CUDA_VISIBLE_DEVICES=$(( q % gpus ))
+      for t in ${queues[$q]}; do
+        if [ "$t" = memcheck ]; then
+          for m in ops_gpu_test fused_ops_gpu_test paged_attention_gpu_test; do
+            filter="*"; [ "$m" = paged_attention_gpu_test ] && filter="$attn_subset"
+            timeout 240 compute-sanitizer --tool memcheck --leak-check no --error-exitcode 9 "build-gpu/tests/$m" \
+              --gtest_brief=1 --gtest_filter="$filter" >> "$OUT/spread-q$q.log" 2>&1
+            echo "memcheck $m: exit $?" >> "$OUT/spread-q$q.log"
+          done
+        else
+          timeout 420 "build-gpu/tests/$t" --gtest_brief=1 >> "$OUT/spread-q$q.log" 2>&1
+          echo "$t: exit $?" >> "$OUT/spread-q$q.log"
+        fi
+      done
+    ) &
+  done
+  wait
+  grep -hE "^[a-z_]+: exit|^memcheck|^\[  (PASSED|FAILED)|tests ran" "$OUT"/spread-q*.log
 fi
 
 if has tiny; then
@@ -203,16 +237,19 @@ if has tp; then
   # Issue 8: all-reduce latency NCCL vs IPC one-shot (2 and 4 GPUs); LLaMA-7B fp16 at TP=1, 2, 4
   # with the all-reduce term in the floor. Logs of every run go to $OUT/tp.log. First the multi-GPU
   # tests (they skip on fewer GPUs than ranks).
-  ctest --test-dir build-gpu -R "${TP_TESTS:-ipc_allreduce|chai_tp_gpu|tp_gpu}" --output-on-failure --timeout 300 \
-    > "$OUT/ctest-tp.log" 2>&1
-  grep -E "Test +#|tests passed" "$OUT/ctest-tp.log"
+  # TP_TESTS="" skips them (a call after `spread`, which ran them).
+  if [ -n "${TP_TESTS-x}" ]; then
+    ctest --test-dir build-gpu -R "${TP_TESTS:-ipc_allreduce|chai_tp_gpu|tp_gpu}" --output-on-failure --timeout 300 \
+      > "$OUT/ctest-tp.log" 2>&1
+    grep -E "Test +#|tests passed" "$OUT/ctest-tp.log"
+  fi
   for np_ in 2 4; do
     [ "$gpus" -ge "$np_" ] || continue
     echo "all-reduce, $np_ GPUs"
     mpi "$np_" build-gpu/benchmarks/allreduce_bench fp16 2>>"$OUT/tp.log" | tee -a "$OUT/tp.log"
   done
   # TP:IPC:ALGO (IPC 0 = NCCL only; the one-shot path is off by default above 4 ranks).
-  for run in ${TP_RUNS:-1:1:lamport 2:0:pull 2:1:lamport 4:0:pull 4:1:lamport}; do
+  for run in ${TP_RUNS-1:1:lamport 2:0:pull 2:1:lamport 4:0:pull 4:1:lamport}; do
     IFS=: read -r np_ ipc algo <<< "$run"
     [ "$gpus" -ge "$np_" ] || continue
     echo "LLaMA-7B TP=$np_ CHAI_IPC_ALLREDUCE=$ipc CHAI_IPC_ALLREDUCE_ALGO=$algo"
