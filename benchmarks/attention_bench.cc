@@ -14,8 +14,10 @@
 //
 //   attention_bench [--dtype fp16|bf16|fp32] [--batches 1,8,32] [--contexts 1024,4096,16384] [--replays N]
 //                   [--hint M] [--members-per-cta N] [--ctas-per-sm N] [--kernel 1|2|3|4] [--block N]
+//                   [--layout shuffled|runs]
 // --block sets the cache's block size (positions per block; default 16, the engine's): larger
-// blocks make longer bulk copies in kernel 4. --members-per-cta, --ctas-per-sm and --kernel set
+// blocks make longer bulk copies in kernel 4. --layout runs gives each head's list consecutive
+// blocks (contiguous memory, as a non-paged cache); the default shuffles them over the pool. --members-per-cta, --ctas-per-sm and --kernel set
 // CHAI_DECODE_MEMBERS_PER_CTA, CHAI_DECODE_CTAS_PER_SM and CHAI_DECODE_KERNEL (the decode
 // kernel's tuning knobs and which decode kernel runs, see kernels/cuda/paged_attention.cu) for
 // this run; CHAI_DECODE_CHAI_KERNEL in the environment picks the CHAI columns' kernel (3 or 4)
@@ -77,7 +79,7 @@ struct Result {
 // Times one configuration; `chai` keeps K for heads 0, 8, 16, 24 only; `hint` is passed as
 // kv.members_per_rep.
 Result TimeConfig(int batch, int context, int block, bool chai, int hint, DType dtype, int replays, size_t l2_bytes,
-                  cudaStream_t stream) {
+                  bool shuffled, cudaStream_t stream) {
   const size_t elt = DTypeSize(dtype);
   const int k_heads = chai ? kReps : kHeads;
   const double bytes = double(batch) * context * (k_heads + kHeads) * kHeadDim * elt;
@@ -87,7 +89,8 @@ Result TimeConfig(int batch, int context, int block, bool chai, int hint, DType 
   const int64_t blocks_per_copy = int64_t{batch} * (k_heads + kHeads) * blocks_per_list;
   const int64_t num_blocks = blocks_per_copy * copies;
 
-  // Pool filled with a repeated random pattern (never zeros), block ids shuffled within a copy.
+  // Pool filled with a repeated random pattern (never zeros), block ids shuffled within a copy
+  // (--layout runs: each (sequence, side, head) list takes consecutive ids, one contiguous run).
   Tensor pool = Tensor::Empty({num_blocks, block, kHeadDim}, dtype, Device::kCuda);
   {
     std::mt19937 rng(7);
@@ -110,7 +113,7 @@ Result TimeConfig(int batch, int context, int block, bool chai, int hint, DType 
   for (int c = 0; c < copies; ++c) {
     std::vector<int32_t> ids(blocks_per_copy);
     std::iota(ids.begin(), ids.end(), static_cast<int32_t>(c * blocks_per_copy));
-    std::shuffle(ids.begin(), ids.end(), rng);
+    if (shuffled) std::shuffle(ids.begin(), ids.end(), rng);
     std::vector<int32_t> t(static_cast<size_t>(batch) * 2 * kHeads * blocks_per_list, -1);
     size_t next = 0;
     for (int s = 0; s < batch; ++s)
@@ -211,6 +214,7 @@ int Main(int argc, char** argv) {
   DType dtype = DType::kF16;
   std::vector<int> batches = {1, 8, 32}, contexts = {1024, 4096, 16384};
   int replays = 20, hint = kHeads / kReps, block = 16;
+  bool shuffled = true;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     const char* v = i + 1 < argc ? argv[i + 1] : "";
@@ -242,6 +246,13 @@ int Main(int argc, char** argv) {
         return 2;
       }
       ++i;
+    } else if (a == "--layout") {
+      if (std::string(v) != "shuffled" && std::string(v) != "runs") {
+        std::fprintf(stderr, "attention_bench: --layout expects shuffled or runs, got '%s'\n", v);
+        return 2;
+      }
+      shuffled = std::string(v) == "shuffled";
+      ++i;
     } else if (a == "--kernel") {
       setenv("CHAI_DECODE_KERNEL", v, 1);
       ++i;
@@ -249,7 +260,7 @@ int Main(int argc, char** argv) {
       std::fprintf(stderr,
                    "usage: attention_bench [--dtype fp16|bf16|fp32] [--batches 1,8,32] "
                    "[--contexts 1024,4096,16384] [--replays N] [--hint M] [--members-per-cta N] "
-                   "[--ctas-per-sm N] [--kernel 1|2|3|4] [--block N]\n");
+                   "[--ctas-per-sm N] [--kernel 1|2|3|4] [--block N] [--layout shuffled|runs]\n");
       return 2;
     }
   }
@@ -269,10 +280,10 @@ int Main(int argc, char** argv) {
   std::printf("device: %s, %d SMs, L2 %.0f MB; %s; copy bandwidth (1 GiB D2D, read+write) %.0f GB/s\n\n", prop.name,
               prop.multiProcessorCount, prop.l2CacheSize / 1e6, DTypeName(dtype), copy_bw / 1e9);
   std::printf(
-      "decode attention, %d heads x %d, block %d; CHAI = %d representatives of %d heads each (K of %d + V of %d "
+      "decode attention, %d heads x %d, block %d (%s); CHAI = %d representatives of %d heads each (K of %d + V of %d "
       "heads), decode kernel %s, launch hint members_per_rep = %d, CHAI_DECODE_MEMBERS_PER_CTA = %s, "
       "CHAI_DECODE_CTAS_PER_SM = %s; byte bound = dense bytes / CHAI bytes\n\n",
-      kHeads, kHeadDim, block, kReps, kHeads / kReps, kReps, kHeads,
+      kHeads, kHeadDim, block, shuffled ? "shuffled blocks" : "contiguous runs", kReps, kHeads / kReps, kReps, kHeads,
       kernel != nullptr ? kernel : "default (4 where it applies: sm_90, fp16/bf16, d 64/128)", hint,
       per_cta != nullptr ? per_cta : "default", per_sm != nullptr ? per_sm : "default");
   std::printf(
@@ -281,9 +292,9 @@ int Main(int argc, char** argv) {
   std::printf("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
   for (int b : batches) {
     for (int ctx : contexts) {
-      const Result dense = TimeConfig(b, ctx, block, false, 1, dtype, replays, prop.l2CacheSize, stream);
-      const Result chai = TimeConfig(b, ctx, block, true, hint, dtype, replays, prop.l2CacheSize, stream);
-      const Result flat = TimeConfig(b, ctx, block, true, 1, dtype, replays, prop.l2CacheSize, stream);
+      const Result dense = TimeConfig(b, ctx, block, false, 1, dtype, replays, prop.l2CacheSize, shuffled, stream);
+      const Result chai = TimeConfig(b, ctx, block, true, hint, dtype, replays, prop.l2CacheSize, shuffled, stream);
+      const Result flat = TimeConfig(b, ctx, block, true, 1, dtype, replays, prop.l2CacheSize, shuffled, stream);
       const auto gbs = [](const Result& r) { return r.bytes / r.seconds; };
       std::printf("| %d | %d | %.1f | %.0f | %.1f%% | %.1f | %.0f | %.1f%% | %.2fx | %.2fx | %.1f | %.1f%% |\n", b, ctx,
                   dense.seconds * 1e6, gbs(dense) / 1e9, 100.0 * gbs(dense) / copy_bw, chai.seconds * 1e6,

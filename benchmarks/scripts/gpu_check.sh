@@ -7,7 +7,8 @@
 # Modes (several may be given; `all` = test bench e2e chai): test, bench, sdpa, e2e, chai,
 # throughput, tiny (opt-tiny-docs engine tests; need ./shared), pending (CUDA-path code not yet run on a GPU), pdl (tests under CHAI_PDL=1; also part of test), profile (per-kernel time of a decode
 # step, ncu), tp (multi-GPU: all-reduce latency, LLaMA-7B TP scaling), opt66b (OPT-66B at TP=4),
-# spread (every gpu test on a multi-GPU machine, single-GPU binaries in parallel, one GPU each).
+# spread (every gpu test on a multi-GPU machine, single-GPU binaries in parallel, one GPU each),
+# attnprof (dense decode attention vs SDPA: block layouts, Nsight Compute sections).
 set -uo pipefail
 modes=" ${*:-all} "
 [ "$modes" = " all " ] && modes=" test bench e2e chai "
@@ -42,6 +43,7 @@ mpi() { timeout "${BENCH_TIMEOUT:-240}" mpirun -np "$1" --oversubscribe --bind-t
 targets=()
 [ "$modes" = " pending " ] && targets=(--target chai engine_gpu_test block_tables_gpu_test chai_cluster_gpu_test
   attention_bench)
+[ "$modes" = " attnprof " ] && targets=(--target attention_bench)
 if [ "$modes" != " sdpa " ] && { [ ! -f build-gpu/chai ] || has test || [ ${#targets[@]} -gt 0 ]; }; then
   cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCHS:-90}" \
     > "$OUT/configure.log" 2>&1 || { tail -30 "$OUT/configure.log"; exit 1; }
@@ -214,6 +216,32 @@ if has profile; then
     echo "### batch $b: kernels of the prefill (${PROFILE_INPUT:-512} tokens per sequence)"
     python3 benchmarks/scripts/profile_step.py "$OUT/ncu-b$b.csv" --prefill | tee "$OUT/profile-prefill-b$b.md"
   done
+fi
+
+if has attnprof; then
+  # Issue 7: why dense decode attention streams slower than PyTorch SDPA at long contexts. The
+  # dense kernel on shuffled blocks (the engine's case) and on contiguous runs (SDPA's layout),
+  # then Nsight Compute's throughput, memory and warp-state sections for one launch of each at
+  # batch AP_BATCH, context AP_CTX.
+  shape="--batches ${AP_BATCH:-8} --contexts ${AP_CTX:-16384}"
+  for layout in "--layout shuffled" "--layout runs" "--layout runs --block 64"; do
+    echo "attention_bench $layout"
+    timeout 120 build-gpu/benchmarks/attention_bench $layout --batches 8,32 --contexts 4096,16384 \
+      > "$OUT/attnprof-bench-${layout//[ -]/}.md" 2>&1
+    grep -E "^\| [0-9]" "$OUT/attnprof-bench-${layout//[ -]/}.md" | cut -d'|' -f2-9
+  done
+  sections="--section SpeedOfLight --section MemoryWorkloadAnalysis --section WarpStateStats --section Occupancy
+    --section LaunchStats --section SchedulerStats"
+  timeout 180 ncu $sections --kernel-name-base demangled --kernel-name "regex:DecodeV4Kernel<.*, 0>" --launch-skip 4 \
+    --launch-count 1 build-gpu/benchmarks/attention_bench $shape --replays 2 > "$OUT/attnprof-ncu-ours.txt" 2>&1
+  echo "ncu ours: exit $?"
+  grep -E "DRAM Throughput|Memory Throughput|Duration|Achieved Occupancy|Stall|Registers|Theoretical Occ|Warp Cycles" \
+    "$OUT/attnprof-ncu-ours.txt" | head -30
+  PYTHONUNBUFFERED=1 timeout 180 ncu $sections --kernel-name "regex:flash|fmha|sdpa|attn|attention" --launch-skip 4 \
+    --launch-count 2 python3 benchmarks/scripts/sdpa_decode_bench.py $shape --iters 2 > "$OUT/attnprof-ncu-sdpa.txt" 2>&1
+  echo "ncu sdpa: exit $?"
+  grep -E "^  [a-z_:]+.*\(|DRAM Throughput|Memory Throughput|Duration|Achieved Occupancy|Registers|Theoretical Occ|Warp Cycles|Block Size|Grid Size|Shared Memory" \
+    "$OUT/attnprof-ncu-sdpa.txt" | head -40
 fi
 
 if has sdpa; then
