@@ -8,7 +8,8 @@
 # throughput, tiny (opt-tiny-docs engine tests; need ./shared), pending (CUDA-path code not yet run on a GPU), pdl (tests under CHAI_PDL=1; also part of test), profile (per-kernel time of a decode
 # step, ncu), tp (multi-GPU: all-reduce latency, LLaMA-7B TP scaling), opt66b (OPT-66B at TP=4),
 # spread (every gpu test on a multi-GPU machine, single-GPU binaries in parallel, one GPU each),
-# attnprof (dense decode attention vs SDPA: block layouts, Nsight Compute sections).
+# attnprof (dense decode attention vs SDPA: block layouts, Nsight Compute sections), ab (a kernel
+# knob's A/B: AB_FLAGS).
 set -uo pipefail
 modes=" ${*:-all} "
 [ "$modes" = " all " ] && modes=" test bench e2e chai "
@@ -44,6 +45,7 @@ targets=()
 [ "$modes" = " pending " ] && targets=(--target chai engine_gpu_test block_tables_gpu_test chai_cluster_gpu_test
   attention_bench)
 [ "$modes" = " attnprof " ] && targets=(--target attention_bench)
+[ "$modes" = " ab " ] && targets=(--target attention_bench paged_attention_gpu_test)
 if [ "$modes" != " sdpa " ] && { [ ! -f build-gpu/chai ] || has test || [ ${#targets[@]} -gt 0 ]; }; then
   cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCHS:-90}" \
     > "$OUT/configure.log" 2>&1 || { tail -30 "$OUT/configure.log"; exit 1; }
@@ -242,6 +244,35 @@ if has attnprof; then
   echo "ncu sdpa: exit $?"
   grep -E "^  [a-z_:]+.*\(|DRAM Throughput|Memory Throughput|Duration|Achieved Occupancy|Registers|Theoretical Occ|Warp Cycles|Block Size|Grid Size|Shared Memory" \
     "$OUT/attnprof-ncu-sdpa.txt" | head -40
+fi
+
+if has ab; then
+  # A/B of a compile-time kernel knob: build-gpu (defaults) against build-ab (AB_FLAGS, e.g.
+  # -DCHAI_V4_CPASYNC=1). The variant's decode tests, then attention_bench from both builds in
+  # alternation (AB_BENCH: its arguments), then Nsight Compute's sections for one dense kernel-4
+  # launch of each (B=8, 16k).
+  cmake -S . -B build-ab -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCHS:-90}" \
+    -DCMAKE_CUDA_FLAGS="${AB_FLAGS:?AB_FLAGS names the variant}" > "$OUT/configure-ab.log" 2>&1 &&
+    cmake --build build-ab -j "$(nproc)" --target attention_bench paged_attention_gpu_test > "$OUT/build-ab.log" 2>&1 ||
+    { grep -E "error|Error" -A4 "$OUT/build-ab.log" | head -60; exit 1; }
+  timeout 240 build-ab/tests/paged_attention_gpu_test --gtest_brief=1 \
+    --gtest_filter="${AB_TESTS:-*Decode*:*MixedBatch*:*OptTinyDocsShape*}" > "$OUT/ab-tests.log" 2>&1
+  echo "variant ($AB_FLAGS) paged_attention_gpu_test: exit $? $(grep -E '^\[  (PASSED|FAILED)' "$OUT/ab-tests.log" | tr '\n' ' ')"
+  for round in 1 2; do
+    for b in build-gpu build-ab; do
+      timeout 150 "$b/benchmarks/attention_bench" ${AB_BENCH:---batches 1,8,32 --contexts 1024,4096,16384} \
+        > "$OUT/ab-$b-$round.md" 2>&1
+      grep -E "^\| [0-9]" "$OUT/ab-$b-$round.md" | cut -d'|' -f2-9 | sed "s/^/$b r$round /"
+    done
+  done
+  sections="--section SpeedOfLight --section MemoryWorkloadAnalysis --section WarpStateStats --section Occupancy
+    --section LaunchStats --section SourceCounters"
+  for b in build-gpu build-ab; do
+    timeout 120 ncu $sections --kernel-name DecodeV4Kernel --launch-skip 4 --launch-count 1 \
+      "$b/benchmarks/attention_bench" --batches 8 --contexts 16384 --replays 2 > "$OUT/ab-ncu-$b.txt" 2>&1
+    echo "ncu $b: exit $?"
+    grep -E "DRAM Throughput|Duration|Achieved Occupancy|Registers Per|Warp Cycles Per Issued" "$OUT/ab-ncu-$b.txt"
+  done
 fi
 
 if has sdpa; then

@@ -42,6 +42,11 @@ __device__ __forceinline__ void BulkCopyG2S(uint32_t dst, const void* src, uint3
                "l"(src), "r"(bytes), "r"(bar)
                : "memory");
 }
+// An arrival on `bar` (counted in its init count: .noinc) once every cp.async (non-bulk) this
+// thread issued before has landed, so that waiting threads see those bytes too.
+__device__ __forceinline__ void CpAsyncMbarArrive(uint32_t bar) {
+  asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(bar) : "memory");
+}
 // Orders this thread's ordinary shared-memory stores before later copy-engine accesses.
 __device__ __forceinline__ void FenceProxyAsyncShared() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
 #endif  // __CUDA_ARCH__ >= 900

@@ -51,6 +51,7 @@
 #include "kernels/cuda/paged_attention_decode_v2.cuh"
 #include "kernels/cuda/paged_attention_decode_v3.cuh"  // BestSplitsV3
 #include "kernels/cuda/paged_attention_prefill_mma.cuh"
+#include "kernels/cuda/paged_attention_prefill_v2.cuh"  // CpAsync16
 #include "kernels/cuda/paged_attention_v4_tile.cuh"
 #include "kernels/cuda/pdl.cuh"
 
@@ -73,6 +74,20 @@ constexpr int kV4MinBlock = 8;             // a stage spans at most kV4Rows / 8 
 constexpr int kV4MaxItems = 16;            // scores pass: (sequence, KV head) items per CTA and split
 
 enum V4Pass : int { kV4Dense = 0, kV4Scores = 1, kV4Pv = 2 };
+
+// Experiment (compile-time, CHAI_V4_CPASYNC=1): the dense pass fills its stages with 16-byte
+// cp.async from every thread (each arriving on the stage's mbarrier when its copies land)
+// instead of warp 0's bulk copies. cuDNN's SDPA decode kernel (sm80 code, cp.async, the same
+// grid of one 128-thread CTA per (sequence, head), 2 per SM) streams at 95% of DRAM peak on an
+// H200 where the bulk-copy ring reaches ~72% (82% of copy bandwidth), at any block layout.
+#ifndef CHAI_V4_CPASYNC
+#define CHAI_V4_CPASYNC 0
+#endif
+template <int kPass>
+constexpr bool kV4CpAsync = CHAI_V4_CPASYNC != 0 && kPass == kV4Dense;
+// Arrivals that complete a stage's mbarrier phase: lane 0's expect_tx, or every thread's.
+template <int kPass>
+constexpr int kV4StageArrivals = kV4CpAsync<kPass> ? kDecodeThreads : 1;
 
 // Host side: whether kernel 4 has an instance for the layer (dense or CHAI: the launch hint picks
 // the pass shape, see the header comment).
@@ -206,7 +221,8 @@ __device__ __forceinline__ void V4Item(const Params& p, int s, int g, int split,
     if constexpr (kHasK) kwin = b < p.max_blocks ? __ldg(ktab + b) : -1;
     if constexpr (kHasV) vwin = b < p.max_blocks ? __ldg(vtab + b) : -1;
   };
-  if (warp == 0) load_window(block_of(c0));
+  constexpr bool kCpAsync = kV4CpAsync<kPass>;
+  if (!kCpAsync && warp == 0) load_window(block_of(c0));
 
   const uint32_t ring = SharedAddress(v4_smem);
   if (threadIdx.x < G) s_rep[threadIdx.x] = my_rep;
@@ -241,6 +257,27 @@ __device__ __forceinline__ void V4Item(const Params& p, int s, int g, int split,
     const uint32_t bar = full0 + 8 * slot;
     int pos0, pos1, b0, b1;
     stage_blocks(t, &pos0, &pos1, &b0, &b1);
+    if constexpr (kCpAsync) {
+      // Every thread: one 16-byte piece per row and side of rows tid / kPieces + k * kRowStep
+      // (a missing block reads as zeros: src-size 0), then its arrival on the stage's barrier.
+      constexpr int kPieces = kRowBytes / 16, kRowStep = kDecodeThreads / kPieces;
+      static_assert(kRows % kRowStep == 0, "stage rows");
+      const int piece = threadIdx.x % kPieces;
+      unsigned char* dst = reinterpret_cast<unsigned char*>(v4_smem) + slot * Stage::kBytes + 16 * piece;
+#pragma unroll
+      for (int k = 0; k < kRows / kRowStep; ++k) {
+        const int r = static_cast<int>(threadIdx.x) / kPieces + k * kRowStep, pos = pos0 + r;
+        if (pos < pos1) {
+          const int b = block_of(pos), in = pos - b * bs;
+          const int kb = __ldg(ktab + b), vb = __ldg(vtab + b);
+          CpAsync16(dst + r * kRowBytes, pool + (int64_t{max(kb, 0)} * bs + in) * kD + 8 * piece, kb >= 0);
+          CpAsync16(dst + Stage::kVOff + r * kRowBytes, pool + (int64_t{max(vb, 0)} * bs + in) * kD + 8 * piece,
+                    vb >= 0);
+        }
+      }
+      CpAsyncMbarArrive(bar);
+      return;
+    }
     if (b1 >= win_base + 32) load_window(b0);  // warp-uniform; only when the prefetch below could not cover it
     const int b = b0 + lane;
     const int from = (b - win_base) & 31;
@@ -285,7 +322,7 @@ __device__ __forceinline__ void V4Item(const Params& p, int s, int g, int split,
       if (b1 >= win_base + 32) load_window(b0);
     }
   };
-  if (warp == 0) {
+  if (kCpAsync || warp == 0) {
     for (int t = 0; t < min(kStages, ntiles); ++t) issue(t);
   }
 
@@ -356,7 +393,7 @@ __device__ __forceinline__ void V4Item(const Params& p, int s, int g, int split,
       }
     }
     __syncthreads();  // every warp is done with the slot: it may be refilled
-    if (warp == 0 && t + kStages < ntiles) issue(t + kStages);
+    if ((kCpAsync || warp == 0) && t + kStages < ntiles) issue(t + kStages);
   }
   *uses = u0 + ntiles;
   if constexpr (kPass == kV4Scores) return;  // the logits are the pass's whole output
@@ -478,7 +515,7 @@ __global__ void __launch_bounds__(kDecodeThreads, 2) DecodeV4Kernel(Params p) {
   const uint32_t full0 = SharedAddress(s_full);
   if (threadIdx.x == 0) {
 #pragma unroll
-    for (int i = 0; i < V4Stage<kD, kPass>::kStages; ++i) MbarInit(full0 + 8 * i, 1);
+    for (int i = 0; i < V4Stage<kD, kPass>::kStages; ++i) MbarInit(full0 + 8 * i, kV4StageArrivals<kPass>);
     MbarInitFence();
   }
   // The barriers are visible to every thread before their first use: V4Item meets at a
