@@ -75,19 +75,21 @@ constexpr int kV4MaxItems = 16;            // scores pass: (sequence, KV head) i
 
 enum V4Pass : int { kV4Dense = 0, kV4Scores = 1, kV4Pv = 2 };
 
-// Experiment (compile-time, CHAI_V4_CPASYNC=1): the dense pass fills its stages with 16-byte
-// cp.async from every thread (each arriving on the stage's mbarrier when its copies land)
-// instead of warp 0's bulk copies. cuDNN's SDPA decode kernel (sm80 code, cp.async, the same
-// grid of one 128-thread CTA per (sequence, head), 2 per SM) streams at 95% of DRAM peak on an
-// H200 where the bulk-copy ring reaches ~72% (82% of copy bandwidth), at any block layout.
+// How the dense pass fills its stages (compile-time CHAI_V4_CPASYNC, for experiments): 0, warp
+// 0's bulk copies (the copy engine) for K and V; 1, every thread's 16-byte cp.async for both,
+// each thread arriving on the stage's mbarrier once its copies land; 2, K by bulk copies and V by
+// cp.async. cuDNN's SDPA decode kernel (sm80 code, cp.async, the same grid of one 128-thread CTA
+// per (sequence, head), 2 per SM) streams at 95% of DRAM peak on an H200 where the bulk-copy
+// ring reaches ~80% (attention-decode-h200.md), at any block layout. The other passes use 0.
 #ifndef CHAI_V4_CPASYNC
 #define CHAI_V4_CPASYNC 0
 #endif
 template <int kPass>
-constexpr bool kV4CpAsync = CHAI_V4_CPASYNC != 0 && kPass == kV4Dense;
-// Arrivals that complete a stage's mbarrier phase: lane 0's expect_tx, or every thread's.
+constexpr int kV4Load = kPass == kV4Dense ? CHAI_V4_CPASYNC : 0;
+// Arrivals that complete a stage's mbarrier phase: lane 0's expect_tx (bulk copies) and/or every
+// thread's cp.async arrival.
 template <int kPass>
-constexpr int kV4StageArrivals = kV4CpAsync<kPass> ? kDecodeThreads : 1;
+constexpr int kV4StageArrivals = kV4Load<kPass> == 0 ? 1 : kV4Load<kPass> == 1 ? kDecodeThreads : kDecodeThreads + 1;
 
 // Host side: whether kernel 4 has an instance for the layer (dense or CHAI: the launch hint picks
 // the pass shape, see the header comment).
@@ -170,6 +172,10 @@ __device__ __forceinline__ void V4Item(const Params& p, int s, int g, int split,
   constexpr int kMTiles = kD / 16;                  // 16-dim tiles of O^T
   constexpr int kLaneDims = kD / 8;                 // head dims each lane accumulates
   constexpr bool kHasK = Stage::kHasK, kHasV = Stage::kHasV;
+  // Which sides warp 0's bulk copies fill and which every thread's cp.async (kV4Load).
+  constexpr int kLoad = kV4Load<kPass>;
+  constexpr bool kBulkK = kHasK && kLoad != 1, kBulkV = kHasV && kLoad == 0;
+  constexpr bool kCpK = kHasK && kLoad == 1, kCpV = kHasV && kLoad != 0;
   constexpr unsigned kAll = 0xffffffffu;
   static_assert(kSub >= 1 && kWarpRows % 16 == 0, "stage shape");
   static_assert(kPairs >= 2 && kMTiles % 2 == 0, "head_dim 64 or 128");
@@ -218,11 +224,10 @@ __device__ __forceinline__ void V4Item(const Params& p, int s, int g, int split,
   const auto load_window = [&](int base) {
     win_base = base;
     const int b = base + lane;
-    if constexpr (kHasK) kwin = b < p.max_blocks ? __ldg(ktab + b) : -1;
-    if constexpr (kHasV) vwin = b < p.max_blocks ? __ldg(vtab + b) : -1;
+    if constexpr (kBulkK) kwin = b < p.max_blocks ? __ldg(ktab + b) : -1;
+    if constexpr (kBulkV) vwin = b < p.max_blocks ? __ldg(vtab + b) : -1;
   };
-  constexpr bool kCpAsync = kV4CpAsync<kPass>;
-  if (!kCpAsync && warp == 0) load_window(block_of(c0));
+  if (warp == 0 && (kBulkK || kBulkV)) load_window(block_of(c0));
 
   const uint32_t ring = SharedAddress(v4_smem);
   if (threadIdx.x < G) s_rep[threadIdx.x] = my_rep;
@@ -257,7 +262,7 @@ __device__ __forceinline__ void V4Item(const Params& p, int s, int g, int split,
     const uint32_t bar = full0 + 8 * slot;
     int pos0, pos1, b0, b1;
     stage_blocks(t, &pos0, &pos1, &b0, &b1);
-    if constexpr (kCpAsync) {
+    if constexpr (kCpK || kCpV) {
       // Every thread: one 16-byte piece per row and side of rows tid / kPieces + k * kRowStep
       // (a missing block reads as zeros: src-size 0), then its arrival on the stage's barrier.
       constexpr int kPieces = kRowBytes / 16, kRowStep = kDecodeThreads / kPieces;
@@ -269,20 +274,23 @@ __device__ __forceinline__ void V4Item(const Params& p, int s, int g, int split,
         const int r = static_cast<int>(threadIdx.x) / kPieces + k * kRowStep, pos = pos0 + r;
         if (pos < pos1) {
           const int b = block_of(pos), in = pos - b * bs;
-          const int kb = __ldg(ktab + b), vb = __ldg(vtab + b);
-          CpAsync16(dst + r * kRowBytes, pool + (int64_t{max(kb, 0)} * bs + in) * kD + 8 * piece, kb >= 0);
+          if constexpr (kCpK) {
+            const int kb = __ldg(ktab + b);
+            CpAsync16(dst + r * kRowBytes, pool + (int64_t{max(kb, 0)} * bs + in) * kD + 8 * piece, kb >= 0);
+          }
+          const int vb = __ldg(vtab + b);
           CpAsync16(dst + Stage::kVOff + r * kRowBytes, pool + (int64_t{max(vb, 0)} * bs + in) * kD + 8 * piece,
                     vb >= 0);
         }
       }
       CpAsyncMbarArrive(bar);
-      return;
+      if (kLoad == 1 || warp != 0) return;
     }
     if (b1 >= win_base + 32) load_window(b0);  // warp-uniform; only when the prefetch below could not cover it
     const int b = b0 + lane;
     const int from = (b - win_base) & 31;
-    const int kb = kHasK ? __shfl_sync(kAll, kwin, from) : 0;
-    const int vb = kHasV ? __shfl_sync(kAll, vwin, from) : 0;
+    const int kb = kBulkK ? __shfl_sync(kAll, kwin, from) : 0;
+    const int vb = kBulkV ? __shfl_sync(kAll, vwin, from) : 0;
     const bool mine = b <= b1;
     const int lo = max(pos0, b * bs), hi = min(pos1, (b + 1) * bs);
     const uint32_t bytes = mine ? static_cast<uint32_t>(hi - lo) * kRowBytes : 0u;
@@ -301,14 +309,14 @@ __device__ __forceinline__ void V4Item(const Params& p, int s, int g, int split,
     // 16-byte units (inside the row: the stride is a multiple of 4 and pos0 of kChunkAlign).
     uint32_t lbytes = 0;
     if constexpr (kPass == kV4Pv) lbytes = lane < G ? static_cast<uint32_t>((pos1 - pos0 + 3) / 4 * 16) : 0u;
-    uint32_t total = (kHasK && kb >= 0 ? bytes : 0u) + (kHasV && vb >= 0 ? bytes : 0u) + lbytes;
+    uint32_t total = (kBulkK && kb >= 0 ? bytes : 0u) + (kBulkV && vb >= 0 ? bytes : 0u) + lbytes;
 #pragma unroll
     for (int off = 16; off > 0; off /= 2) total += __shfl_xor_sync(kAll, total, off);
     __syncwarp();  // the zero-fills happen before the arrival that completes the phase
     if (lane == 0) MbarArriveExpectTx(bar, total);
     const int in_block = lo - b * bs;  // the run's first row inside the block
-    if (kHasK && mine && kb >= 0) BulkCopyG2S(ring + sbase, pool + (int64_t{kb} * bs + in_block) * kD, bytes, bar);
-    if (kHasV && mine && vb >= 0) {
+    if (kBulkK && mine && kb >= 0) BulkCopyG2S(ring + sbase, pool + (int64_t{kb} * bs + in_block) * kD, bytes, bar);
+    if (kBulkV && mine && vb >= 0) {
       BulkCopyG2S(ring + sbase + Stage::kVOff, pool + (int64_t{vb} * bs + in_block) * kD, bytes, bar);
     }
     if (lbytes > 0) {
@@ -322,7 +330,7 @@ __device__ __forceinline__ void V4Item(const Params& p, int s, int g, int split,
       if (b1 >= win_base + 32) load_window(b0);
     }
   };
-  if (kCpAsync || warp == 0) {
+  if (kLoad != 0 || warp == 0) {
     for (int t = 0; t < min(kStages, ntiles); ++t) issue(t);
   }
 
@@ -393,7 +401,7 @@ __device__ __forceinline__ void V4Item(const Params& p, int s, int g, int split,
       }
     }
     __syncthreads();  // every warp is done with the slot: it may be refilled
-    if ((kCpAsync || warp == 0) && t + kStages < ntiles) issue(t + kStages);
+    if ((kLoad != 0 || warp == 0) && t + kStages < ntiles) issue(t + kStages);
   }
   *uses = u0 + ntiles;
   if constexpr (kPass == kV4Scores) return;  // the logits are the pass's whole output
