@@ -42,7 +42,7 @@ mpi() { timeout "${BENCH_TIMEOUT:-240}" mpirun -np "$1" --oversubscribe --bind-t
 # What to build: nothing for `sdpa` alone (PyTorch only), the few targets `pending` runs when it
 # is the only mode (a whole build takes minutes of a 10-minute call), else everything.
 targets=()
-[ "$modes" = " pending " ] && targets=(--target chai engine_gpu_test block_tables_gpu_test chai_cluster_gpu_test
+[ "$modes" = " pending " ] && targets=(--target chai engine_gpu_test chai_cluster_gpu_test paged_attention_gpu_test
   attention_bench)
 [ "$modes" = " attnprof " ] && targets=(--target attention_bench)
 [ "$modes" = " ab " ] && targets=(--target attention_bench paged_attention_gpu_test)  # the variants build beside
@@ -84,47 +84,37 @@ if has test || has pdl; then
 fi
 
 if has pending; then
-  # What was written without a GPU and waits for one (one single-GPU call; needs ./shared):
-  # chai_cluster_gpu_test's ReusedRow after a one-step CHAI run (the block-table race on the
-  # fixtures), the LLaMA-7B step at 16- and 32-position KV blocks (--kv-block-size), kernel 4 at
-  # blocks 16/32/64 (attention_bench --block), the refusal of a model too big for the GPU, the
-  # packed step upload (engine_gpu_test; 'host: prepare' in the bench's split), the one-copy table
-  # flush (block_tables_gpu_test) and kernel 4's split cap at batch 1.
-  for t in engine_gpu_test block_tables_gpu_test chai_cluster_gpu_test; do  # chai_cluster: ReusedRow's one-step case is new
-    timeout 300 "build-gpu/tests/$t" --gtest_brief=1 > "$OUT/pending-$t.log" 2>&1
-    echo "$t: exit $? $(grep -E '^\[  (PASSED|FAILED)' "$OUT/pending-$t.log" | tr '\n' ' ')"
+  # What was written without a GPU and waits for one (one single-GPU call): decode kernel 4's dense
+  # pass on cp.async (CHAI_V4_CPASYNC=1, now the default) against the bulk-copy ring (build-old,
+  # -DCHAI_V4_CPASYNC=0, built beside): the decode tests and memcheck on the default, then
+  # attention_bench and the LLaMA-7B step from both builds, alternating.
+  ( cmake -S . -B build-old -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCHS:-90}" \
+      -DCMAKE_CUDA_FLAGS="-DCHAI_V4_CPASYNC=0" > "$OUT/configure-old.log" 2>&1 &&
+    cmake --build build-old -j "$(nproc)" --target chai attention_bench > "$OUT/build-old.log" 2>&1 ) &
+  attn_subset="*Decode*:*MixedBatch*:*OptTinyDocsShape*:*PrefillPrompts*"
+  timeout 300 build-gpu/tests/paged_attention_gpu_test --gtest_brief=1 --gtest_filter="$attn_subset" \
+    > "$OUT/pending-paged.log" 2>&1 &
+  timeout 300 build-gpu/tests/engine_gpu_test --gtest_brief=1 > "$OUT/pending-engine.log" 2>&1 &
+  timeout 300 build-gpu/tests/chai_cluster_gpu_test --gtest_brief=1 > "$OUT/pending-chai.log" 2>&1 &
+  timeout 300 compute-sanitizer --tool memcheck --leak-check no --error-exitcode 9 build-gpu/tests/paged_attention_gpu_test \
+    --gtest_brief=1 --gtest_filter="*DecodeDense:*DecodeGqaChai:*MixedBatch" > "$OUT/pending-memcheck.log" 2>&1 &
+  wait
+  for f in paged engine chai memcheck; do
+    echo "$f: $(grep -E '^\[  (PASSED|FAILED)|ERROR SUMMARY' "$OUT/pending-$f.log" | tr '\n' ' ')"
   done
-  timeout 300 build-gpu/chai bench --model configs/models/llama-7b.json --random-weights --device cuda --dtype fp16 \
-    --max-seq-len 4096 --batch 1,8,32 --input-len 512 --output-len 128 --warmup 1 --iters 2 \
-    2>"$OUT/pending-e2e.err" | tee "$OUT/pending-e2e.md" | grep "^| [0-9]"
-  grep "^iter" "$OUT/pending-e2e.err"
-  timeout 300 build-gpu/chai bench --model configs/models/llama-7b.json --random-weights --device cuda --dtype fp16 \
-    --max-seq-len 4096 --batch 1,8,32 --input-len 512 --output-len 128 --warmup 1 --iters 2 --kv-block-size 32 \
-    2>"$OUT/pending-e2e-block32.err" | tee "$OUT/pending-e2e-block32.md" | grep "^| [0-9]" | sed 's/^/block 32 /'
-  # Kernel 4 with longer bulk copies: does a larger cache block (the engine's is 16) close the gap
-  # to SDPA's contiguous reads? (attention_bench --block, new)
-  for blk in 16 32 64; do
-    echo "attention_bench --block $blk"
-    timeout 120 build-gpu/benchmarks/attention_bench --block "$blk" --batches 1,8,32 --contexts 2048,4096 \
-      > "$OUT/pending-attn-block$blk.md" 2>&1
-    grep -E "^\| [0-9]" "$OUT/pending-attn-block$blk.md" | cut -d'|' -f2-9
+  [ -x build-old/chai ] || { echo "build-old failed"; tail -20 "$OUT/build-old.log"; }
+  for b in build-gpu build-old; do
+    timeout 120 "$b/benchmarks/attention_bench" --batches 1,8,32 --contexts 1024,4096 > "$OUT/pending-attn-$b.md" 2>&1
+    grep -E "^\| [0-9]" "$OUT/pending-attn-$b.md" | cut -d'|' -f2-6 | sed "s/^/$b /"
   done
-  # OPT-66B on one GPU is refused before loading (one line, non-zero exit, in seconds); fp32
-  # (264 GB) so that it cannot fit an H200 either.
-  start=$(date +%s)
-  timeout 60 build-gpu/chai generate --model configs/models/opt-66b.json --random-weights --device cuda --dtype fp32 \
-    --prompt-ids 1,2 --max-new-tokens 1 2>&1 | tail -2
-  code=${PIPESTATUS[0]}
-  echo "OPT-66B fp32 on one GPU: exit $code after $(( $(date +%s) - start )) s"
-  # Batch 1 is one wave of short CTAs: fewer, longer splits? (CHAI_DECODE_V4_MAX_SPLITS, new)
-  for cap in 0 2 4; do
-    echo "attention_bench batch 1, CHAI_DECODE_V4_MAX_SPLITS=$cap (0: no cap)"
-    CHAI_DECODE_V4_MAX_SPLITS=$cap timeout 100 build-gpu/benchmarks/attention_bench --batches 1 \
-      --contexts 512,1024,4096 > "$OUT/pending-attn-b1-cap$cap.md" 2>&1
-    grep -E "^\| [0-9]" "$OUT/pending-attn-b1-cap$cap.md" | cut -d'|' -f2-6
+  for round in 1 2; do
+    for b in build-gpu build-old; do
+      timeout 200 "$b/chai" bench --model configs/models/llama-7b.json --random-weights --device cuda --dtype fp16 \
+        --max-seq-len 4096 --batch 1,8,32 --input-len 2048 --output-len 64 --warmup 1 --iters 2 \
+        2>"$OUT/pending-e2e-$b-$round.err" | tee "$OUT/pending-e2e-$b-$round.md" | grep "^| [0-9]" | cut -d'|' -f2-9 |
+        sed "s/^/$b r$round /"
+    done
   done
-  # PyTorch SDPA on these shapes (now rotating over cache copies) is `gpu_check.sh sdpa`, a
-  # second call: it needs no build.
 fi
 
 if has spread; then

@@ -20,7 +20,9 @@
 // busy (sequence, KV group) per split and each CTA finds its items on the device (V4ScoreItems).
 //
 // Streaming: a ring of shared-memory stages (V4Stage), a dense stage holding the K rows and the V
-// rows of kV4Rows positions (32 KB together: 64 positions at head_dim 128, 128 at 64). The pool stores
+// rows of kV4Rows positions (32 KB together: 64 positions at head_dim 128, 128 at 64). The dense
+// pass fills a stage with every thread's 16-byte cp.async (kV4Load below: measured faster than the
+// bulk copies); the CHAI passes as follows. The pool stores
 // each (block, head) as block_size x head_dim contiguous elements, so the rows a stage needs from
 // one block are one contiguous run: warp 0 issues one `cp.async.bulk` per block and side (one lane
 // per block, the block ids read from a 32-entry window of the tables held one per lane, as kernel
@@ -75,14 +77,16 @@ constexpr int kV4MaxItems = 16;            // scores pass: (sequence, KV head) i
 
 enum V4Pass : int { kV4Dense = 0, kV4Scores = 1, kV4Pv = 2 };
 
-// How the dense pass fills its stages (compile-time CHAI_V4_CPASYNC, for experiments): 0, warp
-// 0's bulk copies (the copy engine) for K and V; 1, every thread's 16-byte cp.async for both,
-// each thread arriving on the stage's mbarrier once its copies land; 2, K by bulk copies and V by
-// cp.async. cuDNN's SDPA decode kernel (sm80 code, cp.async, the same grid of one 128-thread CTA
-// per (sequence, head), 2 per SM) streams at 95% of DRAM peak on an H200 where the bulk-copy
-// ring reaches ~80% (attention-decode-h200.md), at any block layout. The other passes use 0.
+// How the dense pass fills its stages (CHAI_V4_CPASYNC at compile time): 1 (the default), every
+// thread's 16-byte cp.async for K and V, each thread arriving on the stage's mbarrier once its
+// copies land; 0, warp 0's bulk copies (the copy engine) as the other passes do; 2, K by bulk
+// copies and V by cp.async. On an H200 (attention-decode-h200.md, two calls, 18/18 decode tests
+// on each variant) 1 was faster than 0 by 5-6% at B >= 8 and 4k-16k positions and by 7% at
+// B = 1 and 16k, and 2 lay between them. Neither reaches cuDNN's SDPA (cp.async too, one 128-thread
+// CTA per (sequence, head), 95% of DRAM peak): under Nsight Compute ours sends ~1.8x the L2 tag
+// requests per DRAM byte, a gap not yet explained.
 #ifndef CHAI_V4_CPASYNC
-#define CHAI_V4_CPASYNC 0
+#define CHAI_V4_CPASYNC 1
 #endif
 template <int kPass>
 constexpr int kV4Load = kPass == kV4Dense ? CHAI_V4_CPASYNC : 0;
