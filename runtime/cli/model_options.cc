@@ -41,7 +41,7 @@ void ModelOptions::Register(FlagParser* flags) {
   flags->Int("max-seq-len", &max_seq_len, "longest sequence (LLaMA: may exceed max_position_embeddings)");
   flags->Float("kv-cache-gb", &kv_cache_gb, "KV cache size in GiB (default: what the run needs on cpu, 90% of free GPU memory on cuda)");
   flags->Int("kv-block-size", &kv_block_size,
-             "positions per KV cache block, 8 to 4096 (default 16)");
+             "positions per KV cache block, 8 to 4096 (default 32)");
   flags->Int("threads", &threads, "CPU threads per rank (default: hardware threads / ranks on the host)");
 }
 

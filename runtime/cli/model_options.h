@@ -28,7 +28,7 @@ struct ModelOptions {
   std::string placement;  // head placement JSON (tensor parallelism); identity when empty
   int max_seq_len = 0;    // > 0: overrides max_position_embeddings (rotary models only)
   float kv_cache_gb = 0;  // 0: sized for the run (CPU) or 90% of free GPU memory after weights
-  int kv_block_size = 16;  // positions per KV cache block
+  int kv_block_size = 32;  // positions per KV cache block (EngineOptions::block_size says why 32)
   int threads = 0;        // CPU threads per rank; 0: hardware threads / ranks on this host
 
   void Register(FlagParser* flags);

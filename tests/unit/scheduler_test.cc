@@ -112,7 +112,7 @@ TEST_P(SchedulerFixture, PreemptionUnderTinyPoolKeepsOutputs) {
   TestModel probe = LoadWithPool(GetParam(), 0);
   // Room for about 1.5 sequences of maximum length.
   const int64_t per_seq = BlocksForSequence(probe.config.max_positions, probe.config.num_layers,
-                                            probe.config.num_kv_heads, 16);
+                                            probe.config.num_kv_heads, probe.engine->kv_pool().block_size());
   TestModel model = LoadWithPool(GetParam(), per_seq * 3 / 2);
   auto requests = RandomRequests(8, model.config.vocab_size, model.config.max_positions, 11, 0.0);
   for (int i : {1, 4}) {  // sampled requests continue exactly too (their sampler survives)
@@ -175,7 +175,7 @@ TEST(Scheduler, ChunkedPrefillEqualsOneShotAndDecodesKeepGoing) {
 TEST(Scheduler, MixedDenseAndChaiEqualSoloRuns) {
   TestModel probe = LoadWithPool("llama-gqa", 0);
   const int64_t per_seq = BlocksForSequence(probe.config.max_positions, probe.config.num_layers,
-                                            probe.config.num_kv_heads, 16);
+                                            probe.config.num_kv_heads, probe.engine->kv_pool().block_size());
   const std::vector<int> schedule = {8, 3, 2};
   auto ref_policy = AttachChai(probe, schedule);
   for (bool tiny : {false, true}) {
