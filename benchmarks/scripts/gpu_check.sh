@@ -251,17 +251,17 @@ if has ab; then
     done
   done
   metrics="--section SpeedOfLight --section WarpStateStats --clock-control none --metrics
-    breakdown:lts__throughput.avg.pct_of_peak_sustained_elapsed,breakdown:dram__throughput.avg.pct_of_peak_sustained_elapsed"
+    breakdown:lts__throughput.avg.pct_of_peak_sustained_elapsed,breakdown:dram__throughput.avg.pct_of_peak_sustained_elapsed,lts__t_tag_requests.sum,lts__t_sectors.sum,dram__bytes_read.sum"
   for b in build-gpu "${builds[@]}"; do
     timeout 120 ncu $metrics --kernel-name DecodeV4Kernel --launch-skip 4 --launch-count 1 \
       "$b/benchmarks/attention_bench" --batches 8 --contexts 16384 --replays 2 > "$OUT/ab-ncu-$b.txt" 2>&1
     echo "ncu $b: exit $?"
-    grep -E "DRAM Throughput|L2 Cache Throughput|Duration|lts__|dram__" "$OUT/ab-ncu-$b.txt" | sort -k3 -n -r | head -12
+    grep -E "DRAM Throughput|L2 Cache Throughput|Duration|lts__|dram__" "$OUT/ab-ncu-$b.txt" | sort -k3 -n -r | head -14
   done
   PYTHONUNBUFFERED=1 timeout 150 ncu $metrics --kernel-name regex:sdpa --launch-skip 4 --launch-count 1 \
     python3 benchmarks/scripts/sdpa_decode_bench.py --batches 8 --contexts 16384 --iters 2 > "$OUT/ab-ncu-sdpa.txt" 2>&1
   echo "ncu sdpa: exit $?"
-  grep -E "DRAM Throughput|L2 Cache Throughput|Duration|lts__|dram__" "$OUT/ab-ncu-sdpa.txt" | sort -k3 -n -r | head -12
+  grep -E "DRAM Throughput|L2 Cache Throughput|Duration|lts__|dram__" "$OUT/ab-ncu-sdpa.txt" | sort -k3 -n -r | head -14
 fi
 
 if has sdpa; then

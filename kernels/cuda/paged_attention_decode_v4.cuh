@@ -90,6 +90,13 @@ enum V4Pass : int { kV4Dense = 0, kV4Scores = 1, kV4Pv = 2 };
 #endif
 template <int kPass>
 constexpr int kV4Load = kPass == kV4Dense ? CHAI_V4_CPASYNC : 0;
+// Experiment (CHAI_V4_L2_128B=1): the dense pass's cp.async carry the `.L2::128B` prefetch
+// qualifier, as CUTLASS-style sm80 kernels issue theirs. Under Nsight Compute ours sent ~1.8x
+// cuDNN's L2 tag requests per DRAM byte; if requests without the hint go out in 64-byte halves,
+// this halves them. Not yet measured.
+#ifndef CHAI_V4_L2_128B
+#define CHAI_V4_L2_128B 0
+#endif
 // Arrivals that complete a stage's mbarrier phase: lane 0's expect_tx (bulk copies) and/or every
 // thread's cp.async arrival.
 template <int kPass>
@@ -158,6 +165,17 @@ inline void MakePlanV4Chai(int max_seq_len, int members_per_rep, int resident_sc
 #ifdef __CUDACC__
 
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+// CpAsync16, with the L2 prefetch qualifier where CHAI_V4_L2_128B asks for it.
+__device__ __forceinline__ void V4CpAsync16(void* dst, const void* src, bool valid) {
+#if CHAI_V4_L2_128B
+  asm volatile("cp.async.cg.shared.global.L2::128B [%0], [%1], 16, %2;\n" ::"r"(SharedAddress(dst)),
+               "l"(__cvta_generic_to_global(src)), "r"(valid ? 16 : 0)
+               : "memory");
+#else
+  CpAsync16(dst, src, valid);
+#endif
+}
+
 // One work item of pass kPass: the (sequence s, KV head g, split) a dense or P·V CTA owns, or one
 // of a scores CTA's items. The ring's mbarriers are initialised once per CTA (the kernel);
 // `uses` counts the stages this CTA consumed before, so that stage t of this item takes slot
@@ -280,10 +298,10 @@ __device__ __forceinline__ void V4Item(const Params& p, int s, int g, int split,
           const int b = block_of(pos), in = pos - b * bs;
           if constexpr (kCpK) {
             const int kb = __ldg(ktab + b);
-            CpAsync16(dst + r * kRowBytes, pool + (int64_t{max(kb, 0)} * bs + in) * kD + 8 * piece, kb >= 0);
+            V4CpAsync16(dst + r * kRowBytes, pool + (int64_t{max(kb, 0)} * bs + in) * kD + 8 * piece, kb >= 0);
           }
           const int vb = __ldg(vtab + b);
-          CpAsync16(dst + Stage::kVOff + r * kRowBytes, pool + (int64_t{max(vb, 0)} * bs + in) * kD + 8 * piece,
+          V4CpAsync16(dst + Stage::kVOff + r * kRowBytes, pool + (int64_t{max(vb, 0)} * bs + in) * kD + 8 * piece,
                     vb >= 0);
         }
       }
