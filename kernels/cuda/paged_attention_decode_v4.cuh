@@ -88,8 +88,18 @@ enum V4Pass : int { kV4Dense = 0, kV4Scores = 1, kV4Pv = 2 };
 #ifndef CHAI_V4_CPASYNC
 #define CHAI_V4_CPASYNC 1
 #endif
+// The CHAI passes' experiment (CHAI_V4_CPASYNC_CHAI=1, not yet measured): the scores pass's K and
+// the P·V pass's V by every thread's cp.async too (the P·V pass's logits rows stay bulk copies).
+#ifndef CHAI_V4_CPASYNC_CHAI
+#define CHAI_V4_CPASYNC_CHAI 0
+#endif
+static_assert(CHAI_V4_CPASYNC_CHAI == 0 || CHAI_V4_CPASYNC_CHAI == 1, "the CHAI passes load by 0 or 1");
 template <int kPass>
-constexpr int kV4Load = kPass == kV4Dense ? CHAI_V4_CPASYNC : 0;
+constexpr int kV4Load = kPass == kV4Dense ? CHAI_V4_CPASYNC : CHAI_V4_CPASYNC_CHAI;
+// Whether a stage takes any bulk copy (warp 0's, armed by lane 0): all but the all-cp.async
+// loads, and the P·V pass's logits rows always.
+template <int kPass>
+constexpr bool kV4BulkAny = kV4Load<kPass> != 1 || kPass == kV4Pv;
 // Experiment (CHAI_V4_L2_128B=1): the dense pass's cp.async carry the `.L2::128B` prefetch
 // qualifier, as CUTLASS-style sm80 kernels issue theirs. Under Nsight Compute ours sent ~1.8x
 // cuDNN's L2 tag requests per DRAM byte; if requests without the hint go out in 64-byte halves,
@@ -100,7 +110,7 @@ constexpr int kV4Load = kPass == kV4Dense ? CHAI_V4_CPASYNC : 0;
 // Arrivals that complete a stage's mbarrier phase: lane 0's expect_tx (bulk copies) and/or every
 // thread's cp.async arrival.
 template <int kPass>
-constexpr int kV4StageArrivals = kV4Load<kPass> == 0 ? 1 : kV4Load<kPass> == 1 ? kDecodeThreads : kDecodeThreads + 1;
+constexpr int kV4StageArrivals = (kV4Load<kPass> != 0 ? kDecodeThreads : 0) + (kV4BulkAny<kPass> ? 1 : 0);
 
 // Host side: whether kernel 4 has an instance for the layer (dense or CHAI: the launch hint picks
 // the pass shape, see the header comment).
@@ -300,13 +310,15 @@ __device__ __forceinline__ void V4Item(const Params& p, int s, int g, int split,
             const int kb = __ldg(ktab + b);
             V4CpAsync16(dst + r * kRowBytes, pool + (int64_t{max(kb, 0)} * bs + in) * kD + 8 * piece, kb >= 0);
           }
-          const int vb = __ldg(vtab + b);
-          V4CpAsync16(dst + Stage::kVOff + r * kRowBytes, pool + (int64_t{max(vb, 0)} * bs + in) * kD + 8 * piece,
-                    vb >= 0);
+          if constexpr (kCpV) {
+            const int vb = __ldg(vtab + b);
+            V4CpAsync16(dst + Stage::kVOff + r * kRowBytes, pool + (int64_t{max(vb, 0)} * bs + in) * kD + 8 * piece,
+                        vb >= 0);
+          }
         }
       }
       CpAsyncMbarArrive(bar);
-      if (kLoad == 1 || warp != 0) return;
+      if (!kV4BulkAny<kPass> || warp != 0) return;
     }
     if (b1 >= win_base + 32) load_window(b0);  // warp-uniform; only when the prefetch below could not cover it
     const int b = b0 + lane;

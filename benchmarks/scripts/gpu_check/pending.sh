@@ -2,8 +2,10 @@
 # gpu_check.sh mode `pending`, sourced by gpu_check.sh (it sees OUT, gpus, modes, has, bench, mpi).
 # Code on main that waits for a GPU: none as of 2026-11-26 (the last, the KV block size 32
 # default, passed these checks: llama-7b-tp1-h200.md). Waiting as experiments instead: kernel 4's
-# cp.async with the L2 prefetch qualifier (AB_FLAGS=-DCHAI_V4_L2_128B=1 gpu_check.sh ab) and the
-# IPC all-reduce for OPT-66B batch 16 (mpirun -x CHAI_IPC_ALLREDUCE_MAX_BYTES=524288).
+# cp.async with the L2 prefetch qualifier and the CHAI passes on cp.async (AB_FLAGS=
+# -DCHAI_V4_L2_128B=1 AB_FLAGS2=-DCHAI_V4_CPASYNC_CHAI=1 gpu_check.sh ab; the second needs its
+# decode tests to pass first) and the IPC all-reduce for OPT-66B batch 16 (mpirun -x
+# CHAI_IPC_ALLREDUCE_MAX_BYTES=524288).
 # Meanwhile this mode is a quick check of the engine (needs ./shared): the engine, CHAI and table
 # GPU tests, then LLaMA-7B at blocks 32 and 16 (batch 1-64; 'host: prepare' in the .err files).
 timeout 300 build-gpu/tests/engine_gpu_test --gtest_brief=1 > "$OUT/pending-engine.log" 2>&1 &
