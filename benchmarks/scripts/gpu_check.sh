@@ -37,7 +37,12 @@ export NCCL_NVLS_ENABLE=0  # NVLink multicast stays off on the shared machines
 [ -f shared/DESIGN.md ] && export CHAI_SHARED_DIR="$PWD/shared"
 echo "CHAI_SHARED_DIR=${CHAI_SHARED_DIR:-(absent: opt-tiny-docs tests skip)}"
 bench() { timeout "${BENCH_TIMEOUT:-300}" build-gpu/chai bench --random-weights --device cuda --dtype fp16 "$@"; }
-mpi() { timeout "${BENCH_TIMEOUT:-240}" mpirun -np "$1" --oversubscribe --bind-to none -x NCCL_NVLS_ENABLE "${@:2}"; }
+# Ranks get NCCL_NVLS_ENABLE, and CHAI_IPC_ALLREDUCE_MAX_BYTES where set (the IPC path's threshold).
+mpi() {
+  local pass=(-x NCCL_NVLS_ENABLE)
+  [ -n "${CHAI_IPC_ALLREDUCE_MAX_BYTES:-}" ] && pass+=(-x CHAI_IPC_ALLREDUCE_MAX_BYTES)
+  timeout "${BENCH_TIMEOUT:-240}" mpirun -np "$1" --oversubscribe --bind-to none "${pass[@]}" "${@:2}"
+}
 
 # What to build: nothing for `sdpa` alone (PyTorch only), the few targets `pending` runs when it
 # is the only mode (a whole build takes minutes of a 10-minute call), else everything.
