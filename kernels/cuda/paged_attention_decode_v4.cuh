@@ -22,7 +22,7 @@
 // Streaming: a ring of shared-memory stages (V4Stage), a dense stage holding the K rows and the V
 // rows of kV4Rows positions (32 KB together: 64 positions at head_dim 128, 128 at 64). The dense
 // pass fills a stage with every thread's 16-byte cp.async (kV4Load below: measured faster than the
-// bulk copies); the CHAI passes as follows. The pool stores
+// bulk copies); the CHAI passes stream through the copy engine, as follows. The pool stores
 // each (block, head) as block_size x head_dim contiguous elements, so the rows a stage needs from
 // one block are one contiguous run: warp 0 issues one `cp.async.bulk` per block and side (one lane
 // per block, the block ids read from a 32-entry window of the tables held one per lane, as kernel
