@@ -16,6 +16,12 @@ namespace {
 
 template <typename T, int N, bool kRms>
 __global__ void NormKernel(T* x, const T* residual, const T* weight, const T* bias, float eps, int64_t cols, T* out) {
+  // The norm's weights (a few KB, evicted from L2 by the layer's weight stream since the last step)
+  // are constants: fetch the lines this thread will read while the previous kernel drains (PDL).
+  for (int64_t i = threadIdx.x * N; i < cols; i += int64_t{blockDim.x} * N) {
+    PrefetchL2(weight + i);
+    if (bias != nullptr) PrefetchL2(bias + i);
+  }
   PdlWait();
   __shared__ float scratch[32];
   const int64_t row = blockIdx.x;

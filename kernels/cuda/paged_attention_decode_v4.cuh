@@ -552,7 +552,7 @@ __device__ __forceinline__ int V4ScoreItems(const Params& p, int* items) {
 template <typename T, int kD, int kPass>
 __global__ void __launch_bounds__(kDecodeThreads, 2) DecodeV4Kernel(Params p) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  PdlWait();
+  // The barriers live in shared memory only: set them up while the previous kernel drains (PDL).
   __shared__ uint64_t s_full[kV4MaxStages];
   const uint32_t full0 = SharedAddress(s_full);
   if (threadIdx.x == 0) {
@@ -560,6 +560,7 @@ __global__ void __launch_bounds__(kDecodeThreads, 2) DecodeV4Kernel(Params p) {
     for (int i = 0; i < V4Stage<kD, kPass>::kStages; ++i) MbarInit(full0 + 8 * i, kV4StageArrivals<kPass>);
     MbarInitFence();
   }
+  PdlWait();
   // The barriers are visible to every thread before their first use: V4Item meets at a
   // __syncthreads_or before any copy is issued or awaited.
   int uses = 0;

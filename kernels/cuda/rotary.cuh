@@ -11,15 +11,29 @@
 
 namespace chai::cuda {
 
+// The rotary table of one position in two halves, so that the costly half (a double pow per
+// frequency) can run before a kernel's PdlWait, while the previous kernel drains: RotaryInvFreq
+// stores inv_freq[i] in cos_t[i], RotaryAngles turns it into cos_t[i] and sin_t[i]. Each thread
+// visits the same i in both, so no barrier is needed between them; the caller synchronises
+// before reading the table.
+__device__ __forceinline__ void RotaryInvFreq(int head_dim, float theta, float* cos_t) {
+  const int half = head_dim / 2;
+  for (int i = threadIdx.x; i < half; i += blockDim.x) {
+    cos_t[i] = 1.0f / static_cast<float>(pow(static_cast<double>(theta), (2.0 * i) / head_dim));
+  }
+}
+
+__device__ __forceinline__ void RotaryAngles(int32_t position, int head_dim, float* cos_t, float* sin_t) {
+  const int half = head_dim / 2;
+  const float pos = static_cast<float>(position);
+  for (int i = threadIdx.x; i < half; i += blockDim.x) sincosf(pos * cos_t[i], &sin_t[i], &cos_t[i]);
+}
+
 // The block's threads fill cos_t[0, half) and sin_t[0, half) for one position; the caller
 // synchronises before reading them.
 __device__ __forceinline__ void RotaryTable(int32_t position, int head_dim, float theta, float* cos_t, float* sin_t) {
-  const int half = head_dim / 2;
-  const float pos = static_cast<float>(position);
-  for (int i = threadIdx.x; i < half; i += blockDim.x) {
-    const float inv_freq = 1.0f / static_cast<float>(pow(static_cast<double>(theta), (2.0 * i) / head_dim));
-    sincosf(pos * inv_freq, &sin_t[i], &cos_t[i]);
-  }
+  RotaryInvFreq(head_dim, theta, cos_t);
+  RotaryAngles(position, head_dim, cos_t, sin_t);
 }
 
 // Elements [i0, i0 + N) of a head rotated with their partners [half + i0, half + i0 + N) of src:

@@ -72,10 +72,13 @@ __device__ __forceinline__ void ResolveSlots(const CacheArgs& c, int t, int kv_h
 template <typename T, int N, bool kRotary>
 __global__ void SplitQkvAppendKernel(const T* qkv, const int32_t* positions, int heads, int kv_heads, int head_dim,
                                      float theta, T* pool, CacheArgs cache, T* q, T* k, T* v) {
-  PdlWait();
   // Shared: the slots' pool offsets [2 * kv_heads], then with rotary cos[half], sin[half].
   extern __shared__ int64_t shared[];
   int64_t* slot = shared;
+  float* cos_t = reinterpret_cast<float*>(slot + 2 * kv_heads);
+  float* sin_t = cos_t + head_dim / 2;
+  if constexpr (kRotary) RotaryInvFreq(head_dim, theta, cos_t);  // reads no global memory: before the wait
+  PdlWait();
   const int t = blockIdx.x;
   const int64_t qw = int64_t{heads} * head_dim, kvw = int64_t{kv_heads} * head_dim;
   const T* row = qkv + int64_t{t} * (qw + 2 * kvw);
@@ -85,9 +88,7 @@ __global__ void SplitQkvAppendKernel(const T* qkv, const int32_t* positions, int
   ResolveSlots(cache, t, kv_heads, head_dim, slot);
   if constexpr (kRotary) {
     const int half = head_dim / 2;
-    float* cos_t = reinterpret_cast<float*>(slot + 2 * kv_heads);
-    float* sin_t = cos_t + half;
-    RotaryTable(positions[t], head_dim, theta, cos_t, sin_t);
+    RotaryAngles(positions[t], head_dim, cos_t, sin_t);
     __syncthreads();
     const int vecs_per_head = half / N;
     for (int item = threadIdx.x; item < (heads + kv_heads) * vecs_per_head; item += blockDim.x) {
