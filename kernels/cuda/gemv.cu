@@ -31,10 +31,9 @@
 // __launch_bounds__' minimum CTAs per SM matters beyond occupancy: without it ptxas holds the
 // kernel near 64 registers and interleaves each iteration's loads with its MMAs (5-6 loads in
 // flight instead of all of them; seen in the SASS of nvcc 13.0).
-// Under PDL (CHAI_PDL=1, pdl.cuh) each warp first issues L2 prefetches of its first 64 bytes
-// (CHAI_GEMV_PREFETCH_STEPS x 64) of each of its rows (weights only, never written during a step),
-// then waits for the previous kernel; with PDL off the kernel skips the prefetch and the wait
-// returns at once.
+// Under PDL (CHAI_PDL=1, pdl.cuh) each warp first issues L2 prefetches of its first 64 bytes of
+// each of its rows (weights only, never written during a step), then waits for the previous
+// kernel; with PDL off the kernel skips the prefetch and the wait returns at once.
 // No allocation per call (the split-K scratch is allocated at the first call, like the cuBLASLt
 // workspace), no synchronisation: graph-capturable after one eager call.
 //
@@ -92,9 +91,8 @@ struct GemvArgs {
   float* partials = nullptr;
   unsigned* counters = nullptr;
   // Launched with PDL (pdl.cuh): before waiting for the previous kernel, warm L2 with the first
-  // this many 64-byte steps of each row in the first group each warp will stream
-  // (gemv::PrefetchFirstTile; at most kU). 0 (PDL off): the kernel is unchanged.
-  int l2_prefetch_steps = 0;
+  // weight tile each warp will stream (gemv::PrefetchFirstTile). Off: the kernel is unchanged.
+  bool l2_prefetch = false;
   // The RMSNorm prologue (gemv::Input::kRmsNorm): norm weights [k], eps, and the block size the
   // RmsNorm kernel gives a row of k (NormRowThreads), whose summation order the scales follow.
   const void* norm_w = nullptr;
@@ -132,9 +130,9 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks) GemvKernel(const Gemv
   // that the weight stream does not wait for that.
   const Rows first_rows{static_cast<int64_t>(blockIdx.x) * kPerBlock, limit};
   if constexpr (kNorm) {
-    gemv::PrefetchFirstTile<T, kWarps, kR, kU>(w, k, first_rows, cb, ce, kU);
-  } else if (args.l2_prefetch_steps > 0) {
-    gemv::PrefetchFirstTile<T, kWarps, kR, kU>(w, k, first_rows, cb, ce, args.l2_prefetch_steps);
+    gemv::PrefetchFirstTile<T, kWarps, kR, kU, kU>(w, k, first_rows, cb, ce);
+  } else if (args.l2_prefetch) {
+    gemv::PrefetchFirstTile<T, kWarps, kR, kU, 1>(w, k, first_rows, cb, ce);
   }
   PdlWait();
 
@@ -250,18 +248,7 @@ int64_t StagingBudget(int warps, int r, int min_blocks) {
 // The staged rows of T tokens for a span of K / 8 chunks (an upper bound: split K stages less).
 int64_t StagingBytes(int64_t tokens, int64_t k) { return tokens * gemv::StagedStride(k / 8) * 16; }
 
-// Under PDL, how many 64-byte steps of each row a warp prefetches into L2 before its wait:
-// CHAI_GEMV_PREFETCH_STEPS (a tuning knob, read once; capped at the configuration's kU), default 1.
-int PrefetchSteps() {
-  static const int steps = [] {
-    const char* env = std::getenv("CHAI_GEMV_PREFETCH_STEPS");
-    const int v = env != nullptr ? std::atoi(env) : 1;
-    return v < 0 ? 0 : v;
-  }();
-  return steps;
-}
-
-// args holds the operands and shape; the launch fills in the split, the grid and the prefetch steps.
+// args holds the operands and shape; the launch fills in the split, the grid and the prefetch flag.
 template <typename T, int kWarps, int kR, int kU, int kMinBlocks, gemv::Input kIn, gemv::Output kOut>
 void LaunchGemv(GemvArgs args) {
   static_assert(kMinBlocks <= kMaxMinBlocks && 16 * kR <= kMaxRows, "split-K scratch too small");
@@ -296,7 +283,7 @@ void LaunchGemv(GemvArgs args) {
     args.partials = sc.partials;
     args.counters = sc.counters;
   }
-  args.l2_prefetch_steps = PdlEnabled() ? std::min(PrefetchSteps(), kU) : 0;
+  args.l2_prefetch = PdlEnabled();
   auto* kernel = GemvKernel<T, kWarps, kR, kU, kMinBlocks, kIn, kOut>;
   int64_t ctas = row_blocks;
   size_t staging = 0;

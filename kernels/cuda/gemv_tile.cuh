@@ -149,22 +149,22 @@ __device__ __forceinline__ void AccumulateSpan(const Input& input, const T* __re
   }
 }
 
-// L2 prefetch of the first steps * 64 bytes (steps of the 4-chunk steps, at most kU) of each of
+// L2 prefetch of the first kSteps * 64 bytes (kSteps of the 4-chunk steps, at most kU) of each of
 // the tile's rows in the first group this warp streams in AccumulateSpan (chunks from
 // cb + warp * 4 * kU, none at or past ce): 16 * kR * 64 * kSteps bytes per warp, 8 KB per step for
 // a CTA of 8 warps and 16 rows. Issued before griddepcontrol.wait under PDL, while the previous
 // kernel drains, or (RMSNorm prologue) before the CTA normalises x, so the first loads find their
 // lines in L2 or on the way. W only: it is never written while steps run. A hint; it changes no
 // result. (Prefetching a CTA's whole first row block instead made the RMSNorm GEMVs slower.)
-template <typename T, int kWarps, int kR, int kU, typename Rows>
-__device__ __forceinline__ void PrefetchFirstTile(const T* w, int64_t k, const Rows& rows, int64_t cb, int64_t ce,
-                                                  int steps) {
+template <typename T, int kWarps, int kR, int kU, int kSteps, typename Rows>
+__device__ __forceinline__ void PrefetchFirstTile(const T* w, int64_t k, const Rows& rows, int64_t cb, int64_t ce) {
+  static_assert(kSteps >= 1 && kSteps <= kU, "prefetch within the first group");
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int g = lane >> 2, q = lane & 3;
   const int64_t c = cb + int64_t{warp} * (4 * kU) + q;
 #pragma unroll
-  for (int s = 0; s < kU; ++s) {
-    if (s >= steps || c + 4 * s >= ce) return;
+  for (int s = 0; s < kSteps; ++s) {
+    if (c + 4 * s >= ce) return;
 #pragma unroll
     for (int r = 0; r < kR; ++r) {
 #pragma unroll

@@ -8,14 +8,10 @@
 // produces, such as L2 prefetches of weights (never written while steps run). When a kernel was
 // launched without the attribute (PDL off, or a plain <<<>>> launch), PdlWait returns at once.
 //
-// PdlWait also releases the next kernel (griddepcontrol.launch_dependents) once it returns: the
-// next grid may then be scheduled as soon as every block of this one has passed its wait, so its
-// blocks take the SMs this grid's last wave leaves idle and run their pre-wait work (weight
-// prefetches) there, instead of launching only when every block has exited (the implicit
-// trigger, which measured no faster than PDL off on an H100). Releasing after the wait, not
-// before, keeps at most one grid waiting ahead of each running one. Correctness does not rest on
-// where the release sits: the next grid's own PdlWait still returns only once this grid has
-// completed and its writes are visible.
+// No kernel triggers its dependents early (griddepcontrol.launch_dependents). Releasing the next
+// grid right after each kernel's wait was measured on an H200 (LLaMA-7B fp16, prompt 512,
+// benchmarks/results/llama-7b-tp1-h200.md): TPOT 1.4% (batch 1) and 2.2% (batch 8) longer than
+// with PDL off, and with whole first weight groups prefetched before the waits 13-15% longer.
 #ifndef CHAI_KERNELS_CUDA_PDL_CUH_
 #define CHAI_KERNELS_CUDA_PDL_CUH_
 
@@ -30,11 +26,9 @@ namespace chai::cuda {
 
 // Waits until the grids this one depends on have completed and their writes are visible
 // (griddepcontrol.wait, sm_90+); a no-op on older architectures, which never get the attribute.
-// Then lets the next grid launch (see the top of the file; without PDL it has no effect).
 __device__ __forceinline__ void PdlWait() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.wait;" ::: "memory");
-  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
 #endif
 }
 
