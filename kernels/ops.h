@@ -36,10 +36,10 @@ void Linear(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor* o
 //   kAddTo:   Add(*out, p, out): *out [T, N] is the residual stream, updated in place;
 //   kSiluMul: SiluMulFused(p, out): weight stacks gate | up rows (N even), out is [T, N / 2];
 // which is what the CPU runs. On CUDA it is one kernel where Linear's decode GEMV applies
-// (LinearFusedIsOneKernel; with the norm, also only while x's rows fit the kernel's shared memory,
-// T * K * 2 bytes up to about 100 KB), else that composition of the CUDA ops. The fused kernel's
-// epilogues give the composition's values bit for bit; its norm sums each row's squares in
-// RmsNorm's order (kernels/cuda/gemv_fusion.cuh). out must not overlap x.
+// (LinearFusedIsOneKernel), else that composition of the CUDA ops. The fused kernel's epilogues
+// give the composition's values bit for bit; its norm is folded into the product (B = x * w_norm,
+// the sums scaled by rsqrt(mean(x^2) + eps)), which differs from the composition in rounding only
+// (kernels/cuda/gemv_fusion.cuh). out must not overlap x.
 enum class LinearOutput { kStore, kAddTo, kSiluMul };
 struct LinearFusion {
   Tensor rms_norm_weight;  // [K]; undefined: the input is x itself

@@ -44,12 +44,12 @@
 //   instead would evaluate SiLU once per row block of the down weight: 256 times over at N = 4096.)
 // - Residual epilogue: the output loop adds T(P) into the residual stream in place (the last CTA of
 //   a split-K row block, which alone writes its outputs).
-// - RMSNorm prologue: each CTA computes its token rows' RMSNorm scales (the sums in the RmsNorm
-//   kernel's order), stages RmsNorm(x) for its span of K in shared memory once, and then takes
-//   row blocks blockIdx.x, + gridDim.x, ... (one wave of CTAs) with the MMA reading B from there.
-//   The first group of W each warp streams is prefetched into L2 before that. It still costs
-//   2-3 us (T = 1) to 7 us (T = 8) per GEMV on an H100 (gemm_bench), more than a norm kernel in
-//   a recorded step: the engine uses it only on request (runtime/engine.h, LinearFusion).
+// - RMSNorm folded in (gemv::RmsScaledInput): B = T(x * w_norm) as x arrives, the lanes sum x^2
+//   on the way, and the output loop scales the sums by rsqrt(mean(x^2) + eps). With split K each
+//   split's sum of squares of its span goes to the scratch beside its partial tile, and the last
+//   CTA adds them in split order. (It replaced a prologue that normalised x into shared memory
+//   before the weight stream: 2-3 us (T = 1) to 7 us (T = 8) per GEMV on an H100, more than the
+//   norm kernel it saved.)
 // The epilogues cost nothing measurable.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -66,7 +66,6 @@
 #include "kernels/cuda/gemv_fusion.cuh"
 #include "kernels/cuda/gemv_tile.cuh"
 #include "kernels/cuda/internal.h"
-#include "kernels/cuda/norm_row.cuh"
 #include "kernels/cuda/pdl.cuh"
 
 namespace chai::cuda {
@@ -93,12 +92,11 @@ struct GemvArgs {
   // Launched with PDL (pdl.cuh): before waiting for the previous kernel, warm L2 with the first
   // weight tile each warp will stream (gemv::PrefetchFirstTile). Off: the kernel is unchanged.
   bool l2_prefetch = false;
-  // The RMSNorm prologue (gemv::Input::kRmsNorm): norm weights [k], eps, and the block size the
-  // RmsNorm kernel gives a row of k (NormRowThreads), whose summation order the scales follow.
+  // The RMSNorm folded in (gemv::Input::kRmsNorm): norm weights [k] and eps; with split K, each
+  // split's sums of squares (kGemvMaxTokens floats per row block and split) go to `squares`.
   const void* norm_w = nullptr;
   float eps = 0.f;
-  int norm_threads = 0;
-  int64_t row_blocks = 0;  // of the whole product (gridDim.x is smaller with the RMSNorm prologue)
+  float* squares = nullptr;
 };
 
 // kMinBlocks: CTAs per SM the register budget must allow (see the top of the file). kIn, kOut:
@@ -125,79 +123,92 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks) GemvKernel(const Gemv
   const int64_t cb = split * args.split_chunks;  // this CTA's chunks: [cb, ce)
   const int64_t ce = cb + args.split_chunks < chunks ? cb + args.split_chunks : chunks;
   // Weights are never written while steps run, so they may be fetched before the wait; x, the
-  // output and the split-K scratch only after it (pdl.cuh). With the RMSNorm prologue the CTA
-  // first normalises x (below): the whole first group of each warp is prefetched, PDL or not, so
-  // that the weight stream does not wait for that.
-  const Rows first_rows{static_cast<int64_t>(blockIdx.x) * kPerBlock, limit};
-  if constexpr (kNorm) {
-    gemv::PrefetchFirstTile<T, kWarps, kR, kU, kU>(w, k, first_rows, cb, ce);
-  } else if (args.l2_prefetch) {
-    gemv::PrefetchFirstTile<T, kWarps, kR, kU, 1>(w, k, first_rows, cb, ce);
-  }
+  // output and the split-K scratch only after it (pdl.cuh).
+  const int64_t rb = blockIdx.x;
+  const Rows rows{rb * kPerBlock, limit};
+  if (args.l2_prefetch) gemv::PrefetchFirstTile<T, kWarps, kR, kU, 1>(w, k, rows, cb, ce);
   PdlWait();
 
   // The lane's B column: token g (columns past T read token T - 1; their outputs are discarded),
-  // from chunk q of its row: x itself, or RmsNorm(x) staged in shared memory once per CTA.
+  // from chunk q of its row: x itself, or x * w_norm (the RMSNorm folded in).
   const int g = (threadIdx.x & 31) >> 2, q = threadIdx.x & 3;
   const int tok = g < tokens ? g : tokens - 1;
-  using Input = std::conditional_t<kNorm, gemv::StagedInput, gemv::PlainInput>;
+  const uint4* x_lane = reinterpret_cast<const uint4*>(x + tok * k) + q;
+  using Input = std::conditional_t<kNorm, gemv::RmsScaledInput<T>, gemv::PlainInput>;
   Input input;
   if constexpr (kNorm) {
-    extern __shared__ uint4 staged[];
-    __shared__ float scales[kGemvMaxTokens];
-    gemv::RmsScales<T, kWarps * 32, kGemvMaxTokens>(x, tokens, k, args.norm_threads, args.eps, scales);
-    gemv::StageRmsNorm<T>(x, static_cast<const T*>(args.norm_w), tokens, k, cb, ce, scales, staged);
-    input = Input{staged + tok * gemv::StagedStride(ce - cb) + q, cb};
+    input = Input{x_lane, reinterpret_cast<const uint4*>(args.norm_w) + q};
   } else {
-    input = Input{reinterpret_cast<const uint4*>(x + tok * k) + q};
+    input = Input{x_lane};
   }
 
+  // The dot products over [cb, ce), then the outputs (output e of the CTA: token e / kRows, tile
+  // row e % kRows; consecutive threads, consecutive rows).
+  float acc[kR][2][4];
+#pragma unroll
+  for (int r = 0; r < kR; ++r) {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) acc[r][0][i] = acc[r][1][i] = 0.f;
+  }
+  AccumulateSpan<T, kWarps, kR, kU>(input, w, k, rows, cb, ce, acc);
   __shared__ float partial[kWarps][kR * 128];
-  // One row block: the dot products over [cb, ce), then the outputs (output e of the CTA: token
-  // e / kRows, tile row e % kRows; consecutive threads, consecutive rows).
-  auto row_block = [&](int64_t rb) {
-    const Rows rows{rb * kPerBlock, limit};
-    float acc[kR][2][4];
+  __shared__ float squares[kWarps][8];  // the RMSNorm's: this CTA's warps' sums of squares per token
+  if constexpr (kNorm) gemv::ReduceSquares<kWarps>(input.squares, squares);
+  StoreWarpTiles<kWarps, kR>(acc, partial);  // ends with a barrier: `squares` is complete too
+  // The norm's scale of token t from its sum of squares over K (1 without the norm).
+  const float eps = args.eps;
+  auto scale = [&](float sum_squares) { return rsqrtf(sum_squares / static_cast<float>(k) + eps); };
+  auto cta_squares = [&](int t) {
+    float s = 0.f;
 #pragma unroll
-    for (int r = 0; r < kR; ++r) {
-#pragma unroll
-      for (int i = 0; i < 4; ++i) acc[r][0][i] = acc[r][1][i] = 0.f;
-    }
-    AccumulateSpan<T, kWarps, kR, kU>(input, w, k, rows, cb, ce, acc);
-    StoreWarpTiles<kWarps, kR>(acc, partial);
-    if (splits == 1) {
+    for (int v = 0; v < kWarps; ++v) s += squares[v][t];
+    return s;
+  };
+  if (splits == 1) {
+    if constexpr (kNorm) {
+      __shared__ float scales[8];
+      if (threadIdx.x < 8) scales[threadIdx.x] = scale(cta_squares(threadIdx.x));
+      __syncthreads();
+      gemv::WriteOutputs<T, kRows, kOut>([&](int e) { return TileSum<kWarps, kR>(partial, e) * scales[e / kRows]; },
+                                         bias, tokens, n, rows.first, out, kWarps * 32);
+    } else {
       gemv::WriteOutputs<T, kRows, kOut>([&](int e) { return TileSum<kWarps, kR>(partial, e); }, bias, tokens, n,
                                          rows.first, out, kWarps * 32);
-      return;
     }
-    float* mine = args.partials + (rb * splits + split) * (kRows * 8);
-    for (int e = threadIdx.x; e < kRows * 8; e += kWarps * 32) mine[e] = TileSum<kWarps, kR>(partial, e);
-    __threadfence();  // this CTA's partials are visible before its arrival is counted
-    __syncthreads();
-    __shared__ bool last;
-    if (threadIdx.x == 0) last = atomicAdd(&args.counters[rb], 1u) == static_cast<unsigned>(splits - 1);
-    __syncthreads();
-    if (!last) return;
-    __threadfence();
-    const float* all = args.partials + rb * splits * (kRows * 8);
-    auto split_sum = [&](int e) {
-      float s = 0.f;
-      for (int sp = 0; sp < splits; ++sp) s += __ldcg(all + sp * (kRows * 8) + e);  // L2: other SMs wrote them
-      return s;
-    };
-    gemv::WriteOutputs<T, kRows, kOut>(split_sum, bias, tokens, n, rows.first, out, kWarps * 32);
-    if (threadIdx.x == 0) args.counters[rb] = 0;  // ready for the next launch
+    return;
+  }
+  float* mine = args.partials + (rb * splits + split) * (kRows * 8);
+  for (int e = threadIdx.x; e < kRows * 8; e += kWarps * 32) mine[e] = TileSum<kWarps, kR>(partial, e);
+  if constexpr (kNorm) {
+    if (threadIdx.x < 8) args.squares[(rb * splits + split) * 8 + threadIdx.x] = cta_squares(threadIdx.x);
+  }
+  __threadfence();  // this CTA's partials are visible before its arrival is counted
+  __syncthreads();
+  __shared__ bool last;
+  if (threadIdx.x == 0) last = atomicAdd(&args.counters[rb], 1u) == static_cast<unsigned>(splits - 1);
+  __syncthreads();
+  if (!last) return;
+  __threadfence();
+  const float* all = args.partials + rb * splits * (kRows * 8);
+  auto split_sum = [&](int e) {
+    float s = 0.f;
+    for (int sp = 0; sp < splits; ++sp) s += __ldcg(all + sp * (kRows * 8) + e);  // L2: other SMs wrote them
+    return s;
   };
   if constexpr (kNorm) {
-    // A CTA takes row blocks blockIdx.x, + gridDim.x, ... (one wave of CTAs, see LaunchGemv), so
-    // that it normalises x once for all of them. (Split K: one row block per CTA.)
-    for (int64_t rb = blockIdx.x; rb < args.row_blocks; rb += gridDim.x) {
-      row_block(rb);
-      __syncthreads();  // `partial` is rewritten by the next row block
+    __shared__ float scales[8];
+    if (threadIdx.x < 8) {
+      float s = 0.f;
+      for (int sp = 0; sp < splits; ++sp) s += __ldcg(args.squares + (rb * splits + sp) * 8 + threadIdx.x);
+      scales[threadIdx.x] = scale(s);
     }
+    __syncthreads();
+    gemv::WriteOutputs<T, kRows, kOut>([&](int e) { return split_sum(e) * scales[e / kRows]; }, bias, tokens, n,
+                                       rows.first, out, kWarps * 32);
   } else {
-    row_block(blockIdx.x);
+    gemv::WriteOutputs<T, kRows, kOut>(split_sum, bias, tokens, n, rows.first, out, kWarps * 32);
   }
+  if (threadIdx.x == 0) args.counters[rb] = 0;  // ready for the next launch
 }
 
 // Split-K scratch: fp32 partials and per-row-block arrival counters (zero between launches).
@@ -205,6 +216,8 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks) GemvKernel(const Gemv
 struct SplitScratch {
   float* partials = nullptr;
   int64_t partial_floats = 0;
+  float* squares = nullptr;  // the folded RMSNorm's sums of squares: 8 floats per CTA
+  int64_t max_ctas = 0;
   unsigned* counters = nullptr;
   int64_t counter_count = 0;
 };
@@ -219,34 +232,14 @@ const SplitScratch& Scratch() {
     sc.partial_floats = int64_t{SmCount()} * kMaxMinBlocks * kMaxRows * 8;
     sc.counter_count = SmCount();
     CHAI_CUDA_CHECK(cudaMalloc(&sc.partials, sc.partial_floats * sizeof(float)));
+    sc.max_ctas = int64_t{SmCount()} * kMaxMinBlocks;
+    CHAI_CUDA_CHECK(cudaMalloc(&sc.squares, sc.max_ctas * kGemvMaxTokens * sizeof(float)));
     CHAI_CUDA_CHECK(cudaMalloc(&sc.counters, sc.counter_count * sizeof(unsigned)));
     CHAI_CUDA_CHECK(cudaMemsetAsync(sc.counters, 0, sc.counter_count * sizeof(unsigned), CurrentStream()));
     return sc;
   }();
   return scratch;
 }
-
-// Shared memory per SM (read once), for the staged RMSNorm rows.
-int SmemPerSm() {
-  static const int bytes = [] {
-    int device = 0, value = 0;
-    CHAI_CUDA_CHECK(cudaGetDevice(&device));
-    CHAI_CUDA_CHECK(cudaDeviceGetAttribute(&value, cudaDevAttrMaxSharedMemoryPerMultiprocessor, device));
-    return value;
-  }();
-  return bytes;
-}
-
-// Shared memory a CTA of this configuration may stage RmsNorm(x) in while kMinBlocks CTAs stay
-// resident per SM: its share of the SM, less the static arrays and the 1 KB the system keeps per
-// CTA.
-int64_t StagingBudget(int warps, int r, int min_blocks) {
-  const int64_t static_bytes = int64_t{warps} * r * 128 * 4 + kGemvMaxTokens * 33 * 4 + 64;
-  return SmemPerSm() / min_blocks - 1024 - static_bytes;
-}
-
-// The staged rows of T tokens for a span of K / 8 chunks (an upper bound: split K stages less).
-int64_t StagingBytes(int64_t tokens, int64_t k) { return tokens * gemv::StagedStride(k / 8) * 16; }
 
 // args holds the operands and shape; the launch fills in the split, the grid and the prefetch flag.
 template <typename T, int kWarps, int kR, int kU, int kMinBlocks, gemv::Input kIn, gemv::Output kOut>
@@ -258,7 +251,6 @@ void LaunchGemv(GemvArgs args) {
   const int64_t per_block = kPaired ? 8 * kR : 16 * kR;
   const int64_t row_blocks = ((kPaired ? args.n / 2 : args.n) + per_block - 1) / per_block;
   const int64_t chunks = args.k / 8;
-  args.row_blocks = row_blocks;
   args.split_chunks = chunks;
   args.partials = nullptr;
   args.counters = nullptr;
@@ -276,34 +268,19 @@ void LaunchGemv(GemvArgs args) {
   }
   if (splits > 1) {
     const SplitScratch& sc = Scratch();
-    if (row_blocks * splits * 16 * kR * 8 > sc.partial_floats || row_blocks > sc.counter_count) {
+    if (row_blocks * splits * 16 * kR * 8 > sc.partial_floats || row_blocks * splits > sc.max_ctas ||
+        row_blocks > sc.counter_count) {
       std::fprintf(stderr, "chai: internal error in CUDA op Linear: GEMV split-K scratch too small\n");
       std::abort();
     }
     args.partials = sc.partials;
+    args.squares = sc.squares;
     args.counters = sc.counters;
   }
   args.l2_prefetch = PdlEnabled();
   auto* kernel = GemvKernel<T, kWarps, kR, kU, kMinBlocks, kIn, kOut>;
-  int64_t ctas = row_blocks;
-  size_t staging = 0;
-  if constexpr (kIn == gemv::Input::kRmsNorm) {
-    // One wave of CTAs, each normalising x once for its row blocks (the split ones have one each).
-    if (splits == 1) ctas = std::min<int64_t>(row_blocks, int64_t{SmCount()} * kMinBlocks);
-    staging = static_cast<size_t>(args.tokens * gemv::StagedStride(args.split_chunks) * 16);
-    if (static_cast<int64_t>(staging) > StagingBudget(kWarps, kR, kMinBlocks)) {
-      std::fprintf(stderr, "chai: internal error in CUDA op LinearFused: x does not fit in shared memory\n");
-      std::abort();
-    }
-    static const bool opted_in = [&] {  // above 48 KB of dynamic shared memory needs the opt-in
-      CHAI_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                           static_cast<int>(StagingBudget(kWarps, kR, kMinBlocks))));
-      return true;
-    }();
-    (void)opted_in;
-  }
-  const dim3 grid(static_cast<unsigned>(ctas), static_cast<unsigned>(splits));
-  LaunchPdl(kernel, grid, dim3(kWarps * 32), staging, CurrentStream(), args);
+  const dim3 grid(static_cast<unsigned>(row_blocks), static_cast<unsigned>(splits));
+  LaunchPdl(kernel, grid, dim3(kWarps * 32), 0, CurrentStream(), args);
 }
 
 using gemv::Input;
@@ -349,12 +326,11 @@ struct Variant {
   const char* name;
   LaunchFn launch;
   bool fusions;  // has the kernels of ops::LinearFused
-  int warps, r, min_blocks;
 };
 
 template <int kWarps, int kR, int kU, int kMinBlocks, bool kFusions = false>
 constexpr Variant MakeVariant(const char* name) {
-  return Variant{name, &Launch<kWarps, kR, kU, kMinBlocks, kFusions>, kFusions, kWarps, kR, kMinBlocks};
+  return Variant{name, &Launch<kWarps, kR, kU, kMinBlocks, kFusions>, kFusions};
 }
 
 // name: warps per CTA (w), rows per CTA (r), steps per warp iteration (u; 16-byte W loads in
@@ -455,9 +431,7 @@ bool GemvFusedApplies(const Tensor& x, const Tensor& weight, const Tensor& bias,
   if (fusion.output == ops::LinearOutput::kSiluMul && weight.dim(0) % 2 != 0) return false;
   const Tensor& norm_w = fusion.rms_norm_weight;
   if (!norm_w.defined()) return true;
-  if (norm_w.dtype() != x.dtype() || !Aligned(16, {norm_w.raw()})) return false;
-  const Variant& v = kVariants[FusedVariant(x.dim(0), x.dim(1), weight.dim(0))];
-  return StagingBytes(x.dim(0), x.dim(1)) <= StagingBudget(v.warps, v.r, v.min_blocks);
+  return norm_w.dtype() == x.dtype() && norm_w.numel() == x.dim(1) && Aligned(16, {norm_w.raw()});
 }
 
 void GemvFused(const Tensor& x, const Tensor& weight, const Tensor& bias, const ops::LinearFusion& fusion,
@@ -476,7 +450,6 @@ void GemvFused(const Tensor& x, const Tensor& weight, const Tensor& bias, const 
   if (norm) {
     args.norm_w = fusion.rms_norm_weight.raw();
     args.eps = fusion.rms_norm_eps;
-    args.norm_threads = NormRowThreads(k / 8);
   }
   const Output o = fusion.output == ops::LinearOutput::kAddTo     ? Output::kAddTo
                    : fusion.output == ops::LinearOutput::kSiluMul ? Output::kSiluMul

@@ -1,7 +1,8 @@
 // What the decode GEMV (gemv.cu) folds around its product for ops::LinearFused: the RMSNorm of its
-// input rows before it (staged in shared memory once per CTA as the MMA's B operand), and after it
-// the residual add or SiLU(gate) * up (in the output loop). Each piece rounds exactly as the op it
-// replaces, so that the values are those of the composition (see each one for how close).
+// input rows (x * w_norm as the MMA's B operand, the norm's scale applied to the sums), and after
+// the product the residual add or SiLU(gate) * up (in the output loop). The epilogues round
+// exactly as the ops they replace; the norm differs from RmsNorm then Linear in rounding only
+// (RmsScaledInput says how).
 #ifndef CHAI_KERNELS_CUDA_GEMV_FUSION_CUH_
 #define CHAI_KERNELS_CUDA_GEMV_FUSION_CUH_
 
@@ -9,131 +10,68 @@
 #include <cuda_fp16.h>
 
 #include <cstdint>
+#include <type_traits>
 
 #include "kernels/cuda/cuda_utils.cuh"
 #include "kernels/cuda/gemv_tile.cuh"
 
 namespace chai::cuda::gemv {
 
-enum class Input { kPlain, kRmsNorm };              // B = x, or RmsNorm(x)
+enum class Input { kPlain, kRmsNorm };              // B = x, or x * w_norm with the norm's scale on the sums
 enum class Output { kStore, kAddTo, kSiluMul };  // out = P, out += P, out = SiLU(gate) * up of P's halves
 
-// The element in the low 16 bits of `bits` as fp32, and an fp32 value rounded to T as 16 bits.
+// RMSNorm folded into the product, for a row of y = RmsNorm(x) * w_norm read by the GEMV:
+//   (W y)[n] = sum_k W[n][k] x[k] inv w_norm[k] = inv * sum_k W[n][k] (x[k] w_norm[k]),
+//   inv = rsqrt(mean(x^2) + eps),
+// so the MMA's B operand is T(x * w_norm) (one rounding of the exact product, as __hmul2 gives
+// it), formed as each chunk of x arrives, and inv scales the fp32 sums in the output loop. The
+// same loads give the sum of squares: each lane adds x^2 over the chunks it reads; within a
+// CTA the lanes of token t (lane group g = t, chunks q = 0..3 of each warp step) read every
+// chunk of the CTA's span exactly once, so their sums, added in a fixed order (ReduceSquares),
+// are the span's sum of squares. So the weight stream starts at once, as in the plain GEMV;
+// the norm costs a few instructions per chunk and a reduction at the end, not a pass over x
+// before the product (the previous design, which staged RmsNorm(x) in shared memory first and
+// lost to the separate norm kernel).
+// It differs from RmsNorm then Linear only in rounding: y is not rounded to T before the product
+// (T(x * w_norm) is, at T's relative precision), and the squares are summed in another order.
+// fp16 note: x * w_norm must stay within fp16's range, as x and RmsNorm(x) * w_norm do for any
+// residual stream whose norm weights are at most about 1 in magnitude where x is near 65504.
 template <typename T>
-__device__ __forceinline__ float BitsToFloat(uint32_t bits);
-template <>
-__device__ __forceinline__ float BitsToFloat<__half>(uint32_t bits) {
-  return __half2float(__ushort_as_half(static_cast<unsigned short>(bits & 0xffffu)));
-}
-template <>
-__device__ __forceinline__ float BitsToFloat<__nv_bfloat16>(uint32_t bits) {
-  return __bfloat162float(__ushort_as_bfloat16(static_cast<unsigned short>(bits & 0xffffu)));
-}
-template <typename T>
-__device__ __forceinline__ uint32_t FloatToBits(float x);
-template <>
-__device__ __forceinline__ uint32_t FloatToBits<__half>(float x) {
-  return __half_as_ushort(FromFloat<__half>(x));
-}
-template <>
-__device__ __forceinline__ uint32_t FloatToBits<__nv_bfloat16>(float x) {
-  return __bfloat16_as_ushort(FromFloat<__nv_bfloat16>(x));
-}
-
-// Two elements (a 32-bit word: element 2i in the low half) of RmsNorm's output, with NormRow's
-// expression (norm_row.cuh: (x - mean) * inv * w, mean = 0 for RMSNorm) and rounding.
-template <typename T>
-__device__ __forceinline__ uint32_t NormPair(uint32_t x, uint32_t w, float scale) {
-  const float lo = BitsToFloat<T>(x) * scale * BitsToFloat<T>(w);
-  const float hi = BitsToFloat<T>(x >> 16) * scale * BitsToFloat<T>(w >> 16);
-  return FloatToBits<T>(lo) | (FloatToBits<T>(hi) << 16);
-}
-
-// scales[t] = rsqrt(mean(x[t]^2) + eps) for t < tokens (x [tokens, k], k % 8 == 0, 16-byte
-// aligned), for every thread of the CTA on return. The sum of squares runs in the order of
-// NormRow's for a block of norm_threads threads (NormRowThreads(k / 8), a multiple of 32, at most
-// 1024), so that the scales equal those of the RmsNorm kernel: virtual thread v adds vectors v,
-// v + norm_threads, ... of 8 elements in turn; each virtual warp's partial sums go through
-// WarpSum, and the virtual warps' totals through a last WarpSum in warp order (BlockSum). The
-// CTA's kThreads threads play the virtual threads in rounds. x is read through the read-only
-// path, which leaves it in L1 for StageRmsNorm.
-template <typename T, int kThreads, int kMaxTokens>
-__device__ __forceinline__ void RmsScales(const T* __restrict__ x, int tokens, int64_t k, int norm_threads, float eps,
-                                          float* scales) {
-  __shared__ float warp_sums[kMaxTokens][32];
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int64_t vecs = k / 8;
-  for (int base = 0; base < norm_threads; base += kThreads) {
-    const int v = base + static_cast<int>(threadIdx.x);
-    if (v >= norm_threads) break;  // whole warps: norm_threads and kThreads are multiples of 32
-    float ss[kMaxTokens];
+struct RmsScaledInput {
+  const uint4* x;       // the lane's token row, at its chunk q
+  const uint4* w_norm;  // the norm weights, at chunk q
+  float squares = 0.f;  // x^2 summed over the chunks this lane read
+  struct Raw {
+    uint4 x, w;
+  };
+  __device__ __forceinline__ Raw Load(int64_t c) const { return Raw{LoadCached(x + c), LoadCached(w_norm + c)}; }
+  __device__ __forceinline__ uint4 Finish(const Raw& raw) {
+    const uint32_t xs[4] = {raw.x.x, raw.x.y, raw.x.z, raw.x.w}, ws[4] = {raw.w.x, raw.w.y, raw.w.z, raw.w.w};
+    uint32_t b[4];
 #pragma unroll
-    for (int t = 0; t < kMaxTokens; ++t) ss[t] = 0.f;
-    for (int64_t i = v; i < vecs; i += norm_threads) {
-      uint4 c[kMaxTokens];  // all the tokens' loads in flight before the sums
-#pragma unroll
-      for (int t = 0; t < kMaxTokens; ++t) {
-        if (t < tokens) c[t] = LoadCached(reinterpret_cast<const uint4*>(x + t * k) + i);
-      }
-#pragma unroll
-      for (int t = 0; t < kMaxTokens; ++t) {
-        if (t >= tokens) continue;
-        const uint32_t words[4] = {c[t].x, c[t].y, c[t].z, c[t].w};
-#pragma unroll
-        for (int j = 0; j < 8; ++j) {
-          const float d = BitsToFloat<T>(words[j / 2] >> (16 * (j % 2)));
-          ss[t] += d * d;
-        }
-      }
+    for (int i = 0; i < 4; ++i) {
+      using T2 = std::conditional_t<std::is_same_v<T, __half>, __half2, __nv_bfloat162>;
+      const T2 xv = *reinterpret_cast<const T2*>(&xs[i]), wv = *reinterpret_cast<const T2*>(&ws[i]);
+      const T2 p = __hmul2(xv, wv);
+      b[i] = *reinterpret_cast<const uint32_t*>(&p);
+      const float lo = ToFloat(xv.x), hi = ToFloat(xv.y);
+      squares = fmaf(lo, lo, squares);
+      squares = fmaf(hi, hi, squares);
     }
-#pragma unroll
-    for (int t = 0; t < kMaxTokens; ++t) {
-      if (t >= tokens) break;
-      const float s = WarpSum(ss[t]);
-      if (lane == 0) warp_sums[t][v / 32] = s;
-    }
+    return make_uint4(b[0], b[1], b[2], b[3]);
   }
-  __syncthreads();
-  for (int t = warp; t < tokens; t += kThreads / 32) {
-    const float s = WarpSum(lane < norm_threads / 32 ? warp_sums[t][lane] : 0.f);
-    if (lane == 0) scales[t] = rsqrtf(s / static_cast<float>(k) + eps);
-  }
-  __syncthreads();
-}
-
-// Chunks per staged token row for a CTA span of `span` chunks: rounded up to 8 (128 bytes), plus
-// 4, so that consecutive rows start in opposite halves of the 32 banks and the 8 lanes of a
-// quarter warp (two tokens, chunks q = 0..3) read 16-byte words without a conflict.
-__host__ __device__ __forceinline__ int64_t StagedStride(int64_t span) { return (span + 7) / 8 * 8 + 4; }
-
-// B = RmsNorm(x, norm_w) for the CTA's chunks [cb, ce) of every token row, computed once per CTA
-// into shared memory: staged[t * stride + (c - cb)] = T(x * scale[t] * norm_w) for chunk c.
-// Ends with a barrier.
-template <typename T>
-__device__ __forceinline__ void StageRmsNorm(const T* __restrict__ x, const T* __restrict__ norm_w, int tokens,
-                                             int64_t k, int64_t cb, int64_t ce, const float* scales, uint4* staged) {
-  const int64_t span = ce > cb ? ce - cb : 0, stride = StagedStride(span);
-  const uint4* wc = reinterpret_cast<const uint4*>(norm_w);
-  for (int64_t e = threadIdx.x; e < tokens * span; e += blockDim.x) {
-    const int t = static_cast<int>(e / span);
-    const int64_t i = e - t * span;
-    const uint4 xv = LoadCached(reinterpret_cast<const uint4*>(x + t * k) + cb + i), wv = LoadCached(wc + cb + i);
-    const float scale = scales[t];
-    staged[t * stride + i] = make_uint4(NormPair<T>(xv.x, wv.x, scale), NormPair<T>(xv.y, wv.y, scale),
-                                        NormPair<T>(xv.z, wv.z, scale), NormPair<T>(xv.w, wv.w, scale));
-  }
-  __syncthreads();
-}
-
-// The MMA's B chunks from the staged rows: `row` is the lane's token row of `staged`, offset by
-// its q; chunk c (c >= cb, from the lane's own offset as in AccumulateSpan) is row[c - cb].
-struct StagedInput {
-  const uint4* row;
-  int64_t cb;
-  using Raw = uint4;
-  __device__ __forceinline__ Raw Load(int64_t c) const { return row[c - cb]; }
-  __device__ __forceinline__ uint4 Finish(const Raw& raw) const { return raw; }
 };
+
+// The CTA's sum of squares of token t's span, for t < 8 (lane group g = t), into
+// sums[warp][t]: the four q lanes' sums added (xor shuffles), one value per warp. The caller
+// adds the warps in warp order after a barrier.
+template <int kWarps>
+__device__ __forceinline__ void ReduceSquares(float squares, float (*sums)[8]) {
+  squares += __shfl_xor_sync(0xffffffffu, squares, 1);
+  squares += __shfl_xor_sync(0xffffffffu, squares, 2);
+  const int lane = threadIdx.x & 31;
+  if ((lane & 3) == 0) sums[threadIdx.x >> 5][lane >> 2] = squares;
+}
 
 // The outputs of one CTA from its fp32 sums: sum(e) is the dot product of tile element e (token
 // e / kRows, tile row e % kRows; see ConsecutiveRows and PairedHalvesRows for which W row a tile

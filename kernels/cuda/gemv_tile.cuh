@@ -77,7 +77,8 @@ struct PairedHalvesRows {
 
 // The B operand as stored: chunk c (counted from the lane's own pointer, which is at chunk q of
 // its token's row) of x. Input functors split the read (Load) from the arithmetic (Finish) so that
-// the main loop issues every load of an iteration before it waits on any of them.
+// the main loop issues every load of an iteration before it waits on any of them; Finish may also
+// keep state of its own (RmsScaledInput sums squares there).
 struct PlainInput {
   const uint4* x;
   using Raw = uint4;
@@ -90,7 +91,7 @@ struct PlainInput {
 // (fewer than a group of chunks, only at the end of K) goes to the warp next in the rotation,
 // predicated.
 template <typename T, int kWarps, int kR, int kU, typename Rows, typename Input>
-__device__ __forceinline__ void AccumulateSpan(const Input& input, const T* __restrict__ w, int64_t k, const Rows& rows,
+__device__ __forceinline__ void AccumulateSpan(Input& input, const T* __restrict__ w, int64_t k, const Rows& rows,
                                                int64_t cb, int64_t ce, float (&acc)[kR][2][4]) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int g = lane >> 2, q = lane & 3;
