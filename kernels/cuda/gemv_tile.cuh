@@ -136,14 +136,16 @@ __device__ __forceinline__ void AccumulateSpan(Input& input, const T* __restrict
 #pragma unroll
     for (int u = 0; u < kU; ++u) {
       const bool valid = c0 + 4 * u + q < ce;
-      uint4 xv = zero, wv[kR][2];
+      uint4 wv[kR][2];
 #pragma unroll
       for (int r = 0; r < kR; ++r) {
         wv[r][0] = valid ? LoadStream(wp[r][0] + c0 + 4 * u) : zero;
         wv[r][1] = valid ? LoadStream(wp[r][1] + c0 + 4 * u) : zero;
       }
-      if (valid) xv = input.Finish(input.Load(c0 + 4 * u));
-      __syncwarp();  // mma.sync.aligned: the whole warp, converged
+      typename Input::Raw raw{};
+      if (valid) raw = input.Load(c0 + 4 * u);
+      __syncwarp();  // mma.sync.aligned (here and in Finish, which may issue MMAs): the whole warp, converged
+      const uint4 xv = input.Finish(raw);
 #pragma unroll
       for (int r = 0; r < kR; ++r) MmaChunk<T>(acc[r][0], acc[r][1], wv[r][0], wv[r][1], xv);
     }

@@ -155,12 +155,20 @@ TEST_P(GpuFusedDecode, MatchesUnfusedAndReference) {
         SCOPED_TRACE(::testing::Message() << (s == 0 ? "prefill" : "decode step " + std::to_string(s)));
         const auto fr = SplitRows(f[s], vocab);
         ASSERT_EQ(fr.size(), batch.size());
-        EXPECT_LE(WorstRowRelErr(fr, SplitRows(u[s], vocab)), 1e-2) << "fused against unfused";
         // bf16 keeps 8 mantissa bits: on these scaled-up random models its logits are 1-4% off
-        // fp32 (MatchesHuggingFace), fused or not; fp16 holds 1e-2 against the CPU.
-        if (dtype == DType::kF16) {
-          EXPECT_LE(WorstRowRelErr(fr, SplitRows(r[s], vocab)), 1e-2) << "against the CPU";
+        // fp32 (MatchesHuggingFace), fused or not; fp16 holds 1e-2 against the CPU. kAll's folded
+        // norm rounds elsewhere than the unfused norm, so in bf16 the two can differ by as much as
+        // each differs from fp32: there DESIGN.md's rule for such a path applies, against the CPU
+        // (fp32 arithmetic): at most max(1e-2, 1.5 x the unfused engine's error).
+        const auto cpu = SplitRows(r[s], vocab);
+        if (dtype == DType::kF16 || fused == &silu) {
+          EXPECT_LE(WorstRowRelErr(fr, SplitRows(u[s], vocab)), 1e-2) << "fused against unfused";
+        } else {
+          const double unfused_err = WorstRowRelErr(SplitRows(u[s], vocab), cpu);
+          EXPECT_LE(WorstRowRelErr(fr, cpu), std::max(1e-2, 1.5 * unfused_err))
+              << "against the CPU, with the unfused engine at " << unfused_err;
         }
+        if (dtype == DType::kF16) EXPECT_LE(WorstRowRelErr(fr, cpu), 1e-2) << "against the CPU";
         identical += f[s] == u[s];
       }
       std::printf("%s %s, %zu sequences, %s: %d of %d steps' logits identical fused and unfused\n", name.c_str(),
