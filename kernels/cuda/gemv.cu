@@ -44,8 +44,8 @@
 //   instead would evaluate SiLU once per row block of the down weight: 256 times over at N = 4096.)
 // - Residual epilogue: the output loop adds T(P) into the residual stream in place (the last CTA of
 //   a split-K row block, which alone writes its outputs).
-// - RMSNorm folded in (gemv::RmsScaledInput): B = T(x * w_norm) as x arrives, MMAs of x with
-//   itself sum x^2 on the way, and the output loop scales the sums by rsqrt(mean(x^2) + eps). With split K each
+// - RMSNorm folded in (gemv::RmsScaledInput): B = T(x * w_norm) as x arrives, the lanes sum x^2
+//   on the way, and the output loop scales the sums by rsqrt(mean(x^2) + eps). With split K each
 //   split's sum of squares of its span goes to the scratch beside its partial tile, and the last
 //   CTA adds them in split order. (It replaced a prologue that normalised x into shared memory
 //   before the weight stream: 2-3 us (T = 1) to 7 us (T = 8) per GEMV on an H100, more than the
@@ -153,7 +153,7 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks) GemvKernel(const Gemv
   AccumulateSpan<T, kWarps, kR, kU>(input, w, k, rows, cb, ce, acc);
   __shared__ float partial[kWarps][kR * 128];
   __shared__ float squares[kWarps][8];  // the RMSNorm's: this CTA's warps' sums of squares per token
-  if constexpr (kNorm) gemv::ReduceSquares<T>(input, squares);
+  if constexpr (kNorm) gemv::ReduceSquares<kWarps>(input.squares, squares);
   StoreWarpTiles<kWarps, kR>(acc, partial);  // ends with a barrier: `squares` is complete too
   // The norm's scale of token t from its sum of squares over K (1 without the norm).
   const float eps = args.eps;

@@ -25,53 +25,54 @@ enum class Output { kStore, kAddTo, kSiluMul };  // out = P, out += P, out = SiL
 //   inv = rsqrt(mean(x^2) + eps),
 // so the MMA's B operand is T(x * w_norm) (one rounding of the exact product, as __hmul2 gives
 // it), formed as each chunk of x arrives, and inv scales the fp32 sums in the output loop. The
-// sum of squares comes from the same loads, on the tensor cores: lane (g, q) holds 8 k of token
-// g's x in the layout of B, and the same registers read as A (rows g and g + 8 both token g) make
-// one more pair of MMAs per chunk accumulate the tokens' Gram matrix, C[g][t] = sum x_g x_t; its
-// diagonal (lane g = t, q = t / 2, element t % 2) is token t's sum of squares over the warp's
-// chunks. Within a CTA the warps' chunks cover its span once, so the warps' diagonals added in a
-// fixed order (ReduceSquares, then the caller) are the span's sums. The weight stream starts at
-// once, as in the plain GEMV; the norm costs four multiplies and two MMAs per chunk and a
-// reduction at the end, not a pass over x before the product (the previous design, which
-// staged RmsNorm(x) in shared memory first and lost to the separate norm kernel).
-// It differs from RmsNorm then Linear only in rounding: T(x * w_norm) is rounded where RmsNorm's
-// output would be, and the squares are summed in another order.
+// same loads give the sum of squares: each lane adds x^2 over the chunks it reads; within a
+// CTA the lanes of token t (lane group g = t, chunks q = 0..3 of each warp step) read every
+// chunk of the CTA's span exactly once, so their sums, added in a fixed order (ReduceSquares),
+// are the span's sum of squares. So the weight stream starts at once, as in the plain GEMV;
+// the norm costs a few instructions per chunk and a reduction at the end, not a pass over x
+// before the product (the previous design, which staged RmsNorm(x) in shared memory first and
+// lost to the separate norm kernel). Summing the squares on the tensor cores instead (an MMA of
+// x with itself, whose diagonal is the tokens' sums) was measured slower on an H200: +2.8 us
+// against +1.5 us over the plain GEMV for gate|up at T = 1 (benchmarks/results/llama-7b-tp1-h200.md).
+// It differs from RmsNorm then Linear only in rounding: y is not rounded to T before the product
+// (T(x * w_norm) is, at T's relative precision), and the squares are summed in another order.
 // fp16 note: x * w_norm must stay within fp16's range, as x and RmsNorm(x) * w_norm do for any
 // residual stream whose norm weights are at most about 1 in magnitude where x is near 65504.
 template <typename T>
 struct RmsScaledInput {
   const uint4* x;       // the lane's token row, at its chunk q
   const uint4* w_norm;  // the norm weights, at chunk q
-  float gram[2][4] = {};  // the Gram matrix's C fragments (two accumulators, as in MmaChunk)
+  float squares = 0.f;  // x^2 summed over the chunks this lane read
   struct Raw {
     uint4 x, w;
   };
   __device__ __forceinline__ Raw Load(int64_t c) const { return Raw{LoadCached(x + c), LoadCached(w_norm + c)}; }
   __device__ __forceinline__ uint4 Finish(const Raw& raw) {
-    using T2 = std::conditional_t<std::is_same_v<T, __half>, __half2, __nv_bfloat162>;
     const uint32_t xs[4] = {raw.x.x, raw.x.y, raw.x.z, raw.x.w}, ws[4] = {raw.w.x, raw.w.y, raw.w.z, raw.w.w};
     uint32_t b[4];
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
-      const T2 p = __hmul2(*reinterpret_cast<const T2*>(&xs[i]), *reinterpret_cast<const T2*>(&ws[i]));
+      using T2 = std::conditional_t<std::is_same_v<T, __half>, __half2, __nv_bfloat162>;
+      const T2 xv = *reinterpret_cast<const T2*>(&xs[i]), wv = *reinterpret_cast<const T2*>(&ws[i]);
+      const T2 p = __hmul2(xv, wv);
       b[i] = *reinterpret_cast<const uint32_t*>(&p);
+      const float lo = ToFloat(xv.x), hi = ToFloat(xv.y);
+      squares = fmaf(lo, lo, squares);
+      squares = fmaf(hi, hi, squares);
     }
-    MmaChunk<T>(gram[0], gram[1], raw.x, raw.x, raw.x);  // A rows g, g + 8 and B column g: token g's x
     return make_uint4(b[0], b[1], b[2], b[3]);
-  }
-  // Token t's sum of squares over this warp's chunks, valid in lane g = t, q = t / 2 (any t < 8).
-  __device__ __forceinline__ float Diagonal() const {
-    const int g = (threadIdx.x & 31) >> 2;
-    return (g & 1) ? gram[0][1] + gram[1][1] : gram[0][0] + gram[1][0];
   }
 };
 
-// Each warp's sums of squares per token t < 8 into sums[warp][t] (from the lanes that hold the
-// Gram diagonal). The caller adds the warps in warp order after a barrier.
-template <typename T>
-__device__ __forceinline__ void ReduceSquares(const RmsScaledInput<T>& input, float (*sums)[8]) {
-  const int lane = threadIdx.x & 31, g = lane >> 2, q = lane & 3;
-  if ((g >> 1) == q) sums[threadIdx.x >> 5][g] = input.Diagonal();
+// The CTA's sum of squares of token t's span, for t < 8 (lane group g = t), into
+// sums[warp][t]: the four q lanes' sums added (xor shuffles), one value per warp. The caller
+// adds the warps in warp order after a barrier.
+template <int kWarps>
+__device__ __forceinline__ void ReduceSquares(float squares, float (*sums)[8]) {
+  squares += __shfl_xor_sync(0xffffffffu, squares, 1);
+  squares += __shfl_xor_sync(0xffffffffu, squares, 2);
+  const int lane = threadIdx.x & 31;
+  if ((lane & 3) == 0) sums[threadIdx.x >> 5][lane >> 2] = squares;
 }
 
 // The outputs of one CTA from its fp32 sums: sum(e) is the dot product of tile element e (token

@@ -98,9 +98,10 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, GpuEngine,
 // the same engine unfused (kNone) and, in fp16, the CPU reference on the dtype's rounded weights:
 // one sequence (its 5-token prefill fused too), then three and four stepped together (prefills of
 // 9 and 28 tokens: unfused), 6 decode steps through recorded graphs, every engine fed the same
-// continuation. Logits per step within 1e-2 (worst row); whether fused and unfused agree bit for
-// bit is printed (expected with kSiluMul, whose epilogue rounds as the op it replaces; not with
-// kAll, whose folded norm rounds differently).
+// continuation. Logits per step within 1e-2 (worst row) of the unfused engine's; in bf16 kAll
+// (whose folded norm rounds elsewhere) is held to the CPU instead, as MatchesHuggingFace holds
+// bf16. Whether fused and unfused agree bit for bit is printed (expected with kSiluMul, whose
+// epilogue rounds as the op it replaces; not with kAll).
 class GpuFusedDecode : public ::testing::TestWithParam<std::tuple<std::string, DType>> {
  protected:
   void SetUp() override {
@@ -135,6 +136,13 @@ TEST_P(GpuFusedDecode, MatchesUnfusedAndReference) {
   }
   ASSERT_EQ(prompts.size(), 4u);
   ASSERT_EQ(prompts[1].size(), 5u);
+  // Hugging Face's own bf16 error on this model's prompts (the largest over its cases).
+  auto bf16_golden = ReadJsonFile(dir + "/golden_bf16.json");
+  ASSERT_TRUE(bf16_golden.ok()) << bf16_golden.status();
+  double hf_bf16_err = 0;
+  for (const Json& c : bf16_golden->Find("cases")->as_array()) {
+    hf_bf16_err = std::max(hf_bf16_err, c.Find("hf_bf16_logits_rel_err")->as_double());
+  }
   const size_t vocab = static_cast<size_t>(plain->config.vocab_size);
   constexpr int kSteps = 6;
   for (const std::vector<int>& batch : {std::vector<int>{1}, {0, 1, 3}, {0, 1, 2, 3}}) {
@@ -158,15 +166,15 @@ TEST_P(GpuFusedDecode, MatchesUnfusedAndReference) {
         // bf16 keeps 8 mantissa bits: on these scaled-up random models its logits are 1-4% off
         // fp32 (MatchesHuggingFace), fused or not; fp16 holds 1e-2 against the CPU. kAll's folded
         // norm rounds elsewhere than the unfused norm, so in bf16 the two can differ by as much as
-        // each differs from fp32: there DESIGN.md's rule for such a path applies, against the CPU
-        // (fp32 arithmetic): at most max(1e-2, 1.5 x the unfused engine's error).
+        // each differs from fp32: there the bf16 rule of MatchesHuggingFace applies, against the
+        // CPU (fp32 arithmetic): max(1e-2, 1.5 x Hugging Face's own bf16 error on this model).
         const auto cpu = SplitRows(r[s], vocab);
         if (dtype == DType::kF16 || fused == &silu) {
           EXPECT_LE(WorstRowRelErr(fr, SplitRows(u[s], vocab)), 1e-2) << "fused against unfused";
         } else {
-          const double unfused_err = WorstRowRelErr(SplitRows(u[s], vocab), cpu);
-          EXPECT_LE(WorstRowRelErr(fr, cpu), std::max(1e-2, 1.5 * unfused_err))
-              << "against the CPU, with the unfused engine at " << unfused_err;
+          EXPECT_LE(WorstRowRelErr(fr, cpu), std::max(1e-2, 1.5 * hf_bf16_err))
+              << "against the CPU; the unfused engine is at " << WorstRowRelErr(SplitRows(u[s], vocab), cpu)
+              << ", Hugging Face bf16 at " << hf_bf16_err;
         }
         if (dtype == DType::kF16) EXPECT_LE(WorstRowRelErr(fr, cpu), 1e-2) << "against the CPU";
         identical += f[s] == u[s];
