@@ -69,10 +69,10 @@ enum class LinearFusion {
   // SiLU(gate) * up in the gate|up GEMV's epilogue: 8 kernels a layer instead of 9. The default:
   // LLaMA-7B fp16 on an H100 decoded 2% faster at batch 1 and 3% at batch 8 (README).
   kSiluMul,
-  // Also each RMSNorm in the GEMV that reads it and each residual add in the GEMV before it: 6
-  // kernels a layer, the final norm in the LM head. Slower there than kSiluMul: each normalising
-  // GEMV spends 2-3 us (T = 1) to 7 us (T = 8) on x per CTA before its weight stream, more than
-  // the norm kernels it replaces cost in a recorded step.
+  // Also each RMSNorm folded into the GEMV that reads it and each residual add in the GEMV before
+  // it: 6 kernels a layer, the final norm in the LM head. No dependable gain over kSiluMul on an
+  // H200 (within +-3% either way over three calls): the fold adds 1-4 us to each GEMV it enters,
+  // about what the norm kernels cost (benchmarks/results/llama-7b-tp1-h200.md).
   kAll,
 };
 
