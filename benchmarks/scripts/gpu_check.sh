@@ -48,7 +48,7 @@ mpi() {
 # when alone (a whole build takes minutes of a 10-minute call), else everything.
 targets=()
 [ "$modes" = " attnprof " ] && targets=(--target attention_bench)
-[ "$modes" = " ab " ] && targets=(--target attention_bench paged_attention_gpu_test)  # the variants build beside
+[ "$modes" = " ab " ] && targets=(--target attention_bench paged_attention_gpu_test gemm_bench)  # the variants build beside
 # Always (re)build: on a machine kept warm the tree may have changed since the last call, and
 # ninja rebuilds only what did.
 if [ "$modes" != " sdpa " ]; then
