@@ -88,25 +88,15 @@ enum V4Pass : int { kV4Dense = 0, kV4Scores = 1, kV4Pv = 2 };
 #ifndef CHAI_V4_CPASYNC
 #define CHAI_V4_CPASYNC 1
 #endif
-// The CHAI passes' experiment (CHAI_V4_CPASYNC_CHAI=1, not yet measured): the scores pass's K and
-// the P·V pass's V by every thread's cp.async too (the P·V pass's logits rows stay bulk copies).
-#ifndef CHAI_V4_CPASYNC_CHAI
-#define CHAI_V4_CPASYNC_CHAI 0
-#endif
-static_assert(CHAI_V4_CPASYNC_CHAI == 0 || CHAI_V4_CPASYNC_CHAI == 1, "the CHAI passes load by 0 or 1");
+// The CHAI passes stay on bulk copies: loading their K (scores) and V (P·V) by every thread's
+// cp.async instead ran 35-40% slower on an H200 (B = 8 and 32, 4k and 16k positions, 4
+// representatives; attention-decode-h200.md), its decode tests passing.
 template <int kPass>
-constexpr int kV4Load = kPass == kV4Dense ? CHAI_V4_CPASYNC : CHAI_V4_CPASYNC_CHAI;
+constexpr int kV4Load = kPass == kV4Dense ? CHAI_V4_CPASYNC : 0;
 // Whether a stage takes any bulk copy (warp 0's, armed by lane 0): all but the all-cp.async
 // loads, and the P·V pass's logits rows always.
 template <int kPass>
 constexpr bool kV4BulkAny = kV4Load<kPass> != 1 || kPass == kV4Pv;
-// Experiment (CHAI_V4_L2_128B=1): the dense pass's cp.async carry the `.L2::128B` prefetch
-// qualifier, as CUTLASS-style sm80 kernels issue theirs. Under Nsight Compute ours sent ~1.8x
-// cuDNN's L2 tag requests per DRAM byte; if requests without the hint go out in 64-byte halves,
-// this halves them. Not yet measured.
-#ifndef CHAI_V4_L2_128B
-#define CHAI_V4_L2_128B 0
-#endif
 // Arrivals that complete a stage's mbarrier phase: lane 0's expect_tx (bulk copies) and/or every
 // thread's cp.async arrival.
 template <int kPass>
@@ -175,15 +165,14 @@ inline void MakePlanV4Chai(int max_seq_len, int members_per_rep, int resident_sc
 #ifdef __CUDACC__
 
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-// CpAsync16, with the L2 prefetch qualifier where CHAI_V4_L2_128B asks for it.
+// CpAsync16 with the `.L2::128B` prefetch qualifier, as CUTLASS-style sm80 kernels issue theirs.
+// On an H200 (B = 8 and 32, 4k and 16k positions, attention-decode-h200.md) it cut the dense
+// pass's L2 tag requests by 14% (58.9M to 50.4M at B = 8, 16k; cuDNN's SDPA: 33.5M) and its time
+// by 0.7-1.3%, the decode tests passing.
 __device__ __forceinline__ void V4CpAsync16(void* dst, const void* src, bool valid) {
-#if CHAI_V4_L2_128B
   asm volatile("cp.async.cg.shared.global.L2::128B [%0], [%1], 16, %2;\n" ::"r"(SharedAddress(dst)),
                "l"(__cvta_generic_to_global(src)), "r"(valid ? 16 : 0)
                : "memory");
-#else
-  CpAsync16(dst, src, valid);
-#endif
 }
 
 // One work item of pass kPass: the (sequence s, KV head g, split) a dense or P·V CTA owns, or one
