@@ -225,6 +225,10 @@ absl::StatusOr<LoadedModel> LoadModel(const ModelOptions& options, int64_t seque
   kv.capture_decode = *device == Device::kCuda && std::getenv("CHAI_NO_GRAPHS") == nullptr;
   if (const char* f = std::getenv("CHAI_DECODE_FUSION")) {  // none | silu (the default) | all
     const std::string mode = f;
+    if (mode != "none" && mode != "silu" && mode != "all") {
+      return absl::InvalidArgumentError(
+          absl::StrCat("CHAI_DECODE_FUSION must be none, silu or all, got '", mode, "'"));
+    }
     kv.linear_fusion = mode == "none"  ? LinearFusion::kNone
                        : mode == "all" ? LinearFusion::kAll
                                        : LinearFusion::kSiluMul;

@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
@@ -150,6 +151,20 @@ TEST(BadFlags, Errors) {
   ExpectError("generate " + model + " --prompt hi --prompt-ids 1", "exactly one of --prompt");
   ExpectError("generate " + model + " --prompt hello", "needs a tokenizer");
   ExpectError("frobnicate", "unknown command");
+}
+
+// A tuning variable with a value it does not know is an error, not a silent default; the values
+// it knows run.
+TEST(BadFlags, UnknownDecodeFusion) {
+  const std::string args = "generate --model " + FixtureDir("llama-gqa") + " --prompt-ids 1,2 --max-new-tokens 2";
+  for (const char* mode : {"none", "silu", "all"}) {
+    setenv("CHAI_DECODE_FUSION", mode, 1);
+    const RunResult r = RunChai(args);
+    EXPECT_EQ(r.exit_code, 0) << mode << ": " << r.stderr_text;
+  }
+  setenv("CHAI_DECODE_FUSION", "fast", 1);
+  ExpectError(args, "CHAI_DECODE_FUSION must be none, silu or all, got 'fast'");
+  unsetenv("CHAI_DECODE_FUSION");
 }
 
 TEST(BadFlags, PromptLongerThanTheModelAllows) {
