@@ -167,7 +167,7 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks) GemvKernel(const Gemv
   }
 #if CHAI_GEMV_PDL_PRELOAD
   if (preloaded) {
-    AccumulateSpan<T, kWarps, kR, kU, true>(input, w, k, rows, cb, ce, acc, first);
+    AccumulateSpan<T, kWarps, kR, kU, true>(input, w, k, rows, cb, ce, acc, &first);
   } else {
     AccumulateSpan<T, kWarps, kR, kU>(input, w, k, rows, cb, ce, acc);
   }

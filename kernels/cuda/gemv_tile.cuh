@@ -99,6 +99,28 @@ __device__ __forceinline__ void LanePointers(const T* __restrict__ w, int64_t k,
   }
 }
 
+// One 4-chunk step of W for the tile's rows: wv[r][h] = chunk c (from each lane's own offset).
+template <int kR>
+__device__ __forceinline__ void LoadStep(const uint4* const (&wp)[kR][2], int64_t c, uint4 (&wv)[kR][2]) {
+#pragma unroll
+  for (int r = 0; r < kR; ++r) {
+    wv[r][0] = LoadStream(wp[r][0] + c);
+    wv[r][1] = LoadStream(wp[r][1] + c);
+  }
+}
+
+// The MMAs of one group: each step's B chunk (finished from its raw load) against its W.
+template <typename T, int kR, int kU, typename Input>
+__device__ __forceinline__ void MmaGroup(Input& input, const typename Input::Raw (&xr)[kU],
+                                         const uint4 (&wv)[kU][kR][2], float (&acc)[kR][2][4]) {
+#pragma unroll
+  for (int u = 0; u < kU; ++u) {
+    const uint4 xv = input.Finish(xr[u]);
+#pragma unroll
+    for (int r = 0; r < kR; ++r) MmaChunk<T>(acc[r][0], acc[r][1], wv[u][r][0], wv[u][r][1], xv);
+  }
+}
+
 // The W loads of the first group AccumulateSpan gives this warp (chunks from cb + warp * 4 * kU),
 // into `first`, where the warp has a whole group (else `first` is left unset and unused). For the
 // experiment CHAI_GEMV_PDL_PRELOAD (gemv.cu): issued before the PDL wait, W being constant.
@@ -112,13 +134,7 @@ __device__ __forceinline__ void LoadFirstGroup(const T* __restrict__ w, int64_t 
   LanePointers<T, kR>(w, k, rows, wp);
   const int64_t c0 = cb + int64_t{warp} * (4 * kU);
 #pragma unroll
-  for (int u = 0; u < kU; ++u) {
-#pragma unroll
-    for (int r = 0; r < kR; ++r) {
-      first[u][r][0] = LoadStream(wp[r][0] + c0 + 4 * u);
-      first[u][r][1] = LoadStream(wp[r][1] + c0 + 4 * u);
-    }
-  }
+  for (int u = 0; u < kU; ++u) LoadStep<kR>(wp, c0 + 4 * u, first[u]);
 }
 
 // Adds chunks [cb, ce) of the tile's rows (`rows`, see above) times the lanes' B chunks (`input`)
@@ -128,7 +144,7 @@ __device__ __forceinline__ void LoadFirstGroup(const T* __restrict__ w, int64_t 
 template <typename T, int kWarps, int kR, int kU, bool kPreloaded = false, typename Rows, typename Input>
 __device__ __forceinline__ void AccumulateSpan(Input& input, const T* __restrict__ w, int64_t k, const Rows& rows,
                                                int64_t cb, int64_t ce, float (&acc)[kR][2][4],
-                                               uint4 (*first)[kR][2] = nullptr) {
+                                               const uint4 (*first)[kU][kR][2] = nullptr) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int q = lane & 3;
   const int64_t span = ce > cb ? ce - cb : 0;
@@ -144,12 +160,7 @@ __device__ __forceinline__ void AccumulateSpan(Input& input, const T* __restrict
       typename Input::Raw xr[kU];
 #pragma unroll
       for (int u = 0; u < kU; ++u) xr[u] = input.Load(c0 + 4 * u);
-#pragma unroll
-      for (int u = 0; u < kU; ++u) {
-        const uint4 xv = input.Finish(xr[u]);
-#pragma unroll
-        for (int r = 0; r < kR; ++r) MmaChunk<T>(acc[r][0], acc[r][1], first[u][r][0], first[u][r][1], xv);
-      }
+      MmaGroup<T, kR, kU>(input, xr, *first, acc);
       grp += kWarps;
     }
   }
@@ -160,19 +171,10 @@ __device__ __forceinline__ void AccumulateSpan(Input& input, const T* __restrict
     uint4 wv[kU][kR][2];
 #pragma unroll
     for (int u = 0; u < kU; ++u) {
-#pragma unroll
-      for (int r = 0; r < kR; ++r) {
-        wv[u][r][0] = LoadStream(wp[r][0] + c0 + 4 * u);
-        wv[u][r][1] = LoadStream(wp[r][1] + c0 + 4 * u);
-      }
+      LoadStep<kR>(wp, c0 + 4 * u, wv[u]);
       xr[u] = input.Load(c0 + 4 * u);
     }
-#pragma unroll
-    for (int u = 0; u < kU; ++u) {
-      const uint4 xv = input.Finish(xr[u]);
-#pragma unroll
-      for (int r = 0; r < kR; ++r) MmaChunk<T>(acc[r][0], acc[r][1], wv[u][r][0], wv[u][r][1], xv);
-    }
+    MmaGroup<T, kR, kU>(input, xr, wv, acc);
   }
   // The K tail. Chunks past the end contribute zeros (both operands, so no 0 * NaN from whatever
   // lies beyond).
