@@ -6,7 +6,9 @@
 # loaded into registers before the PDL wait, with the early release that lets it overlap
 #   AB_FLAGS="-DCHAI_GEMV_PDL_PRELOAD=1 -DCHAI_PDL_EARLY_RELEASE=1" AB_FLAGS2=-DCHAI_PDL_EARLY_RELEASE=1 \
 #     gpu_check.sh abe2e
-# (its u8 GEMVs spill 12-16 bytes under ptxas; run its tests before trusting its timings).
+# (its u8 GEMVs spill 12-16 bytes under ptxas; run its tests before trusting its timings), and
+# kernel 4's cp.async without the src-size operand for present blocks
+#   AB_FLAGS=-DCHAI_V4_CP_NOZFILL=1 gpu_check.sh ab   (watch lts__t_tag_requests against SDPA's).
 # Meanwhile this mode re-checks the folded norm: the GEMV, fused-op, PDL and engine tests
 # (memcheck over the fused ops), gemm_bench's LinearFused table, then LLaMA-7B end to end with
 # CHAI_DECODE_FUSION=silu (the default) and =all, alternating (PENDING_BATCHES, default 1,8;
