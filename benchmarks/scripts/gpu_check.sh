@@ -9,7 +9,8 @@
 # step, ncu), tp (multi-GPU: all-reduce latency, LLaMA-7B TP scaling), opt66b (OPT-66B at TP=4),
 # spread (every gpu test on a multi-GPU machine, single-GPU binaries in parallel, one GPU each),
 # attnprof (dense decode attention vs SDPA: block layouts, Nsight Compute sections), ab (a kernel
-# knob's A/B: AB_FLAGS), abe2e (a decode-step knob's A/B end to end, LLaMA-7B TPOT: AB_FLAGS).
+# knob's A/B: AB_FLAGS), abe2e (a decode-step knob's A/B end to end, LLaMA-7B TPOT: AB_FLAGS), splits
+# (kernel 4's split cap at short contexts, attention_bench and LLaMA-7B batch 1).
 set -uo pipefail
 modes=" ${*:-all} "
 [ "$modes" = " all " ] && modes=" test bench e2e chai "
@@ -50,6 +51,7 @@ targets=()
 [ "$modes" = " attnprof " ] && targets=(--target attention_bench)
 [ "$modes" = " ab " ] && targets=(--target attention_bench paged_attention_gpu_test gemm_bench)  # the variants build beside
 [ "$modes" = " abe2e " ] && targets=(--target chai ops_gpu_test fused_ops_gpu_test pdl_gpu_test engine_gpu_test)
+[ "$modes" = " splits " ] && targets=(--target chai attention_bench)
 # Always (re)build: on a machine kept warm the tree may have changed since the last call, and
 # ninja rebuilds only what did.
 if [ "$modes" != " sdpa " ]; then
@@ -76,6 +78,7 @@ has profile && run_mode profile
 has attnprof && run_mode attnprof
 has ab && run_mode ab
 has abe2e && run_mode abe2e
+has splits && run_mode splits
 has sdpa && run_mode sdpa
 has throughput && run_mode throughput
 has tp && run_mode tp
