@@ -50,7 +50,7 @@ mpi() {
 targets=()
 [ "$modes" = " attnprof " ] && targets=(--target attention_bench)
 [ "$modes" = " ab " ] && targets=(--target attention_bench paged_attention_gpu_test gemm_bench)  # the variants build beside
-[ "$modes" = " abe2e " ] && targets=(--target chai ops_gpu_test fused_ops_gpu_test pdl_gpu_test engine_gpu_test)
+[ "$modes" = " abe2e " ] && targets=(--target chai ops_gpu_test fused_ops_gpu_test linear_fused_gpu_test pdl_gpu_test engine_gpu_test)
 [ "$modes" = " splits " ] && targets=(--target chai attention_bench)
 # Always (re)build: on a machine kept warm the tree may have changed since the last call, and
 # ninja rebuilds only what did.

@@ -9,7 +9,7 @@
 #   AB_FLAGS="-DCHAI_GEMV_PDL_PRELOAD=1 -DCHAI_PDL_EARLY_RELEASE=1" AB_FLAGS2=-DCHAI_PDL_EARLY_RELEASE=1
 builds=(build-ab)
 [ -n "${AB_FLAGS2:-}" ] && builds+=(build-ab2)
-tests=(ops_gpu_test fused_ops_gpu_test pdl_gpu_test engine_gpu_test)
+tests=(ops_gpu_test fused_ops_gpu_test linear_fused_gpu_test pdl_gpu_test engine_gpu_test)
 for b in "${builds[@]}"; do
   flags=$([ "$b" = build-ab ] && echo "${AB_FLAGS:?AB_FLAGS names the variant}" || echo "$AB_FLAGS2")
   ( cmake -S . -B "$b" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCHS:-90}" \

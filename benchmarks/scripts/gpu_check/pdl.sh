@@ -2,7 +2,7 @@
 # gpu_check.sh mode `pdl`, sourced by gpu_check.sh (it sees OUT, gpus, modes, has, bench, mpi).
 # The decode-step kernels again with Programmatic Dependent Launch on (CHAI_PDL=1; off by default),
 # the attention test on the memcheck subset (every kernel path; the full test takes ~4 minutes).
-for t in ops_gpu_test fused_ops_gpu_test paged_attention_gpu_test engine_gpu_test; do
+for t in ops_gpu_test fused_ops_gpu_test linear_fused_gpu_test paged_attention_gpu_test engine_gpu_test; do
   [ -x "build-gpu/tests/$t" ] || continue
   filter="*"
   [ "$t" = paged_attention_gpu_test ] && filter="*DecodeDense:*DecodeChai:*DecodeGqaChai:*DecodeHintUnequalClusters:*DecodeMembersPerCta:*PrefillPrompts:*MixedBatch"

@@ -13,7 +13,7 @@
 # (memcheck over the fused ops), gemm_bench's LinearFused table, then LLaMA-7B end to end with
 # CHAI_DECODE_FUSION=silu (the default) and =all, alternating (PENDING_BATCHES, default 1,8;
 # prompts 512 and 2048).
-tests=(ops_gpu_test fused_ops_gpu_test pdl_gpu_test engine_gpu_test)
+tests=(ops_gpu_test fused_ops_gpu_test linear_fused_gpu_test pdl_gpu_test engine_gpu_test)
 for t in "${tests[@]}"; do
   timeout 300 "build-gpu/tests/$t" --gtest_brief=1 > "$OUT/pending-$t.log" 2>&1 &
 done
@@ -22,9 +22,9 @@ for t in "${tests[@]}"; do
   echo "$t: $(grep -E '^\[  (PASSED|FAILED)' "$OUT/pending-$t.log" | tr '\n' ' ')"
 done
 grep -h "identical fused and unfused\|outputs differ from RmsNorm" "$OUT"/pending-*.log | head -20
-timeout 240 compute-sanitizer --tool memcheck --leak-check no --error-exitcode 9 build-gpu/tests/fused_ops_gpu_test \
-  --gtest_brief=1 > "$OUT/pending-memcheck-fused.log" 2>&1
-echo "memcheck fused_ops_gpu_test: exit $? ($(grep -c 'Invalid' "$OUT/pending-memcheck-fused.log") invalid accesses)"
+timeout 240 compute-sanitizer --tool memcheck --leak-check no --error-exitcode 9 build-gpu/tests/linear_fused_gpu_test \
+  --gtest_brief=1 > "$OUT/pending-memcheck-linear.log" 2>&1
+echo "memcheck linear_fused_gpu_test: exit $? ($(grep -c 'Invalid' "$OUT/pending-memcheck-linear.log") invalid accesses)"
 timeout 120 build-gpu/benchmarks/gemm_bench 10 fused > "$OUT/pending-gemm-fused.md" 2>&1
 echo "gemm_bench fused: exit $?"; tail -25 "$OUT/pending-gemm-fused.md"
 for round in 1 2; do

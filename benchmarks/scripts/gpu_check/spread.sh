@@ -9,13 +9,13 @@ ctest --test-dir build-gpu -R "ipc_allreduce|chai_tp_gpu|tp_gpu" --output-on-fai
 grep -E "Test +#|tests passed" "$OUT/spread-mpi.log"
 attn_subset="*DecodeDense:*DecodeChai:*DecodeGqaChai:*DecodeHintUnequalClusters:*DecodeMembersPerCta:*PrefillPrompts:*MixedBatch"
 queues=("paged_attention_gpu_test" "engine_gpu_test chai_cluster_gpu_test block_tables_gpu_test argmax_gpu_test"
-  "ops_gpu_test fused_ops_gpu_test pdl_gpu_test" "memcheck")
+  "ops_gpu_test fused_ops_gpu_test linear_fused_gpu_test pdl_gpu_test" "memcheck")
 for q in "${!queues[@]}"; do
   (
     export CUDA_VISIBLE_DEVICES=$(( q % gpus ))
     for t in ${queues[$q]}; do
       if [ "$t" = memcheck ]; then
-        for m in ops_gpu_test fused_ops_gpu_test paged_attention_gpu_test; do
+        for m in ops_gpu_test fused_ops_gpu_test linear_fused_gpu_test paged_attention_gpu_test; do
           filter="*"; [ "$m" = paged_attention_gpu_test ] && filter="$attn_subset"
           timeout 240 compute-sanitizer --tool memcheck --leak-check no --error-exitcode 9 "build-gpu/tests/$m" \
             --gtest_brief=1 --gtest_filter="$filter" >> "$OUT/spread-q$q.log" 2>&1
