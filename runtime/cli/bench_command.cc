@@ -21,9 +21,10 @@ namespace {
 
 absl::StatusOr<std::vector<int>> ParseIntList(const std::string& flag, const std::string& text) {
   std::vector<int> values;
-  for (absl::string_view part : absl::StrSplit(text, ',', absl::SkipWhitespace())) {
+  if (text.empty()) return absl::InvalidArgumentError(absl::StrCat("--", flag, " is empty"));
+  for (absl::string_view part : absl::StrSplit(text, ',')) {
     int v;
-    if (!absl::SimpleAtoi(part, &v) || v < 1) {
+    if (!absl::SimpleAtoi(part, &v) || v < 1) {  // also an empty entry, as in 1,,8
       return absl::InvalidArgumentError(absl::StrCat("--", flag, " expects positive integers like 1,8,32, got '", text, "'"));
     }
     values.push_back(v);
@@ -95,6 +96,7 @@ absl::Status RunThroughputMode(const std::vector<std::string>& args) {
     std::printf("usage: chai bench --mode throughput [--model ...] [flags]\n%s", parser.Usage().c_str());
     return absl::OkStatus();
   }
+  if (auto s = CheckOutputFolder(json_path, "--json"); !s.ok()) return s;
   auto in = ParseLengthDist("input-len-dist", input_dist);
   if (!in.ok()) return in.status();
   auto out_len = ParseLengthDist("output-len-dist", output_dist);
@@ -212,6 +214,11 @@ absl::Status RunBench(const std::vector<std::string>& args) {
     return RunThroughputMode(args);
   }
   if (mode != "latency") return absl::InvalidArgumentError(absl::StrCat("--mode must be latency or throughput, got '", mode, "'"));
+  if (auto s = CheckOutputFolder(json_path, "--json"); !s.ok()) return s;
+  // Checked again by RunLatencyBench; here so that a bad flag fails before the model loads.
+  if (o.output_len < 2 || o.iters < 1 || o.warmup < 0) {
+    return absl::InvalidArgumentError("--output-len must be >= 2, --iters >= 1 and --warmup >= 0");
+  }
   auto batch_list = ParseIntList("batch", batches);
   if (!batch_list.ok()) return batch_list.status();
   auto input_list = ParseIntList("input-len", inputs);

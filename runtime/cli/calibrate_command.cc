@@ -84,17 +84,6 @@ absl::Status Plot(const std::string& csv, const std::string& schedule, const std
   return absl::OkStatus();
 }
 
-// Fails before hours of calibration, not after: the folder of every output must exist.
-absl::Status CheckOutputFolder(const std::string& path, const std::string& flag) {
-  if (path.empty()) return absl::OkStatus();
-  const std::filesystem::path parent = std::filesystem::path(path).parent_path();
-  std::error_code ec;
-  if (!parent.empty() && !std::filesystem::is_directory(parent, ec)) {
-    return absl::NotFoundError(absl::StrCat(flag, ": no such directory: ", parent.string()));
-  }
-  return absl::OkStatus();
-}
-
 void PrintSummary(const CalibrationResult& r, const CalibrateFlags& flags) {
   std::printf("%-6s %12s %6s %10s\n", "layer", "resistance", "knee", "clusters");
   for (size_t l = 0; l < r.schedule.size(); ++l) {

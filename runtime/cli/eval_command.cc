@@ -106,6 +106,7 @@ absl::Status RunEval(const std::vector<std::string>& args) {
     return absl::OkStatus();
   }
   if (auto s = CheckFlags(flags); !s.ok()) return s;
+  if (auto s = CheckOutputFolder(flags.json_path, "--json"); !s.ok()) return s;
   auto split = ParseWindowSplit(flags.split);
   if (!split.ok()) return split.status();
   const int stride = flags.stride == 0 ? flags.window : flags.stride;

@@ -3,6 +3,7 @@
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
+#include <filesystem>
 
 #include "absl/strings/str_cat.h"
 
@@ -98,6 +99,16 @@ std::string FlagParser::Usage() const {
     absl::StrAppend(&out, left, " ", flag.help, "\n");
   }
   return out;
+}
+
+absl::Status CheckOutputFolder(const std::string& path, const std::string& flag) {
+  if (path.empty()) return absl::OkStatus();
+  const std::filesystem::path parent = std::filesystem::path(path).parent_path();
+  std::error_code ec;
+  if (!parent.empty() && !std::filesystem::is_directory(parent, ec)) {
+    return absl::NotFoundError(absl::StrCat(flag, ": no such directory: ", parent.string()));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace chai

@@ -36,6 +36,10 @@ class FlagParser {
   std::set<std::string> seen_;
 };
 
+// An output file's flag checked before the work that produces it (minutes of benchmarking,
+// hours of calibration): its folder must exist. Empty paths (not asked for) pass.
+absl::Status CheckOutputFolder(const std::string& path, const std::string& flag);
+
 }  // namespace chai
 
 #endif  // CHAI_RUNTIME_CLI_FLAGS_H_

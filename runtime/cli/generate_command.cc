@@ -89,6 +89,7 @@ absl::Status RunGenerate(const std::vector<std::string>& args) {
                 parser.Usage().c_str());
     return absl::OkStatus();
   }
+  if (auto s = CheckOutputFolder(flags.json_path, "--json"); !s.ok()) return s;
   const bool has_text = parser.Seen("prompt"), has_ids = parser.Seen("prompt-ids");
   if (has_text == has_ids) {
     return absl::InvalidArgumentError("give exactly one of --prompt TEXT or --prompt-ids 1,2,3");

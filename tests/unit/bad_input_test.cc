@@ -151,6 +151,16 @@ TEST(BadFlags, Errors) {
   ExpectError("generate " + model + " --prompt hi --prompt-ids 1", "exactly one of --prompt");
   ExpectError("generate " + model + " --prompt hello", "needs a tokenizer");
   ExpectError("frobnicate", "unknown command");
+  // Output files and bench's lists, checked before the model loads (not after minutes of work).
+  ExpectError("generate " + model + " --prompt-ids 1 --json /nonexistent/dir/out.json", "--json: no such directory");
+  ExpectError("bench " + model + " --json /nonexistent/dir/out.json", "--json: no such directory");
+  ExpectError("bench --mode throughput " + model + " --json /nonexistent/dir/out.json", "--json: no such directory");
+  ExpectError("eval " + model + " --data " + FixtureDir("opt-preln") + "/config.json --json /nonexistent/dir/out.json",
+              "--json: no such directory");
+  ExpectError("bench " + model + " --batch 1,,8", "--batch expects positive integers");
+  ExpectError("bench " + model + " --input-len 4,", "--input-len expects positive integers");
+  ExpectError("bench " + model + " --output-len 1", "--output-len must be >= 2");
+  ExpectError("bench " + model + " --iters 0", "--iters >= 1");
 }
 
 // A tuning variable with a value it does not know is an error, not a silent default; the values
