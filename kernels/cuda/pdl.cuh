@@ -24,14 +24,15 @@
 
 namespace chai::cuda {
 
-// Waits until the grids this one depends on have completed and their writes are visible
-// (griddepcontrol.wait, sm_90+); a no-op on older architectures, which never get the attribute.
 // Experiment (compile time, off by default): CHAI_PDL_EARLY_RELEASE=1 releases the next grid
 // right after the wait (measured alone above: slower), for the GEMV's register preload
 // (CHAI_GEMV_PDL_PRELOAD in gemv.cu), which needs the next grid resident before this one ends.
 #ifndef CHAI_PDL_EARLY_RELEASE
 #define CHAI_PDL_EARLY_RELEASE 0
 #endif
+
+// Waits until the grids this one depends on have completed and their writes are visible
+// (griddepcontrol.wait, sm_90+); a no-op on older architectures, which never get the attribute.
 __device__ __forceinline__ void PdlWait() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.wait;" ::: "memory");
