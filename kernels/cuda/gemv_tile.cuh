@@ -192,8 +192,8 @@ __device__ __forceinline__ void AccumulateSpan(Input& input, const T* __restrict
       }
       typename Input::Raw raw{};
       if (valid) raw = input.Load(c0 + 4 * u);
-      __syncwarp();  // mma.sync.aligned (here and in Finish, which may issue MMAs): the whole warp, converged
-      const uint4 xv = input.Finish(raw);
+      __syncwarp();  // mma.sync.aligned: the whole warp, converged
+      const uint4 xv = input.Finish(raw);  // every lane (zeros add nothing to RmsScaledInput's squares)
 #pragma unroll
       for (int r = 0; r < kR; ++r) MmaChunk<T>(acc[r][0], acc[r][1], wv[r][0], wv[r][1], xv);
     }
