@@ -99,15 +99,6 @@ struct GemvArgs {
   float* squares = nullptr;
 };
 
-// Experiment (compile time, off by default; not yet measured): under PDL, each warp loads its
-// whole first group of W into registers before the wait (gemv::LoadFirstGroup), not only a
-// 64-byte L2 prefetch per row, so that the first DRAM round trip overlaps the previous kernel's
-// tail. It pays only with CHAI_PDL_EARLY_RELEASE=1 (pdl.cuh): otherwise a kernel starts when the
-// one before it has finished and its wait returns at once.
-#ifndef CHAI_GEMV_PDL_PRELOAD
-#define CHAI_GEMV_PDL_PRELOAD 0
-#endif
-
 // kMinBlocks: CTAs per SM the register budget must allow (see the top of the file). kIn, kOut:
 // the fusions of ops::LinearFused (gemv_fusion.cuh); plain Linear is (kPlain, kStore).
 template <typename T, int kWarps, int kR, int kU, int kMinBlocks, gemv::Input kIn, gemv::Output kOut>
@@ -135,13 +126,7 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks) GemvKernel(const Gemv
   // output and the split-K scratch only after it (pdl.cuh).
   const int64_t rb = blockIdx.x;
   const Rows rows{rb * kPerBlock, limit};
-#if CHAI_GEMV_PDL_PRELOAD
-  uint4 first[kU][kR][2];
-  const bool preloaded = args.l2_prefetch;  // launched with PDL
-  if (preloaded) gemv::LoadFirstGroup<T, kR, kU>(w, k, rows, cb, ce, first);
-#else
   if (args.l2_prefetch) gemv::PrefetchFirstTile<T, kWarps, kR, kU, 1>(w, k, rows, cb, ce);
-#endif
   PdlWait();
 
   // The lane's B column: token g (columns past T read token T - 1; their outputs are discarded),
@@ -165,15 +150,7 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks) GemvKernel(const Gemv
 #pragma unroll
     for (int i = 0; i < 4; ++i) acc[r][0][i] = acc[r][1][i] = 0.f;
   }
-#if CHAI_GEMV_PDL_PRELOAD
-  if (preloaded) {
-    AccumulateSpan<T, kWarps, kR, kU, true>(input, w, k, rows, cb, ce, acc, &first);
-  } else {
-    AccumulateSpan<T, kWarps, kR, kU>(input, w, k, rows, cb, ce, acc);
-  }
-#else
   AccumulateSpan<T, kWarps, kR, kU>(input, w, k, rows, cb, ce, acc);
-#endif
   __shared__ float partial[kWarps][kR * 128];
   __shared__ float squares[kWarps][8];  // the RMSNorm's: this CTA's warps' sums of squares per token
   if constexpr (kNorm) gemv::ReduceSquares<kWarps>(input.squares, squares);

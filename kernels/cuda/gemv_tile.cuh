@@ -121,30 +121,13 @@ __device__ __forceinline__ void MmaGroup(Input& input, const typename Input::Raw
   }
 }
 
-// The W loads of the first group AccumulateSpan gives this warp (chunks from cb + warp * 4 * kU),
-// into `first`, where the warp has a whole group (else `first` is left unset and unused). For the
-// experiment CHAI_GEMV_PDL_PRELOAD (gemv.cu): issued before the PDL wait, W being constant.
-template <typename T, int kR, int kU, typename Rows>
-__device__ __forceinline__ void LoadFirstGroup(const T* __restrict__ w, int64_t k, const Rows& rows, int64_t cb,
-                                               int64_t ce, uint4 (&first)[kU][kR][2]) {
-  const int warp = threadIdx.x >> 5;
-  const int64_t span = ce > cb ? ce - cb : 0;
-  if (warp >= span / (4 * kU)) return;
-  const uint4* wp[kR][2];
-  LanePointers<T, kR>(w, k, rows, wp);
-  const int64_t c0 = cb + int64_t{warp} * (4 * kU);
-#pragma unroll
-  for (int u = 0; u < kU; ++u) LoadStep<kR>(wp, c0 + 4 * u, first[u]);
-}
-
 // Adds chunks [cb, ce) of the tile's rows (`rows`, see above) times the lanes' B chunks (`input`)
 // into acc (zeroed by the caller). Warps take the groups of 4 * kU chunks in turn; the K tail
 // (fewer than a group of chunks, only at the end of K) goes to the warp next in the rotation,
-// predicated. kPreloaded: the warp's first group of W is already in `first` (LoadFirstGroup).
-template <typename T, int kWarps, int kR, int kU, bool kPreloaded = false, typename Rows, typename Input>
+// predicated.
+template <typename T, int kWarps, int kR, int kU, typename Rows, typename Input>
 __device__ __forceinline__ void AccumulateSpan(Input& input, const T* __restrict__ w, int64_t k, const Rows& rows,
-                                               int64_t cb, int64_t ce, float (&acc)[kR][2][4],
-                                               const uint4 (*first)[kU][kR][2] = nullptr) {
+                                               int64_t cb, int64_t ce, float (&acc)[kR][2][4]) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int q = lane & 3;
   const int64_t span = ce > cb ? ce - cb : 0;
@@ -153,19 +136,8 @@ __device__ __forceinline__ void AccumulateSpan(Input& input, const T* __restrict
 
   constexpr int kGroup = 4 * kU;  // chunks per warp iteration
   const int64_t groups = span / kGroup;
-  int64_t grp = warp;
-  if constexpr (kPreloaded) {
-    if (grp < groups) {  // the first group, its W already loaded
-      const int64_t c0 = cb + grp * kGroup;
-      typename Input::Raw xr[kU];
-#pragma unroll
-      for (int u = 0; u < kU; ++u) xr[u] = input.Load(c0 + 4 * u);
-      MmaGroup<T, kR, kU>(input, xr, *first, acc);
-      grp += kWarps;
-    }
-  }
 #pragma unroll 1
-  for (; grp < groups; grp += kWarps) {
+  for (int64_t grp = warp; grp < groups; grp += kWarps) {
     const int64_t c0 = cb + grp * kGroup;
     typename Input::Raw xr[kU];
     uint4 wv[kU][kR][2];

@@ -168,24 +168,10 @@ inline void MakePlanV4Chai(int max_seq_len, int members_per_rep, int resident_sc
 // CpAsync16 with the `.L2::128B` prefetch qualifier, as CUTLASS-style sm80 kernels issue theirs.
 // On an H200 (B = 8 and 32, 4k and 16k positions, attention-decode-h200.md) it cut the dense
 // pass's L2 tag requests by 14% (58.9M to 50.4M at B = 8, 16k; cuDNN's SDPA: 33.5M) and its time
-// by 0.7-1.3%, the decode tests passing.
-// Experiment (CHAI_V4_CP_NOZFILL=1, compile time, not yet measured): valid pieces by the plain
-// form, without the src-size operand, which only missing blocks need (zeros; a dense layer has
-// none). Nsight Compute counts ~2 sectors per L2 request from this kernel's reads against ~4 for
-// cuDNN's SDPA (attention-decode-h200.md): if the src-size form keeps the L1 from merging a
-// warp's pieces into whole-line requests, this doubles the sectors per request.
-#ifndef CHAI_V4_CP_NOZFILL
-#define CHAI_V4_CP_NOZFILL 0
-#endif
+// by 0.7-1.3%, the decode tests passing. The plain form (no src-size operand) for blocks that exist
+// changed nothing there (50.4M tag requests, same times): the src-size operand is not what keeps
+// our requests at ~2 sectors.
 __device__ __forceinline__ void V4CpAsync16(void* dst, const void* src, bool valid) {
-#if CHAI_V4_CP_NOZFILL
-  if (valid) {
-    asm volatile("cp.async.cg.shared.global.L2::128B [%0], [%1], 16;\n" ::"r"(SharedAddress(dst)),
-                 "l"(__cvta_generic_to_global(src))
-                 : "memory");
-    return;
-  }
-#endif
   asm volatile("cp.async.cg.shared.global.L2::128B [%0], [%1], 16, %2;\n" ::"r"(SharedAddress(dst)),
                "l"(__cvta_generic_to_global(src)), "r"(valid ? 16 : 0)
                : "memory");

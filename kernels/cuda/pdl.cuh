@@ -12,6 +12,9 @@
 // grid right after each kernel's wait was measured on an H200 (LLaMA-7B fp16, prompt 512,
 // benchmarks/results/llama-7b-tp1-h200.md): TPOT 1.4% (batch 1) and 2.2% (batch 8) longer than
 // with PDL off, and with whole first weight groups prefetched before the waits 13-15% longer.
+// With each GEMV's first weight group loaded into registers before its wait (so that the first
+// DRAM round trip overlaps the previous kernel's tail), batch 1 was 4.226 / 4.230 ms against
+// 4.233 / 4.222 ms with PDL off: no gain, and the experiment was removed.
 #ifndef CHAI_KERNELS_CUDA_PDL_CUH_
 #define CHAI_KERNELS_CUDA_PDL_CUH_
 
@@ -24,21 +27,11 @@
 
 namespace chai::cuda {
 
-// Experiment (compile time, off by default): CHAI_PDL_EARLY_RELEASE=1 releases the next grid
-// right after the wait (measured alone above: slower), for the GEMV's register preload
-// (CHAI_GEMV_PDL_PRELOAD in gemv.cu), which needs the next grid resident before this one ends.
-#ifndef CHAI_PDL_EARLY_RELEASE
-#define CHAI_PDL_EARLY_RELEASE 0
-#endif
-
 // Waits until the grids this one depends on have completed and their writes are visible
 // (griddepcontrol.wait, sm_90+); a no-op on older architectures, which never get the attribute.
 __device__ __forceinline__ void PdlWait() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.wait;" ::: "memory");
-#if CHAI_PDL_EARLY_RELEASE
-  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
-#endif
 #endif
 }
 

@@ -5,8 +5,8 @@
 # tests). Each variant's op, fused-op, PDL and engine tests with CHAI_PDL=1 (the knobs so far act
 # under PDL), then LLaMA-7B TPOT from every build in alternation, two rounds: the defaults with PDL
 # off and on, each variant with PDL on (ABE2E_BATCHES, default 1,8; prompt 512).
-# Example (the GEMV's register preload before the PDL wait, with and without the early release):
-#   AB_FLAGS="-DCHAI_GEMV_PDL_PRELOAD=1 -DCHAI_PDL_EARLY_RELEASE=1" AB_FLAGS2=-DCHAI_PDL_EARLY_RELEASE=1
+# Example: AB_FLAGS=-DSOME_KNOB=1 AB_FLAGS2="-DSOME_KNOB=1 -DOTHER_KNOB=2" (the GEMV's register
+# preload before the PDL wait ran this way on an H200: llama-7b-tp1-h200.md).
 builds=(build-ab)
 [ -n "${AB_FLAGS2:-}" ] && builds+=(build-ab2)
 tests=(ops_gpu_test fused_ops_gpu_test linear_fused_gpu_test pdl_gpu_test engine_gpu_test)

@@ -1,14 +1,8 @@
 #!/usr/bin/env bash
 # gpu_check.sh mode `pending`, sourced by gpu_check.sh (it sees OUT, gpus, modes, has, bench, mpi).
-# Code on main that waits for a GPU: none as of 2026-11-26 (eighth session; the folded RMSNorm of
-# the decode GEMV passed these checks at 37c98f3: llama-7b-tp1-h200.md). Waiting as an experiment
-# instead (compile-time, off by default, default PTX unchanged): the GEMV's first weight group
-# loaded into registers before the PDL wait, with the early release that lets it overlap
-#   AB_FLAGS="-DCHAI_GEMV_PDL_PRELOAD=1 -DCHAI_PDL_EARLY_RELEASE=1" AB_FLAGS2=-DCHAI_PDL_EARLY_RELEASE=1 \
-#     gpu_check.sh abe2e
-# (its u8 GEMVs spill 12-16 bytes under ptxas; run its tests before trusting its timings), and
-# kernel 4's cp.async without the src-size operand for present blocks
-#   AB_FLAGS=-DCHAI_V4_CP_NOZFILL=1 gpu_check.sh ab   (watch lts__t_tag_requests against SDPA's).
+# Code on main that waits for a GPU: none as of 2026-11-27 (ninth session: linear_fused_gpu_test
+# passed as its own binary, memcheck clean; the PDL register preload and kernel 4's cp.async
+# without src-size were measured and removed).
 # Meanwhile this mode re-checks the folded norm: the GEMV, fused-op, PDL and engine tests
 # (memcheck over the fused ops), gemm_bench's LinearFused table, then LLaMA-7B end to end with
 # CHAI_DECODE_FUSION=silu (the default) and =all, alternating (PENDING_BATCHES, default 1,8;
