@@ -35,12 +35,13 @@ void Linear(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor* o
 //   kStore:   *out = p;
 //   kAddTo:   Add(*out, p, out): *out [T, N] is the residual stream, updated in place;
 //   kSiluMul: SiluMulFused(p, out): weight stacks gate | up rows (N even), out is [T, N / 2];
+//   kRelu:    *out = p, then Relu(out) (OPT's fc1);
 // which is what the CPU runs. On CUDA it is one kernel where Linear's decode GEMV applies
 // (LinearFusedIsOneKernel), else that composition of the CUDA ops. The fused kernel's epilogues
 // give the composition's values bit for bit; its norm is folded into the product (B = x * w_norm,
 // the sums scaled by rsqrt(mean(x^2) + eps)), which differs from the composition in rounding only
 // (kernels/cuda/gemv_fusion.cuh). out must not overlap x.
-enum class LinearOutput { kStore, kAddTo, kSiluMul };
+enum class LinearOutput { kStore, kAddTo, kSiluMul, kRelu };
 struct LinearFusion {
   Tensor rms_norm_weight;  // [K]; undefined: the input is x itself
   float rms_norm_eps = 0.f;

@@ -27,8 +27,9 @@ void LinearFused(const Tensor& x, const Tensor& weight, const Tensor& bias, cons
     in = Tensor::Empty(x.shape(), DType::kF32);
     RmsNorm(x, fusion.rms_norm_weight, fusion.rms_norm_eps, &in);
   }
-  if (fusion.output == ops::LinearOutput::kStore) {
+  if (fusion.output == ops::LinearOutput::kStore || fusion.output == ops::LinearOutput::kRelu) {
     Linear(in, weight, bias, out);
+    if (fusion.output == ops::LinearOutput::kRelu) Relu(out);
     return;
   }
   Tensor p = Tensor::Empty({x.dim(0), weight.dim(0)}, DType::kF32);

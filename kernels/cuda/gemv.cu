@@ -42,6 +42,7 @@
 //   same 8 * kR output columns (tile rows g and g + 8 of each MMA), so the thread that writes an
 //   output holds both sums and writes T(silu(G) * U) [T, N / 2]. (A prologue of the down GEMV
 //   instead would evaluate SiLU once per row block of the down weight: 256 times over at N = 4096.)
+// - ReLU epilogue (OPT's fc1): the output loop stores T(P) clamped at zero.
 // - Residual epilogue: the output loop adds T(P) into the residual stream in place (the last CTA of
 //   a split-K row block, which alone writes its outputs).
 // - RMSNorm folded in (gemv::RmsScaledInput): B = T(x * w_norm) as x arrives, the lanes sum x^2
@@ -298,6 +299,8 @@ void LaunchTyped(Input in, Output out, const GemvArgs& args) {
   if constexpr (kFusions) {
     if (in == Input::kPlain && out == Output::kAddTo) {
       LaunchGemv<T, kWarps, kR, kU, kMinBlocks, Input::kPlain, Output::kAddTo>(args);
+    } else if (in == Input::kPlain && out == Output::kRelu) {
+      LaunchGemv<T, kWarps, kR, kU, kMinBlocks, Input::kPlain, Output::kRelu>(args);
     } else if (in == Input::kPlain) {
       LaunchGemv<T, kWarps, kR, kU, kMinBlocks, Input::kPlain, Output::kSiluMul>(args);
     } else if (out == Output::kStore) {
@@ -431,6 +434,7 @@ bool GemvFusedApplies(const Tensor& x, const Tensor& weight, const Tensor& bias,
   if (fusion.output == ops::LinearOutput::kSiluMul && weight.dim(0) % 2 != 0) return false;
   const Tensor& norm_w = fusion.rms_norm_weight;
   if (!norm_w.defined()) return true;
+  if (fusion.output == ops::LinearOutput::kRelu) return false;  // OPT's fc1 reads a LayerNorm: no RMSNorm+ReLU kernel
   return norm_w.dtype() == x.dtype() && norm_w.numel() == x.dim(1) && Aligned(16, {norm_w.raw()});
 }
 
@@ -453,6 +457,7 @@ void GemvFused(const Tensor& x, const Tensor& weight, const Tensor& bias, const 
   }
   const Output o = fusion.output == ops::LinearOutput::kAddTo     ? Output::kAddTo
                    : fusion.output == ops::LinearOutput::kSiluMul ? Output::kSiluMul
+                   : fusion.output == ops::LinearOutput::kRelu    ? Output::kRelu
                                                                   : Output::kStore;
   kVariants[FusedVariant(tokens, k, n)].launch(x.dtype(), norm ? Input::kRmsNorm : Input::kPlain, o, args);
 }

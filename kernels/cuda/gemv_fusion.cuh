@@ -18,7 +18,8 @@
 namespace chai::cuda::gemv {
 
 enum class Input { kPlain, kRmsNorm };              // B = x, or x * w_norm with the norm's scale on the sums
-enum class Output { kStore, kAddTo, kSiluMul };  // out = P, out += P, out = SiLU(gate) * up of P's halves
+// out = P, out += P, out = SiLU(gate) * up of P's halves, out = ReLU(P)
+enum class Output { kStore, kAddTo, kSiluMul, kRelu };
 
 // RMSNorm folded into the product, for a row of y = RmsNorm(x) * w_norm read by the GEMV:
 //   (W y)[n] = sum_k W[n][k] x[k] inv w_norm[k] = inv * sum_k W[n][k] (x[k] w_norm[k]),
@@ -82,7 +83,8 @@ __device__ __forceinline__ void ReduceSquares(float squares, float (*sums)[8]) {
 //  kAddTo:   out[t][row] = T(out[t][row] + T(P)): Linear then ops::Add (or the add of AddRmsNorm),
 //            bit for bit; out is the residual stream, updated in place (each element by one thread);
 //  kSiluMul: out[t][j] = T(silu(G) * U) with G = T(P_gate), U = T(P_up) the values Linear would
-//            store for gate | up rows j and half + j, then SiluMulFused's expression, bit for bit.
+//            store for gate | up rows j and half + j, then SiluMulFused's expression, bit for bit;
+//  kRelu:    out[t][row] = T(P) where T(P) > 0, else 0: Linear then ops::Relu, bit for bit.
 template <typename T, int kRows, Output kOut, typename Sum>
 __device__ __forceinline__ void WriteOutputs(const Sum& sum, const T* __restrict__ bias, int tokens, int64_t n,
                                              int64_t first, T* __restrict__ out, int threads) {
@@ -112,6 +114,9 @@ __device__ __forceinline__ void WriteOutputs(const Sum& sum, const T* __restrict
       T* o = out + t * n + row;
       if constexpr (kOut == Output::kAddTo) {
         *o = FromFloat<T>(ToFloat(*o) + ToFloat(FromFloat<T>(p)));  // AddOp (elementwise.cu)
+      } else if constexpr (kOut == Output::kRelu) {
+        const float v = ToFloat(FromFloat<T>(p));
+        *o = FromFloat<T>(v > 0.f ? v : 0.f);  // ReluOp (elementwise.cu) on the stored value
       } else {
         *o = FromFloat<T>(p);
       }

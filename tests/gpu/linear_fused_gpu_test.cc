@@ -32,9 +32,20 @@ struct Fusion {
 };
 const Fusion kFusions[] = {{false, ops::LinearOutput::kStore},   {true, ops::LinearOutput::kStore},
                            {false, ops::LinearOutput::kAddTo},   {true, ops::LinearOutput::kAddTo},
-                           {false, ops::LinearOutput::kSiluMul}, {true, ops::LinearOutput::kSiluMul}};
+                           {false, ops::LinearOutput::kSiluMul}, {true, ops::LinearOutput::kSiluMul},
+                           {false, ops::LinearOutput::kRelu}};  // ReLU follows OPT's LayerNorm: never folded
 const char* OutputName(ops::LinearOutput o) {
-  return o == ops::LinearOutput::kStore ? "store" : o == ops::LinearOutput::kAddTo ? "add-to" : "silu-mul";
+  switch (o) {
+    case ops::LinearOutput::kStore:
+      return "store";
+    case ops::LinearOutput::kAddTo:
+      return "add-to";
+    case ops::LinearOutput::kSiluMul:
+      return "silu-mul";
+    case ops::LinearOutput::kRelu:
+      return "relu";
+  }
+  return "?";
 }
 
 // Where the norm is rounded. The unfused ops (and LinearFused's composition) store RmsNorm(x) in
@@ -100,6 +111,11 @@ void ComposeLinearFused(const Tensor& x, const Tensor& w, const Tensor& bias, co
     return;
   }
   round(&p);
+  if (output == ops::LinearOutput::kRelu) {
+    ops::Relu(&p);
+    CopyTensor(p, out);
+    return;
+  }
   if (output == ops::LinearOutput::kAddTo) {
     ops::Add(*out, p, out);
   } else {
@@ -107,7 +123,7 @@ void ComposeLinearFused(const Tensor& x, const Tensor& w, const Tensor& bias, co
   }
 }
 
-// Every fusion (RMSNorm folded in or not; store, residual add in place, SiLU of gate | up) at
+// Every fusion (RMSNorm folded in or not; store, residual add in place, SiLU of gate | up, ReLU) at
 // T in {1, 2, 3, 5, 8} (one GEMV kernel) and 13 (the composition), K in {4096, 11008, 4104
 // (K % 64 != 0: the K tail), 256 (less than a warp iteration per warp)}, N in {4096, 12288
 // (the wide configuration), 24, 8 (split-K, partial row tiles)}, with and without bias, against

@@ -193,7 +193,7 @@ TEST(FusedOps, SplitQkvRotaryAppendEqualsSplitThenPagedAppend) {
 }
 
 // LinearFused on the CPU is its definition (ops.h): each input and output fusion against RmsNorm,
-// Linear, Add and SiluMulFused called in turn, exactly; the residual stream updated in place.
+// Linear, Add, SiluMulFused and Relu called in turn, exactly; the residual stream updated in place.
 TEST(FusedOps, LinearFusedEqualsComposition) {
   using ops::LinearOutput;
   for (int64_t t : {1, 3, 17}) {
@@ -202,7 +202,8 @@ TEST(FusedOps, LinearFusedEqualsComposition) {
       const Tensor residual = Random({t, n}, 2.f, 1.f);
       for (bool norm : {false, true}) {
         for (bool with_bias : {false, true}) {
-          for (LinearOutput output : {LinearOutput::kStore, LinearOutput::kAddTo, LinearOutput::kSiluMul}) {
+          for (LinearOutput output :
+               {LinearOutput::kStore, LinearOutput::kAddTo, LinearOutput::kSiluMul, LinearOutput::kRelu}) {
             SCOPED_TRACE(::testing::Message() << "T=" << t << " K=" << k << " N=" << n << " norm=" << norm
                                               << " bias=" << with_bias << " output=" << static_cast<int>(output));
             const Tensor bias = with_bias ? b : Tensor();
@@ -214,8 +215,9 @@ TEST(FusedOps, LinearFusedEqualsComposition) {
             Tensor p = Poisoned({t, n});
             ops::Linear(in, w, bias, &p);
             Tensor ref, out;
-            if (output == LinearOutput::kStore) {
+            if (output == LinearOutput::kStore || output == LinearOutput::kRelu) {
               ref = p;
+              if (output == LinearOutput::kRelu) ops::Relu(&ref);
               out = Poisoned({t, n});
             } else if (output == LinearOutput::kAddTo) {
               ref = residual.Clone();
