@@ -94,6 +94,11 @@ struct EngineOptions {
   // Tests: fuse on every step and device (where LinearFused is no single kernel it is the
   // composition of the ops it stands for, so the results must not change).
   bool fuse_every_step = false;
+  // Experiment, off (0) by default, unmeasured (CHAI_L2_PREFETCH_MB): on decode steps whose
+  // Linears are GEMVs (ops::LinearFusedIsOneKernel), each GEMV's first l2_prefetch_bytes of
+  // weights are prefetched into L2 (ops::PrefetchToL2) while the latency-bound kernels before it
+  // run. A hint: the results do not change.
+  int64_t l2_prefetch_bytes = 0;
 };
 
 class Engine {
@@ -153,8 +158,10 @@ class Engine {
   // A sublayer's first Linear (then SiLU(gate) * up of its halves with kSiluMul) and its last
   // Linear with the residual add and the next norm after it (see SublayerInput).
   void InputLinear(const SublayerInput& in, const Tensor& w, const Tensor& b, ops::LinearOutput output, Tensor* out);
+  // next_w: the next sublayer's first weight (PrefetchNext).
   SublayerInput OutputLinear(const SublayerInput& in, const Tensor& a, const Tensor& w, const Tensor& b, Tensor* x,
-                             const Tensor& norm_w, const Tensor& norm_b, bool in_place);
+                             const Tensor& norm_w, const Tensor& norm_b, const Tensor& next_w, bool in_place);
+  void PrefetchNext(const SublayerInput& in, const Tensor& w);
   LinearFusion StepFusion(const Tensor& x) const;
   // final: the final hidden states' rows, as the last sublayer left them.
   void Logits(const SublayerInput& final, Tensor* out);
@@ -175,6 +182,7 @@ class Engine {
   bool capture_decode_;
   LinearFusion linear_fusion_;
   bool fuse_every_step_;
+  int64_t l2_prefetch_bytes_;
   std::map<std::pair<int, int64_t>, std::unique_ptr<GraphSlot>> graphs_;  // by (batch size, length bucket)
   AttentionPolicy* policy_ = nullptr;
   StepTimes times_;
