@@ -54,7 +54,7 @@ struct Engine::SublayerInput {
   Tensor h;
   Tensor norm_w;
   bool fused = false;
-  bool silu_in_gemv = false;  // the gate|up Linear writes SiLU(gate) * up in its kernel
+  bool act_in_gemv = false;   // the MLP's first Linear applies SiLU(gate) * up or ReLU in its kernel
   bool prefetch = false;      // a GEMV step with l2_prefetch_bytes: PrefetchNext issues
 };
 
@@ -168,14 +168,18 @@ Tensor Engine::Embed(const DeviceStep& step) {
   return x;
 }
 
-// Decode steps of a LLaMA model on one GPU fold small kernels into the GEMVs (LinearFusion): SiLU
-// into gate|up (8 kernels a layer instead of 9), or everything (6 kernels: Q|K|V with the attention
-// norm, split + append, attention, o adding into x, gate|up with the MLP norm and SiLU, down
-// adding into x; the final norm in the LM head). Prefill keeps cuBLASLt and the add + norm
-// kernels, TP > 1 the all-reduce that fuses add + norm, OPT its LayerNorms.
+// Decode steps on a GPU fold small kernels into the GEMVs (LinearFusion): the MLP's activation into
+// its first GEMV (SiLU(gate) * up for LLaMA, ReLU for OPT; one kernel a layer fewer), at any TP;
+// or, for LLaMA at TP = 1, everything (6 kernels: Q|K|V with the attention norm, split + append,
+// attention, o adding into x, gate|up with the MLP norm and SiLU, down adding into x; the final
+// norm in the LM head). Prefill keeps cuBLASLt and the add + norm kernels, TP > 1 the all-reduce
+// that fuses add + norm, OPT its LayerNorms: there kAll folds the activation only.
 LinearFusion Engine::StepFusion(const Tensor& x) const {
-  if (comm_->size() != 1 || config_.arch != Arch::kLlama) return LinearFusion::kNone;
-  return fuse_every_step_ || ops::LinearFusedIsOneKernel(x) ? linear_fusion_ : LinearFusion::kNone;
+  if (!fuse_every_step_ && !ops::LinearFusedIsOneKernel(x)) return LinearFusion::kNone;
+  if (linear_fusion_ == LinearFusion::kAll && (comm_->size() != 1 || config_.arch != Arch::kLlama)) {
+    return LinearFusion::kActivation;
+  }
+  return linear_fusion_;
 }
 
 // The experiment of EngineOptions::l2_prefetch_bytes: called right after a GEMV with the next
@@ -197,8 +201,13 @@ void Engine::InputLinear(const SublayerInput& in, const Tensor& w, const Tensor&
     ops::Linear(in.h, w, b, out);
     return;
   }
-  if (in.silu_in_gemv) {
+  if (in.act_in_gemv) {
     ops::LinearFused(in.h, w, b, ops::LinearFusion{.output = output}, out);
+    return;
+  }
+  if (output == ops::LinearOutput::kRelu) {
+    ops::Linear(in.h, w, b, out);
+    ops::Relu(out);
     return;
   }
   Tensor gate_up = NewActivation(in.h.dim(0), w.dim(0));  // kSiluMul: gate | up, then SiLU(gate) * up
@@ -215,12 +224,12 @@ Engine::SublayerInput Engine::OutputLinear(const SublayerInput& in, const Tensor
   if (in.fused) {
     ops::LinearFused(a, w, b, ops::LinearFusion{.output = ops::LinearOutput::kAddTo}, x);
     PrefetchNext(in, next_w);
-    return SublayerInput{*x, norm_w, true, in.silu_in_gemv, in.prefetch};
+    return SublayerInput{*x, norm_w, true, in.act_in_gemv, in.prefetch};
   }
   Tensor o = NewActivation(a.dim(0), w.dim(0));
   ops::Linear(a, w, b, &o);
   PrefetchNext(in, next_w);
-  return SublayerInput{AllReduceAddNorm(x, &o, norm_w, norm_b, in_place), Tensor(), false, in.silu_in_gemv,
+  return SublayerInput{AllReduceAddNorm(x, &o, norm_w, norm_b, in_place), Tensor(), false, in.act_in_gemv,
                        in.prefetch};
 }
 
@@ -278,8 +287,7 @@ Engine::SublayerInput Engine::MlpBlock(int layer, const SublayerInput& in, Tenso
   const bool pre = config_.arch == Arch::kLlama || config_.pre_layer_norm;
   Tensor a = NewActivation(T, ffn);
   if (config_.arch == Arch::kOpt) {
-    InputLinear(in, L.up_w, L.up_b, ops::LinearOutput::kStore, &a);
-    ops::Relu(&a);
+    InputLinear(in, L.up_w, L.up_b, ops::LinearOutput::kRelu, &a);
   } else {
     // gate and up in one GEMM over the stacked weights; SiLU(gate) * up reads both halves.
     InputLinear(in, L.gate_up_w, L.gate_up_b, ops::LinearOutput::kSiluMul, &a);
@@ -366,12 +374,11 @@ void Engine::RunModel(absl::Span<StepInput> steps, const DeviceStep& step, bool 
   const LinearFusion fusion = StepFusion(x);
   // The L2 prefetch experiment acts where the step's Linears are the decode GEMV (PrefetchNext).
   const bool prefetch = l2_prefetch_bytes_ > 0 && ops::LinearFusedIsOneKernel(x);
-  SublayerInput in{x, Tensor(), false, false, prefetch};
+  SublayerInput in{x, Tensor(), false, fusion != LinearFusion::kNone, prefetch};
   if (fusion == LinearFusion::kAll) {
     in = SublayerInput{x, first.attn_norm_w, true, true, prefetch};
   } else if (pre) {
-    in = SublayerInput{Norm(x, first.attn_norm_w, first.attn_norm_b), Tensor(), false,
-                       fusion == LinearFusion::kSiluMul, prefetch};
+    in.h = Norm(x, first.attn_norm_w, first.attn_norm_b);
   }
   for (int l = 0; l < config_.num_layers; ++l) {
     in = AttentionBlock(l, steps, step, in, &x);

@@ -62,15 +62,18 @@ struct StepTimes {
 };
 
 // What the engine folds into its Linears (ops::LinearFused) on the steps where that is one kernel:
-// the decode GEMV (CUDA, fp16/bf16, at most 8 rows), for LLaMA at TP = 1 (at TP > 1 the all-reduce
-// fuses the residual add and the norm instead). Prefill keeps the separate kernels.
+// the decode GEMV (CUDA, fp16/bf16, at most 8 rows). Prefill keeps the separate kernels.
 enum class LinearFusion {
   kNone,
-  // SiLU(gate) * up in the gate|up GEMV's epilogue: 8 kernels a layer instead of 9. The default:
-  // LLaMA-7B fp16 on an H100 decoded 2% faster at batch 1 and 3% at batch 8 (README).
-  kSiluMul,
-  // Also each RMSNorm folded into the GEMV that reads it and each residual add in the GEMV before
-  // it: 6 kernels a layer, the final norm in the LM head. No dependable gain over kSiluMul on an
+  // The MLP's activation in its first GEMV's epilogue (SiLU(gate) * up over LLaMA's stacked
+  // gate|up, ReLU after OPT's fc1), at any TP: one kernel a layer fewer, the logits unchanged bit
+  // for bit. The default: LLaMA-7B fp16 on an H100 decoded 2% faster at batch 1 and 3% at batch 8
+  // (README).
+  kActivation,
+  // LLaMA at TP = 1 (elsewhere as kActivation: at TP > 1 the all-reduce fuses the residual add and
+  // the norm, and OPT's LayerNorms are not folded): also each RMSNorm folded into the GEMV that
+  // reads it and each residual add in the GEMV before
+  // it: 6 kernels a layer, the final norm in the LM head. No dependable gain over kActivation on an
   // H200 (within +-3% either way over three calls): the fold adds 1-4 us to each GEMV it enters,
   // about what the norm kernels cost (benchmarks/results/llama-7b-tp1-h200.md).
   kAll,
@@ -90,7 +93,7 @@ struct EngineOptions {
   // graphs, which removes the launch cost of hundreds of small kernels per step. Only for
   // CUDA engines (on the CPU there is no launch cost to save).
   bool capture_decode = false;
-  LinearFusion linear_fusion = LinearFusion::kSiluMul;
+  LinearFusion linear_fusion = LinearFusion::kActivation;
   // Tests: fuse on every step and device (where LinearFused is no single kernel it is the
   // composition of the ops it stands for, so the results must not change).
   bool fuse_every_step = false;

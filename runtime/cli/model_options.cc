@@ -224,15 +224,16 @@ absl::StatusOr<LoadedModel> LoadModel(const ModelOptions& options, int64_t seque
   EngineOptions kv;
   kv.max_sequences = static_cast<int>(std::max<int64_t>(64, sequences));
   kv.capture_decode = *device == Device::kCuda && std::getenv("CHAI_NO_GRAPHS") == nullptr;
-  if (const char* f = std::getenv("CHAI_DECODE_FUSION")) {  // none | silu (the default) | all
+  // none | activation (the default; `silu`, its name while only LLaMA had it, still accepted) | all
+  if (const char* f = std::getenv("CHAI_DECODE_FUSION")) {
     const std::string mode = f;
-    if (mode != "none" && mode != "silu" && mode != "all") {
+    if (mode != "none" && mode != "activation" && mode != "silu" && mode != "all") {
       return absl::InvalidArgumentError(
-          absl::StrCat("CHAI_DECODE_FUSION must be none, silu or all, got '", mode, "'"));
+          absl::StrCat("CHAI_DECODE_FUSION must be none, activation (or silu) or all, got '", mode, "'"));
     }
     kv.linear_fusion = mode == "none"  ? LinearFusion::kNone
                        : mode == "all" ? LinearFusion::kAll
-                                       : LinearFusion::kSiluMul;
+                                       : LinearFusion::kActivation;
   }
   if (const char* mb = std::getenv("CHAI_L2_PREFETCH_MB")) {  // MiB; 0 (the default): off
     int64_t v = -1;

@@ -93,14 +93,15 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, GpuEngine,
                            return n;
                          });
 
-// LLaMA decode with the Linears fused on the GPU (LinearFusion::kSiluMul, the default: SiLU in the
-// gate|up GEMV; kAll: also RMSNorm and the residual adds in the GEMVs, 6 kernels a layer) against
+// Decode with the Linears fused on the GPU (LinearFusion::kActivation, the default: SiLU in LLaMA's
+// gate|up GEMV, ReLU in OPT's fc1 GEMV; kAll, LLaMA: also RMSNorm and the residual adds in the
+// GEMVs, 6 kernels a layer; OPT: as kActivation) against
 // the same engine unfused (kNone) and, in fp16, the CPU reference on the dtype's rounded weights:
 // one sequence (its 5-token prefill fused too), then three and four stepped together (prefills of
 // 9 and 28 tokens: unfused), 6 decode steps through recorded graphs, every engine fed the same
 // continuation. Logits per step within 1e-2 (worst row) of the unfused engine's; in bf16 kAll
 // (whose folded norm rounds elsewhere) is held to the CPU instead, as MatchesHuggingFace holds
-// bf16. Whether fused and unfused agree bit for bit is printed (expected with kSiluMul, whose
+// bf16. Whether fused and unfused agree bit for bit is printed (expected with kActivation, whose
 // epilogue rounds as the op it replaces; not with kAll).
 class GpuFusedDecode : public ::testing::TestWithParam<std::tuple<std::string, DType>> {
  protected:
@@ -122,10 +123,10 @@ TEST_P(GpuFusedDecode, MatchesUnfusedAndReference) {
   const auto [name, dtype] = GetParam();
   const std::string dir = FixtureDir(name);
   auto plain = LoadTestModel(dir, nullptr, {}, dtype, Device::kCuda, true, LinearFusion::kNone);
-  auto silu = LoadTestModel(dir, nullptr, {}, dtype, Device::kCuda);  // the default
+  auto act = LoadTestModel(dir, nullptr, {}, dtype, Device::kCuda);  // the default
   auto all = LoadTestModel(dir, nullptr, {}, dtype, Device::kCuda, true, LinearFusion::kAll);
   auto ref = LoadRoundedCpuModel(dir, dtype);
-  for (const auto* m : {&plain, &silu, &all, &ref}) ASSERT_TRUE(m->ok()) << m->status();
+  for (const auto* m : {&plain, &act, &all, &ref}) ASSERT_TRUE(m->ok()) << m->status();
   auto golden = ReadJsonFile(dir + "/golden.json");
   ASSERT_TRUE(golden.ok());
   std::vector<std::vector<int32_t>> prompts, next;
@@ -152,8 +153,8 @@ TEST_P(GpuFusedDecode, MatchesUnfusedAndReference) {
     const auto r = SteppedLogits(*ref->engine, ps, ns, kSteps);
     ASSERT_EQ(u.size(), kSteps + 1u);
     ASSERT_EQ(r.size(), kSteps + 1u);
-    for (auto* fused : {&silu, &all}) {
-      const char* what = fused == &all ? "all fusions" : "SiLU fusion";
+    for (auto* fused : {&act, &all}) {
+      const char* what = fused == &all ? "all fusions" : "activation fusion";
       SCOPED_TRACE(::testing::Message() << name << " " << DTypeName(dtype) << " " << batch.size() << " sequences, "
                                         << what);
       const auto f = SteppedLogits(*(*fused)->engine, ps, ns, kSteps);
@@ -169,7 +170,7 @@ TEST_P(GpuFusedDecode, MatchesUnfusedAndReference) {
         // each differs from fp32: there the bf16 rule of MatchesHuggingFace applies, against the
         // CPU (fp32 arithmetic): max(1e-2, 1.5 x Hugging Face's own bf16 error on this model).
         const auto cpu = SplitRows(r[s], vocab);
-        if (dtype == DType::kF16 || fused == &silu) {
+        if (dtype == DType::kF16 || fused == &act) {
           EXPECT_LE(WorstRowRelErr(fr, SplitRows(u[s], vocab)), 1e-2) << "fused against unfused";
         } else {
           EXPECT_LE(WorstRowRelErr(fr, cpu), std::max(1e-2, 1.5 * hf_bf16_err))
@@ -186,7 +187,8 @@ TEST_P(GpuFusedDecode, MatchesUnfusedAndReference) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, GpuFusedDecode,
-                         ::testing::Combine(::testing::Values("llama-mha", "llama-gqa", "llama-bias"),
+                         ::testing::Combine(::testing::Values("opt-preln", "opt-postln", "llama-mha", "llama-gqa",
+                                                              "llama-bias"),
                                             ::testing::Values(DType::kF16, DType::kBF16)),
                          [](const auto& info) {
                            std::string n = std::get<0>(info.param) + "_" + DTypeName(std::get<1>(info.param));

@@ -40,7 +40,7 @@ TEST_P(L2PrefetchEngineGpu, LogitsAndGreedyTokensBitIdentical) {
   for (size_t i = 0; i < prompts.size(); ++i) {
     for (int s = 0; s < kSteps; ++s) next[i].push_back(static_cast<int32_t>(7 * s + 3 * i + 1));
   }
-  for (LinearFusion fusion : {LinearFusion::kNone, LinearFusion::kSiluMul, LinearFusion::kAll}) {
+  for (LinearFusion fusion : {LinearFusion::kNone, LinearFusion::kActivation, LinearFusion::kAll}) {
     for (bool graphs : {true, false}) {
       auto off = LoadTestModel(dir, nullptr, {}, dtype, Device::kCuda, graphs, fusion);
       ASSERT_TRUE(off.ok()) << off.status();

@@ -25,7 +25,7 @@ struct TestModel {
 absl::StatusOr<TestModel> LoadTestModel(const std::string& dir, Communicator* comm = nullptr,
                                         const ParallelLayout& layout = {}, DType dtype = DType::kF32,
                                         Device device = Device::kCpu, bool capture_decode = true,
-                                        LinearFusion linear_fusion = LinearFusion::kSiluMul,
+                                        LinearFusion linear_fusion = LinearFusion::kActivation,
                                         bool fuse_every_step = false, int64_t l2_prefetch_bytes = 0);
 
 // The checkpoint's weights rounded to `dtype` and back to fp32: the CPU reference for a run

@@ -167,13 +167,13 @@ TEST(BadFlags, Errors) {
 // it knows run.
 TEST(BadFlags, UnknownDecodeFusion) {
   const std::string args = "generate --model " + FixtureDir("llama-gqa") + " --prompt-ids 1,2 --max-new-tokens 2";
-  for (const char* mode : {"none", "silu", "all"}) {
+  for (const char* mode : {"none", "activation", "silu", "all"}) {
     setenv("CHAI_DECODE_FUSION", mode, 1);
     const RunResult r = RunChai(args);
     EXPECT_EQ(r.exit_code, 0) << mode << ": " << r.stderr_text;
   }
   setenv("CHAI_DECODE_FUSION", "fast", 1);
-  ExpectError(args, "CHAI_DECODE_FUSION must be none, silu or all, got 'fast'");
+  ExpectError(args, "CHAI_DECODE_FUSION must be none, activation (or silu) or all, got 'fast'");
   unsetenv("CHAI_DECODE_FUSION");
 }
 

@@ -55,8 +55,8 @@ TEST_P(FusedLinearsFixture, EqualUnfusedEngine) {
   ASSERT_TRUE(plain.ok()) << plain.status();
   auto golden = ReadJsonFile(dir + "/golden.json");
   ASSERT_TRUE(golden.ok()) << golden.status();
-  for (LinearFusion fusion : {LinearFusion::kSiluMul, LinearFusion::kAll}) {
-    SCOPED_TRACE(fusion == LinearFusion::kAll ? "all fusions" : "SiLU fusion");
+  for (LinearFusion fusion : {LinearFusion::kActivation, LinearFusion::kAll}) {
+    SCOPED_TRACE(fusion == LinearFusion::kAll ? "all fusions" : "activation fusion");
     auto fused = LoadTestModel(dir, nullptr, {}, DType::kF32, Device::kCpu, true, fusion, /*fuse_every_step=*/true);
     ASSERT_TRUE(fused.ok()) << fused.status();
     std::vector<std::vector<int32_t>> prompts, next;
@@ -78,7 +78,8 @@ TEST_P(FusedLinearsFixture, EqualUnfusedEngine) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Models, FusedLinearsFixture, ::testing::Values("llama-mha", "llama-gqa", "llama-bias"),
+INSTANTIATE_TEST_SUITE_P(Models, FusedLinearsFixture,
+                         ::testing::Values("opt-preln", "opt-postln", "opt-proj", "llama-mha", "llama-gqa", "llama-bias"),
                          FixtureParamName());
 
 class SharedFixture : public ::testing::TestWithParam<std::string> {};
