@@ -75,8 +75,7 @@ Engine::Engine(ModelConfig config, ModelWeights weights, Communicator* comm, DTy
       capture_decode_(options.capture_decode && device == Device::kCuda),
       linear_fusion_(options.linear_fusion),
       fuse_every_step_(options.fuse_every_step),
-      l2_prefetch_bytes_(options.l2_prefetch_bytes),
-      l2_prefetch_join_at_end_(options.l2_prefetch_join_at_end) {
+      l2_prefetch_bytes_(options.l2_prefetch_bytes) {
   // Blocks hold at least CHAI's first 5 positions, so they can be read back in one copy.
   if (options.block_size < 8) {
     std::fprintf(stderr, "chai: internal error: KV block size %d is below 8\n", options.block_size);
@@ -185,20 +184,15 @@ LinearFusion Engine::StepFusion(const Tensor& x) const {
 
 // The experiment of EngineOptions::l2_prefetch_bytes: called right after a GEMV with the next
 // GEMV's weights w, so that w's first bytes go into L2 while the kernels between the two run and
-// DRAM would idle. The next GEMV joins it (InputLinear and OutputLinear join whatever is
-// outstanding first), or with l2_prefetch_join_at_end the step after its layers; either way every
-// prefetch is joined before the step (and its graph) ends.
+// DRAM would idle. The next GEMV joins it: InputLinear and OutputLinear join whatever is
+// outstanding first, so every prefetch is joined before the step's last Linear (and its graph) ends.
 void Engine::PrefetchNext(const SublayerInput& in, const Tensor& w) {
   if (in.prefetch) ops::PrefetchToL2(w, l2_prefetch_bytes_);
 }
 
-void Engine::JoinPrefetchesBeforeGemv() const {
-  if (!l2_prefetch_join_at_end_) ops::JoinPrefetches();
-}
-
 void Engine::InputLinear(const SublayerInput& in, const Tensor& w, const Tensor& b, ops::LinearOutput output,
                          Tensor* out) {
-  JoinPrefetchesBeforeGemv();
+  ops::JoinPrefetches();
   if (in.fused) {
     ops::LinearFused(in.h, w, b, ops::LinearFusion{in.norm_w, config_.rms_norm_eps, output}, out);
     return;
@@ -226,7 +220,7 @@ void Engine::InputLinear(const SublayerInput& in, const Tensor& w, const Tensor&
 Engine::SublayerInput Engine::OutputLinear(const SublayerInput& in, const Tensor& a, const Tensor& w, const Tensor& b,
                                            Tensor* x, const Tensor& norm_w, const Tensor& norm_b,
                                            const Tensor& next_w, bool in_place) {
-  JoinPrefetchesBeforeGemv();
+  ops::JoinPrefetches();
   if (in.fused) {
     ops::LinearFused(a, w, b, ops::LinearFusion{.output = ops::LinearOutput::kAddTo}, x);
     PrefetchNext(in, next_w);
@@ -390,7 +384,6 @@ void Engine::RunModel(absl::Span<StepInput> steps, const DeviceStep& step, bool 
     in = AttentionBlock(l, steps, step, in, &x);
     in = MlpBlock(l, in, &x);
   }
-  ops::JoinPrefetches();  // join-at-end: every prefetch of the step; else at most the LM head's
   if (!pre && weights_.final_norm_w.defined()) {
     in = SublayerInput{Norm(in.h, weights_.final_norm_w, weights_.final_norm_b)};
   }

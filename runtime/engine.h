@@ -102,10 +102,6 @@ struct EngineOptions {
   // weights are prefetched into L2 (ops::PrefetchToL2) while the latency-bound kernels before it
   // run. A hint: the results do not change.
   int64_t l2_prefetch_bytes = 0;
-  // Where the step's stream waits for those prefetches (CHAI_L2_PREFETCH_JOIN): before the GEMV
-  // that reads them (false, `gemv`), or once at the end of the layers (true, `end`), so that no
-  // GEMV waits for a prefetch kernel still issuing.
-  bool l2_prefetch_join_at_end = false;
 };
 
 class Engine {
@@ -168,7 +164,6 @@ class Engine {
   // next_w: the next sublayer's first weight (PrefetchNext).
   SublayerInput OutputLinear(const SublayerInput& in, const Tensor& a, const Tensor& w, const Tensor& b, Tensor* x,
                              const Tensor& norm_w, const Tensor& norm_b, const Tensor& next_w, bool in_place);
-  void JoinPrefetchesBeforeGemv() const;
   void PrefetchNext(const SublayerInput& in, const Tensor& w);
   LinearFusion StepFusion(const Tensor& x) const;
   // final: the final hidden states' rows, as the last sublayer left them.
@@ -191,7 +186,6 @@ class Engine {
   LinearFusion linear_fusion_;
   bool fuse_every_step_;
   int64_t l2_prefetch_bytes_;
-  bool l2_prefetch_join_at_end_;
   std::map<std::pair<int, int64_t>, std::unique_ptr<GraphSlot>> graphs_;  // by (batch size, length bucket)
   AttentionPolicy* policy_ = nullptr;
   StepTimes times_;

@@ -10,8 +10,7 @@
 # spread (every gpu test on a multi-GPU machine, single-GPU binaries in parallel, one GPU each),
 # attnprof (dense decode attention vs SDPA: block layouts, Nsight Compute sections), ab (a kernel
 # knob's A/B: AB_FLAGS), abe2e (a decode-step knob's A/B end to end, LLaMA-7B TPOT: AB_FLAGS), splits
-# (kernel 4's split cap at short contexts, attention_bench and LLaMA-7B batch 1), prefetch (the L2
-# prefetch experiment, CHAI_L2_PREFETCH_MB: its tests and LLaMA-7B TPOT at 0-32 MiB).
+# (kernel 4's split cap at short contexts, attention_bench and LLaMA-7B batch 1).
 set -uo pipefail
 modes=" ${*:-all} "
 [ "$modes" = " all " ] && modes=" test bench e2e chai "
@@ -53,7 +52,6 @@ targets=()
 [ "$modes" = " ab " ] && targets=(--target attention_bench paged_attention_gpu_test gemm_bench)  # the variants build beside
 [ "$modes" = " abe2e " ] && targets=(--target chai ops_gpu_test fused_ops_gpu_test linear_fused_gpu_test pdl_gpu_test engine_gpu_test)
 [ "$modes" = " splits " ] && targets=(--target chai attention_bench)
-[ "$modes" = " prefetch " ] && targets=(--target chai l2_prefetch_gpu_test l2_prefetch_engine_gpu_test)
 # Always (re)build: on a machine kept warm the tree may have changed since the last call, and
 # ninja rebuilds only what did.
 if [ "$modes" != " sdpa " ]; then
@@ -81,7 +79,6 @@ has attnprof && run_mode attnprof
 has ab && run_mode ab
 has abe2e && run_mode abe2e
 has splits && run_mode splits
-has prefetch && run_mode prefetch
 has sdpa && run_mode sdpa
 has throughput && run_mode throughput
 has tp && run_mode tp

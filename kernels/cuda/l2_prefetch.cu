@@ -12,8 +12,6 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <cstdlib>
-#include <string>
 
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/cuda_ops.h"
@@ -46,25 +44,6 @@ __global__ void PrefetchL2Kernel(const char* begin, int64_t bytes) {
     for (int64_t off = 0; off < n; off += 128) asm volatile("prefetch.global.L2 [%0];" ::"l"(p + off));
 #endif
   }
-}
-
-// The experiment's other form (CHAI_L2_PREFETCH_LINES=1): one prefetch.global.L2 per 128-byte
-// line from a wide grid, in case the copy engine's bulk prefetches queue up behind each other.
-constexpr int kLineThreads = 256;
-constexpr int64_t kMaxLineBlocks = 64;
-__global__ void PrefetchLinesKernel(const char* begin, int64_t bytes) {
-  const int64_t stride = int64_t{gridDim.x} * blockDim.x * 128;
-  for (int64_t off = (int64_t{blockIdx.x} * blockDim.x + threadIdx.x) * 128; off < bytes; off += stride) {
-    asm volatile("prefetch.global.L2 [%0];" ::"l"(begin + off));
-  }
-}
-
-bool PrefetchLines() {
-  static const bool lines = [] {
-    const char* v = std::getenv("CHAI_L2_PREFETCH_LINES");
-    return v != nullptr && std::string(v) == "1";
-  }();
-  return lines;
 }
 
 // The side stream and the fork and join events, created at the first prefetch and never
@@ -115,13 +94,7 @@ void PrefetchToL2(const Tensor& t, int64_t bytes) {
   SideStream& side = Side();
   CHAI_CUDA_CHECK(cudaEventRecord(side.fork, CurrentStream()));
   CHAI_CUDA_CHECK(cudaStreamWaitEvent(side.stream, side.fork, 0));
-  if (PrefetchLines()) {
-    const auto line_blocks = static_cast<unsigned>(
-        std::min(kMaxLineBlocks, (n / 128 + kLineThreads - 1) / kLineThreads));
-    PrefetchLinesKernel<<<line_blocks, kLineThreads, 0, side.stream>>>(reinterpret_cast<const char*>(begin), n);
-  } else {
-    PrefetchL2Kernel<<<blocks, kThreads, 0, side.stream>>>(reinterpret_cast<const char*>(begin), n);
-  }
+  PrefetchL2Kernel<<<blocks, kThreads, 0, side.stream>>>(reinterpret_cast<const char*>(begin), n);
   CHAI_CUDA_CHECK_LAUNCH();
   CHAI_CUDA_CHECK(cudaEventRecord(side.join, side.stream));
   outstanding = true;

@@ -243,13 +243,6 @@ absl::StatusOr<LoadedModel> LoadModel(const ModelOptions& options, int64_t seque
     }
     kv.l2_prefetch_bytes = v << 20;
   }
-  if (const char* j = std::getenv("CHAI_L2_PREFETCH_JOIN")) {  // gemv (the default) | end
-    const std::string join = j;
-    if (join != "gemv" && join != "end") {
-      return absl::InvalidArgumentError(absl::StrCat("CHAI_L2_PREFETCH_JOIN must be gemv or end, got '", join, "'"));
-    }
-    kv.l2_prefetch_join_at_end = join == "end";
-  }
   // At least 8: CHAI reads its first 5 positions from a sequence's first block (engine.cc).
   if (options.kv_block_size < 8 || options.kv_block_size > 4096) {
     return absl::InvalidArgumentError(
