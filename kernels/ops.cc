@@ -324,17 +324,4 @@ void ChaiCluster(absl::Span<const ChaiClusterProblem> problems, const PagedKv& k
   CHAI_DISPATCH(device, ChaiCluster, problems, kv, order, score_head, features);
 }
 
-void PrefetchToL2(const Tensor& t, int64_t bytes) {
-  if (!t.defined() || bytes <= 0 || t.device() == Device::kCpu) return;  // a hint: nothing to do
-#ifdef CHAI_WITH_CUDA
-  cuda::PrefetchToL2(t, std::min(bytes, static_cast<int64_t>(t.nbytes())));
-#endif
-}
-
-void JoinPrefetches() {
-#ifdef CHAI_WITH_CUDA
-  cuda::JoinPrefetches();
-#endif
-}
-
 }  // namespace chai::ops

@@ -133,21 +133,6 @@ struct ChaiClusterProblem {
 void ChaiCluster(absl::Span<const ChaiClusterProblem> problems, const PagedKv& kv, const Tensor& order,
                  Tensor* score_head, Tensor* features = nullptr);
 
-// L2 prefetch hints (an experiment: EngineOptions::l2_prefetch_bytes). In a batch-1 decode step
-// the GEMVs stream weights at DRAM bandwidth, but the latency-bound kernels between them (split +
-// append and attention after Q|K|V, ~19 us; the norm before gate|up, ~4 us; LLaMA-7B on an H200)
-// leave DRAM idle. Prefetching the first part of the next GEMV's weights into L2 meanwhile lets
-// that GEMV read it from L2.
-// PrefetchToL2 starts fetching t's first `bytes` (clamped to t's size; <= 0: nothing) into L2
-// beside the work queued after it and returns; it never changes data, and on the CPU does nothing.
-// On CUDA it forks a side stream off the ops' stream (eagerly, or as a branch of a recorded
-// graph). JoinPrefetches makes the ops' stream wait for the prefetch kernels issued so far (not
-// for their bytes; nothing when none is outstanding, or on the CPU): call it before the op that
-// reads a prefetched tensor, and in any case before a recorded step ends (a capture must not end
-// with a fork unjoined).
-void PrefetchToL2(const Tensor& t, int64_t bytes);
-void JoinPrefetches();
-
 }  // namespace chai::ops
 
 #endif  // CHAI_KERNELS_OPS_H_

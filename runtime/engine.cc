@@ -54,8 +54,7 @@ struct Engine::SublayerInput {
   Tensor h;
   Tensor norm_w;
   bool fused = false;
-  bool act_in_gemv = false;   // the MLP's first Linear applies SiLU(gate) * up or ReLU in its kernel
-  bool prefetch = false;      // a GEMV step with l2_prefetch_bytes: PrefetchNext issues
+  bool act_in_gemv = false;  // the MLP's first Linear applies SiLU(gate) * up or ReLU in its kernel
 };
 
 struct Engine::GraphSlot {
@@ -74,8 +73,7 @@ Engine::Engine(ModelConfig config, ModelWeights weights, Communicator* comm, DTy
       device_(device),
       capture_decode_(options.capture_decode && device == Device::kCuda),
       linear_fusion_(options.linear_fusion),
-      fuse_every_step_(options.fuse_every_step),
-      l2_prefetch_bytes_(options.l2_prefetch_bytes) {
+      fuse_every_step_(options.fuse_every_step) {
   // Blocks hold at least CHAI's first 5 positions, so they can be read back in one copy.
   if (options.block_size < 8) {
     std::fprintf(stderr, "chai: internal error: KV block size %d is below 8\n", options.block_size);
@@ -182,17 +180,8 @@ LinearFusion Engine::StepFusion(const Tensor& x) const {
   return linear_fusion_;
 }
 
-// The experiment of EngineOptions::l2_prefetch_bytes: called right after a GEMV with the next
-// GEMV's weights w, so that w's first bytes go into L2 while the kernels between the two run and
-// DRAM would idle. The next GEMV joins it: InputLinear and OutputLinear join whatever is
-// outstanding first, so every prefetch is joined before the step's last Linear (and its graph) ends.
-void Engine::PrefetchNext(const SublayerInput& in, const Tensor& w) {
-  if (in.prefetch) ops::PrefetchToL2(w, l2_prefetch_bytes_);
-}
-
 void Engine::InputLinear(const SublayerInput& in, const Tensor& w, const Tensor& b, ops::LinearOutput output,
                          Tensor* out) {
-  ops::JoinPrefetches();
   if (in.fused) {
     ops::LinearFused(in.h, w, b, ops::LinearFusion{in.norm_w, config_.rms_norm_eps, output}, out);
     return;
@@ -218,19 +207,14 @@ void Engine::InputLinear(const SublayerInput& in, const Tensor& w, const Tensor&
 // Unfused, the add and the next norm are one kernel (AllReduceAddNorm); fused, the add is the
 // GEMV's epilogue and the norm goes to the next Linear's prologue.
 Engine::SublayerInput Engine::OutputLinear(const SublayerInput& in, const Tensor& a, const Tensor& w, const Tensor& b,
-                                           Tensor* x, const Tensor& norm_w, const Tensor& norm_b,
-                                           const Tensor& next_w, bool in_place) {
-  ops::JoinPrefetches();
+                                           Tensor* x, const Tensor& norm_w, const Tensor& norm_b, bool in_place) {
   if (in.fused) {
     ops::LinearFused(a, w, b, ops::LinearFusion{.output = ops::LinearOutput::kAddTo}, x);
-    PrefetchNext(in, next_w);
-    return SublayerInput{*x, norm_w, true, in.act_in_gemv, in.prefetch};
+    return SublayerInput{*x, norm_w, true, in.act_in_gemv};
   }
   Tensor o = NewActivation(a.dim(0), w.dim(0));
   ops::Linear(a, w, b, &o);
-  PrefetchNext(in, next_w);
-  return SublayerInput{AllReduceAddNorm(x, &o, norm_w, norm_b, in_place), Tensor(), false, in.act_in_gemv,
-                       in.prefetch};
+  return SublayerInput{AllReduceAddNorm(x, &o, norm_w, norm_b, in_place), Tensor(), false, in.act_in_gemv};
 }
 
 Engine::SublayerInput Engine::AttentionBlock(int layer, absl::Span<StepInput> steps, const DeviceStep& step,
@@ -251,7 +235,6 @@ Engine::SublayerInput Engine::AttentionBlock(int layer, absl::Span<StepInput> st
   // and k while the policy reads this step's rows (never in a recorded decode graph).
   Tensor qkv = NewActivation(T, qw + 2 * kvw);
   InputLinear(in, L.qkv_w, L.qkv_b, ops::LinearOutput::kStore, &qkv);
-  PrefetchNext(in, L.o_w);
   Tensor q = NewActivation(T, qw);
   Tensor k = step.policy_active ? NewActivation(T, kvw) : Tensor();
   // One kernel (split_qkv_append.cu on GPUs) where there were two: on an H100 it passed
@@ -276,9 +259,8 @@ Engine::SublayerInput Engine::AttentionBlock(int layer, absl::Span<StepInput> st
   Tensor attn = NewActivation(T, qw);
   ops::PagedAttention(q, kv, step.batch, tables_->LayerScoreHeads(layer), &attn);
   // Pre-LN: x += o fused with the MLP's input norm. Post-LN: x = Norm(x + o), this sublayer's norm.
-  const Tensor& mlp_w = config_.arch == Arch::kOpt ? L.up_w : L.gate_up_w;
-  if (pre) return OutputLinear(in, attn, L.o_w, L.o_b, x, L.mlp_norm_w, L.mlp_norm_b, mlp_w, /*in_place=*/false);
-  return OutputLinear(in, attn, L.o_w, L.o_b, x, L.attn_norm_w, L.attn_norm_b, mlp_w, /*in_place=*/true);
+  if (pre) return OutputLinear(in, attn, L.o_w, L.o_b, x, L.mlp_norm_w, L.mlp_norm_b, /*in_place=*/false);
+  return OutputLinear(in, attn, L.o_w, L.o_b, x, L.attn_norm_w, L.attn_norm_b, /*in_place=*/true);
 }
 
 Engine::SublayerInput Engine::MlpBlock(int layer, const SublayerInput& in, Tensor* x) {
@@ -292,16 +274,14 @@ Engine::SublayerInput Engine::MlpBlock(int layer, const SublayerInput& in, Tenso
     // gate and up in one GEMM over the stacked weights; SiLU(gate) * up reads both halves.
     InputLinear(in, L.gate_up_w, L.gate_up_b, ops::LinearOutput::kSiluMul, &a);
   }
-  const bool last = layer + 1 == config_.num_layers;
-  const Tensor& next_w = last ? weights_.lm_head : weights_.layers[layer + 1].qkv_w;
-  if (!pre) return OutputLinear(in, a, L.down_w, L.down_b, x, L.mlp_norm_w, L.mlp_norm_b, next_w, /*in_place=*/true);
+  if (!pre) return OutputLinear(in, a, L.down_w, L.down_b, x, L.mlp_norm_w, L.mlp_norm_b, /*in_place=*/true);
   // Pre-LN: x += m fused with the next layer's attention norm, or after the last layer with the
   // final norm (undefined when the model has none: then only the add).
-  if (!last) {
+  if (layer + 1 < config_.num_layers) {
     const LayerWeights& next = weights_.layers[layer + 1];
-    return OutputLinear(in, a, L.down_w, L.down_b, x, next.attn_norm_w, next.attn_norm_b, next_w, /*in_place=*/false);
+    return OutputLinear(in, a, L.down_w, L.down_b, x, next.attn_norm_w, next.attn_norm_b, /*in_place=*/false);
   }
-  return OutputLinear(in, a, L.down_w, L.down_b, x, weights_.final_norm_w, weights_.final_norm_b, next_w,
+  return OutputLinear(in, a, L.down_w, L.down_b, x, weights_.final_norm_w, weights_.final_norm_b,
                       /*in_place=*/false);
 }
 
@@ -372,11 +352,9 @@ void Engine::RunModel(absl::Span<StepInput> steps, const DeviceStep& step, bool 
   Tensor x = Embed(step);
   const LayerWeights& first = weights_.layers[0];  // configs have at least one layer
   const LinearFusion fusion = StepFusion(x);
-  // The L2 prefetch experiment acts where the step's Linears are the decode GEMV (PrefetchNext).
-  const bool prefetch = l2_prefetch_bytes_ > 0 && ops::LinearFusedIsOneKernel(x);
-  SublayerInput in{x, Tensor(), false, fusion != LinearFusion::kNone, prefetch};
+  SublayerInput in{x, Tensor(), false, fusion != LinearFusion::kNone};
   if (fusion == LinearFusion::kAll) {
-    in = SublayerInput{x, first.attn_norm_w, true, true, prefetch};
+    in = SublayerInput{x, first.attn_norm_w, true, true};
   } else if (pre) {
     in.h = Norm(x, first.attn_norm_w, first.attn_norm_b);
   }

@@ -72,8 +72,8 @@ enum class LinearFusion {
   kActivation,
   // LLaMA at TP = 1 (elsewhere as kActivation: at TP > 1 the all-reduce fuses the residual add and
   // the norm, and OPT's LayerNorms are not folded): also each RMSNorm folded into the GEMV that
-  // reads it and each residual add in the GEMV before
-  // it: 6 kernels a layer, the final norm in the LM head. No dependable gain over kActivation on an
+  // reads it and each residual add in the GEMV before it: 6 kernels a layer, the final norm in the
+  // LM head. No dependable gain over kActivation on an
   // H200 (within +-3% either way over three calls): the fold adds 1-4 us to each GEMV it enters,
   // about what the norm kernels cost (benchmarks/results/llama-7b-tp1-h200.md).
   kAll,
@@ -97,11 +97,6 @@ struct EngineOptions {
   // Tests: fuse on every step and device (where LinearFused is no single kernel it is the
   // composition of the ops it stands for, so the results must not change).
   bool fuse_every_step = false;
-  // Experiment, off (0) by default, unmeasured (CHAI_L2_PREFETCH_MB): on decode steps whose
-  // Linears are GEMVs (ops::LinearFusedIsOneKernel), each GEMV's first l2_prefetch_bytes of
-  // weights are prefetched into L2 (ops::PrefetchToL2) while the latency-bound kernels before it
-  // run. A hint: the results do not change.
-  int64_t l2_prefetch_bytes = 0;
 };
 
 class Engine {
@@ -158,13 +153,11 @@ class Engine {
   SublayerInput AttentionBlock(int layer, absl::Span<StepInput> steps, const DeviceStep& step,
                                const SublayerInput& in, Tensor* x);
   SublayerInput MlpBlock(int layer, const SublayerInput& in, Tensor* x);
-  // A sublayer's first Linear (then SiLU(gate) * up of its halves with kSiluMul) and its last
+  // A sublayer's first Linear (then SiLU(gate) * up of its halves with kSiluMul, ReLU with kRelu) and its last
   // Linear with the residual add and the next norm after it (see SublayerInput).
   void InputLinear(const SublayerInput& in, const Tensor& w, const Tensor& b, ops::LinearOutput output, Tensor* out);
-  // next_w: the next sublayer's first weight (PrefetchNext).
   SublayerInput OutputLinear(const SublayerInput& in, const Tensor& a, const Tensor& w, const Tensor& b, Tensor* x,
-                             const Tensor& norm_w, const Tensor& norm_b, const Tensor& next_w, bool in_place);
-  void PrefetchNext(const SublayerInput& in, const Tensor& w);
+                             const Tensor& norm_w, const Tensor& norm_b, bool in_place);
   LinearFusion StepFusion(const Tensor& x) const;
   // final: the final hidden states' rows, as the last sublayer left them.
   void Logits(const SublayerInput& final, Tensor* out);
@@ -185,7 +178,6 @@ class Engine {
   bool capture_decode_;
   LinearFusion linear_fusion_;
   bool fuse_every_step_;
-  int64_t l2_prefetch_bytes_;
   std::map<std::pair<int, int64_t>, std::unique_ptr<GraphSlot>> graphs_;  // by (batch size, length bucket)
   AttentionPolicy* policy_ = nullptr;
   StepTimes times_;

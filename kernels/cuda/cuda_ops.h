@@ -43,10 +43,6 @@ void PagedAttention(const Tensor& q, const PagedKv& kv, const BatchLayout& batch
 void ChaiCluster(absl::Span<const ops::ChaiClusterProblem> problems, const PagedKv& kv, const Tensor& order,
                  Tensor* score_head, Tensor* features);
 
-// l2_prefetch.cu. bytes in (0, t.nbytes()] (ops.cc clamps).
-void PrefetchToL2(const Tensor& t, int64_t bytes);
-void JoinPrefetches();
-
 }  // namespace chai::cuda
 
 #endif  // CHAI_KERNELS_CUDA_CUDA_OPS_H_

@@ -5,7 +5,6 @@
 #include <filesystem>
 
 #include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "kernels/device_info.h"
@@ -234,14 +233,6 @@ absl::StatusOr<LoadedModel> LoadModel(const ModelOptions& options, int64_t seque
     kv.linear_fusion = mode == "none"  ? LinearFusion::kNone
                        : mode == "all" ? LinearFusion::kAll
                                        : LinearFusion::kActivation;
-  }
-  if (const char* mb = std::getenv("CHAI_L2_PREFETCH_MB")) {  // MiB; 0 (the default): off
-    int64_t v = -1;
-    if (!absl::SimpleAtoi(mb, &v) || v < 0 || v > 1024) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("CHAI_L2_PREFETCH_MB must be a whole number of MiB from 0 to 1024, got '", mb, "'"));
-    }
-    kv.l2_prefetch_bytes = v << 20;
   }
   // At least 8: CHAI reads its first 5 positions from a sequence's first block (engine.cc).
   if (options.kv_block_size < 8 || options.kv_block_size > 4096) {

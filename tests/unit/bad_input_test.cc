@@ -177,20 +177,6 @@ TEST(BadFlags, UnknownDecodeFusion) {
   unsetenv("CHAI_DECODE_FUSION");
 }
 
-TEST(BadFlags, BadL2PrefetchSize) {
-  const std::string args = "generate --model " + FixtureDir("llama-gqa") + " --prompt-ids 1,2 --max-new-tokens 2";
-  for (const char* mb : {"0", "16", "1024"}) {  // on the CPU a valid size changes nothing
-    setenv("CHAI_L2_PREFETCH_MB", mb, 1);
-    const RunResult r = RunChai(args);
-    EXPECT_EQ(r.exit_code, 0) << mb << ": " << r.stderr_text;
-  }
-  for (const char* mb : {"abc", "-1", "1.5", "", "1025", "99999999999999999999"}) {
-    setenv("CHAI_L2_PREFETCH_MB", mb, 1);
-    ExpectError(args, absl::StrCat("CHAI_L2_PREFETCH_MB must be a whole number of MiB from 0 to 1024, got '", mb, "'"));
-  }
-  unsetenv("CHAI_L2_PREFETCH_MB");
-}
-
 TEST(BadFlags, PromptLongerThanTheModelAllows) {
   std::string ids = "1";
   for (int i = 0; i < 70; ++i) ids += ",3";  // opt-preln has 64 positions

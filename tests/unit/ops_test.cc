@@ -1,7 +1,6 @@
 // CPU ops against straightforward double-precision references on fresh random inputs, with
 // outputs poisoned before each op so that unwritten elements cannot pass.
 #include <cmath>
-#include <cstring>
 #include <limits>
 #include <numeric>
 #include <random>
@@ -222,21 +221,6 @@ TEST(Ops, PagedAppendAndAttention) {
     Tensor rows = out.Rows(q_start[s], q_start[s + 1]);
     EXPECT_LT(RelErr(rows, ref), 1e-5) << "sequence " << s;
   }
-}
-
-// The L2 prefetch hint does nothing on the CPU, whatever the size, and a join with nothing
-// outstanding is fine.
-TEST(Ops, PrefetchToL2IsANoOpOnTheCpu) {
-  Tensor t = Random({7, 5});
-  const Tensor before = t.Clone();
-  for (int64_t bytes : {int64_t{-1}, int64_t{0}, int64_t{15}, int64_t{140}, std::numeric_limits<int64_t>::max()}) {
-    ops::PrefetchToL2(t, bytes);
-    ops::JoinPrefetches();
-  }
-  ops::PrefetchToL2(Tensor(), 64);
-  ops::JoinPrefetches();
-  ops::JoinPrefetches();
-  EXPECT_EQ(std::memcmp(t.raw(), before.raw(), t.nbytes()), 0);
 }
 
 TEST(DType, HalfAndBfloatRoundTrip) {
