@@ -36,7 +36,7 @@ class Communicator {
   virtual absl::Status Broadcast(Tensor* tensor, int root) = 0;
   virtual absl::Status Barrier() = 0;
   // The backend and how it all-reduces, for logs and benchmark headers ("nccl, ipc one-shot
-  // <= 262144 bytes").
+  // <= 524288 bytes").
   virtual std::string Describe() const = 0;
   // Where the collectives' tensors must live: the host for MPI and the single process, the GPU
   // for NCCL. Callers with host data (reports, not the engine) move it there and back.

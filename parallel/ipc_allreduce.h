@@ -50,8 +50,11 @@ struct CUstream_st;  // cudaStream_t is CUstream_st*
 namespace chai {
 
 // Messages up to this many bytes take the one-shot path by default; CHAI_IPC_ALLREDUCE_MAX_BYTES
-// overrides it (the buffer is twice this size on every rank).
-inline constexpr size_t kIpcAllReduceDefaultMaxBytes = size_t{256} << 10;
+// overrides it (the buffer is twice this size on every rank). 512 KiB: lamport/32 beat NCCL there
+// on 2 and 4 GPUs of both the H100 and the H200 hosts (1.30-1.90x; allreduce-h100.md,
+// allreduce-h200.md), and OPT-66B's batch-16 message (294912 B at TP = 4) and LLaMA-7B's batch-64
+// one (524288 B) are above the 256 KiB it was, where they went to NCCL.
+inline constexpr size_t kIpcAllReduceDefaultMaxBytes = size_t{512} << 10;
 inline constexpr int kIpcAllReduceMaxRanks = 8;
 
 enum class IpcAllReduceAlgo : int { kPull = 0, kPush = 1, kLamport = 2 };
