@@ -5,7 +5,7 @@
 # without src-size were measured and removed).
 # Meanwhile this mode re-checks the folded norm: the GEMV, fused-op, PDL and engine tests
 # (memcheck over the fused ops), gemm_bench's LinearFused table, then LLaMA-7B end to end with
-# CHAI_DECODE_FUSION=silu (the default) and =all, alternating (PENDING_BATCHES, default 1,8;
+# CHAI_DECODE_FUSION=activation (the default) and =all, alternating (PENDING_BATCHES, default 1,8;
 # prompts 512 and 2048).
 tests=(ops_gpu_test fused_ops_gpu_test linear_fused_gpu_test pdl_gpu_test engine_gpu_test)
 for t in "${tests[@]}"; do
@@ -22,7 +22,7 @@ echo "memcheck linear_fused_gpu_test: exit $? ($(grep -c 'Invalid' "$OUT/pending
 timeout 120 build-gpu/benchmarks/gemm_bench 10 fused > "$OUT/pending-gemm-fused.md" 2>&1
 echo "gemm_bench fused: exit $?"; tail -25 "$OUT/pending-gemm-fused.md"
 for round in 1 2; do
-  for f in silu all; do
+  for f in activation all; do
     CHAI_DECODE_FUSION=$f timeout 240 build-gpu/chai bench --model configs/models/llama-7b.json --random-weights \
       --device cuda --dtype fp16 --max-seq-len 4096 --batch "${PENDING_BATCHES:-1,8}" --input-len 512,2048 \
       --output-len 128 --warmup 1 --iters 2 2>"$OUT/pending-e2e-$f-r$round.err" | tee "$OUT/pending-e2e-$f-r$round.md" |
