@@ -99,6 +99,16 @@ void SplitQkvRotaryAppend(const Tensor& qkv, const Tensor& positions, int heads,
                           float theta, bool apply_rotary, const PagedKv& kv, const BatchLayout& batch, Tensor* q,
                           Tensor* k, Tensor* v);
 
+// Linear(x, weight, bias) = qkv [T, (heads + 2 kv_heads) * head_dim], then
+// SplitQkvRotaryAppend(qkv, ..., q, nullptr, nullptr): the decode step's Q | K | V projection with
+// its split, rotary and cache append. On CUDA one GEMV kernel where Linear's decode GEMV applies,
+// head_dim is even and batch.token_rows is defined (its epilogue rotates each head's element pairs
+// and writes k and v into their slots; positions[t] must then be row t's cache position, as the
+// engine's are, also without rotary), else the composition.
+void QkvLinearAppend(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& positions, int heads,
+                     int kv_heads, int head_dim, float theta, bool apply_rotary, const PagedKv& kv,
+                     const BatchLayout& batch, Tensor* q);
+
 // Causal attention of the step's queries q [T, Hq * d] over the paged cache (which already holds
 // this step's K/V). score_head: int32 [rows, Hq], indexed like the tables (by batch.slots[s], or
 // by s); head h of sequence s uses the causal softmax of q_{s'} . K_{kv(s')} for s' = score_head[row][h] (its CHAI representative; itself when

@@ -37,6 +37,8 @@ struct BatchLayout {
                     // rows of sequence s sit at positions seq_lens[s] - n_s .. seq_lens[s] - 1
   Tensor slots;     // [num_seqs] or undefined: the row of sequence s in the block tables and the
                     // score-head maps (persistent per-sequence rows); undefined means row s
+  Tensor token_rows;  // [T] or undefined: row t's table row (slots[s] of its sequence s, or s); only
+                      // QkvLinearAppend's one-kernel path reads it
   int num_seqs = 0;
   int max_new_tokens = 0;  // max n_s (1 for a decode step)
   int max_seq_len = 0;     // an upper bound of seq_lens (kernels may use it to size grids)

@@ -73,7 +73,8 @@ Engine::Engine(ModelConfig config, ModelWeights weights, Communicator* comm, DTy
       device_(device),
       capture_decode_(options.capture_decode && device == Device::kCuda),
       linear_fusion_(options.linear_fusion),
-      fuse_every_step_(options.fuse_every_step) {
+      fuse_every_step_(options.fuse_every_step),
+      qkv_append_in_gemv_(options.qkv_append_in_gemv) {
   // Blocks hold at least CHAI's first 5 positions, so they can be read back in one copy.
   if (options.block_size < 8) {
     std::fprintf(stderr, "chai: internal error: KV block size %d is below 8\n", options.block_size);
@@ -233,16 +234,23 @@ Engine::SublayerInput Engine::AttentionBlock(int layer, absl::Span<StepInput> st
   // Q, K and V in one GEMM over the stacked weights, then one kernel that splits it, applies
   // rotary to q and k (LLaMA) and writes the new K and V rows into the cache. Only q is kept,
   // and k while the policy reads this step's rows (never in a recorded decode graph).
-  Tensor qkv = NewActivation(T, qw + 2 * kvw);
-  InputLinear(in, L.qkv_w, L.qkv_b, ops::LinearOutput::kStore, &qkv);
   Tensor q = NewActivation(T, qw);
   Tensor k = step.policy_active ? NewActivation(T, kvw) : Tensor();
-  // One kernel (split_qkv_append.cu on GPUs) where there were two: on an H100 it passed
-  // fused_ops_gpu_test and the engine tests and timed the same as the pair (5.671 against 5.657 ms,
-  // LLaMA-7B batch 1; benchmarks/results/llama-7b-tp1-h100.md), so the step has one path.
-  ops::SplitQkvRotaryAppend(qkv, step.positions, weights_.local_heads, weights_.local_kv_heads, static_cast<int>(d),
-                            config_.rope_theta, config_.arch == Arch::kLlama, kv, step.batch, &q,
-                            step.policy_active ? &k : nullptr, /*v=*/nullptr);
+  const bool rotary = config_.arch == Arch::kLlama;
+  if (qkv_append_in_gemv_ && !in.fused && !step.policy_active && ops::LinearFusedIsOneKernel(in.h)) {
+    // Decode: the split, rotary and append in the Q|K|V GEMV's epilogue (ops::QkvLinearAppend).
+    ops::QkvLinearAppend(in.h, L.qkv_w, L.qkv_b, step.positions, weights_.local_heads, weights_.local_kv_heads,
+                         static_cast<int>(d), config_.rope_theta, rotary, kv, step.batch, &q);
+  } else {
+    Tensor qkv = NewActivation(T, qw + 2 * kvw);
+    InputLinear(in, L.qkv_w, L.qkv_b, ops::LinearOutput::kStore, &qkv);
+    // One kernel (split_qkv_append.cu on GPUs) where there were two: on an H100 it passed
+    // fused_ops_gpu_test and the engine tests and timed the same as the pair (5.671 against 5.657
+    // ms, LLaMA-7B batch 1; benchmarks/results/llama-7b-tp1-h100.md).
+    ops::SplitQkvRotaryAppend(qkv, step.positions, weights_.local_heads, weights_.local_kv_heads, static_cast<int>(d),
+                              config_.rope_theta, rotary, kv, step.batch, &q, step.policy_active ? &k : nullptr,
+                              /*v=*/nullptr);
+  }
   if (step.policy_active) {
     // CHAI may fix membership now (reading this step's K from the cache): push the new maps.
     int64_t row = 0;
@@ -327,9 +335,9 @@ void Engine::Upload(const StepMetadata& meta, absl::Span<StepInput> steps, Devic
   // One copy for the step's int32 arrays (packed_upload.h); a step that already has its buffer
   // (a graph slot's: a recorded graph reads fixed addresses) is refilled in place.
   const Tensor* hosts[] = {&meta.ids,     &meta.positions, &meta.pos_rows, &meta.last_rows,
-                           &meta.q_start, &meta.seq_lens,  &meta.slots};
+                           &meta.q_start, &meta.seq_lens,  &meta.slots,    &meta.token_rows};
   Tensor* outs[] = {&step->ids,           &step->positions,      &step->pos_rows,   &step->last_rows,
-                    &step->batch.q_start, &step->batch.seq_lens, &step->batch.slots};
+                    &step->batch.q_start, &step->batch.seq_lens, &step->batch.slots, &step->batch.token_rows};
   if (absl::Status sent = step->upload.Send(hosts, device_, outs); !sent.ok()) {
     std::fprintf(stderr, "chai: internal error: %s\n", std::string(sent.message()).c_str());
     std::abort();

@@ -97,6 +97,10 @@ struct EngineOptions {
   // Tests: fuse on every step and device (where LinearFused is no single kernel it is the
   // composition of the ops it stands for, so the results must not change).
   bool fuse_every_step = false;
+  // Decode steps whose Linears are GEMVs (and no attention policy reading this step's K): the
+  // Q|K|V GEMV splits, rotates and appends K and V to the cache in its epilogue
+  // (ops::QkvLinearAppend), one kernel a layer fewer (CHAI_DECODE_QKV_APPEND=1).
+  bool qkv_append_in_gemv = false;
 };
 
 class Engine {
@@ -178,6 +182,7 @@ class Engine {
   bool capture_decode_;
   LinearFusion linear_fusion_;
   bool fuse_every_step_;
+  bool qkv_append_in_gemv_;
   std::map<std::pair<int, int64_t>, std::unique_ptr<GraphSlot>> graphs_;  // by (batch size, length bucket)
   AttentionPolicy* policy_ = nullptr;
   StepTimes times_;

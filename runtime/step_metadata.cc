@@ -53,6 +53,7 @@ absl::StatusOr<StepMetadata> PrepareStep(absl::Span<StepInput> steps, const Mode
   m.q_start = Tensor::Empty({m.num_seqs + 1}, DType::kI32);
   m.seq_lens = Tensor::Empty({m.num_seqs}, DType::kI32);
   m.slots = Tensor::Empty({m.num_seqs}, DType::kI32);
+  m.token_rows = Tensor::Empty({T}, DType::kI32);
   m.q_start.data<int32_t>()[0] = 0;
   for (int s = 0; s < m.num_seqs; ++s) {
     const int n = static_cast<int>(steps[s].tokens.size());
@@ -60,6 +61,7 @@ absl::StatusOr<StepMetadata> PrepareStep(absl::Span<StepInput> steps, const Mode
     m.q_start.data<int32_t>()[s + 1] = m.q_start.data<int32_t>()[s] + n;
     m.seq_lens.data<int32_t>()[s] = static_cast<int32_t>(steps[s].seq->length() + n);
     m.slots.data<int32_t>()[s] = steps[s].seq->kv.row();
+    for (int i = 0; i < n; ++i) m.token_rows.data<int32_t>()[m.q_start.data<int32_t>()[s] + i] = steps[s].seq->kv.row();
     m.max_len = std::max(m.max_len, m.seq_lens.data<int32_t>()[s]);
     m.max_new = std::max(m.max_new, n);
   }

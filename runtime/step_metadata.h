@@ -27,6 +27,7 @@ struct StepMetadata {
   Tensor q_start;                   // [num_seqs + 1]
   Tensor seq_lens;                  // [num_seqs], after this step
   Tensor slots;                     // [num_seqs]: each sequence's row in the block tables
+  Tensor token_rows;                // [T]: each new token's sequence's row in the block tables
   std::vector<int64_t> past;        // positions before this step, per sequence
   int num_seqs = 0, max_new = 0, max_len = 0;
 };

@@ -100,10 +100,23 @@ struct GemvArgs {
   float* squares = nullptr;
 };
 
+// The CTA's outputs from its sums (`sum`, see gemv::WriteOutputs), by kOut.
+template <typename T, int kRows, gemv::Output kOut, typename Sum>
+__device__ __forceinline__ void WriteCta(const Sum& sum, const T* __restrict__ bias, int tokens, int64_t n,
+                                         int64_t first, T* __restrict__ out, const gemv::QkvAppend& qkv, int threads) {
+  if constexpr (kOut == gemv::Output::kQkvAppend) {
+    gemv::WriteQkvAppend<T, kRows>(sum, bias, tokens, n / 2, first, out, qkv, threads);
+  } else {
+    gemv::WriteOutputs<T, kRows, kOut>(sum, bias, tokens, n, first, out, threads);
+  }
+}
+
 // kMinBlocks: CTAs per SM the register budget must allow (see the top of the file). kIn, kOut:
 // the fusions of ops::LinearFused (gemv_fusion.cuh); plain Linear is (kPlain, kStore).
 template <typename T, int kWarps, int kR, int kU, int kMinBlocks, gemv::Input kIn, gemv::Output kOut>
-__global__ void __launch_bounds__(kWarps * 32, kMinBlocks) GemvKernel(const GemvArgs args) {
+// qkv: the Q | K | V epilogue's operands (kQkvAppend: out is q, k and v go to the cache); a
+// separate parameter so that the other instances' code is as it was without it.
+__global__ void __launch_bounds__(kWarps * 32, kMinBlocks) GemvKernel(const GemvArgs args, const gemv::QkvAppend qkv) {
   const T* __restrict__ x = static_cast<const T*>(args.x);
   const T* __restrict__ w = static_cast<const T*>(args.w);
   const T* __restrict__ bias = static_cast<const T*>(args.bias);
@@ -113,10 +126,13 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks) GemvKernel(const Gemv
   constexpr int kRows = 16 * kR;
   constexpr bool kNorm = kIn == gemv::Input::kRmsNorm;
   // Row block rb streams 16 * kR consecutive rows of W, or with the SiLU epilogue the gate and up
-  // rows of 8 * kR consecutive output columns (gemv::PairedHalvesRows); `first` is its first row
-  // or output column.
-  constexpr bool kPaired = kOut == gemv::Output::kSiluMul;
-  using Rows = std::conditional_t<kPaired, gemv::PairedHalvesRows, gemv::ConsecutiveRows>;
+  // rows of 8 * kR consecutive output columns (gemv::PairedHalvesRows), or with the Q | K | V one
+  // the rotary partners of 8 * kR consecutive head elements (gemv::HeadHalvesRows); `first` is its
+  // first row or output column (pair).
+  constexpr bool kQkv = kOut == gemv::Output::kQkvAppend;
+  constexpr bool kPaired = kOut == gemv::Output::kSiluMul || kQkv;
+  using Rows = std::conditional_t<kQkv, gemv::HeadHalvesRows,
+                                  std::conditional_t<kPaired, gemv::PairedHalvesRows, gemv::ConsecutiveRows>>;
   constexpr int kPerBlock = kPaired ? kRows / 2 : kRows;
   const int64_t limit = kPaired ? n / 2 : n;
   const int64_t chunks = k / 8;  // 16-byte chunks per row
@@ -126,7 +142,13 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks) GemvKernel(const Gemv
   // Weights are never written while steps run, so they may be fetched before the wait; x, the
   // output and the split-K scratch only after it (pdl.cuh).
   const int64_t rb = blockIdx.x;
-  const Rows rows{rb * kPerBlock, limit};
+  const Rows rows = [&] {
+    if constexpr (kQkv) {
+      return Rows{rb * kPerBlock, limit, qkv.half};
+    } else {
+      return Rows{rb * kPerBlock, limit};
+    }
+  }();
   if (args.l2_prefetch) gemv::PrefetchFirstTile<T, kWarps, kR, kU, 1>(w, k, rows, cb, ce);
   PdlWait();
 
@@ -170,11 +192,11 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks) GemvKernel(const Gemv
       __shared__ float scales[8];
       if (threadIdx.x < 8) scales[threadIdx.x] = scale(cta_squares(threadIdx.x));
       __syncthreads();
-      gemv::WriteOutputs<T, kRows, kOut>([&](int e) { return TileSum<kWarps, kR>(partial, e) * scales[e / kRows]; },
-                                         bias, tokens, n, rows.first, out, kWarps * 32);
+      WriteCta<T, kRows, kOut>([&](int e) { return TileSum<kWarps, kR>(partial, e) * scales[e / kRows]; }, bias,
+                               tokens, n, rows.first, out, qkv, kWarps * 32);
     } else {
-      gemv::WriteOutputs<T, kRows, kOut>([&](int e) { return TileSum<kWarps, kR>(partial, e); }, bias, tokens, n,
-                                         rows.first, out, kWarps * 32);
+      WriteCta<T, kRows, kOut>([&](int e) { return TileSum<kWarps, kR>(partial, e); }, bias, tokens, n, rows.first,
+                               out, qkv, kWarps * 32);
     }
     return;
   }
@@ -204,10 +226,10 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks) GemvKernel(const Gemv
       scales[threadIdx.x] = scale(s);
     }
     __syncthreads();
-    gemv::WriteOutputs<T, kRows, kOut>([&](int e) { return split_sum(e) * scales[e / kRows]; }, bias, tokens, n,
-                                       rows.first, out, kWarps * 32);
+    WriteCta<T, kRows, kOut>([&](int e) { return split_sum(e) * scales[e / kRows]; }, bias, tokens, n, rows.first,
+                             out, qkv, kWarps * 32);
   } else {
-    gemv::WriteOutputs<T, kRows, kOut>(split_sum, bias, tokens, n, rows.first, out, kWarps * 32);
+    WriteCta<T, kRows, kOut>(split_sum, bias, tokens, n, rows.first, out, qkv, kWarps * 32);
   }
   if (threadIdx.x == 0) args.counters[rb] = 0;  // ready for the next launch
 }
@@ -244,11 +266,11 @@ const SplitScratch& Scratch() {
 
 // args holds the operands and shape; the launch fills in the split, the grid and the prefetch flag.
 template <typename T, int kWarps, int kR, int kU, int kMinBlocks, gemv::Input kIn, gemv::Output kOut>
-void LaunchGemv(GemvArgs args) {
+void LaunchGemv(GemvArgs args, const gemv::QkvAppend& qkv) {
   static_assert(kMinBlocks <= kMaxMinBlocks && 16 * kR <= kMaxRows, "split-K scratch too small");
   // A row block is 16 * kR rows of W, or with the SiLU epilogue 8 * kR output columns (as many
   // gate | up rows: the same blocks as the plain GEMV over the stacked weight).
-  constexpr bool kPaired = kOut == gemv::Output::kSiluMul;
+  constexpr bool kPaired = kOut == gemv::Output::kSiluMul || kOut == gemv::Output::kQkvAppend;
   const int64_t per_block = kPaired ? 8 * kR : 16 * kR;
   const int64_t row_blocks = ((kPaired ? args.n / 2 : args.n) + per_block - 1) / per_block;
   const int64_t chunks = args.k / 8;
@@ -281,34 +303,36 @@ void LaunchGemv(GemvArgs args) {
   args.l2_prefetch = PdlEnabled();
   auto* kernel = GemvKernel<T, kWarps, kR, kU, kMinBlocks, kIn, kOut>;
   const dim3 grid(static_cast<unsigned>(row_blocks), static_cast<unsigned>(splits));
-  LaunchPdl(kernel, grid, dim3(kWarps * 32), 0, CurrentStream(), args);
+  LaunchPdl(kernel, grid, dim3(kWarps * 32), 0, CurrentStream(), args, qkv);
 }
 
 using gemv::Input;
 using gemv::Output;
-using LaunchFn = void (*)(DType dtype, Input in, Output out, const GemvArgs& args);
+using LaunchFn = void (*)(DType dtype, Input in, Output out, const GemvArgs& args, const gemv::QkvAppend& qkv);
 
 // One configuration's launch for the dtype and fusions; configurations without kFusions have the
 // plain kernel only (the fused ones are built for the default configurations, see FusedVariant).
 template <typename T, int kWarps, int kR, int kU, int kMinBlocks, bool kFusions>
-void LaunchTyped(Input in, Output out, const GemvArgs& args) {
+void LaunchTyped(Input in, Output out, const GemvArgs& args, const gemv::QkvAppend& qkv) {
   if (in == Input::kPlain && out == Output::kStore) {
-    LaunchGemv<T, kWarps, kR, kU, kMinBlocks, Input::kPlain, Output::kStore>(args);
+    LaunchGemv<T, kWarps, kR, kU, kMinBlocks, Input::kPlain, Output::kStore>(args, qkv);
     return;
   }
   if constexpr (kFusions) {
     if (in == Input::kPlain && out == Output::kAddTo) {
-      LaunchGemv<T, kWarps, kR, kU, kMinBlocks, Input::kPlain, Output::kAddTo>(args);
+      LaunchGemv<T, kWarps, kR, kU, kMinBlocks, Input::kPlain, Output::kAddTo>(args, qkv);
     } else if (in == Input::kPlain && out == Output::kRelu) {
-      LaunchGemv<T, kWarps, kR, kU, kMinBlocks, Input::kPlain, Output::kRelu>(args);
+      LaunchGemv<T, kWarps, kR, kU, kMinBlocks, Input::kPlain, Output::kRelu>(args, qkv);
+    } else if (in == Input::kPlain && out == Output::kQkvAppend) {
+      LaunchGemv<T, kWarps, kR, kU, kMinBlocks, Input::kPlain, Output::kQkvAppend>(args, qkv);
     } else if (in == Input::kPlain) {
-      LaunchGemv<T, kWarps, kR, kU, kMinBlocks, Input::kPlain, Output::kSiluMul>(args);
+      LaunchGemv<T, kWarps, kR, kU, kMinBlocks, Input::kPlain, Output::kSiluMul>(args, qkv);
     } else if (out == Output::kStore) {
-      LaunchGemv<T, kWarps, kR, kU, kMinBlocks, Input::kRmsNorm, Output::kStore>(args);
+      LaunchGemv<T, kWarps, kR, kU, kMinBlocks, Input::kRmsNorm, Output::kStore>(args, qkv);
     } else if (out == Output::kAddTo) {
-      LaunchGemv<T, kWarps, kR, kU, kMinBlocks, Input::kRmsNorm, Output::kAddTo>(args);
+      LaunchGemv<T, kWarps, kR, kU, kMinBlocks, Input::kRmsNorm, Output::kAddTo>(args, qkv);
     } else {
-      LaunchGemv<T, kWarps, kR, kU, kMinBlocks, Input::kRmsNorm, Output::kSiluMul>(args);
+      LaunchGemv<T, kWarps, kR, kU, kMinBlocks, Input::kRmsNorm, Output::kSiluMul>(args, qkv);
     }
     return;
   }
@@ -317,11 +341,11 @@ void LaunchTyped(Input in, Output out, const GemvArgs& args) {
 }
 
 template <int kWarps, int kR, int kU, int kMinBlocks, bool kFusions>
-void Launch(DType dtype, Input in, Output out, const GemvArgs& args) {
+void Launch(DType dtype, Input in, Output out, const GemvArgs& args, const gemv::QkvAppend& qkv) {
   if (dtype == DType::kF16) {
-    LaunchTyped<__half, kWarps, kR, kU, kMinBlocks, kFusions>(in, out, args);
+    LaunchTyped<__half, kWarps, kR, kU, kMinBlocks, kFusions>(in, out, args, qkv);
   } else {
-    LaunchTyped<__nv_bfloat16, kWarps, kR, kU, kMinBlocks, kFusions>(in, out, args);
+    LaunchTyped<__nv_bfloat16, kWarps, kR, kU, kMinBlocks, kFusions>(in, out, args, qkv);
   }
 }
 
@@ -425,7 +449,7 @@ void Gemv(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor* out
   }
   Scratch();  // allocated at the first call, which the engine and the tests make eagerly
   if (variant < 0 || variant >= kNumVariants) variant = ChooseVariant(tokens, k, n);
-  kVariants[variant].launch(x.dtype(), Input::kPlain, Output::kStore, MakeArgs(x, weight, bias, out));
+  kVariants[variant].launch(x.dtype(), Input::kPlain, Output::kStore, MakeArgs(x, weight, bias, out), {});
 }
 
 bool GemvFusedApplies(const Tensor& x, const Tensor& weight, const Tensor& bias, const ops::LinearFusion& fusion) {
@@ -459,7 +483,44 @@ void GemvFused(const Tensor& x, const Tensor& weight, const Tensor& bias, const 
                    : fusion.output == ops::LinearOutput::kSiluMul ? Output::kSiluMul
                    : fusion.output == ops::LinearOutput::kRelu    ? Output::kRelu
                                                                   : Output::kStore;
-  kVariants[FusedVariant(tokens, k, n)].launch(x.dtype(), norm ? Input::kRmsNorm : Input::kPlain, o, args);
+  kVariants[FusedVariant(tokens, k, n)].launch(x.dtype(), norm ? Input::kRmsNorm : Input::kPlain, o, args, {});
+}
+
+bool QkvLinearAppendIsOneKernel(const Tensor& x, const Tensor& weight, const Tensor& bias, int head_dim,
+                                const Tensor& positions, const BatchLayout& batch) {
+  if (!GemvApplies(x, weight) || head_dim % 2 != 0 || weight.dim(0) % head_dim != 0) return false;
+  if (bias.defined() && bias.dtype() != x.dtype()) return false;
+  const auto on_device_ints = [&](const Tensor& t) {
+    return t.defined() && t.dtype() == DType::kI32 && t.device() == Device::kCuda && t.numel() == x.dim(0);
+  };
+  return on_device_ints(positions) && on_device_ints(batch.token_rows);
+}
+
+void QkvLinearAppend(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& positions, int heads,
+                     int kv_heads, int head_dim, float theta, bool apply_rotary, const PagedKv& kv,
+                     const BatchLayout& batch, Tensor* q) {
+  const int64_t tokens = x.dim(0), k = x.dim(1), n = weight.dim(0);
+  if (tokens == 0 || n == 0) return;
+  if (!QkvLinearAppendIsOneKernel(x, weight, bias, head_dim, positions, batch)) {
+    std::fprintf(stderr, "chai: internal error in CUDA op QkvLinearAppend: GEMV called on %s x %s (unsupported)\n",
+                 x.ShapeString().c_str(), weight.ShapeString().c_str());
+    std::abort();
+  }
+  Scratch();
+  const GemvArgs args = MakeArgs(x, weight, bias, q);
+  gemv::QkvAppend a;
+  a.positions = positions.data<int32_t>();
+  a.token_rows = batch.token_rows.data<int32_t>();
+  a.tables = kv.tables.data<int32_t>();
+  a.pool = kv.pool.raw();
+  a.block_size = kv.block_size;
+  a.max_blocks = kv.max_blocks;
+  a.heads = heads;
+  a.kv_heads = kv_heads;
+  a.half = head_dim / 2;
+  a.theta = theta;
+  a.rotary = apply_rotary;
+  kVariants[FusedVariant(tokens, k, n)].launch(x.dtype(), Input::kPlain, Output::kQkvAppend, args, a);
 }
 
 }  // namespace chai::cuda

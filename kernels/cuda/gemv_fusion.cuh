@@ -14,12 +14,14 @@
 
 #include "kernels/cuda/cuda_utils.cuh"
 #include "kernels/cuda/gemv_tile.cuh"
+#include "kernels/cuda/rotary.cuh"
 
 namespace chai::cuda::gemv {
 
 enum class Input { kPlain, kRmsNorm };              // B = x, or x * w_norm with the norm's scale on the sums
-// out = P, out += P, out = SiLU(gate) * up of P's halves, out = ReLU(P)
-enum class Output { kStore, kAddTo, kSiluMul, kRelu };
+// out = P, out += P, out = SiLU(gate) * up of P's halves, out = ReLU(P), or P's Q | K | V heads
+// split, rotated and K, V appended to the paged cache (QkvAppend below)
+enum class Output { kStore, kAddTo, kSiluMul, kRelu, kQkvAppend };
 
 // RMSNorm folded into the product, for a row of y = RmsNorm(x) * w_norm read by the GEMV:
 //   (W y)[n] = sum_k W[n][k] x[k] inv w_norm[k] = inv * sum_k W[n][k] (x[k] w_norm[k]),
@@ -121,6 +123,87 @@ __device__ __forceinline__ void WriteOutputs(const Sum& sum, const T* __restrict
         *o = FromFloat<T>(p);
       }
     }
+  }
+}
+
+// The Q | K | V epilogue (ops::QkvLinearAppend): the stacked projection's output is split into
+// q (stored), and k, v written straight into their slots of the paged cache, with rotary on q and
+// k, as SplitQkvRotaryAppend does after a plain Linear, so that a decode step runs one kernel
+// where it ran two. Rotary pairs element j of a head with element half + j: the CTA streams those
+// two W rows at tile rows g and g + 8 (HeadHalvesRows), so the thread that writes a pair holds both
+// sums. `out` is q [T, heads * head_dim].
+struct QkvAppend {
+  const int32_t* positions;   // [T]: each token's position (rotary angle and cache slot)
+  const int32_t* token_rows;  // [T]: the block-table row of each token's sequence, -1: none
+  const int32_t* tables;      // [rows, 2, kv_heads, max_blocks]
+  void* pool;
+  int block_size = 0, max_blocks = 0;
+  int heads = 0, kv_heads = 0, half = 0;  // head_dim = 2 * half
+  float theta = 0.f;
+  bool rotary = false;
+};
+
+// Head halves, for W = Q | K | V with heads of 2 * half rows: pair p = first + r * 8 + g (past
+// `pairs`: pairs - 1, discarded) streams row (p / half) * 2 * half + p % half at tile row r * 16 +
+// g and its partner, half rows on, at r * 16 + 8 + g.
+struct HeadHalvesRows {
+  int64_t first, pairs;
+  int half;
+  __device__ __forceinline__ int64_t operator()(int r, int h, int g) const {
+    int64_t p = first + r * 8 + g;
+    p = p < pairs ? p : pairs - 1;
+    return (p / half) * 2 * half + p % half + h * half;
+  }
+};
+
+// The outputs of one CTA of the Q | K | V GEMV (kQkvAppend), from its fp32 sums (see
+// WriteOutputs): for each token t and pair p (head hh = p / half, element j = p % half), A and B =
+// T(P + bias) of rows (hh, j) and (hh, half + j), the values Linear would store; then
+// SplitQkvRotaryAppend's arithmetic (RotatePair) and slot rules (PagedAppend's: no write where the
+// token has no row, its position is past the table, or the slice has no block).
+template <typename T, int kRows, typename Sum>
+__device__ __forceinline__ void WriteQkvAppend(const Sum& sum, const T* __restrict__ bias, int tokens, int64_t pairs,
+                                               int64_t first, T* __restrict__ q, const QkvAppend& a, int threads) {
+  constexpr int kCols = kRows / 2;
+  const int half = a.half, hd = 2 * half;
+  T* pool = static_cast<T*>(a.pool);
+  for (int e = threadIdx.x; e < kCols * 8; e += threads) {
+    const int t = e / kCols, jj = e % kCols;
+    const int64_t p = first + jj;
+    if (t >= tokens || p >= pairs) continue;
+    const int hh = static_cast<int>(p / half), j = static_cast<int>(p % half);
+    const int64_t row_a = int64_t{hh} * hd + j;
+    const int lo = t * kRows + (jj / 8) * 16 + jj % 8;  // the partner's sum is 8 tile rows further on
+    float pa = sum(lo), pb = sum(lo + 8);
+    if (bias != nullptr) {
+      pa += ToFloat(bias[row_a]);
+      pb += ToFloat(bias[row_a + half]);
+    }
+    T ta = FromFloat<T>(pa), tb = FromFloat<T>(pb);
+    const int32_t pos = a.positions[t];
+    if (a.rotary && hh < a.heads + a.kv_heads) {  // RotatePair (rotary.cuh), element j of the table
+      const float inv = 1.0f / static_cast<float>(pow(static_cast<double>(a.theta), (2.0 * j) / hd));
+      float s, c;
+      sincosf(static_cast<float>(pos) * inv, &s, &c);
+      const float fa = ToFloat(ta), fb = ToFloat(tb);
+      ta = FromFloat<T>(fa * c - fb * s);
+      tb = FromFloat<T>(fb * c + fa * s);
+    }
+    if (hh < a.heads) {
+      T* qr = q + int64_t{t} * a.heads * hd + int64_t{hh} * hd;
+      qr[j] = ta;
+      qr[half + j] = tb;
+      continue;
+    }
+    const int side = hh >= a.heads + a.kv_heads, g = hh - a.heads - side * a.kv_heads;
+    const int32_t trow = a.token_rows[t];
+    if (trow < 0 || pos < 0 || pos / a.block_size >= a.max_blocks) continue;
+    const int32_t block = a.tables[(int64_t{trow} * 2 * a.kv_heads + side * a.kv_heads + g) * a.max_blocks +
+                                   pos / a.block_size];
+    if (block < 0) continue;
+    T* slot = pool + (int64_t{block} * a.block_size + pos % a.block_size) * hd;
+    slot[j] = ta;
+    slot[half + j] = tb;
   }
 }
 

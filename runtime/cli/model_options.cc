@@ -234,6 +234,13 @@ absl::StatusOr<LoadedModel> LoadModel(const ModelOptions& options, int64_t seque
                        : mode == "all" ? LinearFusion::kAll
                                        : LinearFusion::kActivation;
   }
+  if (const char* a = std::getenv("CHAI_DECODE_QKV_APPEND")) {  // 0 | 1
+    const std::string v = a;
+    if (v != "0" && v != "1") {
+      return absl::InvalidArgumentError(absl::StrCat("CHAI_DECODE_QKV_APPEND must be 0 or 1, got '", v, "'"));
+    }
+    kv.qkv_append_in_gemv = v == "1";
+  }
   // At least 8: CHAI reads its first 5 positions from a sequence's first block (engine.cc).
   if (options.kv_block_size < 8 || options.kv_block_size > 4096) {
     return absl::InvalidArgumentError(

@@ -95,7 +95,8 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, GpuEngine,
 
 // Decode with the Linears fused on the GPU (LinearFusion::kActivation, the default: SiLU in LLaMA's
 // gate|up GEMV, ReLU in OPT's fc1 GEMV; kAll, LLaMA: also RMSNorm and the residual adds in the
-// GEMVs, 6 kernels a layer; OPT: as kActivation) against
+// GEMVs, 6 kernels a layer; OPT: as kActivation; and kActivation with the Q|K|V split, rotary and
+// cache append in the Q|K|V GEMV, EngineOptions::qkv_append_in_gemv) against
 // the same engine unfused (kNone) and, in fp16, the CPU reference on the dtype's rounded weights:
 // one sequence (its 5-token prefill fused too), then three and four stepped together (prefills of
 // 9 and 28 tokens: unfused), 6 decode steps through recorded graphs, every engine fed the same
@@ -125,8 +126,10 @@ TEST_P(GpuFusedDecode, MatchesUnfusedAndReference) {
   auto plain = LoadTestModel(dir, nullptr, {}, dtype, Device::kCuda, true, LinearFusion::kNone);
   auto act = LoadTestModel(dir, nullptr, {}, dtype, Device::kCuda);  // the default
   auto all = LoadTestModel(dir, nullptr, {}, dtype, Device::kCuda, true, LinearFusion::kAll);
+  // The activation fusion with the Q|K|V split, rotary and append in the Q|K|V GEMV as well.
+  auto qkv = LoadTestModel(dir, nullptr, {}, dtype, Device::kCuda, true, LinearFusion::kActivation, false, true);
   auto ref = LoadRoundedCpuModel(dir, dtype);
-  for (const auto* m : {&plain, &act, &all, &ref}) ASSERT_TRUE(m->ok()) << m->status();
+  for (const auto* m : {&plain, &act, &all, &qkv, &ref}) ASSERT_TRUE(m->ok()) << m->status();
   auto golden = ReadJsonFile(dir + "/golden.json");
   ASSERT_TRUE(golden.ok());
   std::vector<std::vector<int32_t>> prompts, next;
@@ -153,8 +156,10 @@ TEST_P(GpuFusedDecode, MatchesUnfusedAndReference) {
     const auto r = SteppedLogits(*ref->engine, ps, ns, kSteps);
     ASSERT_EQ(u.size(), kSteps + 1u);
     ASSERT_EQ(r.size(), kSteps + 1u);
-    for (auto* fused : {&act, &all}) {
-      const char* what = fused == &all ? "all fusions" : "activation fusion";
+    for (auto* fused : {&act, &all, &qkv}) {
+      const char* what = fused == &all   ? "all fusions"
+                         : fused == &qkv ? "activation and Q|K|V append"
+                                         : "activation fusion";
       SCOPED_TRACE(::testing::Message() << name << " " << DTypeName(dtype) << " " << batch.size() << " sequences, "
                                         << what);
       const auto f = SteppedLogits(*(*fused)->engine, ps, ns, kSteps);
@@ -170,7 +175,7 @@ TEST_P(GpuFusedDecode, MatchesUnfusedAndReference) {
         // each differs from fp32: there the bf16 rule of MatchesHuggingFace applies, against the
         // CPU (fp32 arithmetic): max(1e-2, 1.5 x Hugging Face's own bf16 error on this model).
         const auto cpu = SplitRows(r[s], vocab);
-        if (dtype == DType::kF16 || fused == &act) {
+        if (dtype == DType::kF16 || fused != &all) {
           EXPECT_LE(WorstRowRelErr(fr, SplitRows(u[s], vocab)), 1e-2) << "fused against unfused";
         } else {
           EXPECT_LE(WorstRowRelErr(fr, cpu), std::max(1e-2, 1.5 * hf_bf16_err))

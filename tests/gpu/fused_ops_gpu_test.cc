@@ -18,17 +18,20 @@
 #include "kernels/ops.h"
 #include "tests/gpu/gpu_test_util.h"
 #include "tests/gpu/graph_capture.h"
+#include "tests/gpu/paged_pool_checks.h"
 #include "tests/support/paged_append_case.h"
 
 namespace chai {
 namespace {
 
+using gpu_test::ExpectPoolClose;
 using gpu_test::GpuTest;
 using gpu_test::Ints;
 using gpu_test::Operand;
 using gpu_test::Poisoned;
 using gpu_test::Random;
 using gpu_test::RelErr;
+using gpu_test::SameBytes;
 using gpu_test::Tolerance;
 
 class FusedOpsGpu : public GpuTest {};
@@ -210,32 +213,6 @@ TEST_F(FusedOpsGpu, SplitQkvRotaryOnUnalignedViews) {
 }
 
 // ---- SplitQkvRotaryAppend -----------------------------------------------------------------
-
-// A pool after the op against the reference's: the same slots written (the poison, NaN, left
-// everywhere else) and the written values within the dtype's tolerance.
-void ExpectPoolClose(const Tensor& pool, const Tensor& ref, DType dtype) {
-  const std::vector<float> out = pool.ToFloats(), want = ref.ToFloats();
-  ASSERT_EQ(out.size(), want.size());
-  std::vector<float> out_written, want_written;
-  int64_t mismatched = 0;
-  for (size_t i = 0; i < want.size(); ++i) {
-    if (std::isnan(want[i]) != std::isnan(out[i])) {
-      ++mismatched;
-    } else if (!std::isnan(want[i])) {
-      out_written.push_back(out[i]);
-      want_written.push_back(want[i]);
-    }
-  }
-  EXPECT_EQ(mismatched, 0) << DTypeName(dtype) << ": elements written by only one of op and reference";
-  EXPECT_FALSE(want_written.empty()) << "the reference wrote nothing";
-  EXPECT_CLOSE(out_written, want_written, dtype, "pool");
-}
-
-// Byte-for-byte equality of two device tensors (NaN poison included).
-bool SameBytes(const Tensor& a, const Tensor& b) {
-  const Tensor ha = a.To(Device::kCpu), hb = b.To(Device::kCpu);
-  return ha.nbytes() == hb.nbytes() && std::memcmp(ha.raw(), hb.raw(), ha.nbytes()) == 0;
-}
 
 // The fused kernel against the CPU reference (SplitQkvRotary then PagedAppend) and against the
 // two CUDA kernels it replaces, which it must match bit for bit (q, the kept k and v, the whole

@@ -9,7 +9,7 @@ namespace chai::testing {
 
 absl::StatusOr<TestModel> LoadTestModel(const std::string& dir, Communicator* comm, const ParallelLayout& layout,
                                         DType dtype, Device device, bool capture_decode, LinearFusion linear_fusion,
-                                        bool fuse_every_step) {
+                                        bool fuse_every_step, bool qkv_append_in_gemv) {
   TestModel m;
   auto config = LoadModelConfig(dir);
   if (!config.ok()) return config.status();
@@ -29,6 +29,7 @@ absl::StatusOr<TestModel> LoadTestModel(const std::string& dir, Communicator* co
   options.capture_decode = capture_decode && device == Device::kCuda;  // exercise the recorded decode path
   options.linear_fusion = linear_fusion;
   options.fuse_every_step = fuse_every_step;
+  options.qkv_append_in_gemv = qkv_append_in_gemv;
   m.engine = std::make_unique<Engine>(m.config, std::move(*weights), comm, dtype, device, options);
   return m;
 }

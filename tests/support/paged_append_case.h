@@ -21,6 +21,7 @@ struct PagedAppendCase {
   Tensor tables;                             // int32 [table_rows, 2, kv_heads, max_blocks]
   Tensor q_start, seq_lens, slots;           // int32; slots undefined without persistent rows
   Tensor positions;                          // int32 [T]: each new row's position
+  Tensor token_rows;                         // int32 [T]: each new row's table row
   int max_new = 0, max_len = 0;
 };
 
@@ -64,16 +65,20 @@ inline PagedAppendCase MakePagedAppendCase(std::mt19937& rng, int kv_heads, int 
   }
   c.tables = Tensor::FromInts(tables, {table_rows, 2, kv_heads, c.max_blocks});
 
-  std::vector<int32_t> q_start = {0}, positions;
+  std::vector<int32_t> q_start = {0}, positions, token_rows;
   for (int s = 0; s < c.num_seqs; ++s) {
     q_start.push_back(q_start.back() + new_tokens[s]);
-    for (int i = 0; i < new_tokens[s]; ++i) positions.push_back(lens[s] - new_tokens[s] + i);
+    for (int i = 0; i < new_tokens[s]; ++i) {
+      positions.push_back(lens[s] - new_tokens[s] + i);
+      token_rows.push_back(slot[s]);
+    }
   }
   c.rows = q_start.back();
   c.q_start = Tensor::FromInts(q_start, {c.num_seqs + 1});
   c.seq_lens = Tensor::FromInts(std::vector<int32_t>(lens.begin(), lens.end()), {c.num_seqs});
   if (use_slots) c.slots = Tensor::FromInts(slot, {c.num_seqs});
   c.positions = Tensor::FromInts(positions, {c.rows});
+  c.token_rows = Tensor::FromInts(token_rows, {c.rows});
   return c;
 }
 
