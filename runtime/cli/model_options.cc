@@ -234,7 +234,7 @@ absl::StatusOr<LoadedModel> LoadModel(const ModelOptions& options, int64_t seque
                        : mode == "all" ? LinearFusion::kAll
                                        : LinearFusion::kActivation;
   }
-  if (const char* a = std::getenv("CHAI_DECODE_QKV_APPEND")) {  // 0 | 1
+  if (const char* a = std::getenv("CHAI_DECODE_QKV_APPEND")) {  // 0 | 1 (the default)
     const std::string v = a;
     if (v != "0" && v != "1") {
       return absl::InvalidArgumentError(absl::StrCat("CHAI_DECODE_QKV_APPEND must be 0 or 1, got '", v, "'"));

@@ -123,11 +123,11 @@ std::vector<std::vector<float>> SplitRows(const std::vector<float>& flat, size_t
 TEST_P(GpuFusedDecode, MatchesUnfusedAndReference) {
   const auto [name, dtype] = GetParam();
   const std::string dir = FixtureDir(name);
-  auto plain = LoadTestModel(dir, nullptr, {}, dtype, Device::kCuda, true, LinearFusion::kNone);
-  auto act = LoadTestModel(dir, nullptr, {}, dtype, Device::kCuda);  // the default
-  auto all = LoadTestModel(dir, nullptr, {}, dtype, Device::kCuda, true, LinearFusion::kAll);
-  // The activation fusion with the Q|K|V split, rotary and append in the Q|K|V GEMV as well.
-  auto qkv = LoadTestModel(dir, nullptr, {}, dtype, Device::kCuda, true, LinearFusion::kActivation, false, true);
+  auto plain = LoadTestModel(dir, nullptr, {}, dtype, Device::kCuda, true, LinearFusion::kNone, false, false);
+  auto act = LoadTestModel(dir, nullptr, {}, dtype, Device::kCuda, true, LinearFusion::kActivation, false, false);
+  auto all = LoadTestModel(dir, nullptr, {}, dtype, Device::kCuda, true, LinearFusion::kAll, false, false);
+  // The default: the activation fusion with the Q|K|V split, rotary and append in the Q|K|V GEMV.
+  auto qkv = LoadTestModel(dir, nullptr, {}, dtype, Device::kCuda);
   auto ref = LoadRoundedCpuModel(dir, dtype);
   for (const auto* m : {&plain, &act, &all, &qkv, &ref}) ASSERT_TRUE(m->ok()) << m->status();
   auto golden = ReadJsonFile(dir + "/golden.json");

@@ -26,7 +26,7 @@ absl::StatusOr<TestModel> LoadTestModel(const std::string& dir, Communicator* co
                                         const ParallelLayout& layout = {}, DType dtype = DType::kF32,
                                         Device device = Device::kCpu, bool capture_decode = true,
                                         LinearFusion linear_fusion = LinearFusion::kActivation,
-                                        bool fuse_every_step = false, bool qkv_append_in_gemv = false);
+                                        bool fuse_every_step = false, bool qkv_append_in_gemv = true);
 
 // The checkpoint's weights rounded to `dtype` and back to fp32: the CPU reference for a run
 // that stores weights in `dtype`, so that kernel error is measured apart from the rounding

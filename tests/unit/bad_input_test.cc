@@ -177,6 +177,20 @@ TEST(BadFlags, UnknownDecodeFusion) {
   unsetenv("CHAI_DECODE_FUSION");
 }
 
+TEST(BadFlags, UnknownQkvAppendSwitch) {
+  const std::string args = "generate --model " + FixtureDir("llama-gqa") + " --prompt-ids 1,2 --max-new-tokens 2";
+  for (const char* v : {"0", "1"}) {
+    setenv("CHAI_DECODE_QKV_APPEND", v, 1);
+    const RunResult r = RunChai(args);
+    EXPECT_EQ(r.exit_code, 0) << v << ": " << r.stderr_text;
+  }
+  for (const char* v : {"yes", "2", ""}) {
+    setenv("CHAI_DECODE_QKV_APPEND", v, 1);
+    ExpectError(args, std::string("CHAI_DECODE_QKV_APPEND must be 0 or 1, got '") + v + "'");
+  }
+  unsetenv("CHAI_DECODE_QKV_APPEND");
+}
+
 TEST(BadFlags, PromptLongerThanTheModelAllows) {
   std::string ids = "1";
   for (int i = 0; i < 70; ++i) ids += ",3";  // opt-preln has 64 positions
