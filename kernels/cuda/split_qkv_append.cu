@@ -1,7 +1,8 @@
 // SplitQkvRotaryAppend: SplitQkvRotary (split_qkv.cu) and PagedAppend (paged_append.cu) in one
 // kernel. A decode step ran the two back to back in every layer, the second only to move the
 // first's k and v rows into the cache; at batch 1 each launch costs a few microseconds of a step
-// that sits at the memory floor.
+// that sits at the memory floor. (Decode steps now do this work in the Q|K|V GEMV's epilogue,
+// ops::QkvLinearAppend; this kernel serves prefill and the steps where CHAI reads this step's K.)
 //
 // One block per token, as in SplitQkvKernel. Before the barrier that publishes the rotary table,
 // the block also resolves where each (side, KV head) row of its token goes in the pool (the

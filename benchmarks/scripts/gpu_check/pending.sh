@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # gpu_check.sh mode `pending`, sourced by gpu_check.sh (it sees OUT, gpus, modes, has, bench, mpi).
-# Code on main that waits for a GPU: none as of 2026-11-27 (ninth session: linear_fused_gpu_test
-# passed as its own binary, memcheck clean; the PDL register preload and kernel 4's cp.async
-# without src-size were measured and removed).
+# Code on main that waits for a GPU (2026-11-27, ninth session): QkvLinearAppend (the Q|K|V GEMV
+# that splits, rotates and appends; the decode default) passed every single-GPU test on an H100,
+# but has not run at TP > 1 (`gpu_check.sh tp`, its tp_gpu_test and chai_tp_gpu_test) nor on an
+# H200 (`gpu_check.sh qkvappend` times it against CHAI_DECODE_QKV_APPEND=0).
 # Meanwhile this mode re-checks the folded norm: the GEMV, fused-op, PDL and engine tests
 # (memcheck over the fused ops), gemm_bench's LinearFused table, then LLaMA-7B end to end with
 # CHAI_DECODE_FUSION=activation (the default) and =all, alternating (PENDING_BATCHES, default 1,8;
