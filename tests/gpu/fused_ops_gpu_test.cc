@@ -236,17 +236,7 @@ TEST_F(FusedOpsGpu, SplitQkvRotaryAppendMatchesReferenceAndUnfusedOps) {
                                         drop_k);
           const int64_t t = c.rows;
           const Operand qkv = Random({t, qw + 2 * kvw}, dtype);
-          BatchLayout host_batch;
-          host_batch.q_start = c.q_start;
-          host_batch.seq_lens = c.seq_lens;
-          host_batch.slots = c.slots;
-          host_batch.num_seqs = c.num_seqs;
-          host_batch.max_new_tokens = c.max_new;
-          host_batch.max_seq_len = c.max_len;
-          BatchLayout batch = host_batch;
-          batch.q_start = dev(c.q_start);
-          batch.seq_lens = dev(c.seq_lens);
-          batch.slots = dev(c.slots);
+          const BatchLayout host_batch = test::HostLayout(c), batch = test::LayoutOn(c, Device::kCuda);
           const Tensor tables = dev(c.tables), positions = dev(c.positions);
           const std::vector<int64_t> pool_shape = {c.num_blocks, c.block_size, hs.head_dim};
           for (bool rotary : {true, false}) {

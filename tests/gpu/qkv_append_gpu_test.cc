@@ -32,31 +32,6 @@ struct Heads {
   int heads, kv_heads, head_dim;
 };
 
-// The step's layout on the device, with the per-row table rows the one-kernel path reads.
-BatchLayout DeviceBatch(const test::PagedAppendCase& c) {
-  auto dev = [](const Tensor& t) { return t.defined() ? t.To(Device::kCuda) : Tensor(); };
-  BatchLayout b;
-  b.q_start = dev(c.q_start);
-  b.seq_lens = dev(c.seq_lens);
-  b.slots = dev(c.slots);
-  b.token_rows = dev(c.token_rows);
-  b.num_seqs = c.num_seqs;
-  b.max_new_tokens = c.max_new;
-  b.max_seq_len = c.max_len;
-  return b;
-}
-
-BatchLayout HostBatch(const test::PagedAppendCase& c) {
-  BatchLayout b;
-  b.q_start = c.q_start;
-  b.seq_lens = c.seq_lens;
-  b.slots = c.slots;
-  b.num_seqs = c.num_seqs;
-  b.max_new_tokens = c.max_new;
-  b.max_seq_len = c.max_len;
-  return b;
-}
-
 // Decode-sized steps (at most 8 rows, where the GEMV applies) of the shared layouts, with and
 // without persistent table rows and CHAI-dropped K heads; LLaMA-7B's heads (MHA and GQA), small
 // and odd head sizes; with and without rotary and bias; K = 4096 and 264 (a K tail). Against the
@@ -81,7 +56,7 @@ TEST_F(QkvAppendGpu, MatchesReferenceAndUnfusedOps) {
             const int64_t t = c.rows;
             if (t > 8) continue;  // prefill: Linear's GEMM, the composition (the engine never asks)
             const Operand x = Random({t, k}, dtype);
-            const BatchLayout batch = DeviceBatch(c), host_batch = HostBatch(c);
+            const BatchLayout batch = test::LayoutOn(c, Device::kCuda), host_batch = test::HostLayout(c);
             const Tensor tables = c.tables.To(Device::kCuda), positions = c.positions.To(Device::kCuda);
             const std::vector<int64_t> pool_shape = {c.num_blocks, c.block_size, hs.head_dim};
             for (bool rotary : {true, false}) {
@@ -145,7 +120,7 @@ TEST_F(QkvAppendGpu, CapturesIntoAGraph) {
     const test::PagedAppendCase c =
         test::MakePagedAppendCase(gpu_test::Rng(), hs.kv_heads, 16, {1, 1, 1}, {7, 20, 33}, true, false);
     const Operand x = Random({c.rows, k}, dtype), w = Random({n, k}, dtype, 0.05f), b = Random({n}, dtype);
-    const BatchLayout batch = DeviceBatch(c);
+    const BatchLayout batch = test::LayoutOn(c, Device::kCuda);
     const Tensor tables = c.tables.To(Device::kCuda), positions = c.positions.To(Device::kCuda);
     const std::vector<int64_t> pool_shape = {c.num_blocks, c.block_size, hs.head_dim};
     Tensor q_eager = Poisoned({c.rows, qw}, dtype), pool_eager = Poisoned(pool_shape, dtype);

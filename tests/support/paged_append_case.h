@@ -11,6 +11,7 @@
 #include <random>
 #include <vector>
 
+#include "kernels/paged_kv.h"
 #include "kernels/tensor.h"
 
 namespace chai::test {
@@ -80,6 +81,27 @@ inline PagedAppendCase MakePagedAppendCase(std::mt19937& rng, int kv_heads, int 
   c.positions = Tensor::FromInts(positions, {c.rows});
   c.token_rows = Tensor::FromInts(token_rows, {c.rows});
   return c;
+}
+
+// The case's step layout on the host (token_rows included), and the same with its arrays on `device`.
+inline BatchLayout HostLayout(const PagedAppendCase& c) {
+  BatchLayout b;
+  b.q_start = c.q_start;
+  b.seq_lens = c.seq_lens;
+  b.slots = c.slots;
+  b.token_rows = c.token_rows;
+  b.num_seqs = c.num_seqs;
+  b.max_new_tokens = c.max_new;
+  b.max_seq_len = c.max_len;
+  return b;
+}
+
+inline BatchLayout LayoutOn(const PagedAppendCase& c, Device device) {
+  BatchLayout b = HostLayout(c);
+  for (Tensor* t : {&b.q_start, &b.seq_lens, &b.slots, &b.token_rows}) {
+    if (t->defined()) *t = t->To(device);
+  }
+  return b;
 }
 
 // The step layouts the tests run: decode rows of several lengths, prefill rows, a mix with an

@@ -143,13 +143,7 @@ TEST(FusedOps, SplitQkvRotaryAppendEqualsSplitThenPagedAppend) {
             test::MakePagedAppendCase(rng, hs.kv_heads, 4, shape.new_tokens, shape.lens, use_slots, drop_k);
         const int64_t t = c.rows;
         const Tensor qkv = Random({t, qw + 2 * kvw});
-        BatchLayout batch;
-        batch.q_start = c.q_start;
-        batch.seq_lens = c.seq_lens;
-        batch.slots = c.slots;
-        batch.num_seqs = c.num_seqs;
-        batch.max_new_tokens = c.max_new;
-        batch.max_seq_len = c.max_len;
+        const BatchLayout batch = test::HostLayout(c);
         for (bool rotary : {true, false}) {
           for (int keep = 0; keep < 3; ++keep) {  // k and v kept, k only, neither
             SCOPED_TRACE(::testing::Message() << "heads=" << hs.heads << " kv=" << hs.kv_heads << " d=" << hs.head_dim
