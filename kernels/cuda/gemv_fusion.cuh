@@ -1,4 +1,4 @@
-// What the decode GEMV (gemv.cu) folds around its product for ops::LinearFused: the RMSNorm of its
+// What the decode GEMV (gemv_kernel.cuh) folds around its product for ops::LinearFused: the RMSNorm of its
 // input rows (x * w_norm as the MMA's B operand, the norm's scale applied to the sums), and after
 // the product the residual add or SiLU(gate) * up (in the output loop). The epilogues round
 // exactly as the ops they replace; the norm differs from RmsNorm then Linear in rounding only

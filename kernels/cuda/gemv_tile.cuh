@@ -1,4 +1,4 @@
-// The tile arithmetic of the decode GEMV (gemv.cu, which explains the layout): streaming loads
+// The tile arithmetic of the decode GEMV (gemv_kernel.cuh, which explains the layout): streaming loads
 // of W, the m16n8k16 MMAs, one CTA's pass over a range of K for its 16 * kR rows, and the
 // fixed-order sum of the warps' C tiles.
 #ifndef CHAI_KERNELS_CUDA_GEMV_TILE_CUH_
