@@ -181,13 +181,10 @@ __device__ __forceinline__ void WriteQkvAppend(const Sum& sum, const T* __restri
     }
     T ta = FromFloat<T>(pa), tb = FromFloat<T>(pb);
     const int32_t pos = a.positions[t];
-    if (a.rotary && hh < a.heads + a.kv_heads) {  // RotatePair (rotary.cuh), element j of the table
-      const float inv = 1.0f / static_cast<float>(pow(static_cast<double>(a.theta), (2.0 * j) / hd));
+    if (a.rotary && hh < a.heads + a.kv_heads) {  // as RotaryTable + RotatePair (rotary.cuh), for element j
       float s, c;
-      sincosf(static_cast<float>(pos) * inv, &s, &c);
-      const float fa = ToFloat(ta), fb = ToFloat(tb);
-      ta = FromFloat<T>(fa * c - fb * s);
-      tb = FromFloat<T>(fb * c + fa * s);
+      sincosf(static_cast<float>(pos) * RotaryInvFreqOf(j, hd, a.theta), &s, &c);
+      RotateValues<T>(ToFloat(ta), ToFloat(tb), c, s, &ta, &tb);
     }
     if (hh < a.heads) {
       T* qr = q + int64_t{t} * a.heads * hd + int64_t{hh} * hd;

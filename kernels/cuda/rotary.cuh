@@ -11,6 +11,19 @@
 
 namespace chai::cuda {
 
+// Element i's inverse frequency, and a pair (a, b) = (x[i], x[half + i]) rotated by the angle
+// whose cos and sin are c and s, rounded to T: the arithmetic every rotary path here shares (the
+// tables below, and the Q|K|V GEMV's epilogue in gemv_fusion.cuh, which rotates one pair at a time).
+__device__ __forceinline__ float RotaryInvFreqOf(int i, int head_dim, float theta) {
+  return 1.0f / static_cast<float>(pow(static_cast<double>(theta), (2.0 * i) / head_dim));
+}
+
+template <typename T>
+__device__ __forceinline__ void RotateValues(float fa, float fb, float c, float s, T* ra, T* rb) {
+  *ra = FromFloat<T>(fa * c - fb * s);
+  *rb = FromFloat<T>(fb * c + fa * s);
+}
+
 // The rotary table of one position in two halves, so that the costly half (a double pow per
 // frequency) can run before a kernel's PdlWait, while the previous kernel drains: RotaryInvFreq
 // stores inv_freq[i] in cos_t[i], RotaryAngles turns it into cos_t[i] and sin_t[i]. Each thread
@@ -18,9 +31,7 @@ namespace chai::cuda {
 // before reading the table.
 __device__ __forceinline__ void RotaryInvFreq(int head_dim, float theta, float* cos_t) {
   const int half = head_dim / 2;
-  for (int i = threadIdx.x; i < half; i += blockDim.x) {
-    cos_t[i] = 1.0f / static_cast<float>(pow(static_cast<double>(theta), (2.0 * i) / head_dim));
-  }
+  for (int i = threadIdx.x; i < half; i += blockDim.x) cos_t[i] = RotaryInvFreqOf(i, head_dim, theta);
 }
 
 __device__ __forceinline__ void RotaryAngles(int32_t position, int head_dim, float* cos_t, float* sin_t) {
@@ -44,9 +55,7 @@ __device__ __forceinline__ void RotatePair(const T* src, int half, int i0, const
   const Vec<T, N> a = LoadVec<T, N>(src + i0), b = LoadVec<T, N>(src + half + i0);
 #pragma unroll
   for (int j = 0; j < N; ++j) {
-    const float fa = ToFloat(a.v[j]), fb = ToFloat(b.v[j]), c = cos_t[i0 + j], s = sin_t[i0 + j];
-    ra->v[j] = FromFloat<T>(fa * c - fb * s);
-    rb->v[j] = FromFloat<T>(fb * c + fa * s);
+    RotateValues<T>(ToFloat(a.v[j]), ToFloat(b.v[j]), cos_t[i0 + j], sin_t[i0 + j], &ra->v[j], &rb->v[j]);
   }
 }
 
