@@ -11,7 +11,8 @@
 # attnprof (dense decode attention vs SDPA: block layouts, Nsight Compute sections), ab (a kernel
 # knob's A/B: AB_FLAGS), abe2e (a decode-step knob's A/B end to end, LLaMA-7B TPOT: AB_FLAGS), splits
 # (kernel 4's split cap at short contexts, attention_bench and LLaMA-7B batch 1), qkvappend (the
-# Q|K|V GEMV that splits, rotates and appends in its epilogue: tests, LLaMA-7B off/on).
+# Q|K|V GEMV that splits, rotates and appends in its epilogue: tests, LLaMA-7B off/on), b1attn
+# (decode kernel 4's batch-1 latency chain: its tests, an A/B of the chain, SASS, ncu source view).
 set -uo pipefail
 modes=" ${*:-all} "
 [ "$modes" = " all " ] && modes=" test bench e2e chai "
@@ -54,6 +55,7 @@ targets=()
 [ "$modes" = " abe2e " ] && targets=(--target chai ops_gpu_test fused_ops_gpu_test linear_fused_gpu_test pdl_gpu_test engine_gpu_test)
 [ "$modes" = " splits " ] && targets=(--target chai attention_bench)
 [ "$modes" = " qkvappend " ] && targets=(--target chai qkv_append_gpu_test fused_ops_gpu_test engine_gpu_test)
+[ "$modes" = " b1attn " ] && targets=(--target chai attention_bench paged_attention_gpu_test)
 # Always (re)build: on a machine kept warm the tree may have changed since the last call, and
 # ninja rebuilds only what did.
 if [ "$modes" != " sdpa " ]; then
@@ -81,6 +83,7 @@ has attnprof && run_mode attnprof
 has ab && run_mode ab
 has abe2e && run_mode abe2e
 has qkvappend && run_mode qkvappend
+has b1attn && run_mode b1attn
 has splits && run_mode splits
 has sdpa && run_mode sdpa
 has throughput && run_mode throughput

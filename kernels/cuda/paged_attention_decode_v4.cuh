@@ -480,9 +480,7 @@ __device__ __forceinline__ void V4Item(const Params& p, int s, int g, int split,
   // Fused combine, as kernels 1 and 2: the last CTA of this (sequence, KV head) over the chunks
   // merges the group's partials in a fixed order and resets the counter.
   if (!LastSplitCta(p.counters, nsplit)) return;
-  for (int i = warp; i < G; i += kDecodeWarps) {
-    MergeSplitsWarp<T, kD>(p, int64_t{s} * H + h0 + i, nsplit, orow + int64_t{h0 + i} * kD);
-  }
+  MergeGroupSplits<T, kD>(p, int64_t{s} * H + h0, G, nsplit, orow + int64_t{h0} * kD);
 }
 
 // The scores pass's items: of the (sequence, KV head) slots in order, those of decode sequences

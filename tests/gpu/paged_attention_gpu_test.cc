@@ -175,6 +175,42 @@ TEST_F(PagedAttentionGpu, DecodeDenseKernel4Shapes) {
   Check(m);
 }
 
+TEST_F(PagedAttentionGpu, DecodeKernel4DensePassMarksChaiGroups) {
+  // Kernel 4's dense pass cannot compute CHAI's cross-head scores: a KV group whose map points
+  // elsewhere gets NaN, never a silently wrong result, and the copies it issued before reading the
+  // map land before its CTA exits (memcheck runs this test). Other groups, and other sequences,
+  // are unaffected. Lengths of one stage and of several, split and not.
+  Case c{"kernel 4 dense pass, CHAI map under hint 1", 8, 8, 128, 16};
+  c.lens = {40, 300, 1000, 2100};
+  c.news.assign(c.lens.size(), 1);
+  const std::vector<int> chai = MapFromLabels({0, 1, 0, 3, 1, 5, 6, 3});  // heads 2, 4 and 7 are members
+  c.maps = {chai, Dense(8), chai, chai};
+  for (DType dtype : {DType::kF16, DType::kBF16}) {
+    const Inputs in = BuildInputs(c, dtype);
+    setenv("CHAI_DECODE_KERNEL", "4", 1);
+    std::vector<float> got;
+    RunKernel(c, in, dtype, &got);
+    unsetenv("CHAI_DECODE_KERNEL");
+    for (size_t s = 0; s < c.lens.size(); ++s) {
+      const int t = in.q_start[s];
+      for (int h = 0; h < c.heads; ++h) {
+        const float* o = &got[(size_t(t) * c.heads + h) * c.d];
+        if (c.maps[s][h] != h) {
+          for (int e = 0; e < c.d; ++e) ASSERT_TRUE(std::isnan(o[e])) << "seq " << s << " head " << h << " dim " << e;
+          continue;
+        }
+        const double* ref = &in.ref[(size_t(t) * c.heads + h) * c.d];
+        double num = 0, den = 0;
+        for (int e = 0; e < c.d; ++e) {
+          num += std::isfinite(o[e]) ? (o[e] - ref[e]) * (o[e] - ref[e]) : INFINITY;
+          den += ref[e] * ref[e];
+        }
+        EXPECT_LT(std::sqrt(num / den), 1e-2) << DTypeName(dtype) << " seq " << s << " head " << h;
+      }
+    }
+  }
+}
+
 TEST_F(PagedAttentionGpu, DecodeChaiKernel4Shapes) {
   // CHAI layers (hint > 1) in the shapes decode kernel 4 takes, which it runs as two passes (K of
   // the representatives' KV groups, then V with the representatives' logits): MHA and GQA groups

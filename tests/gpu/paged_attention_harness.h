@@ -258,8 +258,9 @@ struct Result {
 };
 
 // Runs PagedAppend and PagedAttention (twice) on fresh device copies of `in` with the decode
-// kernel the environment selects, and compares with the reference.
-inline Result RunKernel(const Case& c, const Inputs& in, DType dtype) {
+// kernel the environment selects, and compares with the reference. `outputs`, if given, receives
+// the second call's output [T, heads * d] as floats.
+inline Result RunKernel(const Case& c, const Inputs& in, DType dtype, std::vector<float>* outputs = nullptr) {
   const int S = static_cast<int>(c.lens.size()), H = c.heads, KV = c.kv_heads, d = c.d, T = in.T;
   PagedKv kv;
   kv.pool = in.pool_before.To(Device::kCuda);
@@ -299,6 +300,7 @@ inline Result RunKernel(const Case& c, const Inputs& in, DType dtype) {
 
   // Relative error per (row, head); the worst one is reported.
   const std::vector<float> got = out.ToFloats();
+  if (outputs != nullptr) *outputs = got;
   for (int s = 0; s < S; ++s)
     for (int i = 0; i < c.news[s]; ++i) {
       const int t = in.q_start[s] + i;

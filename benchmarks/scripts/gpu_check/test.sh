@@ -7,7 +7,7 @@ for t in ${MEMCHECK_TESTS-ops_gpu_test fused_ops_gpu_test linear_fused_gpu_test 
   # Under memcheck the attention test's long-context cases take many minutes: a subset that still
   # runs every kernel path (dense, CHAI, GQA, member split, several passes, prefill, mixed batches).
   filter="*"
-  [ "$t" = paged_attention_gpu_test ] && filter="*DecodeDense:*DecodeChai:*DecodeGqaChai:*DecodeHintUnequalClusters:*DecodeMembersPerCta:*PrefillPrompts:*MixedBatch"
+  [ "$t" = paged_attention_gpu_test ] && filter="*DecodeDense:*DecodeKernel4DensePassMarksChaiGroups:*DecodeChai:*DecodeGqaChai:*DecodeHintUnequalClusters:*DecodeMembersPerCta:*PrefillPrompts:*MixedBatch"
   timeout 240 compute-sanitizer --tool memcheck --leak-check no --error-exitcode 9 "build-gpu/tests/$t" \
     --gtest_brief=1 --gtest_filter="$filter" > "$OUT/memcheck-$t.log" 2>&1
   code=$?
