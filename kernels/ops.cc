@@ -266,26 +266,33 @@ void SplitQkvRotaryAppend(const Tensor& qkv, const Tensor& positions, int heads,
 
 void QkvLinearAppend(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& positions, int heads,
                      int kv_heads, int head_dim, float theta, bool apply_rotary, const PagedKv& kv,
-                     const BatchLayout& batch, Tensor* q) {
+                     const BatchLayout& batch, Tensor* q, const Tensor& rms_norm_weight, float rms_norm_eps) {
   const char* op = "QkvLinearAppend";
   const int64_t T = x.dim(0), width = (int64_t{heads} + 2 * kv_heads) * head_dim;
   Expect(x.rank() == 2 && weight.rank() == 2 && weight.dim(0) == width && weight.dim(1) == x.dim(1), op,
          "x/weight shape");
+  Expect(!rms_norm_weight.defined() || rms_norm_weight.numel() == x.dim(1), op, "norm weight shape");
 #ifdef CHAI_WITH_CUDA
-  if (x.device() == Device::kCuda && cuda::QkvLinearAppendIsOneKernel(x, weight, bias, head_dim, positions, batch)) {
+  if (x.device() == Device::kCuda &&
+      cuda::QkvLinearAppendIsOneKernel(x, weight, bias, head_dim, positions, batch, rms_norm_weight)) {
     // The composition's checks (SplitQkvRotaryAppend's) on its operands, then the one kernel.
     Expect(q->shape() == std::vector<int64_t>{T, int64_t{heads} * head_dim}, op, "q shape");
     Expect(kv.pool.rank() == 3 && kv.pool.dim(2) == head_dim && kv.kv_heads == kv_heads && kv.pool.dtype() == x.dtype(),
            op, "pool head size, kv heads or dtype differ from the projection's");
     Expect(kv.tables.dtype() == DType::kI32 && batch.token_rows.numel() == T && positions.numel() == T, op,
            "tables, token rows or positions shape");
-    Backend(op, {&x, &weight, &bias, &kv.pool, q}, {&kv.tables, &positions, &batch.token_rows});
-    cuda::QkvLinearAppend(x, weight, bias, positions, heads, kv_heads, head_dim, theta, apply_rotary, kv, batch, q);
+    Backend(op, {&x, &weight, &bias, &rms_norm_weight, &kv.pool, q}, {&kv.tables, &positions, &batch.token_rows});
+    cuda::QkvLinearAppend(x, weight, bias, positions, heads, kv_heads, head_dim, theta, apply_rotary, kv, batch, q,
+                          rms_norm_weight, rms_norm_eps);
     return;
   }
 #endif
   Tensor qkv = Tensor::Empty({T, width}, x.dtype(), x.device());
-  Linear(x, weight, bias, &qkv);
+  if (rms_norm_weight.defined()) {
+    LinearFused(x, weight, bias, LinearFusion{rms_norm_weight, rms_norm_eps, LinearOutput::kStore}, &qkv);
+  } else {
+    Linear(x, weight, bias, &qkv);
+  }
   SplitQkvRotaryAppend(qkv, positions, heads, kv_heads, head_dim, theta, apply_rotary, kv, batch, q, nullptr, nullptr);
 }
 

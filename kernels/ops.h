@@ -104,10 +104,13 @@ void SplitQkvRotaryAppend(const Tensor& qkv, const Tensor& positions, int heads,
 // its split, rotary and cache append. On CUDA one GEMV kernel where Linear's decode GEMV applies,
 // head_dim is even and batch.token_rows is defined (its epilogue rotates each head's element pairs
 // and writes k and v into their slots; positions[t] must then be row t's cache position, as the
-// engine's are, also without rotary), else the composition.
+// engine's are, also without rotary), else the composition. With rms_norm_weight defined the
+// projection reads RmsNorm(x, rms_norm_weight, rms_norm_eps) instead of x, as LinearFused does (on
+// CUDA folded into the same kernel, rounding where LinearFused's folded norm rounds).
 void QkvLinearAppend(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& positions, int heads,
                      int kv_heads, int head_dim, float theta, bool apply_rotary, const PagedKv& kv,
-                     const BatchLayout& batch, Tensor* q);
+                     const BatchLayout& batch, Tensor* q, const Tensor& rms_norm_weight = Tensor(),
+                     float rms_norm_eps = 0.f);
 
 // Causal attention of the step's queries q [T, Hq * d] over the paged cache (which already holds
 // this step's K/V). score_head: int32 [rows, Hq], indexed like the tables (by batch.slots[s], or

@@ -169,10 +169,11 @@ Tensor Engine::Embed(const DeviceStep& step) {
 
 // Decode steps on a GPU fold small kernels into the GEMVs (LinearFusion): the MLP's activation into
 // its first GEMV (SiLU(gate) * up for LLaMA, ReLU for OPT; one kernel a layer fewer), at any TP;
-// or, for LLaMA at TP = 1, everything (6 kernels: Q|K|V with the attention norm, split + append,
-// attention, o adding into x, gate|up with the MLP norm and SiLU, down adding into x; the final
-// norm in the LM head). Prefill keeps cuBLASLt and the add + norm kernels, TP > 1 the all-reduce
-// that fuses add + norm, OPT its LayerNorms: there kAll folds the activation only.
+// or, for LLaMA at TP = 1, everything (5 kernels: Q|K|V with the attention norm, split, rotary and
+// append, attention, o adding into x, gate|up with the MLP norm and SiLU, down adding into x; the
+// final norm in the LM head; 6 with CHAI_DECODE_QKV_APPEND=0). Prefill keeps cuBLASLt and the add
+// + norm kernels, TP > 1 the all-reduce that fuses add + norm, OPT its LayerNorms: there kAll folds
+// the activation only.
 LinearFusion Engine::StepFusion(const Tensor& x) const {
   if (!fuse_every_step_ && !ops::LinearFusedIsOneKernel(x)) return LinearFusion::kNone;
   if (linear_fusion_ == LinearFusion::kAll && (comm_->size() != 1 || config_.arch != Arch::kLlama)) {
@@ -237,10 +238,12 @@ Engine::SublayerInput Engine::AttentionBlock(int layer, absl::Span<StepInput> st
   Tensor q = NewActivation(T, qw);
   Tensor k = step.policy_active ? NewActivation(T, kvw) : Tensor();
   const bool rotary = config_.arch == Arch::kLlama;
-  if (qkv_append_in_gemv_ && !in.fused && !step.policy_active && ops::LinearFusedIsOneKernel(in.h)) {
-    // Decode: the split, rotary and append in the Q|K|V GEMV's epilogue (ops::QkvLinearAppend).
+  if (qkv_append_in_gemv_ && !step.policy_active && ops::LinearFusedIsOneKernel(in.h)) {
+    // Decode: the split, rotary and append in the Q|K|V GEMV's epilogue (ops::QkvLinearAppend), and
+    // under LinearFusion::kAll the attention norm in its prologue.
     ops::QkvLinearAppend(in.h, L.qkv_w, L.qkv_b, step.positions, weights_.local_heads, weights_.local_kv_heads,
-                         static_cast<int>(d), config_.rope_theta, rotary, kv, step.batch, &q);
+                         static_cast<int>(d), config_.rope_theta, rotary, kv, step.batch, &q,
+                         in.fused ? in.norm_w : Tensor(), config_.rms_norm_eps);
   } else {
     Tensor qkv = NewActivation(T, qw + 2 * kvw);
     InputLinear(in, L.qkv_w, L.qkv_b, ops::LinearOutput::kStore, &qkv);

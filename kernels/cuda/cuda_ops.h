@@ -39,12 +39,13 @@ void SplitQkvRotaryAppend(const Tensor& qkv, const Tensor& positions, int heads,
                           Tensor* k, Tensor* v);
 void PagedAttention(const Tensor& q, const PagedKv& kv, const BatchLayout& batch, const Tensor& score_head,
                     Tensor* out);
-// gemv.cu: ops::QkvLinearAppend in one GEMV kernel, where QkvLinearAppendIsOneKernel.
+// gemv.cu: ops::QkvLinearAppend in one GEMV kernel (with its RMSNorm folded in where
+// rms_norm_weight is defined), where QkvLinearAppendIsOneKernel.
 bool QkvLinearAppendIsOneKernel(const Tensor& x, const Tensor& weight, const Tensor& bias, int head_dim,
-                                const Tensor& positions, const BatchLayout& batch);
+                                const Tensor& positions, const BatchLayout& batch, const Tensor& rms_norm_weight);
 void QkvLinearAppend(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& positions, int heads,
                      int kv_heads, int head_dim, float theta, bool apply_rotary, const PagedKv& kv,
-                     const BatchLayout& batch, Tensor* q);
+                     const BatchLayout& batch, Tensor* q, const Tensor& rms_norm_weight, float rms_norm_eps);
 
 void ChaiCluster(absl::Span<const ops::ChaiClusterProblem> problems, const PagedKv& kv, const Tensor& order,
                  Tensor* score_head, Tensor* features);

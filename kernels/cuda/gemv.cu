@@ -112,6 +112,8 @@ void LaunchTyped(Input in, Output out, const GemvArgs& args, const gemv::QkvAppe
       LaunchGemv<T, kWarps, kR, kU, kMinBlocks, Input::kRmsNorm, Output::kStore>(args, qkv);
     } else if (out == Output::kAddTo) {
       LaunchGemv<T, kWarps, kR, kU, kMinBlocks, Input::kRmsNorm, Output::kAddTo>(args, qkv);
+    } else if (out == Output::kQkvAppend) {
+      LaunchGemv<T, kWarps, kR, kU, kMinBlocks, Input::kRmsNorm, Output::kQkvAppend>(args, qkv);
     } else {
       LaunchGemv<T, kWarps, kR, kU, kMinBlocks, Input::kRmsNorm, Output::kSiluMul>(args, qkv);
     }
@@ -203,6 +205,11 @@ GemvArgs MakeArgs(const Tensor& x, const Tensor& weight, const Tensor& bias, Ten
   return args;
 }
 
+// Whether the folded RMSNorm takes these norm weights for rows like x's (undefined: no norm).
+bool NormFolds(const Tensor& x, const Tensor& norm_w) {
+  return !norm_w.defined() || (norm_w.dtype() == x.dtype() && norm_w.numel() == x.dim(1) && Aligned(16, {norm_w.raw()}));
+}
+
 }  // namespace
 
 bool GemvApplies(const Tensor& x, const Tensor& weight) {
@@ -238,9 +245,8 @@ bool GemvFusedApplies(const Tensor& x, const Tensor& weight, const Tensor& bias,
   if (bias.defined() && bias.dtype() != x.dtype()) return false;
   if (fusion.output == ops::LinearOutput::kSiluMul && weight.dim(0) % 2 != 0) return false;
   const Tensor& norm_w = fusion.rms_norm_weight;
-  if (!norm_w.defined()) return true;
-  if (fusion.output == ops::LinearOutput::kRelu) return false;  // OPT's fc1 reads a LayerNorm: no RMSNorm+ReLU kernel
-  return norm_w.dtype() == x.dtype() && norm_w.numel() == x.dim(1) && Aligned(16, {norm_w.raw()});
+  if (norm_w.defined() && fusion.output == ops::LinearOutput::kRelu) return false;  // OPT's fc1 reads a LayerNorm
+  return NormFolds(x, norm_w);
 }
 
 void GemvFused(const Tensor& x, const Tensor& weight, const Tensor& bias, const ops::LinearFusion& fusion,
@@ -268,9 +274,9 @@ void GemvFused(const Tensor& x, const Tensor& weight, const Tensor& bias, const 
 }
 
 bool QkvLinearAppendIsOneKernel(const Tensor& x, const Tensor& weight, const Tensor& bias, int head_dim,
-                                const Tensor& positions, const BatchLayout& batch) {
+                                const Tensor& positions, const BatchLayout& batch, const Tensor& rms_norm_weight) {
   if (!GemvApplies(x, weight) || head_dim % 2 != 0 || weight.dim(0) % head_dim != 0) return false;
-  if (bias.defined() && bias.dtype() != x.dtype()) return false;
+  if ((bias.defined() && bias.dtype() != x.dtype()) || !NormFolds(x, rms_norm_weight)) return false;
   const auto on_device_ints = [&](const Tensor& t) {
     return t.defined() && t.dtype() == DType::kI32 && t.device() == Device::kCuda && t.numel() == x.dim(0);
   };
@@ -279,16 +285,21 @@ bool QkvLinearAppendIsOneKernel(const Tensor& x, const Tensor& weight, const Ten
 
 void QkvLinearAppend(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& positions, int heads,
                      int kv_heads, int head_dim, float theta, bool apply_rotary, const PagedKv& kv,
-                     const BatchLayout& batch, Tensor* q) {
+                     const BatchLayout& batch, Tensor* q, const Tensor& rms_norm_weight, float rms_norm_eps) {
   const int64_t tokens = x.dim(0), k = x.dim(1), n = weight.dim(0);
   if (tokens == 0 || n == 0) return;
-  if (!QkvLinearAppendIsOneKernel(x, weight, bias, head_dim, positions, batch)) {
+  if (!QkvLinearAppendIsOneKernel(x, weight, bias, head_dim, positions, batch, rms_norm_weight)) {
     std::fprintf(stderr, "chai: internal error in CUDA op QkvLinearAppend: GEMV called on %s x %s (unsupported)\n",
                  x.ShapeString().c_str(), weight.ShapeString().c_str());
     std::abort();
   }
   Scratch();
-  const GemvArgs args = MakeArgs(x, weight, bias, q);
+  GemvArgs args = MakeArgs(x, weight, bias, q);
+  const bool norm = rms_norm_weight.defined();
+  if (norm) {
+    args.norm_w = rms_norm_weight.raw();
+    args.eps = rms_norm_eps;
+  }
   gemv::QkvAppend a;
   a.positions = positions.data<int32_t>();
   a.token_rows = batch.token_rows.data<int32_t>();
@@ -301,7 +312,8 @@ void QkvLinearAppend(const Tensor& x, const Tensor& weight, const Tensor& bias, 
   a.half = head_dim / 2;
   a.theta = theta;
   a.rotary = apply_rotary;
-  kVariants[FusedVariant(tokens, k, n)].launch(x.dtype(), Input::kPlain, Output::kQkvAppend, args, a);
+  kVariants[FusedVariant(tokens, k, n)].launch(x.dtype(), norm ? Input::kRmsNorm : Input::kPlain, Output::kQkvAppend,
+                                               args, a);
 }
 
 }  // namespace chai::cuda

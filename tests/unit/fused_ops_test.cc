@@ -186,6 +186,36 @@ TEST(FusedOps, SplitQkvRotaryAppendEqualsSplitThenPagedAppend) {
   }
 }
 
+// QkvLinearAppend on the CPU is its definition (ops.h): (RmsNorm when given norm weights, then)
+// Linear, then SplitQkvRotaryAppend, exactly: q and the pool, NaN-poisoned slots included.
+TEST(FusedOps, QkvLinearAppendEqualsComposition) {
+  const int heads = 4, kv_heads = 2, head_dim = 8;
+  const int64_t k = 24, qw = heads * head_dim, n = qw + 2 * kv_heads * head_dim;
+  const test::PagedAppendCase c = test::MakePagedAppendCase(rng, kv_heads, 4, {1, 1, 1}, {3, 9, 6}, true, false);
+  const BatchLayout batch = test::HostLayout(c);
+  const Tensor x = Random({c.rows, k}, 3.f, 1.f), w = Random({n, k}), b = Random({n}), norm_w = Random({k}, 0.2f, 1.f);
+  for (bool norm : {false, true}) {
+    SCOPED_TRACE(::testing::Message() << "norm=" << norm);
+    Tensor in = x;
+    if (norm) {
+      in = Poisoned({c.rows, k});
+      ops::RmsNorm(x, norm_w, 1e-5f, &in);
+    }
+    Tensor qkv = Poisoned({c.rows, n});
+    ops::Linear(in, w, b, &qkv);
+    Tensor q_ref = Poisoned({c.rows, qw}), pool_ref = Poisoned({c.num_blocks, c.block_size, head_dim});
+    ops::SplitQkvRotaryAppend(qkv, c.positions, heads, kv_heads, head_dim, 10000.f, true,
+                              PagedKv{pool_ref, c.tables, c.block_size, kv_heads, c.max_blocks}, batch, &q_ref, nullptr,
+                              nullptr);
+    Tensor q = Poisoned({c.rows, qw}), pool = Poisoned({c.num_blocks, c.block_size, head_dim});
+    ops::QkvLinearAppend(x, w, b, c.positions, heads, kv_heads, head_dim, 10000.f, true,
+                         PagedKv{pool, c.tables, c.block_size, kv_heads, c.max_blocks}, batch, &q,
+                         norm ? norm_w : Tensor(), 1e-5f);
+    EXPECT_EQ(Values(q), Values(q_ref));
+    EXPECT_EQ(std::memcmp(pool.raw(), pool_ref.raw(), pool.nbytes()), 0) << "pools differ";
+  }
+}
+
 // LinearFused on the CPU is its definition (ops.h): each input and output fusion against RmsNorm,
 // Linear, Add, SiluMulFused and Relu called in turn, exactly; the residual stream updated in place.
 TEST(FusedOps, LinearFusedEqualsComposition) {
