@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# gpu_check.sh modes `fusion` and `pdlab`, sourced by gpu_check.sh (it sees OUT, gpus, modes, has,
+# bench, mpi): an end-to-end A/B of run-time settings of the decode step (issue 6). First the GPU
+# tests of the paths they switch between (the GEMV fusions, the Q|K|V append with and without the
+# folded norm, decode attention, PDL, the engine's fused-decode test), in parallel, under
+# ENVAB_TEST_ENV (assignments, e.g. CHAI_PDL=1), and memcheck over the folded-norm Q|K|V case; then
+# LLaMA-7B TPOT under each setting of ENVAB_SETTINGS (space-separated; a setting is one or more
+# VAR=value joined by commas), alternating, two rounds (ENVAB_BATCHES, default 1,8; prompt 512).
+#   fusion: CHAI_DECODE_FUSION=activation (the default) against all.
+#   pdlab:  CHAI_PDL=0 (the default) against 1, the tests under CHAI_PDL=1.
+tests=(qkv_append_gpu_test fused_ops_gpu_test linear_fused_gpu_test engine_gpu_test paged_attention_gpu_test
+  pdl_gpu_test)
+read -ra test_env <<< "${ENVAB_TEST_ENV:-}"
+for t in "${tests[@]}"; do
+  env "${test_env[@]}" timeout 300 "build-gpu/tests/$t" --gtest_brief=1 > "$OUT/envab-$t.log" 2>&1 &
+done
+wait
+for t in "${tests[@]}"; do
+  echo "${ENVAB_TEST_ENV:-} $t: $(grep -E '^\[  (PASSED|FAILED)' "$OUT/envab-$t.log" | tr '\n' ' ')"
+  grep -E "^\[  FAILED|Failure" -A3 "$OUT/envab-$t.log" | head -12
+done
+env "${test_env[@]}" timeout 200 compute-sanitizer --tool memcheck --leak-check no --error-exitcode 9 \
+  build-gpu/tests/qkv_append_gpu_test --gtest_brief=1 --gtest_filter='*FoldsTheRmsNorm*:*CapturesIntoAGraph*' \
+  > "$OUT/envab-memcheck.log" 2>&1
+echo "memcheck qkv_append_gpu_test (folded norm, graph): exit $? ($(grep -c 'Invalid' "$OUT/envab-memcheck.log") invalid accesses)"
+for round in 1 2; do
+  for setting in ${ENVAB_SETTINGS:-CHAI_DECODE_FUSION=activation CHAI_DECODE_FUSION=all}; do
+    tag=${setting//[=,]/-}
+    env ${setting//,/ } timeout 150 build-gpu/chai bench --model configs/models/llama-7b.json --random-weights \
+      --device cuda --dtype fp16 --max-seq-len 4096 --batch "${ENVAB_BATCHES:-1,8}" --input-len 512 --output-len 128 \
+      --warmup 1 --iters 2 2>"$OUT/envab-e2e-$tag-r$round.err" | tee "$OUT/envab-e2e-$tag-r$round.md" |
+      grep "^| [0-9]" | cut -d'|' -f2-10 | sed "s/^/r$round $setting /"
+  done
+done
