@@ -172,7 +172,6 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks) GemvKernel(const Gemv
     for (int i = 0; i < 4; ++i) acc[r][0][i] = acc[r][1][i] = 0.f;
   }
   AccumulateSpan<T, kWarps, kR, kU>(input, w, k, rows, cb, ce, acc);
-  PdlLaunchDependents();  // the weight stream is done: the next kernel may set up during the epilogue
   __shared__ float partial[kWarps][kR * 128];
   __shared__ float squares[kWarps][8];  // the RMSNorm's: this CTA's warps' sums of squares per token
   if constexpr (kNorm) gemv::ReduceSquares<kWarps>(input.squares, squares);

@@ -23,7 +23,6 @@ __global__ void NormKernel(T* x, const T* residual, const T* weight, const T* bi
     if (bias != nullptr) PrefetchL2(bias + i);
   }
   PdlWait();
-  PdlLaunchDependents();  // a row per CTA, one wave: the next kernel may set up while the rows reduce
   __shared__ float scratch[32];
   const int64_t row = blockIdx.x;
   T* in = x + row * cols;

@@ -430,7 +430,6 @@ __device__ __forceinline__ void V4Item(const Params& p, int s, int g, int split,
   }
   *uses = u0 + ntiles;
   if constexpr (kPass == kV4Scores) return;  // the logits are the pass's whole output
-  PdlLaunchDependents();  // the stream is done: the next kernel may set up during the merge
 
   // Merge the warps: (m, l) per head, O^T into the idle ring as [warp][head][kORow] floats, the
   // group's heads only (a dense MHA layer uses one of the mma's 8 columns). Lane (gi, c) holds

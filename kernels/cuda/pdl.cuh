@@ -8,16 +8,18 @@
 // produces, such as L2 prefetches of weights (never written while steps run). When a kernel was
 // launched without the attribute (PDL off, or a plain <<<>>> launch), PdlWait returns at once.
 //
-// Late triggers (PdlLaunchDependents): the GEMV after its weight stream, decode kernel 4 after its
-// K/V stream, the norm after its wait (one wave of one-row CTAs). Without a trigger a grid releases
-// its dependents only as it completes, so the earlier experiments below overlapped nothing but the
-// launch itself. Releasing the next
+// No kernel triggers its dependents early (griddepcontrol.launch_dependents). Releasing the next
 // grid right after each kernel's wait was measured on an H200 (LLaMA-7B fp16, prompt 512,
 // benchmarks/results/llama-7b-tp1-h200.md): TPOT 1.4% (batch 1) and 2.2% (batch 8) longer than
 // with PDL off, and with whole first weight groups prefetched before the waits 13-15% longer.
 // With each GEMV's first weight group loaded into registers before its wait (so that the first
 // DRAM round trip overlaps the previous kernel's tail), batch 1 was 4.226 / 4.230 ms against
-// 4.233 / 4.222 ms with PDL off: no gain, and the experiment was removed.
+// 4.233 / 4.222 ms with PDL off: no gain, and the experiment was removed. (Without a trigger a grid
+// releases its dependents only as it completes, so that preload overlapped little.) Late triggers
+// were measured too (692c64e, on an H200): griddepcontrol.launch_dependents in the GEMV after its
+// weight stream, in decode kernel 4 after its K/V stream and in the norm after its wait made
+// LLaMA-7B batch 1 4.117 / 4.109 ms against 4.073 / 4.073 with PDL off (batch 8 4.831 / 4.868
+// against 4.788 / 4.773); removed.
 #ifndef CHAI_KERNELS_CUDA_PDL_CUH_
 #define CHAI_KERNELS_CUDA_PDL_CUH_
 
@@ -35,18 +37,6 @@ namespace chai::cuda {
 __device__ __forceinline__ void PdlWait() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.wait;" ::: "memory");
-#endif
-}
-
-// Lets the grids that depend on this one launch before it completes (griddepcontrol.
-// launch_dependents, sm_90+): they become resident as resources free up and run what precedes
-// their PdlWait, which still returns only once this grid has completed and its writes are visible.
-// So it moves no result, only when the next kernel's prologue runs. Called late, once a CTA's
-// main stream is done (see the contract above): the dependents then overlap its tail (epilogue,
-// merge, exit) without taking residency from CTAs of this grid still waiting to launch.
-__device__ __forceinline__ void PdlLaunchDependents() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
 #endif
 }
 
