@@ -14,7 +14,8 @@
 # Q|K|V GEMV that splits, rotates and appends in its epilogue: tests, LLaMA-7B off/on), b1attn
 # (decode kernel 4's batch-1 latency chain: its tests, an A/B of the chain, SASS, ncu source view),
 # fusion (the decode fusion modes: their op and engine tests, LLaMA-7B under each CHAI_DECODE_FUSION),
-# pdlab (the same tests under CHAI_PDL=1, LLaMA-7B with PDL off and on).
+# pdlab (the same tests under CHAI_PDL=1, LLaMA-7B with PDL off and on), abtpot (a compile-time knob's
+# LLaMA-7B TPOT A/B with the defaults otherwise: AB_FLAGS).
 set -uo pipefail
 modes=" ${*:-all} "
 [ "$modes" = " all " ] && modes=" test bench e2e chai "
@@ -58,6 +59,7 @@ targets=()
 [ "$modes" = " splits " ] && targets=(--target chai attention_bench)
 [ "$modes" = " qkvappend " ] && targets=(--target chai qkv_append_gpu_test fused_ops_gpu_test engine_gpu_test)
 [ "$modes" = " b1attn " ] && targets=(--target chai attention_bench paged_attention_gpu_test)
+[ "$modes" = " abtpot " ] && targets=(--target chai qkv_append_gpu_test fused_ops_gpu_test engine_gpu_test)
 { [ "$modes" = " fusion " ] || [ "$modes" = " pdlab " ]; } && targets=(--target chai qkv_append_gpu_test
   fused_ops_gpu_test linear_fused_gpu_test engine_gpu_test paged_attention_gpu_test pdl_gpu_test)
 # Always (re)build: on a machine kept warm the tree may have changed since the last call, and
@@ -88,6 +90,7 @@ has ab && run_mode ab
 has abe2e && run_mode abe2e
 has qkvappend && run_mode qkvappend
 has b1attn && run_mode b1attn
+has abtpot && run_mode abtpot
 has fusion && run_mode envab
 has pdlab && ENVAB_SETTINGS="CHAI_PDL=0 CHAI_PDL=1" ENVAB_TEST_ENV="CHAI_PDL=1" run_mode envab
 has splits && run_mode splits

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# gpu_check.sh mode `abtpot`, sourced by gpu_check.sh (it sees OUT, gpus, modes, has, bench, mpi).
+# A compile-time knob of the decode step end to end: build-gpu (defaults) against build-ab (AB_FLAGS),
+# chai only, built while build-gpu's decode tests run (the Q|K|V append, fused-op and engine tests);
+# then LLaMA-7B TPOT from the two builds in alternation, two rounds (ABTPOT_BATCHES, default 1,8;
+# prompt 512). Unlike `abe2e`, everything runs with the defaults (PDL off).
+( cmake -S . -B build-ab -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCHS:-90}" \
+    -DCMAKE_CUDA_FLAGS="${AB_FLAGS:?AB_FLAGS names the variant}" > "$OUT/configure-build-ab.log" 2>&1 &&
+  cmake --build build-ab -j "$(nproc)" --target chai > "$OUT/build-build-ab.log" 2>&1 ||
+  { grep -E "error|Error" -A4 "$OUT/build-build-ab.log" | head -40; } ) &
+for t in qkv_append_gpu_test fused_ops_gpu_test engine_gpu_test; do
+  timeout 300 "build-gpu/tests/$t" --gtest_brief=1 > "$OUT/abtpot-$t.log" 2>&1
+  echo "$t: $(grep -E '^\[  (PASSED|FAILED)' "$OUT/abtpot-$t.log" | tr '\n' ' ')"
+  grep -E "^\[  FAILED|Failure" -A3 "$OUT/abtpot-$t.log" | head -12
+done
+grep -h "bit-identical" "$OUT/abtpot-qkv_append_gpu_test.log"
+wait
+for round in 1 2; do
+  for b in build-gpu build-ab; do
+    timeout 150 "$b/chai" bench --model configs/models/llama-7b.json --random-weights --device cuda --dtype fp16 \
+      --max-seq-len 4096 --batch "${ABTPOT_BATCHES:-1,8}" --input-len 512 --output-len 128 --warmup 1 --iters 2 \
+      2>"$OUT/abtpot-$b-r$round.err" | tee "$OUT/abtpot-$b-r$round.md" | grep "^| [0-9]" | cut -d'|' -f2-10 |
+      sed "s/^/r$round $b /"
+  done
+done
