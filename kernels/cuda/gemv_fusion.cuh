@@ -156,89 +156,57 @@ struct HeadHalvesRows {
   }
 };
 
-// The Q | K | V epilogue's operands for the output pair this thread writes, read while the CTA
-// streams W (the step's positions, token rows and block tables: nothing in this kernel writes
-// them). Read in the epilogue instead, they were a chain of L2 round trips (the token's position
-// and table row, then its block id) after the last weight load, during which the CTA streamed
-// nothing: on an H200 that made the Q|K|V GEMV 83% of copy bandwidth against 97% for gate|up.
-// Thread idx writes pair e = idx (token e / kCols, pair first + e % kCols): one pass, as the
-// fused configurations have 8 warps and 16-row tiles (kCols * 8 = 64 threads).
-struct QkvTarget {
-  int32_t pos = 0, trow = -1, block = -1;
-  float c = 1.f, s = 0.f;  // the rotary angle's cosine and sine (identity without rotary)
-};
-
-// A plain global load the compiler keeps where it is written (volatile asm): the value is used
-// only after the weight stream, and moving the load there would put its latency back.
-__device__ __forceinline__ int32_t LoadEarly(const int32_t* p) {
-  int32_t v;
-  asm volatile("ld.global.nc.b32 %0, [%1];" : "=r"(v) : "l"(p));
-  return v;
-}
-
-// The token's position and table row (before the stream).
-template <int kCols>
-__device__ __forceinline__ void QkvTargetBegin(const QkvAppend& a, int tokens, QkvTarget* tg) {
-  const int t = static_cast<int>(threadIdx.x) / kCols;
-  if (t >= tokens || t >= 8) return;
-  tg->pos = LoadEarly(a.positions + t);
-  tg->trow = LoadEarly(a.token_rows + t);
-}
-
-// The rotary angle and, for a K or V head, the slot's block id (after the stream's first group,
-// when the loads above have landed): PagedAppend's rules, -1 where the token has no row, its
-// position is past the table or the slice has no block.
-template <int kCols>
-__device__ __forceinline__ void QkvTargetFinish(const QkvAppend& a, int tokens, int64_t pairs, int64_t first,
-                                                QkvTarget* tg) {
-  const int t = static_cast<int>(threadIdx.x) / kCols;
-  const int64_t p = first + static_cast<int>(threadIdx.x) % kCols;
-  if (t >= tokens || t >= 8 || p >= pairs) return;
-  const int half = a.half, hh = static_cast<int>(p / half), j = static_cast<int>(p % half);
-  const int32_t pos = tg->pos;
-  if (a.rotary && hh < a.heads + a.kv_heads) {  // as RotaryTable (rotary.cuh), for element j
-    sincosf(static_cast<float>(pos) * RotaryInvFreqOf(j, 2 * half, a.theta), &tg->s, &tg->c);
-  }
-  if (hh < a.heads) return;
-  const int side = hh >= a.heads + a.kv_heads, g = hh - a.heads - side * a.kv_heads;
-  if (tg->trow < 0 || pos < 0 || pos / a.block_size >= a.max_blocks) return;
-  tg->block = LoadEarly(a.tables + (int64_t{tg->trow} * 2 * a.kv_heads + side * a.kv_heads + g) * a.max_blocks +
-                        pos / a.block_size);
-}
-
 // The outputs of one CTA of the Q | K | V GEMV (kQkvAppend), from its fp32 sums (see
-// WriteOutputs) and this thread's target: for token t and pair p (head hh = p / half, element j =
-// p % half), A and B = T(P + bias) of rows (hh, j) and (hh, half + j), the values Linear would
-// store; then SplitQkvRotaryAppend's arithmetic (RotatePair) and slot rules (PagedAppend's).
+// WriteOutputs): for each token t and pair p (head hh = p / half, element j = p % half), A and B =
+// T(P + bias) of rows (hh, j) and (hh, half + j), the values Linear would store; then
+// SplitQkvRotaryAppend's arithmetic (RotatePair) and slot rules (PagedAppend's: no write where the
+// token has no row, its position is past the table, or the slice has no block).
+// Cost: on an H200 (warm caches, ncu) this GEMV takes ~30 us at T = 1 for 25.3 us of weights at copy
+// bandwidth, ~2.3 us more than the plain-store GEMV did. Reading the positions, token rows and block
+// ids during the weight stream instead of here (the span split after every warp's first group) was
+// measured slower end to end (19dd363, H100: 5.212 / 5.198 against 5.165 / 5.162 ms at batch 1)
+// and removed; what the extra time is remains open.
 template <typename T, int kRows, typename Sum>
 __device__ __forceinline__ void WriteQkvAppend(const Sum& sum, const T* __restrict__ bias, int tokens, int64_t pairs,
-                                               int64_t first, T* __restrict__ q, const QkvAppend& a,
-                                               const QkvTarget& tg) {
+                                               int64_t first, T* __restrict__ q, const QkvAppend& a, int threads) {
   constexpr int kCols = kRows / 2;
   const int half = a.half, hd = 2 * half;
-  const int e = threadIdx.x, t = e / kCols, jj = e % kCols;
-  const int64_t p = first + jj;
-  if (e >= kCols * 8 || t >= tokens || p >= pairs) return;
-  const int hh = static_cast<int>(p / half), j = static_cast<int>(p % half);
-  const int64_t row_a = int64_t{hh} * hd + j;
-  const int lo = t * kRows + (jj / 8) * 16 + jj % 8;  // the partner's sum is 8 tile rows further on
-  float pa = sum(lo), pb = sum(lo + 8);
-  if (bias != nullptr) {
-    pa += ToFloat(bias[row_a]);
-    pb += ToFloat(bias[row_a + half]);
+  T* pool = static_cast<T*>(a.pool);
+  for (int e = threadIdx.x; e < kCols * 8; e += threads) {
+    const int t = e / kCols, jj = e % kCols;
+    const int64_t p = first + jj;
+    if (t >= tokens || p >= pairs) continue;
+    const int hh = static_cast<int>(p / half), j = static_cast<int>(p % half);
+    const int64_t row_a = int64_t{hh} * hd + j;
+    const int lo = t * kRows + (jj / 8) * 16 + jj % 8;  // the partner's sum is 8 tile rows further on
+    float pa = sum(lo), pb = sum(lo + 8);
+    if (bias != nullptr) {
+      pa += ToFloat(bias[row_a]);
+      pb += ToFloat(bias[row_a + half]);
+    }
+    T ta = FromFloat<T>(pa), tb = FromFloat<T>(pb);
+    const int32_t pos = a.positions[t];
+    if (a.rotary && hh < a.heads + a.kv_heads) {  // as RotaryTable + RotatePair (rotary.cuh), for element j
+      float s, c;
+      sincosf(static_cast<float>(pos) * RotaryInvFreqOf(j, hd, a.theta), &s, &c);
+      RotateValues<T>(ToFloat(ta), ToFloat(tb), c, s, &ta, &tb);
+    }
+    if (hh < a.heads) {
+      T* qr = q + int64_t{t} * a.heads * hd + int64_t{hh} * hd;
+      qr[j] = ta;
+      qr[half + j] = tb;
+      continue;
+    }
+    const int side = hh >= a.heads + a.kv_heads, g = hh - a.heads - side * a.kv_heads;
+    const int32_t trow = a.token_rows[t];
+    if (trow < 0 || pos < 0 || pos / a.block_size >= a.max_blocks) continue;
+    const int32_t block = a.tables[(int64_t{trow} * 2 * a.kv_heads + side * a.kv_heads + g) * a.max_blocks +
+                                   pos / a.block_size];
+    if (block < 0) continue;
+    T* slot = pool + (int64_t{block} * a.block_size + pos % a.block_size) * hd;
+    slot[j] = ta;
+    slot[half + j] = tb;
   }
-  T ta = FromFloat<T>(pa), tb = FromFloat<T>(pb);
-  if (a.rotary && hh < a.heads + a.kv_heads) RotateValues<T>(ToFloat(ta), ToFloat(tb), tg.c, tg.s, &ta, &tb);
-  if (hh < a.heads) {
-    T* qr = q + int64_t{t} * a.heads * hd + int64_t{hh} * hd;
-    qr[j] = ta;
-    qr[half + j] = tb;
-    return;
-  }
-  if (tg.block < 0) return;
-  T* slot = static_cast<T*>(a.pool) + (int64_t{tg.block} * a.block_size + tg.pos % a.block_size) * hd;
-  slot[j] = ta;
-  slot[half + j] = tb;
 }
 
 }  // namespace chai::cuda::gemv

@@ -67,11 +67,6 @@
 #include "kernels/cuda/gemv_tile.cuh"
 #include "kernels/cuda/pdl.cuh"
 
-// A/B switch (1, the default: the Q|K|V epilogue's operands read during the stream).
-#ifndef CHAI_GEMV_QKV_EARLY_TARGET
-#define CHAI_GEMV_QKV_EARLY_TARGET 1
-#endif
-
 namespace chai::cuda {
 namespace {  // one includer (gemv.cu): the kernels stay internal to it, as before the split
 
@@ -106,10 +101,9 @@ struct GemvArgs {
 // The CTA's outputs from its sums (`sum`, see gemv::WriteOutputs), by kOut.
 template <typename T, int kRows, gemv::Output kOut, typename Sum>
 __device__ __forceinline__ void WriteCta(const Sum& sum, const T* __restrict__ bias, int tokens, int64_t n,
-                                         int64_t first, T* __restrict__ out, const gemv::QkvAppend& qkv,
-                                         const gemv::QkvTarget& target, int threads) {
+                                         int64_t first, T* __restrict__ out, const gemv::QkvAppend& qkv, int threads) {
   if constexpr (kOut == gemv::Output::kQkvAppend) {
-    gemv::WriteQkvAppend<T, kRows>(sum, bias, tokens, n / 2, first, out, qkv, target);
+    gemv::WriteQkvAppend<T, kRows>(sum, bias, tokens, n / 2, first, out, qkv, threads);
   } else {
     gemv::WriteOutputs<T, kRows, kOut>(sum, bias, tokens, n, first, out, threads);
   }
@@ -177,28 +171,7 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks) GemvKernel(const Gemv
 #pragma unroll
     for (int i = 0; i < 4; ++i) acc[r][0][i] = acc[r][1][i] = 0.f;
   }
-  gemv::QkvTarget target;
-  if constexpr (kQkv) {
-    // The epilogue's operands are read during the stream (gemv::QkvTarget): the position and table
-    // row first, the block id after each warp's first group. The span splits at that group
-    // boundary, so every warp sums the same chunks in the same order as one call would (and the K
-    // tail stays with the same warp); spans under one group per warp are not split.
-    static_assert(kRows / 2 * 8 <= kWarps * 32, "one epilogue pair per thread");
-#if CHAI_GEMV_QKV_EARLY_TARGET
-    gemv::QkvTargetBegin<kRows / 2>(qkv, tokens, &target);
-    constexpr int64_t kFirst = int64_t{kWarps} * 4 * kU;  // chunks of every warp's first group
-    const int64_t mid = ce - cb >= kFirst ? cb + kFirst : cb;
-    AccumulateSpan<T, kWarps, kR, kU>(input, w, k, rows, cb, mid, acc);
-    gemv::QkvTargetFinish<kRows / 2>(qkv, tokens, limit, rows.first, &target);
-    AccumulateSpan<T, kWarps, kR, kU>(input, w, k, rows, mid, ce, acc);
-#else  // A/B: the operands read after the stream, as before
-    AccumulateSpan<T, kWarps, kR, kU>(input, w, k, rows, cb, ce, acc);
-    gemv::QkvTargetBegin<kRows / 2>(qkv, tokens, &target);
-    gemv::QkvTargetFinish<kRows / 2>(qkv, tokens, limit, rows.first, &target);
-#endif
-  } else {
-    AccumulateSpan<T, kWarps, kR, kU>(input, w, k, rows, cb, ce, acc);
-  }
+  AccumulateSpan<T, kWarps, kR, kU>(input, w, k, rows, cb, ce, acc);
   __shared__ float partial[kWarps][kR * 128];
   __shared__ float squares[kWarps][8];  // the RMSNorm's: this CTA's warps' sums of squares per token
   if constexpr (kNorm) gemv::ReduceSquares<kWarps>(input.squares, squares);
@@ -218,10 +191,10 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks) GemvKernel(const Gemv
       if (threadIdx.x < 8) scales[threadIdx.x] = scale(cta_squares(threadIdx.x));
       __syncthreads();
       WriteCta<T, kRows, kOut>([&](int e) { return TileSum<kWarps, kR>(partial, e) * scales[e / kRows]; }, bias,
-                               tokens, n, rows.first, out, qkv, target, kWarps * 32);
+                               tokens, n, rows.first, out, qkv, kWarps * 32);
     } else {
       WriteCta<T, kRows, kOut>([&](int e) { return TileSum<kWarps, kR>(partial, e); }, bias, tokens, n, rows.first,
-                               out, qkv, target, kWarps * 32);
+                               out, qkv, kWarps * 32);
     }
     return;
   }
@@ -252,9 +225,9 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks) GemvKernel(const Gemv
     }
     __syncthreads();
     WriteCta<T, kRows, kOut>([&](int e) { return split_sum(e) * scales[e / kRows]; }, bias, tokens, n, rows.first,
-                             out, qkv, target, kWarps * 32);
+                             out, qkv, kWarps * 32);
   } else {
-    WriteCta<T, kRows, kOut>(split_sum, bias, tokens, n, rows.first, out, qkv, target, kWarps * 32);
+    WriteCta<T, kRows, kOut>(split_sum, bias, tokens, n, rows.first, out, qkv, kWarps * 32);
   }
   if (threadIdx.x == 0) args.counters[rb] = 0;  // ready for the next launch
 }
