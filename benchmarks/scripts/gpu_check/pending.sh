@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # gpu_check.sh mode `pending`, sourced by gpu_check.sh (it sees OUT, gpus, modes, has, bench, mpi).
-# Code on main that waits for a GPU (2026-11-27, ninth session): QkvLinearAppend (the Q|K|V GEMV
-# that splits, rotates and appends; the decode default) passed every single-GPU test on an H100,
-# but has not run at TP > 1 (`gpu_check.sh tp`, its tp_gpu_test and chai_tp_gpu_test) nor on an
-# H200 (`gpu_check.sh qkvappend` times it against CHAI_DECODE_QKV_APPEND=0).
-# Meanwhile this mode re-checks the folded norm: the GEMV, fused-op, PDL and engine tests
+# Code on main that waits for a GPU (2026-11-27, tenth session): none. Every kernel and engine path
+# on main ran its tests on a GPU in the session that wrote it (QkvLinearAppend on H100 and H200 and at
+# TP = 2 and 4 on 4 x H100, with the folded norm of CHAI_DECODE_FUSION=all, a TP = 1 mode, on H100
+# and H200; kernel 4's CTA-wide merge on H100 and H200); the last commits changed comments and
+# scripts only.
+# This mode re-checks the folded norm: the GEMV, fused-op, PDL and engine tests
 # (memcheck over the fused ops), gemm_bench's LinearFused table, then LLaMA-7B end to end with
 # CHAI_DECODE_FUSION=activation (the default) and =all, alternating (PENDING_BATCHES, default 1,8;
 # prompts 512 and 2048).
