@@ -43,6 +43,15 @@ export NCCL_NVLS_ENABLE=0  # NVLink multicast stays off on the shared machines
 [ -f shared/DESIGN.md ] && export CHAI_SHARED_DIR="$PWD/shared"
 echo "CHAI_SHARED_DIR=${CHAI_SHARED_DIR:-(absent: opt-tiny-docs tests skip)}"
 bench() { timeout "${BENCH_TIMEOUT:-300}" build-gpu/chai bench --random-weights --device cuda --dtype fp16 "$@"; }
+# The A/B modes' end-to-end row: LLaMA-7B fp16 TPOT (prompt 512, 128 new tokens, 1 warm-up, 2 timed
+# iterations) from chai binary $1 at batches $2, logs $OUT/$3.{md,err}, the table rows prefixed with
+# $4; further arguments are VAR=value settings for the run.
+llama_tpot() {
+  local bin=$1 batches=$2 log=$3 label=$4
+  env "${@:5}" timeout 150 "$bin" bench --model configs/models/llama-7b.json --random-weights --device cuda \
+    --dtype fp16 --max-seq-len 4096 --batch "$batches" --input-len 512 --output-len 128 --warmup 1 --iters 2 \
+    2>"$OUT/$log.err" | tee "$OUT/$log.md" | grep "^| [0-9]" | cut -d'|' -f2-10 | sed "s/^/$label /"
+}
 # Ranks get NCCL_NVLS_ENABLE, and CHAI_IPC_ALLREDUCE_MAX_BYTES where set (the IPC path's threshold).
 mpi() {
   local pass=(-x NCCL_NVLS_ENABLE)

@@ -17,9 +17,6 @@ grep -h "bit-identical" "$OUT/abtpot-qkv_append_gpu_test.log"
 wait
 for round in 1 2; do
   for b in build-gpu build-ab; do
-    timeout 150 "$b/chai" bench --model configs/models/llama-7b.json --random-weights --device cuda --dtype fp16 \
-      --max-seq-len 4096 --batch "${ABTPOT_BATCHES:-1,8}" --input-len 512 --output-len 128 --warmup 1 --iters 2 \
-      2>"$OUT/abtpot-$b-r$round.err" | tee "$OUT/abtpot-$b-r$round.md" | grep "^| [0-9]" | cut -d'|' -f2-10 |
-      sed "s/^/r$round $b /"
+    llama_tpot "$b/chai" "${ABTPOT_BATCHES:-1,8}" "abtpot-$b-r$round" "r$round $b"
   done
 done

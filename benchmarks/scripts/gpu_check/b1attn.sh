@@ -54,9 +54,6 @@ ncu --import "$OUT/b1attn-ncu.ncu-rep" --page source --print-source sass --csv >
 echo "ncu source page: exit $? ($(wc -l < "$OUT/b1attn-ncu-source.csv") lines)"
 for round in 1 2; do
   for b in build-gpu build-ab; do
-    timeout 150 "$b/chai" bench --model configs/models/llama-7b.json --random-weights --device cuda --dtype fp16 \
-      --max-seq-len 4096 --batch "${B1ATTN_BATCHES:-1,8}" --input-len 512 --output-len 128 --warmup 1 --iters 2 \
-      2>"$OUT/b1attn-e2e-$b-r$round.err" | tee "$OUT/b1attn-e2e-$b-r$round.md" | grep "^| [0-9]" | cut -d'|' -f2-10 |
-      sed "s/^/r$round $b /"
+    llama_tpot "$b/chai" "${B1ATTN_BATCHES:-1,8}" "b1attn-e2e-$b-r$round" "r$round $b"
   done
 done

@@ -25,10 +25,7 @@ env "${test_env[@]}" timeout 200 compute-sanitizer --tool memcheck --leak-check 
 echo "memcheck qkv_append_gpu_test (folded norm, graph): exit $? ($(grep -c 'Invalid' "$OUT/envab-memcheck.log") invalid accesses)"
 for round in 1 2; do
   for setting in ${ENVAB_SETTINGS:-CHAI_DECODE_FUSION=activation CHAI_DECODE_FUSION=all}; do
-    tag=${setting//[=,]/-}
-    env ${setting//,/ } timeout 150 build-gpu/chai bench --model configs/models/llama-7b.json --random-weights \
-      --device cuda --dtype fp16 --max-seq-len 4096 --batch "${ENVAB_BATCHES:-1,8}" --input-len 512 --output-len 128 \
-      --warmup 1 --iters 2 2>"$OUT/envab-e2e-$tag-r$round.err" | tee "$OUT/envab-e2e-$tag-r$round.md" |
-      grep "^| [0-9]" | cut -d'|' -f2-10 | sed "s/^/r$round $setting /"
+    read -ra vars <<< "${setting//,/ }"
+    llama_tpot build-gpu/chai "${ENVAB_BATCHES:-1,8}" "envab-e2e-${setting//[=,]/-}-r$round" "r$round $setting" "${vars[@]}"
   done
 done

@@ -16,9 +16,7 @@ timeout 200 compute-sanitizer --tool memcheck --leak-check no --error-exitcode 9
 echo "memcheck qkv_append_gpu_test (graph case): exit $? ($(grep -c 'Invalid' "$OUT/qkvappend-memcheck.log") invalid accesses)"
 for round in 1 2; do
   for on in 0 1; do
-    CHAI_DECODE_QKV_APPEND=$on timeout 150 build-gpu/chai bench --model configs/models/llama-7b.json --random-weights \
-      --device cuda --dtype fp16 --max-seq-len 4096 --batch "${QKV_APPEND_BATCHES:-1,8}" --input-len 512 --output-len 128 \
-      --warmup 1 --iters 2 2>"$OUT/qkvappend-e2e-$on-r$round.err" | tee "$OUT/qkvappend-e2e-$on-r$round.md" |
-      grep "^| [0-9]" | cut -d'|' -f2-10 | sed "s/^/r$round CHAI_DECODE_QKV_APPEND=$on /"
+    llama_tpot build-gpu/chai "${QKV_APPEND_BATCHES:-1,8}" "qkvappend-e2e-$on-r$round" \
+      "r$round CHAI_DECODE_QKV_APPEND=$on" "CHAI_DECODE_QKV_APPEND=$on"
   done
 done
