@@ -1,0 +1,120 @@
+// Decode kernel 4's shape (paged_attention_decode_v4.cuh has the kernel and its design notes): the
+// passes, the shared-memory stages and their ring, how each pass loads its stages, which layers the
+// kernel takes, and the host's plan for a CHAI layer's two passes.
+#ifndef CHAI_KERNELS_CUDA_PAGED_ATTENTION_V4_SHAPE_CUH_
+#define CHAI_KERNELS_CUDA_PAGED_ATTENTION_V4_SHAPE_CUH_
+
+#include <algorithm>
+#include <cstdint>
+
+#include "kernels/cuda/paged_attention_common.cuh"
+#include "kernels/cuda/paged_attention_decode_v3.cuh"  // BestSplitsV3
+
+namespace chai::cuda::paged {
+
+constexpr int kV4StageBytes = 32 << 10;    // K + V rows of one dense stage
+// Ring size the stage counts aim for (V4Stage::kSharedBytes) and the fewest stages a ring holds;
+// CHAI_V4_RING_KB / CHAI_V4_MIN_STAGES at compile time are for tuning experiments only.
+#ifndef CHAI_V4_RING_KB
+#define CHAI_V4_RING_KB 96
+#endif
+#ifndef CHAI_V4_MIN_STAGES
+#define CHAI_V4_MIN_STAGES 3
+#endif
+constexpr int kV4SharedBytes = CHAI_V4_RING_KB << 10;
+constexpr int kV4MinStages = CHAI_V4_MIN_STAGES;
+constexpr int kV4MaxStages = 6;            // ring depth bound (the K-only pass: 6 stages of 16 KB)
+constexpr int kV4MaxGroup = 8;             // query heads per KV head: the mma's N
+constexpr int kV4MinBlock = 8;             // a stage spans at most kV4Rows / 8 + 1 <= 32 blocks
+constexpr int kV4MaxItems = 16;            // scores pass: (sequence, KV head) items per CTA and split
+
+enum V4Pass : int { kV4Dense = 0, kV4Scores = 1, kV4Pv = 2 };
+
+// How the dense pass fills its stages (CHAI_V4_CPASYNC at compile time): 1 (the default), every
+// thread's 16-byte cp.async for K and V, each thread arriving on the stage's mbarrier once its
+// copies land; 0, warp 0's bulk copies (the copy engine) as the other passes do; 2, K by bulk
+// copies and V by cp.async. On an H200 (attention-decode-h200.md, two calls, 18/18 decode tests
+// on each variant) 1 was faster than 0 by 5-6% at B >= 8 and 4k-16k positions and by 7% at
+// B = 1 and 16k, and 2 lay between them. Neither reaches cuDNN's SDPA (cp.async too, one 128-thread
+// CTA per (sequence, head), 95% of DRAM peak): under Nsight Compute ours sends ~1.8x the L2 tag
+// requests per DRAM byte, a gap not yet explained.
+#ifndef CHAI_V4_CPASYNC
+#define CHAI_V4_CPASYNC 1
+#endif
+// The CHAI passes stay on bulk copies: loading their K (scores) and V (P·V) by every thread's
+// cp.async instead ran 35-40% slower on an H200 (B = 8 and 32, 4k and 16k positions, 4
+// representatives; attention-decode-h200.md), its decode tests passing.
+template <int kPass>
+constexpr int kV4Load = kPass == kV4Dense ? CHAI_V4_CPASYNC : 0;
+// Whether a stage takes any bulk copy (warp 0's, armed by lane 0): all but the all-cp.async
+// loads, and the P·V pass's logits rows always.
+template <int kPass>
+constexpr bool kV4BulkAny = kV4Load<kPass> != 1 || kPass == kV4Pv;
+// Arrivals that complete a stage's mbarrier phase: lane 0's expect_tx (bulk copies) and/or every
+// thread's cp.async arrival.
+template <int kPass>
+constexpr int kV4StageArrivals = (kV4Load<kPass> != 0 ? kDecodeThreads : 0) + (kV4BulkAny<kPass> ? 1 : 0);
+
+// Host side: whether kernel 4 has an instance for the layer (dense or CHAI: the launch hint picks
+// the pass shape, see the header comment).
+inline bool DecodeV4Supported(int head_dim, int group, int block_size, bool half_storage, bool exact) {
+  return exact && half_storage && (head_dim == 64 || head_dim == 128) && group <= kV4MaxGroup &&
+         block_size >= kV4MinBlock;
+}
+constexpr bool DecodeV4Dim(int d) { return d == 64 || d == 128; }
+
+// Positions per stage, all passes: a dense stage's K and V rows fill kV4StageBytes (64 at
+// head_dim 128, 128 at 64).
+template <int kD>
+constexpr int kV4Rows = kV4StageBytes / (4 * kD);
+
+// A stage of pass kPass: [K rows][V rows][logits rows], each part only where the pass reads it.
+// Dense and scores stages hold kV4Rows positions; P·V stages 128 (32 KB of V at head_dim 128: on
+// an H100 the P·V pass with 16 KB stages streamed at 74-79% of peak DRAM throughput where the
+// dense pass's 32 KB stages reach 80-84%). The ring holds as many stages as fit kV4SharedBytes,
+// at least 3 (3 dense of 32 KB, 6 K-only of 16 KB; P·V at head_dim 128 takes 3 x 36 KB, still two
+// CTAs per SM). A logits row (one per head of the group) is padded by 8 floats so that the eight
+// heads' float2 reads of a tile spread over the banks.
+template <int kD, int kPass>
+struct V4Stage {
+  static constexpr int kRows = kPass == kV4Pv ? 128 : kV4Rows<kD>;
+  static constexpr int kSideBytes = kRows * kD * 2;
+  static constexpr bool kHasK = kPass != kV4Pv, kHasV = kPass != kV4Scores;
+  static constexpr int kVOff = kHasK ? kSideBytes : 0;
+  static constexpr int kLogitOff = kVOff + (kHasV ? kSideBytes : 0);
+  static constexpr int kLogitRow = kRows + 8;  // floats
+  static constexpr int kBytes = kLogitOff + (kPass == kV4Pv ? kV4MaxGroup * kLogitRow * 4 : 0);
+  static constexpr int kStages = std::clamp(kV4SharedBytes / kBytes, kV4MinStages, kV4MaxStages);
+  static constexpr int kSharedBytes = kStages * kBytes;  // dynamic shared memory per CTA
+  static_assert(kBytes % 128 == 0 && kRows % (16 * 4) == 0 && kRows / kV4MinBlock + 1 <= 32, "stage shape");
+  static_assert(kSharedBytes <= 112 << 10, "two CTAs per SM");
+};
+
+// Completes p and plan for a CHAI layer on kernel 4 (two passes) after MakePlan, as MakePlanV3
+// does for kernel 3 but per (sequence, KV head): the scores pass is busy for the KV groups that
+// hold a representative (about min(kv_heads, heads / m) per sequence), the P·V pass for all.
+// `resident_scores` and `resident_pv`: occupancy x SMs of the two passes. Logits rows are padded
+// to a multiple of 4 positions: the P·V pass copies them in 16-byte units.
+inline void MakePlanV4Chai(int max_seq_len, int members_per_rep, int resident_scores, int resident_pv, Params* p,
+                           LaunchPlan* plan) {
+  const int64_t max_len = std::max(max_seq_len, 1);
+  const int m = std::clamp(members_per_rep, 1, p->heads);
+  const int64_t groups = std::min<int64_t>(p->kv_heads, (p->heads + m - 1) / m);
+  plan->decode_kernel = 4;
+  plan->v4_chai = true;
+  plan->decode_slots = p->num_seqs * p->kv_heads;  // grid columns of the P·V pass, and its counters
+  // The scores pass launches about as many CTAs per split as slots it expects busy (see
+  // V4ScoreItems), and at least enough that none takes more than kV4MaxItems.
+  const int64_t slots = plan->decode_slots;
+  plan->v4_score_ctas = static_cast<int>(
+      std::max(std::min(slots, int64_t{p->num_seqs} * groups), (slots + kV4MaxItems - 1) / kV4MaxItems));
+  p->logit_stride = static_cast<int>((max_len + 3) / 4 * 4);
+  p->score_splits = BestSplitsV3(max_len, int64_t{p->num_seqs} * groups, resident_scores);
+  p->max_splits = BestSplitsV3(max_len, int64_t{p->num_seqs} * p->kv_heads, resident_pv);
+  p->chunk = static_cast<int>((max_len + p->max_splits - 1) / p->max_splits);  // informative only
+  plan->combine = p->max_splits > 1;
+}
+
+}  // namespace chai::cuda::paged
+
+#endif  // CHAI_KERNELS_CUDA_PAGED_ATTENTION_V4_SHAPE_CUH_
