@@ -25,8 +25,9 @@
 // Decode kernel 3 (paged_attention_decode_v3.cuh) runs two launches instead: the representatives'
 // logits into a third scratch buffer (num_seqs * heads * max_seq_len floats), then P·V per head.
 //
-// Decode kernel 4 (paged_attention_decode_v4.cuh, opt-in, dense layers only) keeps this grid with one
-// subset and one share per KV head and sizes its chunks with MakePlanV2 (see the knobs below).
+// Decode kernel 4 (paged_attention_decode_v4.cuh, the default on sm_90 where it has an instance)
+// keeps this grid with one subset and one share per KV head for dense layers, sizing its chunks with
+// MakePlanV2, and runs CHAI layers as two launches as kernel 3 does (MakePlanV4Chai; see below).
 //
 // Split scratch: two device buffers per (device, stream), grown lazily with cudaMalloc to the
 // largest need seen and never shrunk or freed (a CUDA graph captured earlier may still point into
