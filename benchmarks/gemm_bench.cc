@@ -5,7 +5,7 @@
 // T <= 8), each called directly, and a sweep of the GEMV's launch configurations (fp16); last,
 // ops::LinearFused against the plain GEMV at the fusions the engine uses.
 //
-//   gemm_bench [samples=20] [fused]   (fused: only the LinearFused table, the last one)
+//   gemm_bench [samples=20] [fused]   (fused: only the LinearFused and QkvLinearAppend tables, the last two)
 //
 // Each sample is one CUDA-event-timed pass over several weight copies (together well past the
 // L2 cache, so decode GEMMs stream their weights from DRAM as in a real decode step); the
@@ -21,6 +21,7 @@
 
 #include "kernels/device_memory.h"
 #include "kernels/ops.h"
+#include "kernels/paged_kv.h"
 #include "kernels/tensor.h"
 
 #ifdef CHAI_WITH_CUDA
@@ -278,6 +279,70 @@ void FusedTable(int samples, double copy_gbs, int l2_bytes) {
   }
 }
 
+// QkvLinearAppend (the Q|K|V GEMV whose epilogue splits q, k and v, rotates q and k and appends k and
+// v to the paged cache) against the plain GEMV of the same weight and against the split + rotary +
+// append kernel it replaces, at LLaMA-7B's Q|K|V (32 heads of 128, K = 4096): the epilogue's cost
+// alone (the warm-cache profile of a step puts this GEMV ~2 us above the plain one on an H200).
+// Each decode row is its own sequence at position 511 (block size 32), tables and pool on the
+// device as the engine's; weights rotate over copies past 4x L2.
+void QkvAppendTable(int samples, double copy_gbs, int l2_bytes) {
+  constexpr int kHeads = 32, kKvHeads = 32, kHeadDim = 128, kBlock = 32, kMaxBlocks = 16, kPos = 511;
+  constexpr int64_t kK = 4096, kN = int64_t{kHeads + 2 * kKvHeads} * kHeadDim, kQ = int64_t{kHeads} * kHeadDim;
+  uint64_t state = 0xC0FFEEull;
+  const double weight_bytes = 2.0 * kN * kK;
+  const int copies = std::max(2, static_cast<int>(4.0 * l2_bytes / weight_bytes) + 1);
+  std::vector<Tensor> weights;
+  for (int c = 0; c < copies; ++c) weights.push_back(FastRandom({kN, kK}, DType::kF16, 1.f / 64, state));
+  std::printf("\nQkvLinearAppend vs the plain GEMV, fp16, LLaMA-7B Q|K|V (median us per call; %% of copy bandwidth "
+              "%.0f GB/s); split_us: SplitQkvRotaryAppend, the kernel it replaces\n",
+              copy_gbs);
+  std::printf("%-34s %4s %9s %6s %9s %6s %8s %9s\n", "shape", "T", "gemv_us", "%copy", "qkv_us", "%copy", "delta",
+              "split_us");
+  for (int t : {1, 8}) {
+    // Row r's table: block (r * 2 * kv + side * kv + g) * kMaxBlocks + b for its b-th positions.
+    std::vector<int32_t> tables(static_cast<size_t>(t) * 2 * kKvHeads * kMaxBlocks), q_start(t + 1), lens(t, kPos + 1),
+        positions(t, kPos), rows(t);
+    for (size_t i = 0; i < tables.size(); ++i) tables[i] = static_cast<int32_t>(i);
+    for (int r = 0; r <= t; ++r) q_start[r] = r;
+    for (int r = 0; r < t; ++r) rows[r] = r;
+    PagedKv kv;
+    kv.pool = Tensor::Empty({static_cast<int64_t>(tables.size()), kBlock, kHeadDim}, DType::kF16, Device::kCuda);
+    kv.tables = Tensor::FromInts(tables, {t, 2, kKvHeads, kMaxBlocks}).To(Device::kCuda);
+    kv.block_size = kBlock;
+    kv.kv_heads = kKvHeads;
+    kv.max_blocks = kMaxBlocks;
+    BatchLayout batch;
+    batch.q_start = Tensor::FromInts(q_start, {t + 1}).To(Device::kCuda);
+    batch.seq_lens = Tensor::FromInts(lens, {t}).To(Device::kCuda);
+    batch.token_rows = Tensor::FromInts(rows, {t}).To(Device::kCuda);
+    batch.num_seqs = t;
+    batch.max_new_tokens = 1;
+    batch.max_seq_len = kPos + 1;
+    const Tensor pos = Tensor::FromInts(positions, {t}).To(Device::kCuda);
+    std::vector<Tensor> xs, qkvs, qs;
+    for (int c = 0; c < copies; ++c) {
+      xs.push_back(FastRandom({t, kK}, DType::kF16, 1.f, state));
+      qkvs.push_back(Tensor::Empty({t, kN}, DType::kF16, Device::kCuda));
+      qs.push_back(Tensor::Empty({t, kQ}, DType::kF16, Device::kCuda));
+    }
+    auto time_us = [&](auto&& call) { return MicrosPerCopy(samples, copies, call); };
+    const double gemv_us = time_us([&](int c) { ops::Linear(xs[c], weights[c], Tensor(), &qkvs[c]); });
+    const double qkv_us = time_us([&](int c) {
+      ops::QkvLinearAppend(xs[c], weights[c], Tensor(), pos, kHeads, kKvHeads, kHeadDim, 10000.f, true, kv, batch,
+                           &qs[c]);
+    });
+    const double split_us = time_us([&](int c) {
+      ops::SplitQkvRotaryAppend(qkvs[c], pos, kHeads, kKvHeads, kHeadDim, 10000.f, true, kv, batch, &qs[c], nullptr,
+                                nullptr);
+    });
+    Check(cudaStreamSynchronize(cuda::CurrentStream()), "cudaStreamSynchronize");
+    const double bytes = 2.0 * (t * kK + kN * kK + t * kN);
+    std::printf("%-34s %4d %9.1f %5.1f%% %9.1f %5.1f%% %+7.1f %9.1f\n", "qkv 4096->12288 +split+rotary+append", t,
+                gemv_us, 100.0 * bytes / (gemv_us * 1e-6) / 1e9 / copy_gbs, qkv_us,
+                100.0 * bytes / (qkv_us * 1e-6) / 1e9 / copy_gbs, qkv_us - gemv_us, split_us);
+  }
+}
+
 int Run(int samples, bool fused_only) {
   cudaDeviceProp prop;
   int device = 0;
@@ -290,6 +355,7 @@ int Run(int samples, bool fused_only) {
   std::printf("copy bandwidth (device-to-device, 1 GiB, read + write): %.0f GB/s\n\n", copy_gbs);
   if (fused_only) {
     FusedTable(samples, copy_gbs, prop.l2CacheSize);
+    QkvAppendTable(samples, copy_gbs, prop.l2CacheSize);
     return 0;
   }
 
@@ -325,6 +391,7 @@ int Run(int samples, bool fused_only) {
   Check(cudaStreamSynchronize(cuda::CurrentStream()), "cudaStreamSynchronize");
   DecodeTables(samples, copy_gbs, prop.l2CacheSize);
   FusedTable(samples, copy_gbs, prop.l2CacheSize);
+  QkvAppendTable(samples, copy_gbs, prop.l2CacheSize);
   return 0;
 }
 

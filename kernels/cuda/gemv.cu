@@ -207,7 +207,8 @@ GemvArgs MakeArgs(const Tensor& x, const Tensor& weight, const Tensor& bias, Ten
 
 // Whether the folded RMSNorm takes these norm weights for rows like x's (undefined: no norm).
 bool NormFolds(const Tensor& x, const Tensor& norm_w) {
-  return !norm_w.defined() || (norm_w.dtype() == x.dtype() && norm_w.numel() == x.dim(1) && Aligned(16, {norm_w.raw()}));
+  if (!norm_w.defined()) return true;
+  return norm_w.dtype() == x.dtype() && norm_w.numel() == x.dim(1) && Aligned(16, {norm_w.raw()});
 }
 
 }  // namespace
