@@ -240,7 +240,7 @@ Engine::SublayerInput Engine::AttentionBlock(int layer, absl::Span<StepInput> st
   const bool rotary = config_.arch == Arch::kLlama;
   if (qkv_append_in_gemv_ && !step.policy_active && ops::LinearFusedIsOneKernel(in.h)) {
     // Decode: the split, rotary and append in the Q|K|V GEMV's epilogue (ops::QkvLinearAppend), and
-    // under LinearFusion::kAll the attention norm in its prologue.
+    // under LinearFusion::kAll the attention norm folded into the same GEMV.
     ops::QkvLinearAppend(in.h, L.qkv_w, L.qkv_b, step.positions, weights_.local_heads, weights_.local_kv_heads,
                          static_cast<int>(d), config_.rope_theta, rotary, kv, step.batch, &q,
                          in.fused ? in.norm_w : Tensor(), config_.rms_norm_eps);

@@ -72,10 +72,11 @@ enum class LinearFusion {
   kActivation,
   // LLaMA at TP = 1 (elsewhere as kActivation: at TP > 1 the all-reduce fuses the residual add and
   // the norm, and OPT's LayerNorms are not folded): also each RMSNorm folded into the GEMV that
-  // reads it and each residual add in the GEMV before it: 6 kernels a layer, the final norm in the
-  // LM head. No dependable gain over kActivation on an
-  // H200 (within +-3% either way over three calls): the fold adds 1-4 us to each GEMV it enters,
-  // about what the norm kernels cost (benchmarks/results/llama-7b-tp1-h200.md).
+  // reads it and each residual add in the GEMV before it: 5 kernels a layer with the Q|K|V append (6
+  // without), the final norm in the LM head. No dependable gain over kActivation on an H200 (within
+  // +-3% either way over three calls): the fold adds 1-4 us to each GEMV it enters, about what the
+  // norm kernels cost (benchmarks/results/llama-7b-tp1-h200.md); 2% slower on an H100 with the
+  // append (llama-7b-tp1-h100.md).
   kAll,
 };
 

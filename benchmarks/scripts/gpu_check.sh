@@ -43,6 +43,18 @@ export NCCL_NVLS_ENABLE=0  # NVLink multicast stays off on the shared machines
 [ -f shared/DESIGN.md ] && export CHAI_SHARED_DIR="$PWD/shared"
 echo "CHAI_SHARED_DIR=${CHAI_SHARED_DIR:-(absent: opt-tiny-docs tests skip)}"
 bench() { timeout "${BENCH_TIMEOUT:-300}" build-gpu/chai bench --random-weights --device cuda --dtype fp16 "$@"; }
+# The A/B modes' variant builds: directory $1 with CMAKE_CUDA_FLAGS $2 and the targets after them,
+# from scratch (on a machine kept warm, a build an earlier mode left there must not be timed as this
+# variant); logs in $OUT. Non-zero, with the errors printed, when the build fails.
+build_variant() {
+  local dir=$1 flags=$2
+  rm -rf "$dir"
+  cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCHS:-90}" \
+    -DCMAKE_CUDA_FLAGS="$flags" > "$OUT/configure-$dir.log" 2>&1 &&
+    cmake --build "$dir" -j "$(nproc)" --target "${@:3}" > "$OUT/build-$dir.log" 2>&1 ||
+    { echo "$dir ($flags): build failed"; grep -shE "error|Error" -A4 "$OUT/configure-$dir.log" "$OUT/build-$dir.log" |
+        head -40; return 1; }
+}
 # The A/B modes' end-to-end row: LLaMA-7B fp16 TPOT (prompt 512, 128 new tokens, 1 warm-up, 2 timed
 # iterations) from chai binary $1 at batches $2, logs $OUT/$3.{md,err}, the table rows prefixed with
 # $4; further arguments are VAR=value settings for the run.
@@ -100,8 +112,8 @@ has abe2e && run_mode abe2e
 has qkvappend && run_mode qkvappend
 has b1attn && run_mode b1attn
 has abtpot && run_mode abtpot
-has fusion && run_mode envab
-has pdlab && ENVAB_SETTINGS="CHAI_PDL=0 CHAI_PDL=1" ENVAB_TEST_ENV="CHAI_PDL=1" run_mode envab
+has fusion && ENVAB_TAG=fusion run_mode envab
+has pdlab && ENVAB_TAG=pdlab ENVAB_SETTINGS="CHAI_PDL=0 CHAI_PDL=1" ENVAB_TEST_ENV="CHAI_PDL=1" run_mode envab
 has splits && run_mode splits
 has sdpa && run_mode sdpa
 has throughput && run_mode throughput

@@ -95,7 +95,7 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, GpuEngine,
 
 // Decode with the Linears fused on the GPU (LinearFusion::kActivation, the default: SiLU in LLaMA's
 // gate|up GEMV, ReLU in OPT's fc1 GEMV; kAll, LLaMA: also RMSNorm and the residual adds in the
-// GEMVs, 6 kernels a layer; OPT: as kActivation; and kActivation with the Q|K|V split, rotary and
+// GEMVs, 5 or 6 kernels a layer; OPT: as kActivation; and kActivation with the Q|K|V split, rotary and
 // cache append in the Q|K|V GEMV, EngineOptions::qkv_append_in_gemv) against
 // the same engine unfused (kNone) and, in fp16, the CPU reference on the dtype's rounded weights:
 // one sequence (its 5-token prefill fused too), then three and four stepped together (prefills of

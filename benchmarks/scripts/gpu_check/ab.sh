@@ -8,14 +8,16 @@
 # for PyTorch SDPA (cuDNN) on that shape.
 builds=(build-ab)
 [ -n "${AB_FLAGS2:-}" ] && builds+=(build-ab2)
+: "${AB_FLAGS:?AB_FLAGS names the variant}"
+pids=()
 for b in "${builds[@]}"; do
-  flags=$([ "$b" = build-ab ] && echo "${AB_FLAGS:?AB_FLAGS names the variant}" || echo "$AB_FLAGS2")
-  ( cmake -S . -B "$b" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCHS:-90}" \
-      -DCMAKE_CUDA_FLAGS="$flags" > "$OUT/configure-$b.log" 2>&1 &&
-    cmake --build "$b" -j "$(nproc)" --target attention_bench paged_attention_gpu_test > "$OUT/build-$b.log" 2>&1 ||
-    { grep -E "error|Error" -A4 "$OUT/build-$b.log" | head -40; } ) &
+  flags=$([ "$b" = build-ab ] && echo "$AB_FLAGS" || echo "$AB_FLAGS2")
+  build_variant "$b" "$flags" attention_bench paged_attention_gpu_test &
+  pids+=($!)
 done
-wait
+failed=0
+for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+[ "$failed" = 0 ] || return 0
 for b in "${builds[@]}"; do
   timeout 240 "$b/tests/paged_attention_gpu_test" --gtest_brief=1 \
     --gtest_filter="${AB_TESTS:-*Decode*:*MixedBatch*:*OptTinyDocsShape*}" > "$OUT/ab-tests-$b.log" 2>&1

@@ -10,14 +10,16 @@
 builds=(build-ab)
 [ -n "${AB_FLAGS2:-}" ] && builds+=(build-ab2)
 tests=(ops_gpu_test fused_ops_gpu_test linear_fused_gpu_test pdl_gpu_test engine_gpu_test)
+: "${AB_FLAGS:?AB_FLAGS names the variant}"
+pids=()
 for b in "${builds[@]}"; do
-  flags=$([ "$b" = build-ab ] && echo "${AB_FLAGS:?AB_FLAGS names the variant}" || echo "$AB_FLAGS2")
-  ( cmake -S . -B "$b" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCHS:-90}" \
-      -DCMAKE_CUDA_FLAGS="$flags" > "$OUT/configure-$b.log" 2>&1 &&
-    cmake --build "$b" -j "$(nproc)" --target chai "${tests[@]}" > "$OUT/build-$b.log" 2>&1 ||
-    { grep -E "error|Error" -A4 "$OUT/build-$b.log" | head -40; } ) &
+  flags=$([ "$b" = build-ab ] && echo "$AB_FLAGS" || echo "$AB_FLAGS2")
+  build_variant "$b" "$flags" chai "${tests[@]}" &
+  pids+=($!)
 done
-wait
+failed=0
+for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+[ "$failed" = 0 ] || return 0
 for b in "${builds[@]}"; do
   for t in "${tests[@]}"; do
     CHAI_PDL=1 timeout 300 "$b/tests/$t" --gtest_brief=1 > "$OUT/abe2e-$b-$t.log" 2>&1 &

@@ -4,17 +4,16 @@
 # chai only, built while build-gpu's decode tests run (the Q|K|V append, fused-op and engine tests);
 # then LLaMA-7B TPOT from the two builds in alternation, two rounds (ABTPOT_BATCHES, default 1,8;
 # prompt 512). Unlike `abe2e`, everything runs with the defaults (PDL off).
-( cmake -S . -B build-ab -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCHS:-90}" \
-    -DCMAKE_CUDA_FLAGS="${AB_FLAGS:?AB_FLAGS names the variant}" > "$OUT/configure-build-ab.log" 2>&1 &&
-  cmake --build build-ab -j "$(nproc)" --target chai > "$OUT/build-build-ab.log" 2>&1 ||
-  { grep -E "error|Error" -A4 "$OUT/build-build-ab.log" | head -40; } ) &
+: "${AB_FLAGS:?AB_FLAGS names the variant}"
+build_variant build-ab "$AB_FLAGS" chai &
+ab_build=$!
 for t in qkv_append_gpu_test fused_ops_gpu_test engine_gpu_test; do
   timeout 300 "build-gpu/tests/$t" --gtest_brief=1 > "$OUT/abtpot-$t.log" 2>&1
   echo "$t: $(grep -E '^\[  (PASSED|FAILED)' "$OUT/abtpot-$t.log" | tr '\n' ' ')"
   grep -E "^\[  FAILED|Failure" -A3 "$OUT/abtpot-$t.log" | head -12
 done
 grep -h "bit-identical" "$OUT/abtpot-qkv_append_gpu_test.log"
-wait
+wait "$ab_build" || return 0
 for round in 1 2; do
   for b in build-gpu build-ab; do
     llama_tpot "$b/chai" "${ABTPOT_BATCHES:-1,8}" "abtpot-$b-r$round" "r$round $b"

@@ -13,14 +13,13 @@ AB_FLAGS="${AB_FLAGS:?AB_FLAGS names the variant}"
 AB_FLAGS2="${AB_FLAGS2:-}"
 builds=(build-ab)
 [ -n "$AB_FLAGS2" ] && builds+=(build-ab2)
+pids=()
 for b in "${builds[@]}"; do
   flags=$([ "$b" = build-ab ] && echo "$AB_FLAGS" || echo "$AB_FLAGS2")
   want=(attention_bench)
   [ "$b" = build-ab ] && want+=(chai)
-  ( cmake -S . -B "$b" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCHS:-90}" \
-      -DCMAKE_CUDA_FLAGS="$flags" > "$OUT/configure-$b.log" 2>&1 &&
-    cmake --build "$b" -j "$(nproc)" --target "${want[@]}" > "$OUT/build-$b.log" 2>&1 ||
-    { grep -E "error|Error" -A4 "$OUT/build-$b.log" | head -40; } ) &
+  build_variant "$b" "$flags" "${want[@]}" &
+  pids+=($!)
 done
 timeout 300 build-gpu/tests/paged_attention_gpu_test --gtest_brief=1 > "$OUT/b1attn-tests.log" 2>&1
 echo "paged_attention_gpu_test: exit $? $(grep -E '^\[  (PASSED|FAILED)' "$OUT/b1attn-tests.log" | tr '\n' ' ')"
@@ -29,7 +28,9 @@ timeout 200 compute-sanitizer --tool memcheck --leak-check no --error-exitcode 9
   --gtest_brief=1 --gtest_filter='*DecodeKernel4DensePassMarksChaiGroups:*DecodeDense:*DecodeChai:*MixedBatch' \
   > "$OUT/b1attn-memcheck.log" 2>&1
 echo "memcheck paged_attention (kernel-4 subset): exit $? ($(grep -c 'Invalid' "$OUT/b1attn-memcheck.log") invalid accesses)"
-wait
+failed=0
+for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+[ "$failed" = 0 ] || return 0
 fn=_ZN4chai4cuda5paged14DecodeV4KernelI6__halfLi128ELi0EEEvNS1_6ParamsE
 for b in build-gpu build-ab; do
   obj=$(find "$b" -name 'paged_attention_fp16.cu.o' | head -1)

@@ -11,21 +11,22 @@
 tests=(qkv_append_gpu_test fused_ops_gpu_test linear_fused_gpu_test engine_gpu_test paged_attention_gpu_test
   pdl_gpu_test)
 read -ra test_env <<< "${ENVAB_TEST_ENV:-}"
+tag=${ENVAB_TAG:-envab}  # the logs' prefix: the mode's name
 for t in "${tests[@]}"; do
-  env "${test_env[@]}" timeout 300 "build-gpu/tests/$t" --gtest_brief=1 > "$OUT/envab-$t.log" 2>&1 &
+  env "${test_env[@]}" timeout 300 "build-gpu/tests/$t" --gtest_brief=1 > "$OUT/$tag-$t.log" 2>&1 &
 done
 wait
 for t in "${tests[@]}"; do
-  echo "${ENVAB_TEST_ENV:-} $t: $(grep -E '^\[  (PASSED|FAILED)' "$OUT/envab-$t.log" | tr '\n' ' ')"
-  grep -E "^\[  FAILED|Failure" -A3 "$OUT/envab-$t.log" | head -12
+  echo "${ENVAB_TEST_ENV:-} $t: $(grep -E '^\[  (PASSED|FAILED)' "$OUT/$tag-$t.log" | tr '\n' ' ')"
+  grep -E "^\[  FAILED|Failure" -A3 "$OUT/$tag-$t.log" | head -12
 done
 env "${test_env[@]}" timeout 200 compute-sanitizer --tool memcheck --leak-check no --error-exitcode 9 \
   build-gpu/tests/qkv_append_gpu_test --gtest_brief=1 --gtest_filter='*FoldsTheRmsNorm*:*CapturesIntoAGraph*' \
-  > "$OUT/envab-memcheck.log" 2>&1
-echo "memcheck qkv_append_gpu_test (folded norm, graph): exit $? ($(grep -c 'Invalid' "$OUT/envab-memcheck.log") invalid accesses)"
+  > "$OUT/$tag-memcheck.log" 2>&1
+echo "memcheck qkv_append_gpu_test (folded norm, graph): exit $? ($(grep -c 'Invalid' "$OUT/$tag-memcheck.log") invalid accesses)"
 for round in 1 2; do
   for setting in ${ENVAB_SETTINGS:-CHAI_DECODE_FUSION=activation CHAI_DECODE_FUSION=all}; do
     read -ra vars <<< "${setting//,/ }"
-    llama_tpot build-gpu/chai "${ENVAB_BATCHES:-1,8}" "envab-e2e-${setting//[=,]/-}-r$round" "r$round $setting" "${vars[@]}"
+    llama_tpot build-gpu/chai "${ENVAB_BATCHES:-1,8}" "$tag-e2e-${setting//[=,]/-}-r$round" "r$round $setting" "${vars[@]}"
   done
 done

@@ -5,8 +5,10 @@
 # split kernel, to find where its ~2 us over the plain GEMV go; run below). Every kernel and engine path
 # on main ran its tests on a GPU in the session that wrote it (QkvLinearAppend on H100 and H200 and at
 # TP = 2 and 4 on 4 x H100, with the folded norm of CHAI_DECODE_FUSION=all, a TP = 1 mode, on H100
-# and H200; kernel 4's CTA-wide merge on H100 and H200); the last commits changed comments and
-# scripts only.
+# and H200; kernel 4's CTA-wide merge on H100 and H200). Since, the kernels changed only by a file
+# split with identical PTX (paged_attention_v4_shape.cuh), and the tests gained checks that have
+# not run yet (the one-kernel path asserted in qkv_append_gpu_test, a small-x eps case, the
+# NaN-contract test's pool and repeat checks).
 # This mode re-checks the folded norm: the GEMV, fused-op, PDL and engine tests
 # (memcheck over the fused ops), gemm_bench's LinearFused table, then LLaMA-7B end to end with
 # CHAI_DECODE_FUSION=activation (the default) and =all, alternating (PENDING_BATCHES, default 1,8;
