@@ -11,6 +11,14 @@
 #include "kernels/cuda/norm_row.cuh"
 #include "kernels/cuda/pdl.cuh"
 
+// Experimental, off (0) by default: rows of up to this many vectors per thread held in registers,
+// weights loaded before the statistics (NormRowHeld in norm_row.cuh; a decode row of 4096 at 256
+// threads holds 2, OPT-66B's 9216 holds 5). Not yet run on a GPU: A/B it with
+// `AB_FLAGS=-DCHAI_NORM_ROW_HOLD=5 ABTPOT_AB_TESTS=ops_gpu_test bash benchmarks/scripts/gpu_check.sh abtpot`.
+#ifndef CHAI_NORM_ROW_HOLD
+#define CHAI_NORM_ROW_HOLD 0
+#endif
+
 namespace chai::cuda {
 namespace {
 
@@ -38,7 +46,8 @@ __global__ void NormKernel(T* x, const T* residual, const T* weight, const T* bi
     }
     return v;
   };
-  NormRow<T, N, kRms>(in, first_load, weight, bias, eps, cols, out + row * cols, scratch, blockDim.x);
+  NormRow<T, N, kRms, decltype(first_load), CHAI_NORM_ROW_HOLD>(in, first_load, weight, bias, eps, cols,
+                                                                 out + row * cols, scratch, blockDim.x);
 }
 
 // residual: null for the plain norms; else x is updated in place (x += residual) first.

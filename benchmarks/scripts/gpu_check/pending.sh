@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # gpu_check.sh mode `pending`, sourced by gpu_check.sh (it sees OUT, gpus, modes, has, bench, mpi).
-# Code on main that waits for a GPU (2026-11-27, tenth session): only gemm_bench's QkvLinearAppend
-# table (the Q|K|V GEMV with its split + rotary + append epilogue against the plain GEMV and the
-# split kernel, to find where its ~2 us over the plain GEMV go; run below). Every kernel and engine path
+# Code on main that waits for a GPU (2026-11-27, tenth session): gemm_bench's QkvLinearAppend table
+# (the Q|K|V GEMV with its split + rotary + append epilogue against the plain GEMV and the split
+# kernel, to find where its ~2 us over the plain GEMV go; run below), and the off-by-default norm
+# experiment CHAI_NORM_ROW_HOLD (norm.cu: the row and weights in registers, the weights loaded
+# before the statistics; the norms take ~3 us each, 6 us a layer, on an H200): run
+# `AB_FLAGS=-DCHAI_NORM_ROW_HOLD=5 ABTPOT_AB_TESTS=ops_gpu_test gpu_check.sh abtpot`. Every kernel and engine path
 # on main ran its tests on a GPU in the session that wrote it (QkvLinearAppend on H100 and H200 and at
 # TP = 2 and 4 on 4 x H100, with the folded norm of CHAI_DECODE_FUSION=all, a TP = 1 mode, on H100
 # and H200; kernel 4's CTA-wide merge on H100 and H200). Since, the kernels changed only by a file
