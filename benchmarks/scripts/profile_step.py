@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Per-kernel GPU time of one decode step, from an Nsight Compute CSV.
 
-Usage: profile_step.py NCU_CSV [--steps N] [--prefill]
+Usage: profile_step.py NCU_CSV [--steps N] [--prefill] [--layer]
 
 The CSV comes from `ncu --clock-control none --metrics gpu__time_duration.sum --csv` over a run of
 `chai bench` with CHAI_NO_GRAPHS=1 (ncu serialises kernels, so each duration is the kernel alone).
@@ -9,7 +9,10 @@ A forward pass starts with the embedding kernel, so the kernel list is cut there
 kernel's second use, gathering last rows for the LM head, stays with its pass); the last N passes
 (decode steps) are averaged; with --prefill, the first pass (the prompts' prefill) is shown instead. Prints one row per kernel name: calls per step, microseconds per step,
 share of the step. The sum is the GPU time of a step with no launch gaps: compare it with TPOT to
-see what the host and the kernel boundaries cost.
+see what the host and the kernel boundaries cost. With --layer, one decoder layer's kernels in
+order instead (the pass's repeating period after the embedding), each the median over the layers
+and steps: the same kernel at different places of a layer (the o and down projections share a
+GEMV configuration) gets its own row.
 """
 import csv
 import sys
@@ -34,6 +37,42 @@ def KernelBaseName(full):
         if depth == 0 and name.startswith("::", i):
             start = i + 2
     return name[start:]
+
+
+def LayerPeriod(names):
+    """The length of the repeating layer pattern at the start of names, and how many times it repeats."""
+    for period in range(2, len(names) // 4 + 1):
+        if all(names[i] == names[i + period] for i in range(3 * period)):
+            reps = 1
+            while (reps + 1) * period <= len(names) and names[reps * period:(reps + 1) * period] == names[:period]:
+                reps += 1
+            return period, reps
+    return None, 0
+
+
+def PrintLayer(segments):
+    """One layer's kernels in order, each the median of its position over every layer and pass."""
+    samples = None
+    period = None
+    for seg in segments:
+        body = seg[1:]  # after the embedding
+        p, reps = LayerPeriod([name for _, name, _ in body])
+        if p is None or (period is not None and p != period):
+            sys.exit("profile_step: no repeating layer pattern found")
+        period = p
+        if samples is None:
+            samples = [[] for _ in range(p)]
+        for r in range(reps):
+            for j in range(p):
+                samples[j].append(body[r * p + j][2])
+    names = [name for _, name, _ in segments[0][1:1 + period]]
+    print(f"| position | kernel | median us | min us | max us |")
+    print(f"|---:|---|---:|---:|---:|")
+    for j, name in enumerate(names):
+        v = sorted(samples[j])
+        print(f"| {j} | {name} | {v[len(v) // 2]:.2f} | {v[0]:.2f} | {v[-1]:.2f} |")
+    total = sum(sorted(v)[len(v) // 2] for v in samples)
+    print(f"| | **layer (sum of medians)** | {total:.2f} | | |")
 
 
 def main():
@@ -71,6 +110,9 @@ def main():
         segments, steps = segments[:1], 1
     else:
         segments = segments[-steps:]
+    if "--layer" in sys.argv:
+        PrintLayer(segments)
+        return
     per_name = OrderedDict()
     for seg in segments:
         for _, name, us in seg:

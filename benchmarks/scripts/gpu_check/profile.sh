@@ -12,6 +12,8 @@ for b in ${PROFILE_BATCHES:-1 8 32}; do
   echo "### batch $b, input ${PROFILE_INPUT:-512} ${PROFILE_CHAI:+(CHAI $PROFILE_CHAI)}: kernels of the last decode step"
   python3 benchmarks/scripts/profile_step.py "$OUT/ncu-b$b.csv" --steps 2 | tee "$OUT/profile-b$b.md"
   [ "${PIPESTATUS[0]}" = 0 ] || tail -n 5 "/tmp/ncu-b$b.err"
+  echo "### batch $b: one decoder layer's kernels in order (medians over the layers of the last 2 steps)"
+  python3 benchmarks/scripts/profile_step.py "$OUT/ncu-b$b.csv" --steps 2 --layer | tee "$OUT/profile-layer-b$b.md"
   echo "### batch $b: kernels of the prefill (${PROFILE_INPUT:-512} tokens per sequence)"
   python3 benchmarks/scripts/profile_step.py "$OUT/ncu-b$b.csv" --prefill | tee "$OUT/profile-prefill-b$b.md"
 done
