@@ -55,6 +55,32 @@ build_variant() {
     { echo "$dir ($flags): build failed"; grep -shE "error|Error" -A4 "$OUT/configure-$dir.log" "$OUT/build-$dir.log" |
         head -40; return 1; }
 }
+# Starts the A/B modes' variant builds in the background, each with the targets given: build-ab
+# (AB_FLAGS, required) and, if AB_FLAGS2 is set, build-ab2. Sets `builds` (their directories) and
+# `variant_pids`; wait_variant_builds then fails if any of them did.
+start_variant_builds() {
+  : "${AB_FLAGS:?AB_FLAGS names the variant}"
+  builds=(build-ab)
+  [ -n "${AB_FLAGS2:-}" ] && builds+=(build-ab2)
+  variant_pids=()
+  local b
+  for b in "${builds[@]}"; do
+    build_variant "$b" "$([ "$b" = build-ab ] && echo "$AB_FLAGS" || echo "$AB_FLAGS2")" "$@" &
+    variant_pids+=($!)
+  done
+}
+wait_variant_builds() {
+  local pid failed=0
+  for pid in "${variant_pids[@]}"; do wait "$pid" || failed=1; done
+  return "$failed"
+}
+# Runs test binary $1 (brief output) into $OUT/$2.log; prints its pass/fail line and any failures
+# under label $3.
+run_gtest() {
+  timeout 300 "$1" --gtest_brief=1 > "$OUT/$2.log" 2>&1
+  echo "$3: $(grep -E '^\[  (PASSED|FAILED)' "$OUT/$2.log" | tr '\n' ' ')"
+  grep -E "^\[  FAILED|Failure" -A3 "$OUT/$2.log" | head -12
+}
 # The A/B modes' end-to-end row: LLaMA-7B fp16 TPOT (prompt 512, 128 new tokens, 1 warm-up, 2 timed
 # iterations) from chai binary $1 at batches $2, logs $OUT/$3.{md,err}, the table rows prefixed with
 # $4; further arguments are VAR=value settings for the run.

@@ -6,18 +6,8 @@
 # then Nsight Compute at boost clocks (--clock-control none) for one dense kernel-4 launch of
 # each at B=8, 16k: throughput sections and the L2 and DRAM throughput breakdowns, and the same
 # for PyTorch SDPA (cuDNN) on that shape.
-builds=(build-ab)
-[ -n "${AB_FLAGS2:-}" ] && builds+=(build-ab2)
-: "${AB_FLAGS:?AB_FLAGS names the variant}"
-pids=()
-for b in "${builds[@]}"; do
-  flags=$([ "$b" = build-ab ] && echo "$AB_FLAGS" || echo "$AB_FLAGS2")
-  build_variant "$b" "$flags" attention_bench paged_attention_gpu_test &
-  pids+=($!)
-done
-failed=0
-for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
-[ "$failed" = 0 ] || return 0
+start_variant_builds attention_bench paged_attention_gpu_test
+wait_variant_builds || return 0
 for b in "${builds[@]}"; do
   timeout 240 "$b/tests/paged_attention_gpu_test" --gtest_brief=1 \
     --gtest_filter="${AB_TESTS:-*Decode*:*MixedBatch*:*OptTinyDocsShape*}" > "$OUT/ab-tests-$b.log" 2>&1

@@ -7,19 +7,9 @@
 # off and on, each variant with PDL on (ABE2E_BATCHES, default 1,8; prompt 512).
 # Example: AB_FLAGS=-DSOME_KNOB=1 AB_FLAGS2="-DSOME_KNOB=1 -DOTHER_KNOB=2" (the GEMV's register
 # preload before the PDL wait ran this way on an H200: llama-7b-tp1-h200.md).
-builds=(build-ab)
-[ -n "${AB_FLAGS2:-}" ] && builds+=(build-ab2)
 tests=(ops_gpu_test fused_ops_gpu_test linear_fused_gpu_test pdl_gpu_test engine_gpu_test)
-: "${AB_FLAGS:?AB_FLAGS names the variant}"
-pids=()
-for b in "${builds[@]}"; do
-  flags=$([ "$b" = build-ab ] && echo "$AB_FLAGS" || echo "$AB_FLAGS2")
-  build_variant "$b" "$flags" chai "${tests[@]}" &
-  pids+=($!)
-done
-failed=0
-for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
-[ "$failed" = 0 ] || return 0
+start_variant_builds chai "${tests[@]}"
+wait_variant_builds || return 0
 for b in "${builds[@]}"; do
   for t in "${tests[@]}"; do
     CHAI_PDL=1 timeout 300 "$b/tests/$t" --gtest_brief=1 > "$OUT/abe2e-$b-$t.log" 2>&1 &

@@ -9,18 +9,7 @@
 # 8, prompt 512) from build-gpu and build-ab in alternation, two rounds. The CTA-wide merge
 # (MergeGroupSplits) was measured this way, against the variants that issue the first copies
 # before the score-map barrier and read the block ids before the copies (no gain; removed).
-AB_FLAGS="${AB_FLAGS:?AB_FLAGS names the variant}"
-AB_FLAGS2="${AB_FLAGS2:-}"
-builds=(build-ab)
-[ -n "$AB_FLAGS2" ] && builds+=(build-ab2)
-pids=()
-for b in "${builds[@]}"; do
-  flags=$([ "$b" = build-ab ] && echo "$AB_FLAGS" || echo "$AB_FLAGS2")
-  want=(attention_bench)
-  [ "$b" = build-ab ] && want+=(chai)
-  build_variant "$b" "$flags" "${want[@]}" &
-  pids+=($!)
-done
+start_variant_builds attention_bench chai
 timeout 300 build-gpu/tests/paged_attention_gpu_test --gtest_brief=1 > "$OUT/b1attn-tests.log" 2>&1
 echo "paged_attention_gpu_test: exit $? $(grep -E '^\[  (PASSED|FAILED)' "$OUT/b1attn-tests.log" | tr '\n' ' ')"
 grep -E "FAILED|Failure" -A3 "$OUT/b1attn-tests.log" | head -20
@@ -28,9 +17,7 @@ timeout 200 compute-sanitizer --tool memcheck --leak-check no --error-exitcode 9
   --gtest_brief=1 --gtest_filter='*DecodeKernel4DensePassMarksChaiGroups:*DecodeDense:*DecodeChai:*MixedBatch' \
   > "$OUT/b1attn-memcheck.log" 2>&1
 echo "memcheck paged_attention (kernel-4 subset): exit $? ($(grep -c 'Invalid' "$OUT/b1attn-memcheck.log") invalid accesses)"
-failed=0
-for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
-[ "$failed" = 0 ] || return 0
+wait_variant_builds || return 0
 fn=_ZN4chai4cuda5paged14DecodeV4KernelI6__halfLi128ELi0EEEvNS1_6ParamsE
 for b in build-gpu build-ab; do
   obj=$(find "$b" -name 'paged_attention_fp16.cu.o' | head -1)
