@@ -81,17 +81,34 @@ void RmsNorm(const Tensor& x, const Tensor& weight, float eps, Tensor* out) {
   CHAI_DISPATCH(Backend("RmsNorm", {&x, &weight, out}), RmsNorm, x, weight, eps, out);
 }
 
-void AddLayerNorm(Tensor* x, const Tensor& y, const Tensor& weight, const Tensor& bias, float eps, Tensor* out) {
+void AddLayerNorm(Tensor* x, const Tensor& y, const Tensor& weight, const Tensor& bias, float eps, Tensor* out,
+                  const L2Prefetch& then) {
   Expect(x->rank() == 2 && y.shape() == x->shape() && weight.numel() == x->dim(1) && out->shape() == x->shape() &&
              (!bias.defined() || bias.numel() == x->dim(1)),
          "AddLayerNorm", "shape");
-  CHAI_DISPATCH(Backend("AddLayerNorm", {x, &y, &weight, &bias, out}), AddLayerNorm, x, y, weight, bias, eps, out);
+  if (Backend("AddLayerNorm", {x, &y, &weight, &bias, out}) == Device::kCpu) {
+    cpu::AddLayerNorm(x, y, weight, bias, eps, out);  // the prefetch hint means nothing here
+    return;
+  }
+#ifdef CHAI_WITH_CUDA
+  cuda::AddLayerNorm(x, y, weight, bias, eps, out, then);
+#else
+  NoCuda("AddLayerNorm");
+#endif
 }
 
-void AddRmsNorm(Tensor* x, const Tensor& y, const Tensor& weight, float eps, Tensor* out) {
+void AddRmsNorm(Tensor* x, const Tensor& y, const Tensor& weight, float eps, Tensor* out, const L2Prefetch& then) {
   Expect(x->rank() == 2 && y.shape() == x->shape() && weight.numel() == x->dim(1) && out->shape() == x->shape(),
          "AddRmsNorm", "shape");
-  CHAI_DISPATCH(Backend("AddRmsNorm", {x, &y, &weight, out}), AddRmsNorm, x, y, weight, eps, out);
+  if (Backend("AddRmsNorm", {x, &y, &weight, out}) == Device::kCpu) {
+    cpu::AddRmsNorm(x, y, weight, eps, out);
+    return;
+  }
+#ifdef CHAI_WITH_CUDA
+  cuda::AddRmsNorm(x, y, weight, eps, out, then);
+#else
+  NoCuda("AddRmsNorm");
+#endif
 }
 
 void Linear(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor* out) {
@@ -121,6 +138,16 @@ bool LinearFusedIsOneKernel(const Tensor& x) {
 #else
   return false;
 #endif
+}
+
+L2Prefetch LinearReadsFirst(const Tensor& x, const Tensor& weight, LinearOutput output, int64_t budget,
+                            bool alternate) {
+#ifdef CHAI_WITH_CUDA
+  if (x.device() == Device::kCuda && weight.device() == Device::kCuda) {
+    return cuda::GemvReadsFirst(x, weight, output, budget, alternate);
+  }
+#endif
+  return L2Prefetch{};
 }
 
 void Relu(Tensor* x) { CHAI_DISPATCH(Backend("Relu", {x}), Relu, x); }

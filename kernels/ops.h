@@ -9,6 +9,7 @@
 #include <cstdint>
 
 #include "absl/types/span.h"
+#include "kernels/l2_prefetch.h"
 #include "kernels/paged_kv.h"
 #include "kernels/tensor.h"
 
@@ -22,9 +23,13 @@ void RmsNorm(const Tensor& x, const Tensor& weight, float eps, Tensor* out);
 // The residual add fused with the norm that follows it (one pass over the rows instead of two):
 // *x += y, then out = LayerNorm(*x) (RmsNorm(*x)). The values are those of Add followed by the
 // norm: the sum is rounded to x's dtype and the norm reads that. out may alias *x (post-LN: the
-// normalised rows replace the residual stream).
-void AddLayerNorm(Tensor* x, const Tensor& y, const Tensor& weight, const Tensor& bias, float eps, Tensor* out);
-void AddRmsNorm(Tensor* x, const Tensor& y, const Tensor& weight, float eps, Tensor* out);
+// normalised rows replace the residual stream). `then`: weight bytes the next kernel streams, for
+// the norm to fetch into L2 while it runs (a speed hint, see kernels/l2_prefetch.h; the CPU
+// ignores it).
+void AddLayerNorm(Tensor* x, const Tensor& y, const Tensor& weight, const Tensor& bias, float eps, Tensor* out,
+                  const L2Prefetch& then = {});
+void AddRmsNorm(Tensor* x, const Tensor& y, const Tensor& weight, float eps, Tensor* out,
+                const L2Prefetch& then = {});
 
 // out[T, N] = x[T, K] * weight[N, K]^T (+ bias[N] when defined).
 void Linear(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor* out);
@@ -51,6 +56,13 @@ void LinearFused(const Tensor& x, const Tensor& weight, const Tensor& bias, cons
 // True when LinearFused on rows like x's runs as one kernel: on CUDA, fp16 or bf16, 1 to 8 rows,
 // K % 8 == 0, 16-byte-aligned rows (and weights, which are). Never on the CPU.
 bool LinearFusedIsOneKernel(const Tensor& x);
+// The first bytes, up to `budget`, of `weight` that Linear or LinearFused with this output (or
+// QkvLinearAppend: kStore) streams on rows like x's where its decode GEMV applies: a hint for the
+// kernel that runs before it to fetch them into L2 (kernels/l2_prefetch.h). Empty on the CPU and
+// where the GEMV does not apply. `alternate`: for GEMVs of one wave, every other CTA iteration of
+// each row instead of the head of each row (an experiment's pattern; kernels/cuda/gemv.cu).
+L2Prefetch LinearReadsFirst(const Tensor& x, const Tensor& weight, LinearOutput output, int64_t budget,
+                            bool alternate = false);
 
 void Relu(Tensor* x);                                             // in place
 void SiluMul(const Tensor& gate, const Tensor& up, Tensor* out);  // silu(gate) * up

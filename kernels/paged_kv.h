@@ -9,6 +9,7 @@
 
 #include <cstdint>
 
+#include "kernels/l2_prefetch.h"
 #include "kernels/tensor.h"
 
 namespace chai {
@@ -27,6 +28,11 @@ struct PagedKv {
   // decode step stays capturable; a wrong value costs speed only, never correctness (the
   // kernels read the real membership from the score-head map). The CPU reference ignores it.
   int members_per_rep = 1;
+  // Speed hint: weight bytes the kernel after attention streams (the o projection's first bytes,
+  // ops::LinearReadsFirst), for the decode attention kernel to fetch into L2 once its own K/V
+  // stream is done (kernels/l2_prefetch.h). Taken by decode kernel 4's dense and P·V passes on
+  // sm_90; ignored by every other kernel and by the CPU reference.
+  L2Prefetch then;
 };
 
 // Which rows of the step's activations belong to which sequence (int32 tensors on the op's

@@ -74,7 +74,8 @@ Engine::Engine(ModelConfig config, ModelWeights weights, Communicator* comm, DTy
       capture_decode_(options.capture_decode && device == Device::kCuda),
       linear_fusion_(options.linear_fusion),
       fuse_every_step_(options.fuse_every_step),
-      qkv_append_in_gemv_(options.qkv_append_in_gemv) {
+      qkv_append_in_gemv_(options.qkv_append_in_gemv),
+      l2_prefetch_(options.l2_prefetch) {
   // Blocks hold at least CHAI's first 5 positions, so they can be read back in one copy.
   if (options.block_size < 8) {
     std::fprintf(stderr, "chai: internal error: KV block size %d is below 8\n", options.block_size);
@@ -124,10 +125,12 @@ Tensor Engine::Norm(const Tensor& x, const Tensor& w, const Tensor& b) {
 // weights (a pre-LN OPT model whose final norm was removed), just the add: the input is *x.
 // The all-reduce of a row-parallel output and the residual add + norm after it: one fused
 // collective where the communicator has one (the flag-free IPC path on GPUs), else the two steps.
-Tensor Engine::AllReduceAddNorm(Tensor* x, Tensor* partial, const Tensor& w, const Tensor& b, bool in_place) {
+// The fused collective takes no L2 hint (`then` serves the single-GPU add + norm kernel only).
+Tensor Engine::AllReduceAddNorm(Tensor* x, Tensor* partial, const Tensor& w, const Tensor& b, bool in_place,
+                                const L2Prefetch& then) {
   if (comm_->size() == 1 || !w.defined()) {
     AllReduce(partial);
-    return AddNorm(x, *partial, w, b, in_place);
+    return AddNorm(x, *partial, w, b, in_place, then);
   }
   Tensor out = in_place ? *x : NewActivation(x->dim(0), x->dim(1));
   const bool rms = config_.arch != Arch::kOpt;
@@ -136,18 +139,24 @@ Tensor Engine::AllReduceAddNorm(Tensor* x, Tensor* partial, const Tensor& w, con
   return out;
 }
 
-Tensor Engine::AddNorm(Tensor* x, const Tensor& y, const Tensor& w, const Tensor& b, bool in_place) {
+Tensor Engine::AddNorm(Tensor* x, const Tensor& y, const Tensor& w, const Tensor& b, bool in_place,
+                       const L2Prefetch& then) {
   if (!w.defined()) {
     ops::Add(*x, y, x);
     return *x;
   }
   Tensor out = in_place ? *x : NewActivation(x->dim(0), x->dim(1));
   if (config_.arch == Arch::kOpt) {
-    ops::AddLayerNorm(x, y, w, b, config_.layer_norm_eps, &out);
+    ops::AddLayerNorm(x, y, w, b, config_.layer_norm_eps, &out, then);
   } else {
-    ops::AddRmsNorm(x, y, w, config_.rms_norm_eps, &out);
+    ops::AddRmsNorm(x, y, w, config_.rms_norm_eps, &out, then);
   }
   return out;
+}
+
+L2Prefetch Engine::NextWeights(const Tensor& x, const Tensor& w, ops::LinearOutput output, int64_t budget) const {
+  if (budget <= 0) return L2Prefetch{};
+  return ops::LinearReadsFirst(x, w, output, budget, l2_prefetch_.alternate);
 }
 
 Tensor Engine::Embed(const DeviceStep& step) {
@@ -209,14 +218,15 @@ void Engine::InputLinear(const SublayerInput& in, const Tensor& w, const Tensor&
 // Unfused, the add and the next norm are one kernel (AllReduceAddNorm); fused, the add is the
 // GEMV's epilogue and the norm goes to the next Linear's prologue.
 Engine::SublayerInput Engine::OutputLinear(const SublayerInput& in, const Tensor& a, const Tensor& w, const Tensor& b,
-                                           Tensor* x, const Tensor& norm_w, const Tensor& norm_b, bool in_place) {
+                                           Tensor* x, const Tensor& norm_w, const Tensor& norm_b, bool in_place,
+                                           const L2Prefetch& then) {
   if (in.fused) {
     ops::LinearFused(a, w, b, ops::LinearFusion{.output = ops::LinearOutput::kAddTo}, x);
     return SublayerInput{*x, norm_w, true, in.act_in_gemv};
   }
   Tensor o = NewActivation(a.dim(0), w.dim(0));
   ops::Linear(a, w, b, &o);
-  return SublayerInput{AllReduceAddNorm(x, &o, norm_w, norm_b, in_place), Tensor(), false, in.act_in_gemv};
+  return SublayerInput{AllReduceAddNorm(x, &o, norm_w, norm_b, in_place, then), Tensor(), false, in.act_in_gemv};
 }
 
 Engine::SublayerInput Engine::AttentionBlock(int layer, absl::Span<StepInput> steps, const DeviceStep& step,
@@ -268,9 +278,17 @@ Engine::SublayerInput Engine::AttentionBlock(int layer, absl::Span<StepInput> st
     policy_->BeforeLayerAttention(layer, kv, tables_->LayerScoreHeads(layer));
   }
   Tensor attn = NewActivation(T, qw);
+  kv.then = NextWeights(attn, L.o_w, ops::LinearOutput::kStore, l2_prefetch_.attention);
   ops::PagedAttention(q, kv, step.batch, tables_->LayerScoreHeads(layer), &attn);
   // Pre-LN: x += o fused with the MLP's input norm. Post-LN: x = Norm(x + o), this sublayer's norm.
-  if (pre) return OutputLinear(in, attn, L.o_w, L.o_b, x, L.mlp_norm_w, L.mlp_norm_b, /*in_place=*/false);
+  if (pre) {
+    const bool llama = config_.arch == Arch::kLlama;
+    const ops::LinearOutput mlp_in = !in.act_in_gemv ? ops::LinearOutput::kStore
+                                     : llama         ? ops::LinearOutput::kSiluMul
+                                                     : ops::LinearOutput::kRelu;
+    const L2Prefetch then = NextWeights(*x, llama ? L.gate_up_w : L.up_w, mlp_in, l2_prefetch_.norm);
+    return OutputLinear(in, attn, L.o_w, L.o_b, x, L.mlp_norm_w, L.mlp_norm_b, /*in_place=*/false, then);
+  }
   return OutputLinear(in, attn, L.o_w, L.o_b, x, L.attn_norm_w, L.attn_norm_b, /*in_place=*/true);
 }
 
@@ -290,7 +308,8 @@ Engine::SublayerInput Engine::MlpBlock(int layer, const SublayerInput& in, Tenso
   // final norm (undefined when the model has none: then only the add).
   if (layer + 1 < config_.num_layers) {
     const LayerWeights& next = weights_.layers[layer + 1];
-    return OutputLinear(in, a, L.down_w, L.down_b, x, next.attn_norm_w, next.attn_norm_b, /*in_place=*/false);
+    const L2Prefetch then = NextWeights(*x, next.qkv_w, ops::LinearOutput::kStore, l2_prefetch_.norm);
+    return OutputLinear(in, a, L.down_w, L.down_b, x, next.attn_norm_w, next.attn_norm_b, /*in_place=*/false, then);
   }
   return OutputLinear(in, a, L.down_w, L.down_b, x, weights_.final_norm_w, weights_.final_norm_b,
                       /*in_place=*/false);

@@ -104,6 +104,14 @@ struct EngineOptions {
   // turns it off): LLaMA-7B fp16 on an H100 decoded 2.3% faster at batch 1 and 3.1% at batch 8
   // (benchmarks/results/llama-7b-tp1-h100.md).
   bool qkv_append_in_gemv = true;
+  // Decode steps on GPUs: bytes of the next GEMV's weights that the kernel before it fetches into
+  // L2 while its own latency-bound work leaves DRAM idle (kernels/l2_prefetch.h): attention for
+  // the o projection, the add + norm kernels for the GEMV that reads their output. 0: off.
+  // CHAI_L2_PREFETCH=<attention MB>,<norm MB>[,alt] sets them (alt: kernels/cuda/gemv.cu).
+  struct L2PrefetchBudget {
+    int64_t attention = 0, norm = 0;
+    bool alternate = false;
+  } l2_prefetch;
 };
 
 class Engine {
@@ -163,15 +171,21 @@ class Engine {
   // A sublayer's first Linear (then SiLU(gate) * up of its halves with kSiluMul, ReLU with kRelu) and its last
   // Linear with the residual add and the next norm after it (see SublayerInput).
   void InputLinear(const SublayerInput& in, const Tensor& w, const Tensor& b, ops::LinearOutput output, Tensor* out);
+  // then: the next GEMV's first weights, for the add + norm kernel to fetch into L2 (NextWeights).
   SublayerInput OutputLinear(const SublayerInput& in, const Tensor& a, const Tensor& w, const Tensor& b, Tensor* x,
-                             const Tensor& norm_w, const Tensor& norm_b, bool in_place);
+                             const Tensor& norm_w, const Tensor& norm_b, bool in_place, const L2Prefetch& then = {});
+  // The first `budget` bytes of w that the Linear reading rows like x's streams (an L2 prefetch
+  // hint: EngineOptions::l2_prefetch); empty where the budget is 0 or no decode GEMV applies.
+  L2Prefetch NextWeights(const Tensor& x, const Tensor& w, ops::LinearOutput output, int64_t budget) const;
   LinearFusion StepFusion(const Tensor& x) const;
   // final: the final hidden states' rows, as the last sublayer left them.
   void Logits(const SublayerInput& final, Tensor* out);
   void AllReduce(Tensor* t);
   Tensor Norm(const Tensor& x, const Tensor& w, const Tensor& b);
-  Tensor AllReduceAddNorm(Tensor* x, Tensor* partial, const Tensor& w, const Tensor& b, bool in_place);
-  Tensor AddNorm(Tensor* x, const Tensor& y, const Tensor& w, const Tensor& b, bool in_place);
+  Tensor AllReduceAddNorm(Tensor* x, Tensor* partial, const Tensor& w, const Tensor& b, bool in_place,
+                          const L2Prefetch& then);
+  Tensor AddNorm(Tensor* x, const Tensor& y, const Tensor& w, const Tensor& b, bool in_place,
+                 const L2Prefetch& then = {});
   Tensor NewActivation(int64_t rows, int64_t cols) const;
   Tensor ToDevice(const Tensor& host) const;
 
@@ -186,6 +200,7 @@ class Engine {
   LinearFusion linear_fusion_;
   bool fuse_every_step_;
   bool qkv_append_in_gemv_;
+  EngineOptions::L2PrefetchBudget l2_prefetch_;
   std::map<std::pair<int, int64_t>, std::unique_ptr<GraphSlot>> graphs_;  // by (batch size, length bucket)
   AttentionPolicy* policy_ = nullptr;
   StepTimes times_;

@@ -15,7 +15,8 @@
 # (decode kernel 4's batch-1 latency chain: its tests, an A/B of the chain, SASS, ncu source view),
 # fusion (the decode fusion modes: their op and engine tests, LLaMA-7B under each CHAI_DECODE_FUSION),
 # pdlab (the same tests under CHAI_PDL=1, LLaMA-7B with PDL off and on), abtpot (a compile-time knob's
-# LLaMA-7B TPOT A/B with the defaults otherwise: AB_FLAGS).
+# LLaMA-7B TPOT A/B with the defaults otherwise: AB_FLAGS), l2ab (the L2 prefetch hints' tests and
+# LLaMA-7B under CHAI_L2_PREFETCH budgets: L2AB_SETTINGS).
 set -uo pipefail
 modes=" ${*:-all} "
 [ "$modes" = " all " ] && modes=" test bench e2e chai "
@@ -109,6 +110,8 @@ targets=()
 [ "$modes" = " abtpot " ] && targets=(--target chai qkv_append_gpu_test fused_ops_gpu_test engine_gpu_test)
 { [ "$modes" = " fusion " ] || [ "$modes" = " pdlab " ]; } && targets=(--target chai qkv_append_gpu_test
   fused_ops_gpu_test linear_fused_gpu_test engine_gpu_test paged_attention_gpu_test pdl_gpu_test)
+[ "$modes" = " l2ab " ] && targets=(--target chai l2_prefetch_gpu_test paged_attention_gpu_test engine_gpu_test
+  fused_ops_gpu_test)
 # Always (re)build: on a machine kept warm the tree may have changed since the last call, and
 # ninja rebuilds only what did.
 if [ "$modes" != " sdpa " ]; then
@@ -140,6 +143,10 @@ has b1attn && run_mode b1attn
 has abtpot && run_mode abtpot
 has fusion && ENVAB_TAG=fusion run_mode envab
 has pdlab && ENVAB_TAG=pdlab ENVAB_SETTINGS="CHAI_PDL=0 CHAI_PDL=1" ENVAB_TEST_ENV="CHAI_PDL=1" run_mode envab
+has l2ab && ENVAB_TAG=l2ab ENVAB_TESTS="l2_prefetch_gpu_test paged_attention_gpu_test engine_gpu_test fused_ops_gpu_test" \
+  ENVAB_MEMCHECK="l2_prefetch_gpu_test:* paged_attention_gpu_test:*L2Hint*" \
+  ENVAB_SETTINGS="${L2AB_SETTINGS:-CHAI_L2_PREFETCH=0,0 CHAI_L2_PREFETCH=12,0 CHAI_L2_PREFETCH=0,6 \
+  CHAI_L2_PREFETCH=12,6 CHAI_L2_PREFETCH=12,6,alt CHAI_L2_PREFETCH=20,10}" run_mode envab
 has splits && run_mode splits
 has sdpa && run_mode sdpa
 has throughput && run_mode throughput

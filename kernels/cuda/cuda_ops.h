@@ -16,12 +16,16 @@ CUstream_st* CurrentStream();
 
 void LayerNorm(const Tensor& x, const Tensor& weight, const Tensor& bias, float eps, Tensor* out);
 void RmsNorm(const Tensor& x, const Tensor& weight, float eps, Tensor* out);
-void AddLayerNorm(Tensor* x, const Tensor& y, const Tensor& weight, const Tensor& bias, float eps, Tensor* out);
-void AddRmsNorm(Tensor* x, const Tensor& y, const Tensor& weight, float eps, Tensor* out);
+void AddLayerNorm(Tensor* x, const Tensor& y, const Tensor& weight, const Tensor& bias, float eps, Tensor* out,
+                  const L2Prefetch& then);
+void AddRmsNorm(Tensor* x, const Tensor& y, const Tensor& weight, float eps, Tensor* out, const L2Prefetch& then);
 void Linear(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor* out);
 void LinearFused(const Tensor& x, const Tensor& weight, const Tensor& bias, const ops::LinearFusion& fusion,
                  Tensor* out);
 bool LinearFusedIsOneKernel(const Tensor& x);
+// gemv.cu: ops::LinearReadsFirst for the GEMV configuration that would be launched.
+L2Prefetch GemvReadsFirst(const Tensor& x, const Tensor& weight, ops::LinearOutput output, int64_t budget,
+                          bool alternate);
 void Relu(Tensor* x);
 void SiluMul(const Tensor& gate, const Tensor& up, Tensor* out);
 void SiluMulFused(const Tensor& gate_up, Tensor* out);

@@ -7,7 +7,12 @@
 // the statistics and the output use that rounded sum, so the result equals Add then the norm
 // bit for bit (same passes, same reduction order). Every pass visits the same elements in each
 // thread, so later passes read back the sum their own thread stored.
+//
+// With an L2Prefetch hint (`then`, the next GEMV's first weight bytes: kernels/l2_prefetch.h) the
+// grid has kPrefetchCtas more CTAs after the rows' that only issue the hint's L2 bulk prefetches
+// and exit: the row CTAs' latency-bound passes leave DRAM idle for ~3 us at batch 1.
 #include "kernels/cuda/cuda_utils.cuh"
+#include "kernels/cuda/l2_prefetch.cuh"
 #include "kernels/cuda/norm_row.cuh"
 #include "kernels/cuda/pdl.cuh"
 
@@ -22,8 +27,18 @@
 namespace chai::cuda {
 namespace {
 
+// CTAs that issue a norm's L2Prefetch hint: each range is one bulk prefetch, and consecutive ranges
+// go to different CTAs (SMs), whose copy engines then fetch in parallel.
+constexpr int kPrefetchCtas = 32;
+
 template <typename T, int N, bool kRms>
-__global__ void NormKernel(T* x, const T* residual, const T* weight, const T* bias, float eps, int64_t cols, T* out) {
+__global__ void NormKernel(T* x, const T* residual, const T* weight, const T* bias, float eps, int64_t cols, T* out,
+                           int64_t rows, const L2Prefetch then) {
+  if (blockIdx.x >= rows) {  // weights only: allowed before the PDL wait
+    const int64_t ctas = gridDim.x - rows;
+    IssueL2Prefetch(then, threadIdx.x * ctas + (blockIdx.x - rows), ctas * blockDim.x);
+    return;
+  }
   // The norm's weights (a few KB, evicted from L2 by the layer's weight stream since the last step)
   // are constants: fetch the lines this thread will read while the previous kernel drains (PDL).
   for (int64_t i = threadIdx.x * N; i < cols; i += int64_t{blockDim.x} * N) {
@@ -53,7 +68,7 @@ __global__ void NormKernel(T* x, const T* residual, const T* weight, const T* bi
 // residual: null for the plain norms; else x is updated in place (x += residual) first.
 template <bool kRms>
 void LaunchNorm(const Tensor& x, const Tensor* residual, const Tensor& weight, const Tensor* bias, float eps,
-                Tensor* out) {
+                Tensor* out, const L2Prefetch& then = {}) {
   const int64_t rows = x.dim(0), cols = x.dim(1);
   if (rows == 0 || cols == 0) return;
   const void* b = bias != nullptr && bias->defined() ? bias->raw() : nullptr;
@@ -70,10 +85,11 @@ void LaunchNorm(const Tensor& x, const Tensor* residual, const Tensor& weight, c
     auto* wp = weight.data<T>();
     auto* bp = static_cast<const T*>(b);
     auto* op = out->data<T>();
+    const int64_t grid = rows + (then.empty() ? 0 : kPrefetchCtas);
     if (wide) {
-      LaunchPdl(NormKernel<T, kN, kRms>, rows, threads, 0, CurrentStream(), xp, yp, wp, bp, eps, cols, op);
+      LaunchPdl(NormKernel<T, kN, kRms>, grid, threads, 0, CurrentStream(), xp, yp, wp, bp, eps, cols, op, rows, then);
     } else {
-      LaunchPdl(NormKernel<T, 1, kRms>, rows, threads, 0, CurrentStream(), xp, yp, wp, bp, eps, cols, op);
+      LaunchPdl(NormKernel<T, 1, kRms>, grid, threads, 0, CurrentStream(), xp, yp, wp, bp, eps, cols, op, rows, then);
     }
   });
 }
@@ -88,12 +104,13 @@ void RmsNorm(const Tensor& x, const Tensor& weight, float eps, Tensor* out) {
   LaunchNorm<true>(x, nullptr, weight, nullptr, eps, out);
 }
 
-void AddLayerNorm(Tensor* x, const Tensor& y, const Tensor& weight, const Tensor& bias, float eps, Tensor* out) {
-  LaunchNorm<false>(*x, &y, weight, &bias, eps, out);
+void AddLayerNorm(Tensor* x, const Tensor& y, const Tensor& weight, const Tensor& bias, float eps, Tensor* out,
+                  const L2Prefetch& then) {
+  LaunchNorm<false>(*x, &y, weight, &bias, eps, out, then);
 }
 
-void AddRmsNorm(Tensor* x, const Tensor& y, const Tensor& weight, float eps, Tensor* out) {
-  LaunchNorm<true>(*x, &y, weight, nullptr, eps, out);
+void AddRmsNorm(Tensor* x, const Tensor& y, const Tensor& weight, float eps, Tensor* out, const L2Prefetch& then) {
+  LaunchNorm<true>(*x, &y, weight, nullptr, eps, out, then);
 }
 
 }  // namespace chai::cuda

@@ -193,6 +193,7 @@ void PagedAttention(const Tensor& q, const PagedKv& kv, const BatchLayout& batch
   }
   p.max_blocks = kv.max_blocks;
   p.scale_log2 = static_cast<float>(1.4426950408889634 / std::sqrt(static_cast<double>(d)));
+  p.then = kv.then;
 
   paged::LaunchPlan plan;
   const int64_t row_bytes = int64_t{d} * static_cast<int64_t>(DTypeSize(q.dtype()));

@@ -10,6 +10,7 @@
 #include <cstdint>
 
 #include "kernels/cuda/cuda_utils.cuh"
+#include "kernels/l2_prefetch.h"
 
 // The kernels' dynamic shared memory (a hook so that a host-side emulation can supply it).
 #ifndef CHAI_PAGED_DYNAMIC_SHARED
@@ -52,6 +53,7 @@ struct Params {
   int logit_stride;   // decode kernels 3, 4 (CHAI): positions per logits row (>= the max_seq_len bound)
   int score_splits;   // decode kernels 3, 4 (CHAI): splits of the scores pass (max_splits: the P·V pass's)
   float scale_log2;   // log2(e) / sqrt(head_dim): scores live in the exp2 domain
+  L2Prefetch then;    // decode kernel 4 (dense and P·V passes): PagedKv::then
 };
 
 // Host-side: which kernels to launch and how big.

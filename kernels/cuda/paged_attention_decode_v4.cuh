@@ -48,6 +48,7 @@
 #define CHAI_KERNELS_CUDA_PAGED_ATTENTION_DECODE_V4_CUH_
 
 #include "kernels/cuda/bulk_copy.cuh"
+#include "kernels/cuda/l2_prefetch.cuh"
 #include "kernels/cuda/paged_attention_common.cuh"
 #include "kernels/cuda/paged_attention_decode_v2.cuh"
 #include "kernels/cuda/paged_attention_prefill_mma.cuh"
@@ -453,6 +454,11 @@ __global__ void __launch_bounds__(kDecodeThreads, 2) DecodeV4Kernel(Params p) {
     const int kvh = p.kv_heads;
     V4Item<T, kD, kPass>(p, static_cast<int>(blockIdx.x) / kvh, static_cast<int>(blockIdx.x) % kvh,
                          static_cast<int>(blockIdx.y), full0, &uses);
+    // The next GEMV's first weights into L2 (PagedKv::then), after this CTA's own K/V stream so
+    // that those requests do not queue behind the prefetches; consecutive ranges from different
+    // CTAs (SMs' copy engines).
+    const int64_t cta = int64_t{blockIdx.y} * gridDim.x + blockIdx.x, ctas = int64_t{gridDim.x} * gridDim.y;
+    IssueL2Prefetch(p.then, threadIdx.x * ctas + cta, ctas * kDecodeThreads);
   } else {
     __shared__ int s_items[kV4MaxItems];
     const int n = V4ScoreItems(p, s_items);

@@ -5,6 +5,8 @@
 #include <filesystem>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "kernels/device_info.h"
@@ -48,6 +50,28 @@ void ModelOptions::Register(FlagParser* flags) {
 std::string DefaultModelConfig() { return std::string(CHAI_CONFIG_DIR) + "/models/opt-125m.json"; }
 
 namespace {
+
+// CHAI_L2_PREFETCH=<attention MB>,<norm MB>[,alt] (EngineOptions::l2_prefetch): MB of the next
+// GEMV's weights fetched into L2 by decode attention and by the add + norm kernels.
+absl::StatusOr<EngineOptions::L2PrefetchBudget> ParseL2Prefetch(const std::string& text) {
+  const auto bad = [&] {
+    return absl::InvalidArgumentError(
+        absl::StrCat("CHAI_L2_PREFETCH must be <attention MB>,<norm MB>[,alt] with MB from 0 to 1024, got '", text,
+                     "'"));
+  };
+  const std::vector<std::string> parts = absl::StrSplit(text, ',');
+  if (parts.size() != 2 && parts.size() != 3) return bad();
+  if (parts.size() == 3 && parts[2] != "alt") return bad();
+  double mb[2];
+  for (int i = 0; i < 2; ++i) {
+    if (!absl::SimpleAtod(parts[i], &mb[i]) || !(mb[i] >= 0 && mb[i] <= 1024)) return bad();
+  }
+  EngineOptions::L2PrefetchBudget budget;
+  budget.attention = static_cast<int64_t>(mb[0] * (1 << 20));
+  budget.norm = static_cast<int64_t>(mb[1] * (1 << 20));
+  budget.alternate = parts.size() == 3;
+  return budget;
+}
 
 // The CPUs this process may run on (its affinity mask: Slurm or --bind-to may narrow it),
 // shared among the ranks of this host unless binding already gave each rank its own.
@@ -240,6 +264,11 @@ absl::StatusOr<LoadedModel> LoadModel(const ModelOptions& options, int64_t seque
       return absl::InvalidArgumentError(absl::StrCat("CHAI_DECODE_QKV_APPEND must be 0 or 1, got '", v, "'"));
     }
     kv.qkv_append_in_gemv = v == "1";
+  }
+  if (const char* l2 = std::getenv("CHAI_L2_PREFETCH")) {
+    auto budget = ParseL2Prefetch(l2);
+    if (!budget.ok()) return budget.status();
+    kv.l2_prefetch = *budget;
   }
   // At least 8: CHAI reads its first 5 positions from a sequence's first block (engine.cc).
   if (options.kv_block_size < 8 || options.kv_block_size > 4096) {

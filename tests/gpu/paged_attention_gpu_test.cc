@@ -217,6 +217,51 @@ TEST_F(PagedAttentionGpu, DecodeKernel4DensePassMarksChaiGroups) {
   }
 }
 
+TEST_F(PagedAttentionGpu, DecodeKernel4L2HintLeavesResultsUnchanged) {
+  // Kernel 4's dense and P·V passes issue kv.then's L2 prefetches after their own streams: the
+  // outputs must be the bytes of the same launch without the hint (memcheck runs this test). The
+  // hint covers a separate 24 MB buffer as the engine's o-projection hint would, in 2 KB ranges.
+  int device = 0, major = 0;
+  ASSERT_EQ(cudaGetDevice(&device), cudaSuccess);
+  ASSERT_EQ(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device), cudaSuccess);
+  if (major < 9) GTEST_SKIP() << "decode kernel 4 needs sm_90";
+  const Tensor weights = Tensor::Zeros({int64_t{12} << 20}, DType::kF16, Device::kCuda);
+  L2Prefetch hint;
+  hint.base = weights.raw();
+  hint.outer = 4096;
+  hint.outer_stride = 6 << 10;
+  hint.inner = 2;
+  hint.inner_stride = 4 << 10;
+  hint.bytes = 2 << 10;
+  Case dense{"kernel 4 dense pass with an L2 hint", 32, 8, 128, 32};
+  dense.lens = {1, 40, 512, 2100};
+  dense.news.assign(dense.lens.size(), 1);
+  dense.maps.assign(dense.lens.size(), Dense(32));
+  Case chai{"kernel 4 CHAI passes with an L2 hint", 8, 8, 128, 16};
+  chai.lens = {40, 300, 1000};
+  chai.news.assign(chai.lens.size(), 1);
+  chai.maps = {MapFromLabels({0, 1, 0, 3, 1, 5, 6, 3}), Dense(8), MapFromLabels({0, 0, 0, 0, 4, 4, 4, 4})};
+  chai.hint = 2;
+  for (Case* c : {&dense, &chai}) {
+    for (DType dtype : {DType::kF16, DType::kBF16}) {
+      SCOPED_TRACE(c->name + " " + DTypeName(dtype));
+      const Inputs in = BuildInputs(*c, dtype);
+      setenv("CHAI_DECODE_KERNEL", "4", 1);  // the dense pass under hint 1, the CHAI passes under hint 2
+      std::vector<float> plain, hinted;
+      c->then = L2Prefetch{};
+      const Result a = RunKernel(*c, in, dtype, &plain);
+      c->then = hint;
+      const Result b = RunKernel(*c, in, dtype, &hinted);
+      unsetenv("CHAI_DECODE_KERNEL");
+      EXPECT_LT(a.max_err, 1e-2) << a.where;
+      EXPECT_TRUE(b.pool_ok && b.repeat_ok);
+      ASSERT_EQ(plain.size(), hinted.size());
+      EXPECT_EQ(std::memcmp(plain.data(), hinted.data(), plain.size() * sizeof(float)), 0)
+          << "the hint changed the output";
+    }
+  }
+}
+
 TEST_F(PagedAttentionGpu, DecodeChaiKernel4Shapes) {
   // CHAI layers (hint > 1) in the shapes decode kernel 4 takes, which it runs as two passes (K of
   // the representatives' KV groups, then V with the representatives' logits): MHA and GQA groups

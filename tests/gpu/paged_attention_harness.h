@@ -101,6 +101,7 @@ struct Case {
   std::vector<std::vector<int>> maps;  // score_head per sequence
   int extra_max_len = 0;               // added to max_seq_len (a loose bound, as a captured graph would pass)
   int hint = 1;                        // kv.members_per_rep: changes the decode split, never the result
+  L2Prefetch then;                     // kv.then: weights to fetch into L2, never changes the result
 };
 
 // A case's inputs for one dtype, built on the host once and shared by every kernel run: the pool
@@ -269,6 +270,7 @@ inline Result RunKernel(const Case& c, const Inputs& in, DType dtype, std::vecto
   kv.kv_heads = KV;
   kv.max_blocks = in.max_blocks;
   kv.members_per_rep = c.hint;
+  kv.then = c.then;
   BatchLayout batch;
   batch.q_start = DeviceInts(in.q_start);
   batch.seq_lens = DeviceInts(std::vector<int32_t>(c.lens.begin(), c.lens.end()));

@@ -9,7 +9,8 @@ namespace chai::testing {
 
 absl::StatusOr<TestModel> LoadTestModel(const std::string& dir, Communicator* comm, const ParallelLayout& layout,
                                         DType dtype, Device device, bool capture_decode, LinearFusion linear_fusion,
-                                        bool fuse_every_step, bool qkv_append_in_gemv) {
+                                        bool fuse_every_step, bool qkv_append_in_gemv,
+                                        EngineOptions::L2PrefetchBudget l2_prefetch) {
   TestModel m;
   auto config = LoadModelConfig(dir);
   if (!config.ok()) return config.status();
@@ -30,6 +31,7 @@ absl::StatusOr<TestModel> LoadTestModel(const std::string& dir, Communicator* co
   options.linear_fusion = linear_fusion;
   options.fuse_every_step = fuse_every_step;
   options.qkv_append_in_gemv = qkv_append_in_gemv;
+  options.l2_prefetch = l2_prefetch;
   m.engine = std::make_unique<Engine>(m.config, std::move(*weights), comm, dtype, device, options);
   return m;
 }

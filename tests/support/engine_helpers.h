@@ -21,12 +21,13 @@ struct TestModel {
 
 // Loads a checkpoint directory on the CPU in fp32 for the given rank layout. On a GPU, decode
 // steps are recorded and replayed as CUDA graphs unless capture_decode is false. linear_fusion,
-// fuse_every_step, qkv_append_in_gemv: EngineOptions'.
+// fuse_every_step, qkv_append_in_gemv, l2_prefetch: EngineOptions'.
 absl::StatusOr<TestModel> LoadTestModel(const std::string& dir, Communicator* comm = nullptr,
                                         const ParallelLayout& layout = {}, DType dtype = DType::kF32,
                                         Device device = Device::kCpu, bool capture_decode = true,
                                         LinearFusion linear_fusion = LinearFusion::kActivation,
-                                        bool fuse_every_step = false, bool qkv_append_in_gemv = true);
+                                        bool fuse_every_step = false, bool qkv_append_in_gemv = true,
+                                        EngineOptions::L2PrefetchBudget l2_prefetch = {});
 
 // The checkpoint's weights rounded to `dtype` and back to fp32: the CPU reference for a run
 // that stores weights in `dtype`, so that kernel error is measured apart from the rounding

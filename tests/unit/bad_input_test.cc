@@ -191,6 +191,21 @@ TEST(BadFlags, UnknownQkvAppendSwitch) {
   unsetenv("CHAI_DECODE_QKV_APPEND");
 }
 
+TEST(BadFlags, UnknownL2PrefetchBudget) {
+  const std::string args = "generate --model " + FixtureDir("llama-gqa") + " --prompt-ids 1,2 --max-new-tokens 2";
+  for (const char* v : {"0,0", "16,8", "12.5,4,alt"}) {
+    setenv("CHAI_L2_PREFETCH", v, 1);
+    const RunResult r = RunChai(args);
+    EXPECT_EQ(r.exit_code, 0) << v << ": " << r.stderr_text;
+  }
+  for (const char* v : {"16", "16,8,fast", "-1,0", "a,b", "", "4096,0", "1,2,alt,3"}) {
+    setenv("CHAI_L2_PREFETCH", v, 1);
+    ExpectError(args, std::string("CHAI_L2_PREFETCH must be <attention MB>,<norm MB>[,alt] with MB from 0 to 1024, "
+                                  "got '") + v + "'");
+  }
+  unsetenv("CHAI_L2_PREFETCH");
+}
+
 TEST(BadFlags, PromptLongerThanTheModelAllows) {
   std::string ids = "1";
   for (int i = 0; i < 70; ++i) ids += ",3";  // opt-preln has 64 positions

@@ -53,7 +53,7 @@ TEST(KvBlockSize, GenerationDoesNotDependOnIt) {
   const std::string prompt = "--prompt-ids 3,14,15,92,65,35,89,79,32,38,46,26,43 --max-new-tokens 12";
   const std::pair<std::string, std::string> models[] = {{"opt-preln", "4,2"}, {"llama-gqa", "8,4,2"}};
   for (const auto& [model, schedule] : models) {
-    for (const std::string chai : {std::string("off"), schedule}) {
+    for (const std::string& chai : {std::string("off"), schedule}) {
       const std::string args = absl::StrCat("--model ", FixtureDir(model), " ", prompt,
                                             chai == "off" ? "" : " --chai " + chai);
       SCOPED_TRACE(args);
