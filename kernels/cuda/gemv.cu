@@ -338,8 +338,9 @@ void QkvLinearAppend(const Tensor& x, const Tensor& weight, const Tensor& bias, 
 //   W's rows (of each half for the SiLU epilogue's gate | up; the Q|K|V epilogue's head halves take
 //   whole heads in order, a prefix too), cut into 32 KB ranges;
 // - one wave (o and down at N = 4096): every CTA streams its rows' K span from the start, so the
-//   first bytes are the head of every (row, split) span; with `alternate` (one split only) every
-//   other CTA iteration of each row instead (ranges of one iteration's bytes, every second one).
+//   first bytes are the head of every (row, split) span; with `alternate` (one split only, and a
+//   budget of an iteration a row at least) every other CTA iteration of each row instead (ranges of
+//   one iteration's bytes, every second one).
 L2Prefetch GemvReadsFirst(const Tensor& x, const Tensor& weight, ops::LinearOutput output, int64_t budget,
                           bool alternate) {
   L2Prefetch p;
@@ -370,7 +371,8 @@ L2Prefetch GemvReadsFirst(const Tensor& x, const Tensor& weight, ops::LinearOutp
     p.outer = n;
     p.outer_stride = row_bytes;
     const int64_t iteration = int64_t{4} * v.u * v.warps * 16;
-    if (alternate && g.splits == 1 && span >= 2 * iteration) {
+    // (Alternate needs one iteration of every row at least; below, the heads.)
+    if (alternate && g.splits == 1 && span >= 2 * iteration && budget >= n * iteration) {
       p.inner = std::min((span / iteration + 1) / 2, budget / (n * iteration));
       p.inner_stride = 2 * iteration;
       p.bytes = iteration;

@@ -105,10 +105,10 @@ TEST_F(L2PrefetchGpu, ReadsFirstIsTheHeadOfEveryRowForGemvsOfOneWave) {
       for (const auto& [off, bytes] : Ranges(p, w)) EXPECT_EQ(off % row_bytes, 0) << "not a row's head";
       EXPECT_EQ(p.outer, 4096);
       EXPECT_GE(p.bytes, budget / 4096 - 16);
-      // Alternate: every other CTA iteration of each row, none at its head's neighbour.
+      // Alternate: every other CTA iteration (2 KB here) of each row, where the budget holds one a row.
       const L2Prefetch a = ops::LinearReadsFirst(x.dev, w, ops::LinearOutput::kStore, budget, /*alternate=*/true);
       ExpectWellFormed(a, w, budget);
-      EXPECT_EQ(a.inner_stride, 2 * a.bytes);
+      if (budget >= 4096 * 2048) EXPECT_EQ(a.inner_stride, 2 * a.bytes) << "alternate iterations expected";
     }
     // A budget beyond the weight: the whole weight, once.
     const L2Prefetch all = ops::LinearReadsFirst(x.dev, w, ops::LinearOutput::kStore, int64_t{1} << 30);
