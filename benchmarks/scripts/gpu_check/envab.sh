@@ -5,7 +5,8 @@
 # folded norm, decode attention, PDL, the engine's fused-decode test), in parallel, under
 # ENVAB_TEST_ENV (assignments, e.g. CHAI_PDL=1), and memcheck over the folded-norm Q|K|V case; then
 # LLaMA-7B TPOT under each setting of ENVAB_SETTINGS (space-separated; a setting is one or more
-# VAR=value joined by '+': values may hold commas), alternating, two rounds (ENVAB_BATCHES, default 1,8; prompt 512).
+# VAR=value joined by '+': values may hold commas), alternating, ENVAB_ROUNDS rounds (default 2;
+# ENVAB_BATCHES, default 1,8; prompt 512).
 #   fusion: CHAI_DECODE_FUSION=activation (the default) against all.
 #   pdlab:  CHAI_PDL=0 (the default) against 1, the tests under CHAI_PDL=1.
 #   l2ab:   CHAI_L2_PREFETCH budgets (off, attention only, norms only, both, alternate, larger), the
@@ -28,7 +29,7 @@ for check in ${ENVAB_MEMCHECK:-qkv_append_gpu_test:*FoldsTheRmsNorm*:*CapturesIn
     "build-gpu/tests/$bin" --gtest_brief=1 --gtest_filter="${check#*:}" > "$OUT/$tag-memcheck-$bin.log" 2>&1
   echo "memcheck $check: exit $? ($(grep -c 'Invalid' "$OUT/$tag-memcheck-$bin.log") invalid accesses)"
 done
-for round in 1 2; do
+for round in $(seq "${ENVAB_ROUNDS:-2}"); do
   for setting in ${ENVAB_SETTINGS:-CHAI_DECODE_FUSION=activation CHAI_DECODE_FUSION=all}; do
     read -ra vars <<< "${setting//+/ }"
     llama_tpot build-gpu/chai "${ENVAB_BATCHES:-1,8}" "$tag-e2e-${setting//[=,+]/-}-r$round" "r$round $setting" "${vars[@]}"
