@@ -269,6 +269,10 @@ absl::StatusOr<LoadedModel> LoadModel(const ModelOptions& options, int64_t seque
     auto budget = ParseL2Prefetch(l2);
     if (!budget.ok()) return budget.status();
     kv.l2_prefetch = *budget;
+  } else if (layout.world > 1) {
+    // The default budgets were measured at TP = 1 only (where the add + norm kernels carry the
+    // hint; at TP > 1 the fused all-reduce + norm takes none): off until measured there.
+    kv.l2_prefetch = EngineOptions::L2PrefetchBudget{0, 0, false};
   }
   // At least 8: CHAI reads its first 5 positions from a sequence's first block (engine.cc).
   if (options.kv_block_size < 8 || options.kv_block_size > 4096) {
