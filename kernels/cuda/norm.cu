@@ -6,7 +6,10 @@
 // With a residual y, the first pass also adds it: x = x + y rounded to T, stored back into x, and
 // the statistics and the output use that rounded sum, so the result equals Add then the norm
 // bit for bit (same passes, same reduction order). Every pass visits the same elements in each
-// thread, so later passes read back the sum their own thread stored.
+// thread, so later passes read back the sum their own thread stored. (Holding the row and the
+// weights in registers, the weights loaded before the statistics, to save the last pass's L2 round
+// trip was measured on an H100: LLaMA-7B batch 1 5.139 / 5.098 ms against 5.102 / 5.111, no gain;
+// removed. llama-7b-tp1-h100.md.)
 //
 // With an L2Prefetch hint (`then`, the next GEMV's first weight bytes: kernels/l2_prefetch.h) the
 // grid has kPrefetchCtas more CTAs after the rows' that only issue the hint's L2 bulk prefetches
@@ -15,14 +18,6 @@
 #include "kernels/cuda/l2_prefetch.cuh"
 #include "kernels/cuda/norm_row.cuh"
 #include "kernels/cuda/pdl.cuh"
-
-// Experimental, off (0) by default: rows of up to this many vectors per thread held in registers,
-// weights loaded before the statistics (NormRowHeld in norm_row.cuh; a decode row of 4096 at 256
-// threads holds 2, OPT-66B's 9216 holds 5). Not yet run on a GPU: A/B it with
-// `AB_FLAGS=-DCHAI_NORM_ROW_HOLD=5 ABTPOT_AB_TESTS=ops_gpu_test bash benchmarks/scripts/gpu_check.sh abtpot`.
-#ifndef CHAI_NORM_ROW_HOLD
-#define CHAI_NORM_ROW_HOLD 0
-#endif
 
 namespace chai::cuda {
 namespace {
@@ -61,8 +56,7 @@ __global__ void NormKernel(T* x, const T* residual, const T* weight, const T* bi
     }
     return v;
   };
-  NormRow<T, N, kRms, decltype(first_load), CHAI_NORM_ROW_HOLD>(in, first_load, weight, bias, eps, cols,
-                                                                 out + row * cols, scratch, blockDim.x);
+  NormRow<T, N, kRms>(in, first_load, weight, bias, eps, cols, out + row * cols, scratch, blockDim.x);
 }
 
 // residual: null for the plain norms; else x is updated in place (x += residual) first.

@@ -13,67 +13,6 @@
 
 namespace chai::cuda {
 
-// NormRow's row held in registers (kHold > 0 and at most kHold vectors per thread): the weights
-// (and bias) loaded first, so that their DRAM round trip overlaps the first pass and the
-// reductions instead of following them, then the passes over the registers, with no re-read of the
-// row. Same arithmetic in the same order as NormRow's loops, so the same bits. Vectors k = 0, 1, .. of this
-// thread are i = first + k * threads, the order NormRow's loops visit them.
-template <typename T, int N, bool kRms, int kHold, typename FirstLoad>
-__device__ __forceinline__ void NormRowHeld(FirstLoad first_load, const T* weight, const T* bias, float eps,
-                                            int64_t cols, T* out, float* scratch, int threads) {
-  const int64_t vecs = cols / N;
-  const int64_t first = threadIdx.x < threads ? threadIdx.x : vecs;
-  Vec<T, N> xs[kHold], ws[kHold], bs[kHold];
-#pragma unroll
-  for (int k = 0; k < kHold; ++k) {
-    const int64_t i = first + int64_t{k} * threads;
-    if (i < vecs) {
-      ws[k] = LoadVec<T, N>(weight + i * N);
-      if (bias != nullptr) bs[k] = LoadVec<T, N>(bias + i * N);
-    }
-  }
-#pragma unroll
-  for (int k = 0; k < kHold; ++k) {
-    const int64_t i = first + int64_t{k} * threads;
-    if (i < vecs) xs[k] = first_load(i);
-  }
-  float mean = 0.f;
-  if constexpr (!kRms) {
-    float sum = 0.f;
-#pragma unroll
-    for (int k = 0; k < kHold; ++k) {
-      if (first + int64_t{k} * threads >= vecs) continue;
-#pragma unroll
-      for (int j = 0; j < N; ++j) sum += ToFloat(xs[k].v[j]);
-    }
-    mean = BlockSum(sum, scratch) / static_cast<float>(cols);
-  }
-  float ss = 0.f;
-#pragma unroll
-  for (int k = 0; k < kHold; ++k) {
-    if (first + int64_t{k} * threads >= vecs) continue;
-#pragma unroll
-    for (int j = 0; j < N; ++j) {
-      const float d = ToFloat(xs[k].v[j]) - mean;
-      ss += d * d;
-    }
-  }
-  const float inv = rsqrtf(BlockSum(ss, scratch) / static_cast<float>(cols) + eps);
-#pragma unroll
-  for (int k = 0; k < kHold; ++k) {
-    const int64_t i = first + int64_t{k} * threads;
-    if (i >= vecs) continue;
-    Vec<T, N> r;
-#pragma unroll
-    for (int j = 0; j < N; ++j) {
-      float y = (ToFloat(xs[k].v[j]) - mean) * inv * ToFloat(ws[k].v[j]);
-      if (bias != nullptr) y += ToFloat(bs[k].v[j]);
-      r.v[j] = FromFloat<T>(y);
-    }
-    StoreVec<T, N>(out + i * N, r);
-  }
-}
-
 // Threads per row for a row of `vecs` vectors. Rows of up to 8K elements at 8 per vector need
 // only 1024 lanes of work; 256 threads keep several rows resident per SM in prefill and still
 // spread a decode row over 8 warps. A caller with a larger block passes this to NormRow so that
@@ -86,17 +25,10 @@ inline int NormRowThreads(int64_t vecs) { return RowThreads(vecs, vecs >= 2048 ?
 // re-read `in`, each thread its own vectors. Every thread of the block must call it (block
 // reductions; idle threads add zeros, which leaves the sums' bits unchanged). threads: a
 // multiple of 32, at most blockDim.x. scratch: 32 floats of shared memory.
-// kHold > 0: rows of at most kHold vectors per thread take NormRowHeld (norm.cu's experiment).
-template <typename T, int N, bool kRms, typename FirstLoad, int kHold = 0>
+template <typename T, int N, bool kRms, typename FirstLoad>
 __device__ __forceinline__ void NormRow(const T* in, FirstLoad first_load, const T* weight, const T* bias, float eps,
                                         int64_t cols, T* out, float* scratch, int threads) {
   const int64_t vecs = cols / N;
-  if constexpr (kHold > 0) {
-    if ((vecs + threads - 1) / threads <= kHold) {  // the same for every thread of the block
-      NormRowHeld<T, N, kRms, kHold>(first_load, weight, bias, eps, cols, out, scratch, threads);
-      return;
-    }
-  }
   const int64_t first = threadIdx.x < threads ? threadIdx.x : vecs;
   float mean = 0.f;
   if constexpr (!kRms) {

@@ -1,21 +1,15 @@
 #!/usr/bin/env bash
 # gpu_check.sh mode `pending`, sourced by gpu_check.sh (it sees OUT, gpus, modes, has, bench, mpi).
-# Code on main that waits for a GPU (2026-11-27, tenth session): gemm_bench's QkvLinearAppend table
-# (the Q|K|V GEMV with its split + rotary + append epilogue against the plain GEMV and the split
-# kernel, to find where its ~2 us over the plain GEMV go; run below), and the off-by-default norm
-# experiment CHAI_NORM_ROW_HOLD (norm.cu: the row and weights in registers, the weights loaded
-# before the statistics; the norms take ~3 us each, 6 us a layer, on an H200): run
-# `AB_FLAGS=-DCHAI_NORM_ROW_HOLD=5 ABTPOT_AB_TESTS=ops_gpu_test gpu_check.sh abtpot`. Every kernel and engine path
-# on main ran its tests on a GPU in the session that wrote it (QkvLinearAppend on H100 and H200 and at
-# TP = 2 and 4 on 4 x H100, with the folded norm of CHAI_DECODE_FUSION=all, a TP = 1 mode, on H100
-# and H200; kernel 4's CTA-wide merge on H100 and H200). Since, the kernels changed only by a file
-# split with identical PTX (paged_attention_v4_shape.cuh), and the tests gained checks that have
-# not run yet (the one-kernel path asserted in qkv_append_gpu_test, a small-x eps case, the
-# NaN-contract test's pool and repeat checks).
-# This mode re-checks the folded norm: the GEMV, fused-op, PDL and engine tests
-# (memcheck over the fused ops), gemm_bench's LinearFused table, then (PENDING_E2E=1) LLaMA-7B end
-# to end with CHAI_DECODE_FUSION=activation (the default) and =all, alternating (PENDING_BATCHES,
-# default 1,8; prompts 512 and 2048).
+# Code on main that waits for a GPU (2026-11-27, eleventh session): none. The L2 prefetch hints
+# (CHAI_L2_PREFETCH, on by default at TP = 1) ran their tests and LLaMA-7B on an H100 in the session
+# that wrote them (gpu_check.sh l2ab); they have not run on an H200 or at TP > 1 (off there unless set).
+# What the tenth session left here ran this session on an H100 (GPU-74974fc5): the hardened tests
+# below all passed, gemm_bench's QkvLinearAppend table is in gemm-h100.md, and the norm experiment
+# (CHAI_NORM_ROW_HOLD) gained nothing and was removed.
+# This mode re-checks the decode-step ops: the GEMV, fused-op, PDL, Q|K|V append, attention and
+# engine tests (memcheck over the fused GEMVs), gemm_bench's fused tables, then (PENDING_E2E=1)
+# LLaMA-7B end to end with CHAI_DECODE_FUSION=activation (the default) and =all, alternating
+# (PENDING_BATCHES, default 1,8; prompts 512 and 2048).
 tests=(ops_gpu_test fused_ops_gpu_test linear_fused_gpu_test pdl_gpu_test engine_gpu_test qkv_append_gpu_test
   paged_attention_gpu_test)
 for t in "${tests[@]}"; do
