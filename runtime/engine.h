@@ -108,11 +108,13 @@ struct EngineOptions {
   // L2 while its own latency-bound work leaves DRAM idle (kernels/l2_prefetch.h): attention for
   // the o projection, the add + norm kernels for the GEMV that reads their output. 0: off.
   // CHAI_L2_PREFETCH=<attention MB>,<norm MB>[,alt] sets them (alt: kernels/cuda/gemv.cu). The
-  // default, 12 and 6 MB, from LLaMA-7B fp16 on an H100 (llama-7b-tp1-h100.md, five rounds against
-  // hints off): TPOT 1.3% shorter at batch 1 (5.103 against 5.171 ms), 1.2% at batch 8; the
-  // norms' hint alone gave about as much, attention's alone nothing, larger budgets less.
+  // default, the norms' 6 MB only, from LLaMA-7B fp16 (llama-7b-tp1-h100.md, -h200.md, rounds
+  // alternating with hints off): on an H100 TPOT 1.3% shorter at batch 1 (5.105 against 5.173 ms,
+  // eight rounds) and 0.8% at batch 8; on an H200 0.9% at batch 1, even at batch 8. Attention's hint
+  // (12 MB of the o projection) added nothing on the H100 and cost 0.5% at batch 8 on the H200;
+  // larger norm budgets gave less.
   struct L2PrefetchBudget {
-    int64_t attention = int64_t{12} << 20, norm = int64_t{6} << 20;
+    int64_t attention = 0, norm = int64_t{6} << 20;
     bool alternate = false;
   } l2_prefetch;
 };
