@@ -159,6 +159,17 @@ L2Prefetch Engine::NextWeights(const Tensor& x, const Tensor& w, ops::LinearOutp
   return ops::LinearReadsFirst(x, w, output, budget, l2_prefetch_.alternate);
 }
 
+// The MLP's first Linear as InputLinear will launch it: gate | up with the SiLU epilogue (LLaMA) or
+// fc1 with ReLU (OPT) where the activation is in the GEMV, else a plain GEMV over the same weight.
+L2Prefetch Engine::MlpInputWeights(int layer, const SublayerInput& in, const Tensor& x) const {
+  const LayerWeights& L = weights_.layers[layer];
+  const bool llama = config_.arch == Arch::kLlama;
+  const ops::LinearOutput output = !in.act_in_gemv ? ops::LinearOutput::kStore
+                                   : llama         ? ops::LinearOutput::kSiluMul
+                                                   : ops::LinearOutput::kRelu;
+  return NextWeights(x, llama ? L.gate_up_w : L.up_w, output, l2_prefetch_.norm);
+}
+
 Tensor Engine::Embed(const DeviceStep& step) {
   const int64_t T = step.ids.numel();
   Tensor e = NewActivation(T, config_.embed_dim());
@@ -282,12 +293,8 @@ Engine::SublayerInput Engine::AttentionBlock(int layer, absl::Span<StepInput> st
   ops::PagedAttention(q, kv, step.batch, tables_->LayerScoreHeads(layer), &attn);
   // Pre-LN: x += o fused with the MLP's input norm. Post-LN: x = Norm(x + o), this sublayer's norm.
   if (pre) {
-    const bool llama = config_.arch == Arch::kLlama;
-    const ops::LinearOutput mlp_in = !in.act_in_gemv ? ops::LinearOutput::kStore
-                                     : llama         ? ops::LinearOutput::kSiluMul
-                                                     : ops::LinearOutput::kRelu;
-    const L2Prefetch then = NextWeights(*x, llama ? L.gate_up_w : L.up_w, mlp_in, l2_prefetch_.norm);
-    return OutputLinear(in, attn, L.o_w, L.o_b, x, L.mlp_norm_w, L.mlp_norm_b, /*in_place=*/false, then);
+    return OutputLinear(in, attn, L.o_w, L.o_b, x, L.mlp_norm_w, L.mlp_norm_b, /*in_place=*/false,
+                        MlpInputWeights(layer, in, *x));
   }
   return OutputLinear(in, attn, L.o_w, L.o_b, x, L.attn_norm_w, L.attn_norm_b, /*in_place=*/true);
 }

@@ -182,6 +182,8 @@ class Engine {
   // The first `budget` bytes of w that the Linear reading rows like x's streams (an L2 prefetch
   // hint: EngineOptions::l2_prefetch); empty where the budget is 0 or no decode GEMV applies.
   L2Prefetch NextWeights(const Tensor& x, const Tensor& w, ops::LinearOutput output, int64_t budget) const;
+  // NextWeights for the MLP's first Linear of `layer` (the add + norm kernel's hint after attention).
+  L2Prefetch MlpInputWeights(int layer, const SublayerInput& in, const Tensor& x) const;
   LinearFusion StepFusion(const Tensor& x) const;
   // final: the final hidden states' rows, as the last sublayer left them.
   void Logits(const SublayerInput& final, Tensor* out);

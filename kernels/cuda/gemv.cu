@@ -338,13 +338,16 @@ void QkvLinearAppend(const Tensor& x, const Tensor& weight, const Tensor& bias, 
 //   W's rows (of each half for the SiLU epilogue's gate | up; the Q|K|V epilogue's head halves take
 //   whole heads in order, a prefix too), cut into 32 KB ranges;
 // - one wave (o and down at N = 4096): every CTA streams its rows' K span from the start, so the
-//   first bytes are the head of every (row, split) span; with `alternate` (one split only, and a
-//   budget of an iteration a row at least) every other CTA iteration of each row instead (ranges of
-//   one iteration's bytes, every second one).
+//   first bytes are the head of every (row, split) span; with `alternate` (one split, rows of two
+//   CTA iterations or more, and a budget of an iteration a row at least) every other CTA iteration
+//   of each row instead (ranges of one iteration's bytes, every second one).
+// The configuration is the plain Linear's for kStore (QkvLinearAppend and the fused kStore launch
+// LinearFused's, the same unless CHAI_GEMV_VARIANT forces one without fusions: a speed hint only).
 L2Prefetch GemvReadsFirst(const Tensor& x, const Tensor& weight, ops::LinearOutput output, int64_t budget,
                           bool alternate) {
   L2Prefetch p;
   if (budget < 16 || weight.rank() != 2 || x.rank() != 2 || !GemvApplies(x, weight)) return p;
+  if (!CopyEngineDevice()) return p;  // no bulk prefetch to issue it with
   const int64_t tokens = x.dim(0), k = x.dim(1), n = weight.dim(0);
   if (tokens == 0 || n == 0) return p;
   const Variant& v = kVariants[output == ops::LinearOutput::kStore ? ChooseVariant(tokens, k, n)

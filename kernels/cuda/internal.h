@@ -22,6 +22,7 @@ struct Workspace {
 };
 Workspace LtWorkspace();  // used only in stream order on CurrentStream()
 int SmCount();            // multiprocessors of the current device (read once)
+bool CopyEngineDevice();  // compute capability >= 9.0: bulk copies and prefetches (read once per device)
 
 // elementwise.cu: out[t, n] += bias[n] for out [T, N]. Linear's fallback when cuBLASLt has no
 // bias-epilogue kernel for the operands' alignment.

@@ -15,7 +15,7 @@ namespace chai::cuda {
 // Callers number their workers so that consecutive ranges fall to different CTAs.
 __device__ __forceinline__ void IssueL2Prefetch(const L2Prefetch& p, int64_t worker, int64_t workers) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  if (p.base == nullptr) return;
+  if (p.base == nullptr || p.outer <= 0 || p.inner <= 0 || p.bytes <= 0) return;  // L2Prefetch::empty()
   const int64_t per_set = p.outer * p.inner;
   const int64_t total = (p.base2 != nullptr ? 2 : 1) * per_set;
   for (int64_t r = worker; r < total; r += workers) {

@@ -38,7 +38,6 @@
 // same hints before capturing decode graphs; a capture that would need more aborts with a
 // message saying so.
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -125,22 +124,6 @@ int EnvKnob(const char* name, int fallback) {
   return v >= 1 ? v : fallback;
 }
 
-// Whether the current device has the bulk copy engine and mbarrier transactions kernel 4 uses
-// (compute capability 9.0 or newer), read once per device.
-bool CopyEngineDevice() {
-  static std::atomic<int> cached[64];  // 0 unknown, 1 no, 2 yes
-  int device = 0;
-  CHAI_CUDA_CHECK(cudaGetDevice(&device));
-  device = device >= 0 && device < 64 ? device : 63;
-  int v = cached[device].load(std::memory_order_relaxed);
-  if (v == 0) {
-    int major = 0;
-    CHAI_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
-    v = major >= 9 ? 2 : 1;
-    cached[device].store(v, std::memory_order_relaxed);
-  }
-  return v == 2;
-}
 
 }  // namespace
 

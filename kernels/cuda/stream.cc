@@ -4,6 +4,7 @@
 // legacy default stream, so code elsewhere that uses plain cudaMemcpy stays ordered with the
 // ops. These objects are deliberately never destroyed: tensors held in statics may be freed
 // during exit, after the CUDA runtime has begun to unload.
+#include <atomic>
 #include <mutex>
 
 #include "kernels/cuda/cuda_check.h"
@@ -53,6 +54,23 @@ int SmCount() {
     return sms;
   }();
   return count;
+}
+
+// Whether the current device has the bulk copy engine and mbarrier transactions kernel 4 uses
+// (compute capability 9.0 or newer: decode kernel 4, the L2 bulk prefetches), read once per device.
+bool CopyEngineDevice() {
+  static std::atomic<int> cached[64];  // 0 unknown, 1 no, 2 yes
+  int device = 0;
+  CHAI_CUDA_CHECK(cudaGetDevice(&device));
+  device = device >= 0 && device < 64 ? device : 63;
+  int v = cached[device].load(std::memory_order_relaxed);
+  if (v == 0) {
+    int major = 0;
+    CHAI_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+    v = major >= 9 ? 2 : 1;
+    cached[device].store(v, std::memory_order_relaxed);
+  }
+  return v == 2;
 }
 
 }  // namespace chai::cuda

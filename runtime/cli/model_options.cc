@@ -3,12 +3,14 @@
 #include <sched.h>
 
 #include <filesystem>
+#include <string>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
-#include "absl/strings/str_split.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "kernels/device_info.h"
 #ifdef CHAI_WITH_CUDA
 #include "kernels/cuda/cuda_ops.h"

@@ -104,10 +104,10 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, GpuEngine,
 // (whose folded norm rounds elsewhere) is held to the CPU instead, as MatchesHuggingFace holds
 // bf16. Whether fused and unfused agree bit for bit is printed (expected with kActivation, whose
 // epilogue rounds as the op it replaces; not with kAll). kAll runs with and without the Q|K|V
-// append (which then takes the attention norm too). The default has L2 prefetch hints
-// (EngineOptions::l2_prefetch: attention and the add + norm kernels fetch the next GEMV's weights,
-// here all of these small models' weights): it must give the logits of the engine without them bit
-// for bit.
+// append (which then takes the attention norm too). The default has L2 prefetch hints (the add +
+// norm kernels fetch the next GEMV's first weights; EngineOptions::l2_prefetch) and one engine adds
+// attention's (the o projection's): both must give the logits of the engine without hints bit for
+// bit (a prefetch writes nothing; this catches a hint that breaks a launch or a norm's rows).
 class GpuFusedDecode : public ::testing::TestWithParam<std::tuple<std::string, DType>> {
  protected:
   void SetUp() override {
@@ -134,11 +134,15 @@ TEST_P(GpuFusedDecode, MatchesUnfusedAndReference) {
   auto qkv = LoadTestModel(dir, nullptr, {}, dtype, Device::kCuda);
   // kAll with the Q|K|V append: the attention norm, the split, rotary and append in one GEMV.
   auto all_qkv = LoadTestModel(dir, nullptr, {}, dtype, Device::kCuda, true, LinearFusion::kAll, false, true);
-  // The default without the L2 prefetch hints.
+  // The default without the L2 prefetch hints, and with attention's too (budgets beyond these weights).
   auto unhinted = LoadTestModel(dir, nullptr, {}, dtype, Device::kCuda, true, LinearFusion::kActivation, false, true,
                                 EngineOptions::L2PrefetchBudget{0, 0, false});
+  auto all_hints = LoadTestModel(dir, nullptr, {}, dtype, Device::kCuda, true, LinearFusion::kActivation, false, true,
+                                 EngineOptions::L2PrefetchBudget{1 << 20, 1 << 20, false});
   auto ref = LoadRoundedCpuModel(dir, dtype);
-  for (const auto* m : {&plain, &act, &all, &qkv, &all_qkv, &unhinted, &ref}) ASSERT_TRUE(m->ok()) << m->status();
+  for (const auto* m : {&plain, &act, &all, &qkv, &all_qkv, &unhinted, &all_hints, &ref}) {
+    ASSERT_TRUE(m->ok()) << m->status();
+  }
   auto golden = ReadJsonFile(dir + "/golden.json");
   ASSERT_TRUE(golden.ok());
   std::vector<std::vector<int32_t>> prompts, next;
@@ -165,8 +169,11 @@ TEST_P(GpuFusedDecode, MatchesUnfusedAndReference) {
     const auto r = SteppedLogits(*ref->engine, ps, ns, kSteps);
     ASSERT_EQ(u.size(), kSteps + 1u);
     ASSERT_EQ(r.size(), kSteps + 1u);
-    EXPECT_EQ(SteppedLogits(*unhinted->engine, ps, ns, kSteps), SteppedLogits(*qkv->engine, ps, ns, kSteps))
-        << name << " " << DTypeName(dtype) << " " << batch.size() << " sequences: the L2 hints changed the logits";
+    const auto no_hints = SteppedLogits(*unhinted->engine, ps, ns, kSteps);
+    EXPECT_EQ(no_hints, SteppedLogits(*qkv->engine, ps, ns, kSteps))
+        << name << " " << DTypeName(dtype) << " " << batch.size() << " sequences: the norms' L2 hints changed the logits";
+    EXPECT_EQ(no_hints, SteppedLogits(*all_hints->engine, ps, ns, kSteps))
+        << name << " " << DTypeName(dtype) << " " << batch.size() << " sequences: attention's L2 hint changed the logits";
     for (auto* fused : {&act, &all, &qkv, &all_qkv}) {
       const char* what = fused == &all       ? "all fusions"
                          : fused == &all_qkv ? "all fusions and Q|K|V append"

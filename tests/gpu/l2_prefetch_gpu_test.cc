@@ -18,7 +18,6 @@ namespace chai {
 namespace {
 
 using gpu_test::GpuTest;
-using gpu_test::Operand;
 using gpu_test::Poisoned;
 using gpu_test::Random;
 
@@ -59,7 +58,7 @@ TEST_F(L2PrefetchGpu, ReadsFirstIsAPrefixOfRowsForGemvsOfSeveralWaves) {
   // LLaMA-7B's Q|K|V (12288 rows) and gate | up (2 x 11008, paired halves) at batch 1 and 8: more
   // row blocks than fit the chip at once.
   const int64_t k = 4096, row_bytes = k * 2;
-  const Operand x1 = Random({1, k}, DType::kF16), x8 = Random({8, k}, DType::kF16);
+  const auto x1 = Random({1, k}, DType::kF16), x8 = Random({8, k}, DType::kF16);
   // The weights' values do not matter to the plan.
   const Tensor qkv = Tensor::Empty({12288, k}, DType::kF16, Device::kCuda);
   const Tensor gate_up = Tensor::Empty({22016, k}, DType::kF16, Device::kCuda);
@@ -95,7 +94,7 @@ TEST_F(L2PrefetchGpu, ReadsFirstIsTheHeadOfEveryRowForGemvsOfOneWave) {
   // streaming its rows from the start.
   for (int64_t k : {int64_t{4096}, int64_t{11008}}) {
     const int64_t row_bytes = k * 2;
-    const Operand x = Random({1, k}, DType::kF16);
+    const auto x = Random({1, k}, DType::kF16);
     const Tensor w = Tensor::Empty({4096, k}, DType::kF16, Device::kCuda);
     for (int64_t budget : {int64_t{1} << 20, int64_t{12} << 20}) {
       SCOPED_TRACE(::testing::Message() << "K=" << k << " budget=" << budget);
@@ -105,11 +104,23 @@ TEST_F(L2PrefetchGpu, ReadsFirstIsTheHeadOfEveryRowForGemvsOfOneWave) {
       for (const auto& [off, bytes] : Ranges(p, w)) EXPECT_EQ(off % row_bytes, 0) << "not a row's head";
       EXPECT_EQ(p.outer, 4096);
       EXPECT_GE(p.bytes, budget / 4096 - 16);
-      // Alternate: every other CTA iteration (2 KB here) of each row, where the budget holds one a row.
+    }
+    // Alternate: every other CTA iteration (2 KB here) of each row: two a row at 16 MB (8 KB rows) and
+    // more for the 22 KB rows; below one iteration a row, the heads instead.
+    for (int64_t budget : {int64_t{16} << 20, int64_t{64} << 20}) {
+      SCOPED_TRACE(::testing::Message() << "alternate, K=" << k << " budget=" << budget);
       const L2Prefetch a = ops::LinearReadsFirst(x.dev, w, ops::LinearOutput::kStore, budget, /*alternate=*/true);
       ExpectWellFormed(a, w, budget);
-      if (budget >= 4096 * 2048) EXPECT_EQ(a.inner_stride, 2 * a.bytes) << "alternate iterations expected";
+      EXPECT_GE(a.inner, 2);
+      EXPECT_EQ(a.inner_stride, 2 * a.bytes);
+      for (const auto& [off, bytes] : Ranges(a, w)) {
+        EXPECT_EQ(off % row_bytes % (2 * a.bytes), 0) << "not an even iteration";
+        EXPECT_LE(off % row_bytes + bytes, row_bytes) << "past the row";
+      }
     }
+    const L2Prefetch small = ops::LinearReadsFirst(x.dev, w, ops::LinearOutput::kStore, 1 << 20, /*alternate=*/true);
+    EXPECT_EQ(small.inner, 1);
+    EXPECT_EQ(small.bytes, (int64_t{1} << 20) / 4096) << "the heads";
     // A budget beyond the weight: the whole weight, once.
     const L2Prefetch all = ops::LinearReadsFirst(x.dev, w, ops::LinearOutput::kStore, int64_t{1} << 30);
     ExpectWellFormed(all, w, int64_t{1} << 30);
@@ -117,14 +128,32 @@ TEST_F(L2PrefetchGpu, ReadsFirstIsTheHeadOfEveryRowForGemvsOfOneWave) {
   }
 }
 
+TEST_F(L2PrefetchGpu, ReadsFirstIsTheHeadOfEverySplitWhereKIsSplit) {
+  // 1024 rows of 4096: fewer row blocks than SMs, so the GEMV splits K over CTAs and every (row,
+  // split) span is streamed from its start.
+  const int64_t k = 4096, row_bytes = k * 2;
+  const auto x = Random({1, k}, DType::kF16);
+  const Tensor w = Tensor::Empty({1024, k}, DType::kF16, Device::kCuda);
+  const int64_t budget = 2 << 20;
+  const L2Prefetch p = ops::LinearReadsFirst(x.dev, w, ops::LinearOutput::kStore, budget);
+  ExpectWellFormed(p, w, budget);
+  ASSERT_GE(p.inner, 2) << "K split expected";
+  EXPECT_EQ(p.outer, 1024);
+  for (const auto& [off, bytes] : Ranges(p, w)) {
+    EXPECT_EQ(off % row_bytes % p.inner_stride, 0) << "not a split's start";
+    EXPECT_LE(bytes, p.inner_stride);
+  }
+}
+
 TEST_F(L2PrefetchGpu, NoHintWhereNoGemvRuns) {
-  const Operand x = Random({1, 64}, DType::kF16), x9 = Random({9, 64}, DType::kF16);
-  const Operand w = Random({128, 64}, DType::kF16);
+  const auto x = Random({1, 64}, DType::kF16), x9 = Random({9, 64}, DType::kF16);
+  const auto w = Random({128, 64}, DType::kF16);
   EXPECT_TRUE(ops::LinearReadsFirst(x.dev, w.dev, ops::LinearOutput::kStore, 0).empty()) << "zero budget";
   EXPECT_TRUE(ops::LinearReadsFirst(x9.dev, w.dev, ops::LinearOutput::kStore, 1 << 20).empty()) << "9 rows: cuBLASLt";
   const Tensor xf = Random({1, 64}, DType::kF32).dev, wf = Random({128, 64}, DType::kF32).dev;
   EXPECT_TRUE(ops::LinearReadsFirst(xf, wf, ops::LinearOutput::kStore, 1 << 20).empty()) << "fp32: no GEMV";
-  EXPECT_TRUE(ops::LinearReadsFirst(x.ref, w.ref, ops::LinearOutput::kStore, 1 << 20).empty()) << "CPU";
+  const Tensor xc = Tensor::Empty({1, 64}, DType::kF16), wc = Tensor::Empty({128, 64}, DType::kF16);
+  EXPECT_TRUE(ops::LinearReadsFirst(xc, wc, ops::LinearOutput::kStore, 1 << 20).empty()) << "CPU, fp16";
   EXPECT_FALSE(ops::LinearReadsFirst(x.dev, w.dev, ops::LinearOutput::kStore, 1 << 20).empty());
 }
 
@@ -137,9 +166,9 @@ TEST_F(L2PrefetchGpu, NormsWithAHintGiveTheSameBytes) {
       for (bool rms : {true, false}) {
         SCOPED_TRACE(::testing::Message() << DTypeName(dtype) << " T=" << t << (rms ? " RMS" : " Layer"));
         const int64_t c = 4096;
-        const Operand x = Random({t, c}, dtype, 3.f, 1.f), y = Random({t, c}, dtype), w = Random({c}, dtype);
-        const Operand b = Random({c}, dtype);
-        const Operand xh = Random({t, c}, DType::kF16);
+        const auto x = Random({t, c}, dtype, 3.f, 1.f), y = Random({t, c}, dtype), w = Random({c}, dtype);
+        const auto b = Random({c}, dtype);
+        const auto xh = Random({t, c}, DType::kF16);
         const L2Prefetch hint = ops::LinearReadsFirst(xh.dev, next, ops::LinearOutput::kStore, 6 << 20);
         ASSERT_FALSE(hint.empty());
         Tensor x_plain = x.dev.Clone(), x_hint = x.dev.Clone();

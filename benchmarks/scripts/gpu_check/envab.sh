@@ -11,8 +11,8 @@
 #   pdlab:  CHAI_PDL=0 (the default) against 1, the tests under CHAI_PDL=1.
 #   l2ab:   CHAI_L2_PREFETCH budgets (off, attention only, norms only, both, alternate, larger), the
 #           tests of the hints (ENVAB_TESTS) and memcheck over them (ENVAB_MEMCHECK: binary:filter).
-read -ra tests <<< "${ENVAB_TESTS:-qkv_append_gpu_test fused_ops_gpu_test linear_fused_gpu_test engine_gpu_test
-  paged_attention_gpu_test pdl_gpu_test}"
+default_tests="qkv_append_gpu_test fused_ops_gpu_test linear_fused_gpu_test engine_gpu_test paged_attention_gpu_test"
+read -ra tests <<< "${ENVAB_TESTS:-$default_tests pdl_gpu_test}"  # one line: read stops at a newline
 read -ra test_env <<< "${ENVAB_TEST_ENV:-}"
 tag=${ENVAB_TAG:-envab}  # the logs' prefix: the mode's name
 for t in "${tests[@]}"; do
@@ -23,11 +23,14 @@ for t in "${tests[@]}"; do
   echo "${ENVAB_TEST_ENV:-} $t: $(grep -E '^\[  (PASSED|FAILED)' "$OUT/$tag-$t.log" | tr '\n' ' ')"
   grep -E "^\[  FAILED|Failure" -A3 "$OUT/$tag-$t.log" | head -12
 done
-for check in ${ENVAB_MEMCHECK:-qkv_append_gpu_test:*FoldsTheRmsNorm*:*CapturesIntoAGraph*}; do
-  bin=${check%%:*}
+# ENVAB_MEMCHECK: space-separated binary:gtest-filter pairs (read as words: the filters' * never glob).
+read -ra checks <<< "${ENVAB_MEMCHECK:-qkv_append_gpu_test:*FoldsTheRmsNorm*:*CapturesIntoAGraph*}"
+for i in "${!checks[@]}"; do
+  check=${checks[$i]} bin=${checks[$i]%%:*}
+  log="$OUT/$tag-memcheck-$i-$bin.log"
   env "${test_env[@]}" timeout 200 compute-sanitizer --tool memcheck --leak-check no --error-exitcode 9 \
-    "build-gpu/tests/$bin" --gtest_brief=1 --gtest_filter="${check#*:}" > "$OUT/$tag-memcheck-$bin.log" 2>&1
-  echo "memcheck $check: exit $? ($(grep -c 'Invalid' "$OUT/$tag-memcheck-$bin.log") invalid accesses)"
+    "build-gpu/tests/$bin" --gtest_brief=1 --gtest_filter="${check#*:}" > "$log" 2>&1
+  echo "memcheck $check: exit $? ($(grep -c 'Invalid' "$log") invalid accesses)"
 done
 for round in $(seq "${ENVAB_ROUNDS:-2}"); do
   for setting in ${ENVAB_SETTINGS:-CHAI_DECODE_FUSION=activation CHAI_DECODE_FUSION=all}; do

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # gpu_check.sh mode `pending`, sourced by gpu_check.sh (it sees OUT, gpus, modes, has, bench, mpi).
-# Code on main that waits for a GPU (2026-11-27, eleventh session): none. The L2 prefetch hints
-# (CHAI_L2_PREFETCH, on by default at TP = 1) ran their tests and LLaMA-7B on an H100 in the session
-# that wrote them (gpu_check.sh l2ab); they have not run on an H200 or at TP > 1 (off there unless set).
+# Code on main that waits for a GPU (2026-11-27, eleventh session): the review's test additions
+# (l2_prefetch_gpu_test: the alternate pattern, split K, a CPU fp16 case; engine_gpu_test: an
+# engine with attention's hint too) and CopyEngineDevice moved to stream.cc; run `gpu_check.sh l2ab`
+# (its tests). The L2 prefetch hints themselves (CHAI_L2_PREFETCH, the norms' on by default at
+# TP = 1) ran their tests and LLaMA-7B on an H100 and an H200 in the session that wrote them; at
+# TP > 1 they are off unless set and have not run.
 # What the tenth session left here ran this session on an H100 (GPU-74974fc5): the hardened tests
 # below all passed, gemm_bench's QkvLinearAppend table is in gemm-h100.md, and the norm experiment
 # (CHAI_NORM_ROW_HOLD) gained nothing and was removed.
