@@ -2,8 +2,9 @@
 # gpu_check.sh mode `pending`, sourced by gpu_check.sh (it sees OUT, gpus, modes, has, bench, mpi).
 # Code on main that waits for a GPU (2026-11-27, eleventh session): the review's test additions
 # (l2_prefetch_gpu_test: the alternate pattern, split K, a CPU fp16 case; engine_gpu_test: an
-# engine with attention's hint too) and CopyEngineDevice moved to stream.cc; run `gpu_check.sh l2ab`
-# (its tests). The L2 prefetch hints themselves (CHAI_L2_PREFETCH, the norms' on by default at
+# engine with attention's hint too), CopyEngineDevice moved to stream.cc, and IssueL2Prefetch's
+# early return on empty shapes (a changed line in decode kernel 4 and the norm kernel: the default
+# path otherwise as measured); run `gpu_check.sh l2ab` (its tests and memcheck) and `test`. The L2 prefetch hints themselves (CHAI_L2_PREFETCH, the norms' on by default at
 # TP = 1) ran their tests and LLaMA-7B on an H100 and an H200 in the session that wrote them; at
 # TP > 1 they are off unless set and have not run.
 # What the tenth session left here ran this session on an H100 (GPU-74974fc5): the hardened tests
