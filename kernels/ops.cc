@@ -62,12 +62,16 @@ bool Overlap(const Tensor& a, const Tensor& b) {
   return pa < pb + b.nbytes() && pb < pa + a.nbytes();
 }
 
+// CHAI_CUDA_CALL: the CUDA implementation, or a clear failure in a build without one. CHAI_DISPATCH:
+// the same arguments to the backend of `device`.
 #ifdef CHAI_WITH_CUDA
-#define CHAI_DISPATCH(device, op, ...) ((device) == Device::kCpu ? cpu::op(__VA_ARGS__) : cuda::op(__VA_ARGS__))
+#define CHAI_CUDA_CALL(op, ...) cuda::op(__VA_ARGS__)
 #else
-#define CHAI_DISPATCH(device, op, ...) ((device) == Device::kCpu ? cpu::op(__VA_ARGS__) : NoCuda(#op))
+#define CHAI_CUDA_CALL(op, ...) NoCuda(#op)
 [[noreturn]] void NoCuda(const char* op) { Fail(op, "this build has no CUDA backend"); }
 #endif
+#define CHAI_DISPATCH(device, op, ...) \
+  ((device) == Device::kCpu ? cpu::op(__VA_ARGS__) : CHAI_CUDA_CALL(op, __VA_ARGS__))
 
 }  // namespace
 
@@ -90,11 +94,7 @@ void AddLayerNorm(Tensor* x, const Tensor& y, const Tensor& weight, const Tensor
     cpu::AddLayerNorm(x, y, weight, bias, eps, out);  // the prefetch hint means nothing here
     return;
   }
-#ifdef CHAI_WITH_CUDA
-  cuda::AddLayerNorm(x, y, weight, bias, eps, out, then);
-#else
-  NoCuda("AddLayerNorm");
-#endif
+  CHAI_CUDA_CALL(AddLayerNorm, x, y, weight, bias, eps, out, then);
 }
 
 void AddRmsNorm(Tensor* x, const Tensor& y, const Tensor& weight, float eps, Tensor* out, const L2Prefetch& then) {
@@ -104,11 +104,7 @@ void AddRmsNorm(Tensor* x, const Tensor& y, const Tensor& weight, float eps, Ten
     cpu::AddRmsNorm(x, y, weight, eps, out);
     return;
   }
-#ifdef CHAI_WITH_CUDA
-  cuda::AddRmsNorm(x, y, weight, eps, out, then);
-#else
-  NoCuda("AddRmsNorm");
-#endif
+  CHAI_CUDA_CALL(AddRmsNorm, x, y, weight, eps, out, then);
 }
 
 void Linear(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor* out) {
