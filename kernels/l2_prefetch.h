@@ -9,6 +9,10 @@
 // the kernels that take the hint issue one L2 bulk prefetch per range (sm_90; a no-op elsewhere
 // and on the CPU, which ignores the hint). Weights are never written while steps run, so the
 // prefetch may run at any time in the step (before a PDL wait too) and never changes a result.
+// An earlier form, a prefetch kernel on a side stream forked in the recorded graph (removed in
+// f4d5a8d, llama-7b-tp1-h200.md "Weights prefetched into L2 between GEMVs"), was slower in every
+// variant: the GEMV waited for the join, or the branch cost more than it saved. Here no kernel and
+// no graph branch is added; the kernels that already run issue the prefetches.
 #ifndef CHAI_KERNELS_L2_PREFETCH_H_
 #define CHAI_KERNELS_L2_PREFETCH_H_
 
