@@ -108,6 +108,9 @@ void* Scratch(size_t bytes, cudaStream_t stream, int kind, bool zeroed) {
 //   instance, else kernel 2 for dense layers and kernel 3 for CHAI layers. Kernel 4 streams dense
 //   K/V at 91-97% of copy bandwidth at B >= 8 and 4k-16k positions (kernel 2: 79-88%) and CHAI's
 //   bytes at 72-94% at B >= 8 and 2k-16k (kernel 3: 63-86%).
+// - CHAI_DECODE_V4_PV_EARLY (default 1; 0 turns it off): kernel 4's CHAI scores pass releases
+//   its P·V pass early (PDL), which streams its first V stages in while the scores pass finishes.
+//   CHAI_DECODE_V4_SCORE_CTAS_PER_SM (tuning) plans the scores pass for fewer resident CTAs.
 // - CHAI_DECODE_CHAI_KERNEL, CHAI_DECODE_DENSE_KERNEL: the kernel for CHAI layers only (hint > 1),
 //   or for dense layers only, when CHAI_DECODE_KERNEL is not set (e.g. CHAI_DECODE_CHAI_KERNEL=3
 //   for the previous CHAI default, 1 for the earlier fused kernel).
@@ -122,6 +125,14 @@ int EnvKnob(const char* name, int fallback) {
   const char* env = std::getenv(name);
   const int v = env != nullptr ? std::atoi(env) : 0;
   return v >= 1 ? v : fallback;
+}
+
+// A tuning switch: "0" turns it off, "1" on, anything else (or unset) leaves `fallback`.
+bool EnvFlag(const char* name, bool fallback) {
+  const char* env = std::getenv(name);
+  if (env == nullptr) return fallback;
+  const std::string v = env;
+  return v == "0" ? false : (v == "1" ? true : fallback);
 }
 
 
@@ -209,8 +220,12 @@ void PagedAttention(const Tensor& q, const PagedKv& kv, const BatchLayout& batch
       scores_per_sm = paged::DecodeV4CtasPerSm<decltype(tag)>(p, paged::kV4Scores);
       pv_per_sm = paged::DecodeV4CtasPerSm<decltype(tag)>(p, paged::kV4Pv);
     });
+    // CHAI_DECODE_V4_SCORE_CTAS_PER_SM (tuning): plan the scores pass for fewer resident CTAs
+    // than fit, leaving room for the P·V pass's first CTAs beside it.
+    scores_per_sm = std::min(scores_per_sm, EnvKnob("CHAI_DECODE_V4_SCORE_CTAS_PER_SM", scores_per_sm));
     paged::MakePlanV4Chai(batch.max_seq_len, kv.members_per_rep, scores_per_sm * SmCount(), pv_per_sm * SmCount(), &p,
                           &plan);
+    p.pv_early = EnvFlag("CHAI_DECODE_V4_PV_EARLY", true) ? 1 : 0;
   } else if (kernel == 2 && paged::DecodeV2Supported(d, plan.group_tile, exact)) {
     plan.decode_kernel = 2;
     plan.v2_members = paged::DecodeV2Members(p, plan, kv.members_per_rep);

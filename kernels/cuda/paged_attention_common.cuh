@@ -53,6 +53,8 @@ struct Params {
   int logit_stride;   // decode kernels 3, 4 (CHAI): positions per logits row (>= the max_seq_len bound)
   int score_splits;   // decode kernels 3, 4 (CHAI): splits of the scores pass (max_splits: the P·V pass's)
   float scale_log2;   // log2(e) / sqrt(head_dim): scores live in the exp2 domain
+  int pv_early;       // decode kernel 4 (CHAI): the scores pass releases the P·V pass early, which
+                      // issues its first V stages before its PdlWait (paged_attention_decode_v4.cuh)
   L2Prefetch then;    // decode kernel 4 (dense and P·V passes): PagedKv::then
 };
 

@@ -177,7 +177,27 @@ __device__ __forceinline__ void V4Item(const Params& p, int s, int g, int split,
     *b1 = block_of(*pos1 - 1);
   };
   const int u0 = *uses;
-  const auto issue = [&](int t) {
+  // The P·V pass: the bytes of head `lane`'s representative's logits over [pos0, pos1), rounded
+  // up to whole 16-byte units (inside the row: the stride is a multiple of 4 and pos0 of
+  // kChunkAlign), and their copy into stage t (warp 0).
+  const auto logit_bytes = [&](int pos0, int pos1) {
+    return kPass == kV4Pv && lane < G ? static_cast<uint32_t>((pos1 - pos0 + 3) / 4 * 16) : 0u;
+  };
+  const auto issue_logits = [&](int t) {
+    if constexpr (kPass == kV4Pv) {
+      const int slot = (u0 + t) % kStages;
+      int pos0, pos1, b0, b1;
+      stage_blocks(t, &pos0, &pos1, &b0, &b1);
+      const uint32_t lbytes = logit_bytes(pos0, pos1);
+      if (lbytes == 0) return;
+      const float* src = p.logits + (int64_t{s} * H + my_rep) * p.logit_stride + pos0;
+      BulkCopyG2S(ring + slot * Stage::kBytes + Stage::kLogitOff + lane * Stage::kLogitRow * 4, src, lbytes,
+                  full0 + 8 * slot);
+    }
+  };
+  // Stage t's K and/or V, and the arming of its barrier for every byte it will receive (the
+  // logits' too, which issue_logits copies).
+  const auto issue_data = [&](int t) {
     const int slot = (u0 + t) % kStages;
     const uint32_t bar = full0 + 8 * slot;
     int pos0, pos1, b0, b1;
@@ -227,11 +247,7 @@ __device__ __forceinline__ void V4Item(const Params& p, int s, int g, int split,
       }
       FenceProxyAsyncShared();
     }
-    // The P·V pass: head `lane`'s representative's logits over [pos0, pos1), rounded up to whole
-    // 16-byte units (inside the row: the stride is a multiple of 4 and pos0 of kChunkAlign).
-    uint32_t lbytes = 0;
-    if constexpr (kPass == kV4Pv) lbytes = lane < G ? static_cast<uint32_t>((pos1 - pos0 + 3) / 4 * 16) : 0u;
-    uint32_t total = (kBulkK && kb >= 0 ? bytes : 0u) + (kBulkV && vb >= 0 ? bytes : 0u) + lbytes;
+    uint32_t total = (kBulkK && kb >= 0 ? bytes : 0u) + (kBulkV && vb >= 0 ? bytes : 0u) + logit_bytes(pos0, pos1);
 #pragma unroll
     for (int off = 16; off > 0; off /= 2) total += __shfl_xor_sync(kAll, total, off);
     __syncwarp();  // the zero-fills happen before the arrival that completes the phase
@@ -241,10 +257,6 @@ __device__ __forceinline__ void V4Item(const Params& p, int s, int g, int split,
     if (kBulkV && mine && vb >= 0) {
       BulkCopyG2S(ring + sbase + Stage::kVOff, pool + (int64_t{vb} * bs + in_block) * kD, bytes, bar);
     }
-    if (lbytes > 0) {
-      const float* src = p.logits + (int64_t{s} * H + my_rep) * p.logit_stride + pos0;
-      BulkCopyG2S(ring + slot * Stage::kBytes + Stage::kLogitOff + lane * Stage::kLogitRow * 4, src, lbytes, bar);
-    }
     // Next stage's block ids outside the window: load the window now, so that the table read's
     // latency passes while the ring drains instead of delaying the next refill.
     if (t + 1 < ntiles) {
@@ -252,8 +264,24 @@ __device__ __forceinline__ void V4Item(const Params& p, int s, int g, int split,
       if (b1 >= win_base + 32) load_window(b0);
     }
   };
+  const auto issue = [&](int t) {
+    issue_data(t);
+    issue_logits(t);
+  };
+  // The P·V pass released early by its scores pass (p.pv_early; the kernel skipped its PdlWait):
+  // everything read so far and the V rows were written before the scores pass started (its
+  // release follows its own PdlWait), so the first stages' V streams in while the scores pass
+  // finishes; the logits, its output, are copied only after this PdlWait. The expected bytes
+  // count the logits from the start: a stage completes only once both have landed.
+  const bool early = kPass == kV4Pv && p.pv_early != 0;
   if (kLoad != 0 || warp == 0) {
-    for (int t = 0; t < min(kStages, ntiles); ++t) issue(t);
+    for (int t = 0; t < min(kStages, ntiles); ++t) early ? issue_data(t) : issue(t);
+  }
+  if (early) {
+    PdlWait();
+    if (warp == 0) {
+      for (int t = 0; t < min(kStages, ntiles); ++t) issue_logits(t);
+    }
   }
 
   // The scores pass writes the logits of the group's representatives (row gi if it is one).
@@ -446,7 +474,13 @@ __global__ void __launch_bounds__(kDecodeThreads, 2) DecodeV4Kernel(Params p) {
     for (int i = 0; i < V4Stage<kD, kPass>::kStages; ++i) MbarInit(full0 + 8 * i, kV4StageArrivals<kPass>);
     MbarInitFence();
   }
-  PdlWait();
+  // A P·V pass released early (p.pv_early) waits inside V4Item, after issuing its first V
+  // stages, and again here for the CTAs that return before (idle or short sequences): every CTA
+  // waits, so this grid completes only after the scores pass has.
+  if (kPass != kV4Pv || p.pv_early == 0) PdlWait();
+  if constexpr (kPass == kV4Scores) {
+    if (p.pv_early != 0) PdlReleaseDependents();
+  }
   // The barriers are visible to every thread before their first use: V4Item meets at a
   // __syncthreads_or before any copy is issued or awaited.
   int uses = 0;
@@ -454,6 +488,7 @@ __global__ void __launch_bounds__(kDecodeThreads, 2) DecodeV4Kernel(Params p) {
     const int kvh = p.kv_heads;
     V4Item<T, kD, kPass>(p, static_cast<int>(blockIdx.x) / kvh, static_cast<int>(blockIdx.x) % kvh,
                          static_cast<int>(blockIdx.y), full0, &uses);
+    if constexpr (kPass == kV4Pv) PdlWait();
     // The next GEMV's first weights into L2 (PagedKv::then), after this CTA's own K/V stream so
     // that those requests do not queue behind the prefetches; consecutive ranges from different
     // CTAs (SMs' copy engines).

@@ -215,7 +215,9 @@ int DecodeV4CtasPerSm(const Params& p, int pass) {
 
 // Kernel 4: one CTA per (sequence, KV head) and split, so decode_slots = num_seqs * kv_heads.
 // Dense: one pass. CHAI (plan.v4_chai): the scores pass over p.score_splits, then the P·V pass
-// over p.max_splits, stream-ordered (the second's PdlWait returns once the first completed).
+// over p.max_splits, stream-ordered (the second's PdlWait returns once the first completed). With
+// p.pv_early the P·V pass always takes the PDL attribute (whatever CHAI_PDL says): the scores pass
+// releases it early and it issues its first V stages before that wait.
 template <typename T, int kD>
 void LaunchDecodeV4(const Params& p, const LaunchPlan& plan, cudaStream_t stream) {
   if (!plan.v4_chai) {
@@ -228,8 +230,8 @@ void LaunchDecodeV4(const Params& p, const LaunchPlan& plan, cudaStream_t stream
   PrepareDecodeV4<T, kD, kV4Pv>();
   LaunchPdl(DecodeV4Kernel<T, kD, kV4Scores>, dim3(plan.v4_score_ctas, p.score_splits), kDecodeThreads,
             V4Stage<kD, kV4Scores>::kSharedBytes, stream, p);
-  LaunchPdl(DecodeV4Kernel<T, kD, kV4Pv>, dim3(plan.decode_slots, p.max_splits), kDecodeThreads,
-            V4Stage<kD, kV4Pv>::kSharedBytes, stream, p);
+  LaunchMaybePdl(p.pv_early != 0 || PdlEnabled(), DecodeV4Kernel<T, kD, kV4Pv>, dim3(plan.decode_slots, p.max_splits),
+                 kDecodeThreads, V4Stage<kD, kV4Pv>::kSharedBytes, stream, p);
 }
 
 // Prefill kernel 2 with kWarps warps (16 query rows each) and kM members per CTA.

@@ -8,7 +8,10 @@
 // produces, such as L2 prefetches of weights (never written while steps run). When a kernel was
 // launched without the attribute (PDL off, or a plain <<<>>> launch), PdlWait returns at once.
 //
-// No kernel triggers its dependents early (griddepcontrol.launch_dependents). Releasing the next
+// One pair of kernels is the exception to everything below: decode kernel 4's CHAI scores pass
+// releases its P·V pass right after its own wait, and the P·V pass is launched with the attribute
+// whatever CHAI_PDL says (PdlReleaseDependents, LaunchMaybePdl; paged_attention_decode_v4.cuh).
+// Otherwise no kernel triggers its dependents early (griddepcontrol.launch_dependents). Releasing the next
 // grid right after each kernel's wait was measured on an H200 (LLaMA-7B fp16, prompt 512,
 // benchmarks/results/llama-7b-tp1-h200.md): TPOT 1.4% (batch 1) and 2.2% (batch 8) longer than
 // with PDL off, and with whole first weight groups prefetched before the waits 13-15% longer.
@@ -40,6 +43,17 @@ __device__ __forceinline__ void PdlWait() {
 #endif
 }
 
+// Releases the grid launched after this one (with the attribute) before this grid completes:
+// once every CTA of this grid has executed it (or exited), the dependent grid may become resident
+// and run the work before its PdlWait. Only decode kernel 4's scores pass calls it, after its own
+// PdlWait, so that everything before it in the stream has completed when its dependent starts
+// (see the header comment for why no other kernel does).
+__device__ __forceinline__ void PdlReleaseDependents() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
 // A hint for the work allowed before PdlWait: fetch the 128-byte line holding p into L2 (only
 // memory nothing in the stream writes, such as weights).
 __device__ __forceinline__ void PrefetchL2(const void* p) {
@@ -49,12 +63,13 @@ __device__ __forceinline__ void PrefetchL2(const void* p) {
 }
 
 // kernel<<<grid, block, shared, stream>>>(args...), with the programmatic-serialization
-// attribute when PdlEnabled(); checks the launch either way. The kernel must honour the
+// attribute when `programmatic`; checks the launch either way. The kernel must honour the
 // PdlWait contract above. Arguments are converted to the kernel's parameter types here, as a
 // <<<>>> launch would.
 template <typename... Params, typename... Args>
-void LaunchPdl(void (*kernel)(Params...), dim3 grid, dim3 block, size_t shared, cudaStream_t stream, Args&&... args) {
-  if (!PdlEnabled()) {
+void LaunchMaybePdl(bool programmatic, void (*kernel)(Params...), dim3 grid, dim3 block, size_t shared,
+                    cudaStream_t stream, Args&&... args) {
+  if (!programmatic) {
     kernel<<<grid, block, shared, stream>>>(std::forward<Args>(args)...);
     CHAI_CUDA_CHECK_LAUNCH();
     return;
@@ -70,6 +85,12 @@ void LaunchPdl(void (*kernel)(Params...), dim3 grid, dim3 block, size_t shared, 
   config.attrs = attr;
   config.numAttrs = 1;
   CHAI_CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, static_cast<Params>(std::forward<Args>(args))...));
+}
+
+// LaunchMaybePdl with the attribute when PdlEnabled() (CHAI_PDL=1 on sm_90+).
+template <typename... Params, typename... Args>
+void LaunchPdl(void (*kernel)(Params...), dim3 grid, dim3 block, size_t shared, cudaStream_t stream, Args&&... args) {
+  LaunchMaybePdl(PdlEnabled(), kernel, grid, block, shared, stream, std::forward<Args>(args)...);
 }
 
 }  // namespace chai::cuda

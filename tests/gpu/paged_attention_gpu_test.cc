@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "kernels/cuda/pdl.h"
 #include "kernels/device_memory.h"
 #include "tests/gpu/paged_attention_harness.h"
 
@@ -258,6 +259,62 @@ TEST_F(PagedAttentionGpu, DecodeKernel4L2HintLeavesResultsUnchanged) {
       ASSERT_EQ(plain.size(), hinted.size());
       EXPECT_EQ(std::memcmp(plain.data(), hinted.data(), plain.size() * sizeof(float)), 0)
           << "the hint changed the output";
+    }
+  }
+}
+
+TEST_F(PagedAttentionGpu, DecodeChaiKernel4EarlyPvPassMatchesInOrder) {
+  // Kernel 4's P·V pass released early by its scores pass (CHAI_DECODE_V4_PV_EARLY, the default)
+  // streams its first V stages before its PdlWait and the logits after it: the outputs must be the
+  // bytes of the in-order launch, with PDL off and on for the rest of the launches, for dense and
+  // idle rows in the launch (CTAs that return before any wait), many splits, and a scores pass
+  // planned for one resident CTA per SM (the P·V pass's CTAs beside it).
+  int device = 0, major = 0;
+  ASSERT_EQ(cudaGetDevice(&device), cudaSuccess);
+  ASSERT_EQ(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device), cudaSuccess);
+  if (major < 9) GTEST_SKIP() << "decode kernel 4 needs sm_90";
+  Case mha{"kernel 4 CHAI 32/32 d128", 32, 32, 128, 16};
+  mha.lens = {4097, 1, 300, 2048, 65, 1000};
+  mha.news.assign(mha.lens.size(), 1);
+  mha.maps = {RandomClusters(32, 4), RandomClusters(32, 4), Dense(32), RandomClusters(32, 1), RandomClusters(32, 7),
+              RandomClusters(32, 4)};
+  mha.hint = 8;
+  Case mixed{"kernel 4 CHAI GQA 16/4 d64, prefill and idle rows", 16, 4, 64, 24};
+  mixed.lens = {4097, 90, 1, 300, 1000, 17};
+  mixed.news = {1, 90, 1, 0, 1, 9};
+  mixed.maps = {RandomClusters(16, 3), RandomClusters(16, 3), Dense(16), RandomClusters(16, 3), RandomClusters(16, 2),
+                Dense(16)};
+  mixed.hint = 4;
+  for (const Case* c : {&mha, &mixed}) {
+    for (DType dtype : {DType::kF16, DType::kBF16}) {
+      const Inputs in = BuildInputs(*c, dtype);
+      setenv("CHAI_DECODE_KERNEL", "4", 1);
+      setenv("CHAI_DECODE_V4_PV_EARLY", "0", 1);
+      std::vector<float> in_order;
+      const Result a = RunKernel(*c, in, dtype, &in_order);
+      EXPECT_LT(a.max_err, 1e-2) << c->name << " in order: " << a.where;
+      for (const char* pdl : {"0", "1"}) {
+        for (const char* score_ctas : {"", "1"}) {
+          SCOPED_TRACE(c->name + " " + DTypeName(dtype) + " CHAI_PDL=" + pdl + " score CTAs/SM " +
+                       (*score_ctas ? score_ctas : "all"));
+          setenv("CHAI_PDL", pdl, 1);
+          chai::cuda::ReloadPdlSetting();
+          setenv("CHAI_DECODE_V4_SCORE_CTAS_PER_SM", score_ctas, 1);
+          setenv("CHAI_DECODE_V4_PV_EARLY", "1", 1);
+          std::vector<float> early;
+          const Result b = RunKernel(*c, in, dtype, &early);
+          EXPECT_LT(b.max_err, 1e-2) << b.where;
+          EXPECT_TRUE(b.pool_ok && b.repeat_ok);
+          ASSERT_EQ(in_order.size(), early.size());
+          EXPECT_EQ(std::memcmp(in_order.data(), early.data(), early.size() * sizeof(float)), 0)
+              << "the early P·V pass changed the output";
+        }
+      }
+      unsetenv("CHAI_DECODE_KERNEL");
+      unsetenv("CHAI_DECODE_V4_PV_EARLY");
+      unsetenv("CHAI_DECODE_V4_SCORE_CTAS_PER_SM");
+      unsetenv("CHAI_PDL");
+      chai::cuda::ReloadPdlSetting();
     }
   }
 }

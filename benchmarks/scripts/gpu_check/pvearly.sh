@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# gpu_check.sh mode `pvearly`, sourced by gpu_check.sh (it sees OUT, gpus, modes, has, bench, mpi).
+# Issue 7: decode kernel 4's CHAI P·V pass released early by its scores pass (PDL; it streams its
+# first V stages while the scores pass finishes). First the tests of the decode-step paths changed
+# since the last GPU run (attention, the L2 hints, the engine, fused ops) in parallel, memcheck over
+# the early pass and the hints; then attention_bench under CHAI_DECODE_V4_PV_EARLY=0 / 1 / 1 with
+# the scores pass planned for one resident CTA per SM, alternating, PVEARLY_ROUNDS rounds (default
+# 2; PVEARLY_BENCH: its arguments); then LLaMA-7B batch 16 at 4096 positions with the CHAI schedule
+# under 0 and 1 and dense (issue 7's end-to-end row), unless PVEARLY_E2E=0.
+tests=(paged_attention_gpu_test engine_gpu_test l2_prefetch_gpu_test fused_ops_gpu_test)
+for t in "${tests[@]}"; do
+  timeout 300 "build-gpu/tests/$t" --gtest_brief=1 > "$OUT/pvearly-$t.log" 2>&1 &
+done
+wait
+for t in "${tests[@]}"; do
+  echo "$t: $(grep -E '^\[  (PASSED|FAILED)' "$OUT/pvearly-$t.log" | tr '\n' ' ')"
+  grep -E "^\[  FAILED|Failure" -A3 "$OUT/pvearly-$t.log" | head -12
+done
+checks=("paged_attention_gpu_test:*EarlyPv*:*L2Hint*" "l2_prefetch_gpu_test:*")
+for i in "${!checks[@]}"; do
+  check=${checks[$i]} bin=${checks[$i]%%:*}
+  log="$OUT/pvearly-memcheck-$i-$bin.log"
+  timeout 240 compute-sanitizer --tool memcheck --leak-check no --error-exitcode 9 \
+    "build-gpu/tests/$bin" --gtest_brief=1 --gtest_filter="${check#*:}" > "$log" 2>&1
+  echo "memcheck $check: exit $? ($(grep -c 'Invalid' "$log") invalid accesses)"
+done
+settings=("CHAI_DECODE_V4_PV_EARLY=0" "CHAI_DECODE_V4_PV_EARLY=1" "CHAI_DECODE_V4_PV_EARLY=1 CHAI_DECODE_V4_SCORE_CTAS_PER_SM=1")
+for round in $(seq "${PVEARLY_ROUNDS:-2}"); do
+  for i in "${!settings[@]}"; do
+    read -ra vars <<< "${settings[$i]}"
+    env "${vars[@]}" timeout 150 build-gpu/benchmarks/attention_bench \
+      ${PVEARLY_BENCH:---batches 1,8,32 --contexts 1024,2048,4096,16384} > "$OUT/pvearly-bench-$i-r$round.md" 2>&1
+    grep -E "^\| [0-9]" "$OUT/pvearly-bench-$i-r$round.md" | cut -d'|' -f2-10 | sed "s/^/r$round s$i /"
+  done
+done
+[ "${PVEARLY_E2E:-1}" = 1 ] || return 0
+for setting in "CHAI_DECODE_V4_PV_EARLY=0" "CHAI_DECODE_V4_PV_EARLY=1"; do
+  env "$setting" timeout 200 build-gpu/chai bench --model configs/models/llama-7b.json --random-weights --device cuda \
+    --dtype fp16 --max-seq-len 4096 --batch 16 --input-len 3968 --output-len 128 --warmup 1 --iters 2 \
+    --chai configs/chai/llama-7b.json 2>"$OUT/pvearly-e2e-${setting//=/-}.err" | tee "$OUT/pvearly-e2e-${setting//=/-}.md" |
+    grep "^| [0-9]" | cut -d'|' -f2-12 | sed "s/^/$setting /"
+done
+timeout 200 build-gpu/chai bench --model configs/models/llama-7b.json --random-weights --device cuda --dtype fp16 \
+  --max-seq-len 4096 --batch 16 --input-len 3968 --output-len 128 --warmup 1 --iters 2 --chai off \
+  2>"$OUT/pvearly-e2e-dense.err" | tee "$OUT/pvearly-e2e-dense.md" | grep "^| [0-9]" | cut -d'|' -f2-12 | sed "s/^/dense /"
