@@ -67,16 +67,10 @@ namespace chai::cuda::paged {
 // pass's L2 tag requests by 14% (58.9M to 50.4M at B = 8, 16k; cuDNN's SDPA: 33.5M) and its time
 // by 0.7-1.3%, the decode tests passing. The plain form (no src-size operand) for blocks that exist
 // changed nothing there (50.4M tag requests, same times): the src-size operand is not what keeps
-// our requests at ~2 sectors.
-// CHAI_V4_L2_FETCH (compile-time, tuning): the qualifier's size, 128 or 256 bytes (a K or V row
-// at head_dim 128).
-#ifndef CHAI_V4_L2_FETCH
-#define CHAI_V4_L2_FETCH 128
-#endif
-#define CHAI_V4_STR2(x) #x
-#define CHAI_V4_STR(x) CHAI_V4_STR2(x)
+// our requests at ~2 sectors. `.L2::256B` (a whole row per fetch) was 0.1-0.6% slower at B = 8 and
+// 32 and sent more tag requests (55.7M against 50.4M at B = 8, 16k; H200, 2026-11-27).
 __device__ __forceinline__ void V4CpAsync16(void* dst, const void* src, bool valid) {
-  asm volatile("cp.async.cg.shared.global.L2::" CHAI_V4_STR(CHAI_V4_L2_FETCH) "B [%0], [%1], 16, %2;\n" ::"r"(SharedAddress(dst)),
+  asm volatile("cp.async.cg.shared.global.L2::128B [%0], [%1], 16, %2;\n" ::"r"(SharedAddress(dst)),
                "l"(__cvta_generic_to_global(src)), "r"(valid ? 16 : 0)
                : "memory");
 }
