@@ -1,15 +1,10 @@
 #!/usr/bin/env bash
 # gpu_check.sh mode `pending`, sourced by gpu_check.sh (it sees OUT, gpus, modes, has, bench, mpi).
-# Code on main that waits for a GPU (2026-11-27, eleventh session): the review's test additions
-# (l2_prefetch_gpu_test: the alternate pattern, split K, a CPU fp16 case; engine_gpu_test: an
-# engine with attention's hint too), CopyEngineDevice moved to stream.cc, and IssueL2Prefetch's
-# early return on empty shapes (a changed line in decode kernel 4 and the norm kernel: the default
-# path otherwise as measured); run `gpu_check.sh l2ab` (its tests and memcheck) and `test`. The L2 prefetch hints themselves (CHAI_L2_PREFETCH, the norms' on by default at
-# TP = 1) ran their tests and LLaMA-7B on an H100 and an H200 in the session that wrote them; at
-# TP > 1 they are off unless set and have not run.
-# What the tenth session left here ran this session on an H100 (GPU-74974fc5): the hardened tests
-# below all passed, gemm_bench's QkvLinearAppend table is in gemm-h100.md, and the norm experiment
-# (CHAI_NORM_ROW_HOLD) gained nothing and was removed.
+# Code on main that waits for a GPU: nothing as of the twelfth session (2026-11-27). The eleventh
+# session's review fixes (l2_prefetch_gpu_test's alternate/split-K/CPU cases, the engine with
+# attention's hint, CopyEngineDevice in stream.cc, IssueL2Prefetch's early return) ran on an H200
+# (GPU-e7d1166c): every gpu-labelled test passed, memcheck over the hint tests clean; so did the early
+# P·V pass of decode kernel 4 (`gpu_check.sh pvearly`).
 # This mode re-checks the decode-step ops: the GEMV, fused-op, PDL, Q|K|V append, attention and
 # engine tests (memcheck over the fused GEMVs), gemm_bench's fused tables, then (PENDING_E2E=1)
 # LLaMA-7B end to end with CHAI_DECODE_FUSION=activation (the default) and =all, alternating
