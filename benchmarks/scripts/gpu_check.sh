@@ -17,7 +17,8 @@
 # pdlab (the same tests under CHAI_PDL=1, LLaMA-7B with PDL off and on), abtpot (a compile-time knob's
 # LLaMA-7B TPOT A/B with the defaults otherwise: AB_FLAGS), l2ab (the L2 prefetch hints' tests and
 # LLaMA-7B under CHAI_L2_PREFETCH budgets: L2AB_SETTINGS, L2AB_TESTS, L2AB_MEMCHECK; ENVAB_ROUNDS), pvearly
-# (kernel 4's CHAI P·V pass released early: tests, memcheck, attention_bench and LLaMA-7B CHAI A/B).
+# (kernel 4's CHAI P·V pass released early: tests, memcheck, attention_bench and LLaMA-7B CHAI A/B),
+# stream (which streaming load form keeps DRAM busiest: stream_bench and ncu counters per form).
 set -uo pipefail
 modes=" ${*:-all} "
 [ "$modes" = " all " ] && modes=" test bench e2e chai "
@@ -113,6 +114,7 @@ targets=()
   fused_ops_gpu_test linear_fused_gpu_test engine_gpu_test paged_attention_gpu_test pdl_gpu_test)
 [ "$modes" = " pvearly " ] && targets=(--target chai attention_bench paged_attention_gpu_test engine_gpu_test
   l2_prefetch_gpu_test fused_ops_gpu_test)
+[ "$modes" = " stream " ] && targets=(--target stream_bench)
 [ "$modes" = " l2ab " ] && targets=(--target chai l2_prefetch_gpu_test paged_attention_gpu_test engine_gpu_test
   fused_ops_gpu_test)
 # Always (re)build: on a machine kept warm the tree may have changed since the last call, and
@@ -152,6 +154,7 @@ has l2ab && ENVAB_TAG=l2ab ENVAB_TESTS="${L2AB_TESTS:-$l2ab_tests}" \
   ENVAB_SETTINGS="${L2AB_SETTINGS:-CHAI_L2_PREFETCH=0,0 CHAI_L2_PREFETCH=12,0 CHAI_L2_PREFETCH=0,6 \
   CHAI_L2_PREFETCH=12,6 CHAI_L2_PREFETCH=12,6,alt CHAI_L2_PREFETCH=20,10}" run_mode envab
 has pvearly && run_mode pvearly
+has stream && run_mode stream
 has splits && run_mode splits
 has sdpa && run_mode sdpa
 has throughput && run_mode throughput

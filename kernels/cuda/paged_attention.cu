@@ -220,8 +220,9 @@ void PagedAttention(const Tensor& q, const PagedKv& kv, const BatchLayout& batch
       scores_per_sm = paged::DecodeV4CtasPerSm<decltype(tag)>(p, paged::kV4Scores);
       pv_per_sm = paged::DecodeV4CtasPerSm<decltype(tag)>(p, paged::kV4Pv);
     });
-    // CHAI_DECODE_V4_SCORE_CTAS_PER_SM (tuning): plan the scores pass for fewer resident CTAs
-    // than fit, leaving room for the P·V pass's first CTAs beside it.
+    // CHAI_DECODE_V4_SCORE_CTAS_PER_SM (tuning): plan the scores pass's splits as if fewer CTAs
+    // were resident than fit (a smaller grid, which leaves SM places to the P·V pass's first CTAs;
+    // it does not cap residency).
     scores_per_sm = std::min(scores_per_sm, EnvKnob("CHAI_DECODE_V4_SCORE_CTAS_PER_SM", scores_per_sm));
     paged::MakePlanV4Chai(batch.max_seq_len, kv.members_per_rep, scores_per_sm * SmCount(), pv_per_sm * SmCount(), &p,
                           &plan);

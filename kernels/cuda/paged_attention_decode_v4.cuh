@@ -186,6 +186,7 @@ __device__ __forceinline__ void V4Item(const Params& p, int s, int g, int split,
   };
   const auto issue_logits = [&](int t) {
     if constexpr (kPass == kV4Pv) {
+      static_assert(kV4Load<kV4Pv> == 0, "warp 0 alone issues the P·V pass's copies (lanes < G its logits)");
       const int slot = (u0 + t) % kStages;
       int pos0, pos1, b0, b1;
       stage_blocks(t, &pos0, &pos1, &b0, &b1);
@@ -270,9 +271,10 @@ __device__ __forceinline__ void V4Item(const Params& p, int s, int g, int split,
     issue_logits(t);
   };
   // The P·V pass released early by its scores pass (p.pv_early; the kernel skipped its PdlWait):
-  // everything read so far and the V rows were written before the scores pass started (its
-  // release follows its own PdlWait), so the first stages' V streams in while the scores pass
-  // finishes; the logits, its output, are copied only after this PdlWait. The expected bytes
+  // everything read so far and the V rows were written by kernels that completed before the
+  // scores pass released this grid (its release follows its own PdlWait, and every kernel waits
+  // before its first access), so the first stages' V streams in while the scores pass finishes;
+  // the logits, its output, are copied only after this PdlWait. The expected bytes
   // count the logits from the start: a stage completes only once both have landed.
   const bool early = kPass == kV4Pv && p.pv_early != 0;
   if (kLoad != 0 || warp == 0) {

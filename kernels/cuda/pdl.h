@@ -9,6 +9,8 @@
 // stream capture the launch becomes a programmatic edge of the graph.
 //
 // Off by default. CHAI_PDL=1 turns it on, and only on devices of compute capability >= 9.0.
+// (Decode kernel 4's CHAI P·V pass is launched with the attribute either way, behind its scores
+// pass, which releases it early: see pdl.cuh; CHAI_DECODE_V4_PV_EARLY=0 turns that off.)
 // The setting is read once per process, at the first launch (the environment variable and the
 // capability of the device current then; chai uses one device per process), and cached;
 // ReloadPdlSetting() reads both again (tests that compare runs with and without PDL).

@@ -263,12 +263,44 @@ TEST_F(PagedAttentionGpu, DecodeKernel4L2HintLeavesResultsUnchanged) {
   }
 }
 
+// Sets an environment variable for a scope and restores the caller's value after (unset if it
+// had none), so that a test's knobs do not leak into the tests after it (gpu_check runs whole
+// binaries under CHAI_PDL=1).
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value) : name_(name) {
+    const char* old = std::getenv(name);
+    had_ = old != nullptr;
+    if (had_) old_ = old;
+    setenv(name, value, 1);
+  }
+  ~ScopedEnv() {
+    if (had_) {
+      setenv(name_, old_.c_str(), 1);
+    } else {
+      unsetenv(name_);
+    }
+  }
+  void Set(const char* value) { setenv(name_, value, 1); }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+ private:
+  const char* name_;
+  bool had_ = false;
+  std::string old_;
+};
+
 TEST_F(PagedAttentionGpu, DecodeChaiKernel4EarlyPvPassMatchesInOrder) {
   // Kernel 4's P·V pass released early by its scores pass (CHAI_DECODE_V4_PV_EARLY, the default)
   // streams its first V stages before its PdlWait and the logits after it: the outputs must be the
   // bytes of the in-order launch, with PDL off and on for the rest of the launches, for dense and
   // idle rows in the launch (CTAs that return before any wait), many splits, and a scores pass
-  // planned for one resident CTA per SM (the P·V pass's CTAs beside it).
+  // planned for one resident CTA per SM (the P·V pass's CTAs beside it). Before each early run the
+  // logits scratch is left holding another input's logits (a run on other inputs), so that a P·V
+  // pass reading logits before its scores pass wrote them gives a first call that differs from
+  // the repeat (repeat_ok) and from the in-order bytes. Whether the two passes overlap on a given
+  // run is up to the hardware: the test cannot force the race, only catch it.
   int device = 0, major = 0;
   ASSERT_EQ(cudaGetDevice(&device), cudaSuccess);
   ASSERT_EQ(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device), cudaSuccess);
@@ -285,22 +317,32 @@ TEST_F(PagedAttentionGpu, DecodeChaiKernel4EarlyPvPassMatchesInOrder) {
   mixed.maps = {RandomClusters(16, 3), RandomClusters(16, 3), Dense(16), RandomClusters(16, 3), RandomClusters(16, 2),
                 Dense(16)};
   mixed.hint = 4;
+  struct ReloadPdlAtExit {  // destroyed after `pdl` below restored CHAI_PDL: the cache follows it
+    ~ReloadPdlAtExit() { cuda::ReloadPdlSetting(); }
+  } reload_pdl_at_exit;
+  ScopedEnv kernel("CHAI_DECODE_KERNEL", "4");
+  ScopedEnv early_env("CHAI_DECODE_V4_PV_EARLY", "0");
+  ScopedEnv score_ctas("CHAI_DECODE_V4_SCORE_CTAS_PER_SM", "");
+  ScopedEnv pdl("CHAI_PDL", "0");
   for (const Case* c : {&mha, &mixed}) {
     for (DType dtype : {DType::kF16, DType::kBF16}) {
       const Inputs in = BuildInputs(*c, dtype);
-      setenv("CHAI_DECODE_KERNEL", "4", 1);
-      setenv("CHAI_DECODE_V4_PV_EARLY", "0", 1);
+      const Inputs other = BuildInputs(*c, dtype);  // fresh random Q, K, V: other logits
+      early_env.Set("0");
+      pdl.Set("0");
+      cuda::ReloadPdlSetting();
       std::vector<float> in_order;
       const Result a = RunKernel(*c, in, dtype, &in_order);
       EXPECT_LT(a.max_err, 1e-2) << c->name << " in order: " << a.where;
-      for (const char* pdl : {"0", "1"}) {
-        for (const char* score_ctas : {"", "1"}) {
-          SCOPED_TRACE(c->name + " " + DTypeName(dtype) + " CHAI_PDL=" + pdl + " score CTAs/SM " +
-                       (*score_ctas ? score_ctas : "all"));
-          setenv("CHAI_PDL", pdl, 1);
-          chai::cuda::ReloadPdlSetting();
-          setenv("CHAI_DECODE_V4_SCORE_CTAS_PER_SM", score_ctas, 1);
-          setenv("CHAI_DECODE_V4_PV_EARLY", "1", 1);
+      for (const char* pdl_value : {"0", "1"}) {
+        for (const char* score_ctas_value : {"", "1"}) {
+          SCOPED_TRACE(c->name + " " + DTypeName(dtype) + " CHAI_PDL=" + pdl_value + " score CTAs/SM " +
+                       (*score_ctas_value ? score_ctas_value : "all"));
+          pdl.Set(pdl_value);
+          cuda::ReloadPdlSetting();
+          score_ctas.Set(score_ctas_value);
+          early_env.Set("1");
+          RunKernel(*c, other, dtype);  // the scratch now holds the other inputs' logits
           std::vector<float> early;
           const Result b = RunKernel(*c, in, dtype, &early);
           EXPECT_LT(b.max_err, 1e-2) << b.where;
@@ -310,11 +352,6 @@ TEST_F(PagedAttentionGpu, DecodeChaiKernel4EarlyPvPassMatchesInOrder) {
               << "the early P·V pass changed the output";
         }
       }
-      unsetenv("CHAI_DECODE_KERNEL");
-      unsetenv("CHAI_DECODE_V4_PV_EARLY");
-      unsetenv("CHAI_DECODE_V4_SCORE_CTAS_PER_SM");
-      unsetenv("CHAI_PDL");
-      chai::cuda::ReloadPdlSetting();
     }
   }
 }

@@ -8,7 +8,7 @@
 # 2; PVEARLY_BENCH: its arguments); then LLaMA-7B batch 16 at 4096 positions with the CHAI schedule
 # under 0 and 1 (PVEARLY_E2E_ROUNDS rounds, default 1; PVEARLY_E2E_BATCH, default 16) and dense
 # (issue 7's end-to-end row; PVEARLY_E2E_DENSE=0 skips it), unless PVEARLY_E2E=0. PVEARLY_TESTS=0 skips
-# the tests; AB_FLAGS (e.g. -DCHAI_V4_SCORE_ROWS_X=2) adds a variant build (build-ab) whose kernel-4
+# the tests; AB_FLAGS (e.g. -DCHAI_V4_RING_KB=64) adds a variant build (build-ab) whose kernel-4
 # CHAI tests run and whose attention_bench joins the alternation with the default settings.
 if [ -n "${AB_FLAGS:-}" ]; then
   start_variant_builds attention_bench paged_attention_gpu_test

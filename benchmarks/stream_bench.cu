@@ -1,0 +1,394 @@
+// Streaming reads on the GPU: which way of loading global memory keeps DRAM busiest?
+//
+// Why (issue 7): decode kernel 4's dense pass streams K/V through shared memory with every
+// thread's 16-byte cp.async and keeps an H200's DRAM ~78% busy, where cuDNN's SDPA, on the same
+// bytes and grid shape, keeps it ~96% busy; under Nsight Compute ours sends 1.5x the L2 tag
+// requests and 3x the SM-to-L2 crossbar traffic per byte (benchmarks/results/attention-decode-h200.md).
+// This driver isolates the load itself: each form below reads a buffer far larger than L2 once,
+// into shared memory (or registers) and nothing else, so that the form that saturates DRAM can be
+// found and then ported.
+//
+// Forms (one kernel each, so that ncu can pick them by name):
+//   ldg         16-byte ld.global.nc.L1::no_allocate per thread into registers, a stage in flight;
+//   cpasync     16-byte cp.async.cg (.L2::128B) per thread into a ring of stages, commit/wait groups;
+//   cpasync_mbar the same arriving on each stage's mbarrier (kernel 4's dense pass);
+//   bulk        warp 0's cp.async.bulk, one copy per page of a stage, into an mbarrier ring (kernel
+//               4's CHAI passes).
+// Patterns: `contig` (the buffer in order) or `shuffled` (4 KB pages in a random order, as a paged
+// KV cache with blocks of 16 positions x 256 bytes stores one head's rows). Each CTA streams one
+// contiguous logical span (one wave: CTAs per SM x SMs), as kernel 4's dense CTAs do.
+//
+// Usage: stream_bench [--gib 2] [--iters 5] [--page-kb 4] [--only FORM:PATTERN:CTAS_PER_SM]
+// Prints a table: us per read of the buffer, GB/s and % of the copy bandwidth measured in the same
+// run (read + write counted, as every floor here).
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/bandwidth.h"
+#include "kernels/cuda/bulk_copy.cuh"
+
+namespace {
+
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900  // the primitives exist in sm_90 device code only
+using chai::cuda::BulkCopyG2S;
+using chai::cuda::CpAsyncMbarArrive;
+using chai::cuda::MbarArriveExpectTx;
+using chai::cuda::MbarInit;
+using chai::cuda::MbarInitFence;
+using chai::cuda::MbarWait;
+#endif
+
+constexpr int kThreads = 128;
+constexpr int kMaxStages = 4;
+constexpr int kMaxPieces = 16;  // 16-byte pieces per thread and stage: stages of up to 32 KB
+
+enum Form : int { kLdg = 0, kCpAsync = 1, kCpAsyncMbar = 2, kBulk = 3 };
+const char* const kFormNames[] = {"ldg", "cpasync", "cpasync_mbar", "bulk"};
+
+struct Args {
+  const unsigned char* src;  // the buffer, pages of page_bytes
+  const int32_t* perm;       // logical page -> physical page
+  uint32_t* sink;            // one word per CTA (keeps the loads live)
+  int64_t span;              // bytes per CTA (a multiple of stage_bytes)
+  int stage_bytes;           // a multiple of page_bytes or a divisor of it, and of 16 * kThreads
+  int page_bytes;
+  int stages;                // ring depth (shared-memory forms)
+};
+
+// The global address of byte `off` of the logical stream.
+__device__ __forceinline__ const unsigned char* Addr(const Args& a, int64_t off) {
+  const int64_t page = off / a.page_bytes;
+  return a.src + int64_t{__ldg(a.perm + page)} * a.page_bytes + off % a.page_bytes;
+}
+
+__device__ __forceinline__ uint32_t Smem(const void* p) { return static_cast<uint32_t>(__cvta_generic_to_shared(p)); }
+
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+__device__ __forceinline__ uint4 LdgStream(const void* p) {
+  uint4 v;
+  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+               : "l"(p));
+  return v;
+}
+__device__ __forceinline__ void CpAsync16(uint32_t dst, const void* src) {
+  asm volatile("cp.async.cg.shared.global.L2::128B [%0], [%1], 16;\n" ::"r"(dst), "l"(__cvta_generic_to_global(src))
+               : "memory");
+}
+#endif
+
+// Registers only: each thread loads its 16-byte pieces of a stage, all in flight together.
+__global__ void __launch_bounds__(kThreads) StreamLdg(Args a) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  const int pieces = a.stage_bytes / (16 * kThreads);
+  const int64_t base = int64_t{blockIdx.x} * a.span;
+  uint32_t x = 0;
+  for (int64_t s = 0; s < a.span; s += a.stage_bytes) {
+    uint4 v[kMaxPieces];
+#pragma unroll
+    for (int k = 0; k < kMaxPieces; ++k) {
+      if (k < pieces) v[k] = LdgStream(Addr(a, base + s + (int64_t{k} * kThreads + threadIdx.x) * 16));
+    }
+#pragma unroll
+    for (int k = 0; k < kMaxPieces; ++k) {
+      if (k < pieces) x ^= v[k].x ^ v[k].y ^ v[k].z ^ v[k].w;
+    }
+  }
+  if (x == 0x9e3779b9u) a.sink[blockIdx.x] = x;
+#endif
+}
+
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+// This thread's pieces of stage t into ring slot t % stages, then its commit (or its arrival on
+// the slot's mbarrier).
+template <bool kMbar, int kPieces>
+__device__ __forceinline__ void IssueCpAsync(Args a, int64_t base, int64_t t, unsigned char* ring,
+                                             uint64_t* bars) {
+  const int slot = static_cast<int>(t % a.stages);
+  const uint32_t dst = Smem(ring + slot * a.stage_bytes);
+#pragma unroll
+  for (int k = 0; k < kPieces; ++k) {
+    const int64_t off = (int64_t{k} * kThreads + threadIdx.x) * 16;
+    CpAsync16(dst + static_cast<uint32_t>(off), Addr(a, base + t * a.stage_bytes + off));
+  }
+  if constexpr (kMbar) {
+    CpAsyncMbarArrive(Smem(&bars[slot]));
+  } else {
+    asm volatile("cp.async.commit_group;\n" ::: "memory");
+  }
+}
+#endif
+
+// cp.async into a ring: stage t goes to slot t % stages; the thread waits for its own groups and
+// the CTA meets at a barrier before reading a slot and before reissuing it. kPieces: 16-byte
+// pieces per thread and stage (stage_bytes / 2 KB).
+template <bool kMbar, int kPieces>
+__global__ void __launch_bounds__(kThreads) StreamCpAsync(Args a) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  extern __shared__ __align__(128) unsigned char ring[];
+  __shared__ uint64_t bars[kMaxStages];
+  const int64_t base = int64_t{blockIdx.x} * a.span;
+  const int64_t n = a.span / a.stage_bytes;
+  if (kMbar && threadIdx.x == 0) {
+    for (int i = 0; i < a.stages; ++i) MbarInit(Smem(&bars[i]), kThreads);
+    MbarInitFence();
+  }
+  __syncthreads();
+  for (int64_t t = 0; t < min(n, int64_t{a.stages}); ++t) IssueCpAsync<kMbar, kPieces>(a, base, t, ring, bars);
+  uint32_t x = 0;
+  for (int64_t t = 0; t < n; ++t) {
+    const int slot = static_cast<int>(t % a.stages);
+    if constexpr (kMbar) {
+      MbarWait(Smem(&bars[slot]), static_cast<uint32_t>((t / a.stages) & 1));
+    } else {
+      // Groups complete in order: at most (issued after t) groups may still be pending.
+      const int64_t later = min(n, t + a.stages) - t - 1;
+      if (later >= 2) {
+        asm volatile("cp.async.wait_group 2;\n" ::: "memory");
+      } else if (later == 1) {
+        asm volatile("cp.async.wait_group 1;\n" ::: "memory");
+      } else {
+        asm volatile("cp.async.wait_group 0;\n" ::: "memory");
+      }
+      __syncthreads();
+    }
+    x ^= reinterpret_cast<const uint32_t*>(ring + slot * a.stage_bytes)[threadIdx.x];
+    __syncthreads();  // every thread is done with the slot
+    if (t + a.stages < n) IssueCpAsync<kMbar, kPieces>(a, base, t + a.stages, ring, bars);
+  }
+  if (x == 0x9e3779b9u) a.sink[blockIdx.x] = x;
+#endif
+}
+
+// Warp 0 fills each stage with one bulk copy per page (or one per stage when pages are larger);
+// lane 0 arms the stage's mbarrier with the stage's bytes.
+__global__ void __launch_bounds__(kThreads) StreamBulk(Args a) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  extern __shared__ __align__(128) unsigned char ring[];
+  __shared__ uint64_t bars[kMaxStages];
+  const int64_t base = int64_t{blockIdx.x} * a.span;
+  const int64_t n = a.span / a.stage_bytes;
+  const int copy = min(a.stage_bytes, a.page_bytes);
+  const int copies = a.stage_bytes / copy;
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  if (threadIdx.x == 0) {
+    for (int i = 0; i < a.stages; ++i) MbarInit(Smem(&bars[i]), 1);
+    MbarInitFence();
+  }
+  __syncthreads();
+  const auto issue = [&](int64_t t) {
+    const int slot = static_cast<int>(t % a.stages);
+    const uint32_t bar = Smem(&bars[slot]);
+    if (lane == 0) MbarArriveExpectTx(bar, static_cast<uint32_t>(a.stage_bytes));
+    __syncwarp();
+    for (int i = lane; i < copies; i += 32) {
+      const int64_t off = int64_t{i} * copy;
+      BulkCopyG2S(Smem(ring + slot * a.stage_bytes) + static_cast<uint32_t>(off), Addr(a, base + t * a.stage_bytes + off),
+                  static_cast<uint32_t>(copy), bar);
+    }
+  };
+  if (warp == 0) {
+    for (int64_t t = 0; t < min(n, int64_t{a.stages}); ++t) issue(t);
+  }
+  uint32_t x = 0;
+  for (int64_t t = 0; t < n; ++t) {
+    const int slot = static_cast<int>(t % a.stages);
+    MbarWait(Smem(&bars[slot]), static_cast<uint32_t>((t / a.stages) & 1));
+    x ^= reinterpret_cast<const uint32_t*>(ring + slot * a.stage_bytes)[threadIdx.x];
+    __syncthreads();
+    if (warp == 0 && t + a.stages < n) issue(t + a.stages);
+  }
+  if (x == 0x9e3779b9u) a.sink[blockIdx.x] = x;
+#endif
+}
+
+void Check(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) {
+    std::fprintf(stderr, "stream_bench: %s: %s\n", what, cudaGetErrorString(e));
+    std::exit(1);
+  }
+}
+
+struct Config {
+  Form form;
+  bool shuffled;
+  int ctas_per_sm;
+  int stage_bytes;
+  int stages;
+};
+
+// Microseconds for one read of the whole buffer (the median of `iters` launches after one).
+double TimeConfig(const Config& c, const unsigned char* buf, int64_t bytes, int page_bytes, const int32_t* perm_id,
+                  const int32_t* perm_shuf, uint32_t* sink, int sms, int iters) {
+  Args a{};
+  a.src = buf;
+  a.perm = c.shuffled ? perm_shuf : perm_id;
+  a.sink = sink;
+  a.page_bytes = page_bytes;
+  a.stage_bytes = c.stage_bytes;
+  a.stages = c.stages;
+  const int ctas = c.ctas_per_sm * sms;
+  a.span = bytes / ctas / c.stage_bytes * c.stage_bytes;
+  const size_t smem = c.form == kLdg ? 0 : static_cast<size_t>(c.stages) * c.stage_bytes;
+  const auto launch = [&] {
+    switch (c.form) {
+      case kLdg: StreamLdg<<<ctas, kThreads, smem>>>(a); break;
+      case kCpAsync:
+        c.stage_bytes == (32 << 10) ? StreamCpAsync<false, 16><<<ctas, kThreads, smem>>>(a)
+                                    : StreamCpAsync<false, 8><<<ctas, kThreads, smem>>>(a);
+        break;
+      case kCpAsyncMbar:
+        c.stage_bytes == (32 << 10) ? StreamCpAsync<true, 16><<<ctas, kThreads, smem>>>(a)
+                                    : StreamCpAsync<true, 8><<<ctas, kThreads, smem>>>(a);
+        break;
+      case kBulk: StreamBulk<<<ctas, kThreads, smem>>>(a); break;
+    }
+    Check(cudaGetLastError(), "launch");
+  };
+  cudaEvent_t start, stop;
+  Check(cudaEventCreate(&start), "event");
+  Check(cudaEventCreate(&stop), "event");
+  launch();
+  std::vector<float> ms;
+  for (int i = 0; i < iters; ++i) {
+    Check(cudaEventRecord(start), "record");
+    launch();
+    Check(cudaEventRecord(stop), "record");
+    Check(cudaEventSynchronize(stop), "sync");
+    float t = 0.f;
+    Check(cudaEventElapsedTime(&t, start, stop), "elapsed");
+    ms.push_back(t);
+  }
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  std::sort(ms.begin(), ms.end());
+  const double read = static_cast<double>(a.span) * ctas;
+  return ms[ms.size() / 2] * 1e3 * (static_cast<double>(bytes) / read);  // scaled to the whole buffer
+}
+
+// FORM:PATTERN:CTAS_PER_SM, e.g. cpasync:shuffled:2; false on a malformed spec.
+bool ParseOnly(const std::string& spec, Form* form, bool* shuffled, int* per_sm) {
+  const size_t a = spec.find(':'), b = a == std::string::npos ? a : spec.find(':', a + 1);
+  if (b == std::string::npos) return false;
+  const std::string f = spec.substr(0, a), p = spec.substr(a + 1, b - a - 1);
+  int found = -1;
+  for (int i = 0; i < 4; ++i) {
+    if (f == kFormNames[i]) found = i;
+  }
+  *per_sm = std::atoi(spec.c_str() + b + 1);
+  if (found < 0 || (p != "contig" && p != "shuffled") || *per_sm < 1 || *per_sm > 4) return false;
+  *form = static_cast<Form>(found);
+  *shuffled = p == "shuffled";
+  return true;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  double gib = 2.0;
+  int iters = 5, page_kb = 4;
+  std::string only;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    const char* v = i + 1 < argc ? argv[i + 1] : nullptr;
+    if (arg == "--gib" && v != nullptr) {
+      gib = std::atof(v), ++i;
+    } else if (arg == "--iters" && v != nullptr) {
+      iters = std::atoi(v), ++i;
+    } else if (arg == "--page-kb" && v != nullptr) {
+      page_kb = std::atoi(v), ++i;
+    } else if (arg == "--only" && v != nullptr) {
+      only = v, ++i;
+    } else {
+      std::fprintf(stderr,
+                   "usage: stream_bench [--gib 2] [--iters 5] [--page-kb 4] [--only FORM:PATTERN:CTAS_PER_SM]\n");
+      return 2;
+    }
+  }
+  if (gib < 0.25 || gib > 64 || iters < 1 || iters > 1000 || (page_kb != 4 && page_kb != 8 && page_kb != 16 &&
+                                                             page_kb != 32 && page_kb != 64)) {
+    std::fprintf(stderr, "stream_bench: --gib in [0.25, 64], --iters in [1, 1000], --page-kb 4, 8, 16, 32 or 64\n");
+    return 2;
+  }
+  Form only_form = kLdg;
+  bool only_shuffled = false;
+  int only_per_sm = 0;
+  if (!only.empty() && !ParseOnly(only, &only_form, &only_shuffled, &only_per_sm)) {
+    std::fprintf(stderr, "stream_bench: --only wants FORM:PATTERN:CTAS_PER_SM (forms ldg, cpasync, cpasync_mbar, bulk; "
+                         "patterns contig, shuffled; 1-4 CTAs per SM)\n");
+    return 2;
+  }
+  int device_count = 0;
+  if (cudaGetDeviceCount(&device_count) != cudaSuccess || device_count == 0) {
+    std::fprintf(stderr, "stream_bench: no CUDA device is visible\n");
+    return 1;
+  }
+  cudaDeviceProp prop{};
+  Check(cudaGetDeviceProperties(&prop, 0), "properties");
+  if (prop.major < 9) {
+    std::fprintf(stderr, "stream_bench: needs sm_90 (cp.async.bulk, mbarrier transactions); this is sm_%d%d\n",
+                 prop.major, prop.minor);
+    return 1;
+  }
+  const int page_bytes = page_kb << 10;
+  const int64_t bytes = static_cast<int64_t>(gib * (1 << 30)) / page_bytes * page_bytes;
+  unsigned char* buf = nullptr;
+  Check(cudaMalloc(&buf, static_cast<size_t>(bytes)), "allocating the buffer");
+  Check(cudaMemset(buf, 1, static_cast<size_t>(bytes)), "memset");
+  const int64_t pages = bytes / page_bytes;
+  std::vector<int32_t> id(static_cast<size_t>(pages)), shuf(static_cast<size_t>(pages));
+  std::iota(id.begin(), id.end(), 0);
+  shuf = id;
+  std::shuffle(shuf.begin(), shuf.end(), std::mt19937(7));
+  int32_t *perm_id = nullptr, *perm_shuf = nullptr;
+  uint32_t* sink = nullptr;
+  Check(cudaMalloc(&perm_id, id.size() * 4), "allocating");
+  Check(cudaMalloc(&perm_shuf, id.size() * 4), "allocating");
+  Check(cudaMalloc(&sink, 4096 * 4), "allocating");
+  Check(cudaMemcpy(perm_id, id.data(), id.size() * 4, cudaMemcpyHostToDevice), "copy");
+  Check(cudaMemcpy(perm_shuf, shuf.data(), shuf.size() * 4, cudaMemcpyHostToDevice), "copy");
+  for (const auto k : {StreamCpAsync<false, 16>, StreamCpAsync<true, 16>, StreamCpAsync<false, 8>,
+                       StreamCpAsync<true, 8>}) {
+    Check(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, 200 << 10), "smem attribute");
+  }
+  Check(cudaFuncSetAttribute(StreamBulk, cudaFuncAttributeMaxDynamicSharedMemorySize, 200 << 10), "smem attribute");
+
+  const double copy_bw = chai::MeasureCopyBandwidth(chai::Device::kCuda, size_t{1} << 30);
+  std::printf("device: %s, %d SMs, L2 %d MB; buffer %.2f GiB in %d KB pages; copy bandwidth (1 GiB D2D, read+write) "
+              "%.0f GB/s\n\n",
+              prop.name, prop.multiProcessorCount, prop.l2CacheSize >> 20, gib, page_kb, copy_bw / 1e9);
+  std::printf("| form | pattern | CTAs/SM | stage KB | stages | us | GB/s | %% of copy |\n|---|---|---:|---:|---:|---:|---:|---:|\n");
+  std::vector<Config> configs;
+  for (int f = 0; f < 4; ++f) {
+    for (bool shuffled : {false, true}) {
+      for (int per_sm : {1, 2, 4}) {
+        // Stages of 32 KB in rings of 3 at 1-2 CTAs per SM (kernel 4's 96 KB), of 16 KB at 4; ldg
+        // keeps one stage in registers.
+        const int stage = per_sm == 4 ? 16 << 10 : 32 << 10;
+        configs.push_back({static_cast<Form>(f), shuffled, per_sm, stage, f == kLdg ? 1 : 3});
+      }
+    }
+  }
+  for (const Config& c : configs) {
+    if (!only.empty() && (c.form != only_form || c.shuffled != only_shuffled || c.ctas_per_sm != only_per_sm)) continue;
+    if (c.stage_bytes % page_bytes != 0 && page_bytes % c.stage_bytes != 0) continue;
+    const double us = TimeConfig(c, buf, bytes, page_bytes, perm_id, perm_shuf, sink, prop.multiProcessorCount, iters);
+    const double gbs = static_cast<double>(bytes) / (us * 1e-6) / 1e9;
+    std::printf("| %s | %s | %d | %d | %d | %.1f | %.0f | %.1f%% |\n", kFormNames[c.form],
+                c.shuffled ? "shuffled" : "contig", c.ctas_per_sm, c.stage_bytes >> 10, c.stages, us, gbs,
+                100.0 * gbs * 1e9 / copy_bw);
+  }
+  cudaFree(buf);
+  cudaFree(perm_id);
+  cudaFree(perm_shuf);
+  cudaFree(sink);
+  return 0;
+}
