@@ -18,7 +18,9 @@
 // KV cache with blocks of 16 positions x 256 bytes stores one head's rows). Each CTA streams one
 // contiguous logical span (one wave: CTAs per SM x SMs), as kernel 4's dense CTAs do.
 //
-// Usage: stream_bench [--gib 2] [--iters 5] [--page-kb 4] [--only FORM:PATTERN:CTAS_PER_SM]
+// Usage: stream_bench [--gib 2] [--iters 5] [--page-kb 4] [--spin-ns 0] [--only FORM:PATTERN:CTAS_PER_SM]
+// --spin-ns: each thread busy-waits that long on every stage before the slot is released, a
+// stand-in for the attention math between refills (kernel 4 refills after a CTA-wide barrier).
 // Prints a table: us per read of the buffer, GB/s and % of the copy bandwidth measured in the same
 // run (read + write counted, as every floor here).
 #include <cuda_runtime.h>
@@ -61,6 +63,7 @@ struct Args {
   int stage_bytes;           // a multiple of page_bytes or a divisor of it, and of 16 * kThreads
   int page_bytes;
   int stages;                // ring depth (shared-memory forms)
+  int spin_ns;               // work per stage before its slot is released (a stand-in for attention's math)
 };
 
 // The global address of byte `off` of the logical stream.
@@ -70,6 +73,17 @@ __device__ __forceinline__ const unsigned char* Addr(const Args& a, int64_t off)
 }
 
 __device__ __forceinline__ uint32_t Smem(const void* p) { return static_cast<uint32_t>(__cvta_generic_to_shared(p)); }
+
+// Busy-waits about `ns` nanoseconds (the global nanosecond timer): the time a consumer
+// spends on a stage before it lets the slot go.
+__device__ __forceinline__ void Spin(int ns) {
+  if (ns <= 0) return;
+  uint64_t t0, t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t0));
+  do {
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  } while (t - t0 < static_cast<uint64_t>(ns));
+}
 
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
 __device__ __forceinline__ uint4 LdgStream(const void* p) {
@@ -101,6 +115,7 @@ __global__ void __launch_bounds__(kThreads) StreamLdg(Args a) {
     for (int k = 0; k < kMaxPieces; ++k) {
       if (k < pieces) x ^= v[k].x ^ v[k].y ^ v[k].z ^ v[k].w;
     }
+    Spin(a.spin_ns);
   }
   if (x == 0x9e3779b9u) a.sink[blockIdx.x] = x;
 #endif
@@ -161,6 +176,7 @@ __global__ void __launch_bounds__(kThreads) StreamCpAsync(Args a) {
       __syncthreads();
     }
     x ^= reinterpret_cast<const uint32_t*>(ring + slot * a.stage_bytes)[threadIdx.x];
+    Spin(a.spin_ns);
     __syncthreads();  // every thread is done with the slot
     if (t + a.stages < n) IssueCpAsync<kMbar, kPieces>(a, base, t + a.stages, ring, bars);
   }
@@ -203,6 +219,7 @@ __global__ void __launch_bounds__(kThreads) StreamBulk(Args a) {
     const int slot = static_cast<int>(t % a.stages);
     MbarWait(Smem(&bars[slot]), static_cast<uint32_t>((t / a.stages) & 1));
     x ^= reinterpret_cast<const uint32_t*>(ring + slot * a.stage_bytes)[threadIdx.x];
+    Spin(a.spin_ns);
     __syncthreads();
     if (warp == 0 && t + a.stages < n) issue(t + a.stages);
   }
@@ -227,7 +244,7 @@ struct Config {
 
 // Microseconds for one read of the whole buffer (the median of `iters` launches after one).
 double TimeConfig(const Config& c, const unsigned char* buf, int64_t bytes, int page_bytes, const int32_t* perm_id,
-                  const int32_t* perm_shuf, uint32_t* sink, int sms, int iters) {
+                  const int32_t* perm_shuf, uint32_t* sink, int sms, int iters, int spin_ns) {
   Args a{};
   a.src = buf;
   a.perm = c.shuffled ? perm_shuf : perm_id;
@@ -235,6 +252,7 @@ double TimeConfig(const Config& c, const unsigned char* buf, int64_t bytes, int 
   a.page_bytes = page_bytes;
   a.stage_bytes = c.stage_bytes;
   a.stages = c.stages;
+  a.spin_ns = spin_ns;
   const int ctas = c.ctas_per_sm * sms;
   a.span = bytes / ctas / c.stage_bytes * c.stage_bytes;
   const size_t smem = c.form == kLdg ? 0 : static_cast<size_t>(c.stages) * c.stage_bytes;
@@ -294,7 +312,7 @@ bool ParseOnly(const std::string& spec, Form* form, bool* shuffled, int* per_sm)
 
 int main(int argc, char** argv) {
   double gib = 2.0;
-  int iters = 5, page_kb = 4;
+  int iters = 5, page_kb = 4, spin_ns = 0;
   std::string only;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
@@ -305,17 +323,21 @@ int main(int argc, char** argv) {
       iters = std::atoi(v), ++i;
     } else if (arg == "--page-kb" && v != nullptr) {
       page_kb = std::atoi(v), ++i;
+    } else if (arg == "--spin-ns" && v != nullptr) {
+      spin_ns = std::atoi(v), ++i;
     } else if (arg == "--only" && v != nullptr) {
       only = v, ++i;
     } else {
       std::fprintf(stderr,
-                   "usage: stream_bench [--gib 2] [--iters 5] [--page-kb 4] [--only FORM:PATTERN:CTAS_PER_SM]\n");
+                   "usage: stream_bench [--gib 2] [--iters 5] [--page-kb 4] [--spin-ns 0] "
+                   "[--only FORM:PATTERN:CTAS_PER_SM]\n");
       return 2;
     }
   }
-  if (gib < 0.25 || gib > 64 || iters < 1 || iters > 1000 || (page_kb != 4 && page_kb != 8 && page_kb != 16 &&
-                                                             page_kb != 32 && page_kb != 64)) {
-    std::fprintf(stderr, "stream_bench: --gib in [0.25, 64], --iters in [1, 1000], --page-kb 4, 8, 16, 32 or 64\n");
+  if (gib < 0.25 || gib > 64 || iters < 1 || iters > 1000 || spin_ns < 0 || spin_ns > 100000 ||
+      (page_kb != 4 && page_kb != 8 && page_kb != 16 && page_kb != 32 && page_kb != 64)) {
+    std::fprintf(stderr, "stream_bench: --gib in [0.25, 64], --iters in [1, 1000], --spin-ns in [0, 100000], "
+                         "--page-kb 4, 8, 16, 32 or 64\n");
     return 2;
   }
   Form only_form = kLdg;
@@ -362,9 +384,9 @@ int main(int argc, char** argv) {
   Check(cudaFuncSetAttribute(StreamBulk, cudaFuncAttributeMaxDynamicSharedMemorySize, 200 << 10), "smem attribute");
 
   const double copy_bw = chai::MeasureCopyBandwidth(chai::Device::kCuda, size_t{1} << 30);
-  std::printf("device: %s, %d SMs, L2 %d MB; buffer %.2f GiB in %d KB pages; copy bandwidth (1 GiB D2D, read+write) "
-              "%.0f GB/s\n\n",
-              prop.name, prop.multiProcessorCount, prop.l2CacheSize >> 20, gib, page_kb, copy_bw / 1e9);
+  std::printf("device: %s, %d SMs, L2 %d MB; buffer %.2f GiB in %d KB pages; %d ns of work per stage; copy bandwidth "
+              "(1 GiB D2D, read+write) %.0f GB/s\n\n",
+              prop.name, prop.multiProcessorCount, prop.l2CacheSize >> 20, gib, page_kb, spin_ns, copy_bw / 1e9);
   std::printf("| form | pattern | CTAs/SM | stage KB | stages | us | GB/s | %% of copy |\n|---|---|---:|---:|---:|---:|---:|---:|\n");
   std::vector<Config> configs;
   for (int f = 0; f < 4; ++f) {
@@ -380,7 +402,8 @@ int main(int argc, char** argv) {
   for (const Config& c : configs) {
     if (!only.empty() && (c.form != only_form || c.shuffled != only_shuffled || c.ctas_per_sm != only_per_sm)) continue;
     if (c.stage_bytes % page_bytes != 0 && page_bytes % c.stage_bytes != 0) continue;
-    const double us = TimeConfig(c, buf, bytes, page_bytes, perm_id, perm_shuf, sink, prop.multiProcessorCount, iters);
+    const double us =
+        TimeConfig(c, buf, bytes, page_bytes, perm_id, perm_shuf, sink, prop.multiProcessorCount, iters, spin_ns);
     const double gbs = static_cast<double>(bytes) / (us * 1e-6) / 1e9;
     std::printf("| %s | %s | %d | %d | %d | %.1f | %.0f | %.1f%% |\n", kFormNames[c.form],
                 c.shuffled ? "shuffled" : "contig", c.ctas_per_sm, c.stage_bytes >> 10, c.stages, us, gbs,
