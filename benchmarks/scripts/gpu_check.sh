@@ -84,6 +84,20 @@ run_gtest() {
   echo "$3: $(grep -E '^\[  (PASSED|FAILED)' "$OUT/$2.log" | tr '\n' ' ')"
   grep -E "^\[  FAILED|Failure" -A3 "$OUT/$2.log" | head -12
 }
+# Runs the test binaries named after $1 (a log prefix) in parallel, brief output, under the
+# VAR=value words of PARALLEL_TEST_ENV; then prints each one's pass/fail line and any failures.
+parallel_gtests() {
+  local tag=$1 t env_words=()
+  read -ra env_words <<< "${PARALLEL_TEST_ENV:-}"
+  for t in "${@:2}"; do
+    env "${env_words[@]}" timeout 300 "build-gpu/tests/$t" --gtest_brief=1 > "$OUT/$tag-$t.log" 2>&1 &
+  done
+  wait
+  for t in "${@:2}"; do
+    echo "${PARALLEL_TEST_ENV:-}${PARALLEL_TEST_ENV:+ }$t: $(grep -E '^\[  (PASSED|FAILED)' "$OUT/$tag-$t.log" | tr '\n' ' ')"
+    grep -E "^\[  FAILED|Failure" -A3 "$OUT/$tag-$t.log" | head -12
+  done
+}
 # The A/B modes' end-to-end row: LLaMA-7B fp16 TPOT (prompt 512, 128 new tokens, 1 warm-up, 2 timed
 # iterations) from chai binary $1 at batches $2, logs $OUT/$3.{md,err}, the table rows prefixed with
 # $4; further arguments are VAR=value settings for the run.

@@ -176,15 +176,22 @@ TEST_F(PagedAttentionGpu, DecodeDenseKernel4Shapes) {
   Check(m);
 }
 
+// The current device's compute capability major version (kernel 4 needs 9); 0 if unreadable.
+int DeviceMajor() {
+  int device = 0, major = 0;
+  if (cudaGetDevice(&device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess) {
+    return 0;
+  }
+  return major;
+}
+
 TEST_F(PagedAttentionGpu, DecodeKernel4DensePassMarksChaiGroups) {
   // Kernel 4's dense pass cannot compute CHAI's cross-head scores: a KV group whose map points
   // elsewhere gets NaN, never a silently wrong result (memcheck runs this test: the CTAs that
   // return early leave nothing behind). Other groups, and other sequences, are unaffected. Lengths
   // of one stage and of several, split and not.
-  int device = 0, major = 0;
-  ASSERT_EQ(cudaGetDevice(&device), cudaSuccess);
-  ASSERT_EQ(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device), cudaSuccess);
-  if (major < 9) GTEST_SKIP() << "decode kernel 4 needs sm_90; other kernels compute CHAI maps under hint 1";
+  if (DeviceMajor() < 9) GTEST_SKIP() << "decode kernel 4 needs sm_90; other kernels compute CHAI maps under hint 1";
   Case c{"kernel 4 dense pass, CHAI map under hint 1", 8, 8, 128, 16};
   c.lens = {40, 300, 1000, 2100};
   c.news.assign(c.lens.size(), 1);
@@ -222,10 +229,7 @@ TEST_F(PagedAttentionGpu, DecodeKernel4L2HintLeavesResultsUnchanged) {
   // Kernel 4's dense and P·V passes issue kv.then's L2 prefetches after their own streams: the
   // outputs must be the bytes of the same launch without the hint (memcheck runs this test). The
   // hint covers a separate 24 MB buffer as the engine's o-projection hint would, in 2 KB ranges.
-  int device = 0, major = 0;
-  ASSERT_EQ(cudaGetDevice(&device), cudaSuccess);
-  ASSERT_EQ(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device), cudaSuccess);
-  if (major < 9) GTEST_SKIP() << "decode kernel 4 needs sm_90";
+  if (DeviceMajor() < 9) GTEST_SKIP() << "decode kernel 4 needs sm_90";
   const Tensor weights = Tensor::Zeros({int64_t{12} << 20}, DType::kF16, Device::kCuda);
   L2Prefetch hint;
   hint.base = weights.raw();
@@ -301,10 +305,7 @@ TEST_F(PagedAttentionGpu, DecodeChaiKernel4EarlyPvPassMatchesInOrder) {
   // pass reading logits before its scores pass wrote them gives a first call that differs from
   // the repeat (repeat_ok) and from the in-order bytes. Whether the two passes overlap on a given
   // run is up to the hardware: the test cannot force the race, only catch it.
-  int device = 0, major = 0;
-  ASSERT_EQ(cudaGetDevice(&device), cudaSuccess);
-  ASSERT_EQ(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device), cudaSuccess);
-  if (major < 9) GTEST_SKIP() << "decode kernel 4 needs sm_90";
+  if (DeviceMajor() < 9) GTEST_SKIP() << "decode kernel 4 needs sm_90";
   Case mha{"kernel 4 CHAI 32/32 d128", 32, 32, 128, 16};
   mha.lens = {4097, 1, 300, 2048, 65, 1000};
   mha.news.assign(mha.lens.size(), 1);

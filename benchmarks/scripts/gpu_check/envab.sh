@@ -15,14 +15,7 @@ default_tests="qkv_append_gpu_test fused_ops_gpu_test linear_fused_gpu_test engi
 read -ra tests <<< "${ENVAB_TESTS:-$default_tests pdl_gpu_test}"  # one line: read stops at a newline
 read -ra test_env <<< "${ENVAB_TEST_ENV:-}"
 tag=${ENVAB_TAG:-envab}  # the logs' prefix: the mode's name
-for t in "${tests[@]}"; do
-  env "${test_env[@]}" timeout 300 "build-gpu/tests/$t" --gtest_brief=1 > "$OUT/$tag-$t.log" 2>&1 &
-done
-wait
-for t in "${tests[@]}"; do
-  echo "${ENVAB_TEST_ENV:-} $t: $(grep -E '^\[  (PASSED|FAILED)' "$OUT/$tag-$t.log" | tr '\n' ' ')"
-  grep -E "^\[  FAILED|Failure" -A3 "$OUT/$tag-$t.log" | head -12
-done
+PARALLEL_TEST_ENV="${ENVAB_TEST_ENV:-}" parallel_gtests "$tag" "${tests[@]}"
 # ENVAB_MEMCHECK: space-separated binary:gtest-filter pairs (read as words: the filters' * never glob).
 read -ra checks <<< "${ENVAB_MEMCHECK:-qkv_append_gpu_test:*FoldsTheRmsNorm*:*CapturesIntoAGraph*}"
 for i in "${!checks[@]}"; do

@@ -9,15 +9,8 @@
 # engine tests (memcheck over the fused GEMVs), gemm_bench's fused tables, then (PENDING_E2E=1)
 # LLaMA-7B end to end with CHAI_DECODE_FUSION=activation (the default) and =all, alternating
 # (PENDING_BATCHES, default 1,8; prompts 512 and 2048).
-tests=(ops_gpu_test fused_ops_gpu_test linear_fused_gpu_test pdl_gpu_test engine_gpu_test qkv_append_gpu_test
-  paged_attention_gpu_test)
-for t in "${tests[@]}"; do
-  timeout 300 "build-gpu/tests/$t" --gtest_brief=1 > "$OUT/pending-$t.log" 2>&1 &
-done
-wait
-for t in "${tests[@]}"; do
-  echo "$t: $(grep -E '^\[  (PASSED|FAILED)' "$OUT/pending-$t.log" | tr '\n' ' ')"
-done
+parallel_gtests pending ops_gpu_test fused_ops_gpu_test linear_fused_gpu_test pdl_gpu_test engine_gpu_test \
+  qkv_append_gpu_test paged_attention_gpu_test
 grep -h "identical fused and unfused\|outputs differ from RmsNorm" "$OUT"/pending-*.log | head -20
 timeout 240 compute-sanitizer --tool memcheck --leak-check no --error-exitcode 9 build-gpu/tests/linear_fused_gpu_test \
   --gtest_brief=1 > "$OUT/pending-memcheck-linear.log" 2>&1

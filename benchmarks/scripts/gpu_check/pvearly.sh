@@ -17,16 +17,8 @@ if [ -n "${AB_FLAGS:-}" ]; then
     > "$OUT/pvearly-ab-tests.log" 2>&1
   echo "build-ab ($AB_FLAGS) kernel-4 CHAI tests: $(grep -E '^\[  (PASSED|FAILED)' "$OUT/pvearly-ab-tests.log" | tr '\n' ' ')"
 fi
-tests=(paged_attention_gpu_test engine_gpu_test l2_prefetch_gpu_test fused_ops_gpu_test)
-[ "${PVEARLY_TESTS:-1}" = 1 ] || tests=()
-for t in "${tests[@]}"; do
-  timeout 300 "build-gpu/tests/$t" --gtest_brief=1 > "$OUT/pvearly-$t.log" 2>&1 &
-done
-wait
-for t in "${tests[@]}"; do
-  echo "$t: $(grep -E '^\[  (PASSED|FAILED)' "$OUT/pvearly-$t.log" | tr '\n' ' ')"
-  grep -E "^\[  FAILED|Failure" -A3 "$OUT/pvearly-$t.log" | head -12
-done
+[ "${PVEARLY_TESTS:-1}" = 1 ] &&
+  parallel_gtests pvearly paged_attention_gpu_test engine_gpu_test l2_prefetch_gpu_test fused_ops_gpu_test
 checks=("paged_attention_gpu_test:*EarlyPv*:*L2Hint*" "l2_prefetch_gpu_test:*")
 [ "${PVEARLY_TESTS:-1}" = 1 ] || checks=()
 for i in "${!checks[@]}"; do
