@@ -4,7 +4,9 @@
 # session's review fixes (l2_prefetch_gpu_test's alternate/split-K/CPU cases, the engine with
 # attention's hint, CopyEngineDevice in stream.cc, IssueL2Prefetch's early return) ran on an H200
 # (GPU-e7d1166c): every gpu-labelled test passed, memcheck over the hint tests clean; so did the early
-# P·V pass of decode kernel 4 (`gpu_check.sh pvearly`).
+# P·V pass of decode kernel 4 (`gpu_check.sh pvearly`; its test's review fixes at a586d23 too). Only
+# test plumbing changed after that (DeviceMajor() in paged_attention_gpu_test, gpu_check's
+# parallel_gtests); the next `test` or `pvearly` run covers it.
 # This mode re-checks the decode-step ops: the GEMV, fused-op, PDL, Q|K|V append, attention and
 # engine tests (memcheck over the fused GEMVs), gemm_bench's fused tables, then (PENDING_E2E=1)
 # LLaMA-7B end to end with CHAI_DECODE_FUSION=activation (the default) and =all, alternating
