@@ -11,6 +11,7 @@
 #include "kernels/device_info.h"
 #include "runtime/cli/commands.h"
 #include "runtime/cli/model_options.h"
+#include "runtime/cli/tuning_env.h"
 #include "runtime/json.h"
 #include "runtime/latency_bench.h"
 #include "runtime/throughput_bench.h"
@@ -31,6 +32,20 @@ absl::StatusOr<std::vector<int>> ParseIntList(const std::string& flag, const std
   }
   if (values.empty()) return absl::InvalidArgumentError(absl::StrCat("--", flag, " is empty"));
   return values;
+}
+
+using EnvVars = std::vector<std::pair<std::string, std::string>>;
+
+// The tuning variables as a JSON object (name -> value).
+Json EnvironmentJson(const EnvVars& vars) {
+  Json out = Json::MakeObject();
+  for (const auto& [name, value] : vars) out.Set(name, Json(value));
+  return out;
+}
+
+// The line under a table's title naming the tuning variables set, if any.
+void PrintTuningEnvironment(const EnvVars& vars) {
+  if (!vars.empty()) std::printf("tuning environment: %s\n", DescribeTuningEnvironment(vars).c_str());
 }
 
 Json ResultJson(const LatencyBenchOptions& o, const LatencyBenchResult& r) {
@@ -111,6 +126,7 @@ absl::Status RunThroughputMode(const std::vector<std::string>& args) {
   if (o.num_requests < 1) return absl::InvalidArgumentError("--num-requests must be >= 1");
   // On the CPU the KV cache is sized for 16 sequences of the longest request (or all of them).
   const int64_t max_len = int64_t{o.input_len.hi} + o.output_len.hi;
+  const EnvVars tuning = TuningEnvironment();  // before LoadModel sets variables of its own
   auto m = LoadModel(model, std::min(o.num_requests, 16), max_len);
   if (!m.ok()) return m.status();
   o.seed = static_cast<uint64_t>(model.seed);
@@ -126,6 +142,7 @@ absl::Status RunThroughputMode(const std::vector<std::string>& args) {
   std::printf("model %s, %s, %s, TP=%d, CHAI %s; %d requests, input %s, output %s, rate %s\n", name.c_str(),
               device.c_str(), model.dtype.c_str(), m->comm->size(), model.chai.c_str(), o.num_requests,
               input_dist.c_str(), output_dist.c_str(), rate.c_str());
+  PrintTuningEnvironment(tuning);
   std::printf(
       "| requests/s | output tokens/s | TTFT p50/p90/p99 ms | TPOT p50/p90/p99 ms | KV util mean/peak | "
       "running max/mean | preemptions |\n");
@@ -156,6 +173,7 @@ absl::Status RunThroughputMode(const std::vector<std::string>& args) {
   j.Set("input_len_dist", Json(input_dist));
   j.Set("output_len_dist", Json(output_dist));
   j.Set("request_rate", Json(rate));
+  j.Set("environment", EnvironmentJson(tuning));
   j.Set("seed", Json(model.seed));
   j.Set("max_prefill_tokens", Json(o.max_prefill_tokens_per_step));
   j.Set("completed", Json(r->completed));
@@ -225,6 +243,7 @@ absl::Status RunBench(const std::vector<std::string>& args) {
   if (!input_list.ok()) return input_list.status();
   const int max_batch = *std::max_element(batch_list->begin(), batch_list->end());
   const int max_input = *std::max_element(input_list->begin(), input_list->end());
+  const EnvVars tuning = TuningEnvironment();  // before LoadModel sets variables of its own
   auto m = LoadModel(model, max_batch, int64_t{max_input} + std::max(0, o.output_len));
   if (!m.ok()) return m.status();
   o.seed = static_cast<uint64_t>(model.seed);
@@ -235,6 +254,7 @@ absl::Status RunBench(const std::vector<std::string>& args) {
   if (rank0) {
     std::printf("model %s, %s, %s, TP=%d (%s), CHAI %s\n", name.c_str(), device.c_str(), model.dtype.c_str(),
                 m->comm->size(), m->comm->Describe().c_str(), model.chai.c_str());
+    PrintTuningEnvironment(tuning);
     std::printf("| batch | input | output | TTFT ms | TPOT ms | tokens/s | floor ms | TPOT/floor | memory floor ms "
                 "| all-reduce floor ms | all-reduce us (bytes) | KV B/token | weights GiB | KV pool GiB | prefill TFLOP/s "
                 "| prefill / GEMM |\n");
@@ -288,6 +308,7 @@ absl::Status RunBench(const std::vector<std::string>& args) {
   out.Set("tp", Json(m->comm->size()));
   out.Set("communicator", Json(m->comm->Describe()));
   out.Set("chai", Json(model.chai));
+  out.Set("environment", EnvironmentJson(tuning));
   out.Set("runs", std::move(runs));
   if (auto s = WriteJsonFile(json_path, out); !s.ok()) return absl::Status(s.code(), absl::StrCat("--json: ", s.message()));
   return absl::OkStatus();
