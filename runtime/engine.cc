@@ -429,7 +429,7 @@ absl::StatusOr<Tensor> Engine::ReplayDecode(absl::Span<StepInput> steps, StepOut
   // length bucket keeps that bound within 1.5x of the real lengths (graph_buckets.h).
   const int64_t capacity = int64_t{tables_->cap_blocks()} * pool_->block_size();
   const int64_t bound = DecodeLengthBucket(meta->max_len, capacity);
-  auto& slot = graphs_[{meta->num_seqs, bound}];
+  auto& slot = graphs_[{policy_, meta->num_seqs, bound}];
   if (slot == nullptr) {
     slot = std::make_unique<GraphSlot>();
     slot->logits = NewActivation(meta->num_seqs, weights_.vocab_shard * comm_->size());

@@ -10,6 +10,7 @@
 
 #include <map>
 #include <memory>
+#include <tuple>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -208,7 +209,10 @@ class Engine {
   bool fuse_every_step_;
   bool qkv_append_in_gemv_;
   EngineOptions::L2PrefetchBudget l2_prefetch_;
-  std::map<std::pair<int, int64_t>, std::unique_ptr<GraphSlot>> graphs_;  // by (batch size, length bucket)
+  // By (attention policy, batch size, length bucket): a recorded step holds the policy's launch
+  // hints (CHAI layers' kernels), so a run under another policy (chai bench --compare switches
+  // between dense and CHAI on one engine) must not replay it.
+  std::map<std::tuple<const AttentionPolicy*, int, int64_t>, std::unique_ptr<GraphSlot>> graphs_;
   AttentionPolicy* policy_ = nullptr;
   StepTimes times_;
 };

@@ -1,7 +1,6 @@
 // Every malformed input ends in a one-line error naming the problem and a non-zero exit:
 // checkpoints (truncated, hostile headers, missing or misshapen tensors), configs and flags.
 // Runs the real `chai` binary, as a user would.
-#include <sys/wait.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -12,6 +11,7 @@
 #include "gtest/gtest.h"
 #include "runtime/json.h"
 #include "runtime/safetensors.h"
+#include "tests/support/chai_cli.h"
 #include "tests/support/test_paths.h"
 
 namespace chai::testing {
@@ -19,29 +19,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-struct RunResult {
-  int exit_code;
-  std::string stderr_text;
-};
-
-RunResult RunChai(const std::string& args) {
-  const std::string err_file = fs::temp_directory_path() / "chai_bad_input_stderr.txt";
-  const std::string cmd = absl::StrCat(ChaiBinary(), " ", args, " >/dev/null 2>", err_file);
-  const int status = std::system(cmd.c_str());
-  std::ifstream in(err_file);
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : 128, text};
-}
-
-// One line, starting with "chai: error:", mentioning `needle`.
-void ExpectError(const std::string& args, const std::string& needle) {
-  RunResult r = RunChai(args);
-  EXPECT_NE(r.exit_code, 0) << args;
-  EXPECT_LT(r.exit_code, 128) << "crashed: " << args;
-  EXPECT_EQ(r.stderr_text.rfind("chai: error:", 0), 0u) << r.stderr_text;
-  EXPECT_EQ(std::count(r.stderr_text.begin(), r.stderr_text.end(), '\n'), 1) << r.stderr_text;
-  EXPECT_NE(r.stderr_text.find(needle), std::string::npos) << "expected '" << needle << "' in: " << r.stderr_text;
-}
+// One line, starting with "chai: error:", mentioning `needle` (tests/support/chai_cli.h).
+void ExpectError(const std::string& args, const std::string& needle) { ExpectChaiCliError(args, needle); }
 
 class BadCheckpoint : public ::testing::Test {
  protected:
@@ -169,8 +148,8 @@ TEST(BadFlags, UnknownDecodeFusion) {
   const std::string args = "generate --model " + FixtureDir("llama-gqa") + " --prompt-ids 1,2 --max-new-tokens 2";
   for (const char* mode : {"none", "activation", "silu", "all"}) {
     setenv("CHAI_DECODE_FUSION", mode, 1);
-    const RunResult r = RunChai(args);
-    EXPECT_EQ(r.exit_code, 0) << mode << ": " << r.stderr_text;
+    const ChaiCliResult r = RunChaiCli(args);
+    EXPECT_EQ(r.exit_code, 0) << mode << ": " << r.err;
   }
   setenv("CHAI_DECODE_FUSION", "fast", 1);
   ExpectError(args, "CHAI_DECODE_FUSION must be none, activation (or silu) or all, got 'fast'");
@@ -181,8 +160,8 @@ TEST(BadFlags, UnknownQkvAppendSwitch) {
   const std::string args = "generate --model " + FixtureDir("llama-gqa") + " --prompt-ids 1,2 --max-new-tokens 2";
   for (const char* v : {"0", "1"}) {
     setenv("CHAI_DECODE_QKV_APPEND", v, 1);
-    const RunResult r = RunChai(args);
-    EXPECT_EQ(r.exit_code, 0) << v << ": " << r.stderr_text;
+    const ChaiCliResult r = RunChaiCli(args);
+    EXPECT_EQ(r.exit_code, 0) << v << ": " << r.err;
   }
   for (const char* v : {"yes", "2", ""}) {
     setenv("CHAI_DECODE_QKV_APPEND", v, 1);
@@ -195,8 +174,8 @@ TEST(BadFlags, UnknownL2PrefetchBudget) {
   const std::string args = "generate --model " + FixtureDir("llama-gqa") + " --prompt-ids 1,2 --max-new-tokens 2";
   for (const char* v : {"0,0", "16,8", "12.5,4,alt"}) {
     setenv("CHAI_L2_PREFETCH", v, 1);
-    const RunResult r = RunChai(args);
-    EXPECT_EQ(r.exit_code, 0) << v << ": " << r.stderr_text;
+    const ChaiCliResult r = RunChaiCli(args);
+    EXPECT_EQ(r.exit_code, 0) << v << ": " << r.err;
   }
   for (const char* v : {"16", "16,8,fast", "-1,0", "a,b", "", "4096,0", "1,2,alt,3"}) {
     setenv("CHAI_L2_PREFETCH", v, 1);

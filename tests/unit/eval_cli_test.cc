@@ -1,6 +1,5 @@
 // `chai eval` through the real binary: bad input ends in one line "chai: error: ..." naming the
 // problem, and a small --compare run prints both modes and writes the JSON.
-#include <sys/wait.h>
 
 #include <filesystem>
 #include <fstream>
@@ -8,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "runtime/json.h"
+#include "tests/support/chai_cli.h"
 #include "tests/support/test_paths.h"
 
 namespace chai::testing {
@@ -15,31 +15,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-struct RunResult {
-  int exit_code;
-  std::string out, err;
-};
-
-std::string Slurp(const std::string& path) {
-  std::ifstream in(path);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
-
-RunResult RunChai(const std::string& args) {
-  const std::string out = fs::temp_directory_path() / "chai_eval_cli_stdout.txt";
-  const std::string err = fs::temp_directory_path() / "chai_eval_cli_stderr.txt";
-  const int status = std::system(absl::StrCat(ChaiBinary(), " ", args, " >", out, " 2>", err).c_str());
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : 128, Slurp(out), Slurp(err)};
-}
-
-void ExpectError(const std::string& args, const std::string& needle) {
-  RunResult r = RunChai(args);
-  EXPECT_NE(r.exit_code, 0) << args;
-  EXPECT_LT(r.exit_code, 128) << "crashed: " << args;
-  EXPECT_EQ(r.err.rfind("chai: error:", 0), 0u) << r.err;
-  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
-  EXPECT_NE(r.err.find(needle), std::string::npos) << "expected '" << needle << "' in: " << r.err;
-}
+void ExpectError(const std::string& args, const std::string& needle) { ExpectChaiCliError(args, needle); }
 
 std::string TempFile(const std::string& name, const std::string& text) {
   const std::string path = fs::temp_directory_path() / ("chai_eval_cli_" + name);
@@ -99,7 +75,7 @@ TEST(EvalCli, CompareOnOptTinyDocs) {
   if (!SharedAvailable()) GTEST_SKIP() << "../shared is absent: skipping opt-tiny-docs";
   const std::string json = fs::temp_directory_path() / "chai_eval_cli.json";
   const std::string task = FixtureDir("perplexity/mc_task.jsonl");
-  RunResult r = RunChai(absl::StrCat("eval --model ", SharedDir(), "/models/opt-tiny-docs --data ", SharedDir(),
+  ChaiCliResult r = RunChaiCli(absl::StrCat("eval --model ", SharedDir(), "/models/opt-tiny-docs --data ", SharedDir(),
                                      "/data/dev_eval.txt --window 64 --max-windows 2 --task ", task,
                                      " --chai 12x4,4x4 --compare --json ", json));
   ASSERT_EQ(r.exit_code, 0) << r.err;

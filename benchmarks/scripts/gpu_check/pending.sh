@@ -7,6 +7,9 @@
 # P·V pass of decode kernel 4 (`gpu_check.sh pvearly`; its test's review fixes at a586d23 too). Only
 # test plumbing changed after that (DeviceMajor() in paged_attention_gpu_test, gpu_check's
 # parallel_gtests); the next `test` or `pvearly` run covers it.
+# Not yet run on a GPU: `chai bench --compare` (dense and CHAI alternating on one engine; the
+# engine's decode graphs now keyed by attention policy too, so that the dense run neither takes
+# CHAI's launch hints nor replays a CHAI graph): `gpu_check.sh chai` runs it for issue 7's row.
 # This mode re-checks the decode-step ops: the GEMV, fused-op, PDL, Q|K|V append, attention and
 # engine tests (memcheck over the fused GEMVs), gemm_bench's fused tables, then (PENDING_E2E=1)
 # LLaMA-7B end to end with CHAI_DECODE_FUSION=activation (the default) and =all, alternating

@@ -1,0 +1,86 @@
+// `chai bench` latency mode through the real binary: --compare runs every shape dense and with
+// CHAI and reports the speedup beside the byte bound, computed from the runs it reports; the
+// CHAI_* tuning variables it ran under are printed and recorded; bad flags end in one line.
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "runtime/json.h"
+#include "tests/support/chai_cli.h"
+#include "tests/support/test_paths.h"
+
+namespace chai::testing {
+namespace {
+
+namespace fs = std::filesystem;
+
+const std::string kFixture = FixtureDir("opt-preln");  // 4 heads, committed: no ../shared needed
+const std::string kShapes = "--batch 1,2 --input-len 8,12 --output-len 4 --warmup 0 --iters 1";
+
+std::string JsonPath(const std::string& name) { return fs::temp_directory_path() / ("chai_bench_cli_" + name); }
+
+TEST(BenchCli, CompareNeedsASchedule) {
+  ExpectChaiCliError("bench --model " + kFixture + " --compare", "--compare needs a CHAI schedule");
+}
+
+TEST(BenchCli, CompareIsALatencyFlag) {
+  ExpectChaiCliError("bench --mode throughput --model " + kFixture + " --chai 4,2 --compare", "--compare");
+}
+
+TEST(BenchCli, CompareReportsSpeedupBesideTheByteBound) {
+  const std::string json = JsonPath("compare.json");
+  const ChaiCliResult r = RunChaiCli(absl::StrCat("bench --model ", kFixture, " --chai 4,2 --compare ", kShapes,
+                                                  " --json ", json));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("| mode | batch |"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("dense vs CHAI (4,2)"), std::string::npos) << r.out;
+  auto parsed = ReadJsonFile(json);
+  fs::remove(json);
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  const auto& runs = parsed->Find("runs")->as_array();
+  const auto& cmp = parsed->Find("comparison")->as_array();
+  ASSERT_EQ(runs.size(), 8u);  // 4 shapes x (dense, CHAI), alternating
+  ASSERT_EQ(cmp.size(), 4u);
+  for (size_t i = 0; i < cmp.size(); ++i) {
+    const Json& dense = runs[2 * i];
+    const Json& chai = runs[2 * i + 1];
+    SCOPED_TRACE(i);
+    EXPECT_EQ(dense.Find("mode")->as_string(), "dense");
+    EXPECT_EQ(chai.Find("mode")->as_string(), "chai");
+    EXPECT_EQ(cmp[i].Find("batch")->as_double(), dense.Find("batch")->as_double());
+    EXPECT_EQ(cmp[i].Find("input_len")->as_double(), chai.Find("input_len")->as_double());
+    const auto bytes = [](const Json& run) {
+      return run.Find("weight_bytes_read_per_step")->as_double() + run.Find("kv_bytes_read_per_step")->as_double();
+    };
+    const double speedup = dense.Find("tpot_ms")->as_double() / chai.Find("tpot_ms")->as_double();
+    const double bound = bytes(dense) / bytes(chai);
+    // The JSON keeps 9 significant digits.
+    EXPECT_NEAR(cmp[i].Find("speedup")->as_double(), speedup, 1e-7 * speedup);
+    EXPECT_NEAR(cmp[i].Find("byte_bound")->as_double(), bound, 1e-7 * bound);
+    // Schedule 4,2: the second layer keeps K of 2 of its 4 heads, so CHAI reads fewer KV bytes.
+    EXPECT_GT(bound, 1.0);
+    EXPECT_LT(chai.Find("kv_bytes_per_token")->as_double(), dense.Find("kv_bytes_per_token")->as_double());
+  }
+}
+
+TEST(BenchCli, RecordsTheTuningEnvironment) {
+  const std::string json = JsonPath("env.json");
+  const ChaiCliResult r = RunChaiCli(
+      absl::StrCat("bench --model ", kFixture, " --batch 1 --input-len 8 --output-len 4 --warmup 0 --iters 1 --json ",
+                   json),
+      "CHAI_PDL=1 CHAI_DECODE_V4_PV_EARLY=0");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("tuning environment: CHAI_DECODE_V4_PV_EARLY=0 CHAI_PDL=1\n"), std::string::npos) << r.out;
+  auto parsed = ReadJsonFile(json);
+  fs::remove(json);
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  const Json* env = parsed->Find("environment");
+  ASSERT_NE(env, nullptr);
+  ASSERT_NE(env->Find("CHAI_PDL"), nullptr);
+  EXPECT_EQ(env->Find("CHAI_PDL")->as_string(), "1");
+  ASSERT_NE(env->Find("CHAI_DECODE_V4_PV_EARLY"), nullptr);
+  EXPECT_EQ(env->Find("CHAI_DECODE_V4_PV_EARLY")->as_string(), "0");
+}
+
+}  // namespace
+}  // namespace chai::testing
