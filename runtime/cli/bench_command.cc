@@ -242,15 +242,8 @@ absl::Status RunBench(const std::vector<std::string>& args) {
   }
   if (rank0 && compare) PrintComparison(model.chai, compared);
   if (!rank0 || json_path.empty()) return absl::OkStatus();
-  Json out = Json::MakeObject();
-  out.Set("mode", Json("latency"));
-  out.Set("model", Json(name));
-  out.Set("device", Json(device));
-  out.Set("dtype", Json(model.dtype));
-  out.Set("tp", Json(m->comm->size()));
+  Json out = BenchJsonHeader("latency", name, device, model.dtype, m->comm->size(), model.chai, tuning);
   out.Set("communicator", Json(m->comm->Describe()));
-  out.Set("chai", Json(model.chai));
-  out.Set("environment", EnvironmentJson(tuning));
   out.Set("runs", std::move(runs));
   if (compare) out.Set("comparison", ComparisonJson(compared));
   if (auto s = WriteJsonFile(json_path, out); !s.ok()) return absl::Status(s.code(), absl::StrCat("--json: ", s.message()));

@@ -29,6 +29,19 @@ Json EnvironmentJson(const EnvVars& vars) {
   return out;
 }
 
+Json BenchJsonHeader(const std::string& mode, const std::string& model, const std::string& device,
+                     const std::string& dtype, int tp, const std::string& chai, const EnvVars& tuning) {
+  Json j = Json::MakeObject();
+  j.Set("mode", Json(mode));
+  j.Set("model", Json(model));
+  j.Set("device", Json(device));
+  j.Set("dtype", Json(dtype));
+  j.Set("tp", Json(tp));
+  j.Set("chai", Json(chai));
+  j.Set("environment", EnvironmentJson(tuning));
+  return j;
+}
+
 void PrintTuningEnvironment(const EnvVars& vars) {
   if (!vars.empty()) std::printf("tuning environment: %s\n", DescribeTuningEnvironment(vars).c_str());
 }

@@ -22,6 +22,11 @@ absl::StatusOr<std::vector<int>> ParseIntList(const std::string& flag, const std
 // The tuning variables as a JSON object (name -> value).
 Json EnvironmentJson(const EnvVars& vars);
 
+// The fields both modes' --json files open with: mode, model, device, dtype, tp, chai (the
+// schedule as given) and the tuning environment.
+Json BenchJsonHeader(const std::string& mode, const std::string& model, const std::string& device,
+                     const std::string& dtype, int tp, const std::string& chai, const EnvVars& tuning);
+
 // The line under a table's title naming the tuning variables set, if any.
 void PrintTuningEnvironment(const EnvVars& vars);
 
