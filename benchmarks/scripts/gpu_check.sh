@@ -128,7 +128,7 @@ targets=()
   fused_ops_gpu_test linear_fused_gpu_test engine_gpu_test paged_attention_gpu_test pdl_gpu_test)
 [ "$modes" = " pvearly " ] && targets=(--target chai attention_bench paged_attention_gpu_test engine_gpu_test
   l2_prefetch_gpu_test fused_ops_gpu_test)
-[ "$modes" = " stream " ] && targets=(--target stream_bench)
+[ "$modes" = " stream " ] && targets=(--target stream_bench attention_bench)
 [ "$modes" = " l2ab " ] && targets=(--target chai l2_prefetch_gpu_test paged_attention_gpu_test engine_gpu_test
   fused_ops_gpu_test)
 # Always (re)build: on a machine kept warm the tree may have changed since the last call, and
