@@ -1,30 +1,17 @@
+// Engine: construction and the model's forward pass, layer by layer (a step's upload, replay and
+// outputs: engine_step.cc).
 #include "runtime/engine.h"
 
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <string>
 
 #include "absl/status/status.h"
-#include "absl/strings/str_cat.h"
-#include "kernels/argmax.h"
 #include "kernels/ops.h"
-#include "kernels/step_graph.h"
-#include "runtime/graph_buckets.h"
-#include "runtime/packed_upload.h"
+#include "runtime/engine_internal.h"
 
 namespace chai {
 namespace {
-
-double Now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
-
-// Adds the time since *t to *total and restarts *t.
-void Lap(double* t, double* total) {
-  const double now = Now();
-  *total += now - *t;
-  *t = now;
-}
 
 // A failed collective leaves the ranks out of step; nothing sensible can continue.
 void CheckCollective(const absl::Status& s) {
@@ -35,34 +22,6 @@ void CheckCollective(const absl::Status& s) {
 }
 
 }  // namespace
-
-// The step's metadata on the engine's device, uploaded once per step; the block tables and
-// score-head maps themselves stay on the device (BlockTables).
-struct Engine::DeviceStep {
-  PackedUpload upload;  // ids .. last_rows and the batch layout's arrays are views of its buffer
-  Tensor ids, positions, pos_rows, last_rows;
-  BatchLayout batch;
-  std::vector<int64_t> past;
-  bool policy_active = false;
-};
-
-// What a sublayer reads. Unfused: h is its input itself (Norm(x) pre-LN, x post-LN). Fused
-// (LinearFusion::kAll): h is the residual stream x and the input is RmsNorm(h, norm_w), which the
-// sublayer's first Linear applies in its own kernel; its last Linear adds into x in its kernel too
-// (ops::LinearFused). An undefined norm_w (a model without a final norm): the input is h.
-struct Engine::SublayerInput {
-  Tensor h;
-  Tensor norm_w;
-  bool fused = false;
-  bool act_in_gemv = false;  // the MLP's first Linear applies SiLU(gate) * up or ReLU in its kernel
-};
-
-struct Engine::GraphSlot {
-  DeviceStep step;  // fixed device buffers the graph reads; refilled before every replay
-  Tensor logits;    // [batch, vocab_shard * world], written by the graph
-  std::unique_ptr<StepGraph> graph;
-  bool warmed = false;
-};
 
 Engine::Engine(ModelConfig config, ModelWeights weights, Communicator* comm, DType dtype, Device device,
                const EngineOptions& options)
@@ -338,46 +297,6 @@ void Engine::Logits(const SublayerInput& final, Tensor* out) {
   CheckCollective(comm_->AllGatherColumns(local, out));
 }
 
-Tensor Engine::HostLogits(const Tensor& logits) const {
-  const int64_t rows = logits.dim(0), vocab = config_.vocab_size;
-  Tensor host = logits.Cast(DType::kF32);
-  if (host.device() != Device::kCpu) host = host.To(Device::kCpu);
-  if (host.dim(1) == vocab) return host;
-  Tensor trimmed = Tensor::Empty({rows, vocab}, DType::kF32);  // drop the vocabulary padding
-  for (int64_t r = 0; r < rows; ++r) {
-    std::memcpy(trimmed.data<float>() + r * vocab, host.data<float>() + r * host.dim(1), vocab * sizeof(float));
-  }
-  return trimmed;
-}
-
-// Greedy ids where the logits are: on a GPU only [rows] int32 ids come back, not [rows, vocab]
-// fp32 logits (4 MB at batch 32 over 32000 tokens: 4.2 ms of a 15.1 ms step on an H100,
-// benchmarks/results/llama-7b-tp1-h100.md). ops::ArgmaxRows follows the host Argmax's rule.
-Tensor Engine::GreedyIds(const Tensor& logits) const {
-  Tensor ids = Tensor::Empty({logits.dim(0)}, DType::kI32, logits.device());
-  ops::ArgmaxRows(logits, config_.vocab_size, &ids);
-  return ids.device() == Device::kCpu ? ids : ids.To(Device::kCpu);
-}
-
-void Engine::Upload(const StepMetadata& meta, absl::Span<StepInput> steps, DeviceStep* step) {
-  tables_->Flush();  // blocks taken by this step's reservations
-  // One copy for the step's int32 arrays (packed_upload.h); a step that already has its buffer
-  // (a graph slot's: a recorded graph reads fixed addresses) is refilled in place.
-  const Tensor* hosts[] = {&meta.ids,     &meta.positions, &meta.pos_rows, &meta.last_rows,
-                           &meta.q_start, &meta.seq_lens,  &meta.slots,    &meta.token_rows};
-  Tensor* outs[] = {&step->ids,           &step->positions,      &step->pos_rows,   &step->last_rows,
-                    &step->batch.q_start, &step->batch.seq_lens, &step->batch.slots, &step->batch.token_rows};
-  if (absl::Status sent = step->upload.Send(hosts, device_, outs); !sent.ok()) {
-    std::fprintf(stderr, "chai: internal error: %s\n", std::string(sent.message()).c_str());
-    std::abort();
-  }
-  step->batch.num_seqs = meta.num_seqs;
-  step->batch.max_new_tokens = meta.max_new;
-  step->past = meta.past;
-  step->policy_active = false;
-  for (const StepInput& s : steps) step->policy_active |= policy_ != nullptr && policy_->Active(*s.seq);
-}
-
 void Engine::RunModel(absl::Span<StepInput> steps, const DeviceStep& step, bool all_positions, Tensor* logits) {
   // The layers carry the residual stream x and the next sublayer's input. Pre-LN, that is Norm(x):
   // only the first layer's attention norm is a kernel of its own; every later norm is fused with
@@ -410,94 +329,6 @@ void Engine::RunModel(absl::Span<StepInput> steps, const DeviceStep& step, bool 
     in.h = last;
   }
   Logits(in, logits);
-}
-
-bool Engine::CanReplay(absl::Span<StepInput> steps, bool all_positions) const {
-  if (!capture_decode_ || all_positions) return false;
-  for (const StepInput& s : steps) {
-    if (s.tokens.size() != 1) return false;
-    if (policy_ != nullptr && policy_->Active(*s.seq)) return false;  // CHAI fixing membership: host work
-  }
-  return true;
-}
-
-absl::StatusOr<Tensor> Engine::ReplayDecode(absl::Span<StepInput> steps, StepOutput output) {
-  double t = Now();
-  auto meta = PrepareStep(steps, config_, pool_.get());
-  if (!meta.ok()) return meta.status();
-  // The attention kernels plan their chunks from the bound the graph records: one graph per
-  // length bucket keeps that bound within 1.5x of the real lengths (graph_buckets.h).
-  const int64_t capacity = int64_t{tables_->cap_blocks()} * pool_->block_size();
-  const int64_t bound = DecodeLengthBucket(meta->max_len, capacity);
-  auto& slot = graphs_[{policy_, meta->num_seqs, bound}];
-  if (slot == nullptr) {
-    slot = std::make_unique<GraphSlot>();
-    slot->logits = NewActivation(meta->num_seqs, weights_.vocab_shard * comm_->size());
-    slot->step.batch.max_seq_len = static_cast<int>(bound);
-  }
-  Upload(*meta, steps, &slot->step);
-  Lap(&t, &times_.prepare);
-  if (!slot->warmed) {  // the first step of a shape runs eagerly (allocations, plans, scratch)
-    RunModel(steps, slot->step, false, &slot->logits);
-    slot->warmed = true;
-  } else {
-    if (slot->graph == nullptr) {
-      auto graph = StepGraph::Record(device_, [&] { RunModel(steps, slot->step, false, &slot->logits); });
-      if (!graph.ok()) return graph.status();
-      slot->graph = std::move(*graph);
-    }
-    slot->graph->Replay();
-  }
-  Lap(&t, &times_.launch);
-  Tensor host = HostOutput(slot->logits, output);
-  Lap(&t, &times_.logits);
-  FinishStep(steps, false);
-  Lap(&t, &times_.finish);
-  ++times_.steps;
-  return host;
-}
-
-void Engine::FinishStep(absl::Span<StepInput> steps, bool policy_active) {
-  for (StepInput& s : steps) {
-    s.seq->kv.Advance(static_cast<int64_t>(s.tokens.size()));
-    if (policy_ == nullptr) continue;
-    policy_->AfterStep(s.seq);
-    if (!policy_active) continue;
-    // Maps the policy fixed on the device (or here) reach the tables' host mirror, so that later
-    // differences, e.g. a reused row's identity maps, are sent.
-    for (int l = 0; l < config_.num_layers; ++l) tables_->SetScoreHeads(s.seq->kv.row(), l, s.seq->score_head[l]);
-  }
-}
-
-absl::StatusOr<Tensor> Engine::Forward(absl::Span<StepInput> steps, bool all_positions) {
-  return Step(steps, all_positions, StepOutput::kLogits);
-}
-
-absl::StatusOr<std::vector<int32_t>> Engine::ForwardGreedy(absl::Span<StepInput> steps) {
-  auto ids = Step(steps, false, StepOutput::kGreedyIds);
-  if (!ids.ok()) return ids.status();
-  return std::vector<int32_t>(ids->data<int32_t>(), ids->data<int32_t>() + ids->numel());
-}
-
-absl::StatusOr<Tensor> Engine::Step(absl::Span<StepInput> steps, bool all_positions, StepOutput output) {
-  if (CanReplay(steps, all_positions)) return ReplayDecode(steps, output);
-  double t = Now();
-  auto meta = PrepareStep(steps, config_, pool_.get());
-  if (!meta.ok()) return meta.status();
-  DeviceStep step;
-  Upload(*meta, steps, &step);
-  step.batch.max_seq_len = meta->max_len;
-  const int64_t rows = all_positions ? meta->ids.numel() : meta->num_seqs;
-  Tensor logits = NewActivation(rows, weights_.vocab_shard * comm_->size());
-  Lap(&t, &times_.prepare);
-  RunModel(steps, step, all_positions, &logits);
-  Lap(&t, &times_.launch);
-  Tensor host = HostOutput(logits, output);  // waits for the step's device work, which AfterStep may read
-  Lap(&t, &times_.logits);
-  FinishStep(steps, step.policy_active);
-  Lap(&t, &times_.finish);
-  ++times_.steps;
-  return host;
 }
 
 }  // namespace chai
