@@ -122,6 +122,16 @@ __global__ void __launch_bounds__(kThreads) StreamLdg(Args a) {
 }
 
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+// The ring's mbarriers, each completing a phase after `arrivals` arrivals (thread 0 sets them up;
+// every thread meets at a barrier after).
+__device__ __forceinline__ void InitRingBarriers(uint64_t* bars, int stages, uint32_t arrivals) {
+  if (threadIdx.x == 0) {
+    for (int i = 0; i < stages; ++i) MbarInit(Smem(&bars[i]), arrivals);
+    MbarInitFence();
+  }
+  __syncthreads();
+}
+
 // This thread's pieces of stage t into ring slot t % stages, then its commit (or its arrival on
 // the slot's mbarrier).
 template <bool kMbar, int kPieces>
@@ -152,11 +162,7 @@ __global__ void __launch_bounds__(kThreads) StreamCpAsync(Args a) {
   __shared__ uint64_t bars[kMaxStages];
   const int64_t base = int64_t{blockIdx.x} * a.span;
   const int64_t n = a.span / a.stage_bytes;
-  if (kMbar && threadIdx.x == 0) {
-    for (int i = 0; i < a.stages; ++i) MbarInit(Smem(&bars[i]), kThreads);
-    MbarInitFence();
-  }
-  __syncthreads();
+  if constexpr (kMbar) InitRingBarriers(bars, a.stages, kThreads);
   for (int64_t t = 0; t < min(n, int64_t{a.stages}); ++t) IssueCpAsync<kMbar, kPieces>(a, base, t, ring, bars);
   uint32_t x = 0;
   for (int64_t t = 0; t < n; ++t) {
@@ -195,11 +201,7 @@ __global__ void __launch_bounds__(kThreads) StreamBulk(Args a) {
   const int copy = min(a.stage_bytes, a.page_bytes);
   const int copies = a.stage_bytes / copy;
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  if (threadIdx.x == 0) {
-    for (int i = 0; i < a.stages; ++i) MbarInit(Smem(&bars[i]), 1);
-    MbarInitFence();
-  }
-  __syncthreads();
+  InitRingBarriers(bars, a.stages, 1);
   const auto issue = [&](int64_t t) {
     const int slot = static_cast<int>(t % a.stages);
     const uint32_t bar = Smem(&bars[slot]);
