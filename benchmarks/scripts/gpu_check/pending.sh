@@ -10,6 +10,8 @@
 # Not yet run on a GPU: `chai bench --compare` (dense and CHAI alternating on one engine; the
 # engine's decode graphs now keyed by attention policy too, so that the dense run neither takes
 # CHAI's launch hints nor replays a CHAI graph): `gpu_check.sh chai` runs it for issue 7's row.
+# One call covers all of it: MEMCHECK_TESTS="" gpu_check.sh test chai (no kernel changed since the
+# last memcheck).
 # Also the engine split into engine.cc / engine_step.cc (a move; the CPU engine tests pass, CUDA
 # compile-checked): engine_gpu_test in the next `test` run covers its GPU paths (graph replay).
 # This mode re-checks the decode-step ops: the GEMV, fused-op, PDL, Q|K|V append, attention and
