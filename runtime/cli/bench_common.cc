@@ -23,11 +23,16 @@ absl::StatusOr<std::vector<int>> ParseIntList(const std::string& flag, const std
   return values;
 }
 
+namespace {
+
+// The tuning variables as a JSON object (name -> value).
 Json EnvironmentJson(const EnvVars& vars) {
   Json out = Json::MakeObject();
   for (const auto& [name, value] : vars) out.Set(name, Json(value));
   return out;
 }
+
+}  // namespace
 
 Json BenchJsonHeader(const std::string& mode, const std::string& model, const std::string& device,
                      const std::string& dtype, int tp, const std::string& chai, const EnvVars& tuning) {

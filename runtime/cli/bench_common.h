@@ -19,9 +19,6 @@ using EnvVars = std::vector<std::pair<std::string, std::string>>;
 // A comma-separated list of positive integers for --flag ("1,8,32"); a clear error otherwise.
 absl::StatusOr<std::vector<int>> ParseIntList(const std::string& flag, const std::string& text);
 
-// The tuning variables as a JSON object (name -> value).
-Json EnvironmentJson(const EnvVars& vars);
-
 // The fields both modes' --json files open with: mode, model, device, dtype, tp, chai (the
 // schedule as given) and the tuning environment.
 Json BenchJsonHeader(const std::string& mode, const std::string& model, const std::string& device,
