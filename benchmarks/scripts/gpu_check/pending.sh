@@ -1,19 +1,11 @@
 #!/usr/bin/env bash
 # gpu_check.sh mode `pending`, sourced by gpu_check.sh (it sees OUT, gpus, modes, has, bench, mpi).
-# Code on main that waits for a GPU: nothing as of the twelfth session (2026-11-27). The eleventh
-# session's review fixes (l2_prefetch_gpu_test's alternate/split-K/CPU cases, the engine with
-# attention's hint, CopyEngineDevice in stream.cc, IssueL2Prefetch's early return) ran on an H200
-# (GPU-e7d1166c): every gpu-labelled test passed, memcheck over the hint tests clean; so did the early
-# P·V pass of decode kernel 4 (`gpu_check.sh pvearly`; its test's review fixes at a586d23 too). Only
-# test plumbing changed after that (DeviceMajor() in paged_attention_gpu_test, gpu_check's
-# parallel_gtests); the next `test` or `pvearly` run covers it.
-# Not yet run on a GPU: `chai bench --compare` (dense and CHAI alternating on one engine; the
-# engine's decode graphs now keyed by attention policy too, so that the dense run neither takes
-# CHAI's launch hints nor replays a CHAI graph): `gpu_check.sh chai` runs it for issue 7's row.
-# One call covers all of it: MEMCHECK_TESTS="" gpu_check.sh test chai (no kernel changed since the
-# last memcheck).
-# Also the engine split into engine.cc / engine_step.cc (a move; the CPU engine tests pass, CUDA
-# compile-checked): engine_gpu_test in the next `test` run covers its GPU paths (graph replay).
+# Code on main that waits for a GPU: nothing as of the thirteenth session (2026-11-27). What the
+# twelfth left pending ran on an H200 (GPU-b5acc698, `MEMCHECK_TESTS="" gpu_check.sh test chai`):
+# every gpu-labelled test (the engine split into engine.cc / engine_step.cc, DeviceMajor(),
+# parallel_gtests) and `chai bench --compare` (issue 7's row, chai-e2e-llama-7b-h200.md). The
+# paged kernels' 128-byte shared-memory alignment (b89cbba) passed paged_attention_gpu_test 27/27
+# and engine_gpu_test on GPU-2669ac12; no memcheck ran over it (a declaration's alignment only).
 # This mode re-checks the decode-step ops: the GEMV, fused-op, PDL, Q|K|V append, attention and
 # engine tests (memcheck over the fused GEMVs), gemm_bench's fused tables, then (PENDING_E2E=1)
 # LLaMA-7B end to end with CHAI_DECODE_FUSION=activation (the default) and =all, alternating
