@@ -21,9 +21,9 @@
 //
 // Streaming (the stage layout, ring and load modes: paged_attention_v4_shape.cuh): a ring of
 // shared-memory stages (V4Stage), a dense stage holding the K rows and the V
-// rows of kV4Rows positions (32 KB together: 64 positions at head_dim 128, 128 at 64). The dense
-// pass fills a stage with every thread's 16-byte cp.async (kV4Load below: measured faster than the
-// bulk copies); the CHAI passes stream through the copy engine, as follows. The pool stores
+// rows of kV4Rows positions (32 KB together: 64 positions at head_dim 128, 128 at 64). Every pass
+// streams through the copy engine by default (kV4Load: the dense pass can take every thread's
+// 16-byte cp.async instead, a compile-time variant), as follows. The pool stores
 // each (block, head) as block_size x head_dim contiguous elements, so the rows a stage needs from
 // one block are one contiguous run: warp 0 issues one `cp.async.bulk` per block and side (one lane
 // per block, the block ids read from a 32-entry window of the tables held one per lane, as kernel
@@ -62,13 +62,10 @@ namespace chai::cuda::paged {
 #ifdef __CUDACC__
 
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-// CpAsync16 with the `.L2::128B` prefetch qualifier, as CUTLASS-style sm80 kernels issue theirs.
-// On an H200 (B = 8 and 32, 4k and 16k positions, attention-decode-h200.md) it cut the dense
-// pass's L2 tag requests by 14% (58.9M to 50.4M at B = 8, 16k; cuDNN's SDPA: 33.5M) and its time
-// by 0.7-1.3%, the decode tests passing. The plain form (no src-size operand) for blocks that exist
-// changed nothing there (50.4M tag requests, same times): the src-size operand is not what keeps
-// our requests at ~2 sectors. `.L2::256B` (a whole row per fetch) was 0.1-0.6% slower at B = 8 and
-// 32 and sent more tag requests (55.7M against 50.4M at B = 8, 16k; H200, 2026-11-27).
+// CpAsync16 with the `.L2::128B` prefetch qualifier, as CUTLASS-style sm80 kernels issue theirs
+// (the dense pass's cp.async variant, CHAI_V4_CPASYNC=1). On an H200 it cut that pass's L2 tag
+// requests by 14% and its time by 0.7-1.3% while the ring was misaligned; `.L2::256B` was slower.
+// The rest of its extra requests were the ring's alignment (paged_attention_common.cuh).
 __device__ __forceinline__ void V4CpAsync16(void* dst, const void* src, bool valid) {
   asm volatile("cp.async.cg.shared.global.L2::128B [%0], [%1], 16, %2;\n" ::"r"(SharedAddress(dst)),
                "l"(__cvta_generic_to_global(src)), "r"(valid ? 16 : 0)

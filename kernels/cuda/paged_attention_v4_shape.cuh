@@ -30,16 +30,15 @@ constexpr int kV4MaxItems = 16;            // scores pass: (sequence, KV head) i
 
 enum V4Pass : int { kV4Dense = 0, kV4Scores = 1, kV4Pv = 2 };
 
-// How the dense pass fills its stages (CHAI_V4_CPASYNC at compile time): 1 (the default), every
-// thread's 16-byte cp.async for K and V, each thread arriving on the stage's mbarrier once its
-// copies land; 0, warp 0's bulk copies (the copy engine) as the other passes do; 2, K by bulk
-// copies and V by cp.async. On an H200 (attention-decode-h200.md, two calls, 18/18 decode tests
-// on each variant) 1 was faster than 0 by 5-6% at B >= 8 and 4k-16k positions and by 7% at
-// B = 1 and 16k, and 2 lay between them. Neither reaches cuDNN's SDPA (cp.async too, one 128-thread
-// CTA per (sequence, head), 95% of DRAM peak): under Nsight Compute ours sends ~1.8x the L2 tag
-// requests per DRAM byte, a gap not yet explained.
+// How the dense pass fills its stages (CHAI_V4_CPASYNC at compile time): 0 (the default), warp
+// 0's bulk copies (the copy engine) as the other passes do; 1, every thread's 16-byte cp.async
+// for K and V, each thread arriving on the stage's mbarrier once its copies land; 2, K by bulk
+// copies and V by cp.async. History, on H200s (attention-decode-h200.md): while the ring sat off
+// a 128-byte boundary (before b89cbba) 1 was 5-6% faster than 0 at B >= 8; with the ring aligned,
+// 0 is 10-13% faster than 1 at B >= 8 and 2k-16k positions (96-104% of the copy bandwidth, within
+// 1-5% of cuDNN's SDPA) and 5-10% at B = 1, its decode tests passing (GPU-865d60e8, 2026-11-27).
 #ifndef CHAI_V4_CPASYNC
-#define CHAI_V4_CPASYNC 1
+#define CHAI_V4_CPASYNC 0
 #endif
 // The CHAI passes stay on bulk copies: loading their K (scores) and V (P·V) by every thread's
 // cp.async instead ran 35-40% slower on an H200 (B = 8 and 32, 4k and 16k positions, 4
