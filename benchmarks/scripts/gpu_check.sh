@@ -18,7 +18,8 @@
 # LLaMA-7B TPOT A/B with the defaults otherwise: AB_FLAGS), l2ab (the L2 prefetch hints' tests and
 # LLaMA-7B under CHAI_L2_PREFETCH budgets: L2AB_SETTINGS, L2AB_TESTS, L2AB_MEMCHECK; ENVAB_ROUNDS), pvearly
 # (kernel 4's CHAI P·V pass released early: tests, memcheck, attention_bench and LLaMA-7B CHAI A/B),
-# stream (which streaming load form keeps DRAM busiest: stream_bench and ncu counters per form).
+# stream (which streaming load form keeps DRAM busiest: stream_bench and ncu counters per form),
+# vssdpa (decode attention against PyTorch SDPA in one call: both benchmarks alternating, then the ratios).
 set -uo pipefail
 modes=" ${*:-all} "
 [ "$modes" = " all " ] && modes=" test bench e2e chai "
@@ -129,6 +130,7 @@ targets=()
 [ "$modes" = " pvearly " ] && targets=(--target chai attention_bench paged_attention_gpu_test engine_gpu_test
   l2_prefetch_gpu_test fused_ops_gpu_test)
 [ "$modes" = " stream " ] && targets=(--target stream_bench attention_bench)
+[ "$modes" = " vssdpa " ] && targets=(--target attention_bench)
 [ "$modes" = " l2ab " ] && targets=(--target chai l2_prefetch_gpu_test paged_attention_gpu_test engine_gpu_test
   fused_ops_gpu_test)
 # Always (re)build: on a machine kept warm the tree may have changed since the last call, and
@@ -171,6 +173,7 @@ has pvearly && run_mode pvearly
 has stream && run_mode stream
 has splits && run_mode splits
 has sdpa && run_mode sdpa
+has vssdpa && run_mode vssdpa
 has throughput && run_mode throughput
 has tp && run_mode tp
 { has opt66b && [ "$gpus" -ge 4 ]; } && run_mode opt66b

@@ -74,12 +74,13 @@ def main():
             ks = [torch.randn(b, HEADS, ctx, HEAD_DIM, dtype=torch.float16, device="cuda") for _ in range(copies)]
             vs = [torch.randn_like(k) for k in ks]
             k_reps = [k[:, ::members].contiguous() for k in ks]  # CHAI keeps K of representatives only
-            out = torch.empty_like(q)
             scale = HEAD_DIM ** -0.5
 
+            # The outputs stay where PyTorch puts them (the graph's pool): a copy into a fixed buffer
+            # would add a kernel per call that the kernels compared against do not run.
             def dense():
                 for i in range(calls):
-                    out.copy_(F.scaled_dot_product_attention(q, ks[i % copies], vs[i % copies]))
+                    F.scaled_dot_product_attention(q, ks[i % copies], vs[i % copies])
 
             def chai():
                 for i in range(calls):
@@ -87,14 +88,14 @@ def main():
                     s = torch.matmul(q[:, ::members], k_reps[i % copies].transpose(-1, -2)) * scale
                     p = torch.softmax(s.float(), dim=-1).to(torch.float16)
                     p = p.repeat_interleave(members, dim=1)  # [b, heads, 1, ctx]
-                    out.copy_(torch.matmul(p, vs[i % copies]))
+                    torch.matmul(p, vs[i % copies])
 
             t_dense = time_graph(dense, args.iters) / calls
             t_chai = time_graph(chai, args.iters) / calls
             g_dense, g_chai = dense_bytes / (t_dense * 1e3), chai_bytes / (t_chai * 1e3)
             print(f"| {b} | {ctx} | {t_dense:.1f} | {g_dense:.0f} | {100 * g_dense * 1e9 / bw:.0f}% | "
                   f"{t_chai:.1f} | {g_chai:.0f} | {100 * g_chai * 1e9 / bw:.0f}% |")
-            del q, ks, vs, k_reps, out
+            del q, ks, vs, k_reps
             torch.cuda.empty_cache()
 
 if __name__ == "__main__":

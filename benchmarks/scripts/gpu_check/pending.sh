@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
 # gpu_check.sh mode `pending`, sourced by gpu_check.sh (it sees OUT, gpus, modes, has, bench, mpi).
-# Code on main that waits for a GPU: nothing as of the thirteenth session (2026-11-27). What the
-# twelfth left pending ran on an H200 (GPU-b5acc698, `MEMCHECK_TESTS="" gpu_check.sh test chai`):
-# every gpu-labelled test (the engine split into engine.cc / engine_step.cc, DeviceMajor(),
-# parallel_gtests) and `chai bench --compare` (issue 7's row, chai-e2e-llama-7b-h200.md). The
-# paged kernels' 128-byte shared-memory alignment (b89cbba) passed paged_attention_gpu_test 27/27
-# and engine_gpu_test on GPU-2669ac12; no memcheck ran over it (a declaration's alignment only).
+# Code on main that waits for a GPU, as of the thirteenth session (2026-11-27):
+# - decode kernel 4's dense pass on bulk copies by default (683c301, CHAI_V4_CPASYNC=0): the
+#   decode subset of paged_attention_gpu_test passed on that build (20/20, GPU-865d60e8), and
+#   attention_bench timed it; not yet run: every other gpu test and memcheck over the attention
+#   test with it, LLaMA-7B end to end (batch 1-64 at 512 and 2048, and the CHAI row), and SDPA in
+#   the same call. Two calls cover it: `gpu_check.sh test chai` (memcheck: a kernel default
+#   changed), then `gpu_check.sh vssdpa e2e`.
+# - sdpa_decode_bench.py no longer copies each output into a fixed buffer (one kernel per call
+#   fewer on SDPA's side), and the vssdpa mode with compare_sdpa.py: the `vssdpa` run above.
+# What the twelfth session left pending ran on an H200 (GPU-b5acc698, `MEMCHECK_TESTS=""
+# gpu_check.sh test chai`): every gpu-labelled test and `chai bench --compare`. The 128-byte ring
+# alignment (b89cbba) passed paged_attention_gpu_test 27/27 and engine_gpu_test (GPU-2669ac12).
 # This mode re-checks the decode-step ops: the GEMV, fused-op, PDL, Q|K|V append, attention and
 # engine tests (memcheck over the fused GEMVs), gemm_bench's fused tables, then (PENDING_E2E=1)
 # LLaMA-7B end to end with CHAI_DECODE_FUSION=activation (the default) and =all, alternating
