@@ -21,6 +21,13 @@ constexpr int kV4StageBytes = 32 << 10;    // K + V rows of one dense stage
 #ifndef CHAI_V4_MIN_STAGES
 #define CHAI_V4_MIN_STAGES 3
 #endif
+// CHAI_V4_SCORES_RING_KB (default: the same) sizes the CHAI scores pass's ring alone: a tuning
+// experiment, with CHAI_DECODE_V4_SCORE_CTAS_PER_SM=2, for a scores pass small enough (two CTAs of
+// 48 KB) that one P·V CTA (96 KB) fits beside them on every SM from the start, so that the early
+// P·V pass streams V while the representatives' K streams, instead of after.
+#ifndef CHAI_V4_SCORES_RING_KB
+#define CHAI_V4_SCORES_RING_KB CHAI_V4_RING_KB
+#endif
 constexpr int kV4SharedBytes = CHAI_V4_RING_KB << 10;
 constexpr int kV4MinStages = CHAI_V4_MIN_STAGES;
 constexpr int kV4MaxStages = 6;            // ring depth bound (the K-only pass: 6 stages of 16 KB)
@@ -85,7 +92,8 @@ struct V4Stage {
   static constexpr int kLogitOff = kVOff + (kHasV ? kSideBytes : 0);
   static constexpr int kLogitRow = kRows + 8;  // floats
   static constexpr int kBytes = kLogitOff + (kPass == kV4Pv ? kV4MaxGroup * kLogitRow * 4 : 0);
-  static constexpr int kStages = std::clamp(kV4SharedBytes / kBytes, kV4MinStages, kV4MaxStages);
+  static constexpr int kRingBytes = kPass == kV4Scores ? CHAI_V4_SCORES_RING_KB << 10 : kV4SharedBytes;
+  static constexpr int kStages = std::clamp(kRingBytes / kBytes, kV4MinStages, kV4MaxStages);
   static constexpr int kSharedBytes = kStages * kBytes;  // dynamic shared memory per CTA
   static_assert(kBytes % 128 == 0 && kRows % (16 * 4) == 0 && kRows / kV4MinBlock + 1 <= 32, "stage shape");
   static_assert(kSharedBytes <= 112 << 10, "two CTAs per SM");

@@ -9,6 +9,10 @@
 #   changed), then `gpu_check.sh vssdpa e2e`.
 # - sdpa_decode_bench.py no longer copies each output into a fixed buffer (one kernel per call
 #   fewer on SDPA's side), and the vssdpa mode with compare_sdpa.py: the `vssdpa` run above.
+# - prepared, not yet run: the CHAI scores pass's own ring size, an experiment for issue 7's
+#   B = 8 / 2k-4k rows (two 48 KB scores CTAs leave room for one P·V CTA per SM from the start):
+#   CHAI_DECODE_V4_SCORE_CTAS_PER_SM=2 AB_FLAGS=-DCHAI_V4_SCORES_RING_KB=48 AB_BENCH="--batches
+#   1,8,32 --contexts 2048,4096,16384" gpu_check.sh ab (the default build's PTX is unchanged).
 # What the twelfth session left pending ran on an H200 (GPU-b5acc698, `MEMCHECK_TESTS=""
 # gpu_check.sh test chai`): every gpu-labelled test and `chai bench --compare`. The 128-byte ring
 # alignment (b89cbba) passed paged_attention_gpu_test 27/27 and engine_gpu_test (GPU-2669ac12).
