@@ -77,8 +77,8 @@ constexpr int kV4Rows = kV4StageBytes / (4 * kD);
 // A stage of pass kPass: [K rows][V rows][logits rows], each part only where the pass reads it.
 // Dense and scores stages hold kV4Rows positions; P·V stages 128 (32 KB of V at head_dim 128: on
 // an H100 the P·V pass with 16 KB stages streamed at 74-79% of peak DRAM throughput where the
-// dense pass's 32 KB stages reach 80-84%). The ring holds as many stages as fit kV4SharedBytes,
-// at least 3 (3 dense of 32 KB, 6 K-only of 16 KB; P·V at head_dim 128 takes 3 x 36 KB, still two
+// dense pass's 32 KB stages reach 80-84%). The ring holds as many stages as fit kRingBytes
+// (kV4SharedBytes; the scores pass's CHAI_V4_SCORES_RING_KB), at least 3 (3 dense of 32 KB, 6 K-only of 16 KB; P·V at head_dim 128 takes 3 x 36 KB, still two
 // CTAs per SM). A logits row (one per head of the group) is padded by 8 floats so that the eight
 // heads' float2 reads of a tile spread over the banks.
 // (Scores stages of 128 positions, 32 KB of K at head_dim 128 in a ring of 3, were measured on an
