@@ -220,10 +220,11 @@ void PagedAttention(const Tensor& q, const PagedKv& kv, const BatchLayout& batch
       scores_per_sm = paged::DecodeV4CtasPerSm<decltype(tag)>(p, paged::kV4Scores);
       pv_per_sm = paged::DecodeV4CtasPerSm<decltype(tag)>(p, paged::kV4Pv);
     });
-    // CHAI_DECODE_V4_SCORE_CTAS_PER_SM (tuning): plan the scores pass's splits as if fewer CTAs
-    // were resident than fit (a smaller grid, which leaves SM places to the P·V pass's first CTAs;
-    // it does not cap residency).
-    scores_per_sm = std::min(scores_per_sm, EnvKnob("CHAI_DECODE_V4_SCORE_CTAS_PER_SM", scores_per_sm));
+    // The scores pass's splits are planned as if fewer CTAs were resident than fit (a smaller
+    // grid, which leaves SM places to the P·V pass's first CTAs; it does not cap residency):
+    // kV4ScoreCtasPerSmPlan, or CHAI_DECODE_V4_SCORE_CTAS_PER_SM (tuning).
+    scores_per_sm = std::min(scores_per_sm, EnvKnob("CHAI_DECODE_V4_SCORE_CTAS_PER_SM",
+                                                    std::min(scores_per_sm, paged::kV4ScoreCtasPerSmPlan)));
     paged::MakePlanV4Chai(batch.max_seq_len, kv.members_per_rep, scores_per_sm * SmCount(), pv_per_sm * SmCount(), &p,
                           &plan);
     p.pv_early = EnvFlag("CHAI_DECODE_V4_PV_EARLY", true) ? 1 : 0;

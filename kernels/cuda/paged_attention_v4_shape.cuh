@@ -21,13 +21,16 @@ constexpr int kV4StageBytes = 32 << 10;    // K + V rows of one dense stage
 #ifndef CHAI_V4_MIN_STAGES
 #define CHAI_V4_MIN_STAGES 3
 #endif
-// CHAI_V4_SCORES_RING_KB (default: the same) sizes the CHAI scores pass's ring alone: a tuning
-// experiment, with CHAI_DECODE_V4_SCORE_CTAS_PER_SM=2, for a scores pass small enough (two CTAs of
-// 48 KB) that one P·V CTA (96 KB) fits beside them on every SM from the start, so that the early
-// P·V pass streams V while the representatives' K streams, instead of after.
+// The CHAI scores pass has a ring of its own (CHAI_V4_SCORES_RING_KB, 48 KB: 3 K-only stages of
+// 16 KB) and the host plans it for kV4ScoreCtasPerSmPlan resident CTAs per SM, so that two scores
+// CTAs leave room for one P·V CTA (about 108 KB) on every SM from the start and the early P·V
+// pass streams V while the representatives' K streams, instead of after. On an H200 (GPU-07721f8b,
+// 2026-11-27, attention-decode-h200.md) against the 96 KB ring planned the same way: CHAI 1-3%
+// faster at B = 8-32 and 2k-4k positions, 4-9% at B = 1, equal at 16k; the dense pass unchanged.
 #ifndef CHAI_V4_SCORES_RING_KB
-#define CHAI_V4_SCORES_RING_KB CHAI_V4_RING_KB
+#define CHAI_V4_SCORES_RING_KB 48
 #endif
+constexpr int kV4ScoreCtasPerSmPlan = 2;
 constexpr int kV4SharedBytes = CHAI_V4_RING_KB << 10;
 constexpr int kV4MinStages = CHAI_V4_MIN_STAGES;
 constexpr int kV4MaxStages = 6;            // ring depth bound (the K-only pass: 6 stages of 16 KB)
