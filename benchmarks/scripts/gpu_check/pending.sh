@@ -1,21 +1,12 @@
 #!/usr/bin/env bash
 # gpu_check.sh mode `pending`, sourced by gpu_check.sh (it sees OUT, gpus, modes, has, bench, mpi).
-# Code on main that waits for a GPU, as of the thirteenth session (2026-11-27):
-# - decode kernel 4's dense pass on bulk copies by default (683c301, CHAI_V4_CPASYNC=0): the
-#   decode subset of paged_attention_gpu_test passed on that build (20/20, GPU-865d60e8), and
-#   attention_bench timed it; not yet run: every other gpu test and memcheck over the attention
-#   test with it, LLaMA-7B end to end (batch 1-64 at 512 and 2048, and the CHAI row), and SDPA in
-#   the same call. Two calls cover it: `gpu_check.sh test chai` (memcheck: a kernel default
-#   changed), then `gpu_check.sh vssdpa e2e`.
-# - sdpa_decode_bench.py no longer copies each output into a fixed buffer (one kernel per call
-#   fewer on SDPA's side), and the vssdpa mode with compare_sdpa.py: the `vssdpa` run above.
-# - prepared, not yet run: the CHAI scores pass's own ring size, an experiment for issue 7's
-#   B = 8 / 2k-4k rows (two 48 KB scores CTAs leave room for one P·V CTA per SM from the start):
-#   CHAI_DECODE_V4_SCORE_CTAS_PER_SM=2 AB_FLAGS=-DCHAI_V4_SCORES_RING_KB=48 AB_BENCH="--batches
-#   1,8,32 --contexts 2048,4096,16384" gpu_check.sh ab (the default build's PTX is unchanged).
-# What the twelfth session left pending ran on an H200 (GPU-b5acc698, `MEMCHECK_TESTS=""
-# gpu_check.sh test chai`): every gpu-labelled test and `chai bench --compare`. The 128-byte ring
-# alignment (b89cbba) passed paged_attention_gpu_test 27/27 and engine_gpu_test (GPU-2669ac12).
+# Code on main that waits for a GPU, as of the fourteenth session (2026-11-27): none on one GPU.
+# What the thirteenth session left ran on H200s: every gpu-labelled test, memcheck and the PDL
+# reruns on the dense pass's bulk-copy default (GPU-07721f8b, `gpu_check.sh test chai`), LLaMA-7B
+# end to end and SDPA in the same call (`gpu_check.sh vssdpa e2e`), and the 48 KB scores ring's
+# A/B, which 224ca81 made the default (its PTX is the measured variant's; `ctest -L gpu` 16/16 on
+# GPU-b7a00ec1). Multi-GPU (issue 8) last ran at 9bd49db (4 x H100) and 227128f (4 x H200): a
+# `gpu_check.sh tp opt66b` on 4 GPUs would time the current kernels there.
 # This mode re-checks the decode-step ops: the GEMV, fused-op, PDL, Q|K|V append, attention and
 # engine tests (memcheck over the fused GEMVs), gemm_bench's fused tables, then (PENDING_E2E=1)
 # LLaMA-7B end to end with CHAI_DECODE_FUSION=activation (the default) and =all, alternating
