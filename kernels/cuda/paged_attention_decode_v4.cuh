@@ -19,7 +19,8 @@
 // CTA to finish merges them, as kernels 1 and 2 do. The scores pass launches about one CTA per
 // busy (sequence, KV group) per split and each CTA finds its items on the device (V4ScoreItems).
 //
-// Streaming (the stage layout, ring and load modes: paged_attention_v4_shape.cuh): a ring of
+// Streaming (the stage layout, ring and load modes: paged_attention_v4_shape.cuh; the copies that
+// fill a stage: paged_attention_v4_loader.cuh): a ring of
 // shared-memory stages (V4Stage), a dense stage holding the K rows and the V
 // rows of kV4Rows positions (32 KB together: 64 positions at head_dim 128, 128 at 64). Every pass
 // streams through the copy engine by default (kV4Load: the dense pass can take every thread's
@@ -37,7 +38,8 @@
 // overwrites) fences.
 //
 // Compute, per warp and 16-position tile, on the tensor cores: paged_attention_v4_tile.cuh.
-// The warps' (m, l, O) are merged in shared memory (the idle ring) at the end.
+// The warps' (m, l, O) are merged in shared memory (the idle ring) at the end
+// (paged_attention_v4_epilogue.cuh).
 //
 // Dense assumption: the host takes kernel 4 only for layers whose launch hint
 // (kv.members_per_rep) is 1, which the engine passes only for unclustered layers. The hint is
@@ -50,11 +52,10 @@
 #include "kernels/cuda/bulk_copy.cuh"
 #include "kernels/cuda/l2_prefetch.cuh"
 #include "kernels/cuda/paged_attention_common.cuh"
-#include "kernels/cuda/paged_attention_decode_v2.cuh"
-#include "kernels/cuda/paged_attention_prefill_mma.cuh"
-#include "kernels/cuda/paged_attention_prefill_v2.cuh"  // CpAsync16
-#include "kernels/cuda/paged_attention_v4_shape.cuh"
+#include "kernels/cuda/paged_attention_v4_epilogue.cuh"
 #include "kernels/cuda/paged_attention_v4_items.cuh"
+#include "kernels/cuda/paged_attention_v4_loader.cuh"
+#include "kernels/cuda/paged_attention_v4_shape.cuh"
 #include "kernels/cuda/paged_attention_v4_tile.cuh"
 #include "kernels/cuda/pdl.cuh"
 
@@ -63,16 +64,6 @@ namespace chai::cuda::paged {
 #ifdef __CUDACC__
 
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-// CpAsync16 with the `.L2::128B` prefetch qualifier, as CUTLASS-style sm80 kernels issue theirs
-// (the dense pass's cp.async variant, CHAI_V4_CPASYNC=1). On an H200 it cut that pass's L2 tag
-// requests by 14% and its time by 0.7-1.3% while the ring was misaligned; `.L2::256B` was slower.
-// The rest of its extra requests were the ring's alignment (paged_attention_common.cuh).
-__device__ __forceinline__ void V4CpAsync16(void* dst, const void* src, bool valid) {
-  asm volatile("cp.async.cg.shared.global.L2::128B [%0], [%1], 16, %2;\n" ::"r"(SharedAddress(dst)),
-               "l"(__cvta_generic_to_global(src)), "r"(valid ? 16 : 0)
-               : "memory");
-}
-
 // One work item of pass kPass: the (sequence s, KV head g, split) a dense or P·V CTA owns, or one
 // of a scores CTA's items. The ring's mbarriers are initialised once per CTA (the kernel);
 // `uses` counts the stages this CTA consumed before, so that stage t of this item takes slot
@@ -82,6 +73,7 @@ template <typename T, int kD, int kPass>
 __device__ __forceinline__ void V4Item(const Params& p, int s, int g, int split, uint32_t full0, int* uses) {
   static_assert(sizeof(T) == 2, "fp16/bf16 only");
   using Stage = V4Stage<kD, kPass>;
+  using Loader = V4Loader<T, kD, kPass>;
   constexpr int kRows = Stage::kRows;
   constexpr int kStages = Stage::kStages;
   constexpr int kWarpRows = kRows / kDecodeWarps;  // rows of a stage each warp takes
@@ -89,13 +81,8 @@ __device__ __forceinline__ void V4Item(const Params& p, int s, int g, int split,
   constexpr int kRowBytes = kD * 2;
   constexpr int kPairs = kD / 32;                   // 16-byte K pieces per lane and row (two k-steps each)
   constexpr int kMTiles = kD / 16;                  // 16-dim tiles of O^T
-  constexpr int kLaneDims = kD / 8;                 // head dims each lane accumulates
   constexpr bool kHasK = Stage::kHasK, kHasV = Stage::kHasV;
-  // Which sides warp 0's bulk copies fill and which every thread's cp.async (kV4Load).
-  constexpr int kLoad = kV4Load<kPass>;
-  constexpr bool kBulkK = kHasK && kLoad != 1, kBulkV = kHasV && kLoad == 0;
-  constexpr bool kCpK = kHasK && kLoad == 1, kCpV = kHasV && kLoad != 0;
-  constexpr unsigned kAll = 0xffffffffu;
+  constexpr int kLoad = Loader::kLoad;
   static_assert(kSub >= 1 && kWarpRows % 16 == 0, "stage shape");
   static_assert(kPairs >= 2 && kMTiles % 2 == 0, "head_dim 64 or 128");
 
@@ -134,21 +121,13 @@ __device__ __forceinline__ void V4Item(const Params& p, int s, int g, int split,
       qv[pi] = gi < G ? *reinterpret_cast<const uint4*>(qp + 32 * pi) : make_uint4(0u, 0u, 0u, 0u);
     }
   }
-  const T* pool = static_cast<const T*>(p.pool);
-  const int bs = p.block_size, shift = p.block_shift;
-  const auto block_of = [&](int pos) { return shift >= 0 ? pos >> shift : pos / bs; };
   const int32_t* ktab = p.tables + (trow * 2 * kvh + g) * p.max_blocks;
-  const int32_t* vtab = ktab + int64_t{kvh} * p.max_blocks;
-  int win_base = 0, kwin = -1, vwin = -1;  // warp 0: block ids win_base + lane
-  const auto load_window = [&](int base) {
-    win_base = base;
-    const int b = base + lane;
-    if constexpr (kBulkK) kwin = b < p.max_blocks ? __ldg(ktab + b) : -1;
-    if constexpr (kBulkV) vwin = b < p.max_blocks ? __ldg(vtab + b) : -1;
-  };
-  if (warp == 0 && (kBulkK || kBulkV)) load_window(block_of(c0));
+  const int ntiles = (cl + kRows - 1) / kRows;
+  Loader ld{p,    v4_smem, SharedAddress(v4_smem), full0, static_cast<const T*>(p.pool), ktab,
+            ktab + int64_t{kvh} * p.max_blocks,   s,     c0,    cl,   ntiles,  *uses, my_rep, lane,
+            p.block_size, p.block_shift};
+  if (warp == 0 && (Loader::kBulkK || Loader::kBulkV)) ld.load_window(ld.block_of(c0));
 
-  const uint32_t ring = SharedAddress(v4_smem);
   if (threadIdx.x < G) s_rep[threadIdx.x] = my_rep;
   // Dense: a head that does not score itself (kernel 4 cannot compute it under the dense pass,
   // see the header comment). Scores pass: a representative in the group (else no K to read).
@@ -165,123 +144,21 @@ __device__ __forceinline__ void V4Item(const Params& p, int s, int g, int split,
     if (!any_marked) return;
   }
 
-  // Warp 0: issues stage t (chunk rows t * kRows ..) into slot t % kStages. Lane i takes the
-  // i-th block the stage touches: one copy per side of the rows of that block inside the stage;
-  // in the P·V pass lanes i < G also copy head i's representative's logits over the stage.
-  const int ntiles = (cl + kRows - 1) / kRows;
-  const auto stage_blocks = [&](int t, int* pos0, int* pos1, int* b0, int* b1) {
-    *pos0 = c0 + t * kRows;
-    *pos1 = c0 + min(cl, (t + 1) * kRows);
-    *b0 = block_of(*pos0);
-    *b1 = block_of(*pos1 - 1);
-  };
-  const int u0 = *uses;
-  // The P·V pass: the bytes of head `lane`'s representative's logits over [pos0, pos1), rounded
-  // up to whole 16-byte units (inside the row: the stride is a multiple of 4 and pos0 of
-  // kChunkAlign), and their copy into stage t (warp 0).
-  const auto logit_bytes = [&](int pos0, int pos1) {
-    return kPass == kV4Pv && lane < G ? static_cast<uint32_t>((pos1 - pos0 + 3) / 4 * 16) : 0u;
-  };
-  const auto issue_logits = [&](int t) {
-    if constexpr (kPass == kV4Pv) {
-      static_assert(kV4Load<kV4Pv> == 0, "warp 0 alone issues the P·V pass's copies (lanes < G its logits)");
-      const int slot = (u0 + t) % kStages;
-      int pos0, pos1, b0, b1;
-      stage_blocks(t, &pos0, &pos1, &b0, &b1);
-      const uint32_t lbytes = logit_bytes(pos0, pos1);
-      if (lbytes == 0) return;
-      const float* src = p.logits + (int64_t{s} * H + my_rep) * p.logit_stride + pos0;
-      BulkCopyG2S(ring + slot * Stage::kBytes + Stage::kLogitOff + lane * Stage::kLogitRow * 4, src, lbytes,
-                  full0 + 8 * slot);
-    }
-  };
-  // Stage t's K and/or V, and the arming of its barrier for every byte it will receive (the
-  // logits' too, which issue_logits copies).
-  const auto issue_data = [&](int t) {
-    const int slot = (u0 + t) % kStages;
-    const uint32_t bar = full0 + 8 * slot;
-    int pos0, pos1, b0, b1;
-    stage_blocks(t, &pos0, &pos1, &b0, &b1);
-    if constexpr (kCpK || kCpV) {
-      // Every thread: one 16-byte piece per row and side of rows tid / kPieces + k * kRowStep
-      // (a missing block reads as zeros: src-size 0), then its arrival on the stage's barrier.
-      constexpr int kPieces = kRowBytes / 16, kRowStep = kDecodeThreads / kPieces;
-      static_assert(kRows % kRowStep == 0, "stage rows");
-      const int piece = threadIdx.x % kPieces;
-      unsigned char* dst = reinterpret_cast<unsigned char*>(v4_smem) + slot * Stage::kBytes + 16 * piece;
-#pragma unroll
-      for (int k = 0; k < kRows / kRowStep; ++k) {
-        const int r = static_cast<int>(threadIdx.x) / kPieces + k * kRowStep, pos = pos0 + r;
-        if (pos < pos1) {
-          const int b = block_of(pos), in = pos - b * bs;
-          if constexpr (kCpK) {
-            const int kb = __ldg(ktab + b);
-            V4CpAsync16(dst + r * kRowBytes, pool + (int64_t{max(kb, 0)} * bs + in) * kD + 8 * piece, kb >= 0);
-          }
-          if constexpr (kCpV) {
-            const int vb = __ldg(vtab + b);
-            V4CpAsync16(dst + Stage::kVOff + r * kRowBytes, pool + (int64_t{max(vb, 0)} * bs + in) * kD + 8 * piece,
-                        vb >= 0);
-          }
-        }
-      }
-      CpAsyncMbarArrive(bar);
-      if (!kV4BulkAny<kPass> || warp != 0) return;
-    }
-    if (b1 >= win_base + 32) load_window(b0);  // warp-uniform; only when the prefetch below could not cover it
-    const int b = b0 + lane;
-    const int from = (b - win_base) & 31;
-    const int kb = kBulkK ? __shfl_sync(kAll, kwin, from) : 0;
-    const int vb = kBulkV ? __shfl_sync(kAll, vwin, from) : 0;
-    const bool mine = b <= b1;
-    const int lo = max(pos0, b * bs), hi = min(pos1, (b + 1) * bs);
-    const uint32_t bytes = mine ? static_cast<uint32_t>(hi - lo) * kRowBytes : 0u;
-    const uint32_t sbase = static_cast<uint32_t>(slot) * Stage::kBytes + static_cast<uint32_t>(lo - pos0) * kRowBytes;
-    if (mine && (kb < 0 || vb < 0)) {
-      // A missing block (a dense layer has none) reads as zeros, as kernels 1 and 2 read it.
-      // Ordinary stores that later copies into this slot overwrite: fence them for the copy engine.
-      uint4* dst = v4_smem + sbase / 16;
-      for (uint32_t k = 0; k < bytes / 16; ++k) {
-        if (kb < 0) dst[k] = make_uint4(0u, 0u, 0u, 0u);
-        if (vb < 0) dst[Stage::kVOff / 16 + k] = make_uint4(0u, 0u, 0u, 0u);
-      }
-      FenceProxyAsyncShared();
-    }
-    uint32_t total = (kBulkK && kb >= 0 ? bytes : 0u) + (kBulkV && vb >= 0 ? bytes : 0u) + logit_bytes(pos0, pos1);
-#pragma unroll
-    for (int off = 16; off > 0; off /= 2) total += __shfl_xor_sync(kAll, total, off);
-    __syncwarp();  // the zero-fills happen before the arrival that completes the phase
-    if (lane == 0) MbarArriveExpectTx(bar, total);
-    const int in_block = lo - b * bs;  // the run's first row inside the block
-    if (kBulkK && mine && kb >= 0) BulkCopyG2S(ring + sbase, pool + (int64_t{kb} * bs + in_block) * kD, bytes, bar);
-    if (kBulkV && mine && vb >= 0) {
-      BulkCopyG2S(ring + sbase + Stage::kVOff, pool + (int64_t{vb} * bs + in_block) * kD, bytes, bar);
-    }
-    // Next stage's block ids outside the window: load the window now, so that the table read's
-    // latency passes while the ring drains instead of delaying the next refill.
-    if (t + 1 < ntiles) {
-      stage_blocks(t + 1, &pos0, &pos1, &b0, &b1);
-      if (b1 >= win_base + 32) load_window(b0);
-    }
-  };
-  const auto issue = [&](int t) {
-    issue_data(t);
-    issue_logits(t);
-  };
   // The P·V pass released early by its scores pass (p.pv_early; the kernel skipped its PdlWait):
   // everything read so far and the V rows were written by kernels that completed before the
   // scores pass released this grid (its release follows its own PdlWait, and every kernel waits
   // before its first access), so the first stages' V streams in while the scores pass finishes;
   // the logits, its output, are copied only after this PdlWait. The expected bytes
   // count the logits from the start: a stage completes only once both have landed.
+  const int u0 = *uses;
   const bool early = kPass == kV4Pv && p.pv_early != 0;
   if (kLoad != 0 || warp == 0) {
-    for (int t = 0; t < min(kStages, ntiles); ++t) early ? issue_data(t) : issue(t);
+    for (int t = 0; t < min(kStages, ntiles); ++t) early ? ld.issue_data(t) : ld.issue(t);
   }
   if (early) {
     PdlWait();
     if (warp == 0) {
-      for (int t = 0; t < min(kStages, ntiles); ++t) issue_logits(t);
+      for (int t = 0; t < min(kStages, ntiles); ++t) ld.issue_logits(t);
     }
   }
 
@@ -292,8 +169,7 @@ __device__ __forceinline__ void V4Item(const Params& p, int s, int g, int split,
   }
 
   // Running state of head gi (m and l are the same in the four lanes of a row group; l sums only
-  // this lane's positions until the end) and O^T: acc[tau] holds dims gi * kLaneDims + tau (0, 1)
-  // and gi * kLaneDims + kMTiles + tau (2, 3) of heads 2c (0, 2) and 2c + 1 (1, 3).
+  // this lane's positions until the end) and O^T (the layout V4MergeWarps describes).
   float m_run = -INFINITY, l_run = 0.f;
   float acc[kMTiles][4];
 #pragma unroll
@@ -352,63 +228,14 @@ __device__ __forceinline__ void V4Item(const Params& p, int s, int g, int split,
       }
     }
     __syncthreads();  // every warp is done with the slot: it may be refilled
-    if ((kLoad != 0 || warp == 0) && t + kStages < ntiles) issue(t + kStages);
+    if ((kLoad != 0 || warp == 0) && t + kStages < ntiles) ld.issue(t + kStages);
   }
   *uses = u0 + ntiles;
   if constexpr (kPass == kV4Scores) return;  // the logits are the pass's whole output
 
-  // Merge the warps: (m, l) per head, O^T into the idle ring as [warp][head][kORow] floats, the
-  // group's heads only (a dense MHA layer uses one of the mma's 8 columns). Lane (gi, c) holds
-  // dims gi * kLaneDims + j; dim slot j * 8 + gi and rows padded by 4 floats put a store's 32
-  // lanes in 32 banks (the plain [head][dim] order put them in 2: at batch 1 this merge was a
-  // fifth of a CTA's samples), and the readers walk the slots in order.
-  constexpr int kORow = kD + 4;
-  l_run += __shfl_xor_sync(kAll, l_run, 1);
-  l_run += __shfl_xor_sync(kAll, l_run, 2);
-  if (c == 0) s_ml[warp][gi] = make_float2(m_run, l_run);
-  float* s_o = reinterpret_cast<float*>(v4_smem);
-  static_assert(kDecodeWarps * kV4MaxGroup * kORow * 4 <= Stage::kSharedBytes, "the merge fits the ring");
-  float* o0 = s_o + (warp * kV4MaxGroup + 2 * c) * kORow + gi;  // head 2c; head 2c + 1 one row on
-#pragma unroll
-  for (int tau = 0; tau < kMTiles; ++tau) {
-    if (2 * c < G) {
-      o0[tau * 8] = acc[tau][0];
-      o0[(kMTiles + tau) * 8] = acc[tau][2];
-    }
-    if (2 * c + 1 < G) {
-      o0[kORow + tau * 8] = acc[tau][1];
-      o0[kORow + (kMTiles + tau) * 8] = acc[tau][3];
-    }
-  }
-  __syncthreads();
-  for (int idx = threadIdx.x; idx < G * kD; idx += kDecodeThreads) {
-    const int i = idx / kD, q = idx % kD, cd = (q % 8) * kLaneDims + q / 8;  // slot q holds dim cd
-    float mx = -INFINITY;
-#pragma unroll
-    for (int w = 0; w < kDecodeWarps; ++w) mx = fmaxf(mx, s_ml[w][i].x);
-    float lsum = 0.f, x = 0.f;
-#pragma unroll
-    for (int w = 0; w < kDecodeWarps; ++w) {
-      const float a = Rescale(s_ml[w][i].x, mx);
-      lsum = fmaf(a, s_ml[w][i].y, lsum);
-      x = fmaf(a, s_o[(w * kV4MaxGroup + i) * kORow + q], x);
-    }
-    const int64_t head = int64_t{s} * H + h0 + i;
-    if (nsplit == 1) {
-      orow[int64_t{h0 + i} * kD + cd] = FromFloat<T>(x / lsum);
-    } else {
-      p.part_acc[(head * p.max_splits + split) * kD + cd] = x;
-      if (cd == 0) p.part_ml[head * p.max_splits + split] = make_float2(mx, lsum);
-    }
-  }
-  if (nsplit == 1) return;
-
-  // Fused combine, as kernels 1 and 2: the last CTA of this (sequence, KV head) over the chunks
-  // merges the group's partials in a fixed order and resets the counter.
-  if (!LastSplitCta(p.counters, nsplit)) return;
-  MergeGroupSplits<T, kD>(p, int64_t{s} * H + h0, G, nsplit, orow + int64_t{h0} * kD);
+  static_assert(kDecodeWarps * kV4MaxGroup * (kD + 4) * 4 <= Stage::kSharedBytes, "the merge fits the ring");
+  V4MergeWarps<T, kD>(p, s, h0, G, split, nsplit, orow, m_run, l_run, acc, reinterpret_cast<float*>(v4_smem), s_ml);
 }
-
 #endif  // __CUDA_ARCH__ >= 900
 
 // Dense and P·V passes: grid (num_seqs * kv_heads, splits), one item per CTA. Scores pass: grid
