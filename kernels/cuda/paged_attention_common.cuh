@@ -64,6 +64,8 @@ struct Params {
   float scale_log2;   // log2(e) / sqrt(head_dim): scores live in the exp2 domain
   int pv_early;       // decode kernel 4 (CHAI): the scores pass releases the P·V pass early, which
                       // issues its first V stages before its PdlWait (paged_attention_decode_v4.cuh)
+  int v4_rep_scores;  // decode kernel 4's dense pass, one query head per KV head: each head scores with its
+                      // representative's query and K (CHAI in one pass, CHAI_DECODE_V4_ONE_PASS)
   L2Prefetch then;    // decode kernel 4 (dense and P·V passes): PagedKv::then
 };
 

@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
 # gpu_check.sh mode `pending`, sourced by gpu_check.sh (it sees OUT, gpus, modes, has, bench, mpi).
-# Code on main that waits for a GPU, as of the fourteenth session (2026-11-27): none on one GPU.
+# Code on main that waits for a GPU, as of the fourteenth session (2026-11-27):
+# - CHAI in one pass of decode kernel 4 (CHAI_DECODE_V4_ONE_PASS=1, off by default; written after
+#   the session's device time was spent): compiled for sm_90 here, never run. Its dense-pass
+#   changes (the K table and Q row now chosen through p.v4_rep_scores, 0 by default) touch the
+#   default dense path too: `gpu_check.sh onepass` runs paged_attention_gpu_test (every MHA CHAI
+#   case also in one pass) and engine_gpu_test, memcheck, then times one pass against two.
 # What the thirteenth session left ran on H200s: every gpu-labelled test, memcheck and the PDL
 # reruns on the dense pass's bulk-copy default (GPU-07721f8b, `gpu_check.sh test chai`), LLaMA-7B
 # end to end and SDPA in the same call (`gpu_check.sh vssdpa e2e`), and the 48 KB scores ring's
