@@ -10,9 +10,10 @@
 parallel_gtests onepass paged_attention_gpu_test engine_gpu_test
 log="$OUT/onepass-memcheck.log"
 # (the harness runs each MHA CHAI case's kernel 4 in one pass too: no variable to set here)
-timeout 240 compute-sanitizer --tool memcheck --leak-check no --error-exitcode 9 build-gpu/tests/paged_attention_gpu_test \
-  --gtest_brief=1 --gtest_filter='*DecodeHintUnequalClusters:*DecodeHintMixedDenseChai' > "$log" 2>&1
-echo "memcheck DecodeHintUnequalClusters, DecodeHintMixedDenseChai: exit $? ($(grep -c 'Invalid' "$log") invalid accesses)"
+filter='*DecodeHintUnequalClusters:*DecodeHintMixedDenseChai'
+timeout 240 compute-sanitizer --tool memcheck --leak-check no --error-exitcode 9 \
+  build-gpu/tests/paged_attention_gpu_test --gtest_brief=1 --gtest_filter="$filter" > "$log" 2>&1
+echo "memcheck $filter: exit $? ($(grep -c 'Invalid' "$log") invalid accesses)"
 for round in $(seq "${ONEPASS_ROUNDS:-2}"); do
   for v in 0 1; do
     CHAI_DECODE_V4_ONE_PASS=$v timeout 150 build-gpu/benchmarks/attention_bench \
