@@ -6,6 +6,10 @@
 #   changes (the K table and Q row now chosen through p.v4_rep_scores, 0 by default) touch the
 #   default dense path too: `gpu_check.sh onepass` runs paged_attention_gpu_test (every MHA CHAI
 #   case also in one pass) and engine_gpu_test, memcheck, then times one pass against two.
+# - MergeWarpStates (0733822): kernels 2 and 4 merge their warps' states through one helper; same
+#   registers for every kernel, PTX differing in move order only; the same run's tests cover it.
+# - The move of kernel 4's loads and merge into V4Loader / V4MergeWarps (f700ea3) passed
+#   paged_attention_gpu_test 27/27 and engine_gpu_test 33/33 on an H200 (GPU-409a247a).
 # What the thirteenth session left ran on H200s: every gpu-labelled test, memcheck and the PDL
 # reruns on the dense pass's bulk-copy default (GPU-07721f8b, `gpu_check.sh test chai`), LLaMA-7B
 # end to end and SDPA in the same call (`gpu_check.sh vssdpa e2e`), and the 48 KB scores ring's
