@@ -134,7 +134,7 @@ __device__ __forceinline__ void V4Item(const Params& p, int s, int g, int split,
       qv[pi] = gi < G ? *reinterpret_cast<const uint4*>(qp + 32 * pi) : make_uint4(0u, 0u, 0u, 0u);
     }
   }
-  const int32_t* ktab = p.tables + (trow * 2 * kvh + score_h0 / G) * p.max_blocks;
+  const int32_t* ktab = p.tables + (trow * 2 * kvh + (rep_scores ? score_h0 : g)) * p.max_blocks;  // group 1
   const int32_t* vtab = p.tables + (trow * 2 * kvh + kvh + g) * p.max_blocks;
   const int ntiles = (cl + kRows - 1) / kRows;
   Loader ld{p, v4_smem, SharedAddress(v4_smem), full0, static_cast<const T*>(p.pool), ktab, vtab, s, c0, cl, ntiles,
