@@ -6,6 +6,9 @@
 #   changes (the K table and Q row now chosen through p.v4_rep_scores, 0 by default) touch the
 #   default dense path too: `gpu_check.sh onepass` runs paged_attention_gpu_test (every MHA CHAI
 #   case also in one pass) and engine_gpu_test, memcheck, then times one pass against two.
+# - The cluster pass of kernel 4 (CHAI_DECODE_V4_CLUSTER=1, off by default, paged_attention_v4_cluster.cuh),
+#   also written without a GPU: compiled for sm_90 (129 registers, no spills), never run. Its
+#   tests run only under CHAI_TEST_V4_CLUSTER=1, which the onepass mode sets with a short timeout.
 # - MergeWarpStates (0733822): kernels 2 and 4 merge their warps' states through one helper; same
 #   registers for every kernel, PTX differing in move order only; the same run's tests cover it.
 # - The move of kernel 4's loads and merge into V4Loader / V4MergeWarps (f700ea3) passed
