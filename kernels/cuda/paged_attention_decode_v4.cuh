@@ -184,15 +184,12 @@ __device__ __forceinline__ void V4Item(const Params& p, int s, int g, int split,
 
   // Running state of head gi (m and l are the same in the four lanes of a row group; l sums only
   // this lane's positions until the end) and O^T (the layout V4MergeWarps describes).
-  float m_run = -INFINITY, l_run = 0.f;
-  float acc[kMTiles][4];
-#pragma unroll
-  for (int i = 0; i < kMTiles; ++i) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.f;
+  float m_run, l_run, acc[kMTiles][4];
+  V4ResetState(&m_run, &l_run, acc);
   const float scale = p.scale_log2;
 
   for (int t = 0; t < ntiles; ++t) {
-    const int slot = (u0 + t) % kStages;
-    MbarWait(full0 + 8 * slot, static_cast<uint32_t>((u0 + t) / kStages) & 1u);
+    const int slot = V4WaitStage<kStages>(full0, u0, t);
     const unsigned char* stage = reinterpret_cast<const unsigned char*>(v4_smem) + slot * Stage::kBytes;
 #pragma unroll
     for (int sub = 0; sub < kSub; ++sub) {

@@ -247,14 +247,11 @@ __device__ __forceinline__ void V4ClusterItem(const Params& p, int item, int s, 
     for (int t = 0; t < min(kStages, ntiles); ++t) issue(t);
   }
 
-  float m_run = -INFINITY, l_run = 0.f;
-  float acc[kMTiles][4];
-#pragma unroll
-  for (int i = 0; i < kMTiles; ++i) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.f;
+  float m_run, l_run, acc[kMTiles][4];
+  V4ResetState(&m_run, &l_run, acc);
   const float scale = p.scale_log2;
   for (int t = 0; t < ntiles; ++t) {
-    const int slot = (u0 + t) % kStages;
-    MbarWait(full0 + 8 * slot, static_cast<uint32_t>((u0 + t) / kStages) & 1u);
+    const int slot = V4WaitStage<kStages>(full0, u0, t);
     const unsigned char* stage = reinterpret_cast<const unsigned char*>(smem) + slot * Stage::kBytes;
     const int valid = cl - t * kRows;
     if (my_member >= 0) {
