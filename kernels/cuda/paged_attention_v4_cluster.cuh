@@ -116,9 +116,8 @@ __device__ __forceinline__ int V4ClusterItems(const Params& p, int* counts, int*
   // Chunks of (sequence, head) i: its members in groups of four if it represents itself.
   const auto chunks = [&](int i) {
     const int s = i / H, h = i % H;
-    return decode(s) && __ldg(p.score_head + row_of(s) * H + h) == h ? (counts[i] + kV4ClusterMembers - 1) /
-                                                                          kV4ClusterMembers
-                                                                    : 0;
+    const bool rep = decode(s) && __ldg(p.score_head + row_of(s) * H + h) == h;
+    return rep ? (counts[i] + kV4ClusterMembers - 1) / kV4ClusterMembers : 0;
   };
   const int per = (n + T - 1) / T, i0 = min(n, static_cast<int>(threadIdx.x) * per), i1 = min(n, i0 + per);
   int mine = 0;
