@@ -19,9 +19,7 @@
 # LLaMA-7B under CHAI_L2_PREFETCH budgets: L2AB_SETTINGS, L2AB_TESTS, L2AB_MEMCHECK; ENVAB_ROUNDS), pvearly
 # (kernel 4's CHAI P·V pass released early: tests, memcheck, attention_bench and LLaMA-7B CHAI A/B),
 # stream (which streaming load form keeps DRAM busiest: stream_bench and ncu counters per form),
-# vssdpa (decode attention against PyTorch SDPA in one call: both benchmarks alternating, then the ratios),
-# onepass (CHAI in one pass of decode kernel 4 against its two passes: tests, memcheck, attention_bench
-# and LLaMA-7B under CHAI_DECODE_V4_ONE_PASS=0 / 1).
+# vssdpa (decode attention against PyTorch SDPA in one call: both benchmarks alternating, then the ratios).
 set -uo pipefail
 modes=" ${*:-all} "
 [ "$modes" = " all " ] && modes=" test bench e2e chai "
@@ -133,7 +131,6 @@ targets=()
   l2_prefetch_gpu_test fused_ops_gpu_test)
 [ "$modes" = " stream " ] && targets=(--target stream_bench attention_bench)
 [ "$modes" = " vssdpa " ] && targets=(--target attention_bench)
-[ "$modes" = " onepass " ] && targets=(--target chai attention_bench paged_attention_gpu_test engine_gpu_test)
 [ "$modes" = " l2ab " ] && targets=(--target chai l2_prefetch_gpu_test paged_attention_gpu_test engine_gpu_test
   fused_ops_gpu_test)
 # Always (re)build: on a machine kept warm the tree may have changed since the last call, and
@@ -177,7 +174,6 @@ has stream && run_mode stream
 has splits && run_mode splits
 has sdpa && run_mode sdpa
 has vssdpa && run_mode vssdpa
-has onepass && run_mode onepass
 has throughput && run_mode throughput
 has tp && run_mode tp
 { has opt66b && [ "$gpus" -ge 4 ]; } && run_mode opt66b

@@ -111,10 +111,6 @@ void* Scratch(size_t bytes, cudaStream_t stream, int kind, bool zeroed) {
 // - CHAI_DECODE_V4_PV_EARLY (default 1; 0 turns it off): kernel 4's CHAI scores pass releases
 //   its P·V pass early (PDL), which streams its first V stages in while the scores pass finishes.
 //   CHAI_DECODE_V4_SCORE_CTAS_PER_SM (tuning) plans the scores pass for fewer resident CTAs.
-// - CHAI_DECODE_V4_ONE_PASS (default 0; an experiment): CHAI layers with one query head per KV head
-//   take kernel 4's dense pass with each head scoring against its representative's query and K.
-//   CHAI_DECODE_V4_CLUSTER (default 0; an experiment, before ONE_PASS): they take kernel 4's
-//   cluster pass instead (paged_attention_v4_cluster.cuh).
 // - CHAI_DECODE_CHAI_KERNEL, CHAI_DECODE_DENSE_KERNEL: the kernel for CHAI layers only (hint > 1),
 //   or for dense layers only, when CHAI_DECODE_KERNEL is not set (e.g. CHAI_DECODE_CHAI_KERNEL=3
 //   for the previous CHAI default, 1 for the earlier fused kernel).
@@ -208,19 +204,8 @@ void PagedAttention(const Tensor& q, const PagedKv& kv, const BatchLayout& batch
                                      v4_ok ? 4 : (chai_layer ? 3 : 2));
   int kernel = EnvKnob("CHAI_DECODE_KERNEL", default_kernel);
   if (kernel == 4 && !v4_ok) kernel = chai_layer ? 3 : 2;
-  // CHAI_DECODE_V4_ONE_PASS=1 (an experiment): a CHAI layer with one query head per KV head runs
-  // kernel 4's dense pass, each head scoring with its representative's query and K.
-  const bool one_pass = chai_layer && p.group == 1 && EnvFlag("CHAI_DECODE_V4_ONE_PASS", false);
-  // CHAI_DECODE_V4_CLUSTER=1 (an experiment): such a layer runs kernel 4's cluster pass, one CTA per
-  // (sequence, representative, four members) reading the representative's K once beside the
-  // members' V (paged_attention_v4_cluster.cuh), where its item finder's counts fit the ring.
-  const bool cluster = chai_layer && p.group == 1 && EnvFlag("CHAI_DECODE_V4_CLUSTER", false) &&
-                       paged::V4ClusterFits(d, p.num_seqs, heads);
-  if (kernel == 4 && cluster) {
-    paged::MakePlanV4Cluster(batch.max_seq_len, kv.members_per_rep, 2 * SmCount(), &p, &plan);
-  } else if (kernel == 4 && (!chai_layer || one_pass)) {
+  if (kernel == 4 && !chai_layer) {
     // The dense pass: one CTA per (sequence, KV head) and split.
-    p.v4_rep_scores = one_pass ? 1 : 0;
     plan.decode_kernel = 4;
     plan.decode_slots = p.num_seqs * p.kv_heads;
     int per_sm = 1;

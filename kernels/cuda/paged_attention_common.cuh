@@ -64,8 +64,6 @@ struct Params {
   float scale_log2;   // log2(e) / sqrt(head_dim): scores live in the exp2 domain
   int pv_early;       // decode kernel 4 (CHAI): the scores pass releases the P·V pass early, which
                       // issues its first V stages before its PdlWait (paged_attention_decode_v4.cuh)
-  int v4_rep_scores;  // decode kernel 4's dense pass, one query head per KV head: each head scores with its
-                      // representative's query and K (CHAI in one pass, CHAI_DECODE_V4_ONE_PASS)
   L2Prefetch then;    // decode kernel 4 (dense and P·V passes): PagedKv::then
 };
 
@@ -79,8 +77,6 @@ struct LaunchPlan {
   int v2_members = 1;     // kernel 2: members accumulated per pass (1, 2 or 4)
   bool v4_chai = false;   // kernel 4: the two CHAI passes (scores, then P·V) instead of the dense one
   int v4_score_ctas = 0;  // kernel 4, CHAI: CTAs per split of the scores pass
-  bool v4_cluster = false;   // kernel 4: the cluster pass (paged_attention_v4_cluster.cuh) instead
-  int v4_cluster_ctas = 0;   // kernel 4, cluster pass: CTAs per split
   int decode_slots = 0;  // decode grid columns: (sequence, KV head, subset, member share)
   int prefill_tiles = 0;
   int prefill_kernel = 1;   // 1: paged_attention_prefill{,_mma}.cuh; 2: _prefill_v2.cuh (fp16/bf16, d % 16 == 0)

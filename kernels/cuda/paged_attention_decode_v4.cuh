@@ -41,18 +41,11 @@
 // The warps' (m, l, O) are merged in shared memory (the idle ring) at the end
 // (paged_attention_v4_epilogue.cuh).
 //
-// Dense assumption: the host takes the dense pass only for layers whose launch hint
+// Dense assumption: the host takes kernel 4 only for layers whose launch hint
 // (kv.members_per_rep) is 1, which the engine passes only for unclustered layers. The hint is
-// otherwise only a speed hint; the dense pass cannot compute CHAI's cross-head scores for a group
-// of several query heads, so a CTA that finds a head of its group with score_head[h] != h writes
-// NaN to the group's outputs rather than a silently wrong result.
-//
-// CHAI in one pass (CHAI_DECODE_V4_ONE_PASS=1, an experiment, off by default): for a CHAI layer
-// with one query head per KV head the host may instead run the dense pass with p.v4_rep_scores,
-// where head h's CTA takes the query and the K table of its representative score_head[h] and its
-// own V. It saves the two passes' fixed costs (the logits round trip, the second launch) at the
-// price of every member streaming its representative's K through its SM again; DRAM reads each
-// representative's K once only as far as the members' CTAs find it in L2.
+// otherwise only a speed hint; kernel 4 cannot compute CHAI's cross-head scores, so a CTA that
+// finds a head of its group with score_head[h] != h writes NaN to the group's outputs rather than
+// a silently wrong result.
 #ifndef CHAI_KERNELS_CUDA_PAGED_ATTENTION_DECODE_V4_CUH_
 #define CHAI_KERNELS_CUDA_PAGED_ATTENTION_DECODE_V4_CUH_
 
@@ -120,33 +113,26 @@ __device__ __forceinline__ void V4Item(const Params& p, int s, int g, int split,
   // heads, Q in the k order of the score mma (lane (gi, c) holds head h0 + gi, dims 32 pi + 8 c ..
   // + 7 for each pi), and warp 0's first window of block ids.
   const int my_rep = threadIdx.x < G ? p.score_head[trow * H + h0 + threadIdx.x] : -1;
-  // CHAI in one pass (the dense pass under p.v4_rep_scores, which the host sets only for one
-  // query head per KV head): head h0 scores with its representative's query and K, read through
-  // the representative's K table, and accumulates its own V. Members of a cluster re-read the
-  // representative's K, mostly from L2 when their CTAs run together.
-  const bool rep_scores = kPass == kV4Dense && p.v4_rep_scores != 0;
-  const int score_h0 = rep_scores ? p.score_head[trow * H + h0] : h0;
   uint4 qv[kPairs];
   if constexpr (kHasK) {
-    const T* qp = static_cast<const T*>(p.q) + int64_t{row} * H * kD + int64_t{score_h0 + gi} * kD + 8 * c;
+    const T* qp = static_cast<const T*>(p.q) + int64_t{row} * H * kD + int64_t{h0 + gi} * kD + 8 * c;
 #pragma unroll
     for (int pi = 0; pi < kPairs; ++pi) {
       qv[pi] = gi < G ? *reinterpret_cast<const uint4*>(qp + 32 * pi) : make_uint4(0u, 0u, 0u, 0u);
     }
   }
-  const int32_t* ktab = p.tables + (trow * 2 * kvh + (rep_scores ? score_h0 : g)) * p.max_blocks;  // group 1
-  const int32_t* vtab = p.tables + (trow * 2 * kvh + kvh + g) * p.max_blocks;
+  const int32_t* ktab = p.tables + (trow * 2 * kvh + g) * p.max_blocks;
   const int ntiles = (cl + kRows - 1) / kRows;
-  Loader ld{p, v4_smem, SharedAddress(v4_smem), full0, static_cast<const T*>(p.pool), ktab, vtab, s, c0, cl, ntiles,
-            *uses, my_rep, lane, p.block_size, p.block_shift};
+  Loader ld{p,    v4_smem, SharedAddress(v4_smem), full0, static_cast<const T*>(p.pool), ktab,
+            ktab + int64_t{kvh} * p.max_blocks,   s,     c0,    cl,   ntiles,  *uses, my_rep, lane,
+            p.block_size, p.block_shift};
   if (warp == 0 && (Loader::kBulkK || Loader::kBulkV)) ld.load_window(ld.block_of(c0));
 
   if (threadIdx.x < G) s_rep[threadIdx.x] = my_rep;
   // Dense: a head that does not score itself (kernel 4 cannot compute it under the dense pass,
-  // see the header comment), unless it scores with its representative's. Scores pass: a
-  // representative in the group (else no K to read).
-  const bool self = my_rep == h0 + static_cast<int>(threadIdx.x);
-  const bool mark = threadIdx.x < G && (kPass == kV4Dense ? !rep_scores && !self : self);
+  // see the header comment). Scores pass: a representative in the group (else no K to read).
+  const bool mark = threadIdx.x < G && (kPass == kV4Dense ? my_rep != h0 + static_cast<int>(threadIdx.x)
+                                                          : my_rep == h0 + static_cast<int>(threadIdx.x));
   const bool any_marked = __syncthreads_or(mark);
   if constexpr (kPass == kV4Dense) {
     if (any_marked) {  // nothing was issued
@@ -184,12 +170,15 @@ __device__ __forceinline__ void V4Item(const Params& p, int s, int g, int split,
 
   // Running state of head gi (m and l are the same in the four lanes of a row group; l sums only
   // this lane's positions until the end) and O^T (the layout V4MergeWarps describes).
-  float m_run, l_run, acc[kMTiles][4];
-  V4ResetState(&m_run, &l_run, acc);
+  float m_run = -INFINITY, l_run = 0.f;
+  float acc[kMTiles][4];
+#pragma unroll
+  for (int i = 0; i < kMTiles; ++i) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.f;
   const float scale = p.scale_log2;
 
   for (int t = 0; t < ntiles; ++t) {
-    const int slot = V4WaitStage<kStages>(full0, u0, t);
+    const int slot = (u0 + t) % kStages;
+    MbarWait(full0 + 8 * slot, static_cast<uint32_t>((u0 + t) / kStages) & 1u);
     const unsigned char* stage = reinterpret_cast<const unsigned char*>(v4_smem) + slot * Stage::kBytes;
 #pragma unroll
     for (int sub = 0; sub < kSub; ++sub) {

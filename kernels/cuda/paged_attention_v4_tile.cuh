@@ -20,7 +20,6 @@
 #ifndef CHAI_KERNELS_CUDA_PAGED_ATTENTION_V4_TILE_CUH_
 #define CHAI_KERNELS_CUDA_PAGED_ATTENTION_V4_TILE_CUH_
 
-#include "kernels/cuda/bulk_copy.cuh"  // MbarWait
 #include "kernels/cuda/paged_attention_common.cuh"
 #include "kernels/cuda/paged_attention_decode_v2.cuh"     // Rescale
 #include "kernels/cuda/paged_attention_prefill_mma.cuh"  // Mma16816, Pack2
@@ -28,24 +27,6 @@
 namespace chai::cuda::paged {
 
 #if defined(__CUDACC__) && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-// Waits for stage t of an item whose use of a ring of kStages began at u0: slot (u0 + t) %
-// kStages, phase parity ((u0 + t) / kStages) % 2. Returns the slot.
-template <int kStages>
-__device__ __forceinline__ int V4WaitStage(uint32_t full0, int u0, int t) {
-  const int slot = (u0 + t) % kStages;
-  MbarWait(full0 + 8 * slot, static_cast<uint32_t>((u0 + t) / kStages) & 1u);
-  return slot;
-}
-
-// A warp's running softmax state and O^T accumulators, empty.
-template <int kMTiles>
-__device__ __forceinline__ void V4ResetState(float* m_run, float* l_run, float (&acc)[kMTiles][4]) {
-  *m_run = -INFINITY;
-  *l_run = 0.f;
-#pragma unroll
-  for (int i = 0; i < kMTiles; ++i) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.f;
-}
-
 // S = Q K^T of one 16-position tile (rows ks, kD * 2 bytes apart) over positions 8u + gi (B
 // column gi), u = 0, 1: sc[u] is the mma accumulator (rows = the group's heads, see the header).
 template <typename T, int kD>

@@ -328,8 +328,7 @@ inline Result RunKernel(const Case& c, const Inputs& in, DType dtype, std::vecto
 }
 
 // Every case runs with every decode kernel that has an instance for it (CHAI_DECODE_KERNEL 1-4,
-// read by PagedAttention at each call; kernel 4 of an MHA CHAI case also in one pass), all on the
-// same inputs and reference per dtype. Cases with
+// read by PagedAttention at each call), all on the same inputs and reference per dtype. Cases with
 // prefill rows (a sequence with > 1 new row) also run prefill kernel 2 (CHAI_PREFILL_KERNEL=2)
 // where it has an instance (fp16/bf16, head_dim a multiple of 16 up to 128) in each of its four
 // shapes (CHAI_PREFILL_ROWS 64/128 x CHAI_PREFILL_MEMBERS 1/2, whatever the case's hint), with
@@ -376,21 +375,6 @@ inline void Check(const Case& c) {
       }
       setenv("CHAI_DECODE_KERNEL", kernel, 1);
       expect(RunKernel(c, in, dtype), dtype, kernel);
-    }
-    // A CHAI layer with one query head per KV head also runs kernel 4 in one pass (the dense pass
-    // with each head scoring against its representative's query and K: CHAI_DECODE_V4_ONE_PASS).
-    if (v4_applies && c.hint > 1 && c.heads == c.kv_heads) {
-      setenv("CHAI_DECODE_KERNEL", "4", 1);
-      setenv("CHAI_DECODE_V4_ONE_PASS", "1", 1);
-      expect(RunKernel(c, in, dtype), dtype, "4, one pass");
-      unsetenv("CHAI_DECODE_V4_ONE_PASS");
-      // And in its cluster pass (CHAI_DECODE_V4_CLUSTER), not yet run on a GPU: only on request
-      // (CHAI_TEST_V4_CLUSTER=1), so that a hang in it cannot stall the default suite.
-      if (std::getenv("CHAI_TEST_V4_CLUSTER") != nullptr) {
-        setenv("CHAI_DECODE_V4_CLUSTER", "1", 1);
-        expect(RunKernel(c, in, dtype), dtype, "4, cluster pass");
-        unsetenv("CHAI_DECODE_V4_CLUSTER");
-      }
     }
     const bool prefill_v2_applies = has_prefill && dtype != DType::kF32 && c.d % 16 == 0 && c.d <= 128;
     if (prefill_v2_applies) {

@@ -1,18 +1,11 @@
 #!/usr/bin/env bash
 # gpu_check.sh mode `pending`, sourced by gpu_check.sh (it sees OUT, gpus, modes, has, bench, mpi).
-# Code on main that waits for a GPU, as of the fourteenth session (2026-11-27):
-# - CHAI in one pass of decode kernel 4 (CHAI_DECODE_V4_ONE_PASS=1, off by default; written after
-#   the session's device time was spent): compiled for sm_90 here, never run. Its dense-pass
-#   changes (the K table and Q row now chosen through p.v4_rep_scores, 0 by default) touch the
-#   default dense path too: `gpu_check.sh onepass` runs paged_attention_gpu_test (every MHA CHAI
-#   case also in one pass) and engine_gpu_test, memcheck, then times one pass against two.
-# - The cluster pass of kernel 4 (CHAI_DECODE_V4_CLUSTER=1, off by default, paged_attention_v4_cluster.cuh),
-#   also written without a GPU: compiled for sm_90 (129 registers, no spills), never run. Its
-#   tests run only under CHAI_TEST_V4_CLUSTER=1, which the onepass mode sets with a short timeout.
-# - MergeWarpStates (0733822): kernels 2 and 4 merge their warps' states through one helper; same
-#   registers for every kernel, PTX differing in move order only; the same run's tests cover it.
-# - The move of kernel 4's loads and merge into V4Loader / V4MergeWarps (f700ea3) passed
-#   paged_attention_gpu_test 27/27 and engine_gpu_test 33/33 on an H200 (GPU-409a247a).
+# Code on main that waits for a GPU, as of the fourteenth session (2026-11-27): none on one GPU.
+# Main's kernels are f700ea3's, which passed paged_attention_gpu_test 27/27 and engine_gpu_test
+# 33/33 on an H200 (GPU-409a247a). Written after the session's device time was spent and kept off
+# main until a GPU has run it: branch wip/one-launch-chai (CHAI in one launch of kernel 4, two
+# experiments: CHAI_DECODE_V4_ONE_PASS and the cluster pass CHAI_DECODE_V4_CLUSTER, with their
+# harness cases and a gpu_check mode `onepass` that tests and times both).
 # What the thirteenth session left ran on H200s: every gpu-labelled test, memcheck and the PDL
 # reruns on the dense pass's bulk-copy default (GPU-07721f8b, `gpu_check.sh test chai`), LLaMA-7B
 # end to end and SDPA in the same call (`gpu_check.sh vssdpa e2e`), and the 48 KB scores ring's
