@@ -111,6 +111,27 @@ __device__ __forceinline__ float Rescale(float m_old, float m_new) {
   return m_old == -INFINITY ? 0.f : exp2f(m_old - m_new);
 }
 
+// The CTA's warps' states of one head merged: ml[w][i] is warp w's (max, sum) for head slot i and
+// acc_of(w) its accumulator element. Returns the accumulators rescaled to the common max and
+// summed; *mx gets that max and *lsum the rescaled sums' total.
+template <int kSlots, typename AccOf>
+__device__ __forceinline__ float MergeWarpStates(const float2 (*ml)[kSlots], int i, AccOf acc_of, float* mx,
+                                                 float* lsum) {
+  float m = -INFINITY;
+#pragma unroll
+  for (int w = 0; w < kDecodeWarps; ++w) m = fmaxf(m, ml[w][i].x);
+  float l = 0.f, x = 0.f;
+#pragma unroll
+  for (int w = 0; w < kDecodeWarps; ++w) {
+    const float a = Rescale(ml[w][i].x, m);
+    l = fmaf(a, ml[w][i].y, l);
+    x = fmaf(a, acc_of(w), x);
+  }
+  *mx = m;
+  *lsum = l;
+  return x;
+}
+
 template <typename T, int kD, int kG, int kM>
 __global__ void __launch_bounds__(kDecodeThreads, kV2MinCtas<kM>) DecodeV2Kernel(Params p) {
   PdlWait();
@@ -347,16 +368,8 @@ __global__ void __launch_bounds__(kDecodeThreads, kV2MinCtas<kM>) DecodeV2Kernel
     __syncthreads();
     for (int idx = threadIdx.x; idx < np * kD; idx += kDecodeThreads) {
       const int i = idx / kD, c = idx % kD, ri = s_memrep[p0 + i], h = s_mem[p0 + i];
-      float mx = -INFINITY;
-#pragma unroll
-      for (int w = 0; w < kDecodeWarps; ++w) mx = fmaxf(mx, s_ml[w][ri].x);
-      float lsum = 0.f, x = 0.f;
-#pragma unroll
-      for (int w = 0; w < kDecodeWarps; ++w) {
-        const float a = Rescale(s_ml[w][ri].x, mx);
-        lsum = fmaf(a, s_ml[w][ri].y, lsum);
-        x = fmaf(a, s_acc[w][i][c], x);
-      }
+      float mx, lsum;
+      const float x = MergeWarpStates(s_ml, ri, [&](int w) { return s_acc[w][i][c]; }, &mx, &lsum);
       const int64_t head = int64_t{s} * H + h;
       if (nsplit == 1) {
         static_cast<T*>(p.out)[int64_t{row} * H * kD + int64_t{h} * kD + c] = FromFloat<T>(x / lsum);

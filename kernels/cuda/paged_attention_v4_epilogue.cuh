@@ -5,7 +5,7 @@
 #define CHAI_KERNELS_CUDA_PAGED_ATTENTION_V4_EPILOGUE_CUH_
 
 #include "kernels/cuda/paged_attention_common.cuh"
-#include "kernels/cuda/paged_attention_decode_v2.cuh"  // Rescale
+#include "kernels/cuda/paged_attention_decode_v2.cuh"  // MergeWarpStates
 #include "kernels/cuda/paged_attention_v4_shape.cuh"
 
 namespace chai::cuda::paged {
@@ -46,16 +46,8 @@ __device__ __forceinline__ void V4MergeWarps(const Params& p, int s, int h0, int
   __syncthreads();
   for (int idx = threadIdx.x; idx < G * kD; idx += kDecodeThreads) {
     const int i = idx / kD, q = idx % kD, cd = (q % 8) * kLaneDims + q / 8;  // slot q holds dim cd
-    float mx = -INFINITY;
-#pragma unroll
-    for (int w = 0; w < kDecodeWarps; ++w) mx = fmaxf(mx, s_ml[w][i].x);
-    float lsum = 0.f, x = 0.f;
-#pragma unroll
-    for (int w = 0; w < kDecodeWarps; ++w) {
-      const float a = Rescale(s_ml[w][i].x, mx);
-      lsum = fmaf(a, s_ml[w][i].y, lsum);
-      x = fmaf(a, s_o[(w * kV4MaxGroup + i) * kORow + q], x);
-    }
+    float mx, lsum;
+    const float x = MergeWarpStates(s_ml, i, [&](int w) { return s_o[(w * kV4MaxGroup + i) * kORow + q]; }, &mx, &lsum);
     const int64_t head = int64_t{s} * p.heads + h0 + i;
     if (nsplit == 1) {
       orow[int64_t{h0 + i} * kD + cd] = FromFloat<T>(x / lsum);

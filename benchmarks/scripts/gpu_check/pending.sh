@@ -1,11 +1,10 @@
 #!/usr/bin/env bash
 # gpu_check.sh mode `pending`, sourced by gpu_check.sh (it sees OUT, gpus, modes, has, bench, mpi).
-# Code on main that waits for a GPU, as of the fourteenth session (2026-11-27): none on one GPU.
-# Main's kernels are f700ea3's, which passed paged_attention_gpu_test 27/27 and engine_gpu_test
-# 33/33 on an H200 (GPU-409a247a). Written after the session's device time was spent and kept off
-# main until a GPU has run it: branch wip/one-launch-chai (CHAI in one launch of kernel 4, two
-# experiments: CHAI_DECODE_V4_ONE_PASS and the cluster pass CHAI_DECODE_V4_CLUSTER, with their
-# harness cases and a gpu_check mode `onepass` that tests and times both).
+# Code on main that waits for a GPU, as of the fifteenth session (2026-11-27): none on one GPU.
+# Main's kernels passed paged_attention_gpu_test 27/27 and engine_gpu_test 33/33 on an H200 in
+# that session (`gpu_check.sh passes`). The one-launch CHAI experiments (branch
+# wip/one-launch-chai, 8d8d4c4) ran there too: correct, slower than the two passes
+# (attention-decode-h200.md), not merged.
 # What the thirteenth session left ran on H200s: every gpu-labelled test, memcheck and the PDL
 # reruns on the dense pass's bulk-copy default (GPU-07721f8b, `gpu_check.sh test chai`), LLaMA-7B
 # end to end and SDPA in the same call (`gpu_check.sh vssdpa e2e`), and the 48 KB scores ring's
