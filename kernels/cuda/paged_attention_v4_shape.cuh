@@ -31,6 +31,14 @@ constexpr int kV4StageBytes = 32 << 10;    // K + V rows of one dense stage
 #define CHAI_V4_SCORES_RING_KB 48
 #endif
 constexpr int kV4ScoreCtasPerSmPlan = 2;
+// The CHAI P·V pass's stage (CHAI_V4_PV_ROWS positions of V) and ring (CHAI_V4_PV_RING_KB), compile-time
+// knobs for tuning experiments: by default 128 positions in the dense ring's size.
+#ifndef CHAI_V4_PV_ROWS
+#define CHAI_V4_PV_ROWS 128
+#endif
+#ifndef CHAI_V4_PV_RING_KB
+#define CHAI_V4_PV_RING_KB CHAI_V4_RING_KB
+#endif
 constexpr int kV4SharedBytes = CHAI_V4_RING_KB << 10;
 constexpr int kV4MinStages = CHAI_V4_MIN_STAGES;
 constexpr int kV4MaxStages = 6;            // ring depth bound (the K-only pass: 6 stages of 16 KB)
@@ -88,14 +96,16 @@ constexpr int kV4Rows = kV4StageBytes / (4 * kD);
 // H200 against these 16 KB ones: 1-2% slower at B = 1-32 and 2k-4k positions.)
 template <int kD, int kPass>
 struct V4Stage {
-  static constexpr int kRows = kPass == kV4Pv ? 128 : kV4Rows<kD>;
+  static constexpr int kRows = kPass == kV4Pv ? CHAI_V4_PV_ROWS : kV4Rows<kD>;
   static constexpr int kSideBytes = kRows * kD * 2;
   static constexpr bool kHasK = kPass != kV4Pv, kHasV = kPass != kV4Scores;
   static constexpr int kVOff = kHasK ? kSideBytes : 0;
   static constexpr int kLogitOff = kVOff + (kHasV ? kSideBytes : 0);
   static constexpr int kLogitRow = kRows + 8;  // floats
   static constexpr int kBytes = kLogitOff + (kPass == kV4Pv ? kV4MaxGroup * kLogitRow * 4 : 0);
-  static constexpr int kRingBytes = kPass == kV4Scores ? CHAI_V4_SCORES_RING_KB << 10 : kV4SharedBytes;
+  static constexpr int kRingBytes = kPass == kV4Scores ? CHAI_V4_SCORES_RING_KB << 10
+                                    : kPass == kV4Pv    ? CHAI_V4_PV_RING_KB << 10
+                                                        : kV4SharedBytes;
   static constexpr int kStages = std::clamp(kRingBytes / kBytes, kV4MinStages, kV4MaxStages);
   static constexpr int kSharedBytes = kStages * kBytes;  // dynamic shared memory per CTA
   static_assert(kBytes % 128 == 0 && kRows % (16 * 4) == 0 && kRows / kV4MinBlock + 1 <= 32, "stage shape");

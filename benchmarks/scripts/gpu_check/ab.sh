@@ -5,7 +5,7 @@
 # decode tests, then attention_bench from every build in alternation (AB_BENCH: its arguments),
 # then Nsight Compute at boost clocks (--clock-control none) for one dense kernel-4 launch of
 # each at B=8, 16k: throughput sections and the L2 and DRAM throughput breakdowns, and the same
-# for PyTorch SDPA (cuDNN) on that shape.
+# for PyTorch SDPA (cuDNN) on that shape (unless AB_NCU=0).
 start_variant_builds attention_bench paged_attention_gpu_test
 wait_variant_builds || return 0
 for b in "${builds[@]}"; do
@@ -20,6 +20,7 @@ for round in 1 2; do
     grep -E "^\| [0-9]" "$OUT/ab-$b-$round.md" | cut -d'|' -f2-9 | sed "s/^/$b r$round /"
   done
 done
+[ "${AB_NCU:-1}" = 1 ] || return 0  # AB_NCU=0: the tests and attention_bench only
 metrics="--section SpeedOfLight --section WarpStateStats --clock-control none --metrics
   breakdown:lts__throughput.avg.pct_of_peak_sustained_elapsed,breakdown:dram__throughput.avg.pct_of_peak_sustained_elapsed,lts__t_tag_requests.sum,lts__t_sectors.sum,dram__bytes_read.sum"
 for b in build-gpu "${builds[@]}"; do
