@@ -10,12 +10,12 @@
 namespace chai {
 
 absl::Status Communicator::AllReduceAddNorm(Tensor* partial, Tensor* x, const Tensor& weight, const Tensor& bias,
-                                            float eps, bool rms, Tensor* out, const L2Prefetch& then) {
+                                            float eps, bool rms, Tensor* out) {
   if (absl::Status s = AllReduceSum(partial); !s.ok()) return s;
   if (rms) {
-    ops::AddRmsNorm(x, *partial, weight, eps, out, then);
+    ops::AddRmsNorm(x, *partial, weight, eps, out);
   } else {
-    ops::AddLayerNorm(x, *partial, weight, bias, eps, out, then);
+    ops::AddLayerNorm(x, *partial, weight, bias, eps, out);
   }
   return absl::OkStatus();
 }

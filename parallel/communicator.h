@@ -12,7 +12,6 @@
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "kernels/l2_prefetch.h"
 #include "kernels/tensor.h"
 
 namespace chai {
@@ -31,10 +30,8 @@ class Communicator {
   // follow it: partial is all-reduced (in place, or not at all when fused), x += partial, then
   // out = RMSNorm(x) * weight (`rms`) or LayerNorm(x) * weight + bias; out may alias x. This
   // default composes AllReduceSum with ops::AddRmsNorm / AddLayerNorm; a backend may fuse them.
-  // `then`: weight bytes the next kernel streams, for the norm (or the fused kernel) to fetch into
-  // L2 meanwhile (kernels/l2_prefetch.h; a speed hint that never changes a result).
   virtual absl::Status AllReduceAddNorm(Tensor* partial, Tensor* x, const Tensor& weight, const Tensor& bias,
-                                        float eps, bool rms, Tensor* out, const L2Prefetch& then = {});
+                                        float eps, bool rms, Tensor* out);
   // In place: every rank receives root's bytes.
   virtual absl::Status Broadcast(Tensor* tensor, int root) = 0;
   virtual absl::Status Barrier() = 0;

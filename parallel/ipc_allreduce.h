@@ -44,7 +44,6 @@
 
 #include "absl/status/statusor.h"
 #include "kernels/dtype.h"
-#include "kernels/l2_prefetch.h"
 
 struct CUstream_st;  // cudaStream_t is CUstream_st*
 
@@ -112,11 +111,9 @@ class IpcAllReduce {
   // weight + bias, for [rows, cols] rows; out may alias x. Bit-identical to AllReduceSum then
   // the norm ops (ops::AddRmsNorm / AddLayerNorm). True from SupportsAddNorm: the lamport kernel,
   // 2, 4 or 8 ranks, a message within max_bytes(), 16-byte rows and 16-byte aligned pointers.
-  // `then`: weight bytes for the kernel to fetch into L2 while it waits (a speed hint).
   bool SupportsAddNorm(DType dtype, int64_t rows, int64_t cols, std::initializer_list<const void*> ptrs) const;
   absl::Status AllReduceAddNorm(const void* partial, void* x, const void* weight, const void* bias, float eps,
-                                bool rms, int64_t rows, int64_t cols, DType dtype, void* out, CUstream_st* stream,
-                                const L2Prefetch& then = {});
+                                bool rms, int64_t rows, int64_t cols, DType dtype, void* out, CUstream_st* stream);
 
  private:
   IpcAllReduce() = default;

@@ -10,7 +10,6 @@
 #include <initializer_list>
 
 #include "kernels/dtype.h"
-#include "kernels/l2_prefetch.h"
 
 namespace chai::ipc {
 
@@ -67,13 +66,11 @@ cudaError_t LaunchLamportAllReduce(const Peers& peers, int rank, int size, int b
 // x += sum over ranks of `partial` ([rows, cols] on every rank), out = RMSNorm(x) * weight when
 // `rms`, else LayerNorm(x) * weight + bias; out may alias x. Same buffer as the plain kernel.
 // Supported for 2, 4 or 8 ranks, 16-byte rows and 16-byte aligned pointers (LamportNormSupported).
-// `then`: weight bytes the next kernel streams, fetched into L2 while the exchange waits on the
-// other ranks (kernels/l2_prefetch.h; a speed hint, never a change of result).
 bool LamportNormSupported(int size, int64_t cols, size_t dtype_bytes, std::initializer_list<const void*> ptrs);
 cudaError_t LaunchLamportAllReduceNorm(const Peers& peers, int rank, int size, int blocks, size_t half,
                                        const void* partial, void* x, const void* weight, const void* bias, float eps,
                                        bool rms, int64_t rows, int64_t cols, DType dtype, void* out,
-                                       const L2Prefetch& then, cudaStream_t stream);
+                                       cudaStream_t stream);
 
 // Writes the sentinel over the receive area of an allocation of `bytes` (kDataOffset onwards).
 cudaError_t FillLamportReceiveArea(void* allocation, size_t bytes, cudaStream_t stream);

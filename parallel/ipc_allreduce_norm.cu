@@ -10,14 +10,9 @@
 // rank order and rounded once (the plain kernel's all-reduce result), then added to x and rounded
 // (the norm kernel's residual add), and the row's sums run over the norm kernel's thread count
 // (NormRowThreads), so the output equals the unfused pair bit for bit.
-//
-// At batch 1 the kernel spends most of its few microseconds waiting for the other ranks' groups
-// while DRAM idles: it first issues the L2 prefetch hint `then` (the next GEMV's first weight
-// bytes, as the single-GPU add + norm kernel does), so that GEMV finds them in L2.
 #include <cstdint>
 
 #include "kernels/cuda/cuda_utils.cuh"
-#include "kernels/cuda/l2_prefetch.cuh"
 #include "kernels/cuda/norm_row.cuh"
 #include "parallel/ipc_allreduce_groups.cuh"
 #include "parallel/ipc_allreduce_kernel.h"
@@ -33,12 +28,8 @@ using cuda::StoreVec;
 template <typename T, int W, bool kRms>
 __global__ void __launch_bounds__(kThreads)
     LamportAllReduceNorm(Peers peers, char* self, int rank, size_t half, const T* partial, T* x, const T* weight,
-                         const T* bias, float eps, int64_t rows, int64_t cols, int norm_threads, L2Prefetch then,
-                         T* out) {
+                         const T* bias, float eps, int64_t rows, int64_t cols, int norm_threads, T* out) {
   constexpr int N = kVec16<T>;
-  // Weights only (never written while steps run): safe before anything else, consecutive ranges
-  // on different blocks.
-  cuda::IssueL2Prefetch(then, int64_t{threadIdx.x} * gridDim.x + blockIdx.x, int64_t{gridDim.x} * blockDim.x);
   __shared__ uint64_t block_epoch;
   __shared__ float scratch[32];
   if (threadIdx.x == 0) {
@@ -99,7 +90,7 @@ bool LamportNormSupported(int size, int64_t cols, size_t dtype_bytes, std::initi
 cudaError_t LaunchLamportAllReduceNorm(const Peers& peers, int rank, int size, int blocks, size_t half,
                                        const void* partial, void* x, const void* weight, const void* bias, float eps,
                                        bool rms, int64_t rows, int64_t cols, DType dtype, void* out,
-                                       const L2Prefetch& then, cudaStream_t stream) {
+                                       cudaStream_t stream) {
   if (blocks < 1 || blocks > kMaxBlocks || rank < 0 || rank >= size || rows < 1) return cudaErrorInvalidValue;
   if (!LamportNormSupported(size, cols, DTypeSize(dtype), {partial, x, weight, bias, out})) {
     return cudaErrorInvalidValue;
@@ -118,15 +109,15 @@ cudaError_t LaunchLamportAllReduceNorm(const Peers& peers, int rank, int size, i
     switch (size) {
       case 2:
         LamportAllReduceNorm<T, 2, kRms><<<blocks, kThreads, 0, stream>>>(peers, self, rank, half, p, xp, w, b, eps,
-                                                                          rows, cols, norm_threads, then, o);
+                                                                          rows, cols, norm_threads, o);
         break;
       case 4:
         LamportAllReduceNorm<T, 4, kRms><<<blocks, kThreads, 0, stream>>>(peers, self, rank, half, p, xp, w, b, eps,
-                                                                          rows, cols, norm_threads, then, o);
+                                                                          rows, cols, norm_threads, o);
         break;
       case 8:
         LamportAllReduceNorm<T, 8, kRms><<<blocks, kThreads, 0, stream>>>(peers, self, rank, half, p, xp, w, b, eps,
-                                                                          rows, cols, norm_threads, then, o);
+                                                                          rows, cols, norm_threads, o);
         break;
       default: return cudaErrorInvalidValue;
     }

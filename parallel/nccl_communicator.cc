@@ -83,7 +83,7 @@ class NcclCommunicator final : public Communicator {
 
   // One kernel where the flag-free IPC path takes the message (decode steps), else the default.
   absl::Status AllReduceAddNorm(Tensor* partial, Tensor* x, const Tensor& weight, const Tensor& bias, float eps,
-                                bool rms, Tensor* out, const L2Prefetch& then) override {
+                                bool rms, Tensor* out) override {
     if (partial == nullptr || x == nullptr || out == nullptr) {
       return absl::InvalidArgumentError("AllReduceAddNorm: null tensor");
     }
@@ -98,9 +98,9 @@ class NcclCommunicator final : public Communicator {
     if (fusable && ipc_->SupportsAddNorm(partial->dtype(), partial->dim(0), partial->dim(1),
                                          {partial->raw(), x->raw(), weight.raw(), b, out->raw()})) {
       return ipc_->AllReduceAddNorm(partial->raw(), x->raw(), weight.raw(), b, eps, rms, partial->dim(0),
-                                    partial->dim(1), partial->dtype(), out->raw(), stream_, then);
+                                    partial->dim(1), partial->dtype(), out->raw(), stream_);
     }
-    return Communicator::AllReduceAddNorm(partial, x, weight, bias, eps, rms, out, then);
+    return Communicator::AllReduceAddNorm(partial, x, weight, bias, eps, rms, out);
   }
 
   absl::Status AllGatherColumns(const Tensor& local, Tensor* out) override {

@@ -84,7 +84,7 @@ Tensor Engine::Norm(const Tensor& x, const Tensor& w, const Tensor& b) {
 // weights (a pre-LN OPT model whose final norm was removed), just the add: the input is *x.
 // The all-reduce of a row-parallel output and the residual add + norm after it: one fused
 // collective where the communicator has one (the flag-free IPC path on GPUs), else the two steps.
-// Either carries the L2 hint `then`: the fused kernel issues it before it waits on the other ranks.
+// The fused collective takes no L2 hint (`then` serves the single-GPU add + norm kernel only).
 Tensor Engine::AllReduceAddNorm(Tensor* x, Tensor* partial, const Tensor& w, const Tensor& b, bool in_place,
                                 const L2Prefetch& then) {
   if (comm_->size() == 1 || !w.defined()) {
@@ -94,7 +94,7 @@ Tensor Engine::AllReduceAddNorm(Tensor* x, Tensor* partial, const Tensor& w, con
   Tensor out = in_place ? *x : NewActivation(x->dim(0), x->dim(1));
   const bool rms = config_.arch != Arch::kOpt;
   CheckCollective(comm_->AllReduceAddNorm(partial, x, w, b, rms ? config_.rms_norm_eps : config_.layer_norm_eps,
-                                          rms, &out, then));
+                                          rms, &out));
   return out;
 }
 

@@ -424,8 +424,7 @@ TEST_P(IpcAllReduceTest, BackToBackWithRanksOutOfStep) {
 // device, so replays with the captured arguments stay in step across ranks.
 // The all-reduce fused with the residual add and norm (the flag-free kernel only): x and out
 // equal, bit for bit, the unfused pair, AllReduceSum then ops::AddRmsNorm / AddLayerNorm, for
-// one and several rows (rows are spread over blocks), both norms and every dtype; also with an L2
-// prefetch hint.
+// one and several rows (rows are spread over blocks), both norms and every dtype.
 TEST_P(IpcAllReduceTest, FusedAddNormEqualsAllReduceThenNorm) {
   auto device = [](const std::vector<float>& v, int64_t rows, int64_t cols, DType dtype) {
     return Tensor::FromFloats(v, {rows, cols}).Cast(dtype).To(Device::kCuda);
@@ -453,21 +452,11 @@ TEST_P(IpcAllReduceTest, FusedAddNormEqualsAllReduceThenNorm) {
               << what << ": the flag-free kernel must take it";
           continue;
         }
-        // Plain, and with an L2 prefetch hint (the next GEMV's weights in the engine; here the
-        // norm weight and the partial): the hint must not change a bit.
-        L2Prefetch hint;
-        hint.base = weight.raw();
-        hint.base2 = partial.raw();
-        hint.outer = 1;
-        hint.bytes = static_cast<int64_t>(weight.nbytes()) / 16 * 16;
         Tensor x_fused = device(x0, rows, cols, dtype), out_fused = Tensor::Empty({rows, cols}, dtype, Device::kCuda);
-        Tensor x_hinted = device(x0, rows, cols, dtype), out_hinted = Tensor::Empty({rows, cols}, dtype, Device::kCuda);
-        for (bool hinted : {false, true}) {
-          const absl::Status s = ipc_->AllReduceAddNorm(
-              partial.raw(), (hinted ? x_hinted : x_fused).raw(), weight.raw(), rms ? nullptr : bias.raw(), 1e-5f, rms,
-              rows, cols, dtype, (hinted ? out_hinted : out_fused).raw(), Stream(), hinted ? hint : L2Prefetch{});
-          ASSERT_TRUE(s.ok()) << what << (hinted ? " (hinted)" : "") << ": " << s;
-        }
+        const absl::Status s = ipc_->AllReduceAddNorm(partial.raw(), x_fused.raw(), weight.raw(),
+                                                      rms ? nullptr : bias.raw(), 1e-5f, rms, rows, cols, dtype,
+                                                      out_fused.raw(), Stream());
+        ASSERT_TRUE(s.ok()) << what << ": " << s;
         const Tensor reduced = partial;  // the fused call only read it: now reduce it in place
         ASSERT_TRUE(ipc_->AllReduceSum(reduced.raw(), reduced.raw(), rows * cols, dtype, Stream()).ok());
         Tensor x_ref = device(x0, rows, cols, dtype), out_ref = Tensor::Empty({rows, cols}, dtype, Device::kCuda);
@@ -478,8 +467,6 @@ TEST_P(IpcAllReduceTest, FusedAddNormEqualsAllReduceThenNorm) {
         }
         EXPECT_TRUE(host_bytes(x_fused) == host_bytes(x_ref)) << what << ": x += sum differs";
         EXPECT_TRUE(host_bytes(out_fused) == host_bytes(out_ref)) << what << ": the normed output differs";
-        EXPECT_TRUE(host_bytes(x_hinted) == host_bytes(x_ref)) << what << ": x += sum differs with the L2 hint";
-        EXPECT_TRUE(host_bytes(out_hinted) == host_bytes(out_ref)) << what << ": the normed output differs with the L2 hint";
       }
     }
   }
