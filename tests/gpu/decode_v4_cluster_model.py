@@ -1,4 +1,4 @@
-# Numpy model of decode kernel 4's cluster pass in sequential form (3162bc0,
+# Numpy model of decode kernel 4's cluster pass in sequential form (feaa45e,
 # kernels/cuda/paged_attention_v4_cluster.cuh; reverted on main until a GPU has run it): the host
 # plan (MakePlanV4Cluster), the device item finder (V4ClusterItems), the member ranking, each
 # stage's block copies into the ring (issue()), the scores, the chunk's softmax, the members' P·V,

@@ -5,10 +5,11 @@
 # that session (`gpu_check.sh passes`). The one-launch CHAI experiments (branch
 # wip/one-launch-chai, 8d8d4c4) ran there too: correct, slower than the two passes
 # (attention-decode-h200.md), not merged.
-# Waiting for a GPU, off main: 3162bc0, kernel 4's cluster pass in sequential form
+# Waiting for a GPU, off main: feaa45e (3162bc0 with block ids loaded a stage ahead), kernel 4's
+# cluster pass in sequential form
 # (CHAI_DECODE_V4_CLUSTER=1; compiled for sm_90, 66 registers, no spills; never run), reverted by
-# a00d84d; its index math passes tests/gpu/decode_v4_cluster_model.py (numpy, no GPU). To run it:
-# `git revert a00d84d`, then `gpu_check.sh cluster` (its tests alone with a
+# 7125609; its index math passes tests/gpu/decode_v4_cluster_model.py (numpy, no GPU). To run it:
+# `git revert 7125609`, then `gpu_check.sh cluster` (its tests alone with a
 # timeout, memcheck, the default suites, attention_bench and LLaMA-7B against the two passes).
 # What the thirteenth session left ran on H200s: every gpu-labelled test, memcheck and the PDL
 # reruns on the dense pass's bulk-copy default (GPU-07721f8b, `gpu_check.sh test chai`), LLaMA-7B
