@@ -77,6 +77,8 @@ struct LaunchPlan {
   int v2_members = 1;     // kernel 2: members accumulated per pass (1, 2 or 4)
   bool v4_chai = false;   // kernel 4: the two CHAI passes (scores, then P·V) instead of the dense one
   int v4_score_ctas = 0;  // kernel 4, CHAI: CTAs per split of the scores pass
+  bool v4_cluster = false;   // kernel 4: the cluster pass (paged_attention_v4_cluster.cuh) instead
+  int v4_cluster_ctas = 0;   // kernel 4, cluster pass: CTAs per split
   int decode_slots = 0;  // decode grid columns: (sequence, KV head, subset, member share)
   int prefill_tiles = 0;
   int prefill_kernel = 1;   // 1: paged_attention_prefill{,_mma}.cuh; 2: _prefill_v2.cuh (fp16/bf16, d % 16 == 0)
