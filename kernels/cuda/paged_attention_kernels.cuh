@@ -228,7 +228,7 @@ void LaunchDecodeV4(const Params& p, const LaunchPlan& plan, cudaStream_t stream
       CHAI_CUDA_CHECK(
           cudaFuncSetAttribute(DecodeV4ClusterKernel<T, kD>, cudaFuncAttributeMaxDynamicSharedMemorySize, kBytes));
     });
-    LaunchPdl(DecodeV4ClusterKernel<T, kD>, dim3(plan.v4_cluster_ctas, p.max_splits), kDecodeThreads, kBytes, stream,
+    LaunchPdl(DecodeV4ClusterKernel<T, kD>, dim3(plan.v4_cluster_ctas, p.max_splits), kV4ClusterThreads, kBytes, stream,
               p);
     return;
   }

@@ -50,6 +50,12 @@ namespace chai::cuda::paged {
 constexpr int kV4ClusterMembers = 8;      // member heads per item at most
 constexpr int kV4ClusterMaxItems = 16;    // items per CTA and split
 constexpr int kV4ClusterMaxChunk = 2048;  // positions per split at most (the probabilities' floats)
+// Warps per CTA. The compute is on the CUDA cores with a block barrier per 16 KB stage, so the
+// kernel's four decode warps left each stage a latency chain (first GPU run, 2026-11-27: at most
+// 2.6 TB/s, about 3000 cycles a stage); eight warps halve each warp's rows and double the warps
+// that hide the shared-memory and shuffle latencies.
+constexpr int kV4ClusterWarps = 8;
+constexpr int kV4ClusterThreads = 32 * kV4ClusterWarps;
 
 template <int kD>
 struct V4ClusterStage {
@@ -58,7 +64,7 @@ struct V4ClusterStage {
   static constexpr int kStages = kV4MaxStages;
   static constexpr int kRingBytes = kStages * kBytes;  // also the item finder's count scratch
   static constexpr int kSharedBytes = kRingBytes + kV4ClusterMaxChunk * 4;  // ring, then s_p
-  static_assert(kRows % kDecodeWarps == 0 && kRows / 8 + 1 <= 32, "stage shape");
+  static_assert(kRows % kV4ClusterWarps == 0 && kRows / 8 + 1 <= 32, "stage shape");
   static_assert(kSharedBytes <= 106 << 10, "two CTAs per SM with the static shared memory");
 };
 
@@ -93,7 +99,7 @@ inline void MakePlanV4Cluster(int max_seq_len, int members_per_rep, int resident
 // The block's exclusive prefix sum of v (every thread calls it); *total gets the sum.
 __device__ __forceinline__ int V4BlockExclusiveScan(int v, int* total) {
   constexpr unsigned kAll = 0xffffffffu;
-  __shared__ int s_warp[kDecodeWarps];
+  __shared__ int s_warp[kV4ClusterWarps];
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   int x = v;
 #pragma unroll
@@ -105,7 +111,7 @@ __device__ __forceinline__ int V4BlockExclusiveScan(int v, int* total) {
   __syncthreads();
   int before = 0, sum = 0;
 #pragma unroll
-  for (int w = 0; w < kDecodeWarps; ++w) {
+  for (int w = 0; w < kV4ClusterWarps; ++w) {
     before += w < warp ? s_warp[w] : 0;
     sum += s_warp[w];
   }
@@ -118,7 +124,7 @@ __device__ __forceinline__ int V4BlockExclusiveScan(int v, int* total) {
 // sh[k] / heads, sh[k] % heads, member chunk z[k]. `counts` is scratch for num_seqs x heads ints
 // (the ring, unused yet). Returns the count; ends with a barrier.
 __device__ __forceinline__ int V4ClusterItems(const Params& p, int* counts, int* idx, int* sh, int* z) {
-  const int H = p.heads, n = p.num_seqs * H, T = kDecodeThreads;
+  const int H = p.heads, n = p.num_seqs * H, T = kV4ClusterThreads;
   const auto row_of = [&](int s) -> int64_t { return p.slots != nullptr ? p.slots[s] : s; };
   const auto decode = [&](int s) { return p.q_start[s + 1] - p.q_start[s] == 1; };
   for (int i = threadIdx.x; i < n; i += T) counts[i] = 0;
@@ -172,7 +178,7 @@ __device__ __forceinline__ bool V4LastOfSplits(int* counter, int nsplit) {
 // The block's max (op 0) or sum (op 1) of v; every thread gets it. Ends with a barrier.
 __device__ __forceinline__ float V4ClusterBlockReduce(float v, bool sum) {
   constexpr unsigned kAll = 0xffffffffu;
-  __shared__ float s_part[kDecodeWarps];
+  __shared__ float s_part[kV4ClusterWarps];
 #pragma unroll
   for (int off = 16; off > 0; off /= 2) {
     const float o = __shfl_xor_sync(kAll, v, off);
@@ -183,8 +189,40 @@ __device__ __forceinline__ float V4ClusterBlockReduce(float v, bool sum) {
   __syncthreads();
   float r = s_part[0];
 #pragma unroll
-  for (int w = 1; w < kDecodeWarps; ++w) r = sum ? r + s_part[w] : fmaxf(r, s_part[w]);
+  for (int w = 1; w < kV4ClusterWarps; ++w) r = sum ? r + s_part[w] : fmaxf(r, s_part[w]);
   return r;
+}
+
+// One step of V4WarpSumRows: lanes with bit kOff set keep rows [kHalf, 2 kHalf) of v, the others
+// rows [0, kHalf), each adding its partner's (lane ^ kOff) copies; then the next step. A template
+// recursion, so that every index is a constant (a loop here left v in local memory at 16 rows).
+template <int kHalf, int kOff, int R>
+__device__ __forceinline__ void V4WarpSumStep(float (&v)[R], int lane, int* row) {
+  if constexpr (kHalf >= 1) {
+    const bool upper = (lane & kOff) != 0;
+#pragma unroll
+    for (int j = 0; j < kHalf; ++j) {
+      const float send = upper ? v[j] : v[j + kHalf], keep = upper ? v[j + kHalf] : v[j];
+      v[j] = keep + __shfl_xor_sync(0xffffffffu, send, kOff);
+    }
+    *row += upper ? kHalf : 0;
+    V4WarpSumStep<kHalf / 2, kOff / 2>(v, lane, row);
+  } else {
+#pragma unroll
+    for (int off = kOff; off > 0; off /= 2) v[0] += __shfl_xor_sync(0xffffffffu, v[0], off);
+  }
+}
+
+// The sums over the warp of R per-lane values v[0..R) (R a power of two up to 32), by a transposed
+// tree: at each of the first log2(R) steps a lane keeps half its rows and adds its partner's
+// copies of them, so R rows take R - 1 + log2(32 / R) shuffles rather than 5 R. Returns the sum of
+// row *row, which every lane of a group of 32 / R lanes holds (v is consumed).
+template <int R>
+__device__ __forceinline__ float V4WarpSumRows(float (&v)[R], int lane, int* row) {
+  static_assert(R >= 1 && R <= 32 && (R & (R - 1)) == 0, "a power of two up to 32");
+  *row = 0;
+  V4WarpSumStep<R / 2, 16>(v, lane, row);
+  return v[0];
 }
 
 // A lane's kD / 32 consecutive elements of a shared-memory row as floats, in one load (8 bytes at
@@ -192,11 +230,12 @@ __device__ __forceinline__ float V4ClusterBlockReduce(float v, bool sum) {
 template <typename T, int kN>
 __device__ __forceinline__ void V4ClusterLaneLoad(const T* src, float (&f)[kN]) {
   static_assert(kN == 2 || kN == 4, "head_dim 64 or 128");
-  using Raw = std::conditional_t<kN == 4, uint2, uint32_t>;
-  const Raw raw = *reinterpret_cast<const Raw*>(src);
-  const T* h = reinterpret_cast<const T*>(&raw);
+  struct alignas(sizeof(T) * kN) Lane {  // one vector load; its elements stay in registers
+    T h[kN];
+  };
+  const Lane raw = *reinterpret_cast<const Lane*>(src);
 #pragma unroll
-  for (int e = 0; e < kN; ++e) f[e] = ToFloat(h[e]);
+  for (int e = 0; e < kN; ++e) f[e] = ToFloat(raw.h[e]);
 }
 
 // One item: representative r of sequence s, member chunk z, over split `split` of its positions.
@@ -207,11 +246,11 @@ __device__ __forceinline__ void V4ClusterItem(const Params& p, int item, int s, 
   using Stage = V4ClusterStage<kD>;
   constexpr int kRows = Stage::kRows, kStages = Stage::kStages, kRowBytes = kD * 2;
   constexpr int kLaneDims = kD / 32;                  // dims per lane: 4 at head_dim 128, 2 at 64
-  constexpr int kWarpRows = kRows / kDecodeWarps;     // rows of a stage per warp
+  constexpr int kWarpRows = kRows / kV4ClusterWarps;     // rows of a stage per warp
   constexpr unsigned kAll = 0xffffffffu;
   __shared__ int s_mem[kV4ClusterMembers];
-  __shared__ int s_count[kDecodeWarps];
-  __shared__ float s_red[kDecodeWarps][kD];
+  __shared__ int s_count[kV4ClusterWarps];
+  __shared__ float s_red[kV4ClusterWarps][kD];
   const int H = p.heads, lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const int64_t trow = p.slots != nullptr ? p.slots[s] : s;
   const int row = p.q_start[s];
@@ -227,7 +266,7 @@ __device__ __forceinline__ void V4ClusterItem(const Params& p, int item, int s, 
   __syncthreads();  // the previous item's merge has read s_mem
   if (threadIdx.x < kV4ClusterMembers) s_mem[threadIdx.x] = -1;
   int before = 0;
-  for (int base = 0; base < H; base += kDecodeThreads) {
+  for (int base = 0; base < H; base += kV4ClusterThreads) {
     const int m = base + static_cast<int>(threadIdx.x);
     const bool member = m < H && __ldg(map + m) == r;
     const unsigned ballot = __ballot_sync(kAll, member);
@@ -235,7 +274,7 @@ __device__ __forceinline__ void V4ClusterItem(const Params& p, int item, int s, 
     __syncthreads();
     int rank = before + __popc(ballot & ((1u << lane) - 1u)), sum = 0;
 #pragma unroll
-    for (int w = 0; w < kDecodeWarps; ++w) {
+    for (int w = 0; w < kV4ClusterWarps; ++w) {
       rank += w < warp ? s_count[w] : 0;
       sum += s_count[w];
     }
@@ -311,33 +350,40 @@ __device__ __forceinline__ void V4ClusterItem(const Params& p, int item, int s, 
     MbarWait(full0 + 8 * slot, static_cast<uint32_t>((u0 + t) / kStages) & 1u);
     const unsigned char* stage = reinterpret_cast<const unsigned char*>(smem) + slot * Stage::kBytes;
     const int tile = t < nk ? t : (t - nk) % nk, valid = min(kRows, cl - tile * kRows);
+    // This warp's rows of the stage, all loaded before they are used (rows past the chunk end hold
+    // stale shared memory: loaded, never used, so the loads need no branch).
+    float rows[kWarpRows][kLaneDims];
+#pragma unroll
+    for (int i = 0; i < kWarpRows; ++i) {
+      const T* src = reinterpret_cast<const T*>(stage + (warp * kWarpRows + i) * kRowBytes) + lane * kLaneDims;
+      V4ClusterLaneLoad<T>(src, rows[i]);
+    }
     if (t < nk) {
-      // Scores of this warp's rows: lane dims, then the warp's sum (every lane gets it).
+      // Scores: each row's lane dims, then the rows' sums over the warp in one transposed tree.
+      float d[kWarpRows];
+#pragma unroll
       for (int i = 0; i < kWarpRows; ++i) {
-        const int rr = warp * kWarpRows + i;
-        if (rr >= valid) break;  // warp-uniform
-        float kf[kLaneDims];
-        V4ClusterLaneLoad<T>(reinterpret_cast<const T*>(stage + rr * kRowBytes) + lane * kLaneDims, kf);
-        float d = 0.f;
+        d[i] = 0.f;
 #pragma unroll
-        for (int e = 0; e < kLaneDims; ++e) d = fmaf(q[e], kf[e], d);
-#pragma unroll
-        for (int off = 16; off > 0; off /= 2) d += __shfl_xor_sync(kAll, d, off);
-        if (lane == 0) s_p[tile * kRows + rr] = d;
+        for (int e = 0; e < kLaneDims; ++e) d[i] = fmaf(q[e], rows[i][e], d[i]);
       }
+      int i_row = 0;
+      const float sum = V4WarpSumRows(d, lane, &i_row);
+      const int rr = warp * kWarpRows + i_row;
+      if (lane % (32 / kWarpRows) == 0 && rr < valid) s_p[tile * kRows + rr] = sum;
     } else {
       if ((t - nk) % nk == 0) {
 #pragma unroll
         for (int e = 0; e < kLaneDims; ++e) acc[e] = 0.f;
       }
+#pragma unroll
       for (int i = 0; i < kWarpRows; ++i) {
         const int rr = warp * kWarpRows + i;
-        if (rr >= valid) break;  // warp-uniform
-        const float pr = s_p[tile * kRows + rr];
-        float vf[kLaneDims];
-        V4ClusterLaneLoad<T>(reinterpret_cast<const T*>(stage + rr * kRowBytes) + lane * kLaneDims, vf);
+        if (rr < valid) {
+          const float pr = s_p[tile * kRows + rr];
 #pragma unroll
-        for (int e = 0; e < kLaneDims; ++e) acc[e] = fmaf(pr, vf[e], acc[e]);
+          for (int e = 0; e < kLaneDims; ++e) acc[e] = fmaf(pr, rows[i][e], acc[e]);
+        }
       }
     }
     __syncthreads();  // every warp is done with the slot (and, after the last K stage, s_p is full)
@@ -346,10 +392,10 @@ __device__ __forceinline__ void V4ClusterItem(const Params& p, int item, int s, 
     if (t == nk - 1) {
       // The chunk's softmax once: m, then p = exp2(s - m) in place and l = sum of p.
       float mx = -INFINITY;
-      for (int i = threadIdx.x; i < cl; i += kDecodeThreads) mx = fmaxf(mx, s_p[i]);
+      for (int i = threadIdx.x; i < cl; i += kV4ClusterThreads) mx = fmaxf(mx, s_p[i]);
       m_chunk = V4ClusterBlockReduce(mx, false);
       float ls = 0.f;
-      for (int i = threadIdx.x; i < cl; i += kDecodeThreads) {
+      for (int i = threadIdx.x; i < cl; i += kV4ClusterThreads) {
         const float e = exp2f(s_p[i] - m_chunk);
         s_p[i] = e;
         ls += e;
@@ -361,10 +407,10 @@ __device__ __forceinline__ void V4ClusterItem(const Params& p, int item, int s, 
 #pragma unroll
       for (int e = 0; e < kLaneDims; ++e) s_red[warp][lane * kLaneDims + e] = acc[e];
       __syncthreads();
-      for (int dcol = threadIdx.x; dcol < kD; dcol += kDecodeThreads) {
+      for (int dcol = threadIdx.x; dcol < kD; dcol += kV4ClusterThreads) {
         float x = 0.f;
 #pragma unroll
-        for (int w = 0; w < kDecodeWarps; ++w) x += s_red[w][dcol];
+        for (int w = 0; w < kV4ClusterWarps; ++w) x += s_red[w][dcol];
         const int64_t head = int64_t{s} * H + m;
         if (nsplit == 1) {
           out[int64_t{m} * kD + dcol] = FromFloat<T>(x / l_chunk);
@@ -379,16 +425,14 @@ __device__ __forceinline__ void V4ClusterItem(const Params& p, int item, int s, 
   *uses = u0 + ntot;
   if (nsplit == 1) return;
   if (!V4LastOfSplits(p.counters + item, nsplit)) return;
-  for (int w = 0; w < nm; ++w) {
-    MergeGroupSplits<T, kD>(p, int64_t{s} * H + s_mem[w], 1, nsplit, out + int64_t{s_mem[w]} * kD);
-  }
+  MergeGroupSplits<T, kD>(p, int64_t{s} * H, nm, nsplit, out, s_mem);  // every member at once
 }
 
 #endif  // __CUDACC__ && __CUDA_ARCH__ >= 900
 
 #ifdef __CUDACC__
 template <typename T, int kD>
-__global__ void __launch_bounds__(kDecodeThreads, 2) DecodeV4ClusterKernel(Params p) {
+__global__ void __launch_bounds__(kV4ClusterThreads, 2) DecodeV4ClusterKernel(Params p) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   using Stage = V4ClusterStage<kD>;
   __shared__ uint64_t s_full[Stage::kStages];

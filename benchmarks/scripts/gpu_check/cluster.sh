@@ -6,7 +6,7 @@
 # phase would hang), then under memcheck; the default suites (paged_attention_gpu_test,
 # engine_gpu_test) beside; then attention_bench under both, alternating, CLUSTER_ROUNDS rounds
 # (default 2; CLUSTER_BENCH: its arguments), then LLaMA-7B batch 16 at 4096 positions under each
-# (`chai bench --compare`, which also times dense), unless CLUSTER_E2E=0.
+# (`chai bench --compare`, which also times dense), unless CLUSTER_E2E=0; CLUSTER_NCU: see below.
 filter='*DecodeChaiKernel4Shapes:*DecodeHintUnequalClusters:*DecodeHintMixedDenseChai:*DecodeChai:*MixedBatch'
 CHAI_TEST_V4_CLUSTER=1 timeout 180 build-gpu/tests/paged_attention_gpu_test --gtest_brief=1 --gtest_filter="$filter" \
   > "$OUT/cluster-tests.log" 2>&1
@@ -25,6 +25,17 @@ for round in $(seq "${CLUSTER_ROUNDS:-2}"); do
     grep -E "^\| [0-9]" "$OUT/cluster-bench-$i-r$round.md" | cut -d'|' -f2-9 | sed "s/^/r$round ${settings[$i]} /"
   done
 done
+# CLUSTER_NCU=B:CONTEXT: one cluster-pass launch at that shape under Nsight Compute (throughput,
+# occupancy, warp stall reasons), to see what bounds a stage.
+if [ -n "${CLUSTER_NCU:-}" ]; then
+  b=${CLUSTER_NCU%%:*} ctx=${CLUSTER_NCU##*:}
+  CHAI_DECODE_V4_CLUSTER=1 timeout 240 ncu --kernel-name-base demangled --kernel-name "regex:DecodeV4ClusterKernel" \
+    --launch-skip 2 --launch-count 1 --section SpeedOfLight --section Occupancy --section WarpStateStats \
+    --section SchedulerStats --section LaunchStats build-gpu/benchmarks/attention_bench --batches "$b" \
+    --contexts "$ctx" --replays 1 > "$OUT/cluster-ncu-$b-$ctx.txt" 2>&1 || tail -3 "$OUT/cluster-ncu-$b-$ctx.txt"
+  grep -E "Duration|DRAM Throughput|Achieved Occupancy|Theoretical Occupancy|Block Limit|Warp Cycles Per Issued|Issue Slots Busy|No Eligible|Registers Per|Grid Size|Stall|stall" \
+    "$OUT/cluster-ncu-$b-$ctx.txt" | head -30
+fi
 [ "${CLUSTER_E2E:-1}" = 1 ] || return 0
 for v in "${settings[@]}"; do
   log="$OUT/cluster-e2e-${v//=/-}"
