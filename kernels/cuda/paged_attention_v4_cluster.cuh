@@ -1,18 +1,19 @@
-// Decode kernel 4's cluster pass (CHAI_DECODE_V4_CLUSTER=1, an experiment, off by default, not yet
-// run on a GPU): a CHAI layer with one query head per KV head (MHA) in one launch, as issue 7
-// describes the kernel: one CTA per (sequence, representative, chunk of up to eight members,
-// split) reads the representative's K once and then each member's V, so the SMs read K of
-// representatives and V of every head, CHAI's bytes, with no logits round trip between kernels.
+// Decode kernel 4's cluster pass (CHAI_DECODE_V4_CLUSTER=1, an experiment, off by default): a
+// CHAI layer with one query head per KV head (MHA) in one launch, as issue 7 describes the kernel:
+// one CTA per (sequence, representative, chunk of up to eight members, split) reads the
+// representative's K once and then each member's V, so the SMs read K of representatives and V of
+// every head, CHAI's bytes, with no logits round trip between kernels.
 //
-// Why this form: the two passes (paged_attention_decode_v4.cuh) lose 10-25% of copy bandwidth at
-// batch 8-32 and 2k-4k positions, mostly to the scores pass, a 12-30 us latency chain the P·V pass
-// waits for (attention-decode-h200.md, "where the two passes' time goes"). An earlier cluster pass
-// in lockstep (8d8d4c4: each 16-position stage held K and four members' V, every warp scored it
-// and accumulated one member) streamed at most 3.4 TB/s. Here one item is one stream of stages:
-// first the representative's K over the chunk (scores into shared memory), then the chunk's
-// softmax once (max and sum over the block), then each member's V with those probabilities: no
-// rescaling, and the ring is issued ahead across the K -> V and member boundaries, so it does not
-// drain inside an item.
+// Why: the two passes (paged_attention_decode_v4.cuh) lose 10-25% of copy bandwidth at batch 8-32
+// and 2k-4k positions, mostly to the scores pass, a 12-30 us latency chain the P·V pass waits for
+// (attention-decode-h200.md, "where the two passes' time goes"). An earlier cluster pass in
+// lockstep (8d8d4c4) streamed at most 3.4 TB/s. Here one item is one stream of stages: first the
+// representative's K over the chunk (scores into shared memory), then each member's V; the ring is
+// issued ahead across the K -> V and member boundaries, so it does not drain inside an item.
+// History (H200, attention-decode-h200.md): the first form (P·V on the CUDA cores, 4 warps) ran
+// correctly at 2.2-2.6 TB/s, a latency chain per stage; with 8 warps and a transposed warp tree
+// 2.3-2.9 TB/s (ncu: 36% issue, 39% of stalls at the stage barrier). So V now goes through the
+// tensor cores as in the dense pass.
 //
 // - Items: a representative r of sequence s with n members (heads m with score_head[m] == r, r
 //   itself included) has ceil(n / 8) chunks: members 8z .. 8z + 7 in head order. The grid has
@@ -23,26 +24,28 @@
 //   filled by warp 0's bulk copies (lane j copies the rows of the stage's j-th block), in a ring of
 //   kStages with an mbarrier each. Item stage t < nk is K tile t; stage nk + j * nk + u is member
 //   j's V tile u.
-// - Compute on the CUDA cores (the work per byte is small): a K stage's rows are split over the
-//   warps, each row's dot product with the representative's query (lane: kD / 32 dims) reduced
-//   over the warp, scaled into the exp2 domain and kept in shared memory (s_p). After the last K
-//   stage the block takes the chunk's max m and turns s_p into exp2(s - m), summing l. A V stage
-//   adds p_i * V_i to each lane's kD / 32 dims, rows split over the warps; after a member's last
-//   stage the warps' sums are added in shared memory and the member's output (or its partials,
-//   kernel 2's format: m, l, unnormalised O) is written. The last CTA of an item over the splits
-//   (a counter per item) merges each member's partials.
+// - K stages (a ninth of the stages at eight members) on the CUDA cores: each warp's rows loaded
+//   at once, dot products with the representative's query (lane: kD / 32 dims, pre-scaled into the
+//   exp2 domain), summed over the warp by a transposed tree (V4WarpSumRows), kept in shared memory
+//   (s_p, the chunk's logits).
+// - V stages on the tensor cores with the dense pass's tile code (V4TileSoftmaxPv): each warp's
+//   16-position tiles, the online softmax of s_p's logits (the mma's column 0) and O^T += V^T P^T.
+//   After a member's last stage the warps' states are merged (MergeWarpStates) into its output or
+//   its partials (kernel 2's format: m, l, unnormalised O); the last CTA of an item over the
+//   splits (a counter per item) merges every member's partials at once.
 #ifndef CHAI_KERNELS_CUDA_PAGED_ATTENTION_V4_CLUSTER_CUH_
 #define CHAI_KERNELS_CUDA_PAGED_ATTENTION_V4_CLUSTER_CUH_
 
 #include <algorithm>
 #include <cstdint>
-#include <type_traits>
 
 #include "kernels/cuda/bulk_copy.cuh"
 #include "kernels/cuda/paged_attention_common.cuh"
+#include "kernels/cuda/paged_attention_decode_v2.cuh"  // MergeWarpStates
 #include "kernels/cuda/paged_attention_decode_v3.cuh"  // BestSplitsV3
 #include "kernels/cuda/paged_attention_prefill_mma.cuh"  // SharedAddress
 #include "kernels/cuda/paged_attention_v4_shape.cuh"
+#include "kernels/cuda/paged_attention_v4_tile.cuh"  // V4TileSoftmaxPv
 #include "kernels/cuda/pdl.cuh"
 
 namespace chai::cuda::paged {
@@ -50,11 +53,9 @@ namespace chai::cuda::paged {
 constexpr int kV4ClusterMembers = 8;      // member heads per item at most
 constexpr int kV4ClusterMaxItems = 16;    // items per CTA and split
 constexpr int kV4ClusterMaxChunk = 2048;  // positions per split at most (the probabilities' floats)
-// Warps per CTA. The compute is on the CUDA cores with a block barrier per 16 KB stage, so the
-// kernel's four decode warps left each stage a latency chain (first GPU run, 2026-11-27: at most
-// 2.6 TB/s, about 3000 cycles a stage); eight warps halve each warp's rows and double the warps
-// that hide the shared-memory and shuffle latencies.
-constexpr int kV4ClusterWarps = 8;
+// Warps per CTA: the decode kernels' four, whose lane layout the tensor-core tile code
+// (paged_attention_v4_tile.cuh) and MergeWarpStates assume.
+constexpr int kV4ClusterWarps = kDecodeWarps;
 constexpr int kV4ClusterThreads = 32 * kV4ClusterWarps;
 
 template <int kD>
@@ -175,24 +176,6 @@ __device__ __forceinline__ bool V4LastOfSplits(int* counter, int nsplit) {
   return true;
 }
 
-// The block's max (op 0) or sum (op 1) of v; every thread gets it. Ends with a barrier.
-__device__ __forceinline__ float V4ClusterBlockReduce(float v, bool sum) {
-  constexpr unsigned kAll = 0xffffffffu;
-  __shared__ float s_part[kV4ClusterWarps];
-#pragma unroll
-  for (int off = 16; off > 0; off /= 2) {
-    const float o = __shfl_xor_sync(kAll, v, off);
-    v = sum ? v + o : fmaxf(v, o);
-  }
-  __syncthreads();  // an earlier call's readers are done with s_part
-  if (threadIdx.x % 32 == 0) s_part[threadIdx.x / 32] = v;
-  __syncthreads();
-  float r = s_part[0];
-#pragma unroll
-  for (int w = 1; w < kV4ClusterWarps; ++w) r = sum ? r + s_part[w] : fmaxf(r, s_part[w]);
-  return r;
-}
-
 // One step of V4WarpSumRows: lanes with bit kOff set keep rows [kHalf, 2 kHalf) of v, the others
 // rows [0, kHalf), each adding its partner's (lane ^ kOff) copies; then the next step. A template
 // recursion, so that every index is a constant (a loop here left v in local memory at 16 rows).
@@ -245,12 +228,16 @@ __device__ __forceinline__ void V4ClusterItem(const Params& p, int item, int s, 
                                               uint32_t full0, int* uses, uint4* smem) {
   using Stage = V4ClusterStage<kD>;
   constexpr int kRows = Stage::kRows, kStages = Stage::kStages, kRowBytes = kD * 2;
-  constexpr int kLaneDims = kD / 32;                  // dims per lane: 4 at head_dim 128, 2 at 64
-  constexpr int kWarpRows = kRows / kV4ClusterWarps;     // rows of a stage per warp
+  constexpr int kLaneDims = kD / 32;                  // K: dims per lane, 4 at head_dim 128, 2 at 64
+  constexpr int kWarpRows = kRows / kV4ClusterWarps;  // rows of a stage per warp (K and V)
+  constexpr int kSub = kWarpRows / 16;                // V: 16-position mma tiles per warp and stage
+  constexpr int kMTiles = kD / 16, kTileLaneDims = kD / 8;  // V: the tile code's O^T layout
   constexpr unsigned kAll = 0xffffffffu;
+  static_assert(kWarpRows % 16 == 0, "whole mma tiles per warp");
   __shared__ int s_mem[kV4ClusterMembers];
   __shared__ int s_count[kV4ClusterWarps];
-  __shared__ float s_red[kV4ClusterWarps][kD];
+  __shared__ float s_o[kV4ClusterWarps][kD];  // a member's O per warp, for the warps' merge
+  __shared__ float2 s_ml[kV4ClusterWarps][1];  // and its (m, l) per warp
   const int H = p.heads, lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const int64_t trow = p.slots != nullptr ? p.slots[s] : s;
   const int row = p.q_start[s];
@@ -342,7 +329,8 @@ __device__ __forceinline__ void V4ClusterItem(const Params& p, int item, int s, 
   }
 
   T* out = static_cast<T*>(p.out) + int64_t{row} * H * kD;
-  float m_chunk = 0.f, l_chunk = 0.f, acc[kLaneDims];
+  const int gi = lane / 4, c = lane % 4;  // the tile code's lane roles (row group, column pair)
+  float m_run = -INFINITY, l_run = 0.f, acc[kMTiles][4];
   for (int t = 0; t < ntot; ++t) {
     const bool refill = warp == 0 && t + kStages < ntot;
     const int next_id = refill ? block_id(t + kStages) : -1;  // in flight while stage t is waited for and used
@@ -350,16 +338,16 @@ __device__ __forceinline__ void V4ClusterItem(const Params& p, int item, int s, 
     MbarWait(full0 + 8 * slot, static_cast<uint32_t>((u0 + t) / kStages) & 1u);
     const unsigned char* stage = reinterpret_cast<const unsigned char*>(smem) + slot * Stage::kBytes;
     const int tile = t < nk ? t : (t - nk) % nk, valid = min(kRows, cl - tile * kRows);
-    // This warp's rows of the stage, all loaded before they are used (rows past the chunk end hold
-    // stale shared memory: loaded, never used, so the loads need no branch).
-    float rows[kWarpRows][kLaneDims];
-#pragma unroll
-    for (int i = 0; i < kWarpRows; ++i) {
-      const T* src = reinterpret_cast<const T*>(stage + (warp * kWarpRows + i) * kRowBytes) + lane * kLaneDims;
-      V4ClusterLaneLoad<T>(src, rows[i]);
-    }
     if (t < nk) {
-      // Scores: each row's lane dims, then the rows' sums over the warp in one transposed tree.
+      // Scores on the CUDA cores (a ninth of the stages at 8 members): this warp's rows loaded
+      // first (rows past the chunk end hold stale shared memory: loaded, never used), each row's
+      // lane dims, then the rows' sums over the warp in one transposed tree.
+      float rows[kWarpRows][kLaneDims];
+#pragma unroll
+      for (int i = 0; i < kWarpRows; ++i) {
+        const T* src = reinterpret_cast<const T*>(stage + (warp * kWarpRows + i) * kRowBytes) + lane * kLaneDims;
+        V4ClusterLaneLoad<T>(src, rows[i]);
+      }
       float d[kWarpRows];
 #pragma unroll
       for (int i = 0; i < kWarpRows; ++i) {
@@ -372,54 +360,60 @@ __device__ __forceinline__ void V4ClusterItem(const Params& p, int item, int s, 
       const int rr = warp * kWarpRows + i_row;
       if (lane % (32 / kWarpRows) == 0 && rr < valid) s_p[tile * kRows + rr] = sum;
     } else {
-      if ((t - nk) % nk == 0) {
+      // Member (t - nk) / nk's V on the tensor cores, as the dense pass: online softmax of the
+      // representative's logits (s_p, column 0 of the mma; the other columns read zeros, as the
+      // P·V pass's unused heads do) and O^T += V^T P^T per 16-position tile.
+      if (tile == 0) {
+        m_run = -INFINITY, l_run = 0.f;
 #pragma unroll
-        for (int e = 0; e < kLaneDims; ++e) acc[e] = 0.f;
+        for (int i = 0; i < kMTiles; ++i) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.f;
       }
 #pragma unroll
-      for (int i = 0; i < kWarpRows; ++i) {
-        const int rr = warp * kWarpRows + i;
-        if (rr < valid) {
-          const float pr = s_p[tile * kRows + rr];
+      for (int sub = 0; sub < kSub; ++sub) {
+        const int r0 = warp * kWarpRows + sub * 16, tv = valid - r0;  // the tile's rows inside the chunk
+        if (tv <= 0) continue;                                          // warp-uniform
+        const float* lr = s_p + tile * kRows + r0;
+        float x[2][2];
 #pragma unroll
-          for (int e = 0; e < kLaneDims; ++e) acc[e] = fmaf(pr, rows[i][e], acc[e]);
+        for (int u = 0; u < 2; ++u) {
+          const int j = 8 * u + 2 * c;  // even: the pair is 8-byte aligned
+          const float2 v = gi == 0 ? *reinterpret_cast<const float2*>(lr + j) : make_float2(0.f, 0.f);
+          x[u][0] = j < tv ? v.x : -INFINITY;
+          x[u][1] = j + 1 < tv ? v.y : -INFINITY;
         }
+        V4TileSoftmaxPv<T, kD>(x, stage + r0 * kRowBytes, tv, gi, c, &m_run, &l_run, acc);
       }
     }
-    __syncthreads();  // every warp is done with the slot (and, after the last K stage, s_p is full)
+    __syncthreads();  // every warp is done with the slot (and s_p holds the scores of every K stage so far)
     if (refill) issue(t + kStages, next_id);
 
-    if (t == nk - 1) {
-      // The chunk's softmax once: m, then p = exp2(s - m) in place and l = sum of p.
-      float mx = -INFINITY;
-      for (int i = threadIdx.x; i < cl; i += kV4ClusterThreads) mx = fmaxf(mx, s_p[i]);
-      m_chunk = V4ClusterBlockReduce(mx, false);
-      float ls = 0.f;
-      for (int i = threadIdx.x; i < cl; i += kV4ClusterThreads) {
-        const float e = exp2f(s_p[i] - m_chunk);
-        s_p[i] = e;
-        ls += e;
-      }
-      l_chunk = V4ClusterBlockReduce(ls, true);  // its barriers also publish s_p
-    } else if (t >= nk && (t - nk) % nk == nk - 1) {
-      // Member j's last stage: the warps' sums added, then its output or partials.
+    if (t >= nk && (t - nk) % nk == nk - 1) {
+      // Member j's last stage: the warps' states merged (column 0: (m, l) in lane 0, O^T in the
+      // lanes with c == 0, dims gi * kD / 8 + tau and + kD / 16), then its output or partials.
       const int m = s_mem[(t - nk) / nk];
+      l_run += __shfl_xor_sync(kAll, l_run, 1);
+      l_run += __shfl_xor_sync(kAll, l_run, 2);
+      if (lane == 0) s_ml[warp][0] = make_float2(m_run, l_run);
+      if (c == 0) {
 #pragma unroll
-      for (int e = 0; e < kLaneDims; ++e) s_red[warp][lane * kLaneDims + e] = acc[e];
-      __syncthreads();
-      for (int dcol = threadIdx.x; dcol < kD; dcol += kV4ClusterThreads) {
-        float x = 0.f;
-#pragma unroll
-        for (int w = 0; w < kV4ClusterWarps; ++w) x += s_red[w][dcol];
-        const int64_t head = int64_t{s} * H + m;
-        if (nsplit == 1) {
-          out[int64_t{m} * kD + dcol] = FromFloat<T>(x / l_chunk);
-        } else {
-          p.part_acc[(head * p.max_splits + split) * kD + dcol] = x;
-          if (dcol == 0) p.part_ml[head * p.max_splits + split] = make_float2(m_chunk, l_chunk);
+        for (int tau = 0; tau < kMTiles; ++tau) {
+          s_o[warp][gi * kTileLaneDims + tau] = acc[tau][0];
+          s_o[warp][gi * kTileLaneDims + kMTiles + tau] = acc[tau][2];
         }
       }
-      __syncthreads();  // s_red is rewritten by the next member
+      __syncthreads();
+      for (int dcol = threadIdx.x; dcol < kD; dcol += kV4ClusterThreads) {
+        float mx, lsum;
+        const float x = MergeWarpStates(s_ml, 0, [&](int w) { return s_o[w][dcol]; }, &mx, &lsum);
+        const int64_t head = int64_t{s} * H + m;
+        if (nsplit == 1) {
+          out[int64_t{m} * kD + dcol] = FromFloat<T>(x / lsum);
+        } else {
+          p.part_acc[(head * p.max_splits + split) * kD + dcol] = x;
+          if (dcol == 0) p.part_ml[head * p.max_splits + split] = make_float2(mx, lsum);
+        }
+      }
+      __syncthreads();  // s_o and s_ml are rewritten by the next member
     }
   }
   *uses = u0 + ntot;
