@@ -52,7 +52,9 @@ namespace chai::cuda::paged {
 
 constexpr int kV4ClusterMembers = 8;      // member heads per item at most
 constexpr int kV4ClusterMaxItems = 16;    // items per CTA and split
-constexpr int kV4ClusterMaxChunk = 2048;  // positions per split at most (the probabilities' floats)
+constexpr int kV4ClusterMaxChunk = 1024;  // positions per split at most (the logits' floats, the block ids)
+// Block ids of one head over a chunk at most (kernel 4 takes block_size >= 8; +1: an unaligned start).
+constexpr int kV4ClusterMaxIds = kV4ClusterMaxChunk / 8 + 1;
 // Warps per CTA: the decode kernels' four, whose lane layout the tensor-core tile code
 // (paged_attention_v4_tile.cuh) and MergeWarpStates assume.
 constexpr int kV4ClusterWarps = kDecodeWarps;
@@ -287,20 +289,34 @@ __device__ __forceinline__ void V4ClusterItem(const Params& p, int item, int s, 
   const uint32_t ring = SharedAddress(smem);
   const int u0 = *uses, nk = (cl + kRows - 1) / kRows, ntot = nk * (1 + nm);
   // Stage t's rows: the head's table, positions [*pos0, *pos1), and lane's block index.
+  // Every block id the item streams, into shared memory at once (one L2 round trip per item): a
+  // refill read its id from the tables a stage ahead, and under the stream's load that L2 round
+  // trip outlasted a stage, so warp 0's refill and with it every stage waited for it (the second
+  // and third forms' 1.7 us a 16 KB stage at B = 32, 4096 positions, against the P·V pass's 1.07,
+  // whose ids are a window held in registers). Row 0: the representative's K; row 1 + j: member
+  // j's V.
+  __shared__ int s_ids[(kV4ClusterMembers + 1) * kV4ClusterMaxIds];
+  const int b_first = block_of(c0), nb = block_of(c0 + cl - 1) - b_first + 1;
+  for (int i = threadIdx.x; i < (nm + 1) * nb; i += kV4ClusterThreads) {
+    const int hh = i / nb, k = i % nb, head = hh == 0 ? r : s_mem[hh - 1];
+    s_ids[hh * kV4ClusterMaxIds + k] = __ldg(p.tables + (trow * 2 * H + (hh == 0 ? 0 : H) + head) * p.max_blocks +
+                                             b_first + k);
+  }
+  __syncthreads();
+  // Stage t's rows: positions [*pos0, *pos1) of s_ids row (returned) hh.
   const auto geometry = [&](int t, int* pos0, int* pos1) {
     const bool k_side = t < nk;
-    const int tile = k_side ? t : (t - nk) % nk, head = k_side ? r : s_mem[(t - nk) / nk];
+    const int tile = k_side ? t : (t - nk) % nk;
     *pos0 = c0 + tile * kRows;
     *pos1 = c0 + min(cl, (tile + 1) * kRows);
-    return p.tables + (trow * 2 * H + (k_side ? 0 : H) + head) * p.max_blocks;
+    return k_side ? 0 : 1 + (t - nk) / nk;
   };
-  // Lane's block id of stage t (-1: past the stage's blocks). Loaded a stage ahead of its issue, so
-  // that the L2 round trip of the table read is not on warp 0's path between stages.
+  // Lane's block id of stage t (-1: past the stage's blocks).
   const auto block_id = [&](int t) {
     int pos0, pos1;
-    const int32_t* tab = geometry(t, &pos0, &pos1);
+    const int hh = geometry(t, &pos0, &pos1);
     const int b = block_of(pos0) + lane;
-    return b <= block_of(pos1 - 1) ? __ldg(tab + b) : -1;
+    return b <= block_of(pos1 - 1) ? s_ids[hh * kV4ClusterMaxIds + b - b_first] : -1;
   };
   const auto issue = [&](int t, int id) {
     const int slot = (u0 + t) % kStages;
