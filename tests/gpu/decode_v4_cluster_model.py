@@ -1,8 +1,11 @@
-# Numpy model of decode kernel 4's cluster pass in sequential form (feaa45e,
-# kernels/cuda/paged_attention_v4_cluster.cuh; reverted on main until a GPU has run it): the host
-# plan (MakePlanV4Cluster), the device item finder (V4ClusterItems), the member ranking, each
-# stage's block copies into the ring (issue()), the scores, the chunk's softmax, the members' P·V,
-# the partials and the last CTA's merge, each mirroring the kernel's index math, checked against a
+# Numpy model of decode kernel 4's cluster pass, fourth form (36e5143,
+# kernels/cuda/paged_attention_v4_cluster.cuh; off main until a GPU has run that form): the host
+# plan (MakePlanV4Cluster), the device item finder (V4ClusterItems), the member ranking, the
+# item's block ids in shared memory (s_ids), each stage's block copies into the ring (issue()),
+# the scores (each warp's rows summed by the transposed tree, V4WarpSumRows: which lane writes
+# which row), each warp's online softmax and P·V per 16-position tile (V4TileSoftmaxPv, column 0),
+# the warps' merge (MergeWarpStates), the partials and the last CTA's merge, each mirroring the
+# kernel's index math, checked against a
 # float64 reference over random batches: block sizes 8-32, head_dim 64 and 128, clusters of 1-20
 # members (several chunks of 8), unclustered sequences, prefill and idle rows, shuffled pools.
 # Written to check the index math without a GPU; it does not replace the GPU test.
@@ -11,7 +14,8 @@ import sys
 
 import numpy as np
 
-ALIGN, CTA_COST, MAX_CHUNK, MEMBERS, MAX_ITEMS, STAGES, THREADS = 64, 64, 2048, 8, 16, 6, 128
+ALIGN, CTA_COST, MAX_CHUNK, MEMBERS, MAX_ITEMS, STAGES, THREADS = 64, 64, 1024, 8, 16, 6, 128
+MAX_IDS = MAX_CHUNK // 8 + 1  # kV4ClusterMaxIds
 
 
 def ceil_div(a, b):
@@ -68,6 +72,27 @@ def find_items(score_head, q_start, heads, ctas, me):  # V4ClusterItems, per CTA
     return out
 
 
+def warp_sum_rows(v):  # V4WarpSumRows on v[lane][row] (R rows): each lane's (row, sum)
+    v = np.array(v, np.float32)
+    R = v.shape[1]
+    row, half, off = [0] * 32, R // 2, 16
+    while half >= 1:
+        nv = v.copy()
+        for lane in range(32):
+            upper, partner = bool(lane & off), lane ^ off
+            for j in range(half):
+                keep = v[lane, j + half] if upper else v[lane, j]
+                send = v[partner, j] if not upper else v[partner, j + half]  # the partner's opposite half
+                nv[lane, j] = keep + send
+            row[lane] += half if upper else 0
+        v, half, off = nv, half // 2, off // 2
+    x = v[:, 0].copy()
+    while off > 0:
+        x = x + x[[lane ^ off for lane in range(32)]]
+        off //= 2
+    return row, x
+
+
 def run_item(P, item, s, r, z, split, counters, out):
     d, H, bs = P["d"], P["heads"], P["bs"]
     rows = (16 << 10) // (2 * d)
@@ -90,14 +115,22 @@ def run_item(P, item, s, r, z, split, counters, out):
     nk = ceil_div(cl, rows)
     ntot = nk * (1 + nm)
     ring = np.full((STAGES, rows, d), np.nan, np.float32)  # stale rows stay NaN: reading one shows
+    # s_ids: row 0 the representative's K table, row 1 + j member j's V table, blocks from b_first.
+    b_first, nb = c0 // bs, (c0 + cl - 1) // bs - c0 // bs + 1
+    assert nb <= MAX_IDS, "an item's block ids overflow s_ids"
+    s_ids = np.full((MEMBERS + 1, MAX_IDS), -7, np.int64)
+    for i in range((nm + 1) * nb):
+        hh, k = divmod(i, nb)
+        head = r if hh == 0 else mem[hh - 1]
+        s_ids[hh, k] = P["tables"][s][0 if hh == 0 else 1][head][b_first + k]
+
+    def geometry(t):
+        tile = t if t < nk else (t - nk) % nk
+        return (0 if t < nk else 1 + (t - nk) // nk), c0 + tile * rows, c0 + min(cl, (tile + 1) * rows)
 
     def issue(t):
         slot = (P["uses"] + t) % STAGES
-        k_side = t < nk
-        tile = t if k_side else (t - nk) % nk
-        head = r if k_side else mem[(t - nk) // nk]
-        tab = P["tables"][s][0 if k_side else 1][head]
-        pos0, pos1 = c0 + tile * rows, c0 + min(cl, (tile + 1) * rows)
+        hh, pos0, pos1 = geometry(t)
         ring[slot] = np.nan
         b0, b1 = pos0 // bs, (pos1 - 1) // bs
         assert b1 - b0 + 1 <= 32, "a stage spans more blocks than lanes"
@@ -105,7 +138,8 @@ def run_item(P, item, s, r, z, split, counters, out):
             b = b0 + lane
             if b > b1:
                 continue
-            blk = tab[b]
+            blk = s_ids[hh, b - b_first]
+            assert blk != -7, "a block id s_ids never loaded"
             lo, hi = max(pos0, b * bs), min(pos1, (b + 1) * bs)
             src = P["pool"][blk, lo - b * bs:hi - b * bs] if blk >= 0 else np.zeros((hi - lo, d), np.float32)
             ring[slot, lo - pos0:hi - pos0] = src
@@ -113,42 +147,50 @@ def run_item(P, item, s, r, z, split, counters, out):
     for t in range(min(STAGES, ntot)):
         issue(t)
     s_p = np.full(MAX_CHUNK, np.nan, np.float32)
-    m_chunk = l_chunk = None
-    acc = None
+    m_run = l_run = acc = None
     for t in range(ntot):
         slot = (P["uses"] + t) % STAGES
         stage = ring[slot].copy()
         tile = t if t < nk else (t - nk) % nk
         valid = min(rows, cl - tile * rows)
         if t < nk:
-            for w in range(4):
-                for i in range(warp_rows):
-                    rr = w * warp_rows + i
-                    if rr >= valid:
-                        break
-                    s_p[tile * rows + rr] = np.float32(np.dot(q, stage[rr]))
+            for w in range(4):  # lane's dims lane * lane_dims .., then the tree over the warp
+                part = [[np.dot(q[l * lane_dims:(l + 1) * lane_dims],
+                                stage[w * warp_rows + i, l * lane_dims:(l + 1) * lane_dims]) for i in range(warp_rows)]
+                        for l in range(32)]
+                lane_row, sums = warp_sum_rows(part)
+                for lane in range(0, 32, 32 // warp_rows):  # the lanes that write
+                    rr = w * warp_rows + lane_row[lane]
+                    if rr < valid:
+                        s_p[tile * rows + rr] = sums[lane]
         else:
-            if (t - nk) % nk == 0:
-                acc = np.zeros((4, d), np.float32)
+            if tile == 0:
+                m_run, l_run, acc = np.full(4, -np.inf), np.zeros(4), np.zeros((4, d))
             for w in range(4):
-                for i in range(warp_rows):
-                    rr = w * warp_rows + i
-                    if rr >= valid:
-                        break
-                    acc[w] += s_p[tile * rows + rr] * stage[rr]
+                for sub in range(warp_rows // 16):
+                    r0 = w * warp_rows + sub * 16
+                    tv = valid - r0
+                    if tv <= 0:
+                        continue
+                    x = np.array([s_p[tile * rows + r0 + j] if j < tv else -np.inf for j in range(16)])
+                    m_new = max(m_run[w], x.max())
+                    alpha = 0.0 if m_run[w] == -np.inf else np.exp2(m_run[w] - m_new)
+                    p = np.where(x == -np.inf, 0.0, np.exp2(x - m_new))
+                    vt = np.where(np.arange(16)[:, None] < tv, stage[r0:r0 + 16], 0.0)  # stale rows zeroed
+                    l_run[w] = l_run[w] * alpha + p.sum()
+                    acc[w] = acc[w] * alpha + p @ vt
+                    m_run[w] = m_new
         if t + STAGES < ntot:
             issue(t + STAGES)
-        if t == nk - 1:
-            m_chunk = np.float32(np.max(s_p[:cl]))
-            s_p[:cl] = np.exp2(s_p[:cl] - m_chunk)
-            l_chunk = np.float32(np.sum(s_p[:cl]))
-        elif t >= nk and (t - nk) % nk == nk - 1:
+        if t >= nk and (t - nk) % nk == nk - 1:
             m = mem[(t - nk) // nk]
-            x = acc.sum(0)
+            mx = m_run.max()  # MergeWarpStates
+            a = np.where(m_run == -np.inf, 0.0, np.exp2(m_run - mx))
+            lsum, x = (a * l_run).sum(), (a[:, None] * acc).sum(0)
             if nsplit == 1:
-                out[row, m] = x / l_chunk
+                out[row, m] = x / lsum
             else:
-                P["part"][(s, m, split)] = (m_chunk, l_chunk, x)
+                P["part"][(s, m, split)] = (mx, lsum, x)
     P["uses"] += ntot
     if nsplit == 1:
         return
