@@ -12,8 +12,11 @@
 // issued ahead across the K -> V and member boundaries, so it does not drain inside an item.
 // History (H200, attention-decode-h200.md): the first form (P·V on the CUDA cores, 4 warps) ran
 // correctly at 2.2-2.6 TB/s, a latency chain per stage; with 8 warps and a transposed warp tree
-// 2.3-2.9 TB/s (ncu: 36% issue, 39% of stalls at the stage barrier). So V now goes through the
-// tensor cores as in the dense pass.
+// 2.3-2.9 TB/s (ncu: 36% issue, 39% of stalls at the stage barrier); with V on the tensor cores as
+// in the dense pass (the third form) 2.0-2.5 TB/s. Whatever did the arithmetic, a CTA took 1.7 us a
+// 16 KB stage where the P·V pass takes 1.07: the per-stage cost was warp 0's table read for each
+// refill (an L2 round trip, issued a stage ahead, outlasting the stage under load). The fourth form
+// (this one, not yet run) reads every block id of an item into shared memory at its start.
 //
 // - Items: a representative r of sequence s with n members (heads m with score_head[m] == r, r
 //   itself included) has ceil(n / 8) chunks: members 8z .. 8z + 7 in head order. The grid has
