@@ -1,5 +1,5 @@
-# Numpy model of decode kernel 4's cluster pass, fourth form (36e5143,
-# kernels/cuda/paged_attention_v4_cluster.cuh; off main until a GPU has run that form): the host
+# Numpy model of decode kernel 4's cluster pass, fourth form (32d71ad, reverted by fe1cea7;
+# kernels/cuda/paged_attention_v4_cluster.cuh there, off main until a GPU has run it): the host
 # plan (MakePlanV4Cluster), the device item finder (V4ClusterItems), the member ranking, the
 # item's block ids in shared memory (s_ids), each stage's block copies into the ring (issue()),
 # the scores (each warp's rows summed by the transposed tree, V4WarpSumRows: which lane writes

@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # gpu_check.sh mode `pending`, sourced by gpu_check.sh (it sees OUT, gpus, modes, has, bench, mpi).
-# Code on main that waits for a GPU, as of the fifteenth session (2026-11-27): none on one GPU.
-# Main's kernels passed paged_attention_gpu_test 27/27 and engine_gpu_test 33/33 on an H200 in
-# that session (`gpu_check.sh passes`). The one-launch CHAI experiments (8d8d4c4, in main's
-# history) ran there too: correct, slower than the two passes (attention-decode-h200.md).
-# Waiting for a GPU, off main: feaa45e, kernel 4's cluster pass in sequential form
-# (CHAI_DECODE_V4_CLUSTER=1; compiled for sm_90, 66 registers, no spills; never run), reverted by
-# 7125609; its index math passes tests/gpu/decode_v4_cluster_model.py (numpy, no GPU). To run
-# it: `git revert 7125609`, then `gpu_check.sh cluster` (its tests alone under a timeout,
-# memcheck, the default suites, attention_bench and LLaMA-7B against the two passes).
+# Code on main that waits for a GPU, as of the sixteenth session (2026-11-27): none on one GPU.
+# Main's kernels passed paged_attention_gpu_test 27/27 and engine_gpu_test 33/33 on H200s in
+# the fifteenth and sixteenth sessions. The one-launch CHAI experiments (8d8d4c4) and three forms
+# of the sequential cluster pass (383723f, 6dd9de9, 5bc95a5) ran there: correct, slower than the
+# two passes (attention-decode-h200.md).
+# Waiting for a GPU, off main: 32d71ad, the cluster pass's fourth form (CHAI_DECODE_V4_CLUSTER=1:
+# every block id of an item read into shared memory at its start; compiled for sm_90, 135
+# registers, no spills; never run), reverted by fe1cea7; its index math passes
+# tests/gpu/decode_v4_cluster_model.py (numpy, no GPU). To run it: `git revert fe1cea7`, then
+# `CLUSTER_ROUNDS=1 CLUSTER_NCU=32:4096 gpu_check.sh cluster` (its tests alone under a timeout,
+# memcheck, the default suites, attention_bench and LLaMA-7B against the two passes, one ncu
+# launch). Keep it only if faster than the two passes.
 # What the thirteenth session left ran on H200s: every gpu-labelled test, memcheck and the PDL
 # reruns on the dense pass's bulk-copy default (GPU-07721f8b, `gpu_check.sh test chai`), LLaMA-7B
 # end to end and SDPA in the same call (`gpu_check.sh vssdpa e2e`), and the 48 KB scores ring's
