@@ -63,11 +63,18 @@ constexpr int kV4ClusterMaxIds = kV4ClusterMaxChunk / 8 + 1;
 constexpr int kV4ClusterWarps = kDecodeWarps;
 constexpr int kV4ClusterThreads = 32 * kV4ClusterWarps;
 
+// Bytes of one head's K or V per stage (a compile-time knob for A/Bs: 16 by default; 32 halves the
+// barriers and refills per byte, with 3 stages in the same ring). Stages hold at most 128
+// positions, so that a stage spans at most 17 blocks of 8 (one lane each).
+#ifndef CHAI_V4_CLUSTER_STAGE_KB
+#define CHAI_V4_CLUSTER_STAGE_KB 16
+#endif
+
 template <int kD>
 struct V4ClusterStage {
-  static constexpr int kRows = (16 << 10) / (2 * kD);  // positions of one head per stage
+  static constexpr int kRows = std::min((CHAI_V4_CLUSTER_STAGE_KB << 10) / (2 * kD), 128);  // positions per stage
   static constexpr int kBytes = kRows * kD * 2;
-  static constexpr int kStages = kV4MaxStages;
+  static constexpr int kStages = kV4MaxStages * (16 << 10) / kBytes;  // a 96 KB ring
   static constexpr int kRingBytes = kStages * kBytes;  // also the item finder's count scratch
   static constexpr int kSharedBytes = kRingBytes + kV4ClusterMaxChunk * 4;  // ring, then s_p
   static_assert(kRows % kV4ClusterWarps == 0 && kRows / 8 + 1 <= 32, "stage shape");
@@ -236,6 +243,7 @@ __device__ __forceinline__ void V4ClusterItem(const Params& p, int item, int s, 
   constexpr int kLaneDims = kD / 32;                  // K: dims per lane, 4 at head_dim 128, 2 at 64
   constexpr int kWarpRows = kRows / kV4ClusterWarps;  // rows of a stage per warp (K and V)
   constexpr int kSub = kWarpRows / 16;                // V: 16-position mma tiles per warp and stage
+  constexpr int kScoreRows = kWarpRows < 16 ? kWarpRows : 16;  // K: rows per transposed tree
   constexpr int kMTiles = kD / 16, kTileLaneDims = kD / 8;  // V: the tile code's O^T layout
   constexpr unsigned kAll = 0xffffffffu;
   static_assert(kWarpRows % 16 == 0, "whole mma tiles per warp");
@@ -361,23 +369,26 @@ __device__ __forceinline__ void V4ClusterItem(const Params& p, int item, int s, 
       // Scores on the CUDA cores (a ninth of the stages at 8 members): this warp's rows loaded
       // first (rows past the chunk end hold stale shared memory: loaded, never used), each row's
       // lane dims, then the rows' sums over the warp in one transposed tree.
-      float rows[kWarpRows][kLaneDims];
 #pragma unroll
-      for (int i = 0; i < kWarpRows; ++i) {
-        const T* src = reinterpret_cast<const T*>(stage + (warp * kWarpRows + i) * kRowBytes) + lane * kLaneDims;
-        V4ClusterLaneLoad<T>(src, rows[i]);
+      for (int g = 0; g < kWarpRows / kScoreRows; ++g) {  // groups of rows, to bound the registers
+        const int g0 = warp * kWarpRows + g * kScoreRows;
+        float rows[kScoreRows][kLaneDims];
+#pragma unroll
+        for (int i = 0; i < kScoreRows; ++i) {
+          V4ClusterLaneLoad<T>(reinterpret_cast<const T*>(stage + (g0 + i) * kRowBytes) + lane * kLaneDims, rows[i]);
+        }
+        float d[kScoreRows];
+#pragma unroll
+        for (int i = 0; i < kScoreRows; ++i) {
+          d[i] = 0.f;
+#pragma unroll
+          for (int e = 0; e < kLaneDims; ++e) d[i] = fmaf(q[e], rows[i][e], d[i]);
+        }
+        int i_row = 0;
+        const float sum = V4WarpSumRows(d, lane, &i_row);
+        const int rr = g0 + i_row;
+        if (lane % (32 / kScoreRows) == 0 && rr < valid) s_p[tile * kRows + rr] = sum;
       }
-      float d[kWarpRows];
-#pragma unroll
-      for (int i = 0; i < kWarpRows; ++i) {
-        d[i] = 0.f;
-#pragma unroll
-        for (int e = 0; e < kLaneDims; ++e) d[i] = fmaf(q[e], rows[i][e], d[i]);
-      }
-      int i_row = 0;
-      const float sum = V4WarpSumRows(d, lane, &i_row);
-      const int rr = warp * kWarpRows + i_row;
-      if (lane % (32 / kWarpRows) == 0 && rr < valid) s_p[tile * kRows + rr] = sum;
     } else {
       // Member (t - nk) / nk's V on the tensor cores, as the dense pass: online softmax of the
       // representative's logits (s_p, column 0 of the mma; the other columns read zeros, as the
