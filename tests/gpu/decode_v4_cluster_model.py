@@ -1,4 +1,4 @@
-# Numpy model of decode kernel 4's cluster pass, fourth form (32d71ad, reverted by fe1cea7;
+# Numpy model of decode kernel 4's cluster pass, fourth form (425b13d, reverted by d269ee0;
 # kernels/cuda/paged_attention_v4_cluster.cuh there, off main until a GPU has run it): the host
 # plan (MakePlanV4Cluster), the device item finder (V4ClusterItems), the member ranking, the
 # item's block ids in shared memory (s_ids), each stage's block copies into the ring (issue()),
@@ -9,13 +9,15 @@
 # float64 reference over random batches: block sizes 8-32, head_dim 64 and 128, clusters of 1-20
 # members (several chunks of 8), unclustered sequences, prefill and idle rows, shuffled pools.
 # Written to check the index math without a GPU; it does not replace the GPU test.
-#   python3 tests/gpu/decode_v4_cluster_model.py [seed] [cases]
+#   python3 tests/gpu/decode_v4_cluster_model.py [seed] [cases] [stage KB: 16 (default) or 32,
+#   the CHAI_V4_CLUSTER_STAGE_KB build knob]
 import sys
 
 import numpy as np
 
 ALIGN, CTA_COST, MAX_CHUNK, MEMBERS, MAX_ITEMS, STAGES, THREADS = 64, 64, 1024, 8, 16, 6, 128
 MAX_IDS = MAX_CHUNK // 8 + 1  # kV4ClusterMaxIds
+STAGE_KB = 16  # CHAI_V4_CLUSTER_STAGE_KB (main() may change it)
 
 
 def ceil_div(a, b):
@@ -95,7 +97,9 @@ def warp_sum_rows(v):  # V4WarpSumRows on v[lane][row] (R rows): each lane's (ro
 
 def run_item(P, item, s, r, z, split, counters, out):
     d, H, bs = P["d"], P["heads"], P["bs"]
-    rows = (16 << 10) // (2 * d)
+    rows = min((STAGE_KB << 10) // (2 * d), 128)  # V4ClusterStage
+    stages = STAGES * (16 << 10) // (rows * d * 2)  # a 96 KB ring
+    score_rows = min(rows // 4, 16)  # kScoreRows
     lane_dims = d // 32
     warp_rows = rows // 4
     length = min(P["lens"][s], P["splits"] * MAX_CHUNK)
@@ -114,7 +118,7 @@ def run_item(P, item, s, r, z, split, counters, out):
     q = P["q"][row, r].astype(np.float32) * np.float32(P["scale_log2"])
     nk = ceil_div(cl, rows)
     ntot = nk * (1 + nm)
-    ring = np.full((STAGES, rows, d), np.nan, np.float32)  # stale rows stay NaN: reading one shows
+    ring = np.full((stages, rows, d), np.nan, np.float32)  # stale rows stay NaN: reading one shows
     # s_ids: row 0 the representative's K table, row 1 + j member j's V table, blocks from b_first.
     b_first, nb = c0 // bs, (c0 + cl - 1) // bs - c0 // bs + 1
     assert nb <= MAX_IDS, "an item's block ids overflow s_ids"
@@ -129,7 +133,7 @@ def run_item(P, item, s, r, z, split, counters, out):
         return (0 if t < nk else 1 + (t - nk) // nk), c0 + tile * rows, c0 + min(cl, (tile + 1) * rows)
 
     def issue(t):
-        slot = (P["uses"] + t) % STAGES
+        slot = (P["uses"] + t) % stages
         hh, pos0, pos1 = geometry(t)
         ring[slot] = np.nan
         b0, b1 = pos0 // bs, (pos1 - 1) // bs
@@ -144,25 +148,26 @@ def run_item(P, item, s, r, z, split, counters, out):
             src = P["pool"][blk, lo - b * bs:hi - b * bs] if blk >= 0 else np.zeros((hi - lo, d), np.float32)
             ring[slot, lo - pos0:hi - pos0] = src
 
-    for t in range(min(STAGES, ntot)):
+    for t in range(min(stages, ntot)):
         issue(t)
     s_p = np.full(MAX_CHUNK, np.nan, np.float32)
     m_run = l_run = acc = None
     for t in range(ntot):
-        slot = (P["uses"] + t) % STAGES
+        slot = (P["uses"] + t) % stages
         stage = ring[slot].copy()
         tile = t if t < nk else (t - nk) % nk
         valid = min(rows, cl - tile * rows)
         if t < nk:
-            for w in range(4):  # lane's dims lane * lane_dims .., then the tree over the warp
-                part = [[np.dot(q[l * lane_dims:(l + 1) * lane_dims],
-                                stage[w * warp_rows + i, l * lane_dims:(l + 1) * lane_dims]) for i in range(warp_rows)]
-                        for l in range(32)]
-                lane_row, sums = warp_sum_rows(part)
-                for lane in range(0, 32, 32 // warp_rows):  # the lanes that write
-                    rr = w * warp_rows + lane_row[lane]
-                    if rr < valid:
-                        s_p[tile * rows + rr] = sums[lane]
+            for w in range(4):  # groups of rows: lane's dims lane * lane_dims .., then the tree over the warp
+                for g0 in range(w * warp_rows, (w + 1) * warp_rows, score_rows):
+                    part = [[np.dot(q[l * lane_dims:(l + 1) * lane_dims],
+                                    stage[g0 + i, l * lane_dims:(l + 1) * lane_dims]) for i in range(score_rows)]
+                            for l in range(32)]
+                    lane_row, sums = warp_sum_rows(part)
+                    for lane in range(0, 32, 32 // score_rows):  # the lanes that write
+                        rr = g0 + lane_row[lane]
+                        if rr < valid:
+                            s_p[tile * rows + rr] = sums[lane]
         else:
             if tile == 0:
                 m_run, l_run, acc = np.full(4, -np.inf), np.zeros(4), np.zeros((4, d))
@@ -180,8 +185,8 @@ def run_item(P, item, s, r, z, split, counters, out):
                     l_run[w] = l_run[w] * alpha + p.sum()
                     acc[w] = acc[w] * alpha + p @ vt
                     m_run[w] = m_new
-        if t + STAGES < ntot:
-            issue(t + STAGES)
+        if t + stages < ntot:
+            issue(t + stages)
         if t >= nk and (t - nk) % nk == nk - 1:
             m = mem[(t - nk) // nk]
             mx = m_run.max()  # MergeWarpStates
@@ -263,6 +268,8 @@ def reference(P):
 def main():
     seed = int(sys.argv[1]) if len(sys.argv) > 1 else 0
     cases = int(sys.argv[2]) if len(sys.argv) > 2 else 40
+    global STAGE_KB
+    STAGE_KB = int(sys.argv[3]) if len(sys.argv) > 3 else 16
     rng = np.random.default_rng(seed)
     worst = 0.0
     for case in range(cases):
@@ -283,7 +290,7 @@ def main():
             err = np.max(np.abs(out[row, h] - want)) / max(1e-6, np.max(np.abs(want)))
             assert np.isfinite(err) and err < 2e-3, f"case {case}: row {row} head {h} err {err}"
             worst = max(worst, err)
-    print(f"{cases} cases: max rel err {worst:.2e}")
+    print(f"{cases} cases, {STAGE_KB} KB stages: max rel err {worst:.2e}")
 
 
 if __name__ == "__main__":
