@@ -81,9 +81,10 @@ struct V4ClusterStage {
   static_assert(kSharedBytes <= 106 << 10, "two CTAs per SM with the static shared memory");
 };
 
-// Host: whether the item finder's per-(sequence, head) counts fit the ring.
+// Host: whether the item finder's scratch (per (sequence, head): the map and a member count) fits
+// the ring.
 inline bool V4ClusterFits(int head_dim, int num_seqs, int heads) {
-  const int64_t bytes = int64_t{num_seqs} * heads * 4;
+  const int64_t bytes = int64_t{num_seqs} * heads * 8;
   return head_dim == 64 ? bytes <= V4ClusterStage<64>::kRingBytes : bytes <= V4ClusterStage<128>::kRingBytes;
 }
 
@@ -134,24 +135,46 @@ __device__ __forceinline__ int V4BlockExclusiveScan(int v, int* total) {
 }
 
 // The items of this CTA (see the header): item k is number idx[k] overall, of sequence x head
-// sh[k] / heads, sh[k] % heads, member chunk z[k]. `counts` is scratch for num_seqs x heads ints
-// (the ring, unused yet). Returns the count; ends with a barrier.
-__device__ __forceinline__ int V4ClusterItems(const Params& p, int* counts, int* idx, int* sh, int* z) {
+// sh[k] / heads, sh[k] % heads, member chunk z[k]. `scratch` holds 2 x num_seqs x heads ints (the
+// ring, unused yet): the map first, each (sequence, head)'s representative or -1 for a sequence
+// that does not decode, read with kUnroll loads in flight per thread (one L2 round trip after the
+// slot ids, where a load per step made the finder a chain of round trips: about 16 at batch 32),
+// then the member counts, from shared memory only. Returns the count; ends with a barrier.
+__device__ __forceinline__ int V4ClusterItems(const Params& p, int* scratch, int* idx, int* sh, int* z) {
+  constexpr int kUnroll = 8;
   const int H = p.heads, n = p.num_seqs * H, T = kV4ClusterThreads;
-  const auto row_of = [&](int s) -> int64_t { return p.slots != nullptr ? p.slots[s] : s; };
-  const auto decode = [&](int s) { return p.q_start[s + 1] - p.q_start[s] == 1; };
-  for (int i = threadIdx.x; i < n; i += T) counts[i] = 0;
+  int* map = scratch;
+  int* counts = scratch + n;
+  for (int base = 0; base < n; base += kUnroll * T) {
+    int v[kUnroll];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int i = base + u * T + static_cast<int>(threadIdx.x);
+      v[u] = -1;
+      if (i < n) {
+        const int s = i / H;
+        const int64_t tr = p.slots != nullptr ? p.slots[s] : s;
+        if (p.q_start[s + 1] - p.q_start[s] == 1) v[u] = __ldg(p.score_head + tr * H + i % H);
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int i = base + u * T + static_cast<int>(threadIdx.x);
+      if (i < n) {
+        map[i] = v[u];
+        counts[i] = 0;
+      }
+    }
+  }
   __syncthreads();
   for (int i = threadIdx.x; i < n; i += T) {
-    const int s = i / H, r = __ldg(p.score_head + row_of(s) * H + i % H);
-    if (decode(s) && r >= 0 && r < H) atomicAdd(counts + s * H + r, 1);
+    const int r = map[i];
+    if (r >= 0 && r < H) atomicAdd(counts + (i / H) * H + r, 1);
   }
   __syncthreads();
   // Chunks of (sequence, head) i: its members in groups of kV4ClusterMembers if it represents itself.
   const auto chunks = [&](int i) {
-    const int s = i / H, h = i % H;
-    const bool rep = decode(s) && __ldg(p.score_head + row_of(s) * H + h) == h;
-    return rep ? (counts[i] + kV4ClusterMembers - 1) / kV4ClusterMembers : 0;
+    return map[i] == i % H ? (counts[i] + kV4ClusterMembers - 1) / kV4ClusterMembers : 0;
   };
   const int per = (n + T - 1) / T, i0 = min(n, static_cast<int>(threadIdx.x) * per), i1 = min(n, i0 + per);
   int mine = 0;
@@ -308,10 +331,21 @@ __device__ __forceinline__ void V4ClusterItem(const Params& p, int item, int s, 
   // j's V.
   __shared__ int s_ids[(kV4ClusterMembers + 1) * kV4ClusterMaxIds];
   const int b_first = block_of(c0), nb = block_of(c0 + cl - 1) - b_first + 1;
-  for (int i = threadIdx.x; i < (nm + 1) * nb; i += kV4ClusterThreads) {
-    const int hh = i / nb, k = i % nb, head = hh == 0 ? r : s_mem[hh - 1];
-    s_ids[hh * kV4ClusterMaxIds + k] = __ldg(p.tables + (trow * 2 * H + (hh == 0 ? 0 : H) + head) * p.max_blocks +
-                                             b_first + k);
+  const int nids = (nm + 1) * nb;
+  for (int base = 0; base < nids; base += 4 * kV4ClusterThreads) {  // 4 loads in flight per thread
+    int id[4];
+#pragma unroll
+    for (int u = 0; u < 4; ++u) {
+      const int i = base + u * kV4ClusterThreads + static_cast<int>(threadIdx.x);
+      const int hh = min(i / nb, nm), head = hh == 0 ? r : s_mem[hh - 1];  // clamped past the end (not loaded)
+      const int32_t* tab = p.tables + (trow * 2 * H + (hh == 0 ? 0 : H) + head) * p.max_blocks;
+      id[u] = i < nids ? __ldg(tab + b_first + i % nb) : -1;
+    }
+#pragma unroll
+    for (int u = 0; u < 4; ++u) {
+      const int i = base + u * kV4ClusterThreads + static_cast<int>(threadIdx.x);
+      if (i < nids) s_ids[(i / nb) * kV4ClusterMaxIds + i % nb] = id[u];
+    }
   }
   __syncthreads();
   // Stage t's rows: positions [*pos0, *pos1) of s_ids row (returned) hh.
