@@ -1,4 +1,4 @@
-# Numpy model of decode kernel 4's cluster pass, fourth form (425b13d, reverted by d269ee0;
+# Numpy model of decode kernel 4's cluster pass, fourth form (34bc8ea, reverted by 6753173;
 # kernels/cuda/paged_attention_v4_cluster.cuh there, off main until a GPU has run it): the host
 # plan (MakePlanV4Cluster), the device item finder (V4ClusterItems), the member ranking, the
 # item's block ids in shared memory (s_ids), each stage's block copies into the ring (issue()),
@@ -54,18 +54,17 @@ def plan(max_seq_len, hint, num_seqs, heads, resident):  # MakePlanV4Cluster
 
 def find_items(score_head, q_start, heads, ctas, me):  # V4ClusterItems, per CTA `me`
     num_seqs = len(q_start) - 1
-    decode = [q_start[s + 1] - q_start[s] == 1 for s in range(num_seqs)]
-    counts = np.zeros(num_seqs * heads, np.int64)
-    for i in range(num_seqs * heads):
-        s, r = divmod(i, heads)
-        r = score_head[s][i % heads]
-        if decode[s] and 0 <= r < heads:
-            counts[s * heads + r] += 1
+    n = num_seqs * heads
+    # The map in shared memory: each (sequence, head)'s representative, -1 where the sequence does not decode.
+    smap = [score_head[i // heads][i % heads] if q_start[i // heads + 1] - q_start[i // heads] == 1 else -1
+            for i in range(n)]
+    counts = np.zeros(n, np.int64)
+    for i in range(n):
+        if 0 <= smap[i] < heads:
+            counts[(i // heads) * heads + smap[i]] += 1
     out, nxt = [], 0
-    for i in range(num_seqs * heads):
-        s, h = divmod(i, heads)
-        rep = decode[s] and score_head[s][h] == h
-        c = ceil_div(counts[i], MEMBERS) if rep else 0
+    for i in range(n):
+        c = ceil_div(counts[i], MEMBERS) if smap[i] == i % heads else 0
         for k in range(c):
             if nxt % ctas == me and nxt // ctas < MAX_ITEMS:
                 out.append((nxt, i, k))
