@@ -69,7 +69,7 @@ enum class LinearFusion {
   // The MLP's activation in its first GEMV's epilogue (SiLU(gate) * up over LLaMA's stacked
   // gate|up, ReLU after OPT's fc1), at any TP: one kernel a layer fewer, the logits unchanged bit
   // for bit. The default: LLaMA-7B fp16 on an H100 decoded 2% faster at batch 1 and 3% at batch 8
-  // (README).
+  // (docs/cuda-backend.md).
   kActivation,
   // LLaMA at TP = 1 (elsewhere as kActivation: at TP > 1 the all-reduce fuses the residual add and
   // the norm, and OPT's LayerNorms are not folded): also each RMSNorm folded into the GEMV that
