@@ -20,9 +20,7 @@
 # (kernel 4's CHAI P·V pass released early: tests, memcheck, attention_bench and LLaMA-7B CHAI A/B),
 # stream (which streaming load form keeps DRAM busiest: stream_bench and ncu counters per form),
 # vssdpa (decode attention against PyTorch SDPA in one call: both benchmarks alternating, then the ratios),
-# passes (the attention and engine tests, then each kernel-4 pass of CHAI decode attention timed alone, ncu),
-# cluster (kernel 4's cluster pass, CHAI_DECODE_V4_CLUSTER=1: its tests, memcheck, attention_bench and LLaMA-7B
-# against the two passes).
+# passes (the attention and engine tests, then each kernel-4 pass of CHAI decode attention timed alone, ncu).
 set -uo pipefail
 modes=" ${*:-all} "
 [ "$modes" = " all " ] && modes=" test bench e2e chai "
@@ -135,7 +133,6 @@ targets=()
 [ "$modes" = " stream " ] && targets=(--target stream_bench attention_bench)
 [ "$modes" = " vssdpa " ] && targets=(--target attention_bench)
 [ "$modes" = " passes " ] && targets=(--target attention_bench paged_attention_gpu_test engine_gpu_test chai)
-[ "$modes" = " cluster " ] && targets=(--target attention_bench paged_attention_gpu_test engine_gpu_test chai)
 [ "$modes" = " l2ab " ] && targets=(--target chai l2_prefetch_gpu_test paged_attention_gpu_test engine_gpu_test
   fused_ops_gpu_test)
 # Always (re)build: on a machine kept warm the tree may have changed since the last call, and
@@ -176,7 +173,6 @@ has l2ab && ENVAB_TAG=l2ab ENVAB_TESTS="${L2AB_TESTS:-$l2ab_tests}" \
   CHAI_L2_PREFETCH=12,6 CHAI_L2_PREFETCH=12,6,alt CHAI_L2_PREFETCH=20,10}" run_mode envab
 has pvearly && run_mode pvearly
 has passes && run_mode passes
-has cluster && run_mode cluster
 has stream && run_mode stream
 has splits && run_mode splits
 has sdpa && run_mode sdpa

@@ -111,9 +111,6 @@ void* Scratch(size_t bytes, cudaStream_t stream, int kind, bool zeroed) {
 // - CHAI_DECODE_V4_PV_EARLY (default 1; 0 turns it off): kernel 4's CHAI scores pass releases
 //   its P·V pass early (PDL), which streams its first V stages in while the scores pass finishes.
 //   CHAI_DECODE_V4_SCORE_CTAS_PER_SM (tuning) plans the scores pass for fewer resident CTAs.
-// - CHAI_DECODE_V4_CLUSTER (default 0; an experiment, not yet run on a GPU): CHAI layers with one
-//   query head per KV head take kernel 4's cluster pass instead of its two passes
-//   (paged_attention_v4_cluster.cuh).
 // - CHAI_DECODE_CHAI_KERNEL, CHAI_DECODE_DENSE_KERNEL: the kernel for CHAI layers only (hint > 1),
 //   or for dense layers only, when CHAI_DECODE_KERNEL is not set (e.g. CHAI_DECODE_CHAI_KERNEL=3
 //   for the previous CHAI default, 1 for the earlier fused kernel).
@@ -207,14 +204,7 @@ void PagedAttention(const Tensor& q, const PagedKv& kv, const BatchLayout& batch
                                      v4_ok ? 4 : (chai_layer ? 3 : 2));
   int kernel = EnvKnob("CHAI_DECODE_KERNEL", default_kernel);
   if (kernel == 4 && !v4_ok) kernel = chai_layer ? 3 : 2;
-  // CHAI_DECODE_V4_CLUSTER=1 (an experiment): such a layer runs kernel 4's cluster pass, one CTA per
-  // (sequence, representative, up to eight members) reading the representative's K once, then the
-  // members' V (paged_attention_v4_cluster.cuh), where its item finder's counts fit the ring.
-  const bool cluster = chai_layer && p.group == 1 && EnvFlag("CHAI_DECODE_V4_CLUSTER", false) &&
-                       paged::V4ClusterFits(d, p.num_seqs, heads);
-  if (kernel == 4 && cluster) {
-    paged::MakePlanV4Cluster(batch.max_seq_len, kv.members_per_rep, 2 * SmCount(), &p, &plan);
-  } else if (kernel == 4 && !chai_layer) {
+  if (kernel == 4 && !chai_layer) {
     // The dense pass: one CTA per (sequence, KV head) and split.
     plan.decode_kernel = 4;
     plan.decode_slots = p.num_seqs * p.kv_heads;

@@ -77,8 +77,6 @@ struct LaunchPlan {
   int v2_members = 1;     // kernel 2: members accumulated per pass (1, 2 or 4)
   bool v4_chai = false;   // kernel 4: the two CHAI passes (scores, then P·V) instead of the dense one
   int v4_score_ctas = 0;  // kernel 4, CHAI: CTAs per split of the scores pass
-  bool v4_cluster = false;   // kernel 4: the cluster pass (paged_attention_v4_cluster.cuh) instead
-  int v4_cluster_ctas = 0;   // kernel 4, cluster pass: CTAs per split
   int decode_slots = 0;  // decode grid columns: (sequence, KV head, subset, member share)
   int prefill_tiles = 0;
   int prefill_kernel = 1;   // 1: paged_attention_prefill{,_mma}.cuh; 2: _prefill_v2.cuh (fp16/bf16, d % 16 == 0)
@@ -298,14 +296,11 @@ __device__ __forceinline__ void MergeSplitsWarp(const Params& p, int64_t head, i
 // at batch 1 from 12.2 to 9.2 us at 512 positions and from 33.5 to 30.6 us at 4096
 // (attention-decode-h100.md). Same formula and split order as MergeSplitsWarp; the (m, l) sum runs
 // in split order here, a shuffle tree there.
-// With `heads` (kernel 4's cluster pass: a representative's members, which need not be
-// consecutive), head i is head0 + heads[i] instead, at out_rows + heads[i] * kD.
 template <typename T, int kD>
-__device__ __forceinline__ void MergeGroupSplits(const Params& p, int64_t head0, int G, int nsplit, T* out_rows,
-                                                 const int* heads = nullptr) {
+__device__ __forceinline__ void MergeGroupSplits(const Params& p, int64_t head0, int G, int nsplit, T* out_rows) {
   constexpr int kGroup = 8;
   for (int idx = threadIdx.x; idx < G * kD; idx += blockDim.x) {
-    const int i = heads != nullptr ? heads[idx / kD] : idx / kD, c = idx % kD;
+    const int i = idx / kD, c = idx % kD;
     const float2* ml = p.part_ml + (head0 + i) * p.max_splits;
     const float* pacc = p.part_acc + (head0 + i) * p.max_splits * kD + c;
     float mx = -INFINITY, lsum = 0.f, x = 0.f;

@@ -15,7 +15,6 @@
 #include "kernels/cuda/paged_attention_decode_v2.cuh"
 #include "kernels/cuda/paged_attention_decode_v3.cuh"
 #include "kernels/cuda/paged_attention_decode_v4.cuh"
-#include "kernels/cuda/paged_attention_v4_cluster.cuh"
 #include "kernels/cuda/paged_attention_prefill.cuh"
 #include "kernels/cuda/paged_attention_prefill_mma.cuh"
 #include "kernels/cuda/paged_attention_prefill_v2.cuh"
@@ -221,17 +220,6 @@ int DecodeV4CtasPerSm(const Params& p, int pass) {
 // releases it early and it issues its first V stages before that wait.
 template <typename T, int kD>
 void LaunchDecodeV4(const Params& p, const LaunchPlan& plan, cudaStream_t stream) {
-  if (plan.v4_cluster) {  // CHAI_DECODE_V4_CLUSTER=1 (an experiment)
-    constexpr int kBytes = V4ClusterStage<kD>::kSharedBytes;
-    static PerDeviceOnce once;
-    once.Run([] {
-      CHAI_CUDA_CHECK(
-          cudaFuncSetAttribute(DecodeV4ClusterKernel<T, kD>, cudaFuncAttributeMaxDynamicSharedMemorySize, kBytes));
-    });
-    LaunchPdl(DecodeV4ClusterKernel<T, kD>, dim3(plan.v4_cluster_ctas, p.max_splits), kV4ClusterThreads, kBytes, stream,
-              p);
-    return;
-  }
   if (!plan.v4_chai) {
     PrepareDecodeV4<T, kD, kV4Dense>();
     LaunchPdl(DecodeV4Kernel<T, kD, kV4Dense>, dim3(plan.decode_slots, p.max_splits), kDecodeThreads,
