@@ -1,20 +1,10 @@
 #!/usr/bin/env bash
 # gpu_check.sh mode `pending`, sourced by gpu_check.sh (it sees OUT, gpus, modes, has, bench, mpi).
-# Code on main that waits for a GPU, as of the sixteenth session (2026-11-27): none on one GPU.
+# Code on main that waits for a GPU, as of the seventeenth session (2026-11-27): none on one GPU.
 # Main's kernels passed paged_attention_gpu_test 27/27 and engine_gpu_test 33/33 on H200s in
-# the fifteenth and sixteenth sessions. The one-launch CHAI experiments (8d8d4c4) and three forms
-# of the sequential cluster pass (383723f, 6dd9de9, 5bc95a5) ran there: correct, slower than the
-# two passes (attention-decode-h200.md).
-# Waiting for a GPU, off main: 34bc8ea, the cluster pass's fourth form (CHAI_DECODE_V4_CLUSTER=1):
-# every block id of an item read into shared memory at its start, the item finder's map read in
-# one batch of loads, and a compile-time stage size (CHAI_V4_CLUSTER_STAGE_KB=32: 32 KB stages at
-# head_dim 128). Compiled for sm_90 (135 / 131 registers, no spills), never run; reverted by
-# 6753173. Its index math passes tests/gpu/decode_v4_cluster_model.py at both stage sizes (numpy,
-# no GPU). To run it: `git revert 6753173`, then `CLUSTER_ROUNDS=1 CLUSTER_NCU=32:4096
-# CLUSTER_AB_FLAGS=-DCHAI_V4_CLUSTER_STAGE_KB=32 gpu_check.sh cluster` (its tests alone under a
-# timeout, memcheck, the default suites, the 32 KB variant's build and tests, attention_bench for
-# the two passes and both stage sizes, one ncu launch, LLaMA-7B against the two passes; about 9
-# minutes). Keep it only if faster than the two passes.
+# the fifteenth to seventeenth sessions. The one-launch CHAI experiments (8d8d4c4) and four forms
+# of the sequential cluster pass (383723f, 6dd9de9, 5bc95a5, 34bc8ea) ran there: correct, slower
+# than the two passes everywhere (attention-decode-h200.md); none waits any more.
 # What the thirteenth session left ran on H200s: every gpu-labelled test, memcheck and the PDL
 # reruns on the dense pass's bulk-copy default (GPU-07721f8b, `gpu_check.sh test chai`), LLaMA-7B
 # end to end and SDPA in the same call (`gpu_check.sh vssdpa e2e`), and the 48 KB scores ring's
