@@ -20,7 +20,8 @@
 # (kernel 4's CHAI P·V pass released early: tests, memcheck, attention_bench and LLaMA-7B CHAI A/B),
 # stream (which streaming load form keeps DRAM busiest: stream_bench and ncu counters per form),
 # vssdpa (decode attention against PyTorch SDPA in one call: both benchmarks alternating, then the ratios),
-# passes (the attention and engine tests, then each kernel-4 pass of CHAI decode attention timed alone, ncu).
+# passes (the attention and engine tests, then each kernel-4 pass of CHAI decode attention timed alone, ncu),
+# boundary (batch-1 GEMV chains: one kernel per GEMV against one persistent kernel with grid barriers).
 set -uo pipefail
 modes=" ${*:-all} "
 [ "$modes" = " all " ] && modes=" test bench e2e chai "
@@ -132,6 +133,7 @@ targets=()
   l2_prefetch_gpu_test fused_ops_gpu_test)
 [ "$modes" = " stream " ] && targets=(--target stream_bench attention_bench)
 [ "$modes" = " vssdpa " ] && targets=(--target attention_bench)
+[ "$modes" = " boundary " ] && targets=(--target boundary_bench chai)
 [ "$modes" = " passes " ] && targets=(--target attention_bench paged_attention_gpu_test engine_gpu_test chai)
 [ "$modes" = " l2ab " ] && targets=(--target chai l2_prefetch_gpu_test paged_attention_gpu_test engine_gpu_test
   fused_ops_gpu_test)
@@ -174,6 +176,7 @@ has l2ab && ENVAB_TAG=l2ab ENVAB_TESTS="${L2AB_TESTS:-$l2ab_tests}" \
 has pvearly && run_mode pvearly
 has passes && run_mode passes
 has stream && run_mode stream
+has boundary && run_mode boundary
 has splits && run_mode splits
 has sdpa && run_mode sdpa
 has vssdpa && run_mode vssdpa
