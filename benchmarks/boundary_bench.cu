@@ -45,6 +45,7 @@ constexpr int kWarps = kThreads / 32;
 constexpr int kRows = 2;    // rows per warp at a time
 constexpr int kUnroll = 4;  // 16-byte chunks per row and lane in flight
 constexpr int kMaxK = 11008;
+constexpr int kBarrierStride = 32;  // words: count and gen in separate 128-byte lines
 
 struct Gemv {
   const __half* w;  // [n, k] row-major
@@ -140,7 +141,9 @@ __device__ __forceinline__ unsigned LoadAcquire(const unsigned* p) {
 }
 
 // Every CTA of the grid (all resident) meets here; the writes before it are visible after it.
-// count returns to 0 and gen only grows, so graph replays reuse both.
+// count returns to 0 and gen only grows, so graph replays reuse both. They sit in different
+// 128-byte lines (kBarrierStride), so that the CTAs polling gen do not queue behind the arrivals'
+// atomics on count at the same L2 line; pollers back off briefly between loads.
 __device__ void GridSync(unsigned* count, unsigned* gen) {
   __syncthreads();
   if (threadIdx.x == 0) {
@@ -151,8 +154,7 @@ __device__ void GridSync(unsigned* count, unsigned* gen) {
       __threadfence();
       atomicAdd(gen, 1u);
     } else {
-      while (LoadAcquire(gen) == g) {
-      }
+      while (LoadAcquire(gen) == g) __nanosleep(32);
     }
     __threadfence();
   }
@@ -174,7 +176,7 @@ __global__ void __launch_bounds__(kThreads, 2)
   Batch next{};
   for (int i = 0; i < count; ++i) {
     const Gemv g = chain[i];
-    if (i > 0) GridSync(bar, bar + 1);
+    if (i > 0) GridSync(bar, bar + kBarrierStride);
     LoadX(i == 0 ? x0 : chain[i - 1].y, i == 0 ? g.k : chain[i - 1].n, g.k, xs);
     if (preload && i > 0) {
       GemvWarp<true>(g, xs, warp, warps, lane, next);
@@ -344,8 +346,8 @@ int main(int argc, char** argv) {
   FillRandom<<<16, 256>>>(s.x0, kMaxK, 12345u, 1.7f);
   Check(cudaMalloc(&s.chain_dev, s.chain.size() * sizeof(Gemv)), "allocating the chain");
   Check(cudaMemcpy(s.chain_dev, s.chain.data(), s.chain.size() * sizeof(Gemv), cudaMemcpyHostToDevice), "upload");
-  Check(cudaMalloc(&s.bar, 2 * sizeof(unsigned)), "allocating the barrier");
-  Check(cudaMemset(s.bar, 0, 2 * sizeof(unsigned)), "memset");
+  Check(cudaMalloc(&s.bar, 2 * kBarrierStride * sizeof(unsigned)), "allocating the barrier");
+  Check(cudaMemset(s.bar, 0, 2 * kBarrierStride * sizeof(unsigned)), "memset");
   Check(cudaDeviceSynchronize(), "set-up");
 
   const double copy_bw = chai::MeasureCopyBandwidth(chai::Device::kCuda, size_t{1} << 30);
