@@ -161,8 +161,10 @@ __device__ void GridSync(unsigned* count, unsigned* gen) {
   __syncthreads();
 }
 
-__global__ void __launch_bounds__(kThreads) GemvLaunch(Gemv g, const __half* prev, int n_prev) {
+// work = false: the boundary alone (an empty kernel; an empty phase between barriers below).
+__global__ void __launch_bounds__(kThreads) GemvLaunch(Gemv g, const __half* prev, int n_prev, bool work) {
   __shared__ __align__(16) __half xs[kMaxK];
+  if (!work) return;
   LoadX(prev, n_prev, g.k, xs);
   const int warp = blockIdx.x * kWarps + threadIdx.x / 32;
   const Batch none{};
@@ -170,13 +172,14 @@ __global__ void __launch_bounds__(kThreads) GemvLaunch(Gemv g, const __half* pre
 }
 
 __global__ void __launch_bounds__(kThreads, 2)
-    ChainPersistent(const Gemv* chain, int count, const __half* x0, unsigned* bar, bool preload) {
+    ChainPersistent(const Gemv* chain, int count, const __half* x0, unsigned* bar, bool preload, bool work) {
   __shared__ __align__(16) __half xs[kMaxK];
   const int warp = blockIdx.x * kWarps + threadIdx.x / 32, warps = gridDim.x * kWarps, lane = threadIdx.x % 32;
   Batch next{};
   for (int i = 0; i < count; ++i) {
     const Gemv g = chain[i];
     if (i > 0) GridSync(bar, bar + kBarrierStride);
+    if (!work) continue;
     LoadX(i == 0 ? x0 : chain[i - 1].y, i == 0 ? g.k : chain[i - 1].n, g.k, xs);
     if (preload && i > 0) {
       GemvWarp<true>(g, xs, warp, warps, lane, next);
@@ -216,20 +219,22 @@ struct Setup {
 };
 
 // One form's chain as a graph; returns the median us per replay and leaves the last output in y.
+// Forms: 0 launches, 1 persistent, 2 persistent + preload; the boundaries alone: 3 empty launches,
+// 4 the persistent kernel's barriers with nothing between them.
 double TimeForm(const Setup& s, int form, int grid, int iters) {
   cudaStream_t stream;
   Check(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "stream");
   cudaGraph_t graph;
   Check(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal), "capture");
-  if (form == 0) {
+  if (form == 0 || form == 3) {
     for (size_t i = 0; i < s.chain.size(); ++i) {
       const Gemv& g = s.chain[i];
       const __half* prev = i == 0 ? s.x0 : s.chain[i - 1].y;
-      GemvLaunch<<<grid, kThreads, 0, stream>>>(g, prev, i == 0 ? g.k : s.chain[i - 1].n);
+      GemvLaunch<<<grid, kThreads, 0, stream>>>(g, prev, i == 0 ? g.k : s.chain[i - 1].n, form != 3);
     }
   } else {
     ChainPersistent<<<grid, kThreads, 0, stream>>>(s.chain_dev, static_cast<int>(s.chain.size()), s.x0, s.bar,
-                                                     form == 2);
+                                                     form == 2, form != 4);
   }
   Check(cudaStreamEndCapture(stream, &graph), "end capture");
   cudaGraphExec_t exec;
@@ -368,11 +373,18 @@ int main(int argc, char** argv) {
   if (launch_grid != s.grid) forms.push_back({0, launch_grid, "launches (graph), " + std::to_string(launch_grid) + " CTAs"});
   forms.push_back({1, s.grid, "persistent"});
   forms.push_back({2, s.grid, "persistent + preload"});
+  forms.push_back({3, s.grid, "boundaries alone: empty launches"});
+  forms.push_back({4, s.grid, "boundaries alone: grid barriers"});
   std::vector<uint16_t> reference;
   bool ok = true;
   for (size_t f = 0; f < forms.size(); ++f) {
     Check(cudaMemset(s.chain.back().y, 0xff, s.chain.back().n * 2), "poison");
     const double us = TimeForm(s, forms[f].kind, forms[f].grid, iters);
+    if (forms[f].kind >= 3) {
+      std::printf("| %s | %zu | %.1f | | | %.2f per boundary |\n", forms[f].name.c_str(), s.chain.size(), us,
+                  us / s.chain.size());
+      continue;
+    }
     const std::vector<uint16_t> out = Download(s.chain.back().y, s.chain.back().n);
     if (f == 0) {
       reference = out;
