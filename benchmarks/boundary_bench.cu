@@ -17,11 +17,14 @@
 //   launches    one kernel per GEMV, the chain captured in a CUDA graph (what the engine does);
 //   persistent  one kernel for the chain, a grid barrier between GEMVs;
 //   preload     persistent, and each warp loads its first weights of GEMV i+1 into registers
-//               before the barrier.
+//               before the barrier;
+//   L2 prefetch persistent, those bytes prefetched into L2 (cp.async.bulk.prefetch) instead.
 // The forms' final outputs must agree bit for bit, and the first GEMV must match a CPU reference
 // (exit 1 otherwise). Prints us per chain, GB/s on the weight bytes, % of the copy bandwidth
 // measured in the same run (read + write counted, as every floor here), and us per GEMV beyond
-// the floor.
+// the floor. Then three references: the same GEMVs without their dependency (each reads x0, no
+// barrier: the streaming bound of this GEMV code), and the boundaries alone (empty launches;
+// grid barriers with nothing between them), in us per boundary.
 //
 // Usage: boundary_bench [--layers 32] [--iters 10]
 #include <cuda_fp16.h>
@@ -134,6 +137,18 @@ __device__ __forceinline__ void LoadX(const __half* prev, int n_prev, int k, __h
   __syncthreads();
 }
 
+// The bytes of a warp's first step of GEMV g into L2 (the copy engine; no registers held): the
+// first 32 * kUnroll chunks of each of its kRows rows.
+__device__ __forceinline__ void PrefetchFirstStep(const Gemv& g, int row0) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  const int bytes = min(g.k, 32 * kUnroll * 8) * 2;
+  for (int r = 0; r < kRows && row0 + r < g.n; ++r) {
+    const __half* p = g.w + int64_t{row0 + r} * g.k;
+    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(p), "r"(bytes) : "memory");
+  }
+#endif
+}
+
 __device__ __forceinline__ unsigned LoadAcquire(const unsigned* p) {
   unsigned v;
   asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
@@ -173,7 +188,7 @@ __global__ void __launch_bounds__(kThreads) GemvLaunch(Gemv g, const __half* pre
 
 __global__ void __launch_bounds__(kThreads, 2)
     ChainPersistent(const Gemv* chain, int count, const __half* x0, unsigned* bar, bool preload, bool work,
-                    bool independent) {
+                    bool independent, bool prefetch) {
   __shared__ __align__(16) __half xs[kMaxK];
   const int warp = blockIdx.x * kWarps + threadIdx.x / 32, warps = gridDim.x * kWarps, lane = threadIdx.x % 32;
   Batch next{};
@@ -195,6 +210,7 @@ __global__ void __launch_bounds__(kThreads, 2)
     }
     // The next GEMV's first weights do not depend on this one's output: request them now.
     if (preload && i + 1 < count) LoadBatch(chain[i + 1], warp * kRows, 0, lane, &next);
+    if (prefetch && i + 1 < count && lane == 0) PrefetchFirstStep(chain[i + 1], warp * kRows);
     __syncthreads();  // xs is rewritten after the barrier
   }
 }
@@ -228,7 +244,8 @@ struct Setup {
 // One form's chain as a graph; returns the median us per replay and leaves the last output in y.
 // Forms: 0 launches, 1 persistent, 2 persistent + preload; the boundaries alone: 3 empty launches,
 // 4 the persistent kernel's barriers with nothing between them; and 5, the GEMVs without their
-// dependency (each reads x0, no barrier: how fast this GEMV code streams when nothing drains).
+// dependency (each reads x0, no barrier: how fast this GEMV code streams when nothing drains);
+// 6 persistent, each warp's first step of GEMV i+1 prefetched into L2 before the barrier.
 double TimeForm(const Setup& s, int form, int grid, int iters) {
   cudaStream_t stream;
   Check(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "stream");
@@ -242,7 +259,7 @@ double TimeForm(const Setup& s, int form, int grid, int iters) {
     }
   } else {
     ChainPersistent<<<grid, kThreads, 0, stream>>>(s.chain_dev, static_cast<int>(s.chain.size()), s.x0, s.bar,
-                                                     form == 2, form != 4, form == 5);
+                                                     form == 2, form != 4, form == 5, form == 6);
   }
   Check(cudaStreamEndCapture(stream, &graph), "end capture");
   cudaGraphExec_t exec;
@@ -381,7 +398,8 @@ int main(int argc, char** argv) {
   if (launch_grid != s.grid) forms.push_back({0, launch_grid, "launches (graph), " + std::to_string(launch_grid) + " CTAs"});
   forms.push_back({1, s.grid, "persistent"});
   forms.push_back({2, s.grid, "persistent + preload"});
-  forms.push_back({5, s.grid, "no dependency (each GEMV reads x0), persistent, no barrier"});
+  forms.push_back({6, s.grid, "persistent + L2 prefetch"});
+  forms.push_back({5, s.grid, "no dependency (each GEMV reads x0; a bound), persistent, no barrier"});
   forms.push_back({3, s.grid, "boundaries alone: empty launches"});
   forms.push_back({4, s.grid, "boundaries alone: grid barriers"});
   std::vector<uint16_t> reference;
@@ -389,7 +407,7 @@ int main(int argc, char** argv) {
   for (size_t f = 0; f < forms.size(); ++f) {
     Check(cudaMemset(s.chain.back().y, 0xff, s.chain.back().n * 2), "poison");
     const double us = TimeForm(s, forms[f].kind, forms[f].grid, iters);
-    if (forms[f].kind >= 3) {
+    if (forms[f].kind == 3 || forms[f].kind == 4) {
       std::printf("| %s | %zu | %.1f | | | %.2f per boundary |\n", forms[f].name.c_str(), s.chain.size(), us,
                   us / s.chain.size());
       continue;
