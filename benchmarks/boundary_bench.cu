@@ -50,6 +50,15 @@ constexpr int kUnroll = 4;  // 16-byte chunks per row and lane in flight
 constexpr int kMaxK = 11008;
 constexpr int kBarrierStride = 32;  // words: count and gen in separate 128-byte lines
 
+// What the persistent kernel does between (or instead of) its grid barriers.
+enum class Phase : int {
+  kChain,        // the dependent chain: barrier, x from the previous output, the GEMV
+  kPreload,      // the same, each warp's first weights of the next GEMV loaded into registers before the barrier
+  kPrefetch,     // the same, those bytes prefetched into L2 instead
+  kBarriers,     // the barriers alone (nothing between them)
+  kIndependent,  // no barrier, every GEMV reads x0: the streaming bound of the GEMV code
+};
+
 struct Gemv {
   const __half* w;  // [n, k] row-major
   __half* y;        // [n]
@@ -187,21 +196,21 @@ __global__ void __launch_bounds__(kThreads) GemvLaunch(Gemv g, const __half* pre
 }
 
 __global__ void __launch_bounds__(kThreads, 2)
-    ChainPersistent(const Gemv* chain, int count, const __half* x0, unsigned* bar, bool preload, bool work,
-                    bool independent, bool prefetch) {
+    ChainPersistent(const Gemv* chain, int count, const __half* x0, unsigned* bar, Phase phase) {
   __shared__ __align__(16) __half xs[kMaxK];
   const int warp = blockIdx.x * kWarps + threadIdx.x / 32, warps = gridDim.x * kWarps, lane = threadIdx.x % 32;
+  const bool preload = phase == Phase::kPreload, prefetch = phase == Phase::kPrefetch;
   Batch next{};
   for (int i = 0; i < count; ++i) {
     const Gemv g = chain[i];
-    if (independent) {  // every GEMV reads x0: no dependency, no barrier (a bound, not the chain)
+    if (phase == Phase::kIndependent) {  // a bound, not the chain
       LoadX(x0, g.k, g.k, xs);
       GemvWarp<false>(g, xs, warp, warps, lane, next);
       __syncthreads();
       continue;
     }
     if (i > 0) GridSync(bar, bar + kBarrierStride);
-    if (!work) continue;
+    if (phase == Phase::kBarriers) continue;
     LoadX(i == 0 ? x0 : chain[i - 1].y, i == 0 ? g.k : chain[i - 1].n, g.k, xs);
     if (preload && i > 0) {
       GemvWarp<true>(g, xs, warp, warps, lane, next);
@@ -232,6 +241,16 @@ void Check(cudaError_t e, const char* what) {
   }
 }
 
+// A row of the table: separate launches (work = false: empty kernels) or the persistent kernel.
+struct Form {
+  std::string name;
+  bool launches = false;
+  bool work = true;
+  Phase phase = Phase::kChain;
+  int grid = 0;
+  bool boundaries_only() const { return !work || phase == Phase::kBarriers; }
+};
+
 struct Setup {
   std::vector<Gemv> chain;
   Gemv* chain_dev = nullptr;
@@ -242,24 +261,20 @@ struct Setup {
 };
 
 // One form's chain as a graph; returns the median us per replay and leaves the last output in y.
-// Forms: 0 launches, 1 persistent, 2 persistent + preload; the boundaries alone: 3 empty launches,
-// 4 the persistent kernel's barriers with nothing between them; and 5, the GEMVs without their
-// dependency (each reads x0, no barrier: how fast this GEMV code streams when nothing drains);
-// 6 persistent, each warp's first step of GEMV i+1 prefetched into L2 before the barrier.
-double TimeForm(const Setup& s, int form, int grid, int iters) {
+double TimeForm(const Setup& s, const Form& form, int iters) {
   cudaStream_t stream;
   Check(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "stream");
   cudaGraph_t graph;
   Check(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal), "capture");
-  if (form == 0 || form == 3) {
+  if (form.launches) {
     for (size_t i = 0; i < s.chain.size(); ++i) {
       const Gemv& g = s.chain[i];
       const __half* prev = i == 0 ? s.x0 : s.chain[i - 1].y;
-      GemvLaunch<<<grid, kThreads, 0, stream>>>(g, prev, i == 0 ? g.k : s.chain[i - 1].n, form != 3);
+      GemvLaunch<<<form.grid, kThreads, 0, stream>>>(g, prev, i == 0 ? g.k : s.chain[i - 1].n, form.work);
     }
   } else {
-    ChainPersistent<<<grid, kThreads, 0, stream>>>(s.chain_dev, static_cast<int>(s.chain.size()), s.x0, s.bar,
-                                                     form == 2, form != 4, form == 5, form == 6);
+    ChainPersistent<<<form.grid, kThreads, 0, stream>>>(s.chain_dev, static_cast<int>(s.chain.size()), s.x0, s.bar,
+                                                          form.phase);
   }
   Check(cudaStreamEndCapture(stream, &graph), "end capture");
   cudaGraphExec_t exec;
@@ -389,25 +404,24 @@ int main(int argc, char** argv) {
   std::printf("| form | GEMVs | us per chain | GB/s | %% of copy | us per GEMV beyond the floor |\n"
               "|---|---:|---:|---:|---:|---:|\n");
   // The launches at the persistent grid, then at their own occupancy (more CTAs when they fit).
-  struct Form {
-    int kind, grid;
-    std::string name;
-  };
-  std::vector<Form> forms = {{0, s.grid, "launches (graph)"}};
+  std::vector<Form> forms = {{"launches (graph)", true, true, Phase::kChain, s.grid}};
   const int launch_grid = per_sm_launch * prop.multiProcessorCount;
-  if (launch_grid != s.grid) forms.push_back({0, launch_grid, "launches (graph), " + std::to_string(launch_grid) + " CTAs"});
-  forms.push_back({1, s.grid, "persistent"});
-  forms.push_back({2, s.grid, "persistent + preload"});
-  forms.push_back({6, s.grid, "persistent + L2 prefetch"});
-  forms.push_back({5, s.grid, "no dependency (each GEMV reads x0; a bound), persistent, no barrier"});
-  forms.push_back({3, s.grid, "boundaries alone: empty launches"});
-  forms.push_back({4, s.grid, "boundaries alone: grid barriers"});
+  if (launch_grid != s.grid) {
+    forms.push_back({"launches (graph), " + std::to_string(launch_grid) + " CTAs", true, true, Phase::kChain, launch_grid});
+  }
+  forms.push_back({"persistent", false, true, Phase::kChain, s.grid});
+  forms.push_back({"persistent + preload", false, true, Phase::kPreload, s.grid});
+  forms.push_back({"persistent + L2 prefetch", false, true, Phase::kPrefetch, s.grid});
+  forms.push_back({"no dependency (each GEMV reads x0; a bound), persistent, no barrier", false, true,
+                   Phase::kIndependent, s.grid});
+  forms.push_back({"boundaries alone: empty launches", true, false, Phase::kChain, s.grid});
+  forms.push_back({"boundaries alone: grid barriers", false, true, Phase::kBarriers, s.grid});
   std::vector<uint16_t> reference;
   bool ok = true;
   for (size_t f = 0; f < forms.size(); ++f) {
     Check(cudaMemset(s.chain.back().y, 0xff, s.chain.back().n * 2), "poison");
-    const double us = TimeForm(s, forms[f].kind, forms[f].grid, iters);
-    if (forms[f].kind == 3 || forms[f].kind == 4) {
+    const double us = TimeForm(s, forms[f], iters);
+    if (forms[f].boundaries_only()) {
       std::printf("| %s | %zu | %.1f | | | %.2f per boundary |\n", forms[f].name.c_str(), s.chain.size(), us,
                   us / s.chain.size());
       continue;
@@ -416,7 +430,7 @@ int main(int argc, char** argv) {
     if (f == 0) {
       reference = out;
       ok = ok && FirstGemvMatches(s);
-    } else if (forms[f].kind != 5 && out != reference) {
+    } else if (forms[f].phase != Phase::kIndependent && out != reference) {
       std::fprintf(stderr, "boundary_bench: %s: the output differs from the launches'\n", forms[f].name.c_str());
       ok = false;
     }
