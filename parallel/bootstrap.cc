@@ -12,6 +12,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "parallel/mpi_error.h"
 
 namespace chai {
 namespace {
@@ -35,14 +36,6 @@ bool IsSrunStep(const EnvLookup& env) {
   int64_t step = EnvInt(env, "SLURM_STEP_ID");
   if (step < 0) step = EnvInt(env, "SLURM_STEPID");
   return step >= 0 && step < 0xFFFFFFF0LL && EnvInt(env, "SLURM_PROCID") >= 0;
-}
-
-absl::Status MpiError(int rc, const char* what) {
-  char message[MPI_MAX_ERROR_STRING];
-  int length = 0;
-  if (MPI_Error_string(rc, message, &length) != MPI_SUCCESS) length = 0;
-  return absl::InternalError(
-      absl::StrCat(what, " failed: ", std::string(message, length), " (MPI error ", rc, ")"));
 }
 
 bool MpiUsable() {

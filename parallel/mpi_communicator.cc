@@ -11,17 +11,10 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "parallel/mpi_error.h"
 
 namespace chai {
 namespace {
-
-absl::Status MpiError(int rc, const char* what) {
-  char message[MPI_MAX_ERROR_STRING];
-  int length = 0;
-  if (MPI_Error_string(rc, message, &length) != MPI_SUCCESS) length = 0;
-  return absl::InternalError(
-      absl::StrCat(what, " failed: ", std::string(message, length), " (MPI error ", rc, ")"));
-}
 
 absl::Status CheckHost(const Tensor& tensor, const char* op) {
   if (!tensor.defined()) return absl::InvalidArgumentError(absl::StrCat(op, ": undefined tensor"));

@@ -1,14 +1,18 @@
-// Run under mpirun with 2 and 4 ranks: bootstrap and the MPI communicator on host tensors.
+// Run under mpirun with 2 and 4 ranks: bootstrap, the MPI communicator on host tensors, and the
+// Status an MPI error code becomes (MPI must be initialised to describe one).
 #include <cmath>
 #include <cstdio>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "parallel/bootstrap.h"
 #include "parallel/communicator.h"
 #include "parallel/mpi_communicator.h"
+#include "parallel/mpi_error.h"
 
 namespace chai {
 namespace {
@@ -239,6 +243,19 @@ TEST(MpiCommunicator, SubCommunicators) {
 }
 
 // Checks fail before any message is sent, the same on every rank, so no rank is left waiting.
+TEST(MpiError, NamesTheCallMpisMessageAndTheCode) {
+  const absl::Status status = MpiError(MPI_ERR_COUNT, "MPI_Bcast(length)");
+  EXPECT_EQ(status.code(), absl::StatusCode::kInternal);
+  const std::string message(status.message());
+  EXPECT_TRUE(absl::StartsWith(message, "MPI_Bcast(length) failed: ")) << message;
+  EXPECT_TRUE(absl::EndsWith(message, absl::StrCat(" (MPI error ", MPI_ERR_COUNT, ")"))) << message;
+  char expected[MPI_MAX_ERROR_STRING];
+  int length = 0;
+  ASSERT_EQ(MPI_Error_string(MPI_ERR_COUNT, expected, &length), MPI_SUCCESS);
+  ASSERT_GT(length, 0);
+  EXPECT_TRUE(absl::StrContains(message, std::string(expected, length))) << message;
+}
+
 TEST(MpiCommunicator, RejectsDeviceTensorsAndBadArguments) {
   std::unique_ptr<Communicator> comm = MakeMpiCommunicator(MPI_COMM_WORLD);
   static float storage[16];
