@@ -3,13 +3,13 @@
 // results must not change when it switches to the fused ops, so equality is exact.
 #include <cmath>
 #include <cstring>
-#include <limits>
 #include <random>
 #include <utility>
 #include <vector>
 
 #include "gtest/gtest.h"
 #include "kernels/ops.h"
+#include "tests/support/host_tensors.h"
 #include "tests/support/paged_append_case.h"
 
 namespace chai {
@@ -18,17 +18,9 @@ namespace {
 std::mt19937 rng(4321);
 
 Tensor Random(std::vector<int64_t> shape, float scale = 1.f, float mean = 0.f) {
-  Tensor t = Tensor::Empty(shape, DType::kF32);
-  std::normal_distribution<float> dist(mean, scale);
-  for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = dist(rng);
-  return t;
+  return testing::RandomNormal(shape, rng, scale, mean);
 }
-
-Tensor Poisoned(std::vector<int64_t> shape) {
-  Tensor t = Tensor::Empty(shape, DType::kF32);
-  for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = std::numeric_limits<float>::quiet_NaN();
-  return t;
-}
+Tensor Poisoned(std::vector<int64_t> shape) { return testing::NanPoisoned(shape); }
 
 std::vector<float> Values(const Tensor& t) { return std::vector<float>(t.data<float>(), t.data<float>() + t.numel()); }
 

@@ -1,30 +1,20 @@
 // CPU ops against straightforward double-precision references on fresh random inputs, with
 // outputs poisoned before each op so that unwritten elements cannot pass.
 #include <cmath>
-#include <limits>
 #include <numeric>
 #include <random>
 
 #include "gtest/gtest.h"
 #include "kernels/ops.h"
+#include "tests/support/host_tensors.h"
 
 namespace chai {
 namespace {
 
 std::mt19937 rng(1234);
 
-Tensor Random(std::vector<int64_t> shape, float scale = 1.f) {
-  Tensor t = Tensor::Empty(shape, DType::kF32);
-  std::normal_distribution<float> dist(0.f, scale);
-  for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = dist(rng);
-  return t;
-}
-
-Tensor Poisoned(std::vector<int64_t> shape) {
-  Tensor t = Tensor::Empty(shape, DType::kF32);
-  for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = std::numeric_limits<float>::quiet_NaN();
-  return t;
-}
+Tensor Random(std::vector<int64_t> shape, float scale = 1.f) { return testing::RandomNormal(shape, rng, scale); }
+Tensor Poisoned(std::vector<int64_t> shape) { return testing::NanPoisoned(shape); }
 
 double RelErr(const Tensor& out, const std::vector<double>& ref) {
   double num = 0, den = 0;
