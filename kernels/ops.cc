@@ -125,6 +125,9 @@ void LinearFused(const Tensor& x, const Tensor& weight, const Tensor& bias, cons
   Expect(out->rank() == 2 && out->dim(0) == x.dim(0) && out->dim(1) == (silu ? weight.dim(0) / 2 : weight.dim(0)), op,
          "out shape");
   Expect(!Overlap(x, *out), op, "out overlaps x");
+  Expect(fusion.mirror == nullptr || (fusion.output == LinearOutput::kStore && !norm_w.defined() &&
+                                      LinearMirrorIsOneKernel(x, weight)),
+         op, "a mirror needs a plain store on CUDA's decode GEMV");
   CHAI_DISPATCH(Backend(op, {&x, &weight, &bias, &norm_w, out}), LinearFused, x, weight, bias, fusion, out);
 }
 
@@ -132,6 +135,15 @@ bool LinearFusedIsOneKernel(const Tensor& x) {
 #ifdef CHAI_WITH_CUDA
   return x.device() == Device::kCuda && cuda::LinearFusedIsOneKernel(x);
 #else
+  return false;
+#endif
+}
+
+bool LinearMirrorIsOneKernel(const Tensor& x, const Tensor& weight) {
+#ifdef CHAI_WITH_CUDA
+  return x.device() == Device::kCuda && cuda::LinearMirrorIsOneKernel(x, weight);
+#else
+  (void)weight;
   return false;
 #endif
 }

@@ -11,6 +11,7 @@
 #include "absl/types/span.h"
 #include "kernels/l2_prefetch.h"
 #include "kernels/paged_kv.h"
+#include "kernels/peer_mirror.h"
 #include "kernels/tensor.h"
 
 namespace chai::ops {
@@ -46,16 +47,24 @@ void Linear(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor* o
 // give the composition's values bit for bit; its norm is folded into the product (B = x * w_norm,
 // the sums scaled by rsqrt(mean(x^2) + eps)), which differs from the composition in rounding only
 // (kernels/cuda/gemv_fusion.cuh). out must not overlap x.
+// With `mirror` (kStore, no norm; CUDA's decode GEMV only, see LinearMirrorIsOneKernel) each 16-byte
+// group of out is also written into this rank's receive slot of the peers' flag-free IPC all-reduce
+// (kernels/peer_mirror.h), so that the all-reduce of out that follows skips its own push. Where the
+// GEMV does not apply the op fails rather than skip those writes (the peers would wait for them).
 enum class LinearOutput { kStore, kAddTo, kSiluMul, kRelu };
 struct LinearFusion {
   Tensor rms_norm_weight;  // [K]; undefined: the input is x itself
   float rms_norm_eps = 0.f;
   LinearOutput output = LinearOutput::kStore;
+  const PeerMirror* mirror = nullptr;  // null: out only
 };
 void LinearFused(const Tensor& x, const Tensor& weight, const Tensor& bias, const LinearFusion& fusion, Tensor* out);
 // True when LinearFused on rows like x's runs as one kernel: on CUDA, fp16 or bf16, 1 to 8 rows,
 // K % 8 == 0, 16-byte-aligned rows (and weights, which are). Never on the CPU.
 bool LinearFusedIsOneKernel(const Tensor& x);
+// True when LinearFused with a mirror runs as that one kernel on these operands (Linear's decode
+// GEMV, weight rows a multiple of 8): where it is false, do not pass a mirror.
+bool LinearMirrorIsOneKernel(const Tensor& x, const Tensor& weight);
 // The first bytes, up to `budget`, of `weight` that Linear or LinearFused with this output (or
 // QkvLinearAppend: kStore) streams on rows like x's where its decode GEMV applies: a hint for the
 // kernel that runs before it to fetch them into L2 (kernels/l2_prefetch.h). Empty on the CPU and

@@ -20,6 +20,15 @@ absl::Status Communicator::AllReduceAddNorm(Tensor* partial, Tensor* x, const Te
   return absl::OkStatus();
 }
 
+bool Communicator::AddNormMirror(int64_t /*rows*/, int64_t /*cols*/, DType /*dtype*/, PeerMirror* /*mirror*/) const {
+  return false;
+}
+
+absl::Status Communicator::AllReducePushedAddNorm(Tensor* /*partial*/, Tensor* /*x*/, const Tensor& /*weight*/,
+                                                  const Tensor& /*bias*/, float /*eps*/, bool /*rms*/, Tensor* /*out*/) {
+  return absl::UnimplementedError(absl::StrCat("AllReducePushedAddNorm: ", Describe(), " has no pushed all-reduce"));
+}
+
 absl::StatusOr<int64_t> PrepareGatherColumns(const Tensor& local, int world, Device device,
                                              absl::FunctionRef<absl::Status(const Tensor&)> check_place, Tensor* out) {
   if (out == nullptr) return absl::InvalidArgumentError("AllGatherColumns: null output");

@@ -12,6 +12,7 @@
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "kernels/peer_mirror.h"
 #include "kernels/tensor.h"
 
 namespace chai {
@@ -32,6 +33,14 @@ class Communicator {
   // default composes AllReduceSum with ops::AddRmsNorm / AddLayerNorm; a backend may fuse them.
   virtual absl::Status AllReduceAddNorm(Tensor* partial, Tensor* x, const Tensor& weight, const Tensor& bias,
                                         float eps, bool rms, Tensor* out);
+  // A row-parallel layer's producer may push its [rows, cols] partial into the peers itself
+  // (ops::LinearFused with a mirror) where this backend's AllReduceAddNorm of that shape is the
+  // flag-free IPC kernel: then true, with the destination in `mirror` (the same answer on every
+  // rank), and the call after the producer must be AllReducePushedAddNorm, which only receives.
+  // False by default (no backend but the GPU one pushes).
+  virtual bool AddNormMirror(int64_t rows, int64_t cols, DType dtype, PeerMirror* mirror) const;
+  virtual absl::Status AllReducePushedAddNorm(Tensor* partial, Tensor* x, const Tensor& weight, const Tensor& bias,
+                                              float eps, bool rms, Tensor* out);
   // In place: every rank receives root's bytes.
   virtual absl::Status Broadcast(Tensor* tensor, int root) = 0;
   virtual absl::Status Barrier() = 0;

@@ -19,7 +19,7 @@
 namespace chai {
 namespace {
 
-static_assert(kIpcAllReduceMaxRanks == ipc::kMaxRanks);
+static_assert(kIpcAllReduceMaxRanks == ipc::kMaxRanks && PeerMirror::kMaxRanks == ipc::kMaxRanks);
 constexpr size_t kMaxBytesLimit = size_t{64} << 20;
 constexpr int kBusIdChars = 32;
 
@@ -325,9 +325,24 @@ bool IpcAllReduce::SupportsAddNorm(DType dtype, int64_t rows, int64_t cols,
          ipc::LamportNormSupported(size_, cols, DTypeSize(dtype), ptrs);
 }
 
+bool IpcAllReduce::Mirror(DType dtype, int64_t rows, int64_t cols, PeerMirror* mirror) const {
+  // 2-byte types only (the decode GEMV's), and exactly what SupportsAddNorm takes for any pointers.
+  if ((dtype != DType::kF16 && dtype != DType::kBF16) || !SupportsAddNorm(dtype, rows, cols, {})) return false;
+  const size_t half = ipc::HalfBytes(max_bytes_);
+  *mirror = PeerMirror{};
+  for (int q = 0; q < size_; ++q) mirror->base[q] = peers_[q];
+  mirror->epochs = static_cast<const char*>(local_) + ipc::kEpochsOffset;
+  mirror->offset = ipc::kDataOffset + static_cast<size_t>(rank_) * half;
+  mirror->parity_stride = static_cast<size_t>(size_) * half;
+  mirror->world = size_;
+  mirror->rank = rank_;
+  mirror->reader_blocks = blocks_;
+  return true;
+}
+
 absl::Status IpcAllReduce::AllReduceAddNorm(const void* partial, void* x, const void* weight, const void* bias,
                                             float eps, bool rms, int64_t rows, int64_t cols, DType dtype, void* out,
-                                            CUstream_st* stream) {
+                                            CUstream_st* stream, bool pushed) {
   if (!SupportsAddNorm(dtype, rows, cols, {partial, x, weight, bias, out})) {
     return absl::InvalidArgumentError(absl::StrCat("IPC all-reduce + norm: [", rows, ", ", cols, "] ",
                                                    DTypeName(dtype), " unsupported by ", Describe(), " on ", size_,
@@ -337,7 +352,7 @@ absl::Status IpcAllReduce::AllReduceAddNorm(const void* partial, void* x, const 
   for (int q = 0; q < size_; ++q) peers.base[q] = static_cast<char*>(peers_[q]);
   const cudaError_t err =
       ipc::LaunchLamportAllReduceNorm(peers, rank_, size_, blocks_, ipc::HalfBytes(max_bytes_), partial, x, weight,
-                                      bias, eps, rms, rows, cols, dtype, out, stream);
+                                      bias, eps, rms, rows, cols, dtype, out, pushed, stream);
   if (err != cudaSuccess) {
     return absl::InternalError(absl::StrCat("IPC all-reduce + norm launch failed: ", cudaGetErrorString(err)));
   }

@@ -66,10 +66,12 @@ cudaError_t LaunchLamportAllReduce(const Peers& peers, int rank, int size, int b
 // x += sum over ranks of `partial` ([rows, cols] on every rank), out = RMSNorm(x) * weight when
 // `rms`, else LayerNorm(x) * weight + bias; out may alias x. Same buffer as the plain kernel.
 // Supported for 2, 4 or 8 ranks, 16-byte rows and 16-byte aligned pointers (LamportNormSupported).
+// `pushed`: every rank's `partial` is already in its peers' receive slots (written by its
+// producer through a PeerMirror), so the kernel only receives.
 bool LamportNormSupported(int size, int64_t cols, size_t dtype_bytes, std::initializer_list<const void*> ptrs);
 cudaError_t LaunchLamportAllReduceNorm(const Peers& peers, int rank, int size, int blocks, size_t half,
                                        const void* partial, void* x, const void* weight, const void* bias, float eps,
-                                       bool rms, int64_t rows, int64_t cols, DType dtype, void* out,
+                                       bool rms, int64_t rows, int64_t cols, DType dtype, void* out, bool pushed,
                                        cudaStream_t stream);
 
 // Writes the sentinel over the receive area of an allocation of `bytes` (kDataOffset onwards).

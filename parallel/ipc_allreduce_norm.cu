@@ -10,6 +10,9 @@
 // rank order and rounded once (the plain kernel's all-reduce result), then added to x and rounded
 // (the norm kernel's residual add), and the row's sums run over the norm kernel's thread count
 // (NormRowThreads), so the output equals the unfused pair bit for bit.
+// `pushed`: the producer of `partial` already wrote it into every peer's receive slot (the decode
+// GEMV's mirror, kernels/peer_mirror.h, in the parity half this call's epochs pick), so the kernel
+// skips its own push and only receives; the rest is the same.
 #include <cstdint>
 
 #include "kernels/cuda/cuda_utils.cuh"
@@ -28,7 +31,7 @@ using cuda::StoreVec;
 template <typename T, int W, bool kRms>
 __global__ void __launch_bounds__(kThreads)
     LamportAllReduceNorm(Peers peers, char* self, int rank, size_t half, const T* partial, T* x, const T* weight,
-                         const T* bias, float eps, int64_t rows, int64_t cols, int norm_threads, T* out) {
+                         const T* bias, float eps, int64_t rows, int64_t cols, int norm_threads, bool pushed, T* out) {
   constexpr int N = kVec16<T>;
   __shared__ uint64_t block_epoch;
   __shared__ float scratch[32];
@@ -44,7 +47,7 @@ __global__ void __launch_bounds__(kThreads)
   char* dst[W];  // slot `rank` of half p on every rank (own entry unused)
 #pragma unroll
   for (int q = 0; q < W; ++q) dst[q] = peers.base[q] + data + rank * half;
-  for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
+  for (int64_t row = pushed ? rows : blockIdx.x; row < rows; row += gridDim.x) {
     for (int64_t i = threadIdx.x; i < vecs; i += blockDim.x) {
       const int64_t g = row * vecs + i;
       const uint4 v = NotSentinel<T>(AsBits<T, N>(LoadVec<T, N>(partial + g * N)));
@@ -89,7 +92,7 @@ bool LamportNormSupported(int size, int64_t cols, size_t dtype_bytes, std::initi
 
 cudaError_t LaunchLamportAllReduceNorm(const Peers& peers, int rank, int size, int blocks, size_t half,
                                        const void* partial, void* x, const void* weight, const void* bias, float eps,
-                                       bool rms, int64_t rows, int64_t cols, DType dtype, void* out,
+                                       bool rms, int64_t rows, int64_t cols, DType dtype, void* out, bool pushed,
                                        cudaStream_t stream) {
   if (blocks < 1 || blocks > kMaxBlocks || rank < 0 || rank >= size || rows < 1) return cudaErrorInvalidValue;
   if (!LamportNormSupported(size, cols, DTypeSize(dtype), {partial, x, weight, bias, out})) {
@@ -109,15 +112,15 @@ cudaError_t LaunchLamportAllReduceNorm(const Peers& peers, int rank, int size, i
     switch (size) {
       case 2:
         LamportAllReduceNorm<T, 2, kRms><<<blocks, kThreads, 0, stream>>>(peers, self, rank, half, p, xp, w, b, eps,
-                                                                          rows, cols, norm_threads, o);
+                                                                          rows, cols, norm_threads, pushed, o);
         break;
       case 4:
         LamportAllReduceNorm<T, 4, kRms><<<blocks, kThreads, 0, stream>>>(peers, self, rank, half, p, xp, w, b, eps,
-                                                                          rows, cols, norm_threads, o);
+                                                                          rows, cols, norm_threads, pushed, o);
         break;
       case 8:
         LamportAllReduceNorm<T, 8, kRms><<<blocks, kThreads, 0, stream>>>(peers, self, rank, half, p, xp, w, b, eps,
-                                                                          rows, cols, norm_threads, o);
+                                                                          rows, cols, norm_threads, pushed, o);
         break;
       default: return cudaErrorInvalidValue;
     }

@@ -1,6 +1,8 @@
 // Device pieces of the flag-free (Lamport) all-reduce, shared by the plain kernel
 // (ipc_allreduce_lamport.cu) and the one fused with the residual add and norm
-// (ipc_allreduce_norm.cu): the sentinel, volatile 16-byte accesses and the receive poll.
+// (ipc_allreduce_norm.cu): volatile 16-byte loads, element access and the receive poll (the sentinel,
+// its replacement and the volatile store are in kernels/cuda/lamport_words.cuh, shared with the
+// decode GEMV's mirror).
 // The protocol and its safety argument are in ipc_allreduce_lamport.cu. Internal to parallel/.
 #ifndef CHAI_PARALLEL_IPC_LAMPORT_CUH_
 #define CHAI_PARALLEL_IPC_LAMPORT_CUH_
@@ -8,13 +10,15 @@
 #include <cstdint>
 
 #include "kernels/cuda/cuda_utils.cuh"
+#include "kernels/cuda/lamport_words.cuh"
 
 namespace chai::ipc {
 
 using cuda::Vec;
 
-// The receive area's fill: as 16-bit halves, negative zero (0x8000) twice; as fp32, a subnormal.
-constexpr uint32_t kSentinelWord = 0x80008000u;
+using cuda::lamport::kSentinelWord;
+using cuda::lamport::NotSentinel;
+using cuda::lamport::StoreVolatile;
 
 __device__ __forceinline__ uint4 LoadVolatile(const void* p) {
   uint4 v;
@@ -23,11 +27,6 @@ __device__ __forceinline__ uint4 LoadVolatile(const void* p) {
                : "l"(p)
                : "memory");
   return v;
-}
-
-__device__ __forceinline__ void StoreVolatile(void* p, uint4 v) {
-  asm volatile("st.volatile.global.v4.u32 [%0], {%1, %2, %3, %4};" ::"l"(p), "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w)
-               : "memory");
 }
 
 // Element j of a 16-byte group as raw bits, for a T of 2 or 4 bytes.
@@ -42,24 +41,6 @@ __device__ __forceinline__ uint32_t Bits(const uint4& g, int j) {
 template <typename T>
 __device__ __forceinline__ bool IsSentinel(uint32_t bits) {
   return sizeof(T) == 4 ? bits == kSentinelWord : bits == 0x8000u;
-}
-
-// The group with every sentinel element replaced: fp16/bf16 negative zero becomes positive zero
-// (the same value), fp32 0x80008000 (-5.9e-39) becomes negative zero. Every rank sums the
-// replaced values, its own included, so all ranks still get the same bits.
-template <typename T>
-__device__ __forceinline__ uint4 NotSentinel(uint4 g) {
-  uint32_t w[4] = {g.x, g.y, g.z, g.w};
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    if constexpr (sizeof(T) == 4) {
-      if (w[i] == kSentinelWord) w[i] = 0x80000000u;
-    } else {
-      if ((w[i] & 0xffffu) == 0x8000u) w[i] &= 0xffff0000u;
-      if ((w[i] >> 16) == 0x8000u) w[i] &= 0x0000ffffu;
-    }
-  }
-  return make_uint4(w[0], w[1], w[2], w[3]);
 }
 
 // One 16-byte group seen as raw words or as N elements (a union keeps it in registers, where a

@@ -87,20 +87,31 @@ class NcclCommunicator final : public Communicator {
     if (partial == nullptr || x == nullptr || out == nullptr) {
       return absl::InvalidArgumentError("AllReduceAddNorm: null tensor");
     }
-    const bool fusable = ipc_ != nullptr && partial->rank() == 2 && x->shape() == partial->shape() &&
-                         out->shape() == partial->shape() && x->dtype() == partial->dtype() &&
-                         out->dtype() == partial->dtype() && weight.dtype() == partial->dtype() &&
-                         weight.numel() == partial->dim(1) &&
-                         (rms || (bias.defined() && bias.dtype() == partial->dtype() &&
-                                  bias.numel() == partial->dim(1))) &&
-                         CheckDevice(*x, "AllReduceAddNorm").ok() && CheckDevice(*partial, "AllReduceAddNorm").ok();
-    const void* b = rms ? nullptr : bias.raw();
-    if (fusable && ipc_->SupportsAddNorm(partial->dtype(), partial->dim(0), partial->dim(1),
-                                         {partial->raw(), x->raw(), weight.raw(), b, out->raw()})) {
-      return ipc_->AllReduceAddNorm(partial->raw(), x->raw(), weight.raw(), b, eps, rms, partial->dim(0),
-                                    partial->dim(1), partial->dtype(), out->raw(), stream_);
+    if (Fusable(*partial, *x, weight, bias, rms, *out)) {
+      return ipc_->AllReduceAddNorm(partial->raw(), x->raw(), weight.raw(), rms ? nullptr : bias.raw(), eps, rms,
+                                    partial->dim(0), partial->dim(1), partial->dtype(), out->raw(), stream_);
     }
     return Communicator::AllReduceAddNorm(partial, x, weight, bias, eps, rms, out);
+  }
+
+  bool AddNormMirror(int64_t rows, int64_t cols, DType dtype, PeerMirror* mirror) const override {
+    return ipc_ != nullptr && ipc_->Mirror(dtype, rows, cols, mirror);
+  }
+
+  // The peers' groups are already in this rank's slots: only the fused kernel can take them (and
+  // reset the slots), so anything it does not support is an error here, not a fallback.
+  absl::Status AllReducePushedAddNorm(Tensor* partial, Tensor* x, const Tensor& weight, const Tensor& bias, float eps,
+                                      bool rms, Tensor* out) override {
+    if (partial == nullptr || x == nullptr || out == nullptr) {
+      return absl::InvalidArgumentError("AllReducePushedAddNorm: null tensor");
+    }
+    if (!Fusable(*partial, *x, weight, bias, rms, *out)) {
+      return absl::InvalidArgumentError(absl::StrCat("AllReducePushedAddNorm: ", partial->ShapeString(),
+                                                     " is not what the IPC all-reduce + norm kernel takes"));
+    }
+    return ipc_->AllReduceAddNorm(partial->raw(), x->raw(), weight.raw(), rms ? nullptr : bias.raw(), eps, rms,
+                                  partial->dim(0), partial->dim(1), partial->dtype(), out->raw(), stream_,
+                                  /*pushed=*/true);
   }
 
   absl::Status AllGatherColumns(const Tensor& local, Tensor* out) override {
@@ -188,6 +199,20 @@ class NcclCommunicator final : public Communicator {
   cudaStream_t stream_;
   int rank_;
   int size_;
+  // Whether the flag-free IPC kernel fuses this all-reduce with its residual add and norm.
+  bool Fusable(const Tensor& partial, const Tensor& x, const Tensor& weight, const Tensor& bias, bool rms,
+               const Tensor& out) const {
+    const bool shapes = ipc_ != nullptr && partial.rank() == 2 && x.shape() == partial.shape() &&
+                        out.shape() == partial.shape() && x.dtype() == partial.dtype() &&
+                        out.dtype() == partial.dtype() && weight.dtype() == partial.dtype() &&
+                        weight.numel() == partial.dim(1) &&
+                        (rms || (bias.defined() && bias.dtype() == partial.dtype() && bias.numel() == partial.dim(1))) &&
+                        CheckDevice(x, "AllReduceAddNorm").ok() && CheckDevice(partial, "AllReduceAddNorm").ok();
+    return shapes && ipc_->SupportsAddNorm(partial.dtype(), partial.dim(0), partial.dim(1),
+                                           {partial.raw(), x.raw(), weight.raw(), rms ? nullptr : bias.raw(),
+                                            out.raw()});
+  }
+
   std::unique_ptr<IpcAllReduce> ipc_;  // null: every all-reduce goes through NCCL
   void* scratch_ = nullptr;
   size_t scratch_bytes_ = 0;

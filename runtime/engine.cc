@@ -34,6 +34,7 @@ Engine::Engine(ModelConfig config, ModelWeights weights, Communicator* comm, DTy
       linear_fusion_(options.linear_fusion),
       fuse_every_step_(options.fuse_every_step),
       qkv_append_in_gemv_(options.qkv_append_in_gemv),
+      allreduce_in_gemv_(options.allreduce_in_gemv),
       l2_prefetch_(options.l2_prefetch) {
   // Blocks hold at least CHAI's first 5 positions, so they can be read back in one copy.
   if (options.block_size < 8) {
@@ -195,6 +196,18 @@ Engine::SublayerInput Engine::OutputLinear(const SublayerInput& in, const Tensor
     return SublayerInput{*x, norm_w, true, in.act_in_gemv};
   }
   Tensor o = NewActivation(a.dim(0), w.dim(0));
+  PeerMirror mirror;
+  if (allreduce_in_gemv_ && comm_->size() > 1 && norm_w.defined() && ops::LinearMirrorIsOneKernel(a, w) &&
+      comm_->AddNormMirror(a.dim(0), w.dim(0), a.dtype(), &mirror)) {
+    // Every rank decides alike (the same shapes, the same set-up), so the pushes and the
+    // receiving all-reduce pair up.
+    ops::LinearFused(a, w, b, ops::LinearFusion{.mirror = &mirror}, &o);
+    Tensor out = in_place ? *x : NewActivation(x->dim(0), x->dim(1));
+    const bool rms = config_.arch != Arch::kOpt;
+    CheckCollective(comm_->AllReducePushedAddNorm(&o, x, norm_w, norm_b,
+                                                  rms ? config_.rms_norm_eps : config_.layer_norm_eps, rms, &out));
+    return SublayerInput{out, Tensor(), false, in.act_in_gemv};
+  }
   ops::Linear(a, w, b, &o);
   return SublayerInput{AllReduceAddNorm(x, &o, norm_w, norm_b, in_place, then), Tensor(), false, in.act_in_gemv};
 }

@@ -105,6 +105,11 @@ struct EngineOptions {
   // turns it off): LLaMA-7B fp16 on an H100 decoded 2.3% faster at batch 1 and 3.1% at batch 8
   // (benchmarks/results/llama-7b-tp1-h100.md).
   bool qkv_append_in_gemv = true;
+  // Decode steps at TP > 1 (an experiment, off unless CHAI_ALLREDUCE_IN_GEMV=1): the o and down
+  // GEMVs write their partial output straight into the peers' receive slots of the IPC all-reduce
+  // that follows (ops::LinearFused with a mirror), which then only receives
+  // (Communicator::AllReducePushedAddNorm): the push leaves the all-reduce's critical path.
+  bool allreduce_in_gemv = false;
   // Decode steps on GPUs: bytes of the next GEMV's weights that the kernel before it fetches into
   // L2 while its own latency-bound work leaves DRAM idle (kernels/l2_prefetch.h): attention for
   // the o projection, the add + norm kernels for the GEMV that reads their output. 0: off.
@@ -208,6 +213,7 @@ class Engine {
   LinearFusion linear_fusion_;
   bool fuse_every_step_;
   bool qkv_append_in_gemv_;
+  bool allreduce_in_gemv_;
   EngineOptions::L2PrefetchBudget l2_prefetch_;
   // By (attention policy, batch size, length bucket): a recorded step holds the policy's launch
   // hints (CHAI layers' kernels), so a run under another policy (chai bench --compare switches

@@ -21,7 +21,8 @@
 # stream (which streaming load form keeps DRAM busiest: stream_bench and ncu counters per form),
 # vssdpa (decode attention against PyTorch SDPA in one call: both benchmarks alternating, then the ratios),
 # passes (the attention and engine tests, then each kernel-4 pass of CHAI decode attention timed alone, ncu),
-# boundary (batch-1 GEMV chains: one kernel per GEMV against one persistent kernel with grid barriers).
+# boundary (batch-1 GEMV chains: one kernel per GEMV against one persistent kernel with grid barriers),
+# arpush (TP > 1: the row-parallel GEMVs push their partials into the IPC all-reduce themselves).
 set -uo pipefail
 modes=" ${*:-all} "
 [ "$modes" = " all " ] && modes=" test bench e2e chai "
@@ -177,6 +178,7 @@ has pvearly && run_mode pvearly
 has passes && run_mode passes
 has stream && run_mode stream
 has boundary && run_mode boundary
+has arpush && run_mode arpush
 has splits && run_mode splits
 has sdpa && run_mode sdpa
 has vssdpa && run_mode vssdpa

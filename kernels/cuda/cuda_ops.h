@@ -23,6 +23,7 @@ void Linear(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor* o
 void LinearFused(const Tensor& x, const Tensor& weight, const Tensor& bias, const ops::LinearFusion& fusion,
                  Tensor* out);
 bool LinearFusedIsOneKernel(const Tensor& x);
+bool LinearMirrorIsOneKernel(const Tensor& x, const Tensor& weight);
 // gemv.cu: ops::LinearReadsFirst for the GEMV configuration that would be launched.
 L2Prefetch GemvReadsFirst(const Tensor& x, const Tensor& weight, ops::LinearOutput output, int64_t budget,
                           bool alternate);

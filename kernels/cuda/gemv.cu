@@ -119,6 +119,8 @@ void LaunchTyped(Input in, Output out, const GemvArgs& args, const gemv::QkvAppe
       LaunchGemv<T, kWarps, kR, kU, kMinBlocks, Input::kPlain, Output::kRelu>(args, qkv);
     } else if (in == Input::kPlain && out == Output::kQkvAppend) {
       LaunchGemv<T, kWarps, kR, kU, kMinBlocks, Input::kPlain, Output::kQkvAppend>(args, qkv);
+    } else if (in == Input::kPlain && out == Output::kStoreMirror) {
+      LaunchGemv<T, kWarps, kR, kU, kMinBlocks, Input::kPlain, Output::kStoreMirror>(args, qkv);
     } else if (in == Input::kPlain) {
       LaunchGemv<T, kWarps, kR, kU, kMinBlocks, Input::kPlain, Output::kSiluMul>(args, qkv);
     } else if (out == Output::kStore) {
@@ -261,6 +263,11 @@ bool GemvFusedApplies(const Tensor& x, const Tensor& weight, const Tensor& bias,
   if (fusion.output == ops::LinearOutput::kSiluMul && weight.dim(0) % 2 != 0) return false;
   const Tensor& norm_w = fusion.rms_norm_weight;
   if (norm_w.defined() && fusion.output == ops::LinearOutput::kRelu) return false;  // OPT's fc1 reads a LayerNorm
+  // The mirror writes whole 16-byte groups of a plain store (gemv::WriteMirrored).
+  if (fusion.mirror != nullptr && (fusion.output != ops::LinearOutput::kStore || norm_w.defined() ||
+                                   weight.dim(0) % 8 != 0 || fusion.mirror->reader_blocks < 1)) {
+    return false;
+  }
   return NormFolds(x, norm_w);
 }
 
@@ -281,10 +288,18 @@ void GemvFused(const Tensor& x, const Tensor& weight, const Tensor& bias, const 
     args.norm_w = fusion.rms_norm_weight.raw();
     args.eps = fusion.rms_norm_eps;
   }
-  const Output o = fusion.output == ops::LinearOutput::kAddTo     ? Output::kAddTo
+  const Output o = fusion.mirror != nullptr                       ? Output::kStoreMirror
+                   : fusion.output == ops::LinearOutput::kAddTo     ? Output::kAddTo
                    : fusion.output == ops::LinearOutput::kSiluMul ? Output::kSiluMul
                    : fusion.output == ops::LinearOutput::kRelu    ? Output::kRelu
                                                                   : Output::kStore;
+  if (fusion.mirror != nullptr) {
+    if (!Aligned(16, {out->raw()})) {
+      std::fprintf(stderr, "chai: internal error in CUDA op LinearFused: mirrored output not 16-byte aligned\n");
+      std::abort();
+    }
+    args.mirror = *fusion.mirror;
+  }
   kVariants[FusedVariant(tokens, k, n)].launch(x.dtype(), norm ? Input::kRmsNorm : Input::kPlain, o, args, {});
 }
 

@@ -14,14 +14,17 @@
 
 #include "kernels/cuda/cuda_utils.cuh"
 #include "kernels/cuda/gemv_tile.cuh"
+#include "kernels/cuda/lamport_words.cuh"
 #include "kernels/cuda/rotary.cuh"
+#include "kernels/peer_mirror.h"
 
 namespace chai::cuda::gemv {
 
 enum class Input { kPlain, kRmsNorm };              // B = x, or x * w_norm with the norm's scale on the sums
-// out = P, out += P, out = SiLU(gate) * up of P's halves, out = ReLU(P), or P's Q | K | V heads
-// split, rotated and K, V appended to the paged cache (QkvAppend below)
-enum class Output { kStore, kAddTo, kSiluMul, kRelu, kQkvAppend };
+// out = P, out += P, out = SiLU(gate) * up of P's halves, out = ReLU(P), P's Q | K | V heads
+// split, rotated and K, V appended to the paged cache (QkvAppend below), or out = P also written
+// into the peers' all-reduce receive slots (WriteMirrored below)
+enum class Output { kStore, kAddTo, kSiluMul, kRelu, kQkvAppend, kStoreMirror };
 
 // RMSNorm folded into the product, for a row of y = RmsNorm(x) * w_norm read by the GEMV:
 //   (W y)[n] = sum_k W[n][k] x[k] inv w_norm[k] = inv * sum_k W[n][k] (x[k] w_norm[k]),
@@ -206,6 +209,44 @@ __device__ __forceinline__ void WriteQkvAppend(const Sum& sum, const T* __restri
     T* slot = pool + (int64_t{block} * a.block_size + pos % a.block_size) * hd;
     slot[j] = ta;
     slot[half + j] = tb;
+  }
+}
+
+// kStoreMirror (ops::LinearFused with a mirror, kernels/peer_mirror.h): out = T(P) as kStore writes
+// it, by 16-byte groups (one thread per 8 consecutive outputs of a token; n % 8 == 0 and out
+// 16-byte aligned, so a CTA's 16 * kR rows are whole groups), each group also stored into this
+// rank's receive slot on every peer, in the parity half the all-reduce's next call reads there
+// (the epoch of the block that reads row t, plus one). A row-parallel layer's partial output thus
+// reaches the peers while the GEMV's other CTAs still stream, and the all-reduce that follows
+// (pushed) only waits for the peers' groups. Same values as kStore, bit for bit.
+template <typename T, int kRows, typename Sum>
+__device__ __forceinline__ void WriteMirrored(const Sum& sum, const T* __restrict__ bias, int tokens, int64_t n,
+                                              int64_t first, T* __restrict__ out, const PeerMirror& m, int threads) {
+  static_assert(sizeof(T) == 2 && kRows % 8 == 0, "16-byte groups of 8 two-byte outputs");
+  constexpr int kGroups = kRows / 8;  // per token
+  const auto* epochs = static_cast<const unsigned long long*>(m.epochs);
+  for (int e = threadIdx.x; e < kGroups * 8; e += threads) {
+    const int t = e / kGroups, gi = e % kGroups;
+    const int64_t row0 = first + gi * 8;
+    if (t >= tokens || row0 >= n) continue;
+    union {
+      uint4 bits;
+      T v[8];
+    } g;
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      float p = sum(t * kRows + gi * 8 + j);
+      if (bias != nullptr) p += ToFloat(bias[row0 + j]);
+      g.v[j] = FromFloat<T>(p);
+    }
+    const int64_t elem = int64_t{t} * n + row0;
+    *reinterpret_cast<uint4*>(out + elem) = g.bits;
+    const uint4 sent = lamport::NotSentinel<T>(g.bits);
+    const unsigned long long epoch = epochs[t % m.reader_blocks] + 1;
+    const size_t at = m.offset + (epoch & 1ull) * m.parity_stride + static_cast<size_t>(elem / 8) * 16;
+    for (int q = 0; q < m.world; ++q) {
+      if (q != m.rank) lamport::StoreVolatile(static_cast<char*>(m.base[q]) + at, sent);
+    }
   }
 }
 

@@ -52,6 +52,9 @@
 //   CTA adds them in split order. (It replaced a prologue that normalised x into shared memory
 //   before the weight stream: 2-3 us (T = 1) to 7 us (T = 8) per GEMV on an H100, more than the
 //   norm kernel it saved.)
+// - Peer mirror (kStoreMirror, gemv::WriteMirrored): a plain store that also writes each 16-byte
+//   output group into this rank's receive slots of the flag-free IPC all-reduce on every peer
+//   (kernels/peer_mirror.h), for row-parallel layers at TP > 1 (CHAI_ALLREDUCE_IN_GEMV=1).
 // The epilogues cost nothing measurable.
 #ifndef CHAI_KERNELS_CUDA_GEMV_KERNEL_CUH_
 #define CHAI_KERNELS_CUDA_GEMV_KERNEL_CUH_
@@ -96,14 +99,19 @@ struct GemvArgs {
   const void* norm_w = nullptr;
   float eps = 0.f;
   float* squares = nullptr;
+  // kStoreMirror: the peers' receive slots the outputs are also written into (gemv::WriteMirrored).
+  PeerMirror mirror;
 };
 
 // The CTA's outputs from its sums (`sum`, see gemv::WriteOutputs), by kOut.
 template <typename T, int kRows, gemv::Output kOut, typename Sum>
 __device__ __forceinline__ void WriteCta(const Sum& sum, const T* __restrict__ bias, int tokens, int64_t n,
-                                         int64_t first, T* __restrict__ out, const gemv::QkvAppend& qkv, int threads) {
+                                         int64_t first, T* __restrict__ out, const gemv::QkvAppend& qkv,
+                                         const PeerMirror& mirror, int threads) {
   if constexpr (kOut == gemv::Output::kQkvAppend) {
     gemv::WriteQkvAppend<T, kRows>(sum, bias, tokens, n / 2, first, out, qkv, threads);
+  } else if constexpr (kOut == gemv::Output::kStoreMirror) {
+    gemv::WriteMirrored<T, kRows>(sum, bias, tokens, n, first, out, mirror, threads);
   } else {
     gemv::WriteOutputs<T, kRows, kOut>(sum, bias, tokens, n, first, out, threads);
   }
@@ -191,10 +199,10 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks) GemvKernel(const Gemv
       if (threadIdx.x < 8) scales[threadIdx.x] = scale(cta_squares(threadIdx.x));
       __syncthreads();
       WriteCta<T, kRows, kOut>([&](int e) { return TileSum<kWarps, kR>(partial, e) * scales[e / kRows]; }, bias,
-                               tokens, n, rows.first, out, qkv, kWarps * 32);
+                               tokens, n, rows.first, out, qkv, args.mirror, kWarps * 32);
     } else {
       WriteCta<T, kRows, kOut>([&](int e) { return TileSum<kWarps, kR>(partial, e); }, bias, tokens, n, rows.first,
-                               out, qkv, kWarps * 32);
+                               out, qkv, args.mirror, kWarps * 32);
     }
     return;
   }
@@ -225,9 +233,9 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks) GemvKernel(const Gemv
     }
     __syncthreads();
     WriteCta<T, kRows, kOut>([&](int e) { return split_sum(e) * scales[e / kRows]; }, bias, tokens, n, rows.first,
-                             out, qkv, kWarps * 32);
+                             out, qkv, args.mirror, kWarps * 32);
   } else {
-    WriteCta<T, kRows, kOut>(split_sum, bias, tokens, n, rows.first, out, qkv, kWarps * 32);
+    WriteCta<T, kRows, kOut>(split_sum, bias, tokens, n, rows.first, out, qkv, args.mirror, kWarps * 32);
   }
   if (threadIdx.x == 0) args.counters[rb] = 0;  // ready for the next launch
 }

@@ -180,14 +180,26 @@ bool LinearFusedIsOneKernel(const Tensor& x) {
          x.dim(0) <= kGemvMaxTokens && x.dim(1) % 8 == 0 && reinterpret_cast<uintptr_t>(x.raw()) % 16 == 0;
 }
 
+bool LinearMirrorIsOneKernel(const Tensor& x, const Tensor& weight) {
+  ops::LinearFusion fusion;
+  const PeerMirror probe{.reader_blocks = 1};  // only its presence matters to the check
+  fusion.mirror = &probe;
+  return LinearFusedIsOneKernel(x) && GemvFusedApplies(x, weight, Tensor(), fusion);
+}
+
 // Decode: one GEMV kernel (gemv.cu). Elsewhere (more than 8 rows, fp32, unaligned operands) the
-// composition that defines the op, with temporaries from the stream-ordered pool (capturable).
+// composition that defines the op, with temporaries from the stream-ordered pool (capturable);
+// never with a mirror (the composition would not write it: ops.cc refuses that case first).
 void LinearFused(const Tensor& x, const Tensor& weight, const Tensor& bias, const ops::LinearFusion& fusion,
                  Tensor* out) {
   if (x.dim(0) == 0 || weight.dim(0) == 0) return;
   if (GemvFusedApplies(x, weight, bias, fusion)) {
     GemvFused(x, weight, bias, fusion, out);
     return;
+  }
+  if (fusion.mirror != nullptr) {
+    std::fprintf(stderr, "chai: internal error in CUDA op LinearFused: a mirror where the GEMV does not apply\n");
+    std::abort();
   }
   Tensor in = x;
   if (fusion.rms_norm_weight.defined()) {

@@ -267,6 +267,13 @@ absl::StatusOr<LoadedModel> LoadModel(const ModelOptions& options, int64_t seque
     }
     kv.qkv_append_in_gemv = v == "1";
   }
+  if (const char* a = std::getenv("CHAI_ALLREDUCE_IN_GEMV")) {  // 0 (the default) | 1: an experiment
+    const std::string v = a;
+    if (v != "0" && v != "1") {
+      return absl::InvalidArgumentError(absl::StrCat("CHAI_ALLREDUCE_IN_GEMV must be 0 or 1, got '", v, "'"));
+    }
+    kv.allreduce_in_gemv = v == "1";
+  }
   if (const char* l2 = std::getenv("CHAI_L2_PREFETCH")) {
     auto budget = ParseL2Prefetch(l2);
     if (!budget.ok()) return budget.status();

@@ -170,6 +170,22 @@ TEST(BadFlags, UnknownQkvAppendSwitch) {
   unsetenv("CHAI_DECODE_QKV_APPEND");
 }
 
+// CHAI_ALLREDUCE_IN_GEMV (TP > 1 on GPUs only) is still checked everywhere; on one CPU rank it
+// changes nothing.
+TEST(BadFlags, UnknownAllReduceInGemvSwitch) {
+  const std::string args = "generate --model " + FixtureDir("llama-gqa") + " --prompt-ids 1,2 --max-new-tokens 2";
+  for (const char* v : {"0", "1"}) {
+    setenv("CHAI_ALLREDUCE_IN_GEMV", v, 1);
+    const ChaiCliResult r = RunChaiCli(args);
+    EXPECT_EQ(r.exit_code, 0) << v << ": " << r.err;
+  }
+  for (const char* v : {"on", "2", ""}) {
+    setenv("CHAI_ALLREDUCE_IN_GEMV", v, 1);
+    ExpectError(args, std::string("CHAI_ALLREDUCE_IN_GEMV must be 0 or 1, got '") + v + "'");
+  }
+  unsetenv("CHAI_ALLREDUCE_IN_GEMV");
+}
+
 TEST(BadFlags, UnknownL2PrefetchBudget) {
   const std::string args = "generate --model " + FixtureDir("llama-gqa") + " --prompt-ids 1,2 --max-new-tokens 2";
   for (const char* v : {"0,0", "16,8", "12.5,4,alt"}) {

@@ -26,6 +26,7 @@
 #include "kernels/cuda/cuda_ops.h"
 #include "kernels/dtype.h"
 #include "kernels/ops.h"
+#include "kernels/peer_mirror.h"
 #include "kernels/step_graph.h"
 #include "parallel/bootstrap.h"
 #include "parallel/ipc_allreduce.h"
@@ -467,6 +468,60 @@ TEST_P(IpcAllReduceTest, FusedAddNormEqualsAllReduceThenNorm) {
         }
         EXPECT_TRUE(host_bytes(x_fused) == host_bytes(x_ref)) << what << ": x += sum differs";
         EXPECT_TRUE(host_bytes(out_fused) == host_bytes(out_ref)) << what << ": the normed output differs";
+      }
+    }
+  }
+}
+
+// The decode GEMV writing its output into the peers' receive slots itself (ops::LinearFused with
+// the IpcAllReduce's mirror) and the all-reduce + norm that then only receives (pushed): the same
+// partial, x and out as Linear then the self-pushing AllReduceAddNorm, bit for bit, for 1, 3 and
+// 8 rows, fp16 and bf16, several calls back to back (both parity halves, and the unfused pair in
+// between moving the epochs on). Collective calls are made whatever fails (EXPECT), so a failure
+// is reported instead of hanging the other ranks.
+TEST_P(IpcAllReduceTest, MirroredGemvThenPushedAddNormEqualsUnfused) {
+  auto device = [](const std::vector<float>& v, int64_t rows, int64_t cols, DType dtype) {
+    return Tensor::FromFloats(v, {rows, cols}).Cast(dtype).To(Device::kCuda);
+  };
+  auto host_bytes = [](const Tensor& t) {
+    const Tensor h = t.To(Device::kCpu);
+    return std::vector<char>(static_cast<const char*>(h.raw()), static_cast<const char*>(h.raw()) + h.nbytes());
+  };
+  constexpr int64_t k = 1024, cols = 4096;  // a row-parallel shard's K, the hidden size
+  uint64_t seed = 1900;
+  for (DType dtype : {DType::kF16, DType::kBF16}) {
+    for (int64_t rows : {1, 3, 8}) {
+      for (int call = 0; call < 3; ++call) {
+        const std::string what = std::string(DTypeName(dtype)) + " rows " + std::to_string(rows) + " call " +
+                                 std::to_string(call);
+        ++seed;
+        PeerMirror mirror;
+        if (!ipc_->Mirror(dtype, rows, cols, &mirror)) {  // the same answer on every rank
+          EXPECT_NE(ipc_->algo(), IpcAllReduceAlgo::kLamport) << what << ": the flag-free kernel must offer a mirror";
+          continue;
+        }
+        const Tensor a = device(Values(seed, Rank(), rows * k, dtype), rows, k, dtype);        // this rank's input
+        const Tensor w = device(Values(seed, 50 + Rank(), cols * k, dtype), cols, k, dtype);   // and weight shard
+        const std::vector<float> x0 = Values(seed, 100, rows * cols, dtype);                  // the same everywhere
+        const Tensor norm_w = device(Values(seed, 101, cols, dtype), 1, cols, dtype).Reshape({cols});
+        EXPECT_TRUE(ops::LinearMirrorIsOneKernel(a, w)) << what;
+        Tensor partial_ref = Tensor::Empty({rows, cols}, dtype, Device::kCuda);
+        ops::Linear(a, w, Tensor(), &partial_ref);
+        Tensor x_ref = device(x0, rows, cols, dtype), out_ref = Tensor::Empty({rows, cols}, dtype, Device::kCuda);
+        EXPECT_TRUE(ipc_->AllReduceAddNorm(partial_ref.raw(), x_ref.raw(), norm_w.raw(), nullptr, 1e-5f, true, rows,
+                                           cols, dtype, out_ref.raw(), Stream())
+                        .ok())
+            << what;
+        Tensor partial = Tensor::Empty({rows, cols}, dtype, Device::kCuda);
+        ops::LinearFused(a, w, Tensor(), ops::LinearFusion{.mirror = &mirror}, &partial);
+        Tensor x = device(x0, rows, cols, dtype), out = Tensor::Empty({rows, cols}, dtype, Device::kCuda);
+        EXPECT_TRUE(ipc_->AllReduceAddNorm(partial.raw(), x.raw(), norm_w.raw(), nullptr, 1e-5f, true, rows, cols,
+                                           dtype, out.raw(), Stream(), /*pushed=*/true)
+                        .ok())
+            << what;
+        EXPECT_TRUE(host_bytes(partial) == host_bytes(partial_ref)) << what << ": the GEMV's own output differs";
+        EXPECT_TRUE(host_bytes(x) == host_bytes(x_ref)) << what << ": x += sum differs";
+        EXPECT_TRUE(host_bytes(out) == host_bytes(out_ref)) << what << ": the normed output differs";
       }
     }
   }
