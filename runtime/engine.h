@@ -10,6 +10,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <tuple>
 #include <vector>
 
@@ -105,11 +106,13 @@ struct EngineOptions {
   // turns it off): LLaMA-7B fp16 on an H100 decoded 2.3% faster at batch 1 and 3.1% at batch 8
   // (benchmarks/results/llama-7b-tp1-h100.md).
   bool qkv_append_in_gemv = true;
-  // Decode steps at TP > 1 (an experiment, off unless CHAI_ALLREDUCE_IN_GEMV=1): the o and down
-  // GEMVs write their partial output straight into the peers' receive slots of the IPC all-reduce
-  // that follows (ops::LinearFused with a mirror), which then only receives
-  // (Communicator::AllReducePushedAddNorm): the push leaves the all-reduce's critical path.
-  bool allreduce_in_gemv = false;
+  // Decode steps at TP > 1 where the IPC all-reduce serves: the o and down GEMVs write their
+  // partial output straight into the peers' receive slots of the all-reduce that follows
+  // (ops::LinearFused with a mirror), which then only receives (Communicator::AllReducePushedAddNorm):
+  // the push leaves the all-reduce's critical path. Unset (the default): on at TP = 2, where it
+  // was measured (LLaMA-7B on 2 x H200: 1.2% faster at batch 1, 1.1% at batch 8, logits
+  // bit-identical), off at TP = 3-4 until measured there. CHAI_ALLREDUCE_IN_GEMV=0|1 forces it.
+  std::optional<bool> allreduce_in_gemv;
   // Decode steps on GPUs: bytes of the next GEMV's weights that the kernel before it fetches into
   // L2 while its own latency-bound work leaves DRAM idle (kernels/l2_prefetch.h): attention for
   // the o projection, the add + norm kernels for the GEMV that reads their output. 0: off.

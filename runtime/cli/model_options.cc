@@ -267,7 +267,7 @@ absl::StatusOr<LoadedModel> LoadModel(const ModelOptions& options, int64_t seque
     }
     kv.qkv_append_in_gemv = v == "1";
   }
-  if (const char* a = std::getenv("CHAI_ALLREDUCE_IN_GEMV")) {  // 0 (the default) | 1: an experiment
+  if (const char* a = std::getenv("CHAI_ALLREDUCE_IN_GEMV")) {  // 0 | 1; unset: on at TP = 2 (EngineOptions)
     const std::string v = a;
     if (v != "0" && v != "1") {
       return absl::InvalidArgumentError(absl::StrCat("CHAI_ALLREDUCE_IN_GEMV must be 0 or 1, got '", v, "'"));

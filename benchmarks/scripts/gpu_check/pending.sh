@@ -1,25 +1,17 @@
 #!/usr/bin/env bash
 # gpu_check.sh mode `pending`, sourced by gpu_check.sh (it sees OUT, gpus, modes, has, bench, mpi).
-# Code on main that waits for a GPU, as of the seventeenth session (2026-11-27): none on one GPU.
+# Code on main that waits for a GPU, as of the eighteenth session (2026-11-27): none on one GPU.
 # Main's kernels passed paged_attention_gpu_test 27/27 and engine_gpu_test 33/33 on H200s in
 # the fifteenth to seventeenth sessions. The one-launch CHAI experiments (8d8d4c4) and four forms
 # of the sequential cluster pass (383723f, 6dd9de9, 5bc95a5, 34bc8ea) ran there: correct, slower
 # than the two passes everywhere (attention-decode-h200.md).
-# Waiting for 2-4 GPUs, off main: fd851c6 (reverted by af910b7), issue 8's all-reduce pushed by
-# the GEMV: with CHAI_ALLREDUCE_IN_GEMV=1 the row-parallel o and down GEMVs (decode, T <= 8) also
-# write each 16-byte group of their partial output into this rank's receive slot of the lamport
-# IPC all-reduce on every peer (ops::LinearFused with a PeerMirror from IpcAllReduce::Mirror; the
-# GEMV's kStoreMirror epilogue picks the parity half from the reader block's epoch + 1), and the
-# fused all-reduce + add + norm that follows only receives (AllReducePushedAddNorm). Why: at TP = 4
-# on 4 x H200, LLaMA-7B batch 1 is 2.14-2.16x TP = 1 (2.2x wanted); a step makes 65 all-reduces
-# at ~3.9 us, and the push (load the partial, post the NVLink writes, their latency) sits on each
-# one's critical path; from the GEMV's epilogue it overlaps the GEMV's other CTAs. Expected: 1-2 us
-# per all-reduce, 0.06-0.13 ms of a 1.89 ms step (2.2-2.3x) if it holds. Compiled (sm_90, CPU tests
-# 47/47), never run. To run: `git revert af910b7`, then on a 4-GPU machine `ARPUSH_ROUNDS=2 bash
-# benchmarks/scripts/gpu_check.sh arpush` (the IPC tests with the new case
-# MirroredGemvThenPushedAddNormEqualsUnfused, the fixtures' logits on/off bit for bit at TP 2 and 4,
-# tp_gpu_test with it on, LLaMA-7B TP 1 / 4 TPOT on/off; ~6-8 minutes with the build). Keep it (and
-# then decide its default) only if the tests pass and TP = 4 is faster; otherwise revert again.
+# Waiting for 4 GPUs: issue 8's all-reduce pushed by the GEMV (CHAI_ALLREDUCE_IN_GEMV; fd851c6,
+# back on main at 261130f) ran on 2 x H200 in the eighteenth session: ipc_allreduce np 2 with its
+# MirroredGemvThenPushedAddNormEqualsUnfused case, the fixtures bit-identical off/on at TP = 2,
+# tp_gpu_test with it on, and LLaMA-7B TP = 2 1.2% faster at batch 1 (llama-7b-tp-scaling-h200.md);
+# it is the default at TP = 2 since. At TP = 3-4 it is off until `ARPUSH_ROUNDS=2 bash
+# benchmarks/scripts/gpu_check.sh arpush` runs on 4 GPUs (np 4 tests, TP = 4 on/off timing); if
+# TP = 4 is faster there, make the default cover it (Engine's allreduce_in_gemv_ value_or).
 # What the thirteenth session left ran on H200s: every gpu-labelled test, memcheck and the PDL
 # reruns on the dense pass's bulk-copy default (GPU-07721f8b, `gpu_check.sh test chai`), LLaMA-7B
 # end to end and SDPA in the same call (`gpu_check.sh vssdpa e2e`), and the 48 KB scores ring's
