@@ -6,7 +6,7 @@
 # of the sequential cluster pass (383723f, 6dd9de9, 5bc95a5, 34bc8ea) ran there: correct, slower
 # than the two passes everywhere (attention-decode-h200.md).
 # Waiting for 4 GPUs: issue 8's all-reduce pushed by the GEMV (CHAI_ALLREDUCE_IN_GEMV; fd851c6,
-# back on main at 261130f) ran on 2 x H200 in the eighteenth session: ipc_allreduce np 2 with its
+# back on main at 575e38f) ran on 2 x H200 in the eighteenth session: ipc_allreduce np 2 with its
 # MirroredGemvThenPushedAddNormEqualsUnfused case, the fixtures bit-identical off/on at TP = 2,
 # tp_gpu_test with it on, and LLaMA-7B TP = 2 1.2% faster at batch 1 (llama-7b-tp-scaling-h200.md);
 # it is the default at TP = 2 since. At TP = 3-4 it is off until `ARPUSH_ROUNDS=2 bash
