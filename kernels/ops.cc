@@ -131,36 +131,6 @@ void LinearFused(const Tensor& x, const Tensor& weight, const Tensor& bias, cons
   CHAI_DISPATCH(Backend(op, {&x, &weight, &bias, &norm_w, out}), LinearFused, x, weight, bias, fusion, out);
 }
 
-void LinearAddNorm(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor* out, Tensor* residual,
-                   const Tensor& norm_weight, const Tensor& norm_bias, float eps, bool rms, Tensor* normed,
-                   const L2Prefetch& then) {
-  const char* op = "LinearAddNorm";
-  Expect(x.rank() == 2 && weight.rank() == 2 && weight.dim(1) == x.dim(1), op, "x/weight shape");
-  const std::vector<int64_t> rows{x.dim(0), weight.dim(0)};
-  Expect(out->shape() == rows && residual->shape() == rows && normed->shape() == rows, op,
-         "out, residual and normed must be [T, N]");
-  Expect(!Overlap(x, *out) && !Overlap(*out, *residual) && !Overlap(*out, *normed), op,
-         "out overlaps x, the residual or the normed output");
-  Expect(!Overlap(x, *residual) && !Overlap(x, *normed), op, "x overlaps the residual or the normed output");
-#ifdef CHAI_WITH_CUDA
-  if (x.device() == Device::kCuda &&
-      cuda::LinearAddNormIsOneKernel(x, weight, bias, *out, *residual, norm_weight, norm_bias, rms, *normed)) {
-    // The composition's checks (AddRmsNorm's / AddLayerNorm's) on its operands, then the one kernel.
-    Expect(norm_weight.numel() == weight.dim(0) && (rms || norm_bias.numel() == weight.dim(0)), op,
-           "norm weight or bias shape");
-    Backend(op, {&x, &weight, &bias, out, residual, &norm_weight, &norm_bias, normed});
-    cuda::LinearAddNorm(x, weight, bias, out, residual, norm_weight, norm_bias, eps, rms, normed, then);
-    return;
-  }
-#endif
-  Linear(x, weight, bias, out);
-  if (rms) {
-    AddRmsNorm(residual, *out, norm_weight, eps, normed, then);
-  } else {
-    AddLayerNorm(residual, *out, norm_weight, norm_bias, eps, normed, then);
-  }
-}
-
 bool LinearFusedIsOneKernel(const Tensor& x) {
 #ifdef CHAI_WITH_CUDA
   return x.device() == Device::kCuda && cuda::LinearFusedIsOneKernel(x);

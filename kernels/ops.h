@@ -65,15 +65,6 @@ bool LinearFusedIsOneKernel(const Tensor& x);
 // True when LinearFused with a mirror runs as that one kernel on these operands (Linear's decode
 // GEMV, weight rows a multiple of 8): where it is false, do not pass a mirror.
 bool LinearMirrorIsOneKernel(const Tensor& x, const Tensor& weight);
-// The end of a sublayer at TP = 1: out = Linear(x, weight, bias), then *residual += out and
-// *normed = the norm of *residual with (norm_weight, norm_bias): RMSNorm when rms (norm_bias unused),
-// else LayerNorm; i.e. Linear then AddRmsNorm / AddLayerNorm (with `then` their L2 hint), which is
-// what runs on the CPU and wherever the one kernel does not apply. On CUDA's decode GEMV it is one
-// kernel (the last CTA adds and normalises), bit for bit the composition. normed may alias
-// *residual (post-LN); out, x and the residual must not overlap.
-void LinearAddNorm(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor* out, Tensor* residual,
-                   const Tensor& norm_weight, const Tensor& norm_bias, float eps, bool rms, Tensor* normed,
-                   const L2Prefetch& then = {});
 // The first bytes, up to `budget`, of `weight` that Linear or LinearFused with this output (or
 // QkvLinearAppend: kStore) streams on rows like x's where its decode GEMV applies: a hint for the
 // kernel that runs before it to fetch them into L2 (kernels/l2_prefetch.h). Empty on the CPU and

@@ -35,7 +35,6 @@ Engine::Engine(ModelConfig config, ModelWeights weights, Communicator* comm, DTy
       fuse_every_step_(options.fuse_every_step),
       qkv_append_in_gemv_(options.qkv_append_in_gemv),
       allreduce_in_gemv_(options.allreduce_in_gemv.value_or(comm->size() == 2)),
-      addnorm_in_gemv_(options.addnorm_in_gemv),
       l2_prefetch_(options.l2_prefetch) {
   // Blocks hold at least CHAI's first 5 positions, so they can be read back in one copy.
   if (options.block_size < 8) {
@@ -207,13 +206,6 @@ Engine::SublayerInput Engine::OutputLinear(const SublayerInput& in, const Tensor
     const bool rms = config_.arch != Arch::kOpt;
     CheckCollective(comm_->AllReducePushedAddNorm(&o, x, norm_w, norm_b,
                                                   rms ? config_.rms_norm_eps : config_.layer_norm_eps, rms, &out));
-    return SublayerInput{out, Tensor(), false, in.act_in_gemv};
-  }
-  if (addnorm_in_gemv_ && comm_->size() == 1 && norm_w.defined()) {
-    Tensor out = in_place ? *x : NewActivation(x->dim(0), x->dim(1));
-    const bool rms = config_.arch != Arch::kOpt;
-    ops::LinearAddNorm(a, w, b, &o, x, norm_w, norm_b, rms ? config_.rms_norm_eps : config_.layer_norm_eps, rms, &out,
-                       then);
     return SublayerInput{out, Tensor(), false, in.act_in_gemv};
   }
   ops::Linear(a, w, b, &o);

@@ -113,10 +113,6 @@ struct EngineOptions {
   // was measured (LLaMA-7B on 2 x H200: 0.2-1.2% faster at batch 1, 0.3-1.1% at batch 8, logits
   // bit-identical), off at TP = 3-4 until measured there. CHAI_ALLREDUCE_IN_GEMV=0|1 forces it.
   std::optional<bool> allreduce_in_gemv;
-  // Decode steps at TP = 1 (an experiment, off unless CHAI_DECODE_ADDNORM_IN_GEMV=1): the o and
-  // down GEMVs end with the residual add and the next norm (ops::LinearAddNorm: the last CTA of the
-  // GEMV does them), one kernel a sublayer fewer; results bit-identical.
-  bool addnorm_in_gemv = false;
   // Decode steps on GPUs: bytes of the next GEMV's weights that the kernel before it fetches into
   // L2 while its own latency-bound work leaves DRAM idle (kernels/l2_prefetch.h): attention for
   // the o projection, the add + norm kernels for the GEMV that reads their output. 0: off.
@@ -221,7 +217,6 @@ class Engine {
   bool fuse_every_step_;
   bool qkv_append_in_gemv_;
   bool allreduce_in_gemv_;
-  bool addnorm_in_gemv_;
   EngineOptions::L2PrefetchBudget l2_prefetch_;
   // By (attention policy, batch size, length bucket): a recorded step holds the policy's launch
   // hints (CHAI layers' kernels), so a run under another policy (chai bench --compare switches

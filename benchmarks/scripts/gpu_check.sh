@@ -22,8 +22,7 @@
 # vssdpa (decode attention against PyTorch SDPA in one call: both benchmarks alternating, then the ratios),
 # passes (the attention and engine tests, then each kernel-4 pass of CHAI decode attention timed alone, ncu),
 # boundary (batch-1 GEMV chains: one kernel per GEMV against one persistent kernel with grid barriers),
-# arpush (TP > 1: the row-parallel GEMVs push their partials into the IPC all-reduce themselves),
-# addnorm (TP = 1: the o and down GEMVs end with the residual add + norm: tests, fixtures, LLaMA-7B off/on).
+# arpush (TP > 1: the row-parallel GEMVs push their partials into the IPC all-reduce themselves).
 set -uo pipefail
 modes=" ${*:-all} "
 [ "$modes" = " all " ] && modes=" test bench e2e chai "
@@ -127,7 +126,6 @@ targets=()
 [ "$modes" = " abe2e " ] && targets=(--target chai ops_gpu_test fused_ops_gpu_test linear_fused_gpu_test pdl_gpu_test engine_gpu_test)
 [ "$modes" = " splits " ] && targets=(--target chai attention_bench)
 [ "$modes" = " qkvappend " ] && targets=(--target chai qkv_append_gpu_test fused_ops_gpu_test engine_gpu_test)
-[ "$modes" = " addnorm " ] && targets=(--target chai linear_add_norm_gpu_test linear_fused_gpu_test ops_gpu_test)
 [ "$modes" = " b1attn " ] && targets=(--target chai attention_bench paged_attention_gpu_test)
 [ "$modes" = " abtpot " ] && targets=(--target chai qkv_append_gpu_test fused_ops_gpu_test engine_gpu_test)
 { [ "$modes" = " fusion " ] || [ "$modes" = " pdlab " ]; } && targets=(--target chai qkv_append_gpu_test
@@ -181,7 +179,6 @@ has passes && run_mode passes
 has stream && run_mode stream
 has boundary && run_mode boundary
 has arpush && run_mode arpush
-has addnorm && run_mode addnorm
 has splits && run_mode splits
 has sdpa && run_mode sdpa
 has vssdpa && run_mode vssdpa

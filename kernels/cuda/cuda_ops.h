@@ -27,16 +27,6 @@ bool LinearMirrorIsOneKernel(const Tensor& x, const Tensor& weight);
 // gemv.cu: ops::LinearReadsFirst for the GEMV configuration that would be launched.
 L2Prefetch GemvReadsFirst(const Tensor& x, const Tensor& weight, ops::LinearOutput output, int64_t budget,
                           bool alternate);
-// gemv.cu: ops::LinearAddNorm in one GEMV kernel (the last CTA adds and normalises:
-// gemv_add_norm.cuh) where LinearAddNormIsOneKernel: the decode GEMV applies, every operand of
-// x's dtype, rows of whole 16-byte vectors, all 16-byte aligned, a row's norm threads within the
-// GEMV's CTA.
-bool LinearAddNormIsOneKernel(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& out,
-                              const Tensor& residual, const Tensor& norm_weight, const Tensor& norm_bias, bool rms,
-                              const Tensor& normed);
-void LinearAddNorm(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor* out, Tensor* residual,
-                   const Tensor& norm_weight, const Tensor& norm_bias, float eps, bool rms, Tensor* normed,
-                   const L2Prefetch& then);
 void Relu(Tensor* x);
 void SiluMul(const Tensor& gate, const Tensor& up, Tensor* out);
 void SiluMulFused(const Tensor& gate_up, Tensor* out);

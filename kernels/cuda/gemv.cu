@@ -24,11 +24,7 @@ struct SplitScratch {
   int64_t max_ctas = 0;
   unsigned* counters = nullptr;
   int64_t counter_count = 0;
-  unsigned* grid_counter = nullptr;  // the add + norm tail's CTAs arrived (gemv_add_norm.cuh)
 };
-
-// Elements of a 16-byte vector in the GEMV's dtypes (fp16, bf16).
-constexpr int64_t kVec16Bytes = 8;
 
 // Split-K CTAs never exceed SmCount() * kMaxMinBlocks in all, over fewer than SmCount() row blocks.
 constexpr int kMaxMinBlocks = 8;
@@ -42,9 +38,8 @@ const SplitScratch& Scratch() {
     CHAI_CUDA_CHECK(cudaMalloc(&sc.partials, sc.partial_floats * sizeof(float)));
     sc.max_ctas = int64_t{SmCount()} * kMaxMinBlocks;
     CHAI_CUDA_CHECK(cudaMalloc(&sc.squares, sc.max_ctas * kGemvMaxTokens * sizeof(float)));
-    CHAI_CUDA_CHECK(cudaMalloc(&sc.counters, (sc.counter_count + 1) * sizeof(unsigned)));
-    CHAI_CUDA_CHECK(cudaMemsetAsync(sc.counters, 0, (sc.counter_count + 1) * sizeof(unsigned), CurrentStream()));
-    sc.grid_counter = sc.counters + sc.counter_count;
+    CHAI_CUDA_CHECK(cudaMalloc(&sc.counters, sc.counter_count * sizeof(unsigned)));
+    CHAI_CUDA_CHECK(cudaMemsetAsync(sc.counters, 0, sc.counter_count * sizeof(unsigned), CurrentStream()));
     return sc;
   }();
   return scratch;
@@ -99,7 +94,6 @@ void LaunchGemv(GemvArgs args, const gemv::QkvAppend& qkv) {
     args.squares = sc.squares;
     args.counters = sc.counters;
   }
-  if constexpr (kOut == gemv::Output::kStoreAddNorm) args.add_norm.counter = Scratch().grid_counter;
   args.l2_prefetch = PdlEnabled();
   auto* kernel = GemvKernel<T, kWarps, kR, kU, kMinBlocks, kIn, kOut>;
   const dim3 grid(static_cast<unsigned>(row_blocks), static_cast<unsigned>(splits));
@@ -127,8 +121,6 @@ void LaunchTyped(Input in, Output out, const GemvArgs& args, const gemv::QkvAppe
       LaunchGemv<T, kWarps, kR, kU, kMinBlocks, Input::kPlain, Output::kQkvAppend>(args, qkv);
     } else if (in == Input::kPlain && out == Output::kStoreMirror) {
       LaunchGemv<T, kWarps, kR, kU, kMinBlocks, Input::kPlain, Output::kStoreMirror>(args, qkv);
-    } else if (in == Input::kPlain && out == Output::kStoreAddNorm) {
-      LaunchGemv<T, kWarps, kR, kU, kMinBlocks, Input::kPlain, Output::kStoreAddNorm>(args, qkv);
     } else if (in == Input::kPlain) {
       LaunchGemv<T, kWarps, kR, kU, kMinBlocks, Input::kPlain, Output::kSiluMul>(args, qkv);
     } else if (out == Output::kStore) {
@@ -309,52 +301,6 @@ void GemvFused(const Tensor& x, const Tensor& weight, const Tensor& bias, const 
     args.mirror = *fusion.mirror;
   }
   kVariants[FusedVariant(tokens, k, n)].launch(x.dtype(), norm ? Input::kRmsNorm : Input::kPlain, o, args, {});
-}
-
-bool LinearAddNormIsOneKernel(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& out,
-                        const Tensor& residual, const Tensor& norm_weight, const Tensor& norm_bias, bool rms,
-                        const Tensor& normed) {
-  if (!GemvApplies(x, weight)) return false;
-  const DType dtype = x.dtype();
-  const int64_t n = weight.dim(0);
-  for (const Tensor* t : {&bias, &norm_bias}) {
-    if (t->defined() && t->dtype() != dtype) return false;
-  }
-  if (out.dtype() != dtype || residual.dtype() != dtype || normed.dtype() != dtype || norm_weight.dtype() != dtype) {
-    return false;
-  }
-  // The norm kernel's wide path (rows of whole 16-byte vectors) with its thread count, which the
-  // GEMV's CTA must hold for the sums to run in the norm kernel's order.
-  const void* b = !rms && norm_bias.defined() ? norm_bias.raw() : nullptr;
-  if (n % kVec16Bytes != 0 || !Aligned(16, {out.raw(), residual.raw(), normed.raw(), norm_weight.raw(), b})) {
-    return false;
-  }
-  const Variant& v = kVariants[FusedVariant(x.dim(0), x.dim(1), n)];
-  return NormRowThreads(n / kVec16Bytes) <= v.warps * 32;
-}
-
-void LinearAddNorm(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor* out, Tensor* residual,
-                 const Tensor& norm_weight, const Tensor& norm_bias, float eps, bool rms, Tensor* normed,
-                 const L2Prefetch& then) {
-  const int64_t tokens = x.dim(0), k = x.dim(1), n = weight.dim(0);
-  if (tokens == 0 || n == 0) return;
-  if (!LinearAddNormIsOneKernel(x, weight, bias, *out, *residual, norm_weight, norm_bias, rms, *normed)) {
-    std::fprintf(stderr, "chai: internal error in CUDA op LinearAddNorm: GEMV called on %s x %s (unsupported)\n",
-                 x.ShapeString().c_str(), weight.ShapeString().c_str());
-    std::abort();
-  }
-  Scratch();
-  GemvArgs args = MakeArgs(x, weight, bias, out);
-  gemv::AddNorm& a = args.add_norm;
-  a.x = residual->raw();
-  a.weight = norm_weight.raw();
-  a.bias = !rms && norm_bias.defined() ? norm_bias.raw() : nullptr;
-  a.normed = normed->raw();
-  a.eps = eps;
-  a.rms = rms;
-  a.threads = NormRowThreads(n / kVec16Bytes);
-  a.then = then;
-  kVariants[FusedVariant(tokens, k, n)].launch(x.dtype(), Input::kPlain, Output::kStoreAddNorm, args, {});
 }
 
 bool QkvLinearAppendIsOneKernel(const Tensor& x, const Tensor& weight, const Tensor& bias, int head_dim,

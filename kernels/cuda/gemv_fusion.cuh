@@ -23,9 +23,8 @@ namespace chai::cuda::gemv {
 enum class Input { kPlain, kRmsNorm };              // B = x, or x * w_norm with the norm's scale on the sums
 // out = P, out += P, out = SiLU(gate) * up of P's halves, out = ReLU(P), P's Q | K | V heads
 // split, rotated and K, V appended to the paged cache (QkvAppend below), or out = P also written
-// into the peers' all-reduce receive slots (WriteMirrored below), or out = P and then the last CTA
-// adds out into the residual stream and normalises it (gemv_add_norm.cuh)
-enum class Output { kStore, kAddTo, kSiluMul, kRelu, kQkvAppend, kStoreMirror, kStoreAddNorm };
+// into the peers' all-reduce receive slots (WriteMirrored below)
+enum class Output { kStore, kAddTo, kSiluMul, kRelu, kQkvAppend, kStoreMirror };
 
 // RMSNorm folded into the product, for a row of y = RmsNorm(x) * w_norm read by the GEMV:
 //   (W y)[n] = sum_k W[n][k] x[k] inv w_norm[k] = inv * sum_k W[n][k] (x[k] w_norm[k]),

@@ -54,9 +54,7 @@
 //   norm kernel it saved.)
 // - Peer mirror (kStoreMirror, gemv::WriteMirrored): a plain store that also writes each 16-byte
 //   output group into this rank's receive slots of the flag-free IPC all-reduce on every peer
-//   (kernels/peer_mirror.h), for row-parallel layers at TP > 1 (on by default at TP = 2).
-// - Add + norm tail (kStoreAddNorm, gemv_add_norm.cuh): a plain store, then the last CTA of the
-//   grid adds the output into the residual stream and normalises it (ops::LinearAddNorm).
+//   (kernels/peer_mirror.h), for row-parallel layers at TP > 1 (CHAI_ALLREDUCE_IN_GEMV=1).
 // The epilogues cost nothing measurable.
 #ifndef CHAI_KERNELS_CUDA_GEMV_KERNEL_CUH_
 #define CHAI_KERNELS_CUDA_GEMV_KERNEL_CUH_
@@ -68,7 +66,6 @@
 #include <type_traits>
 
 #include "kernels/cuda/cuda_utils.cuh"
-#include "kernels/cuda/gemv_add_norm.cuh"
 #include "kernels/cuda/gemv_fusion.cuh"
 #include "kernels/cuda/gemv_tile.cuh"
 #include "kernels/cuda/pdl.cuh"
@@ -104,8 +101,6 @@ struct GemvArgs {
   float* squares = nullptr;
   // kStoreMirror: the peers' receive slots the outputs are also written into (gemv::WriteMirrored).
   PeerMirror mirror;
-  // kStoreAddNorm: the residual stream, norm and grid counter of the tail (gemv::AddNormTail).
-  gemv::AddNorm add_norm;
 };
 
 // The CTA's outputs from its sums (`sum`, see gemv::WriteOutputs), by kOut.
@@ -117,8 +112,6 @@ __device__ __forceinline__ void WriteCta(const Sum& sum, const T* __restrict__ b
     gemv::WriteQkvAppend<T, kRows>(sum, bias, tokens, n / 2, first, out, qkv, threads);
   } else if constexpr (kOut == gemv::Output::kStoreMirror) {
     gemv::WriteMirrored<T, kRows>(sum, bias, tokens, n, first, out, mirror, threads);
-  } else if constexpr (kOut == gemv::Output::kStoreAddNorm) {
-    gemv::WriteOutputs<T, kRows, gemv::Output::kStore>(sum, bias, tokens, n, first, out, threads);
   } else {
     gemv::WriteOutputs<T, kRows, kOut>(sum, bias, tokens, n, first, out, threads);
   }
@@ -163,8 +156,6 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks) GemvKernel(const Gemv
     }
   }();
   if (args.l2_prefetch) gemv::PrefetchFirstTile<T, kWarps, kR, kU, 1>(w, k, rows, cb, ce);
-  constexpr bool kAddNorm = kOut == gemv::Output::kStoreAddNorm;
-  if constexpr (kAddNorm) gemv::PrefetchAddNormWeights<T>(args.add_norm, n);
   PdlWait();
 
   // The lane's B column: token g (columns past T read token T - 1; their outputs are discarded),
@@ -213,7 +204,6 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks) GemvKernel(const Gemv
       WriteCta<T, kRows, kOut>([&](int e) { return TileSum<kWarps, kR>(partial, e); }, bias, tokens, n, rows.first,
                                out, qkv, args.mirror, kWarps * 32);
     }
-    if constexpr (kAddNorm) gemv::AddNormTail<T>(args.add_norm, out, tokens, n);
     return;
   }
   float* mine = args.partials + (rb * splits + split) * (kRows * 8);
@@ -248,7 +238,6 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks) GemvKernel(const Gemv
     WriteCta<T, kRows, kOut>(split_sum, bias, tokens, n, rows.first, out, qkv, args.mirror, kWarps * 32);
   }
   if (threadIdx.x == 0) args.counters[rb] = 0;  // ready for the next launch
-  if constexpr (kAddNorm) gemv::AddNormTail<T>(args.add_norm, out, tokens, n);
 }
 
 }  // namespace
