@@ -3,6 +3,7 @@
 #include <sched.h>
 
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -52,6 +53,17 @@ void ModelOptions::Register(FlagParser* flags) {
 std::string DefaultModelConfig() { return std::string(CHAI_CONFIG_DIR) + "/models/opt-125m.json"; }
 
 namespace {
+
+// A 0|1 switch of the decode step from the environment: nullopt when unset (the EngineOptions
+// default stands), an error for anything but 0 or 1. The switches (CHAI_DECODE_QKV_APPEND,
+// CHAI_ALLREDUCE_IN_GEMV) and their defaults: runtime/engine.h.
+absl::StatusOr<std::optional<bool>> EnvSwitch(const char* name) {
+  const char* value = std::getenv(name);
+  if (value == nullptr) return std::optional<bool>();
+  const std::string v = value;
+  if (v != "0" && v != "1") return absl::InvalidArgumentError(absl::StrCat(name, " must be 0 or 1, got '", v, "'"));
+  return std::optional<bool>(v == "1");
+}
 
 // CHAI_L2_PREFETCH=<attention MB>,<norm MB>[,alt] (EngineOptions::l2_prefetch): MB of the next
 // GEMV's weights fetched into L2 by decode attention and by the add + norm kernels.
@@ -260,19 +272,15 @@ absl::StatusOr<LoadedModel> LoadModel(const ModelOptions& options, int64_t seque
                        : mode == "all" ? LinearFusion::kAll
                                        : LinearFusion::kActivation;
   }
-  if (const char* a = std::getenv("CHAI_DECODE_QKV_APPEND")) {  // 0 | 1 (the default)
-    const std::string v = a;
-    if (v != "0" && v != "1") {
-      return absl::InvalidArgumentError(absl::StrCat("CHAI_DECODE_QKV_APPEND must be 0 or 1, got '", v, "'"));
-    }
-    kv.qkv_append_in_gemv = v == "1";
+  if (auto on = EnvSwitch("CHAI_DECODE_QKV_APPEND"); !on.ok()) {
+    return on.status();
+  } else if (on->has_value()) {
+    kv.qkv_append_in_gemv = **on;
   }
-  if (const char* a = std::getenv("CHAI_ALLREDUCE_IN_GEMV")) {  // 0 | 1; unset: on at TP = 2 (EngineOptions)
-    const std::string v = a;
-    if (v != "0" && v != "1") {
-      return absl::InvalidArgumentError(absl::StrCat("CHAI_ALLREDUCE_IN_GEMV must be 0 or 1, got '", v, "'"));
-    }
-    kv.allreduce_in_gemv = v == "1";
+  if (auto on = EnvSwitch("CHAI_ALLREDUCE_IN_GEMV"); !on.ok()) {
+    return on.status();
+  } else if (on->has_value()) {
+    kv.allreduce_in_gemv = **on;
   }
   if (const char* l2 = std::getenv("CHAI_L2_PREFETCH")) {
     auto budget = ParseL2Prefetch(l2);

@@ -156,34 +156,23 @@ TEST(BadFlags, UnknownDecodeFusion) {
   unsetenv("CHAI_DECODE_FUSION");
 }
 
-TEST(BadFlags, UnknownQkvAppendSwitch) {
-  const std::string args = "generate --model " + FixtureDir("llama-gqa") + " --prompt-ids 1,2 --max-new-tokens 2";
-  for (const char* v : {"0", "1"}) {
-    setenv("CHAI_DECODE_QKV_APPEND", v, 1);
-    const ChaiCliResult r = RunChaiCli(args);
-    EXPECT_EQ(r.exit_code, 0) << v << ": " << r.err;
-  }
-  for (const char* v : {"yes", "2", ""}) {
-    setenv("CHAI_DECODE_QKV_APPEND", v, 1);
-    ExpectError(args, std::string("CHAI_DECODE_QKV_APPEND must be 0 or 1, got '") + v + "'");
-  }
-  unsetenv("CHAI_DECODE_QKV_APPEND");
-}
 
-// CHAI_ALLREDUCE_IN_GEMV (TP > 1 on GPUs only) is still checked everywhere; on one CPU rank it
-// changes nothing.
-TEST(BadFlags, UnknownAllReduceInGemvSwitch) {
+// The 0|1 switches of the decode step. Each is checked everywhere, also where it changes nothing
+// (CHAI_ALLREDUCE_IN_GEMV acts at TP > 1 on GPUs only, CHAI_DECODE_QKV_APPEND on GPUs only).
+TEST(BadFlags, UnknownZeroOrOneSwitches) {
   const std::string args = "generate --model " + FixtureDir("llama-gqa") + " --prompt-ids 1,2 --max-new-tokens 2";
-  for (const char* v : {"0", "1"}) {
-    setenv("CHAI_ALLREDUCE_IN_GEMV", v, 1);
-    const ChaiCliResult r = RunChaiCli(args);
-    EXPECT_EQ(r.exit_code, 0) << v << ": " << r.err;
+  for (const char* name : {"CHAI_DECODE_QKV_APPEND", "CHAI_ALLREDUCE_IN_GEMV"}) {
+    for (const char* v : {"0", "1"}) {
+      setenv(name, v, 1);
+      const ChaiCliResult r = RunChaiCli(args);
+      EXPECT_EQ(r.exit_code, 0) << name << "=" << v << ": " << r.err;
+    }
+    for (const char* v : {"yes", "on", "2", ""}) {
+      setenv(name, v, 1);
+      ExpectError(args, std::string(name) + " must be 0 or 1, got '" + v + "'");
+    }
+    unsetenv(name);
   }
-  for (const char* v : {"on", "2", ""}) {
-    setenv("CHAI_ALLREDUCE_IN_GEMV", v, 1);
-    ExpectError(args, std::string("CHAI_ALLREDUCE_IN_GEMV must be 0 or 1, got '") + v + "'");
-  }
-  unsetenv("CHAI_ALLREDUCE_IN_GEMV");
 }
 
 TEST(BadFlags, UnknownL2PrefetchBudget) {
