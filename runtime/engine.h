@@ -111,7 +111,7 @@ struct EngineOptions {
   // (ops::LinearFused with a mirror), which then only receives (Communicator::AllReducePushedAddNorm):
   // the push leaves the all-reduce's critical path. Unset (the default): on at TP = 2, where it
   // was measured (LLaMA-7B on 2 x H200: 0.2-1.2% faster at batch 1, 0.3-1.1% at batch 8, logits
-  // bit-identical), off at TP = 3-4 until measured there. CHAI_ALLREDUCE_IN_GEMV=0|1 forces it.
+  // bit-identical), off at TP = 3-4 (4 x H200: no gain at batch 1). CHAI_ALLREDUCE_IN_GEMV=0|1 forces it.
   std::optional<bool> allreduce_in_gemv;
   // Decode steps on GPUs: bytes of the next GEMV's weights that the kernel before it fetches into
   // L2 while its own latency-bound work leaves DRAM idle (kernels/l2_prefetch.h): attention for

@@ -54,7 +54,7 @@
 //   norm kernel it saved.)
 // - Peer mirror (kStoreMirror, gemv::WriteMirrored): a plain store that also writes each 16-byte
 //   output group into this rank's receive slots of the flag-free IPC all-reduce on every peer
-//   (kernels/peer_mirror.h), for row-parallel layers at TP > 1 (CHAI_ALLREDUCE_IN_GEMV=1).
+//   (kernels/peer_mirror.h), for row-parallel layers at TP > 1 (by default at TP = 2).
 // The epilogues cost nothing measurable.
 #ifndef CHAI_KERNELS_CUDA_GEMV_KERNEL_CUH_
 #define CHAI_KERNELS_CUDA_GEMV_KERNEL_CUH_

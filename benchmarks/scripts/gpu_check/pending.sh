@@ -5,13 +5,11 @@
 # the fifteenth to seventeenth sessions. The one-launch CHAI experiments (8d8d4c4) and four forms
 # of the sequential cluster pass (383723f, 6dd9de9, 5bc95a5, 34bc8ea) ran there: correct, slower
 # than the two passes everywhere (attention-decode-h200.md).
-# Waiting for 4 GPUs: issue 8's all-reduce pushed by the GEMV (CHAI_ALLREDUCE_IN_GEMV; fd851c6,
-# back on main at 575e38f) ran on 2 x H200 in the eighteenth session: ipc_allreduce np 2 with its
-# MirroredGemvThenPushedAddNormEqualsUnfused case, the fixtures bit-identical off/on at TP = 2,
-# tp_gpu_test with it on, and LLaMA-7B TP = 2 1.2% faster at batch 1 (llama-7b-tp-scaling-h200.md);
-# it is the default at TP = 2 since. At TP = 3-4 it is off until `ARPUSH_ROUNDS=2 bash
-# benchmarks/scripts/gpu_check.sh arpush` runs on 4 GPUs (np 4 tests, TP = 4 on/off timing); if
-# TP = 4 is faster there, make the default cover it (Engine's allreduce_in_gemv_ value_or).
+# Issue 8's all-reduce pushed by the GEMV (CHAI_ALLREDUCE_IN_GEMV; fd851c6, back on main at 575e38f)
+# ran in the eighteenth session on 2 x H200 (tests, fixtures bit-identical, 0-1.2% faster: the
+# default at TP = 2) and on 4 x H200 (np 4 tests and fixtures bit-identical; no gain at batch 1:
+# off by default at TP = 3-4). Nothing waits for a GPU now. (The add + norm in the GEMV's last CTA,
+# 759e9ab, ran the same session: slower, reverted by 8eed309.)
 # What the thirteenth session left ran on H200s: every gpu-labelled test, memcheck and the PDL
 # reruns on the dense pass's bulk-copy default (GPU-07721f8b, `gpu_check.sh test chai`), LLaMA-7B
 # end to end and SDPA in the same call (`gpu_check.sh vssdpa e2e`), and the 48 KB scores ring's
