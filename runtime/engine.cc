@@ -61,6 +61,11 @@ absl::StatusOr<std::unique_ptr<Sequence>> Engine::NewSequence() {
                                     weights_.local_kv_heads);
 }
 
+bool Engine::GemvPushesAllReduce() const {
+  PeerMirror probe;
+  return allreduce_in_gemv_ && comm_->size() > 1 && comm_->AddNormMirror(1, config_.hidden_size, dtype_, &probe);
+}
+
 Tensor Engine::ToDevice(const Tensor& host) const { return device_ == Device::kCpu ? host : host.To(device_); }
 
 Tensor Engine::NewActivation(int64_t rows, int64_t cols) const { return Tensor::Empty({rows, cols}, dtype_, device_); }

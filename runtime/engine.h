@@ -143,6 +143,10 @@ class Engine {
   const StepTimes& step_times() const { return times_; }
   void ResetStepTimes() { times_ = {}; }
   void set_attention_policy(AttentionPolicy* policy) { policy_ = policy; }
+  // Whether decode steps' o and down GEMVs push their partial output into the IPC all-reduce
+  // themselves (EngineOptions::allreduce_in_gemv, where the communicator's path offers it), for
+  // benchmark headers.
+  bool GemvPushesAllReduce() const;
 
   // A new, empty sequence; an error when max_sequences are alive already.
   absl::StatusOr<std::unique_ptr<Sequence>> NewSequence();

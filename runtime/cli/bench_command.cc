@@ -186,9 +186,11 @@ absl::Status RunBench(const std::vector<std::string>& args) {
   const bool rank0 = m->comm->rank() == 0;
   const std::string device = model.device == "cuda" ? CurrentDeviceName() : "cpu";
   const std::string name = model.model.empty() ? DefaultModelConfig() : model.model;
+  const std::string communicator =
+      m->comm->Describe() + (m->engine->GemvPushesAllReduce() ? "; the o and down GEMVs push into it" : "");
   if (rank0) {
     std::printf("model %s, %s, %s, TP=%d (%s), CHAI %s\n", name.c_str(), device.c_str(), model.dtype.c_str(),
-                m->comm->size(), m->comm->Describe().c_str(), model.chai.c_str());
+                m->comm->size(), communicator.c_str(), model.chai.c_str());
     PrintTuningEnvironment(tuning);
     std::printf("| %sbatch | input | output | TTFT ms | TPOT ms | tokens/s | floor ms | TPOT/floor | memory floor ms "
                 "| all-reduce floor ms | all-reduce us (bytes) | KV B/token | weights GiB | KV pool GiB | prefill TFLOP/s "
@@ -243,7 +245,7 @@ absl::Status RunBench(const std::vector<std::string>& args) {
   if (rank0 && compare) PrintComparison(model.chai, compared);
   if (!rank0 || json_path.empty()) return absl::OkStatus();
   Json out = BenchJsonHeader("latency", name, device, model.dtype, m->comm->size(), model.chai, tuning);
-  out.Set("communicator", Json(m->comm->Describe()));
+  out.Set("communicator", Json(communicator));
   out.Set("runs", std::move(runs));
   if (compare) out.Set("comparison", ComparisonJson(compared));
   if (auto s = WriteJsonFile(json_path, out); !s.ok()) return absl::Status(s.code(), absl::StrCat("--json: ", s.message()));
