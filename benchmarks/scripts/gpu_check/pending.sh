@@ -9,7 +9,7 @@
 # ran in the eighteenth session on 2 x H200 (tests, fixtures bit-identical, 0-1.2% faster: the
 # default at TP = 2) and on 4 x H200 (np 4 tests and fixtures bit-identical; no gain at batch 1:
 # off by default at TP = 3-4). Waiting for a GPU: only GemvReadsFirst, moved as it was from gemv.cu
-# to gemv_reads_first.cc (1083ca6): l2_prefetch_gpu_test checks it. (The add + norm in the GEMV's last CTA,
+# to gemv_reads_first.cc (16b96e8's parent): l2_prefetch_gpu_test checks it. (The add + norm in the GEMV's last CTA,
 # 759e9ab, ran the same session: slower, reverted by 8eed309.)
 # What the thirteenth session left ran on H200s: every gpu-labelled test, memcheck and the PDL
 # reruns on the dense pass's bulk-copy default (GPU-07721f8b, `gpu_check.sh test chai`), LLaMA-7B
