@@ -8,8 +8,7 @@
 # Issue 8's all-reduce pushed by the GEMV (CHAI_ALLREDUCE_IN_GEMV; fd851c6, back on main at 575e38f)
 # ran in the eighteenth session on 2 x H200 (tests, fixtures bit-identical, 0-1.2% faster: the
 # default at TP = 2) and on 4 x H200 (np 4 tests and fixtures bit-identical; no gain at batch 1:
-# off by default at TP = 3-4). Waiting for a GPU: only GemvReadsFirst, moved as it was from gemv.cu
-# to gemv_reads_first.cc (16b96e8's parent): l2_prefetch_gpu_test checks it. (The add + norm in the GEMV's last CTA,
+# off by default at TP = 3-4). Nothing waits for a GPU now. (The add + norm in the GEMV's last CTA,
 # 759e9ab, ran the same session: slower, reverted by 8eed309.)
 # What the thirteenth session left ran on H200s: every gpu-labelled test, memcheck and the PDL
 # reruns on the dense pass's bulk-copy default (GPU-07721f8b, `gpu_check.sh test chai`), LLaMA-7B
@@ -22,7 +21,7 @@
 # LLaMA-7B end to end with CHAI_DECODE_FUSION=activation (the default) and =all, alternating
 # (PENDING_BATCHES, default 1,8; prompts 512 and 2048).
 parallel_gtests pending ops_gpu_test fused_ops_gpu_test linear_fused_gpu_test pdl_gpu_test engine_gpu_test \
-  qkv_append_gpu_test paged_attention_gpu_test l2_prefetch_gpu_test
+  qkv_append_gpu_test paged_attention_gpu_test
 grep -h "identical fused and unfused\|outputs differ from RmsNorm" "$OUT"/pending-*.log | head -20
 timeout 240 compute-sanitizer --tool memcheck --leak-check no --error-exitcode 9 build-gpu/tests/linear_fused_gpu_test \
   --gtest_brief=1 > "$OUT/pending-memcheck-linear.log" 2>&1
