@@ -5,8 +5,8 @@
 // T <= 8), each called directly, and a sweep of the GEMV's launch configurations (fp16); last,
 // ops::LinearFused against the plain GEMV at the fusions the engine uses.
 //
-//   gemm_bench [samples=20] [fused | splits]   (fused: only the LinearFused and QkvLinearAppend tables, the
-//   last two; splits: only the split-of-K sweep at the tensor-parallel shards, SplitsTable)
+//   gemm_bench [samples=20] [fused | shards]   (fused: only the LinearFused and QkvLinearAppend tables, the
+//   last two; shards: only the configurations at the tensor-parallel shards, ShardsTable)
 //
 // Each sample is one CUDA-event-timed pass over several weight copies (together well past the
 // L2 cache, so decode GEMMs stream their weights from DRAM as in a real decode step); the
@@ -344,11 +344,12 @@ void QkvAppendTable(int samples, double copy_gbs, int l2_bytes) {
   }
 }
 
-// The decode GEMV's split of K swept at the tensor-parallel shards the engine runs (LLaMA-7B at
-// TP = 1, 2, 4; OPT-66B at TP = 4), fp16, T = 1, default configuration: the planned grid against
-// forced splits. A grid of more CTAs than fit the chip runs in waves, the last one partial; more
-// splits make each CTA's work smaller, at the cost of the partials' round trip.
-void SplitsTable(int samples, double copy_gbs, int l2_bytes, int sms) {
+// The decode GEMV's launch configurations at the tensor-parallel shards the engine runs (LLaMA-7B
+// at TP = 1, 2, 4; OPT-66B at TP = 4), fp16, T = 1: per shape the default's grid (row blocks, waves
+// of resident CTAs, how evenly its warps share a CTA's K span), then every configuration.
+// (Splitting K over more CTAs than the plan does was swept here too, on an H200: slower at every
+// shape, 2-15 us, since each CTA's work shrinks to a round trip or two; gemm-h200.md.)
+void ShardsTable(int samples, double copy_gbs, int l2_bytes, int sms) {
   const DecodeShape shapes[] = {
       {"llama tp1 qkv", 4096, 12288},   {"llama tp1 o", 4096, 4096},      {"llama tp1 gate|up", 4096, 22016},
       {"llama tp1 down", 11008, 4096},  {"llama tp2 qkv", 4096, 6144},    {"llama tp2 o", 2048, 4096},
@@ -357,44 +358,35 @@ void SplitsTable(int samples, double copy_gbs, int l2_bytes, int sms) {
       {"opt66b tp4 qkv", 9216, 6912},   {"opt66b tp4 o", 2304, 9216},     {"opt66b tp4 fc1", 9216, 9216},
       {"opt66b tp4 fc2", 9216, 9216},   {"opt66b tp4 lm_head", 9216, 12568},
   };
-  const int forced[] = {1, 2, 3, 4, 6, 8, 12, 16};
+  const int variants = cuda::GemvNumVariants();
   uint64_t state = 0x5EED5EEDull;
-  std::printf("\nGEMV split of K, fp16, T=1, default configuration (us / %% of copy bandwidth %.0f GB/s; "
-              "[s] = splits launched where it differs from the column's; ! = differs from the planned output)\n",
+  std::printf("\nGEMV configurations at the TP shards, fp16, T=1 (us / %% of copy bandwidth %.0f GB/s; * = the "
+              "default; ! = differs from the default's output)\n",
               copy_gbs);
-  std::printf("%-22s %-13s %6s %5s %7s %11s", "shape", "variant", "blocks", "waves", "planned", "planned_us");
-  for (int f : forced) std::printf("         s=%-2d", f);
+  std::printf("%-22s %6s %5s %7s", "shape", "blocks", "waves", "balance");
+  for (int v = 0; v < variants; ++v) std::printf(" %15s", cuda::GemvVariantName(v));
   std::printf("\n");
   for (const DecodeShape& s : shapes) {
     const cuda::GemvShapePlan plan = cuda::GemvPlan(s.k, s.n);
     const double weight_bytes = 2.0 * s.n * s.k;
     const int copies = std::max(2, static_cast<int>(4.0 * l2_bytes / weight_bytes) + 1);
-    std::vector<Tensor> weights, xs, outs, refs;
+    std::vector<Tensor> weights, xs, outs;
     for (int c = 0; c < copies; ++c) {
       weights.push_back(FastRandom({s.n, s.k}, DType::kF16, 1.f / 64, state));
       xs.push_back(FastRandom({1, s.k}, DType::kF16, 1.f, state));
       outs.push_back(Tensor::Empty({1, s.n}, DType::kF16, Device::kCuda));
     }
-    const double bytes = 2.0 * (s.k + s.n * s.k + s.n);
-    auto pct = [&](double us) { return 100.0 * bytes / (us * 1e-6) / 1e9 / copy_gbs; };
-    const double planned_us = MicrosPerCopy(samples, copies, [&](int c) { cuda::Gemv(xs[c], weights[c], Tensor(), &outs[c]); });
-    Check(cudaStreamSynchronize(cuda::CurrentStream()), "cudaStreamSynchronize");
+    cuda::Gemv(xs[0], weights[0], Tensor(), &outs[0]);
     const Tensor ref = outs[0].To(Device::kCpu);
-    const double resident = double(sms) * plan.ctas_per_sm;
-    std::printf("%-22s %-13s %6lld %5.2f %7lld %5.1f/%3.0f%%", s.name, plan.variant,
-                static_cast<long long>(plan.row_blocks), plan.row_blocks * plan.splits / resident,
-                static_cast<long long>(plan.splits), planned_us, pct(planned_us));
-    for (int f : forced) {
-      int launched = 0;
-      const double us = MicrosPerCopy(samples, copies, [&](int c) {
-        launched = cuda::Gemv(xs[c], weights[c], Tensor(), &outs[c], -1, f);
-      });
+    const double bytes = 2.0 * (s.k + s.n * s.k + s.n);
+    std::printf("%-22s %6lld %5.2f %7.2f", s.name, static_cast<long long>(plan.row_blocks),
+                plan.row_blocks * plan.splits / (double(sms) * plan.ctas_per_sm), plan.warp_balance);
+    for (int v = 0; v < variants; ++v) {
+      const double us = MicrosPerCopy(samples, copies, [&](int c) { cuda::Gemv(xs[c], weights[c], Tensor(), &outs[c], v); });
       Check(cudaStreamSynchronize(cuda::CurrentStream()), "cudaStreamSynchronize");
-      char cell[48];
-      const std::string note = launched != f ? "[" + std::to_string(launched) + "]" : "";
-      std::snprintf(cell, sizeof(cell), " %5.1f/%3.0f%%%s%s", us, pct(us), note.c_str(),
-                    RelErr(outs[0], ref) < 1e-2 ? "" : "!");
-      std::printf("%s", cell);
+      const bool is_default = std::string(cuda::GemvVariantName(v)) == plan.variant;
+      std::printf("  %6.1f/%3.0f%%%s%s", us, 100.0 * bytes / (us * 1e-6) / 1e9 / copy_gbs, is_default ? "*" : " ",
+                  RelErr(outs[0], ref) < 1e-2 ? " " : "!");
     }
     std::printf("\n");
   }
@@ -415,8 +407,8 @@ int Run(int samples, const std::string& mode) {
     QkvAppendTable(samples, copy_gbs, prop.l2CacheSize);
     return 0;
   }
-  if (mode == "splits") {
-    SplitsTable(samples, copy_gbs, prop.l2CacheSize, prop.multiProcessorCount);
+  if (mode == "shards") {
+    ShardsTable(samples, copy_gbs, prop.l2CacheSize, prop.multiProcessorCount);
     return 0;
   }
 
@@ -468,8 +460,8 @@ int main(int argc, char** argv) {
   }
   const int samples = argc > 1 ? std::max(1, std::atoi(argv[1])) : 20;
   const std::string mode = argc > 2 ? argv[2] : "";
-  if (!mode.empty() && mode != "fused" && mode != "splits") {
-    std::fprintf(stderr, "gemm_bench: unknown mode '%s' (expected fused or splits)\n", mode.c_str());
+  if (!mode.empty() && mode != "fused" && mode != "shards") {
+    std::fprintf(stderr, "gemm_bench: unknown mode '%s' (expected fused or shards)\n", mode.c_str());
     return 2;
   }
   return chai::Run(samples, mode);

@@ -26,20 +26,17 @@ struct SplitScratch {
   int64_t counter_count = 0;
 };
 
-// The planned split-K grids stay under SmCount() * kMaxMinBlocks CTAs over fewer than SmCount()
-// row blocks; a forced split (gemm_bench's sweep) may use up to SmCount() * kMaxSplitCtasPerSm CTAs
-// over any number of row blocks (one counter per row block).
+// Split-K CTAs never exceed SmCount() * kMaxMinBlocks in all, over fewer than SmCount() row blocks.
 constexpr int kMaxMinBlocks = 8;
-constexpr int kMaxSplitCtasPerSm = 32;
 constexpr int kMaxRows = 32;
 
 const SplitScratch& Scratch() {
   static SplitScratch scratch = [] {
     SplitScratch sc;
-    sc.max_ctas = int64_t{SmCount()} * kMaxSplitCtasPerSm;
-    sc.partial_floats = sc.max_ctas * kMaxRows * 8;
-    sc.counter_count = sc.max_ctas / 2;  // a split grid has two CTAs per row block at least
+    sc.partial_floats = int64_t{SmCount()} * kMaxMinBlocks * kMaxRows * 8;
+    sc.counter_count = SmCount();
     CHAI_CUDA_CHECK(cudaMalloc(&sc.partials, sc.partial_floats * sizeof(float)));
+    sc.max_ctas = int64_t{SmCount()} * kMaxMinBlocks;
     CHAI_CUDA_CHECK(cudaMalloc(&sc.squares, sc.max_ctas * kGemvMaxTokens * sizeof(float)));
     CHAI_CUDA_CHECK(cudaMalloc(&sc.counters, sc.counter_count * sizeof(unsigned)));
     CHAI_CUDA_CHECK(cudaMemsetAsync(sc.counters, 0, sc.counter_count * sizeof(unsigned), CurrentStream()));
@@ -56,17 +53,14 @@ struct GemvGrid {
 
 // Fewer row blocks than SMs: split K over CTAs, up to one full wave at the occupancy the kernel is
 // built for, each warp of a split keeping at least one full iteration (4 * kU chunks).
-// forced_splits > 0 asks for that many splits instead (within the same per-warp minimum).
-GemvGrid PlanGrid(int64_t n, int64_t k, bool paired, int r, int u, int warps, int min_blocks, int forced_splits = 0) {
+GemvGrid PlanGrid(int64_t n, int64_t k, bool paired, int r, int u, int warps, int min_blocks) {
   GemvGrid g;
   const int64_t per_block = paired ? 8 * r : 16 * r;
   g.row_blocks = ((paired ? n / 2 : n) + per_block - 1) / per_block;
   const int64_t chunks = k / 8;
   g.split_chunks = chunks;
-  const int64_t by_k = chunks / (4 * u * warps);
-  if (forced_splits > 0) {
-    g.splits = std::max<int64_t>(1, std::min<int64_t>(forced_splits, by_k));
-  } else if (g.row_blocks < SmCount()) {
+  if (g.row_blocks < SmCount()) {
+    const int64_t by_k = chunks / (4 * u * warps);
     g.splits = std::max<int64_t>(1, std::min<int64_t>(int64_t{SmCount()} * min_blocks / g.row_blocks, by_k));
   }
   if (g.splits > 1) {
@@ -79,12 +73,12 @@ GemvGrid PlanGrid(int64_t n, int64_t k, bool paired, int r, int u, int warps, in
 
 // args holds the operands and shape; the launch fills in the split, the grid and the prefetch flag.
 template <typename T, int kWarps, int kR, int kU, int kMinBlocks, gemv::Input kIn, gemv::Output kOut>
-void LaunchGemv(GemvArgs args, const gemv::QkvAppend& qkv, int forced_splits) {
+void LaunchGemv(GemvArgs args, const gemv::QkvAppend& qkv) {
   static_assert(kMinBlocks <= kMaxMinBlocks && 16 * kR <= kMaxRows, "split-K scratch too small");
   // A row block is 16 * kR rows of W, or with the SiLU epilogue 8 * kR output columns (as many
   // gate | up rows: the same blocks as the plain GEMV over the stacked weight).
   constexpr bool kPaired = kOut == gemv::Output::kSiluMul || kOut == gemv::Output::kQkvAppend;
-  const GemvGrid g = PlanGrid(args.n, args.k, kPaired, kR, kU, kWarps, kMinBlocks, forced_splits);
+  const GemvGrid g = PlanGrid(args.n, args.k, kPaired, kR, kU, kWarps, kMinBlocks);
   const int64_t row_blocks = g.row_blocks, splits = g.splits;
   args.split_chunks = g.split_chunks;
   args.partials = nullptr;
@@ -108,37 +102,35 @@ void LaunchGemv(GemvArgs args, const gemv::QkvAppend& qkv, int forced_splits) {
 
 using gemv::Input;
 using gemv::Output;
-// forced_splits: 0 for PlanGrid's split of K, else that many splits (gemm_bench's sweep).
-using LaunchFn = void (*)(DType dtype, Input in, Output out, const GemvArgs& args, const gemv::QkvAppend& qkv,
-                          int forced_splits);
+using LaunchFn = void (*)(DType dtype, Input in, Output out, const GemvArgs& args, const gemv::QkvAppend& qkv);
 
 // One configuration's launch for the dtype and fusions; configurations without kFusions have the
 // plain kernel only (the fused ones are built for the default configurations, see FusedVariant).
 template <typename T, int kWarps, int kR, int kU, int kMinBlocks, bool kFusions>
-void LaunchTyped(Input in, Output out, const GemvArgs& args, const gemv::QkvAppend& qkv, int splits) {
+void LaunchTyped(Input in, Output out, const GemvArgs& args, const gemv::QkvAppend& qkv) {
   if (in == Input::kPlain && out == Output::kStore) {
-    LaunchGemv<T, kWarps, kR, kU, kMinBlocks, Input::kPlain, Output::kStore>(args, qkv, splits);
+    LaunchGemv<T, kWarps, kR, kU, kMinBlocks, Input::kPlain, Output::kStore>(args, qkv);
     return;
   }
   if constexpr (kFusions) {
     if (in == Input::kPlain && out == Output::kAddTo) {
-      LaunchGemv<T, kWarps, kR, kU, kMinBlocks, Input::kPlain, Output::kAddTo>(args, qkv, splits);
+      LaunchGemv<T, kWarps, kR, kU, kMinBlocks, Input::kPlain, Output::kAddTo>(args, qkv);
     } else if (in == Input::kPlain && out == Output::kRelu) {
-      LaunchGemv<T, kWarps, kR, kU, kMinBlocks, Input::kPlain, Output::kRelu>(args, qkv, splits);
+      LaunchGemv<T, kWarps, kR, kU, kMinBlocks, Input::kPlain, Output::kRelu>(args, qkv);
     } else if (in == Input::kPlain && out == Output::kQkvAppend) {
-      LaunchGemv<T, kWarps, kR, kU, kMinBlocks, Input::kPlain, Output::kQkvAppend>(args, qkv, splits);
+      LaunchGemv<T, kWarps, kR, kU, kMinBlocks, Input::kPlain, Output::kQkvAppend>(args, qkv);
     } else if (in == Input::kPlain && out == Output::kStoreMirror) {
-      LaunchGemv<T, kWarps, kR, kU, kMinBlocks, Input::kPlain, Output::kStoreMirror>(args, qkv, splits);
+      LaunchGemv<T, kWarps, kR, kU, kMinBlocks, Input::kPlain, Output::kStoreMirror>(args, qkv);
     } else if (in == Input::kPlain) {
-      LaunchGemv<T, kWarps, kR, kU, kMinBlocks, Input::kPlain, Output::kSiluMul>(args, qkv, splits);
+      LaunchGemv<T, kWarps, kR, kU, kMinBlocks, Input::kPlain, Output::kSiluMul>(args, qkv);
     } else if (out == Output::kStore) {
-      LaunchGemv<T, kWarps, kR, kU, kMinBlocks, Input::kRmsNorm, Output::kStore>(args, qkv, splits);
+      LaunchGemv<T, kWarps, kR, kU, kMinBlocks, Input::kRmsNorm, Output::kStore>(args, qkv);
     } else if (out == Output::kAddTo) {
-      LaunchGemv<T, kWarps, kR, kU, kMinBlocks, Input::kRmsNorm, Output::kAddTo>(args, qkv, splits);
+      LaunchGemv<T, kWarps, kR, kU, kMinBlocks, Input::kRmsNorm, Output::kAddTo>(args, qkv);
     } else if (out == Output::kQkvAppend) {
-      LaunchGemv<T, kWarps, kR, kU, kMinBlocks, Input::kRmsNorm, Output::kQkvAppend>(args, qkv, splits);
+      LaunchGemv<T, kWarps, kR, kU, kMinBlocks, Input::kRmsNorm, Output::kQkvAppend>(args, qkv);
     } else {
-      LaunchGemv<T, kWarps, kR, kU, kMinBlocks, Input::kRmsNorm, Output::kSiluMul>(args, qkv, splits);
+      LaunchGemv<T, kWarps, kR, kU, kMinBlocks, Input::kRmsNorm, Output::kSiluMul>(args, qkv);
     }
     return;
   }
@@ -147,11 +139,11 @@ void LaunchTyped(Input in, Output out, const GemvArgs& args, const gemv::QkvAppe
 }
 
 template <int kWarps, int kR, int kU, int kMinBlocks, bool kFusions>
-void Launch(DType dtype, Input in, Output out, const GemvArgs& args, const gemv::QkvAppend& qkv, int splits) {
+void Launch(DType dtype, Input in, Output out, const GemvArgs& args, const gemv::QkvAppend& qkv) {
   if (dtype == DType::kF16) {
-    LaunchTyped<__half, kWarps, kR, kU, kMinBlocks, kFusions>(in, out, args, qkv, splits);
+    LaunchTyped<__half, kWarps, kR, kU, kMinBlocks, kFusions>(in, out, args, qkv);
   } else {
-    LaunchTyped<__nv_bfloat16, kWarps, kR, kU, kMinBlocks, kFusions>(in, out, args, qkv, splits);
+    LaunchTyped<__nv_bfloat16, kWarps, kR, kU, kMinBlocks, kFusions>(in, out, args, qkv);
   }
 }
 
@@ -267,27 +259,25 @@ GemvShapePlan GemvPlan(int64_t k, int64_t n, int variant) {
   if (variant < 0 || variant >= kNumVariants) variant = ChooseVariant(1, k, n);
   const Variant& v = kVariants[variant];
   const GemvGrid g = PlanGrid(n, k, false, v.r, v.u, v.warps, v.min_blocks);
-  return GemvShapePlan{v.name, g.row_blocks, g.splits, v.ctas_per_sm()};
+  // A warp iteration streams 4 * u 16-byte chunks of each row; the iterations of a span go to the
+  // warps in turn, so the busiest warp has ceil(iterations / warps) of them.
+  const int64_t iterations = (g.split_chunks + 4 * v.u - 1) / (4 * v.u);
+  const int64_t busiest = (iterations + v.warps - 1) / v.warps;
+  return GemvShapePlan{v.name, g.row_blocks, g.splits, v.ctas_per_sm(),
+                       static_cast<double>(iterations) / (busiest * v.warps)};
 }
 
-int Gemv(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor* out, int variant, int splits) {
+void Gemv(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor* out, int variant) {
   const int64_t tokens = x.dim(0), k = x.dim(1), n = weight.dim(0);
-  if (tokens == 0 || n == 0) return 0;
+  if (tokens == 0 || n == 0) return;
   if (!GemvApplies(x, weight)) {
     std::fprintf(stderr, "chai: internal error in CUDA op Linear: GEMV called on %s x %s (unaligned or unsupported)\n",
                  x.ShapeString().c_str(), weight.ShapeString().c_str());
     std::abort();
   }
-  const SplitScratch& sc = Scratch();  // allocated at the first call, which the engine and the tests make eagerly
+  Scratch();  // allocated at the first call, which the engine and the tests make eagerly
   if (variant < 0 || variant >= kNumVariants) variant = ChooseVariant(tokens, k, n);
-  const Variant& v = kVariants[variant];
-  if (splits > 0) {  // within the scratch: at most max_ctas CTAs and counter_count row blocks
-    const int64_t row_blocks = PlanGrid(n, k, false, v.r, v.u, v.warps, v.min_blocks).row_blocks;
-    if (row_blocks > sc.counter_count) splits = 1;
-    splits = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(splits, sc.max_ctas / row_blocks)));
-  }
-  v.launch(x.dtype(), Input::kPlain, Output::kStore, MakeArgs(x, weight, bias, out), {}, splits);
-  return static_cast<int>(PlanGrid(n, k, false, v.r, v.u, v.warps, v.min_blocks, splits).splits);
+  kVariants[variant].launch(x.dtype(), Input::kPlain, Output::kStore, MakeArgs(x, weight, bias, out), {});
 }
 
 bool GemvFusedApplies(const Tensor& x, const Tensor& weight, const Tensor& bias, const ops::LinearFusion& fusion) {
@@ -333,7 +323,7 @@ void GemvFused(const Tensor& x, const Tensor& weight, const Tensor& bias, const 
     }
     args.mirror = *fusion.mirror;
   }
-  kVariants[FusedVariant(tokens, k, n)].launch(x.dtype(), norm ? Input::kRmsNorm : Input::kPlain, o, args, {}, 0);
+  kVariants[FusedVariant(tokens, k, n)].launch(x.dtype(), norm ? Input::kRmsNorm : Input::kPlain, o, args, {});
 }
 
 bool QkvLinearAppendIsOneKernel(const Tensor& x, const Tensor& weight, const Tensor& bias, int head_dim,
@@ -376,7 +366,7 @@ void QkvLinearAppend(const Tensor& x, const Tensor& weight, const Tensor& bias, 
   a.theta = theta;
   a.rotary = apply_rotary;
   kVariants[FusedVariant(tokens, k, n)].launch(x.dtype(), norm ? Input::kRmsNorm : Input::kPlain, Output::kQkvAppend,
-                                               args, a, 0);
+                                               args, a);
 }
 
 // The first bytes of W that the decode GEMV of x * weight^T streams (ops::LinearReadsFirst), from

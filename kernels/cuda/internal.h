@@ -32,20 +32,20 @@ void AddBiasRows(const Tensor& bias, Tensor* out);
 // 1 <= T <= kGemvMaxTokens, fp16 or bf16, K % 8 == 0 and x, W 16-byte aligned (GemvApplies);
 // a bandwidth-bound stream over W on the tensor cores with fp32 accumulation. Deterministic,
 // no allocation, no synchronisation. `variant` picks a launch configuration (benchmarks and
-// tests; 0 .. GemvNumVariants() - 1), negative for the default choice. `splits` > 0 splits K over
-// that many CTAs per row block instead of the planned split (gemm_bench's sweep; capped by the
-// split scratch and by a warp iteration per split). Returns the splits launched.
+// tests; 0 .. GemvNumVariants() - 1), negative for the default choice.
 constexpr int kGemvMaxTokens = 8;
 bool GemvApplies(const Tensor& x, const Tensor& weight);
-int Gemv(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor* out, int variant = -1, int splits = 0);
+void Gemv(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor* out, int variant = -1);
 int GemvNumVariants();
 const char* GemvVariantName(int variant);  // "auto" for a negative variant
 // The plain GEMV's launch over W [n, k] (negative variant: the default one): its configuration, its
-// grid (row blocks x planned splits of K) and how many of its CTAs fit an SM at once.
+// grid (row blocks x planned splits of K), how many of its CTAs fit an SM at once, and how evenly
+// a CTA's warps share its K span (mean warp iterations over the busiest warp's; 1 = even).
 struct GemvShapePlan {
   const char* variant;
   int64_t row_blocks, splits;
   int ctas_per_sm;
+  double warp_balance;
 };
 GemvShapePlan GemvPlan(int64_t k, int64_t n, int variant = -1);
 // LinearFused in one GEMV kernel (the RMSNorm prologue, the residual or SiLU epilogue), where
