@@ -22,7 +22,8 @@
 # vssdpa (decode attention against PyTorch SDPA in one call: both benchmarks alternating, then the ratios),
 # passes (the attention and engine tests, then each kernel-4 pass of CHAI decode attention timed alone, ncu),
 # boundary (batch-1 GEMV chains: one kernel per GEMV against one persistent kernel with grid barriers),
-# arpush (TP > 1: the row-parallel GEMVs push their partials into the IPC all-reduce themselves).
+# arpush (TP > 1: the row-parallel GEMVs push their partials into the IPC all-reduce themselves),
+# gemvshape (the GEMV default chosen by shape against by width: tests, gemm_bench shards, OPT-66B TP=4).
 set -uo pipefail
 modes=" ${*:-all} "
 [ "$modes" = " all " ] && modes=" test bench e2e chai "
@@ -135,6 +136,7 @@ targets=()
 [ "$modes" = " stream " ] && targets=(--target stream_bench attention_bench)
 [ "$modes" = " vssdpa " ] && targets=(--target attention_bench)
 [ "$modes" = " boundary " ] && targets=(--target boundary_bench chai)
+[ "$modes" = " gemvshape " ] && targets=(--target chai gemm_bench ops_gpu_test qkv_append_gpu_test linear_fused_gpu_test)
 [ "$modes" = " passes " ] && targets=(--target attention_bench paged_attention_gpu_test engine_gpu_test chai)
 [ "$modes" = " l2ab " ] && targets=(--target chai l2_prefetch_gpu_test paged_attention_gpu_test engine_gpu_test
   fused_ops_gpu_test)
@@ -179,6 +181,7 @@ has passes && run_mode passes
 has stream && run_mode stream
 has boundary && run_mode boundary
 has arpush && run_mode arpush
+has gemvshape && run_mode gemvshape
 has splits && run_mode splits
 has sdpa && run_mode sdpa
 has vssdpa && run_mode vssdpa

@@ -148,11 +148,15 @@ void Launch(DType dtype, Input in, Output out, const GemvArgs& args, const gemv:
 }
 
 // CTAs of the plain fp16 kernel resident per SM (its registers and shared memory decide, not kMinBlocks).
+// Asked once per configuration (the default's choice reads it on every eager launch).
 template <int kWarps, int kR, int kU, int kMinBlocks>
 int CtasPerSm() {
-  int blocks = 0;
-  CHAI_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-      &blocks, GemvKernel<__half, kWarps, kR, kU, kMinBlocks, Input::kPlain, Output::kStore>, kWarps * 32, 0));
+  static const int blocks = [] {
+    int b = 0;
+    CHAI_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+        &b, GemvKernel<__half, kWarps, kR, kU, kMinBlocks, Input::kPlain, Output::kStore>, kWarps * 32, 0));
+    return std::max(b, 1);
+  }();
   return blocks;
 }
 
@@ -199,25 +203,81 @@ int ForcedVariant() {
   return forced;
 }
 
-// The default, from the H100 sweep in benchmarks/results/gemm-h100.md (commit 1782d80): u8.b2
-// (16 loads in flight per thread, 2 CTAs per SM) was the fastest at every T for the wide weights
-// (N = 11008 and 32000: 89% / 99% of copy bandwidth against 87% / 98% for u4.b3), u4.b3 at
-// N = 4096 (o: 77% against 76%; down, K = 11008: tied at T = 1, 4, ahead at T = 8). The stacked
-// Q|K|V (N = 12288) and gate|up (N = 22016) weights are wide: 91.6% / 95.4% (commit 456f513).
-// Stream-K variants (one wave of equal contiguous work per CTA) were tried there and lost at every
-// shape (77-87% against 91-98%), so they were removed.
-int DefaultVariant(int64_t n) { return n >= 8192 ? 2 : 0; }
+// How evenly a CTA's warps share its K span: a warp iteration streams 4 * u 16-byte chunks of each
+// row and the iterations go to the warps in turn, so the busiest warp has ceil(iterations / warps)
+// of them; mean over busiest (1 = even).
+double WarpBalance(const Variant& v, const GemvGrid& g) {
+  const int64_t iterations = (g.split_chunks + 4 * v.u - 1) / (4 * v.u);
+  const int64_t busiest = (iterations + v.warps - 1) / v.warps;
+  return static_cast<double>(iterations) / static_cast<double>(busiest * v.warps);
+}
 
-int ChooseVariant(int64_t /*tokens*/, int64_t /*k*/, int64_t n) {
+// The share of the chip's resident CTAs the grid's last wave fills, where the grid takes more than
+// one wave (0 where it fits in one, or ends on a full wave).
+double LastWaveFill(const Variant& v, const GemvGrid& g) {
+  const int64_t resident = int64_t{SmCount()} * v.ctas_per_sm();
+  const int64_t ctas = g.row_blocks * g.splits;
+  if (ctas <= resident || ctas % resident == 0) return 0.0;
+  return static_cast<double>(ctas % resident) / static_cast<double>(resident);
+}
+
+// CHAI_GEMV_DEFAULT=width: choose the default configuration by N alone, as before the shape rules
+// below (to compare the two end to end). Read once.
+bool DefaultByWidthOnly() {
+  static const bool width_only = [] {
+    const char* env = std::getenv("CHAI_GEMV_DEFAULT");
+    if (env == nullptr || *env == '\0' || std::strcmp(env, "shape") == 0) return false;
+    if (std::strcmp(env, "width") == 0) return true;
+    std::fprintf(stderr, "chai: warning: CHAI_GEMV_DEFAULT=%s is not width or shape; using shape\n", env);
+    return false;
+  }();
+  return width_only;
+}
+
+// The default is one of the two configurations that have the fused kernels. By width, from the
+// H100 sweep in benchmarks/results/gemm-h100.md (commit 1782d80): u8.b2 (16 loads in flight per
+// thread, 2 CTAs per SM) was the fastest at every T for the wide weights (N = 11008 and 32000: 89% /
+// 99% of copy bandwidth against 87% / 98% for u4.b3), u4.b3 at N = 4096 (o: 77% against 76%; down,
+// K = 11008: tied at T = 1, 4, ahead at T = 8). The stacked Q|K|V (N = 12288) and gate|up
+// (N = 22016) weights are wide: 91.6% / 95.4% (commit 456f513). Stream-K variants (one wave of
+// equal contiguous work per CTA) were tried there and lost at every shape (77-87% against 91-98%),
+// so they were removed; so did splitting K over more CTAs than PlanGrid does (H200, gemm-h200.md).
+// Two exceptions by shape, from the H200 sweep of the tensor-parallel shards (`gemm_bench 10
+// shards`, gemm-h200.md); neither moves a LLaMA-7B shape at TP = 1, 2 or 4:
+// - a wide weight whose rows are so short that u8.b2 leaves a CTA's warps at less than 2/3 of the
+//   busiest one's work takes u4.b3 when that shares better (OPT-66B's o at TP = 4, K = 2304: one
+//   warp of eight streams two iterations, the others one; 14.7-14.9 against 16.3-16.4 us);
+// - a narrower weight whose u4.b3 grid spills a last wave of at most a tenth of the resident CTAs
+//   takes u8.b2 when its last wave is fuller (OPT-66B's Q|K|V at TP = 4: 432 row blocks over 396
+//   resident; 37.4-38.0 against 39.7-40.1 us).
+constexpr int kNarrowDefault = 0, kWideDefault = 2;
+
+int DefaultVariant(int64_t k, int64_t n) {
+  const int by_width = n >= 8192 ? kWideDefault : kNarrowDefault;
+  if (DefaultByWidthOnly()) return by_width;
+  const Variant &narrow = kVariants[kNarrowDefault], &wide = kVariants[kWideDefault];
+  const GemvGrid narrow_grid = PlanGrid(n, k, false, narrow.r, narrow.u, narrow.warps, narrow.min_blocks);
+  const GemvGrid wide_grid = PlanGrid(n, k, false, wide.r, wide.u, wide.warps, wide.min_blocks);
+  if (by_width == kWideDefault) {
+    const double wide_balance = WarpBalance(wide, wide_grid);
+    return wide_balance < 2.0 / 3.0 && WarpBalance(narrow, narrow_grid) > wide_balance ? kNarrowDefault
+                                                                                       : kWideDefault;
+  }
+  const double narrow_fill = LastWaveFill(narrow, narrow_grid);
+  return narrow_fill > 0.0 && narrow_fill <= 0.1 && LastWaveFill(wide, wide_grid) > narrow_fill ? kWideDefault
+                                                                                                 : kNarrowDefault;
+}
+
+int ChooseVariant(int64_t /*tokens*/, int64_t k, int64_t n) {
   if (ForcedVariant() >= 0) return ForcedVariant();
-  return DefaultVariant(n);
+  return DefaultVariant(k, n);
 }
 
 // LinearFused: the forced configuration where it has the fused kernels, else the default for the
-// weight's rows (the stacked gate | up weight with the SiLU epilogue streams as the plain GEMV does).
+// weight's shape (the stacked gate | up weight with the SiLU epilogue streams as the plain GEMV does).
 int FusedVariant(int64_t tokens, int64_t k, int64_t n) {
   const int v = ChooseVariant(tokens, k, n);
-  return kVariants[v].fusions ? v : DefaultVariant(n);
+  return kVariants[v].fusions ? v : DefaultVariant(k, n);
 }
 
 GemvArgs MakeArgs(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor* out) {
@@ -259,12 +319,7 @@ GemvShapePlan GemvPlan(int64_t k, int64_t n, int variant) {
   if (variant < 0 || variant >= kNumVariants) variant = ChooseVariant(1, k, n);
   const Variant& v = kVariants[variant];
   const GemvGrid g = PlanGrid(n, k, false, v.r, v.u, v.warps, v.min_blocks);
-  // A warp iteration streams 4 * u 16-byte chunks of each row; the iterations of a span go to the
-  // warps in turn, so the busiest warp has ceil(iterations / warps) of them.
-  const int64_t iterations = (g.split_chunks + 4 * v.u - 1) / (4 * v.u);
-  const int64_t busiest = (iterations + v.warps - 1) / v.warps;
-  return GemvShapePlan{v.name, g.row_blocks, g.splits, v.ctas_per_sm(),
-                       static_cast<double>(iterations) / (busiest * v.warps)};
+  return GemvShapePlan{v.name, g.row_blocks, g.splits, v.ctas_per_sm(), WarpBalance(v, g)};
 }
 
 void Gemv(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor* out, int variant) {

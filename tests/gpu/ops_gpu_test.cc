@@ -136,10 +136,12 @@ TEST_F(OpsGpu, GemvVariantsAreCorrectAndDeterministic) {
 
 // Every launch configuration at the LLaMA-7B decode shapes after fusion (stacked Q|K|V 4096 ->
 // 12288, gate|up 4096 -> 22016; down 11008 -> 4096 and o 4096 -> 4096), with bias, and with an
-// N that is not a multiple of the row tile (one row short of the stacked gate|up).
+// N that is not a multiple of the row tile (one row short of the stacked gate|up); and at OPT-66B's
+// Q|K|V and o shards at TP = 4 (9216 -> 6912, 2304 -> 9216), where the default is chosen by shape.
 TEST_F(OpsGpu, GemvVariantsAtFusedDecodeShapes) {
   const std::vector<std::tuple<int64_t, int64_t, int64_t>> shapes = {
-      {1, 4096, 12288}, {8, 4096, 12288}, {1, 4096, 22016}, {5, 4096, 22015}, {1, 11008, 4096}, {3, 4096, 4096}};
+      {1, 4096, 12288}, {8, 4096, 12288}, {1, 4096, 22016}, {5, 4096, 22015}, {1, 11008, 4096}, {3, 4096, 4096},
+      {1, 9216, 6912},  {2, 2304, 9216}};
   for (DType dtype : {DType::kF16, DType::kBF16}) {
     for (auto [t, k, n] : shapes) {
       const Operand x = Random({t, k}, dtype), w = FastRandom({n, k}, dtype, 1.f / std::sqrt(float(k)));

@@ -34,19 +34,63 @@ struct Heads {
   int heads, kv_heads, head_dim;
 };
 
+// One step through QkvLinearAppend (weights w [n, k], bias b) against the CPU reference within the
+// dtype's tolerance (q and every written slot; no other slot touched) and against Linear +
+// SplitQkvRotaryAppend on the GPU. Returns whether the latter agree bit for bit (required without
+// rotary; counted by the caller with it).
+bool CheckQkvAppendStep(DType dtype, Heads hs, int64_t k, const Operand& w, const Operand& b,
+                        const test::PagedAppendCase& c, bool rotary, bool with_bias) {
+  const int64_t qw = int64_t{hs.heads} * hs.head_dim, kvw = int64_t{hs.kv_heads} * hs.head_dim;
+  const int64_t n = qw + 2 * kvw, t = c.rows;
+  const Operand x = Random({t, k}, dtype);
+  const BatchLayout batch = test::LayoutOn(c, Device::kCuda), host_batch = test::HostLayout(c);
+  const Tensor tables = c.tables.To(Device::kCuda), positions = c.positions.To(Device::kCuda);
+  const std::vector<int64_t> pool_shape = {c.num_blocks, c.block_size, hs.head_dim};
+  const Tensor bias_dev = with_bias ? b.dev : Tensor(), bias_ref = with_bias ? b.ref : Tensor();
+  // The CPU reference: the product as the device stores it (rounded), then the split.
+  Tensor qkv_r = Tensor::Empty({t, n}, DType::kF32);
+  ops::Linear(x.ref, w.ref, bias_ref, &qkv_r);
+  qkv_r = qkv_r.Cast(dtype).Cast(DType::kF32);
+  Tensor q_r = Poisoned({t, qw}, DType::kF32, Device::kCpu);
+  Tensor pool_r = Poisoned(pool_shape, DType::kF32, Device::kCpu);
+  ops::SplitQkvRotaryAppend(qkv_r, c.positions, hs.heads, hs.kv_heads, hs.head_dim, 10000.f, rotary,
+                            PagedKv{pool_r, c.tables, c.block_size, hs.kv_heads, c.max_blocks}, host_batch, &q_r,
+                            nullptr, nullptr);
+  // The one kernel (not the composition the op falls back to).
+  EXPECT_TRUE(cuda::QkvLinearAppendIsOneKernel(x.dev, w.dev, bias_dev, hs.head_dim, positions, batch, Tensor()));
+  Tensor q = Poisoned({t, qw}, dtype), pool = Poisoned(pool_shape, dtype);
+  const PagedKv kv{pool, tables, c.block_size, hs.kv_heads, c.max_blocks};
+  ops::QkvLinearAppend(x.dev, w.dev, bias_dev, positions, hs.heads, hs.kv_heads, hs.head_dim, 10000.f, rotary, kv,
+                       batch, &q);
+  // The two ops it replaces.
+  Tensor qkv_u = Poisoned({t, n}, dtype), q_u = Poisoned({t, qw}, dtype);
+  Tensor pool_u = Poisoned(pool_shape, dtype);
+  ops::Linear(x.dev, w.dev, bias_dev, &qkv_u);
+  ops::SplitQkvRotaryAppend(qkv_u, positions, hs.heads, hs.kv_heads, hs.head_dim, 10000.f, rotary,
+                            PagedKv{pool_u, tables, c.block_size, hs.kv_heads, c.max_blocks}, batch, &q_u, nullptr,
+                            nullptr);
+
+  EXPECT_CLOSE(q, q_r, dtype, "q");
+  ExpectPoolClose(pool, pool_r, dtype);
+  const bool identical = SameBytes(q, q_u) && SameBytes(pool, pool_u);
+  // With rotary, RotatePair's expression compiled in another kernel: fp32 contraction may differ in
+  // the last bit.
+  if (!rotary) EXPECT_TRUE(identical) << "q or the pool differs from Linear + SplitQkvRotaryAppend";
+  return identical;
+}
+
 // Decode-sized steps (at most 8 rows, where the GEMV applies) of the shared layouts, with and
 // without persistent table rows and CHAI-dropped K heads; LLaMA-7B's heads (MHA and GQA), small
 // and odd head sizes; with and without rotary and bias; K = 4096 and 264 (a K tail). Against the
-// CPU reference within the dtype's tolerance (q and every written slot; no other slot touched),
-// and against Linear + SplitQkvRotaryAppend on the GPU: bit for bit (the same GEMV sums, rounded
-// to the dtype, then RotatePair's arithmetic and PagedAppend's slots).
+// CPU reference and against Linear + SplitQkvRotaryAppend (CheckQkvAppendStep): bit for bit without
+// rotary (the same GEMV sums, rounded to the dtype, then PagedAppend's slots); with rotary the
+// identical cases are counted and printed.
 TEST_F(QkvAppendGpu, MatchesReferenceAndUnfusedOps) {
   const Heads shapes[] = {{32, 32, 128}, {32, 8, 128}, {4, 2, 64}, {3, 1, 96}, {2, 1, 8}};
   int rotary_identical = 0, rotary_cases = 0;
   for (DType dtype : {DType::kF16, DType::kBF16}) {
     for (Heads hs : shapes) {
-      const int64_t qw = int64_t{hs.heads} * hs.head_dim, kvw = int64_t{hs.kv_heads} * hs.head_dim;
-      const int64_t n = qw + 2 * kvw;
+      const int64_t n = int64_t{hs.heads + 2 * hs.kv_heads} * hs.head_dim;
       for (int64_t k : {4096, 264}) {
         const Operand w = gpu_test::FastRandom({n, k}, dtype, 1.f / std::sqrt(float(k)));
         const Operand b = Random({n}, dtype);
@@ -55,54 +99,18 @@ TEST_F(QkvAppendGpu, MatchesReferenceAndUnfusedOps) {
             const bool use_slots = variant & 1, drop_k = variant & 2;
             const test::PagedAppendCase c = test::MakePagedAppendCase(gpu_test::Rng(), hs.kv_heads, 16,
                                                                       shape.new_tokens, shape.lens, use_slots, drop_k);
-            const int64_t t = c.rows;
-            if (t > 8) continue;  // prefill: Linear's GEMM, the composition (the engine never asks)
-            const Operand x = Random({t, k}, dtype);
-            const BatchLayout batch = test::LayoutOn(c, Device::kCuda), host_batch = test::HostLayout(c);
-            const Tensor tables = c.tables.To(Device::kCuda), positions = c.positions.To(Device::kCuda);
-            const std::vector<int64_t> pool_shape = {c.num_blocks, c.block_size, hs.head_dim};
+            if (c.rows > 8) continue;  // prefill: Linear's GEMM, the composition (the engine never asks)
             for (bool rotary : {true, false}) {
               for (bool with_bias : {true, false}) {
                 SCOPED_TRACE(::testing::Message()
                              << DTypeName(dtype) << " heads=" << hs.heads << " kv=" << hs.kv_heads
-                             << " d=" << hs.head_dim << " K=" << k << " T=" << t << " seqs=" << c.num_seqs
+                             << " d=" << hs.head_dim << " K=" << k << " T=" << c.rows << " seqs=" << c.num_seqs
                              << " slots=" << use_slots << " drop_k=" << drop_k << " rotary=" << rotary
                              << " bias=" << with_bias);
-                const Tensor bias_dev = with_bias ? b.dev : Tensor(), bias_ref = with_bias ? b.ref : Tensor();
-                // The CPU reference: the product as the device stores it (rounded), then the split.
-                Tensor qkv_r = Tensor::Empty({t, n}, DType::kF32);
-                ops::Linear(x.ref, w.ref, bias_ref, &qkv_r);
-                qkv_r = qkv_r.Cast(dtype).Cast(DType::kF32);
-                Tensor q_r = Poisoned({t, qw}, DType::kF32, Device::kCpu);
-                Tensor pool_r = Poisoned(pool_shape, DType::kF32, Device::kCpu);
-                ops::SplitQkvRotaryAppend(qkv_r, c.positions, hs.heads, hs.kv_heads, hs.head_dim, 10000.f, rotary,
-                                          PagedKv{pool_r, c.tables, c.block_size, hs.kv_heads, c.max_blocks},
-                                          host_batch, &q_r, nullptr, nullptr);
-                // The one kernel (not the composition the op falls back to).
-                ASSERT_TRUE(cuda::QkvLinearAppendIsOneKernel(x.dev, w.dev, bias_dev, hs.head_dim, positions, batch,
-                                                             Tensor()));
-                Tensor q = Poisoned({t, qw}, dtype), pool = Poisoned(pool_shape, dtype);
-                const PagedKv kv{pool, tables, c.block_size, hs.kv_heads, c.max_blocks};
-                ops::QkvLinearAppend(x.dev, w.dev, bias_dev, positions, hs.heads, hs.kv_heads, hs.head_dim, 10000.f,
-                                     rotary, kv, batch, &q);
-                // The two ops it replaces.
-                Tensor qkv_u = Poisoned({t, n}, dtype), q_u = Poisoned({t, qw}, dtype);
-                Tensor pool_u = Poisoned(pool_shape, dtype);
-                ops::Linear(x.dev, w.dev, bias_dev, &qkv_u);
-                ops::SplitQkvRotaryAppend(qkv_u, positions, hs.heads, hs.kv_heads, hs.head_dim, 10000.f, rotary,
-                                          PagedKv{pool_u, tables, c.block_size, hs.kv_heads, c.max_blocks}, batch,
-                                          &q_u, nullptr, nullptr);
-
-                EXPECT_CLOSE(q, q_r, dtype, "q");
-                ExpectPoolClose(pool, pool_r, dtype);
-                const bool identical = SameBytes(q, q_u) && SameBytes(pool, pool_u);
+                const bool identical = CheckQkvAppendStep(dtype, hs, k, w, b, c, rotary, with_bias);
                 if (rotary) {
-                  // RotatePair's expression compiled in another kernel: fp32 contraction may differ
-                  // in the last bit; counted and printed, held to the reference above.
                   rotary_identical += identical;
                   ++rotary_cases;
-                } else {
-                  EXPECT_TRUE(identical) << "q or the pool differs from Linear + SplitQkvRotaryAppend";
                 }
               }
             }
@@ -113,6 +121,24 @@ TEST_F(QkvAppendGpu, MatchesReferenceAndUnfusedOps) {
   }
   std::printf("QkvLinearAppend with rotary: %d of %d cases bit-identical to Linear + SplitQkvRotaryAppend\n",
               rotary_identical, rotary_cases);
+}
+
+// OPT-66B's Q|K|V shard at TP = 4 (18 heads of 128, K = 9216: N = 6912), where the GEMV's default
+// configuration is chosen by the shape rule (u8.b2, not u4.b3 by width; gemv.cu DefaultVariant):
+// a decode batch without rotary, with bias, as OPT runs it.
+TEST_F(QkvAppendGpu, AtOpt66bTensorParallelShard) {
+  const Heads hs{18, 18, 128};
+  const int64_t k = 9216, n = int64_t{3 * 18} * 128;
+  for (DType dtype : {DType::kF16, DType::kBF16}) {
+    const Operand w = gpu_test::FastRandom({n, k}, dtype, 1.f / std::sqrt(float(k)));
+    const Operand b = Random({n}, dtype);
+    for (const test::StepShape& shape : {test::PagedAppendShapes()[0], test::PagedAppendShapes()[1]}) {
+      const test::PagedAppendCase c =
+          test::MakePagedAppendCase(gpu_test::Rng(), hs.kv_heads, 16, shape.new_tokens, shape.lens, false, false);
+      SCOPED_TRACE(::testing::Message() << DTypeName(dtype) << " T=" << c.rows);
+      CheckQkvAppendStep(dtype, hs, k, w, b, c, /*rotary=*/false, /*with_bias=*/true);
+    }
+  }
 }
 
 // With the RMSNorm folded in (LinearFusion::kAll's attention norm): against the CPU reference
