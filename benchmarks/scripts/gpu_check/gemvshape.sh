@@ -2,11 +2,13 @@
 # gpu_check.sh mode `gemvshape`, sourced by gpu_check.sh (it sees OUT, gpus, modes, has, bench, mpi,
 # parallel_gtests). The decode GEMV's default chosen by shape (kernels/cuda/gemv.cu DefaultVariant)
 # against the choice by width alone (CHAI_GEMV_DEFAULT=width): the GEMV and Q|K|V-append tests,
-# gemm_bench's table of the TP shards, then (4 GPUs) OPT-66B dense at TP = 4, batch 1 and 16, prompt
+# gemm_bench's table of the TP shards (unless GEMVSHAPE_SHARDS=0), then (4 GPUs) OPT-66B dense at TP = 4, batch 1 and 16, prompt
 # 512, under each setting in turn, GEMVSHAPE_ROUNDS rounds (default 2). Logs: $OUT/gemvshape-*.
 parallel_gtests gemvshape ops_gpu_test qkv_append_gpu_test linear_fused_gpu_test
-timeout 200 build-gpu/benchmarks/gemm_bench 10 shards > "$OUT/gemvshape-shards.txt" 2>&1
-tail -n 19 "$OUT/gemvshape-shards.txt"
+if [ "${GEMVSHAPE_SHARDS:-1}" = 1 ]; then
+  timeout 200 build-gpu/benchmarks/gemm_bench 10 shards > "$OUT/gemvshape-shards.txt" 2>&1
+  tail -n 19 "$OUT/gemvshape-shards.txt"
+fi
 if [ "$gpus" -ge 4 ]; then
   for round in $(seq "${GEMVSHAPE_ROUNDS:-2}"); do
     for setting in width shape; do
