@@ -1,0 +1,27 @@
+// The decode GEMV's launch plan, for host code outside gemv.cu that must know what a launch will
+// stream (gemv_reads_first.cc: the L2 prefetch hint of a GEMV's first weights).
+#ifndef CHAI_KERNELS_CUDA_GEMV_PLAN_H_
+#define CHAI_KERNELS_CUDA_GEMV_PLAN_H_
+
+#include <cstdint>
+
+namespace chai::cuda {
+
+// A GEMV's grid: row blocks of 16 * r rows of W (paired epilogues: 8 * r output columns, as many
+// rows of each half), and over gridDim.y the splits of K, split_chunks 16-byte chunks each.
+struct GemvGrid {
+  int64_t row_blocks = 0, splits = 1, split_chunks = 0;
+};
+GemvGrid PlanGrid(int64_t n, int64_t k, bool paired, int r, int u, int warps, int min_blocks);
+
+// The configuration's template shape (gemv_kernel.cuh: warps per CTA, r * 16 rows per CTA, u steps
+// per warp iteration, CTAs per SM) that Linear's GEMV (fused = false) or LinearFused's would launch
+// on T tokens of K over N weight rows.
+struct GemvShape {
+  int warps, r, u, min_blocks;
+};
+GemvShape GemvLaunchShape(int64_t tokens, int64_t k, int64_t n, bool fused);
+
+}  // namespace chai::cuda
+
+#endif  // CHAI_KERNELS_CUDA_GEMV_PLAN_H_
