@@ -69,7 +69,7 @@ bool LinearMirrorIsOneKernel(const Tensor& x, const Tensor& weight);
 // QkvLinearAppend: kStore) streams on rows like x's where its decode GEMV applies: a hint for the
 // kernel that runs before it to fetch them into L2 (kernels/l2_prefetch.h). Empty on the CPU and
 // where the GEMV does not apply. `alternate`: for GEMVs of one wave, every other CTA iteration of
-// each row instead of the head of each row (an experiment's pattern; kernels/cuda/gemv.cu).
+// each row instead of the head of each row (an experiment's pattern; kernels/cuda/gemv_reads_first.cc).
 L2Prefetch LinearReadsFirst(const Tensor& x, const Tensor& weight, LinearOutput output, int64_t budget,
                             bool alternate = false);
 

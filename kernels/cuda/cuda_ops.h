@@ -24,7 +24,7 @@ void LinearFused(const Tensor& x, const Tensor& weight, const Tensor& bias, cons
                  Tensor* out);
 bool LinearFusedIsOneKernel(const Tensor& x);
 bool LinearMirrorIsOneKernel(const Tensor& x, const Tensor& weight);
-// gemv.cu: ops::LinearReadsFirst for the GEMV configuration that would be launched.
+// gemv_reads_first.cc: ops::LinearReadsFirst for the GEMV configuration that would be launched.
 L2Prefetch GemvReadsFirst(const Tensor& x, const Tensor& weight, ops::LinearOutput output, int64_t budget,
                           bool alternate);
 void Relu(Tensor* x);

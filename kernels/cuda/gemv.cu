@@ -1,6 +1,7 @@
-// The decode GEMV's host side: the split-K scratch, the launch configurations (variants) and
-// their choice, and the entry points (Linear's decode path, LinearFused, QkvLinearAppend). The
-// kernel and its design notes are in gemv_kernel.cuh.
+// The decode GEMV's host side: the split-K scratch, the launch configurations (variants), their
+// choice and grid (gemv_plan.h), and the entry points (Linear's decode path, LinearFused,
+// QkvLinearAppend). The kernel and its design notes are in gemv_kernel.cuh; which bytes a launch
+// streams first (the L2 hint) in gemv_reads_first.cc.
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
