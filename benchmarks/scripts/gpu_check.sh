@@ -23,7 +23,8 @@
 # passes (the attention and engine tests, then each kernel-4 pass of CHAI decode attention timed alone, ncu),
 # boundary (batch-1 GEMV chains: one kernel per GEMV against one persistent kernel with grid barriers),
 # arpush (TP > 1: the row-parallel GEMVs push their partials into the IPC all-reduce themselves),
-# gemvshape (the GEMV default chosen by shape against by width: tests, gemm_bench shards, OPT-66B TP=4).
+# gemvshape (the GEMV default chosen by shape against by width: tests, gemm_bench shards, OPT-66B TP=4),
+# tpprofile (per-kernel time of a TP=4 decode step on rank 0 under ncu: OPT-66B and LLaMA-7B).
 set -uo pipefail
 modes=" ${*:-all} "
 [ "$modes" = " all " ] && modes=" test bench e2e chai "
@@ -136,6 +137,7 @@ targets=()
 [ "$modes" = " stream " ] && targets=(--target stream_bench attention_bench)
 [ "$modes" = " vssdpa " ] && targets=(--target attention_bench)
 [ "$modes" = " boundary " ] && targets=(--target boundary_bench chai)
+[ "$modes" = " tpprofile " ] && targets=(--target chai)
 [ "$modes" = " gemvshape " ] && targets=(--target chai gemm_bench ops_gpu_test qkv_append_gpu_test linear_fused_gpu_test)
 [ "$modes" = " passes " ] && targets=(--target attention_bench paged_attention_gpu_test engine_gpu_test chai)
 [ "$modes" = " l2ab " ] && targets=(--target chai l2_prefetch_gpu_test paged_attention_gpu_test engine_gpu_test
@@ -182,6 +184,7 @@ has stream && run_mode stream
 has boundary && run_mode boundary
 has arpush && run_mode arpush
 has gemvshape && run_mode gemvshape
+has tpprofile && run_mode tpprofile
 has splits && run_mode splits
 has sdpa && run_mode sdpa
 has vssdpa && run_mode vssdpa

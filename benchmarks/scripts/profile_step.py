@@ -56,16 +56,23 @@ def PrintLayer(segments):
     period = None
     for seg in segments:
         body = seg[1:]  # after the embedding
-        p, reps = LayerPeriod([name for _, name, _ in body])
+        # A few kernels may come before the first layer (the embedding's all-reduce at TP > 1, OPT's
+        # position embedding and its add, the first norm): the pattern starts at most 4 kernels in.
+        for skip in range(5):
+            p, reps = LayerPeriod([name for _, name, _ in body[skip:]])
+            if p is not None and reps >= 2:
+                body = body[skip:]
+                break
         if p is None or (period is not None and p != period):
             sys.exit("profile_step: no repeating layer pattern found")
         period = p
         if samples is None:
             samples = [[] for _ in range(p)]
+            first_body = body
         for r in range(reps):
             for j in range(p):
                 samples[j].append(body[r * p + j][2])
-    names = [name for _, name, _ in segments[0][1:1 + period]]
+    names = [name for _, name, _ in first_body[:period]]
     print(f"| position | kernel | median us | min us | max us |")
     print(f"|---:|---|---:|---:|---:|")
     for j, name in enumerate(names):
