@@ -13,7 +13,19 @@
 // `pushed`: the producer of `partial` already wrote it into every peer's receive slot (the decode
 // GEMV's mirror, kernels/peer_mirror.h, in the parity half this call's epochs pick), so the kernel
 // skips its own push and only receives; the rest is the same.
+//
+// Latency, which is all a decode row costs: a row of up to kRowBufBytes is first received whole by
+// every thread of its block, each thread with all its groups' loads (own partial, x, every peer's
+// slot) in flight at once (ReceiveBatch), into shared memory and x; the norm's passes then read
+// shared memory. Receiving inside the norm's first pass instead (its 256 or 512 threads, each
+// polling one peer after another, one vector after another) made a chain of dependent round trips:
+// 13.6 us a call at OPT-66B's 9216 columns on 4 x H200 against 4 us for the plain all-reduce
+// (benchmarks/results/opt-66b-tp4-h200.md). Wider rows keep that form (the fallback below).
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <type_traits>
 
 #include "kernels/cuda/cuda_utils.cuh"
 #include "kernels/cuda/norm_row.cuh"
@@ -28,13 +40,90 @@ using cuda::kVec16;
 using cuda::LoadVec;
 using cuda::StoreVec;
 
+// Shared memory for one row received whole before its norm (16-bit rows of up to 16384 columns).
+constexpr int kRowBufBytes = 32 * 1024;
+
+// Vectors a thread receives at once (ReceiveBatch): with W ranks, B * W 16-byte loads in flight.
+// As many as fit 128 registers (__launch_bounds__(kThreads) = 512) without spilling (ptxas -v,
+// nvcc 13, sm_90): a 9216-column fp16 row (1152 vectors) is received in one round at W = 4.
+template <typename T, int W>
+constexpr int kBatch = W <= 2 ? 4 : W <= 4 ? (std::is_same_v<T, __half> ? 3 : 2) : 1;
+
+// Receives vectors i0, i0 + stride, ... (up to kBatch<T, W> of them, those below vecs) of row `row`:
+// each the ranks' partials summed in rank order and rounded once, added to x and rounded (the
+// first_load of the fallback below, which the norm kernel's rounding also follows), stored into x
+// and into buf. Every load is issued before any is waited on; peers' slots not yet written are
+// polled again until they are, then each slot gets its sentinel back.
+template <typename T, int N, int W>
+__device__ __forceinline__ void ReceiveBatch(char* self, size_t data, size_t half, int rank, const T* partial,
+                                             T* in, int64_t row, int64_t vecs, int64_t i0, int64_t stride, T* buf) {
+  constexpr int B = kBatch<T, W>;
+  uint4 own[B], got[B][W];  // (rank varies at run time: got is indexed by unrolled q only)
+  Vec<T, N> h[B];
+  bool pending[B][W];
+#pragma unroll
+  for (int b = 0; b < B; ++b) {
+    const int64_t i = i0 + b * stride;
+    if (i < vecs) {
+      own[b] = NotSentinel<T>(AsBits<T, N>(LoadVec<T, N>(partial + (row * vecs + i) * N)));
+      h[b] = LoadVec<T, N>(in + i * N);
+    }
+#pragma unroll
+    for (int q = 0; q < W; ++q) pending[b][q] = i < vecs && q != rank;
+  }
+  for (bool waiting = true; waiting;) {
+#pragma unroll
+    for (int b = 0; b < B; ++b) {
+#pragma unroll
+      for (int q = 0; q < W; ++q) {
+        if (pending[b][q]) got[b][q] = LoadVolatile(self + data + q * half + (row * vecs + i0 + b * stride) * 16);
+      }
+    }
+    waiting = false;
+#pragma unroll
+    for (int b = 0; b < B; ++b) {
+#pragma unroll
+      for (int q = 0; q < W; ++q) {
+        if (!pending[b][q]) continue;
+        bool sentinel = false;
+#pragma unroll
+        for (int j = 0; j < N; ++j) sentinel |= IsSentinel<T>(Bits<T>(got[b][q], j));
+        pending[b][q] = sentinel;
+        waiting |= sentinel;
+      }
+    }
+  }
+#pragma unroll
+  for (int b = 0; b < B; ++b) {
+    const int64_t i = i0 + b * stride;
+    if (i >= vecs) continue;
+    Vec<T, N> v[W];
+#pragma unroll
+    for (int q = 0; q < W; ++q) {
+      if (q != rank) {
+        StoreVolatile(self + data + q * half + (row * vecs + i) * 16,
+                      make_uint4(kSentinelWord, kSentinelWord, kSentinelWord, kSentinelWord));
+      }
+      v[q] = FromBits<T, N>(q == rank ? own[b] : got[b][q]);
+    }
+    const Vec<T, N> sum = RankOrderSum<T, N, W>(v);
+#pragma unroll
+    for (int j = 0; j < N; ++j) h[b].v[j] = FromFloat<T>(ToFloat(h[b].v[j]) + ToFloat(sum.v[j]));
+    StoreVec<T, N>(in + i * N, h[b]);
+    StoreVec<T, N>(buf + i * N, h[b]);
+  }
+}
+
 template <typename T, int W, bool kRms>
 __global__ void __launch_bounds__(kThreads)
     LamportAllReduceNorm(Peers peers, char* self, int rank, size_t half, const T* partial, T* x, const T* weight,
-                         const T* bias, float eps, int64_t rows, int64_t cols, int norm_threads, bool pushed, T* out) {
+                         const T* bias, float eps, int64_t rows, int64_t cols, int norm_threads, bool pushed, bool staged,
+                         T* out) {
   constexpr int N = kVec16<T>;
+  constexpr int B = kBatch<T, W>;
   __shared__ uint64_t block_epoch;
   __shared__ float scratch[32];
+  __shared__ uint4 row_buf[kRowBufBytes / 16];
   if (threadIdx.x == 0) {
     uint64_t* const epochs = reinterpret_cast<uint64_t*>(self + kEpochsOffset);
     block_epoch = epochs[blockIdx.x] + 1;
@@ -47,19 +136,42 @@ __global__ void __launch_bounds__(kThreads)
   char* dst[W];  // slot `rank` of half p on every rank (own entry unused)
 #pragma unroll
   for (int q = 0; q < W; ++q) dst[q] = peers.base[q] + data + rank * half;
+  // The push, B of a thread's groups loaded before any is sent (a volatile store orders the loads
+  // after it).
   for (int64_t row = pushed ? rows : blockIdx.x; row < rows; row += gridDim.x) {
-    for (int64_t i = threadIdx.x; i < vecs; i += blockDim.x) {
-      const int64_t g = row * vecs + i;
-      const uint4 v = NotSentinel<T>(AsBits<T, N>(LoadVec<T, N>(partial + g * N)));
+    for (int64_t i0 = threadIdx.x; i0 < vecs; i0 += int64_t{blockDim.x} * B) {
+      uint4 v[B];
 #pragma unroll
-      for (int q = 0; q < W; ++q) {
-        if (q != rank) StoreVolatile(dst[q] + g * 16, v);
+      for (int b = 0; b < B; ++b) {
+        const int64_t i = i0 + b * int64_t{blockDim.x};
+        if (i < vecs) v[b] = NotSentinel<T>(AsBits<T, N>(LoadVec<T, N>(partial + (row * vecs + i) * N)));
+      }
+#pragma unroll
+      for (int b = 0; b < B; ++b) {
+        const int64_t g = row * vecs + i0 + b * int64_t{blockDim.x};
+        if (i0 + b * int64_t{blockDim.x} >= vecs) continue;
+#pragma unroll
+        for (int q = 0; q < W; ++q) {
+          if (q != rank) StoreVolatile(dst[q] + g * 16, v[b]);
+        }
       }
     }
   }
 
+  const bool whole_row = staged && cols * static_cast<int64_t>(sizeof(T)) <= kRowBufBytes;
+  T* const buf = reinterpret_cast<T*>(row_buf);
   for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
     T* const in = x + row * cols;
+    if (whole_row) {
+      for (int64_t i0 = threadIdx.x; i0 < vecs; i0 += int64_t{blockDim.x} * B) {
+        ReceiveBatch<T, N, W>(self, data, half, rank, partial, in, row, vecs, i0, blockDim.x, buf);
+      }
+      __syncthreads();  // the row is in buf
+      cuda::NormRow<T, N, kRms>(buf, [&](int64_t i) { return LoadVec<T, N>(buf + i * N); }, weight, bias, eps, cols,
+                                out + row * cols, scratch, norm_threads);
+      __syncthreads();  // buf is read before the next row overwrites it
+      continue;
+    }
     auto first_load = [&](int64_t i) {
       const int64_t g = row * vecs + i;
       Vec<T, N> v[W];
@@ -77,6 +189,19 @@ __global__ void __launch_bounds__(kThreads)
     };
     cuda::NormRow<T, N, kRms>(in, first_load, weight, bias, eps, cols, out + row * cols, scratch, norm_threads);
   }
+}
+
+// CHAI_IPC_ALLREDUCE_NORM_STAGED=0 receives every row inside the norm's first pass, as before the
+// shared-memory row (to compare the two; results are bit-identical either way). Read once.
+bool RowStaged() {
+  static const bool staged = [] {
+    const char* env = std::getenv("CHAI_IPC_ALLREDUCE_NORM_STAGED");
+    if (env == nullptr || *env == '\0' || std::strcmp(env, "1") == 0) return true;
+    if (std::strcmp(env, "0") == 0) return false;
+    std::fprintf(stderr, "chai: warning: CHAI_IPC_ALLREDUCE_NORM_STAGED=%s is not 0 or 1; using 1\n", env);
+    return true;
+  }();
+  return staged;
 }
 
 }  // namespace
@@ -109,18 +234,19 @@ cudaError_t LaunchLamportAllReduceNorm(const Peers& peers, int rank, int size, i
     char* self = peers.base[rank];
     // The norm kernel's threads per row, so that the row sums run in its order (bit-identical).
     const int norm_threads = cuda::NormRowThreads(cols / kVec16<T>);
+    const bool staged = RowStaged();
     switch (size) {
       case 2:
         LamportAllReduceNorm<T, 2, kRms><<<blocks, kThreads, 0, stream>>>(peers, self, rank, half, p, xp, w, b, eps,
-                                                                          rows, cols, norm_threads, pushed, o);
+                                                                          rows, cols, norm_threads, pushed, staged, o);
         break;
       case 4:
         LamportAllReduceNorm<T, 4, kRms><<<blocks, kThreads, 0, stream>>>(peers, self, rank, half, p, xp, w, b, eps,
-                                                                          rows, cols, norm_threads, pushed, o);
+                                                                          rows, cols, norm_threads, pushed, staged, o);
         break;
       case 8:
         LamportAllReduceNorm<T, 8, kRms><<<blocks, kThreads, 0, stream>>>(peers, self, rank, half, p, xp, w, b, eps,
-                                                                          rows, cols, norm_threads, pushed, o);
+                                                                          rows, cols, norm_threads, pushed, staged, o);
         break;
       default: return cudaErrorInvalidValue;
     }

@@ -24,7 +24,8 @@
 # boundary (batch-1 GEMV chains: one kernel per GEMV against one persistent kernel with grid barriers),
 # arpush (TP > 1: the row-parallel GEMVs push their partials into the IPC all-reduce themselves),
 # gemvshape (the GEMV default chosen by shape against by width: tests, gemm_bench shards, OPT-66B TP=4),
-# tpprofile (per-kernel time of a TP=4 decode step on rank 0 under ncu: OPT-66B and LLaMA-7B).
+# tpprofile (per-kernel time of a TP=4 decode step on rank 0 under ncu: OPT-66B and LLaMA-7B),
+# arnorm (the fused IPC all-reduce + norm with its row staged in shared memory or not: tests, TP=4 TPOT).
 set -uo pipefail
 modes=" ${*:-all} "
 [ "$modes" = " all " ] && modes=" test bench e2e chai "
@@ -185,6 +186,7 @@ has boundary && run_mode boundary
 has arpush && run_mode arpush
 has gemvshape && run_mode gemvshape
 has tpprofile && run_mode tpprofile
+has arnorm && run_mode arnorm
 has splits && run_mode splits
 has sdpa && run_mode sdpa
 has vssdpa && run_mode vssdpa
