@@ -25,7 +25,8 @@
 # arpush (TP > 1: the row-parallel GEMVs push their partials into the IPC all-reduce themselves),
 # gemvshape (the GEMV default chosen by shape against by width: tests, gemm_bench shards, OPT-66B TP=4),
 # tpprofile (per-kernel time of a TP=4 decode step on rank 0 under ncu: OPT-66B and LLaMA-7B),
-# arnorm (the fused IPC all-reduce + norm with its row staged in shared memory or not: tests, TP=4 TPOT).
+# arnorm (the fused IPC all-reduce + norm with its row staged in shared memory or not: tests, TP=4 TPOT),
+# ratio (TP=4 over TP=1 at batch 1, alternating rounds, after the GEMV and L2-hint tests one GPU each).
 set -uo pipefail
 modes=" ${*:-all} "
 [ "$modes" = " all " ] && modes=" test bench e2e chai "
@@ -139,6 +140,8 @@ targets=()
 [ "$modes" = " vssdpa " ] && targets=(--target attention_bench)
 [ "$modes" = " boundary " ] && targets=(--target boundary_bench chai)
 [ "$modes" = " tpprofile " ] && targets=(--target chai)
+[ "$modes" = " ratio " ] && targets=(--target chai l2_prefetch_gpu_test ops_gpu_test linear_fused_gpu_test
+  qkv_append_gpu_test)
 [ "$modes" = " gemvshape " ] && targets=(--target chai gemm_bench ops_gpu_test qkv_append_gpu_test linear_fused_gpu_test)
 [ "$modes" = " passes " ] && targets=(--target attention_bench paged_attention_gpu_test engine_gpu_test chai)
 [ "$modes" = " l2ab " ] && targets=(--target chai l2_prefetch_gpu_test paged_attention_gpu_test engine_gpu_test
@@ -187,6 +190,7 @@ has arpush && run_mode arpush
 has gemvshape && run_mode gemvshape
 has tpprofile && run_mode tpprofile
 has arnorm && run_mode arnorm
+has ratio && run_mode ratio
 has splits && run_mode splits
 has sdpa && run_mode sdpa
 has vssdpa && run_mode vssdpa
