@@ -22,13 +22,11 @@
 // 13.6 us a call at OPT-66B's 9216 columns on 4 x H200 against 4 us for the plain all-reduce
 // (benchmarks/results/opt-66b-tp4-h200.md). Wider rows keep that form (the fallback below).
 #include <cstdint>
-#include <cstdio>
-#include <cstdlib>
-#include <cstring>
 #include <type_traits>
 
 #include "kernels/cuda/cuda_utils.cuh"
 #include "kernels/cuda/norm_row.cuh"
+#include "kernels/env_choice.h"
 #include "parallel/ipc_allreduce_groups.cuh"
 #include "parallel/ipc_allreduce_kernel.h"
 #include "parallel/ipc_lamport.cuh"
@@ -194,13 +192,7 @@ __global__ void __launch_bounds__(kThreads)
 // CHAI_IPC_ALLREDUCE_NORM_STAGED=0 receives every row inside the norm's first pass, as before the
 // shared-memory row (to compare the two; results are bit-identical either way). Read once.
 bool RowStaged() {
-  static const bool staged = [] {
-    const char* env = std::getenv("CHAI_IPC_ALLREDUCE_NORM_STAGED");
-    if (env == nullptr || *env == '\0' || std::strcmp(env, "1") == 0) return true;
-    if (std::strcmp(env, "0") == 0) return false;
-    std::fprintf(stderr, "chai: warning: CHAI_IPC_ALLREDUCE_NORM_STAGED=%s is not 0 or 1; using 1\n", env);
-    return true;
-  }();
+  static const bool staged = EnvChoice("CHAI_IPC_ALLREDUCE_NORM_STAGED", {"1", "0"}) == 0;
   return staged;
 }
 

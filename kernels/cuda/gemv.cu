@@ -1,5 +1,5 @@
 // The decode GEMV's host side: the split-K scratch, the launch configurations (variants), their
-// choice and grid (gemv_plan.h), and the entry points (Linear's decode path, LinearFused,
+// choice and grid (the arithmetic in kernels/gemv_grid.h), and the entry points (Linear's decode path, LinearFused,
 // QkvLinearAppend). The kernel and its design notes are in gemv_kernel.cuh; which bytes a launch
 // streams first (the L2 hint) in gemv_reads_first.cc.
 #include <algorithm>
@@ -13,6 +13,7 @@
 #include "kernels/cuda/gemv_plan.h"
 #include "kernels/cuda/internal.h"
 #include "kernels/cuda/pdl.cuh"
+#include "kernels/env_choice.h"
 
 namespace chai::cuda {
 namespace {
@@ -179,34 +180,13 @@ int ForcedVariant() {
   return forced;
 }
 
-// How evenly a CTA's warps share its K span: a warp iteration streams 4 * u 16-byte chunks of each
-// row and the iterations go to the warps in turn, so the busiest warp has ceil(iterations / warps)
-// of them; mean over busiest (1 = even).
-double WarpBalance(const Variant& v, const GemvGrid& g) {
-  const int64_t iterations = (g.split_chunks + 4 * v.u - 1) / (4 * v.u);
-  const int64_t busiest = (iterations + v.warps - 1) / v.warps;
-  return static_cast<double>(iterations) / static_cast<double>(busiest * v.warps);
-}
-
-// The share of the chip's resident CTAs the grid's last wave fills, where the grid takes more than
-// one wave (0 where it fits in one, or ends on a full wave).
-double LastWaveFill(const Variant& v, const GemvGrid& g) {
-  const int64_t resident = int64_t{SmCount()} * v.ctas_per_sm();
-  const int64_t ctas = g.row_blocks * g.splits;
-  if (ctas <= resident || ctas % resident == 0) return 0.0;
-  return static_cast<double>(ctas % resident) / static_cast<double>(resident);
-}
+// The configuration as gemv_grid.h describes it (occupancy asked once per configuration).
+gemv_grid::Config ConfigOf(const Variant& v) { return {v.warps, v.r, v.u, v.min_blocks, v.ctas_per_sm()}; }
 
 // CHAI_GEMV_DEFAULT=width: choose the default configuration by N alone, as before the shape rules
 // below (to compare the two end to end). Read once.
 bool DefaultByWidthOnly() {
-  static const bool width_only = [] {
-    const char* env = std::getenv("CHAI_GEMV_DEFAULT");
-    if (env == nullptr || *env == '\0' || std::strcmp(env, "shape") == 0) return false;
-    if (std::strcmp(env, "width") == 0) return true;
-    std::fprintf(stderr, "chai: warning: CHAI_GEMV_DEFAULT=%s is not width or shape; using shape\n", env);
-    return false;
-  }();
+  static const bool width_only = EnvChoice("CHAI_GEMV_DEFAULT", {"shape", "width"}) == 1;
   return width_only;
 }
 
@@ -226,22 +206,14 @@ bool DefaultByWidthOnly() {
 // - a narrower weight whose u4.b3 grid spills a last wave of at most a tenth of the resident CTAs
 //   takes u8.b2 when its last wave is fuller (OPT-66B's Q|K|V at TP = 4: 432 row blocks over 396
 //   resident; 37.4-38.0 against 39.7-40.1 us).
+// (gemv_grid::ChooseWide; tests/unit/gemv_grid_test.cc checks it at those shapes.)
 constexpr int kNarrowDefault = 0, kWideDefault = 2;
 
 int DefaultVariant(int64_t k, int64_t n) {
-  const int by_width = n >= 8192 ? kWideDefault : kNarrowDefault;
-  if (DefaultByWidthOnly()) return by_width;
-  const Variant &narrow = kVariants[kNarrowDefault], &wide = kVariants[kWideDefault];
-  const GemvGrid narrow_grid = PlanGrid(n, k, false, narrow.r, narrow.u, narrow.warps, narrow.min_blocks);
-  const GemvGrid wide_grid = PlanGrid(n, k, false, wide.r, wide.u, wide.warps, wide.min_blocks);
-  if (by_width == kWideDefault) {
-    const double wide_balance = WarpBalance(wide, wide_grid);
-    return wide_balance < 2.0 / 3.0 && WarpBalance(narrow, narrow_grid) > wide_balance ? kNarrowDefault
-                                                                                       : kWideDefault;
-  }
-  const double narrow_fill = LastWaveFill(narrow, narrow_grid);
-  return narrow_fill > 0.0 && narrow_fill <= 0.1 && LastWaveFill(wide, wide_grid) > narrow_fill ? kWideDefault
-                                                                                                 : kNarrowDefault;
+  return gemv_grid::ChooseWide(k, n, ConfigOf(kVariants[kNarrowDefault]), ConfigOf(kVariants[kWideDefault]), SmCount(),
+                               DefaultByWidthOnly())
+             ? kWideDefault
+             : kNarrowDefault;
 }
 
 int ChooseVariant(int64_t /*tokens*/, int64_t k, int64_t n) {
@@ -276,26 +248,8 @@ bool NormFolds(const Tensor& x, const Tensor& norm_w) {
 
 }  // namespace
 
-// A GEMV's grid: row blocks of 16 * kR rows of W (paired epilogues: 8 * kR output columns, as many
-// rows of each half), and over gridDim.y the splits of K, split_chunks 16-byte chunks each.
-// Fewer row blocks than SMs: split K over CTAs, up to one full wave at the occupancy the kernel is
-// built for, each warp of a split keeping at least one full iteration (4 * kU chunks).
 GemvGrid PlanGrid(int64_t n, int64_t k, bool paired, int r, int u, int warps, int min_blocks) {
-  GemvGrid g;
-  const int64_t per_block = paired ? 8 * r : 16 * r;
-  g.row_blocks = ((paired ? n / 2 : n) + per_block - 1) / per_block;
-  const int64_t chunks = k / 8;
-  g.split_chunks = chunks;
-  if (g.row_blocks < SmCount()) {
-    const int64_t by_k = chunks / (4 * u * warps);
-    g.splits = std::max<int64_t>(1, std::min<int64_t>(int64_t{SmCount()} * min_blocks / g.row_blocks, by_k));
-  }
-  if (g.splits > 1) {
-    const int64_t group = 4 * u;
-    g.split_chunks = (chunks + g.splits * group - 1) / (g.splits * group) * group;
-    g.splits = (chunks + g.split_chunks - 1) / g.split_chunks;
-  }
-  return g;
+  return gemv_grid::Plan(n, k, paired, gemv_grid::Config{warps, r, u, min_blocks, min_blocks}, SmCount());
 }
 
 GemvShape GemvLaunchShape(int64_t tokens, int64_t k, int64_t n, bool fused) {
@@ -322,7 +276,7 @@ GemvShapePlan GemvPlan(int64_t k, int64_t n, int variant) {
   if (variant < 0 || variant >= kNumVariants) variant = ChooseVariant(1, k, n);
   const Variant& v = kVariants[variant];
   const GemvGrid g = PlanGrid(n, k, false, v.r, v.u, v.warps, v.min_blocks);
-  return GemvShapePlan{v.name, g.row_blocks, g.splits, v.ctas_per_sm(), WarpBalance(v, g)};
+  return GemvShapePlan{v.name, g.row_blocks, g.splits, v.ctas_per_sm(), gemv_grid::WarpBalance(ConfigOf(v), g)};
 }
 
 void Gemv(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor* out, int variant) {

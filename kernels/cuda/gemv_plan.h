@@ -5,13 +5,12 @@
 
 #include <cstdint>
 
+#include "kernels/gemv_grid.h"
+
 namespace chai::cuda {
 
-// A GEMV's grid: row blocks of 16 * r rows of W (paired epilogues: 8 * r output columns, as many
-// rows of each half), and over gridDim.y the splits of K, split_chunks 16-byte chunks each.
-struct GemvGrid {
-  int64_t row_blocks = 0, splits = 1, split_chunks = 0;
-};
+// A GEMV's grid (kernels/gemv_grid.h) on this device's SMs.
+using GemvGrid = gemv_grid::Grid;
 GemvGrid PlanGrid(int64_t n, int64_t k, bool paired, int r, int u, int warps, int min_blocks);
 
 // The configuration's template shape (gemv_kernel.cuh: warps per CTA, r * 16 rows per CTA, u steps

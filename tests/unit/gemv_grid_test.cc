@@ -1,0 +1,91 @@
+// The decode GEMV's launch arithmetic (kernels/gemv_grid.h) against grids worked out by hand, and
+// its default choice: unchanged by width at LLaMA-7B's shards (TP = 1, 2, 4), by shape at the two
+// OPT-66B shards of TP = 4 where the GPU sweep found the width rule misfit
+// (benchmarks/results/gemm-h200.md). The two fused configurations as an H100 / H200 runs them:
+// 132 SMs, w8.r16.u4.b3 at 3 CTAs per SM, w8.r16.u8.b2 at 2.
+#include "kernels/gemv_grid.h"
+
+#include <cstdint>
+
+#include "gtest/gtest.h"
+
+namespace chai {
+namespace {
+
+using gemv_grid::Config;
+using gemv_grid::Grid;
+
+constexpr int kSms = 132;
+constexpr Config kNarrow{8, 1, 4, 3, 3};  // w8.r16.u4.b3
+constexpr Config kWide{8, 1, 8, 2, 2};    // w8.r16.u8.b2
+
+TEST(GemvGrid, RowBlocksAndSplits) {
+  // 16 rows a block; at least as many row blocks as SMs: no split of K.
+  Grid g = gemv_grid::Plan(12288, 4096, false, kWide, kSms);
+  EXPECT_EQ(g.row_blocks, 768);
+  EXPECT_EQ(g.splits, 1);
+  EXPECT_EQ(g.split_chunks, 512);
+  // Paired halves (SiLU over gate | up): 8 output columns a block over n / 2.
+  g = gemv_grid::Plan(22016, 4096, true, kWide, kSms);
+  EXPECT_EQ(g.row_blocks, 1376);
+  // A partial last block rounds up.
+  EXPECT_EQ(gemv_grid::Plan(4097, 1032, false, kNarrow, kSms).row_blocks, 257);
+  // 64 row blocks: K split up to a wave at min_blocks (132 * 3 / 64 = 6), capped by a warp
+  // iteration per split (512 chunks / (4 * 4 * 8) = 4): 4 splits of 128 chunks.
+  g = gemv_grid::Plan(1024, 4096, false, kNarrow, kSms);
+  EXPECT_EQ(g.row_blocks, 64);
+  EXPECT_EQ(g.splits, 4);
+  EXPECT_EQ(g.split_chunks, 128);
+  // Too short a K for any split: 33 chunks, less than one iteration of the 8 warps.
+  g = gemv_grid::Plan(100, 264, false, kNarrow, kSms);
+  EXPECT_EQ(g.row_blocks, 7);
+  EXPECT_EQ(g.splits, 1);
+  EXPECT_EQ(g.split_chunks, 33);
+}
+
+TEST(GemvGrid, WarpBalanceAndLastWave) {
+  // OPT-66B's o at TP = 4, K = 2304 (288 chunks): u8 makes 9 iterations over 8 warps (the busiest
+  // has 2: 9 / 16), u4 18 (the busiest 3: 18 / 24).
+  const Grid o_wide = gemv_grid::Plan(9216, 2304, false, kWide, kSms);
+  const Grid o_narrow = gemv_grid::Plan(9216, 2304, false, kNarrow, kSms);
+  EXPECT_DOUBLE_EQ(gemv_grid::WarpBalance(kWide, o_wide), 9.0 / 16.0);
+  EXPECT_DOUBLE_EQ(gemv_grid::WarpBalance(kNarrow, o_narrow), 18.0 / 24.0);
+  // K = 4096: 16 or 32 iterations, even.
+  EXPECT_DOUBLE_EQ(gemv_grid::WarpBalance(kWide, gemv_grid::Plan(4096, 4096, false, kWide, kSms)), 1.0);
+  // OPT-66B's Q|K|V at TP = 4: 432 row blocks over 396 resident u4.b3 CTAs leave a last wave of 36;
+  // over 264 u8.b2 CTAs one of 168.
+  const Grid qkv_narrow = gemv_grid::Plan(6912, 9216, false, kNarrow, kSms);
+  EXPECT_EQ(qkv_narrow.row_blocks, 432);
+  EXPECT_DOUBLE_EQ(gemv_grid::LastWaveFill(kNarrow, qkv_narrow, kSms), 36.0 / 396.0);
+  EXPECT_DOUBLE_EQ(gemv_grid::LastWaveFill(kWide, gemv_grid::Plan(6912, 9216, false, kWide, kSms), kSms),
+                   168.0 / 264.0);
+  // One wave or less, or whole waves: no partial last wave.
+  EXPECT_EQ(gemv_grid::LastWaveFill(kNarrow, gemv_grid::Plan(4096, 4096, false, kNarrow, kSms), kSms), 0.0);
+  EXPECT_EQ(gemv_grid::LastWaveFill(kWide, Grid{528, 1, 512}, kSms), 0.0);
+}
+
+TEST(GemvGrid, DefaultByShape) {
+  struct Shape {
+    int64_t k, n;
+  };
+  // LLaMA-7B's projections at TP = 1, 2 and 4 (Q|K|V and gate|up stacked), and its LM head:
+  // the width rule's choice (wide from N = 8192) stands.
+  const Shape llama[] = {{4096, 12288}, {4096, 4096}, {4096, 22016}, {11008, 4096}, {4096, 6144}, {2048, 4096},
+                         {4096, 11008}, {5504, 4096}, {4096, 3072},  {1024, 4096},  {4096, 5504}, {2752, 4096},
+                         {4096, 32000}, {4096, 16000}, {4096, 8000}};
+  for (const Shape& s : llama) {
+    EXPECT_EQ(gemv_grid::ChooseWide(s.k, s.n, kNarrow, kWide, kSms, false), s.n >= 8192) << s.k << " -> " << s.n;
+  }
+  // OPT-66B at TP = 4: o (2304 -> 9216) takes the narrow one, Q|K|V (9216 -> 6912) the wide one;
+  // fc1, fc2 and the LM head shard keep the width rule's wide one.
+  EXPECT_FALSE(gemv_grid::ChooseWide(2304, 9216, kNarrow, kWide, kSms, false));
+  EXPECT_TRUE(gemv_grid::ChooseWide(9216, 6912, kNarrow, kWide, kSms, false));
+  EXPECT_TRUE(gemv_grid::ChooseWide(9216, 9216, kNarrow, kWide, kSms, false));
+  EXPECT_TRUE(gemv_grid::ChooseWide(9216, 12568, kNarrow, kWide, kSms, false));
+  // By width only (CHAI_GEMV_DEFAULT=width): the old choice at those two as well.
+  EXPECT_TRUE(gemv_grid::ChooseWide(2304, 9216, kNarrow, kWide, kSms, true));
+  EXPECT_FALSE(gemv_grid::ChooseWide(9216, 6912, kNarrow, kWide, kSms, true));
+}
+
+}  // namespace
+}  // namespace chai
