@@ -17,15 +17,20 @@
 // Latency, which is all a decode row costs: a row of up to kRowBufBytes is first received whole by
 // every thread of its block, each thread with all its groups' loads (own partial, x, every peer's
 // slot) in flight at once (ReceiveBatch), into shared memory and x; the norm's passes then read
-// shared memory. Receiving inside the norm's first pass instead (its 256 or 512 threads, each
-// polling one peer after another, one vector after another) made a chain of dependent round trips:
-// 13.6 us a call at OPT-66B's 9216 columns on 4 x H200 against 4 us for the plain all-reduce
-// (benchmarks/results/opt-66b-tp4-h200.md). Wider rows keep that form (the fallback below).
+// shared memory, and so do the last pass's weights, copied there while the row was received; the
+// last pass runs on all the block's threads (the sums' passes keep the norm kernel's thread count).
+// Receiving inside the norm's first pass instead (its 256 or 512 threads, each polling one peer
+// after another, one vector after another) made a chain of dependent round trips: 13.6 us a call at
+// OPT-66B's 9216 columns on 4 x H200 against 4 us for the plain all-reduce; and the last pass,
+// reading its weights from DRAM one vector at a time, five more at 256 threads
+// (benchmarks/results/opt-66b-tp4-h200.md). Wider rows keep the receive inside the norm (the
+// fallback below), with the weights prefetched into L2.
 #include <cstdint>
 #include <type_traits>
 
 #include "kernels/cuda/cuda_utils.cuh"
 #include "kernels/cuda/norm_row.cuh"
+#include "kernels/cuda/pdl.cuh"
 #include "kernels/env_choice.h"
 #include "parallel/ipc_allreduce_groups.cuh"
 #include "parallel/ipc_allreduce_kernel.h"
@@ -46,6 +51,20 @@ constexpr int kRowBufBytes = 32 * 1024;
 // nvcc 13, sm_90): a 9216-column fp16 row (1152 vectors) is received in one round at W = 4.
 template <typename T, int W>
 constexpr int kBatch = W <= 2 ? 4 : W <= 4 ? (std::is_same_v<T, __half> ? 3 : 2) : 1;
+
+// Dynamic shared memory of a launch: the staged row, the norm's weight and bias (when there is one)
+// of cols elements each; none when rows are not staged.
+size_t StagedSharedBytes(bool whole_row, int64_t cols, size_t dtype_bytes, bool bias) {
+  return whole_row ? (bias ? 3 : 2) * static_cast<size_t>(cols) * dtype_bytes : 0;
+}
+
+// 16 bytes global -> shared, without passing through registers; complete after WaitCopiesToShared.
+__device__ __forceinline__ void CopyToShared16(void* dst, const void* src) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n"
+               ::"r"(static_cast<uint32_t>(__cvta_generic_to_shared(dst))), "l"(__cvta_generic_to_global(src))
+               : "memory");
+}
+__device__ __forceinline__ void WaitCopiesToShared() { asm volatile("cp.async.wait_all;\n" ::: "memory"); }
 
 // Receives vectors i0, i0 + stride, ... (up to kBatch<T, W> of them, those below vecs) of row `row`:
 // each the ranks' partials summed in rank order and rounded once, added to x and rounded (the
@@ -104,9 +123,7 @@ __device__ __forceinline__ void ReceiveBatch(char* self, size_t data, size_t hal
       }
       v[q] = FromBits<T, N>(q == rank ? own[b] : got[b][q]);
     }
-    const Vec<T, N> sum = RankOrderSum<T, N, W>(v);
-#pragma unroll
-    for (int j = 0; j < N; ++j) h[b].v[j] = FromFloat<T>(ToFloat(h[b].v[j]) + ToFloat(sum.v[j]));
+    h[b] = cuda::AddRounded<T, N>(h[b], RankOrderSum<T, N, W>(v));
     StoreVec<T, N>(in + i * N, h[b]);
     StoreVec<T, N>(buf + i * N, h[b]);
   }
@@ -119,16 +136,39 @@ __global__ void __launch_bounds__(kThreads)
                          T* out) {
   constexpr int N = kVec16<T>;
   constexpr int B = kBatch<T, W>;
-  __shared__ uint64_t block_epoch;
   __shared__ float scratch[32];
-  __shared__ uint4 row_buf[kRowBufBytes / 16];
-  if (threadIdx.x == 0) {
-    uint64_t* const epochs = reinterpret_cast<uint64_t*>(self + kEpochsOffset);
-    block_epoch = epochs[blockIdx.x] + 1;
-    epochs[blockIdx.x] = block_epoch;
+  extern __shared__ uint4 staged_smem[];  // [row | weight | bias], StagedSharedBytes
+  // Rows of up to kRowBufBytes are staged: the row, and the norm's weights, which no earlier kernel
+  // writes, copied into shared memory while the row is received (they were evicted from L2 by the
+  // layer's weight stream since the last step: read by the last pass instead, they were a DRAM round
+  // trip per vector there). Wider rows read them through L2, fetched there meanwhile.
+  const bool whole_row = staged && cols * static_cast<int64_t>(sizeof(T)) <= kRowBufBytes;
+  T* const buf = reinterpret_cast<T*>(staged_smem);
+  const T* norm_weight = weight;
+  const T* norm_bias = bias;
+  if (blockIdx.x < rows) {
+    if (whole_row) {
+      T* const w_buf = buf + cols;
+      T* const b_buf = w_buf + cols;
+      for (int64_t i = threadIdx.x; i < cols / N; i += blockDim.x) {
+        CopyToShared16(w_buf + i * N, weight + i * N);
+        if (bias != nullptr) CopyToShared16(b_buf + i * N, bias + i * N);
+      }
+      norm_weight = w_buf;
+      norm_bias = bias != nullptr ? b_buf : nullptr;
+    } else {
+      constexpr int64_t kLine = 128 / sizeof(T);
+      for (int64_t e = threadIdx.x * kLine; e < cols; e += int64_t{blockDim.x} * kLine) {
+        cuda::PrefetchL2(weight + e);
+        if (bias != nullptr) cuda::PrefetchL2(bias + e);
+      }
+    }
   }
-  __syncthreads();
-  const size_t data = kDataOffset + (block_epoch & 1) * W * half;
+  // Every thread reads the block's epoch (a broadcast load a warp, so no barrier stands between it and
+  // the receive's first loads); thread 0 stores the next one at the end, when all have read it.
+  uint64_t* const epochs = reinterpret_cast<uint64_t*>(self + kEpochsOffset);
+  const uint64_t epoch = epochs[blockIdx.x] + 1;
+  const size_t data = kDataOffset + (epoch & 1) * W * half;
   const int64_t vecs = cols / N;
 
   char* dst[W];  // slot `rank` of half p on every rank (own entry unused)
@@ -156,17 +196,16 @@ __global__ void __launch_bounds__(kThreads)
     }
   }
 
-  const bool whole_row = staged && cols * static_cast<int64_t>(sizeof(T)) <= kRowBufBytes;
-  T* const buf = reinterpret_cast<T*>(row_buf);
   for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
     T* const in = x + row * cols;
     if (whole_row) {
       for (int64_t i0 = threadIdx.x; i0 < vecs; i0 += int64_t{blockDim.x} * B) {
         ReceiveBatch<T, N, W>(self, data, half, rank, partial, in, row, vecs, i0, blockDim.x, buf);
       }
-      __syncthreads();  // the row is in buf
-      cuda::NormRow<T, N, kRms>(buf, [&](int64_t i) { return LoadVec<T, N>(buf + i * N); }, weight, bias, eps, cols,
-                                out + row * cols, scratch, norm_threads);
+      WaitCopiesToShared();
+      __syncthreads();  // the row and the weights are in shared memory
+      cuda::NormRow<T, N, kRms, 1>(buf, [&](int64_t i) { return LoadVec<T, N>(buf + i * N); }, norm_weight, norm_bias,
+                                   eps, cols, out + row * cols, scratch, norm_threads, blockDim.x);
       __syncthreads();  // buf is read before the next row overwrites it
       continue;
     }
@@ -178,15 +217,25 @@ __global__ void __launch_bounds__(kThreads)
         v[q] = q == rank ? FromBits<T, N>(NotSentinel<T>(AsBits<T, N>(LoadVec<T, N>(partial + g * N))))
                          : ReceiveGroup<T, N>(self + data + q * half + g * 16, N);
       }
-      const Vec<T, N> sum = RankOrderSum<T, N, W>(v);
-      Vec<T, N> h = LoadVec<T, N>(in + i * N);
-#pragma unroll
-      for (int j = 0; j < N; ++j) h.v[j] = FromFloat<T>(ToFloat(h.v[j]) + ToFloat(sum.v[j]));
+      const Vec<T, N> h = cuda::AddRounded<T, N>(LoadVec<T, N>(in + i * N), RankOrderSum<T, N, W>(v));
       StoreVec<T, N>(in + i * N, h);
       return h;
     };
-    cuda::NormRow<T, N, kRms>(in, first_load, weight, bias, eps, cols, out + row * cols, scratch, norm_threads);
+    cuda::NormRow<T, N, kRms, 1>(in, first_load, weight, bias, eps, cols, out + row * cols, scratch, norm_threads,
+                                 blockDim.x);
   }
+  __syncthreads();  // every thread has read the epoch; the next call of this block is stream-ordered
+  if (threadIdx.x == 0) epochs[blockIdx.x] = epoch;
+}
+
+// Lets an instance take a staged row's shared memory above the default 48 KB (OPT-66B's rows stage
+// 54 KB); once per instance: each rank's process drives one device.
+template <typename T, int W, bool kRms>
+cudaError_t AllowStagedRows() {
+  static const cudaError_t allowed =
+      cudaFuncSetAttribute(LamportAllReduceNorm<T, W, kRms>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                           static_cast<int>(StagedSharedBytes(true, kRowBufBytes / sizeof(T), sizeof(T), true)));
+  return allowed;
 }
 
 // CHAI_IPC_ALLREDUCE_NORM_STAGED=0 receives every row inside the norm's first pass, as before the
@@ -227,22 +276,20 @@ cudaError_t LaunchLamportAllReduceNorm(const Peers& peers, int rank, int size, i
     // The norm kernel's threads per row, so that the row sums run in its order (bit-identical).
     const int norm_threads = cuda::NormRowThreads(cols / kVec16<T>);
     const bool staged = RowStaged();
+    const size_t smem = StagedSharedBytes(staged && cols * static_cast<int64_t>(sizeof(T)) <= kRowBufBytes, cols,
+                                          sizeof(T), b != nullptr);
+    auto run = [&](auto kernel, cudaError_t allowed) {
+      if (allowed != cudaSuccess) return allowed;
+      kernel<<<blocks, kThreads, smem, stream>>>(peers, self, rank, half, p, xp, w, b, eps, rows, cols, norm_threads,
+                                                 pushed, staged, o);
+      return cudaGetLastError();
+    };
     switch (size) {
-      case 2:
-        LamportAllReduceNorm<T, 2, kRms><<<blocks, kThreads, 0, stream>>>(peers, self, rank, half, p, xp, w, b, eps,
-                                                                          rows, cols, norm_threads, pushed, staged, o);
-        break;
-      case 4:
-        LamportAllReduceNorm<T, 4, kRms><<<blocks, kThreads, 0, stream>>>(peers, self, rank, half, p, xp, w, b, eps,
-                                                                          rows, cols, norm_threads, pushed, staged, o);
-        break;
-      case 8:
-        LamportAllReduceNorm<T, 8, kRms><<<blocks, kThreads, 0, stream>>>(peers, self, rank, half, p, xp, w, b, eps,
-                                                                          rows, cols, norm_threads, pushed, staged, o);
-        break;
+      case 2: return run(LamportAllReduceNorm<T, 2, kRms>, AllowStagedRows<T, 2, kRms>());
+      case 4: return run(LamportAllReduceNorm<T, 4, kRms>, AllowStagedRows<T, 4, kRms>());
+      case 8: return run(LamportAllReduceNorm<T, 8, kRms>, AllowStagedRows<T, 8, kRms>());
       default: return cudaErrorInvalidValue;
     }
-    return cudaGetLastError();
   };
   auto by_norm = [&](auto tag) {
     return rms ? launch(tag, std::true_type{}) : launch(tag, std::false_type{});

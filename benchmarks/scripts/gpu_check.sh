@@ -26,7 +26,9 @@
 # gemvshape (the GEMV default chosen by shape against by width: tests, gemm_bench shards, OPT-66B TP=4),
 # tpprofile (per-kernel time of a TP=4 decode step on rank 0 under ncu: OPT-66B and LLaMA-7B),
 # arnorm (the fused IPC all-reduce + norm with its row staged in shared memory or not: tests, TP=4 TPOT),
-# ratio (TP=4 over TP=1 at batch 1, alternating rounds, after the GEMV and L2-hint tests one GPU each).
+# ratio (TP=4 over TP=1 at batch 1, alternating rounds, after the GEMV and L2-hint tests one GPU each),
+# basetp (this tree against a baseline tree, BASE_TAR, on the same host: multi-GPU and norm tests,
+# then OPT-66B at TP=4 and LLaMA-7B at TP=4 and 1, batch 1, in turn).
 set -uo pipefail
 modes=" ${*:-all} "
 [ "$modes" = " all " ] && modes=" test bench e2e chai "
@@ -188,6 +190,7 @@ has stream && run_mode stream
 has boundary && run_mode boundary
 has arpush && run_mode arpush
 has gemvshape && run_mode gemvshape
+has basetp && run_mode basetp
 has tpprofile && run_mode tpprofile
 has arnorm && run_mode arnorm
 has ratio && run_mode ratio

@@ -49,9 +49,7 @@ __global__ void NormKernel(T* x, const T* residual, const T* weight, const T* bi
   auto first_load = [&](int64_t i) {
     Vec<T, N> v = LoadVec<T, N>(in + i * N);
     if (res != nullptr) {
-      const Vec<T, N> r = LoadVec<T, N>(res + i * N);
-#pragma unroll
-      for (int j = 0; j < N; ++j) v.v[j] = FromFloat<T>(ToFloat(v.v[j]) + ToFloat(r.v[j]));
+      v = AddRounded<T, N>(v, LoadVec<T, N>(res + i * N));
       StoreVec<T, N>(in + i * N, v);
     }
     return v;

@@ -19,15 +19,64 @@ namespace chai::cuda {
 // its sums run in the same order as the norm kernel's (the fused all-reduce + norm does).
 inline int NormRowThreads(int64_t vecs) { return RowThreads(vecs, vecs >= 2048 ? 512 : 256); }
 
+// The residual add of the fused norms, element by element in fp32 and rounded to T: the norm
+// kernel's x + y and the all-reduce + norm's x + (the ranks' sum) round alike.
+template <typename T, int N>
+__device__ __forceinline__ Vec<T, N> AddRounded(const Vec<T, N>& a, const Vec<T, N>& b) {
+  Vec<T, N> r;
+#pragma unroll
+  for (int j = 0; j < N; ++j) r.v[j] = FromFloat<T>(ToFloat(a.v[j]) + ToFloat(b.v[j]));
+  return r;
+}
+
+// The last pass, out = (in - mean) * inv * weight (+ bias): element by element once the statistics
+// are known, so any `threads` threads of the block may share it (thread t: vectors t, t + threads,
+// ...). Each thread loads K vectors of in, weight and bias before it stores any: out may
+// alias in, so the compiler cannot move a later vector's loads above an earlier store, and one
+// vector at a time made a round trip each (five a thread at OPT-66B's 9216 columns on 256 threads,
+// weights from DRAM). Only the order of loads changed: same arithmetic, same bits.
+template <typename T, int N, int K>
+__device__ __forceinline__ void NormRowOutput(const T* in, const T* weight, const T* bias, float mean, float inv,
+                                              int64_t vecs, T* out, int threads) {
+  if (threadIdx.x >= threads) return;
+  for (int64_t i0 = threadIdx.x; i0 < vecs; i0 += int64_t{threads} * K) {
+    Vec<T, N> v[K], w[K], b[K];
+#pragma unroll
+    for (int k = 0; k < K; ++k) {
+      const int64_t i = i0 + int64_t{k} * threads;
+      if (i >= vecs) continue;
+      v[k] = LoadVec<T, N>(in + i * N);
+      w[k] = LoadVec<T, N>(weight + i * N);
+      if (bias != nullptr) b[k] = LoadVec<T, N>(bias + i * N);
+    }
+#pragma unroll
+    for (int k = 0; k < K; ++k) {
+      const int64_t i = i0 + int64_t{k} * threads;
+      if (i >= vecs) continue;
+      Vec<T, N> r;
+#pragma unroll
+      for (int j = 0; j < N; ++j) {
+        float y = (ToFloat(v[k].v[j]) - mean) * inv * ToFloat(w[k].v[j]);
+        if (bias != nullptr) y += ToFloat(b[k].v[j]);
+        r.v[j] = FromFloat<T>(y);
+      }
+      StoreVec<T, N>(out + i * N, r);
+    }
+  }
+}
+
 // `in` holds the row's cols = vecs * N elements once first_load(i) has run for every vector i
 // this thread visits (threadIdx.x, + threads, ...; threads >= threadIdx.x + 1 visit none):
 // first_load returns vector i and may store it into `in` (the fused residual add); later passes
 // re-read `in`, each thread its own vectors. Every thread of the block must call it (block
 // reductions; idle threads add zeros, which leaves the sums' bits unchanged). threads: a
-// multiple of 32, at most blockDim.x. scratch: 32 floats of shared memory.
-template <typename T, int N, bool kRms, typename FirstLoad>
+// multiple of 32, at most blockDim.x. scratch: 32 floats of shared memory. out_threads: the
+// threads of the last pass (NormRowOutput), `threads` when 0; the sums' order does not depend on it.
+// kOutBatch: the vectors a thread of the last pass loads before its first store.
+template <typename T, int N, bool kRms, int kOutBatch = 2, typename FirstLoad>
 __device__ __forceinline__ void NormRow(const T* in, FirstLoad first_load, const T* weight, const T* bias, float eps,
-                                        int64_t cols, T* out, float* scratch, int threads) {
+                                        int64_t cols, T* out, float* scratch, int threads,
+                                        int out_threads = 0) {
   const int64_t vecs = cols / N;
   const int64_t first = threadIdx.x < threads ? threadIdx.x : vecs;
   float mean = 0.f;
@@ -50,21 +99,7 @@ __device__ __forceinline__ void NormRow(const T* in, FirstLoad first_load, const
     }
   }
   const float inv = rsqrtf(BlockSum(ss, scratch) / static_cast<float>(cols) + eps);
-
-  for (int64_t i = first; i < vecs; i += threads) {
-    const Vec<T, N> v = LoadVec<T, N>(in + i * N);
-    const Vec<T, N> w = LoadVec<T, N>(weight + i * N);
-    Vec<T, N> b;
-    if (bias != nullptr) b = LoadVec<T, N>(bias + i * N);
-    Vec<T, N> r;
-#pragma unroll
-    for (int j = 0; j < N; ++j) {
-      float y = (ToFloat(v.v[j]) - mean) * inv * ToFloat(w.v[j]);
-      if (bias != nullptr) y += ToFloat(b.v[j]);
-      r.v[j] = FromFloat<T>(y);
-    }
-    StoreVec<T, N>(out + i * N, r);
-  }
+  NormRowOutput<T, N, kOutBatch>(in, weight, bias, mean, inv, vecs, out, out_threads > 0 ? out_threads : threads);
 }
 
 }  // namespace chai::cuda
