@@ -50,7 +50,7 @@ constexpr int kRowBufBytes = 32 * 1024;
 // As many as fit 128 registers (__launch_bounds__(kThreads) = 512) without spilling (ptxas -v,
 // nvcc 13, sm_90): a 9216-column fp16 row (1152 vectors) is received in one round at W = 4.
 template <typename T, int W>
-constexpr int kBatch = W <= 2 ? 4 : W <= 4 ? (std::is_same_v<T, __half> ? 3 : 2) : 1;
+constexpr int kBatch = W <= 2 ? (sizeof(T) == 4 ? 3 : 4) : W <= 4 ? (std::is_same_v<T, __half> ? 3 : 2) : 1;
 
 // Dynamic shared memory of a launch: the staged row, the norm's weight and bias (when there is one)
 // of cols elements each; none when rows are not staged.

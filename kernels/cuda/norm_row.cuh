@@ -34,7 +34,9 @@ __device__ __forceinline__ Vec<T, N> AddRounded(const Vec<T, N>& a, const Vec<T,
 // ...). Each thread loads K vectors of in, weight and bias before it stores any: out may
 // alias in, so the compiler cannot move a later vector's loads above an earlier store, and one
 // vector at a time made a round trip each (five a thread at OPT-66B's 9216 columns on 256 threads,
-// weights from DRAM). Only the order of loads changed: same arithmetic, same bits.
+// weights from DRAM). The roundings are explicit (here and in the variance's sum): left to nvcc,
+// a * b + c became one fma in some instances of this code and two roundings in others, and the
+// norm kernel's LayerNorm and the fused all-reduce + norm's came out a bit apart.
 template <typename T, int N, int K>
 __device__ __forceinline__ void NormRowOutput(const T* in, const T* weight, const T* bias, float mean, float inv,
                                               int64_t vecs, T* out, int threads) {
@@ -56,9 +58,9 @@ __device__ __forceinline__ void NormRowOutput(const T* in, const T* weight, cons
       Vec<T, N> r;
 #pragma unroll
       for (int j = 0; j < N; ++j) {
-        float y = (ToFloat(v[k].v[j]) - mean) * inv * ToFloat(w[k].v[j]);
-        if (bias != nullptr) y += ToFloat(b[k].v[j]);
-        r.v[j] = FromFloat<T>(y);
+        const float scaled = __fmul_rn(ToFloat(v[k].v[j]) - mean, inv);
+        r.v[j] = FromFloat<T>(bias != nullptr ? __fmaf_rn(scaled, ToFloat(w[k].v[j]), ToFloat(b[k].v[j]))
+                                              : __fmul_rn(scaled, ToFloat(w[k].v[j])));
       }
       StoreVec<T, N>(out + i * N, r);
     }
@@ -95,7 +97,7 @@ __device__ __forceinline__ void NormRow(const T* in, FirstLoad first_load, const
 #pragma unroll
     for (int j = 0; j < N; ++j) {
       const float d = ToFloat(v.v[j]) - mean;
-      ss += d * d;
+      ss = __fmaf_rn(d, d, ss);
     }
   }
   const float inv = rsqrtf(BlockSum(ss, scratch) / static_cast<float>(cols) + eps);
