@@ -3,7 +3,7 @@
 # This tree against a baseline tree on the same host, at TP = 4 and TP = 1, batch 1. The baseline is
 # BASE_TAR (default base-tree.tar.gz in the repository root, made with `git archive COMMIT | gzip`,
 # kept out of git and named in carry), built into build-base (chai only) while this tree's
-# multi-GPU tests (ctest: ipc_allreduce, chai_tp_gpu, tp_gpu) and norm op tests run (without a
+# multi-GPU tests (ctest -R BASETP_CTEST, default ipc_allreduce|chai_tp_gpu|tp_gpu) and norm op tests run (without a
 # baseline tree, only those tests run). Then TPOT,
 # baseline and this tree in turn: OPT-66B at TP = 4 (BASETP_OPT66B_ROUNDS, default 2; prompt 512,
 # 128 new tokens, one timed iteration) and LLaMA-7B at TP = 4 and TP = 1 (BASETP_LLAMA_ROUNDS,
@@ -16,7 +16,7 @@ if [ -f "$base_tar" ]; then
     > "$OUT/basetp-build.log" 2>&1) &
   base_pid=$!
 fi
-ctest --test-dir build-gpu -R "ipc_allreduce|chai_tp_gpu|tp_gpu" --output-on-failure --timeout 300 \
+ctest --test-dir build-gpu -R "${BASETP_CTEST:-ipc_allreduce|chai_tp_gpu|tp_gpu}" --output-on-failure --timeout 300 \
   > "$OUT/basetp-ctest.log" 2>&1
 grep -E "Test +#|tests passed" "$OUT/basetp-ctest.log"
 for t in ops_gpu_test fused_ops_gpu_test; do
