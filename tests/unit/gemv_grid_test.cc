@@ -18,6 +18,7 @@ using gemv_grid::Grid;
 constexpr int kSms = 132;
 constexpr Config kNarrow{8, 1, 4, 3, 3};  // w8.r16.u4.b3
 constexpr Config kWide{8, 1, 8, 2, 2};    // w8.r16.u8.b2
+constexpr Config kFour{4, 1, 4, 6, 6};    // w4.r16.u4.b6 (plain kernel only)
 
 TEST(GemvGrid, RowBlocksAndSplits) {
   // 16 rows a block; at least as many row blocks as SMs: no split of K.
@@ -85,6 +86,26 @@ TEST(GemvGrid, DefaultByShape) {
   // By width only (CHAI_GEMV_DEFAULT=width): the old choice at those two as well.
   EXPECT_TRUE(gemv_grid::ChooseWide(2304, 9216, kNarrow, kWide, kSms, true));
   EXPECT_FALSE(gemv_grid::ChooseWide(9216, 6912, kNarrow, kWide, kSms, true));
+}
+
+TEST(GemvGrid, PlainLaunchTakesFourWarpsOnlyWhereTheDefaultSharesUnevenly) {
+  struct Shape {
+    int64_t k, n;
+  };
+  // K = 2304 (OPT-66B's o at TP = 4): the default u4.b3 makes 18 iterations over 8 warps (18 / 24);
+  // four warps make them at 18 / 20.
+  const Grid o_four = gemv_grid::Plan(9216, 2304, false, kFour, kSms);
+  EXPECT_DOUBLE_EQ(gemv_grid::WarpBalance(kFour, o_four), 18.0 / 20.0);
+  EXPECT_TRUE(gemv_grid::PlainTakesFourWarps(2304, 9216, kNarrow, kFour, kSms));
+  // Every other shard keeps its default: LLaMA-7B at TP = 1, 2, 4 and its LM head, OPT-66B's
+  // Q|K|V, fc1, fc2 and LM head at TP = 4 (each with the configuration ChooseWide gives it).
+  const Shape keep[] = {{4096, 12288}, {4096, 4096}, {4096, 22016}, {11008, 4096}, {4096, 6144}, {2048, 4096},
+                        {4096, 11008}, {5504, 4096}, {4096, 3072},  {1024, 4096},  {4096, 5504}, {2752, 4096},
+                        {4096, 32000}, {9216, 6912}, {9216, 9216},  {9216, 12568}};
+  for (const Shape& s : keep) {
+    const Config& chosen = gemv_grid::ChooseWide(s.k, s.n, kNarrow, kWide, kSms, false) ? kWide : kNarrow;
+    EXPECT_FALSE(gemv_grid::PlainTakesFourWarps(s.k, s.n, chosen, kFour, kSms)) << s.k << " -> " << s.n;
+  }
 }
 
 }  // namespace
