@@ -10,12 +10,12 @@
 namespace chai {
 
 absl::Status Communicator::AllReduceAddNorm(Tensor* partial, Tensor* x, const Tensor& weight, const Tensor& bias,
-                                            float eps, bool rms, Tensor* out) {
+                                            float eps, bool rms, Tensor* out, const L2Prefetch& then) {
   if (absl::Status s = AllReduceSum(partial); !s.ok()) return s;
   if (rms) {
-    ops::AddRmsNorm(x, *partial, weight, eps, out);
+    ops::AddRmsNorm(x, *partial, weight, eps, out, then);
   } else {
-    ops::AddLayerNorm(x, *partial, weight, bias, eps, out);
+    ops::AddLayerNorm(x, *partial, weight, bias, eps, out, then);
   }
   return absl::OkStatus();
 }
@@ -25,7 +25,8 @@ bool Communicator::AddNormMirror(int64_t /*rows*/, int64_t /*cols*/, DType /*dty
 }
 
 absl::Status Communicator::AllReducePushedAddNorm(Tensor* /*partial*/, Tensor* /*x*/, const Tensor& /*weight*/,
-                                                  const Tensor& /*bias*/, float /*eps*/, bool /*rms*/, Tensor* /*out*/) {
+                                                  const Tensor& /*bias*/, float /*eps*/, bool /*rms*/, Tensor* /*out*/,
+                                                  const L2Prefetch& /*then*/) {
   return absl::UnimplementedError(absl::StrCat("AllReducePushedAddNorm: ", Describe(), " has no pushed all-reduce"));
 }
 

@@ -12,6 +12,7 @@
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "kernels/l2_prefetch.h"
 #include "kernels/peer_mirror.h"
 #include "kernels/tensor.h"
 
@@ -31,8 +32,10 @@ class Communicator {
   // follow it: partial is all-reduced (in place, or not at all when fused), x += partial, then
   // out = RMSNorm(x) * weight (`rms`) or LayerNorm(x) * weight + bias; out may alias x. This
   // default composes AllReduceSum with ops::AddRmsNorm / AddLayerNorm; a backend may fuse them.
+  // `then`: the next GEMV's first weight bytes to fetch into L2 meanwhile (a speed hint, like
+  // the norm ops'; empty: none).
   virtual absl::Status AllReduceAddNorm(Tensor* partial, Tensor* x, const Tensor& weight, const Tensor& bias,
-                                        float eps, bool rms, Tensor* out);
+                                        float eps, bool rms, Tensor* out, const L2Prefetch& then);
   // A row-parallel layer's producer may push its [rows, cols] partial into the peers itself
   // (ops::LinearFused with a mirror) where this backend's AllReduceAddNorm of that shape is the
   // flag-free IPC kernel: then true, with the destination in `mirror` (the same answer on every
@@ -40,7 +43,7 @@ class Communicator {
   // False by default (no backend but the GPU one pushes).
   virtual bool AddNormMirror(int64_t rows, int64_t cols, DType dtype, PeerMirror* mirror) const;
   virtual absl::Status AllReducePushedAddNorm(Tensor* partial, Tensor* x, const Tensor& weight, const Tensor& bias,
-                                              float eps, bool rms, Tensor* out);
+                                              float eps, bool rms, Tensor* out, const L2Prefetch& then);
   // In place: every rank receives root's bytes.
   virtual absl::Status Broadcast(Tensor* tensor, int root) = 0;
   virtual absl::Status Barrier() = 0;

@@ -342,7 +342,7 @@ bool IpcAllReduce::Mirror(DType dtype, int64_t rows, int64_t cols, PeerMirror* m
 
 absl::Status IpcAllReduce::AllReduceAddNorm(const void* partial, void* x, const void* weight, const void* bias,
                                             float eps, bool rms, int64_t rows, int64_t cols, DType dtype, void* out,
-                                            CUstream_st* stream, bool pushed) {
+                                            CUstream_st* stream, bool pushed, const L2Prefetch& then) {
   if (!SupportsAddNorm(dtype, rows, cols, {partial, x, weight, bias, out})) {
     return absl::InvalidArgumentError(absl::StrCat("IPC all-reduce + norm: [", rows, ", ", cols, "] ",
                                                    DTypeName(dtype), " unsupported by ", Describe(), " on ", size_,
@@ -352,7 +352,7 @@ absl::Status IpcAllReduce::AllReduceAddNorm(const void* partial, void* x, const 
   for (int q = 0; q < size_; ++q) peers.base[q] = static_cast<char*>(peers_[q]);
   const cudaError_t err =
       ipc::LaunchLamportAllReduceNorm(peers, rank_, size_, blocks_, ipc::HalfBytes(max_bytes_), partial, x, weight,
-                                      bias, eps, rms, rows, cols, dtype, out, pushed, stream);
+                                      bias, eps, rms, rows, cols, dtype, out, pushed, then, stream);
   if (err != cudaSuccess) {
     return absl::InternalError(absl::StrCat("IPC all-reduce + norm launch failed: ", cudaGetErrorString(err)));
   }

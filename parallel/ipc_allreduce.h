@@ -44,6 +44,7 @@
 
 #include "absl/status/statusor.h"
 #include "kernels/dtype.h"
+#include "kernels/l2_prefetch.h"
 #include "kernels/peer_mirror.h"
 
 struct CUstream_st;  // cudaStream_t is CUstream_st*
@@ -114,10 +115,11 @@ class IpcAllReduce {
   // 2, 4 or 8 ranks, a message within max_bytes(), 16-byte rows and 16-byte aligned pointers.
   // `pushed`: every rank's producer of `partial` already wrote it into the peers' receive slots
   // through Mirror's PeerMirror (ops::LinearFused with a mirror), so the kernel only receives.
+  // `then`: bytes for the kernel's blocks without a row to fetch into L2 (kernels/l2_prefetch.h).
   bool SupportsAddNorm(DType dtype, int64_t rows, int64_t cols, std::initializer_list<const void*> ptrs) const;
   absl::Status AllReduceAddNorm(const void* partial, void* x, const void* weight, const void* bias, float eps,
                                 bool rms, int64_t rows, int64_t cols, DType dtype, void* out, CUstream_st* stream,
-                                bool pushed = false);
+                                bool pushed = false, const L2Prefetch& then = {});
   // Where the next AllReduceAddNorm of a [rows, cols] fp16/bf16 partial is this kernel (the same
   // answer on every rank): fills `mirror` with this rank's receive slots on the peers and true.
   bool Mirror(DType dtype, int64_t rows, int64_t cols, PeerMirror* mirror) const;

@@ -10,6 +10,7 @@
 #include <initializer_list>
 
 #include "kernels/dtype.h"
+#include "kernels/l2_prefetch.h"
 
 namespace chai::ipc {
 
@@ -67,12 +68,13 @@ cudaError_t LaunchLamportAllReduce(const Peers& peers, int rank, int size, int b
 // `rms`, else LayerNorm(x) * weight + bias; out may alias x. Same buffer as the plain kernel.
 // Supported for 2, 4 or 8 ranks, 16-byte rows and 16-byte aligned pointers (LamportNormSupported).
 // `pushed`: every rank's `partial` is already in its peers' receive slots (written by its
-// producer through a PeerMirror), so the kernel only receives.
+// producer through a PeerMirror), so the kernel only receives. `then`: an L2 prefetch hint that
+// the blocks without a row issue (at decode, all but a few of them).
 bool LamportNormSupported(int size, int64_t cols, size_t dtype_bytes, std::initializer_list<const void*> ptrs);
 cudaError_t LaunchLamportAllReduceNorm(const Peers& peers, int rank, int size, int blocks, size_t half,
                                        const void* partial, void* x, const void* weight, const void* bias, float eps,
                                        bool rms, int64_t rows, int64_t cols, DType dtype, void* out, bool pushed,
-                                       cudaStream_t stream);
+                                       const L2Prefetch& then, cudaStream_t stream);
 
 // Writes the sentinel over the receive area of an allocation of `bytes` (kDataOffset onwards).
 cudaError_t FillLamportReceiveArea(void* allocation, size_t bytes, cudaStream_t stream);

@@ -29,6 +29,7 @@
 #include <type_traits>
 
 #include "kernels/cuda/cuda_utils.cuh"
+#include "kernels/cuda/l2_prefetch.cuh"
 #include "kernels/cuda/norm_row.cuh"
 #include "kernels/cuda/pdl.cuh"
 #include "kernels/env_choice.h"
@@ -133,7 +134,7 @@ template <typename T, int W, bool kRms>
 __global__ void __launch_bounds__(kThreads)
     LamportAllReduceNorm(Peers peers, char* self, int rank, size_t half, const T* partial, T* x, const T* weight,
                          const T* bias, float eps, int64_t rows, int64_t cols, int norm_threads, bool pushed, bool staged,
-                         T* out) {
+                         const L2Prefetch then, T* out) {
   constexpr int N = kVec16<T>;
   constexpr int B = kBatch<T, W>;
   __shared__ float scratch[32];
@@ -146,7 +147,13 @@ __global__ void __launch_bounds__(kThreads)
   T* const buf = reinterpret_cast<T*>(staged_smem);
   const T* norm_weight = weight;
   const T* norm_bias = bias;
-  if (blockIdx.x < rows) {
+  if (blockIdx.x >= rows) {
+    // No row here (a decode step's few rows leave most blocks idle): the hint's L2 prefetches
+    // (the next GEMV's first weights; DRAM is idle while the rows are all-reduced and normalised),
+    // consecutive ranges to different blocks.
+    const int64_t idle = gridDim.x - rows;
+    cuda::IssueL2Prefetch(then, threadIdx.x * idle + (blockIdx.x - rows), idle * blockDim.x);
+  } else {
     if (whole_row) {
       T* const w_buf = buf + cols;
       T* const b_buf = w_buf + cols;
@@ -259,7 +266,7 @@ bool LamportNormSupported(int size, int64_t cols, size_t dtype_bytes, std::initi
 cudaError_t LaunchLamportAllReduceNorm(const Peers& peers, int rank, int size, int blocks, size_t half,
                                        const void* partial, void* x, const void* weight, const void* bias, float eps,
                                        bool rms, int64_t rows, int64_t cols, DType dtype, void* out, bool pushed,
-                                       cudaStream_t stream) {
+                                       const L2Prefetch& then, cudaStream_t stream) {
   if (blocks < 1 || blocks > kMaxBlocks || rank < 0 || rank >= size || rows < 1) return cudaErrorInvalidValue;
   if (!LamportNormSupported(size, cols, DTypeSize(dtype), {partial, x, weight, bias, out})) {
     return cudaErrorInvalidValue;
@@ -281,7 +288,7 @@ cudaError_t LaunchLamportAllReduceNorm(const Peers& peers, int rank, int size, i
     auto run = [&](auto kernel, cudaError_t allowed) {
       if (allowed != cudaSuccess) return allowed;
       kernel<<<blocks, kThreads, smem, stream>>>(peers, self, rank, half, p, xp, w, b, eps, rows, cols, norm_threads,
-                                                 pushed, staged, o);
+                                                 pushed, staged, then, o);
       return cudaGetLastError();
     };
     switch (size) {

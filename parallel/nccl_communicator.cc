@@ -83,15 +83,16 @@ class NcclCommunicator final : public Communicator {
 
   // One kernel where the flag-free IPC path takes the message (decode steps), else the default.
   absl::Status AllReduceAddNorm(Tensor* partial, Tensor* x, const Tensor& weight, const Tensor& bias, float eps,
-                                bool rms, Tensor* out) override {
+                                bool rms, Tensor* out, const L2Prefetch& then) override {
     if (partial == nullptr || x == nullptr || out == nullptr) {
       return absl::InvalidArgumentError("AllReduceAddNorm: null tensor");
     }
     if (Fusable(*partial, *x, weight, bias, rms, *out)) {
       return ipc_->AllReduceAddNorm(partial->raw(), x->raw(), weight.raw(), rms ? nullptr : bias.raw(), eps, rms,
-                                    partial->dim(0), partial->dim(1), partial->dtype(), out->raw(), stream_);
+                                    partial->dim(0), partial->dim(1), partial->dtype(), out->raw(), stream_,
+                                    /*pushed=*/false, then);
     }
-    return Communicator::AllReduceAddNorm(partial, x, weight, bias, eps, rms, out);
+    return Communicator::AllReduceAddNorm(partial, x, weight, bias, eps, rms, out, then);
   }
 
   bool AddNormMirror(int64_t rows, int64_t cols, DType dtype, PeerMirror* mirror) const override {
@@ -101,7 +102,7 @@ class NcclCommunicator final : public Communicator {
   // The peers' groups are already in this rank's slots: only the fused kernel can take them (and
   // reset the slots), so anything it does not support is an error here, not a fallback.
   absl::Status AllReducePushedAddNorm(Tensor* partial, Tensor* x, const Tensor& weight, const Tensor& bias, float eps,
-                                      bool rms, Tensor* out) override {
+                                      bool rms, Tensor* out, const L2Prefetch& then) override {
     if (partial == nullptr || x == nullptr || out == nullptr) {
       return absl::InvalidArgumentError("AllReducePushedAddNorm: null tensor");
     }
@@ -111,7 +112,7 @@ class NcclCommunicator final : public Communicator {
     }
     return ipc_->AllReduceAddNorm(partial->raw(), x->raw(), weight.raw(), rms ? nullptr : bias.raw(), eps, rms,
                                   partial->dim(0), partial->dim(1), partial->dtype(), out->raw(), stream_,
-                                  /*pushed=*/true);
+                                  /*pushed=*/true, then);
   }
 
   absl::Status AllGatherColumns(const Tensor& local, Tensor* out) override {

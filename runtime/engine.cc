@@ -90,7 +90,8 @@ Tensor Engine::Norm(const Tensor& x, const Tensor& w, const Tensor& b) {
 // weights (a pre-LN OPT model whose final norm was removed), just the add: the input is *x.
 // The all-reduce of a row-parallel output and the residual add + norm after it: one fused
 // collective where the communicator has one (the flag-free IPC path on GPUs), else the two steps.
-// The fused collective takes no L2 hint (`then` serves the single-GPU add + norm kernel only).
+// `then` goes to whichever runs: the add + norm kernel's extra CTAs, or the fused collective's
+// blocks without a row.
 Tensor Engine::AllReduceAddNorm(Tensor* x, Tensor* partial, const Tensor& w, const Tensor& b, bool in_place,
                                 const L2Prefetch& then) {
   if (comm_->size() == 1 || !w.defined()) {
@@ -100,7 +101,7 @@ Tensor Engine::AllReduceAddNorm(Tensor* x, Tensor* partial, const Tensor& w, con
   Tensor out = in_place ? *x : NewActivation(x->dim(0), x->dim(1));
   const bool rms = config_.arch != Arch::kOpt;
   CheckCollective(comm_->AllReduceAddNorm(partial, x, w, b, rms ? config_.rms_norm_eps : config_.layer_norm_eps,
-                                          rms, &out));
+                                          rms, &out, then));
   return out;
 }
 
@@ -210,7 +211,8 @@ Engine::SublayerInput Engine::OutputLinear(const SublayerInput& in, const Tensor
     Tensor out = in_place ? *x : NewActivation(x->dim(0), x->dim(1));
     const bool rms = config_.arch != Arch::kOpt;
     CheckCollective(comm_->AllReducePushedAddNorm(&o, x, norm_w, norm_b,
-                                                  rms ? config_.rms_norm_eps : config_.layer_norm_eps, rms, &out));
+                                                  rms ? config_.rms_norm_eps : config_.layer_norm_eps, rms, &out,
+                                                  then));
     return SublayerInput{out, Tensor(), false, in.act_in_gemv};
   }
   ops::Linear(a, w, b, &o);

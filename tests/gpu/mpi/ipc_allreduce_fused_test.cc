@@ -11,9 +11,13 @@ namespace {
 
 // The all-reduce fused with the residual add and norm (the flag-free kernel only): x and out
 // equal, bit for bit, the unfused pair, AllReduceSum then ops::AddRmsNorm / AddLayerNorm, for
-// one and several rows (rows are spread over blocks), both norms and every dtype.
+// one and several rows (rows are spread over blocks), both norms and every dtype; the fused call
+// carries an L2 prefetch hint (4 MiB of another buffer, issued by the blocks without a row), which
+// must change nothing.
 TEST_P(IpcAllReduceTest, FusedAddNormEqualsAllReduceThenNorm) {
   uint64_t seed = 900;
+  const Tensor prefetched = Tensor::Empty({1 << 20}, DType::kF32, Device::kCuda);
+  const L2Prefetch hint{.base = prefetched.raw(), .outer = 64, .outer_stride = 64 << 10, .bytes = 64 << 10};
   for (DType dtype : kTypes) {
     for (auto [rows, cols] : {std::pair<int64_t, int64_t>{1, 4096}, {3, 1000}, {8, 9216}, {37, 64}}) {
       for (bool rms : {true, false}) {
@@ -35,7 +39,7 @@ TEST_P(IpcAllReduceTest, FusedAddNormEqualsAllReduceThenNorm) {
         Tensor x_fused = DeviceTensor(x0, rows, cols, dtype), out_fused = Tensor::Empty({rows, cols}, dtype, Device::kCuda);
         const absl::Status s = ipc_->AllReduceAddNorm(partial.raw(), x_fused.raw(), weight.raw(),
                                                       rms ? nullptr : bias.raw(), 1e-5f, rms, rows, cols, dtype,
-                                                      out_fused.raw(), Stream());
+                                                      out_fused.raw(), Stream(), /*pushed=*/false, hint);
         ASSERT_TRUE(s.ok()) << what << ": " << s;
         const Tensor reduced = partial;  // the fused call only read it: now reduce it in place
         ASSERT_TRUE(ipc_->AllReduceSum(reduced.raw(), reduced.raw(), rows * cols, dtype, Stream()).ok());
