@@ -121,7 +121,8 @@ struct EngineOptions {
   // alternating with hints off): on an H100 TPOT 1.3% shorter at batch 1 (5.105 against 5.173 ms,
   // eight rounds) and 0.8% at batch 8; on an H200 0.9% at batch 1, even at batch 8. Attention's hint
   // (12 MB of the o projection) added nothing on the H100 and cost 0.5% at batch 8 on the H200;
-  // larger norm budgets gave less.
+  // larger norm budgets gave less. At TP > 1 the CLI's default is 8 MB for the norms (carried by
+  // the fused all-reduce + norm; runtime/cli/model_options.cc says what was measured).
   struct L2PrefetchBudget {
     int64_t attention = 0, norm = int64_t{6} << 20;
     bool alternate = false;

@@ -287,9 +287,11 @@ absl::StatusOr<LoadedModel> LoadModel(const ModelOptions& options, int64_t seque
     if (!budget.ok()) return budget.status();
     kv.l2_prefetch = *budget;
   } else if (layout.world > 1) {
-    // The default budgets were measured at TP = 1 only (where the add + norm kernels carry the
-    // hint; at TP > 1 the fused all-reduce + norm takes none): off until measured there.
-    kv.l2_prefetch = EngineOptions::L2PrefetchBudget{0, 0, false};
+    // At TP > 1 the fused all-reduce + norm's blocks without a row carry the norms' hint: 8 MB,
+    // from 4 x H200 (opt-66b-tp4-h200.md, twentieth session; settings in turn on one host):
+    // OPT-66B batch 1 0.4-1.0% shorter than without (two rounds), LLaMA-7B at TP = 4 1.0% (one
+    // round); 24 MB gave OPT-66B less (0.1-0.4%). Attention's hint stays off, as at TP = 1.
+    kv.l2_prefetch = EngineOptions::L2PrefetchBudget{0, int64_t{8} << 20, false};
   }
   // At least 8: CHAI reads its first 5 positions from a sequence's first block (engine.cc).
   if (options.kv_block_size < 8 || options.kv_block_size > 4096) {
