@@ -35,6 +35,7 @@
 #include "kernels/env_choice.h"
 #include "parallel/ipc_allreduce_groups.cuh"
 #include "parallel/ipc_allreduce_kernel.h"
+#include "parallel/ipc_allreduce_norm_parts.cuh"
 #include "parallel/ipc_lamport.cuh"
 
 namespace chai::ipc {
@@ -43,92 +44,6 @@ namespace {
 using cuda::kVec16;
 using cuda::LoadVec;
 using cuda::StoreVec;
-
-// Shared memory for one row received whole before its norm (16-bit rows of up to 16384 columns).
-constexpr int kRowBufBytes = 32 * 1024;
-
-// Vectors a thread receives at once (ReceiveBatch): with W ranks, B * W 16-byte loads in flight.
-// As many as fit 128 registers (__launch_bounds__(kThreads) = 512) without spilling (ptxas -v,
-// nvcc 13, sm_90): a 9216-column fp16 row (1152 vectors) is received in one round at W = 4.
-template <typename T, int W>
-constexpr int kBatch = W <= 2 ? (sizeof(T) == 4 ? 3 : 4) : W <= 4 ? (std::is_same_v<T, __half> ? 3 : 2) : 1;
-
-// Dynamic shared memory of a launch: the staged row, the norm's weight and bias (when there is one)
-// of cols elements each; none when rows are not staged.
-size_t StagedSharedBytes(bool whole_row, int64_t cols, size_t dtype_bytes, bool bias) {
-  return whole_row ? (bias ? 3 : 2) * static_cast<size_t>(cols) * dtype_bytes : 0;
-}
-
-// 16 bytes global -> shared, without passing through registers; complete after WaitCopiesToShared.
-__device__ __forceinline__ void CopyToShared16(void* dst, const void* src) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n"
-               ::"r"(static_cast<uint32_t>(__cvta_generic_to_shared(dst))), "l"(__cvta_generic_to_global(src))
-               : "memory");
-}
-__device__ __forceinline__ void WaitCopiesToShared() { asm volatile("cp.async.wait_all;\n" ::: "memory"); }
-
-// Receives vectors i0, i0 + stride, ... (up to kBatch<T, W> of them, those below vecs) of row `row`:
-// each the ranks' partials summed in rank order and rounded once, added to x and rounded (the
-// first_load of the fallback below, which the norm kernel's rounding also follows), stored into x
-// and into buf. Every load is issued before any is waited on; peers' slots not yet written are
-// polled again until they are, then each slot gets its sentinel back.
-template <typename T, int N, int W>
-__device__ __forceinline__ void ReceiveBatch(char* self, size_t data, size_t half, int rank, const T* partial,
-                                             T* in, int64_t row, int64_t vecs, int64_t i0, int64_t stride, T* buf) {
-  constexpr int B = kBatch<T, W>;
-  uint4 own[B], got[B][W];  // (rank varies at run time: got is indexed by unrolled q only)
-  Vec<T, N> h[B];
-  bool pending[B][W];
-#pragma unroll
-  for (int b = 0; b < B; ++b) {
-    const int64_t i = i0 + b * stride;
-    if (i < vecs) {
-      own[b] = NotSentinel<T>(AsBits<T, N>(LoadVec<T, N>(partial + (row * vecs + i) * N)));
-      h[b] = LoadVec<T, N>(in + i * N);
-    }
-#pragma unroll
-    for (int q = 0; q < W; ++q) pending[b][q] = i < vecs && q != rank;
-  }
-  for (bool waiting = true; waiting;) {
-#pragma unroll
-    for (int b = 0; b < B; ++b) {
-#pragma unroll
-      for (int q = 0; q < W; ++q) {
-        if (pending[b][q]) got[b][q] = LoadVolatile(self + data + q * half + (row * vecs + i0 + b * stride) * 16);
-      }
-    }
-    waiting = false;
-#pragma unroll
-    for (int b = 0; b < B; ++b) {
-#pragma unroll
-      for (int q = 0; q < W; ++q) {
-        if (!pending[b][q]) continue;
-        bool sentinel = false;
-#pragma unroll
-        for (int j = 0; j < N; ++j) sentinel |= IsSentinel<T>(Bits<T>(got[b][q], j));
-        pending[b][q] = sentinel;
-        waiting |= sentinel;
-      }
-    }
-  }
-#pragma unroll
-  for (int b = 0; b < B; ++b) {
-    const int64_t i = i0 + b * stride;
-    if (i >= vecs) continue;
-    Vec<T, N> v[W];
-#pragma unroll
-    for (int q = 0; q < W; ++q) {
-      if (q != rank) {
-        StoreVolatile(self + data + q * half + (row * vecs + i) * 16,
-                      make_uint4(kSentinelWord, kSentinelWord, kSentinelWord, kSentinelWord));
-      }
-      v[q] = FromBits<T, N>(q == rank ? own[b] : got[b][q]);
-    }
-    h[b] = cuda::AddRounded<T, N>(h[b], RankOrderSum<T, N, W>(v));
-    StoreVec<T, N>(in + i * N, h[b]);
-    StoreVec<T, N>(buf + i * N, h[b]);
-  }
-}
 
 template <typename T, int W, bool kRms>
 __global__ void __launch_bounds__(kThreads)
@@ -235,16 +150,6 @@ __global__ void __launch_bounds__(kThreads)
   if (threadIdx.x == 0) epochs[blockIdx.x] = epoch;
 }
 
-// Lets an instance take a staged row's shared memory above the default 48 KB (OPT-66B's rows stage
-// 54 KB); once per instance: each rank's process drives one device.
-template <typename T, int W, bool kRms>
-cudaError_t AllowStagedRows() {
-  static const cudaError_t allowed =
-      cudaFuncSetAttribute(LamportAllReduceNorm<T, W, kRms>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                           static_cast<int>(StagedSharedBytes(true, kRowBufBytes / sizeof(T), sizeof(T), true)));
-  return allowed;
-}
-
 // CHAI_IPC_ALLREDUCE_NORM_STAGED=0 receives every row inside the norm's first pass, as before the
 // shared-memory row (to compare the two; results are bit-identical either way). Read once.
 bool RowStaged() {
@@ -271,42 +176,23 @@ cudaError_t LaunchLamportAllReduceNorm(const Peers& peers, int rank, int size, i
   if (!LamportNormSupported(size, cols, DTypeSize(dtype), {partial, x, weight, bias, out})) {
     return cudaErrorInvalidValue;
   }
-  auto launch = [&](auto tag, auto rms_tag) -> cudaError_t {
+  return DispatchNormKernel(dtype, rms, size, [&](auto tag, auto rms_tag, auto ranks) -> cudaError_t {
     using T = decltype(tag);
     constexpr bool kRms = decltype(rms_tag)::value;
-    const auto* p = static_cast<const T*>(partial);
-    auto* xp = static_cast<T*>(x);
-    const auto* w = static_cast<const T*>(weight);
-    const auto* b = static_cast<const T*>(bias);
-    auto* o = static_cast<T*>(out);
-    char* self = peers.base[rank];
+    constexpr int W = decltype(ranks)::value;
+    constexpr auto kKernel = LamportAllReduceNorm<T, W, kRms>;
+    if (cudaError_t allowed = AllowStagedRows<kKernel>(); allowed != cudaSuccess) return allowed;
     // The norm kernel's threads per row, so that the row sums run in its order (bit-identical).
     const int norm_threads = cuda::NormRowThreads(cols / kVec16<T>);
     const bool staged = RowStaged();
     const size_t smem = StagedSharedBytes(staged && cols * static_cast<int64_t>(sizeof(T)) <= kRowBufBytes, cols,
-                                          sizeof(T), b != nullptr);
-    auto run = [&](auto kernel, cudaError_t allowed) {
-      if (allowed != cudaSuccess) return allowed;
-      kernel<<<blocks, kThreads, smem, stream>>>(peers, self, rank, half, p, xp, w, b, eps, rows, cols, norm_threads,
-                                                 pushed, staged, then, o);
-      return cudaGetLastError();
-    };
-    switch (size) {
-      case 2: return run(LamportAllReduceNorm<T, 2, kRms>, AllowStagedRows<T, 2, kRms>());
-      case 4: return run(LamportAllReduceNorm<T, 4, kRms>, AllowStagedRows<T, 4, kRms>());
-      case 8: return run(LamportAllReduceNorm<T, 8, kRms>, AllowStagedRows<T, 8, kRms>());
-      default: return cudaErrorInvalidValue;
-    }
-  };
-  auto by_norm = [&](auto tag) {
-    return rms ? launch(tag, std::true_type{}) : launch(tag, std::false_type{});
-  };
-  switch (dtype) {
-    case DType::kF32: return by_norm(float{});
-    case DType::kF16: return by_norm(__half{});
-    case DType::kBF16: return by_norm(__nv_bfloat16{});
-    default: return cudaErrorInvalidValue;
-  }
+                                          sizeof(T), bias != nullptr);
+    kKernel<<<blocks, kThreads, smem, stream>>>(peers, peers.base[rank], rank, half, static_cast<const T*>(partial),
+                                                static_cast<T*>(x), static_cast<const T*>(weight),
+                                                static_cast<const T*>(bias), eps, rows, cols, norm_threads, pushed,
+                                                staged, then, static_cast<T*>(out));
+    return cudaGetLastError();
+  });
 }
 
 }  // namespace chai::ipc

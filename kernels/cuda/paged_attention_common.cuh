@@ -209,33 +209,10 @@ __device__ void PlanShare(const int* sh, int H, int G, int g, int subset, int ms
 }
 
 // The flash-decoding combine's rendezvous: true in every thread of the CTA that is the last of
-// the `nsplit` CTAs counting on counters[blockIdx.x] to finish, which then owns the merge and
-// resets the counter for the next call (launches and graph replays see it at zero).
-// Ordering (PTX memory model): the barrier orders every thread's partials before thread 0's
-// count, an acquire-release atomic at GPU scope, whose release is cumulative over what the
-// barrier ordered before it; in the last CTA its acquire, then the second barrier, order the
-// count before every thread's reads of the others' partials. One thread's fenced atomic instead
-// of a __threadfence() in every thread: at batch 1 the 128 fences were ~9% of a CTA's samples.
+// the `nsplit` CTAs counting on counters[blockIdx.x] to finish, which then owns the merge
+// (LastArrival, cuda_utils.cuh, has the ordering argument).
 __device__ __forceinline__ bool LastSplitCta(int* counters, int nsplit) {
-  __shared__ int s_last;
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 700
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    int before;
-    asm volatile("atom.acq_rel.gpu.global.add.s32 %0, [%1], 1;" : "=r"(before) : "l"(counters + blockIdx.x) : "memory");
-    s_last = before == nsplit - 1;
-  }
-  __syncthreads();
-#else  // before the scoped memory model: a fence in every thread on both sides
-  __threadfence();
-  __syncthreads();
-  if (threadIdx.x == 0) s_last = atomicAdd(counters + blockIdx.x, 1) == nsplit - 1;
-  __syncthreads();
-  __threadfence();
-#endif
-  if (!s_last) return false;
-  if (threadIdx.x == 0) counters[blockIdx.x] = 0;
-  return true;
+  return LastArrival(counters + blockIdx.x, nsplit);
 }
 
 // Merges query head `head`'s (= s * heads + h) `nsplit` decode partials (part_ml, part_acc) into
