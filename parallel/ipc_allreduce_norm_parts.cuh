@@ -9,6 +9,7 @@
 
 #include "kernels/cuda/cuda_utils.cuh"
 #include "kernels/cuda/norm_row.cuh"
+#include "kernels/cuda/per_device_once.h"
 #include "parallel/ipc_allreduce_groups.cuh"
 #include "parallel/ipc_allreduce_kernel.h"
 #include "parallel/ipc_lamport.cuh"
@@ -104,13 +105,14 @@ __device__ __forceinline__ void ReceiveBatch(char* self, size_t data, size_t hal
 }
 
 // Lets the kernel take a staged row's dynamic shared memory above the default 48 KB ([row | weight |
-// bias] of a 32 KB row: 96 KB; OPT-66B's rows stage 54 KB). Once per kernel: each rank's process
-// drives one device.
+// bias] of a 32 KB row: 96 KB; OPT-66B's rows stage 54 KB), once per kernel and device. The first
+// step of each shape runs eagerly (runtime/engine_step.cc), so this runs before any graph capture.
 template <auto kKernel>
-cudaError_t AllowStagedRows() {
-  static const cudaError_t allowed = cudaFuncSetAttribute(kKernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                                          static_cast<int>(3 * kRowBufBytes));
-  return allowed;
+void AllowStagedRows() {
+  static cuda::PerDeviceOnce once;
+  once.Run([] {
+    CHAI_CUDA_CHECK(cudaFuncSetAttribute(kKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 3 * kRowBufBytes));
+  });
 }
 
 // The launchers' dispatch: f(T{}, std::bool_constant<kRms>{}, std::integral_constant<int, W>{}) for

@@ -19,6 +19,7 @@
 #include "kernels/cuda/paged_attention_prefill_mma.cuh"
 #include "kernels/cuda/paged_attention_prefill_v2.cuh"
 #include "kernels/cuda/pdl.cuh"
+#include "kernels/cuda/per_device_once.h"
 
 namespace chai::cuda::paged {
 
@@ -151,23 +152,6 @@ void LaunchDecodeV3(const Params& p, const LaunchPlan& plan, cudaStream_t stream
   LaunchPdl(DecodeV3ScoreKernel<T, kD>, dim3(plan.decode_slots, p.score_splits), kDecodeThreads, 0, stream, p);
   LaunchPdl(DecodeV3PvKernel<T, kD>, dim3(plan.decode_slots, p.max_splits), kDecodeThreads, 0, stream, p);
 }
-
-// Runs a host function once per CUDA device (kernel attributes are per device, and ranks may
-// be threads of one process on different devices).
-class PerDeviceOnce {
- public:
-  template <typename F>
-  void Run(F&& f) {
-    int device = 0;
-    CHAI_CUDA_CHECK(cudaGetDevice(&device));
-    if (device < 0 || device >= kDevices) device = kDevices - 1;
-    std::call_once(flags_[device], std::forward<F>(f));
-  }
-
- private:
-  static constexpr int kDevices = 64;
-  std::once_flag flags_[kDevices];
-};
 
 // Kernel 4 (fp16/bf16, head_dim 64 or 128): V4Stage::kSharedBytes of dynamic shared memory, above the
 // default 48 KB limit, so the limit is raised once per device and pass before the first occupancy
