@@ -6,9 +6,10 @@
 // peer, the ranks' partials in, the sentinels and x out (~200 KB at OPT-66B's 9216 columns on 4
 // ranks), and on 4 x H200 it takes 8.6 us a call there against ~4 us for the plain all-reduce of
 // the same bytes over 32 blocks (benchmarks/results/opt-66b-tp4-h200.md). Here block b owns the
-// contiguous groups [b * chunk, (b + 1) * chunk) of the message, the same on every rank: it pushes
-// them to every peer, receives them (ReceiveBatch: every load in flight, x += the rank-order sum),
-// and counts itself in on each row it touched (cuda::LastArrival). The last block of a row copies
+// contiguous groups [b * chunk, (b + 1) * chunk) of the message, the same on every rank
+// (norm_split_plan.h, unit-tested): it pushes them to every peer, receives them (ReceiveBatch:
+// every load in flight, x += the rank-order sum), and counts itself in on each row it touched
+// (cuda::LastArrival). The last block of a row copies
 // the row and the norm's weights into shared memory (cp.async.cg: from L2, past its own L1, which
 // may hold lines of the row from before the other blocks wrote it) and runs the norm there with the
 // norm kernel's thread count and order (NormRow), so the output is the unfused pair's bit for bit.
@@ -25,6 +26,7 @@
 #include "parallel/ipc_allreduce_kernel.h"
 #include "parallel/ipc_allreduce_norm_parts.cuh"
 #include "parallel/ipc_lamport.cuh"
+#include "parallel/norm_split_plan.h"
 
 namespace chai::ipc {
 namespace {
@@ -45,8 +47,9 @@ __global__ void __launch_bounds__(kThreads)
   const uint64_t epoch = epochs[blockIdx.x] + 1;
   const size_t data = kDataOffset + (epoch & 1) * W * half;
   const int64_t vecs = cols / N, groups = rows * vecs;
-  const int64_t chunk = (groups + gridDim.x - 1) / gridDim.x;
-  const int64_t g0 = min(groups, int64_t{blockIdx.x} * chunk), g1 = min(groups, g0 + chunk);
+  const int64_t chunk = norm_split::Chunk(groups, gridDim.x);
+  const norm_split::Range owned = norm_split::Owned(groups, gridDim.x, blockIdx.x);
+  const int64_t g0 = owned.begin, g1 = owned.end;
   const int64_t thread = int64_t{blockIdx.x} * blockDim.x + threadIdx.x, threads = int64_t{gridDim.x} * blockDim.x;
 
   // Hints: the next GEMV's first weights, and a share of the norm's weight lines for the rows'
@@ -86,9 +89,9 @@ __global__ void __launch_bounds__(kThreads)
 
   // Each row the block wrote into: the last of the row's blocks to arrive normalises it.
   int* const counters = reinterpret_cast<int*>(self + kSplitCountersOffset);
-  for (int64_t row = g0 / vecs; g0 < g1 && row <= (g1 - 1) / vecs; ++row) {
-    const int arrivals = static_cast<int>(((row + 1) * vecs - 1) / chunk - row * vecs / chunk + 1);
-    if (!cuda::LastArrival(counters + row, arrivals)) continue;
+  const norm_split::Range touched = norm_split::RowsTouched(owned, vecs);
+  for (int64_t row = touched.begin; row < touched.end; ++row) {
+    if (!cuda::LastArrival(counters + row, norm_split::Arrivals(row, vecs, chunk))) continue;
     T* const buf = reinterpret_cast<T*>(staged_smem);
     T* const w_buf = buf + cols;
     T* const b_buf = w_buf + cols;
