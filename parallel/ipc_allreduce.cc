@@ -13,7 +13,6 @@
 #include "absl/status/status.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "kernels/env_choice.h"
 #include "parallel/bootstrap.h"
 #include "parallel/ipc_allreduce_kernel.h"
 
@@ -100,8 +99,8 @@ absl::StatusOr<IpcAllReduce::Setup> IpcAllReduce::Create(MPI_Comm comm, size_t m
 }
 
 std::string IpcAllReduce::Describe() const {
-  return absl::StrCat(kAlgoNames[static_cast<int>(algo_)], ", ", blocks_, blocks_ == 1 ? " block" : " blocks",
-                      norm_split_ && algo_ == IpcAllReduceAlgo::kLamport ? ", norm split over blocks" : "");
+  return absl::StrCat(kAlgoNames[static_cast<int>(algo_)], ", ", blocks_,
+                      blocks_ == 1 ? " block" : " blocks");
 }
 
 absl::StatusOr<IpcAllReduce::Setup> IpcAllReduce::Create(MPI_Comm comm, const Options& options) {
@@ -207,8 +206,6 @@ absl::StatusOr<IpcAllReduce::Setup> IpcAllReduce::Create(MPI_Comm comm, const Op
   ipc->size_ = size;
   ipc->blocks_ = static_cast<int>(std::min<uint64_t>({uint64_t{ipc::kMaxBlocks}, agreed[1], agreed[2]}));
   ipc->algo_ = same_algo ? static_cast<IpcAllReduceAlgo>(agreed[3]) : IpcAllReduceAlgo::kPull;
-  ipc->norm_split_ = options.norm_split >= 0 ? options.norm_split == 1
-                                             : EnvChoice("CHAI_IPC_ALLREDUCE_NORM_SPLIT", {"0", "1"}) == 1;
   ipc->max_bytes_ = static_cast<size_t>(agreed[0]);
   const size_t bytes = ipc->algo_ == IpcAllReduceAlgo::kPull ? ipc::AllocationBytes(ipc->max_bytes_)
                                                              : ipc::PushAllocationBytes(ipc->max_bytes_, size);
@@ -353,13 +350,9 @@ absl::Status IpcAllReduce::AllReduceAddNorm(const void* partial, void* x, const 
   }
   ipc::Peers peers{};
   for (int q = 0; q < size_; ++q) peers.base[q] = static_cast<char*>(peers_[q]);
-  const size_t half = ipc::HalfBytes(max_bytes_);
   const cudaError_t err =
-      norm_split_ && !pushed && ipc::LamportNormSplits(blocks_, rows, cols, DTypeSize(dtype))
-          ? ipc::LaunchLamportAllReduceNormSplit(peers, rank_, size_, blocks_, half, partial, x, weight, bias, eps, rms,
-                                                 rows, cols, dtype, out, then, stream)
-          : ipc::LaunchLamportAllReduceNorm(peers, rank_, size_, blocks_, half, partial, x, weight, bias, eps, rms,
-                                            rows, cols, dtype, out, pushed, then, stream);
+      ipc::LaunchLamportAllReduceNorm(peers, rank_, size_, blocks_, ipc::HalfBytes(max_bytes_), partial, x, weight,
+                                      bias, eps, rms, rows, cols, dtype, out, pushed, then, stream);
   if (err != cudaSuccess) {
     return absl::InternalError(absl::StrCat("IPC all-reduce + norm launch failed: ", cudaGetErrorString(err)));
   }

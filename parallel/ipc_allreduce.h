@@ -70,10 +70,6 @@ class IpcAllReduce {
     size_t max_bytes = 0;  // 0: CHAI_IPC_ALLREDUCE_MAX_BYTES or kIpcAllReduceDefaultMaxBytes
     int blocks = 0;        // 0: CHAI_IPC_ALLREDUCE_BLOCKS or min(32, SMs); capped at the SM count
     int algo = -1;         // -1: CHAI_IPC_ALLREDUCE_ALGO (pull, push, lamport) or lamport; else an IpcAllReduceAlgo
-    // The all-reduce + norm with a decode row spread over the grid (ipc_allreduce_kernel.h,
-    // LaunchLamportAllReduceNormSplit): -1: CHAI_IPC_ALLREDUCE_NORM_SPLIT (0 or 1; 0 unless set),
-    // else 0 or 1. Per rank: the two kernels exchange through the same slots.
-    int norm_split = -1;
   };
 
   // What Create found: the object, or why there is none (for logs; not an error).
@@ -135,7 +131,6 @@ class IpcAllReduce {
   int size_ = 1;
   int blocks_ = 0;                           // the kernel's grid: fixed, since each block has its own epoch
   IpcAllReduceAlgo algo_ = IpcAllReduceAlgo::kPull;
-  bool norm_split_ = false;                  // Options::norm_split
   size_t max_bytes_ = 0;                     // one buffer half (push: one receive slot)
   void* local_ = nullptr;                    // this rank's cudaMalloc: flags, epochs, two data halves
   void* peers_[kIpcAllReduceMaxRanks] = {};  // every rank's allocation mapped here (own: local_)

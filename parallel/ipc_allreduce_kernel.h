@@ -30,15 +30,10 @@ inline constexpr int kThreads = 512;
 //    `size` receive slots of `half` bytes each: slot q holds rank q's input, written by rank q.
 //  - lamport (LaunchLamportAllReduce): epochs[b] per block (no flags), then the push layout's two
 //    halves of receive slots, filled with the sentinel (FillLamportReceiveArea) before first use.
-//    The split all-reduce + norm keeps its rows' arrival counters where the flags would be.
 inline constexpr size_t kFlagsOffset = 0;  // uint64_t [kMaxBlocks][kMaxRanks]: slot [b][q] from rank q
 inline constexpr size_t kEpochsOffset = kFlagsOffset + sizeof(uint64_t) * kMaxBlocks * kMaxRanks;
 inline constexpr size_t kDataOffset = kEpochsOffset + sizeof(uint64_t) * kMaxBlocks;
 static_assert(kDataOffset % 256 == 0, "data halves must stay 16-byte aligned");
-// LaunchLamportAllReduceNormSplit's arrival counters, int [kMaxSplitRows], zero between calls.
-inline constexpr int kMaxSplitRows = 16;
-inline constexpr size_t kSplitCountersOffset = kFlagsOffset;
-static_assert(sizeof(int) * kMaxSplitRows <= kEpochsOffset - kFlagsOffset, "the counters fit the flags area");
 
 inline size_t HalfBytes(size_t max_bytes) { return (max_bytes + 255) / 256 * 256; }
 inline size_t AllocationBytes(size_t max_bytes) { return kDataOffset + 2 * HalfBytes(max_bytes); }
@@ -80,19 +75,6 @@ cudaError_t LaunchLamportAllReduceNorm(const Peers& peers, int rank, int size, i
                                        const void* partial, void* x, const void* weight, const void* bias, float eps,
                                        bool rms, int64_t rows, int64_t cols, DType dtype, void* out, bool pushed,
                                        const L2Prefetch& then, cudaStream_t stream);
-
-// The same all-reduce + add + norm with each row's 16-byte groups spread over the whole grid
-// (ipc_allreduce_norm_split.cu): block b pushes and receives a contiguous share of the message
-// (the same share on every rank), adds it into x, and the last block of a row to arrive normalises
-// the row. For decode rows, which the kernel above gives one block each. Same results bit for bit;
-// ranks may mix the two kernels (the receive slots and epochs are the same). Where
-// LamportNormSplits: the kernel above's conditions, rows staged in shared memory (at most 32 KB),
-// at most kMaxSplitRows rows and at most half as many as blocks; never `pushed`.
-bool LamportNormSplits(int blocks, int64_t rows, int64_t cols, size_t dtype_bytes);
-cudaError_t LaunchLamportAllReduceNormSplit(const Peers& peers, int rank, int size, int blocks, size_t half,
-                                            const void* partial, void* x, const void* weight, const void* bias,
-                                            float eps, bool rms, int64_t rows, int64_t cols, DType dtype, void* out,
-                                            const L2Prefetch& then, cudaStream_t stream);
 
 // Writes the sentinel over the receive area of an allocation of `bytes` (kDataOffset onwards).
 cudaError_t FillLamportReceiveArea(void* allocation, size_t bytes, cudaStream_t stream);

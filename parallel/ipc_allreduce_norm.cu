@@ -25,6 +25,10 @@
 // reading its weights from DRAM one vector at a time, five more at 256 threads
 // (benchmarks/results/opt-66b-tp4-h200.md). Wider rows keep the receive inside the norm (the
 // fallback below), with the weights prefetched into L2.
+// One block per row even at batch 1: a row spread over all blocks (each a share of the push and
+// receive, the last to arrive normalising) was bit-identical but slower end to end on 4 x H200
+// (OPT-66B 0.6-1.5%, LLaMA-7B 8%; docs/cuda-backend.md): a call waits for the slowest rank's
+// partials, and the split adds a rendezvous and a second pass over the row.
 #include <cstdint>
 #include <type_traits>
 

@@ -1,6 +1,6 @@
-// Pieces of the fused IPC all-reduce + add + norm kernels (ipc_allreduce_norm.cu, one block per
-// row; ipc_allreduce_norm_split.cu, a row's groups over the grid): the shared-memory staging of a
-// row and its norm weights, and the batched receive of a thread's groups. Internal to parallel/.
+// Pieces of the fused IPC all-reduce + add + norm kernel (ipc_allreduce_norm.cu): the
+// shared-memory staging of a row and its norm weights, the batched receive of a thread's groups and
+// the launcher's dispatch over dtype, norm and rank count. Internal to parallel/.
 #ifndef CHAI_PARALLEL_IPC_ALLREDUCE_NORM_PARTS_CUH_
 #define CHAI_PARALLEL_IPC_ALLREDUCE_NORM_PARTS_CUH_
 
@@ -42,10 +42,9 @@ __device__ __forceinline__ void WaitCopiesToShared() { asm volatile("cp.async.wa
 // Receives vectors i0, i0 + stride, ... (up to kBatch<T, W> of them, those below vecs) of row `row`:
 // each the ranks' partials summed in rank order and rounded once, added to x and rounded (the
 // fallback's first_load in ipc_allreduce_norm.cu, which the norm kernel's rounding also follows),
-// stored into x and, unless buf is null, into buf. Every load is issued before any is waited on;
+// stored into x and into buf. Every load is issued before any is waited on;
 // peers' slots not yet written are polled again until they are, then each slot gets its sentinel
-// back. (Row 0 with vecs = the end of a range addresses groups of the whole message: the split
-// kernel's use.)
+// back.
 template <typename T, int N, int W>
 __device__ __forceinline__ void ReceiveBatch(char* self, size_t data, size_t half, int rank, const T* partial,
                                              T* in, int64_t row, int64_t vecs, int64_t i0, int64_t stride, T* buf) {
@@ -100,7 +99,7 @@ __device__ __forceinline__ void ReceiveBatch(char* self, size_t data, size_t hal
     }
     h[b] = cuda::AddRounded<T, N>(h[b], RankOrderSum<T, N, W>(v));
     cuda::StoreVec<T, N>(in + i * N, h[b]);
-    if (buf != nullptr) cuda::StoreVec<T, N>(buf + i * N, h[b]);
+    cuda::StoreVec<T, N>(buf + i * N, h[b]);
   }
 }
 

@@ -54,14 +54,12 @@ inline int Size() {
 }
 inline cudaStream_t Stream() { return cuda::CurrentStream(); }
 
-// The variants every test runs on: name, algorithm (-1: the environment's), grid (0: the
-// environment's or the default) and the all-reduce + norm's kernel (Options::norm_split; -1: the
-// environment's). Set up in this order on every rank.
+// The variants every test runs on: name, algorithm (-1: the environment's) and grid (0: the
+// environment's or the default). Set up in this order on every rank.
 struct Variant {
   const char* name;
   int algo;
   int blocks;
-  int norm_split = -1;
 };
 inline constexpr Variant kVariants[] = {
     {"Default", -1, 0},
@@ -72,7 +70,6 @@ inline constexpr Variant kVariants[] = {
     {"Lamport", static_cast<int>(IpcAllReduceAlgo::kLamport), 0},
     {"Lamport1", static_cast<int>(IpcAllReduceAlgo::kLamport), 1},  // one block: a thread sends all, then polls all
     {"Lamport3", static_cast<int>(IpcAllReduceAlgo::kLamport), 3},
-    {"LamportSplit", static_cast<int>(IpcAllReduceAlgo::kLamport), 0, 1},  // decode rows' norm over the grid
 };
 inline constexpr int kNumVariants = static_cast<int>(sizeof(kVariants) / sizeof(kVariants[0]));
 
@@ -89,7 +86,6 @@ inline Shared& Get() {
       IpcAllReduce::Options options;
       options.algo = kVariants[v].algo;
       options.blocks = kVariants[v].blocks;
-      options.norm_split = kVariants[v].norm_split;
       absl::StatusOr<IpcAllReduce::Setup> setup =
           v == 0 ? IpcAllReduce::Create(MPI_COMM_WORLD) : IpcAllReduce::Create(MPI_COMM_WORLD, options);
       if (!setup.ok()) {
