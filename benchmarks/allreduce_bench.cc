@@ -8,7 +8,8 @@
 // CHAI_IPC_ALLREDUCE_ALGO / _BLOCKS do not apply here.
 // "eager": kLoop back-to-back calls between two CUDA events, each call launched from the host.
 // "graph": kGraphCalls calls captured in a CUDA graph (as a decode step is), replayed kReplays
-// times between the events; this is the number the decode step sees.
+// times between the events; this is the number the decode step sees. A second table times the
+// fused all-reduce + add + norm of decode rows against the plain all-reduce (FusedNormTable).
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -126,6 +127,70 @@ std::string Cell(double v) {
   return text;
 }
 
+// The fused all-reduce + residual add + norm of the decode step (IpcAllReduce::AllReduceAddNorm)
+// against the plain all-reduce of the same bytes, both graphed, on one lamport grid of 32 blocks:
+// the difference is what the add and the norm cost inside the collective. Shapes: OPT-66B's
+// LayerNorm rows (9216) and LLaMA-7B's RMSNorm rows (4096), at decode batches. Zeros in, so
+// repeated calls stay finite.
+void FusedNormTable(DType dtype, cudaStream_t stream, bool root) {
+  struct Shape {
+    const char* model;
+    bool rms;
+    int64_t cols, rows;
+  };
+  constexpr Shape kShapes[] = {{"OPT-66B", false, 9216, 1}, {"OPT-66B", false, 9216, 16},
+                               {"LLaMA-7B", true, 4096, 1}, {"LLaMA-7B", true, 4096, 8}};
+  IpcAllReduce::Options options;
+  options.max_bytes = kMaxBytes;
+  options.blocks = 32;
+  options.algo = static_cast<int>(IpcAllReduceAlgo::kLamport);
+  absl::StatusOr<IpcAllReduce::Setup> setup = IpcAllReduce::Create(MPI_COMM_WORLD, options);
+  if (!setup.ok() || setup->ipc == nullptr) {
+    if (root) {
+      std::printf("\nfused all-reduce + norm: unavailable (%s)\n",
+                  setup.ok() ? setup->reason.c_str() : std::string(setup.status().message()).c_str());
+    }
+    return;
+  }
+  IpcAllReduce& ipc = *setup->ipc;
+  if (root) {
+    std::printf("\nfused all-reduce + add + norm (%s), graphed, us per call, slowest rank\n", ipc.Describe().c_str());
+    std::printf("| model | norm | rows x cols | bytes | all-reduce | all-reduce + add + norm | difference |\n");
+    std::printf("|---|---|---|---:|---:|---:|---:|\n");
+  }
+  void* bufs[5] = {};  // partial, x, weight, bias, out
+  for (void*& b : bufs) {
+    Check(cudaMalloc(&b, kMaxBytes), "cudaMalloc");
+    Check(cudaMemset(b, 0, kMaxBytes), "cudaMemset");
+  }
+  for (const Shape& shape : kShapes) {
+    const int64_t count = shape.rows * shape.cols;
+    const size_t bytes = static_cast<size_t>(count) * DTypeSize(dtype);
+    if (bytes > kMaxBytes) continue;
+    auto check = [](const absl::Status& s) {
+      if (s.ok()) return;
+      std::fprintf(stderr, "allreduce_bench: %s\n", std::string(s.message()).c_str());
+      MPI_Abort(MPI_COMM_WORLD, 1);
+    };
+    const double plain = MicrosPerCall([&] { check(ipc.AllReduceSum(bufs[0], bufs[0], count, dtype, stream)); },
+                                       stream, true);
+    const double fused = MicrosPerCall(
+        [&] {
+          check(ipc.AllReduceAddNorm(bufs[0], bufs[1], bufs[2], shape.rms ? nullptr : bufs[3], 1e-5f, shape.rms,
+                                     shape.rows, shape.cols, dtype, bufs[4], stream));
+        },
+        stream, true);
+    if (root) {
+      std::printf("| %s | %s | %lld x %lld | %zu | %s | %s | %+.2f |\n", shape.model, shape.rms ? "RMSNorm" : "LayerNorm",
+                  static_cast<long long>(shape.rows), static_cast<long long>(shape.cols), bytes, Cell(plain).c_str(),
+                  Cell(fused).c_str(), fused - plain);
+      std::fflush(stdout);
+    }
+  }
+  Check(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
+  for (void* b : bufs) cudaFree(b);
+}
+
 int Run(int argc, char** argv) {
   absl::StatusOr<ProcessGroup> group = Bootstrap();
   if (!group.ok()) {
@@ -240,6 +305,7 @@ int Run(int argc, char** argv) {
   }
   Check(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
   ipcs.clear();
+  FusedNormTable(*dtype, stream, root);
   cudaFree(buf);
   ncclCommDestroy(nccl);
   Finalize();

@@ -53,7 +53,7 @@ template <typename T, int W, bool kRms>
 __global__ void __launch_bounds__(kThreads)
     LamportAllReduceNorm(Peers peers, char* self, int rank, size_t half, const T* partial, T* x, const T* weight,
                          const T* bias, float eps, int64_t rows, int64_t cols, int norm_threads, bool pushed, bool staged,
-                         const L2Prefetch then, T* out) {
+                         bool grid_push, const L2Prefetch then, T* out) {
   constexpr int N = kVec16<T>;
   constexpr int B = kBatch<T, W>;
   __shared__ float scratch[32];
@@ -66,13 +66,7 @@ __global__ void __launch_bounds__(kThreads)
   T* const buf = reinterpret_cast<T*>(staged_smem);
   const T* norm_weight = weight;
   const T* norm_bias = bias;
-  if (blockIdx.x >= rows) {
-    // No row here (a decode step's few rows leave most blocks idle): the hint's L2 prefetches
-    // (the next GEMV's first weights; DRAM is idle while the rows are all-reduced and normalised),
-    // consecutive ranges to different blocks.
-    const int64_t idle = gridDim.x - rows;
-    cuda::IssueL2Prefetch(then, threadIdx.x * idle + (blockIdx.x - rows), idle * blockDim.x);
-  } else {
+  if (blockIdx.x < rows) {
     if (whole_row) {
       T* const w_buf = buf + cols;
       T* const b_buf = w_buf + cols;
@@ -97,29 +91,20 @@ __global__ void __launch_bounds__(kThreads)
   const size_t data = kDataOffset + (epoch & 1) * W * half;
   const int64_t vecs = cols / N;
 
-  char* dst[W];  // slot `rank` of half p on every rank (own entry unused)
-#pragma unroll
-  for (int q = 0; q < W; ++q) dst[q] = peers.base[q] + data + rank * half;
-  // The push, B of a thread's groups loaded before any is sent (a volatile store orders the loads
-  // after it).
-  for (int64_t row = pushed ? rows : blockIdx.x; row < rows; row += gridDim.x) {
-    for (int64_t i0 = threadIdx.x; i0 < vecs; i0 += int64_t{blockDim.x} * B) {
-      uint4 v[B];
-#pragma unroll
-      for (int b = 0; b < B; ++b) {
-        const int64_t i = i0 + b * int64_t{blockDim.x};
-        if (i < vecs) v[b] = NotSentinel<T>(AsBits<T, N>(LoadVec<T, N>(partial + (row * vecs + i) * N)));
-      }
-#pragma unroll
-      for (int b = 0; b < B; ++b) {
-        const int64_t g = row * vecs + i0 + b * int64_t{blockDim.x};
-        if (i0 + b * int64_t{blockDim.x} >= vecs) continue;
-#pragma unroll
-        for (int q = 0; q < W; ++q) {
-          if (q != rank) StoreVolatile(dst[q] + g * 16, v[b]);
-        }
-      }
-    }
+  // The push (unless the GEMV did it): by every thread of the grid, or by each row's block.
+  if (!pushed && grid_push) {
+    PushGroups<T, N, W>(peers, data, half, rank, partial, rows * vecs, int64_t{blockIdx.x} * blockDim.x + threadIdx.x,
+                        int64_t{gridDim.x} * blockDim.x);
+  }
+  for (int64_t row = pushed || grid_push ? rows : blockIdx.x; row < rows; row += gridDim.x) {
+    PushGroups<T, N, W>(peers, data, half, rank, partial + row * cols, vecs, threadIdx.x, blockDim.x, row * vecs);
+  }
+  if (blockIdx.x >= rows) {
+    // No row here (a decode step's few rows leave most blocks idle): the hint's L2 prefetches
+    // (the next GEMV's first weights; DRAM is idle while the rows are all-reduced and normalised),
+    // consecutive ranges to different blocks.
+    const int64_t idle = gridDim.x - rows;
+    cuda::IssueL2Prefetch(then, threadIdx.x * idle + (blockIdx.x - rows), idle * blockDim.x);
   }
 
   for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
@@ -161,6 +146,15 @@ bool RowStaged() {
   return staged;
 }
 
+// CHAI_IPC_ALLREDUCE_NORM_PUSH=grid spreads the push of the rows over every block of the grid
+// (each thread a few 16-byte groups) instead of each row's own block pushing its row before it
+// receives; results are bit-identical either way (the receive does not depend on who pushed).
+// Read once.
+bool GridPush() {
+  static const bool grid = EnvChoice("CHAI_IPC_ALLREDUCE_NORM_PUSH", {"row", "grid"}) == 1;
+  return grid;
+}
+
 }  // namespace
 
 bool LamportNormSupported(int size, int64_t cols, size_t dtype_bytes, std::initializer_list<const void*> ptrs) {
@@ -194,7 +188,7 @@ cudaError_t LaunchLamportAllReduceNorm(const Peers& peers, int rank, int size, i
     kKernel<<<blocks, kThreads, smem, stream>>>(peers, peers.base[rank], rank, half, static_cast<const T*>(partial),
                                                 static_cast<T*>(x), static_cast<const T*>(weight),
                                                 static_cast<const T*>(bias), eps, rows, cols, norm_threads, pushed,
-                                                staged, then, static_cast<T*>(out));
+                                                staged, GridPush(), then, static_cast<T*>(out));
     return cudaGetLastError();
   });
 }

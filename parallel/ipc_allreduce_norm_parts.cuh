@@ -103,6 +103,36 @@ __device__ __forceinline__ void ReceiveBatch(char* self, size_t data, size_t hal
   }
 }
 
+// The push: groups [0, groups) of `partial` (16 bytes each) into slot `rank` of half `data` on every
+// peer, at group offset `base` there; this thread takes groups start, start + stride, ..., B of them
+// loaded before any is sent (a volatile store orders the loads after it). Sentinel bit patterns
+// are nudged off the sentinel (NotSentinel), so the receiver cannot mistake data for "not yet".
+template <typename T, int N, int W>
+__device__ __forceinline__ void PushGroups(const Peers& peers, size_t data, size_t half, int rank, const T* partial,
+                                           int64_t groups, int64_t start, int64_t stride, int64_t base = 0) {
+  constexpr int B = kBatch<T, W>;
+  char* dst[W];  // slot `rank` of the half on every rank (own entry unused)
+#pragma unroll
+  for (int q = 0; q < W; ++q) dst[q] = peers.base[q] + data + rank * half + base * 16;
+  for (int64_t g0 = start; g0 < groups; g0 += stride * B) {
+    uint4 v[B];
+#pragma unroll
+    for (int b = 0; b < B; ++b) {
+      const int64_t g = g0 + b * stride;
+      if (g < groups) v[b] = NotSentinel<T>(AsBits<T, N>(cuda::LoadVec<T, N>(partial + g * N)));
+    }
+#pragma unroll
+    for (int b = 0; b < B; ++b) {
+      const int64_t g = g0 + b * stride;
+      if (g >= groups) continue;
+#pragma unroll
+      for (int q = 0; q < W; ++q) {
+        if (q != rank) StoreVolatile(dst[q] + g * 16, v[b]);
+      }
+    }
+  }
+}
+
 // Lets the kernel take a staged row's dynamic shared memory above the default 48 KB ([row | weight |
 // bias] of a 32 KB row: 96 KB; OPT-66B's rows stage 54 KB), once per kernel and device. The first
 // step of each shape runs eagerly (runtime/engine_step.cc), so this runs before any graph capture.

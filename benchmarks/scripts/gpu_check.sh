@@ -29,7 +29,8 @@
 # ratio (TP=4 over TP=1 at batch 1, alternating rounds, after the GEMV and L2-hint tests one GPU each),
 # basetp (this tree against a baseline tree, BASE_TAR, on the same host: multi-GPU and norm tests,
 # then OPT-66B at TP=4 and LLaMA-7B at TP=4 and 1, batch 1, in turn), tpenv (run-time settings at TP=4:
-# the multi-GPU tests, then OPT-66B and LLaMA-7B under each of TPENV_SETTINGS in turn).
+# the multi-GPU tests, then OPT-66B and LLaMA-7B under each of TPENV_SETTINGS in turn), arbench (the IPC
+# all-reduce benchmark, plain and fused with the add + norm, under each of ARBENCH_SETTINGS in turn).
 set -uo pipefail
 modes=" ${*:-all} "
 [ "$modes" = " all " ] && modes=" test bench e2e chai "
@@ -192,6 +193,7 @@ has boundary && run_mode boundary
 has arpush && run_mode arpush
 has gemvshape && run_mode gemvshape
 has basetp && run_mode basetp
+has arbench && run_mode arbench
 has tpenv && run_mode tpenv
 has tpprofile && run_mode tpprofile
 has arnorm && run_mode arnorm
