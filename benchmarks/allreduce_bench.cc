@@ -30,6 +30,7 @@
 #include "kernels/dtype.h"
 #include "parallel/bootstrap.h"
 #include "parallel/ipc_allreduce.h"
+#include "parallel/ipc_allreduce_kernel.h"
 #include "parallel/nccl_communicator.h"
 
 namespace chai {
@@ -174,6 +175,8 @@ void FusedNormTable(DType dtype, cudaStream_t stream, bool root) {
     };
     const double plain = MicrosPerCall([&] { check(ipc.AllReduceSum(bufs[0], bufs[0], count, dtype, stream)); },
                                        stream, true);
+    double unused[ipc::kNormPhases];
+    ipc::ReadNormPhases(unused, /*reset=*/true);
     const double fused = MicrosPerCall(
         [&] {
           check(ipc.AllReduceAddNorm(bufs[0], bufs[1], bufs[2], shape.rms ? nullptr : bufs[3], 1e-5f, shape.rms,
@@ -185,6 +188,16 @@ void FusedNormTable(DType dtype, cudaStream_t stream, bool root) {
                   static_cast<long long>(shape.rows), static_cast<long long>(shape.cols), bytes, Cell(plain).c_str(),
                   Cell(fused).c_str(), fused - plain);
       std::fflush(stdout);
+    }
+    // Rank 0's own phases (a -DCHAI_ARNORM_PHASES build only), cycles from the kernel's start.
+    double cycles[ipc::kNormPhases];
+    if (ipc::ReadNormPhases(cycles, /*reset=*/true) && root) {
+      int khz = 0;
+      cudaDeviceGetAttribute(&khz, cudaDevAttrClockRate, 0);
+      std::printf("|   phases, block 0 (cycles; us at %.2f GHz) | pushed %.0f (%.2f) | own receive %.0f (%.2f) | "
+                  "row + weights in smem %.0f (%.2f) | norm done %.0f (%.2f) | |\n",
+                  khz / 1e6, cycles[0], cycles[0] / khz * 1e3, cycles[1], cycles[1] / khz * 1e3, cycles[2],
+                  cycles[2] / khz * 1e3, cycles[3], cycles[3] / khz * 1e3);
     }
   }
   Check(cudaStreamSynchronize(stream), "cudaStreamSynchronize");

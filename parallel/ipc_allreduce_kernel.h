@@ -76,6 +76,13 @@ cudaError_t LaunchLamportAllReduceNorm(const Peers& peers, int rank, int size, i
                                        bool rms, int64_t rows, int64_t cols, DType dtype, void* out, bool pushed,
                                        const L2Prefetch& then, cudaStream_t stream);
 
+// A diagnostic build's phase times of LaunchLamportAllReduceNorm (CUDA flag -DCHAI_ARNORM_PHASES):
+// for block 0's row, the mean SM cycles per call from the kernel's start to the end of the push,
+// of thread 0's receive, of the row and weights in shared memory, and of the norm; `reset` zeroes
+// the sums after reading. False (nothing read) in other builds. Host code; the device must be idle.
+inline constexpr int kNormPhases = 4;
+bool ReadNormPhases(double cycles[kNormPhases], bool reset);
+
 // Writes the sentinel over the receive area of an allocation of `bytes` (kDataOffset onwards).
 cudaError_t FillLamportReceiveArea(void* allocation, size_t bytes, cudaStream_t stream);
 

@@ -45,6 +45,22 @@
 namespace chai::ipc {
 namespace {
 
+// Where a row's block spends a call (a diagnostic build, -DCHAI_ARNORM_PHASES in the CUDA flags;
+// read by ReadNormPhases): thread 0 of block 0 adds the SM cycles from the kernel's start to the
+// end of the push, of its own receive, of the block's (every row vector and the norm's weights in
+// shared memory) and of the norm, over calls. Compiled out otherwise.
+#ifdef CHAI_ARNORM_PHASES
+__device__ unsigned long long g_norm_phases[kNormPhases + 1];  // cycles per phase, then the calls
+#define CHAI_NORM_PHASE(k)                                                            \
+  do {                                                                                \
+    if (blockIdx.x == 0 && threadIdx.x == 0) g_norm_phases[k] += clock64() - phase0; \
+  } while (0)
+#else
+#define CHAI_NORM_PHASE(k) \
+  do {                     \
+  } while (0)
+#endif
+
 using cuda::kVec16;
 using cuda::LoadVec;
 using cuda::StoreVec;
@@ -54,6 +70,10 @@ __global__ void __launch_bounds__(kThreads)
     LamportAllReduceNorm(Peers peers, char* self, int rank, size_t half, const T* partial, T* x, const T* weight,
                          const T* bias, float eps, int64_t rows, int64_t cols, int norm_threads, bool pushed, bool staged,
                          bool grid_push, const L2Prefetch then, T* out) {
+#ifdef CHAI_ARNORM_PHASES
+  const long long phase0 = clock64();
+  if (blockIdx.x == 0 && threadIdx.x == 0) ++g_norm_phases[kNormPhases];
+#endif
   constexpr int N = kVec16<T>;
   constexpr int B = kBatch<T, W>;
   __shared__ float scratch[32];
@@ -99,6 +119,7 @@ __global__ void __launch_bounds__(kThreads)
   for (int64_t row = pushed || grid_push ? rows : blockIdx.x; row < rows; row += gridDim.x) {
     PushGroups<T, N, W>(peers, data, half, rank, partial + row * cols, vecs, threadIdx.x, blockDim.x, row * vecs);
   }
+  CHAI_NORM_PHASE(0);
   if (blockIdx.x >= rows) {
     // No row here (a decode step's few rows leave most blocks idle): the hint's L2 prefetches
     // (the next GEMV's first weights; DRAM is idle while the rows are all-reduced and normalised),
@@ -113,11 +134,14 @@ __global__ void __launch_bounds__(kThreads)
       for (int64_t i0 = threadIdx.x; i0 < vecs; i0 += int64_t{blockDim.x} * B) {
         ReceiveBatch<T, N, W>(self, data, half, rank, partial, in, row, vecs, i0, blockDim.x, buf);
       }
+      CHAI_NORM_PHASE(1);
       WaitCopiesToShared();
       __syncthreads();  // the row and the weights are in shared memory
+      CHAI_NORM_PHASE(2);
       cuda::NormRow<T, N, kRms, 1>(buf, [&](int64_t i) { return LoadVec<T, N>(buf + i * N); }, norm_weight, norm_bias,
                                    eps, cols, out + row * cols, scratch, norm_threads, blockDim.x);
       __syncthreads();  // buf is read before the next row overwrites it
+      CHAI_NORM_PHASE(3);
       continue;
     }
     auto first_load = [&](int64_t i) {
@@ -146,16 +170,35 @@ bool RowStaged() {
   return staged;
 }
 
-// CHAI_IPC_ALLREDUCE_NORM_PUSH=grid spreads the push of the rows over every block of the grid
-// (each thread a few 16-byte groups) instead of each row's own block pushing its row before it
-// receives; results are bit-identical either way (the receive does not depend on who pushed).
-// Read once.
+// The rows' push is spread over every block of the grid (each thread a few 16-byte groups), so a
+// row's block only receives and normalises; CHAI_IPC_ALLREDUCE_NORM_PUSH=row has each row's block
+// push its own row first, as before. Bit-identical either way (the receive does not depend on who
+// pushed). On 4 x H200 (allreduce_bench, ranks in step) the grid push took a call at OPT-66B's
+// [1, 9216] LayerNorm from 8.5 to 7.7 us and at LLaMA-7B's [1, 4096] RMSNorm from 5.6 to 5.5
+// (benchmarks/results/opt-66b-tp4-h200.md). Read once.
 bool GridPush() {
-  static const bool grid = EnvChoice("CHAI_IPC_ALLREDUCE_NORM_PUSH", {"row", "grid"}) == 1;
+  static const bool grid = EnvChoice("CHAI_IPC_ALLREDUCE_NORM_PUSH", {"grid", "row"}) == 0;
   return grid;
 }
 
 }  // namespace
+
+bool ReadNormPhases(double cycles[kNormPhases], bool reset) {
+#ifdef CHAI_ARNORM_PHASES
+  unsigned long long sums[kNormPhases + 1] = {};
+  if (cudaMemcpyFromSymbol(sums, g_norm_phases, sizeof(sums)) != cudaSuccess) return false;
+  for (int k = 0; k < kNormPhases; ++k) cycles[k] = sums[kNormPhases] > 0 ? double(sums[k]) / sums[kNormPhases] : 0;
+  if (reset) {
+    const unsigned long long zeros[kNormPhases + 1] = {};
+    if (cudaMemcpyToSymbol(g_norm_phases, zeros, sizeof(zeros)) != cudaSuccess) return false;
+  }
+  return true;
+#else
+  (void)cycles;
+  (void)reset;
+  return false;
+#endif
+}
 
 bool LamportNormSupported(int size, int64_t cols, size_t dtype_bytes, std::initializer_list<const void*> ptrs) {
   if (size != 2 && size != 4 && size != 8) return false;
