@@ -75,7 +75,7 @@ template <typename T, int W, bool kRms>
 __global__ void __launch_bounds__(kThreads)
     LamportAllReduceNorm(Peers peers, char* self, int rank, size_t half, const T* partial, T* x, const T* weight,
                          const T* bias, float eps, int64_t rows, int64_t cols, int norm_threads, bool pushed, bool staged,
-                         bool grid_push, const L2Prefetch then, T* out) {
+                         bool grid_push, bool spin_wait, const L2Prefetch then, T* out) {
 #ifdef CHAI_ARNORM_PHASES
   const long long phase0 = clock64();
   if (blockIdx.x == 0 && threadIdx.x == 0) ++g_norm_phases[kNormPhases];
@@ -142,7 +142,8 @@ __global__ void __launch_bounds__(kThreads)
     T* const in = x + row * cols;
     Vec<T, N> h[B];
     if (in_registers) {
-      ReceiveBatch<T, N, W>(self, data, half, rank, partial, in, row, vecs, threadIdx.x, blockDim.x, nullptr, h);
+      ReceiveBatch<T, N, W>(self, data, half, rank, partial, in, row, vecs, threadIdx.x, blockDim.x, nullptr, h,
+                            spin_wait);
       CHAI_NORM_PHASE(1);
       const cuda::RowStats stats = cuda::NormRowStatsInRegisters<T, N, kRms, B>(h, vecs, cols, eps, scratch);
       WaitCopiesToShared();
@@ -154,7 +155,7 @@ __global__ void __launch_bounds__(kThreads)
     }
     if (whole_row) {
       for (int64_t i0 = threadIdx.x; i0 < vecs; i0 += int64_t{blockDim.x} * B) {
-        ReceiveBatch<T, N, W>(self, data, half, rank, partial, in, row, vecs, i0, blockDim.x, buf, h);
+        ReceiveBatch<T, N, W>(self, data, half, rank, partial, in, row, vecs, i0, blockDim.x, buf, h, spin_wait);
       }
       CHAI_NORM_PHASE(1);
       WaitCopiesToShared();
@@ -201,6 +202,14 @@ bool RowStaged() {
 bool GridPush() {
   static const bool grid = EnvChoice("CHAI_IPC_ALLREDUCE_NORM_PUSH", {"grid", "row"}) == 0;
   return grid;
+}
+
+// A row's block waiting for its receive polls one pending slot between rounds of all of them
+// (ReceiveBatch's spin_wait); CHAI_IPC_ALLREDUCE_NORM_POLL=all repolls every pending slot each
+// round, as before. Bit-identical either way. Read once.
+bool SpinWait() {
+  static const bool spin = EnvChoice("CHAI_IPC_ALLREDUCE_NORM_POLL", {"one", "all"}) == 0;
+  return spin;
 }
 
 }  // namespace
@@ -253,7 +262,7 @@ cudaError_t LaunchLamportAllReduceNorm(const Peers& peers, int rank, int size, i
     kKernel<<<blocks, kThreads, smem, stream>>>(peers, peers.base[rank], rank, half, static_cast<const T*>(partial),
                                                 static_cast<T*>(x), static_cast<const T*>(weight),
                                                 static_cast<const T*>(bias), eps, rows, cols, norm_threads, pushed,
-                                                staged, GridPush(), then, static_cast<T*>(out));
+                                                staged, GridPush(), SpinWait(), then, static_cast<T*>(out));
     return cudaGetLastError();
   });
 }
