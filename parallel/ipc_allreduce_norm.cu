@@ -84,32 +84,13 @@ __global__ void __launch_bounds__(kThreads)
   constexpr int B = kBatch<T, W>;
   __shared__ float scratch[32];
   extern __shared__ uint4 staged_smem[];  // [row | weight | bias], StagedSharedBytes
-  // Rows of up to kRowBufBytes are staged: the row, and the norm's weights, which no earlier kernel
-  // writes, copied into shared memory while the row is received (they were evicted from L2 by the
-  // layer's weight stream since the last step: read by the last pass instead, they were a DRAM round
-  // trip per vector there). Wider rows read them through L2, fetched there meanwhile.
+  // Rows of up to kRowBufBytes are staged: the row (unless it stays in registers, below) and the
+  // norm's weights in shared memory (FetchNormWeights); wider rows read the weights through L2.
   const bool whole_row = staged && cols * static_cast<int64_t>(sizeof(T)) <= kRowBufBytes;
   T* const buf = reinterpret_cast<T*>(staged_smem);
-  const T* norm_weight = weight;
-  const T* norm_bias = bias;
-  if (blockIdx.x < rows) {
-    if (whole_row) {
-      T* const w_buf = buf + cols;
-      T* const b_buf = w_buf + cols;
-      for (int64_t i = threadIdx.x; i < cols / N; i += blockDim.x) {
-        CopyToShared16(w_buf + i * N, weight + i * N);
-        if (bias != nullptr) CopyToShared16(b_buf + i * N, bias + i * N);
-      }
-      norm_weight = w_buf;
-      norm_bias = bias != nullptr ? b_buf : nullptr;
-    } else {
-      constexpr int64_t kLine = 128 / sizeof(T);
-      for (int64_t e = threadIdx.x * kLine; e < cols; e += int64_t{blockDim.x} * kLine) {
-        cuda::PrefetchL2(weight + e);
-        if (bias != nullptr) cuda::PrefetchL2(bias + e);
-      }
-    }
-  }
+  const NormWeights<T> norm =
+      blockIdx.x < rows ? FetchNormWeights<T, N>(weight, bias, cols, whole_row ? buf + cols : nullptr)
+                        : NormWeights<T>{weight, bias};
   // Every thread reads the block's epoch (a broadcast load a warp, so no barrier stands between it and
   // the receive's first loads); thread 0 stores the next one at the end, when all have read it.
   uint64_t* const epochs = reinterpret_cast<uint64_t*>(self + kEpochsOffset);
@@ -117,10 +98,13 @@ __global__ void __launch_bounds__(kThreads)
   const size_t data = kDataOffset + (epoch & 1) * W * half;
   const int64_t vecs = cols / N;
 
-  // The push (unless the GEMV did it): by every thread of the grid, or by each row's block.
+  // The push (unless the GEMV did it): by every block of the grid, each a contiguous share of the
+  // groups (36 of OPT-66B's 1152 on 32 blocks; consecutive threads, consecutive groups), or by
+  // each row's block.
   if (!pushed && grid_push) {
-    PushGroups<T, N, W>(peers, data, half, rank, partial, rows * vecs, int64_t{blockIdx.x} * blockDim.x + threadIdx.x,
-                        int64_t{gridDim.x} * blockDim.x);
+    const int64_t groups = rows * vecs, share = (groups + gridDim.x - 1) / gridDim.x;
+    const int64_t begin = min(groups, blockIdx.x * share), end = min(groups, begin + share);
+    PushGroups<T, N, W>(peers, data, half, rank, partial + begin * N, end - begin, threadIdx.x, blockDim.x, begin);
   }
   for (int64_t row = pushed || grid_push ? rows : blockIdx.x; row < rows; row += gridDim.x) {
     PushGroups<T, N, W>(peers, data, half, rank, partial + row * cols, vecs, threadIdx.x, blockDim.x, row * vecs);
@@ -149,7 +133,7 @@ __global__ void __launch_bounds__(kThreads)
       WaitCopiesToShared();
       __syncthreads();  // the weights are in shared memory
       CHAI_NORM_PHASE(2);
-      cuda::NormRowOutputInRegisters<T, N, B>(h, vecs, norm_weight, norm_bias, stats, out + row * cols);
+      cuda::NormRowOutputInRegisters<T, N, B>(h, vecs, norm.weight, norm.bias, stats, out + row * cols);
       CHAI_NORM_PHASE(3);
       continue;  // (the next row's statistics begin with a barrier before scratch is written)
     }
@@ -161,7 +145,7 @@ __global__ void __launch_bounds__(kThreads)
       WaitCopiesToShared();
       __syncthreads();  // the row and the weights are in shared memory
       CHAI_NORM_PHASE(2);
-      cuda::NormRow<T, N, kRms, 1>(buf, [&](int64_t i) { return LoadVec<T, N>(buf + i * N); }, norm_weight, norm_bias,
+      cuda::NormRow<T, N, kRms, 1>(buf, [&](int64_t i) { return LoadVec<T, N>(buf + i * N); }, norm.weight, norm.bias,
                                    eps, cols, out + row * cols, scratch, norm_threads, blockDim.x);
       __syncthreads();  // buf is read before the next row overwrites it
       CHAI_NORM_PHASE(3);

@@ -113,6 +113,36 @@ __device__ __forceinline__ void ReceiveBatch(char* self, size_t data, size_t hal
   }
 }
 
+// Where a row's block reads the norm's weight and bias from.
+template <typename T>
+struct NormWeights {
+  const T* weight;
+  const T* bias;  // null for RMSNorm
+};
+
+// The norm's weights, which no earlier kernel writes, fetched while the row is received (they were
+// evicted from L2 by the layer's weight stream since the last step: read by the last pass
+// instead, they were a DRAM round trip per vector there): copied into shared memory at `staged`
+// ([weight | bias], cols elements each; complete after WaitCopiesToShared), or, when staged is
+// null (rows too wide to stage), prefetched into L2 and read from global memory.
+template <typename T, int N>
+__device__ __forceinline__ NormWeights<T> FetchNormWeights(const T* weight, const T* bias, int64_t cols, T* staged) {
+  if (staged == nullptr) {
+    constexpr int64_t kLine = 128 / sizeof(T);
+    for (int64_t e = threadIdx.x * kLine; e < cols; e += int64_t{blockDim.x} * kLine) {
+      cuda::PrefetchL2(weight + e);
+      if (bias != nullptr) cuda::PrefetchL2(bias + e);
+    }
+    return NormWeights<T>{weight, bias};
+  }
+  T* const b_staged = staged + cols;
+  for (int64_t i = threadIdx.x; i < cols / N; i += blockDim.x) {
+    CopyToShared16(staged + i * N, weight + i * N);
+    if (bias != nullptr) CopyToShared16(b_staged + i * N, bias + i * N);
+  }
+  return NormWeights<T>{staged, bias != nullptr ? b_staged : nullptr};
+}
+
 // The push: groups [0, groups) of `partial` (16 bytes each) into slot `rank` of half `data` on every
 // peer, at group offset `base` there; this thread takes groups start, start + stride, ..., B of them
 // loaded before any is sent (a volatile store orders the loads after it). Sentinel bit patterns
