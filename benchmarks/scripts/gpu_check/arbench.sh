@@ -5,9 +5,16 @@
 # ranks (2 on a 2-GPU machine) under each of ARBENCH_SETTINGS in turn (default: `default`; a
 # setting is `default` or VAR=value pairs joined by '+'), ARBENCH_ROUNDS rounds (default 1). First
 # ipc_allreduce_fused_test under each setting (bit-identity of the fused kernel to the unfused
-# pair). Logs: $OUT/arbench-*.
+# pair). ARBENCH_PHASES=1 times the bench from a second build with -DCHAI_ARNORM_PHASES (its table
+# then shows where the row's block spends the call), built in the background meanwhile.
+# Logs: $OUT/arbench-*.
 np_=$([ "$gpus" -ge 4 ] && echo 4 || echo 2)
 settings=${ARBENCH_SETTINGS:-default}
+bench_dir=build-gpu
+if [ "${ARBENCH_PHASES:-0}" = 1 ]; then
+  build_variant build-phases -DCHAI_ARNORM_PHASES allreduce_bench &
+  phases_pid=$!
+fi
 arbench_run() {  # $1: setting, then the command; the setting's variables exported (and passed to ranks)
   local vars=() names=() v
   [ "$1" = default ] || read -ra vars <<< "${1//+/ }"
@@ -17,7 +24,7 @@ arbench_run() {  # $1: setting, then the command; the setting's variables export
     if [ "$2" = ctest ]; then
       ctest --test-dir build-gpu -R "ipc_allreduce_fused" --output-on-failure --timeout 300
     else
-      BENCH_TIMEOUT=120 mpi "$np_" "${names[@]}" build-gpu/benchmarks/allreduce_bench fp16 lamport:32
+      BENCH_TIMEOUT=120 mpi "$np_" "${names[@]}" "$bench_dir/benchmarks/allreduce_bench" fp16 lamport:32
     fi
   )
 }
@@ -27,11 +34,14 @@ for setting in $settings; do
   grep -E "Test +#|tests passed" "$OUT/arbench-ctest-$i.log" | sed "s/^/$setting: /"
   i=$((i + 1))
 done
+if [ -n "${phases_pid:-}" ]; then
+  if wait "$phases_pid"; then bench_dir=build-phases; else echo "arbench: the phases build failed; timing build-gpu"; fi
+fi
 for round in $(seq "${ARBENCH_ROUNDS:-1}"); do
   i=0
   for setting in $settings; do
     echo "== $setting, round $round"
-    arbench_run "$setting" bench 2>>"$OUT/arbench.err" | tee "$OUT/arbench-$i-r$round.md" | grep -A8 "^fused"
+    arbench_run "$setting" bench 2>>"$OUT/arbench.err" | tee "$OUT/arbench-$i-r$round.md" | grep -A12 "^fused"
     i=$((i + 1))
   done
 done
