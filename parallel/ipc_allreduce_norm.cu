@@ -88,9 +88,6 @@ __global__ void __launch_bounds__(kThreads)
   // norm's weights in shared memory (FetchNormWeights); wider rows read the weights through L2.
   const bool whole_row = staged && cols * static_cast<int64_t>(sizeof(T)) <= kRowBufBytes;
   T* const buf = reinterpret_cast<T*>(staged_smem);
-  const NormWeights<T> norm =
-      blockIdx.x < rows ? FetchNormWeights<T, N>(weight, bias, cols, whole_row ? buf + cols : nullptr)
-                        : NormWeights<T>{weight, bias};
   // Every thread reads the block's epoch (a broadcast load a warp, so no barrier stands between it and
   // the receive's first loads); thread 0 stores the next one at the end, when all have read it.
   uint64_t* const epochs = reinterpret_cast<uint64_t*>(self + kEpochsOffset);
@@ -109,6 +106,10 @@ __global__ void __launch_bounds__(kThreads)
   for (int64_t row = pushed || grid_push ? rows : blockIdx.x; row < rows; row += gridDim.x) {
     PushGroups<T, N, W>(peers, data, half, rank, partial + row * cols, vecs, threadIdx.x, blockDim.x, row * vecs);
   }
+  // The weights after the push, which is what the peers wait for (needed only by the norm's last pass).
+  const NormWeights<T> norm =
+      blockIdx.x < rows ? FetchNormWeights<T, N>(weight, bias, cols, whole_row ? buf + cols : nullptr)
+                        : NormWeights<T>{weight, bias};
   CHAI_NORM_PHASE(0);
   if (blockIdx.x >= rows) {
     // No row here (a decode step's few rows leave most blocks idle): the hint's L2 prefetches
