@@ -4,8 +4,9 @@
 //
 // The exchange is the Lamport protocol of ipc_allreduce_lamport.cu, over the same receive area and
 // per-block epochs (so calls of either kernel may follow each other in any order); only the
-// mapping of groups to threads differs: a block owns whole rows (row b, b + grid, ...), and thread
-// t the row's 16-byte groups t, t + blockDim, ..., the same on every rank. The norm's first pass
+// mapping of groups to threads differs: a block receives and normalises whole rows (row b,
+// b + grid, ...), thread t the row's 16-byte groups t, t + blockDim, ..., while the push of every
+// row is spread over the whole grid (GridPush; the receiver does not care who wrote a slot). The norm's first pass
 // (NormRow, kernels/cuda/norm_row.cuh) receives each group: the ranks' partials summed in fp32 in
 // rank order and rounded once (the plain kernel's all-reduce result), then added to x and rounded
 // (the norm kernel's residual add), and the row's sums run over the norm kernel's thread count
@@ -25,12 +26,11 @@
 // reading its weights from DRAM one vector at a time, five more at 256 threads
 // (benchmarks/results/opt-66b-tp4-h200.md). Wider rows keep the receive inside the norm (the
 // fallback below), with the weights prefetched into L2.
-// One block per row even at batch 1: a row spread over all blocks (each a share of the push and
-// receive, the last to arrive normalising) was bit-identical but slower end to end on 4 x H200
-// (OPT-66B 0.6-1.5%, LLaMA-7B 8%; docs/cuda-backend.md): a call waits for the slowest rank's
-// partials, and the split adds a rendezvous and a second pass over the row.
+// One block receives a row even at batch 1: the receive and norm spread over all blocks (each a
+// share, the last to arrive normalising) was bit-identical but slower end to end on 4 x H200
+// (OPT-66B 0.6-1.5%, LLaMA-7B 8%; docs/cuda-backend.md): it adds a rendezvous and a second pass
+// over the row to the chain of a call.
 #include <cstdint>
-#include <type_traits>
 
 #include "kernels/cuda/cuda_utils.cuh"
 #include "kernels/cuda/l2_prefetch.cuh"
