@@ -20,11 +20,6 @@
 // slot) in flight at once (ReceiveBatch), into shared memory and x; the norm's passes then read
 // shared memory, and so do the last pass's weights, copied there while the row was received; the
 // last pass runs on all the block's threads (the sums' passes keep the norm kernel's thread count).
-// Where one batch of the receive covers the row and the norm kernel sums it over as many threads
-// as the block has (NormRowThreads: 512 from 1024 vectors, e.g. OPT-66B's fp16 rows), the row
-// never goes to shared memory: each thread keeps its received vectors in registers, in the order
-// the sums take, and the statistics and the output come from there (NormRowStatsInRegisters); the
-// norm on one SM had taken 2.2 us of a 7.9 us call at OPT-66B (the phases below).
 // Receiving inside the norm's first pass instead (its 256 or 512 threads, each polling one peer
 // after another, one vector after another) made a chain of dependent round trips: 13.6 us a call at
 // OPT-66B's 9216 columns on 4 x H200 against 4 us for the plain all-reduce; and the last pass,
@@ -52,9 +47,8 @@ namespace {
 
 // Where a row's block spends a call (a diagnostic build, -DCHAI_ARNORM_PHASES in the CUDA flags;
 // read by ReadNormPhases): thread 0 of block 0 adds the SM cycles from the kernel's start to the
-// end of the push, of its own receive, of the block's (the row and the norm's weights in shared
-// memory; for a row in registers, the statistics done and the weights there) and of the norm,
-// over calls. Compiled out otherwise.
+// end of the push, of its own receive, of the block's (every row vector and the norm's weights in
+// shared memory) and of the norm, over calls. Compiled out otherwise.
 #ifdef CHAI_ARNORM_PHASES
 __device__ unsigned long long g_norm_phases[kNormPhases + 1];  // cycles per phase, then the calls
 #define CHAI_NORM_PHASE(k)                                                            \
@@ -75,7 +69,7 @@ template <typename T, int W, bool kRms>
 __global__ void __launch_bounds__(kThreads)
     LamportAllReduceNorm(Peers peers, char* self, int rank, size_t half, const T* partial, T* x, const T* weight,
                          const T* bias, float eps, int64_t rows, int64_t cols, int norm_threads, bool pushed, bool staged,
-                         bool grid_push, bool spin_wait, const L2Prefetch then, T* out) {
+                         bool grid_push, const L2Prefetch then, T* out) {
 #ifdef CHAI_ARNORM_PHASES
   const long long phase0 = clock64();
   if (blockIdx.x == 0 && threadIdx.x == 0) ++g_norm_phases[kNormPhases];
@@ -84,10 +78,32 @@ __global__ void __launch_bounds__(kThreads)
   constexpr int B = kBatch<T, W>;
   __shared__ float scratch[32];
   extern __shared__ uint4 staged_smem[];  // [row | weight | bias], StagedSharedBytes
-  // Rows of up to kRowBufBytes are staged: the row (unless it stays in registers, below) and the
-  // norm's weights in shared memory (FetchNormWeights); wider rows read the weights through L2.
+  // Rows of up to kRowBufBytes are staged: the row, and the norm's weights, which no earlier kernel
+  // writes, copied into shared memory while the row is received (they were evicted from L2 by the
+  // layer's weight stream since the last step: read by the last pass instead, they were a DRAM round
+  // trip per vector there). Wider rows read them through L2, fetched there meanwhile.
   const bool whole_row = staged && cols * static_cast<int64_t>(sizeof(T)) <= kRowBufBytes;
   T* const buf = reinterpret_cast<T*>(staged_smem);
+  const T* norm_weight = weight;
+  const T* norm_bias = bias;
+  if (blockIdx.x < rows) {
+    if (whole_row) {
+      T* const w_buf = buf + cols;
+      T* const b_buf = w_buf + cols;
+      for (int64_t i = threadIdx.x; i < cols / N; i += blockDim.x) {
+        CopyToShared16(w_buf + i * N, weight + i * N);
+        if (bias != nullptr) CopyToShared16(b_buf + i * N, bias + i * N);
+      }
+      norm_weight = w_buf;
+      norm_bias = bias != nullptr ? b_buf : nullptr;
+    } else {
+      constexpr int64_t kLine = 128 / sizeof(T);
+      for (int64_t e = threadIdx.x * kLine; e < cols; e += int64_t{blockDim.x} * kLine) {
+        cuda::PrefetchL2(weight + e);
+        if (bias != nullptr) cuda::PrefetchL2(bias + e);
+      }
+    }
+  }
   // Every thread reads the block's epoch (a broadcast load a warp, so no barrier stands between it and
   // the receive's first loads); thread 0 stores the next one at the end, when all have read it.
   uint64_t* const epochs = reinterpret_cast<uint64_t*>(self + kEpochsOffset);
@@ -95,21 +111,14 @@ __global__ void __launch_bounds__(kThreads)
   const size_t data = kDataOffset + (epoch & 1) * W * half;
   const int64_t vecs = cols / N;
 
-  // The push (unless the GEMV did it): by every block of the grid, each a contiguous share of the
-  // groups (36 of OPT-66B's 1152 on 32 blocks; consecutive threads, consecutive groups), or by
-  // each row's block.
+  // The push (unless the GEMV did it): by every thread of the grid, or by each row's block.
   if (!pushed && grid_push) {
-    const int64_t groups = rows * vecs, share = (groups + gridDim.x - 1) / gridDim.x;
-    const int64_t begin = min(groups, blockIdx.x * share), end = min(groups, begin + share);
-    PushGroups<T, N, W>(peers, data, half, rank, partial + begin * N, end - begin, threadIdx.x, blockDim.x, begin);
+    PushGroups<T, N, W>(peers, data, half, rank, partial, rows * vecs, int64_t{blockIdx.x} * blockDim.x + threadIdx.x,
+                        int64_t{gridDim.x} * blockDim.x);
   }
   for (int64_t row = pushed || grid_push ? rows : blockIdx.x; row < rows; row += gridDim.x) {
     PushGroups<T, N, W>(peers, data, half, rank, partial + row * cols, vecs, threadIdx.x, blockDim.x, row * vecs);
   }
-  // The weights after the push, which is what the peers wait for (needed only by the norm's last pass).
-  const NormWeights<T> norm =
-      blockIdx.x < rows ? FetchNormWeights<T, N>(weight, bias, cols, whole_row ? buf + cols : nullptr)
-                        : NormWeights<T>{weight, bias};
   CHAI_NORM_PHASE(0);
   if (blockIdx.x >= rows) {
     // No row here (a decode step's few rows leave most blocks idle): the hint's L2 prefetches
@@ -119,34 +128,17 @@ __global__ void __launch_bounds__(kThreads)
     cuda::IssueL2Prefetch(then, threadIdx.x * idle + (blockIdx.x - rows), idle * blockDim.x);
   }
 
-  // A row that one batch of the block's receive covers, with the norm's sums on every thread, stays
-  // in registers: the statistics and the output come from there (NormRowStatsInRegisters), no pass
-  // over shared memory. Other staged rows go through shared memory.
-  const bool in_registers = whole_row && norm_threads == static_cast<int>(blockDim.x) && vecs <= B * int64_t{blockDim.x};
   for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
     T* const in = x + row * cols;
-    Vec<T, N> h[B];
-    if (in_registers) {
-      ReceiveBatch<T, N, W>(self, data, half, rank, partial, in, row, vecs, threadIdx.x, blockDim.x, nullptr, h,
-                            spin_wait);
-      CHAI_NORM_PHASE(1);
-      const cuda::RowStats stats = cuda::NormRowStatsInRegisters<T, N, kRms, B>(h, vecs, cols, eps, scratch);
-      WaitCopiesToShared();
-      __syncthreads();  // the weights are in shared memory
-      CHAI_NORM_PHASE(2);
-      cuda::NormRowOutputInRegisters<T, N, B>(h, vecs, norm.weight, norm.bias, stats, out + row * cols);
-      CHAI_NORM_PHASE(3);
-      continue;  // (the next row's statistics begin with a barrier before scratch is written)
-    }
     if (whole_row) {
       for (int64_t i0 = threadIdx.x; i0 < vecs; i0 += int64_t{blockDim.x} * B) {
-        ReceiveBatch<T, N, W>(self, data, half, rank, partial, in, row, vecs, i0, blockDim.x, buf, h, spin_wait);
+        ReceiveBatch<T, N, W>(self, data, half, rank, partial, in, row, vecs, i0, blockDim.x, buf);
       }
       CHAI_NORM_PHASE(1);
       WaitCopiesToShared();
       __syncthreads();  // the row and the weights are in shared memory
       CHAI_NORM_PHASE(2);
-      cuda::NormRow<T, N, kRms, 1>(buf, [&](int64_t i) { return LoadVec<T, N>(buf + i * N); }, norm.weight, norm.bias,
+      cuda::NormRow<T, N, kRms, 1>(buf, [&](int64_t i) { return LoadVec<T, N>(buf + i * N); }, norm_weight, norm_bias,
                                    eps, cols, out + row * cols, scratch, norm_threads, blockDim.x);
       __syncthreads();  // buf is read before the next row overwrites it
       CHAI_NORM_PHASE(3);
@@ -187,14 +179,6 @@ bool RowStaged() {
 bool GridPush() {
   static const bool grid = EnvChoice("CHAI_IPC_ALLREDUCE_NORM_PUSH", {"grid", "row"}) == 0;
   return grid;
-}
-
-// A row's block waiting for its receive polls one pending slot between rounds of all of them
-// (ReceiveBatch's spin_wait); CHAI_IPC_ALLREDUCE_NORM_POLL=all repolls every pending slot each
-// round, as before. Bit-identical either way. Read once.
-bool SpinWait() {
-  static const bool spin = EnvChoice("CHAI_IPC_ALLREDUCE_NORM_POLL", {"one", "all"}) == 0;
-  return spin;
 }
 
 }  // namespace
@@ -247,7 +231,7 @@ cudaError_t LaunchLamportAllReduceNorm(const Peers& peers, int rank, int size, i
     kKernel<<<blocks, kThreads, smem, stream>>>(peers, peers.base[rank], rank, half, static_cast<const T*>(partial),
                                                 static_cast<T*>(x), static_cast<const T*>(weight),
                                                 static_cast<const T*>(bias), eps, rows, cols, norm_threads, pushed,
-                                                staged, GridPush(), SpinWait(), then, static_cast<T*>(out));
+                                                staged, GridPush(), then, static_cast<T*>(out));
     return cudaGetLastError();
   });
 }

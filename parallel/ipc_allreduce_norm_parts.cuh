@@ -21,11 +21,9 @@ constexpr int kRowBufBytes = 32 * 1024;
 
 // Vectors a thread receives at once (ReceiveBatch): with W ranks, B * W 16-byte loads in flight.
 // As many as fit 128 registers (__launch_bounds__(kThreads) = 512) without spilling (ptxas -v,
-// nvcc 13, sm_90), with a row kept in registers for its norm: a 9216-column fp16 row (1152
-// vectors) is received in one round at W = 4 (bf16 takes one fewer than fp16 at W = 2: its
-// conversions need more registers, and 4 spilled).
+// nvcc 13, sm_90): a 9216-column fp16 row (1152 vectors) is received in one round at W = 4.
 template <typename T, int W>
-constexpr int kBatch = W <= 2 ? (std::is_same_v<T, __half> ? 4 : 3) : W <= 4 ? (std::is_same_v<T, __half> ? 3 : 2) : 1;
+constexpr int kBatch = W <= 2 ? (sizeof(T) == 4 ? 3 : 4) : W <= 4 ? (std::is_same_v<T, __half> ? 3 : 2) : 1;
 
 // Dynamic shared memory of a launch: the staged row, the norm's weight and bias (when there is one)
 // of cols elements each; none when rows are not staged.
@@ -44,16 +42,15 @@ __device__ __forceinline__ void WaitCopiesToShared() { asm volatile("cp.async.wa
 // Receives vectors i0, i0 + stride, ... (up to kBatch<T, W> of them, those below vecs) of row `row`:
 // each the ranks' partials summed in rank order and rounded once, added to x and rounded (the
 // fallback's first_load in ipc_allreduce_norm.cu, which the norm kernel's rounding also follows),
-// stored into x and h (h[b] = vector i0 + b * stride) and, unless buf is null, into buf. Every load
-// is issued before any is waited on; peers' slots not yet written are polled again until they are,
-// then each slot gets its sentinel back. spin_wait: between rounds, poll only the first pending slot
-// until it arrives (see below).
+// stored into x and into buf. Every load is issued before any is waited on;
+// peers' slots not yet written are polled again until they are, then each slot gets its sentinel
+// back.
 template <typename T, int N, int W>
 __device__ __forceinline__ void ReceiveBatch(char* self, size_t data, size_t half, int rank, const T* partial,
-                                             T* in, int64_t row, int64_t vecs, int64_t i0, int64_t stride, T* buf,
-                                             Vec<T, N> (&h)[kBatch<T, W>], bool spin_wait) {
+                                             T* in, int64_t row, int64_t vecs, int64_t i0, int64_t stride, T* buf) {
   constexpr int B = kBatch<T, W>;
   uint4 own[B], got[B][W];  // (rank varies at run time: got is indexed by unrolled q only)
+  Vec<T, N> h[B];
   bool pending[B][W];
 #pragma unroll
   for (int b = 0; b < B; ++b) {
@@ -74,23 +71,16 @@ __device__ __forceinline__ void ReceiveBatch(char* self, size_t data, size_t hal
       }
     }
     waiting = false;
-    const char* spin = nullptr;  // the first slot still pending
 #pragma unroll
     for (int b = 0; b < B; ++b) {
 #pragma unroll
       for (int q = 0; q < W; ++q) {
         if (!pending[b][q]) continue;
-        pending[b][q] = HasSentinel<T, N>(got[b][q]);
-        waiting |= pending[b][q];
-        if (pending[b][q] && spin == nullptr) spin = self + data + q * half + (row * vecs + i0 + b * stride) * 16;
-      }
-    }
-    // While waiting, poll that one slot, not all of them: a block receiving a whole row (1152
-    // vectors from 3 peers at OPT-66B) moved ~90 KB through its SM per round of every pending load,
-    // ~0.7 us a round, so the data's arrival was seen late by up to a round. Once that slot has
-    // arrived, the others most likely have too: the next round reloads every pending one.
-    if (spin_wait && waiting) {
-      while (HasSentinel<T, N>(LoadVolatile(spin))) {
+        bool sentinel = false;
+#pragma unroll
+        for (int j = 0; j < N; ++j) sentinel |= IsSentinel<T>(Bits<T>(got[b][q], j));
+        pending[b][q] = sentinel;
+        waiting |= sentinel;
       }
     }
   }
@@ -109,38 +99,8 @@ __device__ __forceinline__ void ReceiveBatch(char* self, size_t data, size_t hal
     }
     h[b] = cuda::AddRounded<T, N>(h[b], RankOrderSum<T, N, W>(v));
     cuda::StoreVec<T, N>(in + i * N, h[b]);
-    if (buf != nullptr) cuda::StoreVec<T, N>(buf + i * N, h[b]);
+    cuda::StoreVec<T, N>(buf + i * N, h[b]);
   }
-}
-
-// Where a row's block reads the norm's weight and bias from.
-template <typename T>
-struct NormWeights {
-  const T* weight;
-  const T* bias;  // null for RMSNorm
-};
-
-// The norm's weights, which no earlier kernel writes, fetched while the row is received (they were
-// evicted from L2 by the layer's weight stream since the last step: read by the last pass
-// instead, they were a DRAM round trip per vector there): copied into shared memory at `staged`
-// ([weight | bias], cols elements each; complete after WaitCopiesToShared), or, when staged is
-// null (rows too wide to stage), prefetched into L2 and read from global memory.
-template <typename T, int N>
-__device__ __forceinline__ NormWeights<T> FetchNormWeights(const T* weight, const T* bias, int64_t cols, T* staged) {
-  if (staged == nullptr) {
-    constexpr int64_t kLine = 128 / sizeof(T);
-    for (int64_t e = threadIdx.x * kLine; e < cols; e += int64_t{blockDim.x} * kLine) {
-      cuda::PrefetchL2(weight + e);
-      if (bias != nullptr) cuda::PrefetchL2(bias + e);
-    }
-    return NormWeights<T>{weight, bias};
-  }
-  T* const b_staged = staged + cols;
-  for (int64_t i = threadIdx.x; i < cols / N; i += blockDim.x) {
-    CopyToShared16(staged + i * N, weight + i * N);
-    if (bias != nullptr) CopyToShared16(b_staged + i * N, bias + i * N);
-  }
-  return NormWeights<T>{staged, bias != nullptr ? b_staged : nullptr};
 }
 
 // The push: groups [0, groups) of `partial` (16 bytes each) into slot `rank` of half `data` on every

@@ -43,15 +43,6 @@ __device__ __forceinline__ bool IsSentinel(uint32_t bits) {
   return sizeof(T) == 4 ? bits == kSentinelWord : bits == 0x8000u;
 }
 
-// Whether any of the first `valid` elements of a 16-byte group is the sentinel (not yet written).
-template <typename T, int N>
-__device__ __forceinline__ bool HasSentinel(const uint4& bits, int valid = N) {
-  bool sentinel = false;
-#pragma unroll
-  for (int j = 0; j < N; ++j) sentinel |= j < valid && IsSentinel<T>(Bits<T>(bits, j));
-  return sentinel;
-}
-
 // One 16-byte group seen as raw words or as N elements (a union keeps it in registers, where a
 // reinterpret_cast of a local would put it on the stack).
 template <typename T, int N>
@@ -80,9 +71,13 @@ __device__ __forceinline__ Vec<T, N> FromBits(const uint4& bits) {
 template <typename T, int N>
 __device__ __forceinline__ Vec<T, N> ReceiveGroup(char* slot, int valid) {
   uint4 bits;
-  do {
+  bool waiting = true;
+  while (waiting) {
     bits = LoadVolatile(slot);
-  } while (HasSentinel<T, N>(bits, valid));
+    waiting = false;
+#pragma unroll
+    for (int j = 0; j < N; ++j) waiting |= j < valid && IsSentinel<T>(Bits<T>(bits, j));
+  }
   StoreVolatile(slot, make_uint4(kSentinelWord, kSentinelWord, kSentinelWord, kSentinelWord));
   return FromBits<T, N>(bits);
 }

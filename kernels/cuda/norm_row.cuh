@@ -13,46 +13,11 @@
 
 namespace chai::cuda {
 
-// Threads per row for a row of `vecs` vectors. Rows under 8K elements at 8 per vector need under
-// 1024 lanes of work; 256 threads keep several rows resident per SM in prefill and still spread a
-// decode row over 8 warps. From 1024 vectors on, 512: the fused all-reduce + norm's 512 threads
-// then hold a whole row (OPT-66B's 9216 columns) in registers, each thread vectors t, t + 512, ...,
-// in the order the sums here run (NormRowInRegisters). A caller with a larger block passes this
-// to NormRow so that its sums run in the same order as the norm kernel's.
-inline int NormRowThreads(int64_t vecs) { return RowThreads(vecs, vecs >= 1024 ? 512 : 256); }
-
-// The per-vector steps of a row's passes, one definition for NormRow and NormRowInRegisters so
-// that both round alike: the sum (LayerNorm's mean), the squares about the mean, the output.
-template <typename T, int N>
-__device__ __forceinline__ void AddToSum(const Vec<T, N>& v, float& sum) {
-#pragma unroll
-  for (int j = 0; j < N; ++j) sum += ToFloat(v.v[j]);
-}
-
-template <typename T, int N>
-__device__ __forceinline__ void AddSquaresAbout(const Vec<T, N>& v, float mean, float& ss) {
-#pragma unroll
-  for (int j = 0; j < N; ++j) {
-    const float d = ToFloat(v.v[j]) - mean;
-    ss = __fmaf_rn(d, d, ss);
-  }
-}
-
-// (v - mean) * inv * w (+ b). The roundings are explicit: left to nvcc, a * b + c became one fma
-// in some instances of this code and two roundings in others, and the norm kernel's LayerNorm and
-// the fused all-reduce + norm's came out a bit apart.
-template <typename T, int N>
-__device__ __forceinline__ Vec<T, N> Normalized(const Vec<T, N>& v, const Vec<T, N>& w, const Vec<T, N>& b,
-                                                bool has_bias, float mean, float inv) {
-  Vec<T, N> r;
-#pragma unroll
-  for (int j = 0; j < N; ++j) {
-    const float scaled = __fmul_rn(ToFloat(v.v[j]) - mean, inv);
-    r.v[j] = FromFloat<T>(has_bias ? __fmaf_rn(scaled, ToFloat(w.v[j]), ToFloat(b.v[j]))
-                                   : __fmul_rn(scaled, ToFloat(w.v[j])));
-  }
-  return r;
-}
+// Threads per row for a row of `vecs` vectors. Rows of up to 8K elements at 8 per vector need
+// only 1024 lanes of work; 256 threads keep several rows resident per SM in prefill and still
+// spread a decode row over 8 warps. A caller with a larger block passes this to NormRow so that
+// its sums run in the same order as the norm kernel's (the fused all-reduce + norm does).
+inline int NormRowThreads(int64_t vecs) { return RowThreads(vecs, vecs >= 2048 ? 512 : 256); }
 
 // The residual add of the fused norms, element by element in fp32 and rounded to T: the norm
 // kernel's x + y and the all-reduce + norm's x + (the ranks' sum) round alike.
@@ -69,7 +34,9 @@ __device__ __forceinline__ Vec<T, N> AddRounded(const Vec<T, N>& a, const Vec<T,
 // ...). Each thread loads K vectors of in, weight and bias before it stores any: out may
 // alias in, so the compiler cannot move a later vector's loads above an earlier store, and one
 // vector at a time made a round trip each (five a thread at OPT-66B's 9216 columns on 256 threads,
-// weights from DRAM).
+// weights from DRAM). The roundings are explicit (here and in the variance's sum): left to nvcc,
+// a * b + c became one fma in some instances of this code and two roundings in others, and the
+// norm kernel's LayerNorm and the fused all-reduce + norm's came out a bit apart.
 template <typename T, int N, int K>
 __device__ __forceinline__ void NormRowOutput(const T* in, const T* weight, const T* bias, float mean, float inv,
                                               int64_t vecs, T* out, int threads) {
@@ -88,7 +55,14 @@ __device__ __forceinline__ void NormRowOutput(const T* in, const T* weight, cons
     for (int k = 0; k < K; ++k) {
       const int64_t i = i0 + int64_t{k} * threads;
       if (i >= vecs) continue;
-      StoreVec<T, N>(out + i * N, Normalized<T, N>(v[k], w[k], b[k], bias != nullptr, mean, inv));
+      Vec<T, N> r;
+#pragma unroll
+      for (int j = 0; j < N; ++j) {
+        const float scaled = __fmul_rn(ToFloat(v[k].v[j]) - mean, inv);
+        r.v[j] = FromFloat<T>(bias != nullptr ? __fmaf_rn(scaled, ToFloat(w[k].v[j]), ToFloat(b[k].v[j]))
+                                              : __fmul_rn(scaled, ToFloat(w[k].v[j])));
+      }
+      StoreVec<T, N>(out + i * N, r);
     }
   }
 }
@@ -110,60 +84,24 @@ __device__ __forceinline__ void NormRow(const T* in, FirstLoad first_load, const
   float mean = 0.f;
   if constexpr (!kRms) {
     float sum = 0.f;
-    for (int64_t i = first; i < vecs; i += threads) AddToSum<T, N>(first_load(i), sum);
-    mean = BlockSum(sum, scratch) / static_cast<float>(cols);
-  }
-  float ss = 0.f;
-  for (int64_t i = first; i < vecs; i += threads) {
-    AddSquaresAbout<T, N>(kRms ? first_load(i) : LoadVec<T, N>(in + i * N), mean, ss);
-  }
-  const float inv = rsqrtf(BlockSum(ss, scratch) / static_cast<float>(cols) + eps);
-  NormRowOutput<T, N, kOutBatch>(in, weight, bias, mean, inv, vecs, out, out_threads > 0 ? out_threads : threads);
-}
-
-// A row's mean (0 for RMSNorm) and 1 / sqrt(variance + eps).
-struct RowStats {
-  float mean, inv;
-};
-
-// NormRow's statistics for a row the block already holds in registers: thread t has vectors
-// t, t + blockDim.x, ... (v[k] = vector t + k * blockDim.x; those at or past vecs unused), which
-// is the order NormRow's sums take when threads = blockDim.x, so the bits are the same. Every
-// thread of the block must call it.
-template <typename T, int N, bool kRms, int K>
-__device__ __forceinline__ RowStats NormRowStatsInRegisters(const Vec<T, N> (&v)[K], int64_t vecs, int64_t cols,
-                                                            float eps, float* scratch) {
-  float mean = 0.f;
-  if constexpr (!kRms) {
-    float sum = 0.f;
+    for (int64_t i = first; i < vecs; i += threads) {
+      const Vec<T, N> v = first_load(i);
 #pragma unroll
-    for (int k = 0; k < K; ++k) {
-      if (threadIdx.x + int64_t{k} * blockDim.x < vecs) AddToSum<T, N>(v[k], sum);
+      for (int j = 0; j < N; ++j) sum += ToFloat(v.v[j]);
     }
     mean = BlockSum(sum, scratch) / static_cast<float>(cols);
   }
   float ss = 0.f;
+  for (int64_t i = first; i < vecs; i += threads) {
+    const Vec<T, N> v = kRms ? first_load(i) : LoadVec<T, N>(in + i * N);
 #pragma unroll
-  for (int k = 0; k < K; ++k) {
-    if (threadIdx.x + int64_t{k} * blockDim.x < vecs) AddSquaresAbout<T, N>(v[k], mean, ss);
+    for (int j = 0; j < N; ++j) {
+      const float d = ToFloat(v.v[j]) - mean;
+      ss = __fmaf_rn(d, d, ss);
+    }
   }
-  return RowStats{mean, rsqrtf(BlockSum(ss, scratch) / static_cast<float>(cols) + eps)};
-}
-
-// The output pass for the same row in registers: out = Normalized(v[k], weight, bias), one vector
-// at a time (weight and bias are meant to be in shared memory: a short round trip, and holding them
-// for every vector at once made the fused all-reduce + norm spill).
-template <typename T, int N, int K>
-__device__ __forceinline__ void NormRowOutputInRegisters(const Vec<T, N> (&v)[K], int64_t vecs, const T* weight,
-                                                         const T* bias, RowStats stats, T* out) {
-#pragma unroll
-  for (int k = 0; k < K; ++k) {
-    const int64_t i = threadIdx.x + int64_t{k} * blockDim.x;
-    if (i >= vecs) continue;
-    const Vec<T, N> w = LoadVec<T, N>(weight + i * N);
-    const Vec<T, N> b = bias != nullptr ? LoadVec<T, N>(bias + i * N) : w;
-    StoreVec<T, N>(out + i * N, Normalized<T, N>(v[k], w, b, bias != nullptr, stats.mean, stats.inv));
-  }
+  const float inv = rsqrtf(BlockSum(ss, scratch) / static_cast<float>(cols) + eps);
+  NormRowOutput<T, N, kOutBatch>(in, weight, bias, mean, inv, vecs, out, out_threads > 0 ? out_threads : threads);
 }
 
 }  // namespace chai::cuda
