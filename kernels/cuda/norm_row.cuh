@@ -29,14 +29,46 @@ __device__ __forceinline__ Vec<T, N> AddRounded(const Vec<T, N>& a, const Vec<T,
   return r;
 }
 
+// The per-vector steps of a row's passes, one definition for NormRow and the fused all-reduce +
+// norm's row split over a thread block cluster (parallel/ipc_allreduce_norm_cluster.cu), so that
+// both round alike: the sum (LayerNorm's mean), the squares about the mean, the output.
+template <typename T, int N>
+__device__ __forceinline__ void AddToSum(const Vec<T, N>& v, float& sum) {
+#pragma unroll
+  for (int j = 0; j < N; ++j) sum += ToFloat(v.v[j]);
+}
+
+template <typename T, int N>
+__device__ __forceinline__ void AddSquaresAbout(const Vec<T, N>& v, float mean, float& ss) {
+#pragma unroll
+  for (int j = 0; j < N; ++j) {
+    const float d = ToFloat(v.v[j]) - mean;
+    ss = __fmaf_rn(d, d, ss);
+  }
+}
+
+// (v - mean) * inv * w (+ b). The roundings are explicit (here and in the variance's sum): left to
+// nvcc, a * b + c became one fma in some instances of this code and two roundings in others, and
+// the norm kernel's LayerNorm and the fused all-reduce + norm's came out a bit apart.
+template <typename T, int N>
+__device__ __forceinline__ Vec<T, N> Normalized(const Vec<T, N>& v, const Vec<T, N>& w, const Vec<T, N>& b,
+                                                bool has_bias, float mean, float inv) {
+  Vec<T, N> r;
+#pragma unroll
+  for (int j = 0; j < N; ++j) {
+    const float scaled = __fmul_rn(ToFloat(v.v[j]) - mean, inv);
+    r.v[j] = FromFloat<T>(has_bias ? __fmaf_rn(scaled, ToFloat(w.v[j]), ToFloat(b.v[j]))
+                                   : __fmul_rn(scaled, ToFloat(w.v[j])));
+  }
+  return r;
+}
+
 // The last pass, out = (in - mean) * inv * weight (+ bias): element by element once the statistics
 // are known, so any `threads` threads of the block may share it (thread t: vectors t, t + threads,
 // ...). Each thread loads K vectors of in, weight and bias before it stores any: out may
 // alias in, so the compiler cannot move a later vector's loads above an earlier store, and one
 // vector at a time made a round trip each (five a thread at OPT-66B's 9216 columns on 256 threads,
-// weights from DRAM). The roundings are explicit (here and in the variance's sum): left to nvcc,
-// a * b + c became one fma in some instances of this code and two roundings in others, and the
-// norm kernel's LayerNorm and the fused all-reduce + norm's came out a bit apart.
+// weights from DRAM).
 template <typename T, int N, int K>
 __device__ __forceinline__ void NormRowOutput(const T* in, const T* weight, const T* bias, float mean, float inv,
                                               int64_t vecs, T* out, int threads) {
@@ -55,14 +87,7 @@ __device__ __forceinline__ void NormRowOutput(const T* in, const T* weight, cons
     for (int k = 0; k < K; ++k) {
       const int64_t i = i0 + int64_t{k} * threads;
       if (i >= vecs) continue;
-      Vec<T, N> r;
-#pragma unroll
-      for (int j = 0; j < N; ++j) {
-        const float scaled = __fmul_rn(ToFloat(v[k].v[j]) - mean, inv);
-        r.v[j] = FromFloat<T>(bias != nullptr ? __fmaf_rn(scaled, ToFloat(w[k].v[j]), ToFloat(b[k].v[j]))
-                                              : __fmul_rn(scaled, ToFloat(w[k].v[j])));
-      }
-      StoreVec<T, N>(out + i * N, r);
+      StoreVec<T, N>(out + i * N, Normalized<T, N>(v[k], w[k], b[k], bias != nullptr, mean, inv));
     }
   }
 }
@@ -84,21 +109,12 @@ __device__ __forceinline__ void NormRow(const T* in, FirstLoad first_load, const
   float mean = 0.f;
   if constexpr (!kRms) {
     float sum = 0.f;
-    for (int64_t i = first; i < vecs; i += threads) {
-      const Vec<T, N> v = first_load(i);
-#pragma unroll
-      for (int j = 0; j < N; ++j) sum += ToFloat(v.v[j]);
-    }
+    for (int64_t i = first; i < vecs; i += threads) AddToSum<T, N>(first_load(i), sum);
     mean = BlockSum(sum, scratch) / static_cast<float>(cols);
   }
   float ss = 0.f;
   for (int64_t i = first; i < vecs; i += threads) {
-    const Vec<T, N> v = kRms ? first_load(i) : LoadVec<T, N>(in + i * N);
-#pragma unroll
-    for (int j = 0; j < N; ++j) {
-      const float d = ToFloat(v.v[j]) - mean;
-      ss = __fmaf_rn(d, d, ss);
-    }
+    AddSquaresAbout<T, N>(kRms ? first_load(i) : LoadVec<T, N>(in + i * N), mean, ss);
   }
   const float inv = rsqrtf(BlockSum(ss, scratch) / static_cast<float>(cols) + eps);
   NormRowOutput<T, N, kOutBatch>(in, weight, bias, mean, inv, vecs, out, out_threads > 0 ? out_threads : threads);

@@ -5,7 +5,7 @@
 # ranks (2 on a 2-GPU machine) under each of ARBENCH_SETTINGS in turn (default: `default`; a
 # setting is `default` or VAR=value pairs joined by '+'), ARBENCH_ROUNDS rounds (default 1). First
 # ipc_allreduce_fused_test under each setting (bit-identity of the fused kernel to the unfused
-# pair). ARBENCH_PHASES=1 times the bench from a second build with -DCHAI_ARNORM_PHASES (its table
+# pair; ARBENCH_CTEST=0 skips it). ARBENCH_PHASES=1 times the bench from a second build with -DCHAI_ARNORM_PHASES (its table
 # then shows where the row's block spends the call), built in the background meanwhile.
 # Logs: $OUT/arbench-*.
 np_=$([ "$gpus" -ge 4 ] && echo 4 || echo 2)
@@ -29,7 +29,7 @@ arbench_run() {  # $1: setting, then the command; the setting's variables export
   )
 }
 i=0
-for setting in $settings; do
+for setting in $([ "${ARBENCH_CTEST:-1}" = 1 ] && echo "$settings"); do
   arbench_run "$setting" ctest > "$OUT/arbench-ctest-$i.log" 2>&1
   grep -E "Test +#|tests passed" "$OUT/arbench-ctest-$i.log" | sed "s/^/$setting: /"
   i=$((i + 1))

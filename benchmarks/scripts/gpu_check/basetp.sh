@@ -7,7 +7,7 @@
 # baseline tree, only those tests run). Then TPOT,
 # baseline and this tree in turn: OPT-66B at TP = 4 (BASETP_OPT66B_ROUNDS, default 2; prompt 512,
 # 128 new tokens, one timed iteration) and LLaMA-7B at TP = 4 and TP = 1 (BASETP_LLAMA_ROUNDS,
-# default 1; batch 1 and 8). Logs: $OUT/basetp-*.
+# default 1; batch 1 and 8; BASETP_LLAMA_TP, default "4 1", the TP sizes). Logs: $OUT/basetp-*.
 base_tar=${BASE_TAR:-base-tree.tar.gz}
 if [ -f "$base_tar" ]; then
   rm -rf base-src build-base && mkdir base-src && tar xzf "$base_tar" -C base-src
@@ -36,7 +36,7 @@ if [ "$gpus" -ge 4 ]; then
     for tree in base this; do tpot "$tree" 4 opt-66b 1 "opt66b-$tree-r$round"; done
   done
   for round in $(seq "${BASETP_LLAMA_ROUNDS:-1}"); do
-    for np_ in 4 1; do
+    for np_ in ${BASETP_LLAMA_TP:-4 1}; do
       for tree in base this; do tpot "$tree" "$np_" llama-7b 1,8 "llama-tp$np_-$tree-r$round"; done
     done
   done

@@ -11,7 +11,9 @@ namespace {
 
 // The all-reduce fused with the residual add and norm (the flag-free kernel only): x and out
 // equal, bit for bit, the unfused pair, AllReduceSum then ops::AddRmsNorm / AddLayerNorm, for
-// one and several rows (rows are spread over blocks), both norms and every dtype; the fused call
+// one and several rows (each row on a cluster of 8, 4 or 2 blocks where the grid has room, else on
+// one block: [37, 64]; the ctest variants _one_block_np2/4 run everything on one block a row,
+// CHAI_IPC_ALLREDUCE_NORM_CLUSTER=0), both norms and every dtype; the fused call
 // carries an L2 prefetch hint (4 MiB of another buffer, issued by the blocks without a row), which
 // must change nothing.
 TEST_P(IpcAllReduceTest, FusedAddNormEqualsAllReduceThenNorm) {
@@ -19,7 +21,7 @@ TEST_P(IpcAllReduceTest, FusedAddNormEqualsAllReduceThenNorm) {
   const Tensor prefetched = Tensor::Empty({1 << 20}, DType::kF32, Device::kCuda);
   const L2Prefetch hint{.base = prefetched.raw(), .outer = 64, .outer_stride = 64 << 10, .bytes = 64 << 10};
   for (DType dtype : kTypes) {
-    for (auto [rows, cols] : {std::pair<int64_t, int64_t>{1, 4096}, {3, 1000}, {8, 9216}, {37, 64}}) {
+    for (auto [rows, cols] : {std::pair<int64_t, int64_t>{1, 4096}, {1, 9216}, {3, 1000}, {5, 2048}, {8, 9216}, {37, 64}}) {
       for (bool rms : {true, false}) {
         const std::string what = std::string(DTypeName(dtype)) + " [" + std::to_string(rows) + ", " +
                                  std::to_string(cols) + "] " + (rms ? "rms" : "layernorm");
