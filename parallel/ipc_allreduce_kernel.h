@@ -76,16 +76,6 @@ cudaError_t LaunchLamportAllReduceNorm(const Peers& peers, int rank, int size, i
                                        bool rms, int64_t rows, int64_t cols, DType dtype, void* out, bool pushed,
                                        const L2Prefetch& then, cudaStream_t stream);
 
-// The same call with each row on a cluster of 2, 4 or 8 blocks (ipc_allreduce_norm_cluster.cu),
-// where every row of the call gets one within `blocks` and the row is staged; *launched says
-// whether it took the call (LaunchLamportAllReduceNorm tries it first; CHAI_IPC_ALLREDUCE_NORM_CLUSTER=0
-// turns it off). Bit-identical to the one-block kernel.
-cudaError_t LaunchLamportAllReduceNormCluster(const Peers& peers, int rank, int size, int blocks, size_t half,
-                                              const void* partial, void* x, const void* weight, const void* bias,
-                                              float eps, bool rms, int64_t rows, int64_t cols, DType dtype, void* out,
-                                              bool pushed, const L2Prefetch& then, cudaStream_t stream,
-                                              bool* launched);
-
 // A diagnostic build's phase times of LaunchLamportAllReduceNorm (CUDA flag -DCHAI_ARNORM_PHASES):
 // for block 0's row, the mean SM cycles per call from the kernel's start to the end of the push,
 // of thread 0's receive, of the row and weights in shared memory, and of the norm; `reset` zeroes

@@ -217,11 +217,6 @@ cudaError_t LaunchLamportAllReduceNorm(const Peers& peers, int rank, int size, i
   if (!LamportNormSupported(size, cols, DTypeSize(dtype), {partial, x, weight, bias, out})) {
     return cudaErrorInvalidValue;
   }
-  bool launched = false;  // each row on a cluster of blocks, where it can be
-  const cudaError_t clustered = LaunchLamportAllReduceNormCluster(peers, rank, size, blocks, half, partial, x, weight,
-                                                                  bias, eps, rms, rows, cols, dtype, out, pushed, then,
-                                                                  stream, &launched);
-  if (launched || clustered != cudaSuccess) return clustered;
   return DispatchNormKernel(dtype, rms, size, [&](auto tag, auto rms_tag, auto ranks) -> cudaError_t {
     using T = decltype(tag);
     constexpr bool kRms = decltype(rms_tag)::value;

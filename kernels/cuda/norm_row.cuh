@@ -29,9 +29,8 @@ __device__ __forceinline__ Vec<T, N> AddRounded(const Vec<T, N>& a, const Vec<T,
   return r;
 }
 
-// The per-vector steps of a row's passes, one definition for NormRow and the fused all-reduce +
-// norm's row split over a thread block cluster (parallel/ipc_allreduce_norm_cluster.cu), so that
-// both round alike: the sum (LayerNorm's mean), the squares about the mean, the output.
+// The per-vector steps of NormRow's passes: the sum (LayerNorm's mean), the squares about the
+// mean, the output.
 template <typename T, int N>
 __device__ __forceinline__ void AddToSum(const Vec<T, N>& v, float& sum) {
 #pragma unroll

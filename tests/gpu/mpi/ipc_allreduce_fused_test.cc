@@ -11,9 +11,8 @@ namespace {
 
 // The all-reduce fused with the residual add and norm (the flag-free kernel only): x and out
 // equal, bit for bit, the unfused pair, AllReduceSum then ops::AddRmsNorm / AddLayerNorm, for
-// one and several rows (each row on a cluster of 8, 4 or 2 blocks where the grid has room, else on
-// one block: [37, 64]; the ctest variants _one_block_np2/4 run everything on one block a row,
-// CHAI_IPC_ALLREDUCE_NORM_CLUSTER=0), both norms and every dtype; the fused call
+// one and several rows (rows are spread over blocks; OPT-66B's and LLaMA-7B's decode rows among
+// them), both norms and every dtype; the fused call
 // carries an L2 prefetch hint (4 MiB of another buffer, issued by the blocks without a row), which
 // must change nothing.
 TEST_P(IpcAllReduceTest, FusedAddNormEqualsAllReduceThenNorm) {
