@@ -153,7 +153,7 @@ constexpr Variant MakeVariant(const char* name) {
 
 // name: warps per CTA (w), rows per CTA (r), steps per warp iteration (u; 16-byte W loads in
 // flight per thread = 2 * r / 16 * u), CTAs per SM the registers allow (b). The two defaults
-// (DefaultVariant) and w4.r32.u4.b4 (CHAI_GEMV_QKV_VARIANT) also have the fused kernels.
+// (DefaultVariant) also have the fused kernels.
 const Variant kVariants[] = {
     MakeVariant<8, 1, 4, 3, true>("w8.r16.u4.b3"),  //
     MakeVariant<8, 1, 2, 4>("w8.r16.u2.b4"),        //
@@ -161,7 +161,7 @@ const Variant kVariants[] = {
     MakeVariant<4, 1, 4, 6>("w4.r16.u4.b6"),        //
     MakeVariant<8, 2, 2, 3>("w8.r32.u2.b3"),        //
     MakeVariant<16, 1, 2, 2>("w16.r16.u2.b2"),      //
-    MakeVariant<4, 2, 4, 4, true>("w4.r32.u4.b4"),  //
+    MakeVariant<4, 2, 4, 4>("w4.r32.u4.b4"),        //
 };
 constexpr int kNumVariants = sizeof(kVariants) / sizeof(kVariants[0]);
 
@@ -237,24 +237,6 @@ int ChooseVariant(int64_t /*tokens*/, int64_t k, int64_t n) {
 int FusedVariant(int64_t tokens, int64_t k, int64_t n) {
   const int v = ChooseVariant(tokens, k, n);
   return kVariants[v].fusions ? v : DefaultVariant(k, n);
-}
-
-// The Q|K|V GEMV with the append epilogue (QkvLinearAppend): LinearFused's choice, or
-// CHAI_GEMV_QKV_VARIANT=<name> of a configuration with the fused kernels, for that GEMV alone (to
-// time a configuration there end to end; gemm_bench had w4.r32.u4.b4 1.6 us ahead of the default
-// at OPT-66B's TP = 4 shard, plain store). Read once.
-int QkvVariant(int64_t tokens, int64_t k, int64_t n) {
-  static const int forced = [] {
-    const char* env = std::getenv("CHAI_GEMV_QKV_VARIANT");
-    if (env == nullptr || *env == '\0') return -1;
-    for (int v = 0; v < kNumVariants; ++v) {
-      if (std::strcmp(env, kVariants[v].name) == 0 && kVariants[v].fusions) return v;
-    }
-    std::fprintf(stderr, "chai: warning: CHAI_GEMV_QKV_VARIANT=%s is not a GEMV configuration with fused kernels; "
-                 "using the default\n", env);
-    return -1;
-  }();
-  return forced >= 0 ? forced : FusedVariant(tokens, k, n);
 }
 
 GemvArgs MakeArgs(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor* out) {
@@ -406,8 +388,8 @@ void QkvLinearAppend(const Tensor& x, const Tensor& weight, const Tensor& bias, 
   a.half = head_dim / 2;
   a.theta = theta;
   a.rotary = apply_rotary;
-  kVariants[QkvVariant(tokens, k, n)].launch(x.dtype(), norm ? Input::kRmsNorm : Input::kPlain, Output::kQkvAppend,
-                                             args, a);
+  kVariants[FusedVariant(tokens, k, n)].launch(x.dtype(), norm ? Input::kRmsNorm : Input::kPlain, Output::kQkvAppend,
+                                               args, a);
 }
 
 }  // namespace chai::cuda
