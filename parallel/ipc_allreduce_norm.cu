@@ -35,7 +35,6 @@
 #include "kernels/cuda/cuda_utils.cuh"
 #include "kernels/cuda/l2_prefetch.cuh"
 #include "kernels/cuda/norm_row.cuh"
-#include "kernels/cuda/pdl.cuh"
 #include "kernels/env_choice.h"
 #include "parallel/ipc_allreduce_groups.cuh"
 #include "parallel/ipc_allreduce_kernel.h"
@@ -65,6 +64,29 @@ using cuda::kVec16;
 using cuda::LoadVec;
 using cuda::StoreVec;
 
+// A row too wide to stage: each group received inside the norm's first pass (its first_load),
+// summed over the ranks in rank order, added to x and stored there.
+template <typename T, int N, int W, bool kRms>
+__device__ __forceinline__ void NormRowReceivedInFirstPass(char* self, size_t data, size_t half, int rank,
+                                                           const T* partial, T* in, int64_t row, int64_t vecs,
+                                                           NormWeights<T> norm, float eps, T* out, float* scratch,
+                                                           int norm_threads) {
+  auto first_load = [&](int64_t i) {
+    const int64_t g = row * vecs + i;
+    Vec<T, N> v[W];
+#pragma unroll
+    for (int q = 0; q < W; ++q) {
+      v[q] = q == rank ? FromBits<T, N>(NotSentinel<T>(AsBits<T, N>(LoadVec<T, N>(partial + g * N))))
+                       : ReceiveGroup<T, N>(self + data + q * half + g * 16, N);
+    }
+    const Vec<T, N> h = cuda::AddRounded<T, N>(LoadVec<T, N>(in + i * N), RankOrderSum<T, N, W>(v));
+    StoreVec<T, N>(in + i * N, h);
+    return h;
+  };
+  cuda::NormRow<T, N, kRms, 1>(in, first_load, norm.weight, norm.bias, eps, vecs * N, out, scratch, norm_threads,
+                               blockDim.x);
+}
+
 template <typename T, int W, bool kRms>
 __global__ void __launch_bounds__(kThreads)
     LamportAllReduceNorm(Peers peers, char* self, int rank, size_t half, const T* partial, T* x, const T* weight,
@@ -78,32 +100,13 @@ __global__ void __launch_bounds__(kThreads)
   constexpr int B = kBatch<T, W>;
   __shared__ float scratch[32];
   extern __shared__ uint4 staged_smem[];  // [row | weight | bias], StagedSharedBytes
-  // Rows of up to kRowBufBytes are staged: the row, and the norm's weights, which no earlier kernel
-  // writes, copied into shared memory while the row is received (they were evicted from L2 by the
-  // layer's weight stream since the last step: read by the last pass instead, they were a DRAM round
-  // trip per vector there). Wider rows read them through L2, fetched there meanwhile.
+  // Rows of up to kRowBufBytes are staged: the row and the norm's weights in shared memory
+  // (FetchNormWeights); wider rows read the weights through L2.
   const bool whole_row = staged && cols * static_cast<int64_t>(sizeof(T)) <= kRowBufBytes;
   T* const buf = reinterpret_cast<T*>(staged_smem);
-  const T* norm_weight = weight;
-  const T* norm_bias = bias;
-  if (blockIdx.x < rows) {
-    if (whole_row) {
-      T* const w_buf = buf + cols;
-      T* const b_buf = w_buf + cols;
-      for (int64_t i = threadIdx.x; i < cols / N; i += blockDim.x) {
-        CopyToShared16(w_buf + i * N, weight + i * N);
-        if (bias != nullptr) CopyToShared16(b_buf + i * N, bias + i * N);
-      }
-      norm_weight = w_buf;
-      norm_bias = bias != nullptr ? b_buf : nullptr;
-    } else {
-      constexpr int64_t kLine = 128 / sizeof(T);
-      for (int64_t e = threadIdx.x * kLine; e < cols; e += int64_t{blockDim.x} * kLine) {
-        cuda::PrefetchL2(weight + e);
-        if (bias != nullptr) cuda::PrefetchL2(bias + e);
-      }
-    }
-  }
+  const NormWeights<T> norm =
+      blockIdx.x < rows ? FetchNormWeights<T, N>(weight, bias, cols, whole_row ? buf + cols : nullptr)
+                        : NormWeights<T>{weight, bias};
   // Every thread reads the block's epoch (a broadcast load a warp, so no barrier stands between it and
   // the receive's first loads); thread 0 stores the next one at the end, when all have read it.
   uint64_t* const epochs = reinterpret_cast<uint64_t*>(self + kEpochsOffset);
@@ -138,26 +141,14 @@ __global__ void __launch_bounds__(kThreads)
       WaitCopiesToShared();
       __syncthreads();  // the row and the weights are in shared memory
       CHAI_NORM_PHASE(2);
-      cuda::NormRow<T, N, kRms, 1>(buf, [&](int64_t i) { return LoadVec<T, N>(buf + i * N); }, norm_weight, norm_bias,
-                                   eps, cols, out + row * cols, scratch, norm_threads, blockDim.x);
+      cuda::NormRow<T, N, kRms, 1>(buf, [&](int64_t i) { return LoadVec<T, N>(buf + i * N); }, norm.weight,
+                                   norm.bias, eps, cols, out + row * cols, scratch, norm_threads, blockDim.x);
       __syncthreads();  // buf is read before the next row overwrites it
       CHAI_NORM_PHASE(3);
       continue;
     }
-    auto first_load = [&](int64_t i) {
-      const int64_t g = row * vecs + i;
-      Vec<T, N> v[W];
-#pragma unroll
-      for (int q = 0; q < W; ++q) {
-        v[q] = q == rank ? FromBits<T, N>(NotSentinel<T>(AsBits<T, N>(LoadVec<T, N>(partial + g * N))))
-                         : ReceiveGroup<T, N>(self + data + q * half + g * 16, N);
-      }
-      const Vec<T, N> h = cuda::AddRounded<T, N>(LoadVec<T, N>(in + i * N), RankOrderSum<T, N, W>(v));
-      StoreVec<T, N>(in + i * N, h);
-      return h;
-    };
-    cuda::NormRow<T, N, kRms, 1>(in, first_load, weight, bias, eps, cols, out + row * cols, scratch, norm_threads,
-                                 blockDim.x);
+    NormRowReceivedInFirstPass<T, N, W, kRms>(self, data, half, rank, partial, in, row, vecs, norm, eps,
+                                              out + row * cols, scratch, norm_threads);
   }
   __syncthreads();  // every thread has read the epoch; the next call of this block is stream-ordered
   if (threadIdx.x == 0) epochs[blockIdx.x] = epoch;

@@ -9,6 +9,7 @@
 
 #include "kernels/cuda/cuda_utils.cuh"
 #include "kernels/cuda/norm_row.cuh"
+#include "kernels/cuda/pdl.cuh"  // PrefetchL2
 #include "kernels/cuda/per_device_once.h"
 #include "parallel/ipc_allreduce_groups.cuh"
 #include "parallel/ipc_allreduce_kernel.h"
@@ -101,6 +102,36 @@ __device__ __forceinline__ void ReceiveBatch(char* self, size_t data, size_t hal
     cuda::StoreVec<T, N>(in + i * N, h[b]);
     cuda::StoreVec<T, N>(buf + i * N, h[b]);
   }
+}
+
+// Where a row's block reads the norm's weight and bias from.
+template <typename T>
+struct NormWeights {
+  const T* weight;
+  const T* bias;  // null for RMSNorm
+};
+
+// The norm's weights, which no earlier kernel writes, fetched while the row is received (they were
+// evicted from L2 by the layer's weight stream since the last step: read by the last pass
+// instead, they were a DRAM round trip per vector there): copied into shared memory at `staged`
+// ([weight | bias], cols elements each; complete after WaitCopiesToShared), or, when staged is
+// null (rows too wide to stage), prefetched into L2 and read from global memory.
+template <typename T, int N>
+__device__ __forceinline__ NormWeights<T> FetchNormWeights(const T* weight, const T* bias, int64_t cols, T* staged) {
+  if (staged == nullptr) {
+    constexpr int64_t kLine = 128 / sizeof(T);
+    for (int64_t e = threadIdx.x * kLine; e < cols; e += int64_t{blockDim.x} * kLine) {
+      cuda::PrefetchL2(weight + e);
+      if (bias != nullptr) cuda::PrefetchL2(bias + e);
+    }
+    return NormWeights<T>{weight, bias};
+  }
+  T* const b_staged = staged + cols;
+  for (int64_t i = threadIdx.x; i < cols / N; i += blockDim.x) {
+    CopyToShared16(staged + i * N, weight + i * N);
+    if (bias != nullptr) CopyToShared16(b_staged + i * N, bias + i * N);
+  }
+  return NormWeights<T>{staged, bias != nullptr ? b_staged : nullptr};
 }
 
 // The push: groups [0, groups) of `partial` (16 bytes each) into slot `rank` of half `data` on every
