@@ -182,6 +182,12 @@ absl::Status RunBench(const std::vector<std::string>& args) {
   const EnvVars tuning = TuningEnvironment();  // before LoadModel sets variables of its own
   auto m = LoadModel(model, max_batch, int64_t{max_input} + std::max(0, o.output_len));
   if (!m.ok()) return m.status();
+  // Before the table's header: every shape must fit the model's positions.
+  if (auto s = CheckPositions(*m, int64_t{max_input} + o.output_len,
+                              absl::StrCat("--input-len ", max_input, " + --output-len ", o.output_len));
+      !s.ok()) {
+    return s;
+  }
   o.seed = static_cast<uint64_t>(model.seed);
   const bool rank0 = m->comm->rank() == 0;
   const std::string device = model.device == "cuda" ? CurrentDeviceName() : "cpu";

@@ -94,6 +94,10 @@ absl::Status RunGenerate(const std::vector<std::string>& args) {
   if (has_text == has_ids) {
     return absl::InvalidArgumentError("give exactly one of --prompt TEXT or --prompt-ids 1,2,3");
   }
+  // A model path that does not exist is the error to report, not the tokenizer it cannot have.
+  if (!flags.model.model.empty() && !std::filesystem::exists(flags.model.model)) {
+    return absl::NotFoundError(absl::StrCat("--model: no such file or directory: ", flags.model.model));
+  }
   // A tokenizer comes with a checkpoint directory; a bare config (random weights) has none.
   std::unique_ptr<Tokenizer> tokenizer;
   if (!flags.model.model.empty() && std::filesystem::is_directory(flags.model.model) &&
@@ -117,8 +121,16 @@ absl::Status RunGenerate(const std::vector<std::string>& args) {
   const bool sampling = parser.Seen("temperature") || parser.Seen("top-k") || parser.Seen("top-p");
   if (sampling && flags.greedy) return absl::InvalidArgumentError("--greedy cannot be combined with sampling flags");
 
-  auto model = LoadModel(flags.model, 1, static_cast<int64_t>(prompt->size()) + std::max(0, flags.max_new_tokens));
+  const int64_t positions = static_cast<int64_t>(prompt->size()) + std::max(0, flags.max_new_tokens);
+  auto model = LoadModel(flags.model, 1, positions);
   if (!model.ok()) return model.status();
+  // Up front, as a server would refuse it: not a partial output, then an error mid-generation.
+  if (auto s = CheckPositions(*model, positions,
+                              absl::StrCat("the prompt's ", prompt->size(), " tokens + --max-new-tokens ",
+                                           flags.max_new_tokens));
+      !s.ok()) {
+    return s;
+  }
   GenerateOptions options;
   options.max_new_tokens = flags.max_new_tokens;
   options.sampling.greedy = !sampling;

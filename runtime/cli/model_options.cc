@@ -149,6 +149,13 @@ absl::Status SetUpChai(const ModelOptions& options, const ParallelLayout& layout
 
 }  // namespace
 
+absl::Status CheckPositions(const LoadedModel& model, int64_t needed, const std::string& what) {
+  const int64_t limit = model.config.max_positions;
+  if (needed <= limit) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(what, " need ", needed, " positions; the model has ", limit,
+                                                 " (max_position_embeddings, or --max-seq-len)"));
+}
+
 absl::StatusOr<LoadedModel> LoadModel(const ModelOptions& options, int64_t sequences, int64_t max_len) {
   namespace fs = std::filesystem;
   LoadedModel m;

@@ -125,6 +125,12 @@ TEST(BadFlags, Errors) {
   ExpectError("generate " + model + " --prompt-ids 1 --device tpu", "--device");
   ExpectError("generate " + model + " --prompt-ids 1 --dtype fp16", "--dtype fp32");
   ExpectError("generate --model /nonexistent/model --prompt-ids 1", "no such file");
+  ExpectError("generate --model /nonexistent/model --prompt hello", "no such file");
+  // More positions than the model has: refused before any output (the fixture's OPT has 64 or more).
+  ExpectError("generate " + model + " --prompt-ids 1,2,3 --max-seq-len 4 --max-new-tokens 8",
+              "the prompt's 3 tokens + --max-new-tokens 8 need 11 positions; the model has 4");
+  ExpectError("bench " + model + " --input-len 4 --output-len 8 --max-seq-len 8",
+              "--input-len 4 + --output-len 8 need 12");
   ExpectError("generate --model " + SourceDir() + "/configs/models/opt-125m.json --prompt-ids 1", "--random-weights");
   ExpectError("generate " + model, "exactly one of --prompt");
   ExpectError("generate " + model + " --prompt hi --prompt-ids 1", "exactly one of --prompt");
@@ -193,7 +199,8 @@ TEST(BadFlags, UnknownL2PrefetchBudget) {
 TEST(BadFlags, PromptLongerThanTheModelAllows) {
   std::string ids = "1";
   for (int i = 0; i < 70; ++i) ids += ",3";  // opt-preln has 64 positions
-  ExpectError("generate --model " + FixtureDir("opt-preln") + " --prompt-ids " + ids, "exceeds");
+  ExpectError("generate --model " + FixtureDir("opt-preln") + " --prompt-ids " + ids,
+              "the prompt's 71 tokens + --max-new-tokens 32 need 103 positions; the model has 64");
 }
 
 }  // namespace
