@@ -48,6 +48,10 @@ absl::Status RunThroughputMode(const std::vector<std::string>& args) {
     return absl::InvalidArgumentError(absl::StrCat("--request-rate expects a positive number or inf, got '", rate, "'"));
   }
   if (o.num_requests < 1) return absl::InvalidArgumentError("--num-requests must be >= 1");
+  if (o.max_prefill_tokens_per_step < 1) {  // the scheduler would take 1 a step, silently
+    return absl::InvalidArgumentError(
+        absl::StrCat("--max-prefill-tokens must be >= 1, got ", o.max_prefill_tokens_per_step));
+  }
   // On the CPU the KV cache is sized for 16 sequences of the longest request (or all of them).
   const int64_t max_len = int64_t{o.input_len.hi} + o.output_len.hi;
   const EnvVars tuning = TuningEnvironment();  // before LoadModel sets variables of its own

@@ -146,6 +146,7 @@ TEST(BadFlags, Errors) {
   ExpectError("bench " + model + " --input-len 4,", "--input-len expects positive integers");
   ExpectError("bench " + model + " --output-len 1", "--output-len must be >= 2");
   ExpectError("bench " + model + " --iters 0", "--iters >= 1");
+  ExpectError("bench --mode throughput " + model + " --max-prefill-tokens 0", "--max-prefill-tokens must be >= 1");
 }
 
 // A tuning variable with a value it does not know is an error, not a silent default; the values
