@@ -22,6 +22,7 @@
 #include "runtime/placement_io.h"
 #include "parallel/cluster_split.h"
 #include "parallel/mpi_communicator.h"
+#include "runtime/chai/clustering.h"
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -166,6 +167,10 @@ absl::StatusOr<LoadedModel> LoadModel(const ModelOptions& options, int64_t seque
     random = true;
   }
   if (!fs::exists(model)) return absl::NotFoundError(absl::StrCat("--model: no such file or directory: ", model));
+  // The CHAI options are checked whether or not a schedule is given: a misspelt value is an error,
+  // not ignored until the day --chai is added.
+  if (auto method = ParseClusterMethod(options.chai_cluster); !method.ok()) return method.status();
+  if (auto rep = ParseRepMethod(options.chai_rep); !rep.ok()) return rep.status();
   const bool is_dir = fs::is_directory(model);
   if (!is_dir && !random) {
     return absl::InvalidArgumentError(
@@ -206,7 +211,18 @@ absl::StatusOr<LoadedModel> LoadModel(const ModelOptions& options, int64_t seque
   if (options.threads < 0) return absl::InvalidArgumentError("--threads must be >= 0");
   // Ranks on one host share its cores; one thread pool per rank sized to its share.
   const int threads = options.threads > 0 ? options.threads : DefaultThreads(m.group.local_size);
-  if (std::getenv("CHAI_NUM_THREADS") == nullptr) setenv("CHAI_NUM_THREADS", std::to_string(threads).c_str(), 1);
+  // --threads wins over CHAI_NUM_THREADS (read by the CPU thread pool); the variable alone must be
+  // a thread count, not silently replaced by the hardware's.
+  const char* env_threads = std::getenv("CHAI_NUM_THREADS");
+  if (env_threads != nullptr && options.threads == 0) {
+    int n = 0;
+    if (!absl::SimpleAtoi(env_threads, &n) || n < 1) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("CHAI_NUM_THREADS must be a positive integer, got '", env_threads, "'"));
+    }
+  } else {
+    setenv("CHAI_NUM_THREADS", std::to_string(threads).c_str(), 1);
+  }
   if (auto s = MakeCommunicator(m.group, *device, &m.comm); !s.ok()) return s;
   ParallelLayout layout;
   layout.rank = m.comm->rank();

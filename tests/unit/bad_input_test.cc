@@ -149,6 +149,29 @@ TEST(BadFlags, Errors) {
   ExpectError("bench --mode throughput " + model + " --max-prefill-tokens 0", "--max-prefill-tokens must be >= 1");
 }
 
+// CHAI_NUM_THREADS must be a thread count (it had fallen back to the hardware's silently), and
+// --threads wins over it: a run with both takes the flag's count without complaint.
+TEST(BadFlags, ThreadCountVariable) {
+  const std::string args = "generate --model " + FixtureDir("opt-preln") + " --prompt-ids 1,2 --max-new-tokens 2";
+  for (const char* bad : {"abc", "0", "-3"}) {
+    setenv("CHAI_NUM_THREADS", bad, 1);
+    ExpectError(args, absl::StrCat("CHAI_NUM_THREADS must be a positive integer, got '", bad, "'"));
+  }
+  const ChaiCliResult with_flag = RunChaiCli(args + " --threads 2");
+  EXPECT_EQ(with_flag.exit_code, 0) << with_flag.err;
+  setenv("CHAI_NUM_THREADS", "2", 1);
+  const ChaiCliResult good = RunChaiCli(args);
+  EXPECT_EQ(good.exit_code, 0) << good.err;
+  unsetenv("CHAI_NUM_THREADS");
+}
+
+// The CHAI options are checked with CHAI off too.
+TEST(BadFlags, ChaiOptionsWithoutSchedule) {
+  const std::string args = "generate --model " + FixtureDir("opt-preln") + " --prompt-ids 1,2 --max-new-tokens 2";
+  ExpectError(args + " --chai-cluster foo", "unknown CHAI clustering \"foo\"");
+  ExpectError(args + " --chai-rep foo", "unknown CHAI representative \"foo\"");
+}
+
 // A tuning variable with a value it does not know is an error, not a silent default; the values
 // it knows run.
 TEST(BadFlags, UnknownDecodeFusion) {
