@@ -70,7 +70,8 @@ absl::Status WriteJson(const Json& out, const std::string& path) {
   return s.ok() ? s : absl::Status(s.code(), absl::StrCat("--json: ", s.message()));
 }
 
-absl::Status CheckFlags(const EvalFlags& flags) {
+// stride_given: --stride was on the command line (0 is its unset default, not a value to take).
+absl::Status CheckFlags(const EvalFlags& flags, bool stride_given) {
   if (flags.data.empty() && flags.task.empty()) {
     return absl::InvalidArgumentError("give --data FILE.txt (perplexity) or --task FILE.jsonl (multiple choice)");
   }
@@ -79,7 +80,7 @@ absl::Status CheckFlags(const EvalFlags& flags) {
   }
   if (flags.window < 2)
     return absl::InvalidArgumentError(absl::StrCat("--window must be >= 2 (got ", flags.window, ")"));
-  if (flags.stride < 0 || flags.stride > flags.window) {
+  if (flags.stride < 0 || flags.stride > flags.window || (stride_given && flags.stride == 0)) {
     return absl::InvalidArgumentError(
         absl::StrCat("--stride must be between 1 and --window ", flags.window, " (got ", flags.stride, ")"));
   }
@@ -105,7 +106,7 @@ absl::Status RunEval(const std::vector<std::string>& args) {
         parser.Usage().c_str());
     return absl::OkStatus();
   }
-  if (auto s = CheckFlags(flags); !s.ok()) return s;
+  if (auto s = CheckFlags(flags, parser.Seen("stride")); !s.ok()) return s;
   if (auto s = CheckOutputFolder(flags.json_path, "--json"); !s.ok()) return s;
   auto split = ParseWindowSplit(flags.split);
   if (!split.ok()) return split.status();

@@ -52,6 +52,7 @@ TEST(EvalCli, NeedsDataOrTask) { ExpectError("eval --model " + kFixture, "give -
 TEST(EvalCli, BadStride) {
   const std::string path = TempFile("text.txt", "some text\n");
   ExpectError("eval --model " + kFixture + " --data " + path + " --window 32 --stride 33", "--stride must be between");
+  ExpectError("eval --model " + kFixture + " --data " + path + " --window 32 --stride 0", "--stride must be between");
 }
 
 TEST(EvalCli, BadSplit) {
