@@ -60,6 +60,25 @@ void FlagParser::Float(const std::string& name, float* out, const std::string& h
                   help};
 }
 
+void FlagParser::PositiveInt(const std::string& name, int* out, const std::string& help) {
+  Int(name, out, help);
+  RequirePositive(name, [out] { return *out > 0; });
+}
+
+void FlagParser::PositiveFloat(const std::string& name, float* out, const std::string& help) {
+  Float(name, out, help);
+  RequirePositive(name, [out] { return *out > 0; });
+}
+
+void FlagParser::RequirePositive(const std::string& name, std::function<bool()> positive) {
+  Flag& flag = flags_[name];
+  flag.set = [name, set = std::move(flag.set), positive = std::move(positive)](const std::string& v) {
+    if (absl::Status s = set(v); !s.ok()) return s;
+    if (!positive()) return absl::InvalidArgumentError(absl::StrCat("--", name, " must be positive, got '", v, "'"));
+    return absl::OkStatus();
+  };
+}
+
 void FlagParser::Bool(const std::string& name, bool* out, const std::string& help) {
   flags_[name] = {false, [out](const std::string&) { *out = true; return absl::OkStatus(); }, help};
 }

@@ -21,6 +21,10 @@ class FlagParser {
   void Int64(const std::string& name, int64_t* out, const std::string& help);
   void Float(const std::string& name, float* out, const std::string& help);
   void Bool(const std::string& name, bool* out, const std::string& help);
+  // Int / Float for a setting whose unset value (0) means "chosen for you": a value given on the
+  // command line must be positive (an explicit 0 is not taken for "unset").
+  void PositiveInt(const std::string& name, int* out, const std::string& help);
+  void PositiveFloat(const std::string& name, float* out, const std::string& help);
 
   absl::Status Parse(const std::vector<std::string>& args);
   bool Seen(const std::string& name) const { return seen_.count(name) > 0; }
@@ -32,6 +36,8 @@ class FlagParser {
     std::function<absl::Status(const std::string&)> set;
     std::string help;
   };
+  void RequirePositive(const std::string& name, std::function<bool()> positive);
+
   std::map<std::string, Flag> flags_;
   std::set<std::string> seen_;
 };

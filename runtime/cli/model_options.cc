@@ -44,8 +44,8 @@ void ModelOptions::Register(FlagParser* flags) {
   flags->String("chai-cluster", &chai_cluster, "CHAI clustering: agglomerative (default, as published) or kmeans");
   flags->String("chai-rep", &chai_rep, "CHAI representative: lowest (default, as published) or medoid");
   flags->String("placement", &placement, "head placement JSON for tensor parallelism (default: contiguous)");
-  flags->Int("max-seq-len", &max_seq_len, "longest sequence (LLaMA: may exceed max_position_embeddings)");
-  flags->Float("kv-cache-gb", &kv_cache_gb, "KV cache size in GiB (default: what the run needs on cpu, 90% of free GPU memory on cuda)");
+  flags->PositiveInt("max-seq-len", &max_seq_len, "longest sequence (LLaMA: may exceed max_position_embeddings)");
+  flags->PositiveFloat("kv-cache-gb", &kv_cache_gb, "KV cache size in GiB (default: what the run needs on cpu, 90% of free GPU memory on cuda)");
   flags->Int("kv-block-size", &kv_block_size,
              "positions per KV cache block, 8 to 4096 (default 32)");
   flags->Int("threads", &threads, "CPU threads per rank (default: hardware threads / ranks on the host)");

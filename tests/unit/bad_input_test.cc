@@ -147,6 +147,10 @@ TEST(BadFlags, Errors) {
   ExpectError("bench " + model + " --output-len 1", "--output-len must be >= 2");
   ExpectError("bench " + model + " --iters 0", "--iters >= 1");
   ExpectError("bench --mode throughput " + model + " --max-prefill-tokens 0", "--max-prefill-tokens must be >= 1");
+  // 0 is these settings' "chosen for you"; given explicitly it is an error, not the default.
+  ExpectError("generate " + model + " --prompt-ids 1 --kv-cache-gb 0", "--kv-cache-gb must be positive, got '0'");
+  ExpectError("generate " + model + " --prompt-ids 1 --max-seq-len 0", "--max-seq-len must be positive, got '0'");
+  ExpectError("bench " + model + " --max-seq-len=-4", "--max-seq-len must be positive, got '-4'");
 }
 
 // CHAI_NUM_THREADS must be a thread count (it had fallen back to the hardware's silently), and
