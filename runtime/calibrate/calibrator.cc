@@ -16,9 +16,8 @@
 #include "runtime/eval/text_data.h"
 
 namespace chai {
-namespace {
 
-absl::Status CheckOptions(const CalibrateOptions& o, int max_positions) {
+absl::Status CheckCalibrateOptions(const CalibrateOptions& o, int max_positions) {
   if (o.window < kChaiFeatureTokens + 1) {
     return absl::InvalidArgumentError(absl::StrCat("--window must be > ", kChaiFeatureTokens, " (got ", o.window, ")"));
   }
@@ -32,6 +31,8 @@ absl::Status CheckOptions(const CalibrateOptions& o, int max_positions) {
   if (o.batch < 1) return absl::InvalidArgumentError("--batch must be >= 1");
   return absl::OkStatus();
 }
+
+namespace {
 
 absl::Status CheckFirstLayer(const CalibrateOptions& o, int layers) {
   if (o.first_layer < 0 || o.first_layer >= layers) {
@@ -81,7 +82,7 @@ void Log(const CalibrateOptions& o, const std::string& line) {
 absl::StatusOr<CalibrationResult> Calibrate(Engine& engine, absl::Span<const int32_t> ids,
                                             const CalibrateOptions& options) {
   const ModelConfig& c = engine.config();
-  if (auto s = CheckOptions(options, c.max_positions); !s.ok()) return s;
+  if (auto s = CheckCalibrateOptions(options, c.max_positions); !s.ok()) return s;
   if (auto s = CheckFirstLayer(options, c.num_layers); !s.ok()) return s;
   const int64_t n = static_cast<int64_t>(ids.size());
   const int64_t w = options.window;

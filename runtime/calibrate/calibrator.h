@@ -72,6 +72,10 @@ struct CalibrationResult {
   int64_t total_tokens = 0;
 };
 
+// The options' ranges for a model of max_positions positions (Calibrate checks them again):
+// `chai calibrate` asks before the weights load, so a bad flag fails at once.
+absl::Status CheckCalibrateOptions(const CalibrateOptions& options, int max_positions);
+
 // Errors: text too short for the split, options out of range, engine errors.
 absl::StatusOr<CalibrationResult> Calibrate(Engine& engine, absl::Span<const int32_t> ids,
                                             const CalibrateOptions& options);

@@ -145,17 +145,9 @@ absl::Status RunCalibrate(const std::vector<std::string>& args) {
   }
   auto config = LoadModelConfig(flags.model.model);
   if (!config.ok()) return config.status();
-  // --max-seq-len may raise a rotary model's limit (LoadModel checks it); checked here too so
-  // that a bad window fails before the text is tokenized and the weights load.
+  // --max-seq-len may raise a rotary model's limit (LoadModel checks it); the options are checked
+  // against it here so that a bad one fails before the text is tokenized and the weights load.
   const int max_positions = flags.model.max_seq_len > 0 ? flags.model.max_seq_len : config->max_positions;
-  if (flags.window > max_positions) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--window ", flags.window, " exceeds the model's maximum of ", max_positions, " positions"));
-  }
-  auto tokenizer = LoadModelTokenizer(flags.model.model);
-  if (!tokenizer.ok()) return tokenizer.status();
-  const std::vector<int32_t> ids = TokenizeText(**tokenizer, *text);
-
   CalibrateOptions options;
   options.window = flags.window;
   options.samples = flags.samples;
@@ -175,6 +167,11 @@ absl::Status RunCalibrate(const std::vector<std::string>& args) {
   options.seed = static_cast<uint64_t>(flags.model.seed);
   options.elbow.seed = options.seed;
   if (!flags.quiet) options.log = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
+  if (auto s = CheckCalibrateOptions(options, max_positions); !s.ok()) return s;
+
+  auto tokenizer = LoadModelTokenizer(flags.model.model);
+  if (!tokenizer.ok()) return tokenizer.status();
+  const std::vector<int32_t> ids = TokenizeText(**tokenizer, *text);
 
   auto model = LoadModel(flags.model, flags.batch, flags.window);
   if (!model.ok()) return model.status();

@@ -66,6 +66,17 @@ TEST(CalibrateCli, NegativeBudget) {
       "--ppl-budget must be >= 0");
 }
 
+// Options out of range fail before the tokenizer and the weights load (--batch 0 had reached the
+// KV cache's sizing: "no memory left for the KV cache"); kFixture has no tokenizer, so these
+// errors show the order too.
+TEST(CalibrateCli, OptionsCheckedBeforeLoading) {
+  const std::string args = "calibrate --model " + kFixture + " --window 32 --data " + TempFile("t.txt", "text\n") +
+                           " --out " + kOut;
+  ExpectError(args + " --batch 0", "--batch must be >= 1");
+  ExpectError(args + " --samples 0", "--samples must be >= 1");
+  ExpectError(args + " --heldout-windows -1", "--heldout-windows must be >= 0");
+}
+
 TEST(CalibrateCli, ModelWithoutTokenizer) {
   ExpectError("calibrate --model " + kFixture + " --window 32 --data " + TempFile("t.txt", "text\n") + " --out " + kOut,
               "no tokenizer");
