@@ -9,6 +9,7 @@
 #include "absl/strings/str_format.h"
 #include "kernels/device_info.h"
 #include "runtime/cli/bench_common.h"
+#include "runtime/cli/build_info.h"
 #include "runtime/cli/commands.h"
 #include "runtime/cli/model_options.h"
 #include "runtime/cli/tuning_env.h"
@@ -195,6 +196,7 @@ absl::Status RunBench(const std::vector<std::string>& args) {
   const std::string communicator =
       m->comm->Describe() + (m->engine->GemvPushesAllReduce() ? "; the o and down GEMVs push into it" : "");
   if (rank0) {
+    std::printf("%s\n", BuildDescription().c_str());
     std::printf("model %s, %s, %s, TP=%d (%s), CHAI %s\n", name.c_str(), device.c_str(), model.dtype.c_str(),
                 m->comm->size(), communicator.c_str(), model.chai.c_str());
     PrintTuningEnvironment(tuning);

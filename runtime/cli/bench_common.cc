@@ -5,6 +5,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "runtime/cli/build_info.h"
 #include "runtime/cli/tuning_env.h"
 
 namespace chai {
@@ -44,6 +45,7 @@ Json BenchJsonHeader(const std::string& mode, const std::string& model, const st
   j.Set("tp", Json(tp));
   j.Set("chai", Json(chai));
   j.Set("environment", EnvironmentJson(tuning));
+  j.Set("chai_revision", Json(BuildRevision()));  // the commit a results table names
   return j;
 }
 

@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "kernels/device_info.h"
 #include "runtime/cli/bench_common.h"
+#include "runtime/cli/build_info.h"
 #include "runtime/cli/model_options.h"
 #include "runtime/cli/tuning_env.h"
 #include "runtime/json.h"
@@ -67,6 +68,7 @@ absl::Status RunThroughputMode(const std::vector<std::string>& args) {
   if (!rank0) return absl::OkStatus();
   const std::string device = model.device == "cuda" ? CurrentDeviceName() : "cpu";
   const std::string name = model.model.empty() ? DefaultModelConfig() : model.model;
+  std::printf("%s\n", BuildDescription().c_str());
   std::printf("model %s, %s, %s, TP=%d, CHAI %s; %d requests, input %s, output %s, rate %s\n", name.c_str(),
               device.c_str(), model.dtype.c_str(), m->comm->size(), model.chai.c_str(), o.num_requests,
               input_dist.c_str(), output_dist.c_str(), rate.c_str());

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "parallel/bootstrap.h"
+#include "runtime/cli/build_info.h"
 #include "runtime/cli/commands.h"
 
 namespace {
@@ -16,7 +17,8 @@ constexpr char kUsage[] =
     "  bench      measure TTFT and TPOT against the memory-bandwidth floor (chai bench --help)\n"
     "  eval       perplexity over a text file, multiple-choice accuracy; dense vs CHAI (chai eval --help)\n"
     "  calibrate  choose a CHAI schedule from elbow curves and a perplexity budget (chai calibrate --help)\n"
-    "Without --model, generate uses configs/models/opt-125m.json with random weights.\n";
+    "Without --model, generate uses configs/models/opt-125m.json with random weights.\n"
+    "chai --version prints the build's source revision and backends.\n";
 
 }  // namespace
 
@@ -24,6 +26,10 @@ int main(int argc, char** argv) {
   if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
     std::fputs(kUsage, argc < 2 ? stderr : stdout);
     return argc < 2 ? 2 : 0;
+  }
+  if (std::string(argv[1]) == "--version") {
+    std::printf("%s\n", chai::BuildDescription().c_str());
+    return 0;
   }
   // Under mpirun/srun this initialises MPI once for the whole process; alone it does nothing.
   // CHAI_LOG_RANKS=1 prints one line per rank (host, local rank, Slurm ids) for job logs.

@@ -2,6 +2,7 @@
 // CHAI and reports the speedup beside the byte bound, computed from the runs it reports; the
 // CHAI_* tuning variables it ran under are printed and recorded; bad flags end in one line.
 #include <filesystem>
+#include <regex>
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
@@ -87,6 +88,30 @@ TEST(BenchCli, RecordsTheTuningEnvironment) {
   EXPECT_EQ(env->Find("CHAI_PDL")->as_string(), "1");
   ASSERT_NE(env->Find("CHAI_DECODE_V4_PV_EARLY"), nullptr);
   EXPECT_EQ(env->Find("CHAI_DECODE_V4_PV_EARLY")->as_string(), "0");
+}
+
+// `chai --version` names the build (its git revision, or "unknown" outside a checkout, and the
+// backends); bench prints the same line first and records the revision in its JSON, so a results
+// table can name the code it measured.
+TEST(BenchCli, RecordsTheBuild) {
+  const ChaiCliResult version = RunChaiCli("--version");
+  ASSERT_EQ(version.exit_code, 0) << version.err;
+  const std::regex line(
+      R"(chai (unknown|[0-9a-f]{7,40}(-dirty)?), (CPU only|CUDA backend for sm_[0-9a-z]+(, sm_[0-9a-z]+)*)\n)");
+  std::smatch m;
+  ASSERT_TRUE(std::regex_match(version.out, m, line)) << version.out;
+  const std::string revision = m[1].str();
+
+  const std::string json = JsonPath("build.json");
+  const ChaiCliResult r = RunChaiCli(absl::StrCat(
+      "bench --model ", kFixture, " --batch 1 --input-len 8 --output-len 4 --warmup 0 --iters 1 --json ", json));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out.substr(0, r.out.find('\n') + 1), version.out);
+  auto parsed = ReadJsonFile(json);
+  fs::remove(json);
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  ASSERT_NE(parsed->Find("chai_revision"), nullptr);
+  EXPECT_EQ(parsed->Find("chai_revision")->as_string(), revision);
 }
 
 }  // namespace
