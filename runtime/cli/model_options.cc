@@ -191,7 +191,15 @@ absl::StatusOr<LoadedModel> LoadModel(const ModelOptions& options, int64_t seque
     return absl::InvalidArgumentError(absl::StrCat("--dtype must be fp32, fp16 or bf16 (got '", options.dtype, "')"));
   }
   if (*device == Device::kCuda && !CudaAvailable()) {
-    return absl::FailedPreconditionError("--device cuda: this build has no CUDA backend or no GPU is visible");
+#ifdef CHAI_WITH_CUDA
+    const char* visible = std::getenv("CUDA_VISIBLE_DEVICES");
+    return absl::FailedPreconditionError(
+        absl::StrCat("--device cuda: no GPU is visible to this process",
+                     visible != nullptr ? absl::StrCat(" (CUDA_VISIBLE_DEVICES='", visible, "')") : std::string()));
+#else
+    return absl::FailedPreconditionError(
+        "--device cuda: this build has no CUDA backend (configure with -DCHAI_CUDA=ON where nvcc is installed)");
+#endif
   }
   if (*device == Device::kCpu && *dtype != DType::kF32) {
     return absl::InvalidArgumentError("--device cpu computes in fp32; use --dtype fp32");

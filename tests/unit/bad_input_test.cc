@@ -153,6 +153,27 @@ TEST(BadFlags, Errors) {
   ExpectError("bench " + model + " --max-seq-len=-4", "--max-seq-len must be positive, got '-4'");
 }
 
+// --device cuda where it cannot run says why: a CPU-only build has no CUDA backend; a CUDA build
+// with no GPU visible says so (here forced by an empty CUDA_VISIBLE_DEVICES).
+TEST(BadFlags, CudaWhereItCannotRun) {
+  const ChaiCliResult version = RunChaiCli("--version");
+  ASSERT_EQ(version.exit_code, 0) << version.err;
+  const std::string args = "generate --model " + FixtureDir("opt-preln") + " --prompt-ids 1,2 --device cuda --dtype fp16";
+  if (version.out.find("CPU only") != std::string::npos) {
+    ExpectError(args, "--device cuda: this build has no CUDA backend");
+    return;
+  }
+  const char* before = std::getenv("CUDA_VISIBLE_DEVICES");
+  const std::string saved = before != nullptr ? before : "";
+  setenv("CUDA_VISIBLE_DEVICES", "", 1);
+  ExpectError(args, "--device cuda: no GPU is visible to this process (CUDA_VISIBLE_DEVICES='')");
+  if (before != nullptr) {
+    setenv("CUDA_VISIBLE_DEVICES", saved.c_str(), 1);
+  } else {
+    unsetenv("CUDA_VISIBLE_DEVICES");
+  }
+}
+
 // CHAI_NUM_THREADS must be a thread count (it had fallen back to the hardware's silently), and
 // --threads wins over it: a run with both takes the flag's count without complaint.
 TEST(BadFlags, ThreadCountVariable) {
