@@ -1,5 +1,6 @@
 // `chai generate`: run a prompt through the model and print (and optionally save) the result.
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 
@@ -14,7 +15,6 @@
 #include "runtime/placement_io.h"
 #include "runtime/json.h"
 #include "runtime/tokenizer/tokenizer.h"
-#include <filesystem>
 
 namespace chai {
 namespace {
@@ -77,6 +77,129 @@ Json IdsJson(const std::vector<int32_t>& ids) {
   return a;
 }
 
+// The checkpoint's tokenizer where the model is a directory with one; null otherwise (a bare
+// config with random weights has none).
+absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizerIfAny(const std::string& model) {
+  if (model.empty() || !std::filesystem::is_directory(model) || !HasTokenizerFiles(model)) {
+    return std::unique_ptr<Tokenizer>();
+  }
+  return Tokenizer::FromDirectory(model);
+}
+
+// The prompt's ids: --prompt encoded with the tokenizer, or --prompt-ids parsed.
+absl::StatusOr<std::vector<int32_t>> ReadPrompt(const GenerateFlags& flags, bool has_text, const Tokenizer* tokenizer) {
+  if (!has_text) return ParseIds(flags.prompt_ids);
+  if (tokenizer == nullptr) {
+    return absl::InvalidArgumentError("--prompt needs a tokenizer (tokenizer.json, vocab.json + merges.txt or "
+                                      "tokenizer.model) in the --model directory; use --prompt-ids instead");
+  }
+  std::vector<int32_t> ids = tokenizer->Encode(flags.prompt_text, /*add_special_tokens=*/true);
+  if (ids.empty()) return absl::InvalidArgumentError("--prompt encodes to no tokens");
+  return ids;
+}
+
+// The request's options from the flags (greedy unless a sampling flag was given).
+GenerateOptions MakeGenerateOptions(const GenerateFlags& flags, bool sampling, const LoadedModel& model) {
+  GenerateOptions options;
+  options.max_new_tokens = flags.max_new_tokens;
+  options.sampling.greedy = !sampling;
+  options.sampling.temperature = flags.temperature;
+  options.sampling.top_k = flags.top_k;
+  options.sampling.top_p = flags.top_p;
+  options.sampling.seed = static_cast<uint64_t>(flags.model.seed);
+  options.eos_token_id = flags.ignore_eos ? -1 : model.config.eos_token_id;
+  options.keep_prompt_logits = flags.dump_logits;
+  options.chai = model.chai.get();
+  return options;
+}
+
+// What a finished request reports (rank 0): its ids, timing, KV bytes and, when asked, membership.
+struct Report {
+  const std::vector<int32_t>& prompt;
+  const GenerateResult& result;
+  const KvBytes& kv;
+  const std::vector<RankKv>& per_rank;
+  const std::vector<std::vector<int>>& clusters;
+
+  double TokensPerSecond() const {
+    return result.decode_steps > 0 ? result.decode_steps / result.decode_seconds : 0.0;
+  }
+};
+
+// --stats on stderr: timing, KV bytes per token against dense, and at TP > 1 the per-rank balance.
+void PrintStats(const Report& r, int ranks, bool identity_placement) {
+  const int64_t k_bytes = r.kv.k_per_token, v_bytes = r.kv.v_per_token;
+  std::fprintf(stderr,
+               "prefill %.3f s, decode %.3f s (%.1f tokens/s); KV bytes per token %lld (K %lld, V %lld), "
+               "dense %lld (%.1f%% saved)\n",
+               r.result.prefill_seconds, r.result.decode_seconds, r.TokensPerSecond(),
+               static_cast<long long>(k_bytes + v_bytes), static_cast<long long>(k_bytes),
+               static_cast<long long>(v_bytes), static_cast<long long>(r.kv.dense_per_token),
+               100.0 * (1.0 - double(k_bytes + v_bytes) / r.kv.dense_per_token));
+  if (ranks <= 1) return;
+  std::fprintf(stderr, "placement: %s over %d ranks\n",
+               identity_placement ? "contiguous head blocks" : "planned (--placement)", ranks);
+  for (size_t i = 0; i < r.per_rank.size(); ++i) {
+    std::fprintf(stderr, "rank %zu: %d representatives over all layers, K %lld bytes per token\n", i,
+                 r.per_rank[i].representatives, static_cast<long long>(r.per_rank[i].k_bytes_per_token));
+  }
+}
+
+Json PromptLogitsJson(const Tensor& logits) {
+  Json rows = Json::MakeArray();
+  for (int64_t r = 0; r < logits.dim(0); ++r) {
+    Json row = Json::MakeArray();
+    for (int64_t c = 0; c < logits.dim(1); ++c) {
+      row.Push(Json(static_cast<double>(logits.data<float>()[r * logits.dim(1) + c])));
+    }
+    rows.Push(std::move(row));
+  }
+  return rows;
+}
+
+Json ClustersJson(const std::vector<std::vector<int>>& clusters) {
+  Json layers = Json::MakeArray();
+  for (const auto& layer : clusters) {
+    Json row = Json::MakeArray();
+    for (int r : layer) row.Push(Json(r));
+    layers.Push(std::move(row));
+  }
+  return layers;
+}
+
+// --json: prompt_ids, output_ids, text (with a tokenizer), and what --dump-logits, --dump-clusters
+// and --stats add.
+Json ReportJson(const Report& r, const GenerateFlags& flags, const Tokenizer* tokenizer,
+                const HeadPlacement& placement) {
+  Json out = Json::MakeObject();
+  out.Set("prompt_ids", IdsJson(r.prompt));
+  out.Set("output_ids", IdsJson(r.result.output_ids[0]));
+  if (tokenizer != nullptr) {
+    out.Set("text", Json(tokenizer->Decode(r.result.output_ids[0], /*skip_special_tokens=*/true)));
+  }
+  if (flags.dump_logits) out.Set("prompt_logits", PromptLogitsJson(r.result.prompt_logits[0]));
+  if (flags.dump_clusters) out.Set("clusters", ClustersJson(r.clusters));
+  if (!flags.stats) return out;
+  const int64_t k_bytes = r.kv.k_per_token, v_bytes = r.kv.v_per_token;
+  out.Set("dense_kv_bytes_per_token", Json(r.kv.dense_per_token));
+  out.Set("placement", PlacementToJson(placement));
+  Json ranks = Json::MakeArray();
+  for (const RankKv& rank : r.per_rank) {
+    Json entry = Json::MakeObject();
+    entry.Set("representatives", Json(rank.representatives));
+    entry.Set("k_bytes_per_token", Json(rank.k_bytes_per_token));
+    ranks.Push(std::move(entry));
+  }
+  out.Set("ranks", std::move(ranks));
+  out.Set("kv_bytes_per_token", Json(k_bytes + v_bytes));
+  out.Set("k_bytes_per_token", Json(k_bytes));
+  out.Set("v_bytes_per_token", Json(v_bytes));
+  out.Set("prefill_seconds", Json(r.result.prefill_seconds));
+  out.Set("decode_seconds", Json(r.result.decode_seconds));
+  out.Set("decode_tokens_per_second", Json(r.TokensPerSecond()));
+  return out;
+}
+
 }  // namespace
 
 absl::Status RunGenerate(const std::vector<std::string>& args) {
@@ -98,25 +221,9 @@ absl::Status RunGenerate(const std::vector<std::string>& args) {
   if (!flags.model.model.empty() && !std::filesystem::exists(flags.model.model)) {
     return absl::NotFoundError(absl::StrCat("--model: no such file or directory: ", flags.model.model));
   }
-  // A tokenizer comes with a checkpoint directory; a bare config (random weights) has none.
-  std::unique_ptr<Tokenizer> tokenizer;
-  if (!flags.model.model.empty() && std::filesystem::is_directory(flags.model.model) &&
-      HasTokenizerFiles(flags.model.model)) {
-    auto loaded = Tokenizer::FromDirectory(flags.model.model);
-    if (!loaded.ok()) return loaded.status();
-    tokenizer = std::move(*loaded);
-  }
-  absl::StatusOr<std::vector<int32_t>> prompt;
-  if (has_text) {
-    if (tokenizer == nullptr) {
-      return absl::InvalidArgumentError("--prompt needs a tokenizer (tokenizer.json, vocab.json + merges.txt or "
-                                        "tokenizer.model) in the --model directory; use --prompt-ids instead");
-    }
-    prompt = tokenizer->Encode(flags.prompt_text, /*add_special_tokens=*/true);
-    if (prompt->empty()) return absl::InvalidArgumentError("--prompt encodes to no tokens");
-  } else {
-    prompt = ParseIds(flags.prompt_ids);
-  }
+  auto tokenizer = LoadTokenizerIfAny(flags.model.model);
+  if (!tokenizer.ok()) return tokenizer.status();
+  auto prompt = ReadPrompt(flags, has_text, tokenizer->get());
   if (!prompt.ok()) return prompt.status();
   const bool sampling = parser.Seen("temperature") || parser.Seen("top-k") || parser.Seen("top-p");
   if (sampling && flags.greedy) return absl::InvalidArgumentError("--greedy cannot be combined with sampling flags");
@@ -131,21 +238,12 @@ absl::Status RunGenerate(const std::vector<std::string>& args) {
       !s.ok()) {
     return s;
   }
-  GenerateOptions options;
-  options.max_new_tokens = flags.max_new_tokens;
-  options.sampling.greedy = !sampling;
-  options.sampling.temperature = flags.temperature;
-  options.sampling.top_k = flags.top_k;
-  options.sampling.top_p = flags.top_p;
-  options.sampling.seed = static_cast<uint64_t>(flags.model.seed);
-  options.eos_token_id = flags.ignore_eos ? -1 : model->config.eos_token_id;
-  options.keep_prompt_logits = flags.dump_logits;
-  options.chai = model->chai.get();
+  const GenerateOptions options = MakeGenerateOptions(flags, sampling, *model);
 
   const bool rank0 = model->comm->rank() == 0;
   // Text streams as it is produced when there is a tokenizer; ids otherwise.
   std::unique_ptr<StreamDecoder> stream;
-  if (tokenizer != nullptr) stream = std::make_unique<StreamDecoder>(*tokenizer);
+  if (*tokenizer != nullptr) stream = std::make_unique<StreamDecoder>(**tokenizer);
   auto result = Generate(*model->engine, {*prompt}, options, [&](int, int32_t token) {
     if (!rank0) return;
     if (stream != nullptr) {
@@ -169,69 +267,13 @@ absl::Status RunGenerate(const std::vector<std::string>& args) {
   std::printf("\n");
   std::fflush(stdout);
 
-  const int64_t k_bytes = kv.k_per_token, v_bytes = kv.v_per_token;
-  const double tokens_per_s = result->decode_steps > 0 ? result->decode_steps / result->decode_seconds : 0.0;
-  if (flags.stats) {
-    std::fprintf(stderr,
-                 "prefill %.3f s, decode %.3f s (%.1f tokens/s); KV bytes per token %lld (K %lld, V %lld), "
-                 "dense %lld (%.1f%% saved)\n",
-                 result->prefill_seconds, result->decode_seconds, tokens_per_s,
-                 static_cast<long long>(k_bytes + v_bytes), static_cast<long long>(k_bytes),
-                 static_cast<long long>(v_bytes), static_cast<long long>(kv.dense_per_token),
-                 100.0 * (1.0 - double(k_bytes + v_bytes) / kv.dense_per_token));
-    if (model->comm->size() > 1) {
-      std::fprintf(stderr, "placement: %s over %d ranks\n",
-                   model->placement.IsIdentity() ? "contiguous head blocks" : "planned (--placement)",
-                   model->comm->size());
-      for (size_t r = 0; r < per_rank.size(); ++r) {
-        std::fprintf(stderr, "rank %zu: %d representatives over all layers, K %lld bytes per token\n", r,
-                     per_rank[r].representatives, static_cast<long long>(per_rank[r].k_bytes_per_token));
-      }
-    }
-  }
+  const Report report{*prompt, *result, kv, per_rank, clusters};
+  if (flags.stats) PrintStats(report, model->comm->size(), model->placement.IsIdentity());
   if (flags.json_path.empty()) return absl::OkStatus();
-  Json out = Json::MakeObject();
-  out.Set("prompt_ids", IdsJson(*prompt));
-  out.Set("output_ids", IdsJson(result->output_ids[0]));
-  if (tokenizer != nullptr) out.Set("text", Json(tokenizer->Decode(result->output_ids[0], /*skip_special_tokens=*/true)));
-  if (flags.dump_logits) {
-    Json rows = Json::MakeArray();
-    const Tensor& logits = result->prompt_logits[0];
-    for (int64_t r = 0; r < logits.dim(0); ++r) {
-      Json row = Json::MakeArray();
-      for (int64_t c = 0; c < logits.dim(1); ++c) row.Push(Json(static_cast<double>(logits.data<float>()[r * logits.dim(1) + c])));
-      rows.Push(std::move(row));
-    }
-    out.Set("prompt_logits", std::move(rows));
+  const Json out = ReportJson(report, flags, tokenizer->get(), model->placement);
+  if (auto s = WriteJsonFile(flags.json_path, out); !s.ok()) {
+    return absl::Status(s.code(), absl::StrCat("--json: ", s.message()));
   }
-  if (flags.dump_clusters) {
-    Json layers = Json::MakeArray();
-    for (const auto& layer : clusters) {
-      Json row = Json::MakeArray();
-      for (int r : layer) row.Push(Json(r));
-      layers.Push(std::move(row));
-    }
-    out.Set("clusters", std::move(layers));
-  }
-  if (flags.stats) {
-    out.Set("dense_kv_bytes_per_token", Json(kv.dense_per_token));
-    out.Set("placement", PlacementToJson(model->placement));
-    Json ranks = Json::MakeArray();
-    for (const RankKv& r : per_rank) {
-      Json entry = Json::MakeObject();
-      entry.Set("representatives", Json(r.representatives));
-      entry.Set("k_bytes_per_token", Json(r.k_bytes_per_token));
-      ranks.Push(std::move(entry));
-    }
-    out.Set("ranks", std::move(ranks));
-    out.Set("kv_bytes_per_token", Json(k_bytes + v_bytes));
-    out.Set("k_bytes_per_token", Json(k_bytes));
-    out.Set("v_bytes_per_token", Json(v_bytes));
-    out.Set("prefill_seconds", Json(result->prefill_seconds));
-    out.Set("decode_seconds", Json(result->decode_seconds));
-    out.Set("decode_tokens_per_second", Json(tokens_per_s));
-  }
-  if (auto s = WriteJsonFile(flags.json_path, out); !s.ok()) return absl::Status(s.code(), absl::StrCat("--json: ", s.message()));
   return absl::OkStatus();
 }
 
