@@ -13,6 +13,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "kernels/device_info.h"
+#include "runtime/cli/engine_environment.h"
 #ifdef CHAI_WITH_CUDA
 #include "kernels/cuda/cuda_ops.h"
 #include "parallel/nccl_communicator.h"
@@ -55,39 +56,6 @@ std::string DefaultModelConfig() { return std::string(CHAI_CONFIG_DIR) + "/model
 
 namespace {
 
-// A 0|1 switch of the decode step from the environment: nullopt when unset (the EngineOptions
-// default stands), an error for anything but 0 or 1. The switches (CHAI_DECODE_QKV_APPEND,
-// CHAI_ALLREDUCE_IN_GEMV) and their defaults: runtime/engine.h.
-absl::StatusOr<std::optional<bool>> EnvSwitch(const char* name) {
-  const char* value = std::getenv(name);
-  if (value == nullptr) return std::optional<bool>();
-  const std::string v = value;
-  if (v != "0" && v != "1") return absl::InvalidArgumentError(absl::StrCat(name, " must be 0 or 1, got '", v, "'"));
-  return std::optional<bool>(v == "1");
-}
-
-// CHAI_L2_PREFETCH=<attention MB>,<norm MB>[,alt] (EngineOptions::l2_prefetch): MB of the next
-// GEMV's weights fetched into L2 by decode attention and by the add + norm kernels.
-absl::StatusOr<EngineOptions::L2PrefetchBudget> ParseL2Prefetch(const std::string& text) {
-  const auto bad = [&] {
-    return absl::InvalidArgumentError(
-        absl::StrCat("CHAI_L2_PREFETCH must be <attention MB>,<norm MB>[,alt] with MB from 0 to 1024, got '", text,
-                     "'"));
-  };
-  const std::vector<std::string> parts = absl::StrSplit(text, ',');
-  if (parts.size() != 2 && parts.size() != 3) return bad();
-  if (parts.size() == 3 && parts[2] != "alt") return bad();
-  double mb[2];
-  for (int i = 0; i < 2; ++i) {
-    if (!absl::SimpleAtod(parts[i], &mb[i]) || !(mb[i] >= 0 && mb[i] <= 1024)) return bad();
-  }
-  EngineOptions::L2PrefetchBudget budget;
-  budget.attention = static_cast<int64_t>(mb[0] * (1 << 20));
-  budget.norm = static_cast<int64_t>(mb[1] * (1 << 20));
-  budget.alternate = parts.size() == 3;
-  return budget;
-}
-
 // The CPUs this process may run on (its affinity mask: Slurm or --bind-to may narrow it),
 // shared among the ranks of this host unless binding already gave each rank its own.
 int DefaultThreads(int local_ranks) {
@@ -117,8 +85,14 @@ absl::Status MakeCommunicator(const ProcessGroup& group, Device device, std::uni
   return absl::OkStatus();
 }
 
-absl::Status SetUpChai(const ModelOptions& options, const ParallelLayout& layout, LoadedModel* m) {
-  const ModelConfig& c = m->config;
+// The CHAI schedule and this rank's options, read and split before the weights load (a bad
+// --chai fails at once); the policy itself needs the engine (InstallChai).
+struct ChaiSetup {
+  ChaiSchedule schedule;
+  ChaiOptions options;
+};
+
+absl::StatusOr<ChaiSetup> PrepareChai(const ModelOptions& options, const ModelConfig& c, const ParallelLayout& layout) {
   auto schedule = std::filesystem::exists(options.chai)
                       ? LoadChaiSchedule(options.chai, c.num_layers, c.num_heads)
                       : ScheduleFromList(options.chai, c.num_layers, c.num_heads);
@@ -128,24 +102,148 @@ absl::Status SetUpChai(const ModelOptions& options, const ParallelLayout& layout
     }
     return schedule.status();
   }
-  m->chai_schedule = *schedule;
   auto split = SplitSchedule(schedule->layer_clusters, c.num_heads, layout.world);
   if (!split.ok()) return split.status();
-  ChaiOptions chai;
-  for (const auto& per_rank : *split) chai.local_clusters.push_back(per_rank[layout.rank]);
-  auto method = ParseClusterMethod(options.chai_cluster);
-  if (!method.ok()) return method.status();
-  auto rep = ParseRepMethod(options.chai_rep);
-  if (!rep.ok()) return rep.status();
-  chai.method = *method;
-  chai.rep = *rep;
-  chai.seed = static_cast<uint64_t>(options.seed);
+  ChaiSetup setup{*schedule, {}};
+  for (const auto& per_rank : *split) setup.options.local_clusters.push_back(per_rank[layout.rank]);
+  setup.options.method = *ParseClusterMethod(options.chai_cluster);  // checked by CheckNames
+  setup.options.rep = *ParseRepMethod(options.chai_rep);
+  setup.options.seed = static_cast<uint64_t>(options.seed);
+  return setup;
+}
+
+void InstallChai(ChaiSetup setup, LoadedModel* m) {
   std::vector<std::vector<int>> global_heads;
   for (const LayerWeights& layer : m->engine->weights().layers) global_heads.push_back(layer.heads);
-  m->chai = std::make_unique<ChaiPolicy>(std::move(chai), std::move(global_heads),
-                                         m->engine->weights().local_kv_heads, c.head_dim);
+  m->chai_schedule = std::move(setup.schedule);
+  m->chai = std::make_unique<ChaiPolicy>(std::move(setup.options), std::move(global_heads),
+                                         m->engine->weights().local_kv_heads, m->config.head_dim);
   m->engine->set_attention_policy(m->chai.get());
+}
+
+// --device and --dtype: known values, a device this build and host can use, fp32 on the CPU.
+absl::Status ParseTarget(const ModelOptions& options, Device* device, DType* dtype) {
+  if (options.device != "cpu" && options.device != "cuda") {
+    return absl::InvalidArgumentError(absl::StrCat("--device must be cpu or cuda (got '", options.device, "')"));
+  }
+  *device = options.device == "cuda" ? Device::kCuda : Device::kCpu;
+  auto parsed = ParseDType(options.dtype);
+  if (!parsed.ok() || *parsed == DType::kI32 || *parsed == DType::kI64) {
+    return absl::InvalidArgumentError(absl::StrCat("--dtype must be fp32, fp16 or bf16 (got '", options.dtype, "')"));
+  }
+  *dtype = *parsed;
+  if (*device == Device::kCuda && !CudaAvailable()) {
+#ifdef CHAI_WITH_CUDA
+    const char* visible = std::getenv("CUDA_VISIBLE_DEVICES");
+    return absl::FailedPreconditionError(
+        absl::StrCat("--device cuda: no GPU is visible to this process",
+                     visible != nullptr ? absl::StrCat(" (CUDA_VISIBLE_DEVICES='", visible, "')") : std::string()));
+#else
+    return absl::FailedPreconditionError(
+        "--device cuda: this build has no CUDA backend (configure with -DCHAI_CUDA=ON where nvcc is installed)");
+#endif
+  }
+  if (*device == Device::kCpu && *dtype != DType::kF32) {
+    return absl::InvalidArgumentError("--device cpu computes in fp32; use --dtype fp32");
+  }
   return absl::OkStatus();
+}
+
+// --max-seq-len and --kv-block-size against the model's config, before anything loads.
+absl::Status CheckSequenceOptions(const ModelOptions& options, const ModelConfig& config) {
+  if (options.max_seq_len < 0) return absl::InvalidArgumentError("--max-seq-len must be positive");
+  // Learned position tables (OPT) end where they end; rotary positions extend.
+  if (config.arch == Arch::kOpt && options.max_seq_len > config.max_positions) {
+    return absl::InvalidArgumentError(absl::StrCat("--max-seq-len ", options.max_seq_len,
+                                                   " exceeds OPT's learned positions (", config.max_positions, ")"));
+  }
+  // At least 8: CHAI reads its first 5 positions from a sequence's first block (engine.cc).
+  if (options.kv_block_size < 8 || options.kv_block_size > 4096) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--kv-block-size must be between 8 and 4096, got ", options.kv_block_size));
+  }
+  if (options.kv_cache_gb < 0) return absl::InvalidArgumentError("--kv-cache-gb must be positive");
+  return absl::OkStatus();
+}
+
+// The CPU thread pool's size (CHAI_NUM_THREADS, read by kernels/cpu/parallel_for.cc): --threads wins
+// over the variable; the variable alone must be a thread count, not silently replaced by the
+// hardware's; neither: this rank's share of the host's CPUs.
+absl::Status ConfigureThreads(const ModelOptions& options, int local_ranks) {
+  if (options.threads < 0) return absl::InvalidArgumentError("--threads must be >= 0");
+  const char* env_threads = std::getenv("CHAI_NUM_THREADS");
+  if (env_threads != nullptr && options.threads == 0) {
+    int n = 0;
+    if (!absl::SimpleAtoi(env_threads, &n) || n < 1) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("CHAI_NUM_THREADS must be a positive integer, got '", env_threads, "'"));
+    }
+    return absl::OkStatus();
+  }
+  const int threads = options.threads > 0 ? options.threads : DefaultThreads(local_ranks);
+  setenv("CHAI_NUM_THREADS", std::to_string(threads).c_str(), 1);
+  return absl::OkStatus();
+}
+
+// The head placement (--placement, else contiguous blocks) and the split it gives this rank.
+absl::Status SetUpPlacement(const ModelOptions& options, LoadedModel* m, ParallelLayout* layout) {
+  const ModelConfig& c = m->config;
+  m->placement = HeadPlacement::Identity(c.num_layers, c.num_heads, layout->world);
+  if (!options.placement.empty()) {
+    auto placement = LoadPlacement(options.placement);
+    if (!placement.ok()) return placement.status();
+    if (auto s = placement->Validate(c.num_layers, c.num_heads, layout->world, c.kv_group_size()); !s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("--placement ", options.placement, ": ", s.message()));
+    }
+    m->placement = *placement;
+    layout->head_perm = m->placement.layer_perm;
+  }
+  return CheckSplit(c, *layout);
+}
+
+// A model that cannot fit the GPU is refused before a load that would fail a minute in.
+absl::Status CheckFitsDevice(const std::string& model, const ModelConfig& config, int world, DType dtype) {
+  const int64_t need = MinWeightBytesPerRank(config, world, dtype), free_bytes = FreeDeviceMemory();
+  if (free_bytes <= 0 || need <= free_bytes) return absl::OkStatus();
+  const double gib = 1024.0 * 1024.0 * 1024.0;
+  return absl::ResourceExhaustedError(
+      absl::StrFormat("%s needs at least %.1f GiB of weights per GPU at %d rank(s) but this GPU has %.1f GiB "
+                      "free: run more ranks, one per GPU (launch/mpirun.sh)",
+                      model, need / gib, world, free_bytes / gib));
+}
+
+// LoadWeights with a line every 10 s while it runs and its total time once done, when slow
+// (rank 0; random weights are drawn on the host). Quick loads stay silent, so a bad input still
+// prints its one error line.
+absl::StatusOr<ModelWeights> LoadWeightsReporting(const ModelConfig& config, TensorSource& source,
+                                                  const ParallelLayout& layout, DType dtype, Device device,
+                                                  const std::string& what) {
+  const auto start = std::chrono::steady_clock::now();
+  auto next_report = start + std::chrono::seconds(10);
+  const LoadProgress progress = [&](int done, int total) {
+    const auto now = std::chrono::steady_clock::now();
+    if (layout.rank != 0 || done == total || now < next_report) return;
+    next_report = now + std::chrono::seconds(10);
+    std::fprintf(stderr, "loading weights: %d of %d layers, %.0f s\n", done, total,
+                 std::chrono::duration<double>(now - start).count());
+  };
+  auto weights = LoadWeights(config, source, layout, dtype, device, progress);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (weights.ok() && layout.rank == 0 && seconds >= 2.0) {
+    std::fprintf(stderr, "loaded %s, %d rank%s, in %.1f s\n", what.c_str(), layout.world,
+                 layout.world == 1 ? "" : "s", seconds);
+  }
+  return weights;
+}
+
+// The KV cache's blocks: --kv-cache-gb, else 90% of the GPU's free memory after the weights, else
+// (CPU) what `sequences` sequences of max_len positions need.
+int64_t KvBlocks(const ModelOptions& options, const ModelConfig& config, Device device, int64_t block_bytes,
+                 int64_t sequences, int64_t max_len, int local_kv_heads, int block_size) {
+  if (options.kv_cache_gb > 0) return static_cast<int64_t>(options.kv_cache_gb * (1LL << 30) / block_bytes);
+  if (device == Device::kCuda) return static_cast<int64_t>(0.9 * FreeDeviceMemory() / block_bytes);
+  return sequences * BlocksForSequence(max_len > 0 ? max_len : config.max_positions, config.num_layers,
+                                       local_kv_heads, block_size);
 }
 
 }  // namespace
@@ -159,6 +257,7 @@ absl::Status CheckPositions(const LoadedModel& model, int64_t needed, const std:
 
 absl::StatusOr<LoadedModel> LoadModel(const ModelOptions& options, int64_t sequences, int64_t max_len) {
   namespace fs = std::filesystem;
+  // Everything that can be checked is checked before the weights load (a minute for a large model).
   LoadedModel m;
   std::string model = options.model;
   bool random = options.random_weights;
@@ -180,31 +279,29 @@ absl::StatusOr<LoadedModel> LoadModel(const ModelOptions& options, int64_t seque
   if (!config.ok()) return config.status();
   m.config = *config;
   m.model_dir = is_dir ? model : "";
+  Device device;
+  DType dtype;
+  if (auto s = ParseTarget(options, &device, &dtype); !s.ok()) return s;
+  if (auto s = CheckSequenceOptions(options, m.config); !s.ok()) return s;
+  auto kv = EngineOptionsFromEnvironment(device);
+  if (!kv.ok()) return kv.status();
 
-  auto device = options.device == "cpu"    ? absl::StatusOr<Device>(Device::kCpu)
-                : options.device == "cuda" ? absl::StatusOr<Device>(Device::kCuda)
-                                           : absl::InvalidArgumentError(absl::StrCat(
-                                                 "--device must be cpu or cuda (got '", options.device, "')"));
-  if (!device.ok()) return device.status();
-  auto dtype = ParseDType(options.dtype);
-  if (!dtype.ok() || *dtype == DType::kI32 || *dtype == DType::kI64) {
-    return absl::InvalidArgumentError(absl::StrCat("--dtype must be fp32, fp16 or bf16 (got '", options.dtype, "')"));
+  auto group = Bootstrap();
+  if (!group.ok()) return group.status();
+  m.group = *group;
+  if (auto s = ConfigureThreads(options, m.group.local_size); !s.ok()) return s;
+  if (auto s = MakeCommunicator(m.group, device, &m.comm); !s.ok()) return s;
+  ParallelLayout layout;
+  layout.rank = m.comm->rank();
+  layout.world = m.comm->size();
+  if (auto s = SetUpPlacement(options, &m, &layout); !s.ok()) return s;
+  ApplyTensorParallelDefaults(layout.world, &*kv);
+  std::optional<ChaiSetup> chai;
+  if (options.chai != "off") {
+    auto prepared = PrepareChai(options, m.config, layout);
+    if (!prepared.ok()) return prepared.status();
+    chai = std::move(*prepared);
   }
-  if (*device == Device::kCuda && !CudaAvailable()) {
-#ifdef CHAI_WITH_CUDA
-    const char* visible = std::getenv("CUDA_VISIBLE_DEVICES");
-    return absl::FailedPreconditionError(
-        absl::StrCat("--device cuda: no GPU is visible to this process",
-                     visible != nullptr ? absl::StrCat(" (CUDA_VISIBLE_DEVICES='", visible, "')") : std::string()));
-#else
-    return absl::FailedPreconditionError(
-        "--device cuda: this build has no CUDA backend (configure with -DCHAI_CUDA=ON where nvcc is installed)");
-#endif
-  }
-  if (*device == Device::kCpu && *dtype != DType::kF32) {
-    return absl::InvalidArgumentError("--device cpu computes in fp32; use --dtype fp32");
-  }
-
   std::unique_ptr<TensorSource> source;
   if (random) {
     source = MakeRandomSource(static_cast<uint64_t>(options.seed));
@@ -213,138 +310,24 @@ absl::StatusOr<LoadedModel> LoadModel(const ModelOptions& options, int64_t seque
     if (!opened.ok()) return opened.status();
     source = std::move(*opened);
   }
-  auto group = Bootstrap();
-  if (!group.ok()) return group.status();
-  m.group = *group;
-  if (options.threads < 0) return absl::InvalidArgumentError("--threads must be >= 0");
-  // Ranks on one host share its cores; one thread pool per rank sized to its share.
-  const int threads = options.threads > 0 ? options.threads : DefaultThreads(m.group.local_size);
-  // --threads wins over CHAI_NUM_THREADS (read by the CPU thread pool); the variable alone must be
-  // a thread count, not silently replaced by the hardware's.
-  const char* env_threads = std::getenv("CHAI_NUM_THREADS");
-  if (env_threads != nullptr && options.threads == 0) {
-    int n = 0;
-    if (!absl::SimpleAtoi(env_threads, &n) || n < 1) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("CHAI_NUM_THREADS must be a positive integer, got '", env_threads, "'"));
-    }
-  } else {
-    setenv("CHAI_NUM_THREADS", std::to_string(threads).c_str(), 1);
+  if (device == Device::kCuda) {
+    if (auto s = CheckFitsDevice(model, m.config, layout.world, dtype); !s.ok()) return s;
   }
-  if (auto s = MakeCommunicator(m.group, *device, &m.comm); !s.ok()) return s;
-  ParallelLayout layout;
-  layout.rank = m.comm->rank();
-  layout.world = m.comm->size();
-  m.placement = HeadPlacement::Identity(m.config.num_layers, m.config.num_heads, layout.world);
-  if (!options.placement.empty()) {
-    auto placement = LoadPlacement(options.placement);
-    if (!placement.ok()) return placement.status();
-    if (auto s = placement->Validate(m.config.num_layers, m.config.num_heads, layout.world,
-                                     m.config.kv_group_size());
-        !s.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat("--placement ", options.placement, ": ", s.message()));
-    }
-    m.placement = *placement;
-    layout.head_perm = m.placement.layer_perm;
-  }
-  if (auto s = CheckSplit(m.config, layout); !s.ok()) return s;
-  if (*device == Device::kCuda) {
-    // A model that cannot fit is refused now, not after a load that fails a minute in.
-    const int64_t need = MinWeightBytesPerRank(m.config, layout.world, *dtype), free_bytes = FreeDeviceMemory();
-    if (free_bytes > 0 && need > free_bytes) {
-      const double gib = 1024.0 * 1024.0 * 1024.0;
-      return absl::ResourceExhaustedError(
-          absl::StrFormat("%s needs at least %.1f GiB of weights per GPU at %d rank(s) but this GPU has %.1f GiB "
-                          "free: run more ranks, one per GPU (launch/mpirun.sh)",
-                          model, need / gib, layout.world, free_bytes / gib));
-    }
-  }
-  const auto load_start = std::chrono::steady_clock::now();
-  // A long load says how far it got every 10 s (rank 0); quick loads stay silent.
-  auto next_report = load_start + std::chrono::seconds(10);
-  const LoadProgress progress = [&](int done, int total) {
-    const auto now = std::chrono::steady_clock::now();
-    if (layout.rank != 0 || done == total || now < next_report) return;
-    next_report = now + std::chrono::seconds(10);
-    std::fprintf(stderr, "loading weights: %d of %d layers, %.0f s\n", done, total,
-                 std::chrono::duration<double>(now - load_start).count());
-  };
-  auto weights = LoadWeights(m.config, *source, layout, *dtype, *device, progress);
+
+  // Weights are loaded (and checked) with the checkpoint's own positions; --max-seq-len applies after.
+  auto weights = LoadWeightsReporting(
+      m.config, *source, layout, dtype, device,
+      absl::StrCat(model, " (", random ? source->Describe() : "checkpoint", "), ", options.dtype, " on ", options.device));
   if (!weights.ok()) return weights.status();
-  // Loading a large model takes a while (random weights are drawn on the host): a slow load says
-  // how long it took. Quick loads stay silent, so a bad input still prints its one error line.
-  const double load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count();
-  if (layout.rank == 0 && load_seconds >= 2.0) {
-    std::fprintf(stderr, "loaded %s (%s), %s on %s, %d rank%s, in %.1f s\n", model.c_str(),
-                 random ? source->Describe().c_str() : "checkpoint", options.dtype.c_str(), options.device.c_str(),
-                 layout.world, layout.world == 1 ? "" : "s", load_seconds);
-  }
-  if (options.max_seq_len < 0) return absl::InvalidArgumentError("--max-seq-len must be positive");
-  if (options.max_seq_len > 0) {
-    // Learned position tables (OPT) end where they end; rotary positions extend. Weights are
-    // loaded (and checked) with the checkpoint's own value.
-    if (m.config.arch == Arch::kOpt && options.max_seq_len > m.config.max_positions) {
-      return absl::InvalidArgumentError(absl::StrCat("--max-seq-len ", options.max_seq_len,
-                                                     " exceeds OPT's learned positions (", m.config.max_positions, ")"));
-    }
-    m.config.max_positions = options.max_seq_len;
-  }
-  EngineOptions kv;
-  kv.max_sequences = static_cast<int>(std::max<int64_t>(64, sequences));
-  kv.capture_decode = *device == Device::kCuda && std::getenv("CHAI_NO_GRAPHS") == nullptr;
-  // none | activation (the default; `silu`, its name while only LLaMA had it, still accepted) | all
-  if (const char* f = std::getenv("CHAI_DECODE_FUSION")) {
-    const std::string mode = f;
-    if (mode != "none" && mode != "activation" && mode != "silu" && mode != "all") {
-      return absl::InvalidArgumentError(
-          absl::StrCat("CHAI_DECODE_FUSION must be none, activation (or silu) or all, got '", mode, "'"));
-    }
-    kv.linear_fusion = mode == "none"  ? LinearFusion::kNone
-                       : mode == "all" ? LinearFusion::kAll
-                                       : LinearFusion::kActivation;
-  }
-  if (auto on = EnvSwitch("CHAI_DECODE_QKV_APPEND"); !on.ok()) {
-    return on.status();
-  } else if (on->has_value()) {
-    kv.qkv_append_in_gemv = **on;
-  }
-  if (auto on = EnvSwitch("CHAI_ALLREDUCE_IN_GEMV"); !on.ok()) {
-    return on.status();
-  } else if (on->has_value()) {
-    kv.allreduce_in_gemv = **on;
-  }
-  if (const char* l2 = std::getenv("CHAI_L2_PREFETCH")) {
-    auto budget = ParseL2Prefetch(l2);
-    if (!budget.ok()) return budget.status();
-    kv.l2_prefetch = *budget;
-  } else if (layout.world > 1) {
-    // At TP > 1 the fused all-reduce + norm's blocks without a row carry the norms' hint: 8 MB,
-    // from 4 x H200 (opt-66b-tp4-h200.md, twentieth session; settings in turn on one host):
-    // OPT-66B batch 1 0.4-1.0% shorter than without (two rounds), LLaMA-7B at TP = 4 1.0% (one
-    // round); 24 MB gave OPT-66B less (0.1-0.4%). Attention's hint stays off, as at TP = 1.
-    kv.l2_prefetch = EngineOptions::L2PrefetchBudget{0, int64_t{8} << 20, false};
-  }
-  // At least 8: CHAI reads its first 5 positions from a sequence's first block (engine.cc).
-  if (options.kv_block_size < 8 || options.kv_block_size > 4096) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--kv-block-size must be between 8 and 4096, got ", options.kv_block_size));
-  }
-  kv.block_size = options.kv_block_size;
-  const int64_t block_bytes = int64_t{kv.block_size} * m.config.head_dim * static_cast<int64_t>(DTypeSize(*dtype));
-  if (options.kv_cache_gb < 0) return absl::InvalidArgumentError("--kv-cache-gb must be positive");
-  if (options.kv_cache_gb > 0) {
-    kv.num_blocks = static_cast<int64_t>(options.kv_cache_gb * (1LL << 30) / block_bytes);
-  } else if (*device == Device::kCuda) {
-    kv.num_blocks = static_cast<int64_t>(0.9 * FreeDeviceMemory() / block_bytes);
-  } else {
-    kv.num_blocks = sequences * BlocksForSequence(max_len > 0 ? max_len : m.config.max_positions, m.config.num_layers,
-                                                  weights->local_kv_heads, kv.block_size);
-  }
-  if (kv.num_blocks < 1) return absl::ResourceExhaustedError("no memory left for the KV cache");
-  m.engine = std::make_unique<Engine>(m.config, std::move(*weights), m.comm.get(), *dtype, *device, kv);
-  if (options.chai != "off") {
-    if (auto s = SetUpChai(options, layout, &m); !s.ok()) return s;
-  }
+  if (options.max_seq_len > 0) m.config.max_positions = options.max_seq_len;
+  kv->max_sequences = static_cast<int>(std::max<int64_t>(64, sequences));
+  kv->block_size = options.kv_block_size;
+  const int64_t block_bytes = int64_t{kv->block_size} * m.config.head_dim * static_cast<int64_t>(DTypeSize(dtype));
+  kv->num_blocks = KvBlocks(options, m.config, device, block_bytes, sequences, max_len, weights->local_kv_heads,
+                            kv->block_size);
+  if (kv->num_blocks < 1) return absl::ResourceExhaustedError("no memory left for the KV cache");
+  m.engine = std::make_unique<Engine>(m.config, std::move(*weights), m.comm.get(), dtype, device, *kv);
+  if (chai.has_value()) InstallChai(std::move(*chai), &m);
   return m;
 }
 

@@ -47,6 +47,17 @@ class BadCheckpoint : public ::testing::Test {
 };
 
 TEST_F(BadCheckpoint, MissingFile) { ExpectError(Args(), "no model.safetensors"); }
+// Flags and tuning variables are checked before the checkpoint is opened (a large model's load
+// takes minutes): here the missing weights file is never reached.
+TEST_F(BadCheckpoint, SettingsCheckedBeforeTheWeights) {
+  ExpectError(Args() + " --kv-block-size 7", "--kv-block-size must be between 8 and 4096");
+  ExpectError(Args() + " --max-seq-len 100000", "exceeds OPT's learned positions");
+  ExpectError(Args() + " --dtype fp16", "--device cpu computes in fp32");
+  ExpectError(Args() + " --chai /nonexistent/schedule.json", "--chai: no such schedule file");
+  setenv("CHAI_DECODE_FUSION", "fast", 1);
+  ExpectError(Args(), "CHAI_DECODE_FUSION must be none, activation (or silu) or all");
+  unsetenv("CHAI_DECODE_FUSION");
+}
 TEST_F(BadCheckpoint, TooShortForHeaderLength) {
   WriteRaw("abc");
   ExpectError(Args(), "truncated");
