@@ -92,6 +92,128 @@ absl::Status CheckFlags(const EvalFlags& flags, bool stride_given) {
   return absl::OkStatus();
 }
 
+
+// The perplexity windows over the text's `tokens` tokens: every window (--stride, --max-windows),
+// or --split's pool (non-overlapping, spread evenly when --max-windows caps it).
+absl::StatusOr<std::vector<TextWindow>> PlanTextWindows(const EvalFlags& flags, WindowSplit split, int stride,
+                                                        int64_t tokens) {
+  if (split == WindowSplit::kAll) return PlanWindows(tokens, flags.window, stride, flags.max_windows);
+  const std::vector<int64_t> pool = SplitPool(tokens, flags.window, split);
+  if (pool.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("--split ", flags.split, ": the text's ", tokens,
+                                                   " tokens hold no such window of ", flags.window));
+  }
+  const int count = flags.max_windows > 0 ? std::min<int>(flags.max_windows, pool.size()) : pool.size();
+  return WindowsAt(SpreadEvenly(pool, count), flags.window);
+}
+
+// What both evaluations share: the flags, the loaded model, the modes to run (dense, CHAI or
+// both), the schedule as printed, and whether this rank prints.
+struct EvalRun {
+  const EvalFlags& flags;
+  LoadedModel& model;
+  const std::vector<Mode>& modes;
+  const std::string& schedule;
+  bool rank0;
+};
+
+// Perplexity over the windows in each mode: the table on stdout (rank 0) and its JSON.
+absl::StatusOr<Json> RunPerplexity(const EvalRun& run, const std::vector<int32_t>& ids,
+                                   const std::vector<TextWindow>& windows, int stride) {
+  const EvalFlags& flags = run.flags;
+  std::vector<PerplexityResult> results;
+  int64_t scored = 0;
+  for (const TextWindow& w : windows) scored += w.scored();
+  if (run.rank0 && !flags.quiet) {
+    std::fprintf(stderr, "eval: %zu tokens, %zu windows of %d (stride %d), %lld scored\n", ids.size(), windows.size(),
+                 flags.window, stride, static_cast<long long>(scored));
+  }
+  for (const Mode& mode : run.modes) {
+    Progress progress("perplexity " + mode.name, "windows", run.rank0 && !flags.quiet);
+    PerplexityOptions options;
+    options.batch = flags.batch;
+    options.chai = mode.chai;
+    options.progress = progress.Callback();
+    auto r = EvaluatePerplexity(*run.model.engine, ids, windows, options);
+    if (!r.ok()) return r.status();
+    results.push_back(std::move(*r));
+  }
+  Json ppl = Json::MakeObject();
+  ppl.Set("data", Json(flags.data));
+  ppl.Set("window", Json(flags.window));
+  ppl.Set("stride", Json(stride));
+  ppl.Set("split", Json(flags.split));
+  ppl.Set("windows", Json(static_cast<int64_t>(windows.size())));
+  ppl.Set("tokens", Json(scored));
+  ppl.Set("text_tokens", Json(static_cast<int64_t>(ids.size())));
+  if (run.rank0) {
+    std::printf("%-6s %-28s %12s %10s %9s %8s %9s\n", "mode", "schedule", "perplexity", "nll/token", "tokens",
+                "windows", "seconds");
+  }
+  for (size_t m = 0; m < run.modes.size(); ++m) {
+    const PerplexityResult& r = results[m];
+    if (run.rank0) {
+      std::printf("%-6s %-28s %12.4f %10.5f %9lld %8d %9.1f", run.modes[m].name.c_str(),
+                  run.modes[m].chai ? run.schedule.c_str() : "-", r.perplexity(), r.mean_nll(),
+                  static_cast<long long>(r.tokens), r.windows(), r.seconds);
+      if (m > 0) std::printf("  (%s vs dense)", Relative(r.perplexity(), results[0].perplexity()).c_str());
+      std::printf("\n");
+    }
+    Json j = Json::MakeObject();
+    j.Set("perplexity", Json(r.perplexity()));
+    j.Set("nll_per_token", Json(r.mean_nll()));
+    j.Set("nll_sum", Json(r.nll));
+    j.Set("seconds", Json(r.seconds));
+    Json per_window = Json::MakeArray();
+    for (double x : r.window_nll) per_window.Push(Json(x));
+    j.Set("window_nll", std::move(per_window));
+    ppl.Set(run.modes[m].name, std::move(j));
+  }
+  return ppl;
+}
+
+// Multiple-choice accuracy in each mode: the table on stdout (rank 0) and its JSON.
+absl::StatusOr<Json> RunMultipleChoice(const EvalRun& run, const std::vector<ChoiceItem>& items,
+                                       const std::vector<std::vector<ChoiceRequest>>& requests) {
+  const EvalFlags& flags = run.flags;
+  std::vector<MultipleChoiceResult> results;
+  for (const Mode& mode : run.modes) {
+    Progress progress("multiple choice " + mode.name, "items", run.rank0 && !flags.quiet);
+    MultipleChoiceOptions options;
+    options.chai = mode.chai;
+    options.progress = progress.Callback();
+    auto r = EvaluateMultipleChoice(*run.model.engine, items, requests, options);
+    if (!r.ok()) return r.status();
+    results.push_back(std::move(*r));
+  }
+  Json mc = Json::MakeObject();
+  mc.Set("task", Json(flags.task));
+  mc.Set("items", Json(static_cast<int64_t>(items.size())));
+  if (run.rank0) {
+    std::printf("%-6s %-28s %8s %8s %9s %9s\n", "mode", "schedule", "items", "acc", "acc_norm", "seconds");
+  }
+  for (size_t m = 0; m < run.modes.size(); ++m) {
+    const MultipleChoiceResult& r = results[m];
+    if (run.rank0) {
+      std::printf("%-6s %-28s %8d %8.4f %9.4f %9.1f\n", run.modes[m].name.c_str(),
+                  run.modes[m].chai ? run.schedule.c_str() : "-", r.items(), r.acc(), r.acc_norm(), r.seconds);
+    }
+    Json j = Json::MakeObject();
+    j.Set("acc", Json(r.acc()));
+    j.Set("acc_norm", Json(r.acc_norm()));
+    j.Set("seconds", Json(r.seconds));
+    Json ll = Json::MakeArray();
+    for (const auto& item : r.loglik) {
+      Json row = Json::MakeArray();
+      for (double x : item) row.Push(Json(x));
+      ll.Push(std::move(row));
+    }
+    j.Set("loglik", std::move(ll));
+    mc.Set(run.modes[m].name, std::move(j));
+  }
+  return mc;
+}
+
 }  // namespace
 
 absl::Status RunEval(const std::vector<std::string>& args) {
@@ -144,19 +266,9 @@ absl::Status RunEval(const std::vector<std::string>& args) {
   std::vector<TextWindow> windows;
   if (text) {
     ids = TokenizeText(**tokenizer, *text);
-    if (*split == WindowSplit::kAll) {
-      auto planned = PlanWindows(static_cast<int64_t>(ids.size()), flags.window, stride, flags.max_windows);
-      if (!planned.ok()) return planned.status();
-      windows = std::move(*planned);
-    } else {
-      const std::vector<int64_t> pool = SplitPool(static_cast<int64_t>(ids.size()), flags.window, *split);
-      if (pool.empty()) {
-        return absl::InvalidArgumentError(absl::StrCat("--split ", flags.split, ": the text's ", ids.size(),
-                                                       " tokens hold no such window of ", flags.window));
-      }
-      const int count = flags.max_windows > 0 ? std::min<int>(flags.max_windows, pool.size()) : pool.size();
-      windows = WindowsAt(SpreadEvenly(pool, count), flags.window);
-    }
+    auto planned = PlanTextWindows(flags, *split, stride, static_cast<int64_t>(ids.size()));
+    if (!planned.ok()) return planned.status();
+    windows = std::move(*planned);
   }
   std::vector<std::vector<ChoiceRequest>> requests;
   int64_t max_len = text ? std::min<int64_t>(flags.window, static_cast<int64_t>(ids.size())) : 1;
@@ -187,94 +299,16 @@ absl::Status RunEval(const std::vector<std::string>& args) {
   const std::string schedule =
       model->chai != nullptr ? absl::StrJoin(model->chai_schedule.layer_clusters, ",") : std::string("-");
 
+  const EvalRun run{flags, *model, modes, schedule, rank0};
   if (text) {
-    std::vector<PerplexityResult> results;
-    int64_t scored = 0;
-    for (const TextWindow& w : windows) scored += w.scored();
-    if (rank0 && !flags.quiet) {
-      std::fprintf(stderr, "eval: %zu tokens, %zu windows of %d (stride %d), %lld scored\n", ids.size(), windows.size(),
-                   flags.window, stride, static_cast<long long>(scored));
-    }
-    for (const Mode& mode : modes) {
-      Progress progress("perplexity " + mode.name, "windows", rank0 && !flags.quiet);
-      PerplexityOptions options;
-      options.batch = flags.batch;
-      options.chai = mode.chai;
-      options.progress = progress.Callback();
-      auto r = EvaluatePerplexity(*model->engine, ids, windows, options);
-      if (!r.ok()) return r.status();
-      results.push_back(std::move(*r));
-    }
-    Json ppl = Json::MakeObject();
-    ppl.Set("data", Json(flags.data));
-    ppl.Set("window", Json(flags.window));
-    ppl.Set("stride", Json(stride));
-    ppl.Set("split", Json(flags.split));
-    ppl.Set("windows", Json(static_cast<int64_t>(windows.size())));
-    ppl.Set("tokens", Json(scored));
-    ppl.Set("text_tokens", Json(static_cast<int64_t>(ids.size())));
-    if (rank0)
-      std::printf("%-6s %-28s %12s %10s %9s %8s %9s\n", "mode", "schedule", "perplexity", "nll/token", "tokens",
-                  "windows", "seconds");
-    for (size_t m = 0; m < modes.size(); ++m) {
-      const PerplexityResult& r = results[m];
-      if (rank0) {
-        std::printf("%-6s %-28s %12.4f %10.5f %9lld %8d %9.1f", modes[m].name.c_str(),
-                    modes[m].chai ? schedule.c_str() : "-", r.perplexity(), r.mean_nll(),
-                    static_cast<long long>(r.tokens), r.windows(), r.seconds);
-        if (m > 0) std::printf("  (%s vs dense)", Relative(r.perplexity(), results[0].perplexity()).c_str());
-        std::printf("\n");
-      }
-      Json j = Json::MakeObject();
-      j.Set("perplexity", Json(r.perplexity()));
-      j.Set("nll_per_token", Json(r.mean_nll()));
-      j.Set("nll_sum", Json(r.nll));
-      j.Set("seconds", Json(r.seconds));
-      Json per_window = Json::MakeArray();
-      for (double x : r.window_nll) per_window.Push(Json(x));
-      j.Set("window_nll", std::move(per_window));
-      ppl.Set(modes[m].name, std::move(j));
-    }
-    out.Set("perplexity", std::move(ppl));
+    auto ppl = RunPerplexity(run, ids, windows, stride);
+    if (!ppl.ok()) return ppl.status();
+    out.Set("perplexity", std::move(*ppl));
   }
-
   if (!items.empty()) {
-    std::vector<MultipleChoiceResult> results;
-    for (const Mode& mode : modes) {
-      Progress progress("multiple choice " + mode.name, "items", rank0 && !flags.quiet);
-      MultipleChoiceOptions options;
-      options.chai = mode.chai;
-      options.progress = progress.Callback();
-      auto r = EvaluateMultipleChoice(*model->engine, items, requests, options);
-      if (!r.ok()) return r.status();
-      results.push_back(std::move(*r));
-    }
-    Json mc = Json::MakeObject();
-    mc.Set("task", Json(flags.task));
-    mc.Set("items", Json(static_cast<int64_t>(items.size())));
-    if (rank0) {
-      std::printf("%-6s %-28s %8s %8s %9s %9s\n", "mode", "schedule", "items", "acc", "acc_norm", "seconds");
-    }
-    for (size_t m = 0; m < modes.size(); ++m) {
-      const MultipleChoiceResult& r = results[m];
-      if (rank0) {
-        std::printf("%-6s %-28s %8d %8.4f %9.4f %9.1f\n", modes[m].name.c_str(), modes[m].chai ? schedule.c_str() : "-",
-                    r.items(), r.acc(), r.acc_norm(), r.seconds);
-      }
-      Json j = Json::MakeObject();
-      j.Set("acc", Json(r.acc()));
-      j.Set("acc_norm", Json(r.acc_norm()));
-      j.Set("seconds", Json(r.seconds));
-      Json ll = Json::MakeArray();
-      for (const auto& item : r.loglik) {
-        Json row = Json::MakeArray();
-        for (double x : item) row.Push(Json(x));
-        ll.Push(std::move(row));
-      }
-      j.Set("loglik", std::move(ll));
-      mc.Set(modes[m].name, std::move(j));
-    }
-    out.Set("multiple_choice", std::move(mc));
+    auto mc = RunMultipleChoice(run, items, requests);
+    if (!mc.ok()) return mc.status();
+    out.Set("multiple_choice", std::move(*mc));
   }
   if (!rank0 || flags.json_path.empty()) return absl::OkStatus();
   return WriteJson(out, flags.json_path);
