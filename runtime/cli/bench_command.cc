@@ -181,14 +181,14 @@ absl::Status RunBench(const std::vector<std::string>& args) {
   const int max_batch = *std::max_element(batch_list->begin(), batch_list->end());
   const int max_input = *std::max_element(input_list->begin(), input_list->end());
   const EnvVars tuning = TuningEnvironment();  // before LoadModel sets variables of its own
-  auto m = LoadModel(model, max_batch, int64_t{max_input} + std::max(0, o.output_len));
-  if (!m.ok()) return m.status();
-  // Before the table's header: every shape must fit the model's positions.
-  if (auto s = CheckPositions(*m, int64_t{max_input} + o.output_len,
+  // Every shape must fit the model's positions: checked before the model loads.
+  if (auto s = CheckPositions(model, int64_t{max_input} + o.output_len,
                               absl::StrCat("--input-len ", max_input, " + --output-len ", o.output_len));
       !s.ok()) {
     return s;
   }
+  auto m = LoadModel(model, max_batch, int64_t{max_input} + std::max(0, o.output_len));
+  if (!m.ok()) return m.status();
   o.seed = static_cast<uint64_t>(model.seed);
   const bool rank0 = m->comm->rank() == 0;
   const std::string device = model.device == "cuda" ? CurrentDeviceName() : "cpu";

@@ -229,15 +229,15 @@ absl::Status RunGenerate(const std::vector<std::string>& args) {
   if (sampling && flags.greedy) return absl::InvalidArgumentError("--greedy cannot be combined with sampling flags");
 
   const int64_t positions = static_cast<int64_t>(prompt->size()) + std::max(0, flags.max_new_tokens);
-  auto model = LoadModel(flags.model, 1, positions);
-  if (!model.ok()) return model.status();
   // Up front, as a server would refuse it: not a partial output, then an error mid-generation.
-  if (auto s = CheckPositions(*model, positions,
+  if (auto s = CheckPositions(flags.model, positions,
                               absl::StrCat("the prompt's ", prompt->size(), " tokens + --max-new-tokens ",
                                            flags.max_new_tokens));
       !s.ok()) {
     return s;
   }
+  auto model = LoadModel(flags.model, 1, positions);
+  if (!model.ok()) return model.status();
   const GenerateOptions options = MakeGenerateOptions(flags, sampling, *model);
 
   const bool rank0 = model->comm->rank() == 0;

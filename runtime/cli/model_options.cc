@@ -248,8 +248,10 @@ int64_t KvBlocks(const ModelOptions& options, const ModelConfig& config, Device 
 
 }  // namespace
 
-absl::Status CheckPositions(const LoadedModel& model, int64_t needed, const std::string& what) {
-  const int64_t limit = model.config.max_positions;
+absl::Status CheckPositions(const ModelOptions& options, int64_t needed, const std::string& what) {
+  auto config = LoadModelConfig(options.model.empty() ? DefaultModelConfig() : options.model);
+  if (!config.ok()) return absl::OkStatus();  // LoadModel reports it, with the checks it makes first
+  const int64_t limit = options.max_seq_len > 0 ? options.max_seq_len : config->max_positions;
   if (needed <= limit) return absl::OkStatus();
   return absl::InvalidArgumentError(absl::StrCat(what, " need ", needed, " positions; the model has ", limit,
                                                  " (max_position_embeddings, or --max-seq-len)"));

@@ -53,10 +53,11 @@ std::string DefaultModelConfig();
 // the CPU when --kv-cache-gb is not given.
 absl::StatusOr<LoadedModel> LoadModel(const ModelOptions& options, int64_t sequences = 1, int64_t max_len = 0);
 
-// An error before any work when a request needs more positions than the loaded model has
-// (max_position_embeddings, or --max-seq-len): `what` names the request, e.g. "the prompt's 12
-// tokens + --max-new-tokens 32". OK otherwise.
-absl::Status CheckPositions(const LoadedModel& model, int64_t needed, const std::string& what);
+// An error before the model loads when a request needs more positions than it has
+// (max_position_embeddings from its config, or --max-seq-len): `what` names the request, e.g.
+// "the prompt's 12 tokens + --max-new-tokens 32". OK otherwise, and where the config cannot be
+// read (LoadModel then says why).
+absl::Status CheckPositions(const ModelOptions& options, int64_t needed, const std::string& what);
 
 }  // namespace chai
 

@@ -54,6 +54,7 @@ TEST_F(BadCheckpoint, SettingsCheckedBeforeTheWeights) {
   ExpectError(Args() + " --max-seq-len 100000", "exceeds OPT's learned positions");
   ExpectError(Args() + " --dtype fp16", "--device cpu computes in fp32");
   ExpectError(Args() + " --chai /nonexistent/schedule.json", "--chai: no such schedule file");
+  ExpectError(Args() + " --max-seq-len 8 --max-new-tokens 16", "need 18 positions; the model has 8");
   setenv("CHAI_DECODE_FUSION", "fast", 1);
   ExpectError(Args(), "CHAI_DECODE_FUSION must be none, activation (or silu) or all");
   unsetenv("CHAI_DECODE_FUSION");
