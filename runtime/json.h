@@ -11,6 +11,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -97,6 +98,23 @@ int64_t GetIntOr(const Json& obj, absl::string_view key, int64_t fallback);
 double GetDoubleOr(const Json& obj, absl::string_view key, double fallback);
 bool GetBoolOr(const Json& obj, absl::string_view key, bool fallback);
 std::string GetStringOr(const Json& obj, absl::string_view key, const std::string& fallback);
+
+// A JSON array of numbers, or of arrays (of arrays ...) of numbers, from nested vectors: the
+// writers' ids, schedules, log-likelihoods, affinity matrices and placements.
+template <typename T>
+Json JsonArray(const std::vector<T>& values) {
+  Json a = Json::MakeArray();
+  for (const T& v : values) {
+    if constexpr (std::is_integral_v<T>) {
+      a.Push(Json(static_cast<int64_t>(v)));
+    } else if constexpr (std::is_floating_point_v<T>) {
+      a.Push(Json(static_cast<double>(v)));
+    } else {
+      a.Push(JsonArray(v));
+    }
+  }
+  return a;
+}
 
 }  // namespace chai
 

@@ -9,13 +9,7 @@ namespace chai {
 Json PlacementToJson(const HeadPlacement& placement) {
   Json out = Json::MakeObject();
   out.Set("world_size", Json(placement.world_size));
-  Json layers = Json::MakeArray();
-  for (const auto& perm : placement.layer_perm) {
-    Json row = Json::MakeArray();
-    for (int h : perm) row.Push(Json(h));
-    layers.Push(std::move(row));
-  }
-  out.Set("layer_perm", std::move(layers));
+  out.Set("layer_perm", JsonArray(placement.layer_perm));
   return out;
 }
 

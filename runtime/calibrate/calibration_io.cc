@@ -9,17 +9,11 @@
 namespace chai {
 namespace {
 
-Json Ints(const std::vector<int>& v) {
-  Json a = Json::MakeArray();
-  for (int x : v) a.Push(Json(x));
-  return a;
-}
-
 Json Trials(const std::vector<SearchTrial>& trials) {
   Json a = Json::MakeArray();
   for (const SearchTrial& t : trials) {
     Json j = Json::MakeObject();
-    j.Set("schedule", Ints(t.schedule));
+    j.Set("schedule", JsonArray(t.schedule));
     j.Set("perplexity", Json(t.perplexity));
     j.Set("ratio_bound", Json(t.ratio_bound));
     j.Set("accepted", Json(t.accepted));
@@ -55,12 +49,12 @@ Json ScheduleJson(const CalibrationResult& result, const CalibrationSource& sour
   const CalibrateOptions& o = source.options;
   const std::string data = std::filesystem::path(source.data).filename().string();
   Json out = Json::MakeObject();
-  out.Set("layer_clusters", Ints(result.schedule));
+  out.Set("layer_clusters", JsonArray(result.schedule));
   out.Set("calibrated", Json(true));
   out.Set("note", Json(o.budget_percent >= 0
                            ? absl::StrFormat("chai calibrate on %s, budget %g%%", data, o.budget_percent)
                            : absl::StrFormat("chai calibrate on %s, knee of the elbow curves (no budget)", data)));
-  out.Set("knee_clusters", Ints(result.knee));
+  out.Set("knee_clusters", JsonArray(result.knee));
   Json cal = Json::MakeObject();
   cal.Set("data", Json(source.data));
   cal.Set("tokens", Json(result.total_tokens));
@@ -69,7 +63,7 @@ Json ScheduleJson(const CalibrationResult& result, const CalibrationSource& sour
   cal.Set("cluster", Json(source.cluster_method));
   cal.Set("split", Json("windows 0, 2, 4, ... calibrate (samples, search); windows 1, 3, 5, ... are held out"));
   cal.Set("first_layer", Json(o.first_layer));
-  cal.Set("redundancy_order", Ints(result.order));
+  cal.Set("redundancy_order", JsonArray(result.order));
   if (result.search) {
     Json s = Json::MakeObject();
     s.Set("budget_percent", Json(o.budget_percent));
@@ -106,18 +100,8 @@ Json AffinityJson(const CalibrationResult& result) {
   out.Set("layers", Json(static_cast<int64_t>(result.affinity.size())));
   out.Set("heads", Json(static_cast<int64_t>(result.affinity.empty() ? 0 : result.affinity[0].size())));
   out.Set("samples", Json(result.samples));
-  out.Set("layer_clusters", Ints(result.schedule));
-  Json layers = Json::MakeArray();
-  for (const auto& m : result.affinity) {
-    Json rows = Json::MakeArray();
-    for (const auto& r : m) {
-      Json row = Json::MakeArray();
-      for (double x : r) row.Push(Json(x));
-      rows.Push(std::move(row));
-    }
-    layers.Push(std::move(rows));
-  }
-  out.Set("affinity", std::move(layers));
+  out.Set("layer_clusters", JsonArray(result.schedule));
+  out.Set("affinity", JsonArray(result.affinity));
   return out;
 }
 

@@ -57,12 +57,6 @@ struct Mode {
   const ChaiPolicy* chai;  // null: dense
 };
 
-Json Ints(const std::vector<int>& v) {
-  Json a = Json::MakeArray();
-  for (int x : v) a.Push(Json(x));
-  return a;
-}
-
 std::string Relative(double value, double base) { return absl::StrFormat("%+.2f%%", 100.0 * (value / base - 1.0)); }
 
 absl::Status WriteJson(const Json& out, const std::string& path) {
@@ -164,9 +158,7 @@ absl::StatusOr<Json> RunPerplexity(const EvalRun& run, const std::vector<int32_t
     j.Set("nll_per_token", Json(r.mean_nll()));
     j.Set("nll_sum", Json(r.nll));
     j.Set("seconds", Json(r.seconds));
-    Json per_window = Json::MakeArray();
-    for (double x : r.window_nll) per_window.Push(Json(x));
-    j.Set("window_nll", std::move(per_window));
+    j.Set("window_nll", JsonArray(r.window_nll));
     ppl.Set(run.modes[m].name, std::move(j));
   }
   return ppl;
@@ -202,13 +194,7 @@ absl::StatusOr<Json> RunMultipleChoice(const EvalRun& run, const std::vector<Cho
     j.Set("acc", Json(r.acc()));
     j.Set("acc_norm", Json(r.acc_norm()));
     j.Set("seconds", Json(r.seconds));
-    Json ll = Json::MakeArray();
-    for (const auto& item : r.loglik) {
-      Json row = Json::MakeArray();
-      for (double x : item) row.Push(Json(x));
-      ll.Push(std::move(row));
-    }
-    j.Set("loglik", std::move(ll));
+    j.Set("loglik", JsonArray(r.loglik));
     mc.Set(run.modes[m].name, std::move(j));
   }
   return mc;
@@ -293,7 +279,7 @@ absl::Status RunEval(const std::vector<std::string>& args) {
   Json out = Json::MakeObject();
   out.Set("model", Json(flags.model.model));
   if (model->chai != nullptr) {
-    out.Set("chai_schedule", Ints(model->chai_schedule.layer_clusters));
+    out.Set("chai_schedule", JsonArray(model->chai_schedule.layer_clusters));
     out.Set("chai_note", Json(model->chai_schedule.note));
   }
   const std::string schedule =

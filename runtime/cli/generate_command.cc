@@ -71,12 +71,6 @@ bool HasTokenizerFiles(const std::string& dir) {
   return fs::exists(dir + "/tokenizer.json") || fs::exists(dir + "/vocab.json") || fs::exists(dir + "/tokenizer.model");
 }
 
-Json IdsJson(const std::vector<int32_t>& ids) {
-  Json a = Json::MakeArray();
-  for (int32_t id : ids) a.Push(Json(static_cast<int64_t>(id)));
-  return a;
-}
-
 // The checkpoint's tokenizer where the model is a directory with one; null otherwise (a bare
 // config with random weights has none).
 absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizerIfAny(const std::string& model) {
@@ -157,28 +151,18 @@ Json PromptLogitsJson(const Tensor& logits) {
   return rows;
 }
 
-Json ClustersJson(const std::vector<std::vector<int>>& clusters) {
-  Json layers = Json::MakeArray();
-  for (const auto& layer : clusters) {
-    Json row = Json::MakeArray();
-    for (int r : layer) row.Push(Json(r));
-    layers.Push(std::move(row));
-  }
-  return layers;
-}
-
 // --json: prompt_ids, output_ids, text (with a tokenizer), and what --dump-logits, --dump-clusters
 // and --stats add.
 Json ReportJson(const Report& r, const GenerateFlags& flags, const Tokenizer* tokenizer,
                 const HeadPlacement& placement) {
   Json out = Json::MakeObject();
-  out.Set("prompt_ids", IdsJson(r.prompt));
-  out.Set("output_ids", IdsJson(r.result.output_ids[0]));
+  out.Set("prompt_ids", JsonArray(r.prompt));
+  out.Set("output_ids", JsonArray(r.result.output_ids[0]));
   if (tokenizer != nullptr) {
     out.Set("text", Json(tokenizer->Decode(r.result.output_ids[0], /*skip_special_tokens=*/true)));
   }
   if (flags.dump_logits) out.Set("prompt_logits", PromptLogitsJson(r.result.prompt_logits[0]));
-  if (flags.dump_clusters) out.Set("clusters", ClustersJson(r.clusters));
+  if (flags.dump_clusters) out.Set("clusters", JsonArray(r.clusters));
   if (!flags.stats) return out;
   const int64_t k_bytes = r.kv.k_per_token, v_bytes = r.kv.v_per_token;
   out.Set("dense_kv_bytes_per_token", Json(r.kv.dense_per_token));
