@@ -138,6 +138,63 @@ bool WantsThroughput(const std::vector<std::string>& args) {
   return false;
 }
 
+// The results table's header (stdout): a mode column first with --compare.
+void PrintTableHeader(bool compare) {
+  std::printf("| %sbatch | input | output | TTFT ms | TPOT ms | tokens/s | floor ms | TPOT/floor | memory floor ms "
+              "| all-reduce floor ms | all-reduce us (bytes) | KV B/token | weights GiB | KV pool GiB | prefill TFLOP/s "
+              "| prefill / GEMM |\n",
+              compare ? "mode | " : "");
+  std::printf("|%s---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n", compare ? "---|" : "");
+  std::fflush(stdout);
+}
+
+// One shape (o.batch, o.input_len) in the modes asked for: the configured one, or dense then CHAI
+// (--compare). Rank 0 prints a row per mode and adds its JSON to `runs`; with --compare a shape
+// that ran in both modes goes to `compared`. `first`: the run's first shape, whose copy bandwidth
+// and weight bytes go to stderr.
+absl::Status RunShape(LoadedModel& m, LatencyBenchOptions o, bool compare, bool rank0, bool first, Json* runs,
+                      std::vector<ComparedShape>* compared) {
+  struct Mode {
+    const char* name;
+    const ChaiPolicy* chai;
+  };
+  std::vector<Mode> modes;
+  if (compare) modes.push_back({"dense", nullptr});
+  modes.push_back({m.chai != nullptr ? "CHAI" : "dense", m.chai.get()});
+  std::vector<LatencyBenchResult> shape_results;
+  for (const Mode& mode : modes) {
+    // The engine's policy too: it gives CHAI layers their kernels' launch hints, which a dense
+    // run must not take (they would run the CHAI passes over dense maps).
+    m.engine->set_attention_policy(mode.chai != nullptr ? m.chai.get() : nullptr);
+    o.chai = mode.chai;
+    const std::string prefix = compare ? absl::StrCat(mode.name, " | ") : std::string();
+    auto r = RunLatencyBench(*m.engine, o);
+    if (absl::IsResourceExhausted(r.status())) {
+      // A shape that does not fit this card is a row of the table, not the end of the run.
+      if (rank0) {
+        std::printf("| %s%d | %d | %d | does not fit: %s |\n", prefix.c_str(), o.batch, o.input_len, o.output_len,
+                    std::string(r.status().message()).c_str());
+      }
+      continue;
+    }
+    if (!r.ok()) return r.status();
+    shape_results.push_back(*r);
+    if (!rank0) continue;
+    PrintRow(prefix, o, *r);
+    Json run = ResultJson(o, *r);
+    if (compare) run.Set("mode", Json(mode.chai != nullptr ? "chai" : "dense"));
+    runs->Push(std::move(run));
+    if (first && &mode == &modes.front()) {
+      std::fprintf(stderr, "copy bandwidth %.1f GB/s; weights read per step %.3f GiB\n", r->copy_bandwidth / 1e9,
+                   r->weight_bytes_read_per_step / double(1 << 30));
+    }
+  }
+  if (compare && shape_results.size() == 2) {
+    compared->push_back({o.batch, o.input_len, shape_results[0], shape_results[1]});
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::Status RunBench(const std::vector<std::string>& args) {
@@ -200,54 +257,16 @@ absl::Status RunBench(const std::vector<std::string>& args) {
     std::printf("model %s, %s, %s, TP=%d (%s), CHAI %s\n", name.c_str(), device.c_str(), model.dtype.c_str(),
                 m->comm->size(), communicator.c_str(), model.chai.c_str());
     PrintTuningEnvironment(tuning);
-    std::printf("| %sbatch | input | output | TTFT ms | TPOT ms | tokens/s | floor ms | TPOT/floor | memory floor ms "
-                "| all-reduce floor ms | all-reduce us (bytes) | KV B/token | weights GiB | KV pool GiB | prefill TFLOP/s "
-                "| prefill / GEMM |\n",
-                compare ? "mode | " : "");
-    std::printf("|%s---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n", compare ? "---|" : "");
-    std::fflush(stdout);
+    PrintTableHeader(compare);
   }
-  // Each shape runs in the modes asked for: the configured one, or dense then CHAI (--compare).
-  struct Mode {
-    const char* name;
-    const ChaiPolicy* chai;
-  };
-  std::vector<Mode> modes;
-  if (compare) modes.push_back({"dense", nullptr});
-  modes.push_back({m->chai != nullptr ? "CHAI" : "dense", m->chai.get()});
   Json runs = Json::MakeArray();
   std::vector<ComparedShape> compared;
   for (int input : *input_list) {
     for (int batch : *batch_list) {
       o.batch = batch;
       o.input_len = input;
-      std::vector<LatencyBenchResult> shape_results;
-      for (const Mode& mode : modes) {
-        // The engine's policy too: it gives CHAI layers their kernels' launch hints, which a dense
-        // run must not take (they would run the CHAI passes over dense maps).
-        m->engine->set_attention_policy(mode.chai != nullptr ? m->chai.get() : nullptr);
-        o.chai = mode.chai;
-        const std::string prefix = compare ? absl::StrCat(mode.name, " | ") : std::string();
-        auto r = RunLatencyBench(*m->engine, o);
-        if (absl::IsResourceExhausted(r.status())) {
-          // A shape that does not fit this card is a row of the table, not the end of the run.
-          if (rank0) std::printf("| %s%d | %d | %d | does not fit: %s |\n", prefix.c_str(), batch, input, o.output_len,
-                                 std::string(r.status().message()).c_str());
-          continue;
-        }
-        if (!r.ok()) return r.status();
-        shape_results.push_back(*r);
-        if (!rank0) continue;
-        PrintRow(prefix, o, *r);
-        Json run = ResultJson(o, *r);
-        if (compare) run.Set("mode", Json(mode.chai != nullptr ? "chai" : "dense"));
-        runs.Push(std::move(run));
-        if (batch == batch_list->front() && input == input_list->front() && &mode == &modes.front()) {
-          std::fprintf(stderr, "copy bandwidth %.1f GB/s; weights read per step %.3f GiB\n", r->copy_bandwidth / 1e9,
-                       r->weight_bytes_read_per_step / double(1 << 30));
-        }
-      }
-      if (compare && shape_results.size() == 2) compared.push_back({batch, input, shape_results[0], shape_results[1]});
+      const bool first = batch == batch_list->front() && input == input_list->front();
+      if (auto s = RunShape(*m, o, compare, rank0, first, &runs, &compared); !s.ok()) return s;
     }
   }
   if (rank0 && compare) PrintComparison(model.chai, compared);
