@@ -111,27 +111,40 @@ struct EvalRun {
   bool rank0;
 };
 
+// evaluate(mode, progress callback) in each of the run's modes, with a progress line per mode;
+// the first error ends it.
+template <typename Result, typename Evaluate>
+absl::StatusOr<std::vector<Result>> InEachMode(const EvalRun& run, const std::string& what, const char* unit,
+                                               Evaluate evaluate) {
+  std::vector<Result> results;
+  for (const Mode& mode : run.modes) {
+    Progress progress(what + " " + mode.name, unit, run.rank0 && !run.flags.quiet);
+    absl::StatusOr<Result> r = evaluate(mode, progress.Callback());
+    if (!r.ok()) return r.status();
+    results.push_back(std::move(*r));
+  }
+  return results;
+}
+
 // Perplexity over the windows in each mode: the table on stdout (rank 0) and its JSON.
 absl::StatusOr<Json> RunPerplexity(const EvalRun& run, const std::vector<int32_t>& ids,
                                    const std::vector<TextWindow>& windows, int stride) {
   const EvalFlags& flags = run.flags;
-  std::vector<PerplexityResult> results;
   int64_t scored = 0;
   for (const TextWindow& w : windows) scored += w.scored();
   if (run.rank0 && !flags.quiet) {
     std::fprintf(stderr, "eval: %zu tokens, %zu windows of %d (stride %d), %lld scored\n", ids.size(), windows.size(),
                  flags.window, stride, static_cast<long long>(scored));
   }
-  for (const Mode& mode : run.modes) {
-    Progress progress("perplexity " + mode.name, "windows", run.rank0 && !flags.quiet);
+  auto evaluated = InEachMode<PerplexityResult>(run, "perplexity", "windows", [&](const Mode& mode, auto progress) {
     PerplexityOptions options;
     options.batch = flags.batch;
     options.chai = mode.chai;
-    options.progress = progress.Callback();
-    auto r = EvaluatePerplexity(*run.model.engine, ids, windows, options);
-    if (!r.ok()) return r.status();
-    results.push_back(std::move(*r));
-  }
+    options.progress = std::move(progress);
+    return EvaluatePerplexity(*run.model.engine, ids, windows, options);
+  });
+  if (!evaluated.ok()) return evaluated.status();
+  const std::vector<PerplexityResult>& results = *evaluated;
   Json ppl = Json::MakeObject();
   ppl.Set("data", Json(flags.data));
   ppl.Set("window", Json(flags.window));
@@ -168,16 +181,15 @@ absl::StatusOr<Json> RunPerplexity(const EvalRun& run, const std::vector<int32_t
 absl::StatusOr<Json> RunMultipleChoice(const EvalRun& run, const std::vector<ChoiceItem>& items,
                                        const std::vector<std::vector<ChoiceRequest>>& requests) {
   const EvalFlags& flags = run.flags;
-  std::vector<MultipleChoiceResult> results;
-  for (const Mode& mode : run.modes) {
-    Progress progress("multiple choice " + mode.name, "items", run.rank0 && !flags.quiet);
+  auto evaluate = [&](const Mode& mode, auto progress) {
     MultipleChoiceOptions options;
     options.chai = mode.chai;
-    options.progress = progress.Callback();
-    auto r = EvaluateMultipleChoice(*run.model.engine, items, requests, options);
-    if (!r.ok()) return r.status();
-    results.push_back(std::move(*r));
-  }
+    options.progress = std::move(progress);
+    return EvaluateMultipleChoice(*run.model.engine, items, requests, options);
+  };
+  auto evaluated = InEachMode<MultipleChoiceResult>(run, "multiple choice", "items", evaluate);
+  if (!evaluated.ok()) return evaluated.status();
+  const std::vector<MultipleChoiceResult>& results = *evaluated;
   Json mc = Json::MakeObject();
   mc.Set("task", Json(flags.task));
   mc.Set("items", Json(static_cast<int64_t>(items.size())));
