@@ -9,8 +9,8 @@
 namespace chai {
 
 // Copy bandwidth of `device` memory in bytes/s, counting bytes read plus bytes written (the
-// memory traffic), from the median of several copies of a `bytes`-sized buffer
-// (device-to-device on CUDA, memcpy on the host).
+// memory traffic), from the fastest of several copies of a `bytes`-sized buffer after a few
+// untimed ones (device-to-device on CUDA, memcpy on the host).
 double MeasureCopyBandwidth(Device device, size_t bytes);
 
 // The time to read `bytes` once at the measured copy rate. A copy moves each byte twice (read
