@@ -10,7 +10,11 @@ namespace chai {
 
 // Copy bandwidth of `device` memory in bytes/s, counting bytes read plus bytes written (the
 // memory traffic), from the fastest of several copies of a `bytes`-sized buffer after a few
-// untimed ones (device-to-device on CUDA, memcpy on the host).
+// untimed ones (device-to-device on CUDA, memcpy on the host). On CUDA, where two buffers of
+// `bytes` do not fit, the largest halving down to 64 MiB that does; 0 where none does.
+// Larger copies measure higher and steadier on an H200 (benchmarks/results/stream-h200.md: 1 GiB
+// 4200-4261 GB/s, 256 MiB 4054-4154 in the same process): a copy's fixed start is a smaller
+// share of it. Floors of the decode step use 1 GiB on CUDA.
 double MeasureCopyBandwidth(Device device, size_t bytes);
 
 // The time to read `bytes` once at the measured copy rate. A copy moves each byte twice (read

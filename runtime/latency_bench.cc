@@ -101,7 +101,13 @@ absl::StatusOr<LatencyBenchResult> RunLatencyBench(Engine& engine, const Latency
   // Decode step j (1..O-1) attends over I + j positions; use the mean context.
   const double mean_context = o.input_len + o.output_len / 2.0;
   r.kv_bytes_read_per_step = static_cast<double>(r.kv_bytes_per_token) * mean_context * o.batch;
-  r.copy_bandwidth = MeasureCopyBandwidth(engine.kv_pool().storage().device(), size_t{1} << 28);
+  // 1 GiB copies on a GPU (steadier and closer to the rate a step's 3-30 GiB stream sees than
+  // 256 MiB ones, bandwidth.h); 256 MiB on the host, where a copy takes tens of ms.
+  const Device device = engine.kv_pool().storage().device();
+  r.copy_bandwidth = MeasureCopyBandwidth(device, device == Device::kCuda ? size_t{1} << 30 : size_t{1} << 28);
+  if (r.copy_bandwidth <= 0) {
+    return absl::ResourceExhaustedError("cannot measure the copy bandwidth: no room for two 64 MiB buffers on the device");
+  }
   r.memory_floor_s = FloorSeconds(r.weight_bytes_read_per_step + r.kv_bytes_read_per_step, r.copy_bandwidth);
   Communicator& comm = *engine.comm();
   if (comm.size() > 1) {
