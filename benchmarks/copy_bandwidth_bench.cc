@@ -23,28 +23,6 @@
 
 namespace {
 
-#ifdef CHAI_WITH_CUDA
-// MeasureCopyBandwidth's timing (4 untimed copies, the fastest of 24) on buffers the caller keeps.
-double KeptBuffersBandwidth(void* dst, const void* src, size_t bytes) {
-  cudaEvent_t start, stop;
-  cudaEventCreate(&start);
-  cudaEventCreate(&stop);
-  float best = 0;
-  for (int i = 0; i < 28; ++i) {
-    cudaEventRecord(start);
-    cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice);
-    cudaEventRecord(stop);
-    cudaEventSynchronize(stop);
-    float ms = 0;
-    cudaEventElapsedTime(&ms, start, stop);
-    if (i >= 4 && (best == 0 || ms < best)) best = ms;
-  }
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
-  return 2.0 * static_cast<double>(bytes) / (best / 1e3);
-}
-#endif
-
 void PrintSpread(const char* name, std::vector<double> gbs) {
   std::sort(gbs.begin(), gbs.end());
   std::printf("%s: min %.1f, median %.1f, max %.1f GB/s (max / min %.3f)\n", name, gbs.front(), gbs[gbs.size() / 2],
@@ -101,7 +79,7 @@ int main(int argc, char** argv) {
     std::printf("| %d | %.1f | %.1f |", r + 1, fresh_small.back(), fresh_large.back());
 #ifdef CHAI_WITH_CUDA
     if (cuda) {
-      kept.push_back(KeptBuffersBandwidth(dst, src, small) / 1e9);
+      kept.push_back(chai::CudaCopyBandwidthOn(dst, src, small) / 1e9);
       std::printf(" %.1f |", kept.back());
     }
 #endif

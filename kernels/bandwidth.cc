@@ -58,6 +58,17 @@ bool AllocatePair(size_t* bytes, void** src, void** dst) {
 double CudaCopyBandwidth(size_t bytes) {
   void *src = nullptr, *dst = nullptr;
   if (!AllocatePair(&bytes, &src, &dst)) return 0;
+  const double rate = CudaCopyBandwidthOn(dst, src, bytes);
+  cudaFree(src);
+  cudaFree(dst);
+  return rate;
+}
+#endif
+
+}  // namespace
+
+#ifdef CHAI_WITH_CUDA
+double CudaCopyBandwidthOn(void* dst, const void* src, size_t bytes) {
   cudaEvent_t start, stop;
   cudaEventCreate(&start);
   cudaEventCreate(&stop);
@@ -73,13 +84,9 @@ double CudaCopyBandwidth(size_t bytes) {
   }
   cudaEventDestroy(start);
   cudaEventDestroy(stop);
-  cudaFree(src);
-  cudaFree(dst);
   return 2.0 * bytes / Fastest(times);
 }
 #endif
-
-}  // namespace
 
 double MeasureCopyBandwidth(Device device, size_t bytes) {
 #ifdef CHAI_WITH_CUDA

@@ -17,6 +17,12 @@ namespace chai {
 // share of it. Floors of the decode step use 1 GiB on CUDA.
 double MeasureCopyBandwidth(Device device, size_t bytes);
 
+#ifdef CHAI_WITH_CUDA
+// MeasureCopyBandwidth's timing on two device buffers of `bytes` that the caller owns (to tell
+// where a buffer lands from when it is copied: benchmarks/copy_bandwidth_bench.cc).
+double CudaCopyBandwidthOn(void* dst, const void* src, size_t bytes);
+#endif
+
 // The time to read `bytes` once at the measured copy rate. A copy moves each byte twice (read
 // and write), so reading alone at the same memory throughput takes bytes / copy_bandwidth.
 inline double FloorSeconds(double bytes, double copy_bandwidth) { return bytes / copy_bandwidth; }
