@@ -5,8 +5,9 @@
 // T <= 8), each called directly, and a sweep of the GEMV's launch configurations (fp16); last,
 // ops::LinearFused against the plain GEMV at the fusions the engine uses.
 //
-//   gemm_bench [samples=20] [fused | shards]   (fused: only the LinearFused and QkvLinearAppend tables, the
-//   last two; shards: only the configurations at the tensor-parallel shards, ShardsTable)
+//   gemm_bench [samples=20] [fused | shards | bulk]   (fused: only the LinearFused and QkvLinearAppend tables,
+//   the last two; shards: only the configurations at the tensor-parallel shards, ShardsTable; bulk: the
+//   experimental bulk-copy GEMV against the default there, BulkTable)
 //
 // Each sample is one CUDA-event-timed pass over several weight copies (together well past the
 // L2 cache, so decode GEMMs stream their weights from DRAM as in a real decode step); the
@@ -349,8 +350,41 @@ void QkvAppendTable(int samples, double copy_gbs, int l2_bytes) {
 // of resident CTAs, how evenly its warps share a CTA's K span), then every configuration.
 // (Splitting K over more CTAs than the plan does was swept here too, on an H200: slower at every
 // shape, 2-15 us, since each CTA's work shrinks to a round trip or two; gemm-h200.md.)
-void ShardsTable(int samples, double copy_gbs, int l2_bytes, int sms) {
-  const DecodeShape shapes[] = {
+// One shard's operands for a table of GEMV timings: weight copies past 4x L2 (every call reads
+// DRAM), x [t, k] and out [t, n] per copy; `ref` is the default GEMV's output of copy 0, against
+// which each timed launch's output of copy 0 is checked.
+struct ShardOperands {
+  std::vector<Tensor> weights, xs, outs;
+  Tensor ref;
+  double bytes;  // W, x and out once
+  int copies() const { return static_cast<int>(weights.size()); }
+  // "  us/ pct%" plus "*" for the default and "!" where outs[0] is off the reference.
+  void PrintCell(double us, double copy_gbs, bool is_default) const {
+    Check(cudaStreamSynchronize(cuda::CurrentStream()), "cudaStreamSynchronize");
+    std::printf("  %6.1f/%3.0f%%%s%s", us, 100.0 * bytes / (us * 1e-6) / 1e9 / copy_gbs, is_default ? "*" : " ",
+                RelErr(outs[0], ref) < 1e-2 ? " " : "!");
+  }
+};
+
+ShardOperands MakeShardOperands(const DecodeShape& s, int64_t t, int l2_bytes, uint64_t& state) {
+  ShardOperands o;
+  const double weight_bytes = 2.0 * s.n * s.k;
+  const int copies = std::max(2, static_cast<int>(4.0 * l2_bytes / weight_bytes) + 1);
+  for (int c = 0; c < copies; ++c) {
+    o.weights.push_back(FastRandom({s.n, s.k}, DType::kF16, 1.f / 64, state));
+    o.xs.push_back(FastRandom({t, s.k}, DType::kF16, 1.f, state));
+    o.outs.push_back(Tensor::Empty({t, s.n}, DType::kF16, Device::kCuda));
+  }
+  cuda::Gemv(o.xs[0], o.weights[0], Tensor(), &o.outs[0]);
+  o.ref = o.outs[0].To(Device::kCpu);
+  o.bytes = 2.0 * (t * s.k + s.n * s.k + t * s.n);
+  return o;
+}
+
+// The GEMV shapes of every tensor-parallel shard the engine runs (LLaMA-7B at TP = 1, 2, 4; OPT-66B
+// at TP = 4).
+std::vector<DecodeShape> ShardShapes() {
+  return {
       {"llama tp1 qkv", 4096, 12288},   {"llama tp1 o", 4096, 4096},      {"llama tp1 gate|up", 4096, 22016},
       {"llama tp1 down", 11008, 4096},  {"llama tp2 qkv", 4096, 6144},    {"llama tp2 o", 2048, 4096},
       {"llama tp2 gate|up", 4096, 11008}, {"llama tp2 down", 5504, 4096}, {"llama tp4 qkv", 4096, 3072},
@@ -358,6 +392,10 @@ void ShardsTable(int samples, double copy_gbs, int l2_bytes, int sms) {
       {"opt66b tp4 qkv", 9216, 6912},   {"opt66b tp4 o", 2304, 9216},     {"opt66b tp4 fc1", 9216, 9216},
       {"opt66b tp4 fc2", 9216, 9216},   {"opt66b tp4 lm_head", 9216, 12568},
   };
+}
+
+void ShardsTable(int samples, double copy_gbs, int l2_bytes, int sms) {
+  const std::vector<DecodeShape> shapes = ShardShapes();
   const int variants = cuda::GemvNumVariants();
   uint64_t state = 0x5EED5EEDull;
   std::printf("\nGEMV configurations at the TP shards, fp16, T=1 (us / %% of copy bandwidth %.0f GB/s; * = the "
@@ -368,27 +406,47 @@ void ShardsTable(int samples, double copy_gbs, int l2_bytes, int sms) {
   std::printf("\n");
   for (const DecodeShape& s : shapes) {
     const cuda::GemvShapePlan plan = cuda::GemvPlan(s.k, s.n);
-    const double weight_bytes = 2.0 * s.n * s.k;
-    const int copies = std::max(2, static_cast<int>(4.0 * l2_bytes / weight_bytes) + 1);
-    std::vector<Tensor> weights, xs, outs;
-    for (int c = 0; c < copies; ++c) {
-      weights.push_back(FastRandom({s.n, s.k}, DType::kF16, 1.f / 64, state));
-      xs.push_back(FastRandom({1, s.k}, DType::kF16, 1.f, state));
-      outs.push_back(Tensor::Empty({1, s.n}, DType::kF16, Device::kCuda));
-    }
-    cuda::Gemv(xs[0], weights[0], Tensor(), &outs[0]);
-    const Tensor ref = outs[0].To(Device::kCpu);
-    const double bytes = 2.0 * (s.k + s.n * s.k + s.n);
+    ShardOperands ops = MakeShardOperands(s, 1, l2_bytes, state);
     std::printf("%-22s %6lld %5.2f %7.2f", s.name, static_cast<long long>(plan.row_blocks),
                 plan.row_blocks * plan.splits / (double(sms) * plan.ctas_per_sm), plan.warp_balance);
     for (int v = 0; v < variants; ++v) {
-      const double us = MicrosPerCopy(samples, copies, [&](int c) { cuda::Gemv(xs[c], weights[c], Tensor(), &outs[c], v); });
-      Check(cudaStreamSynchronize(cuda::CurrentStream()), "cudaStreamSynchronize");
+      const double us = MicrosPerCopy(samples, ops.copies(),
+                                      [&](int c) { cuda::Gemv(ops.xs[c], ops.weights[c], Tensor(), &ops.outs[c], v); });
       const bool is_default = std::string(cuda::GemvVariantName(v)) == plan.variant;
-      std::printf("  %6.1f/%3.0f%%%s%s", us, 100.0 * bytes / (us * 1e-6) / 1e9 / copy_gbs, is_default ? "*" : " ",
-                  RelErr(outs[0], ref) < 1e-2 ? " " : "!");
+      ops.PrintCell(us, copy_gbs, is_default);
     }
     std::printf("\n");
+  }
+}
+
+// The experimental bulk-copy GEMV (cuda::GemvBulk, kernels/cuda/gemv_bulk.cu) against the default
+// GEMV at the shards, fp16, T = 1 and 4: does streaming W through the copy engine into a
+// shared-memory ring reach the copy bandwidth where every thread's loads stay at 80-85%?
+void BulkTable(int samples, double copy_gbs, int l2_bytes) {
+  uint64_t state = 0xB01Cull;
+  std::printf("\nBulk-copy GEMV against the default at the TP shards, fp16 (us / %% of copy bandwidth %.0f GB/s; "
+              "! = differs from the default's output by a relative error >= 1e-2)\n%-22s %2s %15s",
+              copy_gbs, "shape", "T", "default");
+  for (int v = 0; v < cuda::kGemvBulkVariants; ++v) std::printf(" %15s", cuda::GemvBulkVariantName(v));
+  std::printf("\n");
+  for (const DecodeShape& s : ShardShapes()) {
+    for (int64_t t : {1, 4}) {
+      ShardOperands ops = MakeShardOperands(s, t, l2_bytes, state);
+      std::printf("%-22s %2lld", s.name, static_cast<long long>(t));
+      const double us = MicrosPerCopy(samples, ops.copies(),
+                                      [&](int c) { cuda::Gemv(ops.xs[c], ops.weights[c], Tensor(), &ops.outs[c]); });
+      ops.PrintCell(us, copy_gbs, true);
+      if (!cuda::GemvBulkApplies(ops.xs[0], ops.weights[0])) {
+        std::printf("  (bulk: does not apply)\n");
+        continue;
+      }
+      for (int v = 0; v < cuda::kGemvBulkVariants; ++v) {
+        const double bulk_us = MicrosPerCopy(
+            samples, ops.copies(), [&](int c) { cuda::GemvBulk(ops.xs[c], ops.weights[c], &ops.outs[c], v); });
+        ops.PrintCell(bulk_us, copy_gbs, false);
+      }
+      std::printf("\n");
+    }
   }
 }
 
@@ -409,6 +467,10 @@ int Run(int samples, const std::string& mode) {
   }
   if (mode == "shards") {
     ShardsTable(samples, copy_gbs, prop.l2CacheSize, prop.multiProcessorCount);
+    return 0;
+  }
+  if (mode == "bulk") {
+    BulkTable(samples, copy_gbs, prop.l2CacheSize);
     return 0;
   }
 
@@ -460,8 +522,8 @@ int main(int argc, char** argv) {
   }
   const int samples = argc > 1 ? std::max(1, std::atoi(argv[1])) : 20;
   const std::string mode = argc > 2 ? argv[2] : "";
-  if (!mode.empty() && mode != "fused" && mode != "shards") {
-    std::fprintf(stderr, "gemm_bench: unknown mode '%s' (expected fused or shards)\n", mode.c_str());
+  if (!mode.empty() && mode != "fused" && mode != "shards" && mode != "bulk") {
+    std::fprintf(stderr, "gemm_bench: unknown mode '%s' (expected fused, shards or bulk)\n", mode.c_str());
     return 2;
   }
   return chai::Run(samples, mode);
