@@ -5,9 +5,8 @@
 // T <= 8), each called directly, and a sweep of the GEMV's launch configurations (fp16); last,
 // ops::LinearFused against the plain GEMV at the fusions the engine uses.
 //
-//   gemm_bench [samples=20] [fused | shards | bulk]   (fused: only the LinearFused and QkvLinearAppend tables,
-//   the last two; shards: only the configurations at the tensor-parallel shards, ShardsTable; bulk: the
-//   experimental bulk-copy GEMV against the default there, BulkTable)
+//   gemm_bench [samples=20] [fused | shards]   (fused: only the LinearFused and QkvLinearAppend tables, the
+//   last two; shards: only the configurations at the tensor-parallel shards, ShardsTable)
 //
 // Each sample is one CUDA-event-timed pass over several weight copies (together well past the
 // L2 cache, so decode GEMMs stream their weights from DRAM as in a real decode step); the
@@ -419,37 +418,6 @@ void ShardsTable(int samples, double copy_gbs, int l2_bytes, int sms) {
   }
 }
 
-// The experimental bulk-copy GEMV (cuda::GemvBulk, kernels/cuda/gemv_bulk.cu) against the default
-// GEMV at the shards, fp16, T = 1 and 4: does streaming W through the copy engine into a
-// shared-memory ring reach the copy bandwidth where every thread's loads stay at 80-85%?
-void BulkTable(int samples, double copy_gbs, int l2_bytes) {
-  uint64_t state = 0xB01Cull;
-  std::printf("\nBulk-copy GEMV against the default at the TP shards, fp16 (us / %% of copy bandwidth %.0f GB/s; "
-              "! = differs from the default's output by a relative error >= 1e-2)\n%-22s %2s %15s",
-              copy_gbs, "shape", "T", "default");
-  for (int v = 0; v < cuda::kGemvBulkVariants; ++v) std::printf(" %15s", cuda::GemvBulkVariantName(v));
-  std::printf("\n");
-  for (const DecodeShape& s : ShardShapes()) {
-    for (int64_t t : {1, 4}) {
-      ShardOperands ops = MakeShardOperands(s, t, l2_bytes, state);
-      std::printf("%-22s %2lld", s.name, static_cast<long long>(t));
-      const double us = MicrosPerCopy(samples, ops.copies(),
-                                      [&](int c) { cuda::Gemv(ops.xs[c], ops.weights[c], Tensor(), &ops.outs[c]); });
-      ops.PrintCell(us, copy_gbs, true);
-      if (!cuda::GemvBulkApplies(ops.xs[0], ops.weights[0])) {
-        std::printf("  (bulk: does not apply)\n");
-        continue;
-      }
-      for (int v = 0; v < cuda::kGemvBulkVariants; ++v) {
-        const double bulk_us = MicrosPerCopy(
-            samples, ops.copies(), [&](int c) { cuda::GemvBulk(ops.xs[c], ops.weights[c], &ops.outs[c], v); });
-        ops.PrintCell(bulk_us, copy_gbs, false);
-      }
-      std::printf("\n");
-    }
-  }
-}
-
 int Run(int samples, const std::string& mode) {
   cudaDeviceProp prop;
   int device = 0;
@@ -467,10 +435,6 @@ int Run(int samples, const std::string& mode) {
   }
   if (mode == "shards") {
     ShardsTable(samples, copy_gbs, prop.l2CacheSize, prop.multiProcessorCount);
-    return 0;
-  }
-  if (mode == "bulk") {
-    BulkTable(samples, copy_gbs, prop.l2CacheSize);
     return 0;
   }
 
@@ -522,8 +486,8 @@ int main(int argc, char** argv) {
   }
   const int samples = argc > 1 ? std::max(1, std::atoi(argv[1])) : 20;
   const std::string mode = argc > 2 ? argv[2] : "";
-  if (!mode.empty() && mode != "fused" && mode != "shards" && mode != "bulk") {
-    std::fprintf(stderr, "gemm_bench: unknown mode '%s' (expected fused, shards or bulk)\n", mode.c_str());
+  if (!mode.empty() && mode != "fused" && mode != "shards") {
+    std::fprintf(stderr, "gemm_bench: unknown mode '%s' (expected fused or shards)\n", mode.c_str());
     return 2;
   }
   return chai::Run(samples, mode);

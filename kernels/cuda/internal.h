@@ -54,14 +54,6 @@ GemvShapePlan GemvPlan(int64_t k, int64_t n, int variant = -1);
 bool GemvFusedApplies(const Tensor& x, const Tensor& weight, const Tensor& bias, const ops::LinearFusion& fusion);
 void GemvFused(const Tensor& x, const Tensor& weight, const Tensor& bias, const ops::LinearFusion& fusion, Tensor* out);
 
-// gemv_bulk.cu: an experimental GEMV whose weights arrive by bulk copies into a shared-memory ring
-// (gemm_bench's `bulk` table; not used by Linear). Applies where GemvApplies does, on sm_90, with
-// K % 32 == 0; no bias. `variant` 0 .. kGemvBulkVariants - 1 picks the ring.
-constexpr int kGemvBulkVariants = 3;
-const char* GemvBulkVariantName(int variant);
-bool GemvBulkApplies(const Tensor& x, const Tensor& weight);
-void GemvBulk(const Tensor& x, const Tensor& weight, Tensor* out, int variant);
-
 // linear.cc: Linear through cuBLASLt only (the path for T > kGemvMaxTokens, fp32 and operands
 // GemvApplies rejects), for benchmarks and tests that compare the two.
 void LinearCublasLt(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor* out);
