@@ -4,6 +4,10 @@
 # into one results-*.tar.gz (see pack below). Each mode is a file of gpu_check/ (sourced below).
 #   run(command="source .device-kit/env.sh && bash benchmarks/scripts/gpu_check.sh MODE...",
 #       carry=[".device-kit"])
+# The machine's copy of .git can lag the files it gets (then every build calls itself the older
+# commit, "-dirty"): start the command with CHAI_BUILD_REVISION=<the hash `git rev-parse --short=12
+# HEAD` prints here> so that `chai --version`, the bench headers and their JSON name the tree built
+# (cmake/build_info.cmake).
 # Modes (several may be given; `all` = test bench e2e chai): test, bench, sdpa, e2e, chai,
 # throughput, tiny (opt-tiny-docs engine tests; need ./shared), pending (CUDA-path code not yet run on a GPU), pdl (tests under CHAI_PDL=1; also part of test), profile (per-kernel time of a decode
 # step, ncu), tp (multi-GPU: all-reduce latency, LLaMA-7B TP scaling), opt66b (OPT-66B at TP=4),
