@@ -192,7 +192,19 @@ void Scheduler::Finish(std::unique_ptr<Entry> e, FinishReason reason, absl::Stat
 }
 
 absl::Status Scheduler::Step() {
-  // Admission: FIFO, requests that have arrived, while the estimated free blocks allow.
+  AdmitArrived();
+  if (running_.empty()) return absl::OkStatus();
+  Batch batch = PlanBatch();
+  absl::StatusOr<bool> ran = ForwardPreempting(&batch);
+  if (!ran.ok()) return ran.status();
+  if (!*ran) return absl::OkStatus();  // preemption emptied the step, or ended its only request
+  RecordStep();
+  TakeTokens(batch);
+  return absl::OkStatus();
+}
+
+// Admission: FIFO, requests that have arrived, while the estimated free blocks allow.
+void Scheduler::AdmitArrived() {
   const double now = clock_->Now();
   int64_t budget = engine_->kv_pool().free_blocks() - Outstanding();
   while (!waiting_.empty() && waiting_.front()->req.arrival_time <= now) {
@@ -207,12 +219,12 @@ absl::Status Scheduler::Step() {
     running_.push_back(std::move(waiting_.front()));
     waiting_.pop_front();
   }
-  if (running_.empty()) return absl::OkStatus();
+}
 
-  // The step: a decode token for every sequence whose cache lacks only its last token, and
-  // prefill chunks (oldest first) within the prompt-token budget.
-  std::vector<StepInput> inputs;
-  std::vector<Entry*> owners;
+// A decode token for every sequence whose cache lacks only its last token, and prefill chunks
+// (oldest first) within the prompt-token budget.
+Scheduler::Batch Scheduler::PlanBatch() const {
+  Batch batch;
   int prefill_budget = std::max(1, options_.max_prefill_tokens_per_step);
   for (const auto& e : running_) {
     const int64_t cached = e->cached();
@@ -223,68 +235,78 @@ absl::Status Scheduler::Step() {
       if (n == 0) continue;
       prefill_budget -= static_cast<int>(n);
     }
-    inputs.push_back({e->seq.get(), std::vector<int32_t>(e->tokens.begin() + cached, e->tokens.begin() + cached + n)});
-    owners.push_back(e.get());
+    batch.inputs.push_back(
+        {e->seq.get(), std::vector<int32_t>(e->tokens.begin() + cached, e->tokens.begin() + cached + n)});
+    batch.owners.push_back(e.get());
   }
-
   // A step of greedy requests only needs each one's argmax: the engine returns ids, not logits.
-  const bool greedy_ids = std::all_of(owners.begin(), owners.end(), [](Entry* e) { return e->sampler.greedy(); });
-  absl::StatusOr<Tensor> logits;
-  std::vector<int32_t> ids;
-  auto forward = [&]() -> absl::Status {
-    if (!greedy_ids) {
-      logits = engine_->Forward(absl::MakeSpan(inputs), false);
-      return logits.status();
-    }
-    auto r = engine_->ForwardGreedy(absl::MakeSpan(inputs));
-    if (r.ok()) ids = std::move(*r);
-    return r.status();
-  };
+  batch.greedy_ids =
+      std::all_of(batch.owners.begin(), batch.owners.end(), [](Entry* e) { return e->sampler.greedy(); });
+  return batch;
+}
 
-  // A full cache preempts the youngest running request (recompute later) until the step fits.
+// The engine pass; a full cache preempts the youngest running request (recompute later) and
+// retries until the pass fits. False where no pass ran: the preemptions emptied the batch, or
+// its only request can never fit (finished with the error).
+absl::StatusOr<bool> Scheduler::ForwardPreempting(Batch* batch) {
   while (true) {
-    const absl::Status status = forward();
-    if (status.ok()) break;
+    absl::Status status;
+    if (batch->greedy_ids) {
+      auto r = engine_->ForwardGreedy(absl::MakeSpan(batch->inputs));
+      if (r.ok()) batch->ids = std::move(*r);
+      status = r.status();
+    } else {
+      auto r = engine_->Forward(absl::MakeSpan(batch->inputs), false);
+      if (r.ok()) batch->logits = std::move(*r);
+      status = r.status();
+    }
+    if (status.ok()) return true;
     if (!absl::IsResourceExhausted(status)) return status;
     if (running_.size() == 1) {  // alone and still too big: it can never run
       std::unique_ptr<Entry> e = std::move(running_[0]);
       running_.clear();
       Finish(std::move(e), FinishReason::kError, status);
-      return absl::OkStatus();
+      return false;
     }
     Entry* victim = running_.back().get();
-    for (size_t j = 0; j < owners.size(); ++j) {
-      if (owners[j] != victim) continue;
-      owners.erase(owners.begin() + static_cast<std::ptrdiff_t>(j));
-      inputs.erase(inputs.begin() + static_cast<std::ptrdiff_t>(j));
+    for (size_t j = 0; j < batch->owners.size(); ++j) {
+      if (batch->owners[j] != victim) continue;
+      batch->owners.erase(batch->owners.begin() + static_cast<std::ptrdiff_t>(j));
+      batch->inputs.erase(batch->inputs.begin() + static_cast<std::ptrdiff_t>(j));
       break;
     }
     Preempt(running_.size() - 1);
-    if (inputs.empty()) return absl::OkStatus();
+    if (batch->inputs.empty()) return false;
   }
+}
 
+void Scheduler::RecordStep() {
   ++stats_.steps;
   const KvBlockPool& pool = engine_->kv_pool();
   const double used = 1.0 - static_cast<double>(pool.free_blocks()) / static_cast<double>(pool.num_blocks());
   stats_.kv_utilisation_sum += used;
   stats_.kv_utilisation_peak = std::max(stats_.kv_utilisation_peak, used);
+}
 
-  // Sample where a step reached the end of a sequence's tokens; finish on stop token or length.
+// Samples where the pass reached the end of a sequence's tokens; finishes on a stop token or the
+// length.
+void Scheduler::TakeTokens(const Batch& batch) {
   const double t = clock_->Now();
   const int64_t vocab = engine_->config().vocab_size;
   std::vector<Entry*> done;
   std::vector<FinishReason> reasons;
-  for (size_t j = 0; j < owners.size(); ++j) {
-    Entry* e = owners[j];
-    const int64_t fed = static_cast<int64_t>(inputs[j].tokens.size());
+  for (size_t j = 0; j < batch.owners.size(); ++j) {
+    Entry* e = batch.owners[j];
+    const int64_t fed = static_cast<int64_t>(batch.inputs[j].tokens.size());
     if (e->output.empty() || e->cached() < static_cast<int64_t>(e->tokens.size()) || fed > 1) {
       stats_.prefill_tokens += fed;
     } else {
       stats_.decode_tokens += fed;
     }
     if (e->cached() < static_cast<int64_t>(e->tokens.size())) continue;  // a chunk short of the end
-    const int32_t token =
-        greedy_ids ? ids[j] : e->sampler.Sample(absl::MakeConstSpan(logits->data<float>() + j * vocab, vocab));
+    const int32_t token = batch.greedy_ids ? batch.ids[j]
+                                           : e->sampler.Sample(absl::MakeConstSpan(
+                                                 batch.logits.data<float>() + j * vocab, vocab));
     e->output.push_back(token);
     e->tokens.push_back(token);
     e->token_times.push_back(t);
@@ -302,7 +324,6 @@ absl::Status Scheduler::Step() {
     running_.erase(it);
     Finish(std::move(e), reasons[d]);
   }
-  return absl::OkStatus();
 }
 
 }  // namespace chai

@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "runtime/chai/chai_policy.h"
 #include "runtime/engine.h"
 #include "runtime/sampler.h"
@@ -125,6 +126,21 @@ class Scheduler {
 
  private:
   struct Entry;
+  // One engine pass: its inputs and the running entries they belong to (same order), and what it
+  // returned: each input's argmax where every request is greedy, else the logits to sample from.
+  struct Batch {
+    std::vector<StepInput> inputs;
+    std::vector<Entry*> owners;
+    bool greedy_ids = false;
+    std::vector<int32_t> ids;
+    Tensor logits;
+  };
+  // Step's parts, in order.
+  void AdmitArrived();
+  Batch PlanBatch() const;
+  absl::StatusOr<bool> ForwardPreempting(Batch* batch);
+  void RecordStep();
+  void TakeTokens(const Batch& batch);
   bool TryAdmit(Entry* e, int64_t* budget);
   int ChunkSize(const Entry& e, int64_t remaining, int prefill_budget) const;
   void Preempt(size_t running_index);
