@@ -68,25 +68,12 @@ void ProgressBar(int done, int total, double elapsed) {
   std::fflush(stderr);
 }
 
-}  // namespace
-
-absl::StatusOr<ThroughputBenchResult> RunThroughputBench(Engine& engine, const ThroughputBenchOptions& options) {
-  if (options.num_requests < 1) return absl::InvalidArgumentError("--num-requests must be >= 1");
-  const ModelConfig& config = engine.config();
-  std::mt19937_64 rng(options.seed);
-  SteadyClock clock;
-  SchedulerOptions so;
-  so.max_prefill_tokens_per_step = options.max_prefill_tokens_per_step;
-  so.chai = options.chai;
-  so.chai_local_clusters = options.chai_local_clusters;
-  Scheduler scheduler(&engine, so, &clock);
-
-  // Requests: random prompt ids (above the special ids), no stop tokens, so every request
-  // produces exactly its drawn output length; Poisson arrivals after the start.
-  const double start = clock.Now();
+// The requests: random prompt ids (above the special ids), no stop tokens, so every request
+// produces exactly its drawn output length; Poisson arrivals after `start`.
+absl::Status SubmitRequests(const ModelConfig& config, const ThroughputBenchOptions& options, double start,
+                            std::mt19937_64& rng, Scheduler& scheduler) {
   double arrival = start;
   std::exponential_distribution<double> gap(options.request_rate > 0 ? options.request_rate : 1.0);
-  ThroughputBenchResult result;
   for (int i = 0; i < options.num_requests; ++i) {
     Request r;
     r.id = i;
@@ -104,54 +91,84 @@ absl::StatusOr<ThroughputBenchResult> RunThroughputBench(Engine& engine, const T
                                                  "or raise --kv-cache-gb / --max-seq-len)"));
     }
   }
+  return absl::OkStatus();
+}
 
+// What the run tallies step by step, beside the result's counters.
+struct RunTallies {
   std::vector<double> ttft, tpot;
   int done = 0;
-  double last_progress = -1;
   int64_t running_sum = 0, running_steps = 0;
-  while (scheduler.HasWork()) {
-    if (scheduler.num_running() == 0) {
-      // Nothing to run until the next arrival: wait for it rather than spin.
-      const double next = scheduler.NextArrival();
-      const double wait = next - clock.Now();
-      if (next > 0 && wait > 0) std::this_thread::sleep_for(std::chrono::duration<double>(wait));
+};
+
+// Counts the requests the last step finished into the result and the tallies.
+void CountFinished(Scheduler& scheduler, ThroughputBenchResult* result, RunTallies* t) {
+  for (const RequestOutput& o : scheduler.TakeFinished()) {
+    ++t->done;
+    if (o.reason == FinishReason::kError) {
+      ++result->failed;
+      continue;
     }
+    ++result->completed;
+    result->input_tokens += static_cast<int64_t>(o.prompt.size());
+    result->output_tokens += static_cast<int64_t>(o.output_ids.size());
+    if (o.ttft() >= 0) t->ttft.push_back(o.ttft());
+    if (o.output_ids.size() >= 2) t->tpot.push_back(o.tpot());
+  }
+}
+
+// With nothing running, sleeps until the next arrival rather than spin.
+void WaitForArrival(const Scheduler& scheduler, const Clock& clock) {
+  if (scheduler.num_running() != 0) return;
+  const double next = scheduler.NextArrival();
+  const double wait = next - clock.Now();
+  if (next > 0 && wait > 0) std::this_thread::sleep_for(std::chrono::duration<double>(wait));
+}
+
+}  // namespace
+
+absl::StatusOr<ThroughputBenchResult> RunThroughputBench(Engine& engine, const ThroughputBenchOptions& options) {
+  if (options.num_requests < 1) return absl::InvalidArgumentError("--num-requests must be >= 1");
+  std::mt19937_64 rng(options.seed);
+  SteadyClock clock;
+  SchedulerOptions so;
+  so.max_prefill_tokens_per_step = options.max_prefill_tokens_per_step;
+  so.chai = options.chai;
+  so.chai_local_clusters = options.chai_local_clusters;
+  Scheduler scheduler(&engine, so, &clock);
+  const double start = clock.Now();
+  if (auto s = SubmitRequests(engine.config(), options, start, rng, scheduler); !s.ok()) return s;
+
+  ThroughputBenchResult result;
+  RunTallies tallies;
+  double last_progress = -1;
+  while (scheduler.HasWork()) {
+    WaitForArrival(scheduler, clock);
     if (auto s = scheduler.Step(); !s.ok()) return s;
     // Concurrency after the step's admissions and preemptions: what the KV pool holds at once.
     const int running = static_cast<int>(scheduler.num_running());
     result.max_running = std::max(result.max_running, running);
-    running_sum += running;
-    ++running_steps;
-    for (const RequestOutput& o : scheduler.TakeFinished()) {
-      ++done;
-      if (o.reason == FinishReason::kError) {
-        ++result.failed;
-        continue;
-      }
-      ++result.completed;
-      result.input_tokens += static_cast<int64_t>(o.prompt.size());
-      result.output_tokens += static_cast<int64_t>(o.output_ids.size());
-      if (o.ttft() >= 0) ttft.push_back(o.ttft());
-      if (o.output_ids.size() >= 2) tpot.push_back(o.tpot());
-    }
+    tallies.running_sum += running;
+    ++tallies.running_steps;
+    CountFinished(scheduler, &result, &tallies);
     const double now = clock.Now();
-    if (options.progress && (now - last_progress > 0.2 || done == options.num_requests)) {
-      ProgressBar(done, options.num_requests, now - start);
+    if (options.progress && (now - last_progress > 0.2 || tallies.done == options.num_requests)) {
+      ProgressBar(tallies.done, options.num_requests, now - start);
       last_progress = now;
     }
   }
   result.duration_s = clock.Now() - start;
   result.requests_per_s = result.completed / result.duration_s;
   result.output_tokens_per_s = static_cast<double>(result.output_tokens) / result.duration_s;
-  result.ttft_s = ComputePercentiles(ttft);
-  result.tpot_s = ComputePercentiles(tpot);
+  result.ttft_s = ComputePercentiles(tallies.ttft);
+  result.tpot_s = ComputePercentiles(tallies.tpot);
   const SchedulerStats& stats = scheduler.stats();
   result.kv_utilisation_mean = stats.mean_kv_utilisation();
   result.kv_utilisation_peak = stats.kv_utilisation_peak;
   result.preemptions = stats.preemptions;
   result.steps = stats.steps;
   result.kv_blocks = engine.kv_pool().num_blocks();
-  result.mean_running = running_steps == 0 ? 0 : static_cast<double>(running_sum) / running_steps;
+  result.mean_running = tallies.running_steps == 0 ? 0 : static_cast<double>(tallies.running_sum) / tallies.running_steps;
   return result;
 }
 
