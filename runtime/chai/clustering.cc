@@ -6,19 +6,18 @@
 #include <cstdlib>
 #include <limits>
 #include <numeric>
-#include <random>
 
 #include "absl/strings/str_cat.h"
+#include "runtime/chai/clustering_common.h"
 
 namespace chai {
-namespace {
+namespace clustering_internal {
 
 [[noreturn]] void Fail(const char* what, int n, int k) {
   std::fprintf(stderr, "chai clustering: %s (n=%d k=%d)\n", what, n, k);
   std::abort();
 }
 
-// scipy's cosine dot product (see CosineDistances): even and odd terms in two accumulators.
 // Products are separate statements so no compiler fuses them into FMAs.
 double PairDot(const float* u, const float* v, int f) {
   double a0 = 0.0, a1 = 0.0;
@@ -37,7 +36,6 @@ double PairDot(const float* u, const float* v, int f) {
   return s;
 }
 
-// Renumbers labels 0..c-1 in order of first appearance (each cluster's lowest member).
 std::vector<int> Canonical(const std::vector<int>& labels) {
   std::vector<int> out(labels.size());
   std::vector<std::pair<int, int>> seen;  // (old, new); few clusters, linear search is fine
@@ -54,6 +52,14 @@ std::vector<int> Canonical(const std::vector<int>& labels) {
   }
   return out;
 }
+
+}  // namespace clustering_internal
+
+namespace {
+
+using clustering_internal::Canonical;
+using clustering_internal::Fail;
+using clustering_internal::PairDot;
 
 int Find(std::vector<int>& parent, int x) {
   while (parent[x] != x) x = parent[x] = parent[parent[x]];
@@ -110,12 +116,17 @@ std::vector<double> CosineDistances(const float* features, int n, int f) {
   return dist;
 }
 
-std::vector<int> AverageLinkage(const std::vector<double>& dist, int n, int k) {
-  if (n < 1 || k < 1 || k > n || dist.size() < static_cast<size_t>(n) * n) {
-    Fail("AverageLinkage: bad arguments", n, k);
-  }
-  // Working matrix from the strict upper triangle, mirrored. Non-finite entries become a
-  // value above every finite one so the chain search stays well defined.
+namespace {
+
+// A merge of the dendrogram: clusters in slots x < y at `height` (average linkage), kept in y.
+struct Merge {
+  int x, y;
+  double height;
+};
+
+// The working matrix: dist's strict upper triangle, mirrored, with non-finite entries raised above
+// every finite one so that the chain search stays well defined.
+std::vector<double> SanitisedDistances(const std::vector<double>& dist, int n) {
   double largest = 0.0;
   for (int i = 0; i < n; ++i) {
     for (int j = i + 1; j < n; ++j) {
@@ -132,12 +143,13 @@ std::vector<int> AverageLinkage(const std::vector<double>& dist, int n, int k) {
       d[static_cast<size_t>(i) * n + j] = d[static_cast<size_t>(j) * n + i] = v;
     }
   }
-  auto at = [&](int a, int b) -> double& { return d[static_cast<size_t>(a) * n + b]; };
+  return d;
+}
 
-  struct Merge {
-    int x, y;
-    double height;
-  };
+// The n - 1 merges of average linkage by the nearest-neighbour chain (scipy's order of
+// search and tie-breaking), updating d in place (Lance-Williams).
+std::vector<Merge> NearestNeighbourChainMerges(std::vector<double>& d, int n, int k) {
+  auto at = [&](int a, int b) -> double& { return d[static_cast<size_t>(a) * n + b]; };
   std::vector<Merge> merges;
   merges.reserve(n > 0 ? n - 1 : 0);
   std::vector<int> size(n, 1);
@@ -191,7 +203,12 @@ std::vector<int> AverageLinkage(const std::vector<double>& dist, int n, int k) {
       at(i, y) = at(y, i) = v;
     }
   }
+  return merges;
+}
 
+// Cuts the dendrogram at k clusters: the n - k lowest merges (a stable sort by height) joined;
+// labels in canonical order.
+std::vector<int> CutAt(std::vector<Merge> merges, int n, int k) {
   std::stable_sort(merges.begin(), merges.end(),
                    [](const Merge& a, const Merge& b) { return a.height < b.height; });
   std::vector<int> parent(n);
@@ -203,6 +220,16 @@ std::vector<int> AverageLinkage(const std::vector<double>& dist, int n, int k) {
   std::vector<int> roots(n);
   for (int i = 0; i < n; ++i) roots[i] = Find(parent, i);
   return Canonical(roots);
+}
+
+}  // namespace
+
+std::vector<int> AverageLinkage(const std::vector<double>& dist, int n, int k) {
+  if (n < 1 || k < 1 || k > n || dist.size() < static_cast<size_t>(n) * n) {
+    Fail("AverageLinkage: bad arguments", n, k);
+  }
+  std::vector<double> d = SanitisedDistances(dist, n);
+  return CutAt(NearestNeighbourChainMerges(d, n, k), n, k);
 }
 
 std::vector<int> Representatives(const std::vector<int>& labels) {
@@ -241,113 +268,6 @@ std::vector<int> RepresentativesMedoid(const std::vector<int>& labels,
     rep[i] = best;
   }
   return rep;
-}
-
-std::vector<int> KMeansLabels(const float* features, int n, int f, int k, uint64_t seed) {
-  if (n < 1 || f < 1 || k < 1 || k > n) Fail("KMeansLabels: bad arguments", n, k);
-  // Unit rows in double; a zero or non-finite row stays zero.
-  std::vector<double> x(static_cast<size_t>(n) * f, 0.0);
-  for (int i = 0; i < n; ++i) {
-    const float* u = features + static_cast<size_t>(i) * f;
-    double norm = std::sqrt(PairDot(u, u, f));
-    if (!std::isfinite(norm) || norm == 0.0) continue;
-    for (int c = 0; c < f; ++c) x[static_cast<size_t>(i) * f + c] = u[c] / norm;
-  }
-  auto row = [&](int i) { return x.data() + static_cast<size_t>(i) * f; };
-  std::vector<double> centers(static_cast<size_t>(k) * f);
-  auto center = [&](int c) { return centers.data() + static_cast<size_t>(c) * f; };
-  auto sqdist = [&](const double* a, const double* b) {
-    double s = 0.0;
-    for (int c = 0; c < f; ++c) {
-      double t = a[c] - b[c];
-      s += t * t;
-    }
-    return s;
-  };
-
-  // k-means++ seeding.
-  std::mt19937_64 rng(seed);
-  auto uniform = [&] { return static_cast<double>(rng() >> 11) * 0x1.0p-53; };
-  std::vector<bool> chosen(n, false);
-  int first = std::min(n - 1, static_cast<int>(uniform() * n));
-  chosen[first] = true;
-  std::copy(row(first), row(first) + f, center(0));
-  std::vector<double> nearest(n);
-  for (int i = 0; i < n; ++i) nearest[i] = sqdist(row(i), center(0));
-  for (int c = 1; c < k; ++c) {
-    double total = 0.0;
-    for (int i = 0; i < n; ++i) total += chosen[i] ? 0.0 : nearest[i];
-    int pick = -1;
-    if (total > 0.0) {
-      double r = uniform() * total, acc = 0.0;
-      for (int i = 0; i < n; ++i) {
-        if (chosen[i] || nearest[i] <= 0.0) continue;
-        acc += nearest[i];
-        pick = i;
-        if (acc > r) break;
-      }
-    }
-    if (pick < 0) {  // all remaining points sit on centres: take the lowest unchosen one
-      for (int i = 0; i < n && pick < 0; ++i) {
-        if (!chosen[i]) pick = i;
-      }
-    }
-    chosen[pick] = true;
-    std::copy(row(pick), row(pick) + f, center(c));
-    for (int i = 0; i < n; ++i) nearest[i] = std::min(nearest[i], sqdist(row(i), center(c)));
-  }
-
-  std::vector<int> label(n, -1);
-  std::vector<int> count(k);
-  std::vector<double> to_center(n);
-  // Moves points into empty clusters: the farthest point of a cluster with > 1 member.
-  auto fill_empty = [&] {
-    bool moved = false;
-    for (int c = 0; c < k; ++c) {
-      if (count[c] > 0) continue;
-      int far = -1;
-      for (int i = 0; i < n; ++i) {
-        if (count[label[i]] > 1 && (far < 0 || to_center[i] > to_center[far])) far = i;
-      }
-      --count[label[far]];
-      label[far] = c;
-      count[c] = 1;
-      to_center[far] = 0.0;
-      std::copy(row(far), row(far) + f, center(c));
-      moved = true;
-    }
-    return moved;
-  };
-  for (int iter = 0; iter < 100; ++iter) {
-    bool changed = false;
-    std::fill(count.begin(), count.end(), 0);
-    for (int i = 0; i < n; ++i) {
-      int best = 0;
-      double best_d = sqdist(row(i), center(0));
-      for (int c = 1; c < k; ++c) {
-        double dc = sqdist(row(i), center(c));
-        if (dc < best_d) {
-          best_d = dc;
-          best = c;
-        }
-      }
-      changed |= label[i] != best;
-      label[i] = best;
-      to_center[i] = best_d;
-      ++count[best];
-    }
-    changed |= fill_empty();
-    if (!changed) break;
-    std::fill(centers.begin(), centers.end(), 0.0);
-    for (int i = 0; i < n; ++i) {
-      double* ctr = center(label[i]);
-      for (int c = 0; c < f; ++c) ctr[c] += row(i)[c];
-    }
-    for (int c = 0; c < k; ++c) {
-      for (int t = 0; t < f; ++t) center(c)[t] /= count[c];
-    }
-  }
-  return Canonical(label);
 }
 
 std::vector<int> ClusterHeads(const float* features, int n, int f, int k, ClusterMethod method,
