@@ -212,6 +212,65 @@ absl::StatusOr<Json> RunMultipleChoice(const EvalRun& run, const std::vector<Cho
   return mc;
 }
 
+// What an eval reads before the model loads, so that a bad path, task or window fails first:
+// the text's tokens and their windows, the multiple-choice requests, and the longest sequence and
+// the most sequences at once the engine must hold.
+struct EvalInputs {
+  std::optional<std::string> text;
+  std::vector<int32_t> ids;
+  std::vector<TextWindow> windows;
+  std::vector<ChoiceItem> items;
+  std::vector<std::vector<ChoiceRequest>> requests;
+  int64_t max_len = 1, sequences = 1;
+};
+
+absl::StatusOr<EvalInputs> ReadEvalInputs(const EvalFlags& flags, WindowSplit split, int stride) {
+  EvalInputs in;
+  if (!flags.data.empty()) {
+    auto read = ReadTextFile(flags.data, "--data");
+    if (!read.ok()) return read.status();
+    in.text = std::move(*read);
+  }
+  if (!flags.task.empty()) {
+    auto loaded = LoadChoiceTask(flags.task);
+    if (!loaded.ok()) return loaded.status();
+    in.items = std::move(*loaded);
+  }
+  if (flags.model.model.empty()) {
+    return absl::InvalidArgumentError("chai eval needs --model DIR (a checkpoint directory with a tokenizer)");
+  }
+  auto config = LoadModelConfig(flags.model.model);
+  if (!config.ok()) return config.status();
+  // --max-seq-len may raise a rotary model's limit (LoadModel checks it); checked here too so
+  // that a bad window fails before the text is tokenized and the weights load.
+  const int max_positions = flags.model.max_seq_len > 0 ? flags.model.max_seq_len : config->max_positions;
+  if (in.text && flags.window > max_positions) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--window ", flags.window, " exceeds the model's maximum of ", max_positions, " positions"));
+  }
+  auto tokenizer = LoadModelTokenizer(flags.model.model);
+  if (!tokenizer.ok()) return tokenizer.status();
+
+  if (in.text) {
+    in.ids = TokenizeText(**tokenizer, *in.text);
+    auto planned = PlanTextWindows(flags, split, stride, static_cast<int64_t>(in.ids.size()));
+    if (!planned.ok()) return planned.status();
+    in.windows = std::move(*planned);
+  }
+  in.max_len = in.text ? std::min<int64_t>(flags.window, static_cast<int64_t>(in.ids.size())) : 1;
+  in.sequences = flags.batch;
+  if (!in.items.empty()) {
+    auto encoded = EncodeChoiceTask(**tokenizer, in.items, flags.task);
+    if (!encoded.ok()) return encoded.status();
+    in.requests = std::move(*encoded);
+    int64_t mc_len, mc_choices;
+    ChoiceTaskExtent(in.requests, max_positions, &mc_len, &mc_choices);
+    in.max_len = std::max(in.max_len, mc_len);
+    in.sequences = std::max(in.sequences, mc_choices);
+  }
+  return in;
+}
+
 }  // namespace
 
 absl::Status RunEval(const std::vector<std::string>& args) {
@@ -231,57 +290,11 @@ absl::Status RunEval(const std::vector<std::string>& args) {
   auto split = ParseWindowSplit(flags.split);
   if (!split.ok()) return split.status();
   const int stride = flags.stride == 0 ? flags.window : flags.stride;
+  auto inputs = ReadEvalInputs(flags, *split, stride);
+  if (!inputs.ok()) return inputs.status();
+  const EvalInputs& in = *inputs;
 
-  // Inputs first, so that a bad path fails before the model loads.
-  std::optional<std::string> text;
-  if (!flags.data.empty()) {
-    auto read = ReadTextFile(flags.data, "--data");
-    if (!read.ok()) return read.status();
-    text = std::move(*read);
-  }
-  std::vector<ChoiceItem> items;
-  if (!flags.task.empty()) {
-    auto loaded = LoadChoiceTask(flags.task);
-    if (!loaded.ok()) return loaded.status();
-    items = std::move(*loaded);
-  }
-  if (flags.model.model.empty()) {
-    return absl::InvalidArgumentError("chai eval needs --model DIR (a checkpoint directory with a tokenizer)");
-  }
-  auto config = LoadModelConfig(flags.model.model);
-  if (!config.ok()) return config.status();
-  // --max-seq-len may raise a rotary model's limit (LoadModel checks it); checked here too so
-  // that a bad window fails before the text is tokenized and the weights load.
-  const int max_positions = flags.model.max_seq_len > 0 ? flags.model.max_seq_len : config->max_positions;
-  if (text && flags.window > max_positions) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--window ", flags.window, " exceeds the model's maximum of ", max_positions, " positions"));
-  }
-  auto tokenizer = LoadModelTokenizer(flags.model.model);
-  if (!tokenizer.ok()) return tokenizer.status();
-
-  std::vector<int32_t> ids;
-  std::vector<TextWindow> windows;
-  if (text) {
-    ids = TokenizeText(**tokenizer, *text);
-    auto planned = PlanTextWindows(flags, *split, stride, static_cast<int64_t>(ids.size()));
-    if (!planned.ok()) return planned.status();
-    windows = std::move(*planned);
-  }
-  std::vector<std::vector<ChoiceRequest>> requests;
-  int64_t max_len = text ? std::min<int64_t>(flags.window, static_cast<int64_t>(ids.size())) : 1;
-  int64_t sequences = flags.batch;
-  if (!items.empty()) {
-    auto encoded = EncodeChoiceTask(**tokenizer, items, flags.task);
-    if (!encoded.ok()) return encoded.status();
-    requests = std::move(*encoded);
-    int64_t mc_len, mc_choices;
-    ChoiceTaskExtent(requests, max_positions, &mc_len, &mc_choices);
-    max_len = std::max(max_len, mc_len);
-    sequences = std::max(sequences, mc_choices);
-  }
-
-  auto model = LoadModel(flags.model, sequences, max_len);
+  auto model = LoadModel(flags.model, in.sequences, in.max_len);
   if (!model.ok()) return model.status();
   const bool rank0 = model->comm->rank() == 0;
   std::vector<Mode> modes;
@@ -298,13 +311,13 @@ absl::Status RunEval(const std::vector<std::string>& args) {
       model->chai != nullptr ? absl::StrJoin(model->chai_schedule.layer_clusters, ",") : std::string("-");
 
   const EvalRun run{flags, *model, modes, schedule, rank0};
-  if (text) {
-    auto ppl = RunPerplexity(run, ids, windows, stride);
+  if (in.text) {
+    auto ppl = RunPerplexity(run, in.ids, in.windows, stride);
     if (!ppl.ok()) return ppl.status();
     out.Set("perplexity", std::move(*ppl));
   }
-  if (!items.empty()) {
-    auto mc = RunMultipleChoice(run, items, requests);
+  if (!in.items.empty()) {
+    auto mc = RunMultipleChoice(run, in.items, in.requests);
     if (!mc.ok()) return mc.status();
     out.Set("multiple_choice", std::move(*mc));
   }
