@@ -1,6 +1,14 @@
 #!/usr/bin/env bash
 # gpu_check.sh mode `pending`, sourced by gpu_check.sh (it sees OUT, gpus, modes, has, bench, mpi).
-# Code on main that waits for a GPU, as of the eighteenth session (2026-11-27): none on one GPU.
+# Code on main that waits for a GPU, as of the twenty-third session (2026-11-27): none that changes a
+# kernel. That session's LoadModel reordering (twenty-second) ran on 4 x H100 and 4 x H200 (OPT-66B
+# and LLaMA-7B bench at TP 1/2/4, generate --stats at TP 4) and one H200 (bad_input_test, generate
+# on opt-tiny-docs); the 1 GiB copy measure ran there too (latency_bench_test np 2 / 4, OPT-66B at
+# TP 4 with a 97 GiB KV pool). Not yet on a GPU, all host-side: CudaCopyBandwidthOn as one function
+# (copy_bandwidth_bench's kept pair and MeasureCopyBandwidth share it), gemm_bench's ShardOperands
+# in the `shards` table (the bulk table that ran used the same helpers), the AllocatePair fallback
+# below 1 GiB (no run has lacked the room).
+# Earlier, as of the eighteenth session:
 # Main's kernels passed paged_attention_gpu_test 27/27 and engine_gpu_test 33/33 on H200s in
 # the fifteenth to seventeenth sessions. The one-launch CHAI experiments (8d8d4c4) and four forms
 # of the sequential cluster pass (383723f, 6dd9de9, 5bc95a5, 34bc8ea) ran there: correct, slower
