@@ -55,9 +55,11 @@ bool AllocatePair(size_t* bytes, void** src, void** dst) {
   return false;
 }
 
-double CudaCopyBandwidth(size_t bytes) {
+double CudaCopyBandwidth(size_t bytes, size_t* measured) {
   void *src = nullptr, *dst = nullptr;
+  *measured = 0;
   if (!AllocatePair(&bytes, &src, &dst)) return 0;
+  *measured = bytes;
   const double rate = CudaCopyBandwidthOn(dst, src, bytes);
   cudaFree(src);
   cudaFree(dst);
@@ -88,10 +90,16 @@ double CudaCopyBandwidthOn(void* dst, const void* src, size_t bytes) {
 }
 #endif
 
-double MeasureCopyBandwidth(Device device, size_t bytes) {
+double MeasureCopyBandwidth(Device device, size_t bytes, size_t* measured) {
+  size_t used = bytes;
 #ifdef CHAI_WITH_CUDA
-  if (device == Device::kCuda) return CudaCopyBandwidth(bytes);
+  if (device == Device::kCuda) {
+    const double rate = CudaCopyBandwidth(bytes, &used);
+    if (measured != nullptr) *measured = used;
+    return rate;
+  }
 #endif
+  if (measured != nullptr) *measured = used;
   return HostCopyBandwidth(bytes);
 }
 

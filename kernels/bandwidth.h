@@ -15,7 +15,8 @@ namespace chai {
 // Larger copies measure higher and steadier on an H200 (benchmarks/results/stream-h200.md: 1 GiB
 // 4200-4261 GB/s, 256 MiB 4054-4154 in the same process): a copy's fixed start is a smaller
 // share of it. Floors of the decode step use 1 GiB on CUDA.
-double MeasureCopyBandwidth(Device device, size_t bytes);
+// `measured`, when given, receives the copy size used (bytes, or the halving that fit; 0 when none).
+double MeasureCopyBandwidth(Device device, size_t bytes, size_t* measured = nullptr);
 
 #ifdef CHAI_WITH_CUDA
 // MeasureCopyBandwidth's timing on two device buffers of `bytes` that the caller owns (to tell

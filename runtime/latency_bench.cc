@@ -105,7 +105,10 @@ absl::Status MeasureFloor(Engine& engine, const LatencyBenchOptions& o, LatencyB
   // 1 GiB copies on a GPU (steadier and closer to the rate a step's 3-30 GiB stream sees than
   // 256 MiB ones, bandwidth.h); 256 MiB on the host, where a copy takes tens of ms.
   const Device device = engine.kv_pool().storage().device();
-  r->copy_bandwidth = MeasureCopyBandwidth(device, device == Device::kCuda ? size_t{1} << 30 : size_t{1} << 28);
+  size_t copy_bytes = 0;
+  r->copy_bandwidth =
+      MeasureCopyBandwidth(device, device == Device::kCuda ? size_t{1} << 30 : size_t{1} << 28, &copy_bytes);
+  r->copy_bytes = static_cast<int64_t>(copy_bytes);
   if (r->copy_bandwidth <= 0) {
     return absl::ResourceExhaustedError("cannot measure the copy bandwidth: no room for two 64 MiB buffers on the device");
   }

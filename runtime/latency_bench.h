@@ -35,6 +35,7 @@ struct LatencyBenchResult {
   int64_t dense_kv_bytes_per_token = 0;  // per sequence without CHAI
   double kv_bytes_read_per_step = 0;     // all sequences, mean context over the decode
   double copy_bandwidth = 0;             // bytes/s, read + write
+  int64_t copy_bytes = 0;                // the size of the copies it was measured with
   double memory_floor_s = 0;             // (weights + KV) read per step / copy bandwidth
   // Tensor parallelism (0 on one rank): a decode step all-reduces [batch, hidden] after the
   // embedding and twice per layer. One such all-reduce, timed through the engine's communicator

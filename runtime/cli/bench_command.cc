@@ -35,6 +35,7 @@ Json ResultJson(const LatencyBenchOptions& o, const LatencyBenchResult& r) {
   out.Set("dense_kv_bytes_per_token", Json(r.dense_kv_bytes_per_token));
   out.Set("kv_bytes_read_per_step", Json(r.kv_bytes_read_per_step));
   out.Set("copy_bandwidth_gbs", Json(r.copy_bandwidth / 1e9));
+  out.Set("copy_bytes", Json(r.copy_bytes));
   out.Set("floor_ms", Json(r.floor_s * 1e3));
   out.Set("tpot_over_floor", Json(r.tpot_s / r.floor_s));
   out.Set("memory_floor_ms", Json(r.memory_floor_s * 1e3));
@@ -185,7 +186,8 @@ absl::Status RunShape(LoadedModel& m, LatencyBenchOptions o, bool compare, bool 
     if (compare) run.Set("mode", Json(mode.chai != nullptr ? "chai" : "dense"));
     runs->Push(std::move(run));
     if (first && &mode == &modes.front()) {
-      std::fprintf(stderr, "copy bandwidth %.1f GB/s; weights read per step %.3f GiB\n", r->copy_bandwidth / 1e9,
+      std::fprintf(stderr, "copy bandwidth %.1f GB/s (copies of %lld MiB); weights read per step %.3f GiB\n",
+                   r->copy_bandwidth / 1e9, static_cast<long long>(r->copy_bytes >> 20),
                    r->weight_bytes_read_per_step / double(1 << 30));
     }
   }

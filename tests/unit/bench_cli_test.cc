@@ -90,6 +90,24 @@ TEST(BenchCli, RecordsTheTuningEnvironment) {
   EXPECT_EQ(env->Find("CHAI_DECODE_V4_PV_EARLY")->as_string(), "0");
 }
 
+// The floor's denominator names what it measured: the copy size in the JSON and on stderr (256 MiB
+// memcpy on the CPU backend; 1 GiB, or the halving that fits beside the KV pool, on a GPU).
+TEST(BenchCli, ReportsTheCopySizeOfItsFloor) {
+  const std::string json = JsonPath("copy.json");
+  const ChaiCliResult r = RunChaiCli(absl::StrCat("bench --model ", kFixture,
+                                                  " --batch 1 --input-len 8 --output-len 4 --warmup 0 --iters 1 --json ",
+                                                  json));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("(copies of 256 MiB)"), std::string::npos) << r.err;
+  auto parsed = ReadJsonFile(json);
+  fs::remove(json);
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  const Json& run = parsed->Find("runs")->as_array()[0];
+  ASSERT_NE(run.Find("copy_bytes"), nullptr);
+  EXPECT_EQ(run.Find("copy_bytes")->as_double(), double(size_t{1} << 28));
+  EXPECT_GT(run.Find("copy_bandwidth_gbs")->as_double(), 0.0);
+}
+
 // `chai --version` names the build (its git revision, or "unknown" outside a checkout, and the
 // backends); bench prints the same line first and records the revision in its JSON, so a results
 // table can name the code it measured.
