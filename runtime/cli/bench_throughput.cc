@@ -21,7 +21,6 @@ struct ThroughputFlags {
   ThroughputBenchOptions o;
   std::string json_path, input_dist = "fixed:128", output_dist = "fixed:128", rate = "inf";
   bool help = false, no_progress = false;
-  std::string usage;
 };
 
 absl::StatusOr<ThroughputFlags> ParseThroughputFlags(const std::vector<std::string>& args) {
@@ -39,9 +38,9 @@ absl::StatusOr<ThroughputFlags> ParseThroughputFlags(const std::vector<std::stri
   parser.String("json", &f.json_path, "also write the results to this JSON file");
   parser.Bool("no-progress", &f.no_progress, "no progress bar on stderr");
   parser.Bool("help", &f.help, "show this help");
-  if (auto s = parser.Parse(args); !s.ok()) return s;
-  f.usage = parser.Usage();
-  if (f.help) return f;
+  auto help = parser.ParseOrShowHelp(args, f.help, "chai bench --mode throughput [--model ...] [flags]");
+  if (!help.ok()) return help.status();
+  if (*help) return f;
   if (auto s = CheckOutputFolder(f.json_path, "--json"); !s.ok()) return s;
   auto in = ParseLengthDist("input-len-dist", f.input_dist);
   if (!in.ok()) return in.status();
@@ -126,10 +125,7 @@ absl::Status RunThroughputMode(const std::vector<std::string>& args) {
   auto flags = ParseThroughputFlags(args);
   if (!flags.ok()) return flags.status();
   ThroughputFlags& f = *flags;
-  if (f.help) {
-    std::printf("usage: chai bench --mode throughput [--model ...] [flags]\n%s", f.usage.c_str());
-    return absl::OkStatus();
-  }
+  if (f.help) return absl::OkStatus();  // the usage is printed
   ThroughputBenchOptions& o = f.o;
   // On the CPU the KV cache is sized for 16 sequences of the longest request (or all of them).
   const int64_t max_len = int64_t{o.input_len.hi} + o.output_len.hi;

@@ -120,14 +120,10 @@ absl::Status RunCalibrate(const std::vector<std::string>& args) {
   FlagParser parser;
   CalibrateFlags flags;
   flags.Register(&parser);
-  if (auto s = parser.Parse(args); !s.ok()) return s;
-  if (flags.help) {
-    std::printf(
-        "usage: chai calibrate --model DIR --data FILE.txt --samples N --out configs/chai/NAME.json "
-        "[--ppl-budget X] [--plot PNG]\n%s",
-        parser.Usage().c_str());
-    return absl::OkStatus();
-  }
+  auto help = parser.ParseOrShowHelp(args, flags.help,
+                                     "chai calibrate --model DIR --data FILE.txt --samples N --out "
+                                     "configs/chai/NAME.json [--ppl-budget X] [--plot PNG]");
+  if (!help.ok() || *help) return help.status();
   if (flags.out.empty()) return absl::InvalidArgumentError("give --out FILE.json for the schedule");
   if (flags.data.empty()) return absl::InvalidArgumentError("give --data FILE.txt (calibration text)");
   if (flags.model.chai != "off") return absl::InvalidArgumentError("chai calibrate makes a schedule; drop --chai");

@@ -277,14 +277,10 @@ absl::Status RunEval(const std::vector<std::string>& args) {
   FlagParser parser;
   EvalFlags flags;
   flags.Register(&parser);
-  if (auto s = parser.Parse(args); !s.ok()) return s;
-  if (flags.help) {
-    std::printf(
-        "usage: chai eval --model DIR (--data FILE.txt [--window N --stride S] | --task FILE.jsonl) "
-        "[--chai FILE [--compare]] [--json FILE]\n%s",
-        parser.Usage().c_str());
-    return absl::OkStatus();
-  }
+  auto help = parser.ParseOrShowHelp(args, flags.help,
+                                     "chai eval --model DIR (--data FILE.txt [--window N --stride S] | --task "
+                                     "FILE.jsonl) [--chai FILE [--compare]] [--json FILE]");
+  if (!help.ok() || *help) return help.status();
   if (auto s = CheckFlags(flags, parser.Seen("stride")); !s.ok()) return s;
   if (auto s = CheckOutputFolder(flags.json_path, "--json"); !s.ok()) return s;
   auto split = ParseWindowSplit(flags.split);

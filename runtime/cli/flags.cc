@@ -1,5 +1,7 @@
 #include "runtime/cli/flags.h"
 
+#include <cstdio>
+
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
@@ -108,6 +110,14 @@ absl::Status FlagParser::Parse(const std::vector<std::string>& args) {
     seen_.insert(name);
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<bool> FlagParser::ParseOrShowHelp(const std::vector<std::string>& args, const bool& help,
+                                                 const std::string& usage) {
+  if (absl::Status s = Parse(args); !s.ok()) return s;
+  if (!help) return false;
+  std::printf("usage: %s\n%s", usage.c_str(), Usage().c_str());
+  return true;
 }
 
 std::string FlagParser::Usage() const {

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 
 namespace chai {
 
@@ -27,6 +28,10 @@ class FlagParser {
   void PositiveFloat(const std::string& name, float* out, const std::string& help);
 
   absl::Status Parse(const std::vector<std::string>& args);
+  // Parse; then, when `help` (the command's --help flag) was set by it, prints "usage: " + usage
+  // and the flags on stdout and returns true: the command returns without running.
+  absl::StatusOr<bool> ParseOrShowHelp(const std::vector<std::string>& args, const bool& help,
+                                       const std::string& usage);
   bool Seen(const std::string& name) const { return seen_.count(name) > 0; }
   std::string Usage() const;
 

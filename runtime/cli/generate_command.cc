@@ -190,12 +190,9 @@ absl::Status RunGenerate(const std::vector<std::string>& args) {
   FlagParser parser;
   GenerateFlags flags;
   flags.Register(&parser);
-  if (auto s = parser.Parse(args); !s.ok()) return s;
-  if (flags.help) {
-    std::printf("usage: chai generate [--model DIR|FILE.json --random-weights] --prompt-ids IDS [flags]\n%s",
-                parser.Usage().c_str());
-    return absl::OkStatus();
-  }
+  auto help = parser.ParseOrShowHelp(args, flags.help,
+                                     "chai generate [--model DIR|FILE.json --random-weights] --prompt-ids IDS [flags]");
+  if (!help.ok() || *help) return help.status();
   if (auto s = CheckOutputFolder(flags.json_path, "--json"); !s.ok()) return s;
   const bool has_text = parser.Seen("prompt"), has_ids = parser.Seen("prompt-ids");
   if (has_text == has_ids) {
