@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -440,12 +441,22 @@ void CpAsyncTable(int samples, double copy_gbs, int l2_bytes) {
         std::printf("  (K %% 128 != 0: does not apply)\n");
         continue;
       }
+      // Variant 0 sums in the order of the register GEMV's w8.r16.u4.b3 (eight warps, four steps a
+      // group, no split of K where the row blocks fill the chip): "=" where it matches it bit for bit.
+      Tensor same_order = Tensor::Empty({t, s.n}, DType::kF16, Device::kCuda);
+      cuda::Gemv(ops.xs[0], ops.weights[0], Tensor(), &same_order, 0);
+      const Tensor same_order_host = same_order.To(Device::kCpu);
+      bool identical = false;
       for (int v = 0; v < cuda::kGemvCpAsyncVariants; ++v) {
         const double v_us = MicrosPerCopy(
             samples, ops.copies(), [&](int c) { cuda::GemvCpAsync(ops.xs[c], ops.weights[c], &ops.outs[c], v); });
         ops.PrintCell(v_us, copy_gbs, false);
+        if (v == 0) {
+          const Tensor got = ops.outs[0].To(Device::kCpu);
+          identical = std::memcmp(got.raw(), same_order_host.raw(), got.nbytes()) == 0;
+        }
       }
-      std::printf("\n");
+      std::printf("  %s\n", identical ? "=" : "(variant 0 differs from u4.b3's bits)");
     }
   }
 }
