@@ -17,8 +17,4 @@ for b in "${builds[@]}"; do
     run_gtest "$b/tests/$t" "abtpot-$b-$t" "$b $t"
   done
 done
-for round in 1 2; do
-  for b in build-gpu "${builds[@]}"; do
-    llama_tpot "$b/chai" "${ABTPOT_BATCHES:-1,8}" "abtpot-$b-r$round" "r$round $b"
-  done
-done
+builds_tpot abtpot "${ABTPOT_BATCHES:-1,8}"

@@ -17,8 +17,4 @@ for round in 1 2; do
     grep -E "^copy bandwidth|^(llama|opt66b) " "$OUT/gemvab-$b-r$round.md" | sed "s/^/r$round $b /"
   done
 done
-for round in 1 2; do
-  for b in build-gpu "${builds[@]}"; do
-    llama_tpot "$b/chai" "${GEMVAB_BATCHES:-1}" "gemvab-tpot-$b-r$round" "r$round $b"
-  done
-done
+builds_tpot gemvab-tpot "${GEMVAB_BATCHES:-1}"
