@@ -114,16 +114,8 @@ void PrintSummary(const CalibrationResult& r, const CalibrateFlags& flags) {
   }
 }
 
-}  // namespace
-
-absl::Status RunCalibrate(const std::vector<std::string>& args) {
-  FlagParser parser;
-  CalibrateFlags flags;
-  flags.Register(&parser);
-  auto help = parser.ParseOrShowHelp(args, flags.help,
-                                     "chai calibrate --model DIR --data FILE.txt --samples N --out "
-                                     "configs/chai/NAME.json [--ppl-budget X] [--plot PNG]");
-  if (!help.ok() || *help) return help.status();
+// The flags that need no file: what to write, where, and the budget's sign.
+absl::Status CheckCalibrateFlags(const CalibrateFlags& flags, const FlagParser& parser) {
   if (flags.out.empty()) return absl::InvalidArgumentError("give --out FILE.json for the schedule");
   if (flags.data.empty()) return absl::InvalidArgumentError("give --data FILE.txt (calibration text)");
   if (flags.model.chai != "off") return absl::InvalidArgumentError("chai calibrate makes a schedule; drop --chai");
@@ -134,16 +126,12 @@ absl::Status RunCalibrate(const std::vector<std::string>& args) {
                                    std::pair{flags.elbow_csv, "--elbow-csv"}, std::pair{flags.plot, "--plot"}}) {
     if (auto s = CheckOutputFolder(path, flag); !s.ok()) return s;
   }
-  auto text = ReadTextFile(flags.data, "--data");
-  if (!text.ok()) return text.status();
-  if (flags.model.model.empty()) {
-    return absl::InvalidArgumentError("chai calibrate needs --model DIR (a checkpoint directory with a tokenizer)");
-  }
-  auto config = LoadModelConfig(flags.model.model);
-  if (!config.ok()) return config.status();
-  // --max-seq-len may raise a rotary model's limit (LoadModel checks it); the options are checked
-  // against it here so that a bad one fails before the text is tokenized and the weights load.
-  const int max_positions = flags.model.max_seq_len > 0 ? flags.model.max_seq_len : config->max_positions;
+  return absl::OkStatus();
+}
+
+// The calibrator's options from the flags, checked against the model's positions.
+absl::StatusOr<CalibrateOptions> CalibrateOptionsFrom(const CalibrateFlags& flags, const FlagParser& parser,
+                                                      int max_positions) {
   CalibrateOptions options;
   options.window = flags.window;
   options.samples = flags.samples;
@@ -164,6 +152,50 @@ absl::Status RunCalibrate(const std::vector<std::string>& args) {
   options.elbow.seed = options.seed;
   if (!flags.quiet) options.log = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
   if (auto s = CheckCalibrateOptions(options, max_positions); !s.ok()) return s;
+  return options;
+}
+
+// The schedule, the affinity and the elbow table (and the plot, if asked for), then the summary.
+absl::Status WriteCalibration(const CalibrationResult& result, const CalibrateFlags& flags,
+                              const CalibrateOptions& options) {
+  const std::string affinity = flags.affinity.empty() ? WithSuffix(flags.out, ".affinity.json") : flags.affinity;
+  const std::string csv = flags.elbow_csv.empty() ? WithSuffix(flags.out, ".elbow.csv") : flags.elbow_csv;
+  CalibrationSource source{flags.data, ClusterMethodName(options.method), options};
+  if (auto s = WriteJsonFile(ScheduleJson(result, source), flags.out, "--out"); !s.ok()) return s;
+  if (auto s = WriteJsonFile(AffinityJson(result), affinity, "--affinity"); !s.ok()) return s;
+  if (auto s = WriteTextFile(ElbowCsv(result), csv, "--elbow-csv"); !s.ok()) return s;
+  PrintSummary(result, flags);
+  std::printf("wrote %s, %s, %s\n", flags.out.c_str(), affinity.c_str(), csv.c_str());
+  if (!flags.plot.empty()) {
+    if (auto s = Plot(csv, flags.out, flags.plot); !s.ok()) return s;
+    std::printf("wrote %s\n", flags.plot.c_str());
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status RunCalibrate(const std::vector<std::string>& args) {
+  FlagParser parser;
+  CalibrateFlags flags;
+  flags.Register(&parser);
+  auto help = parser.ParseOrShowHelp(args, flags.help,
+                                     "chai calibrate --model DIR --data FILE.txt --samples N --out "
+                                     "configs/chai/NAME.json [--ppl-budget X] [--plot PNG]");
+  if (!help.ok() || *help) return help.status();
+  if (auto s = CheckCalibrateFlags(flags, parser); !s.ok()) return s;
+  auto text = ReadTextFile(flags.data, "--data");
+  if (!text.ok()) return text.status();
+  if (flags.model.model.empty()) {
+    return absl::InvalidArgumentError("chai calibrate needs --model DIR (a checkpoint directory with a tokenizer)");
+  }
+  auto config = LoadModelConfig(flags.model.model);
+  if (!config.ok()) return config.status();
+  // --max-seq-len may raise a rotary model's limit (LoadModel checks it); the options are checked
+  // against it here so that a bad one fails before the text is tokenized and the weights load.
+  const int max_positions = flags.model.max_seq_len > 0 ? flags.model.max_seq_len : config->max_positions;
+  auto options = CalibrateOptionsFrom(flags, parser, max_positions);
+  if (!options.ok()) return options.status();
 
   auto tokenizer = LoadModelTokenizer(flags.model.model);
   if (!tokenizer.ok()) return tokenizer.status();
@@ -171,22 +203,9 @@ absl::Status RunCalibrate(const std::vector<std::string>& args) {
 
   auto model = LoadModel(flags.model, flags.batch, flags.window);
   if (!model.ok()) return model.status();
-  auto result = Calibrate(*model->engine, ids, options);
+  auto result = Calibrate(*model->engine, ids, *options);
   if (!result.ok()) return result.status();
-
-  const std::string affinity = flags.affinity.empty() ? WithSuffix(flags.out, ".affinity.json") : flags.affinity;
-  const std::string csv = flags.elbow_csv.empty() ? WithSuffix(flags.out, ".elbow.csv") : flags.elbow_csv;
-  CalibrationSource source{flags.data, ClusterMethodName(options.method), options};
-  if (auto s = WriteJsonFile(ScheduleJson(*result, source), flags.out, "--out"); !s.ok()) return s;
-  if (auto s = WriteJsonFile(AffinityJson(*result), affinity, "--affinity"); !s.ok()) return s;
-  if (auto s = WriteTextFile(ElbowCsv(*result), csv, "--elbow-csv"); !s.ok()) return s;
-  PrintSummary(*result, flags);
-  std::printf("wrote %s, %s, %s\n", flags.out.c_str(), affinity.c_str(), csv.c_str());
-  if (!flags.plot.empty()) {
-    if (auto s = Plot(csv, flags.out, flags.plot); !s.ok()) return s;
-    std::printf("wrote %s\n", flags.plot.c_str());
-  }
-  return absl::OkStatus();
+  return WriteCalibration(*result, flags, *options);
 }
 
 }  // namespace chai
