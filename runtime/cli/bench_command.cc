@@ -197,55 +197,83 @@ absl::Status RunShape(LoadedModel& m, LatencyBenchOptions o, bool compare, bool 
   return absl::OkStatus();
 }
 
-}  // namespace
-
-absl::Status RunBench(const std::vector<std::string>& args) {
-  if (WantsThroughput(args)) return RunThroughputMode(args);
-  FlagParser parser;
+// The latency mode's flags, parsed and checked (before the model loads).
+struct LatencyFlags {
   ModelOptions model;
-  model.Register(&parser);
-  std::string mode = "latency", json_path, batches = "1", inputs = "128";
   LatencyBenchOptions o;
-  bool help = false, compare = false;
-  parser.String("mode", &mode, "latency (a fixed batch) or throughput (a request stream; chai bench --mode throughput --help)");
+  std::string mode = "latency", json_path;
+  std::vector<int> batches, inputs;
+  bool help = false, compare = false, throughput = false;  // throughput: --mode throughput after all
+};
+
+absl::StatusOr<LatencyFlags> ParseLatencyFlags(const std::vector<std::string>& args) {
+  LatencyFlags f;
+  FlagParser parser;
+  f.model.Register(&parser);
+  std::string batches = "1", inputs = "128";
+  parser.String("mode", &f.mode,
+                "latency (a fixed batch) or throughput (a request stream; chai bench --mode throughput --help)");
   parser.String("batch", &batches, "sequences decoded together; a list runs each (default 1)");
   parser.String("input-len", &inputs, "prompt tokens per sequence; a list runs each (default 128)");
-  parser.Int("output-len", &o.output_len, "generated tokens per sequence (default 32)");
-  parser.Int("warmup", &o.warmup, "untimed iterations first (default 1)");
-  parser.Int("iters", &o.iters, "timed iterations; medians are reported (default 3)");
-  parser.String("json", &json_path, "also write the results to this JSON file");
-  parser.Bool("compare", &compare,
+  parser.Int("output-len", &f.o.output_len, "generated tokens per sequence (default 32)");
+  parser.Int("warmup", &f.o.warmup, "untimed iterations first (default 1)");
+  parser.Int("iters", &f.o.iters, "timed iterations; medians are reported (default 3)");
+  parser.String("json", &f.json_path, "also write the results to this JSON file");
+  parser.Bool("compare", &f.compare,
               "run every shape dense and with the CHAI schedule (needs --chai), alternating, and print the speedup "
               "beside the byte bound (dense bytes / CHAI bytes read per decode step)");
-  parser.Bool("help", &help, "show this help");
-  if (auto s = parser.Parse(args); !s.ok()) return s;
-  if (help) {
-    std::printf("usage: chai bench --mode latency [--model ...] [flags]\n%s%s", kLatencyHelp, parser.Usage().c_str());
-    return absl::OkStatus();
+  parser.Bool("help", &f.help, "show this help");
+  // kLatencyHelp without its last newline: ParseOrShowHelp ends the usage text itself.
+  auto help = parser.ParseOrShowHelp(args, f.help,
+                                     absl::StrCat("chai bench --mode latency [--model ...] [flags]\n",
+                                                  absl::string_view(kLatencyHelp, sizeof(kLatencyHelp) - 2)));
+  if (!help.ok()) return help.status();
+  if (*help) return f;
+  if (f.mode == "throughput") {
+    f.throughput = true;
+    return f;
   }
-  if (mode == "throughput") {
-    return RunThroughputMode(args);
+  if (f.mode != "latency") {
+    return absl::InvalidArgumentError(absl::StrCat("--mode must be latency or throughput, got '", f.mode, "'"));
   }
-  if (mode != "latency") return absl::InvalidArgumentError(absl::StrCat("--mode must be latency or throughput, got '", mode, "'"));
-  if (auto s = CheckOutputFolder(json_path, "--json"); !s.ok()) return s;
-  if (compare && model.chai == "off") return absl::InvalidArgumentError("--compare needs a CHAI schedule: add --chai FILE|LIST");
+  if (auto s = CheckOutputFolder(f.json_path, "--json"); !s.ok()) return s;
+  if (f.compare && f.model.chai == "off") {
+    return absl::InvalidArgumentError("--compare needs a CHAI schedule: add --chai FILE|LIST");
+  }
   // Checked again by RunLatencyBench; here so that a bad flag fails before the model loads.
-  if (o.output_len < 2 || o.iters < 1 || o.warmup < 0) {
+  if (f.o.output_len < 2 || f.o.iters < 1 || f.o.warmup < 0) {
     return absl::InvalidArgumentError("--output-len must be >= 2, --iters >= 1 and --warmup >= 0");
   }
   auto batch_list = ParseIntList("batch", batches);
   if (!batch_list.ok()) return batch_list.status();
   auto input_list = ParseIntList("input-len", inputs);
   if (!input_list.ok()) return input_list.status();
-  const int max_batch = *std::max_element(batch_list->begin(), batch_list->end());
-  const int max_input = *std::max_element(input_list->begin(), input_list->end());
-  const EnvVars tuning = TuningEnvironment();  // before LoadModel sets variables of its own
+  f.batches = std::move(*batch_list);
+  f.inputs = std::move(*input_list);
   // Every shape must fit the model's positions: checked before the model loads.
-  if (auto s = CheckPositions(model, int64_t{max_input} + o.output_len,
-                              absl::StrCat("--input-len ", max_input, " + --output-len ", o.output_len));
+  const int max_input = *std::max_element(f.inputs.begin(), f.inputs.end());
+  if (auto s = CheckPositions(f.model, int64_t{max_input} + f.o.output_len,
+                              absl::StrCat("--input-len ", max_input, " + --output-len ", f.o.output_len));
       !s.ok()) {
     return s;
   }
+  return f;
+}
+
+}  // namespace
+
+absl::Status RunBench(const std::vector<std::string>& args) {
+  if (WantsThroughput(args)) return RunThroughputMode(args);
+  const EnvVars tuning = TuningEnvironment();  // before LoadModel sets variables of its own
+  auto flags = ParseLatencyFlags(args);
+  if (!flags.ok()) return flags.status();
+  LatencyFlags& f = *flags;
+  if (f.help) return absl::OkStatus();  // the usage is printed
+  if (f.throughput) return RunThroughputMode(args);
+  const ModelOptions& model = f.model;
+  LatencyBenchOptions& o = f.o;
+  const int max_batch = *std::max_element(f.batches.begin(), f.batches.end());
+  const int max_input = *std::max_element(f.inputs.begin(), f.inputs.end());
   auto m = LoadModel(model, max_batch, int64_t{max_input} + std::max(0, o.output_len));
   if (!m.ok()) return m.status();
   o.seed = static_cast<uint64_t>(model.seed);
@@ -259,25 +287,27 @@ absl::Status RunBench(const std::vector<std::string>& args) {
     std::printf("model %s, %s, %s, TP=%d (%s), CHAI %s\n", name.c_str(), device.c_str(), model.dtype.c_str(),
                 m->comm->size(), communicator.c_str(), model.chai.c_str());
     PrintTuningEnvironment(tuning);
-    PrintTableHeader(compare);
+    PrintTableHeader(f.compare);
   }
   Json runs = Json::MakeArray();
   std::vector<ComparedShape> compared;
-  for (int input : *input_list) {
-    for (int batch : *batch_list) {
+  for (int input : f.inputs) {
+    for (int batch : f.batches) {
       o.batch = batch;
       o.input_len = input;
-      const bool first = batch == batch_list->front() && input == input_list->front();
-      if (auto s = RunShape(*m, o, compare, rank0, first, &runs, &compared); !s.ok()) return s;
+      const bool first = batch == f.batches.front() && input == f.inputs.front();
+      if (auto s = RunShape(*m, o, f.compare, rank0, first, &runs, &compared); !s.ok()) return s;
     }
   }
-  if (rank0 && compare) PrintComparison(model.chai, compared);
-  if (!rank0 || json_path.empty()) return absl::OkStatus();
+  if (rank0 && f.compare) PrintComparison(model.chai, compared);
+  if (!rank0 || f.json_path.empty()) return absl::OkStatus();
   Json out = BenchJsonHeader("latency", name, device, model.dtype, m->comm->size(), model.chai, tuning);
   out.Set("communicator", Json(communicator));
   out.Set("runs", std::move(runs));
-  if (compare) out.Set("comparison", ComparisonJson(compared));
-  if (auto s = WriteJsonFile(json_path, out); !s.ok()) return absl::Status(s.code(), absl::StrCat("--json: ", s.message()));
+  if (f.compare) out.Set("comparison", ComparisonJson(compared));
+  if (auto s = WriteJsonFile(f.json_path, out); !s.ok()) {
+    return absl::Status(s.code(), absl::StrCat("--json: ", s.message()));
+  }
   return absl::OkStatus();
 }
 
