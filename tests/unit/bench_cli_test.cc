@@ -90,6 +90,40 @@ TEST(BenchCli, RecordsTheTuningEnvironment) {
   EXPECT_EQ(env->Find("CHAI_DECODE_V4_PV_EARLY")->as_string(), "0");
 }
 
+// --mode throughput's JSON: every request accounted for. With fixed lengths and no stop tokens the
+// token counts follow from the request definitions alone.
+TEST(BenchCli, ThroughputJsonCountsEveryRequest) {
+  const std::string json = JsonPath("throughput.json");
+  const ChaiCliResult r = RunChaiCli(absl::StrCat("bench --mode throughput --model ", kFixture,
+                                                  " --num-requests 5 --input-len-dist fixed:6 --output-len-dist fixed:4 "
+                                                  "--max-prefill-tokens 8 --no-progress --json ",
+                                                  json));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("| requests/s | output tokens/s |"), std::string::npos) << r.out;
+  auto parsed = ReadJsonFile(json);
+  fs::remove(json);
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  const Json& j = *parsed;
+  EXPECT_EQ(j.Find("mode")->as_string(), "throughput");
+  EXPECT_EQ(j.Find("num_requests")->as_double(), 5);
+  EXPECT_EQ(j.Find("request_rate")->as_string(), "inf");
+  EXPECT_EQ(j.Find("max_prefill_tokens")->as_double(), 8);
+  EXPECT_EQ(j.Find("completed")->as_double(), 5);
+  EXPECT_EQ(j.Find("failed")->as_double(), 0);
+  EXPECT_EQ(j.Find("input_tokens")->as_double(), 5 * 6);
+  EXPECT_EQ(j.Find("output_tokens")->as_double(), 5 * 4);
+  EXPECT_GE(j.Find("steps")->as_double(), 4);  // at least one step per generated token of a request
+  EXPECT_GT(j.Find("kv_blocks")->as_double(), 0);
+  for (const char* key : {"ttft", "tpot"}) {
+    SCOPED_TRACE(key);
+    const Json* p = j.Find(key);
+    ASSERT_NE(p, nullptr);
+    EXPECT_LE(p->Find("p50_ms")->as_double(), p->Find("p90_ms")->as_double());
+    EXPECT_LE(p->Find("p90_ms")->as_double(), p->Find("p99_ms")->as_double());
+    EXPECT_GT(p->Find("mean_ms")->as_double(), 0);
+  }
+}
+
 // The floor's denominator names what it measured: the copy size in the JSON and on stderr (256 MiB
 // memcpy on the CPU backend; 1 GiB, or the halving that fits beside the KV pool, on a GPU).
 TEST(BenchCli, ReportsTheCopySizeOfItsFloor) {
