@@ -18,7 +18,22 @@ namespace fs = std::filesystem;
 const std::string kFixture = FixtureDir("opt-preln");  // 4 heads, committed: no ../shared needed
 const std::string kShapes = "--batch 1,2 --input-len 8,12 --output-len 4 --warmup 0 --iters 1";
 
-std::string JsonPath(const std::string& name) { return fs::temp_directory_path() / ("chai_bench_cli_" + name); }
+const std::string kOneShape = "--batch 1 --input-len 8 --output-len 4 --warmup 0 --iters 1";
+
+// `chai ARGS --json FILE` (with the VAR=value words of `env`): its exit code and output, and the
+// JSON it wrote, read back (the file removed).
+struct RunWithJson {
+  ChaiCliResult cli;
+  absl::StatusOr<Json> json;
+};
+
+RunWithJson RunChaiJson(const std::string& args, const std::string& name, const std::string& env = "") {
+  const std::string path = fs::temp_directory_path() / ("chai_bench_cli_" + name);
+  RunWithJson r{RunChaiCli(absl::StrCat(args, " --json ", path), env), absl::NotFoundError("not run")};
+  r.json = ReadJsonFile(path);
+  fs::remove(path);
+  return r;
+}
 
 TEST(BenchCli, CompareNeedsASchedule) {
   ExpectChaiCliError("bench --model " + kFixture + " --compare", "--compare needs a CHAI schedule");
@@ -29,14 +44,11 @@ TEST(BenchCli, CompareIsALatencyFlag) {
 }
 
 TEST(BenchCli, CompareReportsSpeedupBesideTheByteBound) {
-  const std::string json = JsonPath("compare.json");
-  const ChaiCliResult r = RunChaiCli(absl::StrCat("bench --model ", kFixture, " --chai 4,2 --compare ", kShapes,
-                                                  " --json ", json));
+  const auto [r, parsed] = RunChaiJson(absl::StrCat("bench --model ", kFixture, " --chai 4,2 --compare ", kShapes),
+                                       "compare.json");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("| mode | batch |"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("dense vs CHAI (4,2)"), std::string::npos) << r.out;
-  auto parsed = ReadJsonFile(json);
-  fs::remove(json);
   ASSERT_TRUE(parsed.ok()) << parsed.status();
   const auto& runs = parsed->Find("runs")->as_array();
   const auto& cmp = parsed->Find("comparison")->as_array();
@@ -65,11 +77,8 @@ TEST(BenchCli, CompareReportsSpeedupBesideTheByteBound) {
 }
 
 TEST(BenchCli, RecordsTheTuningEnvironment) {
-  const std::string json = JsonPath("env.json");
-  const ChaiCliResult r = RunChaiCli(
-      absl::StrCat("bench --model ", kFixture, " --batch 1 --input-len 8 --output-len 4 --warmup 0 --iters 1 --json ",
-                   json),
-      "CHAI_PDL=1 CHAI_DECODE_V4_PV_EARLY=0");
+  const auto [r, parsed] = RunChaiJson(absl::StrCat("bench --model ", kFixture, " ", kOneShape), "env.json",
+                                       "CHAI_PDL=1 CHAI_DECODE_V4_PV_EARLY=0");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   // The line lists what the caller's environment held too (e.g. CHAI_NUM_THREADS), sorted.
   const size_t line = r.out.find("tuning environment: ");
@@ -79,8 +88,6 @@ TEST(BenchCli, RecordsTheTuningEnvironment) {
   EXPECT_NE(early, std::string::npos) << text;
   EXPECT_NE(pdl, std::string::npos) << text;
   EXPECT_LT(early, pdl) << text;
-  auto parsed = ReadJsonFile(json);
-  fs::remove(json);
   ASSERT_TRUE(parsed.ok()) << parsed.status();
   const Json* env = parsed->Find("environment");
   ASSERT_NE(env, nullptr);
@@ -93,15 +100,12 @@ TEST(BenchCli, RecordsTheTuningEnvironment) {
 // --mode throughput's JSON: every request accounted for. With fixed lengths and no stop tokens the
 // token counts follow from the request definitions alone.
 TEST(BenchCli, ThroughputJsonCountsEveryRequest) {
-  const std::string json = JsonPath("throughput.json");
-  const ChaiCliResult r = RunChaiCli(absl::StrCat("bench --mode throughput --model ", kFixture,
-                                                  " --num-requests 5 --input-len-dist fixed:6 --output-len-dist fixed:4 "
-                                                  "--max-prefill-tokens 8 --no-progress --json ",
-                                                  json));
+  const auto [r, parsed] = RunChaiJson(absl::StrCat("bench --mode throughput --model ", kFixture,
+                                                    " --num-requests 5 --input-len-dist fixed:6 --output-len-dist "
+                                                    "fixed:4 --max-prefill-tokens 8 --no-progress"),
+                                       "throughput.json");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("| requests/s | output tokens/s |"), std::string::npos) << r.out;
-  auto parsed = ReadJsonFile(json);
-  fs::remove(json);
   ASSERT_TRUE(parsed.ok()) << parsed.status();
   const Json& j = *parsed;
   EXPECT_EQ(j.Find("mode")->as_string(), "throughput");
@@ -127,14 +131,9 @@ TEST(BenchCli, ThroughputJsonCountsEveryRequest) {
 // The floor's denominator names what it measured: the copy size in the JSON and on stderr (256 MiB
 // memcpy on the CPU backend; 1 GiB, or the halving that fits beside the KV pool, on a GPU).
 TEST(BenchCli, ReportsTheCopySizeOfItsFloor) {
-  const std::string json = JsonPath("copy.json");
-  const ChaiCliResult r = RunChaiCli(absl::StrCat("bench --model ", kFixture,
-                                                  " --batch 1 --input-len 8 --output-len 4 --warmup 0 --iters 1 --json ",
-                                                  json));
+  const auto [r, parsed] = RunChaiJson(absl::StrCat("bench --model ", kFixture, " ", kOneShape), "copy.json");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.err.find("(copies of 256 MiB)"), std::string::npos) << r.err;
-  auto parsed = ReadJsonFile(json);
-  fs::remove(json);
   ASSERT_TRUE(parsed.ok()) << parsed.status();
   const Json& run = parsed->Find("runs")->as_array()[0];
   ASSERT_NE(run.Find("copy_bytes"), nullptr);
@@ -154,13 +153,9 @@ TEST(BenchCli, RecordsTheBuild) {
   ASSERT_TRUE(std::regex_match(version.out, m, line)) << version.out;
   const std::string revision = m[1].str();
 
-  const std::string json = JsonPath("build.json");
-  const ChaiCliResult r = RunChaiCli(absl::StrCat(
-      "bench --model ", kFixture, " --batch 1 --input-len 8 --output-len 4 --warmup 0 --iters 1 --json ", json));
+  const auto [r, parsed] = RunChaiJson(absl::StrCat("bench --model ", kFixture, " ", kOneShape), "build.json");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out.substr(0, r.out.find('\n') + 1), version.out);
-  auto parsed = ReadJsonFile(json);
-  fs::remove(json);
   ASSERT_TRUE(parsed.ok()) << parsed.status();
   ASSERT_NE(parsed->Find("chai_revision"), nullptr);
   EXPECT_EQ(parsed->Find("chai_revision")->as_string(), revision);
