@@ -2,7 +2,6 @@
 #ifndef CHAI_RUNTIME_CHAI_CLUSTERING_COMMON_H_
 #define CHAI_RUNTIME_CHAI_CLUSTERING_COMMON_H_
 
-#include <utility>
 #include <vector>
 
 namespace chai::clustering_internal {

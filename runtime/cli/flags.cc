@@ -1,9 +1,8 @@
 #include "runtime/cli/flags.h"
 
-#include <cstdio>
-
 #include <cerrno>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 
