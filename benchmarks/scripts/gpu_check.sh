@@ -27,6 +27,8 @@
 # passes (the attention and engine tests, then each kernel-4 pass of CHAI decode attention timed alone, ncu),
 # boundary (batch-1 GEMV chains: one kernel per GEMV against one persistent kernel with grid barriers),
 # arpush (TP > 1: the row-parallel GEMVs push their partials into the IPC all-reduce themselves),
+# gemvab (a compile-time GEMV knob, AB_FLAGS: its GEMV tests, `gemm_bench 10 shards` and LLaMA-7B TPOT
+# from every build in turn),
 # gemvshape (the GEMV default chosen by shape against by width: tests, gemm_bench shards, OPT-66B TP=4),
 # tpprofile (per-kernel time of a TP=4 decode step on rank 0 under ncu: OPT-66B and LLaMA-7B),
 # arnorm (the fused IPC all-reduce + norm with its row staged in shared memory or not: tests, TP=4 TPOT),
@@ -162,6 +164,7 @@ targets=()
   qkv_append_gpu_test)
 [ "$modes" = " gemvshape " ] && targets=(--target chai gemm_bench ops_gpu_test qkv_append_gpu_test linear_fused_gpu_test)
 [ "$modes" = " passes " ] && targets=(--target attention_bench paged_attention_gpu_test engine_gpu_test chai)
+[ "$modes" = " gemvab " ] && targets=(--target chai gemm_bench ops_gpu_test)  # the variants build beside
 [ "$modes" = " l2ab " ] && targets=(--target chai l2_prefetch_gpu_test paged_attention_gpu_test engine_gpu_test
   fused_ops_gpu_test)
 # Always (re)build: on a machine kept warm the tree may have changed since the last call, and
@@ -206,6 +209,7 @@ has stream && run_mode stream
 has boundary && run_mode boundary
 has arpush && run_mode arpush
 has gemvshape && run_mode gemvshape
+has gemvab && run_mode gemvab
 has basetp && run_mode basetp
 has arbench && run_mode arbench
 has tpenv && run_mode tpenv

@@ -11,11 +11,27 @@
 
 namespace chai::cuda::gemv {
 
+// CHAI_GEMV_L2_HINT (compile time, 256 unless set; 128, 64 or 0 for none): the L2 prefetch size
+// W's loads ask for. 256 B brings a load's neighbours of the same row into L2 ahead of the next
+// steps' loads; chosen on H100s and never A/B'd on an H200 (`gpu_check.sh gemvab`).
+#ifndef CHAI_GEMV_L2_HINT
+#define CHAI_GEMV_L2_HINT 256
+#endif
+#if CHAI_GEMV_L2_HINT == 256
+#define CHAI_GEMV_LOAD_STREAM "ld.global.nc.L1::no_allocate.L2::256B.v4.u32"
+#elif CHAI_GEMV_L2_HINT == 128
+#define CHAI_GEMV_LOAD_STREAM "ld.global.nc.L1::no_allocate.L2::128B.v4.u32"
+#elif CHAI_GEMV_L2_HINT == 64
+#define CHAI_GEMV_LOAD_STREAM "ld.global.nc.L1::no_allocate.L2::64B.v4.u32"
+#elif CHAI_GEMV_L2_HINT == 0
+#define CHAI_GEMV_LOAD_STREAM "ld.global.nc.L1::no_allocate.v4.u32"
+#else
+#error "CHAI_GEMV_L2_HINT must be 256, 128, 64 or 0"
+#endif
+
 __device__ __forceinline__ uint4 LoadStream(const uint4* p) {
   uint4 v;
-  asm("ld.global.nc.L1::no_allocate.L2::256B.v4.u32 {%0, %1, %2, %3}, [%4];"
-      : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-      : "l"(p));
+  asm(CHAI_GEMV_LOAD_STREAM " {%0, %1, %2, %3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
   return v;
 }
 

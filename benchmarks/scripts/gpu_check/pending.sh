@@ -7,13 +7,11 @@
 # TP 4 with a 97 GiB KV pool). Not yet on a GPU, all host-side: CudaCopyBandwidthOn as one function
 # (copy_bandwidth_bench's kept pair and MeasureCopyBandwidth share it), gemm_bench's ShardOperands
 # in the `shards` table (the bulk table that ran used the same helpers), the AllocatePair fallback
-# below 1 GiB (no run has lacked the room), copy_bytes in the bench's JSON.
+# below 1 GiB (no run has lacked the room).
 # Two GEMV experiments wait for one cheap single-GPU call (the GEMVs are most of what #6 and #8
-# still miss on H200), kept off main until they have run: branch wip/gemv-loads has `gemm_bench 10
-# cpasync` (kernels/cuda/gemv_cpasync.cu, warp-private cp.async rings; its `!` and `=` columns check
-# each output against the default GEMV's, and variant 0 bit for bit against w8.r16.u4.b3) and
-# `AB_FLAGS=-DCHAI_GEMV_L2_HINT=128 AB_FLAGS2=-DCHAI_GEMV_L2_HINT=0 gpu_check.sh gemvab` (W's L2
-# prefetch size).
+# still miss on H200): `gemm_bench 10 cpasync` (kernels/cuda/gemv_cpasync.cu, warp-private cp.async
+# rings; its `!` column checks each output against the default GEMV's) and `AB_FLAGS=
+# -DCHAI_GEMV_L2_HINT=128 AB_FLAGS2=-DCHAI_GEMV_L2_HINT=0 gpu_check.sh gemvab` (W's L2 prefetch size).
 # Earlier, as of the eighteenth session:
 # Main's kernels passed paged_attention_gpu_test 27/27 and engine_gpu_test 33/33 on H200s in
 # the fifteenth to seventeenth sessions. The one-launch CHAI experiments (8d8d4c4) and four forms
