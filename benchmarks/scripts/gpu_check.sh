@@ -125,11 +125,11 @@ llama_tpot() {
     --dtype fp16 --max-seq-len 4096 --batch "$batches" --input-len 512 --output-len 128 --warmup 1 --iters 2 \
     2>"$OUT/$log.err" | tee "$OUT/$log.md" | grep "^| [0-9]" | cut -d'|' -f2-10 | sed "s/^/$label /"
 }
-# llama_tpot from build-gpu and every variant build (`builds`) in turn, two rounds: logs
-# $OUT/$1-BUILD-rROUND, batches $2.
+# llama_tpot from build-gpu and every variant build (`builds`) in turn, TPOT_ROUNDS rounds (2 unless
+# set): logs $OUT/$1-BUILD-rROUND, batches $2.
 builds_tpot() {
   local round b
-  for round in 1 2; do
+  for round in $(seq "${TPOT_ROUNDS:-2}"); do
     for b in build-gpu "${builds[@]}"; do
       llama_tpot "$b/chai" "$2" "$1-$b-r$round" "r$round $b"
     done

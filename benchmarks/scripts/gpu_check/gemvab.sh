@@ -5,7 +5,7 @@
 # ops_gpu_test, gemm_bench and chai. Each variant's GEMV tests against the CPU reference, then
 # `gemm_bench 10 shards` (every configuration at the TP shards) from every build in turn, two
 # rounds, then LLaMA-7B TPOT (batch GEMVAB_BATCHES, default 1; prompt 512) from every build in
-# turn, two rounds.
+# turn, TPOT_ROUNDS rounds (2 unless set).
 start_variant_builds chai gemm_bench ops_gpu_test
 wait_variant_builds || return 0
 for b in build-gpu "${builds[@]}"; do
