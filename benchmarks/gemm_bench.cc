@@ -5,9 +5,8 @@
 // T <= 8), each called directly, and a sweep of the GEMV's launch configurations (fp16); last,
 // ops::LinearFused against the plain GEMV at the fusions the engine uses.
 //
-//   gemm_bench [samples=20] [fused | shards | cpasync]   (fused: only the LinearFused and QkvLinearAppend
-//   tables, the last two; shards: only the configurations at the tensor-parallel shards, ShardsTable;
-//   cpasync: the experimental warp-private cp.async GEMV against the default there, CpAsyncTable)
+//   gemm_bench [samples=20] [fused | shards]   (fused: only the LinearFused and QkvLinearAppend tables, the
+//   last two; shards: only the configurations at the tensor-parallel shards, ShardsTable)
 //
 // Each sample is one CUDA-event-timed pass over several weight copies (together well past the
 // L2 cache, so decode GEMMs stream their weights from DRAM as in a real decode step); the
@@ -18,7 +17,6 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <string>
 #include <vector>
 
@@ -420,47 +418,6 @@ void ShardsTable(int samples, double copy_gbs, int l2_bytes, int sms) {
   }
 }
 
-// The experimental warp-private cp.async GEMV (cuda::GemvCpAsync, kernels/cuda/gemv_cpasync.cu)
-// against the default GEMV at the shards, fp16, T = 1 and 4: do loads that keep their bytes out of
-// the registers, with no cross-warp round trip, bring the GEMV closer to the copy bandwidth?
-void CpAsyncTable(int samples, double copy_gbs, int l2_bytes) {
-  uint64_t state = 0xC9A5ull;
-  std::printf("\nWarp-private cp.async GEMV against the default at the TP shards, fp16 (us / %% of copy bandwidth "
-              "%.0f GB/s; ! = differs from the default's output by a relative error >= 1e-2)\n%-22s %2s %15s",
-              copy_gbs, "shape", "T", "default");
-  for (int v = 0; v < cuda::kGemvCpAsyncVariants; ++v) std::printf(" %15s", cuda::GemvCpAsyncVariantName(v));
-  std::printf("\n");
-  for (const DecodeShape& s : ShardShapes()) {
-    for (int64_t t : {1, 4}) {
-      ShardOperands ops = MakeShardOperands(s, t, l2_bytes, state);
-      std::printf("%-22s %2lld", s.name, static_cast<long long>(t));
-      const double us = MicrosPerCopy(samples, ops.copies(),
-                                      [&](int c) { cuda::Gemv(ops.xs[c], ops.weights[c], Tensor(), &ops.outs[c]); });
-      ops.PrintCell(us, copy_gbs, true);
-      if (!cuda::GemvCpAsyncApplies(ops.xs[0], ops.weights[0])) {
-        std::printf("  (K %% 128 != 0: does not apply)\n");
-        continue;
-      }
-      // Variant 0 sums in the order of the register GEMV's w8.r16.u4.b3 (eight warps, four steps a
-      // group, no split of K where the row blocks fill the chip): "=" where it matches it bit for bit.
-      Tensor same_order = Tensor::Empty({t, s.n}, DType::kF16, Device::kCuda);
-      cuda::Gemv(ops.xs[0], ops.weights[0], Tensor(), &same_order, 0);
-      const Tensor same_order_host = same_order.To(Device::kCpu);
-      bool identical = false;
-      for (int v = 0; v < cuda::kGemvCpAsyncVariants; ++v) {
-        const double v_us = MicrosPerCopy(
-            samples, ops.copies(), [&](int c) { cuda::GemvCpAsync(ops.xs[c], ops.weights[c], &ops.outs[c], v); });
-        ops.PrintCell(v_us, copy_gbs, false);
-        if (v == 0) {
-          const Tensor got = ops.outs[0].To(Device::kCpu);
-          identical = std::memcmp(got.raw(), same_order_host.raw(), got.nbytes()) == 0;
-        }
-      }
-      std::printf("  %s\n", identical ? "=" : "(variant 0 differs from u4.b3's bits)");
-    }
-  }
-}
-
 int Run(int samples, const std::string& mode) {
   cudaDeviceProp prop;
   int device = 0;
@@ -478,10 +435,6 @@ int Run(int samples, const std::string& mode) {
   }
   if (mode == "shards") {
     ShardsTable(samples, copy_gbs, prop.l2CacheSize, prop.multiProcessorCount);
-    return 0;
-  }
-  if (mode == "cpasync") {
-    CpAsyncTable(samples, copy_gbs, prop.l2CacheSize);
     return 0;
   }
 
@@ -533,8 +486,8 @@ int main(int argc, char** argv) {
   }
   const int samples = argc > 1 ? std::max(1, std::atoi(argv[1])) : 20;
   const std::string mode = argc > 2 ? argv[2] : "";
-  if (!mode.empty() && mode != "fused" && mode != "shards" && mode != "cpasync") {
-    std::fprintf(stderr, "gemm_bench: unknown mode '%s' (expected fused, shards or cpasync)\n", mode.c_str());
+  if (!mode.empty() && mode != "fused" && mode != "shards") {
+    std::fprintf(stderr, "gemm_bench: unknown mode '%s' (expected fused or shards)\n", mode.c_str());
     return 2;
   }
   return chai::Run(samples, mode);

@@ -28,7 +28,8 @@
 // last CTA of a row block to arrive sums them in split order (deterministic) and writes out.
 //
 // W is read with ld.global.nc.L1::no_allocate (read once; keeps x resident in L1) and the
-// L2::256B prefetch hint; x with ld.global.nc (L1-cached: every CTA of an SM reads all of x).
+// L2::128B prefetch hint (CHAI_GEMV_L2_HINT, gemv_tile.cuh); x with ld.global.nc (L1-cached: every
+// CTA of an SM reads all of x).
 // __launch_bounds__' minimum CTAs per SM matters beyond occupancy: without it ptxas holds the
 // kernel near 64 registers and interleaves each iteration's loads with its MMAs (5-6 loads in
 // flight instead of all of them; seen in the SASS of nvcc 13.0).

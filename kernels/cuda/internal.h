@@ -54,14 +54,6 @@ GemvShapePlan GemvPlan(int64_t k, int64_t n, int variant = -1);
 bool GemvFusedApplies(const Tensor& x, const Tensor& weight, const Tensor& bias, const ops::LinearFusion& fusion);
 void GemvFused(const Tensor& x, const Tensor& weight, const Tensor& bias, const ops::LinearFusion& fusion, Tensor* out);
 
-// gemv_cpasync.cu: an experimental GEMV whose W loads go through warp-private cp.async rings in
-// shared memory (gemm_bench's `cpasync` table; not used by Linear). Applies where GemvApplies does
-// with K % 128 == 0; no bias. `variant` 0 .. kGemvCpAsyncVariants - 1 picks warps, steps and ring.
-constexpr int kGemvCpAsyncVariants = 3;
-const char* GemvCpAsyncVariantName(int variant);
-bool GemvCpAsyncApplies(const Tensor& x, const Tensor& weight);
-void GemvCpAsync(const Tensor& x, const Tensor& weight, Tensor* out, int variant);
-
 // linear.cc: Linear through cuBLASLt only (the path for T > kGemvMaxTokens, fp32 and operands
 // GemvApplies rejects), for benchmarks and tests that compare the two.
 void LinearCublasLt(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor* out);
