@@ -152,13 +152,13 @@ constexpr Variant MakeVariant(const char* name) {
 }
 
 // name: warps per CTA (w), rows per CTA (r), steps per warp iteration (u; 16-byte W loads in
-// flight per thread = 2 * r / 16 * u), CTAs per SM the registers allow (b). The two defaults
+// flight per thread = 2 * r / 16 * u), CTAs per SM the registers allow (b). The three defaults
 // (DefaultVariant) also have the fused kernels.
 const Variant kVariants[] = {
     MakeVariant<8, 1, 4, 3, true>("w8.r16.u4.b3"),  //
     MakeVariant<8, 1, 2, 4>("w8.r16.u2.b4"),        //
     MakeVariant<8, 1, 8, 2, true>("w8.r16.u8.b2"),  //
-    MakeVariant<4, 1, 4, 6>("w4.r16.u4.b6"),        //
+    MakeVariant<4, 1, 4, 6, true>("w4.r16.u4.b6"),  //
     MakeVariant<8, 2, 2, 3>("w8.r32.u2.b3"),        //
     MakeVariant<16, 1, 2, 2>("w16.r16.u2.b2"),      //
     MakeVariant<4, 2, 4, 4>("w4.r32.u4.b4"),        //
@@ -190,7 +190,7 @@ bool DefaultByWidthOnly() {
   return width_only;
 }
 
-// The default is one of the two configurations that have the fused kernels. By width, from the
+// The default is one of the three configurations that have the fused kernels. By width, from the
 // H100 sweep in benchmarks/results/gemm-h100.md (commit 1782d80): u8.b2 (16 loads in flight per
 // thread, 2 CTAs per SM) was the fastest at every T for the wide weights (N = 11008 and 32000: 89% /
 // 99% of copy bandwidth against 87% / 98% for u4.b3), u4.b3 at N = 4096 (o: 77% against 76%; down,
@@ -207,32 +207,44 @@ bool DefaultByWidthOnly() {
 //   takes u8.b2 when its last wave is fuller (OPT-66B's Q|K|V at TP = 4: 432 row blocks over 396
 //   resident; 37.4-38.0 against 39.7-40.1 us).
 // (gemv_grid::ChooseWide; tests/unit/gemv_grid_test.cc checks it at those shapes.)
-constexpr int kNarrowDefault = 0, kWideDefault = 2;
+// A third default, since W's loads ask L2 for 128-byte prefetches (gemv_tile.cuh): where the wide
+// one's grid spills past one wave of its 264 resident CTAs and four warps a CTA at 6 per SM (792
+// resident) fit in one (gemv_grid::WideTakesFourWarps), the four-warp one. On an H200 (`gemm_bench 10
+// shards`, four rounds, gemm-h200.md) it took 1.0-1.6 us (3-4%) off OPT-66B's Q|K|V, fc1 and fc2 at
+// TP = 4 and 1.3 us off LLaMA-7B's Q|K|V at TP = 1 (0.6 off gate|up at TP = 2), tied at OPT-66B's
+// LM head; where its grid also spills (LLaMA-7B's gate|up at TP = 1, 1376 row blocks) it is not
+// faster, and at the narrow shards it is slower (+0.5-1.9 us), so the rule is the one wave.
+constexpr int kNarrowDefault = 0, kWideDefault = 2, kFourWarps = 3;
 
 int DefaultVariant(int64_t k, int64_t n) {
-  return gemv_grid::ChooseWide(k, n, ConfigOf(kVariants[kNarrowDefault]), ConfigOf(kVariants[kWideDefault]), SmCount(),
-                               DefaultByWidthOnly())
-             ? kWideDefault
-             : kNarrowDefault;
+  const int sms = SmCount();
+  if (!gemv_grid::ChooseWide(k, n, ConfigOf(kVariants[kNarrowDefault]), ConfigOf(kVariants[kWideDefault]), sms,
+                             DefaultByWidthOnly())) {
+    return kNarrowDefault;
+  }
+  if (!DefaultByWidthOnly() && gemv_grid::WideTakesFourWarps(k, n, ConfigOf(kVariants[kWideDefault]),
+                                                             ConfigOf(kVariants[kFourWarps]), sms)) {
+    return kFourWarps;
+  }
+  return kWideDefault;
 }
 
-// A plain launch may take a configuration without the fused kernels: w4.r16.u4.b6 where the
-// default's warps share a CTA's span unevenly (gemv_grid::PlainTakesFourWarps). At OPT-66B's o shard
-// of TP = 4 (K = 2304) u4.b3's eight warps make 18 iterations (balance 0.75) where four make them at
-// 0.9: 14.0 against 15.0 us on an H200 (`gemm_bench 10 shards`, gemm-h200.md); at every LLaMA-7B
-// shard the default's balance is 0.9 or more and it stays (at TP = 2's down, 0.90, w4 is slower).
-constexpr int kFourWarpPlain = 3;
+// Any launch may also take the four-warp configuration where the default's warps share a CTA's
+// span unevenly (gemv_grid::PlainTakesFourWarps). At OPT-66B's o shard of TP = 4 (K = 2304)
+// u4.b3's eight warps make 18 iterations (balance 0.75) where four make them at 0.9: 14.0 against
+// 15.0 us on an H200 (`gemm_bench 10 shards`, gemm-h200.md); at every LLaMA-7B shard the default's
+// balance is 0.9 or more and it stays (at TP = 2's down, 0.90, w4 is slower).
 int ChooseVariant(int64_t /*tokens*/, int64_t k, int64_t n) {
   if (ForcedVariant() >= 0) return ForcedVariant();
   const int chosen = DefaultVariant(k, n);
   if (!DefaultByWidthOnly() && gemv_grid::PlainTakesFourWarps(k, n, ConfigOf(kVariants[chosen]),
-                                                              ConfigOf(kVariants[kFourWarpPlain]), SmCount())) {
-    return kFourWarpPlain;
+                                                              ConfigOf(kVariants[kFourWarps]), SmCount())) {
+    return kFourWarps;
   }
   return chosen;
 }
 
-// LinearFused: the forced configuration where it has the fused kernels, else the default for the
+// LinearFused: the chosen (or forced) configuration where it has the fused kernels, else the default for the
 // weight's shape (the stacked gate | up weight with the SiLU epilogue streams as the plain GEMV does).
 int FusedVariant(int64_t tokens, int64_t k, int64_t n) {
   const int v = ChooseVariant(tokens, k, n);
