@@ -1,17 +1,16 @@
 #!/usr/bin/env bash
 # gpu_check.sh mode `pending`, sourced by gpu_check.sh (it sees OUT, gpus, modes, has, bench, mpi).
-# Code on main that waits for a GPU, as of the twenty-third session (2026-11-27): none that changes a
-# kernel. That session's LoadModel reordering (twenty-second) ran on 4 x H100 and 4 x H200 (OPT-66B
-# and LLaMA-7B bench at TP 1/2/4, generate --stats at TP 4) and one H200 (bad_input_test, generate
-# on opt-tiny-docs); the 1 GiB copy measure ran there too (latency_bench_test np 2 / 4, OPT-66B at
-# TP 4 with a 97 GiB KV pool). Not yet on a GPU, all host-side: CudaCopyBandwidthOn as one function
-# (copy_bandwidth_bench's kept pair and MeasureCopyBandwidth share it), gemm_bench's ShardOperands
-# in the `shards` table (the bulk table that ran used the same helpers), the AllocatePair fallback
-# below 1 GiB (no run has lacked the room).
-# Two GEMV experiments wait for one cheap single-GPU call (the GEMVs are most of what #6 and #8
-# still miss on H200): `gemm_bench 10 cpasync` (kernels/cuda/gemv_cpasync.cu, warp-private cp.async
-# rings; its `!` column checks each output against the default GEMV's) and `AB_FLAGS=
-# -DCHAI_GEMV_L2_HINT=128 AB_FLAGS2=-DCHAI_GEMV_L2_HINT=0 gpu_check.sh gemvab` (W's L2 prefetch size).
+# Code on main that waits for a GPU, as of the twenty-fourth session (2026-11-27): the GEMV's
+# 128-byte L2 prefetch (CHAI_GEMV_L2_HINT) and its four-warp default where that fits one wave
+# (gemv_grid::WideTakesFourWarps) ran only on H200s (one H200: gemvab A/B; two 4 x H200 hosts:
+# basetp against 36696ec, the tests that mode runs, engine / linear_fused / qkv_append, and the fused
+# tests with CHAI_GEMV_VARIANT=w4.r16.u4.b6). Not yet on an H100: first, on one H100,
+# `AB_FLAGS=-DCHAI_GEMV_L2_HINT=256 AB_FLAGS2=-DCHAI_GEMV_L2_HINT=64 GEMVAB_BATCHES=1,8 gpu_check.sh
+# gemvab` (is 128 B also the best size there? #6's H100 row was 1.14x before), then OPT-66B at TP 4
+# on 4 x H100 (`gpu_check.sh basetp`, BASE_TAR = git archive 36696ec). Still never exercised: the
+# copy measure's fallback below 1 GiB (AllocatePair; no run has lacked the room). The twenty-third
+# session's host-side changes (CudaCopyBandwidthOn, copy_bytes, ShardOperands in the shards table)
+# ran in the twenty-fourth's benches.
 # Earlier, as of the eighteenth session:
 # Main's kernels passed paged_attention_gpu_test 27/27 and engine_gpu_test 33/33 on H200s in
 # the fifteenth to seventeenth sessions. The one-launch CHAI experiments (8d8d4c4) and four forms
