@@ -51,7 +51,7 @@ bool ChooseWide(int64_t k, int64_t n, const Config& narrow, const Config& wide, 
   return narrow_fill > 0.0 && narrow_fill <= 0.1 && LastWaveFill(wide, wide_grid, sms) > narrow_fill;
 }
 
-bool PlainTakesFourWarps(int64_t k, int64_t n, const Config& chosen, const Config& four, int sms) {
+bool FourWarpsShareBetter(int64_t k, int64_t n, const Config& chosen, const Config& four, int sms) {
   const double chosen_balance = WarpBalance(chosen, Plan(n, k, false, chosen, sms));
   return chosen_balance < 0.8 && WarpBalance(four, Plan(n, k, false, four, sms)) > chosen_balance;
 }

@@ -40,11 +40,11 @@ double LastWaveFill(const Config& c, const Grid& g, int sms);
 // by_width_only. True: the wide one (which WideTakesFourWarps may then replace).
 bool ChooseWide(int64_t k, int64_t n, const Config& narrow, const Config& wide, int sms, bool by_width_only);
 
-// Whether a plain launch (which needs no fused kernels) takes `four`, a configuration of four warps
-// a CTA, over `chosen`, the default: where the default leaves a CTA's warps under 4/5 of the busiest
+// Whether a launch takes `four`, a configuration of four warps a CTA (with the fused kernels too),
+// over `chosen`, the default: where the default leaves a CTA's warps under 4/5 of the busiest
 // one's work and `four` shares better (OPT-66B's o at TP = 4, K = 2304: 18 iterations over 8 warps
 // against over 4). gemv.cu's ChooseVariant explains the measurements.
-bool PlainTakesFourWarps(int64_t k, int64_t n, const Config& chosen, const Config& four, int sms);
+bool FourWarpsShareBetter(int64_t k, int64_t n, const Config& chosen, const Config& four, int sms);
 
 // Whether the wide default gives way to `four` (four warps a CTA, three times the CTAs an SM; it
 // has the fused kernels too): where four's grid fits in one wave of resident CTAs and the wide

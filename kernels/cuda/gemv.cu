@@ -230,14 +230,14 @@ int DefaultVariant(int64_t k, int64_t n) {
 }
 
 // Any launch may also take the four-warp configuration where the default's warps share a CTA's
-// span unevenly (gemv_grid::PlainTakesFourWarps). At OPT-66B's o shard of TP = 4 (K = 2304)
+// span unevenly (gemv_grid::FourWarpsShareBetter). At OPT-66B's o shard of TP = 4 (K = 2304)
 // u4.b3's eight warps make 18 iterations (balance 0.75) where four make them at 0.9: 14.0 against
 // 15.0 us on an H200 (`gemm_bench 10 shards`, gemm-h200.md); at every LLaMA-7B shard the default's
 // balance is 0.9 or more and it stays (at TP = 2's down, 0.90, w4 is slower).
 int ChooseVariant(int64_t /*tokens*/, int64_t k, int64_t n) {
   if (ForcedVariant() >= 0) return ForcedVariant();
   const int chosen = DefaultVariant(k, n);
-  if (!DefaultByWidthOnly() && gemv_grid::PlainTakesFourWarps(k, n, ConfigOf(kVariants[chosen]),
+  if (!DefaultByWidthOnly() && gemv_grid::FourWarpsShareBetter(k, n, ConfigOf(kVariants[chosen]),
                                                               ConfigOf(kVariants[kFourWarps]), SmCount())) {
     return kFourWarps;
   }

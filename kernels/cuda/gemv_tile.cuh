@@ -14,7 +14,7 @@ namespace chai::cuda::gemv {
 // CHAI_GEMV_L2_HINT (compile time, 128 unless set; 256, 64 or 0 for none): the L2 prefetch size
 // W's loads ask for. 256 B was the first default, never A/B'd until the twenty-fourth session; on
 // an H200 `gpu_check.sh gemvab` then measured 128 B 3-10% faster at the large shards (LLaMA-7B
-// gate|up 88% -> 92-93% of copy, OPT-66B fc1 85% -> 89-91%) and LLaMA-7B's batch-1 decode step 4%
+// gate|up 87-88% -> 90-93% of copy, OPT-66B fc1 84-85% -> 88-89%) and LLaMA-7B's batch-1 decode step 4%
 // faster, with 64 B and no hint slower than 256 B (benchmarks/results/gemm-h200.md). Measured, not
 // derived: a warp's group reads 128-512 contiguous bytes of a row, so neither size is the group's.
 #ifndef CHAI_GEMV_L2_HINT

@@ -88,7 +88,7 @@ TEST(GemvGrid, DefaultByShape) {
   EXPECT_FALSE(gemv_grid::ChooseWide(9216, 6912, kNarrow, kWide, kSms, true));
 }
 
-TEST(GemvGrid, PlainLaunchTakesFourWarpsOnlyWhereTheDefaultSharesUnevenly) {
+TEST(GemvGrid, FourWarpsOnlyWhereTheDefaultSharesUnevenly) {
   struct Shape {
     int64_t k, n;
   };
@@ -96,7 +96,7 @@ TEST(GemvGrid, PlainLaunchTakesFourWarpsOnlyWhereTheDefaultSharesUnevenly) {
   // four warps make them at 18 / 20.
   const Grid o_four = gemv_grid::Plan(9216, 2304, false, kFour, kSms);
   EXPECT_DOUBLE_EQ(gemv_grid::WarpBalance(kFour, o_four), 18.0 / 20.0);
-  EXPECT_TRUE(gemv_grid::PlainTakesFourWarps(2304, 9216, kNarrow, kFour, kSms));
+  EXPECT_TRUE(gemv_grid::FourWarpsShareBetter(2304, 9216, kNarrow, kFour, kSms));
   // Every other shard keeps its default: LLaMA-7B at TP = 1, 2, 4 and its LM head, OPT-66B's
   // Q|K|V, fc1, fc2 and LM head at TP = 4 (each with the configuration ChooseWide gives it).
   const Shape keep[] = {{4096, 12288}, {4096, 4096}, {4096, 22016}, {11008, 4096}, {4096, 6144}, {2048, 4096},
@@ -104,7 +104,7 @@ TEST(GemvGrid, PlainLaunchTakesFourWarpsOnlyWhereTheDefaultSharesUnevenly) {
                         {4096, 32000}, {9216, 6912}, {9216, 9216},  {9216, 12568}};
   for (const Shape& s : keep) {
     const Config& chosen = gemv_grid::ChooseWide(s.k, s.n, kNarrow, kWide, kSms, false) ? kWide : kNarrow;
-    EXPECT_FALSE(gemv_grid::PlainTakesFourWarps(s.k, s.n, chosen, kFour, kSms)) << s.k << " -> " << s.n;
+    EXPECT_FALSE(gemv_grid::FourWarpsShareBetter(s.k, s.n, chosen, kFour, kSms)) << s.k << " -> " << s.n;
   }
 }
 
