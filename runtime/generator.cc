@@ -11,103 +11,160 @@ double Now() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
+absl::Status CheckInputs(const std::vector<std::vector<int32_t>>& prompts, const GenerateOptions& options) {
+  if (prompts.empty()) return absl::InvalidArgumentError("no prompts");
+  for (const auto& p : prompts)
+    if (p.empty()) return absl::InvalidArgumentError("empty prompt: give at least one token");
+  if (options.max_new_tokens < 0) return absl::InvalidArgumentError("--max-new-tokens must be >= 0");
+  return options.sampling.Validate();
+}
+
+// One generation's state between the engine's passes: a sampler and a sequence per prompt, the
+// token each sequence feeds next, and which are done.
+class Generation {
+ public:
+  Generation(Engine& engine, const std::vector<std::vector<int32_t>>& prompts, const GenerateOptions& options,
+             const std::function<void(int, int32_t)>& on_token)
+      : engine_(engine),
+        prompts_(prompts),
+        options_(options),
+        on_token_(on_token),
+        vocab_(engine.config().vocab_size),
+        // Greedy decoding needs only each sequence's argmax: the engine returns ids, not logits.
+        greedy_ids_(options.sampling.greedy && !options.keep_prompt_logits),
+        done_(prompts.size(), options.max_new_tokens == 0),
+        next_(prompts.size()) {
+    result_.output_ids.resize(prompts.size());
+  }
+
+  // A sampler (its own reproducible stream: seed + index) and a sequence per prompt.
+  absl::Status Start() {
+    for (size_t i = 0; i < prompts_.size(); ++i) {
+      SamplingParams sp = options_.sampling;
+      sp.seed += i;
+      samplers_.emplace_back(sp);
+      auto seq = engine_.NewSequence();
+      if (!seq.ok()) return seq.status();
+      result_.sequences.push_back(std::move(*seq));
+      if (options_.chai != nullptr) options_.chai->Enable(result_.sequences.back().get());
+    }
+    return absl::OkStatus();
+  }
+
+  // All prompts in one forward pass; chooses each sequence's first new token.
+  absl::Status Prefill() {
+    const double t0 = Now();
+    std::vector<StepInput> steps;
+    for (size_t i = 0; i < prompts_.size(); ++i) steps.push_back({result_.sequences[i].get(), prompts_[i]});
+    if (greedy_ids_) {
+      auto ids = engine_.ForwardGreedy(absl::MakeSpan(steps));
+      if (!ids.ok()) return ids.status();
+      next_ = *ids;
+    } else {
+      auto logits = engine_.Forward(absl::MakeSpan(steps), options_.keep_prompt_logits);
+      if (!logits.ok()) return logits.status();
+      SamplePrefill(*logits);
+    }
+    result_.prefill_seconds = Now() - t0;
+    return absl::OkStatus();
+  }
+
+  // Each live sequence feeds back its last token until every one is done.
+  absl::Status Decode() {
+    const StepTimes before = engine_.step_times();
+    const double t0 = Now();
+    while (true) {
+      std::vector<StepInput> live;
+      std::vector<size_t> index;
+      TakeNextTokens(&live, &index);
+      if (live.empty()) break;
+      if (auto s = DecodeStep(live, index); !s.ok()) return s;
+    }
+    result_.decode_seconds = Now() - t0;
+    const StepTimes& after = engine_.step_times();
+    result_.decode_times = {after.prepare - before.prepare, after.launch - before.launch,
+                            after.logits - before.logits, after.finish - before.finish, after.steps - before.steps};
+    return absl::OkStatus();
+  }
+
+  GenerateResult TakeResult() { return std::move(result_); }
+
+ private:
+  // The prefill's logits: every prompt row when they are kept (the next token from each prompt's
+  // last row), else one row per sequence.
+  void SamplePrefill(const Tensor& logits) {
+    int64_t row = 0;
+    for (size_t i = 0; i < prompts_.size(); ++i) {
+      int64_t last = static_cast<int64_t>(i);
+      if (options_.keep_prompt_logits) {
+        const int64_t n = static_cast<int64_t>(prompts_[i].size());
+        result_.prompt_logits.push_back(logits.Rows(row, row + n).Clone());
+        row += n;
+        last = row - 1;
+      }
+      next_[i] = samplers_[i].Sample(absl::MakeConstSpan(logits.data<float>() + last * vocab_, vocab_));
+    }
+  }
+
+  // Appends each live sequence's chosen token to its output (and streams it); those that reach
+  // their length or EOS are done, the others go into `live` (their positions in `index`).
+  void TakeNextTokens(std::vector<StepInput>* live, std::vector<size_t>* index) {
+    for (size_t i = 0; i < prompts_.size(); ++i) {
+      if (done_[i]) continue;
+      result_.output_ids[i].push_back(next_[i]);
+      if (on_token_) on_token_(static_cast<int>(i), next_[i]);
+      if (static_cast<int>(result_.output_ids[i].size()) >= options_.max_new_tokens ||
+          next_[i] == options_.eos_token_id) {
+        done_[i] = true;
+        continue;
+      }
+      live->push_back({result_.sequences[i].get(), {next_[i]}});
+      index->push_back(i);
+    }
+  }
+
+  absl::Status DecodeStep(std::vector<StepInput>& live, const std::vector<size_t>& index) {
+    if (greedy_ids_) {
+      auto ids = engine_.ForwardGreedy(absl::MakeSpan(live));
+      if (!ids.ok()) return ids.status();
+      ++result_.decode_steps;
+      for (size_t j = 0; j < live.size(); ++j) next_[index[j]] = (*ids)[j];
+      return absl::OkStatus();
+    }
+    auto logits = engine_.Forward(absl::MakeSpan(live), false);
+    if (!logits.ok()) return logits.status();
+    ++result_.decode_steps;
+    const double sample_start = Now();
+    for (size_t j = 0; j < live.size(); ++j) {
+      next_[index[j]] = samplers_[index[j]].Sample(absl::MakeConstSpan(logits->data<float>() + j * vocab_, vocab_));
+    }
+    result_.decode_sampling_seconds += Now() - sample_start;
+    return absl::OkStatus();
+  }
+
+  Engine& engine_;
+  const std::vector<std::vector<int32_t>>& prompts_;
+  const GenerateOptions& options_;
+  const std::function<void(int, int32_t)>& on_token_;
+  const int64_t vocab_;
+  const bool greedy_ids_;
+  std::vector<Sampler> samplers_;
+  std::vector<bool> done_;
+  std::vector<int32_t> next_;
+  GenerateResult result_;
+};
+
 }  // namespace
 
 absl::StatusOr<GenerateResult> Generate(Engine& engine, const std::vector<std::vector<int32_t>>& prompts,
                                         const GenerateOptions& options,
                                         const std::function<void(int, int32_t)>& on_token) {
-  if (prompts.empty()) return absl::InvalidArgumentError("no prompts");
-  for (const auto& p : prompts)
-    if (p.empty()) return absl::InvalidArgumentError("empty prompt: give at least one token");
-  if (options.max_new_tokens < 0) return absl::InvalidArgumentError("--max-new-tokens must be >= 0");
-  if (auto s = options.sampling.Validate(); !s.ok()) return s;
-
-  const int64_t vocab = engine.config().vocab_size;
-  GenerateResult result;
-  result.output_ids.resize(prompts.size());
-  std::vector<Sampler> samplers;
-  std::vector<StepInput> steps;
-  for (size_t i = 0; i < prompts.size(); ++i) {
-    SamplingParams sp = options.sampling;
-    sp.seed += i;  // independent streams per sequence, reproducible
-    samplers.emplace_back(sp);
-    auto seq = engine.NewSequence();
-    if (!seq.ok()) return seq.status();
-    result.sequences.push_back(std::move(*seq));
-    if (options.chai != nullptr) options.chai->Enable(result.sequences.back().get());
-    steps.push_back({result.sequences.back().get(), prompts[i]});
-  }
-
-  // Greedy decoding needs only each sequence's argmax: the engine returns ids, not logits.
-  const bool greedy_ids = options.sampling.greedy && !options.keep_prompt_logits;
-
-  // Prefill: all prompts in one forward pass.
-  double t0 = Now();
-  std::vector<bool> done(prompts.size(), options.max_new_tokens == 0);
-  std::vector<int32_t> next(prompts.size());
-  absl::StatusOr<Tensor> logits;
-  if (greedy_ids) {
-    auto ids = engine.ForwardGreedy(absl::MakeSpan(steps));
-    if (!ids.ok()) return ids.status();
-    next = *ids;
-  } else {
-    logits = engine.Forward(absl::MakeSpan(steps), options.keep_prompt_logits);
-    if (!logits.ok()) return logits.status();
-  }
-  int64_t row = 0;
-  for (size_t i = 0; i < prompts.size() && !greedy_ids; ++i) {
-    const int64_t n = static_cast<int64_t>(prompts[i].size());
-    if (options.keep_prompt_logits) {
-      result.prompt_logits.push_back(logits->Rows(row, row + n).Clone());
-      row += n;
-      next[i] = samplers[i].Sample(absl::MakeConstSpan(logits->data<float>() + (row - 1) * vocab, vocab));
-    } else {
-      next[i] = samplers[i].Sample(absl::MakeConstSpan(logits->data<float>() + i * vocab, vocab));
-    }
-  }
-  result.prefill_seconds = Now() - t0;
-
-  // Decode: each live sequence feeds back its last token.
-  const StepTimes before = engine.step_times();
-  t0 = Now();
-  while (true) {
-    std::vector<StepInput> live;
-    std::vector<size_t> index;
-    for (size_t i = 0; i < prompts.size(); ++i) {
-      if (done[i]) continue;
-      result.output_ids[i].push_back(next[i]);
-      if (on_token) on_token(static_cast<int>(i), next[i]);
-      if (static_cast<int>(result.output_ids[i].size()) >= options.max_new_tokens ||
-          next[i] == options.eos_token_id) {
-        done[i] = true;
-        continue;
-      }
-      live.push_back({result.sequences[i].get(), {next[i]}});
-      index.push_back(i);
-    }
-    if (live.empty()) break;
-    if (greedy_ids) {
-      auto ids = engine.ForwardGreedy(absl::MakeSpan(live));
-      if (!ids.ok()) return ids.status();
-      ++result.decode_steps;
-      for (size_t j = 0; j < live.size(); ++j) next[index[j]] = (*ids)[j];
-      continue;
-    }
-    auto step_logits = engine.Forward(absl::MakeSpan(live), false);
-    if (!step_logits.ok()) return step_logits.status();
-    ++result.decode_steps;
-    const double sample_start = Now();
-    for (size_t j = 0; j < live.size(); ++j) {
-      next[index[j]] =
-          samplers[index[j]].Sample(absl::MakeConstSpan(step_logits->data<float>() + j * vocab, vocab));
-    }
-    result.decode_sampling_seconds += Now() - sample_start;
-  }
-  result.decode_seconds = Now() - t0;
-  const StepTimes& after = engine.step_times();
-  result.decode_times = {after.prepare - before.prepare, after.launch - before.launch, after.logits - before.logits,
-                         after.finish - before.finish, after.steps - before.steps};
-  return result;
+  if (auto s = CheckInputs(prompts, options); !s.ok()) return s;
+  Generation generation(engine, prompts, options, on_token);
+  if (auto s = generation.Start(); !s.ok()) return s;
+  if (auto s = generation.Prefill(); !s.ok()) return s;
+  if (auto s = generation.Decode(); !s.ok()) return s;
+  return generation.TakeResult();
 }
 
 }  // namespace chai
