@@ -1,6 +1,6 @@
 // The decode GEMV's launch arithmetic, free of CUDA so that the CPU tests check it: a launch
 // configuration's grid over a weight (row blocks, splits of K), how evenly its warps share a CTA's
-// span, how full its last wave is, and the choice between the two configurations that have the
+// span, how full its last wave is, and the choice among the three configurations that have the
 // fused kernels (kernels/cuda/gemv.cu launches them; gemv_kernel.cuh explains the layout).
 #ifndef CHAI_KERNELS_GEMV_GRID_H_
 #define CHAI_KERNELS_GEMV_GRID_H_
