@@ -8,10 +8,17 @@ namespace chai {
 
 const char* BuildRevision() { return CHAI_GIT_REVISION; }
 
+std::string DescribeBuild(absl::string_view revision, absl::string_view cuda_archs, absl::string_view cuda_knobs) {
+  if (cuda_archs.empty()) return absl::StrCat("chai ", revision, ", CPU only");
+  std::string line =
+      absl::StrCat("chai ", revision, ", CUDA backend for sm_", absl::StrReplaceAll(cuda_archs, {{";", ", sm_"}}));
+  if (!cuda_knobs.empty()) absl::StrAppend(&line, ", built with ", cuda_knobs);
+  return line;
+}
+
 std::string BuildDescription() {
-  const std::string archs = CHAI_BUILD_CUDA_ARCHS;  // CMAKE_CUDA_ARCHITECTURES, e.g. "90"; empty: no CUDA
-  if (archs.empty()) return absl::StrCat("chai ", BuildRevision(), ", CPU only");
-  return absl::StrCat("chai ", BuildRevision(), ", CUDA backend for sm_", absl::StrReplaceAll(archs, {{";", ", sm_"}}));
+  // CMAKE_CUDA_ARCHITECTURES and CMAKE_CUDA_FLAGS' -DCHAI_* knobs (runtime/CMakeLists.txt).
+  return DescribeBuild(BuildRevision(), CHAI_BUILD_CUDA_ARCHS, CHAI_BUILD_CUDA_KNOBS);
 }
 
 }  // namespace chai

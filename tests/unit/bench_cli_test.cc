@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "runtime/cli/build_info.h"
 #include "runtime/json.h"
 #include "tests/support/chai_cli.h"
 #include "tests/support/test_paths.h"
@@ -141,6 +142,17 @@ TEST(BenchCli, ReportsTheCopySizeOfItsFloor) {
   EXPECT_GT(run.Find("copy_bandwidth_gbs")->as_double(), 0.0);
 }
 
+// The build line from its parts: the CUDA architectures listed, and a variant build's kernel knobs
+// (CMAKE_CUDA_FLAGS' -DCHAI_* definitions) named so that its benchmark output says which build it is.
+TEST(BenchCli, DescribesTheBuildsKnobs) {
+  EXPECT_EQ(DescribeBuild("0123456789ab", "", ""), "chai 0123456789ab, CPU only");
+  EXPECT_EQ(DescribeBuild("0123456789ab", "90", ""), "chai 0123456789ab, CUDA backend for sm_90");
+  EXPECT_EQ(DescribeBuild("unknown", "90;100", ""), "chai unknown, CUDA backend for sm_90, sm_100");
+  EXPECT_EQ(DescribeBuild("0123456789ab-dirty", "90", "-DCHAI_GEMV_L2_HINT=256 -DCHAI_V4_CLUSTER_STAGE_KB=32"),
+            "chai 0123456789ab-dirty, CUDA backend for sm_90, built with -DCHAI_GEMV_L2_HINT=256 "
+            "-DCHAI_V4_CLUSTER_STAGE_KB=32");
+}
+
 // `chai --version` names the build (its git revision, or "unknown" outside a checkout, and the
 // backends); bench prints the same line first and records the revision in its JSON, so a results
 // table can name the code it measured.
@@ -148,7 +160,8 @@ TEST(BenchCli, RecordsTheBuild) {
   const ChaiCliResult version = RunChaiCli("--version");
   ASSERT_EQ(version.exit_code, 0) << version.err;
   const std::regex line(
-      R"(chai (unknown|[0-9a-f]{7,40}(-dirty)?), (CPU only|CUDA backend for sm_[0-9a-z]+(, sm_[0-9a-z]+)*)\n)");
+      R"(chai (unknown|[0-9a-f]{7,40}(-dirty)?), (CPU only|CUDA backend for sm_[0-9a-z]+(, sm_[0-9a-z]+)*))"
+      R"((, built with -DCHAI_\S+( -DCHAI_\S+)*)?\n)");
   std::smatch m;
   ASSERT_TRUE(std::regex_match(version.out, m, line)) << version.out;
   const std::string revision = m[1].str();
