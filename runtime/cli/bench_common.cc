@@ -46,6 +46,7 @@ Json BenchJsonHeader(const std::string& mode, const std::string& model, const st
   j.Set("chai", Json(chai));
   j.Set("environment", EnvironmentJson(tuning));
   j.Set("chai_revision", Json(BuildRevision()));  // the commit a results table names
+  j.Set("chai_build", Json(BuildDescription()));   // and the backends and kernel knobs built
   return j;
 }
 

@@ -154,8 +154,8 @@ TEST(BenchCli, DescribesTheBuildsKnobs) {
 }
 
 // `chai --version` names the build (its git revision, or "unknown" outside a checkout, and the
-// backends); bench prints the same line first and records the revision in its JSON, so a results
-// table can name the code it measured.
+// backends); bench prints the same line first and records the revision and the line in its JSON, so
+// a results table can name the code it measured.
 TEST(BenchCli, RecordsTheBuild) {
   const ChaiCliResult version = RunChaiCli("--version");
   ASSERT_EQ(version.exit_code, 0) << version.err;
@@ -172,6 +172,8 @@ TEST(BenchCli, RecordsTheBuild) {
   ASSERT_TRUE(parsed.ok()) << parsed.status();
   ASSERT_NE(parsed->Find("chai_revision"), nullptr);
   EXPECT_EQ(parsed->Find("chai_revision")->as_string(), revision);
+  ASSERT_NE(parsed->Find("chai_build"), nullptr);
+  EXPECT_EQ(parsed->Find("chai_build")->as_string() + "\n", version.out);
 }
 
 }  // namespace
