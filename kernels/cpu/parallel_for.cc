@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <condition_variable>
+#include <cstdio>
 #include <cstdlib>
 #include <mutex>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -12,8 +14,18 @@ namespace {
 
 class ThreadPool {
  public:
+  // Runs with as many of `threads` as the system starts (a container's task limit can refuse some):
+  // a warning names how many, rather than an abort on the first refusal.
   explicit ThreadPool(int threads) {
-    for (int i = 1; i < threads; ++i) workers_.emplace_back([this] { WorkerLoop(); });
+    for (int i = 1; i < threads; ++i) {
+      try {
+        workers_.emplace_back([this] { WorkerLoop(); });
+      } catch (const std::system_error& e) {
+        std::fprintf(stderr, "chai: warning: started %d of %d CPU threads (%s); running with %d\n", i, threads,
+                     e.what(), i);
+        break;
+      }
+    }
   }
   ~ThreadPool() {
     {

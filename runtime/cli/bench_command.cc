@@ -152,9 +152,10 @@ void PrintTableHeader(bool compare) {
 // One shape (o.batch, o.input_len) in the modes asked for: the configured one, or dense then CHAI
 // (--compare). Rank 0 prints a row per mode and adds its JSON to `runs`; with --compare a shape
 // that ran in both modes goes to `compared`. `first`: the run's first shape, whose copy bandwidth
-// and weight bytes go to stderr.
+// and weight bytes go to stderr. `fitted` counts the modes that ran (every rank alike: the KV
+// pools have one shape).
 absl::Status RunShape(LoadedModel& m, LatencyBenchOptions o, bool compare, bool rank0, bool first, Json* runs,
-                      std::vector<ComparedShape>* compared) {
+                      std::vector<ComparedShape>* compared, int* fitted) {
   struct Mode {
     const char* name;
     const ChaiPolicy* chai;
@@ -179,6 +180,7 @@ absl::Status RunShape(LoadedModel& m, LatencyBenchOptions o, bool compare, bool 
       continue;
     }
     if (!r.ok()) return r.status();
+    ++*fitted;
     shape_results.push_back(*r);
     if (!rank0) continue;
     PrintRow(prefix, o, *r);
@@ -291,13 +293,19 @@ absl::Status RunBench(const std::vector<std::string>& args) {
   }
   Json runs = Json::MakeArray();
   std::vector<ComparedShape> compared;
+  int fitted = 0;
   for (int input : f.inputs) {
     for (int batch : f.batches) {
       o.batch = batch;
       o.input_len = input;
       const bool first = batch == f.batches.front() && input == f.inputs.front();
-      if (auto s = RunShape(*m, o, f.compare, rank0, first, &runs, &compared); !s.ok()) return s;
+      if (auto s = RunShape(*m, o, f.compare, rank0, first, &runs, &compared, &fitted); !s.ok()) return s;
     }
+  }
+  // A sweep reports the shapes that do not fit as rows; a run where none fit measured nothing.
+  if (fitted == 0) {
+    return absl::ResourceExhaustedError(
+        "no shape fits the KV cache (each row above says why): raise --kv-cache-gb, or lower --batch or --input-len");
   }
   if (rank0 && f.compare) PrintComparison(model.chai, compared);
   if (!rank0 || f.json_path.empty()) return absl::OkStatus();

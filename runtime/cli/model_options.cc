@@ -169,14 +169,21 @@ absl::Status CheckSequenceOptions(const ModelOptions& options, const ModelConfig
 // The CPU thread pool's size (CHAI_NUM_THREADS, read by kernels/cpu/parallel_for.cc): --threads wins
 // over the variable; the variable alone must be a thread count, not silently replaced by the
 // hardware's; neither: this rank's share of the host's CPUs.
+// Both are capped at kMaxCpuThreads: far past any host's CPUs, where starting the threads would
+// only fail (the process aborted on the first thread the system refused).
+constexpr int kMaxCpuThreads = 4096;
+
 absl::Status ConfigureThreads(const ModelOptions& options, int local_ranks) {
-  if (options.threads < 0) return absl::InvalidArgumentError("--threads must be >= 0");
+  if (options.threads < 0 || options.threads > kMaxCpuThreads) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--threads must be between 1 and ", kMaxCpuThreads, " (0: the default), got ", options.threads));
+  }
   const char* env_threads = std::getenv("CHAI_NUM_THREADS");
   if (env_threads != nullptr && options.threads == 0) {
     int n = 0;
-    if (!absl::SimpleAtoi(env_threads, &n) || n < 1) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("CHAI_NUM_THREADS must be a positive integer, got '", env_threads, "'"));
+    if (!absl::SimpleAtoi(env_threads, &n) || n < 1 || n > kMaxCpuThreads) {
+      return absl::InvalidArgumentError(absl::StrCat("CHAI_NUM_THREADS must be an integer from 1 to ", kMaxCpuThreads,
+                                                     ", got '", env_threads, "'"));
     }
     return absl::OkStatus();
   }

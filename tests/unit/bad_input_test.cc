@@ -187,12 +187,18 @@ TEST(BadFlags, CudaWhereItCannotRun) {
 }
 
 // CHAI_NUM_THREADS must be a thread count (it had fallen back to the hardware's silently), and
-// --threads wins over it: a run with both takes the flag's count without complaint.
+// --threads wins over it: a run with both takes the flag's count without complaint. Both are
+// capped (100000 threads had aborted the process on the first thread the system refused).
 TEST(BadFlags, ThreadCountVariable) {
   const std::string args = "generate --model " + FixtureDir("opt-preln") + " --prompt-ids 1,2 --max-new-tokens 2";
-  for (const char* bad : {"abc", "0", "-3"}) {
+  for (const char* bad : {"abc", "0", "-3", "100000"}) {
     setenv("CHAI_NUM_THREADS", bad, 1);
-    ExpectError(args, absl::StrCat("CHAI_NUM_THREADS must be a positive integer, got '", bad, "'"));
+    ExpectError(args, absl::StrCat("CHAI_NUM_THREADS must be an integer from 1 to 4096, got '", bad, "'"));
+  }
+  unsetenv("CHAI_NUM_THREADS");
+  for (const char* bad : {"-2", "100000"}) {
+    ExpectError(args + " --threads " + bad,
+                absl::StrCat("--threads must be between 1 and 4096 (0: the default), got ", bad));
   }
   const ChaiCliResult with_flag = RunChaiCli(args + " --threads 2");
   EXPECT_EQ(with_flag.exit_code, 0) << with_flag.err;

@@ -142,6 +142,23 @@ TEST(BenchCli, ReportsTheCopySizeOfItsFloor) {
   EXPECT_GT(run.Find("copy_bandwidth_gbs")->as_double(), 0.0);
 }
 
+// A shape the KV cache cannot hold is a row of the sweep's table, and the others still run; when
+// none fits, nothing was measured: one error line and a non-zero exit.
+TEST(BenchCli, ShapesThatDoNotFitAreRowsUnlessNoneFits) {
+  const std::string sweep = "--batch 1,64 --input-len 8 --output-len 4 --warmup 0 --iters 1";
+  const ChaiCliResult some = RunChaiCli(absl::StrCat("bench --model ", kFixture, " ", sweep, " --kv-cache-gb 0.0001"));
+  ASSERT_EQ(some.exit_code, 0) << some.err;
+  EXPECT_NE(some.out.find("| 1 | 8 | 4 | "), std::string::npos) << some.out;
+  EXPECT_EQ(some.out.find("| 1 | 8 | 4 | does not fit"), std::string::npos) << some.out;
+  EXPECT_NE(some.out.find("| 64 | 8 | 4 | does not fit: KV cache is full"), std::string::npos) << some.out;
+
+  const ChaiCliResult none = RunChaiCli(absl::StrCat("bench --model ", kFixture, " ", sweep, " --kv-cache-gb 0.00001"));
+  EXPECT_EQ(none.exit_code, 1);
+  EXPECT_NE(none.out.find("| 1 | 8 | 4 | does not fit"), std::string::npos) << none.out;
+  EXPECT_EQ(none.err, "chai: error: no shape fits the KV cache (each row above says why): raise --kv-cache-gb, or "
+                      "lower --batch or --input-len\n");
+}
+
 // The build line from its parts: the CUDA architectures listed, and a variant build's kernel knobs
 // (CMAKE_CUDA_FLAGS' -DCHAI_* definitions) named so that its benchmark output says which build it is.
 TEST(BenchCli, DescribesTheBuildsKnobs) {
