@@ -1,5 +1,7 @@
 #include "kernels/device_info.h"
 
+#include <fstream>
+
 #ifdef CHAI_WITH_CUDA
 #include <cuda_runtime.h>
 #endif
@@ -26,5 +28,16 @@ int64_t FreeDeviceMemory() { return 0; }
 int64_t TotalDeviceMemory() { return 0; }
 std::string CurrentDeviceName() { return "cpu"; }
 #endif
+
+int64_t AvailableHostMemory() {
+  std::ifstream meminfo("/proc/meminfo");
+  std::string key;
+  int64_t kib = 0;
+  std::string unit;
+  while (meminfo >> key >> kib >> unit) {
+    if (key == "MemAvailable:") return kib * 1024;
+  }
+  return 0;
+}
 
 }  // namespace chai

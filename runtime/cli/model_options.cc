@@ -2,6 +2,7 @@
 
 #include <sched.h>
 
+#include <cmath>
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -14,6 +15,7 @@
 #include "absl/strings/str_split.h"
 #include "kernels/device_info.h"
 #include "runtime/cli/engine_environment.h"
+#include "runtime/cli/memory_checks.h"
 #ifdef CHAI_WITH_CUDA
 #include "kernels/cuda/cuda_ops.h"
 #include "parallel/nccl_communicator.h"
@@ -208,17 +210,6 @@ absl::Status SetUpPlacement(const ModelOptions& options, LoadedModel* m, Paralle
   return CheckSplit(c, *layout);
 }
 
-// A model that cannot fit the GPU is refused before a load that would fail a minute in.
-absl::Status CheckFitsDevice(const std::string& model, const ModelConfig& config, int world, DType dtype) {
-  const int64_t need = MinWeightBytesPerRank(config, world, dtype), free_bytes = FreeDeviceMemory();
-  if (free_bytes <= 0 || need <= free_bytes) return absl::OkStatus();
-  const double gib = 1024.0 * 1024.0 * 1024.0;
-  return absl::ResourceExhaustedError(
-      absl::StrFormat("%s needs at least %.1f GiB of weights per GPU at %d rank(s) but this GPU has %.1f GiB "
-                      "free: run more ranks, one per GPU (launch/mpirun.sh)",
-                      model, need / gib, world, free_bytes / gib));
-}
-
 // LoadWeights with a line every 10 s while it runs and its total time once done, when slow
 // (rank 0; random weights are drawn on the host). Quick loads stay silent, so a bad input still
 // prints its one error line.
@@ -243,14 +234,23 @@ absl::StatusOr<ModelWeights> LoadWeightsReporting(const ModelConfig& config, Ten
   return weights;
 }
 
-// The KV cache's blocks: --kv-cache-gb, else 90% of the GPU's free memory after the weights, else
-// (CPU) what `sequences` sequences of max_len positions need.
-int64_t KvBlocks(const ModelOptions& options, const ModelConfig& config, Device device, int64_t block_bytes,
-                 int64_t sequences, int64_t max_len, int local_kv_heads, int block_size) {
-  if (options.kv_cache_gb > 0) return static_cast<int64_t>(options.kv_cache_gb * (1LL << 30) / block_bytes);
-  if (device == Device::kCuda) return static_cast<int64_t>(0.9 * FreeDeviceMemory() / block_bytes);
-  return sequences * BlocksForSequence(max_len > 0 ? max_len : config.max_positions, config.num_layers,
-                                       local_kv_heads, block_size);
+// The KV cache's blocks (a double: --kv-cache-gb or a batch may ask for more than an int64 holds,
+// which CheckKvCacheFits refuses): --kv-cache-gb, else 90% of the GPU's free memory after the
+// weights, else (CPU) what `sequences` sequences of max_len positions need. `what` says which.
+double KvBlocks(const ModelOptions& options, const ModelConfig& config, Device device, int64_t block_bytes,
+                int64_t sequences, int64_t max_len, int local_kv_heads, int block_size, std::string* what) {
+  if (options.kv_cache_gb > 0) {
+    *what = absl::StrCat("--kv-cache-gb ", options.kv_cache_gb);
+    return std::floor(options.kv_cache_gb * (1LL << 30) / static_cast<double>(block_bytes));
+  }
+  if (device == Device::kCuda) {
+    *what = "90% of the GPU's free memory";
+    return std::floor(0.9 * static_cast<double>(FreeDeviceMemory()) / static_cast<double>(block_bytes));
+  }
+  const int64_t length = max_len > 0 ? max_len : config.max_positions;
+  *what = absl::StrCat(sequences, " sequence", sequences == 1 ? "" : "s", " of ", length, " positions");
+  return static_cast<double>(sequences) *
+         static_cast<double>(BlocksForSequence(length, config.num_layers, local_kv_heads, block_size));
 }
 
 }  // namespace
@@ -319,9 +319,7 @@ absl::StatusOr<LoadedModel> LoadModel(const ModelOptions& options, int64_t seque
     if (!opened.ok()) return opened.status();
     source = std::move(*opened);
   }
-  if (device == Device::kCuda) {
-    if (auto s = CheckFitsDevice(model, m.config, layout.world, dtype); !s.ok()) return s;
-  }
+  if (auto s = CheckWeightsFit(model, m.config, layout.world, m.group.local_size, dtype, device); !s.ok()) return s;
 
   // Weights are loaded (and checked) with the checkpoint's own positions; --max-seq-len applies after.
   auto weights = LoadWeightsReporting(
@@ -332,9 +330,17 @@ absl::StatusOr<LoadedModel> LoadModel(const ModelOptions& options, int64_t seque
   kv->max_sequences = static_cast<int>(std::max<int64_t>(64, sequences));
   kv->block_size = options.kv_block_size;
   const int64_t block_bytes = int64_t{kv->block_size} * m.config.head_dim * static_cast<int64_t>(DTypeSize(dtype));
-  kv->num_blocks = KvBlocks(options, m.config, device, block_bytes, sequences, max_len, weights->local_kv_heads,
-                            kv->block_size);
-  if (kv->num_blocks < 1) return absl::ResourceExhaustedError("no memory left for the KV cache");
+  std::string kv_what;
+  const double kv_blocks = KvBlocks(options, m.config, device, block_bytes, sequences, max_len,
+                                    weights->local_kv_heads, kv->block_size, &kv_what);
+  if (kv_blocks < 1) {
+    return absl::ResourceExhaustedError(
+        options.kv_cache_gb > 0
+            ? absl::StrCat("--kv-cache-gb ", options.kv_cache_gb, " holds no KV block of ", block_bytes, " bytes")
+            : absl::StrCat("no GPU memory is left after the weights for a KV block of ", block_bytes, " bytes"));
+  }
+  if (auto s = CheckKvCacheFits(kv_blocks, block_bytes, device, m.group.local_size, kv_what); !s.ok()) return s;
+  kv->num_blocks = static_cast<int64_t>(kv_blocks);
   m.engine = std::make_unique<Engine>(m.config, std::move(*weights), m.comm.get(), dtype, device, *kv);
   if (chai.has_value()) InstallChai(std::move(*chai), &m);
   return m;

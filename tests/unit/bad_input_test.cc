@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "kernels/device_info.h"
 #include "runtime/json.h"
 #include "runtime/safetensors.h"
 #include "tests/support/chai_cli.h"
@@ -163,6 +164,30 @@ TEST(BadFlags, Errors) {
   ExpectError("generate " + model + " --prompt-ids 1 --kv-cache-gb 0", "--kv-cache-gb must be positive, got '0'");
   ExpectError("generate " + model + " --prompt-ids 1 --max-seq-len 0", "--max-seq-len must be positive, got '0'");
   ExpectError("bench " + model + " --max-seq-len=-4", "--max-seq-len must be positive, got '-4'");
+}
+
+// Memory a run cannot have is refused with one line before it is allocated: a batch whose KV cache
+// would take terabytes (it had aborted in the host allocator), a --kv-cache-gb past what a pool can
+// number or too small for one block, and on the CPU weights larger than the host's available
+// memory (before a load of minutes).
+TEST(BadFlags, MemoryTheRunCannotHave) {
+  const std::string model = "--model " + FixtureDir("opt-preln");
+  const int64_t available = AvailableHostMemory();
+  if (available > 0 && available < (int64_t{1} << 40)) {
+    ExpectError("bench " + model + " --batch 99999999 --input-len 2 --output-len 2",
+                "the KV cache for 99999999 sequences of 4 positions needs 3051.76 GiB per rank (1 on this host)");
+    ExpectError("generate " + model + " --prompt-ids 1 --kv-cache-gb 2048",
+                "the KV cache for --kv-cache-gb 2048 needs 2048.00 GiB per rank");
+  }
+  ExpectError("generate " + model + " --prompt-ids 1 --kv-cache-gb 1e30",
+              "the KV cache for --kv-cache-gb 1e+30 would need more than 2147483647 blocks of 2048 bytes");
+  ExpectError("generate " + model + " --prompt-ids 1 --kv-cache-gb 0.0000001",
+              "--kv-cache-gb 1e-07 holds no KV block of 2048 bytes");
+  // OPT-66B in fp32 (245 GiB) on this host's CPU, unless it really has the memory.
+  if (available > 0 && available < (int64_t{240} << 30)) {
+    ExpectError("generate --model " + SourceDir() + "/configs/models/opt-66b.json --random-weights --prompt-ids 1",
+                "opt-66b.json needs at least 244.8 GiB of fp32 weights per rank (1 on this host) but the host has");
+  }
 }
 
 // --device cuda where it cannot run says why: a CPU-only build has no CUDA backend; a CUDA build

@@ -67,7 +67,7 @@ TEST(CalibrateCli, NegativeBudget) {
 }
 
 // Options out of range fail before the tokenizer and the weights load (--batch 0 had reached the
-// KV cache's sizing: "no memory left for the KV cache"); kFixture has no tokenizer, so these
+// KV cache's sizing, which refused an empty cache); kFixture has no tokenizer, so these
 // errors show the order too.
 TEST(CalibrateCli, OptionsCheckedBeforeLoading) {
   const std::string args = "calibrate --model " + kFixture + " --window 32 --data " + TempFile("t.txt", "text\n") +
