@@ -32,7 +32,9 @@ BlockTables::BlockTables(int max_rows, int layers, int kv_heads, int heads, int 
 absl::StatusOr<int> BlockTables::AcquireRow() {
   if (free_rows_.empty()) {
     return absl::ResourceExhaustedError(
-        absl::StrCat("too many sequences at once: the engine holds at most ", max_rows_));
+        absl::StrCat("too many sequences at once: the engine holds at most ", max_rows_,
+                     " (the batch it was loaded for, or what its KV cache holds at one block each: raise "
+                     "--kv-cache-gb, or batch fewer requests)"));
   }
   const int row = free_rows_.back();
   free_rows_.pop_back();

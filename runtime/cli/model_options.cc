@@ -341,6 +341,12 @@ absl::StatusOr<LoadedModel> LoadModel(const ModelOptions& options, int64_t seque
   }
   if (auto s = CheckKvCacheFits(kv_blocks, block_bytes, device, m.group.local_size, kv_what); !s.ok()) return s;
   kv->num_blocks = static_cast<int64_t>(kv_blocks);
+  // Rows of the block tables (sequences alive at once): never more than the cache holds at one
+  // position each, so that an absurd --batch meets a full cache, not tables (on the GPU and the
+  // host) of its size.
+  const int64_t min_blocks = BlocksForSequence(1, m.config.num_layers, weights->local_kv_heads, kv->block_size);
+  const int64_t holds = std::max<int64_t>(1, kv->num_blocks / min_blocks);
+  kv->max_sequences = static_cast<int>(std::min<int64_t>(kv->max_sequences, holds));
   m.engine = std::make_unique<Engine>(m.config, std::move(*weights), m.comm.get(), dtype, device, *kv);
   if (chai.has_value()) InstallChai(std::move(*chai), &m);
   return m;

@@ -150,7 +150,7 @@ TEST(BenchCli, ShapesThatDoNotFitAreRowsUnlessNoneFits) {
   ASSERT_EQ(some.exit_code, 0) << some.err;
   EXPECT_NE(some.out.find("| 1 | 8 | 4 | "), std::string::npos) << some.out;
   EXPECT_EQ(some.out.find("| 1 | 8 | 4 | does not fit"), std::string::npos) << some.out;
-  EXPECT_NE(some.out.find("| 64 | 8 | 4 | does not fit: KV cache is full"), std::string::npos) << some.out;
+  EXPECT_NE(some.out.find("| 64 | 8 | 4 | does not fit: "), std::string::npos) << some.out;
 
   const ChaiCliResult none = RunChaiCli(absl::StrCat("bench --model ", kFixture, " ", sweep, " --kv-cache-gb 0.00001"));
   EXPECT_EQ(none.exit_code, 1);
