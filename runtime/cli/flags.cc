@@ -133,6 +133,9 @@ absl::Status CheckOutputFolder(const std::string& path, const std::string& flag)
   if (path.empty()) return absl::OkStatus();
   const std::filesystem::path parent = std::filesystem::path(path).parent_path();
   std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) {
+    return absl::InvalidArgumentError(absl::StrCat(flag, ": ", path, " is a directory, not a file"));
+  }
   if (!parent.empty() && !std::filesystem::is_directory(parent, ec)) {
     return absl::NotFoundError(absl::StrCat(flag, ": no such directory: ", parent.string()));
   }

@@ -48,7 +48,8 @@ class FlagParser {
 };
 
 // An output file's flag checked before the work that produces it (minutes of benchmarking,
-// hours of calibration): its folder must exist. Empty paths (not asked for) pass.
+// hours of calibration): its folder must exist and it must not be a folder itself. Empty paths (not
+// asked for) pass.
 absl::Status CheckOutputFolder(const std::string& path, const std::string& flag);
 
 }  // namespace chai

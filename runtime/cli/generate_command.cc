@@ -198,9 +198,13 @@ absl::Status RunGenerate(const std::vector<std::string>& args) {
   if (has_text == has_ids) {
     return absl::InvalidArgumentError("give exactly one of --prompt TEXT or --prompt-ids 1,2,3");
   }
-  // A model path that does not exist is the error to report, not the tokenizer it cannot have.
-  if (!flags.model.model.empty() && !std::filesystem::exists(flags.model.model)) {
-    return absl::NotFoundError(absl::StrCat("--model: no such file or directory: ", flags.model.model));
+  // A model path that does not exist, or has no config, is the error to report, not the tokenizer
+  // it cannot have.
+  if (!flags.model.model.empty()) {
+    if (!std::filesystem::exists(flags.model.model)) {
+      return absl::NotFoundError(absl::StrCat("--model: no such file or directory: ", flags.model.model));
+    }
+    if (auto config = LoadModelConfig(flags.model.model); !config.ok()) return config.status();
   }
   auto tokenizer = LoadTokenizerIfAny(flags.model.model);
   if (!tokenizer.ok()) return tokenizer.status();

@@ -155,6 +155,15 @@ TEST(BadFlags, Errors) {
   ExpectError("bench --mode throughput " + model + " --json /nonexistent/dir/out.json", "--json: no such directory");
   ExpectError("eval " + model + " --data " + FixtureDir("opt-preln") + "/config.json --json /nonexistent/dir/out.json",
               "--json: no such directory");
+  // An output path that is a folder (bench had run its whole sweep before "cannot write").
+  const std::string folder = std::filesystem::temp_directory_path().string();
+  ExpectError("bench " + model + " --json " + folder, "--json: " + folder + " is a directory, not a file");
+  ExpectError("generate " + model + " --prompt-ids 1 --json " + folder, "is a directory, not a file");
+  // A model folder without a config says so, not that --prompt needs a tokenizer.
+  const std::filesystem::path empty_model = std::filesystem::temp_directory_path() / "chai_bad_input_empty_model";
+  std::filesystem::create_directories(empty_model);
+  ExpectError("generate --model " + empty_model.string() + " --prompt hello",
+              "cannot open " + (empty_model / "config.json").string());
   ExpectError("bench " + model + " --batch 1,,8", "--batch expects positive integers");
   ExpectError("bench " + model + " --input-len 4,", "--input-len expects positive integers");
   ExpectError("bench " + model + " --output-len 1", "--output-len must be >= 2");
