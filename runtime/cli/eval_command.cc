@@ -258,7 +258,8 @@ absl::StatusOr<EvalInputs> ReadEvalInputs(const EvalFlags& flags, WindowSplit sp
     in.windows = std::move(*planned);
   }
   in.max_len = in.text ? std::min<int64_t>(flags.window, static_cast<int64_t>(in.ids.size())) : 1;
-  in.sequences = flags.batch;
+  // A --batch beyond the windows there are would only size a cache no pass uses.
+  in.sequences = in.text ? std::min<int64_t>(flags.batch, std::max<int64_t>(1, std::ssize(in.windows))) : flags.batch;
   if (!in.items.empty()) {
     auto encoded = EncodeChoiceTask(**tokenizer, in.items, flags.task);
     if (!encoded.ok()) return encoded.status();

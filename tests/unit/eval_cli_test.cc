@@ -98,5 +98,26 @@ TEST(EvalCli, CompareOnOptTinyDocs) {
   fs::remove(json);
 }
 
+// A --batch larger than the windows there are sizes nothing beyond them: the same perplexity as one
+// window a pass (it had sized a KV cache for the --batch: 100000 windows' worth, past the host).
+TEST(EvalCli, BatchBeyondTheWindows) {
+  if (!SharedAvailable()) GTEST_SKIP() << "../shared is absent: skipping opt-tiny-docs";
+  const std::string args = absl::StrCat("eval --model ", SharedDir(), "/models/opt-tiny-docs --data ", SharedDir(),
+                                        "/data/dev_eval.txt --window 64 --max-windows 2 --quiet --json ");
+  double perplexity[2] = {0, 0};
+  const int batches[2] = {1, 100000};
+  for (int i = 0; i < 2; ++i) {
+    const std::string json = fs::temp_directory_path() / absl::StrCat("chai_eval_cli_batch", i, ".json");
+    const ChaiCliResult r = RunChaiCli(absl::StrCat(args, json, " --batch ", batches[i]));
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    auto out = ReadJsonFile(json);
+    ASSERT_TRUE(out.ok()) << out.status();
+    perplexity[i] = out->Find("perplexity")->Find("dense")->Find("perplexity")->as_double();
+    fs::remove(json);
+  }
+  EXPECT_GT(perplexity[0], 1.0);
+  EXPECT_NEAR(perplexity[1], perplexity[0], 1e-9 * perplexity[0]);
+}
+
 }  // namespace
 }  // namespace chai::testing
