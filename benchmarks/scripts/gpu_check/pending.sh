@@ -7,7 +7,11 @@
 # tests with CHAI_GEMV_VARIANT=w4.r16.u4.b6). Not yet on an H100: first, on one H100,
 # `AB_FLAGS=-DCHAI_GEMV_L2_HINT=256 AB_FLAGS2=-DCHAI_GEMV_L2_HINT=64 GEMVAB_BATCHES=1,8 gpu_check.sh
 # gemvab` (is 128 B also the best size there? #6's H100 row was 1.14x before), then OPT-66B at TP 4
-# on 4 x H100 (`gpu_check.sh basetp`, BASE_TAR = git archive 36696ec). Still never exercised: the
+# on 4 x H100 (`gpu_check.sh basetp`, BASE_TAR = git archive 36696ec), and on any 4-GPU host LLaMA-7B
+# TP 4 over TP 1 in alternating rounds (`gpu_check.sh ratio`: 2.196-2.25x on H200s, at #8's 2.2x
+# line). The twenty-fourth session's host-side checks (memory_checks: --kv-cache-gb against the GPU's
+# free memory; the block tables' rows cap; the build line's knobs, visible in any variant build's
+# bench header) run in any GPU call that loads a model. Still never exercised: the
 # copy measure's fallback below 1 GiB (AllocatePair; no run has lacked the room). The twenty-third
 # session's host-side changes (CudaCopyBandwidthOn, copy_bytes, ShardOperands in the shards table)
 # ran in the twenty-fourth's benches.
