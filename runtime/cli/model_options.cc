@@ -168,13 +168,13 @@ absl::Status CheckSequenceOptions(const ModelOptions& options, const ModelConfig
   return absl::OkStatus();
 }
 
+// The most CPU threads --threads or CHAI_NUM_THREADS may ask for: past any host's CPUs, where
+// starting them would only fail (the process aborted on the first thread the system refused).
+constexpr int kMaxCpuThreads = 4096;
+
 // The CPU thread pool's size (CHAI_NUM_THREADS, read by kernels/cpu/parallel_for.cc): --threads wins
 // over the variable; the variable alone must be a thread count, not silently replaced by the
 // hardware's; neither: this rank's share of the host's CPUs.
-// Both are capped at kMaxCpuThreads: far past any host's CPUs, where starting the threads would
-// only fail (the process aborted on the first thread the system refused).
-constexpr int kMaxCpuThreads = 4096;
-
 absl::Status ConfigureThreads(const ModelOptions& options, int local_ranks) {
   if (options.threads < 0 || options.threads > kMaxCpuThreads) {
     return absl::InvalidArgumentError(
