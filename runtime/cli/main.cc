@@ -18,12 +18,15 @@ constexpr char kUsage[] =
     "  eval       perplexity over a text file, multiple-choice accuracy; dense vs CHAI (chai eval --help)\n"
     "  calibrate  choose a CHAI schedule from elbow curves and a perplexity budget (chai calibrate --help)\n"
     "Without --model, generate uses configs/models/opt-125m.json with random weights.\n"
-    "chai --version prints the build's source revision and backends.\n";
+    "chai help COMMAND is chai COMMAND --help; chai --version prints the build's source revision,\n"
+    "backends and kernel knobs.\n";
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
+  const bool help = argc >= 2 && (std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h" ||
+                                  std::string(argv[1]) == "help");
+  if (argc < 2 || (help && argc == 2)) {
     std::fputs(kUsage, argc < 2 ? stderr : stdout);
     return argc < 2 ? 2 : 0;
   }
@@ -41,8 +44,10 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "chai: error: %s\n", std::string(group.status().message()).c_str());
     return 1;
   }
-  const std::string command = argv[1];
+  // `chai help COMMAND` (git's spelling) is `chai COMMAND --help`.
+  const std::string command = help ? argv[2] : argv[1];
   std::vector<std::string> args(argv + 2, argv + argc);
+  if (help) args = {"--help"};
   absl::Status status;
   if (command == "generate") {
     status = chai::RunGenerate(args);
