@@ -9,7 +9,10 @@
 # gemvab` (is 128 B also the best size there? #6's H100 row was 1.14x before), then OPT-66B at TP 4
 # on 4 x H100 (`gpu_check.sh basetp`, BASE_TAR = git archive 36696ec), and on any 4-GPU host LLaMA-7B
 # TP 4 over TP 1 in alternating rounds (`gpu_check.sh ratio`: 2.196-2.25x on H200s, at #8's 2.2x
-# line). The twenty-fourth session's host-side checks (memory_checks: --kv-cache-gb against the GPU's
+# line). Worth re-running now that the GEMVs stream faster (each was within 1-2% before, so the
+# balance may have moved): `gpu_check.sh fusion` (CHAI_DECODE_FUSION=all folds the norms into the
+# GEMVs), `pdlab` (CHAI_PDL=1), and at TP 4 `tpenv` with CHAI_L2_PREFETCH budgets. The twenty-fourth
+# session's host-side checks (memory_checks: --kv-cache-gb against the GPU's
 # free memory; the block tables' rows cap; the build line's knobs, visible in any variant build's
 # bench header) run in any GPU call that loads a model. Still never exercised: the
 # copy measure's fallback below 1 GiB (AllocatePair; no run has lacked the room). The twenty-third
