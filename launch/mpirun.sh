@@ -32,7 +32,8 @@ Launcher options:
   --mpirun PATH     mpirun to use (default $MPIRUN, else mpirun)
   --mpi-arg ARG     one extra argument for mpirun (repeatable)
   --no-check        do not check the rank count against the model before launching
-  --check-only      only check that the model splits over --np ranks (exit 0 or 3)
+  --check-only      only check that the model splits over --np ranks (exit 0 or 3; 2 when the
+                    --model path is not there)
   --dry-run         print the mpirun command line and exit
   -h, --help        this text
 
@@ -174,6 +175,9 @@ elif [[ -d "$model" ]]; then
   config="$model/config.json"
 elif [[ -f "$model" ]]; then
   config="$model"
+elif [[ "$check_only" -eq 1 ]]; then
+  # Only here: a real launch leaves it to chai, since the ranks' hosts may see paths this one does not.
+  die "--model: no such file or directory: $model (--check-only reads its config here)"
 fi
 split_error() {
   local cfg="$1" n="$2" sched="$3"

@@ -66,6 +66,8 @@ contains "check: one line naming the KV heads" "num_key_value_heads (2) is not d
 [[ "$(wc -l <<<"$out")" -eq 1 ]] && ok "check: one line" || bad "check: more than one line: $out"
 expect "check: more ranks than heads" 3 bash "$mpirun_sh" --check-only --np 16 -- generate --model="$gqa"
 contains "check: more ranks than heads message" "more ranks than attention heads (8)"
+expect "check: a model path that is not there" 2 bash "$mpirun_sh" --check-only --np 2 -- generate --model /nonexistent/model
+contains "check: names the path" "--model: no such file or directory: /nonexistent/model"
 expect "check: config file with --random-weights" 3 bash "$mpirun_sh" --check-only --np 5 -- \
   generate --model "$repo/configs/models/llama-7b.json" --random-weights
 contains "check: llama-7b over 5" "num_attention_heads (32) is not divisible by 5"
