@@ -129,6 +129,13 @@ absl::Status RunThroughputMode(const std::vector<std::string>& args) {
   ThroughputBenchOptions& o = f.o;
   // On the CPU the KV cache is sized for 16 sequences of the longest request (or all of them).
   const int64_t max_len = int64_t{o.input_len.hi} + o.output_len.hi;
+  // The longest request against the model's positions up front, not after the weights load.
+  if (auto s = CheckPositions(f.model, max_len,
+                              absl::StrCat("--input-len-dist up to ", o.input_len.hi, " + --output-len-dist up to ",
+                                           o.output_len.hi));
+      !s.ok()) {
+    return s;
+  }
   const EnvVars tuning = TuningEnvironment();  // before LoadModel sets variables of its own
   auto m = LoadModel(f.model, std::min(o.num_requests, 16), max_len);
   if (!m.ok()) return m.status();

@@ -159,6 +159,17 @@ TEST(BenchCli, ShapesThatDoNotFitAreRowsUnlessNoneFits) {
                       "lower --batch or --input-len\n");
 }
 
+// Throughput requests longer than the model's positions are refused before the model loads, and a
+// request larger than the whole KV cache says which flag to change.
+TEST(BenchCli, ThroughputRequestsThatCannotRun) {
+  const std::string args = "bench --mode throughput --model " + kFixture + " --num-requests 3 --no-progress ";
+  ExpectChaiCliError(args + "--input-len-dist fixed:60 --output-len-dist fixed:10",
+                     "--input-len-dist up to 60 + --output-len-dist up to 10 need 70 positions; the model has 64");
+  ExpectChaiCliError(args + "--input-len-dist fixed:8 --output-len-dist fixed:4 --kv-cache-gb 0.00001",
+                     "request 0 needs 16 KV blocks, the pool has 5 (shorten --input-len-dist/--output-len-dist, or "
+                     "raise --kv-cache-gb)");
+}
+
 // The build line from its parts: the CUDA architectures listed, and a variant build's kernel knobs
 // (CMAKE_CUDA_FLAGS' -DCHAI_* definitions) named so that its benchmark output says which build it is.
 TEST(BenchCli, DescribesTheBuildsKnobs) {
