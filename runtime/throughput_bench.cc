@@ -87,11 +87,11 @@ absl::Status SubmitRequests(const ModelConfig& config, const ThroughputBenchOpti
     if (options.request_rate > 0 && i > 0) arrival += gap(rng);
     r.arrival_time = arrival;
     if (auto s = scheduler.Submit(std::move(r)); !s.ok()) {
-      // Too long for the model's positions (InvalidArgument) or for the whole KV cache.
-      const bool positions = absl::IsInvalidArgument(s);
-      return absl::Status(s.code(), absl::StrCat(s.message(), " (shorten --input-len-dist/--output-len-dist, or raise ",
-                                                 positions ? "--max-seq-len where the model allows it" : "--kv-cache-gb",
-                                                 ")"));
+      // The CLI checked the positions before loading; what is left is a request the whole KV cache
+      // cannot hold.
+      if (!absl::IsResourceExhausted(s)) return s;
+      return absl::ResourceExhaustedError(
+          absl::StrCat(s.message(), " (shorten --input-len-dist/--output-len-dist, or raise --kv-cache-gb)"));
     }
   }
   return absl::OkStatus();
