@@ -56,12 +56,4 @@ bool FourWarpsShareBetter(int64_t k, int64_t n, const Config& chosen, const Conf
   return chosen_balance < 0.8 && WarpBalance(four, Plan(n, k, false, four, sms)) > chosen_balance;
 }
 
-bool WideTakesFourWarps(int64_t k, int64_t n, const Config& wide, const Config& four, int sms) {
-  const auto fits_one_wave = [&](const Config& c) {
-    const Grid g = Plan(n, k, false, c, sms);
-    return g.row_blocks * g.splits <= int64_t{sms} * std::max(c.ctas_per_sm, 1);
-  };
-  return fits_one_wave(four) && !fits_one_wave(wide);
-}
-
 }  // namespace chai::gemv_grid

@@ -37,7 +37,7 @@ double LastWaveFill(const Config& c, const Grid& g, int sms);
 
 // Which of the narrow and wide fused configurations is the default for W [n, k]: by width (wide
 // for n >= 8192), with the two exceptions by shape that gemv.cu's DefaultVariant explains, unless
-// by_width_only. True: the wide one (which WideTakesFourWarps may then replace).
+// by_width_only. True: the wide one.
 bool ChooseWide(int64_t k, int64_t n, const Config& narrow, const Config& wide, int sms, bool by_width_only);
 
 // Whether a launch takes `four`, a configuration of four warps a CTA (with the fused kernels too),
@@ -45,12 +45,6 @@ bool ChooseWide(int64_t k, int64_t n, const Config& narrow, const Config& wide, 
 // one's work and `four` shares better (OPT-66B's o at TP = 4, K = 2304: 18 iterations over 8 warps
 // against over 4). gemv.cu's ChooseVariant explains the measurements.
 bool FourWarpsShareBetter(int64_t k, int64_t n, const Config& chosen, const Config& four, int sms);
-
-// Whether the wide default gives way to `four` (four warps a CTA, three times the CTAs an SM; it
-// has the fused kernels too): where four's grid fits in one wave of resident CTAs and the wide
-// one's spills past one (LLaMA-7B's Q|K|V at TP = 1, its gate|up at TP = 2, OPT-66B's Q|K|V, fc1,
-// fc2 and LM head at TP = 4). gemv.cu's DefaultVariant explains the measurements.
-bool WideTakesFourWarps(int64_t k, int64_t n, const Config& wide, const Config& four, int sms);
 
 }  // namespace chai::gemv_grid
 

@@ -190,7 +190,8 @@ bool DefaultByWidthOnly() {
   return width_only;
 }
 
-// The default is one of the three configurations that have the fused kernels. By width, from the
+// The default is one of two configurations with the fused kernels (a third, four warps a CTA, has
+// them too: ChooseVariant may take it). By width, from the
 // H100 sweep in benchmarks/results/gemm-h100.md (commit 1782d80): u8.b2 (16 loads in flight per
 // thread, 2 CTAs per SM) was the fastest at every T for the wide weights (N = 11008 and 32000: 89% /
 // 99% of copy bandwidth against 87% / 98% for u4.b3), u4.b3 at N = 4096 (o: 77% against 76%; down,
@@ -207,13 +208,12 @@ bool DefaultByWidthOnly() {
 //   takes u8.b2 when its last wave is fuller (OPT-66B's Q|K|V at TP = 4: 432 row blocks over 396
 //   resident; 37.4-38.0 against 39.7-40.1 us).
 // (gemv_grid::ChooseWide; tests/unit/gemv_grid_test.cc checks it at those shapes.)
-// A third default, since W's loads ask L2 for 128-byte prefetches (gemv_tile.cuh): where the wide
-// one's grid spills past one wave of its 264 resident CTAs and four warps a CTA at 6 per SM (792
-// resident) fit in one (gemv_grid::WideTakesFourWarps), the four-warp one. On an H200 (`gemm_bench 10
-// shards`, four rounds, gemm-h200.md) it took 1.0-1.6 us (3-4%) off OPT-66B's Q|K|V, fc1 and fc2 at
-// TP = 4 and 1.3 us off LLaMA-7B's Q|K|V at TP = 1 (0.6 off gate|up at TP = 2), tied at OPT-66B's
-// LM head; where its grid also spills (LLaMA-7B's gate|up at TP = 1, 1376 row blocks) it is not
-// faster, and at the narrow shards it is slower (+0.5-1.9 us), so the rule is the one wave.
+// A third default (w4.r16.u4.b6 where the wide one's grid spills past one wave and four warps' fits
+// in one, bb17882) was measured faster per GEMV on an H200 but is gone again: on an H100 it made
+// LLaMA-7B's batch-1 step 3% slower (5.22-5.26 against 5.07-5.11 ms), because the Q|K|V GEMV it
+// moved to one wave no longer has its first wave's rows prefetched into L2 by the norm before it
+// (with the prefetch off the two are within 1%), and on an H200 the step did not gain
+// (benchmarks/results/llama-7b-tp1-h100.md).
 constexpr int kNarrowDefault = 0, kWideDefault = 2, kFourWarps = 3;
 
 int DefaultVariant(int64_t k, int64_t n) {
@@ -221,10 +221,6 @@ int DefaultVariant(int64_t k, int64_t n) {
   if (!gemv_grid::ChooseWide(k, n, ConfigOf(kVariants[kNarrowDefault]), ConfigOf(kVariants[kWideDefault]), sms,
                              DefaultByWidthOnly())) {
     return kNarrowDefault;
-  }
-  if (!DefaultByWidthOnly() && gemv_grid::WideTakesFourWarps(k, n, ConfigOf(kVariants[kWideDefault]),
-                                                             ConfigOf(kVariants[kFourWarps]), sms)) {
-    return kFourWarps;
   }
   return kWideDefault;
 }

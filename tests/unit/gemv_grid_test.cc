@@ -109,27 +109,5 @@ TEST(GemvGrid, FourWarpsOnlyWhereTheDefaultSharesUnevenly) {
   }
 }
 
-TEST(GemvGrid, WideDefaultTakesFourWarpsWhereTheyFitOneWave) {
-  struct Shape {
-    int64_t k, n;
-  };
-  // Row blocks of 16 rows against 264 resident wide CTAs and 792 four-warp ones: LLaMA-7B's Q|K|V
-  // at TP = 1 (768 blocks), gate|up at TP = 2 (688); OPT-66B at TP = 4: Q|K|V (432), fc1 and fc2
-  // (576), the LM head shard (786).
-  const Shape four[] = {{4096, 12288}, {4096, 11008}, {9216, 6912}, {9216, 9216}, {9216, 12568}};
-  for (const Shape& s : four) {
-    EXPECT_TRUE(gemv_grid::WideTakesFourWarps(s.k, s.n, kWide, kFour, kSms)) << s.k << " -> " << s.n;
-  }
-  // Past one four-warp wave (LLaMA-7B's gate|up at TP = 1: 1376 blocks; its LM head: 2000) or
-  // within one wide wave (256 blocks at N = 4096): the wide one stays.
-  const Shape wide[] = {{4096, 22016}, {4096, 32000}, {4096, 4096}, {11008, 4096}, {4096, 12688}};
-  for (const Shape& s : wide) {
-    EXPECT_FALSE(gemv_grid::WideTakesFourWarps(s.k, s.n, kWide, kFour, kSms)) << s.k << " -> " << s.n;
-  }
-  // The boundary: 792 row blocks fit (N = 12672), 793 do not (N = 12688).
-  EXPECT_TRUE(gemv_grid::WideTakesFourWarps(4096, 12672, kWide, kFour, kSms));
-  EXPECT_FALSE(gemv_grid::WideTakesFourWarps(4096, 12673, kWide, kFour, kSms));
-}
-
 }  // namespace
 }  // namespace chai
