@@ -56,4 +56,11 @@ bool FourWarpsShareBetter(int64_t k, int64_t n, const Config& chosen, const Conf
   return chosen_balance < 0.8 && WarpBalance(four, Plan(n, k, false, four, sms)) > chosen_balance;
 }
 
+Pick ChooseDefault(int64_t k, int64_t n, const Config& narrow, const Config& wide, const Config& four, int sms,
+                   bool by_width_only) {
+  const bool take_wide = ChooseWide(k, n, narrow, wide, sms, by_width_only);
+  if (!by_width_only && FourWarpsShareBetter(k, n, take_wide ? wide : narrow, four, sms)) return Pick::kFour;
+  return take_wide ? Pick::kWide : Pick::kNarrow;
+}
+
 }  // namespace chai::gemv_grid

@@ -232,12 +232,16 @@ int DefaultVariant(int64_t k, int64_t n) {
 // balance is 0.9 or more and it stays (at TP = 2's down, 0.90, w4 is slower).
 int ChooseVariant(int64_t /*tokens*/, int64_t k, int64_t n) {
   if (ForcedVariant() >= 0) return ForcedVariant();
-  const int chosen = DefaultVariant(k, n);
-  if (!DefaultByWidthOnly() && gemv_grid::FourWarpsShareBetter(k, n, ConfigOf(kVariants[chosen]),
-                                                              ConfigOf(kVariants[kFourWarps]), SmCount())) {
-    return kFourWarps;
+  switch (gemv_grid::ChooseDefault(k, n, ConfigOf(kVariants[kNarrowDefault]), ConfigOf(kVariants[kWideDefault]),
+                                   ConfigOf(kVariants[kFourWarps]), SmCount(), DefaultByWidthOnly())) {
+    case gemv_grid::Pick::kFour:
+      return kFourWarps;
+    case gemv_grid::Pick::kWide:
+      return kWideDefault;
+    case gemv_grid::Pick::kNarrow:
+      break;
   }
-  return chosen;
+  return kNarrowDefault;
 }
 
 // LinearFused: the chosen (or forced) configuration where it has the fused kernels, else the default for the

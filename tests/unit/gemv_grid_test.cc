@@ -1,7 +1,7 @@
 // The decode GEMV's launch arithmetic (kernels/gemv_grid.h) against grids worked out by hand, and
 // its default choice: unchanged by width at LLaMA-7B's shards (TP = 1, 2, 4), by shape at the two
 // OPT-66B shards of TP = 4 where the GPU sweep found the width rule misfit, and the four-warp
-// configuration where it fits one wave or shares a CTA's span better (benchmarks/results/gemm-h200.md).
+// configuration where it shares a CTA's span better (benchmarks/results/gemm-h200.md).
 // The configurations as an H100 / H200 runs them: 132 SMs, w8.r16.u4.b3 at 3 CTAs per SM,
 // w8.r16.u8.b2 at 2, w4.r16.u4.b6 at 6.
 #include "kernels/gemv_grid.h"
@@ -107,6 +107,21 @@ TEST(GemvGrid, FourWarpsOnlyWhereTheDefaultSharesUnevenly) {
     const Config& chosen = gemv_grid::ChooseWide(s.k, s.n, kNarrow, kWide, kSms, false) ? kWide : kNarrow;
     EXPECT_FALSE(gemv_grid::FourWarpsShareBetter(s.k, s.n, chosen, kFour, kSms)) << s.k << " -> " << s.n;
   }
+}
+
+TEST(GemvGrid, ChooseDefaultComposesTheRules) {
+  using gemv_grid::Pick;
+  // LLaMA-7B at TP = 1: Q|K|V and gate|up wide, o and down narrow, nothing on four warps.
+  EXPECT_EQ(gemv_grid::ChooseDefault(4096, 12288, kNarrow, kWide, kFour, kSms, false), Pick::kWide);
+  EXPECT_EQ(gemv_grid::ChooseDefault(4096, 22016, kNarrow, kWide, kFour, kSms, false), Pick::kWide);
+  EXPECT_EQ(gemv_grid::ChooseDefault(4096, 4096, kNarrow, kWide, kFour, kSms, false), Pick::kNarrow);
+  EXPECT_EQ(gemv_grid::ChooseDefault(11008, 4096, kNarrow, kWide, kFour, kSms, false), Pick::kNarrow);
+  // OPT-66B at TP = 4: o on four warps (short rows), Q|K|V wide by its last wave.
+  EXPECT_EQ(gemv_grid::ChooseDefault(2304, 9216, kNarrow, kWide, kFour, kSms, false), Pick::kFour);
+  EXPECT_EQ(gemv_grid::ChooseDefault(9216, 6912, kNarrow, kWide, kFour, kSms, false), Pick::kWide);
+  // By width alone: the width rule's answer, and no four-warp move.
+  EXPECT_EQ(gemv_grid::ChooseDefault(2304, 9216, kNarrow, kWide, kFour, kSms, true), Pick::kWide);
+  EXPECT_EQ(gemv_grid::ChooseDefault(9216, 6912, kNarrow, kWide, kFour, kSms, true), Pick::kNarrow);
 }
 
 }  // namespace

@@ -1,23 +1,26 @@
 #!/usr/bin/env bash
 # gpu_check.sh mode `pending`, sourced by gpu_check.sh (it sees OUT, gpus, modes, has, bench, mpi).
-# Code on main that waits for a GPU, as of the twenty-fourth session (2026-11-27): the GEMV's
-# 128-byte L2 prefetch (CHAI_GEMV_L2_HINT) and its four-warp default where that fits one wave
-# (gemv_grid::WideTakesFourWarps) ran only on H200s (one H200: gemvab A/B; two 4 x H200 hosts:
-# basetp against 36696ec, the tests that mode runs, engine / linear_fused / qkv_append, and the fused
-# tests with CHAI_GEMV_VARIANT=w4.r16.u4.b6). Not yet on an H100: first, on one H100,
-# `AB_FLAGS=-DCHAI_GEMV_L2_HINT=256 AB_FLAGS2=-DCHAI_GEMV_L2_HINT=64 GEMVAB_BATCHES=1,8 gpu_check.sh
-# gemvab` (is 128 B also the best size there? #6's H100 row was 1.14x before), then OPT-66B at TP 4
-# on 4 x H100 (`gpu_check.sh basetp`, BASE_TAR = git archive 36696ec), and on any 4-GPU host LLaMA-7B
-# TP 4 over TP 1 in alternating rounds (`gpu_check.sh ratio`: 2.196-2.25x on H200s, at #8's 2.2x
-# line). Worth re-running now that the GEMVs stream faster (each was within 1-2% before, so the
-# balance may have moved): `gpu_check.sh fusion` (CHAI_DECODE_FUSION=all folds the norms into the
-# GEMVs), `pdlab` (CHAI_PDL=1), and at TP 4 `tpenv` with CHAI_L2_PREFETCH budgets. The twenty-fourth
-# session's host-side checks (memory_checks: --kv-cache-gb against the GPU's
-# free memory; the block tables' rows cap; the build line's knobs, visible in any variant build's
-# bench header) run in any GPU call that loads a model. Still never exercised: the
-# copy measure's fallback below 1 GiB (AllocatePair; no run has lacked the room). The twenty-third
-# session's host-side changes (CudaCopyBandwidthOn, copy_bytes, ShardOperands in the shards table)
-# ran in the twenty-fourth's benches.
+# Code on main that waits for a GPU, as of the twenty-fifth session (2026-11-28; 30 minutes of
+# one-GPU H100 time, no 4-GPU machine lent): the 128-byte GEMV prefetch ran on H100s (level with
+# 256 B there); the four-warp default of bb17882 was measured slower end to end on an H100 (it moved
+# LLaMA-7B's Q|K|V into one wave, where the norm's L2 prefetch becomes 12288 heads of 512 B and
+# gains 0.5% instead of 3%) and removed (a7d9650: l2_prefetch_gpu_test 5/5, fused_ops 7/7, TPOT
+# equal to CHAI_GEMV_DEFAULT=width on an H100). Not yet run: a7d9650 on an H200 and on 4 GPUs
+# (OPT-66B at TP 4 should time as e76ef37 did, ~1.22x on an H200: `gpu_check.sh basetp` or `opt66b`);
+# the prefetch plan's move to CPU code (gemv_grid::ReadsFirst, kernels/gemv_reads_first_plan.*, and
+# gemv_grid::ChooseDefault: the same arithmetic, CPU-tested; `l2_prefetch_gpu_test` and
+# `ops_gpu_test` check it on a GPU). Next experiment for issue 8: four warps a CTA only where no
+# kernel before the GEMV prefetches its first bytes (OPT-66B's fc2 and LM head at TP 4: 1.6 us and
+# a tie per GEMV on an H200; Q|K|V and fc1 keep the wide configuration and their prefix hints),
+# which needs the engine to tell the GEMV that its first bytes were hinted (a LinearFusion field and
+# a QkvLinearAppend argument); measure at OPT-66B TP 4 on 4 x H200 and 4 x H100 and LLaMA-7B TP 1
+# on both cards. Still from the twenty-fourth session: OPT-66B at TP 4 on 4 x H100 at the current
+# GEMVs (`basetp`, BASE_TAR = git archive 36696ec), LLaMA-7B TP 4 over TP 1 in alternating rounds
+# (`ratio`), and re-runs of `fusion`, `pdlab` and TP 4 `tpenv` now that the GEMVs stream faster.
+# Lesson: a change of a default runs `ctest -L gpu` (gpu_check.sh test), not only the tests of the
+# op it changes (bb17882 broke l2_prefetch_gpu_test unseen).
+# Still never exercised: the copy measure's fallback below 1 GiB (AllocatePair; no run has lacked
+# the room).
 # Earlier, as of the eighteenth session:
 # Main's kernels passed paged_attention_gpu_test 27/27 and engine_gpu_test 33/33 on H200s in
 # the fifteenth to seventeenth sessions. The one-launch CHAI experiments (8d8d4c4) and four forms
