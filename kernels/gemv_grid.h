@@ -47,11 +47,27 @@ bool ChooseWide(int64_t k, int64_t n, const Config& narrow, const Config& wide, 
 // against over 4). gemv.cu's ChooseVariant explains the measurements.
 bool FourWarpsShareBetter(int64_t k, int64_t n, const Config& chosen, const Config& four, int sms);
 
+// Whether `four`'s grid fits in one wave of resident CTAs where the wide one's spills past one
+// (LLaMA-7B's Q|K|V at TP = 1, its gate|up at TP = 2; OPT-66B's Q|K|V, fc1, fc2 and LM head at
+// TP = 4): the opt-in rule of CHAI_GEMV_FOUR_WARPS (gemv.cu says what was measured).
+bool WideTakesFourWarps(int64_t k, int64_t n, const Config& wide, const Config& four, int sms);
+
+// The run-time settings the default choice reads (gemv.cu: CHAI_GEMV_DEFAULT, CHAI_GEMV_FOUR_WARPS)
+// and whether a kernel before the launch prefetched its first bytes (ops::LinearFusion).
+enum class FourWarpsRule { kOff, kUnhinted, kAll };
+struct Rules {
+  bool by_width_only = false;
+  FourWarpsRule four_warps = FourWarpsRule::kOff;
+  bool first_bytes_in_l2 = false;
+};
+
 // The default configuration of a launch over W [n, k]: ChooseWide's, unless FourWarpsShareBetter
-// moves it to `four` (by_width_only: ChooseWide's by width, and no move).
+// moves it to `four`, or the wide one gives way to `four` by WideTakesFourWarps where the rule
+// opts in (kAll; kUnhinted where the first bytes were not prefetched). by_width_only: ChooseWide's
+// by width, and neither move.
 enum class Pick { kNarrow, kWide, kFour };
 Pick ChooseDefault(int64_t k, int64_t n, const Config& narrow, const Config& wide, const Config& four, int sms,
-                   bool by_width_only);
+                   const Rules& rules = {});
 
 }  // namespace chai::gemv_grid
 

@@ -57,6 +57,9 @@ struct LinearFusion {
   float rms_norm_eps = 0.f;
   LinearOutput output = LinearOutput::kStore;
   const PeerMirror* mirror = nullptr;  // null: out only
+  // A kernel before this one fetched into L2 the bytes LinearReadsFirst names for it (a speed hint:
+  // the GEMV's configuration may depend on it, never its result; kernels/cuda/gemv.cu).
+  bool first_bytes_in_l2 = false;
 };
 void LinearFused(const Tensor& x, const Tensor& weight, const Tensor& bias, const LinearFusion& fusion, Tensor* out);
 // True when LinearFused on rows like x's runs as one kernel: on CUDA, fp16 or bf16, 1 to 8 rows,
@@ -131,7 +134,7 @@ void SplitQkvRotaryAppend(const Tensor& qkv, const Tensor& positions, int heads,
 void QkvLinearAppend(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& positions, int heads,
                      int kv_heads, int head_dim, float theta, bool apply_rotary, const PagedKv& kv,
                      const BatchLayout& batch, Tensor* q, const Tensor& rms_norm_weight = Tensor(),
-                     float rms_norm_eps = 0.f);
+                     float rms_norm_eps = 0.f, bool first_bytes_in_l2 = false);
 
 // Causal attention of the step's queries q [T, Hq * d] over the paged cache (which already holds
 // this step's K/V). score_head: int32 [rows, Hq], indexed like the tables (by batch.slots[s], or

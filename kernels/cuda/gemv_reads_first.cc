@@ -20,7 +20,8 @@ L2Prefetch GemvReadsFirst(const Tensor& x, const Tensor& weight, ops::LinearOutp
   if (!CopyEngineDevice()) return L2Prefetch{};  // no bulk prefetch to issue it with
   const int64_t tokens = x.dim(0), k = x.dim(1), n = weight.dim(0);
   if (tokens == 0 || n == 0) return L2Prefetch{};
-  const GemvShape v = GemvLaunchShape(tokens, k, n, output != ops::LinearOutput::kStore);
+  // The GEMV this hint is for will find its first bytes in L2: its configuration is the hinted one.
+  const GemvShape v = GemvLaunchShape(tokens, k, n, output != ops::LinearOutput::kStore, /*first_bytes_in_l2=*/true);
   const gemv_grid::Config c{v.warps, v.r, v.u, v.min_blocks, v.min_blocks};
   return gemv_grid::ReadsFirst(weight.raw(), n, k, output == ops::LinearOutput::kSiluMul, c, SmCount(), budget,
                                alternate);

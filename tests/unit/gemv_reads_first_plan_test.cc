@@ -108,7 +108,7 @@ TEST(GemvReadsFirstPlan, TheGemvsTheNormsPrefetchForTakeThePrefixForm) {
   };
   const Shape hinted[] = {{4096, 12288, false}, {4096, 22016, true}};
   for (const Shape& s : hinted) {
-    const gemv_grid::Pick pick = gemv_grid::ChooseDefault(s.k, s.n, kNarrow, kWide, kFour, kSms, false);
+    const gemv_grid::Pick pick = gemv_grid::ChooseDefault(s.k, s.n, kNarrow, kWide, kFour, kSms);
     const Config& c = pick == gemv_grid::Pick::kWide ? kWide : pick == gemv_grid::Pick::kFour ? kFour : kNarrow;
     const gemv_grid::Grid g = gemv_grid::Plan(s.n, s.k, s.paired, c, kSms);
     EXPECT_GT(g.row_blocks * g.splits, int64_t{kSms} * c.min_blocks) << s.k << " -> " << s.n;

@@ -9,12 +9,18 @@
 # (OPT-66B at TP 4 should time as e76ef37 did, ~1.22x on an H200: `gpu_check.sh basetp` or `opt66b`);
 # the prefetch plan's move to CPU code (gemv_grid::ReadsFirst, kernels/gemv_reads_first_plan.*, and
 # gemv_grid::ChooseDefault: the same arithmetic, CPU-tested; `l2_prefetch_gpu_test` and
-# `ops_gpu_test` check it on a GPU). Next experiment for issue 8: four warps a CTA only where no
-# kernel before the GEMV prefetches its first bytes (OPT-66B's fc2 and LM head at TP 4: 1.6 us and
-# a tie per GEMV on an H200; Q|K|V and fc1 keep the wide configuration and their prefix hints),
-# which needs the engine to tell the GEMV that its first bytes were hinted (a LinearFusion field and
-# a QkvLinearAppend argument); measure at OPT-66B TP 4 on 4 x H200 and 4 x H100 and LLaMA-7B TP 1
-# on both cards. Still from the twenty-fourth session: OPT-66B at TP 4 on 4 x H100 at the current
+# `ops_gpu_test` check it on a GPU). Next experiment for issue 8, on main behind
+# CHAI_GEMV_FOUR_WARPS=off|unhinted|all (off by default; not yet run on a GPU: the engine passes
+# whether a GEMV's first bytes were hinted, ops::LinearFusion::first_bytes_in_l2 and
+# QkvLinearAppend's last argument): four warps a CTA where they fit one wave and the wide grid
+# spills, everywhere (`all`, bb17882's default) or only where no kernel before the GEMV prefetched
+# its first bytes (`unhinted`: OPT-66B's fc2 and LM head at TP 4; Q|K|V and fc1 keep their prefix
+# hints). On 4 GPUs: `TPENV_SETTINGS="default CHAI_GEMV_FOUR_WARPS=unhinted CHAI_GEMV_FOUR_WARPS=all"
+# TPENV_ROUNDS=2 gpu_check.sh tpenv` (H200 and H100), and LLaMA-7B TP 1 on one GPU of each card:
+# `ENVAB_SETTINGS="CHAI_GEMV_FOUR_WARPS=off CHAI_GEMV_FOUR_WARPS=unhinted" ENVAB_BATCHES=1,8
+# gpu_check.sh fusion` (unhinted should be within noise of off there: of the LLaMA GEMVs it could
+# move, only layer 0's Q|K|V has no hint before it).
+# Still from the twenty-fourth session: OPT-66B at TP 4 on 4 x H100 at the current
 # GEMVs (`basetp`, BASE_TAR = git archive 36696ec), LLaMA-7B TP 4 over TP 1 in alternating rounds
 # (`ratio`), and re-runs of `fusion`, `pdlab` and TP 4 `tpenv` now that the GEMVs stream faster.
 # Lesson: a change of a default runs `ctest -L gpu` (gpu_check.sh test), not only the tests of the
