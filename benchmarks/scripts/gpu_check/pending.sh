@@ -9,7 +9,9 @@
 # (OPT-66B at TP 4 should time as e76ef37 did, ~1.22x on an H200: `gpu_check.sh basetp` or `opt66b`);
 # the prefetch plan's move to CPU code (gemv_grid::ReadsFirst, kernels/gemv_reads_first_plan.*, and
 # gemv_grid::ChooseDefault: the same arithmetic, CPU-tested; `l2_prefetch_gpu_test` and
-# `ops_gpu_test` check it on a GPU). Next experiment for issue 8, on main behind
+# `ops_gpu_test` check it on a GPU); the CUDA PagedAttention entry split into CheckOperands /
+# MakeParams / PlanDecode / PlanPrefill / BindScratch (host code, same order; `paged_attention_gpu_test`,
+# `engine_gpu_test`). Next experiment for issue 8, on main behind
 # CHAI_GEMV_FOUR_WARPS=off|unhinted|all (off by default; not yet run on a GPU: the engine passes
 # whether a GEMV's first bytes were hinted, ops::LinearFusion::first_bytes_in_l2 and
 # QkvLinearAppend's last argument): four warps a CTA where they fit one wave and the wide grid
