@@ -131,6 +131,7 @@ void SplitQkvRotaryAppend(const Tensor& qkv, const Tensor& positions, int heads,
 // engine's are, also without rotary), else the composition. With rms_norm_weight defined the
 // projection reads RmsNorm(x, rms_norm_weight, rms_norm_eps) instead of x, as LinearFused does (on
 // CUDA folded into the same kernel, rounding where LinearFused's folded norm rounds).
+// first_bytes_in_l2: as LinearFusion's.
 void QkvLinearAppend(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& positions, int heads,
                      int kv_heads, int head_dim, float theta, bool apply_rotary, const PagedKv& kv,
                      const BatchLayout& batch, Tensor* q, const Tensor& rms_norm_weight = Tensor(),
