@@ -23,7 +23,8 @@ L2Prefetch RowsPrefix(const char* w, int64_t n, int64_t row_bytes, bool paired, 
   return p;
 }
 
-// The head of every (row, split) span, or with `alternate` every other CTA iteration of each row.
+// The head of every (row, split) span, or with `alternate` (L2HintForm::kAlternate) every other
+// CTA iteration of each row.
 L2Prefetch SpanHeads(const char* w, int64_t n, int64_t row_bytes, const Config& c, const Grid& g, int64_t budget,
                      bool alternate) {
   L2Prefetch p;
@@ -49,15 +50,15 @@ L2Prefetch SpanHeads(const char* w, int64_t n, int64_t row_bytes, const Config& 
 }  // namespace
 
 L2Prefetch ReadsFirst(const void* w, int64_t n, int64_t k, bool paired, const Config& c, int sms, int64_t budget,
-                      bool alternate) {
+                      L2HintForm one_wave) {
   if (budget < 16 || n <= 0 || k <= 0) return L2Prefetch{};
   const Grid g = Plan(n, k, paired, c, sms);
   const int64_t row_bytes = k * 2;  // fp16 / bf16
   const char* bytes = static_cast<const char*>(w);
   const int64_t resident = int64_t{sms} * c.min_blocks;
-  const L2Prefetch p = g.row_blocks * g.splits > resident
-                           ? RowsPrefix(bytes, n, row_bytes, paired, c, resident, budget)
-                           : SpanHeads(bytes, n, row_bytes, c, g, budget, alternate);
+  const bool prefix = g.row_blocks * g.splits > resident || one_wave == L2HintForm::kRows;
+  const L2Prefetch p = prefix ? RowsPrefix(bytes, n, row_bytes, paired, c, resident, budget)
+                              : SpanHeads(bytes, n, row_bytes, c, g, budget, one_wave == L2HintForm::kAlternate);
   return p.empty() ? L2Prefetch{} : p;
 }
 

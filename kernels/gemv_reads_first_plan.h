@@ -20,14 +20,15 @@ namespace chai::gemv_grid {
 //   order, a prefix too), cut into 32 KB ranges. On an H100 this form, issued by the norm before
 //   LLaMA-7B's Q|K|V, gains 3% of the batch-1 step (benchmarks/results/llama-7b-tp1-h100.md);
 // - one wave (o and down at N = 4096): every CTA streams its rows' K span from the start, so the
-//   first bytes are the head of every (row, split) span; with `alternate` (one split, rows of two
+//   first bytes are the head of every (row, split) span; with kAlternate (one split, rows of two
 //   CTA iterations or more, and a budget of an iteration a row at least) every other CTA iteration
-//   of each row instead (ranges of one iteration's bytes, every second one). This form is many
-//   small ranges (4096-12288 of them at LLaMA-7B's shapes): the same 6 MB as 512-byte heads of
-//   Q|K|V's rows gained only 0.5% there.
-// Empty when the budget is under 16 bytes.
+//   of each row instead (ranges of one iteration's bytes, every second one); with kRows a prefix
+//   of rows as above. The heads are many small ranges (4096-12288 of them at LLaMA-7B's shapes):
+//   the same 6 MB as 512-byte heads of Q|K|V's rows gained only 0.5% there.
+// (The forms as one_wave names them: L2HintForm, kernels/l2_prefetch.h.) Empty when the budget is
+// under 16 bytes.
 L2Prefetch ReadsFirst(const void* w, int64_t n, int64_t k, bool paired, const Config& c, int sms, int64_t budget,
-                      bool alternate);
+                      L2HintForm one_wave);
 
 }  // namespace chai::gemv_grid
 

@@ -149,12 +149,13 @@ bool LinearMirrorIsOneKernel(const Tensor& x, const Tensor& weight) {
 }
 
 L2Prefetch LinearReadsFirst(const Tensor& x, const Tensor& weight, LinearOutput output, int64_t budget,
-                            bool alternate) {
+                            L2HintForm one_wave) {
 #ifdef CHAI_WITH_CUDA
   if (x.device() == Device::kCuda && weight.device() == Device::kCuda) {
-    return cuda::GemvReadsFirst(x, weight, output, budget, alternate);
+    return cuda::GemvReadsFirst(x, weight, output, budget, one_wave);
   }
 #endif
+  (void)one_wave;
   return L2Prefetch{};
 }
 

@@ -71,10 +71,10 @@ bool LinearMirrorIsOneKernel(const Tensor& x, const Tensor& weight);
 // The first bytes, up to `budget`, of `weight` that Linear or LinearFused with this output (or
 // QkvLinearAppend: kStore) streams on rows like x's where its decode GEMV applies: a hint for the
 // kernel that runs before it to fetch them into L2 (kernels/l2_prefetch.h). Empty on the CPU and
-// where the GEMV does not apply. `alternate`: for GEMVs of one wave, every other CTA iteration of
-// each row instead of the head of each row (an experiment's pattern; kernels/cuda/gemv_reads_first.cc).
+// where the GEMV does not apply. `one_wave`: which bytes for a GEMV of one wave (L2HintForm,
+// kernels/l2_prefetch.h; kernels/gemv_reads_first_plan.h plans them).
 L2Prefetch LinearReadsFirst(const Tensor& x, const Tensor& weight, LinearOutput output, int64_t budget,
-                            bool alternate = false);
+                            L2HintForm one_wave = L2HintForm::kHeads);
 
 void Relu(Tensor* x);                                             // in place
 void SiluMul(const Tensor& gate, const Tensor& up, Tensor* out);  // silu(gate) * up

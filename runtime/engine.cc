@@ -122,7 +122,7 @@ Tensor Engine::AddNorm(Tensor* x, const Tensor& y, const Tensor& w, const Tensor
 
 L2Prefetch Engine::NextWeights(const Tensor& x, const Tensor& w, ops::LinearOutput output, int64_t budget) const {
   if (budget <= 0) return L2Prefetch{};
-  return ops::LinearReadsFirst(x, w, output, budget, l2_prefetch_.alternate);
+  return ops::LinearReadsFirst(x, w, output, budget, l2_prefetch_.one_wave);
 }
 
 // The MLP's first Linear as InputLinear will launch it: gate | up with the SiLU epilogue (LLaMA) or

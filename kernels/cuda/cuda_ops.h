@@ -26,7 +26,7 @@ bool LinearFusedIsOneKernel(const Tensor& x);
 bool LinearMirrorIsOneKernel(const Tensor& x, const Tensor& weight);
 // gemv_reads_first.cc: ops::LinearReadsFirst for the GEMV configuration that would be launched.
 L2Prefetch GemvReadsFirst(const Tensor& x, const Tensor& weight, ops::LinearOutput output, int64_t budget,
-                          bool alternate);
+                          L2HintForm one_wave);
 void Relu(Tensor* x);
 void SiluMul(const Tensor& gate, const Tensor& up, Tensor* out);
 void SiluMulFused(const Tensor& gate_up, Tensor* out);

@@ -15,7 +15,7 @@ namespace chai::cuda {
 // Linear's for kStore (QkvLinearAppend and the fused kStore launch LinearFused's, the same unless
 // CHAI_GEMV_VARIANT forces one without fusions: a speed hint only).
 L2Prefetch GemvReadsFirst(const Tensor& x, const Tensor& weight, ops::LinearOutput output, int64_t budget,
-                          bool alternate) {
+                          L2HintForm one_wave) {
   if (budget < 16 || weight.rank() != 2 || x.rank() != 2 || !GemvApplies(x, weight)) return L2Prefetch{};
   if (!CopyEngineDevice()) return L2Prefetch{};  // no bulk prefetch to issue it with
   const int64_t tokens = x.dim(0), k = x.dim(1), n = weight.dim(0);
@@ -24,7 +24,7 @@ L2Prefetch GemvReadsFirst(const Tensor& x, const Tensor& weight, ops::LinearOutp
   const GemvShape v = GemvLaunchShape(tokens, k, n, output != ops::LinearOutput::kStore, /*first_bytes_in_l2=*/true);
   const gemv_grid::Config c{v.warps, v.r, v.u, v.min_blocks, v.min_blocks};
   return gemv_grid::ReadsFirst(weight.raw(), n, k, output == ops::LinearOutput::kSiluMul, c, SmCount(), budget,
-                               alternate);
+                               one_wave);
 }
 
 }  // namespace chai::cuda

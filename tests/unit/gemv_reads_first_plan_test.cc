@@ -31,7 +31,7 @@ int64_t Offset(const void* p) { return static_cast<const char*>(p) - kW; }
 
 TEST(GemvReadsFirstPlan, SeveralWavesGiveAPrefixOfRows) {
   // LLaMA-7B's Q|K|V (4096 -> 12288) on the wide configuration: 768 CTAs over 264 resident.
-  L2Prefetch p = gemv_grid::ReadsFirst(kW, 12288, 4096, false, kWide, kSms, 6 * kMiB, false);
+  L2Prefetch p = gemv_grid::ReadsFirst(kW, 12288, 4096, false, kWide, kSms, 6 * kMiB, L2HintForm::kHeads);
   EXPECT_EQ(Offset(p.base), 0);
   EXPECT_EQ(p.base2, nullptr);
   EXPECT_EQ(p.outer, 192);  // 6 MB in 32 KB ranges, back to back
@@ -40,10 +40,10 @@ TEST(GemvReadsFirstPlan, SeveralWavesGiveAPrefixOfRows) {
   EXPECT_EQ(p.bytes, 32 << 10);
   EXPECT_EQ(p.total_bytes(), 6 * kMiB);
   // A budget beyond the first wave: the first wave's rows only (264 CTAs x 16 rows x 8 KB).
-  p = gemv_grid::ReadsFirst(kW, 12288, 4096, false, kWide, kSms, 1024 * kMiB, false);
+  p = gemv_grid::ReadsFirst(kW, 12288, 4096, false, kWide, kSms, 1024 * kMiB, L2HintForm::kHeads);
   EXPECT_EQ(p.total_bytes(), int64_t{264} * 16 * 8192);
   // gate | up (4096 -> 22016) with the SiLU epilogue: half the budget from the head of each half.
-  p = gemv_grid::ReadsFirst(kW, 22016, 4096, true, kWide, kSms, 6 * kMiB, false);
+  p = gemv_grid::ReadsFirst(kW, 22016, 4096, true, kWide, kSms, 6 * kMiB, L2HintForm::kHeads);
   EXPECT_EQ(Offset(p.base), 0);
   EXPECT_EQ(Offset(p.base2), int64_t{11008} * 8192);
   EXPECT_EQ(p.outer, 96);
@@ -52,25 +52,41 @@ TEST(GemvReadsFirstPlan, SeveralWavesGiveAPrefixOfRows) {
 
 TEST(GemvReadsFirstPlan, OneWaveGivesTheHeadOfEveryRow) {
   // o (4096 -> 4096) on the narrow configuration: 256 CTAs over 396 resident, one span a row.
-  L2Prefetch p = gemv_grid::ReadsFirst(kW, 4096, 4096, false, kNarrow, kSms, 12 * kMiB, false);
+  L2Prefetch p = gemv_grid::ReadsFirst(kW, 4096, 4096, false, kNarrow, kSms, 12 * kMiB, L2HintForm::kHeads);
   EXPECT_EQ(p.outer, 4096);
   EXPECT_EQ(p.outer_stride, 8192);
   EXPECT_EQ(p.inner, 1);
   EXPECT_EQ(p.bytes, 3072);  // 12 MB over 4096 rows
   // down (11008 -> 4096): a row of 22016 bytes, the same 3 KB heads.
-  p = gemv_grid::ReadsFirst(kW, 4096, 11008, false, kNarrow, kSms, 12 * kMiB, false);
+  p = gemv_grid::ReadsFirst(kW, 4096, 11008, false, kNarrow, kSms, 12 * kMiB, L2HintForm::kHeads);
   EXPECT_EQ(p.outer_stride, 22016);
   EXPECT_EQ(p.bytes, 3072);
   // Q|K|V on four warps fits one wave (768 of 792): 12288 heads of 512 bytes, the form that gained
   // a sixth of the prefix's time on an H100.
-  p = gemv_grid::ReadsFirst(kW, 12288, 4096, false, kFour, kSms, 6 * kMiB, false);
+  p = gemv_grid::ReadsFirst(kW, 12288, 4096, false, kFour, kSms, 6 * kMiB, L2HintForm::kHeads);
   EXPECT_EQ(p.ranges(), 12288);
   EXPECT_EQ(p.bytes, 512);
 }
 
+TEST(GemvReadsFirstPlan, RowsFormTakesAPrefixInOneWaveToo) {
+  // Q|K|V on four warps (one wave): with kRows the same 192 ranges of 32 KB as on the wide
+  // configuration's three waves.
+  L2Prefetch p = gemv_grid::ReadsFirst(kW, 12288, 4096, false, kFour, kSms, 6 * kMiB, L2HintForm::kRows);
+  EXPECT_EQ(Offset(p.base), 0);
+  EXPECT_EQ(p.outer, 192);
+  EXPECT_EQ(p.bytes, 32 << 10);
+  EXPECT_EQ(p.inner, 1);
+  // o: at most the whole weight (32 MB), from its first row.
+  p = gemv_grid::ReadsFirst(kW, 4096, 4096, false, kNarrow, kSms, 64 * kMiB, L2HintForm::kRows);
+  EXPECT_EQ(p.total_bytes(), int64_t{4096} * 8192);
+  // A grid of several waves takes the prefix whatever the form.
+  EXPECT_EQ(gemv_grid::ReadsFirst(kW, 12288, 4096, false, kWide, kSms, 6 * kMiB, L2HintForm::kAlternate).bytes,
+            32 << 10);
+}
+
 TEST(GemvReadsFirstPlan, SplitsOfKEachGetAHead) {
   // 1024 rows of 4096: 64 row blocks, K split 4 ways (2048-byte spans, gemv_grid_test).
-  const L2Prefetch p = gemv_grid::ReadsFirst(kW, 1024, 4096, false, kNarrow, kSms, 1 * kMiB, false);
+  const L2Prefetch p = gemv_grid::ReadsFirst(kW, 1024, 4096, false, kNarrow, kSms, 1 * kMiB, L2HintForm::kHeads);
   EXPECT_EQ(p.outer, 1024);
   EXPECT_EQ(p.inner, 4);
   EXPECT_EQ(p.inner_stride, 2048);
@@ -79,24 +95,24 @@ TEST(GemvReadsFirstPlan, SplitsOfKEachGetAHead) {
 
 TEST(GemvReadsFirstPlan, AlternateTakesEveryOtherIteration) {
   // o: a CTA iteration is 4 * u * warps chunks = 2 KB of a row, four of them a row.
-  L2Prefetch p = gemv_grid::ReadsFirst(kW, 4096, 4096, false, kNarrow, kSms, 16 * kMiB, true);
+  L2Prefetch p = gemv_grid::ReadsFirst(kW, 4096, 4096, false, kNarrow, kSms, 16 * kMiB, L2HintForm::kAlternate);
   EXPECT_EQ(p.inner, 2);
   EXPECT_EQ(p.inner_stride, 4096);
   EXPECT_EQ(p.bytes, 2048);
   // Room for one iteration a row: the first only.
-  p = gemv_grid::ReadsFirst(kW, 4096, 4096, false, kNarrow, kSms, 12 * kMiB, true);
+  p = gemv_grid::ReadsFirst(kW, 4096, 4096, false, kNarrow, kSms, 12 * kMiB, L2HintForm::kAlternate);
   EXPECT_EQ(p.inner, 1);
   // Less than an iteration a row: back to the heads.
-  p = gemv_grid::ReadsFirst(kW, 4096, 4096, false, kNarrow, kSms, 6 * kMiB, true);
+  p = gemv_grid::ReadsFirst(kW, 4096, 4096, false, kNarrow, kSms, 6 * kMiB, L2HintForm::kAlternate);
   EXPECT_EQ(p.inner_stride, 8192);
   EXPECT_EQ(p.bytes, 1536);
 }
 
 TEST(GemvReadsFirstPlan, NothingBelowSixteenBytes) {
-  EXPECT_TRUE(gemv_grid::ReadsFirst(kW, 4096, 4096, false, kNarrow, kSms, 15, false).empty());
-  EXPECT_TRUE(gemv_grid::ReadsFirst(kW, 4096, 4096, false, kNarrow, kSms, 0, false).empty());
+  EXPECT_TRUE(gemv_grid::ReadsFirst(kW, 4096, 4096, false, kNarrow, kSms, 15, L2HintForm::kHeads).empty());
+  EXPECT_TRUE(gemv_grid::ReadsFirst(kW, 4096, 4096, false, kNarrow, kSms, 0, L2HintForm::kHeads).empty());
   // A budget under 16 bytes a row rounds the heads to nothing.
-  EXPECT_TRUE(gemv_grid::ReadsFirst(kW, 4096, 4096, false, kNarrow, kSms, 4096 * 15, false).empty());
+  EXPECT_TRUE(gemv_grid::ReadsFirst(kW, 4096, 4096, false, kNarrow, kSms, 4096 * 15, L2HintForm::kHeads).empty());
 }
 
 // The norms' hints at LLaMA-7B's TP = 1 are for Q|K|V and gate|up: under the default configuration
@@ -112,7 +128,7 @@ TEST(GemvReadsFirstPlan, TheGemvsTheNormsPrefetchForTakeThePrefixForm) {
     const Config& c = pick == gemv_grid::Pick::kWide ? kWide : pick == gemv_grid::Pick::kFour ? kFour : kNarrow;
     const gemv_grid::Grid g = gemv_grid::Plan(s.n, s.k, s.paired, c, kSms);
     EXPECT_GT(g.row_blocks * g.splits, int64_t{kSms} * c.min_blocks) << s.k << " -> " << s.n;
-    const L2Prefetch p = gemv_grid::ReadsFirst(kW, s.n, s.k, s.paired, c, kSms, 6 * kMiB, false);
+    const L2Prefetch p = gemv_grid::ReadsFirst(kW, s.n, s.k, s.paired, c, kSms, 6 * kMiB, L2HintForm::kHeads);
     EXPECT_EQ(p.bytes, 32 << 10) << s.k << " -> " << s.n;
   }
 }

@@ -22,6 +22,11 @@
 # `ENVAB_SETTINGS="CHAI_GEMV_FOUR_WARPS=off CHAI_GEMV_FOUR_WARPS=unhinted" ENVAB_BATCHES=1,8
 # gpu_check.sh fusion` (unhinted should be within noise of off there: of the LLaMA GEMVs it could
 # move, only layer 0's Q|K|V has no hint before it).
+# With it, the one-wave hint form CHAI_L2_PREFETCH=0,6,rows (a prefix of rows as for several waves;
+# not yet run on a GPU; engine_gpu_test checks its logits bit for bit against no hints): if
+# `CHAI_GEMV_FOUR_WARPS=all+CHAI_L2_PREFETCH=0,6,rows` beats the default on LLaMA-7B TP 1 on both
+# cards, four warps can come back with their prefix hint (at TP > 1 the norms' budget is 8 MB:
+# `0,8,rows`).
 # Still from the twenty-fourth session: OPT-66B at TP 4 on 4 x H100 at the current
 # GEMVs (`basetp`, BASE_TAR = git archive 36696ec), LLaMA-7B TP 4 over TP 1 in alternating rounds
 # (`ratio`), and re-runs of `fusion`, `pdlab` and TP 4 `tpenv` now that the GEMVs stream faster.
