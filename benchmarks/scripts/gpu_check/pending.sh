@@ -26,7 +26,10 @@
 # not yet run on a GPU; engine_gpu_test checks its logits bit for bit against no hints): if
 # `CHAI_GEMV_FOUR_WARPS=all+CHAI_L2_PREFETCH=0,6,rows` beats the default on LLaMA-7B TP 1 on both
 # cards, four warps can come back with their prefix hint (at TP > 1 the norms' budget is 8 MB:
-# `0,8,rows`).
+# `0,8,rows`). At TP 4 every GEMV LLaMA-7B's norms prefetch for runs in one wave (Q|K|V: 192
+# blocks, gate|up: 344 over 396 resident), so its hints are all heads today: `TPENV_LLAMA_SETTINGS=
+# "default CHAI_L2_PREFETCH=0,8,rows" gpu_check.sh tpenv` is the cheapest test of whether the TP 4
+# over TP 1 ratio (2.20-2.25x on H200s, #8's line 2.2x) has a hint form to gain.
 # Still from the twenty-fourth session: OPT-66B at TP 4 on 4 x H100 at the current
 # GEMVs (`basetp`, BASE_TAR = git archive 36696ec), LLaMA-7B TP 4 over TP 1 in alternating rounds
 # (`ratio`), and re-runs of `fusion`, `pdlab` and TP 4 `tpenv` now that the GEMVs stream faster.
