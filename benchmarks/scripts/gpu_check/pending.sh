@@ -6,30 +6,20 @@
 # LLaMA-7B's Q|K|V into one wave, where the norm's L2 prefetch becomes 12288 heads of 512 B and
 # gains 0.5% instead of 3%) and removed (a7d9650: l2_prefetch_gpu_test 5/5, fused_ops 7/7, TPOT
 # equal to CHAI_GEMV_DEFAULT=width on an H100). Not yet run: a7d9650 on an H200 and on 4 GPUs
-# (OPT-66B at TP 4 should time as e76ef37 did, ~1.22x on an H200: `gpu_check.sh basetp` or `opt66b`);
-# the prefetch plan's move to CPU code (gemv_grid::ReadsFirst, kernels/gemv_reads_first_plan.*, and
-# gemv_grid::ChooseDefault: the same arithmetic, CPU-tested; `l2_prefetch_gpu_test` and
-# `ops_gpu_test` check it on a GPU); the CUDA PagedAttention entry split into CheckOperands /
-# MakeParams / PlanDecode / PlanPrefill / BindScratch (host code, same order; `paged_attention_gpu_test`,
-# `engine_gpu_test`). Next experiment for issue 8, on main behind
-# CHAI_GEMV_FOUR_WARPS=off|unhinted|all (off by default; not yet run on a GPU: the engine passes
-# whether a GEMV's first bytes were hinted, ops::LinearFusion::first_bytes_in_l2 and
-# QkvLinearAppend's last argument): four warps a CTA where they fit one wave and the wide grid
-# spills, everywhere (`all`, bb17882's default) or only where no kernel before the GEMV prefetched
-# its first bytes (`unhinted`: OPT-66B's fc2 and LM head at TP 4; Q|K|V and fc1 keep their prefix
-# hints). On 4 GPUs: `TPENV_SETTINGS="default CHAI_GEMV_FOUR_WARPS=unhinted CHAI_GEMV_FOUR_WARPS=all"
-# TPENV_ROUNDS=2 gpu_check.sh tpenv` (H200 and H100), and LLaMA-7B TP 1 on one GPU of each card:
-# `ENVAB_SETTINGS="CHAI_GEMV_FOUR_WARPS=off CHAI_GEMV_FOUR_WARPS=unhinted" ENVAB_BATCHES=1,8
-# gpu_check.sh fusion` (unhinted should be within noise of off there: of the LLaMA GEMVs it could
-# move, only layer 0's Q|K|V has no hint before it).
-# With it, the one-wave hint form CHAI_L2_PREFETCH=0,6,rows (a prefix of rows as for several waves;
-# not yet run on a GPU; engine_gpu_test checks its logits bit for bit against no hints): if
-# `CHAI_GEMV_FOUR_WARPS=all+CHAI_L2_PREFETCH=0,6,rows` beats the default on LLaMA-7B TP 1 on both
-# cards, four warps can come back with their prefix hint (at TP > 1 the norms' budget is 8 MB:
-# `0,8,rows`). At TP 4 every GEMV LLaMA-7B's norms prefetch for runs in one wave (Q|K|V: 192
-# blocks, gate|up: 344 over 396 resident), so its hints are all heads today: `TPENV_LLAMA_SETTINGS=
-# "default CHAI_L2_PREFETCH=0,8,rows" gpu_check.sh tpenv` is the cheapest test of whether the TP 4
-# over TP 1 ratio (2.20-2.25x on H200s, #8's line 2.2x) has a hint form to gain.
+# (OPT-66B at TP 4 should time as e76ef37 did, ~1.22x on an H200: `gpu_check.sh basetp` or `opt66b`).
+# Waiting on branch wip/gemv-hints (compiled with nvcc 13 and CPU-tested, never run on a GPU, so
+# kept off main): the GEMV's L2 prefetch plan as CPU code with unit tests (gemv_grid::ReadsFirst,
+# ChooseDefault); the CUDA PagedAttention entry split into five functions; and two run-time
+# experiments: CHAI_GEMV_FOUR_WARPS=off|unhinted|all (the four-warp rule everywhere, or only where
+# no kernel before the GEMV prefetched its first bytes, which the engine then tells the GEMV:
+# OPT-66B's fc2 and LM head at TP 4) and CHAI_L2_PREFETCH=...,rows (a one-wave GEMV's hint as a
+# prefix of rows, the form that gains 3% for several waves). On that branch, first `gpu_check.sh
+# test` (every gpu-labelled test), then on 4 GPUs `TPENV_SETTINGS="default CHAI_GEMV_FOUR_WARPS=unhinted
+# CHAI_GEMV_FOUR_WARPS=all" TPENV_LLAMA_SETTINGS="default CHAI_L2_PREFETCH=0,8,rows" TPENV_ROUNDS=2
+# gpu_check.sh tpenv` (H200 and H100: at TP 4 every GEMV LLaMA-7B's norms prefetch for runs in one
+# wave, so its hints are all heads today and the TP ratio, 2.20-2.25x on H200s, may gain), and on
+# one GPU `ENVAB_SETTINGS="CHAI_GEMV_FOUR_WARPS=off CHAI_GEMV_FOUR_WARPS=all
+# CHAI_GEMV_FOUR_WARPS=all+CHAI_L2_PREFETCH=0,6,rows" ENVAB_BATCHES=1,8 gpu_check.sh fusion`.
 # Still from the twenty-fourth session: OPT-66B at TP 4 on 4 x H100 at the current
 # GEMVs (`basetp`, BASE_TAR = git archive 36696ec), LLaMA-7B TP 4 over TP 1 in alternating rounds
 # (`ratio`), and re-runs of `fusion`, `pdlab` and TP 4 `tpenv` now that the GEMVs stream faster.
