@@ -1,7 +1,7 @@
 // The decode GEMV's launch arithmetic (kernels/gemv_grid.h) against grids worked out by hand, and
 // its default choice: unchanged by width at LLaMA-7B's shards (TP = 1, 2, 4), by shape at the two
 // OPT-66B shards of TP = 4 where the GPU sweep found the width rule misfit, and the four-warp
-// configuration where it fits one wave or shares a CTA's span better (benchmarks/results/gemm-h200.md).
+// configuration where it shares a CTA's span better (benchmarks/results/gemm-h200.md).
 // The configurations as an H100 / H200 runs them: 132 SMs, w8.r16.u4.b3 at 3 CTAs per SM,
 // w8.r16.u8.b2 at 2, w4.r16.u4.b6 at 6.
 #include "kernels/gemv_grid.h"
