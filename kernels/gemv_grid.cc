@@ -56,4 +56,23 @@ bool FourWarpsShareBetter(int64_t k, int64_t n, const Config& chosen, const Conf
   return chosen_balance < 0.8 && WarpBalance(four, Plan(n, k, false, four, sms)) > chosen_balance;
 }
 
+bool WideTakesFourWarps(int64_t k, int64_t n, const Config& wide, const Config& four, int sms) {
+  const auto fits_one_wave = [&](const Config& c) {
+    const Grid g = Plan(n, k, false, c, sms);
+    return g.row_blocks * g.splits <= int64_t{sms} * std::max(c.ctas_per_sm, 1);
+  };
+  return fits_one_wave(four) && !fits_one_wave(wide);
+}
+
+Pick ChooseDefault(int64_t k, int64_t n, const Config& narrow, const Config& wide, const Config& four, int sms,
+                   const Rules& rules) {
+  const bool take_wide = ChooseWide(k, n, narrow, wide, sms, rules.by_width_only);
+  if (rules.by_width_only) return take_wide ? Pick::kWide : Pick::kNarrow;
+  if (FourWarpsShareBetter(k, n, take_wide ? wide : narrow, four, sms)) return Pick::kFour;
+  if (!take_wide) return Pick::kNarrow;
+  const bool opted_in = rules.four_warps == FourWarpsRule::kAll ||
+                        (rules.four_warps == FourWarpsRule::kUnhinted && !rules.first_bytes_in_l2);
+  return opted_in && WideTakesFourWarps(k, n, wide, four, sms) ? Pick::kFour : Pick::kWide;
+}
+
 }  // namespace chai::gemv_grid

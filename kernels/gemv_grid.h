@@ -1,7 +1,8 @@
 // The decode GEMV's launch arithmetic, free of CUDA so that the CPU tests check it: a launch
 // configuration's grid over a weight (row blocks, splits of K), how evenly its warps share a CTA's
-// span, how full its last wave is, and the choice among the three configurations that have the
-// fused kernels (kernels/cuda/gemv.cu launches them; gemv_kernel.cuh explains the layout).
+// span, how full its last wave is, and the default choice among the three configurations that have
+// the fused kernels (kernels/cuda/gemv.cu launches them and explains the measurements behind the
+// choice; gemv_kernel.cuh explains the layout).
 #ifndef CHAI_KERNELS_GEMV_GRID_H_
 #define CHAI_KERNELS_GEMV_GRID_H_
 
@@ -45,6 +46,28 @@ bool ChooseWide(int64_t k, int64_t n, const Config& narrow, const Config& wide, 
 // one's work and `four` shares better (OPT-66B's o at TP = 4, K = 2304: 18 iterations over 8 warps
 // against over 4). gemv.cu's ChooseVariant explains the measurements.
 bool FourWarpsShareBetter(int64_t k, int64_t n, const Config& chosen, const Config& four, int sms);
+
+// Whether `four`'s grid fits in one wave of resident CTAs where the wide one's spills past one
+// (LLaMA-7B's Q|K|V at TP = 1, its gate|up at TP = 2; OPT-66B's Q|K|V, fc1, fc2 and LM head at
+// TP = 4): the opt-in rule of CHAI_GEMV_FOUR_WARPS (gemv.cu says what was measured).
+bool WideTakesFourWarps(int64_t k, int64_t n, const Config& wide, const Config& four, int sms);
+
+// The run-time settings the default choice reads (gemv.cu: CHAI_GEMV_DEFAULT, CHAI_GEMV_FOUR_WARPS)
+// and whether a kernel before the launch prefetched its first bytes (ops::LinearFusion).
+enum class FourWarpsRule { kOff, kUnhinted, kAll };
+struct Rules {
+  bool by_width_only = false;
+  FourWarpsRule four_warps = FourWarpsRule::kOff;
+  bool first_bytes_in_l2 = false;
+};
+
+// The default configuration of a launch over W [n, k]: ChooseWide's, unless FourWarpsShareBetter
+// moves it to `four`, or the wide one gives way to `four` by WideTakesFourWarps where the rule
+// opts in (kAll; kUnhinted where the first bytes were not prefetched). by_width_only: ChooseWide's
+// by width, and neither move.
+enum class Pick { kNarrow, kWide, kFour };
+Pick ChooseDefault(int64_t k, int64_t n, const Config& narrow, const Config& wide, const Config& four, int sms,
+                   const Rules& rules = {});
 
 }  // namespace chai::gemv_grid
 

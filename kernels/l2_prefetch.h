@@ -35,6 +35,15 @@ struct L2Prefetch {
   int64_t total_bytes() const { return ranges() * bytes; }
 };
 
+// Which first bytes a hint takes for a GEMV whose grid fits one wave (ops::LinearReadsFirst; a
+// grid of several waves always takes a prefix of its first wave's rows):
+// - kHeads (the default): the head of every (row, split) span, which every CTA reads first;
+// - kAlternate: every other CTA iteration of each row (an experiment's pattern; no gain measured);
+// - kRows: a prefix of W's rows as for several waves, so that the CTAs owning those rows stream
+//   from L2 and finish early (an experiment: on an H100 the prefix form gained 3% of LLaMA-7B's
+//   batch-1 step where the heads of a one-wave Q|K|V gained 0.5%, llama-7b-tp1-h100.md).
+enum class L2HintForm { kHeads, kAlternate, kRows };
+
 }  // namespace chai
 
 #endif  // CHAI_KERNELS_L2_PREFETCH_H_

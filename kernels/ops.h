@@ -57,6 +57,9 @@ struct LinearFusion {
   float rms_norm_eps = 0.f;
   LinearOutput output = LinearOutput::kStore;
   const PeerMirror* mirror = nullptr;  // null: out only
+  // A kernel before this one fetched into L2 the bytes LinearReadsFirst names for it (a speed hint:
+  // the GEMV's configuration may depend on it, never its result; kernels/cuda/gemv.cu).
+  bool first_bytes_in_l2 = false;
 };
 void LinearFused(const Tensor& x, const Tensor& weight, const Tensor& bias, const LinearFusion& fusion, Tensor* out);
 // True when LinearFused on rows like x's runs as one kernel: on CUDA, fp16 or bf16, 1 to 8 rows,
@@ -68,10 +71,10 @@ bool LinearMirrorIsOneKernel(const Tensor& x, const Tensor& weight);
 // The first bytes, up to `budget`, of `weight` that Linear or LinearFused with this output (or
 // QkvLinearAppend: kStore) streams on rows like x's where its decode GEMV applies: a hint for the
 // kernel that runs before it to fetch them into L2 (kernels/l2_prefetch.h). Empty on the CPU and
-// where the GEMV does not apply. `alternate`: for GEMVs of one wave, every other CTA iteration of
-// each row instead of the head of each row (an experiment's pattern; kernels/cuda/gemv_reads_first.cc).
+// where the GEMV does not apply. `one_wave`: which bytes for a GEMV of one wave (L2HintForm,
+// kernels/l2_prefetch.h; kernels/gemv_reads_first_plan.h plans them).
 L2Prefetch LinearReadsFirst(const Tensor& x, const Tensor& weight, LinearOutput output, int64_t budget,
-                            bool alternate = false);
+                            L2HintForm one_wave = L2HintForm::kHeads);
 
 void Relu(Tensor* x);                                             // in place
 void SiluMul(const Tensor& gate, const Tensor& up, Tensor* out);  // silu(gate) * up
@@ -128,10 +131,11 @@ void SplitQkvRotaryAppend(const Tensor& qkv, const Tensor& positions, int heads,
 // engine's are, also without rotary), else the composition. With rms_norm_weight defined the
 // projection reads RmsNorm(x, rms_norm_weight, rms_norm_eps) instead of x, as LinearFused does (on
 // CUDA folded into the same kernel, rounding where LinearFused's folded norm rounds).
+// first_bytes_in_l2: as LinearFusion's.
 void QkvLinearAppend(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& positions, int heads,
                      int kv_heads, int head_dim, float theta, bool apply_rotary, const PagedKv& kv,
                      const BatchLayout& batch, Tensor* q, const Tensor& rms_norm_weight = Tensor(),
-                     float rms_norm_eps = 0.f);
+                     float rms_norm_eps = 0.f, bool first_bytes_in_l2 = false);
 
 // Causal attention of the step's queries q [T, Hq * d] over the paged cache (which already holds
 // this step's K/V). score_head: int32 [rows, Hq], indexed like the tables (by batch.slots[s], or

@@ -122,7 +122,7 @@ Tensor Engine::AddNorm(Tensor* x, const Tensor& y, const Tensor& w, const Tensor
 
 L2Prefetch Engine::NextWeights(const Tensor& x, const Tensor& w, ops::LinearOutput output, int64_t budget) const {
   if (budget <= 0) return L2Prefetch{};
-  return ops::LinearReadsFirst(x, w, output, budget, l2_prefetch_.alternate);
+  return ops::LinearReadsFirst(x, w, output, budget, l2_prefetch_.one_wave);
 }
 
 // The MLP's first Linear as InputLinear will launch it: gate | up with the SiLU epilogue (LLaMA) or
@@ -171,7 +171,7 @@ LinearFusion Engine::StepFusion(const Tensor& x) const {
 void Engine::InputLinear(const SublayerInput& in, const Tensor& w, const Tensor& b, ops::LinearOutput output,
                          Tensor* out) {
   if (in.fused) {
-    ops::LinearFused(in.h, w, b, ops::LinearFusion{in.norm_w, config_.rms_norm_eps, output}, out);
+    ops::LinearFused(in.h, w, b, ops::LinearFusion{in.norm_w, config_.rms_norm_eps, output, nullptr, in.hinted}, out);
     return;
   }
   if (output == ops::LinearOutput::kStore) {
@@ -179,7 +179,7 @@ void Engine::InputLinear(const SublayerInput& in, const Tensor& w, const Tensor&
     return;
   }
   if (in.act_in_gemv) {
-    ops::LinearFused(in.h, w, b, ops::LinearFusion{.output = output}, out);
+    ops::LinearFused(in.h, w, b, ops::LinearFusion{.output = output, .first_bytes_in_l2 = in.hinted}, out);
     return;
   }
   if (output == ops::LinearOutput::kRelu) {
@@ -213,10 +213,11 @@ Engine::SublayerInput Engine::OutputLinear(const SublayerInput& in, const Tensor
     CheckCollective(comm_->AllReducePushedAddNorm(&o, x, norm_w, norm_b,
                                                   rms ? config_.rms_norm_eps : config_.layer_norm_eps, rms, &out,
                                                   then));
-    return SublayerInput{out, Tensor(), false, in.act_in_gemv};
+    return SublayerInput{out, Tensor(), false, in.act_in_gemv, !then.empty()};
   }
   ops::Linear(a, w, b, &o);
-  return SublayerInput{AllReduceAddNorm(x, &o, norm_w, norm_b, in_place, then), Tensor(), false, in.act_in_gemv};
+  return SublayerInput{AllReduceAddNorm(x, &o, norm_w, norm_b, in_place, then), Tensor(), false, in.act_in_gemv,
+                       !then.empty()};
 }
 
 Engine::SublayerInput Engine::AttentionBlock(int layer, absl::Span<StepInput> steps, const DeviceStep& step,
@@ -243,7 +244,7 @@ Engine::SublayerInput Engine::AttentionBlock(int layer, absl::Span<StepInput> st
     // under LinearFusion::kAll the attention norm folded into the same GEMV.
     ops::QkvLinearAppend(in.h, L.qkv_w, L.qkv_b, step.positions, weights_.local_heads, weights_.local_kv_heads,
                          static_cast<int>(d), config_.rope_theta, rotary, kv, step.batch, &q,
-                         in.fused ? in.norm_w : Tensor(), config_.rms_norm_eps);
+                         in.fused ? in.norm_w : Tensor(), config_.rms_norm_eps, in.hinted);
   } else {
     Tensor qkv = NewActivation(T, qw + 2 * kvw);
     InputLinear(in, L.qkv_w, L.qkv_b, ops::LinearOutput::kStore, &qkv);

@@ -116,7 +116,8 @@ struct EngineOptions {
   // Decode steps on GPUs: bytes of the next GEMV's weights that the kernel before it fetches into
   // L2 while its own latency-bound work leaves DRAM idle (kernels/l2_prefetch.h): attention for
   // the o projection, the add + norm kernels for the GEMV that reads their output. 0: off.
-  // CHAI_L2_PREFETCH=<attention MB>,<norm MB>[,alt] sets them (alt: kernels/cuda/gemv.cu). The
+  // CHAI_L2_PREFETCH=<attention MB>,<norm MB>[,alt|rows] sets them (alt, rows: the form of a hint
+  // for a GEMV of one wave, L2HintForm in kernels/l2_prefetch.h). The
   // default, the norms' 6 MB only, from LLaMA-7B fp16 (llama-7b-tp1-h100.md, -h200.md, rounds
   // alternating with hints off): on an H100 TPOT 1.3% shorter at batch 1 (5.105 against 5.173 ms,
   // eight rounds) and 0.8% at batch 8; on an H200 0.9% at batch 1, even at batch 8. Attention's hint
@@ -125,7 +126,7 @@ struct EngineOptions {
   // the fused all-reduce + norm; runtime/cli/model_options.cc says what was measured).
   struct L2PrefetchBudget {
     int64_t attention = 0, norm = int64_t{6} << 20;
-    bool alternate = false;
+    L2HintForm one_wave = L2HintForm::kHeads;
   } l2_prefetch;
 };
 

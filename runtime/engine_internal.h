@@ -32,6 +32,9 @@ struct Engine::SublayerInput {
   Tensor norm_w;
   bool fused = false;
   bool act_in_gemv = false;  // the MLP's first Linear applies SiLU(gate) * up or ReLU in its kernel
+  // The kernel that produced h carried an L2 prefetch hint for the first weights of the Linear
+  // reading it (NextWeights was not empty): ops::LinearFusion::first_bytes_in_l2 for that Linear.
+  bool hinted = false;
 };
 
 struct Engine::GraphSlot {

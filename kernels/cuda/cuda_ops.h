@@ -26,7 +26,7 @@ bool LinearFusedIsOneKernel(const Tensor& x);
 bool LinearMirrorIsOneKernel(const Tensor& x, const Tensor& weight);
 // gemv_reads_first.cc: ops::LinearReadsFirst for the GEMV configuration that would be launched.
 L2Prefetch GemvReadsFirst(const Tensor& x, const Tensor& weight, ops::LinearOutput output, int64_t budget,
-                          bool alternate);
+                          L2HintForm one_wave);
 void Relu(Tensor* x);
 void SiluMul(const Tensor& gate, const Tensor& up, Tensor* out);
 void SiluMulFused(const Tensor& gate_up, Tensor* out);
@@ -50,7 +50,8 @@ bool QkvLinearAppendIsOneKernel(const Tensor& x, const Tensor& weight, const Ten
                                 const Tensor& positions, const BatchLayout& batch, const Tensor& rms_norm_weight);
 void QkvLinearAppend(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& positions, int heads,
                      int kv_heads, int head_dim, float theta, bool apply_rotary, const PagedKv& kv,
-                     const BatchLayout& batch, Tensor* q, const Tensor& rms_norm_weight, float rms_norm_eps);
+                     const BatchLayout& batch, Tensor* q, const Tensor& rms_norm_weight, float rms_norm_eps,
+                     bool first_bytes_in_l2);
 
 void ChaiCluster(absl::Span<const ops::ChaiClusterProblem> problems, const PagedKv& kv, const Tensor& order,
                  Tensor* score_head, Tensor* features);

@@ -208,13 +208,25 @@ bool DefaultByWidthOnly() {
 //   takes u8.b2 when its last wave is fuller (OPT-66B's Q|K|V at TP = 4: 432 row blocks over 396
 //   resident; 37.4-38.0 against 39.7-40.1 us).
 // (gemv_grid::ChooseWide; tests/unit/gemv_grid_test.cc checks it at those shapes.)
-// A third default (w4.r16.u4.b6 where the wide one's grid spills past one wave and four warps' fits
-// in one, bb17882) was measured faster per GEMV on an H200 but is gone again: on an H100 it made
-// LLaMA-7B's batch-1 step 3% slower (5.22-5.26 against 5.07-5.11 ms), because the Q|K|V GEMV it
-// moved to one wave no longer has its first wave's rows prefetched into L2 by the norm before it
-// (with the prefetch off the two are within 1%), and on an H200 the step did not gain
-// (benchmarks/results/llama-7b-tp1-h100.md).
 constexpr int kNarrowDefault = 0, kWideDefault = 2, kFourWarps = 3;
+
+// CHAI_GEMV_FOUR_WARPS=unhinted|all (off by default): a wide weight whose grid spills past one wave
+// of the wide configuration's CTAs but fits one wave of w4.r16.u4.b6's (gemv_grid::
+// WideTakesFourWarps) takes four warps: `all` everywhere (the default of bb17882), `unhinted` only
+// where no kernel before it prefetched its first bytes into L2 (ops::LinearFusion::first_bytes_in_l2).
+// Per GEMV four warps were 0.6-1.6 us faster on an H200 at those shapes (gemm-h200.md) and level on
+// an H100 (gemm-h100.md); end to end `all` took about 1.5% off OPT-66B at TP = 4 on 4 x H200
+// (against each host's baseline) but made LLaMA-7B's batch-1 step 3% slower on an H100 (5.22-5.26
+// against 5.07-5.11 ms, llama-7b-tp1-h100.md): its Q|K|V GEMV, moved into one wave, loses what the
+// norm's prefetch of its first wave's rows gave it (the prefetch becomes 12288 heads of 512 B: 0.5%
+// instead of 3%). So off is the default; `unhinted` keeps four warps where no prefetch is at stake
+// (OPT-66B's fc2 and LM head at TP = 4) and waits for a 4-GPU measurement
+// (benchmarks/scripts/gpu_check/pending.sh). The choice: gemv_grid::ChooseDefault.
+gemv_grid::FourWarpsRule FourWarpsSetting() {
+  static const auto rule =
+      static_cast<gemv_grid::FourWarpsRule>(EnvChoice("CHAI_GEMV_FOUR_WARPS", {"off", "unhinted", "all"}));
+  return rule;
+}
 
 int DefaultVariant(int64_t k, int64_t n) {
   const int sms = SmCount();
@@ -230,20 +242,26 @@ int DefaultVariant(int64_t k, int64_t n) {
 // u4.b3's eight warps make 18 iterations (balance 0.75) where four make them at 0.9: 14.0 against
 // 15.0 us on an H200 (`gemm_bench 10 shards`, gemm-h200.md); at every LLaMA-7B shard the default's
 // balance is 0.9 or more and it stays (at TP = 2's down, 0.90, w4 is slower).
-int ChooseVariant(int64_t /*tokens*/, int64_t k, int64_t n) {
+// first_bytes_in_l2: as ops::LinearFusion's (CHAI_GEMV_FOUR_WARPS=unhinted reads it).
+int ChooseVariant(int64_t /*tokens*/, int64_t k, int64_t n, bool first_bytes_in_l2 = false) {
   if (ForcedVariant() >= 0) return ForcedVariant();
-  const int chosen = DefaultVariant(k, n);
-  if (!DefaultByWidthOnly() && gemv_grid::FourWarpsShareBetter(k, n, ConfigOf(kVariants[chosen]),
-                                                              ConfigOf(kVariants[kFourWarps]), SmCount())) {
-    return kFourWarps;
+  const gemv_grid::Rules rules{DefaultByWidthOnly(), FourWarpsSetting(), first_bytes_in_l2};
+  switch (gemv_grid::ChooseDefault(k, n, ConfigOf(kVariants[kNarrowDefault]), ConfigOf(kVariants[kWideDefault]),
+                                   ConfigOf(kVariants[kFourWarps]), SmCount(), rules)) {
+    case gemv_grid::Pick::kFour:
+      return kFourWarps;
+    case gemv_grid::Pick::kWide:
+      return kWideDefault;
+    case gemv_grid::Pick::kNarrow:
+      break;
   }
-  return chosen;
+  return kNarrowDefault;
 }
 
 // LinearFused: the chosen (or forced) configuration where it has the fused kernels, else the default for the
 // weight's shape (the stacked gate | up weight with the SiLU epilogue streams as the plain GEMV does).
-int FusedVariant(int64_t tokens, int64_t k, int64_t n) {
-  const int v = ChooseVariant(tokens, k, n);
+int FusedVariant(int64_t tokens, int64_t k, int64_t n, bool first_bytes_in_l2) {
+  const int v = ChooseVariant(tokens, k, n, first_bytes_in_l2);
   return kVariants[v].fusions ? v : DefaultVariant(k, n);
 }
 
@@ -271,8 +289,9 @@ GemvGrid PlanGrid(int64_t n, int64_t k, bool paired, int r, int u, int warps, in
   return gemv_grid::Plan(n, k, paired, gemv_grid::Config{warps, r, u, min_blocks, min_blocks}, SmCount());
 }
 
-GemvShape GemvLaunchShape(int64_t tokens, int64_t k, int64_t n, bool fused) {
-  const Variant& v = kVariants[fused ? FusedVariant(tokens, k, n) : ChooseVariant(tokens, k, n)];
+GemvShape GemvLaunchShape(int64_t tokens, int64_t k, int64_t n, bool fused, bool first_bytes_in_l2) {
+  const Variant& v =
+      kVariants[fused ? FusedVariant(tokens, k, n, first_bytes_in_l2) : ChooseVariant(tokens, k, n, first_bytes_in_l2)];
   return GemvShape{v.warps, v.r, v.u, v.min_blocks};
 }
 
@@ -354,7 +373,8 @@ void GemvFused(const Tensor& x, const Tensor& weight, const Tensor& bias, const 
     }
     args.mirror = *fusion.mirror;
   }
-  kVariants[FusedVariant(tokens, k, n)].launch(x.dtype(), norm ? Input::kRmsNorm : Input::kPlain, o, args, {});
+  kVariants[FusedVariant(tokens, k, n, fusion.first_bytes_in_l2)].launch(
+      x.dtype(), norm ? Input::kRmsNorm : Input::kPlain, o, args, {});
 }
 
 bool QkvLinearAppendIsOneKernel(const Tensor& x, const Tensor& weight, const Tensor& bias, int head_dim,
@@ -369,7 +389,8 @@ bool QkvLinearAppendIsOneKernel(const Tensor& x, const Tensor& weight, const Ten
 
 void QkvLinearAppend(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& positions, int heads,
                      int kv_heads, int head_dim, float theta, bool apply_rotary, const PagedKv& kv,
-                     const BatchLayout& batch, Tensor* q, const Tensor& rms_norm_weight, float rms_norm_eps) {
+                     const BatchLayout& batch, Tensor* q, const Tensor& rms_norm_weight, float rms_norm_eps,
+                     bool first_bytes_in_l2) {
   const int64_t tokens = x.dim(0), k = x.dim(1), n = weight.dim(0);
   if (tokens == 0 || n == 0) return;
   if (!QkvLinearAppendIsOneKernel(x, weight, bias, head_dim, positions, batch, rms_norm_weight)) {
@@ -396,8 +417,8 @@ void QkvLinearAppend(const Tensor& x, const Tensor& weight, const Tensor& bias, 
   a.half = head_dim / 2;
   a.theta = theta;
   a.rotary = apply_rotary;
-  kVariants[FusedVariant(tokens, k, n)].launch(x.dtype(), norm ? Input::kRmsNorm : Input::kPlain, Output::kQkvAppend,
-                                               args, a);
+  kVariants[FusedVariant(tokens, k, n, first_bytes_in_l2)].launch(
+      x.dtype(), norm ? Input::kRmsNorm : Input::kPlain, Output::kQkvAppend, args, a);
 }
 
 }  // namespace chai::cuda

@@ -15,11 +15,11 @@ GemvGrid PlanGrid(int64_t n, int64_t k, bool paired, int r, int u, int warps, in
 
 // The configuration's template shape (gemv_kernel.cuh: warps per CTA, r * 16 rows per CTA, u steps
 // per warp iteration, CTAs per SM) that Linear's GEMV (fused = false) or LinearFused's would launch
-// on T tokens of K over N weight rows.
+// on T tokens of K over N weight rows; first_bytes_in_l2 as ops::LinearFusion's.
 struct GemvShape {
   int warps, r, u, min_blocks;
 };
-GemvShape GemvLaunchShape(int64_t tokens, int64_t k, int64_t n, bool fused);
+GemvShape GemvLaunchShape(int64_t tokens, int64_t k, int64_t n, bool fused, bool first_bytes_in_l2);
 
 }  // namespace chai::cuda
 

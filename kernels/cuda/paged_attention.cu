@@ -136,22 +136,16 @@ bool EnvFlag(const char* name, bool fallback) {
 }
 
 
-}  // namespace
-
-void PagedAttention(const Tensor& q, const PagedKv& kv, const BatchLayout& batch, const Tensor& score_head,
-                    Tensor* out) {
-  using paged::kMaxHeadDim;
-  using paged::kMaxHeads;
-  const int64_t rows = q.dim(0);
-  if (rows == 0 || batch.num_seqs == 0) return;
-  const int d = static_cast<int>(kv.pool.dim(2));
-  if (d <= 0 || d > kMaxHeadDim || q.dim(1) % d != 0) Fail("head_dim " + std::to_string(d) + " unsupported");
+// The operands' checks (one clear failure each); the number of query heads.
+int CheckOperands(const Tensor& q, const PagedKv& kv, const BatchLayout& batch, const Tensor& score_head,
+                  const Tensor& out, int d) {
+  if (d <= 0 || d > paged::kMaxHeadDim || q.dim(1) % d != 0) Fail("head_dim " + std::to_string(d) + " unsupported");
   const int heads = static_cast<int>(q.dim(1) / d);
-  if (kv.kv_heads <= 0 || heads % kv.kv_heads != 0 || heads > kMaxHeads) {
+  if (kv.kv_heads <= 0 || heads % kv.kv_heads != 0 || heads > paged::kMaxHeads) {
     Fail(std::to_string(heads) + " query heads over " + std::to_string(kv.kv_heads) + " KV heads");
   }
-  if (q.dtype() != kv.pool.dtype() || out->dtype() != q.dtype() || out->dim(0) != rows || out->dim(1) != q.dim(1)) {
-    Fail("q " + q.ShapeString() + ", out " + out->ShapeString() + ", pool " + kv.pool.ShapeString());
+  if (q.dtype() != kv.pool.dtype() || out.dtype() != q.dtype() || out.dim(0) != q.dim(0) || out.dim(1) != q.dim(1)) {
+    Fail("q " + q.ShapeString() + ", out " + out.ShapeString() + ", pool " + kv.pool.ShapeString());
   }
   if (kv.tables.dtype() != DType::kI32 || batch.q_start.dtype() != DType::kI32 ||
       batch.seq_lens.dtype() != DType::kI32 || score_head.dtype() != DType::kI32 ||
@@ -160,12 +154,17 @@ void PagedAttention(const Tensor& q, const PagedKv& kv, const BatchLayout& batch
                              : score_head.numel() < int64_t{batch.num_seqs} * heads)) {
     Fail("index tensors must be int32 (score_head [rows, heads], slots on the GPU)");
   }
-  if (q.device() != Device::kCuda || out->device() != Device::kCuda || kv.pool.device() != Device::kCuda ||
+  if (q.device() != Device::kCuda || out.device() != Device::kCuda || kv.pool.device() != Device::kCuda ||
       kv.tables.device() != Device::kCuda || batch.q_start.device() != Device::kCuda ||
       batch.seq_lens.device() != Device::kCuda || score_head.device() != Device::kCuda) {
     Fail("all operands must be on the GPU");
   }
+  return heads;
+}
 
+// The kernels' parameters that do not depend on the plan.
+paged::Params MakeParams(const Tensor& q, const PagedKv& kv, const BatchLayout& batch, const Tensor& score_head,
+                         Tensor* out, int heads, int d) {
   paged::Params p{};
   p.q = q.raw();
   p.out = out->raw();
@@ -188,98 +187,127 @@ void PagedAttention(const Tensor& q, const PagedKv& kv, const BatchLayout& batch
   p.max_blocks = kv.max_blocks;
   p.scale_log2 = static_cast<float>(1.4426950408889634 / std::sqrt(static_cast<double>(d)));
   p.then = kv.then;
+  return p;
+}
 
-  paged::LaunchPlan plan;
-  const int64_t row_bytes = int64_t{d} * static_cast<int64_t>(DTypeSize(q.dtype()));
-  const bool exact =
-      paged::SpecialisedHeadDim(d) && row_bytes % 16 == 0 && Aligned(16, {q.raw(), out->raw(), kv.pool.raw()});
-  paged::MakePlan(batch.max_seq_len, batch.max_new_tokens, kv.members_per_rep, EnvKnob("CHAI_DECODE_MEMBERS_PER_CTA", 4),
-                  EnvKnob("CHAI_DECODE_CTAS_PER_SM", 32), SmCount(), exact, &p,
-                  &plan);
+// The decode kernel (CHAI_DECODE_*KERNEL and the defaults above) and its grid, over what MakePlan
+// planned for kernel 1.
+void PlanDecode(DType dtype, const PagedKv& kv, const BatchLayout& batch, bool exact, paged::Params* p,
+                paged::LaunchPlan* plan) {
+  const int d = p->head_dim;
   const bool chai_layer = kv.members_per_rep > 1;
-  const bool v4_ok = paged::DecodeV4Supported(d, p.group, kv.block_size,
-                                              q.dtype() == DType::kF16 || q.dtype() == DType::kBF16, exact) &&
-                     CopyEngineDevice();
+  const bool v4_ok =
+      paged::DecodeV4Supported(d, p->group, kv.block_size, dtype == DType::kF16 || dtype == DType::kBF16, exact) &&
+      CopyEngineDevice();
   const int default_kernel = EnvKnob(chai_layer ? "CHAI_DECODE_CHAI_KERNEL" : "CHAI_DECODE_DENSE_KERNEL",
                                      v4_ok ? 4 : (chai_layer ? 3 : 2));
   int kernel = EnvKnob("CHAI_DECODE_KERNEL", default_kernel);
   if (kernel == 4 && !v4_ok) kernel = chai_layer ? 3 : 2;
   if (kernel == 4 && !chai_layer) {
     // The dense pass: one CTA per (sequence, KV head) and split.
-    plan.decode_kernel = 4;
-    plan.decode_slots = p.num_seqs * p.kv_heads;
+    plan->decode_kernel = 4;
+    plan->decode_slots = p->num_seqs * p->kv_heads;
     int per_sm = 1;
-    DispatchFloat(q.dtype(), "PagedAttention",
-                  [&](auto tag) { per_sm = paged::DecodeV4CtasPerSm<decltype(tag)>(p, paged::kV4Dense); });
+    DispatchFloat(dtype, "PagedAttention",
+                  [&](auto tag) { per_sm = paged::DecodeV4CtasPerSm<decltype(tag)>(*p, paged::kV4Dense); });
     // CHAI_DECODE_V4_MAX_SPLITS (tuning): at most that many splits per sequence.
-    paged::MakePlanV2(batch.max_seq_len, 1, per_sm * SmCount(), &p, &plan, EnvKnob("CHAI_DECODE_V4_MAX_SPLITS", 0));
+    paged::MakePlanV2(batch.max_seq_len, 1, per_sm * SmCount(), p, plan, EnvKnob("CHAI_DECODE_V4_MAX_SPLITS", 0));
   } else if (kernel == 4) {
     // CHAI: the scores pass, then the P·V pass.
     int scores_per_sm = 1, pv_per_sm = 1;
-    DispatchFloat(q.dtype(), "PagedAttention", [&](auto tag) {
-      scores_per_sm = paged::DecodeV4CtasPerSm<decltype(tag)>(p, paged::kV4Scores);
-      pv_per_sm = paged::DecodeV4CtasPerSm<decltype(tag)>(p, paged::kV4Pv);
+    DispatchFloat(dtype, "PagedAttention", [&](auto tag) {
+      scores_per_sm = paged::DecodeV4CtasPerSm<decltype(tag)>(*p, paged::kV4Scores);
+      pv_per_sm = paged::DecodeV4CtasPerSm<decltype(tag)>(*p, paged::kV4Pv);
     });
     // The scores pass's splits are planned as if fewer CTAs were resident than fit (a smaller
     // grid, which leaves SM places to the P·V pass's first CTAs; it does not cap residency):
     // kV4ScoreCtasPerSmPlan, or CHAI_DECODE_V4_SCORE_CTAS_PER_SM (tuning).
     scores_per_sm = std::min(scores_per_sm, EnvKnob("CHAI_DECODE_V4_SCORE_CTAS_PER_SM",
                                                     std::min(scores_per_sm, paged::kV4ScoreCtasPerSmPlan)));
-    paged::MakePlanV4Chai(batch.max_seq_len, kv.members_per_rep, scores_per_sm * SmCount(), pv_per_sm * SmCount(), &p,
-                          &plan);
-    p.pv_early = EnvFlag("CHAI_DECODE_V4_PV_EARLY", true) ? 1 : 0;
-  } else if (kernel == 2 && paged::DecodeV2Supported(d, plan.group_tile, exact)) {
-    plan.decode_kernel = 2;
-    plan.v2_members = paged::DecodeV2Members(p, plan, kv.members_per_rep);
+    paged::MakePlanV4Chai(batch.max_seq_len, kv.members_per_rep, scores_per_sm * SmCount(), pv_per_sm * SmCount(), p,
+                          plan);
+    p->pv_early = EnvFlag("CHAI_DECODE_V4_PV_EARLY", true) ? 1 : 0;
+  } else if (kernel == 2 && paged::DecodeV2Supported(d, plan->group_tile, exact)) {
+    plan->decode_kernel = 2;
+    plan->v2_members = paged::DecodeV2Members(*p, *plan, kv.members_per_rep);
     int per_sm = 1;
-    DispatchFloat(q.dtype(), "PagedAttention", [&](auto tag) {
-      per_sm = paged::DecodeV2CtasPerSm<decltype(tag)>(p, plan);
-    });
-    paged::MakePlanV2(batch.max_seq_len, kv.members_per_rep, per_sm * SmCount(), &p, &plan);
+    DispatchFloat(dtype, "PagedAttention",
+                  [&](auto tag) { per_sm = paged::DecodeV2CtasPerSm<decltype(tag)>(*p, *plan); });
+    paged::MakePlanV2(batch.max_seq_len, kv.members_per_rep, per_sm * SmCount(), p, plan);
   } else if (kernel == 3 && paged::DecodeV3Supported(d, exact)) {
     int score_per_sm = 1, pv_per_sm = 1;
-    DispatchFloat(q.dtype(), "PagedAttention", [&](auto tag) {
-      paged::DecodeV3CtasPerSm<decltype(tag)>(p, &score_per_sm, &pv_per_sm);
+    DispatchFloat(dtype, "PagedAttention", [&](auto tag) {
+      paged::DecodeV3CtasPerSm<decltype(tag)>(*p, &score_per_sm, &pv_per_sm);
     });
-    paged::MakePlanV3(batch.max_seq_len, kv.members_per_rep, score_per_sm * SmCount(), pv_per_sm * SmCount(), &p,
-                      &plan);
+    paged::MakePlanV3(batch.max_seq_len, kv.members_per_rep, score_per_sm * SmCount(), pv_per_sm * SmCount(), p,
+                      plan);
   }
-  // Prefill kernel 2 (CHAI_PREFILL_KERNEL=2, see the knobs above) where it has an instance.
-  if (plan.prefill && EnvKnob("CHAI_PREFILL_KERNEL", 2) == 2 &&
-      paged::PrefillV2Supported(d, q.dtype() == DType::kF16 || q.dtype() == DType::kBF16, exact)) {
-    const auto ceil_div = [](int64_t a, int64_t b) { return (a + b - 1) / b; };
-    plan.prefill_kernel = 2;
-    const int members = kv.members_per_rep > 1 ? 2 : 1;
-    // 128-row CTAs halve the K/V copies per query row but are half as many and each runs twice as long: take
-    // them only when they still make about three waves of CTAs (the busy ones: a CHAI CTA takes 2 members).
-    const int64_t ctas128 = int64_t{batch.num_seqs} * ceil_div(heads, members) * ceil_div(batch.max_new_tokens, 128);
-    const int rows = EnvKnob("CHAI_PREFILL_ROWS", ctas128 >= 3 * int64_t{SmCount()} ? 128 : 64);
-    plan.prefill_rows = rows >= 128 ? 128 : 64;
-    // At d = 128 the 64-row, 2-member instance fits only one CTA (4 warps) per SM (122 KB of shared memory, 242
-    // registers) where the 1-member one fits two: 64-row CTAs batch members only when asked to.
-    const int members_default = plan.prefill_rows == 128 ? members : 1;
-    plan.prefill_members = EnvKnob("CHAI_PREFILL_MEMBERS", members_default) >= 2 ? 2 : 1;
-    plan.prefill_tiles = static_cast<int>(ceil_div(batch.max_new_tokens, plan.prefill_rows));
+}
+
+// Prefill kernel 2 (CHAI_PREFILL_KERNEL=2, see the knobs above) where it has an instance, and its shape.
+void PlanPrefill(DType dtype, const PagedKv& kv, const BatchLayout& batch, int heads, bool exact,
+                 paged::LaunchPlan* plan) {
+  if (!plan->prefill || EnvKnob("CHAI_PREFILL_KERNEL", 2) != 2 ||
+      !paged::PrefillV2Supported(static_cast<int>(kv.pool.dim(2)), dtype == DType::kF16 || dtype == DType::kBF16,
+                                 exact)) {
+    return;
   }
+  const auto ceil_div = [](int64_t a, int64_t b) { return (a + b - 1) / b; };
+  plan->prefill_kernel = 2;
+  const int members = kv.members_per_rep > 1 ? 2 : 1;
+  // 128-row CTAs halve the K/V copies per query row but are half as many and each runs twice as long: take
+  // them only when they still make about three waves of CTAs (the busy ones: a CHAI CTA takes 2 members).
+  const int64_t ctas128 = int64_t{batch.num_seqs} * ceil_div(heads, members) * ceil_div(batch.max_new_tokens, 128);
+  const int rows = EnvKnob("CHAI_PREFILL_ROWS", ctas128 >= 3 * int64_t{SmCount()} ? 128 : 64);
+  plan->prefill_rows = rows >= 128 ? 128 : 64;
+  // At d = 128 the 64-row, 2-member instance fits only one CTA (4 warps) per SM (122 KB of shared memory, 242
+  // registers) where the 1-member one fits two: 64-row CTAs batch members only when asked to.
+  const int members_default = plan->prefill_rows == 128 ? members : 1;
+  plan->prefill_members = EnvKnob("CHAI_PREFILL_MEMBERS", members_default) >= 2 ? 2 : 1;
+  plan->prefill_tiles = static_cast<int>(ceil_div(batch.max_new_tokens, plan->prefill_rows));
+}
+
+// The plan's scratch: the splits' partials and arrival counters, the CHAI passes' logits.
+void BindScratch(const BatchLayout& batch, int heads, const paged::LaunchPlan& plan, cudaStream_t stream,
+                 paged::Params* p) {
+  if (plan.combine) {
+    const size_t partials = size_t(batch.num_seqs) * heads * p->max_splits;
+    const size_t ml_bytes = (partials * sizeof(float2) + 255) / 256 * 256;
+    char* base = static_cast<char*>(Scratch(ml_bytes + partials * p->head_dim * sizeof(float), stream, 0, false));
+    p->part_ml = reinterpret_cast<float2*>(base);
+    p->part_acc = reinterpret_cast<float*>(base + ml_bytes);
+    p->counters = static_cast<int*>(Scratch(sizeof(int) * plan.decode_slots, stream, 1, true));
+  }
+  if (plan.decode_kernel == 3 || plan.v4_chai) {
+    const size_t floats = size_t(batch.num_seqs) * heads * p->logit_stride;
+    p->logits = static_cast<float*>(Scratch(floats * sizeof(float), stream, 2, false));
+  }
+}
+
+}  // namespace
+
+void PagedAttention(const Tensor& q, const PagedKv& kv, const BatchLayout& batch, const Tensor& score_head,
+                    Tensor* out) {
+  if (q.dim(0) == 0 || batch.num_seqs == 0) return;
+  const int d = static_cast<int>(kv.pool.dim(2));
+  const int heads = CheckOperands(q, kv, batch, score_head, *out, d);
+  paged::Params p = MakeParams(q, kv, batch, score_head, out, heads, d);
+
+  paged::LaunchPlan plan;
+  const int64_t row_bytes = int64_t{d} * static_cast<int64_t>(DTypeSize(q.dtype()));
+  const bool exact =
+      paged::SpecialisedHeadDim(d) && row_bytes % 16 == 0 && Aligned(16, {q.raw(), out->raw(), kv.pool.raw()});
+  paged::MakePlan(batch.max_seq_len, batch.max_new_tokens, kv.members_per_rep, EnvKnob("CHAI_DECODE_MEMBERS_PER_CTA", 4),
+                  EnvKnob("CHAI_DECODE_CTAS_PER_SM", 32), SmCount(), exact, &p, &plan);
+  PlanDecode(q.dtype(), kv, batch, exact, &p, &plan);
+  PlanPrefill(q.dtype(), kv, batch, heads, exact, &plan);
   if (p.max_splits > 65535 || p.score_splits > 65535) {
     Fail("max_seq_len " + std::to_string(batch.max_seq_len) + " too long");
   }
   if (plan.prefill_tiles > 65535) Fail("max_new_tokens " + std::to_string(batch.max_new_tokens) + " too large");
 
   cudaStream_t stream = CurrentStream();
-  if (plan.combine) {
-    const size_t partials = size_t(batch.num_seqs) * heads * p.max_splits;
-    const size_t ml_bytes = (partials * sizeof(float2) + 255) / 256 * 256;
-    char* base = static_cast<char*>(Scratch(ml_bytes + partials * d * sizeof(float), stream, 0, false));
-    p.part_ml = reinterpret_cast<float2*>(base);
-    p.part_acc = reinterpret_cast<float*>(base + ml_bytes);
-    p.counters = static_cast<int*>(Scratch(sizeof(int) * plan.decode_slots, stream, 1, true));
-  }
-  if (plan.decode_kernel == 3 || plan.v4_chai) {
-    const size_t floats = size_t(batch.num_seqs) * heads * p.logit_stride;
-    p.logits = static_cast<float*>(Scratch(floats * sizeof(float), stream, 2, false));
-  }
-
+  BindScratch(batch, heads, plan, stream, &p);
   DispatchFloat(q.dtype(), "PagedAttention", [&](auto tag) {
     using T = decltype(tag);
     paged::LaunchAttention<T>(p, plan, stream);

@@ -23,17 +23,18 @@ absl::StatusOr<std::optional<bool>> EnvSwitch(const char* name) {
   return std::optional<bool>(v == "1");
 }
 
-// CHAI_L2_PREFETCH=<attention MB>,<norm MB>[,alt] (EngineOptions::l2_prefetch): MB of the next
-// GEMV's weights fetched into L2 by decode attention and by the add + norm kernels.
+// CHAI_L2_PREFETCH=<attention MB>,<norm MB>[,alt|rows] (EngineOptions::l2_prefetch): MB of the next
+// GEMV's weights fetched into L2 by decode attention and by the add + norm kernels, and the form
+// of a hint for a GEMV of one wave (L2HintForm).
 absl::StatusOr<EngineOptions::L2PrefetchBudget> ParseL2Prefetch(const std::string& text) {
   const auto bad = [&] {
     return absl::InvalidArgumentError(
-        absl::StrCat("CHAI_L2_PREFETCH must be <attention MB>,<norm MB>[,alt] with MB from 0 to 1024, got '", text,
-                     "'"));
+        absl::StrCat("CHAI_L2_PREFETCH must be <attention MB>,<norm MB>[,alt|rows] with MB from 0 to 1024, got '",
+                     text, "'"));
   };
   const std::vector<std::string> parts = absl::StrSplit(text, ',');
   if (parts.size() != 2 && parts.size() != 3) return bad();
-  if (parts.size() == 3 && parts[2] != "alt") return bad();
+  if (parts.size() == 3 && parts[2] != "alt" && parts[2] != "rows") return bad();
   double mb[2];
   for (int i = 0; i < 2; ++i) {
     if (!absl::SimpleAtod(parts[i], &mb[i]) || !(mb[i] >= 0 && mb[i] <= 1024)) return bad();
@@ -41,7 +42,7 @@ absl::StatusOr<EngineOptions::L2PrefetchBudget> ParseL2Prefetch(const std::strin
   EngineOptions::L2PrefetchBudget budget;
   budget.attention = static_cast<int64_t>(mb[0] * (1 << 20));
   budget.norm = static_cast<int64_t>(mb[1] * (1 << 20));
-  budget.alternate = parts.size() == 3;
+  if (parts.size() == 3) budget.one_wave = parts[2] == "alt" ? L2HintForm::kAlternate : L2HintForm::kRows;
   return budget;
 }
 
@@ -85,7 +86,7 @@ void ApplyTensorParallelDefaults(int world, EngineOptions* kv) {
     // from 4 x H200 (opt-66b-tp4-h200.md, twentieth session; settings in turn on one host):
     // OPT-66B batch 1 0.4-1.0% shorter than without (two rounds), LLaMA-7B at TP = 4 1.0% (one
     // round); 24 MB gave OPT-66B less (0.1-0.4%). Attention's hint stays off, as at TP = 1.
-    kv->l2_prefetch = EngineOptions::L2PrefetchBudget{0, int64_t{8} << 20, false};
+    kv->l2_prefetch = EngineOptions::L2PrefetchBudget{0, int64_t{8} << 20, L2HintForm::kHeads};
   }
 }
 

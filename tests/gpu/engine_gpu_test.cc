@@ -136,11 +136,14 @@ TEST_P(GpuFusedDecode, MatchesUnfusedAndReference) {
   auto all_qkv = LoadTestModel(dir, nullptr, {}, dtype, Device::kCuda, true, LinearFusion::kAll, false, true);
   // The default without the L2 prefetch hints, and with attention's too (budgets beyond these weights).
   auto unhinted = LoadTestModel(dir, nullptr, {}, dtype, Device::kCuda, true, LinearFusion::kActivation, false, true,
-                                EngineOptions::L2PrefetchBudget{0, 0, false});
+                                EngineOptions::L2PrefetchBudget{0, 0, L2HintForm::kHeads});
   auto all_hints = LoadTestModel(dir, nullptr, {}, dtype, Device::kCuda, true, LinearFusion::kActivation, false, true,
-                                 EngineOptions::L2PrefetchBudget{1 << 20, 1 << 20, false});
+                                 EngineOptions::L2PrefetchBudget{1 << 20, 1 << 20, L2HintForm::kHeads});
+  // Both hints as prefixes of rows also for one-wave GEMVs (CHAI_L2_PREFETCH=...,rows).
+  auto rows_hints = LoadTestModel(dir, nullptr, {}, dtype, Device::kCuda, true, LinearFusion::kActivation, false, true,
+                                  EngineOptions::L2PrefetchBudget{1 << 20, 1 << 20, L2HintForm::kRows});
   auto ref = LoadRoundedCpuModel(dir, dtype);
-  for (const auto* m : {&plain, &act, &all, &qkv, &all_qkv, &unhinted, &all_hints, &ref}) {
+  for (const auto* m : {&plain, &act, &all, &qkv, &all_qkv, &unhinted, &all_hints, &rows_hints, &ref}) {
     ASSERT_TRUE(m->ok()) << m->status();
   }
   auto golden = ReadJsonFile(dir + "/golden.json");
@@ -174,6 +177,8 @@ TEST_P(GpuFusedDecode, MatchesUnfusedAndReference) {
         << name << " " << DTypeName(dtype) << " " << batch.size() << " sequences: the norms' L2 hints changed the logits";
     EXPECT_EQ(no_hints, SteppedLogits(*all_hints->engine, ps, ns, kSteps))
         << name << " " << DTypeName(dtype) << " " << batch.size() << " sequences: attention's L2 hint changed the logits";
+    EXPECT_EQ(no_hints, SteppedLogits(*rows_hints->engine, ps, ns, kSteps))
+        << name << " " << DTypeName(dtype) << " " << batch.size() << " sequences: the rows-form hints changed the logits";
     for (auto* fused : {&act, &all, &qkv, &all_qkv}) {
       const char* what = fused == &all       ? "all fusions"
                          : fused == &all_qkv ? "all fusions and Q|K|V append"

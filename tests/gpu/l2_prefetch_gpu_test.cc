@@ -109,7 +109,7 @@ TEST_F(L2PrefetchGpu, ReadsFirstIsTheHeadOfEveryRowForGemvsOfOneWave) {
     // more for the 22 KB rows; below one iteration a row, the heads instead.
     for (int64_t budget : {int64_t{16} << 20, int64_t{64} << 20}) {
       SCOPED_TRACE(::testing::Message() << "alternate, K=" << k << " budget=" << budget);
-      const L2Prefetch a = ops::LinearReadsFirst(x.dev, w, ops::LinearOutput::kStore, budget, /*alternate=*/true);
+      const L2Prefetch a = ops::LinearReadsFirst(x.dev, w, ops::LinearOutput::kStore, budget, L2HintForm::kAlternate);
       ExpectWellFormed(a, w, budget);
       EXPECT_GE(a.inner, 2);
       EXPECT_EQ(a.inner_stride, 2 * a.bytes);
@@ -118,7 +118,7 @@ TEST_F(L2PrefetchGpu, ReadsFirstIsTheHeadOfEveryRowForGemvsOfOneWave) {
         EXPECT_LE(off % row_bytes + bytes, row_bytes) << "past the row";
       }
     }
-    const L2Prefetch small = ops::LinearReadsFirst(x.dev, w, ops::LinearOutput::kStore, 1 << 20, /*alternate=*/true);
+    const L2Prefetch small = ops::LinearReadsFirst(x.dev, w, ops::LinearOutput::kStore, 1 << 20, L2HintForm::kAlternate);
     EXPECT_EQ(small.inner, 1);
     EXPECT_EQ(small.bytes, (int64_t{1} << 20) / 4096) << "the heads";
     // A budget beyond the weight: the whole weight, once.

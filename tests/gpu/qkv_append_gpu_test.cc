@@ -75,7 +75,9 @@ bool CheckQkvAppendStep(DType dtype, Heads hs, int64_t k, const Operand& w, cons
   const bool identical = SameBytes(q, q_u) && SameBytes(pool, pool_u);
   // With rotary, RotatePair's expression compiled in another kernel: fp32 contraction may differ in
   // the last bit.
-  if (!rotary) EXPECT_TRUE(identical) << "q or the pool differs from Linear + SplitQkvRotaryAppend";
+  if (!rotary) {
+    EXPECT_TRUE(identical) << "q or the pool differs from Linear + SplitQkvRotaryAppend";
+  }
   return identical;
 }
 

@@ -284,15 +284,15 @@ TEST(BadFlags, UnknownZeroOrOneSwitches) {
 
 TEST(BadFlags, UnknownL2PrefetchBudget) {
   const std::string args = "generate --model " + FixtureDir("llama-gqa") + " --prompt-ids 1,2 --max-new-tokens 2";
-  for (const char* v : {"0,0", "16,8", "12.5,4,alt"}) {
+  for (const char* v : {"0,0", "16,8", "12.5,4,alt", "0,6,rows"}) {
     setenv("CHAI_L2_PREFETCH", v, 1);
     const ChaiCliResult r = RunChaiCli(args);
     EXPECT_EQ(r.exit_code, 0) << v << ": " << r.err;
   }
   for (const char* v : {"16", "16,8,fast", "-1,0", "a,b", "", "4096,0", "1,2,alt,3"}) {
     setenv("CHAI_L2_PREFETCH", v, 1);
-    ExpectError(args, std::string("CHAI_L2_PREFETCH must be <attention MB>,<norm MB>[,alt] with MB from 0 to 1024, "
-                                  "got '") + v + "'");
+    ExpectError(args, std::string("CHAI_L2_PREFETCH must be <attention MB>,<norm MB>[,alt|rows] with MB from 0 to "
+                                  "1024, got '") + v + "'");
   }
   unsetenv("CHAI_L2_PREFETCH");
 }

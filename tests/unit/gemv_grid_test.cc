@@ -109,5 +109,65 @@ TEST(GemvGrid, FourWarpsOnlyWhereTheDefaultSharesUnevenly) {
   }
 }
 
+TEST(GemvGrid, ChooseDefaultComposesTheRules) {
+  using gemv_grid::Pick;
+  const auto choose = [](int64_t k, int64_t n, const gemv_grid::Rules& rules = {}) {
+    return gemv_grid::ChooseDefault(k, n, kNarrow, kWide, kFour, kSms, rules);
+  };
+  // LLaMA-7B at TP = 1: Q|K|V and gate|up wide, o and down narrow, nothing on four warps.
+  EXPECT_EQ(choose(4096, 12288), Pick::kWide);
+  EXPECT_EQ(choose(4096, 22016), Pick::kWide);
+  EXPECT_EQ(choose(4096, 4096), Pick::kNarrow);
+  EXPECT_EQ(choose(11008, 4096), Pick::kNarrow);
+  // OPT-66B at TP = 4: o on four warps (short rows), Q|K|V wide by its last wave.
+  EXPECT_EQ(choose(2304, 9216), Pick::kFour);
+  EXPECT_EQ(choose(9216, 6912), Pick::kWide);
+  // By width alone: the width rule's answer, and no four-warp move.
+  const gemv_grid::Rules width{.by_width_only = true, .four_warps = gemv_grid::FourWarpsRule::kAll};
+  EXPECT_EQ(choose(2304, 9216, width), Pick::kWide);
+  EXPECT_EQ(choose(9216, 6912, width), Pick::kNarrow);
+  EXPECT_EQ(choose(4096, 12288, width), Pick::kWide);
+}
+
+TEST(GemvGrid, FourWarpsRuleOptsIn) {
+  using gemv_grid::FourWarpsRule;
+  using gemv_grid::Pick;
+  const auto choose = [](int64_t k, int64_t n, FourWarpsRule rule, bool hinted) {
+    return gemv_grid::ChooseDefault(k, n, kNarrow, kWide, kFour, kSms,
+                                    gemv_grid::Rules{.four_warps = rule, .first_bytes_in_l2 = hinted});
+  };
+  // LLaMA-7B's Q|K|V at TP = 1 (768 blocks: one four-warp wave, three wide ones).
+  EXPECT_EQ(choose(4096, 12288, FourWarpsRule::kOff, false), Pick::kWide);
+  EXPECT_EQ(choose(4096, 12288, FourWarpsRule::kAll, true), Pick::kFour);
+  EXPECT_EQ(choose(4096, 12288, FourWarpsRule::kUnhinted, true), Pick::kWide);
+  EXPECT_EQ(choose(4096, 12288, FourWarpsRule::kUnhinted, false), Pick::kFour);
+  // Past one four-warp wave (gate|up at TP = 1) or narrow (o): no rule moves it.
+  EXPECT_EQ(choose(4096, 22016, FourWarpsRule::kAll, false), Pick::kWide);
+  EXPECT_EQ(choose(4096, 4096, FourWarpsRule::kAll, false), Pick::kNarrow);
+}
+
+// CHAI_GEMV_FOUR_WARPS's rule (off by default; gemv.cu's FourWarpsSetting).
+TEST(GemvGrid, FourWarpsFitOneWaveWhereTheWideOnesSpill) {
+  struct Shape {
+    int64_t k, n;
+  };
+  // Row blocks of 16 rows against 264 resident wide CTAs and 792 four-warp ones: LLaMA-7B's Q|K|V
+  // at TP = 1 (768 blocks), gate|up at TP = 2 (688); OPT-66B at TP = 4: Q|K|V (432), fc1 and fc2
+  // (576), the LM head shard (786).
+  const Shape four[] = {{4096, 12288}, {4096, 11008}, {9216, 6912}, {9216, 9216}, {9216, 12568}};
+  for (const Shape& s : four) {
+    EXPECT_TRUE(gemv_grid::WideTakesFourWarps(s.k, s.n, kWide, kFour, kSms)) << s.k << " -> " << s.n;
+  }
+  // Past one four-warp wave (LLaMA-7B's gate|up at TP = 1: 1376 blocks; its LM head: 2000) or
+  // within one wide wave (256 blocks at N = 4096): the wide one stays.
+  const Shape wide[] = {{4096, 22016}, {4096, 32000}, {4096, 4096}, {11008, 4096}, {4096, 12688}};
+  for (const Shape& s : wide) {
+    EXPECT_FALSE(gemv_grid::WideTakesFourWarps(s.k, s.n, kWide, kFour, kSms)) << s.k << " -> " << s.n;
+  }
+  // The boundary: 792 row blocks fit (N = 12672), 793 do not (N = 12688).
+  EXPECT_TRUE(gemv_grid::WideTakesFourWarps(4096, 12672, kWide, kFour, kSms));
+  EXPECT_FALSE(gemv_grid::WideTakesFourWarps(4096, 12673, kWide, kFour, kSms));
+}
+
 }  // namespace
 }  // namespace chai

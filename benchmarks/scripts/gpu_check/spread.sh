@@ -8,8 +8,16 @@ ctest --test-dir build-gpu -R "ipc_allreduce|chai_tp_gpu|tp_gpu" --output-on-fai
   > "$OUT/spread-mpi.log" 2>&1
 grep -E "Test +#|tests passed" "$OUT/spread-mpi.log"
 attn_subset="*DecodeDense:*DecodeChai:*DecodeGqaChai:*DecodeHintUnequalClusters:*DecodeMembersPerCta:*PrefillPrompts:*MixedBatch"
-queues=("paged_attention_gpu_test" "engine_gpu_test chai_cluster_gpu_test block_tables_gpu_test argmax_gpu_test"
-  "ops_gpu_test fused_ops_gpu_test linear_fused_gpu_test pdl_gpu_test" "memcheck")
+# Every single-GPU test (tests/gpu/*_test.cc; a hand-kept list missed l2_prefetch_gpu_test and
+# qkv_append_gpu_test): the attention test, the longest, alone on queue 0; engine_gpu_test, the
+# next longest, heads queue 1; the rest alternate between queues 1 and 2; memcheck is queue 3.
+queues=("paged_attention_gpu_test" "engine_gpu_test" "" "memcheck")
+i=0
+for src in tests/gpu/*_test.cc; do
+  t=$(basename "$src" .cc)
+  [ "$t" = paged_attention_gpu_test ] || [ "$t" = engine_gpu_test ] && continue
+  queues[$(( 1 + i % 2 ))]+=" $t"; i=$((i + 1))
+done
 for q in "${!queues[@]}"; do
   (
     export CUDA_VISIBLE_DEVICES=$(( q % gpus ))
