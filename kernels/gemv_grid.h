@@ -55,6 +55,7 @@ bool WideTakesFourWarps(int64_t k, int64_t n, const Config& wide, const Config& 
 // The run-time settings the default choice reads (gemv.cu: CHAI_GEMV_DEFAULT, CHAI_GEMV_FOUR_WARPS)
 // and whether a kernel before the launch prefetched its first bytes (ops::LinearFusion).
 enum class FourWarpsRule { kOff, kUnhinted, kAll };
+// Rules{} holds no opt-in; the runtime's default rule is kUnhinted (gemv.cu's FourWarpsSetting).
 struct Rules {
   bool by_width_only = false;
   FourWarpsRule four_warps = FourWarpsRule::kOff;

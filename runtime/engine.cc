@@ -175,7 +175,13 @@ void Engine::InputLinear(const SublayerInput& in, const Tensor& w, const Tensor&
     return;
   }
   if (output == ops::LinearOutput::kStore) {
-    ops::Linear(in.h, w, b, out);
+    if (in.hinted && ops::LinearFusedIsOneKernel(in.h)) {
+      // The GEMV whose first bytes the add + norm prefetched keeps the configuration the hint was
+      // planned for (CHAI_GEMV_FOUR_WARPS=unhinted moves only unhinted ones).
+      ops::LinearFused(in.h, w, b, ops::LinearFusion{.first_bytes_in_l2 = true}, out);
+    } else {
+      ops::Linear(in.h, w, b, out);
+    }
     return;
   }
   if (in.act_in_gemv) {

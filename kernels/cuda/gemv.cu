@@ -210,21 +210,24 @@ bool DefaultByWidthOnly() {
 // (gemv_grid::ChooseWide; tests/unit/gemv_grid_test.cc checks it at those shapes.)
 constexpr int kNarrowDefault = 0, kWideDefault = 2, kFourWarps = 3;
 
-// CHAI_GEMV_FOUR_WARPS=unhinted|all (off by default): a wide weight whose grid spills past one wave
-// of the wide configuration's CTAs but fits one wave of w4.r16.u4.b6's (gemv_grid::
-// WideTakesFourWarps) takes four warps: `all` everywhere (the default of bb17882), `unhinted` only
-// where no kernel before it prefetched its first bytes into L2 (ops::LinearFusion::first_bytes_in_l2).
+// CHAI_GEMV_FOUR_WARPS=unhinted (the default) | off | all: a wide weight whose grid spills past one
+// wave of the wide configuration's CTAs but fits one wave of w4.r16.u4.b6's (gemv_grid::
+// WideTakesFourWarps) takes four warps where no kernel before it prefetched its first bytes into L2
+// (ops::LinearFusion::first_bytes_in_l2); `all` everywhere (the default of bb17882), `off` nowhere.
 // Per GEMV four warps were 0.6-1.6 us faster on an H200 at those shapes (gemm-h200.md) and level on
-// an H100 (gemm-h100.md); end to end `all` took about 1.5% off OPT-66B at TP = 4 on 4 x H200
-// (against each host's baseline) but made LLaMA-7B's batch-1 step 3% slower on an H100 (5.22-5.26
-// against 5.07-5.11 ms, llama-7b-tp1-h100.md): its Q|K|V GEMV, moved into one wave, loses what the
-// norm's prefetch of its first wave's rows gave it (the prefetch becomes 12288 heads of 512 B: 0.5%
-// instead of 3%). So off is the default; `unhinted` keeps four warps where no prefetch is at stake
-// (OPT-66B's fc2 and LM head at TP = 4) and waits for a 4-GPU measurement
-// (benchmarks/scripts/gpu_check/pending.sh). The choice: gemv_grid::ChooseDefault.
+// an H100 (gemm-h100.md). End to end, `all` made LLaMA-7B's batch-1 step 3% slower on an H100
+// (5.22-5.26 against 5.07-5.11 ms, llama-7b-tp1-h100.md): its Q|K|V GEMV, moved into one wave, loses
+// what the norm's prefetch of its first wave's rows gave it (the prefetch becomes 12288 heads of
+// 512 B: 0.5% instead of 3%). `unhinted` leaves every hinted GEMV wide, so no LLaMA-7B shape moves
+// at TP = 1, 2 or 4, and takes four warps for OPT-66B's fc2 and LM head at TP = 4: 10.070 against
+// 10.263 ms (`all` 10.042) on 4 x H200 in one call (opt-66b-tp4-h200.md, twenty-sixth session).
+// The choice: gemv_grid::ChooseDefault.
 gemv_grid::FourWarpsRule FourWarpsSetting() {
-  static const auto rule =
-      static_cast<gemv_grid::FourWarpsRule>(EnvChoice("CHAI_GEMV_FOUR_WARPS", {"off", "unhinted", "all"}));
+  static const gemv_grid::FourWarpsRule rule = [] {
+    constexpr gemv_grid::FourWarpsRule kByIndex[] = {gemv_grid::FourWarpsRule::kUnhinted,
+                                                     gemv_grid::FourWarpsRule::kOff, gemv_grid::FourWarpsRule::kAll};
+    return kByIndex[EnvChoice("CHAI_GEMV_FOUR_WARPS", {"unhinted", "off", "all"})];
+  }();
   return rule;
 }
 
