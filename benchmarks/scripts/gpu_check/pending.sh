@@ -1,30 +1,18 @@
 #!/usr/bin/env bash
 # gpu_check.sh mode `pending`, sourced by gpu_check.sh (it sees OUT, gpus, modes, has, bench, mpi).
-# Code on main that waits for a GPU, as of the twenty-fifth session (2026-11-28; 30 minutes of
-# one-GPU H100 time, no 4-GPU machine lent): the 128-byte GEMV prefetch ran on H100s (level with
-# 256 B there); the four-warp default of bb17882 was measured slower end to end on an H100 (it moved
-# LLaMA-7B's Q|K|V into one wave, where the norm's L2 prefetch becomes 12288 heads of 512 B and
-# gains 0.5% instead of 3%) and removed (a7d9650: l2_prefetch_gpu_test 5/5, fused_ops 7/7, TPOT
-# equal to CHAI_GEMV_DEFAULT=width on an H100). Not yet run: a7d9650 on an H200 and on 4 GPUs
-# (OPT-66B at TP 4 should time as e76ef37 did, ~1.22x on an H200: `gpu_check.sh basetp` or `opt66b`).
-# Waiting on branch wip/gemv-hints (compiled with nvcc 13 and CPU-tested, never run on a GPU, so
-# kept off main): the GEMV's L2 prefetch plan as CPU code with unit tests (gemv_grid::ReadsFirst,
-# ChooseDefault); the CUDA PagedAttention entry split into five functions; and two run-time
-# experiments: CHAI_GEMV_FOUR_WARPS=off|unhinted|all (the four-warp rule everywhere, or only where
-# no kernel before the GEMV prefetched its first bytes, which the engine then tells the GEMV:
-# OPT-66B's fc2 and LM head at TP 4) and CHAI_L2_PREFETCH=...,rows (a one-wave GEMV's hint as a
-# prefix of rows, the form that gains 3% for several waves). On that branch, first `gpu_check.sh
-# test` (every gpu-labelled test), then on 4 GPUs `TPENV_SETTINGS="default CHAI_GEMV_FOUR_WARPS=unhinted
-# CHAI_GEMV_FOUR_WARPS=all" TPENV_LLAMA_SETTINGS="default CHAI_L2_PREFETCH=0,8,rows" TPENV_ROUNDS=2
-# gpu_check.sh tpenv` (H200 and H100: at TP 4 every GEMV LLaMA-7B's norms prefetch for runs in one
-# wave, so its hints are all heads today and the TP ratio, 2.20-2.25x on H200s, may gain), and on
-# one GPU `ENVAB_SETTINGS="CHAI_GEMV_FOUR_WARPS=off CHAI_GEMV_FOUR_WARPS=all
-# CHAI_GEMV_FOUR_WARPS=all+CHAI_L2_PREFETCH=0,6,rows" ENVAB_BATCHES=1,8 gpu_check.sh fusion`.
-# Still from the twenty-fourth session: OPT-66B at TP 4 on 4 x H100 at the current
-# GEMVs (`basetp`, BASE_TAR = git archive 36696ec), LLaMA-7B TP 4 over TP 1 in alternating rounds
-# (`ratio`), and re-runs of `fusion`, `pdlab` and TP 4 `tpenv` now that the GEMVs stream faster.
-# Lesson: a change of a default runs `ctest -L gpu` (gpu_check.sh test), not only the tests of the
-# op it changes (bb17882 broke l2_prefetch_gpu_test unseen).
+# Code on main that waits for a GPU, as of the twenty-sixth session (2026-11-28): branch
+# wip/gemv-hints ran and is on main (the GEMV's L2 prefetch plan as CPU code, ChooseDefault,
+# CHAI_GEMV_FOUR_WARPS, the `rows` hint form, the PagedAttention split): every gpu-labelled test
+# passed on 4 x H200 (`gpu_check.sh spread`, twice) and on one H100; CHAI_GEMV_FOUR_WARPS=unhinted,
+# now the default, took OPT-66B at TP 4 to 1.200-1.205x on 4 x H200 (1.3-1.9% against off) and
+# left LLaMA-7B at TP 1 level on an H100. Not yet run: the new default on 4 x H100 (`TPENV_SETTINGS=
+# "default CHAI_GEMV_FOUR_WARPS=off" TPENV_ROUNDS=2 gpu_check.sh spread tpenv`, both 4-GPU calls came
+# on H200s) and on one H200 at TP 1 (expected level: no LLaMA-7B GEMV moves); the TP 4 / TP 1 ratio
+# on the H200 since (`ratio`). For OPT-66B under 1.2x: `all` (Q|K|V and fc1 on four warps too) was
+# level with `unhinted` in one run (10.042 against 10.070 ms); `rows` gained nothing at TP 4.
+# Lesson: a change of a default runs every gpu test (`gpu_check.sh spread` on a multi-GPU machine,
+# which now runs every tests/gpu/*_test.cc, or `test`), not only the tests of the op it changes
+# (bb17882 broke l2_prefetch_gpu_test unseen).
 # Still never exercised: the copy measure's fallback below 1 GiB (AllocatePair; no run has lacked
 # the room).
 # Earlier, as of the eighteenth session:
