@@ -253,6 +253,32 @@ double KvBlocks(const ModelOptions& options, const ModelConfig& config, Device d
          static_cast<double>(BlocksForSequence(length, config.num_layers, local_kv_heads, block_size));
 }
 
+// The KV cache's shape in kv (block size, blocks, rows of the block tables) once the weights are
+// on the device: an error when not one block fits or the blocks do not fit the memory.
+absl::Status SizeKvCache(const ModelOptions& options, const ModelConfig& config, Device device, DType dtype,
+                         int64_t sequences, int64_t max_len, int local_kv_heads, int local_ranks, EngineOptions* kv) {
+  kv->block_size = options.kv_block_size;
+  const int64_t block_bytes = int64_t{kv->block_size} * config.head_dim * static_cast<int64_t>(DTypeSize(dtype));
+  std::string what;
+  const double blocks =
+      KvBlocks(options, config, device, block_bytes, sequences, max_len, local_kv_heads, kv->block_size, &what);
+  if (blocks < 1) {
+    return absl::ResourceExhaustedError(
+        options.kv_cache_gb > 0
+            ? absl::StrCat("--kv-cache-gb ", options.kv_cache_gb, " holds no KV block of ", block_bytes, " bytes")
+            : absl::StrCat("no GPU memory is left after the weights for a KV block of ", block_bytes, " bytes"));
+  }
+  if (auto s = CheckKvCacheFits(blocks, block_bytes, device, local_ranks, what); !s.ok()) return s;
+  kv->num_blocks = static_cast<int64_t>(blocks);
+  // Rows of the block tables (sequences alive at once): at least 64, and never more than the cache
+  // holds at one position each, so that an absurd --batch meets a full cache, not tables (on the
+  // GPU and the host) of its size.
+  const int64_t min_blocks = BlocksForSequence(1, config.num_layers, local_kv_heads, kv->block_size);
+  const int64_t holds = std::max<int64_t>(1, kv->num_blocks / min_blocks);
+  kv->max_sequences = static_cast<int>(std::min<int64_t>(std::max<int64_t>(64, sequences), holds));
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::Status CheckPositions(const ModelOptions& options, int64_t needed, const std::string& what) {
@@ -327,26 +353,11 @@ absl::StatusOr<LoadedModel> LoadModel(const ModelOptions& options, int64_t seque
       absl::StrCat(model, " (", random ? source->Describe() : "checkpoint", "), ", options.dtype, " on ", options.device));
   if (!weights.ok()) return weights.status();
   if (options.max_seq_len > 0) m.config.max_positions = options.max_seq_len;
-  kv->max_sequences = static_cast<int>(std::max<int64_t>(64, sequences));
-  kv->block_size = options.kv_block_size;
-  const int64_t block_bytes = int64_t{kv->block_size} * m.config.head_dim * static_cast<int64_t>(DTypeSize(dtype));
-  std::string kv_what;
-  const double kv_blocks = KvBlocks(options, m.config, device, block_bytes, sequences, max_len,
-                                    weights->local_kv_heads, kv->block_size, &kv_what);
-  if (kv_blocks < 1) {
-    return absl::ResourceExhaustedError(
-        options.kv_cache_gb > 0
-            ? absl::StrCat("--kv-cache-gb ", options.kv_cache_gb, " holds no KV block of ", block_bytes, " bytes")
-            : absl::StrCat("no GPU memory is left after the weights for a KV block of ", block_bytes, " bytes"));
+  if (auto s = SizeKvCache(options, m.config, device, dtype, sequences, max_len, weights->local_kv_heads,
+                           m.group.local_size, &*kv);
+      !s.ok()) {
+    return s;
   }
-  if (auto s = CheckKvCacheFits(kv_blocks, block_bytes, device, m.group.local_size, kv_what); !s.ok()) return s;
-  kv->num_blocks = static_cast<int64_t>(kv_blocks);
-  // Rows of the block tables (sequences alive at once): never more than the cache holds at one
-  // position each, so that an absurd --batch meets a full cache, not tables (on the GPU and the
-  // host) of its size.
-  const int64_t min_blocks = BlocksForSequence(1, m.config.num_layers, weights->local_kv_heads, kv->block_size);
-  const int64_t holds = std::max<int64_t>(1, kv->num_blocks / min_blocks);
-  kv->max_sequences = static_cast<int>(std::min<int64_t>(kv->max_sequences, holds));
   m.engine = std::make_unique<Engine>(m.config, std::move(*weights), m.comm.get(), dtype, device, *kv);
   if (chai.has_value()) InstallChai(std::move(*chai), &m);
   return m;
