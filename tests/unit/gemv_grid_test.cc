@@ -146,7 +146,47 @@ TEST(GemvGrid, FourWarpsRuleOptsIn) {
   EXPECT_EQ(choose(4096, 4096, FourWarpsRule::kAll, false), Pick::kNarrow);
 }
 
-// CHAI_GEMV_FOUR_WARPS's rule (off by default; gemv.cu's FourWarpsSetting).
+// The runtime's default rule (CHAI_GEMV_FOUR_WARPS=unhinted) at the shards the engine runs, each
+// with the hint the engine gives it (the norm or the all-reduce + norm before Q|K|V, gate|up and
+// fc1 prefetches their first bytes; nothing before o, down, fc2 or the LM head does): of LLaMA-7B
+// at TP = 1, 2 and 4 nothing moves to four warps (what the H100 measured level), of OPT-66B at
+// TP = 4 fc2 and the LM head do (1.3-1.9% off its step on 4 x H200, opt-66b-tp4-h200.md).
+TEST(GemvGrid, TheDefaultRuleMovesOnlyTheUnhintedWideShards) {
+  using gemv_grid::Pick;
+  struct Shard {
+    const char* name;
+    int64_t k, n;
+    bool hinted;
+    Pick off, unhinted;  // the choice without the rule and under it
+  };
+  const Shard shards[] = {
+      {"LLaMA-7B TP1 Q|K|V", 4096, 12288, true, Pick::kWide, Pick::kWide},
+      {"LLaMA-7B TP1 gate|up", 4096, 22016, true, Pick::kWide, Pick::kWide},
+      {"LLaMA-7B TP1 o", 4096, 4096, false, Pick::kNarrow, Pick::kNarrow},
+      {"LLaMA-7B TP1 down", 11008, 4096, false, Pick::kNarrow, Pick::kNarrow},
+      {"LLaMA-7B TP1 LM head", 4096, 32000, false, Pick::kWide, Pick::kWide},
+      {"LLaMA-7B TP2 Q|K|V", 4096, 6144, true, Pick::kNarrow, Pick::kNarrow},
+      {"LLaMA-7B TP2 gate|up", 4096, 11008, true, Pick::kWide, Pick::kWide},
+      {"LLaMA-7B TP2 LM head", 4096, 16000, false, Pick::kWide, Pick::kWide},
+      {"LLaMA-7B TP4 gate|up", 4096, 5504, true, Pick::kNarrow, Pick::kNarrow},
+      {"LLaMA-7B TP4 LM head", 4096, 8000, false, Pick::kNarrow, Pick::kNarrow},
+      {"OPT-66B TP4 Q|K|V", 9216, 6912, true, Pick::kWide, Pick::kWide},
+      {"OPT-66B TP4 o", 2304, 9216, false, Pick::kFour, Pick::kFour},
+      {"OPT-66B TP4 fc1", 9216, 9216, true, Pick::kWide, Pick::kWide},
+      {"OPT-66B TP4 fc2", 9216, 9216, false, Pick::kWide, Pick::kFour},
+      {"OPT-66B TP4 LM head", 9216, 12568, false, Pick::kWide, Pick::kFour},
+  };
+  for (const Shard& s : shards) {
+    const auto choose = [&](gemv_grid::FourWarpsRule rule) {
+      return gemv_grid::ChooseDefault(s.k, s.n, kNarrow, kWide, kFour, kSms,
+                                      gemv_grid::Rules{.four_warps = rule, .first_bytes_in_l2 = s.hinted});
+    };
+    EXPECT_EQ(choose(gemv_grid::FourWarpsRule::kOff), s.off) << s.name;
+    EXPECT_EQ(choose(gemv_grid::FourWarpsRule::kUnhinted), s.unhinted) << s.name;
+  }
+}
+
+// CHAI_GEMV_FOUR_WARPS's rule (gemv.cu's FourWarpsSetting).
 TEST(GemvGrid, FourWarpsFitOneWaveWhereTheWideOnesSpill) {
   struct Shape {
     int64_t k, n;
