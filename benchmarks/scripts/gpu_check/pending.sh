@@ -8,8 +8,13 @@
 # left LLaMA-7B at TP 1 level on an H100. Not yet run: the new default on 4 x H100 (`TPENV_SETTINGS=
 # "default CHAI_GEMV_FOUR_WARPS=off" TPENV_ROUNDS=2 gpu_check.sh spread tpenv`, both 4-GPU calls came
 # on H200s) and on one H200 at TP 1 (expected level: no LLaMA-7B GEMV moves); the TP 4 / TP 1 ratio
-# on the H200 since (`ratio`). For OPT-66B under 1.2x: `all` (Q|K|V and fc1 on four warps too) was
-# level with `unhinted` in one run (10.042 against 10.070 ms); `rows` gained nothing at TP 4.
+# on the H200 since (`ratio`). For OPT-66B under 1.2x (1.200-1.205x now): `all` (Q|K|V and fc1 on
+# four warps too) was level with `unhinted` in one run (10.042 against 10.070 ms); `rows` gained
+# nothing for LLaMA-7B at TP 4 but was not tried on OPT-66B, where under `all` its hinted Q|K|V and
+# fc1 become one-wave GEMVs whose hint is heads: on 4 GPUs `TPENV_SETTINGS="default
+# CHAI_GEMV_FOUR_WARPS=all CHAI_GEMV_FOUR_WARPS=all+CHAI_L2_PREFETCH=0,8,rows" TPENV_ROUNDS=2
+# TPENV_LLAMA_SETTINGS=default TPENV_CTEST='^none$' gpu_check.sh tpenv` (about 5 minutes with the
+# build). Attention's L2 hint and PDL were measured slower at TP 4 (opt-66b-tp4-h200.md).
 # Lesson: a change of a default runs every gpu test (`gpu_check.sh spread` on a multi-GPU machine,
 # which now runs every tests/gpu/*_test.cc, or `test`), not only the tests of the op it changes
 # (bb17882 broke l2_prefetch_gpu_test unseen).
