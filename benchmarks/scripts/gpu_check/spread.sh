@@ -4,7 +4,7 @@
 # multi-GPU tests (mpirun, all GPUs, one after another), then the single-GPU binaries at once,
 # each queue on its own GPU (CUDA_VISIBLE_DEVICES), with memcheck over the op tests in a queue of
 # its own. One log per queue. On one GPU the queues share it (the multi-GPU tests skip): every
-# gpu test in about 4.5 minutes on an H100 (twenty-sixth session) against `test`'s serial ctest.
+# gpu test in about 3 minutes on an H100 after the build (twenty-sixth session).
 ctest --test-dir build-gpu -R "ipc_allreduce|chai_tp_gpu|tp_gpu" --output-on-failure --timeout 300 \
   > "$OUT/spread-mpi.log" 2>&1
 grep -E "Test +#|tests passed" "$OUT/spread-mpi.log"
