@@ -58,7 +58,8 @@ struct LinearFusion {
   LinearOutput output = LinearOutput::kStore;
   const PeerMirror* mirror = nullptr;  // null: out only
   // A kernel before this one fetched into L2 the bytes LinearReadsFirst names for it (a speed hint:
-  // the GEMV's configuration may depend on it, never its result; kernels/cuda/gemv.cu).
+  // the GEMV's configuration may depend on it, and with it the order in which a row's products are
+  // summed, never what is computed; kernels/cuda/gemv.cu).
   bool first_bytes_in_l2 = false;
 };
 void LinearFused(const Tensor& x, const Tensor& weight, const Tensor& bias, const LinearFusion& fusion, Tensor* out);
