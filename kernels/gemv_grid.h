@@ -49,13 +49,14 @@ bool FourWarpsShareBetter(int64_t k, int64_t n, const Config& chosen, const Conf
 
 // Whether `four`'s grid fits in one wave of resident CTAs where the wide one's spills past one
 // (LLaMA-7B's Q|K|V at TP = 1, its gate|up at TP = 2; OPT-66B's Q|K|V, fc1, fc2 and LM head at
-// TP = 4): the opt-in rule of CHAI_GEMV_FOUR_WARPS (gemv.cu says what was measured).
+// TP = 4): the rule CHAI_GEMV_FOUR_WARPS applies, by default only where no kernel before the
+// launch prefetched its first bytes (gemv.cu says what was measured).
 bool WideTakesFourWarps(int64_t k, int64_t n, const Config& wide, const Config& four, int sms);
 
 // The run-time settings the default choice reads (gemv.cu: CHAI_GEMV_DEFAULT, CHAI_GEMV_FOUR_WARPS)
 // and whether a kernel before the launch prefetched its first bytes (ops::LinearFusion).
 enum class FourWarpsRule { kOff, kUnhinted, kAll };
-// Rules{} holds no opt-in; the runtime's default rule is kUnhinted (gemv.cu's FourWarpsSetting).
+// Rules{} applies no four-warp rule (kOff); the runtime's default is kUnhinted (gemv.cu's FourWarpsSetting).
 struct Rules {
   bool by_width_only = false;
   FourWarpsRule four_warps = FourWarpsRule::kOff;

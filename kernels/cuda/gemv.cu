@@ -220,7 +220,8 @@ constexpr int kNarrowDefault = 0, kWideDefault = 2, kFourWarps = 3;
 // what the norm's prefetch of its first wave's rows gave it (the prefetch becomes 12288 heads of
 // 512 B: 0.5% instead of 3%). `unhinted` leaves every hinted GEMV wide, so no LLaMA-7B shape moves
 // at TP = 1, 2 or 4, and takes four warps for OPT-66B's fc2 and LM head at TP = 4: 10.070 against
-// 10.263 ms (`all` 10.042) on 4 x H200 in one call (opt-66b-tp4-h200.md, twenty-sixth session).
+// 10.263 ms (`all` 10.042) on one 4 x H200 host, 10.012 / 10.058 against 10.165 / 10.187 ms on
+// another (opt-66b-tp4-h200.md, twenty-sixth session).
 // The choice: gemv_grid::ChooseDefault.
 gemv_grid::FourWarpsRule FourWarpsSetting() {
   static const gemv_grid::FourWarpsRule rule = [] {
