@@ -35,6 +35,8 @@ Engine::Engine(ModelConfig config, ModelWeights weights, Communicator* comm, DTy
       fuse_every_step_(options.fuse_every_step),
       qkv_append_in_gemv_(options.qkv_append_in_gemv),
       allreduce_in_gemv_(options.allreduce_in_gemv.value_or(comm->size() == 2)),
+      pipeline_greedy_(options.pipeline_greedy),
+      pipeline_every_step_(options.pipeline_every_step),
       l2_prefetch_(options.l2_prefetch) {
   // Blocks hold at least CHAI's first 5 positions, so they can be read back in one copy.
   if (options.block_size < 8) {

@@ -16,6 +16,8 @@
 
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "kernels/host_readback.h"
+#include "kernels/host_upload.h"
 #include "kernels/ops.h"
 #include "kernels/paged_kv.h"
 #include "parallel/communicator.h"
@@ -61,6 +63,9 @@ class AttentionPolicy {
 struct StepTimes {
   double prepare = 0, launch = 0, logits = 0, finish = 0;
   int64_t steps = 0;
+  // Pipelined greedy steps (EnqueueGreedy): fed the step before's tokens (enqueued before those
+  // reached the host), and queued behind the device's work without waiting for it.
+  int64_t fed = 0, queued = 0;
 };
 
 // What the engine folds into its Linears (ops::LinearFused) on the steps where that is one kernel:
@@ -113,6 +118,13 @@ struct EngineOptions {
   // was measured (LLaMA-7B on 2 x H200: 0.2-1.2% faster at batch 1, 0.3-1.1% at batch 8, logits
   // bit-identical), off at TP = 3-4 (4 x H200: no gain at batch 1). CHAI_ALLREDUCE_IN_GEMV=0|1 forces it.
   std::optional<bool> allreduce_in_gemv;
+  // Greedy generation keeps the host one step ahead of the device (EnqueueGreedy; Generate uses
+  // it where the engine replays graphs): the next step's host work overlaps the running step's
+  // device work instead of following it. CHAI_DECODE_PIPELINE=0 turns it off.
+  bool pipeline_greedy = true;
+  // Tests: pipeline wherever no CHAI membership is being fixed, also where the steps then run
+  // synchronously (the CPU), so that the generator's side of it runs there too.
+  bool pipeline_every_step = false;
   // Decode steps on GPUs: bytes of the next GEMV's weights that the kernel before it fetches into
   // L2 while its own latency-bound work leaves DRAM idle (kernels/l2_prefetch.h): attention for
   // the o projection, the add + norm kernels for the GEMV that reads their output. 0: off.
@@ -149,6 +161,11 @@ class Engine {
   // themselves (EngineOptions::allreduce_in_gemv, where the communicator's path offers it), for
   // benchmark headers.
   bool GemvPushesAllReduce() const;
+  // Whether EnqueueGreedy would enqueue these steps without waiting for the device: pipelining on
+  // (EngineOptions::pipeline_greedy) and steps a recorded graph can replay (a step on a GPU with
+  // graphs, one token a sequence, no CHAI membership being fixed; EngineOptions::pipeline_every_step
+  // drops the graph condition).
+  bool PipelinesGreedy(absl::Span<StepInput> steps) const;
 
   // A new, empty sequence; an error when max_sequences are alive already.
   absl::StatusOr<std::unique_ptr<Sequence>> NewSequence();
@@ -163,16 +180,44 @@ class Engine {
   // device: on a GPU only [steps] ids come back, not [steps, vocab] fp32 logits.
   absl::StatusOr<std::vector<int32_t>> ForwardGreedy(absl::Span<StepInput> steps);
 
+  // Greedy decode with the host one step ahead of the device (runtime/engine_pipeline.cc).
+  // EnqueueGreedy enqueues a step of one new token per sequence and returns before the device has
+  // run it, its host side done (metadata, KV reservations, caches advanced); CollectGreedy waits
+  // for its ids. With `feed` (a step enqueued earlier over the same sequences in the same order),
+  // each sequence's input token is that step's id for it, copied on the device, and the tokens in
+  // `steps` are placeholders (any valid id): the host prepares step N + 1 while the device runs
+  // step N, and the device goes from one to the next without waiting for the host. Steps a graph
+  // cannot replay (eager engines, the CPU, a CHAI policy fixing membership, the first steps of a
+  // shape) run at once, after reading the feed's ids on the host; their ids are ready on return.
+  // At most two steps may be uncollected at a time, and they are collected in order.
+  struct PendingGreedy {
+    std::vector<int32_t> ids;  // valid once collected
+    bool collected = false;
+    int parity = -1;     // a step in flight: its host readback half
+    int64_t launch = -1;  // and its number among the engine's pipelined launches
+    Tensor device_ids;    // [steps] int32 on the engine's device, for a step fed by this one
+  };
+  absl::StatusOr<PendingGreedy> EnqueueGreedy(absl::Span<StepInput> steps, PendingGreedy* feed);
+  const std::vector<int32_t>& CollectGreedy(PendingGreedy* pending);
+
  private:
   struct DeviceStep;  // the step's metadata on the engine's device
   struct GraphSlot;   // a recorded decode step for one batch size and length bucket
-  void Upload(const StepMetadata& meta, absl::Span<StepInput> steps, DeviceStep* step);
+  // staging: the step's metadata goes without waiting for the device, through that half
+  // (HostUpload); otherwise the copy returns when done.
+  void Upload(const StepMetadata& meta, absl::Span<StepInput> steps, DeviceStep* step, HostUpload* staging = nullptr,
+              int parity = 0);
   // Embedding, layers and LM head; writes [rows, vocab_shard * world] logits into *logits.
   void RunModel(absl::Span<StepInput> steps, const DeviceStep& step, bool all_positions, Tensor* logits);
   // What a step hands back to the host: fp32 logits [rows, vocab], or greedy ids int32 [steps].
   enum class StepOutput { kLogits, kGreedyIds };
   absl::StatusOr<Tensor> Step(absl::Span<StepInput> steps, bool all_positions, StepOutput output);
   absl::StatusOr<Tensor> ReplayDecode(absl::Span<StepInput> steps, StepOutput output);
+  // The recorded step for meta's batch size and length bucket (made empty the first time).
+  GraphSlot* SlotFor(const StepMetadata& meta);
+  // EnqueueGreedy's step in flight: the slot's graph replayed after the metadata (and the fed ids).
+  PendingGreedy EnqueueReplay(const StepMetadata& meta, absl::Span<StepInput> steps, GraphSlot* slot,
+                              const PendingGreedy* feed, double t);
   bool CanReplay(absl::Span<StepInput> steps, bool all_positions) const;
   // After the step's logits reached the host: advances the caches and runs the policy's AfterStep.
   void FinishStep(absl::Span<StepInput> steps, bool policy_active);
@@ -223,6 +268,8 @@ class Engine {
   bool fuse_every_step_;
   bool qkv_append_in_gemv_;
   bool allreduce_in_gemv_;
+  bool pipeline_greedy_;
+  bool pipeline_every_step_;
   EngineOptions::L2PrefetchBudget l2_prefetch_;
   // By (attention policy, batch size, length bucket): a recorded step holds the policy's launch
   // hints (CHAI layers' kernels), so a run under another policy (chai bench --compare switches
@@ -230,6 +277,11 @@ class Engine {
   std::map<std::tuple<const AttentionPolicy*, int, int64_t>, std::unique_ptr<GraphSlot>> graphs_;
   AttentionPolicy* policy_ = nullptr;
   StepTimes times_;
+  // Pipelined greedy steps (EnqueueGreedy): their ids' host copies, one per parity, and which
+  // parity's step is still uncollected.
+  std::unique_ptr<HostReadback> greedy_readback_[2];
+  int64_t greedy_owner_[2] = {-1, -1};  // the launch whose ids a half holds until collected; -1: none
+  int64_t greedy_launches_ = 0;
 };
 
 }  // namespace chai

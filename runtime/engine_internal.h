@@ -3,6 +3,7 @@
 #ifndef CHAI_RUNTIME_ENGINE_INTERNAL_H_
 #define CHAI_RUNTIME_ENGINE_INTERNAL_H_
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -12,6 +13,17 @@
 #include "runtime/packed_upload.h"
 
 namespace chai {
+
+// Host wall time in seconds, and a lap of it: adds the time since *t to *total and restarts *t
+// (the engine's StepTimes).
+inline double StepClock() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+inline void Lap(double* t, double* total) {
+  const double now = StepClock();
+  *total += now - *t;
+  *t = now;
+}
 
 // The step's metadata on the engine's device, uploaded once per step; the block tables and
 // score-head maps themselves stay on the device (BlockTables).
@@ -42,6 +54,10 @@ struct Engine::GraphSlot {
   Tensor logits;    // [batch, vocab_shard * world], written by the graph
   std::unique_ptr<StepGraph> graph;
   bool warmed = false;
+  // Pipelined greedy steps (Engine::EnqueueGreedy), by parity: the metadata's page-locked staging
+  // and the ids the step's argmax writes (which the next step may read as its input tokens).
+  HostUpload staging;
+  Tensor greedy_ids[2];
 };
 
 }  // namespace chai

@@ -1,6 +1,5 @@
 // Engine, one step: the step's metadata uploaded, the forward pass run eagerly or replayed from a
 // recorded decode graph, the sequences advanced, and the logits or greedy ids brought back.
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -14,18 +13,6 @@
 #include "runtime/graph_buckets.h"
 
 namespace chai {
-namespace {
-
-double Now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
-
-// Adds the time since *t to *total and restarts *t.
-void Lap(double* t, double* total) {
-  const double now = Now();
-  *total += now - *t;
-  *t = now;
-}
-
-}  // namespace
 
 Tensor Engine::HostLogits(const Tensor& logits) const {
   const int64_t rows = logits.dim(0), vocab = config_.vocab_size;
@@ -48,7 +35,8 @@ Tensor Engine::GreedyIds(const Tensor& logits) const {
   return ids.device() == Device::kCpu ? ids : ids.To(Device::kCpu);
 }
 
-void Engine::Upload(const StepMetadata& meta, absl::Span<StepInput> steps, DeviceStep* step) {
+void Engine::Upload(const StepMetadata& meta, absl::Span<StepInput> steps, DeviceStep* step, HostUpload* staging,
+                    int parity) {
   tables_->Flush();  // blocks taken by this step's reservations
   // One copy for the step's int32 arrays (packed_upload.h); a step that already has its buffer
   // (a graph slot's: a recorded graph reads fixed addresses) is refilled in place.
@@ -56,7 +44,7 @@ void Engine::Upload(const StepMetadata& meta, absl::Span<StepInput> steps, Devic
                            &meta.q_start, &meta.seq_lens,  &meta.slots,    &meta.token_rows};
   Tensor* outs[] = {&step->ids,           &step->positions,      &step->pos_rows,   &step->last_rows,
                     &step->batch.q_start, &step->batch.seq_lens, &step->batch.slots, &step->batch.token_rows};
-  if (absl::Status sent = step->upload.Send(hosts, device_, outs); !sent.ok()) {
+  if (absl::Status sent = step->upload.Send(hosts, device_, outs, staging, parity); !sent.ok()) {
     std::fprintf(stderr, "chai: internal error: %s\n", std::string(sent.message()).c_str());
     std::abort();
   }
@@ -76,20 +64,25 @@ bool Engine::CanReplay(absl::Span<StepInput> steps, bool all_positions) const {
   return true;
 }
 
-absl::StatusOr<Tensor> Engine::ReplayDecode(absl::Span<StepInput> steps, StepOutput output) {
-  double t = Now();
-  auto meta = PrepareStep(steps, config_, pool_.get());
-  if (!meta.ok()) return meta.status();
+Engine::GraphSlot* Engine::SlotFor(const StepMetadata& meta) {
   // The attention kernels plan their chunks from the bound the graph records: one graph per
   // length bucket keeps that bound within 1.5x of the real lengths (graph_buckets.h).
   const int64_t capacity = int64_t{tables_->cap_blocks()} * pool_->block_size();
-  const int64_t bound = DecodeLengthBucket(meta->max_len, capacity);
-  auto& slot = graphs_[{policy_, meta->num_seqs, bound}];
+  const int64_t bound = DecodeLengthBucket(meta.max_len, capacity);
+  auto& slot = graphs_[{policy_, meta.num_seqs, bound}];
   if (slot == nullptr) {
     slot = std::make_unique<GraphSlot>();
-    slot->logits = NewActivation(meta->num_seqs, weights_.vocab_shard * comm_->size());
+    slot->logits = NewActivation(meta.num_seqs, weights_.vocab_shard * comm_->size());
     slot->step.batch.max_seq_len = static_cast<int>(bound);
   }
+  return slot.get();
+}
+
+absl::StatusOr<Tensor> Engine::ReplayDecode(absl::Span<StepInput> steps, StepOutput output) {
+  double t = StepClock();
+  auto meta = PrepareStep(steps, config_, pool_.get());
+  if (!meta.ok()) return meta.status();
+  GraphSlot* slot = SlotFor(*meta);
   Upload(*meta, steps, &slot->step);
   Lap(&t, &times_.prepare);
   if (!slot->warmed) {  // the first step of a shape runs eagerly (allocations, plans, scratch)
@@ -136,7 +129,7 @@ absl::StatusOr<std::vector<int32_t>> Engine::ForwardGreedy(absl::Span<StepInput>
 
 absl::StatusOr<Tensor> Engine::Step(absl::Span<StepInput> steps, bool all_positions, StepOutput output) {
   if (CanReplay(steps, all_positions)) return ReplayDecode(steps, output);
-  double t = Now();
+  double t = StepClock();
   auto meta = PrepareStep(steps, config_, pool_.get());
   if (!meta.ok()) return meta.status();
   DeviceStep step;

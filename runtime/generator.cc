@@ -1,6 +1,7 @@
 #include "runtime/generator.h"
 
 #include <chrono>
+#include <optional>
 
 #include "absl/status/status.h"
 
@@ -73,17 +74,13 @@ class Generation {
   absl::Status Decode() {
     const StepTimes before = engine_.step_times();
     const double t0 = Now();
-    while (true) {
-      std::vector<StepInput> live;
-      std::vector<size_t> index;
-      TakeNextTokens(&live, &index);
-      if (live.empty()) break;
-      if (auto s = DecodeStep(live, index); !s.ok()) return s;
-    }
+    if (auto s = greedy_ids_ && options_.pipeline_decode ? DecodePipelined() : DecodeInTurn(); !s.ok()) return s;
     result_.decode_seconds = Now() - t0;
     const StepTimes& after = engine_.step_times();
     result_.decode_times = {after.prepare - before.prepare, after.launch - before.launch,
-                            after.logits - before.logits, after.finish - before.finish, after.steps - before.steps};
+                            after.logits - before.logits,   after.finish - before.finish,
+                            after.steps - before.steps,     after.fed - before.fed,
+                            after.queued - before.queued};
     return absl::OkStatus();
   }
 
@@ -123,6 +120,17 @@ class Generation {
     }
   }
 
+  // One step after another: each waits for the previous step's tokens.
+  absl::Status DecodeInTurn() {
+    while (true) {
+      std::vector<StepInput> live;
+      std::vector<size_t> index;
+      TakeNextTokens(&live, &index);
+      if (live.empty()) return absl::OkStatus();
+      if (auto s = DecodeStep(live, index); !s.ok()) return s;
+    }
+  }
+
   absl::Status DecodeStep(std::vector<StepInput>& live, const std::vector<size_t>& index) {
     if (greedy_ids_) {
       auto ids = engine_.ForwardGreedy(absl::MakeSpan(live));
@@ -140,6 +148,76 @@ class Generation {
     }
     result_.decode_sampling_seconds += Now() - sample_start;
     return absl::OkStatus();
+  }
+
+  // A greedy step enqueued on the engine (Engine::EnqueueGreedy): its sequences (their positions
+  // in the generation) and its ids once collected.
+  struct InFlight {
+    std::vector<StepInput> live;
+    std::vector<size_t> index;
+    Engine::PendingGreedy pending;
+  };
+
+  // Greedy decoding with the host one step ahead: while the device runs a step, the next one is
+  // enqueued over the same sequences, fed that step's tokens on the device. It is enqueued only
+  // when no sequence reaches its length with that token (the batch then ends together); a sequence
+  // that stops at EOS instead had one step too many, whose token is dropped and whose cache is
+  // rolled back by its one position. Steps the engine cannot pipeline go in turn.
+  absl::Status DecodePipelined() {
+    std::optional<InFlight> current;
+    while (true) {
+      if (!current) {
+        InFlight step;
+        TakeNextTokens(&step.live, &step.index);
+        if (step.live.empty()) return absl::OkStatus();
+        auto pending = engine_.EnqueueGreedy(absl::MakeSpan(step.live), nullptr);
+        if (!pending.ok()) return pending.status();
+        step.pending = std::move(*pending);
+        current = std::move(step);
+      }
+      std::optional<InFlight> next = EnqueueFedBy(&*current);
+      const std::vector<int32_t>& ids = engine_.CollectGreedy(&current->pending);
+      ++result_.decode_steps;
+      for (size_t j = 0; j < ids.size(); ++j) next_[current->index[j]] = ids[j];
+      if (!next) {
+        current.reset();
+        continue;
+      }
+      std::vector<StepInput> live;
+      std::vector<size_t> index;
+      TakeNextTokens(&live, &index);
+      if (index == next->index) {  // every sequence went on: the step enqueued ahead was right
+        current = std::move(next);
+        continue;
+      }
+      const std::vector<int32_t>& more = engine_.CollectGreedy(&next->pending);
+      ++result_.decode_steps;
+      for (size_t j = 0; j < more.size(); ++j) {
+        const size_t i = next->index[j];
+        if (done_[i]) {
+          next->live[j].seq->kv.Advance(-1);  // stopped at EOS: this step's position is not its own
+        } else {
+          next_[i] = more[j];
+        }
+      }
+      current.reset();
+    }
+  }
+
+  // The step after `step`, enqueued now and fed its tokens on the device; nullopt where a sequence
+  // reaches its length with them or the engine would run the step synchronously. A step that
+  // fails to enqueue (a full KV cache) is left to the next step in turn, which reports it if it
+  // still fails with the real tokens.
+  std::optional<InFlight> EnqueueFedBy(InFlight* step) {
+    for (size_t i : step->index) {
+      if (static_cast<int>(result_.output_ids[i].size()) + 1 >= options_.max_new_tokens) return std::nullopt;
+    }
+    InFlight next{step->live, step->index, {}};  // the current tokens stand in until the device feeds them
+    if (!engine_.PipelinesGreedy(absl::MakeSpan(next.live))) return std::nullopt;
+    auto pending = engine_.EnqueueGreedy(absl::MakeSpan(next.live), &step->pending);
+    if (!pending.ok()) return std::nullopt;
+    next.pending = std::move(*pending);
+    return next;
   }
 
   Engine& engine_;

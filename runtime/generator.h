@@ -20,6 +20,10 @@ struct GenerateOptions {
   bool keep_prompt_logits = false;
   // CHAI for every sequence when set (the engine must use this policy); dense otherwise.
   const ChaiPolicy* chai = nullptr;
+  // Greedy decoding enqueues each step before the previous one's tokens reach the host, where the
+  // engine can (Engine::PipelinesGreedy): the same tokens, without the device waiting for the host
+  // between steps. false: every step in turn (tests compare the two).
+  bool pipeline_decode = true;
 };
 
 struct GenerateResult {
@@ -28,7 +32,7 @@ struct GenerateResult {
   std::vector<std::unique_ptr<Sequence>> sequences;  // final state (caches, CHAI membership)
   double prefill_seconds = 0;
   double decode_seconds = 0;
-  int64_t decode_steps = 0;
+  int64_t decode_steps = 0;  // engine steps run (a pipelined step a sequence stopped before counts)
   StepTimes decode_times;          // the engine's host-side breakdown of the decode steps
   double decode_sampling_seconds = 0;  // choosing the next tokens from the logits
 };

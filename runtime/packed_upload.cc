@@ -6,7 +6,8 @@
 
 namespace chai {
 
-absl::Status PackedUpload::Send(absl::Span<const Tensor* const> hosts, Device device, absl::Span<Tensor* const> outs) {
+absl::Status PackedUpload::Send(absl::Span<const Tensor* const> hosts, Device device, absl::Span<Tensor* const> outs,
+                                HostUpload* staging, int parity) {
   constexpr int64_t kAlign = 16;  // int32 elements: 64 bytes
   if (hosts.size() != outs.size()) {
     return absl::InvalidArgumentError(
@@ -30,7 +31,11 @@ absl::Status PackedUpload::Send(absl::Span<const Tensor* const> hosts, Device de
     std::copy_n(hosts[i]->data<int32_t>(), lengths[i], packed.data<int32_t>() + offsets[i]);
   }
   if (buffer_.defined()) {
-    CopyTensor(packed, &buffer_);
+    if (staging != nullptr) {
+      staging->CopyAsync(packed, &buffer_, parity);
+    } else {
+      CopyTensor(packed, &buffer_);
+    }
     return absl::OkStatus();
   }
   buffer_ = device == Device::kCpu ? packed : packed.To(device);

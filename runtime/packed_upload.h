@@ -13,6 +13,7 @@
 
 #include "absl/status/status.h"
 #include "absl/types/span.h"
+#include "kernels/host_upload.h"
 #include "kernels/tensor.h"
 
 namespace chai {
@@ -23,7 +24,10 @@ class PackedUpload {
   // buffer) and sets *outs[i] to a view of it holding hosts[i] (1-D int32). Later calls copy into
   // the same buffer and leave the views where they are; they must bring arrays of the lengths of
   // the first call (FailedPrecondition otherwise, nothing sent).
-  absl::Status Send(absl::Span<const Tensor* const> hosts, Device device, absl::Span<Tensor* const> outs);
+  // With `staging` (a later call only), the copy does not wait for the device: it goes through
+  // half `parity` of the staging buffer (kernels/host_upload.h says when a half may be reused).
+  absl::Status Send(absl::Span<const Tensor* const> hosts, Device device, absl::Span<Tensor* const> outs,
+                    HostUpload* staging = nullptr, int parity = 0);
 
   bool sent() const { return buffer_.defined(); }
 

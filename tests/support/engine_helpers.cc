@@ -7,10 +7,10 @@
 
 namespace chai::testing {
 
-absl::StatusOr<TestModel> LoadTestModel(const std::string& dir, Communicator* comm, const ParallelLayout& layout,
-                                        DType dtype, Device device, bool capture_decode, LinearFusion linear_fusion,
-                                        bool fuse_every_step, bool qkv_append_in_gemv,
-                                        EngineOptions::L2PrefetchBudget l2_prefetch) {
+namespace {
+
+absl::StatusOr<TestModel> BuildTestModel(const std::string& dir, Communicator* comm, const ParallelLayout& layout,
+                                         DType dtype, Device device, const EngineOptions& options) {
   TestModel m;
   auto config = LoadModelConfig(dir);
   if (!config.ok()) return config.status();
@@ -26,14 +26,28 @@ absl::StatusOr<TestModel> LoadTestModel(const std::string& dir, Communicator* co
   l.world = comm->size();
   auto weights = LoadWeights(m.config, **source, l, dtype, device);
   if (!weights.ok()) return weights.status();
+  m.engine = std::make_unique<Engine>(m.config, std::move(*weights), comm, dtype, device, options);
+  return m;
+}
+
+}  // namespace
+
+absl::StatusOr<TestModel> LoadTestModel(const std::string& dir, Communicator* comm, const ParallelLayout& layout,
+                                        DType dtype, Device device, bool capture_decode, LinearFusion linear_fusion,
+                                        bool fuse_every_step, bool qkv_append_in_gemv,
+                                        EngineOptions::L2PrefetchBudget l2_prefetch) {
   EngineOptions options;
   options.capture_decode = capture_decode && device == Device::kCuda;  // exercise the recorded decode path
   options.linear_fusion = linear_fusion;
   options.fuse_every_step = fuse_every_step;
   options.qkv_append_in_gemv = qkv_append_in_gemv;
   options.l2_prefetch = l2_prefetch;
-  m.engine = std::make_unique<Engine>(m.config, std::move(*weights), comm, dtype, device, options);
-  return m;
+  return BuildTestModel(dir, comm, layout, dtype, device, options);
+}
+
+absl::StatusOr<TestModel> LoadTestModel(const std::string& dir, const EngineOptions& options, DType dtype,
+                                        Device device) {
+  return BuildTestModel(dir, nullptr, {}, dtype, device, options);
 }
 
 namespace {
@@ -89,6 +103,22 @@ std::vector<int32_t> GreedyTokens(Engine& engine, const std::vector<int32_t>& pr
   options.max_new_tokens = new_tokens;
   auto result = Generate(engine, {prompt}, options);
   return result.ok() ? result->output_ids[0] : std::vector<int32_t>{};
+}
+
+absl::StatusOr<GreedyRun> RunGreedy(Engine& engine, const std::vector<std::vector<int32_t>>& prompts, int new_tokens,
+                                    int eos_token_id, bool pipeline) {
+  GenerateOptions options;
+  options.max_new_tokens = new_tokens;
+  options.eos_token_id = eos_token_id;
+  options.pipeline_decode = pipeline;
+  auto result = Generate(engine, prompts, options);
+  if (!result.ok()) return result.status();
+  GreedyRun run;
+  run.ids = result->output_ids;
+  for (const auto& seq : result->sequences) run.lengths.push_back(seq->length());
+  run.steps = result->decode_steps;
+  run.times = result->decode_times;
+  return run;
 }
 
 std::vector<std::vector<float>> SteppedLogits(Engine& engine, const std::vector<std::vector<int32_t>>& prompts,

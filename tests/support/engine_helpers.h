@@ -29,6 +29,10 @@ absl::StatusOr<TestModel> LoadTestModel(const std::string& dir, Communicator* co
                                         bool fuse_every_step = false, bool qkv_append_in_gemv = true,
                                         EngineOptions::L2PrefetchBudget l2_prefetch = {});
 
+// The same, single-process, with the engine's options given whole.
+absl::StatusOr<TestModel> LoadTestModel(const std::string& dir, const EngineOptions& options, DType dtype,
+                                        Device device);
+
 // The checkpoint's weights rounded to `dtype` and back to fp32: the CPU reference for a run
 // that stores weights in `dtype`, so that kernel error is measured apart from the rounding
 // of the weights themselves.
@@ -39,6 +43,16 @@ std::vector<std::vector<float>> PromptLogits(Engine& engine, const std::vector<i
 
 // Greedy continuation (incremental decode with the KV cache), new tokens only.
 std::vector<int32_t> GreedyTokens(Engine& engine, const std::vector<int32_t>& prompt, int new_tokens);
+
+// A greedy generation's outcome (Generate), to compare decoding pipelined and in turn.
+struct GreedyRun {
+  std::vector<std::vector<int32_t>> ids;  // new tokens per sequence
+  std::vector<int64_t> lengths;           // each sequence's cache length at the end
+  int64_t steps = 0;                      // decode steps run
+  StepTimes times;                        // the decode steps' engine counters (fed, queued)
+};
+absl::StatusOr<GreedyRun> RunGreedy(Engine& engine, const std::vector<std::vector<int32_t>>& prompts, int new_tokens,
+                                    int eos_token_id, bool pipeline);
 
 // Several sequences stepped together: one prefill step of all prompts, then decode_steps steps of
 // one token per sequence, sequence i taking next[i][s] at step s (a fixed continuation, so that
