@@ -36,7 +36,8 @@
 # basetp (this tree against a baseline tree, BASE_TAR, on the same host: multi-GPU and norm tests,
 # then OPT-66B at TP=4 and LLaMA-7B at TP=4 and 1, batch 1, in turn), tpenv (run-time settings at TP=4:
 # the multi-GPU tests, then OPT-66B and LLaMA-7B under each of TPENV_SETTINGS in turn), arbench (the IPC
-# all-reduce benchmark, plain and fused with the add + norm, under each of ARBENCH_SETTINGS in turn).
+# all-reduce benchmark, plain and fused with the add + norm, under each of ARBENCH_SETTINGS in turn),
+# pipeline (pipelined greedy decode: its tests, memcheck, LLaMA-7B with it off and on).
 set -uo pipefail
 modes=" ${*:-all} "
 [ "$modes" = " all " ] && modes=" test bench e2e chai "
@@ -165,6 +166,8 @@ targets=()
 [ "$modes" = " gemvshape " ] && targets=(--target chai gemm_bench ops_gpu_test qkv_append_gpu_test linear_fused_gpu_test)
 [ "$modes" = " passes " ] && targets=(--target attention_bench paged_attention_gpu_test engine_gpu_test chai)
 [ "$modes" = " gemvab " ] && targets=(--target chai gemm_bench ops_gpu_test)  # the variants build beside
+[ "$modes" = " pipeline " ] && targets=(--target chai pipelined_decode_gpu_test engine_gpu_test chai_cluster_gpu_test
+  block_tables_gpu_test)
 [ "$modes" = " l2ab " ] && targets=(--target chai l2_prefetch_gpu_test paged_attention_gpu_test engine_gpu_test
   fused_ops_gpu_test)
 # Always (re)build: on a machine kept warm the tree may have changed since the last call, and
@@ -197,6 +200,11 @@ has qkvappend && run_mode qkvappend
 has b1attn && run_mode b1attn
 has abtpot && run_mode abtpot
 has fusion && ENVAB_TAG=fusion run_mode envab
+# Pipelined greedy decode (Engine::EnqueueGreedy): its tests and the engine's, memcheck over one
+# fp16 case, then LLaMA-7B with CHAI_DECODE_PIPELINE=0 and 1 in turn (ENVAB_ROUNDS, ENVAB_BATCHES).
+has pipeline && ENVAB_TAG=pipeline ENVAB_SETTINGS="${ENVAB_SETTINGS:-CHAI_DECODE_PIPELINE=0 CHAI_DECODE_PIPELINE=1}" \
+  ENVAB_TESTS="${ENVAB_TESTS:-pipelined_decode_gpu_test engine_gpu_test chai_cluster_gpu_test block_tables_gpu_test}" \
+  ENVAB_MEMCHECK="${ENVAB_MEMCHECK:-pipelined_decode_gpu_test:*llama_gqa_f16*}" run_mode envab
 has pdlab && ENVAB_TAG=pdlab ENVAB_SETTINGS="CHAI_PDL=0 CHAI_PDL=1" ENVAB_TEST_ENV="CHAI_PDL=1" run_mode envab
 l2ab_tests="l2_prefetch_gpu_test paged_attention_gpu_test engine_gpu_test fused_ops_gpu_test"  # one line (envab's read)
 has l2ab && ENVAB_TAG=l2ab ENVAB_TESTS="${L2AB_TESTS:-$l2ab_tests}" \
