@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Tensor parallelism on GPUs (NCCL under mpirun): logits and greedy ids with 2 (and 4, where
 # present) ranks equal the single-GPU run: fp32 max abs error <= 1e-4, fp16 relative <= 1e-2;
-# dense and CHAI (a schedule whose clusters are split evenly). Skips (77) with fewer than 2 GPUs.
+# dense and CHAI (a schedule whose clusters are split evenly). Greedy ids also from plain
+# generation (no logits kept: the device's argmax, each step enqueued before the previous one's
+# ids reach the host, Engine::EnqueueGreedy) equal the single-GPU logits run's (the host's argmax,
+# in turn). Skips (77) with fewer than 2 GPUs.
 #   tests/gpu/tp_gpu_test.sh path/to/chai
 set -uo pipefail
 chai="${1:?usage: tp_gpu_test.sh path/to/chai}"
@@ -16,8 +19,17 @@ fail=0
 run() {  # name np model dtype extra...
   local name=$1 np=$2 model=$3 dtype=$4; shift 4
   mpirun -np "$np" --oversubscribe -x NCCL_NVLS_ENABLE "$chai" generate --model "$root/tests/fixtures/$model" --device cuda \
-    --dtype "$dtype" --prompt-ids "$prompt" --max-new-tokens 8 --ignore-eos --dump-logits --json "$tmp/$name.json" "$@" \
+    --dtype "$dtype" --prompt-ids "$prompt" --max-new-tokens 8 --ignore-eos --json "$tmp/$name.json" "$@" \
     > "$tmp/$name.log" 2>&1 || { echo "FAIL: $name exited non-zero"; cat "$tmp/$name.log"; fail=1; }
+}
+same_ids() {  # reference candidate: output ids equal
+  python3 - "$tmp/$1.json" "$tmp/$2.json" <<'PY' || fail=1
+import json, sys
+a, b = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+same = a["output_ids"] == b["output_ids"]
+print(f"{'PASS' if same else 'FAIL'}: {sys.argv[2].split('/')[-1]} ids equal: {same}")
+sys.exit(0 if same else 1)
+PY
 }
 compare() {  # reference candidate dtype
   python3 - "$tmp/$1.json" "$tmp/$2.json" "$3" <<'PY' || fail=1
@@ -40,15 +52,17 @@ for np_ in 2 4; do
   for dtype in fp32 fp16; do
     for model in opt-postln llama-gqa; do
       [ "$model" = llama-gqa ] && [ "$np_" = 4 ] && continue  # 2 KV heads: splits over 2 ranks at most
-      run "$model-$dtype-tp1" 1 "$model" "$dtype"
-      run "$model-$dtype-tp$np_" "$np_" "$model" "$dtype"
+      run "$model-$dtype-tp1" 1 "$model" "$dtype" --dump-logits
+      run "$model-$dtype-tp$np_" "$np_" "$model" "$dtype" --dump-logits
       compare "$model-$dtype-tp1" "$model-$dtype-tp$np_" "$dtype"
+      run "$model-$dtype-tp$np_-pipelined" "$np_" "$model" "$dtype"
+      same_ids "$model-$dtype-tp1" "$model-$dtype-tp$np_-pipelined"
     done
     # CHAI with 2 clusters per rank in layer 1 over contiguous head blocks: each rank clusters its
     # own heads. Against TP=1 only when the single-process clusters are co-located, which the CPU
     # MPI tests establish; here TP=np vs TP=np repeated must at least be deterministic.
-    run "chai-$dtype-a-tp$np_" "$np_" opt-postln "$dtype" --chai 8,$((2 * np_))
-    run "chai-$dtype-b-tp$np_" "$np_" opt-postln "$dtype" --chai 8,$((2 * np_))
+    run "chai-$dtype-a-tp$np_" "$np_" opt-postln "$dtype" --dump-logits --chai 8,$((2 * np_))
+    run "chai-$dtype-b-tp$np_" "$np_" opt-postln "$dtype" --dump-logits --chai 8,$((2 * np_))
     compare "chai-$dtype-a-tp$np_" "chai-$dtype-b-tp$np_" "$dtype"
   done
 done
