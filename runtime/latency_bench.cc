@@ -46,8 +46,9 @@ double PrefillFlops(const ModelConfig& c, const ModelWeights& w, int batch, int 
 }
 
 // One progress line on stderr: where a decode step's wall time goes on the host ("logits" is
-// mostly waiting for the device), and how many steps were queued behind the device's work
-// without waiting for it (pipelined greedy decode, Engine::EnqueueGreedy).
+// mostly waiting for the device), and how many steps were enqueued before the previous step's
+// tokens reached the host (pipelined greedy decode, Engine::EnqueueGreedy; 0 with
+// CHAI_DECODE_PIPELINE=0).
 void PrintProgress(const LatencyBenchOptions& o, int i, const GenerateResult& result) {
   const bool measured = i >= o.warmup;
   const StepTimes& st = result.decode_times;
@@ -55,10 +56,10 @@ void PrintProgress(const LatencyBenchOptions& o, int i, const GenerateResult& re
   const double step = result.decode_seconds / std::max<int64_t>(1, result.decode_steps);
   std::fprintf(stderr,
                "%s %d/%d: prefill %.2f ms, decode %.3f ms/step (host: prepare %.3f, launch %.3f, logits %.3f, "
-               "finish %.3f, sampling %.3f; %lld of %lld steps queued ahead)\n",
+               "finish %.3f, sampling %.3f; %lld of %lld steps enqueued ahead)\n",
                measured ? "iter" : "warmup", measured ? i - o.warmup + 1 : i + 1, measured ? o.iters : o.warmup,
                result.prefill_seconds * 1e3, step * 1e3, st.prepare * per, st.launch * per, st.logits * per,
-               st.finish * per, result.decode_sampling_seconds * per, static_cast<long long>(st.queued),
+               st.finish * per, result.decode_sampling_seconds * per, static_cast<long long>(st.fed),
                static_cast<long long>(result.decode_steps));
 }
 
