@@ -63,8 +63,9 @@ class AttentionPolicy {
 struct StepTimes {
   double prepare = 0, launch = 0, logits = 0, finish = 0;
   int64_t steps = 0;
-  // Pipelined greedy steps (EnqueueGreedy): fed the step before's tokens (enqueued before those
-  // reached the host), and queued behind the device's work without waiting for it.
+  // Greedy steps through EnqueueGreedy: those given the step before as their feed (Generate's
+  // pipelined loop enqueued them before that step's tokens were read), and those queued behind
+  // the device's work without waiting for it (replayed graphs; none on the CPU).
   int64_t fed = 0, queued = 0;
 };
 

@@ -205,7 +205,7 @@ class Generation {
   }
 
   // The step after `step`, enqueued now and fed its tokens on the device; nullopt where a sequence
-  // reaches its length with them or the engine would run the step synchronously. A step that
+  // reaches its length with them or the engine cannot pipeline the step (Engine::PipelinesGreedy). A step that
   // fails to enqueue (a full KV cache) is left to the next step in turn, which reports it if it
   // still fails with the real tokens.
   std::optional<InFlight> EnqueueFedBy(InFlight* step) {

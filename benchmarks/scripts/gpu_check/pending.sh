@@ -1,6 +1,13 @@
 #!/usr/bin/env bash
 # gpu_check.sh mode `pending`, sourced by gpu_check.sh (it sees OUT, gpus, modes, has, bench, mpi).
-# Code on main that waits for a GPU, as of the twenty-sixth session (2026-11-28): branch
+# As of the twenty-seventh session (2026-11-28): pipelined greedy decode (Engine::EnqueueGreedy,
+# CHAI_DECODE_PIPELINE) ran on H200s only: `gpu_check.sh pipeline` on one (its tests passed; the
+# memcheck over pipelined_decode_gpu_test matched no test, its filter since fixed: run `gpu_check.sh
+# pipeline` again for it), tp_gpu_test np 2 and 4 (passed), TPOT A/Bs at TP 1, 2, 4 and OPT-66B
+# (benchmarks/results/*-h200.md). Not yet on H100s: `ENVAB_BATCHES=1,8 gpu_check.sh pipeline` on one,
+# and OPT-66B / the ratio on 4 x H100 (`TPENV_SETTINGS=default TPENV_ROUNDS=2 RATIO_TESTS=" "
+# gpu_check.sh tpenv ratio`).
+# Code on main that waited for a GPU as of the twenty-sixth session (2026-11-28): branch
 # wip/gemv-hints ran and is on main (the GEMV's L2 prefetch plan as CPU code, ChooseDefault,
 # CHAI_GEMV_FOUR_WARPS, the `rows` hint form, the PagedAttention split): every gpu-labelled test
 # passed on 4 x H200 (`gpu_check.sh spread`, twice) and on one H100; CHAI_GEMV_FOUR_WARPS=unhinted,
