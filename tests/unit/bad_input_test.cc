@@ -265,10 +265,11 @@ TEST(BadFlags, UnknownDecodeFusion) {
 
 
 // The 0|1 switches of the decode step. Each is checked everywhere, also where it changes nothing
-// (CHAI_ALLREDUCE_IN_GEMV acts at TP > 1 on GPUs only, CHAI_DECODE_QKV_APPEND on GPUs only).
+// (CHAI_ALLREDUCE_IN_GEMV acts at TP > 1 on GPUs only, CHAI_DECODE_QKV_APPEND and CHAI_DECODE_PIPELINE on GPUs
+// only).
 TEST(BadFlags, UnknownZeroOrOneSwitches) {
   const std::string args = "generate --model " + FixtureDir("llama-gqa") + " --prompt-ids 1,2 --max-new-tokens 2";
-  for (const char* name : {"CHAI_DECODE_QKV_APPEND", "CHAI_ALLREDUCE_IN_GEMV"}) {
+  for (const char* name : {"CHAI_DECODE_QKV_APPEND", "CHAI_DECODE_PIPELINE", "CHAI_ALLREDUCE_IN_GEMV"}) {
     for (const char* v : {"0", "1"}) {
       setenv(name, v, 1);
       const ChaiCliResult r = RunChaiCli(args);
