@@ -82,6 +82,8 @@ absl::Status TimeGenerations(Engine& engine, const LatencyBenchOptions& o, Laten
     if (i >= o.warmup) {
       ttft.push_back(result->prefill_seconds);
       tpot.push_back(result->decode_seconds / std::max<int64_t>(1, result->decode_steps));
+      r->decode_steps += result->decode_steps;
+      r->decode_steps_ahead += result->decode_times.fed;
       r->kv_bytes_per_token = result->sequences[0]->kv.KBytesPerToken() + result->sequences[0]->kv.VBytesPerToken();
     }
     if (o.progress && engine.comm()->rank() == 0) PrintProgress(o, i, *result);

@@ -27,6 +27,9 @@ struct LatencyBenchOptions {
 struct LatencyBenchResult {
   double ttft_s = 0;          // median prefill time (all prompts) to the first tokens
   double tpot_s = 0;          // median decode step time
+  // Decode steps over the timed iterations, and of them those enqueued before the previous step's
+  // tokens reached the host (pipelined greedy decode: graph-replayed steps on a GPU; none on the CPU).
+  int64_t decode_steps = 0, decode_steps_ahead = 0;
   double tokens_per_s = 0;    // batch / tpot
   int64_t weight_bytes = 0;   // held by this rank
   int64_t kv_pool_bytes = 0;  // this rank's KV block pool (weights + pool: the bulk of its device memory)

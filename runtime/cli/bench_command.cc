@@ -27,6 +27,8 @@ Json ResultJson(const LatencyBenchOptions& o, const LatencyBenchResult& r) {
   out.Set("output_len", Json(o.output_len));
   out.Set("ttft_ms", Json(r.ttft_s * 1e3));
   out.Set("tpot_ms", Json(r.tpot_s * 1e3));
+  out.Set("decode_steps", Json(r.decode_steps));
+  out.Set("decode_steps_ahead", Json(r.decode_steps_ahead));
   out.Set("tokens_per_s", Json(r.tokens_per_s));
   out.Set("weight_bytes", Json(r.weight_bytes));
   out.Set("kv_pool_bytes", Json(r.kv_pool_bytes));

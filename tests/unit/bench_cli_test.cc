@@ -36,6 +36,23 @@ RunWithJson RunChaiJson(const std::string& args, const std::string& name, const 
   return r;
 }
 
+// The decode steps of the timed iterations (output length - 1 per generation: the first token comes
+// from the prefill), and of them those enqueued ahead: none on the CPU, where no step is replayed from
+// a graph behind the device's work.
+TEST(BenchCli, RecordsTheDecodeStepsAndThoseEnqueuedAhead) {
+  const auto [r, parsed] = RunChaiJson(
+      absl::StrCat("bench --model ", kFixture, " --batch 2 --input-len 8 --output-len 5 --warmup 1 --iters 3"),
+      "steps.json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  const Json& run = parsed->Find("runs")->as_array().at(0);
+  ASSERT_NE(run.Find("decode_steps"), nullptr);
+  EXPECT_EQ(run.Find("decode_steps")->as_double(), 3 * (5 - 1));
+  ASSERT_NE(run.Find("decode_steps_ahead"), nullptr);
+  EXPECT_EQ(run.Find("decode_steps_ahead")->as_double(), 0);
+  EXPECT_NE(r.err.find("0 of 4 steps enqueued ahead"), std::string::npos) << r.err;
+}
+
 TEST(BenchCli, CompareNeedsASchedule) {
   ExpectChaiCliError("bench --model " + kFixture + " --compare", "--compare needs a CHAI schedule");
 }
