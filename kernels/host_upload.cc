@@ -41,9 +41,13 @@ void HostUpload::CopyAsync(const Tensor& src, Tensor* dst, int parity) {
   }
 #ifdef CHAI_WITH_CUDA
   if (bytes > half_bytes_) {
-    Free();  // waits for the device: only when a larger upload than any before comes
-    CHAI_CUDA_CHECK(cudaMallocHost(&data_, 2 * bytes));
-    half_bytes_ = bytes;
+    // Waits for the device: only when a larger upload than any before comes. Halves grow in powers
+    // of two from 4 KB, so that uploads of varying sizes (block-table entries) rarely wait.
+    Free();
+    size_t half = 4096;
+    while (half < bytes) half *= 2;
+    CHAI_CUDA_CHECK(cudaMallocHost(&data_, 2 * half));
+    half_bytes_ = half;
   }
   char* half = static_cast<char*>(data_) + parity * half_bytes_;
   std::memcpy(half, src.raw(), bytes);

@@ -80,21 +80,23 @@ std::vector<int32_t> PendingValues(const std::vector<int32_t>& host, const std::
   return values;
 }
 
-void BlockTables::Flush() {
-  const int64_t nt = static_cast<int64_t>(pending_table_idx_.size());
-  const int64_t nh = static_cast<int64_t>(pending_head_idx_.size());
-  if (nt + nh == 0) return;
-  // Entries and values of both tables travel in one copy (each host-to-device copy waits for the
-  // device), then one scatter per table reads its part.
+Tensor BlockTables::TakePending(int64_t* table_entries, int64_t* head_entries) {
+  *table_entries = static_cast<int64_t>(pending_table_idx_.size());
+  *head_entries = static_cast<int64_t>(pending_head_idx_.size());
   std::vector<int32_t> all;
-  all.reserve(static_cast<size_t>(2 * (nt + nh)));
+  all.reserve(pending_table_idx_.size() * 2 + pending_head_idx_.size() * 2);
   for (const auto& [idx, host] : {std::pair{&pending_table_idx_, &host_tables_},
                                   std::pair{&pending_head_idx_, &host_score_heads_}}) {
     const std::vector<int32_t> values = PendingValues(*host, *idx);
     all.insert(all.end(), idx->begin(), idx->end());
     all.insert(all.end(), values.begin(), values.end());
+    idx->clear();
   }
-  const Tensor sent = Tensor::FromInts(all, {static_cast<int64_t>(all.size())}).To(device_);
+  return Tensor::FromInts(all, {static_cast<int64_t>(all.size())});
+}
+
+// `sent` on the device: the tables' indices, their values, then the maps' indices and values.
+void BlockTables::Scatter(const Tensor& sent, int64_t nt, int64_t nh) {
   if (nt > 0) {
     Tensor flat = tables_.Reshape({tables_.numel()});
     ops::ScatterInt32(sent.Rows(0, nt), sent.Rows(nt, 2 * nt), &flat);
@@ -103,8 +105,25 @@ void BlockTables::Flush() {
     Tensor flat = score_heads_.Reshape({score_heads_.numel()});
     ops::ScatterInt32(sent.Rows(2 * nt, 2 * nt + nh), sent.Rows(2 * nt + nh, 2 * (nt + nh)), &flat);
   }
-  pending_table_idx_.clear();
-  pending_head_idx_.clear();
+}
+
+void BlockTables::Flush() {
+  if (pending_table_idx_.empty() && pending_head_idx_.empty()) return;
+  // Entries and values of both tables travel in one copy (each such copy waits for the device),
+  // then one scatter per table reads its part.
+  int64_t nt = 0, nh = 0;
+  const Tensor host = TakePending(&nt, &nh);
+  Scatter(host.To(device_), nt, nh);
+}
+
+void BlockTables::FlushAsync(int parity) {
+  if (pending_table_idx_.empty() && pending_head_idx_.empty()) return;
+  int64_t nt = 0, nh = 0;
+  const Tensor host = TakePending(&nt, &nh);
+  // Stream-ordered device memory (device_memory.cc): freed after the scatters that read it.
+  Tensor sent = Tensor::Empty(host.shape(), DType::kI32, device_);
+  staging_.CopyAsync(host, &sent, parity);
+  Scatter(sent, nt, nh);
 }
 
 }  // namespace chai

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "kernels/host_upload.h"
 #include "kernels/tensor.h"
 
 namespace chai {
@@ -34,8 +35,12 @@ class BlockTables {
   void SetScoreHeads(int row, int layer, const std::vector<int>& map);
 
   // Sends pending entries to the device (nothing to do on the CPU, where the tables are the
-  // host copy itself).
+  // host copy itself), with a copy that waits for the device.
   void Flush();
+  // The same without waiting: the entries go through half `parity` of page-locked staging and the
+  // scatter follows in stream order (a pipelined decode step, enqueued while the previous one
+  // runs). HostUpload's rule holds: a half is refilled only after the copy made from it has run.
+  void FlushAsync(int parity);
 
   // Views for one layer: tables [max_rows, 2, kv_heads, cap], score heads [max_rows, heads].
   Tensor LayerTables(int layer) const { return tables_.Rows(layer, layer + 1).Reshape({max_rows_, 2, kv_heads_, cap_}); }
@@ -43,6 +48,9 @@ class BlockTables {
 
  private:
   void Put(Tensor* device, std::vector<int32_t>* host, int64_t index, int32_t value);
+  // Pending indices and values of both tables in one host array; clears the pending lists.
+  Tensor TakePending(int64_t* table_entries, int64_t* head_entries);
+  void Scatter(const Tensor& sent, int64_t table_entries, int64_t head_entries);
 
   int max_rows_, layers_, kv_heads_, heads_, cap_;
   Device device_;
@@ -50,6 +58,7 @@ class BlockTables {
   std::vector<int32_t> host_tables_, host_score_heads_;  // mirrors (CUDA only)
   std::vector<int32_t> pending_table_idx_, pending_head_idx_;  // entries changed since the last Flush
   std::vector<int> free_rows_;
+  HostUpload staging_;  // FlushAsync's
 };
 
 // The values a flush sends for the pending entries `idx` of a table whose host mirror is `host`:

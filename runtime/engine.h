@@ -280,7 +280,7 @@ class Engine {
   StepTimes times_;
   // Pipelined greedy steps (EnqueueGreedy): their ids' host copies, one per parity, and which
   // parity's step is still uncollected.
-  std::unique_ptr<HostReadback> greedy_readback_[2];
+  HostReadback greedy_readback_[2];
   int64_t greedy_owner_[2] = {-1, -1};  // the launch whose ids a half holds until collected; -1: none
   int64_t greedy_launches_ = 0;
 };

@@ -73,11 +73,10 @@ absl::StatusOr<Engine::PendingGreedy> Engine::EnqueueGreedy(absl::Span<StepInput
 Engine::PendingGreedy Engine::EnqueueReplay(const StepMetadata& meta, absl::Span<StepInput> steps, GraphSlot* slot,
                                             const PendingGreedy* feed, double t) {
   const int parity = static_cast<int>(greedy_launches_ & 1);
-  auto& readback = greedy_readback_[parity];
-  if (readback == nullptr) readback = std::make_unique<HostReadback>();
+  HostReadback& readback = greedy_readback_[parity];
   // A step two launches back that was never collected (its caller stopped early): its ids are
   // given up, after its copy has landed, so that nothing writes the half while it is reused.
-  if (greedy_owner_[parity] >= 0) readback->Wait();
+  if (greedy_owner_[parity] >= 0) readback.Wait();
   Upload(meta, steps, &slot->step, &slot->staging, parity);
   if (feed != nullptr) CopyTensor(feed->device_ids, &slot->step.ids);  // device to device, in stream order
   Lap(&t, &times_.prepare);
@@ -85,8 +84,8 @@ Engine::PendingGreedy Engine::EnqueueReplay(const StepMetadata& meta, absl::Span
   Tensor& ids = slot->greedy_ids[parity];
   if (!ids.defined()) ids = Tensor::Empty({meta.num_seqs}, DType::kI32, device_);
   ops::ArgmaxRows(slot->logits, config_.vocab_size, &ids);
-  readback->Reserve(ids.nbytes(), device_);
-  readback->CopyAsync(ids, 0);
+  readback.Reserve(ids.nbytes(), device_);
+  readback.CopyAsync(ids, 0);
   PendingGreedy pending;
   pending.parity = parity;
   pending.launch = greedy_launches_++;
@@ -107,7 +106,7 @@ const std::vector<int32_t>& Engine::CollectGreedy(PendingGreedy* pending) {
     std::abort();
   }
   double t = StepClock();
-  HostReadback& readback = *greedy_readback_[pending->parity];
+  HostReadback& readback = greedy_readback_[pending->parity];
   readback.Wait();
   const int32_t* ids = static_cast<const int32_t*>(readback.data());
   pending->ids.assign(ids, ids + pending->device_ids.numel());

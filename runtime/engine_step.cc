@@ -37,7 +37,12 @@ Tensor Engine::GreedyIds(const Tensor& logits) const {
 
 void Engine::Upload(const StepMetadata& meta, absl::Span<StepInput> steps, DeviceStep* step, HostUpload* staging,
                     int parity) {
-  tables_->Flush();  // blocks taken by this step's reservations
+  // Blocks taken by this step's reservations; a pipelined step's without waiting for the device.
+  if (staging != nullptr) {
+    tables_->FlushAsync(parity);
+  } else {
+    tables_->Flush();
+  }
   // One copy for the step's int32 arrays (packed_upload.h); a step that already has its buffer
   // (a graph slot's: a recorded graph reads fixed addresses) is refilled in place.
   const Tensor* hosts[] = {&meta.ids,     &meta.positions, &meta.pos_rows, &meta.last_rows,

@@ -1,7 +1,9 @@
 // Device block tables against the host ones: the same random sequence of row changes (blocks
 // taken, K heads cleared, maps set, rows released and taken again) applied to BlockTables on the
 // CPU, where every write lands at once, and on the GPU, where writes wait for a Flush and reach
-// the device in one scatter. After every flush both must hold the same tables and maps.
+// the device in one scatter. After every flush both must hold the same tables and maps, whether
+// the flush's copy waits for the device (Flush) or goes through page-locked staging whose halves
+// are used in turn (FlushAsync, as a pipelined decode step's).
 #include <random>
 #include <vector>
 
@@ -26,13 +28,17 @@ void ExpectSame(const BlockTables& cpu, const BlockTables& gpu, int layers, int 
   }
 }
 
-TEST(BlockTablesGpu, FlushedTablesMatchHostTables) {
-  if (!CudaAvailable()) GTEST_SKIP() << "no CUDA device visible";
+// `async`: flush through the staging, the parity alternating as a pipelined decode's launches, each
+// flush queued behind a 64 MB device copy that keeps the device busy, so that the staged copy is
+// still pending when the host goes on (and fills the other half).
+void RandomWalk(bool async) {
   constexpr int kRows = 3, kLayers = 2, kKvHeads = 4, kHeads = 8, kCap = 6;
   BlockTables cpu(kRows, kLayers, kKvHeads, kHeads, kCap, Device::kCpu);
   BlockTables gpu(kRows, kLayers, kKvHeads, kHeads, kCap, Device::kCuda);
   std::mt19937 rng(11);
   std::vector<int> live;
+  int flushes = 0;
+  Tensor busy_src = Tensor::Zeros({16 << 20}, DType::kF32, Device::kCuda), busy_dst = busy_src.Clone();
   for (int step = 0; step < 400; ++step) {
     const int op = static_cast<int>(rng() % 6);
     if (op == 0 || live.empty()) {  // a new sequence (when a row is free)
@@ -65,12 +71,28 @@ TEST(BlockTablesGpu, FlushedTablesMatchHostTables) {
       cpu.SetBlock(row, layer, side, head, index, block);
       gpu.SetBlock(row, layer, side, head, index, block);
     } else {  // a step starts
-      gpu.Flush();
-      ExpectSame(cpu, gpu, kLayers, step);
+      if (async) {
+        CopyTensor(busy_src, &busy_dst);
+        gpu.FlushAsync(flushes++ & 1);
+      } else {
+        gpu.Flush();
+      }
+      // Only every other flush is read back, so that two flushes' copies are in flight at once.
+      if (!async || flushes % 2 == 0) ExpectSame(cpu, gpu, kLayers, step);
     }
   }
   gpu.Flush();
   ExpectSame(cpu, gpu, kLayers, -1);
+}
+
+TEST(BlockTablesGpu, FlushedTablesMatchHostTables) {
+  if (!CudaAvailable()) GTEST_SKIP() << "no CUDA device visible";
+  RandomWalk(/*async=*/false);
+}
+
+TEST(BlockTablesGpu, StagedFlushesMatchHostTables) {
+  if (!CudaAvailable()) GTEST_SKIP() << "no CUDA device visible";
+  RandomWalk(/*async=*/true);
 }
 
 }  // namespace

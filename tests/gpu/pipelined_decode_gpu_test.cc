@@ -2,8 +2,8 @@
 // metadata through page-locked staging without waiting for the device, its input tokens the
 // previous step's argmax copied on the device) against decoding in turn on the same engine and
 // against the Hugging Face goldens: the same tokens and final cache lengths, with no EOS and with
-// EOS values that stop sequences at different steps, in fp32 and fp16; and steps really queued
-// behind the device's work. The generator's side alone runs on the CPU (pipelined_decode_test).
+// EOS values that stop sequences at different steps, in fp32 and fp16; steps really queued
+// behind the device's work, also those that take new KV blocks. The generator's side alone runs on the CPU (pipelined_decode_test).
 // Skips with a reason without a GPU.
 #include <string>
 #include <tuple>
@@ -76,6 +76,29 @@ TEST_P(GpuPipelinedDecode, EqualsInTurnAndGolden) {
     EXPECT_EQ(stop_ahead.lengths, stop_turn.lengths);
     EXPECT_LT(stop_turn.ids[s].size(), static_cast<size_t>(kNew));
   }
+}
+
+// Blocks of 8 positions: the batch takes new KV blocks every 8 steps, and those steps' block-table
+// entries go through the tables' own staging (BlockTables::FlushAsync) while the previous step
+// still runs. A wrong or late entry would read another sequence's cache: tokens must not change.
+TEST_P(GpuPipelinedDecode, TakesKvBlocksWhileThePreviousStepRuns) {
+  const auto [name, dtype] = GetParam();
+  EngineOptions options;
+  options.capture_decode = true;
+  options.block_size = 8;
+  auto model = LoadTestModel(FixtureDir(name), options, dtype, Device::kCuda);
+  ASSERT_TRUE(model.ok()) << model.status();
+  auto golden = ReadJsonFile(FixtureDir(name) + "/golden.json");
+  ASSERT_TRUE(golden.ok()) << golden.status();
+  std::vector<std::vector<int32_t>> prompts;
+  for (const Json& c : golden->Find("cases")->as_array()) prompts.push_back(JsonIds(*c.Find("prompt_ids")));
+  SCOPED_TRACE(DTypeName(dtype));
+  constexpr int kNew = 40;
+  const GreedyRun turn = Greedy(*model->engine, prompts, kNew, -1, false);
+  const GreedyRun ahead = Greedy(*model->engine, prompts, kNew, -1, true);
+  EXPECT_EQ(ahead.ids, turn.ids);
+  EXPECT_EQ(ahead.lengths, turn.lengths);
+  EXPECT_EQ(ahead.times.queued, kNew - 1);
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, GpuPipelinedDecode,
