@@ -204,7 +204,7 @@ has fusion && ENVAB_TAG=fusion run_mode envab
 # fp16 case, then LLaMA-7B with CHAI_DECODE_PIPELINE=0 and 1 in turn (ENVAB_ROUNDS, ENVAB_BATCHES).
 has pipeline && ENVAB_TAG=pipeline ENVAB_SETTINGS="${ENVAB_SETTINGS:-CHAI_DECODE_PIPELINE=0 CHAI_DECODE_PIPELINE=1}" \
   ENVAB_TESTS="${ENVAB_TESTS:-pipelined_decode_gpu_test engine_gpu_test chai_cluster_gpu_test block_tables_gpu_test}" \
-  ENVAB_MEMCHECK="${ENVAB_MEMCHECK:-pipelined_decode_gpu_test:*llama_gqa_fp16*}" run_mode envab
+  ENVAB_MEMCHECK="${ENVAB_MEMCHECK:-pipelined_decode_gpu_test:*llama_gqa_fp16* block_tables_gpu_test:*Staged*}" run_mode envab
 has pdlab && ENVAB_TAG=pdlab ENVAB_SETTINGS="CHAI_PDL=0 CHAI_PDL=1" ENVAB_TEST_ENV="CHAI_PDL=1" run_mode envab
 l2ab_tests="l2_prefetch_gpu_test paged_attention_gpu_test engine_gpu_test fused_ops_gpu_test"  # one line (envab's read)
 has l2ab && ENVAB_TAG=l2ab ENVAB_TESTS="${L2AB_TESTS:-$l2ab_tests}" \
