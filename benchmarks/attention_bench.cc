@@ -1,6 +1,6 @@
 // Decode attention over the paged cache: dense vs CHAI, against the copy-bandwidth floor.
 //
-// 32 query heads x 128 (MHA, one KV head per query head), block size 16 (--block), batch B in {1, 8, 32},
+// 32 query heads x 128 (MHA, one KV head per query head), block size 32 (--block), batch B in {1, 8, 32},
 // context {1k, 4k, 16k}, one new row per sequence. Dense reads K and V of all 32 heads; CHAI
 // with 4 representatives (score_head maps heads 8c..8c+7 to 8c) keeps K for the 4
 // representatives only and reads K of 4 + V of 32 heads. CHAI runs with the launch hint the
@@ -15,7 +15,8 @@
 //   attention_bench [--dtype fp16|bf16|fp32] [--batches 1,8,32] [--contexts 1024,4096,16384] [--replays N]
 //                   [--hint M] [--members-per-cta N] [--ctas-per-sm N] [--kernel 1|2|3|4] [--block N]
 //                   [--layout shuffled|runs]
-// --block sets the cache's block size (positions per block; default 16, the engine's): larger
+// --block sets the cache's block size (positions per block; default 32, the engine's since becf072;
+// tables before 2026-11-28 ran the earlier default, 16): larger
 // blocks make longer bulk copies in kernel 4. --layout runs gives each head's list consecutive
 // blocks (contiguous memory, as a non-paged cache); the default shuffles them over the pool. --members-per-cta, --ctas-per-sm and --kernel set
 // CHAI_DECODE_MEMBERS_PER_CTA, CHAI_DECODE_CTAS_PER_SM and CHAI_DECODE_KERNEL (the decode
@@ -213,7 +214,7 @@ Result TimeConfig(int batch, int context, int block, bool chai, int hint, DType 
 int Main(int argc, char** argv) {
   DType dtype = DType::kF16;
   std::vector<int> batches = {1, 8, 32}, contexts = {1024, 4096, 16384};
-  int replays = 20, hint = kHeads / kReps, block = 16;
+  int replays = 20, hint = kHeads / kReps, block = 32;
   bool shuffled = true;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
