@@ -38,7 +38,8 @@
 # the multi-GPU tests, then OPT-66B and LLaMA-7B under each of TPENV_SETTINGS in turn), arbench (the IPC
 # all-reduce benchmark, plain and fused with the add + norm, under each of ARBENCH_SETTINGS in turn),
 # pipeline (pipelined greedy decode: its tests, memcheck, LLaMA-7B with it off and on), blocks (the KV
-# block size: decode attention against SDPA per block size, LLaMA-7B TPOT at each).
+# block size: decode attention against SDPA per block size, LLaMA-7B TPOT at each), chaisplits (the
+# split counts of the CHAI passes: tests under forced counts, attention_bench under each).
 set -uo pipefail
 modes=" ${*:-all} "
 [ "$modes" = " all " ] && modes=" test bench e2e chai "
@@ -161,6 +162,7 @@ targets=()
 [ "$modes" = " stream " ] && targets=(--target stream_bench attention_bench)
 [ "$modes" = " vssdpa " ] && targets=(--target attention_bench)
 [ "$modes" = " blocks " ] && targets=(--target attention_bench chai)
+[ "$modes" = " chaisplits " ] && targets=(--target attention_bench paged_attention_gpu_test)
 [ "$modes" = " boundary " ] && targets=(--target boundary_bench chai)
 [ "$modes" = " tpprofile " ] && targets=(--target chai)
 [ "$modes" = " ratio " ] && targets=(--target chai l2_prefetch_gpu_test ops_gpu_test linear_fused_gpu_test
@@ -230,6 +232,7 @@ has splits && run_mode splits
 has sdpa && run_mode sdpa
 has vssdpa && run_mode vssdpa
 has blocks && run_mode blocks
+has chaisplits && run_mode chaisplits
 has throughput && run_mode throughput
 has tp && run_mode tp
 { has opt66b && [ "$gpus" -ge 4 ]; } && run_mode opt66b

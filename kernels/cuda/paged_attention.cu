@@ -110,7 +110,9 @@ void* Scratch(size_t bytes, cudaStream_t stream, int kind, bool zeroed) {
 //   bytes at 72-94% at B >= 8 and 2k-16k (kernel 3: 63-86%).
 // - CHAI_DECODE_V4_PV_EARLY (default 1; 0 turns it off): kernel 4's CHAI scores pass releases
 //   its P·V pass early (PDL), which streams its first V stages in while the scores pass finishes.
-//   CHAI_DECODE_V4_SCORE_CTAS_PER_SM (tuning) plans the scores pass for fewer resident CTAs.
+//   CHAI_DECODE_V4_SCORE_CTAS_PER_SM (tuning) plans the scores pass for fewer resident CTAs;
+//   CHAI_DECODE_V4_SCORE_SPLITS and CHAI_DECODE_V4_PV_SPLITS (tuning) set the two passes' split
+//   counts over the cost model's (BestSplitsV3).
 // - CHAI_DECODE_CHAI_KERNEL, CHAI_DECODE_DENSE_KERNEL: the kernel for CHAI layers only (hint > 1),
 //   or for dense layers only, when CHAI_DECODE_KERNEL is not set (e.g. CHAI_DECODE_CHAI_KERNEL=3
 //   for the previous CHAI default, 1 for the earlier fused kernel).
@@ -226,6 +228,13 @@ void PlanDecode(DType dtype, const PagedKv& kv, const BatchLayout& batch, bool e
                                                     std::min(scores_per_sm, paged::kV4ScoreCtasPerSmPlan)));
     paged::MakePlanV4Chai(batch.max_seq_len, kv.members_per_rep, scores_per_sm * SmCount(), pv_per_sm * SmCount(), p,
                           plan);
+    // CHAI_DECODE_V4_SCORE_SPLITS, CHAI_DECODE_V4_PV_SPLITS (tuning): the passes' split counts instead
+    // of the cost model's, at most one split per kChunkAlign positions of the bound.
+    const int most = (std::max(batch.max_seq_len, 1) + paged::kChunkAlign - 1) / paged::kChunkAlign;
+    p->score_splits = std::min(EnvKnob("CHAI_DECODE_V4_SCORE_SPLITS", p->score_splits), most);
+    p->max_splits = std::min(EnvKnob("CHAI_DECODE_V4_PV_SPLITS", p->max_splits), most);
+    p->chunk = (std::max(batch.max_seq_len, 1) + p->max_splits - 1) / p->max_splits;  // informative only
+    plan->combine = p->max_splits > 1;
     p->pv_early = EnvFlag("CHAI_DECODE_V4_PV_EARLY", true) ? 1 : 0;
   } else if (kernel == 2 && paged::DecodeV2Supported(d, plan->group_tile, exact)) {
     plan->decode_kernel = 2;
