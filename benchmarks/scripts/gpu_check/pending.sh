@@ -1,5 +1,10 @@
 #!/usr/bin/env bash
 # gpu_check.sh mode `pending`, sourced by gpu_check.sh (it sees OUT, gpus, modes, has, bench, mpi).
+# As of the twenty-eighth session (2026-11-28): the pipelined decode with staged block-table entries
+# (BlockTables::FlushAsync) ran on an H100 (`ENVAB_BATCHES=1,8 gpu_check.sh pipeline`: tests,
+# memcheck over the new cases, TPOT off/on) and on 4 x H200 (tp_gpu_test np 2 / 4, OPT-66B); asking
+# 4 x H100 gave H200s again, so OPT-66B and the ratio on 4 x H100 still wait (command below).
+# The CHAI split-count knobs ran on an H200 (`gpu_check.sh chaisplits`). Nothing else waits.
 # As of the twenty-seventh session (2026-11-28): pipelined greedy decode (Engine::EnqueueGreedy,
 # CHAI_DECODE_PIPELINE) ran on H200s only: `gpu_check.sh pipeline` on one (its tests passed; the
 # memcheck over pipelined_decode_gpu_test matched no test, its filter since fixed: run `gpu_check.sh
