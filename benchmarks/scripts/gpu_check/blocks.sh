@@ -6,7 +6,7 @@
 # blocks (attention-decode-h200.md). Larger blocks make longer pieces. In one call: attention_bench
 # at each of BLOCKS_SIZES (default 32 64 128) and sdpa_decode_bench.py, alternating for
 # BLOCKS_ROUNDS rounds (default 2), compare_sdpa.py's table per block size; then LLaMA-7B TPOT
-# (BLOCKS_BATCHES, default 1,8, prompt 512) at each of BLOCKS_E2E (default 32 64) in turn, and
+# (BLOCKS_BATCHES, default 1,8, prompt 512) at each of BLOCKS_E2E (default 32 64) in turn, BLOCKS_ROUNDS rounds, and
 # (BLOCKS_CHAI=1) the CHAI comparison at batch 16, 3968 + 128 tokens, at each.
 shapes=(--batches "${BLOCKS_ATTN_BATCHES:-1,8,32}" --contexts "${BLOCKS_CONTEXTS:-1024,2048,4096,16384}")
 for round in $(seq "${BLOCKS_ROUNDS:-2}"); do
@@ -22,7 +22,7 @@ for b in ${BLOCKS_SIZES:-32 64 128}; do
   python3 benchmarks/scripts/compare_sdpa.py --ours "$OUT"/blocks-ours-"$b"-*.md --sdpa "$OUT"/blocks-sdpa-*.md |
     tee "$OUT/blocks-vs-sdpa-$b.md"
 done
-for round in 1 2; do
+for round in $(seq "${BLOCKS_ROUNDS:-2}"); do
   for b in ${BLOCKS_E2E:-32 64}; do
     timeout 150 build-gpu/chai bench --model configs/models/llama-7b.json --random-weights --device cuda --dtype fp16 \
       --max-seq-len 4096 --batch "${BLOCKS_BATCHES:-1,8}" --input-len 512 --output-len 128 --warmup 1 --iters 2 \
