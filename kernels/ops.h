@@ -61,10 +61,6 @@ struct LinearFusion {
   // the GEMV's configuration may depend on it, and with it the order in which a row's products are
   // summed, never what is computed; kernels/cuda/gemv.cu).
   bool first_bytes_in_l2 = false;
-  // The next GEMV's first bytes (LinearReadsFirst on its operands), fetched into L2 by this GEMV's
-  // last wave once its own weight stream is done (a speed hint, on CUDA's decode GEMV only:
-  // kernels/cuda/gemv_kernel.cuh); empty: none.
-  L2Prefetch then;
 };
 void LinearFused(const Tensor& x, const Tensor& weight, const Tensor& bias, const LinearFusion& fusion, Tensor* out);
 // True when LinearFused on rows like x's runs as one kernel: on CUDA, fp16 or bf16, 1 to 8 rows,
@@ -136,11 +132,11 @@ void SplitQkvRotaryAppend(const Tensor& qkv, const Tensor& positions, int heads,
 // engine's are, also without rotary), else the composition. With rms_norm_weight defined the
 // projection reads RmsNorm(x, rms_norm_weight, rms_norm_eps) instead of x, as LinearFused does (on
 // CUDA folded into the same kernel, rounding where LinearFused's folded norm rounds).
-// first_bytes_in_l2, then: as LinearFusion's.
+// first_bytes_in_l2: as LinearFusion's.
 void QkvLinearAppend(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& positions, int heads,
                      int kv_heads, int head_dim, float theta, bool apply_rotary, const PagedKv& kv,
                      const BatchLayout& batch, Tensor* q, const Tensor& rms_norm_weight = Tensor(),
-                     float rms_norm_eps = 0.f, bool first_bytes_in_l2 = false, const L2Prefetch& then = {});
+                     float rms_norm_eps = 0.f, bool first_bytes_in_l2 = false);
 
 // Causal attention of the step's queries q [T, Hq * d] over the paged cache (which already holds
 // this step's K/V). score_head: int32 [rows, Hq], indexed like the tables (by batch.slots[s], or

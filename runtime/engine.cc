@@ -129,22 +129,13 @@ L2Prefetch Engine::NextWeights(const Tensor& x, const Tensor& w, ops::LinearOutp
 
 // The MLP's first Linear as InputLinear will launch it: gate | up with the SiLU epilogue (LLaMA) or
 // fc1 with ReLU (OPT) where the activation is in the GEMV, else a plain GEMV over the same weight.
-L2Prefetch Engine::MlpInputWeights(int layer, const SublayerInput& in, const Tensor& x, int64_t budget) const {
+L2Prefetch Engine::MlpInputWeights(int layer, const SublayerInput& in, const Tensor& x) const {
   const LayerWeights& L = weights_.layers[layer];
   const bool llama = config_.arch == Arch::kLlama;
   const ops::LinearOutput output = !in.act_in_gemv ? ops::LinearOutput::kStore
                                    : llama         ? ops::LinearOutput::kSiluMul
                                                    : ops::LinearOutput::kRelu;
-  return NextWeights(x, llama ? L.gate_up_w : L.up_w, output, budget);
-}
-
-L2Prefetch Engine::GemvNextWeights(const Tensor& x, const Tensor& w, ops::LinearOutput output) const {
-  if (comm_->size() != 1) return L2Prefetch{};  // TP > 1: the row-parallel GEMVs' outputs take other paths
-  return NextWeights(x, w, output, l2_prefetch_.gemv);
-}
-
-int64_t Engine::NextSublayerBudget(const SublayerInput& in) const {
-  return in.fused ? (comm_->size() == 1 ? l2_prefetch_.gemv : 0) : l2_prefetch_.norm;
+  return NextWeights(x, llama ? L.gate_up_w : L.up_w, output, l2_prefetch_.norm);
 }
 
 Tensor Engine::Embed(const DeviceStep& step) {
@@ -179,49 +170,44 @@ LinearFusion Engine::StepFusion(const Tensor& x) const {
   return linear_fusion_;
 }
 
-bool Engine::InputLinear(const SublayerInput& in, const Tensor& w, const Tensor& b, ops::LinearOutput output,
-                         Tensor* out, const L2Prefetch& then) {
+void Engine::InputLinear(const SublayerInput& in, const Tensor& w, const Tensor& b, ops::LinearOutput output,
+                         Tensor* out) {
   if (in.fused) {
-    ops::LinearFused(in.h, w, b,
-                     ops::LinearFusion{in.norm_w, config_.rms_norm_eps, output, nullptr, in.hinted, then}, out);
-    return !then.empty();
+    ops::LinearFused(in.h, w, b, ops::LinearFusion{in.norm_w, config_.rms_norm_eps, output, nullptr, in.hinted}, out);
+    return;
   }
   if (output == ops::LinearOutput::kStore) {
     if (in.hinted && ops::LinearFusedIsOneKernel(in.h)) {
       // The GEMV whose first bytes the add + norm prefetched keeps the configuration the hint was
       // planned for (CHAI_GEMV_FOUR_WARPS=unhinted moves only unhinted ones).
-      ops::LinearFused(in.h, w, b, ops::LinearFusion{.first_bytes_in_l2 = true, .then = then}, out);
-      return !then.empty();
+      ops::LinearFused(in.h, w, b, ops::LinearFusion{.first_bytes_in_l2 = true}, out);
+    } else {
+      ops::Linear(in.h, w, b, out);
     }
-    ops::Linear(in.h, w, b, out);
-    return false;
+    return;
   }
   if (in.act_in_gemv) {
-    ops::LinearFused(in.h, w, b, ops::LinearFusion{.output = output, .first_bytes_in_l2 = in.hinted, .then = then},
-                     out);
-    return !then.empty();
+    ops::LinearFused(in.h, w, b, ops::LinearFusion{.output = output, .first_bytes_in_l2 = in.hinted}, out);
+    return;
   }
   if (output == ops::LinearOutput::kRelu) {
     ops::Linear(in.h, w, b, out);
     ops::Relu(out);
-    return false;
+    return;
   }
   Tensor gate_up = NewActivation(in.h.dim(0), w.dim(0));  // kSiluMul: gate | up, then SiLU(gate) * up
   ops::Linear(in.h, w, b, &gate_up);
   ops::SiluMulFused(gate_up, out);
-  return false;
 }
 
 // Unfused, the add and the next norm are one kernel (AllReduceAddNorm); fused, the add is the
 // GEMV's epilogue and the norm goes to the next Linear's prologue.
 Engine::SublayerInput Engine::OutputLinear(const SublayerInput& in, const Tensor& a, const Tensor& w, const Tensor& b,
                                            Tensor* x, const Tensor& norm_w, const Tensor& norm_b, bool in_place,
-                                           const L2Prefetch& then, bool w_hinted) {
+                                           const L2Prefetch& then) {
   if (in.fused) {
-    ops::LinearFused(a, w, b,
-                     ops::LinearFusion{.output = ops::LinearOutput::kAddTo, .first_bytes_in_l2 = w_hinted, .then = then},
-                     x);
-    return SublayerInput{*x, norm_w, true, in.act_in_gemv, !then.empty()};
+    ops::LinearFused(a, w, b, ops::LinearFusion{.output = ops::LinearOutput::kAddTo}, x);
+    return SublayerInput{*x, norm_w, true, in.act_in_gemv};
   }
   Tensor o = NewActivation(a.dim(0), w.dim(0));
   PeerMirror mirror;
@@ -237,11 +223,7 @@ Engine::SublayerInput Engine::OutputLinear(const SublayerInput& in, const Tensor
                                                   then));
     return SublayerInput{out, Tensor(), false, in.act_in_gemv, !then.empty()};
   }
-  if (w_hinted && ops::LinearFusedIsOneKernel(a)) {
-    ops::LinearFused(a, w, b, ops::LinearFusion{.first_bytes_in_l2 = true}, &o);  // as InputLinear's hinted GEMV
-  } else {
-    ops::Linear(a, w, b, &o);
-  }
+  ops::Linear(a, w, b, &o);
   return SublayerInput{AllReduceAddNorm(x, &o, norm_w, norm_b, in_place, then), Tensor(), false, in.act_in_gemv,
                        !then.empty()};
 }
@@ -264,19 +246,13 @@ Engine::SublayerInput Engine::AttentionBlock(int layer, absl::Span<StepInput> st
   // and k while the policy reads this step's rows (never in a recorded decode graph).
   Tensor q = NewActivation(T, qw);
   Tensor k = step.policy_active ? NewActivation(T, kvw) : Tensor();
-  Tensor attn = NewActivation(T, qw);
   const bool rotary = config_.arch == Arch::kLlama;
-  bool o_hinted = false;
   if (qkv_append_in_gemv_ && !step.policy_active && ops::LinearFusedIsOneKernel(in.h)) {
     // Decode: the split, rotary and append in the Q|K|V GEMV's epilogue (ops::QkvLinearAppend), and
-    // under LinearFusion::kAll the attention norm folded into the same GEMV. Its last wave may fetch
-    // the o projection's first weights (GemvNextWeights), which then wait in L2 through attention.
-    const L2Prefetch o_first =
-        GemvNextWeights(attn, L.o_w, in.fused ? ops::LinearOutput::kAddTo : ops::LinearOutput::kStore);
-    o_hinted = !o_first.empty();
+    // under LinearFusion::kAll the attention norm folded into the same GEMV.
     ops::QkvLinearAppend(in.h, L.qkv_w, L.qkv_b, step.positions, weights_.local_heads, weights_.local_kv_heads,
                          static_cast<int>(d), config_.rope_theta, rotary, kv, step.batch, &q,
-                         in.fused ? in.norm_w : Tensor(), config_.rms_norm_eps, in.hinted, o_first);
+                         in.fused ? in.norm_w : Tensor(), config_.rms_norm_eps, in.hinted);
   } else {
     Tensor qkv = NewActivation(T, qw + 2 * kvw);
     InputLinear(in, L.qkv_w, L.qkv_b, ops::LinearOutput::kStore, &qkv);
@@ -300,15 +276,15 @@ Engine::SublayerInput Engine::AttentionBlock(int layer, absl::Span<StepInput> st
     tables_->Flush();
     policy_->BeforeLayerAttention(layer, kv, tables_->LayerScoreHeads(layer));
   }
+  Tensor attn = NewActivation(T, qw);
   kv.then = NextWeights(attn, L.o_w, ops::LinearOutput::kStore, l2_prefetch_.attention);
-  o_hinted = o_hinted || !kv.then.empty();
   ops::PagedAttention(q, kv, step.batch, tables_->LayerScoreHeads(layer), &attn);
   // Pre-LN: x += o fused with the MLP's input norm. Post-LN: x = Norm(x + o), this sublayer's norm.
   if (pre) {
     return OutputLinear(in, attn, L.o_w, L.o_b, x, L.mlp_norm_w, L.mlp_norm_b, /*in_place=*/false,
-                        MlpInputWeights(layer, in, *x, NextSublayerBudget(in)), o_hinted);
+                        MlpInputWeights(layer, in, *x));
   }
-  return OutputLinear(in, attn, L.o_w, L.o_b, x, L.attn_norm_w, L.attn_norm_b, /*in_place=*/true, {}, o_hinted);
+  return OutputLinear(in, attn, L.o_w, L.o_b, x, L.attn_norm_w, L.attn_norm_b, /*in_place=*/true);
 }
 
 Engine::SublayerInput Engine::MlpBlock(int layer, const SublayerInput& in, Tensor* x) {
@@ -316,29 +292,22 @@ Engine::SublayerInput Engine::MlpBlock(int layer, const SublayerInput& in, Tenso
   const int64_t T = in.h.dim(0), ffn = weights_.local_ffn;
   const bool pre = config_.arch == Arch::kLlama || config_.pre_layer_norm;
   Tensor a = NewActivation(T, ffn);
-  // The MLP's first GEMV may fetch the down projection's first weights (GemvNextWeights).
-  const L2Prefetch down_first =
-      GemvNextWeights(a, L.down_w, in.fused ? ops::LinearOutput::kAddTo : ops::LinearOutput::kStore);
-  bool down_hinted = false;
   if (config_.arch == Arch::kOpt) {
-    down_hinted = InputLinear(in, L.up_w, L.up_b, ops::LinearOutput::kRelu, &a, down_first);
+    InputLinear(in, L.up_w, L.up_b, ops::LinearOutput::kRelu, &a);
   } else {
     // gate and up in one GEMM over the stacked weights; SiLU(gate) * up reads both halves.
-    down_hinted = InputLinear(in, L.gate_up_w, L.gate_up_b, ops::LinearOutput::kSiluMul, &a, down_first);
+    InputLinear(in, L.gate_up_w, L.gate_up_b, ops::LinearOutput::kSiluMul, &a);
   }
-  if (!pre) {
-    return OutputLinear(in, a, L.down_w, L.down_b, x, L.mlp_norm_w, L.mlp_norm_b, /*in_place=*/true, {}, down_hinted);
-  }
+  if (!pre) return OutputLinear(in, a, L.down_w, L.down_b, x, L.mlp_norm_w, L.mlp_norm_b, /*in_place=*/true);
   // Pre-LN: x += m fused with the next layer's attention norm, or after the last layer with the
   // final norm (undefined when the model has none: then only the add).
   if (layer + 1 < config_.num_layers) {
     const LayerWeights& next = weights_.layers[layer + 1];
-    const L2Prefetch then = NextWeights(*x, next.qkv_w, ops::LinearOutput::kStore, NextSublayerBudget(in));
-    return OutputLinear(in, a, L.down_w, L.down_b, x, next.attn_norm_w, next.attn_norm_b, /*in_place=*/false, then,
-                        down_hinted);
+    const L2Prefetch then = NextWeights(*x, next.qkv_w, ops::LinearOutput::kStore, l2_prefetch_.norm);
+    return OutputLinear(in, a, L.down_w, L.down_b, x, next.attn_norm_w, next.attn_norm_b, /*in_place=*/false, then);
   }
   return OutputLinear(in, a, L.down_w, L.down_b, x, weights_.final_norm_w, weights_.final_norm_b,
-                      /*in_place=*/false, {}, down_hinted);
+                      /*in_place=*/false);
 }
 
 void Engine::Logits(const SublayerInput& final, Tensor* out) {

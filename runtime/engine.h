@@ -137,14 +137,9 @@ struct EngineOptions {
   // (12 MB of the o projection) added nothing on the H100 and cost 0.5% at batch 8 on the H200;
   // larger norm budgets gave less. At TP > 1 the CLI's default is 8 MB for the norms (carried by
   // the fused all-reduce + norm; runtime/cli/model_options.cc says what was measured).
-  // `gemv` (CHAI_L2_PREFETCH_GEMV, MB): bytes of the next GEMV's weights that a GEMV's last wave
-  // fetches where no add + norm kernel runs between the two (gate | up before down, Q | K | V
-  // before o across attention, and under CHAI_DECODE_FUSION=all every GEMV before the next); at
-  // TP = 1, 0 (off) by default.
   struct L2PrefetchBudget {
     int64_t attention = 0, norm = int64_t{6} << 20;
     L2HintForm one_wave = L2HintForm::kHeads;
-    int64_t gemv = 0;
   } l2_prefetch;
 };
 
@@ -241,26 +236,15 @@ class Engine {
   SublayerInput MlpBlock(int layer, const SublayerInput& in, Tensor* x);
   // A sublayer's first Linear (then SiLU(gate) * up of its halves with kSiluMul, ReLU with kRelu) and its last
   // Linear with the residual add and the next norm after it (see SublayerInput).
-  // InputLinear's then: the next GEMV's first weights for its own GEMV to fetch (GemvNextWeights);
-  // returns whether a kernel carried them.
-  bool InputLinear(const SublayerInput& in, const Tensor& w, const Tensor& b, ops::LinearOutput output, Tensor* out,
-                   const L2Prefetch& then = {});
-  // then: the next GEMV's first weights, for the add + norm kernel to fetch into L2 (NextWeights),
-  // or fused (no norm kernel) for this GEMV. w_hinted: a kernel before fetched w's first bytes.
+  void InputLinear(const SublayerInput& in, const Tensor& w, const Tensor& b, ops::LinearOutput output, Tensor* out);
+  // then: the next GEMV's first weights, for the add + norm kernel to fetch into L2 (NextWeights).
   SublayerInput OutputLinear(const SublayerInput& in, const Tensor& a, const Tensor& w, const Tensor& b, Tensor* x,
-                             const Tensor& norm_w, const Tensor& norm_b, bool in_place, const L2Prefetch& then = {},
-                             bool w_hinted = false);
+                             const Tensor& norm_w, const Tensor& norm_b, bool in_place, const L2Prefetch& then = {});
   // The first `budget` bytes of w that the Linear reading rows like x's streams (an L2 prefetch
   // hint: EngineOptions::l2_prefetch); empty where the budget is 0 or no decode GEMV applies.
   L2Prefetch NextWeights(const Tensor& x, const Tensor& w, ops::LinearOutput output, int64_t budget) const;
   // NextWeights for the MLP's first Linear of `layer` (the add + norm kernel's hint after attention).
-  L2Prefetch MlpInputWeights(int layer, const SublayerInput& in, const Tensor& x, int64_t budget) const;
-  // The GEMVs' own hint (EngineOptions::L2PrefetchBudget::gemv): NextWeights for the GEMV after one
-  // with no add + norm kernel between them, fetched by the GEMV before it; at TP = 1 only.
-  L2Prefetch GemvNextWeights(const Tensor& x, const Tensor& w, ops::LinearOutput output) const;
-  // The budget of the hint for the GEMV after a sublayer's last one: the norm kernel's, or the
-  // GEMVs' where the norm is folded into that GEMV (in.fused).
-  int64_t NextSublayerBudget(const SublayerInput& in) const;
+  L2Prefetch MlpInputWeights(int layer, const SublayerInput& in, const Tensor& x) const;
   LinearFusion StepFusion(const Tensor& x) const;
   // final: the final hidden states' rows, as the last sublayer left them.
   void Logits(const SublayerInput& final, Tensor* out);

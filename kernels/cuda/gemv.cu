@@ -74,15 +74,6 @@ void LaunchGemv(GemvArgs args, const gemv::QkvAppend& qkv) {
   args.l2_prefetch = PdlEnabled();
   auto* kernel = GemvKernel<T, kWarps, kR, kU, kMinBlocks, kIn, kOut>;
   const dim3 grid(static_cast<unsigned>(row_blocks), static_cast<unsigned>(splits));
-  if (!args.then.empty()) {
-    // The last wave (of this kernel's own occupancy) carries the next GEMV's hint.
-    static const int per_sm = [&] {
-      int b = 0;
-      CHAI_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, kernel, kWarps * 32, 0));
-      return std::max(b, 1);
-    }();
-    args.then_first_cta = std::max<int64_t>(0, row_blocks * splits - int64_t{per_sm} * SmCount());
-  }
   LaunchPdl(kernel, grid, dim3(kWarps * 32), 0, CurrentStream(), args, qkv);
 }
 
@@ -386,7 +377,6 @@ void GemvFused(const Tensor& x, const Tensor& weight, const Tensor& bias, const 
     }
     args.mirror = *fusion.mirror;
   }
-  args.then = fusion.then;
   kVariants[FusedVariant(tokens, k, n, fusion.first_bytes_in_l2)].launch(
       x.dtype(), norm ? Input::kRmsNorm : Input::kPlain, o, args, {});
 }
@@ -404,7 +394,7 @@ bool QkvLinearAppendIsOneKernel(const Tensor& x, const Tensor& weight, const Ten
 void QkvLinearAppend(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& positions, int heads,
                      int kv_heads, int head_dim, float theta, bool apply_rotary, const PagedKv& kv,
                      const BatchLayout& batch, Tensor* q, const Tensor& rms_norm_weight, float rms_norm_eps,
-                     bool first_bytes_in_l2, const L2Prefetch& then) {
+                     bool first_bytes_in_l2) {
   const int64_t tokens = x.dim(0), k = x.dim(1), n = weight.dim(0);
   if (tokens == 0 || n == 0) return;
   if (!QkvLinearAppendIsOneKernel(x, weight, bias, head_dim, positions, batch, rms_norm_weight)) {
@@ -431,7 +421,6 @@ void QkvLinearAppend(const Tensor& x, const Tensor& weight, const Tensor& bias, 
   a.half = head_dim / 2;
   a.theta = theta;
   a.rotary = apply_rotary;
-  args.then = then;
   kVariants[FusedVariant(tokens, k, n, first_bytes_in_l2)].launch(
       x.dtype(), norm ? Input::kRmsNorm : Input::kPlain, Output::kQkvAppend, args, a);
 }

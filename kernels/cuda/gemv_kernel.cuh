@@ -57,11 +57,6 @@
 //   output group into this rank's receive slots of the flag-free IPC all-reduce on every peer
 //   (kernels/peer_mirror.h), for row-parallel layers at TP > 1 (by default at TP = 2).
 // The epilogues cost nothing measurable.
-// The next GEMV's first weights (GemvArgs::then, ops::LinearFusion::then): the CTAs of the last wave
-// fetch them into L2 once their own stream is done, so that DRAM keeps streaming through this
-// kernel's tail (split-K merges, stragglers) and the boundary to the next GEMV, as the add + norm
-// kernels' hint does where a norm runs between two GEMVs (kernels/l2_prefetch.h). Earlier waves
-// do not: their lines would be evicted by the rest of this kernel's stream.
 #ifndef CHAI_KERNELS_CUDA_GEMV_KERNEL_CUH_
 #define CHAI_KERNELS_CUDA_GEMV_KERNEL_CUH_
 
@@ -74,7 +69,6 @@
 #include "kernels/cuda/cuda_utils.cuh"
 #include "kernels/cuda/gemv_fusion.cuh"
 #include "kernels/cuda/gemv_tile.cuh"
-#include "kernels/cuda/l2_prefetch.cuh"
 #include "kernels/cuda/pdl.cuh"
 
 namespace chai::cuda {
@@ -108,10 +102,6 @@ struct GemvArgs {
   float* squares = nullptr;
   // kStoreMirror: the peers' receive slots the outputs are also written into (gemv::WriteMirrored).
   PeerMirror mirror;
-  // The next GEMV's first weights (ops::LinearFusion::then), fetched into L2 by the CTAs of the last
-  // wave (linear index >= then_first_cta) once their own weight stream is done; empty: none.
-  L2Prefetch then;
-  int64_t then_first_cta = 0;
 };
 
 // The CTA's outputs from its sums (`sum`, see gemv::WriteOutputs), by kOut.
@@ -191,7 +181,6 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks) GemvKernel(const Gemv
     for (int i = 0; i < 4; ++i) acc[r][0][i] = acc[r][1][i] = 0.f;
   }
   AccumulateSpan<T, kWarps, kR, kU>(input, w, k, rows, cb, ce, acc);
-  if (args.then.base != nullptr) gemv::IssueThen(args.then, args.then_first_cta, kWarps * 32);
   __shared__ float partial[kWarps][kR * 128];
   __shared__ float squares[kWarps][8];  // the RMSNorm's: this CTA's warps' sums of squares per token
   if constexpr (kNorm) gemv::ReduceSquares<kWarps>(input.squares, squares);

@@ -9,8 +9,6 @@
 
 #include <cstdint>
 
-#include "kernels/cuda/l2_prefetch.cuh"
-
 namespace chai::cuda::gemv {
 
 // CHAI_GEMV_L2_HINT (compile time, 128 unless set; 256, 64 or 0 for none): the L2 prefetch size
@@ -218,16 +216,6 @@ __device__ __forceinline__ void PrefetchFirstTile(const T* w, int64_t k, const R
       }
     }
   }
-}
-
-// GemvArgs::then from a CTA of the last wave (linear index >= first_cta; earlier CTAs return at
-// once): its share of the ranges, consecutive ranges from different CTAs. No barrier: each thread
-// issues its ranges and goes on to the epilogue.
-__device__ __forceinline__ void IssueThen(const L2Prefetch& then, int64_t first_cta, int threads) {
-  const int64_t cta = int64_t{blockIdx.y} * gridDim.x + blockIdx.x;
-  const int64_t last_wave = int64_t{gridDim.x} * gridDim.y - first_cta;
-  if (cta < first_cta || last_wave <= 0) return;
-  IssueL2Prefetch(then, threadIdx.x * last_wave + (cta - first_cta), last_wave * threads);
 }
 
 // Stores each warp's C tile into partial[warp] and waits for the whole CTA. C fragment: c[0],

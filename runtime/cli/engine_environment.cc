@@ -46,17 +46,6 @@ absl::StatusOr<EngineOptions::L2PrefetchBudget> ParseL2Prefetch(const std::strin
   return budget;
 }
 
-// CHAI_L2_PREFETCH_GEMV=<MB> (EngineOptions::L2PrefetchBudget::gemv): MB of the next GEMV's weights
-// fetched into L2 by the GEMV before it where no add + norm kernel runs between the two.
-absl::StatusOr<int64_t> ParseGemvPrefetch(const std::string& text) {
-  double mb = 0;
-  if (!absl::SimpleAtod(text, &mb) || !(mb >= 0 && mb <= 1024)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("CHAI_L2_PREFETCH_GEMV must be a number of MB from 0 to 1024, got '", text, "'"));
-  }
-  return static_cast<int64_t>(mb * (1 << 20));
-}
-
 }  // namespace
 
 absl::StatusOr<EngineOptions> EngineOptionsFromEnvironment(Device device) {
@@ -93,11 +82,6 @@ absl::StatusOr<EngineOptions> EngineOptionsFromEnvironment(Device device) {
     if (!budget.ok()) return budget.status();
     kv.l2_prefetch = *budget;
   }
-  if (const char* gemv = std::getenv("CHAI_L2_PREFETCH_GEMV")) {
-    auto bytes = ParseGemvPrefetch(gemv);
-    if (!bytes.ok()) return bytes.status();
-    kv.l2_prefetch.gemv = *bytes;
-  }
   return kv;
 }
 
@@ -107,9 +91,7 @@ void ApplyTensorParallelDefaults(int world, EngineOptions* kv) {
     // from 4 x H200 (opt-66b-tp4-h200.md, twentieth session; settings in turn on one host):
     // OPT-66B batch 1 0.4-1.0% shorter than without (two rounds), LLaMA-7B at TP = 4 1.0% (one
     // round); 24 MB gave OPT-66B less (0.1-0.4%). Attention's hint stays off, as at TP = 1.
-    kv->l2_prefetch.attention = 0;
-    kv->l2_prefetch.norm = int64_t{8} << 20;
-    kv->l2_prefetch.one_wave = L2HintForm::kHeads;
+    kv->l2_prefetch = EngineOptions::L2PrefetchBudget{0, int64_t{8} << 20, L2HintForm::kHeads};
   }
 }
 

@@ -12,8 +12,7 @@ namespace {
 // The settings the runtime reads: whole families by prefix, single variables by name.
 constexpr const char* kTuningPrefixes[] = {"CHAI_DECODE_", "CHAI_PREFILL_", "CHAI_GEMV_", "CHAI_IPC_ALLREDUCE_"};
 constexpr const char* kTuningNames[] = {"CHAI_ALLREDUCE_IN_GEMV", "CHAI_IPC_ALLREDUCE", "CHAI_L2_PREFETCH",
-                                        "CHAI_L2_PREFETCH_GEMV",  "CHAI_NO_GRAPHS",     "CHAI_NUM_THREADS",
-                                        "CHAI_PDL"};
+                                        "CHAI_NO_GRAPHS",         "CHAI_NUM_THREADS",   "CHAI_PDL"};
 
 }  // namespace
 

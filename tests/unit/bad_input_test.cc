@@ -298,20 +298,6 @@ TEST(BadFlags, UnknownL2PrefetchBudget) {
   unsetenv("CHAI_L2_PREFETCH");
 }
 
-TEST(BadFlags, UnknownGemvL2PrefetchBudget) {
-  const std::string args = "generate --model " + FixtureDir("llama-gqa") + " --prompt-ids 1,2 --max-new-tokens 2";
-  for (const char* v : {"0", "6", "2.5", "1024"}) {
-    setenv("CHAI_L2_PREFETCH_GEMV", v, 1);
-    const ChaiCliResult r = RunChaiCli(args);
-    EXPECT_EQ(r.exit_code, 0) << v << ": " << r.err;
-  }
-  for (const char* v : {"-1", "x", "", "1025", "6,2"}) {
-    setenv("CHAI_L2_PREFETCH_GEMV", v, 1);
-    ExpectError(args, std::string("CHAI_L2_PREFETCH_GEMV must be a number of MB from 0 to 1024, got '") + v + "'");
-  }
-  unsetenv("CHAI_L2_PREFETCH_GEMV");
-}
-
 TEST(BadFlags, PromptLongerThanTheModelAllows) {
   std::string ids = "1";
   for (int i = 0; i < 70; ++i) ids += ",3";  // opt-preln has 64 positions
