@@ -303,7 +303,7 @@ void SplitQkvRotaryAppend(const Tensor& qkv, const Tensor& positions, int heads,
 void QkvLinearAppend(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& positions, int heads,
                      int kv_heads, int head_dim, float theta, bool apply_rotary, const PagedKv& kv,
                      const BatchLayout& batch, Tensor* q, const Tensor& rms_norm_weight, float rms_norm_eps,
-                     bool first_bytes_in_l2, bool release_next) {
+                     bool first_bytes_in_l2) {
   const char* op = "QkvLinearAppend";
   const int64_t T = x.dim(0), width = (int64_t{heads} + 2 * kv_heads) * head_dim;
   Expect(x.rank() == 2 && weight.rank() == 2 && weight.dim(0) == width && weight.dim(1) == x.dim(1), op,
@@ -320,7 +320,7 @@ void QkvLinearAppend(const Tensor& x, const Tensor& weight, const Tensor& bias, 
            "tables, token rows or positions shape");
     Backend(op, {&x, &weight, &bias, &rms_norm_weight, &kv.pool, q}, {&kv.tables, &positions, &batch.token_rows});
     cuda::QkvLinearAppend(x, weight, bias, positions, heads, kv_heads, head_dim, theta, apply_rotary, kv, batch, q,
-                          rms_norm_weight, rms_norm_eps, first_bytes_in_l2, release_next);
+                          rms_norm_weight, rms_norm_eps, first_bytes_in_l2);
     return;
   }
 #endif

@@ -132,13 +132,11 @@ void SplitQkvRotaryAppend(const Tensor& qkv, const Tensor& positions, int heads,
 // engine's are, also without rotary), else the composition. With rms_norm_weight defined the
 // projection reads RmsNorm(x, rms_norm_weight, rms_norm_eps) instead of x, as LinearFused does (on
 // CUDA folded into the same kernel, rounding where LinearFused's folded norm rounds).
-// first_bytes_in_l2: as LinearFusion's. release_next (a speed hint, CUDA's one kernel only): a kernel
-// launched after it with the PDL attribute may start before it completes (decode attention with
-// PagedKv::released_early; every kernel waits before reading what this one writes).
+// first_bytes_in_l2: as LinearFusion's.
 void QkvLinearAppend(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& positions, int heads,
                      int kv_heads, int head_dim, float theta, bool apply_rotary, const PagedKv& kv,
                      const BatchLayout& batch, Tensor* q, const Tensor& rms_norm_weight = Tensor(),
-                     float rms_norm_eps = 0.f, bool first_bytes_in_l2 = false, bool release_next = false);
+                     float rms_norm_eps = 0.f, bool first_bytes_in_l2 = false);
 
 // Causal attention of the step's queries q [T, Hq * d] over the paged cache (which already holds
 // this step's K/V). score_head: int32 [rows, Hq], indexed like the tables (by batch.slots[s], or

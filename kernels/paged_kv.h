@@ -33,11 +33,6 @@ struct PagedKv {
   // stream is done (kernels/l2_prefetch.h). Taken by decode kernel 4's dense and P·V passes on
   // sm_90; ignored by every other kernel and by the CPU reference.
   L2Prefetch then;
-  // The kernel before attention in the stream (QkvLinearAppend with release_next) lets it start
-  // before that kernel completes (PDL): decode kernel 4's dense pass then copies the cache rows
-  // older kernels wrote (all but each sequence's newest) before it waits, and q and the newest row
-  // after. Every other kernel, and the CHAI passes, wait first as always; the CPU ignores it.
-  bool released_early = false;
 };
 
 // Which rows of the step's activations belong to which sequence (int32 tensors on the op's

@@ -34,7 +34,6 @@ Engine::Engine(ModelConfig config, ModelWeights weights, Communicator* comm, DTy
       linear_fusion_(options.linear_fusion),
       fuse_every_step_(options.fuse_every_step),
       qkv_append_in_gemv_(options.qkv_append_in_gemv),
-      attention_early_(options.attention_early),
       allreduce_in_gemv_(options.allreduce_in_gemv.value_or(comm->size() == 2)),
       pipeline_greedy_(options.pipeline_greedy),
       pipeline_every_step_(options.pipeline_every_step),
@@ -251,11 +250,9 @@ Engine::SublayerInput Engine::AttentionBlock(int layer, absl::Span<StepInput> st
   if (qkv_append_in_gemv_ && !step.policy_active && ops::LinearFusedIsOneKernel(in.h)) {
     // Decode: the split, rotary and append in the Q|K|V GEMV's epilogue (ops::QkvLinearAppend), and
     // under LinearFusion::kAll the attention norm folded into the same GEMV.
-    // Dense layers: the GEMV releases attention early (EngineOptions::attention_early).
-    kv.released_early = attention_early_ && kv.members_per_rep == 1;
     ops::QkvLinearAppend(in.h, L.qkv_w, L.qkv_b, step.positions, weights_.local_heads, weights_.local_kv_heads,
                          static_cast<int>(d), config_.rope_theta, rotary, kv, step.batch, &q,
-                         in.fused ? in.norm_w : Tensor(), config_.rms_norm_eps, in.hinted, kv.released_early);
+                         in.fused ? in.norm_w : Tensor(), config_.rms_norm_eps, in.hinted);
   } else {
     Tensor qkv = NewActivation(T, qw + 2 * kvw);
     InputLinear(in, L.qkv_w, L.qkv_b, ops::LinearOutput::kStore, &qkv);

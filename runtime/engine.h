@@ -112,10 +112,6 @@ struct EngineOptions {
   // turns it off): LLaMA-7B fp16 on an H100 decoded 2.3% faster at batch 1 and 3.1% at batch 8
   // (benchmarks/results/llama-7b-tp1-h100.md).
   bool qkv_append_in_gemv = true;
-  // Dense layers of such steps: the Q|K|V GEMV releases decode attention early (PDL), which
-  // copies the cache rows older kernels wrote while that GEMV finishes (PagedKv::released_early,
-  // decode kernel 4's dense pass). CHAI_DECODE_ATTN_EARLY=0|1.
-  bool attention_early = true;
   // Decode steps at TP > 1 where the IPC all-reduce serves: the o and down GEMVs write their
   // partial output straight into the peers' receive slots of the all-reduce that follows
   // (ops::LinearFused with a mirror), which then only receives (Communicator::AllReducePushedAddNorm):
@@ -272,7 +268,6 @@ class Engine {
   LinearFusion linear_fusion_;
   bool fuse_every_step_;
   bool qkv_append_in_gemv_;
-  bool attention_early_;
   bool allreduce_in_gemv_;
   bool pipeline_greedy_;
   bool pipeline_every_step_;

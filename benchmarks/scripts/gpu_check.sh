@@ -39,8 +39,7 @@
 # all-reduce benchmark, plain and fused with the add + norm, under each of ARBENCH_SETTINGS in turn),
 # pipeline (pipelined greedy decode: its tests, memcheck, LLaMA-7B with it off and on), blocks (the KV
 # block size: decode attention against SDPA per block size, LLaMA-7B TPOT at each), chaisplits (the
-# split counts of the CHAI passes: tests under forced counts, attention_bench under each), attnearly
-# (decode attention released early by the Q|K|V GEMV: its tests, memcheck, LLaMA-7B with it off and on).
+# split counts of the CHAI passes: tests under forced counts, attention_bench under each).
 set -uo pipefail
 modes=" ${*:-all} "
 [ "$modes" = " all " ] && modes=" test bench e2e chai "
@@ -175,8 +174,6 @@ targets=()
   block_tables_gpu_test)
 [ "$modes" = " l2ab " ] && targets=(--target chai l2_prefetch_gpu_test paged_attention_gpu_test engine_gpu_test
   fused_ops_gpu_test)
-[ "$modes" = " attnearly " ] && targets=(--target chai qkv_append_gpu_test paged_attention_gpu_test engine_gpu_test
-  pdl_gpu_test pipelined_decode_gpu_test)
 # Always (re)build: on a machine kept warm the tree may have changed since the last call, and
 # ninja rebuilds only what did.
 if [ "$modes" != " sdpa " ]; then
@@ -212,11 +209,6 @@ has fusion && ENVAB_TAG=fusion run_mode envab
 has pipeline && ENVAB_TAG=pipeline ENVAB_SETTINGS="${ENVAB_SETTINGS:-CHAI_DECODE_PIPELINE=0 CHAI_DECODE_PIPELINE=1}" \
   ENVAB_TESTS="${ENVAB_TESTS:-pipelined_decode_gpu_test engine_gpu_test chai_cluster_gpu_test block_tables_gpu_test}" \
   ENVAB_MEMCHECK="${ENVAB_MEMCHECK:-pipelined_decode_gpu_test:*llama_gqa_fp16* block_tables_gpu_test:*Staged*}" run_mode envab
-# Decode attention released early by the Q|K|V GEMV (CHAI_DECODE_ATTN_EARLY): its tests, memcheck
-# over the new case, then LLaMA-7B with it off and on in turn (ENVAB_ROUNDS, ENVAB_BATCHES).
-has attnearly && ENVAB_TAG=attnearly ENVAB_SETTINGS="${ENVAB_SETTINGS:-CHAI_DECODE_ATTN_EARLY=0 CHAI_DECODE_ATTN_EARLY=1}" \
-  ENVAB_TESTS="${ENVAB_TESTS:-qkv_append_gpu_test paged_attention_gpu_test engine_gpu_test pdl_gpu_test pipelined_decode_gpu_test}" \
-  ENVAB_MEMCHECK="${ENVAB_MEMCHECK:-qkv_append_gpu_test:*ReleasesDecodeAttentionEarly*}" run_mode envab
 has pdlab && ENVAB_TAG=pdlab ENVAB_SETTINGS="CHAI_PDL=0 CHAI_PDL=1" ENVAB_TEST_ENV="CHAI_PDL=1" run_mode envab
 l2ab_tests="l2_prefetch_gpu_test paged_attention_gpu_test engine_gpu_test fused_ops_gpu_test"  # one line (envab's read)
 has l2ab && ENVAB_TAG=l2ab ENVAB_TESTS="${L2AB_TESTS:-$l2ab_tests}" \

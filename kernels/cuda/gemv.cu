@@ -394,7 +394,7 @@ bool QkvLinearAppendIsOneKernel(const Tensor& x, const Tensor& weight, const Ten
 void QkvLinearAppend(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& positions, int heads,
                      int kv_heads, int head_dim, float theta, bool apply_rotary, const PagedKv& kv,
                      const BatchLayout& batch, Tensor* q, const Tensor& rms_norm_weight, float rms_norm_eps,
-                     bool first_bytes_in_l2, bool release_next) {
+                     bool first_bytes_in_l2) {
   const int64_t tokens = x.dim(0), k = x.dim(1), n = weight.dim(0);
   if (tokens == 0 || n == 0) return;
   if (!QkvLinearAppendIsOneKernel(x, weight, bias, head_dim, positions, batch, rms_norm_weight)) {
@@ -421,7 +421,6 @@ void QkvLinearAppend(const Tensor& x, const Tensor& weight, const Tensor& bias, 
   a.half = head_dim / 2;
   a.theta = theta;
   a.rotary = apply_rotary;
-  args.release_next = release_next;
   kVariants[FusedVariant(tokens, k, n, first_bytes_in_l2)].launch(
       x.dtype(), norm ? Input::kRmsNorm : Input::kPlain, Output::kQkvAppend, args, a);
 }

@@ -102,9 +102,6 @@ struct GemvArgs {
   float* squares = nullptr;
   // kStoreMirror: the peers' receive slots the outputs are also written into (gemv::WriteMirrored).
   PeerMirror mirror;
-  // Release the kernel after this one right after this kernel's own wait (PDL; QkvLinearAppend's
-  // release_next): every CTA triggers it, so it may start once the last wave has started.
-  bool release_next = false;
 };
 
 // The CTA's outputs from its sums (`sum`, see gemv::WriteOutputs), by kOut.
@@ -161,7 +158,6 @@ __global__ void __launch_bounds__(kWarps * 32, kMinBlocks) GemvKernel(const Gemv
   }();
   if (args.l2_prefetch) gemv::PrefetchFirstTile<T, kWarps, kR, kU, 1>(w, k, rows, cb, ce);
   PdlWait();
-  if (args.release_next) PdlReleaseDependents();
 
   // The lane's B column: token g (columns past T read token T - 1; their outputs are discarded),
   // from chunk q of its row: x itself, or x * w_norm (the RMSNorm folded in).

@@ -113,20 +113,14 @@ __device__ __forceinline__ void V4Item(const Params& p, int s, int g, int split,
   // heads, Q in the k order of the score mma (lane (gi, c) holds head h0 + gi, dims 32 pi + 8 c ..
   // + 7 for each pi), and warp 0's first window of block ids.
   const int my_rep = threadIdx.x < G ? p.score_head[trow * H + h0 + threadIdx.x] : -1;
-  // The dense pass released early by the Q|K|V GEMV (p.dense_early) reads q, which that GEMV
-  // writes, only after its PdlWait below.
-  const bool early_dense = kPass == kV4Dense && p.dense_early != 0;
   uint4 qv[kPairs];
-  const auto load_q = [&] {
-    if constexpr (kHasK) {
-      const T* qp = static_cast<const T*>(p.q) + int64_t{row} * H * kD + int64_t{h0 + gi} * kD + 8 * c;
+  if constexpr (kHasK) {
+    const T* qp = static_cast<const T*>(p.q) + int64_t{row} * H * kD + int64_t{h0 + gi} * kD + 8 * c;
 #pragma unroll
-      for (int pi = 0; pi < kPairs; ++pi) {
-        qv[pi] = gi < G ? *reinterpret_cast<const uint4*>(qp + 32 * pi) : make_uint4(0u, 0u, 0u, 0u);
-      }
+    for (int pi = 0; pi < kPairs; ++pi) {
+      qv[pi] = gi < G ? *reinterpret_cast<const uint4*>(qp + 32 * pi) : make_uint4(0u, 0u, 0u, 0u);
     }
-  };
-  if (!early_dense) load_q();
+  }
   const int32_t* ktab = p.tables + (trow * 2 * kvh + g) * p.max_blocks;
   const int ntiles = (cl + kRows - 1) / kRows;
   Loader ld{p,    v4_smem, SharedAddress(v4_smem), full0, static_cast<const T*>(p.pool), ktab,
@@ -142,7 +136,6 @@ __device__ __forceinline__ void V4Item(const Params& p, int s, int g, int split,
   const bool any_marked = __syncthreads_or(mark);
   if constexpr (kPass == kV4Dense) {
     if (any_marked) {  // nothing was issued
-      if (early_dense) PdlWait();  // before the first global write
       for (int idx = threadIdx.x; idx < G * kD; idx += kDecodeThreads) orow[int64_t{h0} * kD + idx] = FromFloat<T>(NAN);
       return;
     }
@@ -159,34 +152,13 @@ __device__ __forceinline__ void V4Item(const Params& p, int s, int g, int split,
   // count the logits from the start: a stage completes only once both have landed.
   const int u0 = *uses;
   const bool early = kPass == kV4Pv && p.pv_early != 0;
-  // Released early by the Q|K|V GEMV, the dense pass copies before its PdlWait only the stages
-  // that end before the sequence's newest row (the one that GEMV appends; the tables, lengths and
-  // older rows were written by kernels and copies that completed before that GEMV started), and
-  // the stage holding it after the wait, so that the copies of the older rows overlap the GEMV's
-  // tail. Stages are issued in position order either way.
-  const auto older_rows_only = [&](int t) { return c0 + min(cl, (t + 1) * kRows) <= len - 1; };
   if (kLoad != 0 || warp == 0) {
-    for (int t = 0; t < min(kStages, ntiles); ++t) {
-      if (early) {
-        ld.issue_data(t);
-      } else if (!early_dense || older_rows_only(t)) {
-        ld.issue(t);
-      }
-    }
+    for (int t = 0; t < min(kStages, ntiles); ++t) early ? ld.issue_data(t) : ld.issue(t);
   }
   if (early) {
     PdlWait();
     if (warp == 0) {
       for (int t = 0; t < min(kStages, ntiles); ++t) ld.issue_logits(t);
-    }
-  }
-  if (early_dense) {
-    PdlWait();
-    load_q();
-    if (kLoad != 0 || warp == 0) {
-      for (int t = 0; t < min(kStages, ntiles); ++t) {
-        if (!older_rows_only(t)) ld.issue(t);
-      }
     }
   }
 
@@ -282,9 +254,7 @@ __global__ void __launch_bounds__(kDecodeThreads, 2) DecodeV4Kernel(Params p) {
   // A P·V pass released early (p.pv_early) waits inside V4Item, after issuing its first V
   // stages, and again here for the CTAs that return before (idle or short sequences): every CTA
   // waits, so this grid completes only after the scores pass has.
-  // So does a dense pass released early (p.dense_early), after issuing the copies of older rows;
-  // its CTAs that return before (idle sequences, chunks past the length) wait after V4Item.
-  if ((kPass != kV4Pv || p.pv_early == 0) && (kPass != kV4Dense || p.dense_early == 0)) PdlWait();
+  if (kPass != kV4Pv || p.pv_early == 0) PdlWait();
   if constexpr (kPass == kV4Scores) {
     if (p.pv_early != 0) PdlReleaseDependents();
   }
@@ -295,7 +265,7 @@ __global__ void __launch_bounds__(kDecodeThreads, 2) DecodeV4Kernel(Params p) {
     const int kvh = p.kv_heads;
     V4Item<T, kD, kPass>(p, static_cast<int>(blockIdx.x) / kvh, static_cast<int>(blockIdx.x) % kvh,
                          static_cast<int>(blockIdx.y), full0, &uses);
-    PdlWait();  // for the P·V pass and an early dense pass: CTAs that returned before waiting
+    if constexpr (kPass == kV4Pv) PdlWait();
     // The next GEMV's first weights into L2 (PagedKv::then), after this CTA's own K/V stream so
     // that those requests do not queue behind the prefetches; consecutive ranges from different
     // CTAs (SMs' copy engines).

@@ -206,11 +206,8 @@ template <typename T, int kD>
 void LaunchDecodeV4(const Params& p, const LaunchPlan& plan, cudaStream_t stream) {
   if (!plan.v4_chai) {
     PrepareDecodeV4<T, kD, kV4Dense>();
-    // Released early by the Q|K|V GEMV (p.dense_early): launched with the attribute whatever
-    // CHAI_PDL says, as the CHAI P·V pass is.
-    LaunchMaybePdl(p.dense_early != 0 || PdlEnabled(), DecodeV4Kernel<T, kD, kV4Dense>,
-                   dim3(plan.decode_slots, p.max_splits), kDecodeThreads, V4Stage<kD, kV4Dense>::kSharedBytes, stream,
-                   p);
+    LaunchPdl(DecodeV4Kernel<T, kD, kV4Dense>, dim3(plan.decode_slots, p.max_splits), kDecodeThreads,
+              V4Stage<kD, kV4Dense>::kSharedBytes, stream, p);
     return;
   }
   PrepareDecodeV4<T, kD, kV4Scores>();

@@ -4,21 +4,17 @@
 // The contract for every kernel launched through LaunchPdl: call PdlWait() before the first
 // global-memory read of anything an earlier kernel wrote and before the first global-memory
 // write (an earlier kernel may still read that memory). Our kernels call it as their first
-// statement, with two exceptions, both released by their predecessor right after that kernel's own
-// PdlWait (so everything before the predecessor has completed): decode kernel 4's CHAI P·V pass
-// reads memory older kernels wrote (V rows, block tables, the CHAI map) before its wait and only
-// the scores pass's logits after it; its dense pass after the Q|K|V GEMV (PagedKv::released_early)
-// copies the cache rows older kernels wrote before its wait and q and each sequence's newest row,
-// which that GEMV writes, after it. The only work allowed before it is work that depends on nothing the stream
+// statement, with one exception: decode kernel 4's CHAI P·V pass, whose predecessor (the scores
+// pass) releases it only after its own PdlWait, reads memory older kernels wrote (V rows, block
+// tables, the CHAI map) before its wait and only the scores pass's logits after it. The only work allowed before it is work that depends on nothing the stream
 // produces, such as L2 prefetches of weights (never written while steps run). When a kernel was
 // launched without the attribute (PDL off, or a plain <<<>>> launch), PdlWait returns at once.
 //
-// Those pairs are also the exception to everything below: the scores pass releases its P·V pass
+// That pair is also the exception to everything below: the scores pass releases its P·V pass
 // right after its own wait, and the P·V pass is launched with the attribute whatever CHAI_PDL says
 // (PdlReleaseDependents, LaunchMaybePdl; paged_attention_decode_v4.cuh), so a captured decode graph
 // holds that one programmatic edge per CHAI layer even with PDL off (CHAI_DECODE_V4_PV_EARLY=0
-// removes it); likewise the Q|K|V GEMV and a dense layer's decode attention
-// (CHAI_DECODE_ATTN_EARLY=0 removes that edge).
+// removes it).
 // Otherwise no kernel triggers its dependents early (griddepcontrol.launch_dependents). Releasing the next
 // grid right after each kernel's wait was measured on an H200 (LLaMA-7B fp16, prompt 512,
 // benchmarks/results/llama-7b-tp1-h200.md): TPOT 1.4% (batch 1) and 2.2% (batch 8) longer than
@@ -53,10 +49,9 @@ __device__ __forceinline__ void PdlWait() {
 
 // Releases the grid launched after this one (with the attribute) before this grid completes:
 // once every CTA of this grid has executed it (or exited), the dependent grid may become resident
-// and run the work before its PdlWait. Only decode kernel 4's scores pass and the Q|K|V GEMV that
-// releases attention call it, after their own PdlWait, so that everything before them in the
-// stream has completed when their dependent starts (see the header comment for why no other
-// kernel does).
+// and run the work before its PdlWait. Only decode kernel 4's scores pass calls it, after its own
+// PdlWait, so that everything before it in the stream has completed when its dependent starts
+// (see the header comment for why no other kernel does).
 __device__ __forceinline__ void PdlReleaseDependents() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.launch_dependents;" ::: "memory");

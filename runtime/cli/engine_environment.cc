@@ -14,7 +14,7 @@ namespace {
 
 // A 0|1 switch of the decode step from the environment: nullopt when unset (the EngineOptions
 // default stands), an error for anything but 0 or 1. The switches (CHAI_DECODE_QKV_APPEND,
-// CHAI_DECODE_ATTN_EARLY, CHAI_DECODE_PIPELINE, CHAI_ALLREDUCE_IN_GEMV) and their defaults: runtime/engine.h.
+// CHAI_DECODE_PIPELINE, CHAI_ALLREDUCE_IN_GEMV) and their defaults: runtime/engine.h.
 absl::StatusOr<std::optional<bool>> EnvSwitch(const char* name) {
   const char* value = std::getenv(name);
   if (value == nullptr) return std::optional<bool>();
@@ -66,11 +66,6 @@ absl::StatusOr<EngineOptions> EngineOptionsFromEnvironment(Device device) {
     return on.status();
   } else if (on->has_value()) {
     kv.qkv_append_in_gemv = **on;
-  }
-  if (auto on = EnvSwitch("CHAI_DECODE_ATTN_EARLY"); !on.ok()) {
-    return on.status();
-  } else if (on->has_value()) {
-    kv.attention_early = **on;
   }
   if (auto on = EnvSwitch("CHAI_DECODE_PIPELINE"); !on.ok()) {
     return on.status();

@@ -269,8 +269,7 @@ TEST(BadFlags, UnknownDecodeFusion) {
 // only).
 TEST(BadFlags, UnknownZeroOrOneSwitches) {
   const std::string args = "generate --model " + FixtureDir("llama-gqa") + " --prompt-ids 1,2 --max-new-tokens 2";
-  for (const char* name :
-       {"CHAI_DECODE_QKV_APPEND", "CHAI_DECODE_ATTN_EARLY", "CHAI_DECODE_PIPELINE", "CHAI_ALLREDUCE_IN_GEMV"}) {
+  for (const char* name : {"CHAI_DECODE_QKV_APPEND", "CHAI_DECODE_PIPELINE", "CHAI_ALLREDUCE_IN_GEMV"}) {
     for (const char* v : {"0", "1"}) {
       setenv(name, v, 1);
       const ChaiCliResult r = RunChaiCli(args);
