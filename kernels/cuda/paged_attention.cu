@@ -214,7 +214,6 @@ void PlanDecode(DType dtype, const PagedKv& kv, const BatchLayout& batch, bool e
                   [&](auto tag) { per_sm = paged::DecodeV4CtasPerSm<decltype(tag)>(*p, paged::kV4Dense); });
     // CHAI_DECODE_V4_MAX_SPLITS (tuning): at most that many splits per sequence.
     paged::MakePlanV2(batch.max_seq_len, 1, per_sm * SmCount(), p, plan, EnvKnob("CHAI_DECODE_V4_MAX_SPLITS", 0));
-    p->hint_early = EnvFlag("CHAI_DECODE_V4_HINT_EARLY", false) ? 1 : 0;
   } else if (kernel == 4) {
     // CHAI: the scores pass, then the P·V pass.
     int scores_per_sm = 1, pv_per_sm = 1;

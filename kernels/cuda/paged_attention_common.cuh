@@ -65,7 +65,6 @@ struct Params {
   int pv_early;       // decode kernel 4 (CHAI): the scores pass releases the P·V pass early, which
                       // issues its first V stages before its PdlWait (paged_attention_decode_v4.cuh)
   L2Prefetch then;    // decode kernel 4 (dense and P·V passes): PagedKv::then
-  int hint_early;     // EXPERIMENT: the dense pass issues `then` after its first copies (CHAI_DECODE_V4_HINT_EARLY)
 };
 
 // Host-side: which kernels to launch and how big.

@@ -155,12 +155,6 @@ __device__ __forceinline__ void V4Item(const Params& p, int s, int g, int split,
   if (kLoad != 0 || warp == 0) {
     for (int t = 0; t < min(kStages, ntiles); ++t) early ? ld.issue_data(t) : ld.issue(t);
   }
-  // EXPERIMENT: the dense pass's L2 hint right after its first copies, so that it fills the DRAM
-  // idle time of the CTA's compute, merge and the launch after, not only of what follows its stream.
-  if (kPass == kV4Dense && p.hint_early != 0) {
-    const int64_t cta = int64_t{blockIdx.y} * gridDim.x + blockIdx.x, ctas = int64_t{gridDim.x} * gridDim.y;
-    IssueL2Prefetch(p.then, threadIdx.x * ctas + cta, ctas * kDecodeThreads);
-  }
   if (early) {
     PdlWait();
     if (warp == 0) {
@@ -276,7 +270,7 @@ __global__ void __launch_bounds__(kDecodeThreads, 2) DecodeV4Kernel(Params p) {
     // that those requests do not queue behind the prefetches; consecutive ranges from different
     // CTAs (SMs' copy engines).
     const int64_t cta = int64_t{blockIdx.y} * gridDim.x + blockIdx.x, ctas = int64_t{gridDim.x} * gridDim.y;
-    if (kPass != kV4Dense || p.hint_early == 0) IssueL2Prefetch(p.then, threadIdx.x * ctas + cta, ctas * kDecodeThreads);
+    IssueL2Prefetch(p.then, threadIdx.x * ctas + cta, ctas * kDecodeThreads);
   } else {
     __shared__ int s_items[kV4MaxItems];
     const int n = V4ScoreItems(p, s_items);
