@@ -1,5 +1,9 @@
 #!/usr/bin/env bash
 # gpu_check.sh mode `pending`, sourced by gpu_check.sh (it sees OUT, gpus, modes, has, bench, mpi).
+# As of the twenty-ninth session (2026-11-28): main's GPU code is the twenty-eighth session's (e71b12b);
+# three experiments ran on H100s and were removed (llama-7b-tp1-h100.md), and branch wip/step-ablation
+# (CHAI_DIAG_SKIP, timing only) holds the per-kernel-class ablation. OPT-66B and the ratio on 4 x H100
+# still wait (command below).
 # As of the twenty-eighth session (2026-11-28): the pipelined decode with staged block-table entries
 # (BlockTables::FlushAsync) ran on an H100 (`ENVAB_BATCHES=1,8 gpu_check.sh pipeline`: tests,
 # memcheck over the new cases, TPOT off/on) and on 4 x H200 (tp_gpu_test np 2 / 4, OPT-66B); asking
