@@ -39,8 +39,7 @@
 # all-reduce benchmark, plain and fused with the add + norm, under each of ARBENCH_SETTINGS in turn),
 # pipeline (pipelined greedy decode: its tests, memcheck, LLaMA-7B with it off and on), blocks (the KV
 # block size: decode attention against SDPA per block size, LLaMA-7B TPOT at each), chaisplits (the
-# split counts of the CHAI passes: tests under forced counts, attention_bench under each), pvwatch
-# (the early P·V pass watching its scores pass stage by stage, CHAI_DECODE_V4_PV_WATCH=0 / 1).
+# split counts of the CHAI passes: tests under forced counts, attention_bench under each).
 set -uo pipefail
 modes=" ${*:-all} "
 [ "$modes" = " all " ] && modes=" test bench e2e chai "
@@ -164,7 +163,6 @@ targets=()
 [ "$modes" = " vssdpa " ] && targets=(--target attention_bench)
 [ "$modes" = " blocks " ] && targets=(--target attention_bench chai)
 [ "$modes" = " chaisplits " ] && targets=(--target attention_bench paged_attention_gpu_test)
-[ "$modes" = " pvwatch " ] && targets=(--target chai attention_bench paged_attention_gpu_test engine_gpu_test)
 [ "$modes" = " boundary " ] && targets=(--target boundary_bench chai)
 [ "$modes" = " tpprofile " ] && targets=(--target chai)
 [ "$modes" = " ratio " ] && targets=(--target chai l2_prefetch_gpu_test ops_gpu_test linear_fused_gpu_test
@@ -235,7 +233,6 @@ has sdpa && run_mode sdpa
 has vssdpa && run_mode vssdpa
 has blocks && run_mode blocks
 has chaisplits && run_mode chaisplits
-has pvwatch && run_mode pvwatch
 has throughput && run_mode throughput
 has tp && run_mode tp
 { has opt66b && [ "$gpus" -ge 4 ]; } && run_mode opt66b

@@ -236,7 +236,6 @@ void PlanDecode(DType dtype, const PagedKv& kv, const BatchLayout& batch, bool e
     p->chunk = (std::max(batch.max_seq_len, 1) + p->max_splits - 1) / p->max_splits;  // informative only
     plan->combine = p->max_splits > 1;
     p->pv_early = EnvFlag("CHAI_DECODE_V4_PV_EARLY", true) ? 1 : 0;
-    p->pv_watch = EnvFlag("CHAI_DECODE_V4_PV_WATCH", true) ? 1 : 0;
   } else if (kernel == 2 && paged::DecodeV2Supported(d, plan->group_tile, exact)) {
     plan->decode_kernel = 2;
     plan->v2_members = paged::DecodeV2Members(*p, *plan, kv.members_per_rep);
@@ -277,8 +276,7 @@ void PlanPrefill(DType dtype, const PagedKv& kv, const BatchLayout& batch, int h
   plan->prefill_tiles = static_cast<int>(ceil_div(batch.max_new_tokens, plan->prefill_rows));
 }
 
-// The plan's scratch: the splits' partials and arrival counters, the CHAI passes' logits and the
-// scores pass's progress words.
+// The plan's scratch: the splits' partials and arrival counters, the CHAI passes' logits.
 void BindScratch(const BatchLayout& batch, int heads, const paged::LaunchPlan& plan, cudaStream_t stream,
                  paged::Params* p) {
   if (plan.combine) {
@@ -292,12 +290,6 @@ void BindScratch(const BatchLayout& batch, int heads, const paged::LaunchPlan& p
   if (plan.decode_kernel == 3 || plan.v4_chai) {
     const size_t floats = size_t(batch.num_seqs) * heads * p->logit_stride;
     p->logits = static_cast<float*>(Scratch(floats * sizeof(float), stream, 2, false));
-  }
-  if (plan.v4_chai && p->pv_early != 0 && p->pv_watch != 0) {
-    // Sized for the most splits a P·V CTA watches, so that it depends on the batch only (graphs
-    // are captured after an eager step at the largest batch).
-    const size_t words = size_t(batch.num_seqs) * p->kv_heads * paged::kV4WatchMaxSplits;
-    p->score_progress = static_cast<int*>(Scratch(words * sizeof(int), stream, 3, true));
   }
 }
 

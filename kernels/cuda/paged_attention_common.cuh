@@ -64,9 +64,6 @@ struct Params {
   float scale_log2;   // log2(e) / sqrt(head_dim): scores live in the exp2 domain
   int pv_early;       // decode kernel 4 (CHAI): the scores pass releases the P·V pass early, which
                       // issues its first V stages before its PdlWait (paged_attention_decode_v4.cuh)
-  int pv_watch;       // decode kernel 4 (CHAI, early): the P·V pass copies each stage's logits once the
-                      // scores stages that wrote them are done (paged_attention_v4_progress.cuh)
-  int* score_progress;  // with pv_watch: [num_seqs, kv_heads, kV4WatchMaxSplits] scores stages done
   L2Prefetch then;    // decode kernel 4 (dense and P·V passes): PagedKv::then
 };
 

@@ -55,7 +55,6 @@
 #include "kernels/cuda/paged_attention_v4_epilogue.cuh"
 #include "kernels/cuda/paged_attention_v4_items.cuh"
 #include "kernels/cuda/paged_attention_v4_loader.cuh"
-#include "kernels/cuda/paged_attention_v4_progress.cuh"
 #include "kernels/cuda/paged_attention_v4_shape.cuh"
 #include "kernels/cuda/paged_attention_v4_tile.cuh"
 #include "kernels/cuda/pdl.cuh"
@@ -99,26 +98,13 @@ __device__ __forceinline__ void V4Item(const Params& p, int s, int g, int split,
   // caller error) must not reach past the scratch.
   const int len = kPass == kV4Dense ? p.seq_lens[s] : min(p.seq_lens[s], p.logit_stride);
   if (row_end - row != 1) return;  // prefill rows take the prefill kernels, idle sequences nothing
-  // The chunk scaled to this sequence, as kernels 2 and 3 do; a watched scores pass takes the
-  // strided stages split, split + S, ... of the whole sequence instead (paged_attention_v4_progress.cuh).
-  const bool watched = kPass != kV4Dense && V4Watched(p);
+  // The chunk scaled to this sequence, as kernels 2 and 3 do.
   const int splits = kPass == kV4Scores ? p.score_splits : p.max_splits;
-  int c0, step = kRows, end, ntiles, nsplit = 1;
-  if (kPass == kV4Scores && watched) {
-    const int nst = (len + kRows - 1) / kRows;
-    if (split >= nst) return;
-    c0 = split * kRows;
-    step = splits * kRows;
-    end = len;
-    ntiles = (nst - split + splits - 1) / splits;
-  } else {
-    const int chunk = kPass == kV4Dense ? min(p.chunk, SeqChunk(len, splits)) : SeqChunk(len, splits);
-    c0 = split * chunk;
-    if (c0 >= len) return;
-    end = min(len, c0 + chunk);
-    ntiles = (end - c0 + kRows - 1) / kRows;
-    nsplit = min((len + chunk - 1) / chunk, splits);
-  }
+  const int chunk = kPass == kV4Dense ? min(p.chunk, SeqChunk(len, splits)) : SeqChunk(len, splits);
+  const int c0 = split * chunk;
+  if (c0 >= len) return;
+  const int cl = min(len - c0, chunk);
+  const int nsplit = min((len + chunk - 1) / chunk, splits);
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const int gi = lane / 4, c = lane % 4;  // mma fragment row group and column pair
   T* orow = static_cast<T*>(p.out) + int64_t{row} * H * kD;
@@ -136,9 +122,10 @@ __device__ __forceinline__ void V4Item(const Params& p, int s, int g, int split,
     }
   }
   const int32_t* ktab = p.tables + (trow * 2 * kvh + g) * p.max_blocks;
+  const int ntiles = (cl + kRows - 1) / kRows;
   Loader ld{p,    v4_smem, SharedAddress(v4_smem), full0, static_cast<const T*>(p.pool), ktab,
-            ktab + int64_t{kvh} * p.max_blocks,   s,     c0,    step, end,  ntiles,  *uses, my_rep,
-            lane, p.block_size, p.block_shift};
+            ktab + int64_t{kvh} * p.max_blocks,   s,     c0,    cl,   ntiles,  *uses, my_rep, lane,
+            p.block_size, p.block_shift};
   if (warp == 0 && (Loader::kBulkK || Loader::kBulkV)) ld.load_window(ld.block_of(c0));
 
   if (threadIdx.x < G) s_rep[threadIdx.x] = my_rep;
@@ -163,51 +150,22 @@ __device__ __forceinline__ void V4Item(const Params& p, int s, int g, int split,
   // before its first access), so the first stages' V streams in while the scores pass finishes;
   // the logits, its output, are copied only after this PdlWait. The expected bytes
   // count the logits from the start: a stage completes only once both have landed.
-  // Watched (V4Watched), the logits are copied stage by stage once the scores stages that wrote
-  // them are done (warp 0's `watch`; `logits_next`: the first stage whose logits are not copied
-  // yet, `data_next`: the first whose V is not), instead of all after this PdlWait.
   const int u0 = *uses;
   const bool early = kPass == kV4Pv && p.pv_early != 0;
-  const bool watch = early && watched;
-  int data_next = min(kStages, ntiles), logits_next = 0;
   if (kLoad != 0 || warp == 0) {
-    for (int t = 0; t < data_next; ++t) early ? ld.issue_data(t) : ld.issue(t);
+    for (int t = 0; t < min(kStages, ntiles); ++t) early ? ld.issue_data(t) : ld.issue(t);
   }
-  V4ScoresWatch scores;
-  if (watch) {
-    if (warp == 0) scores.init(p, s, trow, len, V4Stage<kD, kV4Scores>::kRows, s_rep, lane);
-  } else if (early) {
+  if (early) {
     PdlWait();
     if (warp == 0) {
-      for (int t = 0; t < data_next; ++t) ld.issue_logits(t);
+      for (int t = 0; t < min(kStages, ntiles); ++t) ld.issue_logits(t);
     }
   }
-  // Warp 0, watched: copies the logits of the stages whose V is issued, in order, as far as the
-  // scores pass has got (polling it once if `poll`); with `through`, at least through that stage
-  // (waiting for the scores pass).
-  const auto copy_ready_logits = [&](bool poll, int through) {
-    int pos0, pos1, b0, b1;
-    while (logits_next < data_next) {
-      ld.stage_blocks(logits_next, &pos0, &pos1, &b0, &b1);
-      if (!scores.covers(pos0, pos1)) {
-        if (logits_next <= through) {
-          scores.wait(pos0, pos1);
-        } else if (poll) {
-          scores.poll();
-          poll = false;
-          if (!scores.covers(pos0, pos1)) return;
-        } else {
-          return;
-        }
-      }
-      ld.issue_logits(logits_next++);
-    }
-  };
 
   // The scores pass writes the logits of the group's representatives (row gi if it is one).
   float* lg_row = nullptr;
   if constexpr (kPass == kV4Scores) {
-    if (gi < G && s_rep[gi] == h0 + gi) lg_row = p.logits + (int64_t{s} * H + h0 + gi) * p.logit_stride;
+    if (gi < G && s_rep[gi] == h0 + gi) lg_row = p.logits + (int64_t{s} * H + h0 + gi) * p.logit_stride + c0;
   }
 
   // Running state of head gi (m and l are the same in the four lanes of a row group; l sums only
@@ -219,15 +177,13 @@ __device__ __forceinline__ void V4Item(const Params& p, int s, int g, int split,
   const float scale = p.scale_log2;
 
   for (int t = 0; t < ntiles; ++t) {
-    if (watch && warp == 0) copy_ready_logits(false, t);  // the stage awaited below must have all its copies
     const int slot = (u0 + t) % kStages;
     MbarWait(full0 + 8 * slot, static_cast<uint32_t>((u0 + t) / kStages) & 1u);
     const unsigned char* stage = reinterpret_cast<const unsigned char*>(v4_smem) + slot * Stage::kBytes;
-    const int stage_pos = c0 + t * step, stage_rows = min(end - stage_pos, kRows);
 #pragma unroll
     for (int sub = 0; sub < kSub; ++sub) {
       const int r0 = warp * kWarpRows + sub * 16;    // the tile's first row in the stage
-      const int valid = stage_rows - r0;             // rows of the tile inside the item (warp-uniform)
+      const int valid = cl - t * kRows - r0;         // rows of the tile inside the chunk (warp-uniform)
       if (valid <= 0) continue;
 
       // x[u][e]: head gi's scaled logit at tile position 8u + 2c + e (-inf past the chunk end).
@@ -244,7 +200,7 @@ __device__ __forceinline__ void V4Item(const Params& p, int s, int g, int split,
 #pragma unroll
             for (int u = 0; u < 2; ++u) {
               const int j = 8 * u + 2 * c;  // even: the pair is 8-byte aligned
-              float* dst = lg_row + stage_pos + r0 + j;
+              float* dst = lg_row + t * kRows + r0 + j;
               if (j + 1 < valid) {
                 *reinterpret_cast<float2*>(dst) = make_float2(x[u][0], x[u][1]);
               } else if (j < valid) {
@@ -272,21 +228,7 @@ __device__ __forceinline__ void V4Item(const Params& p, int s, int g, int split,
       }
     }
     __syncthreads();  // every warp is done with the slot: it may be refilled
-    if ((kLoad != 0 || warp == 0) && t + kStages < ntiles) {
-      if (watch) {
-        ld.issue_data(data_next++);
-      } else {
-        ld.issue(t + kStages);
-      }
-    }
-    if (watch && warp == 0) copy_ready_logits(!scores.all_done, -1);
-    if constexpr (kPass == kV4Scores) {
-      // The stage's logits are written (the barrier above): publish it for a watching P·V pass. The
-      // last warp's thread, whose fence costs it time it would spend waiting for the next stage.
-      if (watched && threadIdx.x == kDecodeThreads - 32) {
-        V4PublishScoresStages(p.score_progress + (int64_t{s} * kvh + g) * splits + split, t + 1);
-      }
-    }
+    if ((kLoad != 0 || warp == 0) && t + kStages < ntiles) ld.issue(t + kStages);
   }
   *uses = u0 + ntiles;
   if constexpr (kPass == kV4Scores) return;  // the logits are the pass's whole output
@@ -314,7 +256,7 @@ __global__ void __launch_bounds__(kDecodeThreads, 2) DecodeV4Kernel(Params p) {
   // waits, so this grid completes only after the scores pass has.
   if (kPass != kV4Pv || p.pv_early == 0) PdlWait();
   if constexpr (kPass == kV4Scores) {
-    if (p.pv_early != 0 && !V4Watched(p)) PdlReleaseDependents();
+    if (p.pv_early != 0) PdlReleaseDependents();
   }
   // The barriers are visible to every thread before their first use: V4Item meets at a
   // __syncthreads_or before any copy is issued or awaited.
@@ -332,16 +274,6 @@ __global__ void __launch_bounds__(kDecodeThreads, 2) DecodeV4Kernel(Params p) {
   } else {
     __shared__ int s_items[kV4MaxItems];
     const int n = V4ScoreItems(p, s_items);
-    if (V4Watched(p)) {
-      // Watched: this CTA's items' progress words start at zero, visibly to the P·V pass before it
-      // is released (paged_attention_v4_progress.cuh).
-      if (static_cast<int>(threadIdx.x) < n) {
-        StoreRelaxed(p.score_progress + int64_t{s_items[threadIdx.x]} * p.score_splits + blockIdx.y, 0);
-        __threadfence();
-      }
-      __syncthreads();
-      PdlReleaseDependents();
-    }
     for (int k = 0; k < n; ++k) {
       V4Item<T, kD, kPass>(p, s_items[k] / p.kv_heads, s_items[k] % p.kv_heads, static_cast<int>(blockIdx.y), full0,
                            &uses);

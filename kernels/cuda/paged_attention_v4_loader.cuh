@@ -24,10 +24,9 @@ __device__ __forceinline__ void V4CpAsync16(void* dst, const void* src, bool val
                : "memory");
 }
 
-// The loads of one work item (sequence s, KV head g) of pass kPass. Stage t covers positions
-// [c0 + t * step, min(c0 + t * step + kRows, end)): step = kRows for a contiguous chunk [c0, end),
-// a multiple of it for the watched scores pass's strided stages (paged_attention_v4_progress.cuh).
-// It lands in ring slot (u0 + t) % kStages, whose mbarrier is full0 + 8 * slot. Warp 0 keeps a 32-entry window of the block tables, one id per lane (kernel
+// The loads of one work item (sequence s, KV head g, chunk [c0, c0 + cl)) of pass kPass. Stage t
+// covers chunk rows t * kRows .. and lands in ring slot (u0 + t) % kStages, whose mbarrier is
+// full0 + 8 * slot. Warp 0 keeps a 32-entry window of the block tables, one id per lane (kernel
 // 2's scheme), so that a stage's block ids come from shuffles instead of dependent loads.
 template <typename T, int kD, int kPass>
 struct V4Loader {
@@ -49,7 +48,7 @@ struct V4Loader {
   const T* pool;
   const int32_t* ktab;  // this (sequence, KV head)'s K and V block lists
   const int32_t* vtab;
-  int s, c0, step, end, ntiles, u0, my_rep, lane;  // ntiles: stages of the item
+  int s, c0, cl, ntiles, u0, my_rep, lane;  // ntiles: stages of the chunk
   int bs, shift;
   int win_base = 0, kwin = -1, vwin = -1;  // warp 0: block ids win_base + lane
 
@@ -64,8 +63,8 @@ struct V4Loader {
 
   // Stage t's positions [pos0, pos1) and the blocks b0..b1 they touch.
   __device__ __forceinline__ void stage_blocks(int t, int* pos0, int* pos1, int* b0, int* b1) const {
-    *pos0 = c0 + t * step;
-    *pos1 = min(*pos0 + kRows, end);
+    *pos0 = c0 + t * kRows;
+    *pos1 = c0 + min(cl, (t + 1) * kRows);
     *b0 = block_of(*pos0);
     *b1 = block_of(*pos1 - 1);
   }
