@@ -197,6 +197,48 @@ int DecodeV4CtasPerSm(const Params& p, int pass) {
   }
 }
 
+// Whether kernel 4's dense pass can run in clusters of `size` CTAs along the splits (p.cluster_merge):
+// at least one such cluster fits the device (asked once per device and size).
+template <typename T>
+bool DecodeV4ClustersFit(const Params& p, int size) {
+  if constexpr (std::is_same_v<T, float>) {
+    return false;
+  } else {
+    if (size < 2 || size > kFewSplits) return false;
+    static std::atomic<int> cached[64][kFewSplits + 1];  // 0 unknown, 1 no, 2 yes
+    int device = 0;
+    CHAI_CUDA_CHECK(cudaGetDevice(&device));
+    device = device >= 0 && device < 64 ? device : 63;
+    int state = cached[device][size].load(std::memory_order_relaxed);
+    if (state == 0) {
+      const auto fits = [&](auto d) {
+        constexpr int kD = decltype(d)::value;
+        PrepareDecodeV4<T, kD, kV4Dense>();
+        cudaLaunchAttribute attr[1];
+        attr[0].id = cudaLaunchAttributeClusterDimension;
+        attr[0].val.clusterDim.x = 1;
+        attr[0].val.clusterDim.y = static_cast<unsigned>(size);
+        attr[0].val.clusterDim.z = 1;
+        cudaLaunchConfig_t config = {};
+        config.gridDim = dim3(1, size);
+        config.blockDim = dim3(kDecodeThreads);
+        config.dynamicSmemBytes = V4Stage<kD, kV4Dense>::kSharedBytes;
+        config.attrs = attr;
+        config.numAttrs = 1;
+        int clusters = 0;
+        return cudaOccupancyMaxActiveClusters(&clusters, DecodeV4Kernel<T, kD, kV4Dense>, &config) == cudaSuccess &&
+               clusters > 0;
+      };
+      const bool ok = p.head_dim == 64 ? fits(std::integral_constant<int, 64>{})
+                                       : fits(std::integral_constant<int, 128>{});
+      (void)cudaGetLastError();  // a refused query leaves no error behind
+      state = ok ? 2 : 1;
+      cached[device][size].store(state, std::memory_order_relaxed);
+    }
+    return state == 2;
+  }
+}
+
 // Kernel 4: one CTA per (sequence, KV head) and split, so decode_slots = num_seqs * kv_heads.
 // Dense: one pass. CHAI (plan.v4_chai): the scores pass over p.score_splits, then the P·V pass
 // over p.max_splits, stream-ordered (the second's PdlWait returns once the first completed). With
@@ -206,6 +248,25 @@ template <typename T, int kD>
 void LaunchDecodeV4(const Params& p, const LaunchPlan& plan, cudaStream_t stream) {
   if (!plan.v4_chai) {
     PrepareDecodeV4<T, kD, kV4Dense>();
+    if (p.cluster_merge != 0) {
+      // Clusters of max_splits CTAs along the splits (the merge in distributed shared memory).
+      cudaLaunchAttribute attr[2];
+      attr[0].id = cudaLaunchAttributeClusterDimension;
+      attr[0].val.clusterDim.x = 1;
+      attr[0].val.clusterDim.y = static_cast<unsigned>(p.max_splits);
+      attr[0].val.clusterDim.z = 1;
+      attr[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+      attr[1].val.programmaticStreamSerializationAllowed = 1;
+      cudaLaunchConfig_t config = {};
+      config.gridDim = dim3(plan.decode_slots, p.max_splits);
+      config.blockDim = dim3(kDecodeThreads);
+      config.dynamicSmemBytes = V4Stage<kD, kV4Dense>::kSharedBytes;
+      config.stream = stream;
+      config.attrs = attr;
+      config.numAttrs = PdlEnabled() ? 2 : 1;
+      CHAI_CUDA_CHECK(cudaLaunchKernelEx(&config, DecodeV4Kernel<T, kD, kV4Dense>, p));
+      return;
+    }
     LaunchPdl(DecodeV4Kernel<T, kD, kV4Dense>, dim3(plan.decode_slots, p.max_splits), kDecodeThreads,
               V4Stage<kD, kV4Dense>::kSharedBytes, stream, p);
     return;
