@@ -155,7 +155,11 @@ void LaunchDecodeV3(const Params& p, const LaunchPlan& plan, cudaStream_t stream
 
 // Kernel 4 (fp16/bf16, head_dim 64 or 128): V4Stage::kSharedBytes of dynamic shared memory, above the
 // default 48 KB limit, so the limit is raised once per device and pass before the first occupancy
-// query or launch.
+// query or launch. Once per translation unit too (internal linkage): the planning unit
+// (paged_attention.cu) and the launching one (paged_attention_<dtype>.cu) each hold the kernel, and
+// a flag shared between them left the launching unit's kernel at the default limit once (its
+// launches failed with "invalid argument"; thirtieth session).
+namespace {
 template <typename T, int kD, int kPass>
 void PrepareDecodeV4() {
   static PerDeviceOnce once;
@@ -164,6 +168,7 @@ void PrepareDecodeV4() {
                                          V4Stage<kD, kPass>::kSharedBytes));
   });
 }
+}  // namespace
 
 template <typename T, int kD, int kPass>
 int DecodeV4CtasPerSmFor() {
@@ -194,48 +199,6 @@ int DecodeV4CtasPerSm(const Params& p, int pass) {
                                                 : DecodeV4CtasPerSmFor<T, kD, kV4Dense>());
     };
     return p.head_dim == 64 ? for_dim(std::integral_constant<int, 64>{}) : for_dim(std::integral_constant<int, 128>{});
-  }
-}
-
-// Whether kernel 4's dense pass can run in clusters of `size` CTAs along the splits (p.cluster_merge):
-// at least one such cluster fits the device (asked once per device and size).
-template <typename T>
-bool DecodeV4ClustersFit(const Params& p, int size) {
-  if constexpr (std::is_same_v<T, float>) {
-    return false;
-  } else {
-    if (size < 2 || size > kFewSplits) return false;
-    static std::atomic<int> cached[64][kFewSplits + 1];  // 0 unknown, 1 no, 2 yes
-    int device = 0;
-    CHAI_CUDA_CHECK(cudaGetDevice(&device));
-    device = device >= 0 && device < 64 ? device : 63;
-    int state = cached[device][size].load(std::memory_order_relaxed);
-    if (state == 0) {
-      const auto fits = [&](auto d) {
-        constexpr int kD = decltype(d)::value;
-        PrepareDecodeV4<T, kD, kV4Dense>();
-        cudaLaunchAttribute attr[1];
-        attr[0].id = cudaLaunchAttributeClusterDimension;
-        attr[0].val.clusterDim.x = 1;
-        attr[0].val.clusterDim.y = static_cast<unsigned>(size);
-        attr[0].val.clusterDim.z = 1;
-        cudaLaunchConfig_t config = {};
-        config.gridDim = dim3(1, size);
-        config.blockDim = dim3(kDecodeThreads);
-        config.dynamicSmemBytes = V4Stage<kD, kV4Dense>::kSharedBytes;
-        config.attrs = attr;
-        config.numAttrs = 1;
-        int clusters = 0;
-        return cudaOccupancyMaxActiveClusters(&clusters, DecodeV4Kernel<T, kD, kV4Dense>, &config) == cudaSuccess &&
-               clusters > 0;
-      };
-      const bool ok = p.head_dim == 64 ? fits(std::integral_constant<int, 64>{})
-                                       : fits(std::integral_constant<int, 128>{});
-      (void)cudaGetLastError();  // a refused query leaves no error behind
-      state = ok ? 2 : 1;
-      cached[device][size].store(state, std::memory_order_relaxed);
-    }
-    return state == 2;
   }
 }
 
