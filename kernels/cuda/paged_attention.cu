@@ -214,13 +214,6 @@ void PlanDecode(DType dtype, const PagedKv& kv, const BatchLayout& batch, bool e
                   [&](auto tag) { per_sm = paged::DecodeV4CtasPerSm<decltype(tag)>(*p, paged::kV4Dense); });
     // CHAI_DECODE_V4_MAX_SPLITS (tuning): at most that many splits per sequence.
     paged::MakePlanV2(batch.max_seq_len, 1, per_sm * SmCount(), p, plan, EnvKnob("CHAI_DECODE_V4_MAX_SPLITS", 0));
-    // A sequence split over 2-8 chunks: the splits merge in a cluster's shared memory
-    // (CHAI_DECODE_V4_CLUSTER_MERGE=0: through L2 by the last CTA, as kernels 1-3).
-    // (Clusters of up to 8 are portable on sm_90, and 8 of these CTAs need 4 SMs of a GPC.)
-    p->cluster_merge = p->max_splits >= 2 && p->max_splits <= paged::kFewSplits && dtype != DType::kF32 &&
-                               EnvFlag("CHAI_DECODE_V4_CLUSTER_MERGE", true)
-                           ? 1
-                           : 0;
   } else if (kernel == 4) {
     // CHAI: the scores pass, then the P·V pass.
     int scores_per_sm = 1, pv_per_sm = 1;

@@ -64,8 +64,6 @@ struct Params {
   float scale_log2;   // log2(e) / sqrt(head_dim): scores live in the exp2 domain
   int pv_early;       // decode kernel 4 (CHAI): the scores pass releases the P·V pass early, which
                       // issues its first V stages before its PdlWait (paged_attention_decode_v4.cuh)
-  int cluster_merge;  // decode kernel 4 (dense): launched in clusters of max_splits CTAs (<= 8) along
-                      // the splits, which merge in distributed shared memory (paged_attention_v4_epilogue.cuh)
   L2Prefetch then;    // decode kernel 4 (dense and P·V passes): PagedKv::then
 };
 
@@ -275,30 +273,6 @@ __device__ __forceinline__ void MergeSplitsWarp(const Params& p, int64_t head, i
 // at batch 1 from 12.2 to 9.2 us at 512 positions and from 33.5 to 30.6 us at 4096
 // (attention-decode-h100.md). Same formula and split order as MergeSplitsWarp; the (m, l) sum runs
 // in split order here, a shuffle tree there.
-constexpr int kFewSplits = 8;  // MergeFewSplits' most splits
-// One column's merge over nsplit <= kFewSplits splits, all loaded before any is used (one round
-// trip): load(k, &ml, &a) gives split k's (m, l) and column value, from global memory
-// (MergeGroupSplits) or a cluster's shared memory (V4MergeWarps). Returns the column's output.
-template <typename Load>
-__device__ __forceinline__ float MergeFewSplits(int nsplit, Load load) {
-  float2 y[kFewSplits];
-  float a[kFewSplits];
-#pragma unroll
-  for (int u = 0; u < kFewSplits; ++u) load(min(u, nsplit - 1), &y[u], &a[u]);  // past nsplit: the last again
-  float mx = -INFINITY, lsum = 0.f, x = 0.f;
-#pragma unroll
-  for (int u = 0; u < kFewSplits; ++u) mx = fmaxf(mx, y[u].x);
-#pragma unroll
-  for (int u = 0; u < kFewSplits; ++u) {
-    if (u < nsplit) {
-      const float w = exp2f(y[u].x - mx);
-      lsum = fmaf(w, y[u].y, lsum);
-      x = fmaf(w, a[u], x);
-    }
-  }
-  return x * (1.f / lsum);
-}
-
 template <typename T, int kD>
 __device__ __forceinline__ void MergeGroupSplits(const Params& p, int64_t head0, int G, int nsplit, T* out_rows) {
   constexpr int kGroup = 8;
@@ -306,15 +280,27 @@ __device__ __forceinline__ void MergeGroupSplits(const Params& p, int64_t head0,
     const int i = idx / kD, c = idx % kD;
     const float2* ml = p.part_ml + (head0 + i) * p.max_splits;
     const float* pacc = p.part_acc + (head0 + i) * p.max_splits * kD + c;
-    if (nsplit <= kFewSplits) {
-      out_rows[int64_t{i} * kD + c] = FromFloat<T>(MergeFewSplits(nsplit, [&](int k, float2* y, float* a) {
-        *y = __ldcg(ml + k);
-        *a = __ldcg(pacc + int64_t{k} * kD);
-      }));
-      continue;
-    }
     float mx = -INFINITY, lsum = 0.f, x = 0.f;
-    {
+    if (nsplit <= kGroup) {
+      float2 y[kGroup];
+      float a[kGroup];
+#pragma unroll
+      for (int u = 0; u < kGroup; ++u) {  // past nsplit: the last split again (no effect on the max)
+        const int k = min(u, nsplit - 1);
+        y[u] = __ldcg(ml + k);
+        a[u] = __ldcg(pacc + int64_t{k} * kD);
+      }
+#pragma unroll
+      for (int u = 0; u < kGroup; ++u) mx = fmaxf(mx, y[u].x);
+#pragma unroll
+      for (int u = 0; u < kGroup; ++u) {
+        if (u < nsplit) {
+          const float w = exp2f(y[u].x - mx);
+          lsum = fmaf(w, y[u].y, lsum);
+          x = fmaf(w, a[u], x);
+        }
+      }
+    } else {
       for (int k = 0; k < nsplit; ++k) mx = fmaxf(mx, __ldcg(ml + k).x);
       for (int k0 = 0; k0 < nsplit; k0 += kGroup) {
         float2 y[kGroup];

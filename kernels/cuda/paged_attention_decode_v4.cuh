@@ -50,7 +50,6 @@
 #define CHAI_KERNELS_CUDA_PAGED_ATTENTION_DECODE_V4_CUH_
 
 #include "kernels/cuda/bulk_copy.cuh"
-#include "kernels/cuda/cluster_dsmem.cuh"
 #include "kernels/cuda/l2_prefetch.cuh"
 #include "kernels/cuda/paged_attention_common.cuh"
 #include "kernels/cuda/paged_attention_v4_epilogue.cuh"
@@ -69,10 +68,9 @@ namespace chai::cuda::paged {
 // of a scores CTA's items. The ring's mbarriers are initialised once per CTA (the kernel);
 // `uses` counts the stages this CTA consumed before, so that stage t of this item takes slot
 // (uses + t) % kStages with phase parity ((uses + t) / kStages) % 2. Returns with the ring
-// drained (every stage waited for and released by a barrier) and *uses advanced; true if the
-// CTA met its cluster's merge barriers (V4MergeWarps, p.cluster_merge).
+// drained (every stage waited for and released by a barrier) and *uses advanced.
 template <typename T, int kD, int kPass>
-__device__ __forceinline__ bool V4Item(const Params& p, int s, int g, int split, uint32_t full0, int* uses) {
+__device__ __forceinline__ void V4Item(const Params& p, int s, int g, int split, uint32_t full0, int* uses) {
   static_assert(sizeof(T) == 2, "fp16/bf16 only");
   using Stage = V4Stage<kD, kPass>;
   using Loader = V4Loader<T, kD, kPass>;
@@ -99,12 +97,12 @@ __device__ __forceinline__ bool V4Item(const Params& p, int s, int g, int split,
   // The CHAI passes clamp the length to the logits' stride: a length above the host's bound (a
   // caller error) must not reach past the scratch.
   const int len = kPass == kV4Dense ? p.seq_lens[s] : min(p.seq_lens[s], p.logit_stride);
-  if (row_end - row != 1) return false;  // prefill rows take the prefill kernels, idle sequences nothing
+  if (row_end - row != 1) return;  // prefill rows take the prefill kernels, idle sequences nothing
   // The chunk scaled to this sequence, as kernels 2 and 3 do.
   const int splits = kPass == kV4Scores ? p.score_splits : p.max_splits;
   const int chunk = kPass == kV4Dense ? min(p.chunk, SeqChunk(len, splits)) : SeqChunk(len, splits);
   const int c0 = split * chunk;
-  if (c0 >= len) return false;
+  if (c0 >= len) return;
   const int cl = min(len - c0, chunk);
   const int nsplit = min((len + chunk - 1) / chunk, splits);
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
@@ -139,11 +137,11 @@ __device__ __forceinline__ bool V4Item(const Params& p, int s, int g, int split,
   if constexpr (kPass == kV4Dense) {
     if (any_marked) {  // nothing was issued
       for (int idx = threadIdx.x; idx < G * kD; idx += kDecodeThreads) orow[int64_t{h0} * kD + idx] = FromFloat<T>(NAN);
-      return false;
+      return;
     }
   }
   if constexpr (kPass == kV4Scores) {
-    if (!any_marked) return false;
+    if (!any_marked) return;
   }
 
   // The P·V pass released early by its scores pass (p.pv_early; the kernel skipped its PdlWait):
@@ -233,12 +231,10 @@ __device__ __forceinline__ bool V4Item(const Params& p, int s, int g, int split,
     if ((kLoad != 0 || warp == 0) && t + kStages < ntiles) ld.issue(t + kStages);
   }
   *uses = u0 + ntiles;
-  if constexpr (kPass == kV4Scores) return false;  // the logits are the pass's whole output
+  if constexpr (kPass == kV4Scores) return;  // the logits are the pass's whole output
 
-  static_assert(kDecodeWarps * kV4MaxGroup * (kD + 4) * 4 + kV4MaxGroup * (kD + 2) * 4 <= Stage::kSharedBytes,
-                "the merge (and a cluster's partial) fits the ring");
-  return V4MergeWarps<T, kD>(p, s, h0, G, split, nsplit, orow, m_run, l_run, acc, reinterpret_cast<float*>(v4_smem),
-                             s_ml);
+  static_assert(kDecodeWarps * kV4MaxGroup * (kD + 4) * 4 <= Stage::kSharedBytes, "the merge fits the ring");
+  V4MergeWarps<T, kD>(p, s, h0, G, split, nsplit, orow, m_run, l_run, acc, reinterpret_cast<float*>(v4_smem), s_ml);
 }
 #endif  // __CUDA_ARCH__ >= 900
 
@@ -267,14 +263,8 @@ __global__ void __launch_bounds__(kDecodeThreads, 2) DecodeV4Kernel(Params p) {
   int uses = 0;
   if constexpr (kPass != kV4Scores) {
     const int kvh = p.kv_heads;
-    const bool met = V4Item<T, kD, kPass>(p, static_cast<int>(blockIdx.x) / kvh, static_cast<int>(blockIdx.x) % kvh,
-                                          static_cast<int>(blockIdx.y), full0, &uses);
-    // Launched in clusters (p.cluster_merge, dense pass): the CTAs that returned before the merge
-    // (past the sequence's end, or its only chunk) meet the merge's two cluster barriers here.
-    if (kPass == kV4Dense && p.cluster_merge != 0 && !met) {
-      ClusterSync();
-      ClusterSync();
-    }
+    V4Item<T, kD, kPass>(p, static_cast<int>(blockIdx.x) / kvh, static_cast<int>(blockIdx.x) % kvh,
+                         static_cast<int>(blockIdx.y), full0, &uses);
     if constexpr (kPass == kV4Pv) PdlWait();
     // The next GEMV's first weights into L2 (PagedKv::then), after this CTA's own K/V stream so
     // that those requests do not queue behind the prefetches; consecutive ranges from different

@@ -155,11 +155,7 @@ void LaunchDecodeV3(const Params& p, const LaunchPlan& plan, cudaStream_t stream
 
 // Kernel 4 (fp16/bf16, head_dim 64 or 128): V4Stage::kSharedBytes of dynamic shared memory, above the
 // default 48 KB limit, so the limit is raised once per device and pass before the first occupancy
-// query or launch. Once per translation unit too (internal linkage): the planning unit
-// (paged_attention.cu) and the launching one (paged_attention_<dtype>.cu) each hold the kernel, and
-// a flag shared between them left the launching unit's kernel at the default limit once (its
-// launches failed with "invalid argument"; thirtieth session).
-namespace {
+// query or launch.
 template <typename T, int kD, int kPass>
 void PrepareDecodeV4() {
   static PerDeviceOnce once;
@@ -168,7 +164,6 @@ void PrepareDecodeV4() {
                                          V4Stage<kD, kPass>::kSharedBytes));
   });
 }
-}  // namespace
 
 template <typename T, int kD, int kPass>
 int DecodeV4CtasPerSmFor() {
@@ -211,25 +206,6 @@ template <typename T, int kD>
 void LaunchDecodeV4(const Params& p, const LaunchPlan& plan, cudaStream_t stream) {
   if (!plan.v4_chai) {
     PrepareDecodeV4<T, kD, kV4Dense>();
-    if (p.cluster_merge != 0) {
-      // Clusters of max_splits CTAs along the splits (the merge in distributed shared memory).
-      cudaLaunchAttribute attr[2];
-      attr[0].id = cudaLaunchAttributeClusterDimension;
-      attr[0].val.clusterDim.x = 1;
-      attr[0].val.clusterDim.y = static_cast<unsigned>(p.max_splits);
-      attr[0].val.clusterDim.z = 1;
-      attr[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-      attr[1].val.programmaticStreamSerializationAllowed = 1;
-      cudaLaunchConfig_t config = {};
-      config.gridDim = dim3(plan.decode_slots, p.max_splits);
-      config.blockDim = dim3(kDecodeThreads);
-      config.dynamicSmemBytes = V4Stage<kD, kV4Dense>::kSharedBytes;
-      config.stream = stream;
-      config.attrs = attr;
-      config.numAttrs = PdlEnabled() ? 2 : 1;
-      CHAI_CUDA_CHECK(cudaLaunchKernelEx(&config, DecodeV4Kernel<T, kD, kV4Dense>, p));
-      return;
-    }
     LaunchPdl(DecodeV4Kernel<T, kD, kV4Dense>, dim3(plan.decode_slots, p.max_splits), kDecodeThreads,
               V4Stage<kD, kV4Dense>::kSharedBytes, stream, p);
     return;

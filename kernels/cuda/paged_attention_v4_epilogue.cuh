@@ -1,14 +1,11 @@
 // Decode kernel 4's epilogue (paged_attention_decode_v4.cuh has the kernel and its design notes):
 // the CTA's four warps merged into one (m, l, O) per head of the group, then the output rows or,
-// for a sequence split over several chunks, kernel 2's partials and the last CTA's merge of them,
-// or (p.cluster_merge) the splits' merge in the cluster's shared memory.
+// for a sequence split over several chunks, kernel 2's partials and the last CTA's merge of them.
 #ifndef CHAI_KERNELS_CUDA_PAGED_ATTENTION_V4_EPILOGUE_CUH_
 #define CHAI_KERNELS_CUDA_PAGED_ATTENTION_V4_EPILOGUE_CUH_
 
-#include "kernels/cuda/cluster_dsmem.cuh"
 #include "kernels/cuda/paged_attention_common.cuh"
 #include "kernels/cuda/paged_attention_decode_v2.cuh"  // MergeWarpStates
-#include "kernels/cuda/paged_attention_prefill_mma.cuh"  // SharedAddress
 #include "kernels/cuda/paged_attention_v4_shape.cuh"
 
 namespace chai::cuda::paged {
@@ -22,16 +19,9 @@ namespace chai::cuda::paged {
 // gi * kLaneDims + j; dim slot j * 8 + gi and rows padded by 4 floats put a store's 32 lanes in
 // 32 banks (the plain [head][dim] order put them in 2: at batch 1 this merge was a fifth of a
 // CTA's samples), and the readers walk the slots in order. Writes head h0 + i's output to
-// orow[(h0 + i) * kD ..] when the sequence has one chunk, else its partials for `split`: to global
-// memory for the last CTA to merge, or, launched in clusters along the splits (p.cluster_merge),
-// to its own shared memory past s_o, where split 0's CTA reads every split's after a cluster
-// barrier and merges them (the same arithmetic, MergeFewSplits), and a second barrier keeps the
-// others' shared memory alive until it has. That replaces the partials' trip through L2 and the
-// arrival counter's atomic (two dependent L2 round trips at the end of a batch-1 step's
-// attention) with two cluster barriers. Returns whether this CTA met the cluster's two barriers
-// (the kernel meets them for the CTAs that return before).
+// orow[(h0 + i) * kD ..] when the sequence has one chunk, else its partials for `split`.
 template <typename T, int kD>
-__device__ __forceinline__ bool V4MergeWarps(const Params& p, int s, int h0, int G, int split, int nsplit, T* orow,
+__device__ __forceinline__ void V4MergeWarps(const Params& p, int s, int h0, int G, int split, int nsplit, T* orow,
                                              float m_run, float l_run, const float (&acc)[kD / 16][4], float* s_o,
                                              float2 (*s_ml)[kV4MaxGroup]) {
   constexpr int kMTiles = kD / 16, kLaneDims = kD / 8, kORow = kD + 4;
@@ -54,9 +44,6 @@ __device__ __forceinline__ bool V4MergeWarps(const Params& p, int s, int h0, int
     }
   }
   __syncthreads();
-  const bool cluster = p.cluster_merge != 0 && nsplit > 1;
-  float* c_acc = s_o + kDecodeWarps * kV4MaxGroup * kORow;           // cluster: [G][kD] partial O
-  float2* c_ml = reinterpret_cast<float2*>(c_acc + kV4MaxGroup * kD);  // and [G] (m, l)
   for (int idx = threadIdx.x; idx < G * kD; idx += kDecodeThreads) {
     const int i = idx / kD, q = idx % kD, cd = (q % 8) * kLaneDims + q / 8;  // slot q holds dim cd
     float mx, lsum;
@@ -64,36 +51,17 @@ __device__ __forceinline__ bool V4MergeWarps(const Params& p, int s, int h0, int
     const int64_t head = int64_t{s} * p.heads + h0 + i;
     if (nsplit == 1) {
       orow[int64_t{h0 + i} * kD + cd] = FromFloat<T>(x / lsum);
-    } else if (cluster) {
-      c_acc[i * kD + cd] = x;
-      if (cd == 0) c_ml[i] = make_float2(mx, lsum);
     } else {
       p.part_acc[(head * p.max_splits + split) * kD + cd] = x;
       if (cd == 0) p.part_ml[head * p.max_splits + split] = make_float2(mx, lsum);
     }
   }
-  if (nsplit == 1) return false;
-  if (cluster) {
-    ClusterSync();  // every split's partial is in its CTA's shared memory
-    if (split == 0) {  // the cluster spans the splits: CTA rank = split
-      const uint32_t acc0 = SharedAddress(c_acc), ml0 = SharedAddress(c_ml);
-      for (int idx = threadIdx.x; idx < G * kD; idx += kDecodeThreads) {
-        const int i = idx / kD, c = idx % kD;
-        orow[int64_t{h0 + i} * kD + c] = FromFloat<T>(MergeFewSplits(nsplit, [&](int k, float2* y, float* a) {
-          *y = LoadClusterF32x2(ClusterAddress(ml0 + 8 * i, k));
-          *a = LoadClusterF32(ClusterAddress(acc0 + 4 * (i * kD + c), k));
-        }));
-      }
-    }
-    ClusterSync();  // split 0 has read them: the others may exit
-    return true;
-  }
+  if (nsplit == 1) return;
 
   // Fused combine, as kernels 1 and 2: the last CTA of this (sequence, KV head) over the chunks
   // merges the group's partials in a fixed order and resets the counter.
-  if (!LastSplitCta(p.counters, nsplit)) return false;
+  if (!LastSplitCta(p.counters, nsplit)) return;
   MergeGroupSplits<T, kD>(p, int64_t{s} * p.heads + h0, G, nsplit, orow + int64_t{h0} * kD);
-  return false;
 }
 #endif  // __CUDACC__ && __CUDA_ARCH__ >= 900
 

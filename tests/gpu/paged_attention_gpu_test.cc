@@ -357,54 +357,6 @@ TEST_F(PagedAttentionGpu, DecodeChaiKernel4EarlyPvPassMatchesInOrder) {
   }
 }
 
-TEST_F(PagedAttentionGpu, DecodeKernel4ClusterMergeMatchesL2Merge) {
-  // Kernel 4's dense pass with sequences split over 2-8 chunks runs in thread block clusters along
-  // the splits and merges them in distributed shared memory (CHAI_DECODE_V4_CLUSTER_MERGE, the
-  // default), with the arithmetic of the last CTA's merge through L2: the outputs must be those
-  // bytes. Batch 1 (whose step has the merge at the end of its critical path), batches whose
-  // shorter sequences leave CTAs of a cluster without positions or with the only chunk, prefill and
-  // idle rows beside decode ones (whole clusters that return at once), MHA and GQA, head_dim 64
-  // and 128, with at most 2, 5 and 8 splits.
-  if (DeviceMajor() < 9) GTEST_SKIP() << "decode kernel 4 needs sm_90";
-  Case b1{"batch 1 32/32 d128 bs32", 32, 32, 128, 32};
-  b1.lens = {512};
-  Case ragged{"ragged GQA 32/8 d128 bs16", 32, 8, 128, 16};
-  ragged.lens = {700, 1, 65, 300, 129};
-  Case small{"8/1 d128 bs8", 8, 1, 128, 8};
-  small.lens = {250, 1, 129};
-  for (Case* c : {&b1, &ragged, &small}) {
-    c->news.assign(c->lens.size(), 1);
-    c->maps.assign(c->lens.size(), Dense(c->heads));
-  }
-  Case mixed{"mixed decode/prefill/idle 16/4 d64 bs16", 16, 4, 64, 16};
-  mixed.lens = {1000, 90, 1, 300, 17};
-  mixed.news = {1, 90, 1, 0, 9};
-  mixed.maps.assign(mixed.lens.size(), Dense(16));
-  ScopedEnv kernel("CHAI_DECODE_KERNEL", "4");
-  ScopedEnv cluster("CHAI_DECODE_V4_CLUSTER_MERGE", "1");
-  ScopedEnv splits("CHAI_DECODE_V4_MAX_SPLITS", "");
-  for (const Case* c : {&b1, &ragged, &small, &mixed}) {
-    for (DType dtype : {DType::kF16, DType::kBF16}) {
-      const Inputs in = BuildInputs(*c, dtype);
-      for (const char* most : {"2", "5", "8"}) {
-        const std::string what = c->name + " " + DTypeName(dtype) + " at most " + most + " splits";
-        splits.Set(most);
-        cluster.Set("0");
-        std::vector<float> through_l2, in_cluster;
-        const Result a = RunKernel(*c, in, dtype, &through_l2);
-        cluster.Set("1");
-        const Result b = RunKernel(*c, in, dtype, &in_cluster);
-        EXPECT_LT(a.max_err, 1e-2) << what << ", merged through L2: " << a.where;
-        EXPECT_LT(b.max_err, 1e-2) << what << ", merged in the cluster: " << b.where;
-        EXPECT_TRUE(b.pool_ok && b.repeat_ok) << what;
-        ASSERT_EQ(through_l2.size(), in_cluster.size());
-        EXPECT_EQ(std::memcmp(through_l2.data(), in_cluster.data(), in_cluster.size() * sizeof(float)), 0)
-            << what << ": the cluster merge changed the output";
-      }
-    }
-  }
-}
-
 TEST_F(PagedAttentionGpu, DecodeChaiKernel4Shapes) {
   // CHAI layers (hint > 1) in the shapes decode kernel 4 takes, which it runs as two passes (K of
   // the representatives' KV groups, then V with the representatives' logits): MHA and GQA groups
