@@ -1,5 +1,10 @@
 #!/usr/bin/env bash
 # gpu_check.sh mode `pending`, sourced by gpu_check.sh (it sees OUT, gpus, modes, has, bench, mpi).
+# As of the thirtieth session (2026-11-28): main's GPU code is still e71b12b's. Two experiments ran and
+# were removed (the watched P·V pass on an H200, the cluster merge on an H100). Waiting for a GPU:
+# branch wip/v4-prepare-per-unit (854f765: PrepareDecodeV4 with internal linkage, the latent
+# shared-memory-limit bug in attention-decode-h100.md): run `gpu_check.sh test` (every gpu test) on it,
+# then merge. OPT-66B and the ratio on 4 x H100 still wait (command below).
 # As of the twenty-ninth session (2026-11-28): main's GPU code is the twenty-eighth session's (e71b12b);
 # three experiments ran on H100s and were removed (llama-7b-tp1-h100.md), and branch wip/step-ablation
 # (CHAI_DIAG_SKIP, timing only) holds the per-kernel-class ablation. OPT-66B and the ratio on 4 x H100
