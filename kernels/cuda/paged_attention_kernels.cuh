@@ -155,7 +155,11 @@ void LaunchDecodeV3(const Params& p, const LaunchPlan& plan, cudaStream_t stream
 
 // Kernel 4 (fp16/bf16, head_dim 64 or 128): V4Stage::kSharedBytes of dynamic shared memory, above the
 // default 48 KB limit, so the limit is raised once per device and pass before the first occupancy
-// query or launch.
+// query or launch. Once per translation unit too (internal linkage): the planning unit
+// (paged_attention.cu) and the launching one (paged_attention_<dtype>.cu) each hold the kernel, and
+// a flag shared between them once left the launching unit's kernel at the default limit (its
+// launches failed with "invalid argument"; attention-decode-h100.md, thirtieth session).
+namespace {
 template <typename T, int kD, int kPass>
 void PrepareDecodeV4() {
   static PerDeviceOnce once;
@@ -164,6 +168,7 @@ void PrepareDecodeV4() {
                                          V4Stage<kD, kPass>::kSharedBytes));
   });
 }
+}  // namespace
 
 template <typename T, int kD, int kPass>
 int DecodeV4CtasPerSmFor() {
