@@ -357,6 +357,85 @@ TEST_F(PagedAttentionGpu, DecodeChaiKernel4EarlyPvPassMatchesInOrder) {
   }
 }
 
+TEST_F(PagedAttentionGpu, DecodeKernel4PersistentMatchesOneItemPerCta) {
+  // CHAI_DECODE_V4_PERSISTENT runs kernel 4's dense (1) and P·V (2) passes as one wave of CTAs that
+  // stream their items back to back, each issuing the next item's first stages into the slots its
+  // own last stages free and merging its warps in the last stage's slot. The outputs must be the
+  // bytes of one item per CTA, for launches of many more items than resident CTAs (every CTA takes
+  // several) with chunks of one stage and of many, ragged lengths, idle and prefill rows skipped
+  // between items, groups the dense pass marks NaN between busy items, blocks smaller than a tile
+  // and not powers of two, MHA and GQA, head_dim 64 and 128, and the P·V pass released early or not.
+  if (DeviceMajor() < 9) GTEST_SKIP() << "decode kernel 4 needs sm_90";
+  std::uniform_int_distribution<int> short_len(1, 200), long_len(1, 2200);
+  Case mha{"dense 32/32 d128 bs32, B=24", 32, 32, 128, 32};
+  for (int s = 0; s < 24; ++s) {
+    mha.lens.push_back(s % 3 == 0 ? short_len(Rng()) : long_len(Rng()));
+    mha.news.push_back(1);
+    mha.maps.push_back(Dense(32));
+  }
+  Case gqa{"dense 32/8 d128 bs16, B=40, loose bound", 32, 8, 128, 16};
+  for (int s = 0; s < 40; ++s) {
+    gqa.lens.push_back(s == 0 ? 4097 : long_len(Rng()));
+    gqa.news.push_back(1);
+    gqa.maps.push_back(Dense(32));
+  }
+  gqa.extra_max_len = 3000;
+  Case mixed{"dense GQA 16/4 d64 bs24, prefill and idle rows", 16, 4, 64, 24};
+  for (int s = 0; s < 60; ++s) {
+    mixed.lens.push_back(s % 4 == 1 ? 90 : long_len(Rng()));
+    mixed.news.push_back(s % 4 == 1 ? 90 : (s % 4 == 3 ? 0 : 1));
+    mixed.maps.push_back(s % 4 == 1 ? RandomClusters(16, 3) : Dense(16));
+  }
+  // The dense pass under hint 1 with CHAI maps on some sequences: their groups are NaN (nothing
+  // streamed for them), the items around them are not.
+  Case marked{"dense pass 8/8 d128 bs8, CHAI maps marked NaN, B=80", 8, 8, 128, 8};
+  const std::vector<int> chai8 = MapFromLabels({0, 1, 0, 3, 1, 5, 6, 3});
+  for (int s = 0; s < 80; ++s) {
+    marked.lens.push_back(s % 2 == 0 ? short_len(Rng()) : long_len(Rng()));
+    marked.news.push_back(1);
+    marked.maps.push_back(s % 3 == 0 ? chai8 : Dense(8));
+  }
+  Case chai{"CHAI 32/32 d128 bs16 hint 8, B=16", 32, 32, 128, 16};
+  for (int s = 0; s < 16; ++s) {
+    chai.lens.push_back(s % 4 == 0 ? short_len(Rng()) : long_len(Rng()) + 1000);
+    chai.news.push_back(1);
+    chai.maps.push_back(s % 5 == 0 ? Dense(32) : RandomClusters(32, 4));
+  }
+  chai.hint = 8;
+  Case chai_gqa{"CHAI GQA 16/4 d64 bs40 hint 4, prefill and idle rows", 16, 4, 64, 40};
+  for (int s = 0; s < 48; ++s) {
+    chai_gqa.lens.push_back(s % 5 == 2 ? 60 : long_len(Rng()));
+    chai_gqa.news.push_back(s % 5 == 2 ? 60 : (s % 5 == 4 ? 0 : 1));
+    chai_gqa.maps.push_back(RandomClusters(16, 1 + s % 4));
+  }
+  chai_gqa.hint = 4;
+  ScopedEnv kernel("CHAI_DECODE_KERNEL", "4");
+  ScopedEnv persistent("CHAI_DECODE_V4_PERSISTENT", "");
+  ScopedEnv early("CHAI_DECODE_V4_PV_EARLY", "");
+  for (const Case* c : {&mha, &gqa, &mixed, &marked, &chai, &chai_gqa}) {
+    for (DType dtype : {DType::kF16, DType::kBF16}) {
+      const Inputs in = BuildInputs(*c, dtype);
+      for (const char* early_value : {"1", "0"}) {
+        if (c->hint == 1 && early_value[0] == '0') continue;  // the dense pass has no early release
+        SCOPED_TRACE(c->name + " " + DTypeName(dtype) + " CHAI_DECODE_V4_PV_EARLY=" + early_value);
+        early.Set(early_value);
+        persistent.Set("");
+        std::vector<float> one_per_cta, streamed;
+        const Result a = RunKernel(*c, in, dtype, &one_per_cta);
+        persistent.Set("3");
+        const Result b = RunKernel(*c, in, dtype, &streamed);
+        if (c != &marked) {
+          EXPECT_LT(b.max_err, 1e-2) << b.where;
+        }
+        EXPECT_TRUE(a.pool_ok && b.pool_ok && b.repeat_ok);
+        ASSERT_EQ(one_per_cta.size(), streamed.size());
+        EXPECT_EQ(std::memcmp(one_per_cta.data(), streamed.data(), streamed.size() * sizeof(float)), 0)
+            << "the persistent grid changed the output";
+      }
+    }
+  }
+}
+
 TEST_F(PagedAttentionGpu, DecodeChaiKernel4Shapes) {
   // CHAI layers (hint > 1) in the shapes decode kernel 4 takes, which it runs as two passes (K of
   // the representatives' KV groups, then V with the representatives' logits): MHA and GQA groups
