@@ -113,9 +113,6 @@ void* Scratch(size_t bytes, cudaStream_t stream, int kind, bool zeroed) {
 //   CHAI_DECODE_V4_SCORE_CTAS_PER_SM (tuning) plans the scores pass for fewer resident CTAs;
 //   CHAI_DECODE_V4_SCORE_SPLITS and CHAI_DECODE_V4_PV_SPLITS (tuning) set the two passes' split
 //   counts over the cost model's (BestSplitsV3).
-// - CHAI_DECODE_V4_PERSISTENT (experiment, default off): 1 runs kernel 4's dense pass, 2 its CHAI
-//   P·V pass, 3 both as a persistent grid (one wave of CTAs, each streaming its items back to back
-//   without draining its ring between them).
 // - CHAI_DECODE_CHAI_KERNEL, CHAI_DECODE_DENSE_KERNEL: the kernel for CHAI layers only (hint > 1),
 //   or for dense layers only, when CHAI_DECODE_KERNEL is not set (e.g. CHAI_DECODE_CHAI_KERNEL=3
 //   for the previous CHAI default, 1 for the earlier fused kernel).
@@ -217,9 +214,6 @@ void PlanDecode(DType dtype, const PagedKv& kv, const BatchLayout& batch, bool e
                   [&](auto tag) { per_sm = paged::DecodeV4CtasPerSm<decltype(tag)>(*p, paged::kV4Dense); });
     // CHAI_DECODE_V4_MAX_SPLITS (tuning): at most that many splits per sequence.
     paged::MakePlanV2(batch.max_seq_len, 1, per_sm * SmCount(), p, plan, EnvKnob("CHAI_DECODE_V4_MAX_SPLITS", 0));
-    if ((EnvKnob("CHAI_DECODE_V4_PERSISTENT", 0) & 1) != 0) {
-      plan->v4_persist_ctas = std::min(plan->decode_slots * p->max_splits, per_sm * SmCount());
-    }
   } else if (kernel == 4) {
     // CHAI: the scores pass, then the P·V pass.
     int scores_per_sm = 1, pv_per_sm = 1;
@@ -242,9 +236,6 @@ void PlanDecode(DType dtype, const PagedKv& kv, const BatchLayout& batch, bool e
     p->chunk = (std::max(batch.max_seq_len, 1) + p->max_splits - 1) / p->max_splits;  // informative only
     plan->combine = p->max_splits > 1;
     p->pv_early = EnvFlag("CHAI_DECODE_V4_PV_EARLY", true) ? 1 : 0;
-    if ((EnvKnob("CHAI_DECODE_V4_PERSISTENT", 0) & 2) != 0) {
-      plan->v4_persist_ctas = std::min(plan->decode_slots * p->max_splits, pv_per_sm * SmCount());
-    }
   } else if (kernel == 2 && paged::DecodeV2Supported(d, plan->group_tile, exact)) {
     plan->decode_kernel = 2;
     plan->v2_members = paged::DecodeV2Members(*p, *plan, kv.members_per_rep);

@@ -77,7 +77,6 @@ struct LaunchPlan {
   int v2_members = 1;     // kernel 2: members accumulated per pass (1, 2 or 4)
   bool v4_chai = false;   // kernel 4: the two CHAI passes (scores, then P·V) instead of the dense one
   int v4_score_ctas = 0;  // kernel 4, CHAI: CTAs per split of the scores pass
-  int v4_persist_ctas = 0;  // kernel 4: > 0 runs the dense or P·V pass as a persistent grid of that many CTAs
   int decode_slots = 0;  // decode grid columns: (sequence, KV head, subset, member share)
   int prefill_tiles = 0;
   int prefill_kernel = 1;   // 1: paged_attention_prefill{,_mma}.cuh; 2: _prefill_v2.cuh (fp16/bf16, d % 16 == 0)

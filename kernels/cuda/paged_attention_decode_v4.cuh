@@ -69,52 +69,8 @@ namespace chai::cuda::paged {
 // `uses` counts the stages this CTA consumed before, so that stage t of this item takes slot
 // (uses + t) % kStages with phase parity ((uses + t) / kStages) % 2. Returns with the ring
 // drained (every stage waited for and released by a barrier) and *uses advanced.
-// Where one work item's chunk lies: the same arithmetic for the item itself and for the
-// persistent grid's search for its next busy item (V4NextBusy).
-struct V4Chunk {
-  int64_t trow;  // the tables/score_head row
-  int row, len, chunk, c0, cl, nsplit;
-  bool busy;  // a decode row (prefill rows take the prefill kernels, idle sequences nothing) with positions here
-};
-
-template <int kPass>
-__device__ __forceinline__ V4Chunk V4ChunkOf(const Params& p, int s, int split) {
-  V4Chunk k;
-  k.trow = p.slots != nullptr ? p.slots[s] : s;
-  k.row = p.q_start[s];
-  // The CHAI passes clamp the length to the logits' stride: a length above the host's bound (a
-  // caller error) must not reach past the scratch.
-  k.len = kPass == kV4Dense ? p.seq_lens[s] : min(p.seq_lens[s], p.logit_stride);
-  // The chunk scaled to this sequence, as kernels 2 and 3 do.
-  const int splits = kPass == kV4Scores ? p.score_splits : p.max_splits;
-  k.chunk = kPass == kV4Dense ? min(p.chunk, SeqChunk(k.len, splits)) : SeqChunk(k.len, splits);
-  k.c0 = split * k.chunk;
-  k.busy = p.q_start[s + 1] - k.row == 1 && k.c0 < k.len;
-  k.cl = min(k.len - k.c0, k.chunk);
-  k.nsplit = min((k.len + k.chunk - 1) / k.chunk, splits);
-  return k;
-}
-
-// The persistent dense and P·V grids (kPersist): items i = slot + split * slots over the slots
-// (sequence, KV head) in grid order, CTA b taking b, b + gridDim.x, ...; the first busy one from i on,
-// or `total`.
-template <int kPass>
-__device__ __forceinline__ int V4NextBusy(const Params& p, int i, int total) {
-  const int slots = p.num_seqs * p.kv_heads;
-  for (; i < total; i += static_cast<int>(gridDim.x)) {
-    if (V4ChunkOf<kPass>(p, (i % slots) / p.kv_heads, i / slots).busy) break;
-  }
-  return i;
-}
-
-// kPersist: the CTA streams its items back to back. Its first `pre` stages were issued by the item
-// before, and when `next` (an item id, V4NextBusy) is >= 0 this one issues the next item's first
-// stages into the slots its own last stages free, so that the ring never drains between items; the
-// warps' merge then runs in the slot of this item's last stage, whose refill waits for it. Returns
-// how many of the next item's stages it issued (its `pre`).
-template <typename T, int kD, int kPass, bool kPersist = false>
-__device__ __forceinline__ int V4Item(const Params& p, int s, int g, int split, uint32_t full0, int* uses,
-                                      int pre = 0, int next = -1) {
+template <typename T, int kD, int kPass>
+__device__ __forceinline__ void V4Item(const Params& p, int s, int g, int split, uint32_t full0, int* uses) {
   static_assert(sizeof(T) == 2, "fp16/bf16 only");
   using Stage = V4Stage<kD, kPass>;
   using Loader = V4Loader<T, kD, kPass>;
@@ -134,13 +90,21 @@ __device__ __forceinline__ int V4Item(const Params& p, int s, int g, int split, 
   __shared__ float2 s_ml[kDecodeWarps][kV4MaxGroup];
   __shared__ int s_rep[kV4MaxGroup];
 
-  static_assert(!kPersist || (kPass != kV4Scores && kLoad == 0), "persistent: the bulk-copy dense and P·V passes");
   const int kvh = p.kv_heads;
-  const V4Chunk ck = V4ChunkOf<kPass>(p, s, split);
-  if (!ck.busy) return 0;
-  const int64_t trow = ck.trow;
+  const int64_t trow = p.slots != nullptr ? p.slots[s] : s;
   const int H = p.heads, G = p.group, h0 = g * G;
-  const int row = ck.row, c0 = ck.c0, cl = ck.cl, nsplit = ck.nsplit;
+  const int row = p.q_start[s], row_end = p.q_start[s + 1];
+  // The CHAI passes clamp the length to the logits' stride: a length above the host's bound (a
+  // caller error) must not reach past the scratch.
+  const int len = kPass == kV4Dense ? p.seq_lens[s] : min(p.seq_lens[s], p.logit_stride);
+  if (row_end - row != 1) return;  // prefill rows take the prefill kernels, idle sequences nothing
+  // The chunk scaled to this sequence, as kernels 2 and 3 do.
+  const int splits = kPass == kV4Scores ? p.score_splits : p.max_splits;
+  const int chunk = kPass == kV4Dense ? min(p.chunk, SeqChunk(len, splits)) : SeqChunk(len, splits);
+  const int c0 = split * chunk;
+  if (c0 >= len) return;
+  const int cl = min(len - c0, chunk);
+  const int nsplit = min((len + chunk - 1) / chunk, splits);
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const int gi = lane / 4, c = lane % 4;  // mma fragment row group and column pair
   T* orow = static_cast<T*>(p.out) + int64_t{row} * H * kD;
@@ -157,16 +121,11 @@ __device__ __forceinline__ int V4Item(const Params& p, int s, int g, int split, 
       qv[pi] = gi < G ? *reinterpret_cast<const uint4*>(qp + 32 * pi) : make_uint4(0u, 0u, 0u, 0u);
     }
   }
-  // The loads of an item (sequence sl, KV head gl, chunk kl) whose stage 0 is the CTA's stage ul.
-  const auto make_loader = [&](int sl, int gl, const V4Chunk& kl, int ul, int rep) {
-    const int32_t* ktab = p.tables + (kl.trow * 2 * kvh + gl) * p.max_blocks;
-    return Loader{p,     v4_smem, SharedAddress(v4_smem), full0,  static_cast<const T*>(p.pool),
-                  ktab,  ktab + int64_t{kvh} * p.max_blocks,       sl,     kl.c0,
-                  kl.cl, (kl.cl + kRows - 1) / kRows,              ul,     rep,
-                  lane,  p.block_size,                              p.block_shift};
-  };
+  const int32_t* ktab = p.tables + (trow * 2 * kvh + g) * p.max_blocks;
   const int ntiles = (cl + kRows - 1) / kRows;
-  Loader ld = make_loader(s, g, ck, *uses, my_rep);
+  Loader ld{p,    v4_smem, SharedAddress(v4_smem), full0, static_cast<const T*>(p.pool), ktab,
+            ktab + int64_t{kvh} * p.max_blocks,   s,     c0,    cl,   ntiles,  *uses, my_rep, lane,
+            p.block_size, p.block_shift};
   if (warp == 0 && (Loader::kBulkK || Loader::kBulkV)) ld.load_window(ld.block_of(c0));
 
   if (threadIdx.x < G) s_rep[threadIdx.x] = my_rep;
@@ -176,18 +135,13 @@ __device__ __forceinline__ int V4Item(const Params& p, int s, int g, int split, 
                                                           : my_rep == h0 + static_cast<int>(threadIdx.x));
   const bool any_marked = __syncthreads_or(mark);
   if constexpr (kPass == kV4Dense) {
-    if (any_marked) {  // nothing was issued but the `pre` stages the item before issued: take them
+    if (any_marked) {  // nothing was issued
       for (int idx = threadIdx.x; idx < G * kD; idx += kDecodeThreads) orow[int64_t{h0} * kD + idx] = FromFloat<T>(NAN);
-      for (int t = 0; t < pre; ++t) {
-        MbarWait(full0 + 8 * ((*uses + t) % kStages), static_cast<uint32_t>((*uses + t) / kStages) & 1u);
-      }
-      __syncthreads();
-      *uses += pre;
-      return 0;
+      return;
     }
   }
   if constexpr (kPass == kV4Scores) {
-    if (!any_marked) return 0;
+    if (!any_marked) return;
   }
 
   // The P·V pass released early by its scores pass (p.pv_early; the kernel skipped its PdlWait):
@@ -196,30 +150,16 @@ __device__ __forceinline__ int V4Item(const Params& p, int s, int g, int split, 
   // before its first access), so the first stages' V streams in while the scores pass finishes;
   // the logits, its output, are copied only after this PdlWait. The expected bytes
   // count the logits from the start: a stage completes only once both have landed.
-  // (A persistent CTA's later items find the first stages issued, `pre`, and the wait done.)
   const int u0 = *uses;
   const bool early = kPass == kV4Pv && p.pv_early != 0;
   if (kLoad != 0 || warp == 0) {
-    for (int t = pre; t < min(kStages, ntiles); ++t) early ? ld.issue_data(t) : ld.issue(t);
+    for (int t = 0; t < min(kStages, ntiles); ++t) early ? ld.issue_data(t) : ld.issue(t);
   }
   if (early) {
     PdlWait();
     if (warp == 0) {
-      for (int t = pre; t < min(kStages, ntiles); ++t) ld.issue_logits(t);
+      for (int t = 0; t < min(kStages, ntiles); ++t) ld.issue_logits(t);
     }
-  }
-  // kPersist: the next item's loads, into the slots after this item's last stage; its stage j
-  // goes where this item's stage j + ntiles - kStages was consumed (slot (u0 + ntiles + j) % kStages).
-  const bool has_next = kPersist && next >= 0;
-  const int slots = p.num_seqs * kvh, ns = has_next ? (next % slots) / kvh : s, ng = has_next ? (next % slots) % kvh : g;
-  const V4Chunk nk = has_next ? V4ChunkOf<kPass>(p, ns, next / slots) : ck;
-  const int nrep = has_next && threadIdx.x < G ? p.score_head[nk.trow * H + ng * G + threadIdx.x] : my_rep;
-  Loader nx = make_loader(ns, ng, nk, u0 + ntiles, nrep);
-  const int next_tiles = has_next ? nx.ntiles : 0;
-  int next_pre = 0;  // warp 0: the next item's stages issued so far
-  if (has_next && warp == 0) {
-    nx.load_window(nx.block_of(nk.c0));
-    for (; next_pre < min(kStages - ntiles, next_tiles); ++next_pre) nx.issue(next_pre);
   }
 
   // The scores pass writes the logits of the group's representatives (row gi if it is one).
@@ -288,42 +228,19 @@ __device__ __forceinline__ int V4Item(const Params& p, int s, int g, int split, 
       }
     }
     __syncthreads();  // every warp is done with the slot: it may be refilled
-    if (kLoad != 0 || warp == 0) {
-      if (t + kStages < ntiles) {
-        ld.issue(t + kStages);
-      } else if (kPersist && t + 1 < ntiles && next_pre < next_tiles) {  // the last slot waits for the merge
-        nx.issue(next_pre++);
-      }
-    }
+    if ((kLoad != 0 || warp == 0) && t + kStages < ntiles) ld.issue(t + kStages);
   }
   *uses = u0 + ntiles;
-  if constexpr (kPass == kV4Scores) return 0;  // the logits are the pass's whole output
+  if constexpr (kPass == kV4Scores) return;  // the logits are the pass's whole output
 
-  // The warps' merge in the idle ring (single items) or in the last stage's slot (persistent: the
-  // other slots hold the next item's first stages), whose refill follows the merge's reads.
-  static_assert(kPass == kV4Scores ||
-                    kDecodeWarps * kV4MaxGroup * (kD + 4) * 4 <= (kPersist ? Stage::kBytes : Stage::kSharedBytes),
-                "the merge fits its place");
-  unsigned char* merge_at = reinterpret_cast<unsigned char*>(v4_smem);
-  if constexpr (kPersist) merge_at += ((u0 + ntiles - 1) % kStages) * Stage::kBytes;
-  const auto refill_last = [&] {
-    if constexpr (kPersist) {
-      FenceProxyAsyncShared();  // the merge's ordinary stores before the copy engine's writes
-      __syncthreads();          // every warp has read the slot
-      if (warp == 0 && next_pre < next_tiles) nx.issue(next_pre++);
-    }
-  };
-  V4MergeWarps<T, kD>(p, s, h0, G, split, nsplit, orow, m_run, l_run, acc, reinterpret_cast<float*>(merge_at), s_ml,
-                      s * kvh + g, refill_last);
-  return min(kStages, next_tiles);  // every thread's count of what warp 0 issued (next_pre)
+  static_assert(kDecodeWarps * kV4MaxGroup * (kD + 4) * 4 <= Stage::kSharedBytes, "the merge fits the ring");
+  V4MergeWarps<T, kD>(p, s, h0, G, split, nsplit, orow, m_run, l_run, acc, reinterpret_cast<float*>(v4_smem), s_ml);
 }
 #endif  // __CUDA_ARCH__ >= 900
 
-// Dense and P·V passes: grid (num_seqs * kv_heads, splits), one item per CTA, or with kPersist
-// (CHAI_DECODE_V4_PERSISTENT) grid (at most the resident CTAs, 1), each CTA streaming the items
-// V4NextBusy gives it back to back. Scores pass: grid (plan.v4_score_ctas, score_splits), each CTA
-// taking the items V4ScoreItems gives it.
-template <typename T, int kD, int kPass, bool kPersist = false>
+// Dense and P·V passes: grid (num_seqs * kv_heads, splits), one item per CTA. Scores pass: grid
+// (plan.v4_score_ctas, score_splits), each CTA taking the items V4ScoreItems gives it.
+template <typename T, int kD, int kPass>
 __global__ void __launch_bounds__(kDecodeThreads, 2) DecodeV4Kernel(Params p) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   // The barriers live in shared memory only: set them up while the previous kernel drains (PDL).
@@ -346,19 +263,8 @@ __global__ void __launch_bounds__(kDecodeThreads, 2) DecodeV4Kernel(Params p) {
   int uses = 0;
   if constexpr (kPass != kV4Scores) {
     const int kvh = p.kv_heads;
-    if constexpr (kPersist) {
-      const int slots = p.num_seqs * kvh, total = slots * p.max_splits;
-      int pre = 0;
-      for (int i = V4NextBusy<kPass>(p, static_cast<int>(blockIdx.x), total); i < total;) {
-        const int next = V4NextBusy<kPass>(p, i + static_cast<int>(gridDim.x), total);
-        pre = V4Item<T, kD, kPass, true>(p, (i % slots) / kvh, (i % slots) % kvh, i / slots, full0, &uses, pre,
-                                         next < total ? next : -1);
-        i = next;
-      }
-    } else {
-      V4Item<T, kD, kPass>(p, static_cast<int>(blockIdx.x) / kvh, static_cast<int>(blockIdx.x) % kvh,
-                           static_cast<int>(blockIdx.y), full0, &uses);
-    }
+    V4Item<T, kD, kPass>(p, static_cast<int>(blockIdx.x) / kvh, static_cast<int>(blockIdx.x) % kvh,
+                         static_cast<int>(blockIdx.y), full0, &uses);
     if constexpr (kPass == kV4Pv) PdlWait();
     // The next GEMV's first weights into L2 (PagedKv::then), after this CTA's own K/V stream so
     // that those requests do not queue behind the prefetches; consecutive ranges from different

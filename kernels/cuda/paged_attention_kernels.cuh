@@ -160,11 +160,11 @@ void LaunchDecodeV3(const Params& p, const LaunchPlan& plan, cudaStream_t stream
 // a flag shared between them once left the launching unit's kernel at the default limit (its
 // launches failed with "invalid argument"; attention-decode-h100.md, thirtieth session).
 namespace {
-template <typename T, int kD, int kPass, bool kPersist = false>
+template <typename T, int kD, int kPass>
 void PrepareDecodeV4() {
   static PerDeviceOnce once;
   once.Run([] {
-    CHAI_CUDA_CHECK(cudaFuncSetAttribute(DecodeV4Kernel<T, kD, kPass, kPersist>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+    CHAI_CUDA_CHECK(cudaFuncSetAttribute(DecodeV4Kernel<T, kD, kPass>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                          V4Stage<kD, kPass>::kSharedBytes));
   });
 }
@@ -207,34 +207,20 @@ int DecodeV4CtasPerSm(const Params& p, int pass) {
 // over p.max_splits, stream-ordered (the second's PdlWait returns once the first completed). With
 // p.pv_early the P·V pass always takes the PDL attribute (whatever CHAI_PDL says): the scores pass
 // releases it early and it issues its first V stages before that wait.
-// plan.v4_persist_ctas > 0: the dense or P·V pass as a persistent grid of that many CTAs.
 template <typename T, int kD>
 void LaunchDecodeV4(const Params& p, const LaunchPlan& plan, cudaStream_t stream) {
-  const bool persist = plan.v4_persist_ctas > 0;
-  const dim3 grid = persist ? dim3(plan.v4_persist_ctas, 1) : dim3(plan.decode_slots, p.max_splits);
   if (!plan.v4_chai) {
-    constexpr int kBytes = V4Stage<kD, kV4Dense>::kSharedBytes;
-    if (persist) {
-      PrepareDecodeV4<T, kD, kV4Dense, true>();
-      LaunchPdl(DecodeV4Kernel<T, kD, kV4Dense, true>, grid, kDecodeThreads, kBytes, stream, p);
-    } else {
-      PrepareDecodeV4<T, kD, kV4Dense>();
-      LaunchPdl(DecodeV4Kernel<T, kD, kV4Dense>, grid, kDecodeThreads, kBytes, stream, p);
-    }
+    PrepareDecodeV4<T, kD, kV4Dense>();
+    LaunchPdl(DecodeV4Kernel<T, kD, kV4Dense>, dim3(plan.decode_slots, p.max_splits), kDecodeThreads,
+              V4Stage<kD, kV4Dense>::kSharedBytes, stream, p);
     return;
   }
   PrepareDecodeV4<T, kD, kV4Scores>();
+  PrepareDecodeV4<T, kD, kV4Pv>();
   LaunchPdl(DecodeV4Kernel<T, kD, kV4Scores>, dim3(plan.v4_score_ctas, p.score_splits), kDecodeThreads,
             V4Stage<kD, kV4Scores>::kSharedBytes, stream, p);
-  constexpr int kBytes = V4Stage<kD, kV4Pv>::kSharedBytes;
-  const bool pdl = p.pv_early != 0 || PdlEnabled();
-  if (persist) {
-    PrepareDecodeV4<T, kD, kV4Pv, true>();
-    LaunchMaybePdl(pdl, DecodeV4Kernel<T, kD, kV4Pv, true>, grid, kDecodeThreads, kBytes, stream, p);
-  } else {
-    PrepareDecodeV4<T, kD, kV4Pv>();
-    LaunchMaybePdl(pdl, DecodeV4Kernel<T, kD, kV4Pv>, grid, kDecodeThreads, kBytes, stream, p);
-  }
+  LaunchMaybePdl(p.pv_early != 0 || PdlEnabled(), DecodeV4Kernel<T, kD, kV4Pv>, dim3(plan.decode_slots, p.max_splits),
+                 kDecodeThreads, V4Stage<kD, kV4Pv>::kSharedBytes, stream, p);
 }
 
 // Prefill kernel 2 with kWarps warps (16 query rows each) and kM members per CTA.

@@ -19,16 +19,11 @@ namespace chai::cuda::paged {
 // gi * kLaneDims + j; dim slot j * 8 + gi and rows padded by 4 floats put a store's 32 lanes in
 // 32 banks (the plain [head][dim] order put them in 2: at batch 1 this merge was a fifth of a
 // CTA's samples), and the readers walk the slots in order. Writes head h0 + i's output to
-// orow[(h0 + i) * kD ..] when the sequence has one chunk, else its partials for `split`; the split
-// merge's counter is counters[slot] (the item's (sequence, KV head)). on_s_o_read() runs in every
-// thread once the thread has read s_o for the last time (the persistent grid's deferred refill).
-struct V4NoHook {
-  __device__ __forceinline__ void operator()() const {}
-};
-template <typename T, int kD, typename Hook = V4NoHook>
+// orow[(h0 + i) * kD ..] when the sequence has one chunk, else its partials for `split`.
+template <typename T, int kD>
 __device__ __forceinline__ void V4MergeWarps(const Params& p, int s, int h0, int G, int split, int nsplit, T* orow,
                                              float m_run, float l_run, const float (&acc)[kD / 16][4], float* s_o,
-                                             float2 (*s_ml)[kV4MaxGroup], int slot, Hook on_s_o_read = {}) {
+                                             float2 (*s_ml)[kV4MaxGroup]) {
   constexpr int kMTiles = kD / 16, kLaneDims = kD / 8, kORow = kD + 4;
   constexpr unsigned kAll = 0xffffffffu;
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
@@ -61,12 +56,11 @@ __device__ __forceinline__ void V4MergeWarps(const Params& p, int s, int h0, int
       if (cd == 0) p.part_ml[head * p.max_splits + split] = make_float2(mx, lsum);
     }
   }
-  on_s_o_read();
   if (nsplit == 1) return;
 
   // Fused combine, as kernels 1 and 2: the last CTA of this (sequence, KV head) over the chunks
   // merges the group's partials in a fixed order and resets the counter.
-  if (!LastArrival(p.counters + slot, nsplit)) return;
+  if (!LastSplitCta(p.counters, nsplit)) return;
   MergeGroupSplits<T, kD>(p, int64_t{s} * p.heads + h0, G, nsplit, orow + int64_t{h0} * kD);
 }
 #endif  // __CUDACC__ && __CUDA_ARCH__ >= 900
