@@ -39,8 +39,7 @@
 # all-reduce benchmark, plain and fused with the add + norm, under each of ARBENCH_SETTINGS in turn),
 # pipeline (pipelined greedy decode: its tests, memcheck, LLaMA-7B with it off and on), blocks (the KV
 # block size: decode attention against SDPA per block size, LLaMA-7B TPOT at each), chaisplits (the
-# split counts of the CHAI passes: tests under forced counts, attention_bench under each), pvl2 (the
-# early P·V pass fetching V into L2 while its scores pass runs: tests, memcheck, attention_bench A/B).
+# split counts of the CHAI passes: tests under forced counts, attention_bench under each).
 set -uo pipefail
 modes=" ${*:-all} "
 [ "$modes" = " all " ] && modes=" test bench e2e chai "
@@ -164,7 +163,6 @@ targets=()
 [ "$modes" = " vssdpa " ] && targets=(--target attention_bench)
 [ "$modes" = " blocks " ] && targets=(--target attention_bench chai)
 [ "$modes" = " chaisplits " ] && targets=(--target attention_bench paged_attention_gpu_test)
-[ "$modes" = " pvl2 " ] && targets=(--target attention_bench paged_attention_gpu_test engine_gpu_test chai)
 [ "$modes" = " boundary " ] && targets=(--target boundary_bench chai)
 [ "$modes" = " tpprofile " ] && targets=(--target chai)
 [ "$modes" = " ratio " ] && targets=(--target chai l2_prefetch_gpu_test ops_gpu_test linear_fused_gpu_test
@@ -218,7 +216,6 @@ has l2ab && ENVAB_TAG=l2ab ENVAB_TESTS="${L2AB_TESTS:-$l2ab_tests}" \
   ENVAB_SETTINGS="${L2AB_SETTINGS:-CHAI_L2_PREFETCH=0,0 CHAI_L2_PREFETCH=12,0 CHAI_L2_PREFETCH=0,6 \
   CHAI_L2_PREFETCH=12,6 CHAI_L2_PREFETCH=12,6,alt CHAI_L2_PREFETCH=20,10}" run_mode envab
 has pvearly && run_mode pvearly
-has pvl2 && run_mode pvl2
 has passes && run_mode passes
 has stream && run_mode stream
 has boundary && run_mode boundary

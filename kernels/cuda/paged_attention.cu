@@ -236,16 +236,6 @@ void PlanDecode(DType dtype, const PagedKv& kv, const BatchLayout& batch, bool e
     p->chunk = (std::max(batch.max_seq_len, 1) + p->max_splits - 1) / p->max_splits;  // informative only
     plan->combine = p->max_splits > 1;
     p->pv_early = EnvFlag("CHAI_DECODE_V4_PV_EARLY", true) ? 1 : 0;
-    // CHAI_DECODE_V4_PV_L2=N[,M] (experiment, default off): the early P·V pass fetches V of its N
-    // stages past its ring and the first M stages of the CTA one SM count on into L2 while it waits.
-    {
-      const char* l2 = std::getenv("CHAI_DECODE_V4_PV_L2");
-      int own = 0, next = 0;
-      if (l2 != nullptr) std::sscanf(l2, "%d,%d", &own, &next);
-      p->pv_l2_stages = std::max(own, 0);
-      p->pv_l2_next = std::max(next, 0);
-      p->pv_l2_partner = SmCount();
-    }
   } else if (kernel == 2 && paged::DecodeV2Supported(d, plan->group_tile, exact)) {
     plan->decode_kernel = 2;
     plan->v2_members = paged::DecodeV2Members(*p, *plan, kv.members_per_rep);

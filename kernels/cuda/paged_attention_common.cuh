@@ -65,10 +65,6 @@ struct Params {
   int pv_early;       // decode kernel 4 (CHAI): the scores pass releases the P·V pass early, which
                       // issues its first V stages before its PdlWait (paged_attention_decode_v4.cuh)
   L2Prefetch then;    // decode kernel 4 (dense and P·V passes): PagedKv::then
-  // Decode kernel 4's early P·V pass (pv_early), before its PdlWait: V of its own stages
-  // [ring, ring + pv_l2_stages) and of the first pv_l2_next stages of the CTA pv_l2_partner places
-  // on in the grid fetched into L2 (cp.async.bulk.prefetch.L2), while the scores pass leaves DRAM idle.
-  int pv_l2_stages, pv_l2_next, pv_l2_partner;
 };
 
 // Host-side: which kernels to launch and how big.

@@ -156,24 +156,6 @@ __device__ __forceinline__ void V4Item(const Params& p, int s, int g, int split,
     for (int t = 0; t < min(kStages, ntiles); ++t) early ? ld.issue_data(t) : ld.issue(t);
   }
   if (early) {
-    // V the scores pass's time could stream: this CTA's stages past its ring (warp 1) and the first
-    // stages of the CTA pv_l2_partner places on in the grid (warp 2), which becomes resident only
-    // once the scores pass's CTAs leave (tuning experiment; CHAI_DECODE_V4_PV_L2).
-    if (warp == 1 && p.pv_l2_stages > 0) {
-      V4PrefetchVToL2<T, kD>(p, trow, g, c0, kStages * kRows, min(cl, (kStages + p.pv_l2_stages) * kRows), lane);
-    }
-    if (warp == 2 && p.pv_l2_next > 0) {
-      const int partner = static_cast<int>(blockIdx.x + blockIdx.y * gridDim.x) + p.pv_l2_partner;
-      if (partner < static_cast<int>(gridDim.x * gridDim.y)) {
-        const int px = partner % static_cast<int>(gridDim.x), ps = px / kvh, psplit = partner / static_cast<int>(gridDim.x);
-        const int plen = min(p.seq_lens[ps], p.logit_stride), pchunk = SeqChunk(plen, p.max_splits);
-        const int pc0 = psplit * pchunk;
-        if (p.q_start[ps + 1] - p.q_start[ps] == 1 && pc0 < plen) {
-          V4PrefetchVToL2<T, kD>(p, p.slots != nullptr ? p.slots[ps] : ps, px % kvh, pc0, 0,
-                                 min(min(plen - pc0, pchunk), p.pv_l2_next * kRows), lane);
-        }
-      }
-    }
     PdlWait();
     if (warp == 0) {
       for (int t = 0; t < min(kStages, ntiles); ++t) ld.issue_logits(t);

@@ -24,27 +24,6 @@ __device__ __forceinline__ void V4CpAsync16(void* dst, const void* src, bool val
                : "memory");
 }
 
-// V of chunk rows [r0, r1) of (sequence s, KV head g, chunk start c0) into L2 only
-// (cp.async.bulk.prefetch.L2, one per block's run, the blocks shared out over the warp's lanes):
-// nothing waits for it. The block ids are read straight from the table (off the critical path: the
-// P·V pass issues these while it waits for its scores pass).
-template <typename T, int kD>
-__device__ __forceinline__ void V4PrefetchVToL2(const Params& p, int64_t trow, int g, int c0, int r0, int r1,
-                                                int lane) {
-  if (r1 <= r0) return;
-  const int32_t* vtab = p.tables + (trow * 2 * p.kv_heads + p.kv_heads + g) * p.max_blocks;
-  const int bs = p.block_size, pos0 = c0 + r0, pos1 = c0 + r1;
-  for (int b = pos0 / bs + lane; b * bs < pos1; b += 32) {
-    const int vb = __ldg(vtab + b);
-    if (vb < 0) continue;
-    const int lo = max(pos0, b * bs), hi = min(pos1, (b + 1) * bs);
-    const T* src = static_cast<const T*>(p.pool) + (int64_t{vb} * bs + (lo - b * bs)) * kD;
-    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(src),
-                 "r"(static_cast<uint32_t>((hi - lo) * kD * 2))
-                 : "memory");
-  }
-}
-
 // The loads of one work item (sequence s, KV head g, chunk [c0, c0 + cl)) of pass kPass. Stage t
 // covers chunk rows t * kRows .. and lands in ring slot (u0 + t) % kStages, whose mbarrier is
 // full0 + 8 * slot. Warp 0 keeps a 32-entry window of the block tables, one id per lane (kernel
