@@ -1,5 +1,9 @@
 #!/usr/bin/env bash
 # gpu_check.sh mode `pending`, sourced by gpu_check.sh (it sees OUT, gpus, modes, has, bench, mpi).
+# As of the thirty-first session (2026-11-28): main's GPU code is e71b12b's plus PrepareDecodeV4 with
+# internal linkage (86da9ec), which passed every single-GPU gpu test on an H200 (d8038a7). Two experiments
+# ran on H200s and were removed (persistent kernel-4 grids, V fetched into L2 by the early P·V pass;
+# attention-decode-h200.md). OPT-66B and the ratio on 4 x H100 still wait (command below).
 # As of the thirtieth session (2026-11-28): main's GPU code is still e71b12b's. Two experiments ran and
 # were removed (the watched P·V pass on an H200, the cluster merge on an H100). Waiting for a GPU:
 # branch wip/v4-prepare-per-unit (854f765: PrepareDecodeV4 with internal linkage, the latent
