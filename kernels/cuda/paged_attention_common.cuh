@@ -10,6 +10,7 @@
 #include <cstdint>
 
 #include "kernels/cuda/cuda_utils.cuh"
+#include "kernels/decode_splits.h"
 #include "kernels/l2_prefetch.h"
 
 // The kernels' dynamic shared memory (a hook so that a host-side emulation can supply it),
@@ -32,7 +33,7 @@ constexpr int kMaxHeads = 256;    // query heads per call (per rank)
 constexpr int kMaxHeadDim = 256;  // head_dim bound of every path
 constexpr int kDecodeThreads = 128;
 constexpr int kDecodeWarps = kDecodeThreads / 32;
-constexpr int kChunkAlign = 64;     // decode chunks are multiples of this many positions
+constexpr int kChunkAlign = decode_splits::kChunkAlign;  // decode chunks: multiples of this many positions
 constexpr int kScoreFloats = 4096;  // decode score buffer: group * chunk <= this (16 KB)
 constexpr int kPrefillThreads = 256;
 constexpr int kPrefillRows = 64;    // query rows per prefill CTA

@@ -41,40 +41,18 @@ inline int DecodeV2Members(const Params& p, const LaunchPlan& plan, int members_
   return share <= 1 ? 1 : (share <= 2 ? 2 : 4);
 }
 
-// Chunk sizing for kernel 2. A decode step is one launch of equal-work CTAs (for a batch of
-// equal lengths), so its time is about waves x chunk: waves = ceil(busy CTAs / resident CTAs).
-// A partial last wave costs as much as a full one, so pick the split count s that minimises
-// ceil(busy * s / resident) * (chunk(s) + kV2CtaCost), where kV2CtaCost (in positions) stands
-// for a CTA's fixed work (plan, table window, merges) and favours fewer, longer chunks when
-// the waves tie. `resident` = occupancy x SMs for the kernel launched.
-constexpr int kV2CtaCost = 64;
+// Chunk sizing for kernels 2 and 4 (dense): whole waves of `busy` CTAs per chunk index over
+// `resident` = occupancy x SMs (decode_splits::Best has the cost model; the CPU tests check it).
 // `split_cap` (> 0): at most that many splits per sequence, a tuning knob for kernel 4 (within
-// one wave the model above always prefers more splits; the merge of their partials is not in it).
+// one wave the model always prefers more splits; the merge of their partials is not in it).
 inline void MakePlanV2(int max_seq_len, int members_per_rep, int resident, Params* p, LaunchPlan* plan,
                        int split_cap = 0) {
-  const auto ceil_div = [](int64_t a, int64_t b) { return (a + b - 1) / b; };
   const int m = std::clamp(members_per_rep, 1, p->heads);
   const int slots = p->kv_heads * p->subsets;
-  const int64_t busy = std::max<int64_t>(
-      1, int64_t{p->num_seqs} * std::min<int64_t>(slots, ceil_div(p->heads, m)) * p->member_splits);
-  const int64_t max_len = std::max(max_seq_len, 1);
-  const int64_t res = std::max(resident, 1);
-  // Up to ~16 waves: more waves make the last one's share small (B=32 dense, 924 resident:
-  // 8 splits give 9 waves at 89% of the ideal, 4 splits 5 waves at 85%); beyond, only fixed costs.
-  int64_t max_s = std::min(ceil_div(max_len, kChunkAlign), std::max<int64_t>(1, ceil_div(16 * res, busy)));
-  if (split_cap > 0) max_s = std::min<int64_t>(max_s, split_cap);
-  int64_t best_chunk = ceil_div(max_len, kChunkAlign) * kChunkAlign, best_cost = -1;
-  for (int64_t s = 1; s <= max_s; ++s) {
-    const int64_t chunk = ceil_div(ceil_div(max_len, s), kChunkAlign) * kChunkAlign;
-    const int64_t splits = ceil_div(max_len, chunk);
-    const int64_t cost = ceil_div(busy * splits, res) * (chunk + kV2CtaCost);
-    if (best_cost < 0 || cost < best_cost) {
-      best_cost = cost;
-      best_chunk = chunk;
-    }
-  }
-  p->chunk = static_cast<int>(best_chunk);
-  p->max_splits = static_cast<int>(ceil_div(max_len, best_chunk));
+  const int64_t busy = int64_t{p->num_seqs} * std::min<int64_t>(slots, (p->heads + m - 1) / m) * p->member_splits;
+  const decode_splits::Split split = decode_splits::Best(max_seq_len, busy, resident, split_cap);
+  p->chunk = split.chunk;
+  p->max_splits = split.splits;
   plan->combine = p->max_splits > 1;
 }
 

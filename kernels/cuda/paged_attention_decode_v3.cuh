@@ -43,25 +43,10 @@ inline bool DecodeV3Supported(int head_dim, bool exact) {
 }
 constexpr bool DecodeV3Dim(int d) { return d == 64 || d == 80 || d == 96 || d == 128; }
 
-// Split count for `busy` equal CTAs over max_len positions with `resident` CTAs per wave:
-// MakePlanV2's cost, waves x (chunk + kV2CtaCost), minimised over up to ~16 waves.
+// Split count for `busy` equal CTAs over max_len positions with `resident` CTAs per wave
+// (decode_splits::Best, as MakePlanV2).
 inline int BestSplitsV3(int64_t max_len, int64_t busy, int64_t resident) {
-  const auto ceil_div = [](int64_t a, int64_t b) { return (a + b - 1) / b; };
-  busy = std::max<int64_t>(busy, 1);
-  resident = std::max<int64_t>(resident, 1);
-  max_len = std::max<int64_t>(max_len, 1);
-  const int64_t max_s = std::min(ceil_div(max_len, kChunkAlign), std::max<int64_t>(1, ceil_div(16 * resident, busy)));
-  int64_t best_splits = 1, best_cost = -1;
-  for (int64_t s = 1; s <= max_s; ++s) {
-    const int64_t chunk = ceil_div(ceil_div(max_len, s), kChunkAlign) * kChunkAlign;
-    const int64_t splits = ceil_div(max_len, chunk);
-    const int64_t cost = ceil_div(busy * splits, resident) * (chunk + kV2CtaCost);
-    if (best_cost < 0 || cost < best_cost) {
-      best_cost = cost;
-      best_splits = splits;
-    }
-  }
-  return static_cast<int>(best_splits);
+  return decode_splits::Best(max_len, busy, resident).splits;
 }
 
 // Completes p and plan for kernel 3 after MakePlan: phase 1 is busy for ~heads / m
