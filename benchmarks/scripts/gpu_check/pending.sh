@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # gpu_check.sh mode `pending`, sourced by gpu_check.sh (it sees OUT, gpus, modes, has, bench, mpi).
 # As of the thirty-first session (2026-11-28): main's GPU code is e71b12b's plus PrepareDecodeV4 with
-# internal linkage (86da9ec), which passed every single-GPU gpu test on an H200 (d8038a7). Two experiments
+# internal linkage (86da9ec), which passed every single-GPU gpu test on an H200 (d8038a7), and the
+# decode split search moved to kernels/decode_splits.h (75ea8f6: `ctest -L gpu -j 5`, 12 passed, 7
+# multi-GPU skipped, on H200 GPU-184e61d3; identical plans to the old loops on the host). Two experiments
 # ran on H200s and were removed (persistent kernel-4 grids, V fetched into L2 by the early P·V pass;
 # attention-decode-h200.md). OPT-66B and the ratio on 4 x H100 still wait (command below).
 # As of the thirtieth session (2026-11-28): main's GPU code is still e71b12b's. Two experiments ran and
