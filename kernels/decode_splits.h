@@ -10,8 +10,9 @@
 namespace chai::decode_splits {
 
 constexpr int kChunkAlign = 64;  // chunks are multiples of this many positions
-// A CTA's fixed work (plan, table window, merges) in positions: it favours fewer, longer chunks
-// when the waves tie.
+// A CTA's fixed work (plan, table window, merges) in positions: it favours fewer, longer chunks,
+// where the waves tie and where many more short chunks would stream fewer positions per wave
+// (decode_splits_test's CtaCostFavoursFewerLongerChunks).
 constexpr int kCtaCost = 64;
 
 struct Split {
