@@ -18,7 +18,10 @@
 // KV cache with blocks of 16 positions x 256 bytes stores one head's rows). Each CTA streams one
 // contiguous logical span (one wave: CTAs per SM x SMs), as kernel 4's dense CTAs do.
 //
-// Usage: stream_bench [--gib 2] [--iters 5] [--page-kb 4] [--spin-ns 0] [--only FORM:PATTERN:CTAS_PER_SM]
+// Usage: stream_bench [--gib 2] [--iters 5] [--page-kb 4] [--copy-kb 0] [--spin-ns 0]
+//                     [--only FORM:PATTERN:CTAS_PER_SM]
+// --copy-kb: the bulk form's copy size (1-32 KB, a divisor of the page; 0: one copy per page, or
+// per stage when pages are larger), to see whether smaller copies keep DRAM busier.
 // --spin-ns: each thread busy-waits that long on every stage before the slot is released, a
 // stand-in for the attention math between refills (kernel 4 refills after a CTA-wide barrier).
 // Prints a table: us per read of the buffer, GB/s and % of the copy bandwidth measured in the same
@@ -62,6 +65,7 @@ struct Args {
   int64_t span;              // bytes per CTA (a multiple of stage_bytes)
   int stage_bytes;           // a multiple of page_bytes or a divisor of it, and of 16 * kThreads
   int page_bytes;
+  int copy_bytes;            // the bulk form's copy size (0: min(stage, page))
   int stages;                // ring depth (shared-memory forms)
   int spin_ns;               // work per stage before its slot is released (a stand-in for attention's math)
 };
@@ -198,7 +202,7 @@ __global__ void __launch_bounds__(kThreads) StreamBulk(Args a) {
   __shared__ uint64_t bars[kMaxStages];
   const int64_t base = int64_t{blockIdx.x} * a.span;
   const int64_t n = a.span / a.stage_bytes;
-  const int copy = min(a.stage_bytes, a.page_bytes);
+  const int copy = a.copy_bytes > 0 ? a.copy_bytes : min(a.stage_bytes, a.page_bytes);
   const int copies = a.stage_bytes / copy;
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   InitRingBarriers(bars, a.stages, 1);
@@ -245,13 +249,14 @@ struct Config {
 };
 
 // Microseconds for one read of the whole buffer (the median of `iters` launches after one).
-double TimeConfig(const Config& c, const unsigned char* buf, int64_t bytes, int page_bytes, const int32_t* perm_id,
-                  const int32_t* perm_shuf, uint32_t* sink, int sms, int iters, int spin_ns) {
+double TimeConfig(const Config& c, const unsigned char* buf, int64_t bytes, int page_bytes, int copy_bytes,
+                  const int32_t* perm_id, const int32_t* perm_shuf, uint32_t* sink, int sms, int iters, int spin_ns) {
   Args a{};
   a.src = buf;
   a.perm = c.shuffled ? perm_shuf : perm_id;
   a.sink = sink;
   a.page_bytes = page_bytes;
+  a.copy_bytes = copy_bytes;
   a.stage_bytes = c.stage_bytes;
   a.stages = c.stages;
   a.spin_ns = spin_ns;
@@ -314,7 +319,7 @@ bool ParseOnly(const std::string& spec, Form* form, bool* shuffled, int* per_sm)
 
 int main(int argc, char** argv) {
   double gib = 2.0;
-  int iters = 5, page_kb = 4, spin_ns = 0;
+  int iters = 5, page_kb = 4, copy_kb = 0, spin_ns = 0;
   std::string only;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
@@ -325,21 +330,24 @@ int main(int argc, char** argv) {
       iters = std::atoi(v), ++i;
     } else if (arg == "--page-kb" && v != nullptr) {
       page_kb = std::atoi(v), ++i;
+    } else if (arg == "--copy-kb" && v != nullptr) {
+      copy_kb = std::atoi(v), ++i;
     } else if (arg == "--spin-ns" && v != nullptr) {
       spin_ns = std::atoi(v), ++i;
     } else if (arg == "--only" && v != nullptr) {
       only = v, ++i;
     } else {
       std::fprintf(stderr,
-                   "usage: stream_bench [--gib 2] [--iters 5] [--page-kb 4] [--spin-ns 0] "
+                   "usage: stream_bench [--gib 2] [--iters 5] [--page-kb 4] [--copy-kb 0] [--spin-ns 0] "
                    "[--only FORM:PATTERN:CTAS_PER_SM]\n");
       return 2;
     }
   }
   if (gib < 0.25 || gib > 64 || iters < 1 || iters > 1000 || spin_ns < 0 || spin_ns > 100000 ||
-      (page_kb != 4 && page_kb != 8 && page_kb != 16 && page_kb != 32 && page_kb != 64)) {
+      (page_kb != 4 && page_kb != 8 && page_kb != 16 && page_kb != 32 && page_kb != 64) || copy_kb < 0 ||
+      copy_kb > 32 || (copy_kb > 0 && (page_kb % copy_kb != 0 || (copy_kb & (copy_kb - 1)) != 0))) {
     std::fprintf(stderr, "stream_bench: --gib in [0.25, 64], --iters in [1, 1000], --spin-ns in [0, 100000], "
-                         "--page-kb 4, 8, 16, 32 or 64\n");
+                         "--page-kb 4, 8, 16, 32 or 64, --copy-kb 0 or a power of two <= 32 dividing the page\n");
     return 2;
   }
   Form only_form = kLdg;
@@ -386,9 +394,10 @@ int main(int argc, char** argv) {
   Check(cudaFuncSetAttribute(StreamBulk, cudaFuncAttributeMaxDynamicSharedMemorySize, 200 << 10), "smem attribute");
 
   const double copy_bw = chai::MeasureCopyBandwidth(chai::Device::kCuda, size_t{1} << 30);
-  std::printf("device: %s, %d SMs, L2 %d MB; buffer %.2f GiB in %d KB pages; %d ns of work per stage; copy bandwidth "
+  std::printf("device: %s, %d SMs, L2 %d MB; buffer %.2f GiB in %d KB pages; bulk copies of %s; %d ns of work per stage; copy bandwidth "
               "(1 GiB D2D, read+write) %.0f GB/s\n\n",
-              prop.name, prop.multiProcessorCount, prop.l2CacheSize >> 20, gib, page_kb, spin_ns, copy_bw / 1e9);
+              prop.name, prop.multiProcessorCount, prop.l2CacheSize >> 20, gib, page_kb,
+              copy_kb > 0 ? (std::to_string(copy_kb) + " KB").c_str() : "a page (at most a stage)", spin_ns, copy_bw / 1e9);
   std::printf("| form | pattern | CTAs/SM | stage KB | stages | us | GB/s | %% of copy |\n|---|---|---:|---:|---:|---:|---:|---:|\n");
   std::vector<Config> configs;
   for (int f = 0; f < 4; ++f) {
@@ -404,8 +413,9 @@ int main(int argc, char** argv) {
   for (const Config& c : configs) {
     if (!only.empty() && (c.form != only_form || c.shuffled != only_shuffled || c.ctas_per_sm != only_per_sm)) continue;
     if (c.stage_bytes % page_bytes != 0 && page_bytes % c.stage_bytes != 0) continue;
+    if (c.form == kBulk && (copy_kb << 10) > c.stage_bytes) continue;
     const double us =
-        TimeConfig(c, buf, bytes, page_bytes, perm_id, perm_shuf, sink, prop.multiProcessorCount, iters, spin_ns);
+        TimeConfig(c, buf, bytes, page_bytes, copy_kb << 10, perm_id, perm_shuf, sink, prop.multiProcessorCount, iters, spin_ns);
     const double gbs = static_cast<double>(bytes) / (us * 1e-6) / 1e9;
     std::printf("| %s | %s | %d | %d | %d | %.1f | %.0f | %.1f%% |\n", kFormNames[c.form],
                 c.shuffled ? "shuffled" : "contig", c.ctas_per_sm, c.stage_bytes >> 10, c.stages, us, gbs,

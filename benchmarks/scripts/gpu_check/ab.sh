@@ -6,12 +6,17 @@
 # then Nsight Compute at boost clocks (--clock-control none) for one dense kernel-4 launch of
 # each at B=8, 16k: throughput sections and the L2 and DRAM throughput breakdowns, and the same
 # for PyTorch SDPA (cuDNN) on that shape (unless AB_NCU=0).
-start_variant_builds attention_bench paged_attention_gpu_test
+# (A mode that sourced this may have started the builds already, to overlap them with its own runs.)
+[ -n "${variant_pids+x}" ] || start_variant_builds attention_bench paged_attention_gpu_test
 wait_variant_builds || return 0
-for b in "${builds[@]}"; do
+for b in "${builds[@]}"; do  # the variants' tests side by side
   timeout 240 "$b/tests/paged_attention_gpu_test" --gtest_brief=1 \
-    --gtest_filter="${AB_TESTS:-*Decode*:*MixedBatch*:*OptTinyDocsShape*}" > "$OUT/ab-tests-$b.log" 2>&1
-  echo "$b paged_attention_gpu_test: exit $? $(grep -E '^\[  (PASSED|FAILED)' "$OUT/ab-tests-$b.log" | tr '\n' ' ')"
+    --gtest_filter="${AB_TESTS:-*Decode*:*MixedBatch*:*OptTinyDocsShape*}" > "$OUT/ab-tests-$b.log" 2>&1 &
+done
+wait
+for b in "${builds[@]}"; do
+  echo "$b paged_attention_gpu_test: $(grep -E '^\[  (PASSED|FAILED)' "$OUT/ab-tests-$b.log" | tr '\n' ' ')"
+  grep -E "^\[  FAILED|Failure" -A3 "$OUT/ab-tests-$b.log" | head -12
 done
 for round in 1 2; do
   for b in build-gpu "${builds[@]}"; do
