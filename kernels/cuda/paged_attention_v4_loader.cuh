@@ -150,19 +150,9 @@ struct V4Loader {
     __syncwarp();  // the zero-fills happen before the arrival that completes the phase
     if (lane == 0) MbarArriveExpectTx(bar, total);
     const int in_block = lo - b * bs;  // the run's first row inside the block
-    if constexpr (kV4CopyBytes > 0) {
-      // Each run in copies of at most kV4CopyBytes (a tuning experiment, see the shape header).
-      for (uint32_t off = 0; mine && off < bytes; off += kV4CopyBytes) {
-        const uint32_t n = min(bytes - off, static_cast<uint32_t>(kV4CopyBytes));
-        const int64_t e = (int64_t{in_block} * kD * 2 + off) / 2;  // elements into the block
-        if (kBulkK && kb >= 0) BulkCopyG2S(ring + sbase + off, pool + int64_t{kb} * bs * kD + e, n, bar);
-        if (kBulkV && vb >= 0) BulkCopyG2S(ring + sbase + Stage::kVOff + off, pool + int64_t{vb} * bs * kD + e, n, bar);
-      }
-    } else {
-      if (kBulkK && mine && kb >= 0) BulkCopyG2S(ring + sbase, pool + (int64_t{kb} * bs + in_block) * kD, bytes, bar);
-      if (kBulkV && mine && vb >= 0) {
-        BulkCopyG2S(ring + sbase + Stage::kVOff, pool + (int64_t{vb} * bs + in_block) * kD, bytes, bar);
-      }
+    if (kBulkK && mine && kb >= 0) BulkCopyG2S(ring + sbase, pool + (int64_t{kb} * bs + in_block) * kD, bytes, bar);
+    if (kBulkV && mine && vb >= 0) {
+      BulkCopyG2S(ring + sbase + Stage::kVOff, pool + (int64_t{vb} * bs + in_block) * kD, bytes, bar);
     }
     // Next stage's block ids outside the window: load the window now, so that the table read's
     // latency passes while the ring drains instead of delaying the next refill.

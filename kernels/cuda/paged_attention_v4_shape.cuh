@@ -58,15 +58,6 @@ enum V4Pass : int { kV4Dense = 0, kV4Scores = 1, kV4Pv = 2 };
 #ifndef CHAI_V4_CPASYNC
 #define CHAI_V4_CPASYNC 0
 #endif
-// CHAI_V4_COPY_BYTES (a multiple of 16; 0, the default: one copy per block and side): the bulk
-// copies' largest size, each block's run split into copies of at most that many bytes (a tuning
-// experiment: on an H200 a synthetic bulk stream ran faster with 4 KB copies than with 32 KB ones,
-// benchmarks/results/stream-h200.md).
-#ifndef CHAI_V4_COPY_BYTES
-#define CHAI_V4_COPY_BYTES 0
-#endif
-constexpr int kV4CopyBytes = CHAI_V4_COPY_BYTES;
-static_assert(kV4CopyBytes % 16 == 0 && kV4CopyBytes >= 0, "bulk copies move whole 16-byte units");
 // The CHAI passes stay on bulk copies: loading their K (scores) and V (P·V) by every thread's
 // cp.async instead ran 35-40% slower on an H200 (B = 8 and 32, 4k and 16k positions, 4
 // representatives; attention-decode-h200.md), its decode tests passing.
