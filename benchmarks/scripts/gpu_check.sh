@@ -161,6 +161,7 @@ targets=()
   l2_prefetch_gpu_test fused_ops_gpu_test)
 [ "$modes" = " stream " ] && targets=(--target stream_bench attention_bench)
 [ "$modes" = " copysize " ] && targets=(--target stream_bench attention_bench paged_attention_gpu_test)
+[ "$modes" = " coalesce " ] && targets=(--target stream_bench attention_bench paged_attention_gpu_test)
 [ "$modes" = " vssdpa " ] && targets=(--target attention_bench)
 [ "$modes" = " blocks " ] && targets=(--target attention_bench chai)
 [ "$modes" = " chaisplits " ] && targets=(--target attention_bench paged_attention_gpu_test)
@@ -220,6 +221,7 @@ has pvearly && run_mode pvearly
 has passes && run_mode passes
 has stream && run_mode stream
 has copysize && run_mode copysize
+has coalesce && run_mode coalesce
 has boundary && run_mode boundary
 has arpush && run_mode arpush
 has gemvshape && run_mode gemvshape

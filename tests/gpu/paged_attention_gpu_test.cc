@@ -147,6 +147,11 @@ TEST_F(PagedAttentionGpu, DecodeDenseKernel4Shapes) {
     c.news.assign(c.lens.size(), 1);
     c.maps.assign(c.lens.size(), Dense(sh.heads));
     Check(c);
+    if (sh.block_size == 8 || sh.block_size == 24) {  // runs of blocks, whole ones and ones a stage cuts
+      c.name += ", blocks in runs";
+      c.block_runs = true;
+      Check(c);
+    }
   }
   Case one{"decode dense 32/8 d128, one long sequence", 32, 8, 128, 16};
   one.lens = {8191};
@@ -165,6 +170,10 @@ TEST_F(PagedAttentionGpu, DecodeDenseKernel4Shapes) {
     big.maps.push_back(Dense(32));
   }
   big.extra_max_len = 3000;
+  Check(big);
+  // The same with block ids in runs of consecutive ids (copied whole by kernel 4 where it coalesces).
+  big.name += ", blocks in runs";
+  big.block_runs = true;
   Check(big);
   // Dense decode rows next to prefill and idle sequences (CHAI ones among those: kernel 4 reads
   // only the decode sequences' maps).
@@ -383,6 +392,11 @@ TEST_F(PagedAttentionGpu, DecodeChaiKernel4Shapes) {
               RandomClusters(sh.heads, 4)};
     c.hint = sh.hint;
     Check(c);
+    if (sh.block_size == 8 || sh.block_size == 24) {
+      c.name += ", blocks in runs";
+      c.block_runs = true;
+      Check(c);
+    }
   }
   // The LLaMA-7B layer shape with many sequences (long chunks, many stages per CTA) and a loose bound.
   Case big{"decode CHAI B=40 32/32 d128 hint 8, loose bound", 32, 32, 128, 16};

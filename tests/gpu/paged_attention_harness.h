@@ -102,6 +102,9 @@ struct Case {
   int extra_max_len = 0;               // added to max_seq_len (a loose bound, as a captured graph would pass)
   int hint = 1;                        // kv.members_per_rep: changes the decode split, never the result
   L2Prefetch then;                     // kv.then: weights to fetch into L2, never changes the result
+  // Block ids handed out in shuffled runs of 1-6 consecutive ids (as the engine's cache mostly
+  // holds them) instead of one by one: kernel 4 may copy such runs whole.
+  bool block_runs = false;
 };
 
 // A case's inputs for one dtype, built on the host once and shared by every kernel run: the pool
@@ -157,7 +160,20 @@ inline Inputs BuildInputs(const Case& c, DType dtype) {
   in.num_blocks = num_blocks;
   std::vector<int32_t> ids(num_blocks);
   std::iota(ids.begin(), ids.end(), 0);
-  std::shuffle(ids.begin(), ids.end(), Rng());
+  if (c.block_runs) {
+    std::vector<std::vector<int32_t>> runs;
+    std::uniform_int_distribution<int> run_len(1, 6);
+    for (int i = 0; i < num_blocks;) {
+      const int n = std::min(run_len(Rng()), num_blocks - i);
+      runs.emplace_back(ids.begin() + i, ids.begin() + i + n);
+      i += n;
+    }
+    std::shuffle(runs.begin(), runs.end(), Rng());
+    ids.clear();
+    for (const auto& r : runs) ids.insert(ids.end(), r.begin(), r.end());
+  } else {
+    std::shuffle(ids.begin(), ids.end(), Rng());
+  }
   std::vector<int32_t>& tables = in.tables;
   tables.assign(size_t(S) * 2 * KV * max_blocks, -1);
   const size_t slots = size_t(num_blocks) * bs;
