@@ -160,8 +160,6 @@ targets=()
 [ "$modes" = " pvearly " ] && targets=(--target chai attention_bench paged_attention_gpu_test engine_gpu_test
   l2_prefetch_gpu_test fused_ops_gpu_test)
 [ "$modes" = " stream " ] && targets=(--target stream_bench attention_bench)
-[ "$modes" = " copysize " ] && targets=(--target stream_bench attention_bench paged_attention_gpu_test)
-[ "$modes" = " coalesce " ] && targets=(--target stream_bench attention_bench paged_attention_gpu_test)
 [ "$modes" = " vssdpa " ] && targets=(--target attention_bench)
 [ "$modes" = " blocks " ] && targets=(--target attention_bench chai)
 [ "$modes" = " chaisplits " ] && targets=(--target attention_bench paged_attention_gpu_test)
@@ -220,8 +218,6 @@ has l2ab && ENVAB_TAG=l2ab ENVAB_TESTS="${L2AB_TESTS:-$l2ab_tests}" \
 has pvearly && run_mode pvearly
 has passes && run_mode passes
 has stream && run_mode stream
-has copysize && run_mode copysize
-has coalesce && run_mode coalesce
 has boundary && run_mode boundary
 has arpush && run_mode arpush
 has gemvshape && run_mode gemvshape

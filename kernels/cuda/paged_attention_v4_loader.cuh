@@ -150,18 +150,9 @@ struct V4Loader {
     __syncwarp();  // the zero-fills happen before the arrival that completes the phase
     if (lane == 0) MbarArriveExpectTx(bar, total);
     const int in_block = lo - b * bs;  // the run's first row inside the block
-    if constexpr (kV4Coalesce) {
-      // Blocks whose ids follow each other are adjacent in the pool (as are their rows in the
-      // stage): one copy per run of them and side, issued by the run's first lane.
-      const uint32_t kbytes = RunBytes(kBulkK && mine && kb >= 0, kb, hi, lo);
-      const uint32_t vbytes = RunBytes(kBulkV && mine && vb >= 0, vb, hi, lo);
-      if (kbytes > 0) BulkCopyG2S(ring + sbase, pool + (int64_t{kb} * bs + in_block) * kD, kbytes, bar);
-      if (vbytes > 0) BulkCopyG2S(ring + sbase + Stage::kVOff, pool + (int64_t{vb} * bs + in_block) * kD, vbytes, bar);
-    } else {
-      if (kBulkK && mine && kb >= 0) BulkCopyG2S(ring + sbase, pool + (int64_t{kb} * bs + in_block) * kD, bytes, bar);
-      if (kBulkV && mine && vb >= 0) {
-        BulkCopyG2S(ring + sbase + Stage::kVOff, pool + (int64_t{vb} * bs + in_block) * kD, bytes, bar);
-      }
+    if (kBulkK && mine && kb >= 0) BulkCopyG2S(ring + sbase, pool + (int64_t{kb} * bs + in_block) * kD, bytes, bar);
+    if (kBulkV && mine && vb >= 0) {
+      BulkCopyG2S(ring + sbase + Stage::kVOff, pool + (int64_t{vb} * bs + in_block) * kD, bytes, bar);
     }
     // Next stage's block ids outside the window: load the window now, so that the table read's
     // latency passes while the ring drains instead of delaying the next refill.
@@ -169,21 +160,6 @@ struct V4Loader {
       stage_blocks(t + 1, &pos0, &pos1, &b0, &b1);
       if (b1 >= win_base + 32) load_window(b0);
     }
-  }
-
-  // Warp 0, every lane: for the lane that starts a run of consecutive block ids (lane i holds
-  // block id `id` with its rows [lo, hi) of the stage; `valid`: it copies that side), the bytes
-  // of the whole run (through the last lane whose id is the previous one's + 1); 0 elsewhere.
-  __device__ __forceinline__ uint32_t RunBytes(bool valid, int id, int hi, int lo) const {
-    const int prev = __shfl_up_sync(kAll, id, 1);
-    const bool prev_valid = __shfl_up_sync(kAll, valid, 1);
-    const bool cont = valid && lane > 0 && prev_valid && id == prev + 1;
-    const unsigned conts = __ballot_sync(kAll, cont);
-    const unsigned later = lane == 31 ? 0u : ~0u << (lane + 1);  // lanes after this one
-    const unsigned ends = ~conts & later;                         // lanes that do not continue
-    const int last = ends != 0u ? __ffs(ends) - 2 : 31;           // this run's last lane
-    const int run_hi = __shfl_sync(kAll, hi, last);
-    return valid && !cont ? static_cast<uint32_t>(run_hi - lo) * kRowBytes : 0u;
   }
 
   __device__ __forceinline__ void issue(int t) {

@@ -58,13 +58,6 @@ enum V4Pass : int { kV4Dense = 0, kV4Scores = 1, kV4Pv = 2 };
 #ifndef CHAI_V4_CPASYNC
 #define CHAI_V4_CPASYNC 0
 #endif
-// CHAI_V4_COALESCE=1 (a tuning experiment): warp 0 copies each run of blocks whose ids follow each
-// other as one bulk copy per side instead of one per block (a synthetic stream on an H200 read
-// contiguous memory faster with 32 KB copies than with 8 KB ones: benchmarks/results/stream-h200.md).
-#ifndef CHAI_V4_COALESCE
-#define CHAI_V4_COALESCE 0
-#endif
-constexpr bool kV4Coalesce = CHAI_V4_COALESCE != 0;
 // The CHAI passes stay on bulk copies: loading their K (scores) and V (P·V) by every thread's
 // cp.async instead ran 35-40% slower on an H200 (B = 8 and 32, 4k and 16k positions, 4
 // representatives; attention-decode-h200.md), its decode tests passing.
