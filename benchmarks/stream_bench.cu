@@ -13,20 +13,27 @@
 //   cpasync     16-byte cp.async.cg (.L2::128B) per thread into a ring of stages, commit/wait groups;
 //   cpasync_mbar the same arriving on each stage's mbarrier (kernel 4's dense pass);
 //   bulk        warp 0's cp.async.bulk, one copy per page of a stage, into an mbarrier ring (kernel
-//               4's CHAI passes).
+//               4's CHAI passes);
+//   tma         the same copies as tensor copies (cp.async.bulk.tensor over a 2-D map of 256-byte
+//               rows) whose map asks L2 to promote its DRAM fetches to --tma-l2 bytes (0, 64, 128
+//               or 256): does the fetch size, which plain bulk copies cannot set, move the rate?
 // Patterns: `contig` (the buffer in order) or `shuffled` (4 KB pages in a random order, as a paged
 // KV cache with blocks of 16 positions x 256 bytes stores one head's rows). Each CTA streams one
 // contiguous logical span (one wave: CTAs per SM x SMs), as kernel 4's dense CTAs do.
 //
-// Usage: stream_bench [--gib 2] [--iters 5] [--page-kb 4] [--copy-kb 0] [--spin-ns 0]
-//                     [--only FORM:PATTERN:CTAS_PER_SM]
+// Usage: stream_bench [--gib 2] [--iters 5] [--page-kb 4] [--copy-kb 0] [--spin-ns 0] [--tma-l2 256]
+//                     [--repeat 1] [--only FORM:PATTERN:CTAS_PER_SM]
+// --repeat: the whole table that many times over the same buffer (forms compared in alternation:
+// the same configuration moves by up to 15% between processes, with the buffer's placement).
 // --copy-kb: the bulk form's copy size (1-32 KB, a divisor of the page; 0: one copy per page, or
 // per stage when pages are larger), to see whether smaller copies keep DRAM busier.
 // --spin-ns: each thread busy-waits that long on every stage before the slot is released, a
 // stand-in for the attention math between refills (kernel 4 refills after a CTA-wide barrier).
 // Prints a table: us per read of the buffer, GB/s and % of the copy bandwidth measured in the same
 // run (read + write counted, as every floor here).
+#include <cuda.h>  // CUtensorMap (encoded through the runtime's driver entry point: no -lcuda)
 #include <cuda_runtime.h>
+#include <cudaTypedefs.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -55,8 +62,10 @@ constexpr int kThreads = 128;
 constexpr int kMaxStages = 4;
 constexpr int kMaxPieces = 16;  // 16-byte pieces per thread and stage: stages of up to 32 KB
 
-enum Form : int { kLdg = 0, kCpAsync = 1, kCpAsyncMbar = 2, kBulk = 3 };
-const char* const kFormNames[] = {"ldg", "cpasync", "cpasync_mbar", "bulk"};
+enum Form : int { kLdg = 0, kCpAsync = 1, kCpAsyncMbar = 2, kBulk = 3, kTma = 4 };
+constexpr int kForms = 5;
+const char* const kFormNames[] = {"ldg", "cpasync", "cpasync_mbar", "bulk", "tma"};
+constexpr int kRowBytes = 256;  // the tma form's map: rows of 128 16-bit elements (a head_dim-128 K/V row)
 
 struct Args {
   const unsigned char* src;  // the buffer, pages of page_bytes
@@ -233,6 +242,50 @@ __global__ void __launch_bounds__(kThreads) StreamBulk(Args a) {
 #endif
 }
 
+// The bulk form's copies as 2-D tensor copies (box: 128 elements x copy / 256 rows at element 0 of
+// the page's row), each tensor map carrying its L2 promotion.
+__global__ void __launch_bounds__(kThreads) StreamTma(Args a, const __grid_constant__ CUtensorMap map) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  extern __shared__ __align__(128) unsigned char ring[];
+  __shared__ uint64_t bars[kMaxStages];
+  const int64_t base = int64_t{blockIdx.x} * a.span;
+  const int64_t n = a.span / a.stage_bytes;
+  const int copy = a.copy_bytes > 0 ? a.copy_bytes : min(a.stage_bytes, a.page_bytes);
+  const int copies = a.stage_bytes / copy;
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  InitRingBarriers(bars, a.stages, 1);
+  const uint64_t map_addr = reinterpret_cast<uint64_t>(&map);
+  const auto issue = [&](int64_t t) {
+    const int slot = static_cast<int>(t % a.stages);
+    const uint32_t bar = Smem(&bars[slot]);
+    if (lane == 0) MbarArriveExpectTx(bar, static_cast<uint32_t>(a.stage_bytes));
+    __syncwarp();
+    for (int i = lane; i < copies; i += 32) {
+      const int64_t off = int64_t{i} * copy;
+      const int row = static_cast<int>((Addr(a, base + t * a.stage_bytes + off) - a.src) / kRowBytes);
+      const uint32_t dst = Smem(ring + slot * a.stage_bytes) + static_cast<uint32_t>(off);
+      asm volatile(
+          "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];\n" ::
+              "r"(dst), "l"(map_addr), "r"(0), "r"(row), "r"(bar)
+          : "memory");
+    }
+  };
+  if (warp == 0) {
+    for (int64_t t = 0; t < min(n, int64_t{a.stages}); ++t) issue(t);
+  }
+  uint32_t x = 0;
+  for (int64_t t = 0; t < n; ++t) {
+    const int slot = static_cast<int>(t % a.stages);
+    MbarWait(Smem(&bars[slot]), static_cast<uint32_t>((t / a.stages) & 1));
+    x ^= reinterpret_cast<const uint32_t*>(ring + slot * a.stage_bytes)[threadIdx.x];
+    Spin(a.spin_ns);
+    __syncthreads();
+    if (warp == 0 && t + a.stages < n) issue(t + a.stages);
+  }
+  if (x == 0x9e3779b9u) a.sink[blockIdx.x] = x;
+#endif
+}
+
 void Check(cudaError_t e, const char* what) {
   if (e != cudaSuccess) {
     std::fprintf(stderr, "stream_bench: %s: %s\n", what, cudaGetErrorString(e));
@@ -246,7 +299,42 @@ struct Config {
   int ctas_per_sm;
   int stage_bytes;
   int stages;
+  int tma_l2 = 0;  // the tma form's L2 promotion, bytes (0: none)
 };
+
+// A 2-D map of `bytes` of 16-bit elements in rows of kRowBytes, boxes of `box_rows` whole rows,
+// with the L2 promotion `l2` (0, 64, 128 or 256 bytes); exits with a message on failure.
+CUtensorMap EncodeRowsMap(const void* base, int64_t bytes, int box_rows, int l2) {
+  static PFN_cuTensorMapEncodeTiled_v12000 encode = [] {
+    void* fn = nullptr;
+    cudaDriverEntryPointQueryResult found{};
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &found) !=
+            cudaSuccess ||
+        found != cudaDriverEntryPointSuccess || fn == nullptr) {
+      std::fprintf(stderr, "stream_bench: the driver has no cuTensorMapEncodeTiled\n");
+      std::exit(1);
+    }
+    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(fn);
+  }();
+  const CUtensorMapL2promotion promotion = l2 == 256  ? CU_TENSOR_MAP_L2_PROMOTION_L2_256B
+                                           : l2 == 128 ? CU_TENSOR_MAP_L2_PROMOTION_L2_128B
+                                           : l2 == 64  ? CU_TENSOR_MAP_L2_PROMOTION_L2_64B
+                                                       : CU_TENSOR_MAP_L2_PROMOTION_NONE;
+  CUtensorMap map{};
+  const cuuint64_t dims[2] = {kRowBytes / 2, static_cast<cuuint64_t>(bytes / kRowBytes)};
+  const cuuint64_t strides[1] = {kRowBytes};
+  const cuuint32_t box[2] = {kRowBytes / 2, static_cast<cuuint32_t>(box_rows)};
+  const cuuint32_t elem_strides[2] = {1, 1};
+  const CUresult r = encode(&map, CU_TENSOR_MAP_DATA_TYPE_UINT16, 2, const_cast<void*>(base), dims, strides, box,
+                            elem_strides, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_NONE, promotion,
+                            CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  if (r != CUDA_SUCCESS) {
+    std::fprintf(stderr, "stream_bench: cuTensorMapEncodeTiled failed (%d) for boxes of %d rows\n", static_cast<int>(r),
+                 box_rows);
+    std::exit(1);
+  }
+  return map;
+}
 
 // Microseconds for one read of the whole buffer (the median of `iters` launches after one).
 double TimeConfig(const Config& c, const unsigned char* buf, int64_t bytes, int page_bytes, int copy_bytes,
@@ -263,6 +351,8 @@ double TimeConfig(const Config& c, const unsigned char* buf, int64_t bytes, int 
   const int ctas = c.ctas_per_sm * sms;
   a.span = bytes / ctas / c.stage_bytes * c.stage_bytes;
   const size_t smem = c.form == kLdg ? 0 : static_cast<size_t>(c.stages) * c.stage_bytes;
+  const int copy = copy_bytes > 0 ? copy_bytes : std::min(c.stage_bytes, page_bytes);
+  const CUtensorMap map = c.form == kTma ? EncodeRowsMap(buf, bytes, copy / kRowBytes, c.tma_l2) : CUtensorMap{};
   const auto launch = [&] {
     switch (c.form) {
       case kLdg: StreamLdg<<<ctas, kThreads, smem>>>(a); break;
@@ -275,6 +365,7 @@ double TimeConfig(const Config& c, const unsigned char* buf, int64_t bytes, int 
                                     : StreamCpAsync<true, 8><<<ctas, kThreads, smem>>>(a);
         break;
       case kBulk: StreamBulk<<<ctas, kThreads, smem>>>(a); break;
+      case kTma: StreamTma<<<ctas, kThreads, smem>>>(a, map); break;
     }
     Check(cudaGetLastError(), "launch");
   };
@@ -305,7 +396,7 @@ bool ParseOnly(const std::string& spec, Form* form, bool* shuffled, int* per_sm)
   if (b == std::string::npos) return false;
   const std::string f = spec.substr(0, a), p = spec.substr(a + 1, b - a - 1);
   int found = -1;
-  for (int i = 0; i < 4; ++i) {
+  for (int i = 0; i < kForms; ++i) {
     if (f == kFormNames[i]) found = i;
   }
   *per_sm = std::atoi(spec.c_str() + b + 1);
@@ -319,7 +410,7 @@ bool ParseOnly(const std::string& spec, Form* form, bool* shuffled, int* per_sm)
 
 int main(int argc, char** argv) {
   double gib = 2.0;
-  int iters = 5, page_kb = 4, copy_kb = 0, spin_ns = 0;
+  int iters = 5, page_kb = 4, copy_kb = 0, spin_ns = 0, tma_l2 = 256, repeat = 1;
   std::string only;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
@@ -330,6 +421,10 @@ int main(int argc, char** argv) {
       iters = std::atoi(v), ++i;
     } else if (arg == "--page-kb" && v != nullptr) {
       page_kb = std::atoi(v), ++i;
+    } else if (arg == "--tma-l2" && v != nullptr) {
+      tma_l2 = std::atoi(v), ++i;
+    } else if (arg == "--repeat" && v != nullptr) {
+      repeat = std::atoi(v), ++i;
     } else if (arg == "--copy-kb" && v != nullptr) {
       copy_kb = std::atoi(v), ++i;
     } else if (arg == "--spin-ns" && v != nullptr) {
@@ -338,23 +433,25 @@ int main(int argc, char** argv) {
       only = v, ++i;
     } else {
       std::fprintf(stderr,
-                   "usage: stream_bench [--gib 2] [--iters 5] [--page-kb 4] [--copy-kb 0] [--spin-ns 0] "
+                   "usage: stream_bench [--gib 2] [--iters 5] [--page-kb 4] [--copy-kb 0] [--spin-ns 0] [--tma-l2 256] [--repeat 1] "
                    "[--only FORM:PATTERN:CTAS_PER_SM]\n");
       return 2;
     }
   }
   if (gib < 0.25 || gib > 64 || iters < 1 || iters > 1000 || spin_ns < 0 || spin_ns > 100000 ||
       (page_kb != 4 && page_kb != 8 && page_kb != 16 && page_kb != 32 && page_kb != 64) || copy_kb < 0 ||
-      copy_kb > 32 || (copy_kb > 0 && (page_kb % copy_kb != 0 || (copy_kb & (copy_kb - 1)) != 0))) {
+      copy_kb > 32 || (copy_kb > 0 && (page_kb % copy_kb != 0 || (copy_kb & (copy_kb - 1)) != 0)) ||
+      (tma_l2 != 0 && tma_l2 != 64 && tma_l2 != 128 && tma_l2 != 256) || repeat < 1 || repeat > 20) {
     std::fprintf(stderr, "stream_bench: --gib in [0.25, 64], --iters in [1, 1000], --spin-ns in [0, 100000], "
-                         "--page-kb 4, 8, 16, 32 or 64, --copy-kb 0 or a power of two <= 32 dividing the page\n");
+                         "--page-kb 4, 8, 16, 32 or 64, --copy-kb 0 or a power of two <= 32 dividing the page, "
+                         "--tma-l2 0, 64, 128 or 256, --repeat in [1, 20]\n");
     return 2;
   }
   Form only_form = kLdg;
   bool only_shuffled = false;
   int only_per_sm = 0;
   if (!only.empty() && !ParseOnly(only, &only_form, &only_shuffled, &only_per_sm)) {
-    std::fprintf(stderr, "stream_bench: --only wants FORM:PATTERN:CTAS_PER_SM (forms ldg, cpasync, cpasync_mbar, bulk; "
+    std::fprintf(stderr, "stream_bench: --only wants FORM:PATTERN:CTAS_PER_SM (forms ldg, cpasync, cpasync_mbar, bulk, tma; "
                          "patterns contig, shuffled; 1-4 CTAs per SM)\n");
     return 2;
   }
@@ -392,6 +489,7 @@ int main(int argc, char** argv) {
     Check(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, 200 << 10), "smem attribute");
   }
   Check(cudaFuncSetAttribute(StreamBulk, cudaFuncAttributeMaxDynamicSharedMemorySize, 200 << 10), "smem attribute");
+  Check(cudaFuncSetAttribute(StreamTma, cudaFuncAttributeMaxDynamicSharedMemorySize, 200 << 10), "smem attribute");
 
   const double copy_bw = chai::MeasureCopyBandwidth(chai::Device::kCuda, size_t{1} << 30);
   std::printf("device: %s, %d SMs, L2 %d MB; buffer %.2f GiB in %d KB pages; bulk copies of %s; %d ns of work per stage; copy bandwidth "
@@ -400,26 +498,33 @@ int main(int argc, char** argv) {
               copy_kb > 0 ? (std::to_string(copy_kb) + " KB").c_str() : "a page (at most a stage)", spin_ns, copy_bw / 1e9);
   std::printf("| form | pattern | CTAs/SM | stage KB | stages | us | GB/s | %% of copy |\n|---|---|---:|---:|---:|---:|---:|---:|\n");
   std::vector<Config> configs;
-  for (int f = 0; f < 4; ++f) {
+  for (int f = 0; f < kForms; ++f) {
     for (bool shuffled : {false, true}) {
       for (int per_sm : {1, 2, 4}) {
         // Stages of 32 KB in rings of 3 at 1-2 CTAs per SM (kernel 4's 96 KB), of 16 KB at 4; ldg
-        // keeps one stage in registers.
+        // keeps one stage in registers. The tma form with each L2 promotion (--only: --tma-l2's).
         const int stage = per_sm == 4 ? 16 << 10 : 32 << 10;
-        configs.push_back({static_cast<Form>(f), shuffled, per_sm, stage, f == kLdg ? 1 : 3});
+        const std::vector<int> promotions = f != kTma ? std::vector<int>{0}
+                                            : only.empty() ? std::vector<int>{0, 128, 256}
+                                                           : std::vector<int>{tma_l2};
+        for (int l2 : promotions) configs.push_back({static_cast<Form>(f), shuffled, per_sm, stage, f == kLdg ? 1 : 3, l2});
       }
     }
   }
-  for (const Config& c : configs) {
-    if (!only.empty() && (c.form != only_form || c.shuffled != only_shuffled || c.ctas_per_sm != only_per_sm)) continue;
-    if (c.stage_bytes % page_bytes != 0 && page_bytes % c.stage_bytes != 0) continue;
-    if (c.form == kBulk && (copy_kb << 10) > c.stage_bytes) continue;
-    const double us =
-        TimeConfig(c, buf, bytes, page_bytes, copy_kb << 10, perm_id, perm_shuf, sink, prop.multiProcessorCount, iters, spin_ns);
-    const double gbs = static_cast<double>(bytes) / (us * 1e-6) / 1e9;
-    std::printf("| %s | %s | %d | %d | %d | %.1f | %.0f | %.1f%% |\n", kFormNames[c.form],
-                c.shuffled ? "shuffled" : "contig", c.ctas_per_sm, c.stage_bytes >> 10, c.stages, us, gbs,
-                100.0 * gbs * 1e9 / copy_bw);
+  for (int round = 0; round < repeat; ++round) {
+    for (const Config& c : configs) {
+      if (!only.empty() && (c.form != only_form || c.shuffled != only_shuffled || c.ctas_per_sm != only_per_sm)) continue;
+      if (c.stage_bytes % page_bytes != 0 && page_bytes % c.stage_bytes != 0) continue;
+      if ((c.form == kBulk || c.form == kTma) && (copy_kb << 10) > c.stage_bytes) continue;
+      const double us = TimeConfig(c, buf, bytes, page_bytes, copy_kb << 10, perm_id, perm_shuf, sink,
+                                   prop.multiProcessorCount, iters, spin_ns);
+      const double gbs = static_cast<double>(bytes) / (us * 1e-6) / 1e9;
+      const std::string name =
+          c.form == kTma ? "tma, L2 " + (c.tma_l2 > 0 ? std::to_string(c.tma_l2) + " B" : std::string("none"))
+                         : kFormNames[c.form];
+      std::printf("| %s | %s | %d | %d | %d | %.1f | %.0f | %.1f%% |\n", name.c_str(), c.shuffled ? "shuffled" : "contig",
+                  c.ctas_per_sm, c.stage_bytes >> 10, c.stages, us, gbs, 100.0 * gbs * 1e9 / copy_bw);
+    }
   }
   cudaFree(buf);
   cudaFree(perm_id);
