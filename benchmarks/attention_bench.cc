@@ -14,7 +14,10 @@
 //
 //   attention_bench [--dtype fp16|bf16|fp32] [--batches 1,8,32] [--contexts 1024,4096,16384] [--replays N]
 //                   [--hint M] [--members-per-cta N] [--ctas-per-sm N] [--kernel 1|2|3|4] [--block N]
-//                   [--layout shuffled|runs]
+//                   [--layout shuffled|runs] [--timeline FILE]
+// --timeline (builds with -DCHAI_V4_TIMELINE=1 only): after timing each dense configuration, one
+// more call records decode kernel 4's per-CTA timestamps (kernels/cuda/v4_timeline.h), appended to
+// FILE as CSV rows (benchmarks/scripts/v4_timeline.py summarises them).
 // --block sets the cache's block size (positions per block; default 32, the engine's since becf072;
 // tables before 2026-11-28 ran the earlier default, 16): larger
 // blocks make longer bulk copies in kernel 4. --layout runs gives each head's list consecutive
@@ -41,6 +44,7 @@
 
 #include "kernels/bandwidth.h"
 #include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/v4_timeline.h"
 #include "kernels/paged_kv.h"
 #include "kernels/tensor.h"
 #endif
@@ -79,8 +83,33 @@ struct Result {
 
 // Times one configuration; `chai` keeps K for heads 0, 8, 16, 24 only; `hint` is passed as
 // kv.members_per_rep.
+// One more call of `call` with kernel 4's timeline on; its CTAs' words appended to `out` as CSV rows.
+template <typename Call>
+void RecordTimeline(int batch, int context, int block, bool shuffled, Call call, cudaStream_t stream, FILE* out) {
+  constexpr int kMaxCtas = 1 << 16;
+  unsigned long long* words = nullptr;
+  const size_t bytes = size_t{kMaxCtas} * cuda::kV4TimelineWords * sizeof(unsigned long long);
+  Check(cudaMalloc(&words, bytes), "timeline buffer");
+  Check(cudaMemsetAsync(words, 0, bytes, stream), "timeline clear");
+  cuda::SetV4Timeline(words, kMaxCtas);
+  call(0);
+  cuda::SetV4Timeline(nullptr, 0);
+  std::vector<unsigned long long> host(size_t{kMaxCtas} * cuda::kV4TimelineWords);
+  Check(cudaMemcpyAsync(host.data(), words, bytes, cudaMemcpyDeviceToHost, stream), "timeline copy");
+  Check(cudaStreamSynchronize(stream), "timeline sync");
+  cudaFree(words);
+  for (int cta = 0; cta < kMaxCtas; ++cta) {
+    const unsigned long long* w = &host[size_t{cta} * cuda::kV4TimelineWords];
+    if (w[cuda::kTlExitNs] == 0) continue;  // no such CTA, or one with nothing to do
+    std::fprintf(out, "%d,%d,%d,%s,%d", batch, context, block, shuffled ? "shuffled" : "runs", cta);
+    for (int k = 0; k < cuda::kV4TimelineWords; ++k) std::fprintf(out, ",%llu", w[k]);
+    std::fprintf(out, "\n");
+  }
+  std::fflush(out);
+}
+
 Result TimeConfig(int batch, int context, int block, bool chai, int hint, DType dtype, int replays, size_t l2_bytes,
-                  bool shuffled, cudaStream_t stream) {
+                  bool shuffled, cudaStream_t stream, FILE* timeline) {
   const size_t elt = DTypeSize(dtype);
   const int k_heads = chai ? kReps : kHeads;
   const double bytes = double(batch) * context * (k_heads + kHeads) * kHeadDim * elt;
@@ -208,6 +237,7 @@ Result TimeConfig(int batch, int context, int block, bool chai, int hint, DType 
   cudaGraphExecDestroy(exec);
   cudaGraphDestroy(graph);
   Check(cudaStreamSynchronize(stream), "sync");
+  if (timeline != nullptr && !chai) RecordTimeline(batch, context, block, shuffled, call, stream, timeline);
   return Result{Median(times), bytes};
 }
 
@@ -216,6 +246,7 @@ int Main(int argc, char** argv) {
   std::vector<int> batches = {1, 8, 32}, contexts = {1024, 4096, 16384};
   int replays = 20, hint = kHeads / kReps, block = 32;
   bool shuffled = true;
+  const char* timeline_path = nullptr;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     const char* v = i + 1 < argc ? argv[i + 1] : "";
@@ -257,13 +288,30 @@ int Main(int argc, char** argv) {
     } else if (a == "--kernel") {
       setenv("CHAI_DECODE_KERNEL", v, 1);
       ++i;
+    } else if (a == "--timeline" && *v != '\0') {
+      if (!cuda::V4TimelineBuilt()) {
+        std::fprintf(stderr, "attention_bench: --timeline needs a build with -DCHAI_V4_TIMELINE=1 in CMAKE_CUDA_FLAGS\n");
+        return 2;
+      }
+      timeline_path = v;
+      ++i;
     } else {
       std::fprintf(stderr,
                    "usage: attention_bench [--dtype fp16|bf16|fp32] [--batches 1,8,32] "
                    "[--contexts 1024,4096,16384] [--replays N] [--hint M] [--members-per-cta N] "
-                   "[--ctas-per-sm N] [--kernel 1|2|3|4] [--block N] [--layout shuffled|runs]\n");
+                   "[--ctas-per-sm N] [--kernel 1|2|3|4] [--block N] [--layout shuffled|runs] [--timeline FILE]\n");
       return 2;
     }
+  }
+  FILE* timeline = nullptr;
+  if (timeline_path != nullptr) {
+    timeline = std::fopen(timeline_path, "w");
+    if (timeline == nullptr) {
+      std::fprintf(stderr, "attention_bench: cannot write --timeline file '%s'\n", timeline_path);
+      return 1;
+    }
+    std::fprintf(timeline, "batch,context,block,layout,cta,sm,entry_ns,exit_ns,entry_clk,issued_clk,first_clk,"
+                           "loop_end_clk,exit_clk\n");
   }
   int device = 0;
   Check(cudaGetDevice(&device), "cudaGetDevice");
@@ -293,9 +341,9 @@ int Main(int argc, char** argv) {
   std::printf("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
   for (int b : batches) {
     for (int ctx : contexts) {
-      const Result dense = TimeConfig(b, ctx, block, false, 1, dtype, replays, prop.l2CacheSize, shuffled, stream);
-      const Result chai = TimeConfig(b, ctx, block, true, hint, dtype, replays, prop.l2CacheSize, shuffled, stream);
-      const Result flat = TimeConfig(b, ctx, block, true, 1, dtype, replays, prop.l2CacheSize, shuffled, stream);
+      const Result dense = TimeConfig(b, ctx, block, false, 1, dtype, replays, prop.l2CacheSize, shuffled, stream, timeline);
+      const Result chai = TimeConfig(b, ctx, block, true, hint, dtype, replays, prop.l2CacheSize, shuffled, stream, timeline);
+      const Result flat = TimeConfig(b, ctx, block, true, 1, dtype, replays, prop.l2CacheSize, shuffled, stream, timeline);
       const auto gbs = [](const Result& r) { return r.bytes / r.seconds; };
       std::printf("| %d | %d | %.1f | %.0f | %.1f%% | %.1f | %.0f | %.1f%% | %.2fx | %.2fx | %.1f | %.1f%% |\n", b, ctx,
                   dense.seconds * 1e6, gbs(dense) / 1e9, 100.0 * gbs(dense) / copy_bw, chai.seconds * 1e6,
@@ -304,6 +352,7 @@ int Main(int argc, char** argv) {
       std::fflush(stdout);
     }
   }
+  if (timeline != nullptr) std::fclose(timeline);
   return 0;
 }
 

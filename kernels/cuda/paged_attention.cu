@@ -48,9 +48,24 @@
 #include <utility>
 
 #include "kernels/cuda/internal.h"
+#include "kernels/cuda/v4_timeline.h"
 #include "kernels/cuda/paged_attention_kernels.cuh"
 
 namespace chai::cuda {
+
+bool V4TimelineBuilt() { return paged::kV4Timeline; }
+
+namespace {
+// SetV4Timeline's buffer (diagnostics; the host thread that launches sets it around its launches).
+unsigned long long* g_timeline = nullptr;
+int g_timeline_ctas = 0;
+}  // namespace
+
+void SetV4Timeline(unsigned long long* device_words, int max_ctas) {
+  g_timeline = device_words;
+  g_timeline_ctas = device_words != nullptr ? max_ctas : 0;
+}
+
 namespace {
 
 [[noreturn]] void Fail(const std::string& what) {
@@ -189,6 +204,8 @@ paged::Params MakeParams(const Tensor& q, const PagedKv& kv, const BatchLayout& 
   p.max_blocks = kv.max_blocks;
   p.scale_log2 = static_cast<float>(1.4426950408889634 / std::sqrt(static_cast<double>(d)));
   p.then = kv.then;
+  p.timeline = g_timeline;
+  p.timeline_ctas = g_timeline_ctas;
   return p;
 }
 

@@ -58,12 +58,34 @@
 #include "kernels/cuda/paged_attention_v4_shape.cuh"
 #include "kernels/cuda/paged_attention_v4_tile.cuh"
 #include "kernels/cuda/pdl.cuh"
+#include "kernels/cuda/v4_timeline.h"
 
 namespace chai::cuda::paged {
 
 #ifdef __CUDACC__
 
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+// Diagnostics (CHAI_V4_TIMELINE builds, the dense pass, a timeline set): thread 0 stores word k of
+// this CTA's timeline (v4_timeline.h). Compiles to nothing otherwise.
+template <int kPass>
+__device__ __forceinline__ void V4Timeline(const Params& p, int k) {
+  if constexpr (kV4Timeline && kPass == kV4Dense) {
+    const int64_t cta = int64_t{blockIdx.y} * gridDim.x + blockIdx.x;
+    if (threadIdx.x != 0 || p.timeline == nullptr || cta >= p.timeline_ctas) return;
+    unsigned long long v;
+    if (k == kTlSm) {
+      unsigned sm;
+      asm volatile("mov.u32 %0, %%smid;" : "=r"(sm));
+      v = sm;
+    } else if (k == kTlEntryNs || k == kTlExitNs) {
+      asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(v));
+    } else {
+      v = static_cast<unsigned long long>(clock64());
+    }
+    p.timeline[cta * kV4TimelineWords + k] = v;
+  }
+}
+
 // One work item of pass kPass: the (sequence s, KV head g, split) a dense or P·V CTA owns, or one
 // of a scores CTA's items. The ring's mbarriers are initialised once per CTA (the kernel);
 // `uses` counts the stages this CTA consumed before, so that stage t of this item takes slot
@@ -155,6 +177,7 @@ __device__ __forceinline__ void V4Item(const Params& p, int s, int g, int split,
   if (kLoad != 0 || warp == 0) {
     for (int t = 0; t < min(kStages, ntiles); ++t) early ? ld.issue_data(t) : ld.issue(t);
   }
+  V4Timeline<kPass>(p, kTlIssued);
   if (early) {
     PdlWait();
     if (warp == 0) {
@@ -179,6 +202,7 @@ __device__ __forceinline__ void V4Item(const Params& p, int s, int g, int split,
   for (int t = 0; t < ntiles; ++t) {
     const int slot = (u0 + t) % kStages;
     MbarWait(full0 + 8 * slot, static_cast<uint32_t>((u0 + t) / kStages) & 1u);
+    if (t == 0) V4Timeline<kPass>(p, kTlFirst);
     const unsigned char* stage = reinterpret_cast<const unsigned char*>(v4_smem) + slot * Stage::kBytes;
 #pragma unroll
     for (int sub = 0; sub < kSub; ++sub) {
@@ -231,6 +255,7 @@ __device__ __forceinline__ void V4Item(const Params& p, int s, int g, int split,
     if ((kLoad != 0 || warp == 0) && t + kStages < ntiles) ld.issue(t + kStages);
   }
   *uses = u0 + ntiles;
+  V4Timeline<kPass>(p, kTlLoopEnd);
   if constexpr (kPass == kV4Scores) return;  // the logits are the pass's whole output
 
   static_assert(kDecodeWarps * kV4MaxGroup * (kD + 4) * 4 <= Stage::kSharedBytes, "the merge fits the ring");
@@ -243,6 +268,9 @@ __device__ __forceinline__ void V4Item(const Params& p, int s, int g, int split,
 template <typename T, int kD, int kPass>
 __global__ void __launch_bounds__(kDecodeThreads, 2) DecodeV4Kernel(Params p) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  V4Timeline<kPass>(p, kTlSm);
+  V4Timeline<kPass>(p, kTlEntryNs);
+  V4Timeline<kPass>(p, kTlEntry);
   // The barriers live in shared memory only: set them up while the previous kernel drains (PDL).
   __shared__ uint64_t s_full[kV4MaxStages];
   const uint32_t full0 = SharedAddress(s_full);
@@ -271,6 +299,8 @@ __global__ void __launch_bounds__(kDecodeThreads, 2) DecodeV4Kernel(Params p) {
     // CTAs (SMs' copy engines).
     const int64_t cta = int64_t{blockIdx.y} * gridDim.x + blockIdx.x, ctas = int64_t{gridDim.x} * gridDim.y;
     IssueL2Prefetch(p.then, threadIdx.x * ctas + cta, ctas * kDecodeThreads);
+    V4Timeline<kPass>(p, kTlExit);
+    V4Timeline<kPass>(p, kTlExitNs);
   } else {
     __shared__ int s_items[kV4MaxItems];
     const int n = V4ScoreItems(p, s_items);

@@ -58,6 +58,12 @@ enum V4Pass : int { kV4Dense = 0, kV4Scores = 1, kV4Pv = 2 };
 #ifndef CHAI_V4_CPASYNC
 #define CHAI_V4_CPASYNC 0
 #endif
+// CHAI_V4_TIMELINE=1: the dense pass records per-CTA timestamps into Params::timeline (diagnostics,
+// kernels/cuda/v4_timeline.h).
+#ifndef CHAI_V4_TIMELINE
+#define CHAI_V4_TIMELINE 0
+#endif
+constexpr bool kV4Timeline = CHAI_V4_TIMELINE != 0;
 // The CHAI passes stay on bulk copies: loading their K (scores) and V (P·V) by every thread's
 // cp.async instead ran 35-40% slower on an H200 (B = 8 and 32, 4k and 16k positions, 4
 // representatives; attention-decode-h200.md), its decode tests passing.

@@ -1,0 +1,28 @@
+// Diagnostics for decode kernel 4's dense pass: per-CTA timestamps, recorded only by builds with
+// -DCHAI_V4_TIMELINE=1 (`attention_bench --timeline FILE` writes them out). Why: at short contexts
+// a dense CTA of ours takes ~3.8 us longer than cuDNN's for the same 512 KB on the same grid
+// (benchmarks/results/attention-decode-h200.md, thirty-second session); this says where in a CTA's
+// life that time goes. Off (a null buffer) by default, and every other build ignores it.
+#ifndef CHAI_KERNELS_CUDA_V4_TIMELINE_H_
+#define CHAI_KERNELS_CUDA_V4_TIMELINE_H_
+
+#include <cstdint>
+
+namespace chai::cuda {
+
+// Words per CTA (CTA id = blockIdx.y * gridDim.x + blockIdx.x), as V4Timeline in the kernel writes
+// them: the SM id, %globaltimer (ns) at entry and at exit, then %clock64 at entry, after the
+// first stages' copies were issued, when the first stage had landed, after the last stage and at
+// exit. The clocks are the SM's own (compare them within a CTA); the global timer orders CTAs.
+constexpr int kV4TimelineWords = 8;
+enum V4TimelineWord : int { kTlSm = 0, kTlEntryNs, kTlExitNs, kTlEntry, kTlIssued, kTlFirst, kTlLoopEnd, kTlExit };
+
+// Whether this build records timelines (compiled with CHAI_V4_TIMELINE=1).
+bool V4TimelineBuilt();
+// The device buffer of max_ctas x kV4TimelineWords words the next dense kernel-4 launches write
+// (CTAs past max_ctas write nothing); null turns it off.
+void SetV4Timeline(unsigned long long* device_words, int max_ctas);
+
+}  // namespace chai::cuda
+
+#endif  // CHAI_KERNELS_CUDA_V4_TIMELINE_H_
