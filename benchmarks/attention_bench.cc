@@ -310,8 +310,8 @@ int Main(int argc, char** argv) {
       std::fprintf(stderr, "attention_bench: cannot write --timeline file '%s'\n", timeline_path);
       return 1;
     }
-    std::fprintf(timeline, "batch,context,block,layout,cta,sm,entry_ns,exit_ns,entry_clk,issued_clk,first_clk,"
-                           "loop_end_clk,exit_clk\n");
+    std::fprintf(timeline, "batch,context,block,layout,cta,sm,entry_ns,exit_ns,entry_clk,init_clk,bounds_clk,"
+                           "barrier_clk,issued_clk,first_clk,loop_end_clk,exit_clk,spare\n");
   }
   int device = 0;
   Check(cudaGetDevice(&device), "cudaGetDevice");

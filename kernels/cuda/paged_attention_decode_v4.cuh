@@ -127,6 +127,7 @@ __device__ __forceinline__ void V4Item(const Params& p, int s, int g, int split,
   if (c0 >= len) return;
   const int cl = min(len - c0, chunk);
   const int nsplit = min((len + chunk - 1) / chunk, splits);
+  V4Timeline<kPass>(p, kTlBounds);
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const int gi = lane / 4, c = lane % 4;  // mma fragment row group and column pair
   T* orow = static_cast<T*>(p.out) + int64_t{row} * H * kD;
@@ -156,6 +157,7 @@ __device__ __forceinline__ void V4Item(const Params& p, int s, int g, int split,
   const bool mark = threadIdx.x < G && (kPass == kV4Dense ? my_rep != h0 + static_cast<int>(threadIdx.x)
                                                           : my_rep == h0 + static_cast<int>(threadIdx.x));
   const bool any_marked = __syncthreads_or(mark);
+  V4Timeline<kPass>(p, kTlBarrier);
   if constexpr (kPass == kV4Dense) {
     if (any_marked) {  // nothing was issued
       for (int idx = threadIdx.x; idx < G * kD; idx += kDecodeThreads) orow[int64_t{h0} * kD + idx] = FromFloat<T>(NAN);
@@ -283,6 +285,7 @@ __global__ void __launch_bounds__(kDecodeThreads, 2) DecodeV4Kernel(Params p) {
   // stages, and again here for the CTAs that return before (idle or short sequences): every CTA
   // waits, so this grid completes only after the scores pass has.
   if (kPass != kV4Pv || p.pv_early == 0) PdlWait();
+  V4Timeline<kPass>(p, kTlInit);
   if constexpr (kPass == kV4Scores) {
     if (p.pv_early != 0) PdlReleaseDependents();
   }

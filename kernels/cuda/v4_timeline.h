@@ -12,10 +12,24 @@ namespace chai::cuda {
 
 // Words per CTA (CTA id = blockIdx.y * gridDim.x + blockIdx.x), as V4Timeline in the kernel writes
 // them: the SM id, %globaltimer (ns) at entry and at exit, then %clock64 at entry, after the
-// first stages' copies were issued, when the first stage had landed, after the last stage and at
-// exit. The clocks are the SM's own (compare them within a CTA); the global timer orders CTAs.
-constexpr int kV4TimelineWords = 8;
-enum V4TimelineWord : int { kTlSm = 0, kTlEntryNs, kTlExitNs, kTlEntry, kTlIssued, kTlFirst, kTlLoopEnd, kTlExit };
+// barriers' set-up (and PdlWait), once the sequence's length was read (the item's bounds), after
+// the barrier that follows the first loads (score heads, Q, block ids), after the first stages'
+// copies were issued, when the first stage had landed, after the last stage and at exit. The
+// clocks are the SM's own (compare them within a CTA); the global timer orders CTAs.
+constexpr int kV4TimelineWords = 12;
+enum V4TimelineWord : int {
+  kTlSm = 0,
+  kTlEntryNs,
+  kTlExitNs,
+  kTlEntry,
+  kTlInit,
+  kTlBounds,
+  kTlBarrier,
+  kTlIssued,
+  kTlFirst,
+  kTlLoopEnd,
+  kTlExit,
+};
 
 // Whether this build records timelines (compiled with CHAI_V4_TIMELINE=1).
 bool V4TimelineBuilt();
