@@ -222,9 +222,6 @@ void PlanDecode(DType dtype, const PagedKv& kv, const BatchLayout& batch, bool e
                                      v4_ok ? 4 : (chai_layer ? 3 : 2));
   int kernel = EnvKnob("CHAI_DECODE_KERNEL", default_kernel);
   if (kernel == 4 && !v4_ok) kernel = chai_layer ? 3 : 2;
-  // CHAI_DECODE_V4_ISSUE_WARPS (experiment): how many of kernel 4's warps issue an item's first
-  // stages (warp w stage w, w + n, ...) instead of warp 0 alone.
-  p->issue_warps = std::clamp(EnvKnob("CHAI_DECODE_V4_ISSUE_WARPS", 1), 1, paged::kDecodeWarps);
   if (kernel == 4 && !chai_layer) {
     // The dense pass: one CTA per (sequence, KV head) and split.
     plan->decode_kernel = 4;

@@ -66,7 +66,6 @@ struct Params {
   int pv_early;       // decode kernel 4 (CHAI): the scores pass releases the P·V pass early, which
                       // issues its first V stages before its PdlWait (paged_attention_decode_v4.cuh)
   L2Prefetch then;    // decode kernel 4 (dense and P·V passes): PagedKv::then
-  int issue_warps;    // decode kernel 4 (bulk copies): warps that issue an item's first stages, one stage each
   unsigned long long* timeline;  // decode kernel 4's dense pass, CHAI_V4_TIMELINE builds: v4_timeline.h; null: off
   int timeline_ctas;             // CTAs the timeline has room for
 };

@@ -149,9 +149,7 @@ __device__ __forceinline__ void V4Item(const Params& p, int s, int g, int split,
   Loader ld{p,    v4_smem, SharedAddress(v4_smem), full0, static_cast<const T*>(p.pool), ktab,
             ktab + int64_t{kvh} * p.max_blocks,   s,     c0,    cl,   ntiles,  *uses, my_rep, lane,
             p.block_size, p.block_shift};
-  // Warps that issue the first stages (p.issue_warps, bulk copies only) each need the block ids.
-  const int issuers = kLoad != 0 ? 1 : p.issue_warps;
-  if (warp < issuers && (Loader::kBulkK || Loader::kBulkV)) ld.load_window(ld.block_of(c0));
+  if (warp == 0 && (Loader::kBulkK || Loader::kBulkV)) ld.load_window(ld.block_of(c0));
 
   if (threadIdx.x < G) s_rep[threadIdx.x] = my_rep;
   // Dense: a head that does not score itself (kernel 4 cannot compute it under the dense pass,
@@ -178,10 +176,8 @@ __device__ __forceinline__ void V4Item(const Params& p, int s, int g, int split,
   // count the logits from the start: a stage completes only once both have landed.
   const int u0 = *uses;
   const bool early = kPass == kV4Pv && p.pv_early != 0;
-  if (kLoad != 0) {
+  if (kLoad != 0 || warp == 0) {
     for (int t = 0; t < min(kStages, ntiles); ++t) early ? ld.issue_data(t) : ld.issue(t);
-  } else if (warp < issuers) {
-    for (int t = warp; t < min(kStages, ntiles); t += issuers) early ? ld.issue_data(t) : ld.issue(t);
   }
   V4Timeline<kPass>(p, kTlIssued);
   if (early) {
