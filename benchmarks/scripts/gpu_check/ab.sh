@@ -6,8 +6,7 @@
 # then Nsight Compute at boost clocks (--clock-control none) for one dense kernel-4 launch of
 # each at B=8, 16k: throughput sections and the L2 and DRAM throughput breakdowns, and the same
 # for PyTorch SDPA (cuDNN) on that shape (unless AB_NCU=0).
-# (A mode that sourced this may have started the builds already, to overlap them with its own runs.)
-[ -n "${variant_pids+x}" ] || start_variant_builds attention_bench paged_attention_gpu_test
+start_variant_builds attention_bench paged_attention_gpu_test
 wait_variant_builds || return 0
 for b in "${builds[@]}"; do  # the variants' tests side by side
   timeout 240 "$b/tests/paged_attention_gpu_test" --gtest_brief=1 \
