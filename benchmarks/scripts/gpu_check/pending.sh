@@ -1,5 +1,10 @@
 #!/usr/bin/env bash
 # gpu_check.sh mode `pending`, sourced by gpu_check.sh (it sees OUT, gpus, modes, has, bench, mpi).
+# As of the thirty-second session (2026-11-28): main's GPU code is the thirty-first's plus compiled-out
+# per-CTA timeline marks (CHAI_V4_TIMELINE; `*Kernel4*:*MixedBatch*:*DecodeDense*` passed on H200
+# GPU-e30993b3 at e564e80). Waiting for a GPU: branch wip/v4-early-window (the dense pass's score heads
+# and first block ids read before the bounds): `bash benchmarks/scripts/gpu_check.sh earlywin` (the mode is on the
+# branch) on an H200 (~7 min); if it gains, the engine needs block tables in batch order to gain too (the note).
 # As of the thirty-first session (2026-11-28): main's GPU code is e71b12b's plus PrepareDecodeV4 with
 # internal linkage (86da9ec), which passed every single-GPU gpu test on an H200 (d8038a7), and the
 # decode split search moved to kernels/decode_splits.h (75ea8f6: `ctest -L gpu -j 5`, 12 passed, 7
