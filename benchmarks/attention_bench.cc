@@ -15,9 +15,10 @@
 //   attention_bench [--dtype fp16|bf16|fp32] [--batches 1,8,32] [--contexts 1024,4096,16384] [--replays N]
 //                   [--hint M] [--members-per-cta N] [--ctas-per-sm N] [--kernel 1|2|3|4] [--block N]
 //                   [--layout shuffled|runs] [--timeline FILE]
-// --timeline (builds with -DCHAI_V4_TIMELINE=1 only): after timing each dense configuration, one
-// more call records decode kernel 4's per-CTA timestamps (kernels/cuda/v4_timeline.h), appended to
-// FILE as CSV rows (benchmarks/scripts/v4_timeline.py summarises them).
+// --timeline (builds with -DCHAI_V4_TIMELINE=1 only): after timing each dense and CHAI configuration
+// (not the hint-1 column), one more call records decode kernel 4's per-CTA timestamps of each pass
+// (kernels/cuda/v4_timeline.h), appended to FILE as CSV rows (benchmarks/scripts/v4_timeline.py
+// summarises them).
 // --block sets the cache's block size (positions per block; default 32, the engine's since becf072;
 // tables before 2026-11-28 ran the earlier default, 16): larger
 // blocks make longer bulk copies in kernel 4. --layout runs gives each head's list consecutive
@@ -86,7 +87,8 @@ struct Result {
 // One more call of `call` with kernel 4's timeline on; its CTAs' words appended to `out` as CSV rows.
 template <typename Call>
 void RecordTimeline(int batch, int context, int block, bool shuffled, Call call, cudaStream_t stream, FILE* out) {
-  constexpr int kMaxCtas = 1 << 16;
+  constexpr int kMaxCtas = 3 << 16;  // three passes' regions
+  constexpr const char* kPassNames[3] = {"dense", "scores", "pv"};
   unsigned long long* words = nullptr;
   const size_t bytes = size_t{kMaxCtas} * cuda::kV4TimelineWords * sizeof(unsigned long long);
   Check(cudaMalloc(&words, bytes), "timeline buffer");
@@ -98,10 +100,11 @@ void RecordTimeline(int batch, int context, int block, bool shuffled, Call call,
   Check(cudaMemcpyAsync(host.data(), words, bytes, cudaMemcpyDeviceToHost, stream), "timeline copy");
   Check(cudaStreamSynchronize(stream), "timeline sync");
   cudaFree(words);
-  for (int cta = 0; cta < kMaxCtas; ++cta) {
-    const unsigned long long* w = &host[size_t{cta} * cuda::kV4TimelineWords];
+  for (int i = 0; i < kMaxCtas; ++i) {
+    const unsigned long long* w = &host[size_t{i} * cuda::kV4TimelineWords];
     if (w[cuda::kTlExitNs] == 0) continue;  // no such CTA, or one with nothing to do
-    std::fprintf(out, "%d,%d,%d,%s,%d", batch, context, block, shuffled ? "shuffled" : "runs", cta);
+    std::fprintf(out, "%d,%d,%d,%s,%d,%s", batch, context, block, shuffled ? "shuffled" : "runs", i % (kMaxCtas / 3),
+                 kPassNames[i / (kMaxCtas / 3)]);
     for (int k = 0; k < cuda::kV4TimelineWords; ++k) std::fprintf(out, ",%llu", w[k]);
     std::fprintf(out, "\n");
   }
@@ -237,7 +240,7 @@ Result TimeConfig(int batch, int context, int block, bool chai, int hint, DType 
   cudaGraphExecDestroy(exec);
   cudaGraphDestroy(graph);
   Check(cudaStreamSynchronize(stream), "sync");
-  if (timeline != nullptr && !chai) RecordTimeline(batch, context, block, shuffled, call, stream, timeline);
+  if (timeline != nullptr && (!chai || hint > 1)) RecordTimeline(batch, context, block, shuffled, call, stream, timeline);
   return Result{Median(times), bytes};
 }
 
@@ -310,8 +313,8 @@ int Main(int argc, char** argv) {
       std::fprintf(stderr, "attention_bench: cannot write --timeline file '%s'\n", timeline_path);
       return 1;
     }
-    std::fprintf(timeline, "batch,context,block,layout,cta,sm,entry_ns,exit_ns,entry_clk,init_clk,bounds_clk,"
-                           "barrier_clk,issued_clk,first_clk,loop_end_clk,exit_clk,spare\n");
+    std::fprintf(timeline, "batch,context,block,layout,cta,pass,sm,entry_ns,exit_ns,entry_clk,init_clk,bounds_clk,"
+                           "barrier_clk,issued_clk,first_clk,loop_end_clk,exit_clk,items_clk\n");
   }
   int device = 0;
   Check(cudaGetDevice(&device), "cudaGetDevice");

@@ -65,13 +65,13 @@ namespace chai::cuda::paged {
 #ifdef __CUDACC__
 
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-// Diagnostics (CHAI_V4_TIMELINE builds, the dense pass, a timeline set): thread 0 stores word k of
-// this CTA's timeline (v4_timeline.h). Compiles to nothing otherwise.
+// Diagnostics (CHAI_V4_TIMELINE builds, a timeline set): thread 0 stores word k of this CTA's
+// timeline in pass kPass's region (v4_timeline.h). Compiles to nothing otherwise.
 template <int kPass>
 __device__ __forceinline__ void V4Timeline(const Params& p, int k) {
-  if constexpr (kV4Timeline && kPass == kV4Dense) {
-    const int64_t cta = int64_t{blockIdx.y} * gridDim.x + blockIdx.x;
-    if (threadIdx.x != 0 || p.timeline == nullptr || cta >= p.timeline_ctas) return;
+  if constexpr (kV4Timeline) {
+    const int64_t cta = int64_t{blockIdx.y} * gridDim.x + blockIdx.x, region = p.timeline_ctas / 3;
+    if (threadIdx.x != 0 || p.timeline == nullptr || cta >= region) return;
     unsigned long long v;
     if (k == kTlSm) {
       unsigned sm;
@@ -82,7 +82,7 @@ __device__ __forceinline__ void V4Timeline(const Params& p, int k) {
     } else {
       v = static_cast<unsigned long long>(clock64());
     }
-    p.timeline[cta * kV4TimelineWords + k] = v;
+    p.timeline[(kPass * region + cta) * kV4TimelineWords + k] = v;
   }
 }
 
@@ -307,10 +307,13 @@ __global__ void __launch_bounds__(kDecodeThreads, 2) DecodeV4Kernel(Params p) {
   } else {
     __shared__ int s_items[kV4MaxItems];
     const int n = V4ScoreItems(p, s_items);
+    V4Timeline<kPass>(p, kTlItems);
     for (int k = 0; k < n; ++k) {
       V4Item<T, kD, kPass>(p, s_items[k] / p.kv_heads, s_items[k] % p.kv_heads, static_cast<int>(blockIdx.y), full0,
                            &uses);
     }
+    V4Timeline<kPass>(p, kTlExit);
+    V4Timeline<kPass>(p, kTlExitNs);
   }
 #endif  // __CUDA_ARCH__ >= 900
 }

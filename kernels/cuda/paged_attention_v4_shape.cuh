@@ -58,7 +58,7 @@ enum V4Pass : int { kV4Dense = 0, kV4Scores = 1, kV4Pv = 2 };
 #ifndef CHAI_V4_CPASYNC
 #define CHAI_V4_CPASYNC 0
 #endif
-// CHAI_V4_TIMELINE=1: the dense pass records per-CTA timestamps into Params::timeline (diagnostics,
+// CHAI_V4_TIMELINE=1: every pass records per-CTA timestamps into Params::timeline (diagnostics,
 // kernels/cuda/v4_timeline.h).
 #ifndef CHAI_V4_TIMELINE
 #define CHAI_V4_TIMELINE 0
