@@ -5,6 +5,9 @@
 # GPU-e30993b3 at e564e80). Waiting for a GPU: branch wip/v4-early-window (the dense pass's score heads
 # and first block ids read before the bounds): `bash benchmarks/scripts/gpu_check.sh earlywin` (the mode is on the
 # branch) on an H200 (~7 min); if it gains, the engine needs block tables in batch order to gain too (the note).
+# Also not yet run: the timeline of the CHAI passes (scores, P·V; d1394e0): a build with
+# -DCMAKE_CUDA_FLAGS=-DCHAI_V4_TIMELINE=1, `attention_bench --batches 8,32 --contexts 2048,4096 --layout runs
+# --timeline F`, then `v4_timeline.py F`: where the scores pass's ~12 us at B = 8 / 2k go.
 # As of the thirty-first session (2026-11-28): main's GPU code is e71b12b's plus PrepareDecodeV4 with
 # internal linkage (86da9ec), which passed every single-GPU gpu test on an H200 (d8038a7), and the
 # decode split search moved to kernels/decode_splits.h (75ea8f6: `ctest -L gpu -j 5`, 12 passed, 7
