@@ -82,8 +82,6 @@ struct Result {
   double seconds = 0, bytes = 0;
 };
 
-// Times one configuration; `chai` keeps K for heads 0, 8, 16, 24 only; `hint` is passed as
-// kv.members_per_rep.
 // One more call of `call` with kernel 4's timeline on; its CTAs' words appended to `out` as CSV rows.
 template <typename Call>
 void RecordTimeline(int batch, int context, int block, bool shuffled, Call call, cudaStream_t stream, FILE* out) {
@@ -111,6 +109,8 @@ void RecordTimeline(int batch, int context, int block, bool shuffled, Call call,
   std::fflush(out);
 }
 
+// Times one configuration; `chai` keeps K for heads 0, 8, 16, 24 only; `hint` is passed as
+// kv.members_per_rep.
 Result TimeConfig(int batch, int context, int block, bool chai, int hint, DType dtype, int replays, size_t l2_bytes,
                   bool shuffled, cudaStream_t stream, FILE* timeline) {
   const size_t elt = DTypeSize(dtype);

@@ -66,8 +66,8 @@ struct Params {
   int pv_early;       // decode kernel 4 (CHAI): the scores pass releases the P·V pass early, which
                       // issues its first V stages before its PdlWait (paged_attention_decode_v4.cuh)
   L2Prefetch then;    // decode kernel 4 (dense and P·V passes): PagedKv::then
-  unsigned long long* timeline;  // decode kernel 4's dense pass, CHAI_V4_TIMELINE builds: v4_timeline.h; null: off
-  int timeline_ctas;             // CTAs the timeline has room for
+  unsigned long long* timeline;  // decode kernel 4, CHAI_V4_TIMELINE builds: per-CTA marks (v4_timeline.h); null: off
+  int timeline_ctas;             // CTAs the timeline has room for (three passes' regions)
 };
 
 // Host-side: which kernels to launch and how big.
