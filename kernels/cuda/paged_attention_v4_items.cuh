@@ -32,16 +32,17 @@ __device__ __forceinline__ int V4ScoreItems(const Params& p, int* items) {
   const int slots = p.num_seqs * kvh, ctas = static_cast<int>(gridDim.x), me = static_cast<int>(blockIdx.x);
   int before = 0;  // busy slots in earlier rounds
   for (int base = 0; base < slots; base += kUnroll * kDecodeThreads) {
-    // Level 1: each slot's sequence row and whether the sequence decodes. A slot past the end
-    // reads sequence 0's (in bounds) and is not busy.
+    // Level 1: each slot's sequence row and whether the sequence decodes (predicated loads: a
+    // slot past the end loads nothing and is not busy).
     int64_t row[kUnroll];
-    bool decode[kUnroll];
+    bool in[kUnroll], decode[kUnroll];
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
       const int j = base + u * kDecodeThreads + static_cast<int>(threadIdx.x);
-      const int sj = j < slots ? j / kvh : 0;
-      row[u] = p.slots != nullptr ? __ldg(p.slots + sj) : sj;
-      decode[u] = j < slots && __ldg(p.q_start + sj + 1) - __ldg(p.q_start + sj) == 1;
+      const int sj = j / kvh;
+      in[u] = j < slots;
+      row[u] = !in[u] ? 0 : p.slots != nullptr ? __ldg(p.slots + sj) : sj;
+      decode[u] = in[u] && __ldg(p.q_start + sj + 1) - __ldg(p.q_start + sj) == 1;
     }
     // Level 2: whether the slot's KV group holds a representative (a head that scores itself).
     unsigned busy = 0;  // bit u: slot base + u * kDecodeThreads + threadIdx.x
@@ -51,7 +52,7 @@ __device__ __forceinline__ int V4ScoreItems(const Params& p, int* items) {
       const int32_t* sh = p.score_head + row[u] * H + gj * G;
       bool rep = false;
 #pragma unroll
-      for (int i = 0; i < kV4MaxGroup; ++i) rep |= i < G && __ldg(sh + i) == gj * G + i;
+      for (int i = 0; i < kV4MaxGroup; ++i) rep |= in[u] && i < G && __ldg(sh + i) == gj * G + i;
       busy |= (decode[u] && rep ? 1u : 0u) << u;
     }
     unsigned ballot[kUnroll];
