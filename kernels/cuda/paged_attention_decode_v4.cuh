@@ -286,7 +286,7 @@ __global__ void __launch_bounds__(kDecodeThreads, 2) DecodeV4Kernel(Params p) {
   // waits, so this grid completes only after the scores pass has.
   if (kPass != kV4Pv || p.pv_early == 0) PdlWait();
   V4Timeline<kPass>(p, kTlInit);
-  if constexpr (kPass == kV4Scores && !kV4ReleaseAfterItems) {
+  if constexpr (kPass == kV4Scores) {
     if (p.pv_early != 0) PdlReleaseDependents();
   }
   // The barriers are visible to every thread before their first use: V4Item meets at a
@@ -308,9 +308,6 @@ __global__ void __launch_bounds__(kDecodeThreads, 2) DecodeV4Kernel(Params p) {
     __shared__ int s_items[kV4MaxItems];
     const int n = V4ScoreItems(p, s_items);
     V4Timeline<kPass>(p, kTlItems);
-    if constexpr (kV4ReleaseAfterItems) {
-      if (p.pv_early != 0) PdlReleaseDependents();
-    }
     for (int k = 0; k < n; ++k) {
       V4Item<T, kD, kPass>(p, s_items[k] / p.kv_heads, s_items[k] % p.kv_heads, static_cast<int>(blockIdx.y), full0,
                            &uses);

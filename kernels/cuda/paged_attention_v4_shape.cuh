@@ -58,13 +58,6 @@ enum V4Pass : int { kV4Dense = 0, kV4Scores = 1, kV4Pv = 2 };
 #ifndef CHAI_V4_CPASYNC
 #define CHAI_V4_CPASYNC 0
 #endif
-// CHAI_V4_RELEASE_AFTER_ITEMS=1 (an experiment): the scores pass releases its P·V pass early after
-// it has found its items rather than before, so that the item search's loads do not queue behind
-// the P·V pass's first V stages.
-#ifndef CHAI_V4_RELEASE_AFTER_ITEMS
-#define CHAI_V4_RELEASE_AFTER_ITEMS 0
-#endif
-constexpr bool kV4ReleaseAfterItems = CHAI_V4_RELEASE_AFTER_ITEMS != 0;
 // CHAI_V4_TIMELINE=1: every pass records per-CTA timestamps into Params::timeline (diagnostics,
 // kernels/cuda/v4_timeline.h).
 #ifndef CHAI_V4_TIMELINE
