@@ -18,46 +18,64 @@ namespace chai::cuda::paged {
 // at 4 representatives of 32 heads) held the SMs' two CTA places for a global load each and
 // took as long as the busy ones. Writes the items' slot ids to items[]; returns their count.
 // The host launches at least ceil(slots / kV4MaxItems) CTAs, so no CTA gets more.
+// Latency, not bandwidth, is this search's cost (it runs before a CTA's first K copy): every
+// thread issues all its loads before it uses any (two dependent levels, slots then score heads;
+// one without slots) and the CTA meets twice per round of kUnroll x kDecodeThreads slots. Written
+// as a loop of load-then-test per slot it took 0.7 us per slot a thread tested (7.7 us of a
+// 24 us scores CTA at B = 32 / 1k on an H200, thirty-third session, attention-decode-h200.md).
 __device__ __forceinline__ int V4ScoreItems(const Params& p, int* items) {
   constexpr unsigned kAll = 0xffffffffu;
   constexpr int kUnroll = 8;  // slots per thread whose loads are in flight together
-  __shared__ int s_count[kDecodeWarps];
+  __shared__ int s_count[kUnroll][kDecodeWarps];
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const int kvh = p.kv_heads, G = p.group, H = p.heads;
   const int slots = p.num_seqs * kvh, ctas = static_cast<int>(gridDim.x), me = static_cast<int>(blockIdx.x);
   int before = 0;  // busy slots in earlier rounds
   for (int base = 0; base < slots; base += kUnroll * kDecodeThreads) {
-    bool busy[kUnroll];
+    // Level 1: each slot's sequence row and whether the sequence decodes (predicated loads: a
+    // slot past the end loads nothing and is not busy).
+    int64_t row[kUnroll];
+    bool in[kUnroll], decode[kUnroll];
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
       const int j = base + u * kDecodeThreads + static_cast<int>(threadIdx.x);
-      busy[u] = false;
-      if (j < slots) {
-        const int sj = j / kvh, gj = j % kvh;
-        const int64_t tr = p.slots != nullptr ? p.slots[sj] : sj;
-        const int32_t* sh = p.score_head + tr * H + gj * G;
-        bool rep = false;
-        for (int i = 0; i < G; ++i) rep |= __ldg(sh + i) == gj * G + i;
-        busy[u] = rep && p.q_start[sj + 1] - p.q_start[sj] == 1;
-      }
+      const int sj = j / kvh;
+      in[u] = j < slots;
+      row[u] = !in[u] ? 0 : p.slots != nullptr ? __ldg(p.slots + sj) : sj;
+      decode[u] = in[u] && __ldg(p.q_start + sj + 1) - __ldg(p.q_start + sj) == 1;
     }
+    // Level 2: whether the slot's KV group holds a representative (a head that scores itself).
+    unsigned busy = 0;  // bit u: slot base + u * kDecodeThreads + threadIdx.x
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
-      const unsigned ballot = __ballot_sync(kAll, busy[u]);
-      if (lane == 0) s_count[warp] = __popc(ballot);
-      __syncthreads();
-      int rank = before + __popc(ballot & ((1u << lane) - 1u)), total = 0;
+      const int gj = (base + u * kDecodeThreads + static_cast<int>(threadIdx.x)) % kvh;
+      const int32_t* sh = p.score_head + row[u] * H + gj * G;
+      bool rep = false;
+#pragma unroll
+      for (int i = 0; i < kV4MaxGroup; ++i) rep |= in[u] && i < G && __ldg(sh + i) == gj * G + i;
+      busy |= (decode[u] && rep ? 1u : 0u) << u;
+    }
+    unsigned ballot[kUnroll];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      ballot[u] = __ballot_sync(kAll, (busy >> u) & 1u);
+      if (lane == 0) s_count[u][warp] = __popc(ballot[u]);
+    }
+    __syncthreads();
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      int rank = before + __popc(ballot[u] & ((1u << lane) - 1u)), total = 0;
 #pragma unroll
       for (int w = 0; w < kDecodeWarps; ++w) {
-        rank += w < warp ? s_count[w] : 0;
-        total += s_count[w];
+        rank += w < warp ? s_count[u][w] : 0;
+        total += s_count[u][w];
       }
-      if (busy[u] && rank % ctas == me && rank / ctas < kV4MaxItems) {
+      if (((busy >> u) & 1u) != 0 && rank % ctas == me && rank / ctas < kV4MaxItems) {
         items[rank / ctas] = base + u * kDecodeThreads + static_cast<int>(threadIdx.x);
       }
       before += total;
-      __syncthreads();  // s_count is rewritten next round; items[] is complete after the last
     }
+    __syncthreads();  // s_count is rewritten next round; items[] is complete after the last
   }
   return before > me ? min((before - 1 - me) / ctas + 1, kV4MaxItems) : 0;
 }

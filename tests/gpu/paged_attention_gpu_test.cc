@@ -175,6 +175,9 @@ TEST_F(PagedAttentionGpu, DecodeDenseKernel4Shapes) {
   big.name += ", blocks in runs";
   big.block_runs = true;
   Check(big);
+  big.name += ", rows by slots";
+  big.row_slots = true;
+  Check(big);
   // Dense decode rows next to prefill and idle sequences (CHAI ones among those: kernel 4 reads
   // only the decode sequences' maps).
   Case m{"mixed decode/prefill/idle, dense decode, GQA 16/4 d64", 16, 4, 64, 16};
@@ -409,6 +412,11 @@ TEST_F(PagedAttentionGpu, DecodeChaiKernel4Shapes) {
   big.hint = 8;
   big.extra_max_len = 3000;
   Check(big);
+  // The same with the tables and maps at the engine's persistent rows (batch.slots): the scores
+  // pass's item search reads each sequence's map through them (1280 slots: two search rounds).
+  big.name += ", rows by slots";
+  big.row_slots = true;
+  Check(big);
   // One long sequence split over many chunks in both passes.
   Case one{"decode CHAI 32/8 d128, one long sequence", 32, 8, 128, 16};
   one.lens = {8191};
@@ -423,6 +431,9 @@ TEST_F(PagedAttentionGpu, DecodeChaiKernel4Shapes) {
   m.maps = {RandomClusters(16, 3), RandomClusters(16, 3), Dense(16), RandomClusters(16, 3), RandomClusters(16, 2),
             Dense(16), RandomClusters(16, 1)};
   m.hint = 4;
+  Check(m);
+  m.name += ", rows by slots";
+  m.row_slots = true;
   Check(m);
 }
 
@@ -639,6 +650,9 @@ TEST_F(PagedAttentionGpu, MixedBatch) {
   c.news = {1, 90, 1, 0, 1, 9, 64};
   c.maps = {RandomClusters(8, 2), Dense(8), Dense(8), RandomClusters(8, 3), Dense(8), RandomClusters(8, 4),
             RandomClusters(8, 1)};
+  Check(c);
+  c.name += ", rows by slots";
+  c.row_slots = true;
   Check(c);
 }
 

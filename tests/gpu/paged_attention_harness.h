@@ -105,6 +105,10 @@ struct Case {
   // Block ids handed out in shuffled runs of 1-6 consecutive ids (as the engine's cache mostly
   // holds them) instead of one by one: kernel 4 may copy such runs whole.
   bool block_runs = false;
+  // The sequences' block tables and score-head maps at shuffled rows among num_seqs + 3 (batch.slots
+  // names each one's, as the engine's persistent rows are) instead of at row s; the spare rows hold
+  // identity maps and tables of -1, which a kernel reading row s instead would show.
+  bool row_slots = false;
 };
 
 // A case's inputs for one dtype, built on the host once and shared by every kernel run: the pool
@@ -279,9 +283,22 @@ struct Result {
 // the second call's output [T, heads * d] as floats.
 inline Result RunKernel(const Case& c, const Inputs& in, DType dtype, std::vector<float>* outputs = nullptr) {
   const int S = static_cast<int>(c.lens.size()), H = c.heads, KV = c.kv_heads, d = c.d, T = in.T;
+  // Row of each sequence in the tables and maps: s, or a shuffled one (Case::row_slots).
+  const int rows = c.row_slots ? S + 3 : S;
+  std::vector<int32_t> row_of(rows);
+  std::iota(row_of.begin(), row_of.end(), 0);
+  if (c.row_slots) std::shuffle(row_of.begin(), row_of.end(), Rng());
+  row_of.resize(S);
+  const size_t table_row = size_t{2} * KV * in.max_blocks;
+  std::vector<int32_t> tables(rows * table_row, -1), score_flat(size_t(rows) * H);
+  for (int r = 0; r < rows; ++r) std::iota(score_flat.begin() + size_t(r) * H, score_flat.begin() + size_t(r + 1) * H, 0);
+  for (int s = 0; s < S; ++s) {
+    std::copy_n(in.tables.begin() + s * table_row, table_row, tables.begin() + row_of[s] * table_row);
+    std::copy_n(in.score_flat.begin() + size_t(s) * H, H, score_flat.begin() + size_t(row_of[s]) * H);
+  }
   PagedKv kv;
   kv.pool = in.pool_before.To(Device::kCuda);
-  kv.tables = Tensor::FromInts(in.tables, {S, 2, KV, in.max_blocks}).To(Device::kCuda);
+  kv.tables = Tensor::FromInts(tables, {rows, 2, KV, in.max_blocks}).To(Device::kCuda);
   kv.block_size = c.block_size;
   kv.kv_heads = KV;
   kv.max_blocks = in.max_blocks;
@@ -290,10 +307,11 @@ inline Result RunKernel(const Case& c, const Inputs& in, DType dtype, std::vecto
   BatchLayout batch;
   batch.q_start = DeviceInts(in.q_start);
   batch.seq_lens = DeviceInts(std::vector<int32_t>(c.lens.begin(), c.lens.end()));
+  if (c.row_slots) batch.slots = DeviceInts(row_of);
   batch.num_seqs = S;
   batch.max_new_tokens = in.max_new;
   batch.max_seq_len = in.max_len + c.extra_max_len;
-  Tensor score_head = Tensor::FromInts(in.score_flat, {S, H}).To(Device::kCuda);
+  Tensor score_head = Tensor::FromInts(score_flat, {rows, H}).To(Device::kCuda);
   Tensor q_dev = in.q.To(Device::kCuda);
   Tensor k_dev = in.k_new.To(Device::kCuda);
   Tensor v_dev = in.v_new.To(Device::kCuda);
