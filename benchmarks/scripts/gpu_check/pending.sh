@@ -1,5 +1,17 @@
 #!/usr/bin/env bash
 # gpu_check.sh mode `pending`, sourced by gpu_check.sh (it sees OUT, gpus, modes, has, bench, mpi).
+# As of the thirty-third session (2026-11-28): main's GPU code is the thirty-second's with the CHAI
+# scores pass's item search issuing its loads together (40fa816; paged_attention_gpu_test 27/27 on
+# H200 GPU-fc0a4395 at 9fbac7f, whose default device code is main's; the new tests through
+# batch.slots 2/2 on GPU-5b4d677f). Waiting for a GPU: branch wip/score-item-lists (the scores pass
+# reading host-built item lists, the engine's captured CHAI steps passing them; built and unit-tested
+# here, never run on a GPU): on the branch, `bash benchmarks/scripts/gpu_check.sh scoreitems` (tests,
+# memcheck, attention_bench listed/searched; ~8 min on an H200), then `SCOREITEMS_TESTS=0
+# SCOREITEMS_BENCH=0 SCOREITEMS_E2E=1 gpu_check.sh scoreitems` (LLaMA-7B CHAI at batch 16 / 4k under
+# CHAI_DECODE_SCORE_ITEMS=0 and 1); merge if the tests pass and it is not slower.
+# Also open: why the item search takes 3-7 us per CTA even with the P·V pass held back (a clock per
+# phase inside V4ScoreItems in the timeline build would say; instruction fetch of the unrolled
+# search is one suspect: at B = 1 the predicated form fetches code the old loop branched over).
 # As of the thirty-second session (2026-11-28): main's GPU code is the thirty-first's plus compiled-out
 # per-CTA timeline marks (CHAI_V4_TIMELINE; `*Kernel4*:*MixedBatch*:*DecodeDense*` passed on H200
 # GPU-e30993b3 at e564e80). Waiting for a GPU: branch wip/v4-early-window (the dense pass's score heads
