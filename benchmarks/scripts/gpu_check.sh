@@ -40,7 +40,8 @@
 # pipeline (pipelined greedy decode: its tests, memcheck, LLaMA-7B with it off and on), blocks (the KV
 # block size: decode attention against SDPA per block size, LLaMA-7B TPOT at each), chaisplits (the
 # split counts of the CHAI passes: tests under forced counts, attention_bench under each), treeab (a kernel
-# change against a baseline tree, BASE_TAR: the attention tests, attention_bench alternating, the timeline).
+# change against a baseline tree, BASE_TAR: the attention tests, attention_bench alternating, the timeline),
+# stalls (what kernel 4's passes and cuDNN's decode kernel stall on, Nsight Compute's warp-stall reasons).
 set -uo pipefail
 modes=" ${*:-all} "
 [ "$modes" = " all " ] && modes=" test bench e2e chai "
@@ -152,6 +153,7 @@ targets=()
 [ "$modes" = " attnprof " ] && targets=(--target attention_bench)
 [ "$modes" = " ab " ] && targets=(--target attention_bench paged_attention_gpu_test gemm_bench)  # the variants build beside
 [ "$modes" = " treeab " ] && targets=(--target attention_bench paged_attention_gpu_test)  # the baseline builds beside
+[ "$modes" = " stalls " ] && targets=(--target attention_bench)
 [ "$modes" = " abe2e " ] && targets=(--target chai ops_gpu_test fused_ops_gpu_test linear_fused_gpu_test pdl_gpu_test engine_gpu_test)
 [ "$modes" = " splits " ] && targets=(--target chai attention_bench)
 [ "$modes" = " qkvappend " ] && targets=(--target chai qkv_append_gpu_test fused_ops_gpu_test engine_gpu_test)
@@ -202,6 +204,7 @@ has profile && run_mode profile
 has attnprof && run_mode attnprof
 has ab && run_mode ab
 has treeab && run_mode treeab
+has stalls && run_mode stalls
 has abe2e && run_mode abe2e
 has qkvappend && run_mode qkvappend
 has b1attn && run_mode b1attn

@@ -9,9 +9,9 @@
 # memcheck, attention_bench listed/searched; ~8 min on an H200), then `SCOREITEMS_TESTS=0
 # SCOREITEMS_BENCH=0 SCOREITEMS_E2E=1 gpu_check.sh scoreitems` (LLaMA-7B CHAI at batch 16 / 4k under
 # CHAI_DECODE_SCORE_ITEMS=0 and 1); merge if the tests pass and it is not slower.
-# Also open: why the item search takes 3-7 us per CTA even with the P·V pass held back (a clock per
-# phase inside V4ScoreItems in the timeline build would say; instruction fetch of the unrolled
-# search is one suspect: at B = 1 the predicated form fetches code the old loop branched over).
+# Also open: why the item search takes 3-7 us per CTA even with the P·V pass held back (instruction
+# fetch of the unrolled search is one suspect: at B = 1 the predicated form fetches code the old
+# loop branched over): `gpu_check.sh stalls` (~3 min) gives each pass's and cuDNN's stall reasons.
 # As of the thirty-second session (2026-11-28): main's GPU code is the thirty-first's plus compiled-out
 # per-CTA timeline marks (CHAI_V4_TIMELINE; `*Kernel4*:*MixedBatch*:*DecodeDense*` passed on H200
 # GPU-e30993b3 at e564e80). Waiting for a GPU: branch wip/v4-early-window (the dense pass's score heads
