@@ -70,6 +70,10 @@ class RoundedSource : public TensorSource {
 
 }  // namespace
 
+std::unique_ptr<TensorSource> MakeRoundedSource(std::unique_ptr<TensorSource> inner, DType dtype) {
+  return std::make_unique<RoundedSource>(std::move(inner), dtype);
+}
+
 absl::StatusOr<TestModel> LoadRoundedCpuModel(const std::string& dir, DType dtype) {
   TestModel m;
   auto config = LoadModelConfig(dir);

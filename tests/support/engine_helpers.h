@@ -10,6 +10,7 @@
 #include "parallel/communicator.h"
 #include "runtime/engine.h"
 #include "runtime/json.h"
+#include "runtime/tensor_source.h"
 
 namespace chai::testing {
 
@@ -37,6 +38,8 @@ absl::StatusOr<TestModel> LoadTestModel(const std::string& dir, const EngineOpti
 // that stores weights in `dtype`, so that kernel error is measured apart from the rounding
 // of the weights themselves.
 absl::StatusOr<TestModel> LoadRoundedCpuModel(const std::string& dir, DType dtype);
+// The weights of `inner` rounded to `dtype` and back to fp32 (LoadRoundedCpuModel's source).
+std::unique_ptr<TensorSource> MakeRoundedSource(std::unique_ptr<TensorSource> inner, DType dtype);
 
 // Prefill logits at every prompt position, [len, vocab] flattened, for one prompt.
 std::vector<std::vector<float>> PromptLogits(Engine& engine, const std::vector<int32_t>& prompt);
