@@ -20,9 +20,10 @@ namespace chai::cuda::paged {
 // The host launches at least ceil(slots / kV4MaxItems) CTAs, so no CTA gets more.
 // Latency, not bandwidth, is this search's cost (it runs before a CTA's first K copy): every
 // thread issues all its loads before it uses any (two dependent levels, slots then score heads;
-// one without slots) and the CTA meets twice per round of kUnroll x kDecodeThreads slots. Written
-// as a loop of load-then-test per slot it took 0.7 us per slot a thread tested (7.7 us of a
-// 24 us scores CTA at B = 32 / 1k on an H200, thirty-third session, attention-decode-h200.md).
+// one without slots) and the CTA meets twice per round of kUnroll x kDecodeThreads slots. On an
+// H200 this form made CHAI attention 1-4% faster at B = 8-32 than a loop of load-then-test per
+// slot with two barriers per slot group, though the search itself still spans 3-7 us of a
+// scores CTA (the per-CTA timeline; attention-decode-h200.md, thirty-third session).
 __device__ __forceinline__ int V4ScoreItems(const Params& p, int* items) {
   constexpr unsigned kAll = 0xffffffffu;
   constexpr int kUnroll = 8;  // slots per thread whose loads are in flight together
