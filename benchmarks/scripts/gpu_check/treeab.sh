@@ -9,7 +9,11 @@
 # timeline (v4_timeline.py) of this tree built with TREEAB_TL_FLAGS (default the timeline marks
 # alone) on TREEAB_TIMELINE (attention_bench arguments).
 base_tar=${BASE_TAR:-base-tree.tar.gz}
-[ -f "$base_tar" ] || { echo "treeab: no baseline tree $base_tar (make it with `git archive COMMIT | gzip > $base_tar` and name it in the device call's carry: it is ignored, so it does not travel otherwise)"; return 0; }
+[ -f "$base_tar" ] || {
+  echo "treeab: no baseline tree $base_tar (make it with: git archive COMMIT | gzip > $base_tar; and name it in the" \
+    "device call's carry: it is ignored by git, so it does not travel otherwise)"
+  return 0
+}
 rm -rf base-src && mkdir base-src && tar xzf "$base_tar" -C base-src
 (cmake -S base-src -B build-base -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCHS:-90}" \
   > "$OUT/treeab-configure-base.log" 2>&1 &&
