@@ -316,7 +316,7 @@ TEST_P(ChaiDevicePath, ReusedRow) {
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, ChaiDevicePath,
                          ::testing::Values("opt-preln", "opt-postln", "opt-proj", "llama-mha", "llama-gqa",
-                                           "llama-bias"),
+                                           "llama-bias", "llama-d64", "opt-d64"),
                          FixtureParamName());
 
 // The trained checkpoint: the device path reproduces the golden representatives.

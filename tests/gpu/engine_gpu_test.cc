@@ -85,7 +85,7 @@ TEST_P(GpuEngine, MatchesHuggingFace) {
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, GpuEngine,
                          ::testing::Combine(::testing::Values("opt-preln", "opt-postln", "opt-proj", "llama-mha",
-                                                              "llama-gqa", "llama-bias"),
+                                                              "llama-gqa", "llama-bias", "llama-d64", "opt-d64"),
                                             ::testing::Values(DType::kF32, DType::kF16, DType::kBF16)),
                          [](const auto& info) {
                            std::string n = std::get<0>(info.param) + "_" + DTypeName(std::get<1>(info.param));
@@ -220,7 +220,7 @@ TEST_P(GpuFusedDecode, MatchesUnfusedAndReference) {
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, GpuFusedDecode,
                          ::testing::Combine(::testing::Values("opt-preln", "opt-postln", "llama-mha", "llama-gqa",
-                                                              "llama-bias"),
+                                                              "llama-bias", "llama-d64", "opt-d64"),
                                             ::testing::Values(DType::kF16, DType::kBF16)),
                          [](const auto& info) {
                            std::string n = std::get<0>(info.param) + "_" + DTypeName(std::get<1>(info.param));
@@ -337,7 +337,7 @@ TEST_P(GpuChai, MatchesReference) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Fixtures, GpuChai, ::testing::Values("opt-preln", "llama-gqa", "llama-bias"),
+INSTANTIATE_TEST_SUITE_P(Fixtures, GpuChai, ::testing::Values("opt-preln", "llama-gqa", "llama-bias", "llama-d64"),
                          FixtureParamName());
 
 }  // namespace

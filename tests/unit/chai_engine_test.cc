@@ -63,7 +63,7 @@ TEST_P(ChaiFixture, MatchesPythonReference) {
 
 INSTANTIATE_TEST_SUITE_P(Models, ChaiFixture,
                          ::testing::Values("opt-preln", "opt-postln", "opt-proj", "llama-mha", "llama-gqa",
-                                           "llama-bias"),
+                                           "llama-bias", "llama-d64", "opt-d64"),
                          FixtureParamName());
 
 // A short prompt keeps full K until the 5th token arrives, then drops the non-representatives'.

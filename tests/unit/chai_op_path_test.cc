@@ -47,7 +47,7 @@ TEST_P(ChaiOpPath, EqualsHostPath) {
 
 INSTANTIATE_TEST_SUITE_P(Models, ChaiOpPath,
                          ::testing::Values("opt-preln", "opt-postln", "opt-proj", "llama-mha", "llama-gqa",
-                                           "llama-bias"),
+                                           "llama-bias", "llama-d64", "opt-d64"),
                          FixtureParamName());
 
 // A short prompt keeps full K until the 5th token; the op's membership lands at that step's end.

@@ -39,7 +39,7 @@ TEST_P(RepoFixture, MatchesHuggingFace) { CheckAgainstGolden(FixtureDir(GetParam
 
 INSTANTIATE_TEST_SUITE_P(Models, RepoFixture,
                          ::testing::Values("opt-preln", "opt-postln", "opt-proj", "llama-mha", "llama-gqa",
-                                           "llama-bias"),
+                                           "llama-bias", "llama-d64", "opt-d64"),
                          FixtureParamName());
 
 // The engine's fused wirings (LinearFused in place of Linear and SiluMulFused, and with kAll of
@@ -79,7 +79,8 @@ TEST_P(FusedLinearsFixture, EqualUnfusedEngine) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, FusedLinearsFixture,
-                         ::testing::Values("opt-preln", "opt-postln", "opt-proj", "llama-mha", "llama-gqa", "llama-bias"),
+                         ::testing::Values("opt-preln", "opt-postln", "opt-proj", "llama-mha", "llama-gqa", "llama-bias",
+                                           "llama-d64", "opt-d64"),
                          FixtureParamName());
 
 class SharedFixture : public ::testing::TestWithParam<std::string> {};
