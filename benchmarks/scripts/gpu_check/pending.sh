@@ -5,10 +5,12 @@
 # H200 GPU-fc0a4395 at 9fbac7f, whose default device code is main's; the new tests through
 # batch.slots 2/2 on GPU-5b4d677f). Waiting for a GPU: branch wip/score-item-lists (the scores pass
 # reading host-built item lists, the engine's captured CHAI steps passing them; built and unit-tested
-# here, never run on a GPU): on the branch, `bash benchmarks/scripts/gpu_check.sh scoreitems` (tests,
-# memcheck, attention_bench listed/searched; ~8 min on an H200), then `SCOREITEMS_TESTS=0
-# SCOREITEMS_BENCH=0 SCOREITEMS_E2E=1 gpu_check.sh scoreitems` (LLaMA-7B CHAI at batch 16 / 4k under
-# CHAI_DECODE_SCORE_ITEMS=0 and 1); merge if the tests pass and it is not slower.
+# here, never run on a GPU): on the branch, `SCOREITEMS_BENCH=0 bash benchmarks/scripts/gpu_check.sh
+# scoreitems` (build, the tests incl. main's new engine tests and fixtures, memcheck; ~9 min on an
+# H200), then on the warm machine `SCOREITEMS_TESTS=0 gpu_check.sh scoreitems` (attention_bench
+# listed/searched) and `SCOREITEMS_TESTS=0 SCOREITEMS_BENCH=0 SCOREITEMS_E2E=1 gpu_check.sh scoreitems`
+# (LLaMA-7B CHAI at batch 16 / 4k under CHAI_DECODE_SCORE_ITEMS=0 and 1); merge if the tests pass and
+# it is not slower.
 # New tests not yet run on a GPU: engine_kernel4_gpu_test (the engine in kernel 4's shapes, head_dim
 # 64, dense and CHAI, against the CPU engine) and the fixtures llama-d64 / opt-d64 in engine_gpu_test
 # and chai_cluster_gpu_test (Hugging Face goldens; until now no engine test reached kernel 4):
