@@ -108,12 +108,13 @@ run_gtest() {
   grep -E "^\[  FAILED|Failure" -A3 "$OUT/$2.log" | head -12
 }
 # Runs the test binaries named after $1 (a log prefix) in parallel, brief output, under the
-# VAR=value words of PARALLEL_TEST_ENV; then prints each one's pass/fail line and any failures.
+# VAR=value words of PARALLEL_TEST_ENV (each within GTEST_TIMEOUT seconds, default 300); then prints
+# each one's pass/fail line and any failures.
 parallel_gtests() {
   local tag=$1 t env_words=()
   read -ra env_words <<< "${PARALLEL_TEST_ENV:-}"
   for t in "${@:2}"; do
-    env "${env_words[@]}" timeout 300 "build-gpu/tests/$t" --gtest_brief=1 > "$OUT/$tag-$t.log" 2>&1 &
+    env "${env_words[@]}" timeout "${GTEST_TIMEOUT:-300}" "build-gpu/tests/$t" --gtest_brief=1 > "$OUT/$tag-$t.log" 2>&1 &
   done
   wait
   for t in "${@:2}"; do
